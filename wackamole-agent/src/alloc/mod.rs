@@ -1,0 +1,1 @@
+//! Allocation engine: Wackamole's algorithm as a pure state machine.

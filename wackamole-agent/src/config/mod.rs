@@ -1,0 +1,1 @@
+//! Configuration: TOML schema, validation, legacy import.

@@ -1,0 +1,1 @@
+//! The XDP data plane: load, attach, pin, and drive the maps.

@@ -1,0 +1,88 @@
+//! Membership: one small interface over group-communication engines with
+//! Extended Virtual Synchrony (Corosync CPG, Spread 4).
+//!
+//! An engine runs as its own tokio task and talks to the agent through a
+//! [`MembershipHandle`]: a stream of [`MembershipEvent`]s in, [`Outgoing`]
+//! requests out. The allocation state machine never knows which engine runs.
+//!
+//! Guarantees every engine must give (the EVS model the allocator relies on):
+//! - every member of a view delivers the same views, with members in the same
+//!   order, and the same agreed messages in the same order;
+//! - messages sent in a view are delivered in that view, before the next view,
+//!   or not at all;
+//! - a transitional signal precedes a new regular view whenever the engine
+//!   reports one.
+
+use std::fmt;
+
+/// Identifies one agent process in the group. Engine-specific but unique per
+/// process: a restarted agent is a new member. Totally ordered so that every
+/// engine can sort members the same way on every node.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct MemberId(pub String);
+
+impl fmt::Display for MemberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Identifies a regular view; equal on every member of that view and different
+/// for every new view (Corosync: ring id; Spread: group id).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct ViewId(pub u128);
+
+impl fmt::Display for ViewId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}", self.0)
+    }
+}
+
+/// A regular view: who is in the group, in the same order on every member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub id: ViewId,
+    pub members: Vec<MemberId>,
+    /// My position in `members`.
+    pub my_index: usize,
+}
+
+/// What an engine reports to the agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipEvent {
+    /// A new regular view.
+    View(View),
+    /// The current view is ending; a new regular view follows.
+    Transitional,
+    /// An agreed (totally ordered) message from a member of the current view.
+    Message { sender: MemberId, payload: Vec<u8> },
+    /// The engine is unreachable or frozen (dispatch error, lost connection,
+    /// watchdog expired). The agent must stop claiming; the engine reconnects
+    /// by itself and reports a fresh view when it is back.
+    Lost { reason: String },
+}
+
+/// What the agent asks an engine to do.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// Multicast an agreed message to the group (delivered to me as well).
+    Send(Vec<u8>),
+    /// Leave the group (operator `fail`); events stop until [`Outgoing::Join`].
+    Leave,
+    /// Join the group again (operator `recover`).
+    Join,
+    /// Leave the group and end the engine task.
+    Shutdown,
+}
+
+/// The agent's end of a running engine.
+pub struct MembershipHandle {
+    /// Which engine and endpoint, for logs and `ctl status`.
+    pub description: String,
+    pub events: tokio::sync::mpsc::Receiver<MembershipEvent>,
+    pub outgoing: tokio::sync::mpsc::Sender<Outgoing>,
+}

@@ -1,0 +1,72 @@
+//! `cargo xtask`: the project's build-and-load tool.
+//!
+//! Every step says what it runs; a failure names the command or the missing
+//! piece. Subcommands live in their own modules.
+
+mod build;
+mod lint;
+mod setup;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, set up, test, lint, demo and benchmark wackamole"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a fresh Debian 12 machine ready: apt packages, rust-src, bpf-linker.
+    Setup,
+    /// Build the eBPF object (nightly) and the agent (stable, release), which embeds it.
+    Build,
+    /// Run every test (needs root: XDP, namespaces, corosync).
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// rustfmt check and clippy -D warnings on the host crates and the eBPF crate.
+    Lint,
+    /// Build and run the agent with the given arguments.
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run a benchmark and write target/bench/<name>.json.
+    Bench {
+        /// dataplane | allocation | membership | failover
+        name: String,
+        /// Extra arguments for the benchmark.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// The cluster demo in network namespaces.
+    Demo {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::setup(),
+        Command::Build => build::build_all(),
+        Command::Test { args } => build::test(&args),
+        Command::Lint => lint::lint(),
+        Command::Run { args } => build::run_agent(&args),
+        Command::Bench { name, args } => build::bench(&name, &args),
+        Command::Demo { args } => build::demo(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
