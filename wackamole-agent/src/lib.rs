@@ -13,7 +13,9 @@
 //!   old `wackamole.conf`.
 
 pub mod alloc;
+pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod membership;
 pub mod testbed;
