@@ -81,6 +81,7 @@ pub async fn start(opts: SpreadOptions) -> anyhow::Result<MembershipHandle> {
         events: events_tx,
         outgoing: out_rx,
         want_joined: true,
+        in_view: false,
     };
     tokio::spawn(engine.run());
     Ok(MembershipHandle {
@@ -97,6 +98,10 @@ struct Engine {
     outgoing: mpsc::Receiver<Outgoing>,
     /// The agent wants to be in the group (cleared by `Leave`).
     want_joined: bool,
+    /// A view of the group is installed in this session: messages and
+    /// transitional signals before the (re)join view or after a leave are
+    /// not the agent's business.
+    in_view: bool,
 }
 
 /// How a session or a pause ended.
@@ -185,6 +190,7 @@ impl Engine {
         mut writer: SpreadWriter,
     ) -> Result<Next, ClientError> {
         let me = writer.private_group().to_owned();
+        self.in_view = false;
         if self.want_joined {
             writer.join(&self.opts.group).await?;
         }
@@ -222,6 +228,7 @@ impl Engine {
                     Some(Outgoing::Leave) => {
                         if self.want_joined {
                             self.want_joined = false;
+                            self.in_view = false;
                             writer.leave(&self.opts.group).await?;
                         }
                     }
@@ -237,7 +244,7 @@ impl Engine {
     }
 
     /// Maps a daemon message to an agent event (None: not for the agent).
-    fn map(&self, me: &str, msg: DaemonMessage) -> Option<MembershipEvent> {
+    fn map(&mut self, me: &str, msg: DaemonMessage) -> Option<MembershipEvent> {
         let ep = &self.endpoint;
         match msg {
             DaemonMessage::View(v) if v.group == self.opts.group && self.want_joined => {
@@ -249,6 +256,7 @@ impl Engine {
                     );
                     return None;
                 };
+                self.in_view = true;
                 Some(MembershipEvent::View(View {
                     id: ViewId(v.group_id.to_u128()),
                     members: v.members.into_iter().map(MemberId).collect(),
@@ -256,11 +264,11 @@ impl Engine {
                 }))
             }
             DaemonMessage::Transitional { group, .. }
-                if group == self.opts.group && self.want_joined =>
+                if group == self.opts.group && self.in_view =>
             {
                 Some(MembershipEvent::Transitional)
             }
-            DaemonMessage::Data(d) if self.want_joined && d.groups.contains(&self.opts.group) => {
+            DaemonMessage::Data(d) if self.in_view && d.groups.contains(&self.opts.group) => {
                 if d.service_type
                     & (service::AGREED_MESS | service::SAFE_MESS | service::CAUSAL_MESS)
                     == 0
@@ -278,6 +286,9 @@ impl Engine {
                 })
             }
             DaemonMessage::SelfLeave { group } => {
+                if group == self.opts.group {
+                    self.in_view = false;
+                }
                 tracing::debug!("spread {ep}: left {group}");
                 None
             }
