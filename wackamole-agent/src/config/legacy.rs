@@ -1,0 +1,1 @@
+//! Importer for the old `wackamole.conf`.
