@@ -309,3 +309,17 @@ fn check_config_exit_codes() {
     assert_eq!(check_config_main(&good), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn serde_errors_inside_inline_values_name_the_element() {
+    let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\" },\n  { range = \"eth0:10.2.4.0/24\", bogus = 1 },\n]\n";
+    assert_issue(&err(text), 4, "notify.targets[1].bogus", "unknown field `bogus`");
+    let text = "[notify]\ntargets = [{ range = \"eth0:10.2.3.0/24\", throttle = \"fast\" }]\n";
+    assert_issue(&err(text), 2, "notify.targets[0].throttle", "invalid type");
+    let text = "[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\n# a comment with = and [ brackets\naddresses = [\"eth0:10.0.0.2/24\", 5]\n";
+    assert_issue(&err(text), 5, "vif[1].addresses[1]", "invalid type");
+    let text = "node = \"a\" # x = [\n[engine]\ngroup = \"g\"\nkind = [\"spread\"]\n";
+    assert_issue(&err(text), 4, "engine.kind", "invalid type");
+    let text = "[engine]\ngroup = \"a,b=[c\"\nrequire_quorum = \"yes\"\n";
+    assert_issue(&err(text), 3, "engine.require_quorum", "invalid type");
+}

@@ -41,8 +41,8 @@ pub fn parse(text: &str, file_name: &str, host: &dyn InterfaceCheck) -> Result<C
     }
 }
 
-/// Turns a TOML/serde error into an issue, finding the field from the text
-/// around the span (serde does not give the path).
+/// Turns a TOML/serde error into an issue, finding the field path from the
+/// text before the span (serde does not give the path).
 fn serde_issue(text: &str, file: &str, message: &str, span: Option<std::ops::Range<usize>>) -> Issue {
     let message = message.trim().to_string();
     let Some(span) = span else {
@@ -55,26 +55,10 @@ fn serde_issue(text: &str, file: &str, message: &str, span: Option<std::ops::Ran
     };
     let offset = span.start.min(text.len());
     let line = line_of(text, offset);
-    let (table, key, on_header) = context_at(text, offset);
-    let join = |prefix: &str, name: &str| {
-        if prefix.is_empty() {
-            name.to_string()
-        } else if name.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{prefix}.{name}")
-        }
-    };
-    let field = if let Some(name) = message
+    let unknown = message
         .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next())
-    {
-        // On a `[table]` line the unknown name is the table itself.
-        let parent = if on_header { parent_of(&table) } else { table.clone() };
-        join(&parent, name)
-    } else {
-        join(&table, &key)
-    };
+        .and_then(|rest| rest.split('`').next());
+    let field = field_path_at(text, offset, unknown);
     Issue {
         file: file.into(),
         line: Some(line),
@@ -83,44 +67,187 @@ fn serde_issue(text: &str, file: &str, message: &str, span: Option<std::ops::Ran
     }
 }
 
-fn parent_of(table: &str) -> String {
-    table.rsplit_once('.').map(|(p, _)| p.to_string()).unwrap_or_default()
+/// One level of inline nesting while scanning a table's body.
+enum Frame {
+    /// An array value; `key` is None for an array nested in an array.
+    Array { key: Option<String>, idx: usize },
+    /// An inline table; `key` is None for a table that is an array element.
+    Table { key: Option<String>, last_key: Option<String> },
 }
 
-/// The table path (`vif[1]`, `notify`), the key written on the line at
-/// `offset`, and whether that line is a table header.
-fn context_at(text: &str, offset: usize) -> (String, String, bool) {
-    let before = text.get(..offset).unwrap_or(text);
+/// Dotted path of the value at `offset`: the enclosing `[table]` or
+/// `[[array]]` (with its index), inline arrays and tables around the
+/// offset, then the key being defined (or `unknown`, the key serde refused).
+fn field_path_at(text: &str, offset: usize, unknown: Option<&str>) -> String {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let before = &text[..offset];
     let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
     let line_end = text[line_start..]
         .find('\n')
         .map(|i| line_start + i)
         .unwrap_or(text.len());
-    let this_line = text[line_start..line_end].trim();
+    let on_header = text[line_start..line_end].trim_start().starts_with('[')
+        && !text[line_start..offset].contains('=');
+
+    // The table header in force, found line by line (headers start a line).
     let mut table = String::new();
+    let mut body_start = 0;
     let mut counts: HashMap<String, usize> = HashMap::new();
-    let upto = if this_line.starts_with('[') { line_end } else { line_start };
-    for l in text[..upto].lines() {
-        let l = l.trim();
-        if let Some(inner) = l.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+    let mut pos = 0;
+    for l in text[..line_start].split_inclusive('\n') {
+        let t = l.trim();
+        if let Some(inner) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
             let name = inner.trim().to_string();
             let n = counts.entry(name.clone()).or_insert(0);
             table = format!("{name}[{n}]");
             *n += 1;
-        } else if let Some(inner) = l.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            body_start = pos + l.len();
+        } else if let Some(inner) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
             table = inner.trim().to_string();
+            body_start = pos + l.len();
+        }
+        pos += l.len();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if on_header {
+        // The refused name is the header's own table: report it under its parent.
+        if let Some(p) = table.rsplit_once('.') {
+            parts.push(p.0.to_string());
+        }
+        if let Some(name) = unknown {
+            parts.push(name.to_string());
+        }
+        return parts.join(".");
+    }
+    if !table.is_empty() {
+        parts.push(table);
+    }
+    let (stack, top_key) = scan_inline(&text[body_start.min(offset)..offset]);
+    for frame in &stack {
+        match frame {
+            Frame::Array { key: Some(k), idx } => parts.push(format!("{k}[{idx}]")),
+            Frame::Array { key: None, idx } => match parts.last_mut() {
+                Some(last) => last.push_str(&format!("[{idx}]")),
+                None => parts.push(format!("[{idx}]")),
+            },
+            Frame::Table { key: Some(k), .. } => parts.push(k.clone()),
+            Frame::Table { key: None, .. } => {}
         }
     }
-    let on_header = this_line.starts_with('[');
-    let key = if on_header {
-        String::new()
-    } else {
-        this_line
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"').to_string())
-            .unwrap_or_default()
+    let current = match stack.last() {
+        None => top_key,
+        Some(Frame::Table { last_key, .. }) => last_key.clone(),
+        Some(Frame::Array { .. }) => None,
     };
-    (table, key, on_header)
+    if let Some(name) = unknown {
+        parts.push(name.to_string());
+    } else if let Some(k) = current {
+        parts.push(k);
+    }
+    parts.join(".")
+}
+
+/// Scans a table body up to the error: returns the open inline frames and
+/// the last top-level key assigned.
+fn scan_inline(body: &str) -> (Vec<Frame>, Option<String>) {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut top_key: Option<String> = None;
+    let mut token = String::new();
+    let mut after_eq = false;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => {
+                while let Some(&(_, n)) = chars.peek() {
+                    if n == '\n' {
+                        break;
+                    }
+                    chars.next();
+                }
+            }
+            '"' | '\'' => {
+                let rest = &body[i..];
+                let triple: String = std::iter::repeat_n(c, 3).collect();
+                let (content, len) = if rest.starts_with(&triple) {
+                    let close = rest[3..].find(&triple).map(|j| j + 6).unwrap_or(rest.len());
+                    (String::new(), close)
+                } else {
+                    let mut j = 1;
+                    let bytes = rest.as_bytes();
+                    while j < bytes.len() && bytes[j] != c as u8 && bytes[j] != b'\n' {
+                        if c == '"' && bytes[j] == b'\\' {
+                            j += 1;
+                        }
+                        j += 1;
+                    }
+                    let inner = rest.get(1..j.min(rest.len())).unwrap_or("").to_string();
+                    (inner, (j + 1).min(rest.len()))
+                };
+                if !after_eq {
+                    token.push_str(&content);
+                }
+                // Skip the rest of the string.
+                while let Some(&(k, _)) = chars.peek() {
+                    if k >= i + len {
+                        break;
+                    }
+                    chars.next();
+                }
+            }
+            '=' => {
+                let key = std::mem::take(&mut token).trim().to_string();
+                match stack.last_mut() {
+                    Some(Frame::Table { last_key, .. }) => *last_key = Some(key),
+                    _ => top_key = Some(key),
+                }
+                after_eq = true;
+            }
+            '[' | '{' => {
+                let key = if after_eq {
+                    match stack.last() {
+                        Some(Frame::Table { last_key, .. }) => last_key.clone(),
+                        Some(Frame::Array { .. }) => None,
+                        None => top_key.clone(),
+                    }
+                } else {
+                    None
+                };
+                stack.push(if c == '[' {
+                    Frame::Array { key, idx: 0 }
+                } else {
+                    Frame::Table { key, last_key: None }
+                });
+                after_eq = matches!(stack.last(), Some(Frame::Array { .. }));
+                token.clear();
+            }
+            ']' | '}' => {
+                stack.pop();
+                after_eq = matches!(stack.last(), Some(Frame::Array { .. }));
+            }
+            ',' => {
+                match stack.last_mut() {
+                    Some(Frame::Array { idx, .. }) => *idx += 1,
+                    Some(Frame::Table { .. }) => after_eq = false,
+                    None => {}
+                }
+                token.clear();
+            }
+            '\n' if stack.is_empty() => {
+                after_eq = false;
+                token.clear();
+            }
+            c if c.is_whitespace() => {}
+            c => {
+                if !after_eq {
+                    token.push(c);
+                }
+            }
+        }
+    }
+    (stack, top_key)
 }
 
 struct Cx<'a> {
