@@ -32,10 +32,17 @@ fn assert_issue(e: &ConfigError, line: usize, field: &str, needle: &str) {
         .find(|i| i.field == field)
         .unwrap_or_else(|| panic!("no issue on field {field}: {e}"));
     assert_eq!(issue.line, Some(line), "wrong line for {field}: {e}");
-    assert!(issue.message.contains(needle), "message {:?} lacks {needle:?}", issue.message);
+    assert!(
+        issue.message.contains(needle),
+        "message {:?} lacks {needle:?}",
+        issue.message
+    );
     let shown = issue.to_string();
     let prefix = format!("test.toml:{line}: field `{field}`: ");
-    assert!(shown.starts_with(&prefix), "display {shown:?} does not start with {prefix:?}");
+    assert!(
+        shown.starts_with(&prefix),
+        "display {shown:?} does not start with {prefix:?}"
+    );
 }
 
 fn sample_path() -> std::path::PathBuf {
@@ -63,7 +70,10 @@ fn sample_parses_and_validates() {
     assert_eq!(cfg.announce.burst_spacing, Duration::from_millis(100));
     assert_eq!(cfg.announce.refresh_interval, None);
     assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9469".parse().unwrap()));
-    assert_eq!(cfg.hooks.post_up.as_deref(), Some(Path::new("/etc/wackamole/post-up")));
+    assert_eq!(
+        cfg.hooks.post_up.as_deref(),
+        Some(Path::new("/etc/wackamole/post-up"))
+    );
     match &cfg.engine {
         EngineConfig::Corosync(c) => {
             assert_eq!(c.group, "wackamole");
@@ -77,9 +87,16 @@ fn sample_parses_and_validates() {
 fn sample_refused_without_its_interfaces() {
     let e = load_with(&sample_path(), &FakeInterfaces::new(["eth0"])).unwrap_err();
     let issue = e.for_field("vif[2].addresses[1]").expect("eth1 reported");
-    assert!(issue.message.contains("interface eth1 does not exist"), "{e}");
+    assert!(
+        issue.message.contains("interface eth1 does not exist"),
+        "{e}"
+    );
     let text = std::fs::read_to_string(sample_path()).unwrap();
-    let want = text.lines().position(|l| l.contains("eth1:198.51.100.12")).unwrap() + 1;
+    let want = text
+        .lines()
+        .position(|l| l.contains("eth1:198.51.100.12"))
+        .unwrap()
+        + 1;
     assert_eq!(issue.line, Some(want));
 }
 
@@ -98,7 +115,9 @@ fn minimal_config_gets_defaults() {
     assert_eq!(cfg.announce.burst_count, 3);
     assert_eq!(cfg.log.level, LogLevel::Info);
     assert_eq!(cfg.hooks.timeout, Duration::from_secs(10));
-    assert!(matches!(cfg.engine, EngineConfig::Corosync(ref c) if !c.require_quorum && c.group == "wackamole"));
+    assert!(
+        matches!(cfg.engine, EngineConfig::Corosync(ref c) if !c.require_quorum && c.group == "wackamole")
+    );
 }
 
 #[test]
@@ -108,7 +127,11 @@ fn node_without_hostname_is_an_error() {
     let e = parse("", "test.toml", &h).unwrap_err();
     assert_eq!(e.issues[0].field, "node");
     assert_eq!(e.issues[0].line, None);
-    assert!(e.to_string().starts_with("test.toml: field `node`: not set"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("test.toml: field `node`: not set"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -117,68 +140,193 @@ fn spread_engine() {
     assert_eq!(
         cfg.engine,
         EngineConfig::Spread(SpreadConfig {
-            daemon: SpreadDaemon::Tcp { port: 4803, host: "127.0.0.1".into() },
+            daemon: SpreadDaemon::Tcp {
+                port: 4803,
+                host: "127.0.0.1".into()
+            },
             group: "wack1".into(),
             reconnect_interval: Duration::from_secs(5),
         })
     );
     let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = \"4803\"\n");
-    assert!(matches!(cfg.engine, EngineConfig::Spread(SpreadConfig { daemon: SpreadDaemon::Unix { port: 4803 }, .. })));
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            daemon: SpreadDaemon::Unix { port: 4803 },
+            ..
+        })
+    ));
     let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = 4804\n");
-    assert!(matches!(cfg.engine, EngineConfig::Spread(SpreadConfig { daemon: SpreadDaemon::Unix { port: 4804 }, .. })));
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            daemon: SpreadDaemon::Unix { port: 4804 },
+            ..
+        })
+    ));
 }
 
 #[test]
 fn engine_errors() {
-    assert_issue(&err("[engine]\nkind = \"isis\"\n"), 2, "engine.kind", "not an engine");
-    assert_issue(&err("[engine]\nkind = \"spread\"\n\ndaemon = \"70000\"\n"), 4, "engine.daemon", "not a port");
-    assert_issue(&err("[engine]\nkind = \"spread\"\ndaemon = \"4803@\"\n"), 3, "engine.daemon", "not a host");
-    assert_issue(&err("[engine]\nkind = \"spread\"\nwatchdog_interval = \"1s\"\n"), 3, "engine.watchdog_interval", "only applies to kind = \"corosync\"");
-    assert_issue(&err("[engine]\nkind = \"spread\"\nrequire_quorum = true\n"), 3, "engine.require_quorum", "corosync");
-    assert_issue(&err("[engine]\nkind = \"corosync\"\ndaemon = \"4803\"\n"), 3, "engine.daemon", "only applies to kind = \"spread\"");
-    assert_issue(&err("[engine]\nkind = \"spread\"\ngroup = \"a-group-name-longer-than-31-bytes\"\n"), 3, "engine.group", "valid Spread group");
-    assert_issue(&err("[engine]\ngroup = \"\"\n"), 2, "engine.group", "valid Corosync");
+    assert_issue(
+        &err("[engine]\nkind = \"isis\"\n"),
+        2,
+        "engine.kind",
+        "not an engine",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\n\ndaemon = \"70000\"\n"),
+        4,
+        "engine.daemon",
+        "not a port",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\ndaemon = \"4803@\"\n"),
+        3,
+        "engine.daemon",
+        "not a host",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nwatchdog_interval = \"1s\"\n"),
+        3,
+        "engine.watchdog_interval",
+        "only applies to kind = \"corosync\"",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nrequire_quorum = true\n"),
+        3,
+        "engine.require_quorum",
+        "corosync",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"corosync\"\ndaemon = \"4803\"\n"),
+        3,
+        "engine.daemon",
+        "only applies to kind = \"spread\"",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\ngroup = \"a-group-name-longer-than-31-bytes\"\n"),
+        3,
+        "engine.group",
+        "valid Spread group",
+    );
+    assert_issue(
+        &err("[engine]\ngroup = \"\"\n"),
+        2,
+        "engine.group",
+        "valid Corosync",
+    );
     assert_issue(
         &err("[engine]\nwatchdog_interval = \"2s\"\nwatchdog_deadline = \"2s\"\n"),
         3,
         "engine.watchdog_deadline",
         "longer than engine.watchdog_interval",
     );
-    assert_issue(&err("[engine]\nkind = \"spread\"\nreconnect_interval = \"0s\"\n"), 3, "engine.reconnect_interval", "longer than zero");
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nreconnect_interval = \"0s\"\n"),
+        3,
+        "engine.reconnect_interval",
+        "longer than zero",
+    );
 }
 
 #[test]
 fn unknown_keys_name_line_and_field() {
-    assert_issue(&err("node = \"a\"\nnodes = \"b\"\n"), 2, "nodes", "unknown field `nodes`");
-    assert_issue(&err("[balance]\ninterval = \"4s\"\nacquisitions = 4\n"), 3, "balance.acquisitions", "unknown field");
+    assert_issue(
+        &err("node = \"a\"\nnodes = \"b\"\n"),
+        2,
+        "nodes",
+        "unknown field `nodes`",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = \"4s\"\nacquisitions = 4\n"),
+        3,
+        "balance.acquisitions",
+        "unknown field",
+    );
     assert_issue(
         &err("[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\naddresses = [\"eth0:10.0.0.2/24\"]\nadresses = []\n"),
         5,
         "vif[1].adresses",
         "unknown field",
     );
-    assert_issue(&err("weight = 1\n[xdp]\nmode = \"skb\"\n[bogus]\nx = 1\n"), 4, "bogus", "unknown field `bogus`");
-    assert_issue(&err("[engine]\nkind = \"spread\"\nport = 4803\n"), 3, "engine.port", "unknown field");
+    assert_issue(
+        &err("weight = 1\n[xdp]\nmode = \"skb\"\n[bogus]\nx = 1\n"),
+        4,
+        "bogus",
+        "unknown field `bogus`",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nport = 4803\n"),
+        3,
+        "engine.port",
+        "unknown field",
+    );
 }
 
 #[test]
 fn type_and_syntax_errors_name_line() {
-    assert_issue(&err("node = \"a\"\nweight = \"heavy\"\n"), 2, "weight", "invalid type");
+    assert_issue(
+        &err("node = \"a\"\nweight = \"heavy\"\n"),
+        2,
+        "weight",
+        "invalid type",
+    );
     let e = err("node = \"a\"\n\n[balance\n");
     assert_eq!(e.issues[0].line, Some(3), "{e}");
-    assert_issue(&err("[notify]\narp_cache = \"yes\"\n"), 2, "notify.arp_cache", "invalid type");
+    assert_issue(
+        &err("[notify]\narp_cache = \"yes\"\n"),
+        2,
+        "notify.arp_cache",
+        "invalid type",
+    );
 }
 
 #[test]
 fn bad_durations() {
     assert_issue(&err("mature = \"5\"\n"), 1, "mature", "no unit");
-    assert_issue(&err("\nmature = \"5 seconds\"\n"), 2, "mature", "bad duration");
-    assert_issue(&err("[balance]\ninterval = \"4x\"\n"), 2, "balance.interval", "unknown unit");
-    assert_issue(&err("[balance]\ninterval = 4\n"), 2, "balance.interval", "duration string with a unit");
-    assert_issue(&err("[balance]\ninterval = \"0s\"\n"), 2, "balance.interval", "longer than zero");
-    assert_issue(&err("[hooks]\ntimeout = \"-1s\"\n"), 2, "hooks.timeout", "bad duration");
-    assert_issue(&err("[notify]\narp_cache_interval = \"0ms\"\n"), 2, "notify.arp_cache_interval", "longer than zero");
-    assert_issue(&err("[announce]\nburst_spacing = true\n"), 2, "announce.burst_spacing", "boolean");
+    assert_issue(
+        &err("\nmature = \"5 seconds\"\n"),
+        2,
+        "mature",
+        "bad duration",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = \"4x\"\n"),
+        2,
+        "balance.interval",
+        "unknown unit",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = 4\n"),
+        2,
+        "balance.interval",
+        "duration string with a unit",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = \"0s\"\n"),
+        2,
+        "balance.interval",
+        "longer than zero",
+    );
+    assert_issue(
+        &err("[hooks]\ntimeout = \"-1s\"\n"),
+        2,
+        "hooks.timeout",
+        "bad duration",
+    );
+    assert_issue(
+        &err("[notify]\narp_cache_interval = \"0ms\"\n"),
+        2,
+        "notify.arp_cache_interval",
+        "longer than zero",
+    );
+    assert_issue(
+        &err("[announce]\nburst_spacing = true\n"),
+        2,
+        "announce.burst_spacing",
+        "boolean",
+    );
 }
 
 #[test]
@@ -201,15 +349,50 @@ fn vif_addresses() {
 #[test]
 fn vif_errors() {
     let text = "[[vif]]\naddresses = [\"eth0:10.2.3.4/24\"]\n\n[[vif]]\naddresses = [\n  \"eth0:10.2.3.5/24\",\n  \"eth0:10.2.3.4/24\",\n]\n";
-    assert_issue(&err(text), 7, "vif[1].addresses[1]", "VIP 10.2.3.4 is listed twice (also vif[0].addresses[0] at line 2)");
+    assert_issue(
+        &err(text),
+        7,
+        "vif[1].addresses[1]",
+        "VIP 10.2.3.4 is listed twice (also vif[0].addresses[0] at line 2)",
+    );
     let text = "[[vif]]\naddresses = [\"eth0:10.2.3.4/24\", \"eth1:10.2.3.4/32\"]\n";
     assert_issue(&err(text), 2, "vif[0].addresses[1]", "listed twice");
-    assert_issue(&err("[[vif]]\naddresses = [\"eth9:10.2.3.4/24\"]\n"), 2, "vif[0].addresses[0]", "interface eth9 does not exist");
-    assert_issue(&err("[[vif]]\naddresses = [\"eth0:10.2.3.4/33\"]\n"), 2, "vif[0].addresses[0]", "prefix /33 is out of range");
-    assert_issue(&err("[[vif]]\naddresses = [\"eth0:10.2.3.4/24n40\"]\n"), 2, "vif[0].addresses[0]", "n40 is out of range");
-    assert_issue(&err("[[vif]]\naddresses = [\"10.2.3.4/24\"]\n"), 2, "vif[0].addresses[0]", "no interface");
-    assert_issue(&err("[[vif]]\naddresses = []\n"), 2, "vif[0].addresses", "empty");
-    assert_issue(&err("[[vif]]\nname = \"x\"\n"), 2, "vif[0].addresses", "missing");
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth9:10.2.3.4/24\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "interface eth9 does not exist",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:10.2.3.4/33\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "prefix /33 is out of range",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:10.2.3.4/24n40\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "n40 is out of range",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"10.2.3.4/24\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "no interface",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = []\n"),
+        2,
+        "vif[0].addresses",
+        "empty",
+    );
+    assert_issue(
+        &err("[[vif]]\nname = \"x\"\n"),
+        2,
+        "vif[0].addresses",
+        "missing",
+    );
     assert_issue(
         &err("[[vif]]\nname = \"a\"\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\nname = \"a\"\naddresses = [\"eth0:10.0.0.2/24\"]\n"),
         5,
@@ -228,10 +411,18 @@ fn vif_errors() {
 fn errors_are_all_reported_in_line_order() {
     let text = "weight = 0\n[balance]\nacquisitions_per_round = 0\n[[vif]]\naddresses = [\"eth7:10.0.0.1/24\"]\n";
     let e = err(text);
-    let got: Vec<(Option<usize>, &str)> = e.issues.iter().map(|i| (i.line, i.field.as_str())).collect();
+    let got: Vec<(Option<usize>, &str)> = e
+        .issues
+        .iter()
+        .map(|i| (i.line, i.field.as_str()))
+        .collect();
     assert_eq!(
         got,
-        vec![(Some(1), "weight"), (Some(3), "balance.acquisitions_per_round"), (Some(5), "vif[0].addresses[0]")]
+        vec![
+            (Some(1), "weight"),
+            (Some(3), "balance.acquisitions_per_round"),
+            (Some(5), "vif[0].addresses[0]")
+        ]
     );
     assert_eq!(e.to_string().lines().count(), 3);
 }
@@ -243,14 +434,37 @@ fn prefer_forms() {
     assert!(ok(&format!("prefer = \"none\"\n{vifs}")).prefer.is_empty());
     assert!(ok(&format!("prefer = []\n{vifs}")).prefer.is_empty());
     assert_eq!(ok(&format!("prefer = \"www\"\n{vifs}")).prefer, vec!["www"]);
-    assert_eq!(ok(&format!("prefer = \"10.0.0.1\"\n{vifs}")).prefer, vec!["www"]);
+    assert_eq!(
+        ok(&format!("prefer = \"10.0.0.1\"\n{vifs}")).prefer,
+        vec!["www"]
+    );
     let cfg = ok(&format!("prefer = [\"10.0.0.2\", \"www\"]\n{vifs}"));
     assert_eq!(cfg.prefer, vec!["10.0.0.2", "www"]);
     assert_eq!(cfg.prefer_indices(), vec![1, 0]);
-    assert_issue(&err(&format!("prefer = \"mail\"\n{vifs}")), 1, "prefer", "no VIF is named \"mail\"");
-    assert_issue(&err(&format!("prefer = [\"www\", \"10.0.0.9\"]\n{vifs}")), 1, "prefer[1]", "no VIF");
-    assert_issue(&err(&format!("prefer = [\"www\", \"10.0.0.1\"]\n{vifs}")), 1, "prefer[1]", "preferred twice");
-    assert_issue(&err(&format!("prefer = 3\n{vifs}")), 1, "prefer", "found integer 3");
+    assert_issue(
+        &err(&format!("prefer = \"mail\"\n{vifs}")),
+        1,
+        "prefer",
+        "no VIF is named \"mail\"",
+    );
+    assert_issue(
+        &err(&format!("prefer = [\"www\", \"10.0.0.9\"]\n{vifs}")),
+        1,
+        "prefer[1]",
+        "no VIF",
+    );
+    assert_issue(
+        &err(&format!("prefer = [\"www\", \"10.0.0.1\"]\n{vifs}")),
+        1,
+        "prefer[1]",
+        "preferred twice",
+    );
+    assert_issue(
+        &err(&format!("prefer = 3\n{vifs}")),
+        1,
+        "prefer",
+        "found integer 3",
+    );
 }
 
 #[test]
@@ -261,7 +475,12 @@ fn notify_errors() {
     let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\" },\n  { range = \"eth0:10.2.3.0/24\", throttle = 0 },\n]\n";
     assert_issue(&err(text), 4, "notify.targets[1].throttle", "at least 1");
     let text = "[notify]\ntargets = [\n  { range = \"eth5:10.2.3.0/24\" },\n]\n";
-    assert_issue(&err(text), 3, "notify.targets[0].range", "interface eth5 does not exist");
+    assert_issue(
+        &err(text),
+        3,
+        "notify.targets[0].range",
+        "interface eth5 does not exist",
+    );
     let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/40\" },\n]\n";
     assert_issue(&err(text), 3, "notify.targets[0].range", "out of range");
     let text = "[notify]\ntargets = [\n  { throttle = 4 },\n]\n";
@@ -270,31 +489,99 @@ fn notify_errors() {
 
 #[test]
 fn balance_values() {
-    assert_eq!(ok("[balance]\nacquisitions_per_round = \"all\"\n").balance.acquisitions_per_round, Acquisitions::All);
-    assert_eq!(ok("[balance]\nacquisitions_per_round = 7\n").balance.acquisitions_per_round, Acquisitions::Limit(7));
-    assert_issue(&err("[balance]\n\nacquisitions_per_round = 0\n"), 3, "balance.acquisitions_per_round", "0 would never balance");
-    assert_issue(&err("[balance]\nacquisitions_per_round = \"most\"\n"), 2, "balance.acquisitions_per_round", "\"most\"");
-    assert_issue(&err("[balance]\nacquisitions_per_round = -2\n"), 2, "balance.acquisitions_per_round", "integer -2");
+    assert_eq!(
+        ok("[balance]\nacquisitions_per_round = \"all\"\n")
+            .balance
+            .acquisitions_per_round,
+        Acquisitions::All
+    );
+    assert_eq!(
+        ok("[balance]\nacquisitions_per_round = 7\n")
+            .balance
+            .acquisitions_per_round,
+        Acquisitions::Limit(7)
+    );
+    assert_issue(
+        &err("[balance]\n\nacquisitions_per_round = 0\n"),
+        3,
+        "balance.acquisitions_per_round",
+        "0 would never balance",
+    );
+    assert_issue(
+        &err("[balance]\nacquisitions_per_round = \"most\"\n"),
+        2,
+        "balance.acquisitions_per_round",
+        "\"most\"",
+    );
+    assert_issue(
+        &err("[balance]\nacquisitions_per_round = -2\n"),
+        2,
+        "balance.acquisitions_per_round",
+        "integer -2",
+    );
 }
 
 #[test]
 fn other_field_errors() {
     assert_issue(&err("weight = 0\n"), 1, "weight", "out of range");
-    assert_issue(&err("node = \"two words\"\n"), 1, "node", "not a usable node name");
-    assert_issue(&err("control_socket = \"run/x.sock\"\n"), 1, "control_socket", "not an absolute path");
-    assert_issue(&err("bpffs_dir = \"bpf\"\n"), 1, "bpffs_dir", "not an absolute path");
-    assert_issue(&err("metrics_listen = \"localhost\"\n"), 1, "metrics_listen", "not an IP:port");
-    assert_issue(&err("[hooks]\non_up = \"up.sh\"\n"), 2, "hooks.on_up", "absolute");
-    assert_issue(&err("[xdp]\nmode = \"turbo\"\n"), 2, "xdp.mode", "not one of");
-    assert_issue(&err("[announce]\nburst_count = 0\n"), 2, "announce.burst_count", "out of range");
-    assert_issue(&err("[log]\nlevel = \"loud\"\n"), 2, "log.level", "not one of");
+    assert_issue(
+        &err("node = \"two words\"\n"),
+        1,
+        "node",
+        "not a usable node name",
+    );
+    assert_issue(
+        &err("control_socket = \"run/x.sock\"\n"),
+        1,
+        "control_socket",
+        "not an absolute path",
+    );
+    assert_issue(
+        &err("bpffs_dir = \"bpf\"\n"),
+        1,
+        "bpffs_dir",
+        "not an absolute path",
+    );
+    assert_issue(
+        &err("metrics_listen = \"localhost\"\n"),
+        1,
+        "metrics_listen",
+        "not an IP:port",
+    );
+    assert_issue(
+        &err("[hooks]\non_up = \"up.sh\"\n"),
+        2,
+        "hooks.on_up",
+        "absolute",
+    );
+    assert_issue(
+        &err("[xdp]\nmode = \"turbo\"\n"),
+        2,
+        "xdp.mode",
+        "not one of",
+    );
+    assert_issue(
+        &err("[announce]\nburst_count = 0\n"),
+        2,
+        "announce.burst_count",
+        "out of range",
+    );
+    assert_issue(
+        &err("[log]\nlevel = \"loud\"\n"),
+        2,
+        "log.level",
+        "not one of",
+    );
 }
 
 #[test]
 fn load_reports_unreadable_file() {
     let e = load_with(Path::new("/nonexistent/wackamole.toml"), &host()).unwrap_err();
     let s = e.to_string();
-    assert!(s.starts_with("/nonexistent/wackamole.toml: cannot read:"), "{s}");
+    assert!(
+        s.starts_with("/nonexistent/wackamole.toml: cannot read:"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -313,7 +600,12 @@ fn check_config_exit_codes() {
 #[test]
 fn serde_errors_inside_inline_values_name_the_element() {
     let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\" },\n  { range = \"eth0:10.2.4.0/24\", bogus = 1 },\n]\n";
-    assert_issue(&err(text), 4, "notify.targets[1].bogus", "unknown field `bogus`");
+    assert_issue(
+        &err(text),
+        4,
+        "notify.targets[1].bogus",
+        "unknown field `bogus`",
+    );
     let text = "[notify]\ntargets = [{ range = \"eth0:10.2.3.0/24\", throttle = \"fast\" }]\n";
     assert_issue(&err(text), 2, "notify.targets[0].throttle", "invalid type");
     let text = "[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\n# a comment with = and [ brackets\naddresses = [\"eth0:10.0.0.2/24\", 5]\n";

@@ -95,8 +95,15 @@ pub fn check_ifname(name: &str) -> Result<(), AddressError> {
             "interface name {name:?} is longer than {MAX_IFNAME} bytes"
         )));
     }
-    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
-        return Err(AddressError(format!("{name:?} is not a valid interface name")));
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(AddressError(format!(
+            "{name:?} is not a valid interface name"
+        )));
     }
     Ok(())
 }
@@ -104,18 +111,18 @@ pub fn check_ifname(name: &str) -> Result<(), AddressError> {
 /// Splits `iface:REST` at the first colon (interface names have none; IPv6
 /// addresses after it may).
 fn split_iface<'a>(text: &'a str, example: &str) -> Result<(&'a str, &'a str), AddressError> {
-    let (iface, rest) = text.split_once(':').ok_or_else(|| {
-        AddressError(format!(
-            "{text:?} has no interface: write it as {example}"
-        ))
-    })?;
+    let (iface, rest) = text
+        .split_once(':')
+        .ok_or_else(|| AddressError(format!("{text:?} has no interface: write it as {example}")))?;
     check_ifname(iface)?;
     Ok((iface, rest))
 }
 
 fn parse_bits(text: &str, what: &str, whole: &str) -> Result<u8, AddressError> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 3 {
-        return Err(AddressError(format!("{whole:?}: {what} {text:?} is not a number")));
+        return Err(AddressError(format!(
+            "{whole:?}: {what} {text:?} is not a number"
+        )));
     }
     text.parse::<u8>()
         .map_err(|_| AddressError(format!("{whole:?}: {what} {text} is out of range")))
@@ -125,7 +132,9 @@ fn parse_bits(text: &str, what: &str, whole: &str) -> Result<u8, AddressError> {
 pub fn parse_vif_address(text: &str) -> Result<VifAddress, AddressError> {
     let (iface, rest) = split_iface(text, "\"eth0:10.2.3.4/24\"")?;
     let (ip, tail) = rest.rsplit_once('/').ok_or_else(|| {
-        AddressError(format!("{text:?} has no prefix length: write it as \"{iface}:{rest}/24\""))
+        AddressError(format!(
+            "{text:?} has no prefix length: write it as \"{iface}:{rest}/24\""
+        ))
     })?;
     let addr: IpAddr = ip
         .parse()
@@ -204,11 +213,17 @@ mod tests {
         assert_eq!(a.addr, IpAddr::V4(Ipv4Addr::new(10, 2, 3, 4)));
         assert_eq!((a.prefix, a.network_bits, a.reach_bits()), (24, None, 24));
         let a = parse_vif_address("eth0:10.2.3.4/32n23").unwrap();
-        assert_eq!((a.prefix, a.network_bits, a.reach_bits()), (32, Some(23), 23));
+        assert_eq!(
+            (a.prefix, a.network_bits, a.reach_bits()),
+            (32, Some(23), 23)
+        );
         assert_eq!(a.to_string(), "eth0:10.2.3.4/32n23");
         let a = parse_vif_address("br-lan.10:2001:db8::5/64").unwrap();
         assert_eq!(a.iface, "br-lan.10");
-        assert_eq!(a.addr, IpAddr::V6("2001:db8::5".parse::<Ipv6Addr>().unwrap()));
+        assert_eq!(
+            a.addr,
+            IpAddr::V6("2001:db8::5".parse::<Ipv6Addr>().unwrap())
+        );
         assert_eq!(a.prefix, 64);
     }
 

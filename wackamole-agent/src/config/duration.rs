@@ -40,9 +40,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
         let (num, after) = rest.split_at(digits);
         let unit_len = after.bytes().take_while(u8::is_ascii_alphabetic).count();
         let (unit, after) = after.split_at(unit_len);
-        let value: u64 = num
-            .parse()
-            .map_err(|_| DurationError(format!("bad duration {text:?}: number {num} is too large")))?;
+        let value: u64 = num.parse().map_err(|_| {
+            DurationError(format!("bad duration {text:?}: number {num} is too large"))
+        })?;
         let part = match unit {
             "ms" => Duration::from_millis(value),
             "s" => Duration::from_secs(value),
@@ -111,7 +111,19 @@ mod tests {
 
     #[test]
     fn rejects() {
-        for bad in ["", "4", "s", "4x", "4 s", "-4s", "1.5s", "4S", "ms4", "99999999999999999999s", "5s!"] {
+        for bad in [
+            "",
+            "4",
+            "s",
+            "4x",
+            "4 s",
+            "-4s",
+            "1.5s",
+            "4S",
+            "ms4",
+            "99999999999999999999s",
+            "5s!",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
         let e = parse_duration("4x").unwrap_err();

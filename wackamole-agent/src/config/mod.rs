@@ -80,7 +80,10 @@ impl Config {
 
     /// Indices of the preferred VIFs, in preference order.
     pub fn prefer_indices(&self) -> Vec<usize> {
-        self.prefer.iter().filter_map(|n| self.vif_index(n)).collect()
+        self.prefer
+            .iter()
+            .filter_map(|n| self.vif_index(n))
+            .collect()
     }
 }
 

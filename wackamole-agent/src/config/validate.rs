@@ -22,10 +22,13 @@ const CPG_GROUP_MAX: usize = 128;
 
 /// Parses and validates TOML `text`. `file_name` is used in messages only;
 /// `host` answers whether interfaces exist and what the host is called.
-pub fn parse(text: &str, file_name: &str, host: &dyn InterfaceCheck) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        ConfigError::single(serde_issue(text, file_name, e.message(), e.span()))
-    })?;
+pub fn parse(
+    text: &str,
+    file_name: &str,
+    host: &dyn InterfaceCheck,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|e| ConfigError::single(serde_issue(text, file_name, e.message(), e.span())))?;
     let mut cx = Cx {
         text,
         file: file_name,
@@ -43,7 +46,12 @@ pub fn parse(text: &str, file_name: &str, host: &dyn InterfaceCheck) -> Result<C
 
 /// Turns a TOML/serde error into an issue, finding the field path from the
 /// text before the span (serde does not give the path).
-fn serde_issue(text: &str, file: &str, message: &str, span: Option<std::ops::Range<usize>>) -> Issue {
+fn serde_issue(
+    text: &str,
+    file: &str,
+    message: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> Issue {
     let message = message.trim().to_string();
     let Some(span) = span else {
         return Issue {
@@ -72,7 +80,10 @@ enum Frame {
     /// An array value; `key` is None for an array nested in an array.
     Array { key: Option<String>, idx: usize },
     /// An inline table; `key` is None for a table that is an array element.
-    Table { key: Option<String>, last_key: Option<String> },
+    Table {
+        key: Option<String>,
+        last_key: Option<String>,
+    },
 }
 
 /// Dotted path of the value at `offset`: the enclosing `[table]` or
@@ -218,7 +229,10 @@ fn scan_inline(body: &str) -> (Vec<Frame>, Option<String>) {
                 stack.push(if c == '[' {
                     Frame::Array { key, idx: 0 }
                 } else {
-                    Frame::Table { key, last_key: None }
+                    Frame::Table {
+                        key,
+                        last_key: None,
+                    }
                 });
                 after_eq = matches!(stack.last(), Some(Frame::Array { .. }));
                 token.clear();
@@ -281,7 +295,13 @@ impl Cx<'_> {
     }
 
     /// A duration field; `positive` refuses zero.
-    fn duration(&mut self, v: Option<&S<toml::Value>>, field: &str, default: Duration, positive: bool) -> Duration {
+    fn duration(
+        &mut self,
+        v: Option<&S<toml::Value>>,
+        field: &str,
+        default: Duration,
+        positive: bool,
+    ) -> Duration {
         let Some(v) = v else { return default };
         let d = match v.get_ref() {
             toml::Value::String(s) => match parse_duration(s) {
@@ -314,7 +334,11 @@ impl Cx<'_> {
         let v = v?;
         let p = PathBuf::from(v.get_ref());
         if !p.is_absolute() {
-            self.at(v, field, format!("{:?} is not an absolute path", v.get_ref()));
+            self.at(
+                v,
+                field,
+                format!("{:?} is not an absolute path", v.get_ref()),
+            );
         }
         Some(p)
     }
@@ -337,12 +361,22 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
         Some(n) => {
             let s = n.get_ref().trim();
             if s.is_empty() || s.chars().any(char::is_whitespace) {
-                cx.at(n, "node", format!("{:?} is not a usable node name (non-empty, no spaces)", n.get_ref()));
+                cx.at(
+                    n,
+                    "node",
+                    format!(
+                        "{:?} is not a usable node name (non-empty, no spaces)",
+                        n.get_ref()
+                    ),
+                );
             }
             s.to_string()
         }
         None => host.hostname().unwrap_or_else(|| {
-            cx.nowhere("node", "not set and the host name is unknown: set `node = \"name\"`");
+            cx.nowhere(
+                "node",
+                "not set and the host name is unknown: set `node = \"name\"`",
+            );
             String::new()
         }),
     };
@@ -351,7 +385,11 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
         Some(w) => match u32::try_from(*w.get_ref()) {
             Ok(v) if (1..=65_535).contains(&v) => v,
             _ => {
-                cx.at(w, "weight", format!("{} is out of range (1..=65535)", w.get_ref()));
+                cx.at(
+                    w,
+                    "weight",
+                    format!("{} is out of range (1..=65535)", w.get_ref()),
+                );
                 1
             }
         },
@@ -378,7 +416,10 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
                 cx.at(
                     m,
                     "metrics_listen",
-                    format!("{:?} is not an IP:port address (e.g. \"127.0.0.1:9469\")", m.get_ref()),
+                    format!(
+                        "{:?} is not an IP:port address (e.g. \"127.0.0.1:9469\")",
+                        m.get_ref()
+                    ),
                 )
             })
             .ok()
@@ -392,7 +433,14 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
             "warn" | "warning" => LogLevel::Warn,
             "error" => LogLevel::Error,
             _ => {
-                cx.at(l, "log.level", format!("{:?} is not one of trace, debug, info, warn, error", l.get_ref()));
+                cx.at(
+                    l,
+                    "log.level",
+                    format!(
+                        "{:?} is not one of trace, debug, info, warn, error",
+                        l.get_ref()
+                    ),
+                );
                 LogLevel::Info
             }
         },
@@ -417,7 +465,9 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
 }
 
 fn group_name(cx: &mut Cx<'_>, g: Option<&S<String>>, max: usize, engine: &str) -> String {
-    let Some(g) = g else { return DEFAULT_GROUP.into() };
+    let Some(g) = g else {
+        return DEFAULT_GROUP.into();
+    };
     let s = g.get_ref();
     if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         cx.at(
@@ -513,7 +563,11 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         );
         if watchdog_deadline <= watchdog_interval {
             let msg = "must be longer than engine.watchdog_interval";
-            match e.watchdog_deadline.as_ref().or(e.watchdog_interval.as_ref()) {
+            match e
+                .watchdog_deadline
+                .as_ref()
+                .or(e.watchdog_interval.as_ref())
+            {
                 Some(v) => cx.at(v, "engine.watchdog_deadline", msg),
                 None => cx.nowhere("engine.watchdog_deadline", msg),
             }
@@ -522,7 +576,11 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             group,
             watchdog_interval,
             watchdog_deadline,
-            require_quorum: e.require_quorum.as_ref().map(|b| *b.get_ref()).unwrap_or(false),
+            require_quorum: e
+                .require_quorum
+                .as_ref()
+                .map(|b| *b.get_ref())
+                .unwrap_or(false),
         })
     }
 }
@@ -532,7 +590,12 @@ pub(crate) fn parse_spread_daemon(v: &toml::Value) -> Result<SpreadDaemon, Strin
     let text = match v {
         toml::Value::Integer(i) => i.to_string(),
         toml::Value::String(s) => s.clone(),
-        other => return Err(format!("expected \"PORT\" or \"PORT@HOST\", found {}", describe(other))),
+        other => {
+            return Err(format!(
+                "expected \"PORT\" or \"PORT@HOST\", found {}",
+                describe(other)
+            ))
+        }
     };
     let (port_txt, host) = match text.split_once('@') {
         Some((p, h)) => (p, Some(h)),
@@ -544,10 +607,12 @@ pub(crate) fn parse_spread_daemon(v: &toml::Value) -> Result<SpreadDaemon, Strin
     };
     match host {
         None => Ok(SpreadDaemon::Unix { port }),
-        Some(h) if !h.is_empty() && !h.chars().any(|c| c.is_whitespace() || c == '@') => Ok(SpreadDaemon::Tcp {
-            port,
-            host: h.to_string(),
-        }),
+        Some(h) if !h.is_empty() && !h.chars().any(|c| c.is_whitespace() || c == '@') => {
+            Ok(SpreadDaemon::Tcp {
+                port,
+                host: h.to_string(),
+            })
+        }
         Some(h) => Err(format!("{text:?}: {h:?} is not a host name or address")),
     }
 }
@@ -560,12 +625,21 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
         let mut addresses = Vec::new();
         match &rv.addresses {
             None => match &rv.name {
-                Some(n) => cx.at(n, format!("vif[{i}].addresses"), "missing: list the VIF's addresses, e.g. [\"eth0:10.2.3.4/24\"]"),
-                None => cx.nowhere(format!("vif[{i}].addresses"), "missing: list the VIF's addresses"),
+                Some(n) => cx.at(
+                    n,
+                    format!("vif[{i}].addresses"),
+                    "missing: list the VIF's addresses, e.g. [\"eth0:10.2.3.4/24\"]",
+                ),
+                None => cx.nowhere(
+                    format!("vif[{i}].addresses"),
+                    "missing: list the VIF's addresses",
+                ),
             },
-            Some(list) if list.get_ref().is_empty() => {
-                cx.at(list, format!("vif[{i}].addresses"), "empty: a VIF needs at least one address")
-            }
+            Some(list) if list.get_ref().is_empty() => cx.at(
+                list,
+                format!("vif[{i}].addresses"),
+                "empty: a VIF needs at least one address",
+            ),
             Some(list) => {
                 for (j, a) in list.get_ref().iter().enumerate() {
                     let field = format!("vif[{i}].addresses[{j}]");
@@ -574,10 +648,17 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
                         Ok(va) => {
                             let line = cx.line(a);
                             if !host.interface_exists(&va.iface) {
-                                cx.at(a, &field, format!("interface {} does not exist on this host", va.iface));
+                                cx.at(
+                                    a,
+                                    &field,
+                                    format!("interface {} does not exist on this host", va.iface),
+                                );
                             }
                             if let Some((other, other_line)) = seen_addr.get(&va.addr) {
-                                let msg = format!("VIP {} is listed twice (also {} at line {})", va.addr, other, other_line);
+                                let msg = format!(
+                                    "VIP {} is listed twice (also {} at line {})",
+                                    va.addr, other, other_line
+                                );
                                 cx.at(a, &field, msg);
                             } else {
                                 seen_addr.insert(va.addr, (field.clone(), line));
@@ -592,11 +673,18 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
             Some(n) => {
                 let s = n.get_ref();
                 if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                    cx.at(n, format!("vif[{i}].name"), format!("{s:?} is not a usable VIF name (non-empty, no spaces)"));
+                    cx.at(
+                        n,
+                        format!("vif[{i}].name"),
+                        format!("{s:?} is not a usable VIF name (non-empty, no spaces)"),
+                    );
                 }
                 s.clone()
             }
-            None => addresses.first().map(|a| a.addr.to_string()).unwrap_or_default(),
+            None => addresses
+                .first()
+                .map(|a| a.addr.to_string())
+                .unwrap_or_default(),
         };
         if !name.is_empty() {
             let line = rv
@@ -605,7 +693,9 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
                 .map(|n| cx.line(n))
                 .or_else(|| rv.addresses.as_ref().map(|a| cx.line(a)));
             if let Some((other, other_line)) = seen_name.get(&name) {
-                let msg = format!("VIF name {name:?} is used twice (also vif[{other}] at line {other_line})");
+                let msg = format!(
+                    "VIF name {name:?} is used twice (also vif[{other}] at line {other_line})"
+                );
                 cx.issues.push(Issue {
                     file: cx.file.into(),
                     line,
@@ -631,13 +721,24 @@ fn build_prefer(cx: &mut Cx<'_>, raw: Option<&S<toml::Value>>, vifs: &[Vif]) -> 
             for (k, item) in items.iter().enumerate() {
                 match item {
                     toml::Value::String(s) => out.push(s.clone()),
-                    other => cx.at(p, format!("prefer[{k}]"), format!("expected a VIF name or address, found {}", describe(other))),
+                    other => cx.at(
+                        p,
+                        format!("prefer[{k}]"),
+                        format!("expected a VIF name or address, found {}", describe(other)),
+                    ),
                 }
             }
             out
         }
         other => {
-            cx.at(p, "prefer", format!("expected \"none\", a VIF name or address, or a list of them; found {}", describe(other)));
+            cx.at(
+                p,
+                "prefer",
+                format!(
+                    "expected \"none\", a VIF name or address, or a list of them; found {}",
+                    describe(other)
+                ),
+            );
             Vec::new()
         }
     };
@@ -650,20 +751,31 @@ fn build_prefer(cx: &mut Cx<'_>, raw: Option<&S<toml::Value>>, vifs: &[Vif]) -> 
         };
         let by_name = vifs.iter().find(|v| &v.name == r);
         let by_addr = || {
-            r.parse::<IpAddr>()
-                .ok()
-                .and_then(|ip| vifs.iter().find(|v| v.addresses.first().map(|a| a.addr) == Some(ip)))
+            r.parse::<IpAddr>().ok().and_then(|ip| {
+                vifs.iter()
+                    .find(|v| v.addresses.first().map(|a| a.addr) == Some(ip))
+            })
         };
         match by_name.or_else(by_addr) {
-            None => cx.at(p, field, format!("no VIF is named {r:?} or has it as first address")),
-            Some(v) if names.contains(&v.name) => cx.at(p, field, format!("VIF {:?} is preferred twice", v.name)),
+            None => cx.at(
+                p,
+                field,
+                format!("no VIF is named {r:?} or has it as first address"),
+            ),
+            Some(v) if names.contains(&v.name) => {
+                cx.at(p, field, format!("VIF {:?} is preferred twice", v.name))
+            }
             Some(v) => names.push(v.name.clone()),
         }
     }
     names
 }
 
-fn build_notify(cx: &mut Cx<'_>, raw: Option<&RawNotify>, host: &dyn InterfaceCheck) -> NotifyConfig {
+fn build_notify(
+    cx: &mut Cx<'_>,
+    raw: Option<&RawNotify>,
+    host: &dyn InterfaceCheck,
+) -> NotifyConfig {
     let Some(n) = raw else {
         return NotifyConfig {
             targets: Vec::new(),
@@ -675,7 +787,11 @@ fn build_notify(cx: &mut Cx<'_>, raw: Option<&RawNotify>, host: &dyn InterfaceCh
     for (k, t) in n.targets.iter().enumerate() {
         let range = match &t.get_ref().range {
             None => {
-                cx.at(t, format!("notify.targets[{k}].range"), "missing: e.g. range = \"eth0:10.2.3.0/24\"");
+                cx.at(
+                    t,
+                    format!("notify.targets[{k}].range"),
+                    "missing: e.g. range = \"eth0:10.2.3.0/24\"",
+                );
                 None
             }
             Some(r) => match parse_notify_range(r.get_ref()) {
@@ -685,7 +801,11 @@ fn build_notify(cx: &mut Cx<'_>, raw: Option<&RawNotify>, host: &dyn InterfaceCh
                 }
                 Ok(range) => {
                     if !host.interface_exists(&range.iface) {
-                        cx.at(r, format!("notify.targets[{k}].range"), format!("interface {} does not exist on this host", range.iface));
+                        cx.at(
+                            r,
+                            format!("notify.targets[{k}].range"),
+                            format!("interface {} does not exist on this host", range.iface),
+                        );
                     }
                     Some(range)
                 }
@@ -693,17 +813,19 @@ fn build_notify(cx: &mut Cx<'_>, raw: Option<&RawNotify>, host: &dyn InterfaceCh
         };
         let throttle = match &t.get_ref().throttle {
             None => None,
-            Some(th) => match u32::try_from(*th.get_ref()) {
-                Ok(v) if v >= 1 => Some(v),
-                _ => {
-                    cx.at(
+            Some(th) => {
+                match u32::try_from(*th.get_ref()) {
+                    Ok(v) if v >= 1 => Some(v),
+                    _ => {
+                        cx.at(
                         th,
                         format!("notify.targets[{k}].throttle"),
                         format!("{} packets/s is out of range: at least 1 (omit throttle for no limit)", th.get_ref()),
                     );
-                    None
+                        None
+                    }
                 }
-            },
+            }
         };
         if let Some(range) = range {
             targets.push(NotifyTarget { range, throttle });
@@ -712,7 +834,12 @@ fn build_notify(cx: &mut Cx<'_>, raw: Option<&RawNotify>, host: &dyn InterfaceCh
     NotifyConfig {
         targets,
         arp_cache: n.arp_cache.as_ref().map(|b| *b.get_ref()).unwrap_or(false),
-        arp_cache_interval: cx.duration(n.arp_cache_interval.as_ref(), "notify.arp_cache_interval", Duration::from_secs(60), true),
+        arp_cache_interval: cx.duration(
+            n.arp_cache_interval.as_ref(),
+            "notify.arp_cache_interval",
+            Duration::from_secs(60),
+            true,
+        ),
     }
 }
 
@@ -726,7 +853,9 @@ fn build_balance(cx: &mut Cx<'_>, raw: Option<&RawBalance>) -> BalanceConfig {
     let Some(r) = raw else { return b };
     if let Some(a) = &r.acquisitions_per_round {
         match a.get_ref() {
-            toml::Value::String(s) if s.eq_ignore_ascii_case("all") => b.acquisitions_per_round = Acquisitions::All,
+            toml::Value::String(s) if s.eq_ignore_ascii_case("all") => {
+                b.acquisitions_per_round = Acquisitions::All
+            }
             toml::Value::Integer(n) if *n >= 1 && *n <= i64::from(u32::MAX) => {
                 b.acquisitions_per_round = Acquisitions::Limit(*n as u32)
             }
@@ -738,7 +867,10 @@ fn build_balance(cx: &mut Cx<'_>, raw: Option<&RawBalance>) -> BalanceConfig {
             other => cx.at(
                 a,
                 "balance.acquisitions_per_round",
-                format!("expected a number >= 1 or \"all\", found {}", describe(other)),
+                format!(
+                    "expected a number >= 1 or \"all\", found {}",
+                    describe(other)
+                ),
             ),
         }
     }
@@ -763,7 +895,12 @@ fn build_hooks(cx: &mut Cx<'_>, raw: Option<&RawHooks>) -> HooksConfig {
         on_down: cx.abs_path(h.on_down.as_ref(), "hooks.on_down"),
         post_up: cx.abs_path(h.post_up.as_ref(), "hooks.post_up"),
         post_down: cx.abs_path(h.post_down.as_ref(), "hooks.post_down"),
-        timeout: cx.duration(h.timeout.as_ref(), "hooks.timeout", Duration::from_secs(10), true),
+        timeout: cx.duration(
+            h.timeout.as_ref(),
+            "hooks.timeout",
+            Duration::from_secs(10),
+            true,
+        ),
     }
 }
 
@@ -775,12 +912,21 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
             "native" | "drv" => XdpMode::Native,
             "skb" | "generic" => XdpMode::Skb,
             other => {
-                cx.at(m, "xdp.mode", format!("{other:?} is not one of \"auto\", \"native\", \"skb\""));
+                cx.at(
+                    m,
+                    "xdp.mode",
+                    format!("{other:?} is not one of \"auto\", \"native\", \"skb\""),
+                );
                 XdpMode::Auto
             }
         },
     };
-    let lease = cx.duration(raw.and_then(|x| x.lease.as_ref()), "xdp.lease", Duration::from_secs(2), false);
+    let lease = cx.duration(
+        raw.and_then(|x| x.lease.as_ref()),
+        "xdp.lease",
+        Duration::from_secs(2),
+        false,
+    );
     XdpConfig {
         mode,
         lease: (!lease.is_zero()).then_some(lease),
@@ -793,7 +939,11 @@ fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig 
         Some(c) => match u32::try_from(*c.get_ref()) {
             Ok(v) if (1..=100).contains(&v) => v,
             _ => {
-                cx.at(c, "announce.burst_count", format!("{} is out of range (1..=100)", c.get_ref()));
+                cx.at(
+                    c,
+                    "announce.burst_count",
+                    format!("{} is out of range (1..=100)", c.get_ref()),
+                );
                 3
             }
         },
