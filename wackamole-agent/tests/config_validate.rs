@@ -400,6 +400,12 @@ fn vif_errors() {
         "used twice",
     );
     assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\nname = \"10.0.0.1\"\naddresses = [\"eth0:10.0.0.2/24\"]\n"),
+        4,
+        "vif[1].name",
+        "\"10.0.0.1\" is used twice (also vif[0] at line 2)",
+    );
+    assert_issue(
         &err("[[vif]]\nname = \"has space\"\naddresses = [\"eth0:10.0.0.1/24\"]\n"),
         2,
         "vif[0].name",
@@ -614,4 +620,87 @@ fn serde_errors_inside_inline_values_name_the_element() {
     assert_issue(&err(text), 4, "engine.kind", "invalid type");
     let text = "[engine]\ngroup = \"a,b=[c\"\nrequire_quorum = \"yes\"\n";
     assert_issue(&err(text), 3, "engine.require_quorum", "invalid type");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// VIFs drawn from a small address pool so duplicates are common; one
+    /// address per line.
+    fn vif_lists() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(1u8..12, 1..4), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Duplicate VIPs are reported exactly at each repeated occurrence,
+        /// naming its line and field and the first occurrence.
+        #[test]
+        fn duplicate_vips_found_at_their_line(vifs in vif_lists()) {
+            let mut text = String::from("node = \"n\"\n");
+            let mut line = 1;
+            let mut first: HashMap<u8, (String, usize)> = HashMap::new();
+            let mut expected = Vec::new();
+            for (i, addrs) in vifs.iter().enumerate() {
+                text.push_str("[[vif]]\naddresses = [\n");
+                line += 2;
+                for (j, a) in addrs.iter().enumerate() {
+                    line += 1;
+                    text.push_str(&format!("  \"eth0:10.0.0.{a}/24\",\n"));
+                    let field = format!("vif[{i}].addresses[{j}]");
+                    match first.get(a) {
+                        Some((f, l)) => expected.push((line, field, format!("also {f} at line {l}"))),
+                        None => { first.insert(*a, (field, line)); }
+                    }
+                }
+                text.push_str("]\n");
+                line += 1;
+            }
+            match parse(&text, "p.toml", &host()) {
+                Ok(_) => prop_assert!(expected.is_empty(), "missed duplicates {expected:?}\n{text}"),
+                Err(e) => {
+                    let got: Vec<(usize, String)> = e.issues.iter().map(|i| (i.line.unwrap_or(0), i.field.clone())).collect();
+                    let want: Vec<(usize, String)> = expected.iter().map(|(l, f, _)| (*l, f.clone())).collect();
+                    prop_assert_eq!(got, want, "{}\n{}", e, text);
+                    for (issue, (_, _, also)) in e.issues.iter().zip(&expected) {
+                        prop_assert!(issue.message.contains(also.as_str()), "{} lacks {}", issue.message, also);
+                    }
+                }
+            }
+        }
+
+        /// An unknown key inserted under any table of the sample is reported
+        /// at its line, under that table's path.
+        #[test]
+        fn unknown_key_anywhere_in_sample(pick in any::<prop::sample::Index>(), key in "[a-z]{3,8}_x") {
+            let text = std::fs::read_to_string(sample_path()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            let headers: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].starts_with('[')).collect();
+            let h = headers[pick.index(headers.len())];
+            let mut table = lines[h].trim_matches(|c| c == '[' || c == ']').to_string();
+            if lines[h].starts_with("[[") {
+                let n = headers.iter().filter(|&&k| k < h && lines[k] == lines[h]).count();
+                table = format!("{table}[{n}]");
+            }
+            let mut out: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+            out.insert(h + 1, format!("{key} = 1"));
+            let e = parse(&out.join("\n"), "test.toml", &host()).unwrap_err();
+            let field = format!("{table}.{key}");
+            prop_assert_eq!(e.issues.len(), 1);
+            prop_assert_eq!(e.issues[0].line, Some(h + 2));
+            prop_assert_eq!(&e.issues[0].field, &field);
+        }
+
+        /// Any duration written with our formatter is read back exactly in
+        /// any duration field.
+        #[test]
+        fn durations_roundtrip_through_config(ms in 1u64..100_000_000) {
+            let d = Duration::from_millis(ms);
+            let text = format!("[balance]\ninterval = \"{}\"\n", format_duration(d));
+            prop_assert_eq!(ok(&text).balance.interval, d);
+        }
+    }
 }

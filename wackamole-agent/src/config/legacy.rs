@@ -762,12 +762,14 @@ impl<'a> Parser<'a> {
                 ("on", "down") => "on_down",
                 ("post", "up") => "post_up",
                 ("post", "down") => "post_down",
-                _ => return self.err(
-                    a.line,
-                    format!(
+                _ => {
+                    return self.err(
+                        a.line,
+                        format!(
                         "RunDynamic: expected on up, on down, post up or post down, found {x} {y}"
                     ),
-                ),
+                    )
+                }
             },
             _ => {
                 return self.err(

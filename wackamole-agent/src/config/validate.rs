@@ -620,7 +620,8 @@ pub(crate) fn parse_spread_daemon(v: &toml::Value) -> Result<SpreadDaemon, Strin
 fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec<Vif> {
     let mut vifs = Vec::with_capacity(raw.len());
     let mut seen_addr: HashMap<IpAddr, (String, usize)> = HashMap::new();
-    let mut seen_name: HashMap<String, (usize, usize)> = HashMap::new();
+    // name -> (vif index, line, written explicitly)
+    let mut seen_name: HashMap<String, (usize, usize, bool)> = HashMap::new();
     for (i, rv) in raw.iter().enumerate() {
         let mut addresses = Vec::new();
         match &rv.addresses {
@@ -692,7 +693,14 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
                 .as_ref()
                 .map(|n| cx.line(n))
                 .or_else(|| rv.addresses.as_ref().map(|a| cx.line(a)));
-            if let Some((other, other_line)) = seen_name.get(&name) {
+            let explicit = rv.name.is_some();
+            if let Some(&(other, other_line, other_explicit)) = seen_name.get(&name) {
+                // Two defaulted names clash only when their first addresses
+                // do, which is already reported as a duplicate VIP.
+                if !(explicit || other_explicit) {
+                    vifs.push(Vif { name, addresses });
+                    continue;
+                }
                 let msg = format!(
                     "VIF name {name:?} is used twice (also vif[{other}] at line {other_line})"
                 );
@@ -703,7 +711,7 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
                     message: msg,
                 });
             } else {
-                seen_name.insert(name.clone(), (i, line.unwrap_or(0)));
+                seen_name.insert(name.clone(), (i, line.unwrap_or(0), explicit));
             }
         }
         vifs.push(Vif { name, addresses });
@@ -964,5 +972,40 @@ fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig 
         burst_count,
         burst_spacing,
         refresh_interval: (!refresh.is_zero()).then_some(refresh),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn paths_from_text() {
+        let t = "a = 1\n[x]\nb = [1, { c = 2, d = 3 }]\n[[v]]\n[[v]]\ne = { f = [0, [1, 2]] }\n";
+        assert_eq!(field_path_at(t, t.find("1\n").unwrap(), None), "a");
+        let d = t.find("d =").unwrap();
+        assert_eq!(field_path_at(t, d, Some("d")), "x.b[1].d");
+        assert_eq!(field_path_at(t, d + 4, None), "x.b[1].d");
+        let two = t.find("2]").unwrap();
+        assert_eq!(field_path_at(t, two, None), "v[1].e.f[1][1]");
+        assert_eq!(field_path_at(t, t.find("[x]").unwrap() + 1, Some("x")), "x");
+    }
+
+    proptest! {
+        #[test]
+        fn field_path_never_panics(text in "\\PC{0,120}", at in 0usize..200) {
+            let _ = field_path_at(&text, at, None);
+            let _ = field_path_at(&text, at, Some("k"));
+        }
+
+        #[test]
+        fn field_path_on_tomlish_text(parts in proptest::collection::vec(prop_oneof![
+            Just("["), Just("]"), Just("{"), Just("}"), Just(","), Just("="), Just("\""), Just("'"),
+            Just("#"), Just("\n"), Just("[[a]]\n"), Just("[b]\n"), Just("k"), Just(" "), Just("\"\"\""),
+        ], 0..60), at in 0usize..200) {
+            let text: String = parts.concat();
+            let _ = field_path_at(&text, at, None);
+        }
     }
 }
