@@ -274,6 +274,24 @@ fn type_and_syntax_errors_name_line() {
     );
     let e = err("node = \"a\"\n\n[balance\n");
     assert_eq!(e.issues[0].line, Some(3), "{e}");
+    assert_eq!(e.to_string().lines().count(), 1, "one line per issue: {e}");
+    assert!(
+        e.to_string()
+            .starts_with("test.toml:3: invalid table header"),
+        "{e}"
+    );
+    assert_issue(
+        &err("node = \"a\"\nnode = \"b\"\n"),
+        2,
+        "node",
+        "duplicate key",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = \"eth0:10.0.0.1/24\"\n"),
+        2,
+        "vif[0].addresses",
+        "expected a sequence",
+    );
     assert_issue(
         &err("[notify]\narp_cache = \"yes\"\n"),
         2,
@@ -703,4 +721,26 @@ mod properties {
             prop_assert_eq!(ok(&text).balance.interval, d);
         }
     }
+}
+
+#[test]
+fn system_interfaces_reads_sysfs() {
+    let sys = SystemInterfaces;
+    assert!(
+        sys.interface_exists("lo"),
+        "loopback should exist in /sys/class/net"
+    );
+    assert!(!sys.interface_exists("wkm-nonexist0"));
+    assert!(!sys.interface_exists(""));
+    assert!(!sys.interface_exists(".."));
+    assert!(!sys.interface_exists("../net"));
+    assert!(sys.hostname().is_some_and(|h| !h.is_empty()));
+    // The real probe validates a config on loopback.
+    let cfg = parse(
+        "[[vif]]\naddresses = [\"lo:127.0.0.42/32\"]\n",
+        "lo.toml",
+        &sys,
+    )
+    .unwrap();
+    assert_eq!(cfg.vifs[0].name, "127.0.0.42");
 }

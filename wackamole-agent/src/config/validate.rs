@@ -52,7 +52,14 @@ fn serde_issue(
     message: &str,
     span: Option<std::ops::Range<usize>>,
 ) -> Issue {
-    let message = message.trim().to_string();
+    // toml's messages may span lines ("invalid table header\nexpected ..."):
+    // keep one issue per line.
+    let message = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
     let Some(span) = span else {
         return Issue {
             file: file.into(),
