@@ -61,12 +61,17 @@ pub struct Rtnl {
 
 impl Rtnl {
     /// Opens a netlink socket in the current thread's network namespace.
+    /// Fails (rather than panicking) outside a tokio runtime.
     pub fn new() -> NetResult<Self> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| NetError::Socket {
+            what: "netlink route (no tokio runtime)",
+            source: std::io::Error::other(e),
+        })?;
         let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetError::Socket {
             what: "netlink route",
             source,
         })?;
-        tokio::spawn(conn);
+        runtime.spawn(conn);
         Ok(Rtnl { handle })
     }
 
@@ -234,6 +239,11 @@ mod tests {
             assert!(bad.parse::<Ipv4Prefix>().is_err(), "{bad}");
         }
         assert_eq!(p.to_string(), "192.0.2.0/24");
+    }
+
+    #[test]
+    fn rtnl_outside_a_runtime_is_an_error() {
+        assert!(matches!(Rtnl::new(), Err(NetError::Socket { .. })));
     }
 
     #[test]
