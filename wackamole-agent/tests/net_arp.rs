@@ -272,6 +272,37 @@ fn notify_unicasts_known_hosts_and_broadcasts_once_for_the_rest() -> Result<()> 
 }
 
 #[test]
+fn ranges_are_paced_independently() -> Result<()> {
+    let (a, b) = pair("ranges")?;
+    let (a_mac, b_mac) = (a.mac("va")?, b.mac("vb")?);
+    let small: Ipv4Prefix = "192.0.2.2/32".parse()?;
+    let big: Ipv4Prefix = "198.51.100.0/24".parse()?;
+    let hosts: Vec<(Ipv4Addr, [u8; 6])> = (1..=20u8)
+        .map(|i| (Ipv4Addr::new(198, 51, 100, i), [2, 0, 0, 0, 1, i]))
+        .chain([(B_IP, b_mac)])
+        .collect();
+    // 21 frames for the /24 at 10/s take 2 s; the /32's single reply must not wait for them.
+    let frames = capture(&b, 3, || {
+        let sent = with_sender(&a, "va", async move |s| {
+            Ok(s.notify_ranges(&[VIP], &[big, small], &hosts, 10).await?)
+        })?;
+        assert_eq!(sent, 22);
+        Ok(())
+    })?;
+    // B's capture sees every frame on the link; the /32's reply is among the
+    // first two (one per range at t=0), not after the /24's 21 frames.
+    let ours: Vec<ArpFrame> = frames
+        .iter()
+        .filter_map(|f| ArpFrame::parse(f).filter(|p| p.spa == VIP))
+        .collect();
+    let at = ours
+        .iter()
+        .position(|f| *f == ArpFrame::unicast_reply(a_mac, VIP, B_IP, b_mac));
+    assert!(matches!(at, Some(0 | 1)), "{ours:?}");
+    Ok(())
+}
+
+#[test]
 fn paced_sends_respect_the_rate_limit() -> Result<()> {
     let ns = Netns::new("pace")?;
     ns.run(&[

@@ -4,6 +4,23 @@
 //! the sending half of an mpsc channel, and answer each [`ControlRequest`]
 //! from the daemon's event loop by sending a [`Reply`] on its oneshot.
 //!
+//! ```no_run
+//! use wackamole::control::{ControlServer, Reply, Request};
+//! # async fn daemon() -> anyhow::Result<()> {
+//! let server = ControlServer::bind("/run/wackamole/control.sock".as_ref())?;
+//! let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+//! tokio::spawn(server.serve(tx));
+//! // In the daemon's event loop (e.g. one arm of its select!):
+//! while let Some(req) = rx.recv().await {
+//!     let reply = match req.request {
+//!         Request::Status => Reply::done("..."),
+//!         other => Reply::error(format!("{} not implemented", other.name())),
+//!     };
+//!     let _ = req.reply.send(reply);
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! Access: the socket is mode 0600 in a directory we create 0700, and every
 //! connection's peer credentials (SO_PEERCRED) are checked: only uid 0 and
 //! the daemon's own effective uid are served; others get an error reply and

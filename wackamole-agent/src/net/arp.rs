@@ -443,6 +443,27 @@ impl ArpSender {
     }
 }
 
+impl ArpSender {
+    /// Notifies several ranges at once, each paced at `pps` on its own
+    /// (a large range does not hold up a small one). Returns frames sent.
+    pub async fn notify_ranges(
+        &self,
+        vips: &[Ipv4Addr],
+        ranges: &[Ipv4Prefix],
+        neighbours: &[(Ipv4Addr, [u8; 6])],
+        pps: u32,
+    ) -> NetResult<usize> {
+        let runs = ranges
+            .iter()
+            .map(|range| self.notify(vips, range, neighbours, pps));
+        let mut sent = 0;
+        for r in futures::future::join_all(runs).await {
+            sent += r?;
+        }
+        Ok(sent)
+    }
+}
+
 /// SIOCGIFHWADDR on `fd` (works in the fd's namespace, unlike /sys).
 fn hwaddr(fd: &OwnedFd, iface: &str) -> NetResult<[u8; 6]> {
     // SAFETY: ifreq is plain data; zeroed is a valid value.
