@@ -14,6 +14,9 @@
 
 pub mod alloc;
 pub mod config;
+pub mod control;
 pub mod dataplane;
+pub mod hooks;
 pub mod membership;
+pub mod net;
 pub mod testbed;
