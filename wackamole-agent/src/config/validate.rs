@@ -1,0 +1,1018 @@
+//! TOML text to a validated [`Config`]: serde for shape (with spans), then
+//! every semantic check, collecting all problems with their line and field.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::address::{parse_notify_range, parse_vif_address};
+use super::duration::parse_duration;
+use super::error::{line_of, ConfigError, Issue};
+use super::iface::InterfaceCheck;
+use super::raw::*;
+use super::*;
+
+/// Longest Spread group name (MAX_GROUP_NAME 32 with its NUL).
+const SPREAD_GROUP_MAX: usize = 31;
+/// Longest Corosync CPG group name (CPG_MAX_NAME_LENGTH 128).
+const CPG_GROUP_MAX: usize = 128;
+
+/// Parses and validates TOML `text`. `file_name` is used in messages only;
+/// `host` answers whether interfaces exist and what the host is called.
+pub fn parse(
+    text: &str,
+    file_name: &str,
+    host: &dyn InterfaceCheck,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text)
+        .map_err(|e| ConfigError::single(serde_issue(text, file_name, e.message(), e.span())))?;
+    let mut cx = Cx {
+        text,
+        file: file_name,
+        issues: Vec::new(),
+    };
+    let cfg = build(&mut cx, raw, host);
+    if cx.issues.is_empty() {
+        Ok(cfg)
+    } else {
+        cx.issues
+            .sort_by_key(|i| (i.line.is_none(), i.line.unwrap_or(0)));
+        Err(ConfigError { issues: cx.issues })
+    }
+}
+
+/// Turns a TOML/serde error into an issue, finding the field path from the
+/// text before the span (serde does not give the path).
+fn serde_issue(
+    text: &str,
+    file: &str,
+    message: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> Issue {
+    // toml's messages may span lines ("invalid table header\nexpected ..."):
+    // keep one issue per line.
+    let message = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let Some(span) = span else {
+        return Issue {
+            file: file.into(),
+            line: None,
+            field: String::new(),
+            message,
+        };
+    };
+    let offset = span.start.min(text.len());
+    let line = line_of(text, offset);
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    let field = field_path_at(text, offset, unknown);
+    Issue {
+        file: file.into(),
+        line: Some(line),
+        field,
+        message,
+    }
+}
+
+/// One level of inline nesting while scanning a table's body.
+enum Frame {
+    /// An array value; `key` is None for an array nested in an array.
+    Array { key: Option<String>, idx: usize },
+    /// An inline table; `key` is None for a table that is an array element.
+    Table {
+        key: Option<String>,
+        last_key: Option<String>,
+    },
+}
+
+/// Dotted path of the value at `offset`: the enclosing `[table]` or
+/// `[[array]]` (with its index), inline arrays and tables around the
+/// offset, then the key being defined (or `unknown`, the key serde refused).
+fn field_path_at(text: &str, offset: usize, unknown: Option<&str>) -> String {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map(|i| line_start + i)
+        .unwrap_or(text.len());
+    let on_header = text[line_start..line_end].trim_start().starts_with('[')
+        && !text[line_start..offset].contains('=');
+
+    // The table header in force, found line by line (headers start a line).
+    let mut table = String::new();
+    let mut body_start = 0;
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut pos = 0;
+    for l in text[..line_start].split_inclusive('\n') {
+        let t = l.trim();
+        if let Some(inner) = t.strip_prefix("[[").and_then(|r| r.split("]]").next()) {
+            let name = inner.trim().to_string();
+            let n = counts.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{n}]");
+            *n += 1;
+            body_start = pos + l.len();
+        } else if let Some(inner) = t.strip_prefix('[').and_then(|r| r.split(']').next()) {
+            table = inner.trim().to_string();
+            body_start = pos + l.len();
+        }
+        pos += l.len();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if on_header {
+        // The refused name is the header's own table: report it under its parent.
+        if let Some(p) = table.rsplit_once('.') {
+            parts.push(p.0.to_string());
+        }
+        if let Some(name) = unknown {
+            parts.push(name.to_string());
+        }
+        return parts.join(".");
+    }
+    if !table.is_empty() {
+        parts.push(table);
+    }
+    let (stack, top_key) = scan_inline(&text[body_start.min(offset)..offset]);
+    for frame in &stack {
+        match frame {
+            Frame::Array { key: Some(k), idx } => parts.push(format!("{k}[{idx}]")),
+            Frame::Array { key: None, idx } => match parts.last_mut() {
+                Some(last) => last.push_str(&format!("[{idx}]")),
+                None => parts.push(format!("[{idx}]")),
+            },
+            Frame::Table { key: Some(k), .. } => parts.push(k.clone()),
+            Frame::Table { key: None, .. } => {}
+        }
+    }
+    let current = match stack.last() {
+        None => top_key,
+        Some(Frame::Table { last_key, .. }) => last_key.clone(),
+        Some(Frame::Array { .. }) => None,
+    };
+    if let Some(name) = unknown {
+        parts.push(name.to_string());
+    } else if let Some(k) = current {
+        parts.push(k);
+    }
+    parts.join(".")
+}
+
+/// Scans a table body up to the error: returns the open inline frames and
+/// the last top-level key assigned.
+fn scan_inline(body: &str) -> (Vec<Frame>, Option<String>) {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut top_key: Option<String> = None;
+    let mut token = String::new();
+    let mut after_eq = false;
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => {
+                while let Some(&(_, n)) = chars.peek() {
+                    if n == '\n' {
+                        break;
+                    }
+                    chars.next();
+                }
+            }
+            '"' | '\'' => {
+                let rest = &body[i..];
+                let triple: String = std::iter::repeat_n(c, 3).collect();
+                let (content, len) = if rest.starts_with(&triple) {
+                    let close = rest[3..].find(&triple).map(|j| j + 6).unwrap_or(rest.len());
+                    (String::new(), close)
+                } else {
+                    let mut j = 1;
+                    let bytes = rest.as_bytes();
+                    while j < bytes.len() && bytes[j] != c as u8 && bytes[j] != b'\n' {
+                        if c == '"' && bytes[j] == b'\\' {
+                            j += 1;
+                        }
+                        j += 1;
+                    }
+                    let inner = rest.get(1..j.min(rest.len())).unwrap_or("").to_string();
+                    (inner, (j + 1).min(rest.len()))
+                };
+                if !after_eq {
+                    token.push_str(&content);
+                }
+                // Skip the rest of the string.
+                while let Some(&(k, _)) = chars.peek() {
+                    if k >= i + len {
+                        break;
+                    }
+                    chars.next();
+                }
+            }
+            '=' => {
+                let key = std::mem::take(&mut token).trim().to_string();
+                match stack.last_mut() {
+                    Some(Frame::Table { last_key, .. }) => *last_key = Some(key),
+                    _ => top_key = Some(key),
+                }
+                after_eq = true;
+            }
+            '[' | '{' => {
+                let key = if after_eq {
+                    match stack.last() {
+                        Some(Frame::Table { last_key, .. }) => last_key.clone(),
+                        Some(Frame::Array { .. }) => None,
+                        None => top_key.clone(),
+                    }
+                } else {
+                    None
+                };
+                stack.push(if c == '[' {
+                    Frame::Array { key, idx: 0 }
+                } else {
+                    Frame::Table {
+                        key,
+                        last_key: None,
+                    }
+                });
+                after_eq = matches!(stack.last(), Some(Frame::Array { .. }));
+                token.clear();
+            }
+            ']' | '}' => {
+                stack.pop();
+                after_eq = matches!(stack.last(), Some(Frame::Array { .. }));
+            }
+            ',' => {
+                match stack.last_mut() {
+                    Some(Frame::Array { idx, .. }) => *idx += 1,
+                    Some(Frame::Table { .. }) => after_eq = false,
+                    None => {}
+                }
+                token.clear();
+            }
+            '\n' if stack.is_empty() => {
+                after_eq = false;
+                token.clear();
+            }
+            c if c.is_whitespace() => {}
+            c => {
+                if !after_eq {
+                    token.push(c);
+                }
+            }
+        }
+    }
+    (stack, top_key)
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a str,
+    issues: Vec<Issue>,
+}
+
+impl Cx<'_> {
+    fn at<T>(&mut self, value: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
+        let line = line_of(self.text, value.span().start);
+        self.issues.push(Issue {
+            file: self.file.into(),
+            line: Some(line),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn nowhere(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            file: self.file.into(),
+            line: None,
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn line<T>(&self, value: &Spanned<T>) -> usize {
+        line_of(self.text, value.span().start)
+    }
+
+    /// A duration field; `positive` refuses zero.
+    fn duration(
+        &mut self,
+        v: Option<&S<toml::Value>>,
+        field: &str,
+        default: Duration,
+        positive: bool,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        let d = match v.get_ref() {
+            toml::Value::String(s) => match parse_duration(s) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.at(v, field, e.0);
+                    return default;
+                }
+            },
+            toml::Value::Integer(0) => Duration::ZERO,
+            other => {
+                self.at(
+                    v,
+                    field,
+                    format!(
+                        "expected a duration string with a unit such as \"4s\" or \"250ms\", found {}",
+                        describe(other)
+                    ),
+                );
+                return default;
+            }
+        };
+        if positive && d.is_zero() {
+            self.at(v, field, "must be longer than zero");
+        }
+        d
+    }
+
+    fn abs_path(&mut self, v: Option<&S<String>>, field: &str) -> Option<PathBuf> {
+        let v = v?;
+        let p = PathBuf::from(v.get_ref());
+        if !p.is_absolute() {
+            self.at(
+                v,
+                field,
+                format!("{:?} is not an absolute path", v.get_ref()),
+            );
+        }
+        Some(p)
+    }
+}
+
+fn describe(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("string {s:?}"),
+        toml::Value::Integer(i) => format!("integer {i}"),
+        toml::Value::Float(f) => format!("float {f}"),
+        toml::Value::Boolean(b) => format!("boolean {b}"),
+        toml::Value::Datetime(d) => format!("date-time {d}"),
+        toml::Value::Array(_) => "an array".into(),
+        toml::Value::Table(_) => "a table".into(),
+    }
+}
+
+fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
+    let node = match &raw.node {
+        Some(n) => {
+            let s = n.get_ref().trim();
+            if s.is_empty() || s.chars().any(char::is_whitespace) {
+                cx.at(
+                    n,
+                    "node",
+                    format!(
+                        "{:?} is not a usable node name (non-empty, no spaces)",
+                        n.get_ref()
+                    ),
+                );
+            }
+            s.to_string()
+        }
+        None => host.hostname().unwrap_or_else(|| {
+            cx.nowhere(
+                "node",
+                "not set and the host name is unknown: set `node = \"name\"`",
+            );
+            String::new()
+        }),
+    };
+    let weight = match &raw.weight {
+        None => 1,
+        Some(w) => match u32::try_from(*w.get_ref()) {
+            Ok(v) if (1..=65_535).contains(&v) => v,
+            _ => {
+                cx.at(
+                    w,
+                    "weight",
+                    format!("{} is out of range (1..=65535)", w.get_ref()),
+                );
+                1
+            }
+        },
+    };
+    let engine = build_engine(cx, raw.engine.as_ref());
+    let control_socket = cx
+        .abs_path(raw.control_socket.as_ref(), "control_socket")
+        .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into());
+    let bpffs_dir = cx
+        .abs_path(raw.bpffs_dir.as_ref(), "bpffs_dir")
+        .unwrap_or_else(|| DEFAULT_BPFFS_DIR.into());
+    let vifs = build_vifs(cx, &raw.vif, host);
+    let prefer = build_prefer(cx, raw.prefer.as_ref(), &vifs);
+    let notify = build_notify(cx, raw.notify.as_ref(), host);
+    let balance = build_balance(cx, raw.balance.as_ref());
+    let mature = cx.duration(raw.mature.as_ref(), "mature", Duration::from_secs(5), false);
+    let hooks = build_hooks(cx, raw.hooks.as_ref());
+    let xdp = build_xdp(cx, raw.xdp.as_ref());
+    let announce = build_announce(cx, raw.announce.as_ref());
+    let metrics_listen = raw.metrics_listen.as_ref().and_then(|m| {
+        m.get_ref()
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                cx.at(
+                    m,
+                    "metrics_listen",
+                    format!(
+                        "{:?} is not an IP:port address (e.g. \"127.0.0.1:9469\")",
+                        m.get_ref()
+                    ),
+                )
+            })
+            .ok()
+    });
+    let level = match raw.log.as_ref().and_then(|l| l.level.as_ref()) {
+        None => LogLevel::Info,
+        Some(l) => match l.get_ref().to_ascii_lowercase().as_str() {
+            "trace" => LogLevel::Trace,
+            "debug" => LogLevel::Debug,
+            "info" => LogLevel::Info,
+            "warn" | "warning" => LogLevel::Warn,
+            "error" => LogLevel::Error,
+            _ => {
+                cx.at(
+                    l,
+                    "log.level",
+                    format!(
+                        "{:?} is not one of trace, debug, info, warn, error",
+                        l.get_ref()
+                    ),
+                );
+                LogLevel::Info
+            }
+        },
+    };
+    Config {
+        node,
+        weight,
+        engine,
+        control_socket,
+        bpffs_dir,
+        prefer,
+        vifs,
+        notify,
+        balance,
+        mature,
+        hooks,
+        xdp,
+        announce,
+        metrics_listen,
+        log: LogConfig { level },
+    }
+}
+
+fn group_name(cx: &mut Cx<'_>, g: Option<&S<String>>, max: usize, engine: &str) -> String {
+    let Some(g) = g else {
+        return DEFAULT_GROUP.into();
+    };
+    let s = g.get_ref();
+    if s.is_empty() || s.len() > max || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        cx.at(
+            g,
+            "engine.group",
+            format!("{s:?} is not a valid {engine} group name (1..={max} bytes, no spaces)"),
+        );
+    }
+    s.clone()
+}
+
+fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
+    let kind = e
+        .and_then(|e| e.kind.as_ref())
+        .map(|k| (k.get_ref().as_str(), Some(k)))
+        .unwrap_or(("corosync", None));
+    let spread = match kind {
+        ("corosync", _) => false,
+        ("spread", _) => true,
+        (other, Some(k)) => {
+            let msg = format!("{other:?} is not an engine: use \"corosync\" or \"spread\"");
+            cx.at(k, "engine.kind", msg);
+            false
+        }
+        (_, None) => false,
+    };
+    let none = RawEngine {
+        kind: None,
+        group: None,
+        daemon: None,
+        reconnect_interval: None,
+        watchdog_interval: None,
+        watchdog_deadline: None,
+        require_quorum: None,
+    };
+    let e = e.unwrap_or(&none);
+    let foreign = |cx: &mut Cx<'_>, present: Option<usize>, key: &str, owner: &str| {
+        if let Some(line) = present {
+            cx.issues.push(Issue {
+                file: cx.file.into(),
+                line: Some(line),
+                field: format!("engine.{key}"),
+                message: format!("only applies to kind = \"{owner}\""),
+            });
+        }
+    };
+    if spread {
+        let wi = e.watchdog_interval.as_ref().map(|v| cx.line(v));
+        foreign(cx, wi, "watchdog_interval", "corosync");
+        let wd = e.watchdog_deadline.as_ref().map(|v| cx.line(v));
+        foreign(cx, wd, "watchdog_deadline", "corosync");
+        let rq = e.require_quorum.as_ref().map(|v| cx.line(v));
+        foreign(cx, rq, "require_quorum", "corosync");
+        let daemon = match &e.daemon {
+            None => SpreadDaemon::Unix { port: 4803 },
+            Some(d) => match parse_spread_daemon(d.get_ref()) {
+                Ok(sd) => sd,
+                Err(msg) => {
+                    cx.at(d, "engine.daemon", msg);
+                    SpreadDaemon::Unix { port: 4803 }
+                }
+            },
+        };
+        let group = group_name(cx, e.group.as_ref(), SPREAD_GROUP_MAX, "Spread");
+        let reconnect_interval = cx.duration(
+            e.reconnect_interval.as_ref(),
+            "engine.reconnect_interval",
+            Duration::from_secs(5),
+            true,
+        );
+        EngineConfig::Spread(SpreadConfig {
+            daemon,
+            group,
+            reconnect_interval,
+        })
+    } else {
+        let dl = e.daemon.as_ref().map(|v| cx.line(v));
+        foreign(cx, dl, "daemon", "spread");
+        let rl = e.reconnect_interval.as_ref().map(|v| cx.line(v));
+        foreign(cx, rl, "reconnect_interval", "spread");
+        let group = group_name(cx, e.group.as_ref(), CPG_GROUP_MAX, "Corosync CPG");
+        let watchdog_interval = cx.duration(
+            e.watchdog_interval.as_ref(),
+            "engine.watchdog_interval",
+            Duration::from_secs(1),
+            true,
+        );
+        let watchdog_deadline = cx.duration(
+            e.watchdog_deadline.as_ref(),
+            "engine.watchdog_deadline",
+            Duration::from_secs(5),
+            true,
+        );
+        if watchdog_deadline <= watchdog_interval {
+            let msg = "must be longer than engine.watchdog_interval";
+            match e
+                .watchdog_deadline
+                .as_ref()
+                .or(e.watchdog_interval.as_ref())
+            {
+                Some(v) => cx.at(v, "engine.watchdog_deadline", msg),
+                None => cx.nowhere("engine.watchdog_deadline", msg),
+            }
+        }
+        EngineConfig::Corosync(CorosyncConfig {
+            group,
+            watchdog_interval,
+            watchdog_deadline,
+            require_quorum: e
+                .require_quorum
+                .as_ref()
+                .map(|b| *b.get_ref())
+                .unwrap_or(false),
+        })
+    }
+}
+
+/// `4803` / `"4803"` (unix socket) or `"4803@host"` (TCP).
+pub(crate) fn parse_spread_daemon(v: &toml::Value) -> Result<SpreadDaemon, String> {
+    let text = match v {
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::String(s) => s.clone(),
+        other => {
+            return Err(format!(
+                "expected \"PORT\" or \"PORT@HOST\", found {}",
+                describe(other)
+            ))
+        }
+    };
+    let (port_txt, host) = match text.split_once('@') {
+        Some((p, h)) => (p, Some(h)),
+        None => (text.as_str(), None),
+    };
+    let port = match port_txt.parse::<u16>() {
+        Ok(p) if p > 0 => p,
+        _ => return Err(format!("{text:?}: {port_txt:?} is not a port (1..=65535); write \"4803\" or \"4803@127.0.0.1\"")),
+    };
+    match host {
+        None => Ok(SpreadDaemon::Unix { port }),
+        Some(h) if !h.is_empty() && !h.chars().any(|c| c.is_whitespace() || c == '@') => {
+            Ok(SpreadDaemon::Tcp {
+                port,
+                host: h.to_string(),
+            })
+        }
+        Some(h) => Err(format!("{text:?}: {h:?} is not a host name or address")),
+    }
+}
+
+fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec<Vif> {
+    let mut vifs = Vec::with_capacity(raw.len());
+    let mut seen_addr: HashMap<IpAddr, (String, usize)> = HashMap::new();
+    // name -> (vif index, line, written explicitly)
+    let mut seen_name: HashMap<String, (usize, usize, bool)> = HashMap::new();
+    for (i, rv) in raw.iter().enumerate() {
+        let mut addresses = Vec::new();
+        match &rv.addresses {
+            None => match &rv.name {
+                Some(n) => cx.at(
+                    n,
+                    format!("vif[{i}].addresses"),
+                    "missing: list the VIF's addresses, e.g. [\"eth0:10.2.3.4/24\"]",
+                ),
+                None => cx.nowhere(
+                    format!("vif[{i}].addresses"),
+                    "missing: list the VIF's addresses",
+                ),
+            },
+            Some(list) if list.get_ref().is_empty() => cx.at(
+                list,
+                format!("vif[{i}].addresses"),
+                "empty: a VIF needs at least one address",
+            ),
+            Some(list) => {
+                for (j, a) in list.get_ref().iter().enumerate() {
+                    let field = format!("vif[{i}].addresses[{j}]");
+                    match parse_vif_address(a.get_ref()) {
+                        Err(e) => cx.at(a, &field, e.0),
+                        Ok(va) => {
+                            let line = cx.line(a);
+                            if !host.interface_exists(&va.iface) {
+                                cx.at(
+                                    a,
+                                    &field,
+                                    format!("interface {} does not exist on this host", va.iface),
+                                );
+                            }
+                            if let Some((other, other_line)) = seen_addr.get(&va.addr) {
+                                let msg = format!(
+                                    "VIP {} is listed twice (also {} at line {})",
+                                    va.addr, other, other_line
+                                );
+                                cx.at(a, &field, msg);
+                            } else {
+                                seen_addr.insert(va.addr, (field.clone(), line));
+                            }
+                            addresses.push(va);
+                        }
+                    }
+                }
+            }
+        }
+        let name = match &rv.name {
+            Some(n) => {
+                let s = n.get_ref();
+                if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    cx.at(
+                        n,
+                        format!("vif[{i}].name"),
+                        format!("{s:?} is not a usable VIF name (non-empty, no spaces)"),
+                    );
+                }
+                s.clone()
+            }
+            None => addresses
+                .first()
+                .map(|a| a.addr.to_string())
+                .unwrap_or_default(),
+        };
+        if !name.is_empty() {
+            let line = rv
+                .name
+                .as_ref()
+                .map(|n| cx.line(n))
+                .or_else(|| rv.addresses.as_ref().map(|a| cx.line(a)));
+            let explicit = rv.name.is_some();
+            if let Some(&(other, other_line, other_explicit)) = seen_name.get(&name) {
+                // Two defaulted names clash only when their first addresses
+                // do, which is already reported as a duplicate VIP.
+                if !(explicit || other_explicit) {
+                    vifs.push(Vif { name, addresses });
+                    continue;
+                }
+                let msg = format!(
+                    "VIF name {name:?} is used twice (also vif[{other}] at line {other_line})"
+                );
+                cx.issues.push(Issue {
+                    file: cx.file.into(),
+                    line,
+                    field: format!("vif[{i}].name"),
+                    message: msg,
+                });
+            } else {
+                seen_name.insert(name.clone(), (i, line.unwrap_or(0), explicit));
+            }
+        }
+        vifs.push(Vif { name, addresses });
+    }
+    vifs
+}
+
+fn build_prefer(cx: &mut Cx<'_>, raw: Option<&S<toml::Value>>, vifs: &[Vif]) -> Vec<String> {
+    let Some(p) = raw else { return Vec::new() };
+    let refs: Vec<String> = match p.get_ref() {
+        toml::Value::String(s) if s.eq_ignore_ascii_case("none") => Vec::new(),
+        toml::Value::String(s) => vec![s.clone()],
+        toml::Value::Array(items) => {
+            let mut out = Vec::new();
+            for (k, item) in items.iter().enumerate() {
+                match item {
+                    toml::Value::String(s) => out.push(s.clone()),
+                    other => cx.at(
+                        p,
+                        format!("prefer[{k}]"),
+                        format!("expected a VIF name or address, found {}", describe(other)),
+                    ),
+                }
+            }
+            out
+        }
+        other => {
+            cx.at(
+                p,
+                "prefer",
+                format!(
+                    "expected \"none\", a VIF name or address, or a list of them; found {}",
+                    describe(other)
+                ),
+            );
+            Vec::new()
+        }
+    };
+    let mut names: Vec<String> = Vec::new();
+    for (k, r) in refs.iter().enumerate() {
+        let field = if matches!(p.get_ref(), toml::Value::Array(_)) {
+            format!("prefer[{k}]")
+        } else {
+            "prefer".to_string()
+        };
+        let by_name = vifs.iter().find(|v| &v.name == r);
+        let by_addr = || {
+            r.parse::<IpAddr>().ok().and_then(|ip| {
+                vifs.iter()
+                    .find(|v| v.addresses.first().map(|a| a.addr) == Some(ip))
+            })
+        };
+        match by_name.or_else(by_addr) {
+            None => cx.at(
+                p,
+                field,
+                format!("no VIF is named {r:?} or has it as first address"),
+            ),
+            Some(v) if names.contains(&v.name) => {
+                cx.at(p, field, format!("VIF {:?} is preferred twice", v.name))
+            }
+            Some(v) => names.push(v.name.clone()),
+        }
+    }
+    names
+}
+
+fn build_notify(
+    cx: &mut Cx<'_>,
+    raw: Option<&RawNotify>,
+    host: &dyn InterfaceCheck,
+) -> NotifyConfig {
+    let Some(n) = raw else {
+        return NotifyConfig {
+            targets: Vec::new(),
+            arp_cache: false,
+            arp_cache_interval: Duration::from_secs(60),
+        };
+    };
+    let mut targets = Vec::new();
+    for (k, t) in n.targets.iter().enumerate() {
+        let range = match &t.get_ref().range {
+            None => {
+                cx.at(
+                    t,
+                    format!("notify.targets[{k}].range"),
+                    "missing: e.g. range = \"eth0:10.2.3.0/24\"",
+                );
+                None
+            }
+            Some(r) => match parse_notify_range(r.get_ref()) {
+                Err(e) => {
+                    cx.at(r, format!("notify.targets[{k}].range"), e.0);
+                    None
+                }
+                Ok(range) => {
+                    if !host.interface_exists(&range.iface) {
+                        cx.at(
+                            r,
+                            format!("notify.targets[{k}].range"),
+                            format!("interface {} does not exist on this host", range.iface),
+                        );
+                    }
+                    Some(range)
+                }
+            },
+        };
+        let throttle = match &t.get_ref().throttle {
+            None => None,
+            Some(th) => {
+                match u32::try_from(*th.get_ref()) {
+                    Ok(v) if v >= 1 => Some(v),
+                    _ => {
+                        cx.at(
+                        th,
+                        format!("notify.targets[{k}].throttle"),
+                        format!("{} packets/s is out of range: at least 1 (omit throttle for no limit)", th.get_ref()),
+                    );
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(range) = range {
+            targets.push(NotifyTarget { range, throttle });
+        }
+    }
+    NotifyConfig {
+        targets,
+        arp_cache: n.arp_cache.as_ref().map(|b| *b.get_ref()).unwrap_or(false),
+        arp_cache_interval: cx.duration(
+            n.arp_cache_interval.as_ref(),
+            "notify.arp_cache_interval",
+            Duration::from_secs(60),
+            true,
+        ),
+    }
+}
+
+fn build_balance(cx: &mut Cx<'_>, raw: Option<&RawBalance>) -> BalanceConfig {
+    let mut b = BalanceConfig {
+        enabled: true,
+        acquisitions_per_round: Acquisitions::Limit(1),
+        interval: Duration::from_secs(4),
+        one_shot: false,
+    };
+    let Some(r) = raw else { return b };
+    if let Some(a) = &r.acquisitions_per_round {
+        match a.get_ref() {
+            toml::Value::String(s) if s.eq_ignore_ascii_case("all") => {
+                b.acquisitions_per_round = Acquisitions::All
+            }
+            toml::Value::Integer(n) if *n >= 1 && *n <= i64::from(u32::MAX) => {
+                b.acquisitions_per_round = Acquisitions::Limit(*n as u32)
+            }
+            toml::Value::Integer(0) => cx.at(
+                a,
+                "balance.acquisitions_per_round",
+                "0 would never balance: use at least 1 or \"all\" (or set balance.enabled = false)",
+            ),
+            other => cx.at(
+                a,
+                "balance.acquisitions_per_round",
+                format!(
+                    "expected a number >= 1 or \"all\", found {}",
+                    describe(other)
+                ),
+            ),
+        }
+    }
+    b.interval = cx.duration(r.interval.as_ref(), "balance.interval", b.interval, true);
+    b.one_shot = r.one_shot.as_ref().map(|v| *v.get_ref()).unwrap_or(false);
+    b.enabled = r.enabled.as_ref().map(|v| *v.get_ref()).unwrap_or(true);
+    b
+}
+
+fn build_hooks(cx: &mut Cx<'_>, raw: Option<&RawHooks>) -> HooksConfig {
+    let Some(h) = raw else {
+        return HooksConfig {
+            on_up: None,
+            on_down: None,
+            post_up: None,
+            post_down: None,
+            timeout: Duration::from_secs(10),
+        };
+    };
+    HooksConfig {
+        on_up: cx.abs_path(h.on_up.as_ref(), "hooks.on_up"),
+        on_down: cx.abs_path(h.on_down.as_ref(), "hooks.on_down"),
+        post_up: cx.abs_path(h.post_up.as_ref(), "hooks.post_up"),
+        post_down: cx.abs_path(h.post_down.as_ref(), "hooks.post_down"),
+        timeout: cx.duration(
+            h.timeout.as_ref(),
+            "hooks.timeout",
+            Duration::from_secs(10),
+            true,
+        ),
+    }
+}
+
+fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
+    let mode = match raw.and_then(|x| x.mode.as_ref()) {
+        None => XdpMode::Auto,
+        Some(m) => match m.get_ref().as_str() {
+            "auto" => XdpMode::Auto,
+            "native" | "drv" => XdpMode::Native,
+            "skb" | "generic" => XdpMode::Skb,
+            other => {
+                cx.at(
+                    m,
+                    "xdp.mode",
+                    format!("{other:?} is not one of \"auto\", \"native\", \"skb\""),
+                );
+                XdpMode::Auto
+            }
+        },
+    };
+    let lease = cx.duration(
+        raw.and_then(|x| x.lease.as_ref()),
+        "xdp.lease",
+        Duration::from_secs(2),
+        false,
+    );
+    XdpConfig {
+        mode,
+        lease: (!lease.is_zero()).then_some(lease),
+    }
+}
+
+fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig {
+    let burst_count = match raw.and_then(|a| a.burst_count.as_ref()) {
+        None => 3,
+        Some(c) => match u32::try_from(*c.get_ref()) {
+            Ok(v) if (1..=100).contains(&v) => v,
+            _ => {
+                cx.at(
+                    c,
+                    "announce.burst_count",
+                    format!("{} is out of range (1..=100)", c.get_ref()),
+                );
+                3
+            }
+        },
+    };
+    let burst_spacing = cx.duration(
+        raw.and_then(|a| a.burst_spacing.as_ref()),
+        "announce.burst_spacing",
+        Duration::from_millis(100),
+        false,
+    );
+    let refresh = cx.duration(
+        raw.and_then(|a| a.refresh_interval.as_ref()),
+        "announce.refresh_interval",
+        Duration::ZERO,
+        false,
+    );
+    AnnounceConfig {
+        burst_count,
+        burst_spacing,
+        refresh_interval: (!refresh.is_zero()).then_some(refresh),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn paths_from_text() {
+        let t = "a = 1\n[x]\nb = [1, { c = 2, d = 3 }]\n[[v]]\n[[v]]\ne = { f = [0, [1, 2]] }\n";
+        assert_eq!(field_path_at(t, t.find("1\n").unwrap(), None), "a");
+        let d = t.find("d =").unwrap();
+        assert_eq!(field_path_at(t, d, Some("d")), "x.b[1].d");
+        assert_eq!(field_path_at(t, d + 4, None), "x.b[1].d");
+        let two = t.find("2]").unwrap();
+        assert_eq!(field_path_at(t, two, None), "v[1].e.f[1][1]");
+        assert_eq!(field_path_at(t, t.find("[x]").unwrap() + 1, Some("x")), "x");
+    }
+
+    proptest! {
+        #[test]
+        fn field_path_never_panics(text in "\\PC{0,120}", at in 0usize..200) {
+            let _ = field_path_at(&text, at, None);
+            let _ = field_path_at(&text, at, Some("k"));
+        }
+
+        #[test]
+        fn field_path_on_tomlish_text(parts in proptest::collection::vec(prop_oneof![
+            Just("["), Just("]"), Just("{"), Just("}"), Just(","), Just("="), Just("\""), Just("'"),
+            Just("#"), Just("\n"), Just("[[a]]\n"), Just("[b]\n"), Just("k"), Just(" "), Just("\"\"\""),
+        ], 0..60), at in 0usize..200) {
+            let text: String = parts.concat();
+            let _ = field_path_at(&text, at, None);
+        }
+    }
+}

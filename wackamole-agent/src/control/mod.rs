@@ -1,0 +1,21 @@
+//! The control socket: `wackamole list|status|fail|recover|move|drain|balance`.
+//!
+//! - [`protocol`]: the line-delimited JSON requests and replies (pure).
+//! - [`server`]: the daemon's Unix socket listener; it hands each request to
+//!   the daemon over an mpsc channel with a oneshot for the reply.
+//! - [`client`]: one request, one reply, with a timeout (the CLI side).
+//! - [`render`]: human tables for `list` and `status`, or JSON passthrough.
+
+pub mod client;
+pub mod protocol;
+pub mod render;
+pub mod server;
+
+pub use protocol::{
+    parse_request, FailoverInfo, ListReply, MemberRow, Reply, Request, StatusReply, VifRow,
+    MAX_LINE,
+};
+pub use server::{ControlRequest, ControlServer};
+
+/// Default control socket path.
+pub const DEFAULT_SOCKET: &str = "/run/wackamole/control.sock";

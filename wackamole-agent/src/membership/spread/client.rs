@@ -1,0 +1,425 @@
+//! Async tokio client of one Spread daemon: endpoint parsing, the connect
+//! handshake, a cancel-safe framed reader and a writer for join, leave,
+//! multicast and disconnect. No protocol logic lives here beyond the order of
+//! the handshake steps; bytes are built and parsed by [`super::codec`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::codec::{
+    self, Accepted, ByteOrder, ClientMessage, DaemonMessage, DecodeError, EncodeError, Service,
+};
+
+/// The daemon's default client port.
+pub const DEFAULT_PORT: u16 = 4803;
+
+/// Where a daemon listens, in libspread's "spread name" syntax:
+/// `port@host` = TCP, `port` (or empty = 4803) = Unix socket `/tmp/<port>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Tcp { host: String, port: u16 },
+    Unix { port: u16, path: PathBuf },
+}
+
+impl Endpoint {
+    /// Parses a spread name like libspread does.
+    pub fn parse(spread_name: &str) -> Result<Self, ClientError> {
+        let bad = |why: &str| ClientError::IllegalSpread {
+            name: spread_name.to_owned(),
+            why: why.to_owned(),
+        };
+        let port_of = |s: &str| -> Result<u16, ClientError> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad("port must be digits"));
+            }
+            s.parse().map_err(|_| bad("port out of range"))
+        };
+        if spread_name.is_empty() {
+            return Ok(Self::unix(DEFAULT_PORT));
+        }
+        match spread_name.split_once('@') {
+            None => Ok(Self::unix(port_of(spread_name)?)),
+            Some((port, host)) => {
+                if host.is_empty() {
+                    return Err(bad("empty host after '@'"));
+                }
+                Ok(Endpoint::Tcp {
+                    host: host.to_owned(),
+                    port: port_of(port)?,
+                })
+            }
+        }
+    }
+
+    fn unix(port: u16) -> Self {
+        Endpoint::Unix {
+            port,
+            path: PathBuf::from(format!("/tmp/{port}")),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp { host, port } => write!(f, "{port}@{host}"),
+            Endpoint::Unix { path, .. } => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Errors of a client session; every one names the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("spread: illegal spread name {name:?}: {why}")]
+    IllegalSpread { name: String, why: String },
+    #[error("spread {endpoint}: could not connect: {source}")]
+    Connect {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("spread {endpoint}: handshake timed out after {timeout:?}")]
+    HandshakeTimeout { endpoint: String, timeout: Duration },
+    #[error("spread {endpoint}: {stage}: {source}")]
+    Protocol {
+        endpoint: String,
+        stage: &'static str,
+        source: DecodeError,
+    },
+    #[error("spread {endpoint}: {stage}: {source}")]
+    Io {
+        endpoint: String,
+        stage: &'static str,
+        source: std::io::Error,
+    },
+    #[error("spread {endpoint}: connection closed by the daemon ({stage})")]
+    Closed {
+        endpoint: String,
+        stage: &'static str,
+    },
+    #[error("spread {endpoint}: refusing to send: {source}")]
+    Encode {
+        endpoint: String,
+        source: EncodeError,
+    },
+}
+
+type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Session parameters of [`connect`].
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    /// 0..=10 bytes in `'$'..='~'`; empty lets the daemon choose one.
+    pub private_name: String,
+    /// Receive views, transitional signals and self-leave notices.
+    pub membership: bool,
+    /// Covers TCP/Unix connect and the whole handshake.
+    pub timeout: Duration,
+}
+
+/// Opens a session: connect, handshake, NULL authentication.
+pub async fn connect(
+    endpoint: &Endpoint,
+    opts: &ConnectOptions,
+) -> Result<(SpreadReader, SpreadWriter, Accepted), ClientError> {
+    let ep = endpoint.to_string();
+    let request = codec::encode_connect_request(&opts.private_name, opts.membership, false)
+        .map_err(|source| ClientError::Encode {
+            endpoint: ep.clone(),
+            source,
+        })?;
+    let fut = async {
+        let (mut r, mut w) = open(endpoint, &ep).await?;
+        let mut buf = Vec::new();
+        // The daemon reads the request with non-blocking recvs: one write.
+        write(&mut w, &request, &ep, "sending connect request").await?;
+        let methods = read_until(
+            &mut r,
+            &mut buf,
+            &ep,
+            "reading auth list",
+            codec::decode_auth_list,
+        )
+        .await?;
+        codec::require_null_auth(&methods).map_err(|source| ClientError::Protocol {
+            endpoint: ep.clone(),
+            stage: "choosing authentication",
+            source,
+        })?;
+        // Not appended to the request: the daemon's name read would swallow it.
+        write(
+            &mut w,
+            &codec::encode_auth_choice_null(),
+            &ep,
+            "sending auth choice",
+        )
+        .await?;
+        let accepted = read_until(
+            &mut r,
+            &mut buf,
+            &ep,
+            "reading accept",
+            codec::decode_accept,
+        )
+        .await?;
+        Ok::<_, ClientError>((r, w, buf, accepted))
+    };
+    let (r, w, buf, accepted) = tokio::time::timeout(opts.timeout, fut)
+        .await
+        .map_err(|_| ClientError::HandshakeTimeout {
+            endpoint: ep.clone(),
+            timeout: opts.timeout,
+        })??;
+    let reader = SpreadReader {
+        inner: r,
+        buf,
+        endpoint: ep.clone(),
+    };
+    let writer = SpreadWriter {
+        inner: w,
+        private_group: accepted.private_group.clone(),
+        endpoint: ep,
+    };
+    Ok((reader, writer, accepted))
+}
+
+async fn open(endpoint: &Endpoint, ep: &str) -> Result<(BoxRead, BoxWrite), ClientError> {
+    let connect_err = |source| ClientError::Connect {
+        endpoint: ep.to_owned(),
+        source,
+    };
+    match endpoint {
+        Endpoint::Tcp { host, port } => {
+            // libspread is IPv4 only; prefer an IPv4 address, fall back to any.
+            let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), *port))
+                .await
+                .map_err(connect_err)?
+                .collect();
+            let addr = addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or(addrs.first())
+                .copied()
+                .ok_or_else(|| {
+                    connect_err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "host has no address",
+                    ))
+                })?;
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(connect_err)?;
+            stream.set_nodelay(true).map_err(connect_err)?;
+            set_keepalive(&stream);
+            let (r, w) = stream.into_split();
+            Ok((Box::new(r), Box::new(w)))
+        }
+        Endpoint::Unix { path, .. } => {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(connect_err)?;
+            let (r, w) = stream.into_split();
+            Ok((Box::new(r), Box::new(w)))
+        }
+    }
+}
+
+/// SO_KEEPALIVE like libspread; best effort (a failure only loses keepalive).
+fn set_keepalive(stream: &tokio::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a correctly sized int option.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(
+            "spread: SO_KEEPALIVE failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+async fn write(
+    w: &mut BoxWrite,
+    bytes: &[u8],
+    ep: &str,
+    stage: &'static str,
+) -> Result<(), ClientError> {
+    w.write_all(bytes).await.map_err(|source| ClientError::Io {
+        endpoint: ep.to_owned(),
+        stage,
+        source,
+    })?;
+    w.flush().await.map_err(|source| ClientError::Io {
+        endpoint: ep.to_owned(),
+        stage,
+        source,
+    })
+}
+
+/// Reads into `buf` until `decode` yields a value; consumes its bytes.
+async fn read_until<T>(
+    r: &mut BoxRead,
+    buf: &mut Vec<u8>,
+    ep: &str,
+    stage: &'static str,
+    decode: impl Fn(&[u8]) -> Result<Option<(T, usize)>, DecodeError>,
+) -> Result<T, ClientError> {
+    loop {
+        match decode(buf) {
+            Ok(Some((v, used))) => {
+                buf.drain(..used);
+                return Ok(v);
+            }
+            Ok(None) => fill(r, buf, ep, stage).await?,
+            Err(source) => {
+                return Err(ClientError::Protocol {
+                    endpoint: ep.to_owned(),
+                    stage,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// One read into `buf` (cancel-safe: `read` either completes or reads nothing).
+async fn fill(
+    r: &mut BoxRead,
+    buf: &mut Vec<u8>,
+    ep: &str,
+    stage: &'static str,
+) -> Result<(), ClientError> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = r.read(&mut chunk).await.map_err(|source| ClientError::Io {
+        endpoint: ep.to_owned(),
+        stage,
+        source,
+    })?;
+    if n == 0 {
+        return Err(ClientError::Closed {
+            endpoint: ep.to_owned(),
+            stage,
+        });
+    }
+    buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
+    Ok(())
+}
+
+/// The receiving half of a session.
+pub struct SpreadReader {
+    inner: BoxRead,
+    buf: Vec<u8>,
+    endpoint: String,
+}
+
+impl SpreadReader {
+    /// The next daemon message. Cancel-safe: partial messages stay buffered.
+    pub async fn next(&mut self) -> Result<DaemonMessage, ClientError> {
+        read_until(
+            &mut self.inner,
+            &mut self.buf,
+            &self.endpoint,
+            "receiving",
+            codec::decode_daemon,
+        )
+        .await
+    }
+}
+
+/// The sending half of a session. Each message goes out whole in one write,
+/// so messages never interleave.
+pub struct SpreadWriter {
+    inner: BoxWrite,
+    private_group: String,
+    endpoint: String,
+}
+
+impl SpreadWriter {
+    /// `#<private name>#<daemon name>`: my identity in every view.
+    pub fn private_group(&self) -> &str {
+        &self.private_group
+    }
+
+    pub async fn send(&mut self, msg: &ClientMessage) -> Result<(), ClientError> {
+        // Always little endian with the marker, byte-identical to libspread on x86.
+        let bytes = codec::encode_client(ByteOrder::Little, &self.private_group, msg).map_err(
+            |source| ClientError::Encode {
+                endpoint: self.endpoint.clone(),
+                source,
+            },
+        )?;
+        write(&mut self.inner, &bytes, &self.endpoint, "sending").await
+    }
+
+    pub async fn join(&mut self, group: &str) -> Result<(), ClientError> {
+        self.send(&ClientMessage::Join(group.to_owned())).await
+    }
+
+    pub async fn leave(&mut self, group: &str) -> Result<(), ClientError> {
+        self.send(&ClientMessage::Leave(group.to_owned())).await
+    }
+
+    /// Multicasts `data` to `group` (delivered to me as well).
+    pub async fn multicast(
+        &mut self,
+        service: Service,
+        group: &str,
+        mess_type: i16,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        self.send(&ClientMessage::Multicast {
+            service,
+            self_discard: false,
+            groups: vec![group.to_owned()],
+            mess_type,
+            data: data.to_vec(),
+        })
+        .await
+    }
+
+    /// SP_disconnect: KILL, then close the write side.
+    pub async fn disconnect(mut self) -> Result<(), ClientError> {
+        self.send(&ClientMessage::Kill).await?;
+        let _ = self.inner.shutdown().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_names_parse_like_libspread() {
+        assert_eq!(
+            Endpoint::parse("4803@127.0.0.1").ok(),
+            Some(Endpoint::Tcp {
+                host: "127.0.0.1".into(),
+                port: 4803
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("14803").ok(),
+            Some(Endpoint::Unix {
+                port: 14803,
+                path: "/tmp/14803".into()
+            })
+        );
+        assert_eq!(Endpoint::parse("").ok(), Some(Endpoint::unix(4803)));
+        assert!(Endpoint::parse("x@h").is_err());
+        assert!(Endpoint::parse("70000").is_err());
+        assert!(Endpoint::parse("4803@").is_err());
+    }
+}

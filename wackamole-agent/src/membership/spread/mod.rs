@@ -1,0 +1,320 @@
+//! Spread 4.x membership engine: a native client of the daemon's client
+//! protocol (no libspread) behind the engine interface of [`super`].
+//!
+//! - [`codec`]: pure wire format (handshake, headers in both byte orders,
+//!   client and daemon messages, limits of a stock 4.4 daemon).
+//! - [`client`]: tokio session to one daemon (TCP `port@host` or Unix `port`).
+//! - this module: the engine task. It joins one group and maps
+//!   - regular views to [`MembershipEvent::View`] (id = the group id's three
+//!     words, members = private group names in the daemon's order, which is
+//!     the same on every member),
+//!   - transitional signals to [`MembershipEvent::Transitional`],
+//!   - AGREED/SAFE data for the group to [`MembershipEvent::Message`],
+//!   - loss of the daemon connection to [`MembershipEvent::Lost`], then
+//!     reconnects every `retry_interval` (Wackamole's `SpreadRetryInterval`)
+//!     and joins again.
+
+pub mod client;
+pub mod codec;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use super::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
+use client::{ClientError, ConnectOptions, Endpoint, SpreadReader, SpreadWriter};
+use codec::{service, DaemonMessage, Service};
+
+/// Configuration of the Spread engine.
+#[derive(Clone, Debug)]
+pub struct SpreadOptions {
+    /// libspread spread name: `port@host` (TCP) or `port` (Unix `/tmp/<port>`).
+    pub endpoint: String,
+    /// Private name (0..=10 bytes in `'$'..='~'`, unique on the daemon);
+    /// empty lets the daemon generate one.
+    pub private_name: String,
+    /// The group all agents join.
+    pub group: String,
+    /// Pause between reconnect attempts after the daemon connection is lost.
+    pub retry_interval: Duration,
+    /// Limit for connect + handshake.
+    pub connect_timeout: Duration,
+    /// Service for [`Outgoing::Send`]: `Agreed` (default) or `Safe`.
+    pub service: Service,
+}
+
+impl SpreadOptions {
+    /// Options with Wackamole's defaults (retry every 5 s, AGREED service).
+    pub fn new(endpoint: &str, private_name: &str, group: &str) -> Self {
+        SpreadOptions {
+            endpoint: endpoint.to_owned(),
+            private_name: private_name.to_owned(),
+            group: group.to_owned(),
+            retry_interval: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            service: Service::Agreed,
+        }
+    }
+}
+
+/// Validates `opts` and starts the engine task. The task connects (and
+/// keeps reconnecting) by itself; an unreachable daemon shows up as
+/// [`MembershipEvent::Lost`], not as an error here.
+pub async fn start(opts: SpreadOptions) -> anyhow::Result<MembershipHandle> {
+    let endpoint = Endpoint::parse(&opts.endpoint).context("spread engine")?;
+    codec::check_group_name(&opts.group).with_context(|| format!("spread {endpoint}: group"))?;
+    codec::check_private_name(&opts.private_name)
+        .with_context(|| format!("spread {endpoint}: private name"))?;
+    if !matches!(opts.service, Service::Agreed | Service::Safe) {
+        anyhow::bail!(
+            "spread {endpoint}: service {:?} is not totally ordered; use Agreed or Safe",
+            opts.service
+        );
+    }
+    let description = format!("spread {endpoint} group {}", opts.group);
+    let (events_tx, events) = mpsc::channel(1024);
+    let (outgoing, out_rx) = mpsc::channel(256);
+    let engine = Engine {
+        opts,
+        endpoint,
+        events: events_tx,
+        outgoing: out_rx,
+        want_joined: true,
+        in_view: false,
+    };
+    tokio::spawn(engine.run());
+    Ok(MembershipHandle {
+        description,
+        events,
+        outgoing,
+    })
+}
+
+struct Engine {
+    opts: SpreadOptions,
+    endpoint: Endpoint,
+    events: mpsc::Sender<MembershipEvent>,
+    outgoing: mpsc::Receiver<Outgoing>,
+    /// The agent wants to be in the group (cleared by `Leave`).
+    want_joined: bool,
+    /// A view of the group is installed in this session: messages and
+    /// transitional signals before the (re)join view or after a leave are
+    /// not the agent's business.
+    in_view: bool,
+}
+
+/// How a session or a pause ended.
+enum Next {
+    Reconnect,
+    Stop,
+}
+
+impl Engine {
+    async fn run(mut self) {
+        let mut lost_reported = false;
+        loop {
+            let copts = ConnectOptions {
+                private_name: self.opts.private_name.clone(),
+                membership: true,
+                timeout: self.opts.connect_timeout,
+            };
+            let next = match client::connect(&self.endpoint, &copts).await {
+                Ok((reader, writer, accepted)) => {
+                    lost_reported = false;
+                    tracing::info!(
+                        "spread {}: connected as {} (daemon {}.{}.{})",
+                        self.endpoint,
+                        accepted.private_group,
+                        accepted.daemon_version.0,
+                        accepted.daemon_version.1,
+                        accepted.daemon_version.2
+                    );
+                    match self.session(reader, writer).await {
+                        Ok(next) => next,
+                        Err(e) => {
+                            tracing::warn!("{e}");
+                            if !self.emit(lost(&e)).await {
+                                return;
+                            }
+                            lost_reported = true;
+                            Next::Reconnect
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; retrying in {:?}", self.opts.retry_interval);
+                    if !lost_reported {
+                        if !self.emit(lost(&e)).await {
+                            return;
+                        }
+                        lost_reported = true;
+                    }
+                    Next::Reconnect
+                }
+            };
+            match next {
+                Next::Stop => return,
+                Next::Reconnect => {
+                    if let Next::Stop = self.pause().await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits `retry_interval` while still obeying the agent.
+    async fn pause(&mut self) -> Next {
+        let sleep = tokio::time::sleep(self.opts.retry_interval);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => return Next::Reconnect,
+                out = self.outgoing.recv() => match out {
+                    None | Some(Outgoing::Shutdown) => return Next::Stop,
+                    Some(Outgoing::Leave) => self.want_joined = false,
+                    Some(Outgoing::Join) => self.want_joined = true,
+                    Some(Outgoing::Send(_)) => tracing::warn!(
+                        "spread {}: not connected, message dropped", self.endpoint
+                    ),
+                },
+            }
+        }
+    }
+
+    /// Runs one connected session until it fails (Err) or the agent stops.
+    async fn session(
+        &mut self,
+        mut reader: SpreadReader,
+        mut writer: SpreadWriter,
+    ) -> Result<Next, ClientError> {
+        let me = writer.private_group().to_owned();
+        self.in_view = false;
+        if self.want_joined {
+            writer.join(&self.opts.group).await?;
+        }
+        loop {
+            tokio::select! {
+                msg = reader.next() => {
+                    let msg = msg?;
+                    if let Some(ev) = self.map(&me, msg) {
+                        if !self.emit(ev).await {
+                            let _ = writer.disconnect().await;
+                            return Ok(Next::Stop);
+                        }
+                    }
+                }
+                out = self.outgoing.recv() => match out {
+                    None | Some(Outgoing::Shutdown) => {
+                        if self.want_joined {
+                            writer.leave(&self.opts.group).await?;
+                        }
+                        writer.disconnect().await?;
+                        return Ok(Next::Stop);
+                    }
+                    Some(Outgoing::Send(payload)) => {
+                        if !self.want_joined {
+                            tracing::warn!("spread {}: not in the group, message dropped", self.endpoint);
+                            continue;
+                        }
+                        match writer.multicast(self.opts.service, &self.opts.group, 0, &payload).await {
+                            Err(ClientError::Encode { endpoint, source }) => {
+                                tracing::error!("spread {endpoint}: message dropped: {source}");
+                            }
+                            other => other?,
+                        }
+                    }
+                    Some(Outgoing::Leave) => {
+                        if self.want_joined {
+                            self.want_joined = false;
+                            self.in_view = false;
+                            writer.leave(&self.opts.group).await?;
+                        }
+                    }
+                    Some(Outgoing::Join) => {
+                        if !self.want_joined {
+                            self.want_joined = true;
+                            writer.join(&self.opts.group).await?;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Maps a daemon message to an agent event (None: not for the agent).
+    fn map(&mut self, me: &str, msg: DaemonMessage) -> Option<MembershipEvent> {
+        let ep = &self.endpoint;
+        match msg {
+            DaemonMessage::View(v) if v.group == self.opts.group && self.want_joined => {
+                let Some(my_index) = v.members.iter().position(|m| m == me) else {
+                    tracing::warn!(
+                        "spread {ep}: view {:?} of {} does not list me ({me}); ignored",
+                        v.group_id,
+                        v.group
+                    );
+                    return None;
+                };
+                self.in_view = true;
+                Some(MembershipEvent::View(View {
+                    id: ViewId(v.group_id.to_u128()),
+                    members: v.members.into_iter().map(MemberId).collect(),
+                    my_index,
+                }))
+            }
+            DaemonMessage::Transitional { group, .. }
+                if group == self.opts.group && self.in_view =>
+            {
+                Some(MembershipEvent::Transitional)
+            }
+            DaemonMessage::Data(d) if self.in_view && d.groups.contains(&self.opts.group) => {
+                if d.service_type
+                    & (service::AGREED_MESS | service::SAFE_MESS | service::CAUSAL_MESS)
+                    == 0
+                {
+                    tracing::warn!(
+                        "spread {ep}: ignoring unordered message (service {:#x}) from {}",
+                        d.service_type,
+                        d.sender
+                    );
+                    return None;
+                }
+                Some(MembershipEvent::Message {
+                    sender: MemberId(d.sender),
+                    payload: d.payload,
+                })
+            }
+            DaemonMessage::SelfLeave { group } => {
+                if group == self.opts.group {
+                    self.in_view = false;
+                }
+                tracing::debug!("spread {ep}: left {group}");
+                None
+            }
+            DaemonMessage::Reject(r) => {
+                tracing::warn!(
+                    "spread {ep}: daemon rejected a request (type {:#x}) to {:?}",
+                    r.old_type,
+                    r.groups
+                );
+                None
+            }
+            other => {
+                tracing::debug!("spread {ep}: ignored {other:?}");
+                None
+            }
+        }
+    }
+
+    /// Hands an event to the agent; false when the agent has gone away.
+    async fn emit(&self, ev: MembershipEvent) -> bool {
+        self.events.send(ev).await.is_ok()
+    }
+}
+
+fn lost(e: &ClientError) -> MembershipEvent {
+    MembershipEvent::Lost {
+        reason: e.to_string(),
+    }
+}

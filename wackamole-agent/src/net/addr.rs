@@ -1,0 +1,142 @@
+//! IPv4 addresses on an interface, through route netlink.
+//!
+//! Only the address asked for is touched: nothing is flushed, and other
+//! addresses (the node's own, other VIPs) are left alone. `add` and `remove`
+//! are idempotent so the daemon can re-apply its table after a restart.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::AddressFamily;
+
+use super::{errno, NetError, NetResult, Rtnl};
+
+impl Rtnl {
+    /// Adds `ip/prefix` to `iface`. Already present (same prefix) is success.
+    pub async fn add_addr(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
+        check_prefix(iface, ip, prefix)?;
+        let index = self.ifindex(iface).await?;
+        let res = self
+            .handle()
+            .address()
+            .add(index, IpAddr::V4(ip), prefix)
+            .execute()
+            .await;
+        match res {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(NetError::Netlink {
+                iface: iface.to_string(),
+                op: "add address",
+                addr: format!("{ip}/{prefix}"),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Removes `ip/prefix` from `iface`. Absent is success.
+    pub async fn remove_addr(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
+        check_prefix(iface, ip, prefix)?;
+        let index = self.ifindex(iface).await?;
+        let netlink_err = |e: rtnetlink::Error| NetError::Netlink {
+            iface: iface.to_string(),
+            op: "remove address",
+            addr: format!("{ip}/{prefix}"),
+            detail: e.to_string(),
+        };
+        let found: Vec<AddressMessage> = self
+            .handle()
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_prefix_length_filter(prefix)
+            .set_address_filter(IpAddr::V4(ip))
+            .execute()
+            .try_collect()
+            .await
+            .map_err(netlink_err)?;
+        for msg in found {
+            // Only the exact local address: the filter also matches a peer address.
+            if local_v4(&msg) != Some(ip) {
+                continue;
+            }
+            match self.handle().address().del(msg).execute().await {
+                Ok(()) => {}
+                // Raced with another remover: the address is gone, as wanted.
+                Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
+                Err(e) => return Err(netlink_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The IPv4 addresses on `iface` with their prefix lengths, in kernel order.
+    pub async fn list_addrs(&self, iface: &str) -> NetResult<Vec<(Ipv4Addr, u8)>> {
+        let index = self.ifindex(iface).await?;
+        let mut req = self.handle().address().get().set_link_index_filter(index);
+        req.message_mut().header.family = AddressFamily::Inet;
+        let msgs: Vec<AddressMessage> =
+            req.execute()
+                .try_collect()
+                .await
+                .map_err(|e| NetError::Netlink {
+                    iface: iface.to_string(),
+                    op: "list addresses",
+                    addr: String::new(),
+                    detail: e.to_string(),
+                })?;
+        Ok(msgs
+            .iter()
+            .filter(|m| m.header.family == AddressFamily::Inet)
+            .filter_map(|m| local_v4(m).map(|ip| (ip, m.header.prefix_len)))
+            .collect())
+    }
+}
+
+/// The local IPv4 address of an address message (IFA_LOCAL, else IFA_ADDRESS).
+fn local_v4(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    let pick = |want_local: bool| {
+        msg.attributes.iter().find_map(|a| match (a, want_local) {
+            (AddressAttribute::Local(IpAddr::V4(ip)), true)
+            | (AddressAttribute::Address(IpAddr::V4(ip)), false) => Some(*ip),
+            _ => None,
+        })
+    };
+    pick(true).or_else(|| pick(false))
+}
+
+fn check_prefix(iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
+    if prefix > 32 {
+        return Err(NetError::Invalid(format!(
+            "interface {iface}: address {ip}/{prefix}: prefix length over 32"
+        )));
+    }
+    Ok(())
+}
+
+/// Adds `ip/prefix` to `iface` (idempotent), on a fresh netlink connection
+/// opened in the netns of the thread that first polls this future.
+pub async fn add(iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
+    Rtnl::new()?.add_addr(iface, ip, prefix).await
+}
+
+/// Removes `ip/prefix` from `iface`; absent is fine.
+pub async fn remove(iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
+    Rtnl::new()?.remove_addr(iface, ip, prefix).await
+}
+
+/// Lists the IPv4 addresses of `iface`.
+pub async fn list(iface: &str) -> NetResult<Vec<(Ipv4Addr, u8)>> {
+    Rtnl::new()?.list_addrs(iface).await
+}
+
+/// The interface index of `iface`.
+pub async fn ifindex(iface: &str) -> NetResult<u32> {
+    Rtnl::new()?.ifindex(iface).await
+}
+
+/// The MAC address of `iface`.
+pub async fn mac(iface: &str) -> NetResult<[u8; 6]> {
+    Rtnl::new()?.mac(iface).await
+}

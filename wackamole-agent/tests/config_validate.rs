@@ -1,0 +1,746 @@
+//! Validation of the TOML config: every error names the right line and field.
+
+use std::path::Path;
+use std::time::Duration;
+
+use wackamole::config::*;
+
+fn host() -> FakeInterfaces {
+    FakeInterfaces::new(["lo", "eth0", "eth1"])
+}
+
+fn ok(text: &str) -> Config {
+    match parse(text, "test.toml", &host()) {
+        Ok(c) => c,
+        Err(e) => panic!("expected valid config, got:\n{e}"),
+    }
+}
+
+fn err(text: &str) -> ConfigError {
+    match parse(text, "test.toml", &host()) {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the (only or first) issue is at `line` on `field` and its message
+/// contains `needle`; also checks the displayed form.
+fn assert_issue(e: &ConfigError, line: usize, field: &str, needle: &str) {
+    let issue = e
+        .issues
+        .iter()
+        .find(|i| i.field == field)
+        .unwrap_or_else(|| panic!("no issue on field {field}: {e}"));
+    assert_eq!(issue.line, Some(line), "wrong line for {field}: {e}");
+    assert!(
+        issue.message.contains(needle),
+        "message {:?} lacks {needle:?}",
+        issue.message
+    );
+    let shown = issue.to_string();
+    let prefix = format!("test.toml:{line}: field `{field}`: ");
+    assert!(
+        shown.starts_with(&prefix),
+        "display {shown:?} does not start with {prefix:?}"
+    );
+}
+
+fn sample_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/wackamole.toml")
+}
+
+#[test]
+fn sample_parses_and_validates() {
+    let cfg = load_with(&sample_path(), &host()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.node, "web1");
+    assert_eq!(cfg.vifs.len(), 3);
+    assert_eq!(cfg.vifs[0].name, "www");
+    assert_eq!(cfg.vifs[1].name, "192.0.2.11");
+    assert_eq!(cfg.vifs[1].addresses[0].network_bits, Some(24));
+    assert_eq!(cfg.vifs[2].addresses.len(), 2);
+    assert_eq!(cfg.vifs[2].addresses[1].iface, "eth1");
+    assert_eq!(cfg.prefer, vec!["www".to_string()]);
+    assert_eq!(cfg.prefer_indices(), vec![0]);
+    assert_eq!(cfg.notify.targets.len(), 2);
+    assert_eq!(cfg.notify.targets[1].throttle, Some(16));
+    assert!(cfg.notify.arp_cache);
+    assert_eq!(cfg.balance.acquisitions_per_round, Acquisitions::Limit(4));
+    assert_eq!(cfg.balance.interval, Duration::from_secs(4));
+    assert_eq!(cfg.xdp.lease, Some(Duration::from_secs(2)));
+    assert_eq!(cfg.announce.burst_spacing, Duration::from_millis(100));
+    assert_eq!(cfg.announce.refresh_interval, None);
+    assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9469".parse().unwrap()));
+    assert_eq!(
+        cfg.hooks.post_up.as_deref(),
+        Some(Path::new("/etc/wackamole/post-up"))
+    );
+    match &cfg.engine {
+        EngineConfig::Corosync(c) => {
+            assert_eq!(c.group, "wackamole");
+            assert_eq!(c.watchdog_deadline, Duration::from_secs(5));
+        }
+        other => panic!("engine {other:?}"),
+    }
+}
+
+#[test]
+fn sample_refused_without_its_interfaces() {
+    let e = load_with(&sample_path(), &FakeInterfaces::new(["eth0"])).unwrap_err();
+    let issue = e.for_field("vif[2].addresses[1]").expect("eth1 reported");
+    assert!(
+        issue.message.contains("interface eth1 does not exist"),
+        "{e}"
+    );
+    let text = std::fs::read_to_string(sample_path()).unwrap();
+    let want = text
+        .lines()
+        .position(|l| l.contains("eth1:198.51.100.12"))
+        .unwrap()
+        + 1;
+    assert_eq!(issue.line, Some(want));
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let cfg = ok("");
+    assert_eq!(cfg.node, "testnode");
+    assert_eq!(cfg.weight, 1);
+    assert_eq!(cfg.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
+    assert_eq!(cfg.bpffs_dir, Path::new(DEFAULT_BPFFS_DIR));
+    assert_eq!(cfg.mature, Duration::from_secs(5));
+    assert_eq!(cfg.balance.acquisitions_per_round, Acquisitions::Limit(1));
+    assert!(cfg.balance.enabled && !cfg.balance.one_shot);
+    assert_eq!(cfg.notify.arp_cache_interval, Duration::from_secs(60));
+    assert_eq!(cfg.xdp.mode, XdpMode::Auto);
+    assert_eq!(cfg.announce.burst_count, 3);
+    assert_eq!(cfg.log.level, LogLevel::Info);
+    assert_eq!(cfg.hooks.timeout, Duration::from_secs(10));
+    assert!(
+        matches!(cfg.engine, EngineConfig::Corosync(ref c) if !c.require_quorum && c.group == "wackamole")
+    );
+}
+
+#[test]
+fn node_without_hostname_is_an_error() {
+    let mut h = host();
+    h.hostname = None;
+    let e = parse("", "test.toml", &h).unwrap_err();
+    assert_eq!(e.issues[0].field, "node");
+    assert_eq!(e.issues[0].line, None);
+    assert!(
+        e.to_string()
+            .starts_with("test.toml: field `node`: not set"),
+        "{e}"
+    );
+}
+
+#[test]
+fn spread_engine() {
+    let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = \"4803@127.0.0.1\"\ngroup = \"wack1\"\nreconnect_interval = \"5s\"\n");
+    assert_eq!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            daemon: SpreadDaemon::Tcp {
+                port: 4803,
+                host: "127.0.0.1".into()
+            },
+            group: "wack1".into(),
+            reconnect_interval: Duration::from_secs(5),
+        })
+    );
+    let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = \"4803\"\n");
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            daemon: SpreadDaemon::Unix { port: 4803 },
+            ..
+        })
+    ));
+    let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = 4804\n");
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            daemon: SpreadDaemon::Unix { port: 4804 },
+            ..
+        })
+    ));
+}
+
+#[test]
+fn engine_errors() {
+    assert_issue(
+        &err("[engine]\nkind = \"isis\"\n"),
+        2,
+        "engine.kind",
+        "not an engine",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\n\ndaemon = \"70000\"\n"),
+        4,
+        "engine.daemon",
+        "not a port",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\ndaemon = \"4803@\"\n"),
+        3,
+        "engine.daemon",
+        "not a host",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nwatchdog_interval = \"1s\"\n"),
+        3,
+        "engine.watchdog_interval",
+        "only applies to kind = \"corosync\"",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nrequire_quorum = true\n"),
+        3,
+        "engine.require_quorum",
+        "corosync",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"corosync\"\ndaemon = \"4803\"\n"),
+        3,
+        "engine.daemon",
+        "only applies to kind = \"spread\"",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\ngroup = \"a-group-name-longer-than-31-bytes\"\n"),
+        3,
+        "engine.group",
+        "valid Spread group",
+    );
+    assert_issue(
+        &err("[engine]\ngroup = \"\"\n"),
+        2,
+        "engine.group",
+        "valid Corosync",
+    );
+    assert_issue(
+        &err("[engine]\nwatchdog_interval = \"2s\"\nwatchdog_deadline = \"2s\"\n"),
+        3,
+        "engine.watchdog_deadline",
+        "longer than engine.watchdog_interval",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nreconnect_interval = \"0s\"\n"),
+        3,
+        "engine.reconnect_interval",
+        "longer than zero",
+    );
+}
+
+#[test]
+fn unknown_keys_name_line_and_field() {
+    assert_issue(
+        &err("node = \"a\"\nnodes = \"b\"\n"),
+        2,
+        "nodes",
+        "unknown field `nodes`",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = \"4s\"\nacquisitions = 4\n"),
+        3,
+        "balance.acquisitions",
+        "unknown field",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\naddresses = [\"eth0:10.0.0.2/24\"]\nadresses = []\n"),
+        5,
+        "vif[1].adresses",
+        "unknown field",
+    );
+    assert_issue(
+        &err("weight = 1\n[xdp]\nmode = \"skb\"\n[bogus]\nx = 1\n"),
+        4,
+        "bogus",
+        "unknown field `bogus`",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nport = 4803\n"),
+        3,
+        "engine.port",
+        "unknown field",
+    );
+}
+
+#[test]
+fn type_and_syntax_errors_name_line() {
+    assert_issue(
+        &err("node = \"a\"\nweight = \"heavy\"\n"),
+        2,
+        "weight",
+        "invalid type",
+    );
+    let e = err("node = \"a\"\n\n[balance\n");
+    assert_eq!(e.issues[0].line, Some(3), "{e}");
+    assert_eq!(e.to_string().lines().count(), 1, "one line per issue: {e}");
+    assert!(
+        e.to_string()
+            .starts_with("test.toml:3: invalid table header"),
+        "{e}"
+    );
+    assert_issue(
+        &err("node = \"a\"\nnode = \"b\"\n"),
+        2,
+        "node",
+        "duplicate key",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = \"eth0:10.0.0.1/24\"\n"),
+        2,
+        "vif[0].addresses",
+        "expected a sequence",
+    );
+    assert_issue(
+        &err("[notify]\narp_cache = \"yes\"\n"),
+        2,
+        "notify.arp_cache",
+        "invalid type",
+    );
+}
+
+#[test]
+fn bad_durations() {
+    assert_issue(&err("mature = \"5\"\n"), 1, "mature", "no unit");
+    assert_issue(
+        &err("\nmature = \"5 seconds\"\n"),
+        2,
+        "mature",
+        "bad duration",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = \"4x\"\n"),
+        2,
+        "balance.interval",
+        "unknown unit",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = 4\n"),
+        2,
+        "balance.interval",
+        "duration string with a unit",
+    );
+    assert_issue(
+        &err("[balance]\ninterval = \"0s\"\n"),
+        2,
+        "balance.interval",
+        "longer than zero",
+    );
+    assert_issue(
+        &err("[hooks]\ntimeout = \"-1s\"\n"),
+        2,
+        "hooks.timeout",
+        "bad duration",
+    );
+    assert_issue(
+        &err("[notify]\narp_cache_interval = \"0ms\"\n"),
+        2,
+        "notify.arp_cache_interval",
+        "longer than zero",
+    );
+    assert_issue(
+        &err("[announce]\nburst_spacing = true\n"),
+        2,
+        "announce.burst_spacing",
+        "boolean",
+    );
+}
+
+#[test]
+fn zero_means_off() {
+    let cfg = ok("[xdp]\nlease = \"0s\"\n[announce]\nrefresh_interval = \"30s\"\n");
+    assert_eq!(cfg.xdp.lease, None);
+    assert_eq!(cfg.announce.refresh_interval, Some(Duration::from_secs(30)));
+    assert_eq!(ok("[xdp]\nlease = 0\n").xdp.lease, None);
+}
+
+#[test]
+fn vif_addresses() {
+    let cfg = ok("[[vif]]\naddresses = [\"eth0:10.2.3.4/24n23\"]\n[[vif]]\nname = \"pair\"\naddresses = [\"eth0:10.2.3.5/24\", \"eth1:192.168.1.5/24\"]\n");
+    assert_eq!(cfg.vifs[0].name, "10.2.3.4");
+    assert_eq!(cfg.vifs[0].addresses[0].network_bits, Some(23));
+    assert_eq!(cfg.vifs[1].name, "pair");
+    assert_eq!(cfg.vifs[1].addresses[1].to_string(), "eth1:192.168.1.5/24");
+}
+
+#[test]
+fn vif_errors() {
+    let text = "[[vif]]\naddresses = [\"eth0:10.2.3.4/24\"]\n\n[[vif]]\naddresses = [\n  \"eth0:10.2.3.5/24\",\n  \"eth0:10.2.3.4/24\",\n]\n";
+    assert_issue(
+        &err(text),
+        7,
+        "vif[1].addresses[1]",
+        "VIP 10.2.3.4 is listed twice (also vif[0].addresses[0] at line 2)",
+    );
+    let text = "[[vif]]\naddresses = [\"eth0:10.2.3.4/24\", \"eth1:10.2.3.4/32\"]\n";
+    assert_issue(&err(text), 2, "vif[0].addresses[1]", "listed twice");
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth9:10.2.3.4/24\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "interface eth9 does not exist",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:10.2.3.4/33\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "prefix /33 is out of range",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:10.2.3.4/24n40\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "n40 is out of range",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"10.2.3.4/24\"]\n"),
+        2,
+        "vif[0].addresses[0]",
+        "no interface",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = []\n"),
+        2,
+        "vif[0].addresses",
+        "empty",
+    );
+    assert_issue(
+        &err("[[vif]]\nname = \"x\"\n"),
+        2,
+        "vif[0].addresses",
+        "missing",
+    );
+    assert_issue(
+        &err("[[vif]]\nname = \"a\"\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\nname = \"a\"\naddresses = [\"eth0:10.0.0.2/24\"]\n"),
+        5,
+        "vif[1].name",
+        "used twice",
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\nname = \"10.0.0.1\"\naddresses = [\"eth0:10.0.0.2/24\"]\n"),
+        4,
+        "vif[1].name",
+        "\"10.0.0.1\" is used twice (also vif[0] at line 2)",
+    );
+    assert_issue(
+        &err("[[vif]]\nname = \"has space\"\naddresses = [\"eth0:10.0.0.1/24\"]\n"),
+        2,
+        "vif[0].name",
+        "not a usable VIF name",
+    );
+}
+
+#[test]
+fn errors_are_all_reported_in_line_order() {
+    let text = "weight = 0\n[balance]\nacquisitions_per_round = 0\n[[vif]]\naddresses = [\"eth7:10.0.0.1/24\"]\n";
+    let e = err(text);
+    let got: Vec<(Option<usize>, &str)> = e
+        .issues
+        .iter()
+        .map(|i| (i.line, i.field.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(1), "weight"),
+            (Some(3), "balance.acquisitions_per_round"),
+            (Some(5), "vif[0].addresses[0]")
+        ]
+    );
+    assert_eq!(e.to_string().lines().count(), 3);
+}
+
+#[test]
+fn prefer_forms() {
+    let vifs = "[[vif]]\nname = \"www\"\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\naddresses = [\"eth0:10.0.0.2/24\"]\n";
+    assert!(ok(vifs).prefer.is_empty());
+    assert!(ok(&format!("prefer = \"none\"\n{vifs}")).prefer.is_empty());
+    assert!(ok(&format!("prefer = []\n{vifs}")).prefer.is_empty());
+    assert_eq!(ok(&format!("prefer = \"www\"\n{vifs}")).prefer, vec!["www"]);
+    assert_eq!(
+        ok(&format!("prefer = \"10.0.0.1\"\n{vifs}")).prefer,
+        vec!["www"]
+    );
+    let cfg = ok(&format!("prefer = [\"10.0.0.2\", \"www\"]\n{vifs}"));
+    assert_eq!(cfg.prefer, vec!["10.0.0.2", "www"]);
+    assert_eq!(cfg.prefer_indices(), vec![1, 0]);
+    assert_issue(
+        &err(&format!("prefer = \"mail\"\n{vifs}")),
+        1,
+        "prefer",
+        "no VIF is named \"mail\"",
+    );
+    assert_issue(
+        &err(&format!("prefer = [\"www\", \"10.0.0.9\"]\n{vifs}")),
+        1,
+        "prefer[1]",
+        "no VIF",
+    );
+    assert_issue(
+        &err(&format!("prefer = [\"www\", \"10.0.0.1\"]\n{vifs}")),
+        1,
+        "prefer[1]",
+        "preferred twice",
+    );
+    assert_issue(
+        &err(&format!("prefer = 3\n{vifs}")),
+        1,
+        "prefer",
+        "found integer 3",
+    );
+}
+
+#[test]
+fn notify_errors() {
+    let cfg = ok("[notify]\ntargets = [{ range = \"eth0:10.2.3.0/24\", throttle = 16 }, { range = \"eth1:10.9.0.1/32\" }]\n");
+    assert_eq!(cfg.notify.targets[0].throttle, Some(16));
+    assert_eq!(cfg.notify.targets[1].throttle, None);
+    let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\" },\n  { range = \"eth0:10.2.3.0/24\", throttle = 0 },\n]\n";
+    assert_issue(&err(text), 4, "notify.targets[1].throttle", "at least 1");
+    let text = "[notify]\ntargets = [\n  { range = \"eth5:10.2.3.0/24\" },\n]\n";
+    assert_issue(
+        &err(text),
+        3,
+        "notify.targets[0].range",
+        "interface eth5 does not exist",
+    );
+    let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/40\" },\n]\n";
+    assert_issue(&err(text), 3, "notify.targets[0].range", "out of range");
+    let text = "[notify]\ntargets = [\n  { throttle = 4 },\n]\n";
+    assert_issue(&err(text), 3, "notify.targets[0].range", "missing");
+}
+
+#[test]
+fn balance_values() {
+    assert_eq!(
+        ok("[balance]\nacquisitions_per_round = \"all\"\n")
+            .balance
+            .acquisitions_per_round,
+        Acquisitions::All
+    );
+    assert_eq!(
+        ok("[balance]\nacquisitions_per_round = 7\n")
+            .balance
+            .acquisitions_per_round,
+        Acquisitions::Limit(7)
+    );
+    assert_issue(
+        &err("[balance]\n\nacquisitions_per_round = 0\n"),
+        3,
+        "balance.acquisitions_per_round",
+        "0 would never balance",
+    );
+    assert_issue(
+        &err("[balance]\nacquisitions_per_round = \"most\"\n"),
+        2,
+        "balance.acquisitions_per_round",
+        "\"most\"",
+    );
+    assert_issue(
+        &err("[balance]\nacquisitions_per_round = -2\n"),
+        2,
+        "balance.acquisitions_per_round",
+        "integer -2",
+    );
+}
+
+#[test]
+fn other_field_errors() {
+    assert_issue(&err("weight = 0\n"), 1, "weight", "out of range");
+    assert_issue(
+        &err("node = \"two words\"\n"),
+        1,
+        "node",
+        "not a usable node name",
+    );
+    assert_issue(
+        &err("control_socket = \"run/x.sock\"\n"),
+        1,
+        "control_socket",
+        "not an absolute path",
+    );
+    assert_issue(
+        &err("bpffs_dir = \"bpf\"\n"),
+        1,
+        "bpffs_dir",
+        "not an absolute path",
+    );
+    assert_issue(
+        &err("metrics_listen = \"localhost\"\n"),
+        1,
+        "metrics_listen",
+        "not an IP:port",
+    );
+    assert_issue(
+        &err("[hooks]\non_up = \"up.sh\"\n"),
+        2,
+        "hooks.on_up",
+        "absolute",
+    );
+    assert_issue(
+        &err("[xdp]\nmode = \"turbo\"\n"),
+        2,
+        "xdp.mode",
+        "not one of",
+    );
+    assert_issue(
+        &err("[announce]\nburst_count = 0\n"),
+        2,
+        "announce.burst_count",
+        "out of range",
+    );
+    assert_issue(
+        &err("[log]\nlevel = \"loud\"\n"),
+        2,
+        "log.level",
+        "not one of",
+    );
+}
+
+#[test]
+fn load_reports_unreadable_file() {
+    let e = load_with(Path::new("/nonexistent/wackamole.toml"), &host()).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.starts_with("/nonexistent/wackamole.toml: cannot read:"),
+        "{s}"
+    );
+}
+
+#[test]
+fn check_config_exit_codes() {
+    let dir = std::env::temp_dir().join(format!("wackamole-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "weight = 0\n").unwrap();
+    assert_eq!(check_config_main(&bad), 2);
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "node = \"n1\"\n").unwrap();
+    assert_eq!(check_config_main(&good), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn serde_errors_inside_inline_values_name_the_element() {
+    let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\" },\n  { range = \"eth0:10.2.4.0/24\", bogus = 1 },\n]\n";
+    assert_issue(
+        &err(text),
+        4,
+        "notify.targets[1].bogus",
+        "unknown field `bogus`",
+    );
+    let text = "[notify]\ntargets = [{ range = \"eth0:10.2.3.0/24\", throttle = \"fast\" }]\n";
+    assert_issue(&err(text), 2, "notify.targets[0].throttle", "invalid type");
+    let text = "[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n[[vif]]\n# a comment with = and [ brackets\naddresses = [\"eth0:10.0.0.2/24\", 5]\n";
+    assert_issue(&err(text), 5, "vif[1].addresses[1]", "invalid type");
+    let text = "node = \"a\" # x = [\n[engine]\ngroup = \"g\"\nkind = [\"spread\"]\n";
+    assert_issue(&err(text), 4, "engine.kind", "invalid type");
+    let text = "[engine]\ngroup = \"a,b=[c\"\nrequire_quorum = \"yes\"\n";
+    assert_issue(&err(text), 3, "engine.require_quorum", "invalid type");
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// VIFs drawn from a small address pool so duplicates are common; one
+    /// address per line.
+    fn vif_lists() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        proptest::collection::vec(proptest::collection::vec(1u8..12, 1..4), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Duplicate VIPs are reported exactly at each repeated occurrence,
+        /// naming its line and field and the first occurrence.
+        #[test]
+        fn duplicate_vips_found_at_their_line(vifs in vif_lists()) {
+            let mut text = String::from("node = \"n\"\n");
+            let mut line = 1;
+            let mut first: HashMap<u8, (String, usize)> = HashMap::new();
+            let mut expected = Vec::new();
+            for (i, addrs) in vifs.iter().enumerate() {
+                text.push_str("[[vif]]\naddresses = [\n");
+                line += 2;
+                for (j, a) in addrs.iter().enumerate() {
+                    line += 1;
+                    text.push_str(&format!("  \"eth0:10.0.0.{a}/24\",\n"));
+                    let field = format!("vif[{i}].addresses[{j}]");
+                    match first.get(a) {
+                        Some((f, l)) => expected.push((line, field, format!("also {f} at line {l}"))),
+                        None => { first.insert(*a, (field, line)); }
+                    }
+                }
+                text.push_str("]\n");
+                line += 1;
+            }
+            match parse(&text, "p.toml", &host()) {
+                Ok(_) => prop_assert!(expected.is_empty(), "missed duplicates {expected:?}\n{text}"),
+                Err(e) => {
+                    let got: Vec<(usize, String)> = e.issues.iter().map(|i| (i.line.unwrap_or(0), i.field.clone())).collect();
+                    let want: Vec<(usize, String)> = expected.iter().map(|(l, f, _)| (*l, f.clone())).collect();
+                    prop_assert_eq!(got, want, "{}\n{}", e, text);
+                    for (issue, (_, _, also)) in e.issues.iter().zip(&expected) {
+                        prop_assert!(issue.message.contains(also.as_str()), "{} lacks {}", issue.message, also);
+                    }
+                }
+            }
+        }
+
+        /// An unknown key inserted under any table of the sample is reported
+        /// at its line, under that table's path.
+        #[test]
+        fn unknown_key_anywhere_in_sample(pick in any::<prop::sample::Index>(), key in "[a-z]{3,8}_x") {
+            let text = std::fs::read_to_string(sample_path()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            let headers: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].starts_with('[')).collect();
+            let h = headers[pick.index(headers.len())];
+            let mut table = lines[h].trim_matches(|c| c == '[' || c == ']').to_string();
+            if lines[h].starts_with("[[") {
+                let n = headers.iter().filter(|&&k| k < h && lines[k] == lines[h]).count();
+                table = format!("{table}[{n}]");
+            }
+            let mut out: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+            out.insert(h + 1, format!("{key} = 1"));
+            let e = parse(&out.join("\n"), "test.toml", &host()).unwrap_err();
+            let field = format!("{table}.{key}");
+            prop_assert_eq!(e.issues.len(), 1);
+            prop_assert_eq!(e.issues[0].line, Some(h + 2));
+            prop_assert_eq!(&e.issues[0].field, &field);
+        }
+
+        /// Any duration written with our formatter is read back exactly in
+        /// any duration field.
+        #[test]
+        fn durations_roundtrip_through_config(ms in 1u64..100_000_000) {
+            let d = Duration::from_millis(ms);
+            let text = format!("[balance]\ninterval = \"{}\"\n", format_duration(d));
+            prop_assert_eq!(ok(&text).balance.interval, d);
+        }
+    }
+}
+
+#[test]
+fn system_interfaces_reads_sysfs() {
+    let sys = SystemInterfaces;
+    assert!(
+        sys.interface_exists("lo"),
+        "loopback should exist in /sys/class/net"
+    );
+    assert!(!sys.interface_exists("wkm-nonexist0"));
+    assert!(!sys.interface_exists(""));
+    assert!(!sys.interface_exists(".."));
+    assert!(!sys.interface_exists("../net"));
+    assert!(sys.hostname().is_some_and(|h| !h.is_empty()));
+    // The real probe validates a config on loopback.
+    let cfg = parse(
+        "[[vif]]\naddresses = [\"lo:127.0.0.42/32\"]\n",
+        "lo.toml",
+        &sys,
+    )
+    .unwrap();
+    assert_eq!(cfg.vifs[0].name, "127.0.0.42");
+}

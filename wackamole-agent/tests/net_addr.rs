@@ -1,0 +1,117 @@
+//! Interface addresses through netlink, inside a network namespace.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use wackamole::net::{self, addr, NetError};
+use wackamole::testbed::Netns;
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().expect("test address")
+}
+
+#[test]
+fn add_list_remove_touch_only_what_is_asked() -> Result<()> {
+    let ns = Netns::new("addr")?;
+    ns.run(&[
+        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d0p",
+    ])?;
+    ns.run(&["ip", "link", "set", "d0", "up"])?;
+    ns.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "d0"])?;
+    let want_index = ns.ifindex("d0")?;
+    let want_mac = ns.mac("d0")?;
+
+    let (listed, index, mac, after_remove) = ns.in_thread(|| {
+        net::block_on(async |rtnl| {
+            rtnl.add_addr("d0", ip("192.0.2.10"), 24).await?;
+            rtnl.add_addr("d0", ip("192.0.2.11"), 32).await?;
+            // Idempotent: adding again is fine and does not duplicate.
+            rtnl.add_addr("d0", ip("192.0.2.10"), 24).await?;
+            let listed = rtnl.list_addrs("d0").await?;
+            let index = rtnl.ifindex("d0").await?;
+            let mac = rtnl.mac("d0").await?;
+            rtnl.remove_addr("d0", ip("192.0.2.10"), 24).await?;
+            // Absent (already removed, or another prefix): fine, nothing else goes.
+            rtnl.remove_addr("d0", ip("192.0.2.10"), 24).await?;
+            rtnl.remove_addr("d0", ip("192.0.2.11"), 24).await?;
+            let after = rtnl.list_addrs("d0").await?;
+            Ok((listed, index, mac, after))
+        })
+    })??;
+
+    let mut listed = listed;
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            (ip("192.0.2.1"), 24),
+            (ip("192.0.2.10"), 24),
+            (ip("192.0.2.11"), 32)
+        ]
+    );
+    assert_eq!(index, want_index);
+    assert_eq!(mac, want_mac);
+    assert_eq!(
+        after_remove,
+        vec![(ip("192.0.2.1"), 24), (ip("192.0.2.11"), 32)]
+    );
+    // The kernel agrees (seen from outside the process).
+    let shown = ns.run(&["ip", "-4", "-o", "addr", "show", "dev", "d0"])?;
+    assert!(shown.contains("192.0.2.11/32"), "{shown}");
+    assert!(!shown.contains("192.0.2.10/"), "{shown}");
+    Ok(())
+}
+
+#[test]
+fn free_functions_work_in_a_runtime_inside_the_namespace() -> Result<()> {
+    let ns = Netns::new("addrfree")?;
+    ns.run(&[
+        "ip", "link", "add", "d1", "type", "veth", "peer", "name", "d1p",
+    ])?;
+    let got = ns.in_thread(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            addr::add("d1", ip("198.51.100.7"), 25).await?;
+            let l = addr::list("d1").await?;
+            let i = addr::ifindex("d1").await?;
+            let m = addr::mac("d1").await?;
+            addr::remove("d1", ip("198.51.100.7"), 25).await?;
+            Ok::<_, anyhow::Error>((l, i, m, addr::list("d1").await?))
+        })
+    })??;
+    assert_eq!(got.0, vec![(ip("198.51.100.7"), 25)]);
+    assert_eq!(got.1, ns.ifindex("d1")?);
+    assert_eq!(got.2, ns.mac("d1")?);
+    assert!(got.3.is_empty());
+    Ok(())
+}
+
+#[test]
+fn errors_name_interface_and_address() -> Result<()> {
+    let ns = Netns::new("addrerr")?;
+    ns.run(&[
+        "ip", "link", "add", "d2", "type", "veth", "peer", "name", "d2p",
+    ])?;
+    let (missing, bad_prefix, list_missing) = ns.in_thread(|| {
+        net::block_on(async |rtnl| {
+            Ok((
+                rtnl.add_addr("nosuch0", ip("192.0.2.5"), 24).await,
+                rtnl.add_addr("d2", ip("192.0.2.5"), 33).await,
+                rtnl.list_addrs("nosuch0").await,
+            ))
+        })
+    })??;
+    let e = missing.expect_err("missing interface must fail");
+    assert!(matches!(e, NetError::NoSuchInterface { .. }), "{e:?}");
+    assert!(e.to_string().contains("nosuch0"), "{e}");
+    let e = bad_prefix.expect_err("prefix 33 must fail");
+    assert!(
+        e.to_string().contains("d2") && e.to_string().contains("192.0.2.5/33"),
+        "{e}"
+    );
+    assert!(list_missing.is_err());
+    Ok(())
+}

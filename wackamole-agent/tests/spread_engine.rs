@@ -1,0 +1,239 @@
+//! The Spread engine against a scripted fake daemon on loopback TCP: event
+//! mapping, sending, leave/join, shutdown, and reconnect after the daemon
+//! connection drops. (The real daemon is exercised by `spread_live`.)
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use wackamole::membership::spread::codec::*;
+use wackamole::membership::spread::{start, SpreadOptions};
+use wackamole::membership::{MemberId, MembershipEvent, MembershipHandle, Outgoing, ViewId};
+
+const LIMIT: Duration = Duration::from_secs(10);
+const ME: &str = "#e1#fake";
+const PEER: &str = "#zz#fake";
+
+/// Plays the daemon side of the handshake; returns the private name asked for.
+async fn accept_session(l: &TcpListener) -> (TcpStream, String) {
+    let (mut s, _) = timeout(LIMIT, l.accept()).await.unwrap().unwrap();
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).await.unwrap();
+    let mut name = vec![0u8; usize::from(head[4])];
+    s.read_exact(&mut name).await.unwrap();
+    assert_eq!(&head[..4], &[4, 4, 0, 1], "version 4.4.0, membership flag");
+    s.write_all(b"\x05NULL ").await.unwrap();
+    let mut choice = [0u8; AUTH_CHOICE_LEN];
+    s.read_exact(&mut choice).await.unwrap();
+    assert_eq!(choice, encode_auth_choice_null());
+    let mut accept = vec![1, 4, 4, 0, ME.len() as u8];
+    accept.extend_from_slice(ME.as_bytes());
+    s.write_all(&accept).await.unwrap();
+    (s, String::from_utf8(name).unwrap())
+}
+
+async fn read_client(s: &mut TcpStream) -> ClientMessage {
+    let mut buf = vec![0u8; HEADER_LEN];
+    timeout(LIMIT, s.read_exact(&mut buf))
+        .await
+        .expect("client message in time")
+        .unwrap();
+    let h = decode_header(&buf).unwrap();
+    let mut rest = vec![0u8; h.num_groups * NAME_LEN + h.data_len];
+    s.read_exact(&mut rest).await.unwrap();
+    buf.extend_from_slice(&rest);
+    let (msg, order, sender, _) = decode_client(&buf).unwrap().unwrap();
+    assert_eq!((order, sender.as_str()), (ByteOrder::Little, ME));
+    msg
+}
+
+async fn send(s: &mut TcpStream, m: &DaemonMessage) {
+    s.write_all(&encode_daemon(ByteOrder::Little, ByteOrder::Little, m))
+        .await
+        .unwrap();
+}
+
+async fn event(h: &mut MembershipHandle) -> MembershipEvent {
+    timeout(LIMIT, h.events.recv())
+        .await
+        .expect("event in time")
+        .expect("engine alive")
+}
+
+fn gid(index: u32) -> GroupId {
+    GroupId {
+        proc_id: 0x7f00_0001,
+        time: 77,
+        index,
+    }
+}
+
+fn view(index: u32, members: &[&str]) -> DaemonMessage {
+    DaemonMessage::View(RegularView {
+        group: "g".into(),
+        cause: ViewCause::Join,
+        group_id: gid(index),
+        members: members.iter().map(|m| m.to_string()).collect(),
+        vs_sets: vec![vec![members[0].to_string()]],
+        local_vs_set: 0,
+    })
+}
+
+fn data(service_type: u32, sender: &str, group: &str, payload: &[u8]) -> DaemonMessage {
+    DaemonMessage::Data(DataMessage {
+        service_type,
+        sender: sender.into(),
+        groups: vec![group.into()],
+        mess_type: 0,
+        sender_order: ByteOrder::Little,
+        payload: payload.to_vec(),
+    })
+}
+
+#[tokio::test]
+async fn engine_maps_events_sends_and_reconnects() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut opts = SpreadOptions::new(&format!("{port}@127.0.0.1"), "e1", "g");
+    opts.retry_interval = Duration::from_millis(50);
+    let mut h = start(opts).await.unwrap();
+    assert!(h.description.contains("spread"));
+
+    let (mut s, name) = accept_session(&l).await;
+    assert_eq!(name, "e1");
+    assert_eq!(read_client(&mut s).await, ClientMessage::Join("g".into()));
+
+    send(&mut s, &view(1, &[PEER, ME])).await;
+    let MembershipEvent::View(v) = event(&mut h).await else {
+        panic!("expected a view")
+    };
+    assert_eq!(v.id, ViewId(gid(1).to_u128()));
+    assert_eq!(v.members, vec![MemberId(PEER.into()), MemberId(ME.into())]);
+    assert_eq!(v.my_index, 1);
+
+    // Not for the agent: unordered service, other group, other group's view.
+    send(&mut s, &data(service::RELIABLE_MESS, PEER, "g", b"r")).await;
+    send(&mut s, &data(service::AGREED_MESS, PEER, "other", b"o")).await;
+    let mut foreign = view(9, &[ME]);
+    if let DaemonMessage::View(v) = &mut foreign {
+        v.group = "other".into();
+    }
+    send(&mut s, &foreign).await;
+    send(&mut s, &data(service::AGREED_MESS, PEER, "g", b"hello")).await;
+    assert_eq!(
+        event(&mut h).await,
+        MembershipEvent::Message {
+            sender: MemberId(PEER.into()),
+            payload: b"hello".to_vec()
+        }
+    );
+    send(
+        &mut s,
+        &DaemonMessage::Transitional {
+            group: "g".into(),
+            group_id: gid(1),
+        },
+    )
+    .await;
+    assert_eq!(event(&mut h).await, MembershipEvent::Transitional);
+
+    // Sending: too large is dropped locally (the daemon would crash), the
+    // session stays up and the next message goes out as AGREED to the group.
+    h.outgoing
+        .send(Outgoing::Send(vec![0; MAX_SAFE_BODY]))
+        .await
+        .unwrap();
+    h.outgoing
+        .send(Outgoing::Send(b"mine".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_client(&mut s).await,
+        ClientMessage::Multicast {
+            service: Service::Agreed,
+            self_discard: false,
+            groups: vec!["g".into()],
+            mess_type: 0,
+            data: b"mine".to_vec()
+        }
+    );
+
+    // The daemon goes away: Lost, then a new session that joins again.
+    drop(s);
+    match event(&mut h).await {
+        MembershipEvent::Lost { reason } => {
+            assert!(reason.contains("spread"), "{reason}");
+            assert!(reason.contains(&format!("{port}@127.0.0.1")), "{reason}");
+        }
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    let (mut s, _) = accept_session(&l).await;
+    assert_eq!(read_client(&mut s).await, ClientMessage::Join("g".into()));
+    send(&mut s, &view(1, &[ME])).await;
+    let MembershipEvent::View(v) = event(&mut h).await else {
+        panic!("expected a view after reconnect")
+    };
+    assert_eq!((v.my_index, v.members.len()), (0, 1));
+
+    // Leave: events stop; Join: they resume.
+    h.outgoing.send(Outgoing::Leave).await.unwrap();
+    assert_eq!(read_client(&mut s).await, ClientMessage::Leave("g".into()));
+    send(&mut s, &data(service::AGREED_MESS, PEER, "g", b"late")).await;
+    send(&mut s, &DaemonMessage::SelfLeave { group: "g".into() }).await;
+    h.outgoing.send(Outgoing::Join).await.unwrap();
+    assert_eq!(read_client(&mut s).await, ClientMessage::Join("g".into()));
+    send(&mut s, &view(2, &[ME])).await;
+    let v = match event(&mut h).await {
+        MembershipEvent::View(v) => v,
+        other => panic!("expected the view after the rejoin, got {other:?}"),
+    };
+    assert_eq!(v.id, ViewId(gid(2).to_u128()));
+
+    // Shutdown: LEAVE, KILL, close.
+    h.outgoing.send(Outgoing::Shutdown).await.unwrap();
+    assert_eq!(read_client(&mut s).await, ClientMessage::Leave("g".into()));
+    assert_eq!(read_client(&mut s).await, ClientMessage::Kill);
+    let mut rest = Vec::new();
+    timeout(LIMIT, s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+    assert!(timeout(LIMIT, h.events.recv()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn unreachable_daemon_is_lost_once_then_retried() {
+    // Bind and drop to get a port nobody listens on.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut opts = SpreadOptions::new(&format!("{port}@127.0.0.1"), "e1", "g");
+    opts.retry_interval = Duration::from_millis(20);
+    let mut h = start(opts).await.unwrap();
+    assert!(matches!(event(&mut h).await, MembershipEvent::Lost { .. }));
+    // Several retries fail meanwhile, but Lost is reported once per outage.
+    assert!(timeout(Duration::from_millis(300), h.events.recv())
+        .await
+        .is_err());
+    // The daemon appears: the engine connects and joins.
+    let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let (mut s, _) = accept_session(&l).await;
+    assert_eq!(read_client(&mut s).await, ClientMessage::Join("g".into()));
+}
+
+#[tokio::test]
+async fn bad_options_are_refused() {
+    for (ep, name, group) in [
+        ("x@host", "a", "g"),
+        ("4803@127.0.0.1", "abcdefghijk", "g"),
+        ("4803@127.0.0.1", "a", "#g"),
+        ("4803@127.0.0.1", "a", "has space"),
+    ] {
+        let err = start(SpreadOptions::new(ep, name, group)).await.err();
+        let msg = format!("{:#}", err.expect("refused"));
+        assert!(msg.contains("spread"), "{msg}");
+    }
+}
