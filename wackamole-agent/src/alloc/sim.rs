@@ -14,7 +14,6 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
-use super::assign::worth_moving;
 use super::{
     Action, AllocConfig, Allocator, Input, NodeInfo, OperatorCommand, PerRound, Priority, Report,
     TableView, TimerKind, VifIndex, VifSpec,
@@ -806,7 +805,7 @@ impl Sim {
                             && eligible[a]
                             && eligible[bb]
                             && movable[a]
-                            && worth_moving((ma.count, ma.weight), (mb.count, mb.weight))
+                            && !balanced_pair((ma.count, ma.weight), (mb.count, mb.weight))
                         {
                             return self.fail(format!(
                                 "view {id}: not balanced: {} holds {} (weight {}), {} holds {} (weight {})",
@@ -928,6 +927,22 @@ impl Sim {
         }
         self.check();
     }
+}
+
+/// The balance criterion, written independently of the allocator's: with
+/// equal weights counts at most one apart; weighted, taking one VIF from `a`
+/// would not leave it below `b` with one more.
+fn balanced_pair(a: (u32, u32), b: (u32, u32)) -> bool {
+    if a.1 == b.1 {
+        return a.0 <= b.0 + 1;
+    }
+    let (ca, wa, cb, wb) = (
+        f64::from(a.0),
+        f64::from(a.1),
+        f64::from(b.0),
+        f64::from(b.1),
+    );
+    (ca - 1.0) / wa < (cb + 1.0) / wb
 }
 
 fn short(m: &super::wire::Message) -> String {
