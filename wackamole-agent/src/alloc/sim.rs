@@ -894,7 +894,29 @@ impl Sim {
                     }
                 }
             }
-            93..=96 => {
+            93 => {
+                // Configuration reload: a VIF-list change (node leaves and
+                // rejoins) or a weight change (agreed update).
+                let i = self.rng.below(n);
+                if self.nodes[i].alive && self.nodes[i].joined && self.nodes[i].engine_ok {
+                    let mut c = self.nodes[i].config.clone();
+                    if self.rng.pct(50) {
+                        c.weight = 1 + self.rng.below(3) as u32;
+                    } else if c
+                        .vifs
+                        .last()
+                        .is_some_and(|v| v.label().starts_with("198.51.100."))
+                    {
+                        c.vifs.pop();
+                    } else {
+                        c.vifs.push(VifSpec::new(["198.51.100.9/24"]));
+                        c.prefer.clear();
+                    }
+                    self.log(|| format!("CONFIG n{i} weight {} vifs {}", c.weight, c.vifs.len()));
+                    self.config_change(i, c);
+                }
+            }
+            94..=96 => {
                 let i = self.rng.below(n);
                 if self.nodes[i].alive {
                     let node = format!("node{}", self.rng.below(n + 1));
@@ -984,8 +1006,8 @@ impl std::fmt::Display for Failure {
 
 /// Builds the random group of a schedule.
 fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig)> {
-    let nodes = 1 + rng.below(5);
-    let vif_count = rng.below(11);
+    let nodes = 1 + rng.below(6);
+    let vif_count = rng.below(13);
     let mut base = config(vif_count);
     base.mature_after = Duration::from_millis(100 + rng.below(900) as u64);
     base.balance.interval = Duration::from_millis(100 + rng.below(900) as u64);
@@ -1036,7 +1058,7 @@ pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
     if trace {
         sim.trace = Some(Vec::new());
     }
-    let steps = 20 + rng.below(60);
+    let steps = 20 + rng.below(100);
     for _ in 0..steps {
         sim.random_step(true);
         if sim.error.is_some() {
