@@ -1,0 +1,551 @@
+//! Wire messages of the allocator: a versioned, length-checked binary format.
+//!
+//! Layout: magic `WKAM`, version byte, kind byte, then the body. Integers are
+//! little-endian; strings are a u16 length and UTF-8; lists are a u32 count
+//! and their items. Every length is checked against the bytes left before
+//! anything is allocated, so foreign or truncated input is an error, never a
+//! panic or a huge allocation.
+
+use std::fmt;
+
+use super::Priority;
+use crate::membership::ViewId;
+
+/// First bytes of every allocator message.
+pub const MAGIC: [u8; 4] = *b"WKAM";
+/// The version this build speaks.
+pub const VERSION: u8 = 1;
+
+const KIND_STATE: u8 = 1;
+const KIND_MATURE: u8 = 2;
+const KIND_BALANCE: u8 = 3;
+const KIND_COMMAND: u8 = 4;
+const KIND_UPDATE: u8 = 5;
+
+/// A member's state for one view (sent once per view by every member).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateMsg {
+    pub view: ViewId,
+    /// The sender's member id, checked against the engine's sender.
+    pub member: String,
+    /// The sender's index in the view.
+    pub index: u32,
+    /// Human node name.
+    pub node: String,
+    pub mature: bool,
+    pub drained: bool,
+    pub weight: u32,
+    /// Number of VIFs in the sender's list and the list's digest.
+    pub vif_count: u32,
+    pub digest: u64,
+    /// VIFs the sender holds, with their claim priority.
+    pub held: Vec<(u32, Priority)>,
+    pub prefer: Vec<u32>,
+}
+
+/// One move of a balance round: member indices in the view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireMove {
+    pub vif: u32,
+    pub from: u32,
+    pub to: u32,
+}
+
+/// Operator commands as multicast.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireCommand {
+    Move { vif: u32, node: String },
+    Drain { node: String },
+    Undrain { node: String },
+    Balance,
+}
+
+/// Every allocator message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    State(StateMsg),
+    Mature {
+        view: ViewId,
+    },
+    Balance {
+        view: ViewId,
+        moves: Vec<WireMove>,
+    },
+    Command {
+        view: ViewId,
+        command: WireCommand,
+    },
+    /// The sender's weight or prefer list changed (configuration reload).
+    Update {
+        view: ViewId,
+        weight: u32,
+        prefer: Vec<u32>,
+    },
+}
+
+/// Why bytes are not an allocator message.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("not a wackamole allocator message (bad magic)")]
+    BadMagic,
+    #[error("message version {got} from a newer wackamole; this node speaks {ours}")]
+    NewerVersion { got: u8, ours: u8 },
+    #[error("unsupported message version {0}")]
+    OldVersion(u8),
+    #[error("unknown message kind {0}")]
+    UnknownKind(u8),
+    #[error("message truncated while reading {what} at byte {at}")]
+    Truncated { what: &'static str, at: usize },
+    #[error("invalid {what} value {value} at byte {at}")]
+    BadValue {
+        what: &'static str,
+        value: u64,
+        at: usize,
+    },
+    #[error("{what} at byte {at} is not UTF-8")]
+    BadUtf8 { what: &'static str, at: usize },
+    #[error("{0} unexpected bytes after the message")]
+    Trailing(usize),
+}
+
+/// Encodes a message.
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(64));
+    w.0.extend_from_slice(&MAGIC);
+    w.u8(VERSION);
+    match msg {
+        Message::State(s) => {
+            w.u8(KIND_STATE);
+            w.u128(s.view.0);
+            w.str(&s.member);
+            w.u32(s.index);
+            w.str(&s.node);
+            w.u8(u8::from(s.mature) | (u8::from(s.drained) << 1));
+            w.u32(s.weight);
+            w.u32(s.vif_count);
+            w.u64(s.digest);
+            w.u32(s.held.len() as u32);
+            for (v, p) in &s.held {
+                w.u32(*v);
+                w.u8(*p as u8);
+            }
+            w.u32s(&s.prefer);
+        }
+        Message::Mature { view } => {
+            w.u8(KIND_MATURE);
+            w.u128(view.0);
+        }
+        Message::Balance { view, moves } => {
+            w.u8(KIND_BALANCE);
+            w.u128(view.0);
+            w.u32(moves.len() as u32);
+            for m in moves {
+                w.u32(m.vif);
+                w.u32(m.from);
+                w.u32(m.to);
+            }
+        }
+        Message::Command { view, command } => {
+            w.u8(KIND_COMMAND);
+            w.u128(view.0);
+            match command {
+                WireCommand::Move { vif, node } => {
+                    w.u8(1);
+                    w.u32(*vif);
+                    w.str(node);
+                }
+                WireCommand::Drain { node } => {
+                    w.u8(2);
+                    w.str(node);
+                }
+                WireCommand::Undrain { node } => {
+                    w.u8(3);
+                    w.str(node);
+                }
+                WireCommand::Balance => w.u8(4),
+            }
+        }
+        Message::Update {
+            view,
+            weight,
+            prefer,
+        } => {
+            w.u8(KIND_UPDATE);
+            w.u128(view.0);
+            w.u32(*weight);
+            w.u32s(prefer);
+        }
+    }
+    w.0
+}
+
+/// Decodes a message; any malformed, foreign or newer input is an error.
+pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.take(4, "magic").map_err(|_| WireError::BadMagic)? != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let version = r.u8("version")?;
+    if version > VERSION {
+        return Err(WireError::NewerVersion {
+            got: version,
+            ours: VERSION,
+        });
+    }
+    if version < VERSION {
+        return Err(WireError::OldVersion(version));
+    }
+    let kind = r.u8("kind")?;
+    let msg = match kind {
+        KIND_STATE => {
+            let view = ViewId(r.u128("view id")?);
+            let member = r.str("member id")?;
+            let index = r.u32("index")?;
+            let node = r.str("node name")?;
+            let at = r.pos;
+            let flags = r.u8("flags")?;
+            if flags > 3 {
+                return Err(WireError::BadValue {
+                    what: "flags",
+                    value: flags.into(),
+                    at,
+                });
+            }
+            let weight = r.u32("weight")?;
+            let vif_count = r.u32("VIF count")?;
+            let digest = r.u64("digest")?;
+            let n = r.count(5, "held list")?;
+            let mut held = Vec::with_capacity(n);
+            for _ in 0..n {
+                let v = r.u32("held VIF")?;
+                let at = r.pos;
+                let p = r.u8("priority")?;
+                let p = Priority::from_u8(p).ok_or(WireError::BadValue {
+                    what: "priority",
+                    value: p.into(),
+                    at,
+                })?;
+                held.push((v, p));
+            }
+            let prefer = r.u32s("prefer list")?;
+            Message::State(StateMsg {
+                view,
+                member,
+                index,
+                node,
+                mature: flags & 1 != 0,
+                drained: flags & 2 != 0,
+                weight,
+                vif_count,
+                digest,
+                held,
+                prefer,
+            })
+        }
+        KIND_MATURE => Message::Mature {
+            view: ViewId(r.u128("view id")?),
+        },
+        KIND_BALANCE => {
+            let view = ViewId(r.u128("view id")?);
+            let n = r.count(12, "move list")?;
+            let mut moves = Vec::with_capacity(n);
+            for _ in 0..n {
+                moves.push(WireMove {
+                    vif: r.u32("move VIF")?,
+                    from: r.u32("move source")?,
+                    to: r.u32("move target")?,
+                });
+            }
+            Message::Balance { view, moves }
+        }
+        KIND_COMMAND => {
+            let view = ViewId(r.u128("view id")?);
+            let at = r.pos;
+            let command = match r.u8("command")? {
+                1 => WireCommand::Move {
+                    vif: r.u32("VIF")?,
+                    node: r.str("node name")?,
+                },
+                2 => WireCommand::Drain {
+                    node: r.str("node name")?,
+                },
+                3 => WireCommand::Undrain {
+                    node: r.str("node name")?,
+                },
+                4 => WireCommand::Balance,
+                other => {
+                    return Err(WireError::BadValue {
+                        what: "command",
+                        value: other.into(),
+                        at,
+                    })
+                }
+            };
+            Message::Command { view, command }
+        }
+        KIND_UPDATE => Message::Update {
+            view: ViewId(r.u128("view id")?),
+            weight: r.u32("weight")?,
+            prefer: r.u32s("prefer list")?,
+        },
+        other => return Err(WireError::UnknownKind(other)),
+    };
+    let left = bytes.len() - r.pos;
+    if left != 0 {
+        return Err(WireError::Trailing(left));
+    }
+    Ok(msg)
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    /// Strings longer than u16::MAX are cut at a character boundary (node
+    /// names and member ids are far shorter).
+    fn str(&mut self, s: &str) {
+        let mut end = s.len().min(usize::from(u16::MAX));
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.0.extend_from_slice(&(end as u16).to_le_bytes());
+        self.0.extend_from_slice(&s.as_bytes()[..end]);
+    }
+    fn u32s(&mut self, vs: &[u32]) {
+        self.u32(vs.len() as u32);
+        for v in vs {
+            self.u32(*v);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or(WireError::Truncated { what, at: self.pos })?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], WireError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N, what)?);
+        Ok(a)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+    fn u128(&mut self, what: &'static str) -> Result<u128, WireError> {
+        Ok(u128::from_le_bytes(self.array(what)?))
+    }
+    fn str(&mut self, what: &'static str) -> Result<String, WireError> {
+        let len = u16::from_le_bytes(self.array(what)?);
+        let at = self.pos;
+        let bytes = self.take(usize::from(len), what)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| WireError::BadUtf8 { what, at })
+    }
+    /// A list count, refused if its items cannot fit in the bytes left.
+    fn count(&mut self, item_size: usize, what: &'static str) -> Result<usize, WireError> {
+        let at = self.pos;
+        let n = self.u32(what)? as usize;
+        if n.saturating_mul(item_size) > self.buf.len() - self.pos {
+            return Err(WireError::Truncated { what, at });
+        }
+        Ok(n)
+    }
+    fn u32s(&mut self, what: &'static str) -> Result<Vec<u32>, WireError> {
+        let n = self.count(4, what)?;
+        (0..n).map(|_| self.u32(what)).collect()
+    }
+}
+
+impl fmt::Display for WireCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireCommand::Move { vif, node } => write!(f, "move #{vif} to {node}"),
+            WireCommand::Drain { node } => write!(f, "drain {node}"),
+            WireCommand::Undrain { node } => write!(f, "undrain {node}"),
+            WireCommand::Balance => f.write_str("balance"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn prio() -> impl Strategy<Value = Priority> {
+        (0u8..4).prop_map(|v| Priority::from_u8(v).unwrap_or(Priority::Claimed))
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let view = any::<u128>().prop_map(ViewId);
+        prop_oneof![
+            (
+                view.clone(),
+                ".{0,20}",
+                any::<u32>(),
+                ".{0,20}",
+                any::<(bool, bool, u32, u32, u64)>(),
+                proptest::collection::vec((any::<u32>(), prio()), 0..20),
+                proptest::collection::vec(any::<u32>(), 0..10),
+            )
+                .prop_map(
+                    |(
+                        view,
+                        member,
+                        index,
+                        node,
+                        (mature, drained, weight, vif_count, digest),
+                        held,
+                        prefer,
+                    )| {
+                        Message::State(StateMsg {
+                            view,
+                            member,
+                            index,
+                            node,
+                            mature,
+                            drained,
+                            weight,
+                            vif_count,
+                            digest,
+                            held,
+                            prefer,
+                        })
+                    }
+                ),
+            view.clone().prop_map(|view| Message::Mature { view }),
+            (
+                view.clone(),
+                proptest::collection::vec(any::<(u32, u32, u32)>(), 0..20)
+            )
+                .prop_map(|(view, m)| Message::Balance {
+                    view,
+                    moves: m
+                        .into_iter()
+                        .map(|(vif, from, to)| WireMove { vif, from, to })
+                        .collect()
+                }),
+            (view.clone(), any::<u32>(), ".{0,20}", 0u8..4).prop_map(|(view, vif, node, k)| {
+                let command = match k {
+                    0 => WireCommand::Move { vif, node },
+                    1 => WireCommand::Drain { node },
+                    2 => WireCommand::Undrain { node },
+                    _ => WireCommand::Balance,
+                };
+                Message::Command { view, command }
+            }),
+            (
+                view,
+                any::<u32>(),
+                proptest::collection::vec(any::<u32>(), 0..10)
+            )
+                .prop_map(|(view, weight, prefer)| Message::Update {
+                    view,
+                    weight,
+                    prefer
+                }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(msg in message()) {
+            let bytes = encode(&msg);
+            prop_assert_eq!(decode(&bytes), Ok(msg));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bodies_never_panic(kind in 0u8..7, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.push(VERSION);
+            bytes.push(kind);
+            bytes.extend(body);
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn every_truncation_is_an_error(msg in message()) {
+            let bytes = encode(&msg);
+            for cut in 0..bytes.len() {
+                prop_assert!(decode(&bytes[..cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn newer_version_is_explained() {
+        let mut bytes = encode(&Message::Mature { view: ViewId(7) });
+        bytes[4] = VERSION + 1;
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "message version {} from a newer wackamole; this node speaks {}",
+                VERSION + 1,
+                VERSION
+            )
+        );
+    }
+
+    #[test]
+    fn foreign_and_trailing_bytes_are_refused() {
+        assert_eq!(decode(b"hello world"), Err(WireError::BadMagic));
+        assert_eq!(decode(b""), Err(WireError::BadMagic));
+        let mut bytes = encode(&Message::Mature { view: ViewId(7) });
+        bytes.push(0);
+        assert_eq!(decode(&bytes), Err(WireError::Trailing(1)));
+        let mut bytes = encode(&Message::Mature { view: ViewId(7) });
+        bytes[5] = 99;
+        assert_eq!(decode(&bytes), Err(WireError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn huge_counts_do_not_allocate() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend([VERSION, KIND_BALANCE]);
+        bytes.extend(0u128.to_le_bytes());
+        bytes.extend(u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode(&bytes),
+            Err(WireError::Truncated {
+                what: "move list",
+                ..
+            })
+        ));
+    }
+}
