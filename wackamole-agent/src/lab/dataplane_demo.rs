@@ -86,7 +86,10 @@ pub fn run(mode: XdpAttachMode, out: &mut impl Write) -> Result<()> {
         format!("\n2. Releasing VIP {DEMO_VIP}: ARP requests for it are now dropped."),
     )?;
     lab.plane()?.release(&vip)?;
-    say(out, format!("   $ arping -c 1 -w 1 -I {PEER_IF} {DEMO_VIP}"))?;
+    say(
+        out,
+        format!("   $ arping -c 1 -w 1 -I {PEER_IF} {DEMO_VIP}"),
+    )?;
     let replies = arping(&lab.peer, PEER_IF, DEMO_VIP, 1, Duration::from_secs(1))?;
     if !replies.is_empty() {
         bail!("expected silence after release, got {replies:?}");
