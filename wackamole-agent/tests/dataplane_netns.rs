@@ -44,6 +44,11 @@ fn scenario(mode: XdpAttachMode) -> Result<()> {
     let mut lab = VethLab::new(mode)?;
     let mac = lab.mac;
     let vip = lab.vip(VIP);
+    let attached = lab.plane()?.attached();
+    ensure!(
+        attached.len() == 1 && attached[0].iface == XDP_IF && attached[0].mode == Some(mode),
+        "{mode:?}: attached as {attached:?}"
+    );
 
     // Owned, configured nowhere: only XDP can answer.
     lab.plane()?.own(&vip)?;

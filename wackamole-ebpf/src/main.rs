@@ -234,7 +234,7 @@ fn vip_counters(key: &VipKey) -> Option<*mut VipCounters> {
         return Some(p);
     }
     // BPF_NOEXIST: another CPU may have created it meanwhile; either way it exists.
-    let _ = WACK_VIP_COUNTERS.insert(key, &VipCounters::default(), 1);
+    let _ = WACK_VIP_COUNTERS.insert(key, VipCounters::default(), 1);
     WACK_VIP_COUNTERS.get_ptr_mut(key)
 }
 

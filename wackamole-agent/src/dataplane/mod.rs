@@ -87,6 +87,16 @@ pub enum XdpAttachMode {
     Skb,
 }
 
+/// An interface the XDP program is attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedInterface {
+    pub ifindex: u32,
+    pub iface: String,
+    /// `Native` or `Skb` as attached by this process; `None` for a link
+    /// adopted from an earlier run (it keeps the mode it was created with).
+    pub mode: Option<XdpAttachMode>,
+}
+
 /// Where and how to open the data plane.
 #[derive(Clone, Debug)]
 pub struct DataPlaneOptions {

@@ -14,7 +14,10 @@ use wackamole_common::{
 
 use super::conflicts::ConflictReader;
 use super::error::{boxed, BoxError, DataPlaneError, Result};
-use super::{sys, ActionCounters, DataPlaneOptions, Vip, VipRecord, VipState, XdpAttachMode};
+use super::{
+    sys, ActionCounters, AttachedInterface, DataPlaneOptions, Vip, VipRecord, VipState,
+    XdpAttachMode,
+};
 
 /// The XDP object built by `cargo xtask build`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("WACKAMOLE_EBPF_OBJECT"));
@@ -49,6 +52,8 @@ const MAP_SHAPES: [(&str, u32, u32, u32); 5] = [
 #[derive(Debug)]
 struct Attached {
     iface: String,
+    /// Mode used (None: adopted from a pinned link, mode unknown).
+    mode: Option<XdpAttachMode>,
     /// Source of ARP replies for VIPs on it (None: not resolvable here).
     mac: Option<[u8; 6]>,
 }
@@ -64,6 +69,8 @@ pub struct DataPlane {
     lease: Array<MapData, LeaseRecord>,
     conflicts: Option<RingBuf<MapData>>,
     attached: BTreeMap<u32, Attached>,
+    /// Drains the XDP program's debug log into `log` (only with `ebpf_debug_log`).
+    ebpf_log: Option<Box<dyn FnMut() + Send>>,
 }
 
 impl std::fmt::Debug for DataPlane {
@@ -194,10 +201,10 @@ impl DataPlane {
             action: "loading the object (maps pinned in the instance directory)",
             source: boxed(e),
         })?;
+        let mut ebpf_log: Option<Box<dyn FnMut() + Send>> = None;
         if opts.ebpf_debug_log {
             match aya_log::EbpfLogger::init(&mut ebpf) {
-                // Records are read only when the logger is flushed; diagnosis aid.
-                Ok(logger) => std::mem::forget(logger),
+                Ok(mut logger) => ebpf_log = Some(Box::new(move || logger.flush())),
                 Err(e) => tracing::warn!(error = %e, "XDP debug log unavailable"),
             }
         }
@@ -229,6 +236,7 @@ impl DataPlane {
             lease,
             conflicts: Some(conflicts),
             attached: BTreeMap::new(),
+            ebpf_log,
         };
         plane.adopt_pinned_links()?;
         plane.drop_orphan_counters()?;
@@ -258,12 +266,24 @@ impl DataPlane {
         })
     }
 
-    /// Interfaces the program is attached to, as (ifindex, name).
-    pub fn attached(&self) -> Vec<(u32, String)> {
+    /// Interfaces the program is attached to.
+    pub fn attached(&self) -> Vec<AttachedInterface> {
         self.attached
             .iter()
-            .map(|(i, a)| (*i, a.iface.clone()))
+            .map(|(i, a)| AttachedInterface {
+                ifindex: *i,
+                iface: a.iface.clone(),
+                mode: a.mode,
+            })
             .collect()
+    }
+
+    /// Forwards pending XDP debug log records to the `log` facade (call it
+    /// periodically when `ebpf_debug_log` is on; a no-op otherwise).
+    pub fn flush_ebpf_log(&mut self) {
+        if let Some(flush) = self.ebpf_log.as_mut() {
+            flush();
+        }
     }
 
     /// Attaches the program to `iface` (resolved in the calling thread's
@@ -285,20 +305,26 @@ impl DataPlane {
         let mac = sys::mac(iface).map_err(|e| iface_err("reading its MAC address")(boxed(e)))?;
         let mode = self.mode;
         let prog = xdp_mut(&mut self.ebpf)?;
-        let id = match mode {
-            XdpAttachMode::Native => prog
-                .attach_to_if_index(ifindex, XdpMode::Driver)
-                .map_err(|e| iface_err("attaching XDP in native mode")(boxed(e)))?,
-            XdpAttachMode::Skb => prog
-                .attach_to_if_index(ifindex, XdpMode::Skb)
-                .map_err(|e| iface_err("attaching XDP in SKB mode")(boxed(e)))?,
+        let (id, used) = match mode {
+            XdpAttachMode::Native => (
+                prog.attach_to_if_index(ifindex, XdpMode::Driver)
+                    .map_err(|e| iface_err("attaching XDP in native mode")(boxed(e)))?,
+                XdpAttachMode::Native,
+            ),
+            XdpAttachMode::Skb => (
+                prog.attach_to_if_index(ifindex, XdpMode::Skb)
+                    .map_err(|e| iface_err("attaching XDP in SKB mode")(boxed(e)))?,
+                XdpAttachMode::Skb,
+            ),
             XdpAttachMode::Auto => match prog.attach_to_if_index(ifindex, XdpMode::Driver) {
-                Ok(id) => id,
+                Ok(id) => (id, XdpAttachMode::Native),
                 Err(native) => {
                     tracing::warn!(iface, error = %native,
                         "native XDP unavailable; falling back to SKB (generic) mode");
-                    prog.attach_to_if_index(ifindex, XdpMode::Skb)
-                        .map_err(|e| iface_err("attaching XDP in SKB mode")(boxed(e)))?
+                    let id = prog
+                        .attach_to_if_index(ifindex, XdpMode::Skb)
+                        .map_err(|e| iface_err("attaching XDP in SKB mode")(boxed(e)))?;
+                    (id, XdpAttachMode::Skb)
                 }
             },
         };
@@ -312,11 +338,12 @@ impl DataPlane {
         fd_link
             .pin(&path)
             .map_err(|e| iface_err("pinning the XDP link")(boxed(e)))?;
-        tracing::info!(iface, ifindex, ?mode, "XDP program attached");
+        tracing::info!(iface, ifindex, mode = ?used, "XDP program attached");
         self.attached.insert(
             ifindex,
             Attached {
                 iface: iface.to_string(),
+                mode: Some(used),
                 mac: Some(mac),
             },
         );
@@ -540,7 +567,14 @@ impl DataPlane {
                 "reused the pinned XDP link with the new program"
             );
             let mac = sys::mac(&iface).ok();
-            self.attached.insert(ifindex, Attached { iface, mac });
+            self.attached.insert(
+                ifindex,
+                Attached {
+                    iface,
+                    mode: None,
+                    mac,
+                },
+            );
         }
         Ok(())
     }

@@ -31,10 +31,17 @@ pub fn run(mode: XdpAttachMode, out: &mut impl Write) -> Result<()> {
         ),
     )?;
     let mut lab = VethLab::new(mode)?;
+    let used = lab
+        .plane()?
+        .attached()
+        .first()
+        .and_then(|a| a.mode)
+        .map(|m| format!("{m:?}"))
+        .unwrap_or_else(|| "unknown".into());
     say(
         out,
         format!(
-            "XDP program attached to {XDP_IF} (MAC {}), maps pinned in {}.",
+            "XDP program attached to {XDP_IF} in {used} mode (MAC {}), maps pinned in {}.",
             fmt_mac(&lab.mac),
             lab.plane()?.pin_dir().display()
         ),
