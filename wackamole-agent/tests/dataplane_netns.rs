@@ -190,8 +190,15 @@ fn restart_reuses_pinned_links_and_never_stacks_programs() -> Result<()> {
         details.matches("prog/xdp").count() == 1,
         "expected exactly one XDP program: {details}"
     );
+    // Detaching an interface also forgets its VIPs: nothing stale remains.
+    let mut second = second;
+    let ifindex = a.ifindex(XDP_IF)?;
+    second.own(&wackamole::dataplane::Vip::new(XDP_IF, ifindex, VIP))?;
+    ensure!(second.entries()?.len() == 1);
+    second.detach(ifindex)?;
+    ensure!(prog_id(&a)? == "none", "still attached after detach");
+    ensure!(second.entries()?.is_empty() && second.attached().is_empty());
     second.shutdown()?;
-    ensure!(prog_id(&a)? == "none", "still attached after shutdown");
     ensure!(!opts.pin_dir().exists());
     Ok(())
 }

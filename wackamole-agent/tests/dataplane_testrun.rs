@@ -491,3 +491,53 @@ fn errors_name_the_interface() {
     let err = p.dp().own(&v).unwrap_err().to_string();
     assert!(err.contains("nosuchif7"), "{err}");
 }
+
+#[tokio::test]
+async fn conflicts_arrive_through_the_async_reader() {
+    let mut p = owned();
+    let mut reader = p
+        .dp()
+        .take_conflicts()
+        .expect("conflict reader")
+        .into_async()
+        .expect("register with tokio");
+    let hostile = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REPLY).to_frame();
+    assert_eq!(p.run(&hostile).action, XDP_PASS);
+    assert_eq!(p.run(&hostile).action, XDP_PASS);
+    let batch = tokio::time::timeout(Duration::from_secs(5), reader.next_batch())
+        .await
+        .expect("no conflict event within 5 s")
+        .expect("read ring buffer");
+    assert_eq!(batch.len(), 2);
+    assert!(batch
+        .iter()
+        .all(|e| e.key == vip().key() && e.sender_mac == OTHER_MAC));
+}
+
+#[test]
+fn the_daemon_can_drive_it_through_the_vip_table_trait() {
+    use wackamole::dataplane::VipTable;
+    fn fail_over(t: &mut dyn VipTable, gone: &Vip) -> wackamole::dataplane::Result<()> {
+        t.renew_lease(Some(Duration::from_secs(10)))?;
+        t.release(gone)?;
+        t.forget(gone)
+    }
+    let mut p = owned();
+    fail_over(p.dp(), &vip()).unwrap();
+    assert!(p.dp().entries().unwrap().is_empty());
+    assert_eq!(p.run(&request()).action, XDP_PASS);
+}
+
+#[test]
+fn xdp_debug_logging_can_be_enabled() {
+    let mut opts = DataPlaneOptions::new(format!("testrun-log-{}", std::process::id()));
+    opts.ebpf_debug_log = true;
+    let mut dp = DataPlane::open(&opts).expect("open with XDP debug log");
+    dp.own_as(&vip(), VIP_MAC).unwrap();
+    let hostile = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REPLY).to_frame();
+    let r = test_run(dp.program().unwrap(), &hostile, RunContext::default()).unwrap();
+    assert_eq!(r.action, XDP_PASS);
+    dp.flush_ebpf_log();
+    assert_eq!(dp.action_counters().unwrap().conflict, 1);
+    dp.shutdown().unwrap();
+}

@@ -108,8 +108,13 @@ fn bpffs_err(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -
     }
 }
 
+/// Lookups report a missing key as KeyNotFound, deletes as ENOENT.
 fn is_not_found(e: &MapError) -> bool {
-    matches!(e, MapError::KeyNotFound | MapError::ElementNotFound)
+    match e {
+        MapError::KeyNotFound | MapError::ElementNotFound => true,
+        MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
 }
 
 /// Makes sure `bpffs` is a bpf filesystem, mounting one if needed.
