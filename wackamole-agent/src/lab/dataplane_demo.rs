@@ -121,7 +121,36 @@ pub fn run(mode: XdpAttachMode, out: &mut impl Write) -> Result<()> {
 
     say(
         out,
-        "\n3. Cleaning up: forget the VIP, detach, unpin, delete the namespaces.",
+        format!(
+            "\n3. Lease fence: owning {DEMO_VIP} again under a 2 s lease that is never renewed."
+        ),
+    )?;
+    lab.plane()?.own(&vip)?;
+    let lease = Duration::from_secs(2);
+    lab.plane()?.renew_lease(Some(lease))?;
+    let renewed = Instant::now();
+    let replies = arping(&lab.peer, PEER_IF, DEMO_VIP, 1, Duration::from_secs(1))?;
+    if replies.is_empty() {
+        bail!("expected a reply for {DEMO_VIP} within its lease");
+    }
+    say(out, "   within the lease: answered from XDP.")?;
+    std::thread::sleep((lease + Duration::from_millis(100)).saturating_sub(renewed.elapsed()));
+    let replies = arping(&lab.peer, PEER_IF, DEMO_VIP, 1, Duration::from_secs(1))?;
+    if !replies.is_empty() {
+        bail!("expected the lapsed lease to silence {DEMO_VIP}, got {replies:?}");
+    }
+    let a = lab.plane()?.action_counters()?;
+    say(
+        out,
+        format!(
+            "   lease lapsed (as if the agent had died): no reply; drop_fenced={}.",
+            a.drop_fenced
+        ),
+    )?;
+
+    say(
+        out,
+        "\n4. Cleaning up: forget the VIP, detach, unpin, delete the namespaces.",
     )?;
     lab.plane()?.forget(&vip)?;
     lab.shutdown()?;
