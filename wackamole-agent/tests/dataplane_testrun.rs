@@ -545,3 +545,62 @@ fn xdp_debug_logging_can_be_enabled() {
     assert_eq!(dp.action_counters().unwrap().conflict, 1);
     dp.shutdown().unwrap();
 }
+
+#[test]
+fn pins_of_another_layout_are_replaced() {
+    use aya::maps::Array;
+    let opts = DataPlaneOptions::new(format!("testrun-abi-{}", std::process::id()));
+    let dir = opts.pin_dir();
+    {
+        let mut old = DataPlane::open(&opts).unwrap();
+        old.own_as(&vip(), VIP_MAC).unwrap();
+    }
+    // An older agent's lease map with a 4-byte value.
+    std::fs::remove_file(dir.join("WACK_LEASE")).unwrap();
+    let foreign: Array<_, u32> = Array::create(1, 0).unwrap();
+    foreign.pin(dir.join("WACK_LEASE")).unwrap();
+
+    let mut dp = DataPlane::open(&opts).expect("reopen over foreign pins");
+    assert!(dp.entries().unwrap().is_empty(), "old maps were kept");
+    dp.renew_lease(Some(Duration::from_secs(5))).unwrap();
+    assert!(dp.lease_deadline().unwrap() > 0);
+    dp.shutdown().unwrap();
+    assert!(!dir.exists());
+}
+
+#[test]
+fn mounts_a_bpf_filesystem_where_none_is() {
+    // In a private mount namespace (this thread only), so nothing outlives the test.
+    let handle = std::thread::spawn(|| {
+        // SAFETY: plain syscalls; CLONE_FS detaches this thread's fs info first.
+        unsafe {
+            assert_eq!(libc::unshare(libc::CLONE_FS | libc::CLONE_NEWNS), 0);
+            let root = c"/";
+            assert_eq!(
+                libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null()
+                ),
+                0
+            );
+        }
+        let base = std::env::temp_dir().join(format!("wk-bpffs-{}", std::process::id()));
+        let mut opts = DataPlaneOptions::new("mount-test");
+        opts.bpffs = base.clone();
+        let dp = DataPlane::open(&opts).expect("open on an unmounted directory");
+        let mounts = std::fs::read_to_string("/proc/thread-self/mounts").unwrap();
+        let mounted = mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == base.to_str() && l.contains(" bpf "));
+        dp.shutdown().unwrap();
+        let base_c = std::ffi::CString::new(base.to_str().unwrap()).unwrap();
+        // SAFETY: unmounting what the data plane mounted in this namespace.
+        unsafe { libc::umount(base_c.as_ptr()) };
+        let _ = std::fs::remove_dir(&base);
+        mounted
+    });
+    assert!(handle.join().expect("mount thread"), "no bpf mount found");
+}

@@ -127,6 +127,19 @@ fn ensure_bpffs(bpffs: &Path) -> Result<()> {
     sys::mount_bpffs(bpffs).map_err(bpffs_err(bpffs, "mount -t bpf (are we root?)"))
 }
 
+/// Creates the instance directory. Another instance's shutdown may remove
+/// the shared parent between our two mkdirs, hence the retries.
+fn create_pin_dir(pin_dir: &Path) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match std::fs::create_dir_all(pin_dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 5 => attempt += 1,
+            Err(e) => return Err(bpffs_err(pin_dir, "creating")(e)),
+        }
+    }
+}
+
 /// Pinned links in `pin_dir`, by ifindex.
 fn pinned_links(pin_dir: &Path) -> Result<Vec<(u32, PathBuf)>> {
     let mut out = Vec::new();
@@ -186,7 +199,7 @@ impl DataPlane {
     pub fn open(opts: &DataPlaneOptions) -> Result<Self> {
         ensure_bpffs(&opts.bpffs)?;
         let pin_dir = opts.pin_dir();
-        std::fs::create_dir_all(&pin_dir).map_err(bpffs_err(&pin_dir, "creating"))?;
+        create_pin_dir(&pin_dir)?;
         if !pins_compatible(&pin_dir) {
             tracing::warn!(dir = %pin_dir.display(), "pinned maps have another layout; replacing them");
             purge_pins(&pin_dir)?;
