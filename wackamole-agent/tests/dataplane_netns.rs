@@ -1,0 +1,204 @@
+//! The data plane on a real veth link between two namespaces: arping and
+//! ping from the peer against a VIP the XDP side owns, releases, forgets and
+//! loses by lease expiry. Needs root; namespaces are always removed.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use wackamole::dataplane::XdpAttachMode;
+use wackamole::lab::arping::{arping, fmt_mac};
+use wackamole::lab::VethLab;
+
+const PEER_IF: &str = "pv";
+const XDP_IF: &str = "xv";
+const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+const VIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
+const PLAIN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 102);
+
+/// Number of arping replies for `addr` from the peer, checking their MAC.
+fn answers(lab: &VethLab, addr: Ipv4Addr, expect_mac: [u8; 6]) -> Result<usize> {
+    let replies = arping(&lab.peer, PEER_IF, addr, 2, Duration::from_secs(3))?;
+    for r in &replies {
+        ensure!(r.from == addr, "reply from {} for {addr}", r.from);
+        ensure!(
+            r.mac == expect_mac,
+            "reply for {addr} with {} instead of {}",
+            fmt_mac(&r.mac),
+            fmt_mac(&expect_mac)
+        );
+    }
+    Ok(replies.len())
+}
+
+fn silent(lab: &VethLab, addr: Ipv4Addr) -> Result<bool> {
+    Ok(arping(&lab.peer, PEER_IF, addr, 1, Duration::from_secs(1))?.is_empty())
+}
+
+fn pings(lab: &VethLab, addr: Ipv4Addr) -> bool {
+    lab.peer
+        .succeeds(&["ping", "-c", "1", "-W", "1", &addr.to_string()])
+}
+
+fn scenario(mode: XdpAttachMode) -> Result<()> {
+    let mut lab = VethLab::new(mode)?;
+    let mac = lab.mac;
+    let vip = lab.vip(VIP);
+    let attached = lab.plane()?.attached();
+    ensure!(
+        attached.len() == 1 && attached[0].iface == XDP_IF && attached[0].mode == Some(mode),
+        "{mode:?}: attached as {attached:?}"
+    );
+
+    // Owned, configured nowhere: only XDP can answer.
+    lab.plane()?.own(&vip)?;
+    let n = answers(&lab, VIP, mac)?;
+    ensure!(n >= 1, "{mode:?}: no ARP reply for an owned VIP");
+    ensure!(lab.plane()?.counters(&vip)?.arp_replies >= n as u64);
+    // With the address on the XDP side's loopback, IP traffic flows too:
+    // XDP answers ARP and passes (and counts) the ICMP.
+    lab.xdp
+        .run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+    ensure!(pings(&lab, VIP), "{mode:?}: ping to an owned VIP failed");
+    let c = lab.plane()?.counters(&vip)?;
+    ensure!(
+        c.packets >= 1 && c.bytes >= 98,
+        "{mode:?}: IPv4 not counted: {c:?}"
+    );
+
+    // Released: ARP and IP both silent (the peer still has the MAC cached,
+    // so the pings reach XDP and are dropped there).
+    lab.plane()?.release(&vip)?;
+    ensure!(
+        silent(&lab, VIP)?,
+        "{mode:?}: arping answered after release"
+    );
+    ensure!(!pings(&lab, VIP), "{mode:?}: ping answered after release");
+    let c = lab.plane()?.counters(&vip)?;
+    ensure!(c.drops >= 2, "{mode:?}: drops not counted: {c:?}");
+    let a = lab.plane()?.action_counters()?;
+    ensure!(a.drop_releasing >= 2, "{mode:?}: {a:?}");
+
+    // Forgotten: the kernel's own behaviour is back. The address is on the
+    // XDP side's lo, so the kernel (arp_ignore=0) answers ARP for it.
+    lab.plane()?.forget(&vip)?;
+    ensure!(lab.plane()?.entries()?.is_empty());
+    ensure!(
+        answers(&lab, VIP, mac)? >= 1,
+        "{mode:?}: kernel did not answer after forget"
+    );
+    ensure!(pings(&lab, VIP), "{mode:?}: ping failed after forget");
+    lab.xdp
+        .run(&["ip", "addr", "del", &format!("{VIP}/32"), "dev", "lo"])?;
+    // An unconfigured address gets no reply; one added with ip addr does.
+    ensure!(
+        silent(&lab, PLAIN)?,
+        "{mode:?}: reply for an unconfigured address"
+    );
+    lab.xdp
+        .run(&["ip", "addr", "add", &format!("{PLAIN}/24"), "dev", XDP_IF])?;
+    ensure!(
+        answers(&lab, PLAIN, mac)? >= 1,
+        "{mode:?}: kernel did not answer for an added address"
+    );
+
+    // Lease: answered while valid, silent once it lapses, back on renewal.
+    let vip2 = lab.vip(VIP2);
+    lab.plane()?.own(&vip2)?;
+    lab.plane()?.renew_lease(Some(Duration::from_secs(30)))?;
+    ensure!(
+        answers(&lab, VIP2, mac)? >= 1,
+        "{mode:?}: no reply under a valid lease"
+    );
+    lab.plane()?.renew_lease(Some(Duration::from_millis(1)))?;
+    std::thread::sleep(Duration::from_millis(20));
+    ensure!(
+        silent(&lab, VIP2)?,
+        "{mode:?}: answered after the lease expired"
+    );
+    ensure!(lab.plane()?.action_counters()?.drop_fenced >= 1);
+    lab.plane()?.renew_lease(Some(Duration::from_secs(30)))?;
+    ensure!(
+        answers(&lab, VIP2, mac)? >= 1,
+        "{mode:?}: no reply after renewal"
+    );
+
+    let pin_dir = lab.plane()?.pin_dir().to_path_buf();
+    lab.shutdown()?;
+    ensure!(!pin_dir.exists(), "{} left behind", pin_dir.display());
+    Ok(())
+}
+
+#[test]
+fn native_mode_answers_releases_forgets_and_fences() -> Result<()> {
+    scenario(XdpAttachMode::Native)
+}
+
+#[test]
+fn skb_mode_answers_releases_forgets_and_fences() -> Result<()> {
+    scenario(XdpAttachMode::Skb)
+}
+
+#[test]
+fn restart_reuses_pinned_links_and_never_stacks_programs() -> Result<()> {
+    use wackamole::dataplane::{DataPlane, DataPlaneOptions};
+    use wackamole::testbed::{veth_pair, Netns};
+
+    let a = Netns::new("rsa")?;
+    let b = Netns::new("rsb")?;
+    veth_pair(&a, XDP_IF, &b, PEER_IF)?;
+    a.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", XDP_IF])?;
+    b.run(&["ip", "addr", "add", "192.0.2.2/24", "dev", PEER_IF])?;
+    let mut opts = DataPlaneOptions::new(format!("netns-restart-{}", std::process::id()));
+    opts.mode = XdpAttachMode::Skb;
+    opts.interfaces = vec![XDP_IF.to_string()];
+    let prog_id = |ns: &Netns| -> Result<String> {
+        let out = ns.run(&["ip", "-d", "link", "show", XDP_IF])?;
+        Ok(out
+            .split_whitespace()
+            .skip_while(|w| *w != "prog/xdp")
+            .nth(2)
+            .unwrap_or("none")
+            .to_string())
+    };
+
+    let o = opts.clone();
+    let first = a.in_thread(move || DataPlane::open(&o))??;
+    let first_prog = prog_id(&a)?;
+    ensure!(
+        first_prog != "none",
+        "not attached: {}",
+        a.run(&["ip", "-d", "link"])?
+    );
+    // The agent "dies": the pinned link keeps the program attached.
+    drop(first);
+    ensure!(
+        prog_id(&a)? == first_prog,
+        "program detached when the agent died"
+    );
+
+    let o = opts.clone();
+    let second = a.in_thread(move || DataPlane::open(&o))??;
+    let second_prog = prog_id(&a)?;
+    ensure!(
+        second_prog != "none" && second_prog != first_prog,
+        "restart did not swap the program in: {first_prog} -> {second_prog}"
+    );
+    ensure!(second.attached().len() == 1);
+    let details = a.run(&["ip", "-d", "link", "show", XDP_IF])?;
+    ensure!(
+        details.matches("prog/xdp").count() == 1,
+        "expected exactly one XDP program: {details}"
+    );
+    // Detaching an interface also forgets its VIPs: nothing stale remains.
+    let mut second = second;
+    let ifindex = a.ifindex(XDP_IF)?;
+    second.own(&wackamole::dataplane::Vip::new(XDP_IF, ifindex, VIP))?;
+    ensure!(second.entries()?.len() == 1);
+    second.detach(ifindex)?;
+    ensure!(prog_id(&a)? == "none", "still attached after detach");
+    ensure!(second.entries()?.is_empty() && second.attached().is_empty());
+    second.shutdown()?;
+    ensure!(!opts.pin_dir().exists());
+    Ok(())
+}
