@@ -13,6 +13,8 @@
 //! - a transitional signal precedes a new regular view whenever the engine
 //!   reports one.
 
+pub mod corosync;
+
 use std::fmt;
 
 /// Identifies one agent process in the group. Engine-specific but unique per
