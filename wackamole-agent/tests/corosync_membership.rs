@@ -33,13 +33,23 @@ fn cluster_with_engines() -> Result<(CorosyncCluster, Vec<EventTap>, View)> {
     }
     let first = views[0].clone();
     for (i, v) in views.iter().enumerate() {
-        ensure!(v.id == first.id && v.members == first.members, "node {i} holds {v:?}, node 0 {first:?}");
-        ensure!(v.members[v.my_index] == v.members[i], "my_index of node {i} in {v:?}");
+        ensure!(
+            v.id == first.id && v.members == first.members,
+            "node {i} holds {v:?}, node 0 {first:?}"
+        );
+        ensure!(
+            v.members[v.my_index] == v.members[i],
+            "my_index of node {i} in {v:?}"
+        );
     }
     Ok((cluster, taps, first))
 }
 
 fn skip() -> bool {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     if !is_root() {
         eprintln!("skipped: needs root");
         return true;
@@ -56,20 +66,29 @@ fn views_agree_and_link_down_gives_new_view() -> Result<()> {
     let (cluster, taps, full) = cluster_with_engines()?;
     let mut sorted = full.members.clone();
     sorted.sort();
-    ensure!(sorted == full.members, "members not in sorted order: {:?}", full.members);
+    ensure!(
+        sorted == full.members,
+        "members not in sorted order: {:?}",
+        full.members
+    );
 
     cluster.link_down(2)?;
     let mut survivors = Vec::new();
     for tap in &taps[..2] {
-        let (_, ev, skipped) =
-            tap.wait_for(T, |e| matches!(e, MembershipEvent::View(v) if v.members.len() == 2))?;
+        let (_, ev, skipped) = tap.wait_for(
+            T,
+            |e| matches!(e, MembershipEvent::View(v) if v.members.len() == 2),
+        )?;
         ensure!(
             skipped.last() == Some(&MembershipEvent::Transitional),
             "no transitional before the new view: {skipped:?}"
         );
         survivors.push(ev);
     }
-    ensure!(survivors[0] == survivors[1].clone().with_index(0), "{survivors:?}");
+    ensure!(
+        survivors[0] == survivors[1].clone().with_index(0),
+        "{survivors:?}"
+    );
     let (_, alone) = taps[2].wait_view(1, T)?;
     ensure!(alone.members == vec![full.members[2].clone()], "{alone:?}");
 
@@ -78,7 +97,11 @@ fn views_agree_and_link_down_gives_new_view() -> Result<()> {
     for tap in &taps {
         back.push(tap.wait_view(3, T)?.1);
     }
-    ensure!(back.iter().all(|v| v.id == back[0].id && v.members == full.members), "{back:?}");
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == full.members),
+        "{back:?}"
+    );
     ensure!(back[0].id != full.id, "view id reused after a ring change");
     Ok(())
 }
@@ -148,11 +171,17 @@ fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
                     Ok(u32::from_be_bytes([p[1], p[2], p[3], p[4]]))
                 })
                 .collect::<Result<_>>()?;
-            ensure!(mine == (0..N).collect::<Vec<_>>(), "node {n}: sender {k} out of order");
+            ensure!(
+                mine == (0..N).collect::<Vec<_>>(),
+                "node {n}: sender {k} out of order"
+            );
         }
         seqs.push(got);
     }
-    ensure!(seqs[0] == seqs[1] && seqs[1] == seqs[2], "nodes delivered different orders");
+    ensure!(
+        seqs[0] == seqs[1] && seqs[1] == seqs[2],
+        "nodes delivered different orders"
+    );
     // The two senders really interleave (otherwise the test proves little).
     let switches = seqs[0].windows(2).filter(|w| w[0].0 != w[1].0).count();
     eprintln!("sender switches in the agreed order: {switches}");
@@ -189,12 +218,14 @@ fn sigstop_trips_watchdog_and_sigcont_recovers() -> Result<()> {
                     MembershipEvent::View(v) => Some(v),
                     _ => None,
                 })
-                .last()
+                .next_back()
                 .unwrap_or(v)
         })
         .collect();
     ensure!(
-        finals.iter().all(|v| v.id == finals[0].id && v.members == finals[0].members && v.members.len() == 3),
+        finals.iter().all(|v| v.id == finals[0].id
+            && v.members == finals[0].members
+            && v.members.len() == 3),
         "{finals:?}"
     );
     Ok(())
@@ -218,8 +249,40 @@ fn sigkill_reports_lost_and_reconnects_after_restart() -> Result<()> {
     for tap in &taps {
         back.push(tap.wait_view(3, T)?.1);
     }
-    ensure!(back.iter().all(|v| v.id == back[0].id && v.members == back[0].members), "{back:?}");
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == back[0].members),
+        "{back:?}"
+    );
     // Same agent process: the same member id as before the crash.
     ensure!(back[0].members == full.members, "{back:?} vs {full:?}");
+    Ok(())
+}
+
+#[test]
+fn operator_leave_and_join() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let (_cluster, taps, full) = cluster_with_engines()?;
+    taps[1].request(Outgoing::Leave)?;
+    for tap in [&taps[0], &taps[2]] {
+        let (_, v) = tap.wait_view(2, T)?;
+        ensure!(!v.members.contains(&full.members[1]), "{v:?}");
+    }
+    // The one that left hears nothing (no view without itself).
+    let after = taps[1].next(Duration::from_millis(300));
+    ensure!(after.is_none(), "event after Leave: {after:?}");
+    taps[1].request(Outgoing::Join)?;
+    let mut back = Vec::new();
+    for tap in &taps {
+        back.push(tap.wait_view(3, T)?.1);
+    }
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == full.members),
+        "{back:?}"
+    );
     Ok(())
 }

@@ -98,7 +98,9 @@ pub fn render_conf(
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let tail = lines.get(lines.len().saturating_sub(15)..).unwrap_or_default();
+    let tail = lines
+        .get(lines.len().saturating_sub(15)..)
+        .unwrap_or_default();
     format!("{} ends with:\n{}", path.display(), tail.join("\n"))
 }
 
@@ -250,9 +252,15 @@ impl EventTap {
     }
 
     /// Waits for a view with exactly `n` members.
-    pub fn wait_view(&self, n: usize, timeout: Duration) -> Result<(Instant, crate::membership::View)> {
-        let (t, ev, _) =
-            self.wait_for(timeout, |e| matches!(e, MembershipEvent::View(v) if v.members.len() == n))?;
+    pub fn wait_view(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(Instant, crate::membership::View)> {
+        let (t, ev, _) = self.wait_for(
+            timeout,
+            |e| matches!(e, MembershipEvent::View(v) if v.members.len() == n),
+        )?;
         match ev {
             MembershipEvent::View(v) => Ok((t, v)),
             _ => bail!("{}: not a view", self.description),
@@ -405,7 +413,12 @@ impl CorosyncCluster {
         node.corosync = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while node.joined_members().is_none() {
-            if let Some(Ok(Some(status))) = node.corosync.as_mut().and_then(NsChild::child_mut).map(|c| c.try_wait()) {
+            if let Some(Ok(Some(status))) = node
+                .corosync
+                .as_mut()
+                .and_then(NsChild::child_mut)
+                .map(|c| c.try_wait())
+            {
                 node.corosync = None;
                 bail!(
                     "corosync of node {} exited ({status}) at start: {}",

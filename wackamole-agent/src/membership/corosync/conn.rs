@@ -18,11 +18,23 @@ use tokio::io::Interest;
 /// A callback, copied out of corosync's buffers.
 #[derive(Debug)]
 pub enum Raw {
-    Deliver { sender: Proc, msg: Vec<u8> },
-    Confchg { members: Vec<Proc>, ring_change: bool },
-    Totem { ring: Ring },
-    Quorum { quorate: bool },
-    Nodelist { ring: Ring },
+    Deliver {
+        sender: Proc,
+        msg: Vec<u8>,
+    },
+    Confchg {
+        members: Vec<Proc>,
+        ring_change: bool,
+    },
+    Totem {
+        ring: Ring,
+    },
+    Quorum {
+        quorate: bool,
+    },
+    Nodelist {
+        ring: Ring,
+    },
 }
 
 thread_local! {
@@ -41,7 +53,11 @@ fn push(raw: Raw) {
 /// Takes everything the callbacks left on this thread.
 pub fn drain() -> Vec<Raw> {
     INBOX
-        .try_with(|i| i.try_borrow_mut().map(|mut i| std::mem::take(&mut *i)).unwrap_or_default())
+        .try_with(|i| {
+            i.try_borrow_mut()
+                .map(|mut i| std::mem::take(&mut *i))
+                .unwrap_or_default()
+        })
         .unwrap_or_default()
 }
 
@@ -187,7 +203,8 @@ impl Conn {
             confchg_fn: Some(on_confchg),
             totem_confchg_fn: Some(on_totem),
         });
-        let cpg_handle = retry("cpg_initialize", CALL_BUDGET, || cpg::initialize(&model, 0)).await?;
+        let cpg_handle =
+            retry("cpg_initialize", CALL_BUDGET, || cpg::initialize(&model, 0)).await?;
         let nodeid = call("cpg_local_get", cpg::local_get(&cpg_handle))?;
         let me = Proc {
             nodeid: u32::from(nodeid),
@@ -203,13 +220,19 @@ impl Conn {
             quorum_notification_fn: Some(on_quorum),
             nodelist_notification_fn: Some(on_nodelist),
         });
-        let (qh, _) = retry("quorum_initialize", CALL_BUDGET, || quorum::initialize(&qmodel, 0)).await?;
+        let (qh, _) = retry("quorum_initialize", CALL_BUDGET, || {
+            quorum::initialize(&qmodel, 0)
+        })
+        .await?;
         let flags = if track_quorum {
             TrackFlags::Changes
         } else {
             TrackFlags::Current
         };
-        retry("quorum_trackstart", CALL_BUDGET, || quorum::trackstart(&qh, flags)).await?;
+        retry("quorum_trackstart", CALL_BUDGET, || {
+            quorum::trackstart(&qh, flags)
+        })
+        .await?;
         let mut ring = None;
         let mut quorate = None;
         while ring.is_none() || quorate.is_none() {

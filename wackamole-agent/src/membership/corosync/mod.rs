@@ -15,8 +15,11 @@
 //! - Watchdog: every `watchdog_interval` the engine sends itself a probe that
 //!   must come back within `watchdog_deadline`; if not (corosync frozen,
 //!   SIGSTOP, starved), the agent gets [`MembershipEvent::Lost`] and nothing
-//!   else until a probe comes back. Then the engine leaves and re-joins the
-//!   group so that every member, us included, sees a fresh view.
+//!   else until a probe comes back. Then the engine reconnects (closing the
+//!   connection makes the others see us leave, the new one joins), so that
+//!   every member, us included, sees a fresh view.
+//! - Operator `Leave` is `cpg_leave`; `Join` opens a new connection, because
+//!   corosync 3.1 refuses a second `cpg_join` on a connection that left.
 //! - A dispatch error (corosync died) is reported as `Lost`; the engine then
 //!   reconnects with exponential backoff and re-joins; its first view follows.
 //! - `require_quorum`: while the partition is not quorate (votequorum) the
@@ -156,7 +159,10 @@ pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
 /// Why serving one connection ended.
 enum End {
     Shutdown,
+    /// The agent has been told `Lost`; report it.
     Lost(String),
+    /// Open a new connection now, nothing to report (thaw, operator Join).
+    Reconnect,
 }
 
 struct Engine {
@@ -187,6 +193,24 @@ impl Engine {
             if let Some(c) = conn.take() {
                 match self.serve(c).await {
                     End::Shutdown => return,
+                    End::Reconnect => {
+                        match Conn::open(&self.opts.group, self.joined, self.opts.require_quorum)
+                            .await
+                        {
+                            Ok(c) => {
+                                conn = Some(c);
+                                continue;
+                            }
+                            Err(e) => {
+                                let reason =
+                                    format!("corosync group {}: reconnect: {e}", self.opts.group);
+                                if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        backoff = self.opts.reconnect_min;
+                    }
                     End::Lost(reason) => {
                         tracing::warn!("{reason}");
                         self.queue.clear();
@@ -281,6 +305,7 @@ impl Engine {
     async fn handle(&mut self, s: &mut Session, raws: Vec<Raw>) -> Result<(), End> {
         let mut thawed = false;
         for raw in raws {
+            tracing::trace!(group = %self.opts.group, ?raw, "callback");
             let events = match raw {
                 Raw::Deliver { sender, msg } => {
                     let (events, probe) = s.tracker.deliver(sender, &msg);
@@ -314,26 +339,15 @@ impl Engine {
             }
         }
         if thawed {
+            // A fresh connection: corosync 3.1 cannot re-join a group on the
+            // same connection after cpg_leave (its confchg code never resets
+            // the leaver's state), and closing it makes every member, us
+            // included, see a fresh view once we are back.
             tracing::info!(
-                "corosync group {}: watchdog probe back, re-joining",
+                "corosync group {}: watchdog probe back, reconnecting for a fresh view",
                 self.opts.group
             );
-            s.watchdog.reset();
-            if self.joined {
-                if s.conn.leave_group(&self.opts.group).await.is_err() {
-                    s.tracker.rejoin_skipped();
-                }
-                match s.conn.join_group(&self.opts.group).await {
-                    Ok(()) => {}
-                    Err(CallError {
-                        err: CsError::CsErrExist,
-                        ..
-                    }) => {}
-                    Err(e) => return Err(self.lost(e)),
-                }
-            } else {
-                s.tracker.rejoin_skipped();
-            }
+            return Err(End::Reconnect);
         }
         Ok(())
     }
@@ -405,11 +419,12 @@ impl Engine {
                 Ok(())
             }
             Some(Outgoing::Join) => {
-                if !self.joined {
-                    self.joined = true;
-                    s.conn.join_group(&group).await.map_err(|e| self.lost(e))?;
+                if self.joined {
+                    return Ok(());
                 }
-                Ok(())
+                self.joined = true;
+                // After a cpg_leave, corosync 3.1 only lets a new connection join.
+                Err(End::Reconnect)
             }
         }
     }

@@ -93,7 +93,12 @@ pub fn view_id(ring: Ring, members: &[Proc]) -> ViewId {
     // FNV-1a over the member list: stable across builds and machines.
     let mut h: u32 = 0x811c_9dc5;
     for m in members {
-        for b in m.nodeid.to_be_bytes().iter().chain(m.pid.to_be_bytes().iter()) {
+        for b in m
+            .nodeid
+            .to_be_bytes()
+            .iter()
+            .chain(m.pid.to_be_bytes().iter())
+        {
             h ^= u32::from(*b);
             h = h.wrapping_mul(0x0100_0193);
         }
@@ -106,16 +111,13 @@ pub fn view_id(ring: Ring, members: &[Proc]) -> ViewId {
 struct Mute {
     /// The watchdog tripped; cleared when our own probe comes back.
     frozen: bool,
-    /// Recovering from a freeze by leaving and re-joining: cleared by the
-    /// confchg that shows us gone, so that the re-join yields a fresh view.
-    rejoining: bool,
     /// `require_quorum` and the partition is not quorate.
     inquorate: bool,
 }
 
 impl Mute {
     fn any(&self) -> bool {
-        self.frozen || self.rejoining || self.inquorate
+        self.frozen || self.inquorate
     }
 }
 
@@ -165,9 +167,6 @@ impl Tracker {
         members.sort_unstable();
         members.dedup();
         self.members = members;
-        if self.mute.rejoining && !self.members.contains(&self.me) {
-            self.mute.rejoining = false;
-        }
         let mut out = Vec::new();
         if ring_change {
             self.awaiting_totem = true;
@@ -217,22 +216,10 @@ impl Tracker {
         self.mute.frozen
     }
 
-    /// Our own probe came back. The caller leaves and re-joins the group so
-    /// that every member sees a fresh view; until our leave shows up, nothing
-    /// is delivered. Returns false if we were not frozen.
+    /// Our own probe came back while frozen: the caller replaces the
+    /// connection (and with it this tracker). Returns false if not frozen.
     pub fn thawed(&mut self) -> bool {
-        if !self.mute.frozen {
-            return false;
-        }
-        self.mute.frozen = false;
-        self.mute.rejoining = true;
-        true
-    }
-
-    /// The rejoin after a thaw could not be done (we are not in the group):
-    /// deliver again from the next view on.
-    pub fn rejoin_skipped(&mut self) {
-        self.mute.rejoining = false;
+        std::mem::take(&mut self.mute.frozen)
     }
 
     /// Quorum changed (only with `require_quorum`). Losing quorum mutes (the
@@ -253,7 +240,8 @@ impl Tracker {
     }
 
     fn transition(&mut self, out: &mut Vec<MembershipEvent>) {
-        if !self.transitional_sent && !self.mute.any() {
+        // Nothing for a process outside the group (it left, or joins later).
+        if !self.transitional_sent && !self.mute.any() && self.members.contains(&self.me) {
             self.transitional_sent = true;
             out.push(MembershipEvent::Transitional);
         }
@@ -354,9 +342,18 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ME: Proc = Proc { nodeid: 2, pid: 200 };
-    const A: Proc = Proc { nodeid: 1, pid: 100 };
-    const C: Proc = Proc { nodeid: 3, pid: 300 };
+    const ME: Proc = Proc {
+        nodeid: 2,
+        pid: 200,
+    };
+    const A: Proc = Proc {
+        nodeid: 1,
+        pid: 100,
+    };
+    const C: Proc = Proc {
+        nodeid: 3,
+        pid: 300,
+    };
     const R1: Ring = Ring { nodeid: 1, seq: 8 };
     const R2: Ring = Ring { nodeid: 1, seq: 12 };
 
@@ -392,7 +389,10 @@ mod tests {
         let ev = t.confchg(vec![C, ME, A], false);
         assert_eq!(ev.first(), Some(&MembershipEvent::Transitional));
         let v = view_of(&ev).cloned().unwrap();
-        assert_eq!(v.members, vec![A.member_id(), ME.member_id(), C.member_id()]);
+        assert_eq!(
+            v.members,
+            vec![A.member_id(), ME.member_id(), C.member_id()]
+        );
         assert_eq!(v.my_index, 1);
         assert_eq!(v.id, view_id(R1, &[A, ME, C]));
         assert_eq!(ev.len(), 2);
@@ -442,21 +442,17 @@ mod tests {
     }
 
     #[test]
-    fn freeze_mutes_until_rejoin() {
+    fn freeze_mutes_until_thaw() {
         let mut t = Tracker::new(ME, R1);
         t.confchg(vec![A, ME], false);
         t.frozen();
         assert!(t.current().is_none());
         assert!(t.deliver(A, &encode_app(b"x")).0.is_empty());
         assert!(t.totem(R2).is_empty());
+        assert!(t.confchg(vec![A, ME], false).is_empty());
         assert!(t.thawed());
         assert!(!t.thawed());
-        // Old traffic before our leave shows up is still muted.
-        assert!(t.deliver(A, &encode_app(b"x")).0.is_empty());
-        assert!(t.confchg(vec![A], false).is_empty());
-        let ev = t.confchg(vec![A, ME], false);
-        assert_eq!(ev.first(), Some(&MembershipEvent::Transitional));
-        assert_eq!(view_of(&ev).unwrap().id, view_id(R2, &[A, ME]));
+        assert!(!t.is_frozen());
     }
 
     #[test]
@@ -477,7 +473,7 @@ mod tests {
         let mut t = Tracker::new(ME, R1);
         t.confchg(vec![A, ME], false);
         let ev = t.confchg(vec![A], false);
-        assert!(view_of(&ev).is_none());
+        assert!(ev.is_empty());
         assert!(t.current().is_none());
     }
 
@@ -521,7 +517,10 @@ mod tests {
 
     fn step_strategy() -> impl Strategy<Value = Step> {
         prop_oneof![
-            (proptest::collection::vec(proc_strategy(), 0..6), any::<bool>())
+            (
+                proptest::collection::vec(proc_strategy(), 0..6),
+                any::<bool>()
+            )
                 .prop_map(|(m, r)| Step::Confchg(m, r)),
             (1u64..50).prop_map(Step::Totem),
             proc_strategy().prop_map(Step::Msg),
