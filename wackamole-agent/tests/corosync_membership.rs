@@ -286,3 +286,46 @@ fn operator_leave_and_join() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn require_quorum_reports_a_minority_as_lost() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let cluster = CorosyncCluster::start(3, Profile::Fast)?;
+    let mut quorum_opts = opts();
+    quorum_opts.require_quorum = true;
+    let taps = cluster
+        .nodes
+        .iter()
+        .map(|n| n.tap_engine(quorum_opts.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    for tap in &taps {
+        tap.wait_view(3, T)?;
+    }
+    cluster.link_down(2)?;
+    let (_, lost, _) = taps[2].wait_for(T, |e| matches!(e, MembershipEvent::Lost { .. }))?;
+    ensure!(format!("{lost:?}").contains("not quorate"), "{lost:?}");
+    // Two of three keep quorum and get their view.
+    for tap in &taps[..2] {
+        tap.wait_view(2, T)?;
+    }
+    // Inquorate: no view of itself alone after the Lost.
+    let after = taps[2].next(Duration::from_millis(500));
+    ensure!(
+        !matches!(after, Some((_, MembershipEvent::View(_)))),
+        "view while not quorate: {after:?}"
+    );
+    cluster.link_up(2)?;
+    let mut back = Vec::new();
+    for tap in &taps {
+        back.push(tap.wait_view(3, T)?.1);
+    }
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == back[0].members),
+        "{back:?}"
+    );
+    Ok(())
+}

@@ -536,11 +536,7 @@ impl CorosyncCluster {
 impl Drop for CorosyncCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            if let Some(c) = &node.corosync {
-                // A stopped process must be continued to act on SIGTERM; the
-                // guard's SIGKILL follows anyway.
-                let _ = c.signal(libc::SIGCONT);
-            }
+            // SIGKILL and reap (also works on a SIGSTOPped corosync).
             drop(node.corosync.take());
         }
         self.clean_shm();
