@@ -13,6 +13,7 @@
 //! - a transitional signal precedes a new regular view whenever the engine
 //!   reports one.
 
+pub mod corosync;
 pub mod spread;
 
 use std::fmt;

@@ -8,6 +8,7 @@
 //!
 //! Traffic stays inside these namespaces: nothing here routes to the outside.
 
+pub mod corosync;
 mod netns;
 
 pub use netns::{sweep_stale, veth_pair, Netns, NsChild};

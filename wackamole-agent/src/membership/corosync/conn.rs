@@ -1,0 +1,336 @@
+//! One connection to the local corosync through `rust-corosync`: CPG for the
+//! group, the quorum service for the ring id at connect time (and quorum
+//! changes with `require_quorum`).
+//!
+//! rust-corosync callbacks are plain `fn` pointers called from inside
+//! `dispatch` on the calling thread, with the crate's handle table locked.
+//! They only append to a thread-local inbox that the engine drains after
+//! `dispatch` returns; nothing in a callback calls back into corosync.
+
+use super::tracker::{Proc, Ring};
+use rust_corosync::{cpg, quorum, CsError, DispatchFlags, NodeId, TrackFlags};
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// A callback, copied out of corosync's buffers.
+#[derive(Debug)]
+pub enum Raw {
+    Deliver {
+        sender: Proc,
+        msg: Vec<u8>,
+    },
+    Confchg {
+        members: Vec<Proc>,
+        ring_change: bool,
+    },
+    Totem {
+        ring: Ring,
+    },
+    Quorum {
+        quorate: bool,
+    },
+    Nodelist {
+        ring: Ring,
+    },
+}
+
+thread_local! {
+    static INBOX: RefCell<Vec<Raw>> = const { RefCell::new(Vec::new()) };
+}
+
+fn push(raw: Raw) {
+    // try_with: never panic across the C callback boundary.
+    let _ = INBOX.try_with(|i| {
+        if let Ok(mut i) = i.try_borrow_mut() {
+            i.push(raw);
+        }
+    });
+}
+
+/// Takes everything the callbacks left on this thread.
+pub fn drain() -> Vec<Raw> {
+    INBOX
+        .try_with(|i| {
+            i.try_borrow_mut()
+                .map(|mut i| std::mem::take(&mut *i))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+}
+
+fn proc_of(a: &cpg::Address) -> Proc {
+    Proc {
+        nodeid: u32::from(a.nodeid),
+        pid: a.pid,
+    }
+}
+
+fn on_deliver(_h: &cpg::Handle, _group: String, nodeid: NodeId, pid: u32, msg: &[u8], _len: usize) {
+    push(Raw::Deliver {
+        sender: Proc {
+            nodeid: u32::from(nodeid),
+            pid,
+        },
+        msg: msg.to_vec(),
+    });
+}
+
+fn on_confchg(
+    _h: &cpg::Handle,
+    _group: &str,
+    members: Vec<cpg::Address>,
+    left: Vec<cpg::Address>,
+    joined: Vec<cpg::Address>,
+) {
+    let ring_change = left
+        .iter()
+        .chain(joined.iter())
+        .any(|a| matches!(a.reason, cpg::Reason::NodeDown | cpg::Reason::NodeUp));
+    push(Raw::Confchg {
+        members: members.iter().map(proc_of).collect(),
+        ring_change,
+    });
+}
+
+fn on_totem(_h: &cpg::Handle, ring: cpg::RingId, _members: Vec<NodeId>) {
+    push(Raw::Totem {
+        ring: Ring {
+            nodeid: u32::from(ring.nodeid),
+            seq: ring.seq,
+        },
+    });
+}
+
+fn on_quorum(_h: &quorum::Handle, quorate: bool, _ring: quorum::RingId, _members: Vec<NodeId>) {
+    push(Raw::Quorum { quorate });
+}
+
+fn on_nodelist(
+    _h: &quorum::Handle,
+    ring: quorum::RingId,
+    _members: Vec<NodeId>,
+    _joined: Vec<NodeId>,
+    _left: Vec<NodeId>,
+) {
+    push(Raw::Nodelist {
+        ring: Ring {
+            nodeid: u32::from(ring.nodeid),
+            seq: ring.seq,
+        },
+    });
+}
+
+/// A descriptor owned by libqb; we only poll it.
+pub struct BorrowedFd(RawFd);
+
+impl AsRawFd for BorrowedFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Registers a libqb descriptor with the runtime for readability.
+fn register(fd: RawFd, what: &'static str) -> Result<AsyncFd<BorrowedFd>, CallError> {
+    // SAFETY: the descriptor belongs to a corosync handle that the same `Conn`
+    // owns; `Conn` declares its AsyncFds before its handles, so they are
+    // deregistered before the handles are finalized and the descriptor closed.
+    unsafe { AsyncFd::register_with_interest(BorrowedFd(fd), Interest::READABLE) }.map_err(|_| {
+        CallError {
+            call: what,
+            err: CsError::CsErrLibrary,
+        }
+    })
+}
+
+/// What went wrong, with the corosync call that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{call}: {err}")]
+pub struct CallError {
+    pub call: &'static str,
+    pub err: CsError,
+}
+
+fn call<T>(call: &'static str, r: Result<T, CsError>) -> Result<T, CallError> {
+    r.map_err(|err| CallError { call, err })
+}
+
+/// Calls `f` until it stops answering "try again" (corosync busy, e.g. during
+/// a ring change), sleeping with exponential backoff, at most `budget` long.
+pub async fn retry<T>(
+    name: &'static str,
+    budget: Duration,
+    mut f: impl FnMut() -> Result<T, CsError>,
+) -> Result<T, CallError> {
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(CsError::CsErrTryAgain) if start.elapsed() < budget => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            r => return call(name, r),
+        }
+    }
+}
+
+/// A live connection. Field order matters: the poll registrations are dropped
+/// before the handles close their descriptors.
+pub struct Conn {
+    cpg_fd: AsyncFd<BorrowedFd>,
+    quorum_fd: Option<AsyncFd<BorrowedFd>>,
+    cpg: cpg::Handle,
+    quorum: Option<quorum::Handle>,
+    pub me: Proc,
+    /// The ring current at connect time.
+    pub ring: Ring,
+    /// Quorate at connect time (always true without `require_quorum`).
+    pub quorate: bool,
+}
+
+const CALL_BUDGET: Duration = Duration::from_secs(5);
+
+impl Conn {
+    /// Connects, learns the current ring and quorum state, and (if `join`)
+    /// joins `group`. Must run on the engine's thread and runtime.
+    pub async fn open(group: &str, join: bool, track_quorum: bool) -> Result<Conn, CallError> {
+        let model = cpg::ModelData::ModelV1(cpg::Model1Data {
+            flags: cpg::Model1Flags::None,
+            deliver_fn: Some(on_deliver),
+            confchg_fn: Some(on_confchg),
+            totem_confchg_fn: Some(on_totem),
+        });
+        let cpg_handle =
+            retry("cpg_initialize", CALL_BUDGET, || cpg::initialize(&model, 0)).await?;
+        let nodeid = call("cpg_local_get", cpg::local_get(&cpg_handle))?;
+        let me = Proc {
+            nodeid: u32::from(nodeid),
+            pid: std::process::id(),
+        };
+
+        // The ring id: CPG only reports it on the next ring change, so ask the
+        // quorum service (its nodelist notification carries the same
+        // last-sync ring id). Asked after cpg_initialize, so that any later
+        // ring change also reaches us as a totem_confchg.
+        let qmodel = quorum::ModelData::ModelV1(quorum::Model1Data {
+            flags: quorum::Model1Flags::None,
+            quorum_notification_fn: Some(on_quorum),
+            nodelist_notification_fn: Some(on_nodelist),
+        });
+        let (qh, _) = retry("quorum_initialize", CALL_BUDGET, || {
+            quorum::initialize(&qmodel, 0)
+        })
+        .await?;
+        let flags = if track_quorum {
+            TrackFlags::Changes
+        } else {
+            TrackFlags::Current
+        };
+        retry("quorum_trackstart", CALL_BUDGET, || {
+            quorum::trackstart(&qh, flags)
+        })
+        .await?;
+        let mut ring = None;
+        let mut quorate = None;
+        while ring.is_none() || quorate.is_none() {
+            // Both notifications were queued before trackstart returned.
+            call("quorum_dispatch", quorum::dispatch(&qh, DispatchFlags::One))?;
+            for raw in drain() {
+                match raw {
+                    Raw::Nodelist { ring: r } => ring = Some(r),
+                    Raw::Quorum { quorate: q } => quorate = Some(q),
+                    _ => {}
+                }
+            }
+        }
+        let (ring, quorate) = (ring.unwrap_or_default(), quorate.unwrap_or(true));
+        let (quorum_fd, quorum) = if track_quorum {
+            let fd = call("quorum_fd_get", quorum::fd_get(&qh))?;
+            let afd = register(fd, "register quorum fd")?;
+            (Some(afd), Some(qh))
+        } else {
+            drop(qh);
+            (None, None)
+        };
+
+        let fd = call("cpg_fd_get", cpg::fd_get(&cpg_handle))?;
+        let cpg_fd = register(fd, "register cpg fd")?;
+        let conn = Conn {
+            cpg_fd,
+            quorum_fd,
+            cpg: cpg_handle,
+            quorum,
+            me,
+            ring,
+            quorate: quorate || !track_quorum,
+        };
+        if join {
+            conn.join_group(group).await?;
+        }
+        Ok(conn)
+    }
+
+    pub async fn join_group(&self, group: &str) -> Result<(), CallError> {
+        retry("cpg_join", CALL_BUDGET, || cpg::join(&self.cpg, group)).await
+    }
+
+    pub async fn leave_group(&self, group: &str) -> Result<(), CallError> {
+        retry("cpg_leave", CALL_BUDGET, || cpg::leave(&self.cpg, group)).await
+    }
+
+    /// One non-blocking multicast attempt (agreed order).
+    pub fn mcast(&self, msg: &[u8]) -> Result<(), CsError> {
+        cpg::mcast_joined(&self.cpg, cpg::Guarantee::TypeAgreed, msg)
+    }
+
+    /// Waits until CPG has something, dispatches all of it, returns the callbacks.
+    pub async fn cpg_ready(&self) -> Result<Vec<Raw>, CallError> {
+        let mut guard = self.cpg_fd.readable().await.map_err(|_| CallError {
+            call: "poll cpg fd",
+            err: CsError::CsErrLibrary,
+        })?;
+        let r = self.dispatch_cpg();
+        guard.clear_ready();
+        r
+    }
+
+    /// Dispatches whatever CPG has queued, without waiting.
+    pub fn dispatch_cpg(&self) -> Result<Vec<Raw>, CallError> {
+        match cpg::dispatch(&self.cpg, DispatchFlags::All) {
+            Ok(()) | Err(CsError::CsErrTryAgain) => Ok(drain()),
+            Err(err) => {
+                drain();
+                Err(CallError {
+                    call: "cpg_dispatch",
+                    err,
+                })
+            }
+        }
+    }
+
+    /// Waits until the quorum service has something (never, without quorum tracking).
+    pub async fn quorum_ready(&self) -> Result<Vec<Raw>, CallError> {
+        let (Some(afd), Some(h)) = (&self.quorum_fd, &self.quorum) else {
+            return std::future::pending().await;
+        };
+        let mut guard = afd.readable().await.map_err(|_| CallError {
+            call: "poll quorum fd",
+            err: CsError::CsErrLibrary,
+        })?;
+        let r = match quorum::dispatch(h, DispatchFlags::All) {
+            Ok(()) | Err(CsError::CsErrTryAgain) => Ok(drain()),
+            Err(err) => {
+                drain();
+                Err(CallError {
+                    call: "quorum_dispatch",
+                    err,
+                })
+            }
+        };
+        guard.clear_ready();
+        r
+    }
+}

@@ -1,0 +1,458 @@
+//! Corosync 3 CPG engine.
+//!
+//! Runs on its own thread with a current-thread tokio runtime: the CPG
+//! descriptor is polled with [`tokio::io::unix::AsyncFd`] and dispatched when
+//! readable; the thread is spawned by [`start`], so it inherits the caller's
+//! network namespace and talks to that namespace's corosync (libqb's IPC
+//! servers are found through abstract unix sockets, which are per namespace).
+//!
+//! - Messages are sent `CPG_TYPE_AGREED` with a one-byte tag (application or
+//!   watchdog probe, see [`tracker`]); `CS_ERR_TRY_AGAIN` is retried with
+//!   backoff, keeping the order.
+//! - Members are CPG processes (nodeid, pid), delivered sorted; ids are
+//!   `n<nodeid>p<pid>` zero-padded so the strings sort the same way.
+//! - Views, transitional signals and view ids: see [`tracker`].
+//! - Watchdog: every `watchdog_interval` the engine sends itself a probe that
+//!   must come back within `watchdog_deadline`; if not (corosync frozen,
+//!   SIGSTOP, starved), the agent gets [`MembershipEvent::Lost`] and nothing
+//!   else until a probe comes back. Then the engine reconnects (closing the
+//!   connection makes the others see us leave, the new one joins), so that
+//!   every member, us included, sees a fresh view.
+//! - Operator `Leave` is `cpg_leave`; `Join` opens a new connection, because
+//!   corosync 3.1 refuses a second `cpg_join` on a connection that left.
+//! - A dispatch error (corosync died) is reported as `Lost`; the engine then
+//!   reconnects with exponential backoff and re-joins; its first view follows.
+//! - `require_quorum`: while the partition is not quorate (votequorum) the
+//!   agent gets `Lost { reason: "... not quorate" }` and nothing else; when
+//!   quorum returns, the current view is delivered again (after a
+//!   `Transitional`). Off by default.
+
+mod conn;
+pub mod tracker;
+
+use crate::membership::{MembershipEvent, MembershipHandle, Outgoing};
+use anyhow::{anyhow, bail, Context, Result};
+use conn::{CallError, Conn, Raw};
+use rust_corosync::CsError;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
+use tracker::{encode_app, encode_watchdog, Tracker, Watchdog};
+
+/// Settings of the Corosync engine.
+#[derive(Clone, Debug)]
+pub struct CorosyncOptions {
+    /// CPG group name (at most 127 bytes).
+    pub group: String,
+    /// How often the engine sends itself a watchdog probe.
+    pub watchdog_interval: Duration,
+    /// How long a probe may take to come back before `Lost` is reported.
+    pub watchdog_deadline: Duration,
+    /// First pause before reconnecting to a lost corosync.
+    pub reconnect_min: Duration,
+    /// Longest pause between reconnect attempts.
+    pub reconnect_max: Duration,
+    /// Report `Lost` while the partition is not quorate (votequorum).
+    pub require_quorum: bool,
+}
+
+impl CorosyncOptions {
+    /// Defaults: 20 ms probes, 200 ms deadline, reconnect 100 ms .. 2 s, no quorum.
+    pub fn new(group: impl Into<String>) -> Self {
+        CorosyncOptions {
+            group: group.into(),
+            watchdog_interval: Duration::from_millis(20),
+            watchdog_deadline: Duration::from_millis(200),
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(2),
+            require_quorum: false,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let g = &self.group;
+        if g.is_empty() || g.len() > 127 {
+            bail!("corosync: group name {g:?} must be 1..=127 bytes");
+        }
+        if self.watchdog_interval.is_zero() || self.watchdog_deadline <= self.watchdog_interval {
+            bail!(
+                "corosync group {g}: watchdog interval ({:?}) must be > 0 and below the deadline ({:?})",
+                self.watchdog_interval,
+                self.watchdog_deadline
+            );
+        }
+        if self.reconnect_min.is_zero() || self.reconnect_max < self.reconnect_min {
+            bail!("corosync group {g}: reconnect backoff must satisfy 0 < min <= max");
+        }
+        Ok(())
+    }
+}
+
+/// Application sends waiting for corosync (flow control) before we stop
+/// reading the agent's requests.
+const MAX_QUEUE: usize = 4096;
+
+/// Connects to the corosync of the caller's network namespace, joins the
+/// group and returns the agent's handle. The first event is the first view.
+/// Fails if corosync cannot be reached now; later losses are reported as
+/// [`MembershipEvent::Lost`] and repaired by reconnecting.
+pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
+    opts.validate()?;
+    let (ev_tx, ev_rx) = mpsc::channel(8192);
+    let (out_tx, out_rx) = mpsc::channel(1024);
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<String>>();
+    let group = opts.group.clone();
+    std::thread::Builder::new()
+        .name(format!("corosync-{group}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow!("corosync: runtime for engine: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let first = match Conn::open(&opts.group, true, opts.require_quorum).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow!(
+                            "corosync group {}: {e} (is corosync running in this network namespace?)",
+                            opts.group
+                        )));
+                        return;
+                    }
+                };
+                let desc = format!(
+                    "corosync CPG group {} (node {}, pid {})",
+                    opts.group, first.me.nodeid, first.me.pid
+                );
+                if ready_tx.send(Ok(desc)).is_err() {
+                    return;
+                }
+                Engine {
+                    opts,
+                    events: ev_tx,
+                    outgoing: out_rx,
+                    joined: true,
+                    queue: VecDeque::new(),
+                }
+                .run(first)
+                .await;
+            });
+        })
+        .with_context(|| format!("corosync group {group}: spawning the engine thread"))?;
+    let description = ready_rx
+        .await
+        .map_err(|_| anyhow!("corosync group {group}: engine thread ended during start"))??;
+    Ok(MembershipHandle {
+        description,
+        events: ev_rx,
+        outgoing: out_tx,
+    })
+}
+
+/// Why serving one connection ended.
+enum End {
+    Shutdown,
+    /// The agent has been told `Lost`; report it.
+    Lost(String),
+    /// Open a new connection now, nothing to report (thaw, operator Join).
+    Reconnect,
+}
+
+struct Engine {
+    opts: CorosyncOptions,
+    events: mpsc::Sender<MembershipEvent>,
+    outgoing: mpsc::Receiver<Outgoing>,
+    /// Whether the agent wants to be in the group (operator Leave/Join).
+    joined: bool,
+    /// Encoded application messages not yet accepted by corosync.
+    queue: VecDeque<Vec<u8>>,
+}
+
+/// Per-connection state.
+struct Session {
+    conn: Conn,
+    tracker: Tracker,
+    watchdog: Watchdog,
+    /// When to retry the head of the send queue after CS_ERR_TRY_AGAIN.
+    retry_at: Option<Instant>,
+    send_pause: Duration,
+}
+
+impl Engine {
+    async fn run(mut self, first: Conn) {
+        let mut conn = Some(first);
+        let mut backoff = self.opts.reconnect_min;
+        loop {
+            if let Some(c) = conn.take() {
+                match self.serve(c).await {
+                    End::Shutdown => return,
+                    End::Reconnect => {
+                        match Conn::open(&self.opts.group, self.joined, self.opts.require_quorum)
+                            .await
+                        {
+                            Ok(c) => {
+                                conn = Some(c);
+                                continue;
+                            }
+                            Err(e) => {
+                                let reason =
+                                    format!("corosync group {}: reconnect: {e}", self.opts.group);
+                                if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        backoff = self.opts.reconnect_min;
+                    }
+                    End::Lost(reason) => {
+                        tracing::warn!("{reason}");
+                        self.queue.clear();
+                        if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+                            return;
+                        }
+                        backoff = self.opts.reconnect_min;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = sleep(backoff) => {
+                    match Conn::open(&self.opts.group, self.joined, self.opts.require_quorum).await {
+                        Ok(c) => {
+                            tracing::info!("corosync group {}: reconnected", self.opts.group);
+                            conn = Some(c);
+                        }
+                        Err(e) => {
+                            tracing::debug!("corosync group {}: reconnect: {e}", self.opts.group);
+                            backoff = (backoff * 2).min(self.opts.reconnect_max);
+                        }
+                    }
+                }
+                m = self.outgoing.recv() => match m {
+                    None | Some(Outgoing::Shutdown) => return,
+                    Some(Outgoing::Leave) => self.joined = false,
+                    Some(Outgoing::Join) => self.joined = true,
+                    // No view while disconnected: nothing can be sent in one.
+                    Some(Outgoing::Send(_)) => {}
+                },
+            }
+        }
+    }
+
+    async fn emit(&self, ev: MembershipEvent) -> Result<(), ()> {
+        self.events.send(ev).await.map_err(|_| ())
+    }
+
+    fn lost(&self, e: CallError) -> End {
+        let hint = match e.err {
+            CsError::CsErrLibrary | CsError::CsErrBadHandle => " (connection to corosync lost)",
+            _ => "",
+        };
+        End::Lost(format!("corosync group {}: {e}{hint}", self.opts.group))
+    }
+
+    async fn serve(&mut self, conn: Conn) -> End {
+        let mut s = Session {
+            tracker: Tracker::new(conn.me, conn.ring),
+            watchdog: Watchdog::new(self.opts.watchdog_deadline),
+            conn,
+            retry_at: None,
+            send_pause: Duration::from_millis(1),
+        };
+        if !s.conn.quorate {
+            s.tracker.quorate(false);
+            let reason = format!("corosync group {}: partition not quorate", self.opts.group);
+            if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+                return End::Shutdown;
+            }
+        }
+        let mut tick = tokio::time::interval(self.opts.watchdog_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let retry_at = s.retry_at;
+            let step = tokio::select! {
+                biased;
+                r = s.conn.cpg_ready() => match r {
+                    Ok(raws) => self.handle(&mut s, raws).await,
+                    Err(e) => Err(self.lost(e)),
+                },
+                r = s.conn.quorum_ready() => match r {
+                    Ok(raws) => self.handle(&mut s, raws).await,
+                    Err(e) => Err(self.lost(e)),
+                },
+                _ = tick.tick() => self.on_tick(&mut s).await,
+                _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    s.retry_at = None;
+                    self.flush(&mut s)
+                }
+                m = self.outgoing.recv(), if self.queue.len() < MAX_QUEUE => {
+                    self.on_request(&mut s, m).await
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Feeds callbacks to the tracker and forwards its events.
+    async fn handle(&mut self, s: &mut Session, raws: Vec<Raw>) -> Result<(), End> {
+        let mut thawed = false;
+        for raw in raws {
+            tracing::trace!(group = %self.opts.group, ?raw, "callback");
+            let events = match raw {
+                Raw::Deliver { sender, msg } => {
+                    let (events, probe) = s.tracker.deliver(sender, &msg);
+                    if let Some(seq) = probe {
+                        s.watchdog.returned(seq);
+                        if s.tracker.thawed() {
+                            thawed = true;
+                        }
+                    }
+                    events
+                }
+                Raw::Confchg {
+                    members,
+                    ring_change,
+                } => s.tracker.confchg(members, ring_change),
+                Raw::Totem { ring } => s.tracker.totem(ring),
+                Raw::Quorum { quorate } => {
+                    if !quorate && s.tracker.current().is_some() {
+                        let reason =
+                            format!("corosync group {}: partition not quorate", self.opts.group);
+                        self.emit(MembershipEvent::Lost { reason })
+                            .await
+                            .map_err(|_| End::Shutdown)?;
+                    }
+                    s.tracker.quorate(quorate)
+                }
+                Raw::Nodelist { .. } => Vec::new(),
+            };
+            for ev in events {
+                self.emit(ev).await.map_err(|_| End::Shutdown)?;
+            }
+        }
+        if thawed {
+            // A fresh connection: corosync 3.1 cannot re-join a group on the
+            // same connection after cpg_leave (its confchg code never resets
+            // the leaver's state), and closing it makes every member, us
+            // included, see a fresh view once we are back.
+            tracing::info!(
+                "corosync group {}: watchdog probe back, reconnecting for a fresh view",
+                self.opts.group
+            );
+            return Err(End::Reconnect);
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self, s: &mut Session) -> Result<(), End> {
+        // Also catches a wakeup the edge-triggered poll might have missed.
+        match s.conn.dispatch_cpg() {
+            Ok(raws) => self.handle(s, raws).await?,
+            Err(e) => return Err(self.lost(e)),
+        }
+        if !self.joined {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        if !s.tracker.is_frozen() && s.watchdog.expired(now) {
+            s.tracker.frozen();
+            s.watchdog.reset();
+            self.queue.clear();
+            let reason = format!(
+                "corosync group {}: watchdog: own message not back within {:?} (corosync frozen or starved)",
+                self.opts.group, self.opts.watchdog_deadline
+            );
+            tracing::warn!("{reason}");
+            self.emit(MembershipEvent::Lost { reason })
+                .await
+                .map_err(|_| End::Shutdown)?;
+        }
+        if let Some(seq) = s.watchdog.probe(now) {
+            match s.conn.mcast(&encode_watchdog(seq)) {
+                Ok(()) => {}
+                Err(CsError::CsErrTryAgain) => s.watchdog.unsent(seq),
+                Err(err) => {
+                    return Err(self.lost(CallError {
+                        call: "cpg_mcast_joined (watchdog)",
+                        err,
+                    }))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_request(&mut self, s: &mut Session, m: Option<Outgoing>) -> Result<(), End> {
+        let group = self.opts.group.clone();
+        match m {
+            None | Some(Outgoing::Shutdown) => {
+                if self.joined && !s.tracker.is_frozen() {
+                    let _ = self.flush(s);
+                    let _ = s.conn.leave_group(&group).await;
+                }
+                Err(End::Shutdown)
+            }
+            Some(Outgoing::Send(payload)) => {
+                // Nothing is sent outside a view (left, frozen, not quorate).
+                if self.joined && s.tracker.current().is_some() {
+                    self.queue.push_back(encode_app(&payload));
+                    self.flush(s)?;
+                }
+                Ok(())
+            }
+            Some(Outgoing::Leave) => {
+                if self.joined {
+                    let _ = self.flush(s);
+                    self.queue.clear();
+                    self.joined = false;
+                    s.watchdog.reset();
+                    s.conn.leave_group(&group).await.map_err(|e| self.lost(e))?;
+                }
+                Ok(())
+            }
+            Some(Outgoing::Join) => {
+                if self.joined {
+                    return Ok(());
+                }
+                self.joined = true;
+                // After a cpg_leave, corosync 3.1 only lets a new connection join.
+                Err(End::Reconnect)
+            }
+        }
+    }
+
+    /// Hands queued messages to corosync in order until it pushes back.
+    fn flush(&mut self, s: &mut Session) -> Result<(), End> {
+        if s.retry_at.is_some() {
+            return Ok(());
+        }
+        while let Some(msg) = self.queue.front() {
+            match s.conn.mcast(msg) {
+                Ok(()) => {
+                    self.queue.pop_front();
+                    s.send_pause = Duration::from_millis(1);
+                }
+                Err(CsError::CsErrTryAgain) => {
+                    s.retry_at = Some(Instant::now() + s.send_pause);
+                    s.send_pause = (s.send_pause * 2).min(Duration::from_millis(50));
+                    return Ok(());
+                }
+                Err(err) => {
+                    return Err(self.lost(CallError {
+                        call: "cpg_mcast_joined",
+                        err,
+                    }))
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,583 @@
+//! The pure part of the Corosync engine: wire tags, member and view ids, the
+//! view state machine and the watchdog bookkeeping. No I/O, no clock (times
+//! are passed in), so it is tested exhaustively.
+//!
+//! How CPG callbacks become [`MembershipEvent`]s (Corosync 3 `exec/cpg.c`):
+//! after every totem ring change, corosync's `cpg_sync_activate` sends the
+//! group's `confchg` callbacks (members lost with reason `NODEDOWN`, members
+//! gained with reason `NODEUP`) and *then* a `totem_confchg` with the new ring
+//! id. A process joining or leaving without a ring change (reasons `JOIN`,
+//! `LEAVE`, `PROCDOWN`) only yields a `confchg`. So:
+//! - a `confchg` caused by a ring change emits [`MembershipEvent::Transitional`]
+//!   at once and the view waits for the `totem_confchg` that carries its ring id;
+//! - a `totem_confchg` emits the view (also when the group did not change: a
+//!   ring change ends the old EVS configuration);
+//! - a process-level `confchg` emits `Transitional` and the view at once.
+//!
+//! Every view is preceded by a `Transitional`. The view id packs the ring
+//! (seq in the high 64 bits, representative nodeid in the next 32) with a
+//! 32-bit hash of the member list, because a process joining or leaving keeps
+//! the ring id. Consecutive views always differ; a view can repeat an *earlier*
+//! id only if the same processes re-form the same group within one ring.
+
+use crate::membership::{MemberId, MembershipEvent, View, ViewId};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// First byte of an application payload on the wire.
+pub const TAG_APP: u8 = b'A';
+/// First byte of a watchdog probe on the wire (followed by a u64 sequence, big endian).
+pub const TAG_WATCHDOG: u8 = b'W';
+
+/// Wraps an application payload for `cpg_mcast_joined`.
+pub fn encode_app(payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(payload.len() + 1);
+    v.push(TAG_APP);
+    v.extend_from_slice(payload);
+    v
+}
+
+/// A watchdog probe carrying `seq`.
+pub fn encode_watchdog(seq: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9);
+    v.push(TAG_WATCHDOG);
+    v.extend_from_slice(&seq.to_be_bytes());
+    v
+}
+
+/// A delivered CPG message, tag stripped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Wire<'a> {
+    App(&'a [u8]),
+    Watchdog(u64),
+}
+
+/// Decodes a delivered message; `None` for anything we did not send (foreign
+/// or corrupt traffic on the group is ignored, never delivered).
+pub fn decode(msg: &[u8]) -> Option<Wire<'_>> {
+    let (&tag, rest) = msg.split_first()?;
+    match tag {
+        TAG_APP => Some(Wire::App(rest)),
+        TAG_WATCHDOG => {
+            let bytes: [u8; 8] = rest.try_into().ok()?;
+            Some(Wire::Watchdog(u64::from_be_bytes(bytes)))
+        }
+        _ => None,
+    }
+}
+
+/// One CPG process: a restarted agent has a new pid and is a new member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Proc {
+    pub nodeid: u32,
+    pub pid: u32,
+}
+
+impl Proc {
+    /// `n<nodeid>p<pid>`, zero-padded so that string order equals the
+    /// numeric (nodeid, pid) order in which members are delivered.
+    pub fn member_id(&self) -> MemberId {
+        MemberId(format!("n{:010}p{:010}", self.nodeid, self.pid))
+    }
+}
+
+/// A totem ring id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Ring {
+    pub nodeid: u32,
+    pub seq: u64,
+}
+
+/// The view id of `members` (sorted) in `ring`.
+pub fn view_id(ring: Ring, members: &[Proc]) -> ViewId {
+    // FNV-1a over the member list: stable across builds and machines.
+    let mut h: u32 = 0x811c_9dc5;
+    for m in members {
+        for b in m
+            .nodeid
+            .to_be_bytes()
+            .iter()
+            .chain(m.pid.to_be_bytes().iter())
+        {
+            h ^= u32::from(*b);
+            h = h.wrapping_mul(0x0100_0193);
+        }
+    }
+    ViewId((u128::from(ring.seq) << 64) | (u128::from(ring.nodeid) << 32) | u128::from(h))
+}
+
+/// Why the tracker delivers nothing to the agent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Mute {
+    /// The watchdog tripped; cleared when our own probe comes back.
+    frozen: bool,
+    /// `require_quorum` and the partition is not quorate.
+    inquorate: bool,
+}
+
+impl Mute {
+    fn any(&self) -> bool {
+        self.frozen || self.inquorate
+    }
+}
+
+/// Turns CPG callbacks into agent events for one connection.
+#[derive(Debug)]
+pub struct Tracker {
+    me: Proc,
+    ring: Ring,
+    /// Group members from the last confchg, sorted.
+    members: Vec<Proc>,
+    /// A ring change confchg was seen; the view waits for its totem_confchg.
+    awaiting_totem: bool,
+    /// Transitional already emitted for the next view.
+    transitional_sent: bool,
+    /// The view the agent currently holds (None: not a member, or muted).
+    current: Option<View>,
+    mute: Mute,
+}
+
+impl Tracker {
+    /// `ring` is the ring current when the connection was made (from the
+    /// quorum service's nodelist notification).
+    pub fn new(me: Proc, ring: Ring) -> Self {
+        Tracker {
+            me,
+            ring,
+            members: Vec::new(),
+            awaiting_totem: false,
+            transitional_sent: false,
+            current: None,
+            mute: Mute::default(),
+        }
+    }
+
+    pub fn me(&self) -> Proc {
+        self.me
+    }
+
+    /// The view the agent holds, if any.
+    pub fn current(&self) -> Option<&View> {
+        self.current.as_ref()
+    }
+
+    /// A CPG `confchg`: the group's full member list, and whether any joined or
+    /// left entry has reason NODEUP/NODEDOWN (a ring change is under way).
+    pub fn confchg(&mut self, mut members: Vec<Proc>, ring_change: bool) -> Vec<MembershipEvent> {
+        members.sort_unstable();
+        members.dedup();
+        self.members = members;
+        let mut out = Vec::new();
+        if ring_change {
+            self.awaiting_totem = true;
+            self.transition(&mut out);
+        } else if !self.awaiting_totem {
+            self.transition(&mut out);
+            self.emit_view(&mut out);
+        }
+        out
+    }
+
+    /// A CPG `totem_confchg`: the ring changed (always after its confchgs).
+    pub fn totem(&mut self, ring: Ring) -> Vec<MembershipEvent> {
+        self.ring = ring;
+        self.awaiting_totem = false;
+        let mut out = Vec::new();
+        self.transition(&mut out);
+        self.emit_view(&mut out);
+        out
+    }
+
+    /// A delivered message. Returns the events for the agent and, if it is one
+    /// of our own watchdog probes, its sequence.
+    pub fn deliver(&mut self, sender: Proc, msg: &[u8]) -> (Vec<MembershipEvent>, Option<u64>) {
+        match decode(msg) {
+            Some(Wire::Watchdog(seq)) if sender == self.me => (Vec::new(), Some(seq)),
+            Some(Wire::App(payload)) if self.current.is_some() && !self.mute.any() => (
+                vec![MembershipEvent::Message {
+                    sender: sender.member_id(),
+                    payload: payload.to_vec(),
+                }],
+                None,
+            ),
+            _ => (Vec::new(), None),
+        }
+    }
+
+    /// The watchdog tripped: the agent has been told `Lost`; deliver nothing
+    /// until [`Tracker::thawed`].
+    pub fn frozen(&mut self) {
+        self.mute.frozen = true;
+        self.current = None;
+    }
+
+    /// Whether the watchdog state is frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.mute.frozen
+    }
+
+    /// Our own probe came back while frozen: the caller replaces the
+    /// connection (and with it this tracker). Returns false if not frozen.
+    pub fn thawed(&mut self) -> bool {
+        std::mem::take(&mut self.mute.frozen)
+    }
+
+    /// Quorum changed (only with `require_quorum`). Losing quorum mutes (the
+    /// caller reports `Lost`); regaining it re-delivers the current view.
+    pub fn quorate(&mut self, quorate: bool) -> Vec<MembershipEvent> {
+        let mut out = Vec::new();
+        if !quorate {
+            self.mute.inquorate = true;
+            self.current = None;
+        } else if self.mute.inquorate {
+            self.mute.inquorate = false;
+            if !self.awaiting_totem {
+                self.transition(&mut out);
+                self.emit_view(&mut out);
+            }
+        }
+        out
+    }
+
+    fn transition(&mut self, out: &mut Vec<MembershipEvent>) {
+        // Nothing for a process outside the group (it left, or joins later).
+        if !self.transitional_sent && !self.mute.any() && self.members.contains(&self.me) {
+            self.transitional_sent = true;
+            out.push(MembershipEvent::Transitional);
+        }
+    }
+
+    fn emit_view(&mut self, out: &mut Vec<MembershipEvent>) {
+        let Some(my_index) = self.members.iter().position(|m| *m == self.me) else {
+            // Not (or no longer) in the group: the agent holds no view.
+            self.current = None;
+            return;
+        };
+        if self.mute.any() {
+            return;
+        }
+        let view = View {
+            id: view_id(self.ring, &self.members),
+            members: self.members.iter().map(Proc::member_id).collect(),
+            my_index,
+        };
+        self.transitional_sent = false;
+        self.current = Some(view.clone());
+        out.push(MembershipEvent::View(view));
+    }
+}
+
+/// Watchdog bookkeeping: probes sent and not yet back.
+#[derive(Debug)]
+pub struct Watchdog {
+    deadline: Duration,
+    next_seq: u64,
+    outstanding: VecDeque<(u64, Instant)>,
+}
+
+/// At most this many probes in flight: a frozen corosync must not have its
+/// IPC queue filled with probes.
+pub const MAX_OUTSTANDING: usize = 64;
+
+impl Watchdog {
+    pub fn new(deadline: Duration) -> Self {
+        Watchdog {
+            deadline,
+            next_seq: 0,
+            outstanding: VecDeque::new(),
+        }
+    }
+
+    /// The next probe to send at `now`, or None if too many are in flight.
+    pub fn probe(&mut self, now: Instant) -> Option<u64> {
+        if self.outstanding.len() >= MAX_OUTSTANDING {
+            return None;
+        }
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.outstanding.push_back((seq, now));
+        Some(seq)
+    }
+
+    /// A probe could not be handed to corosync (try again): forget it.
+    pub fn unsent(&mut self, seq: u64) {
+        if self.outstanding.back().is_some_and(|(s, _)| *s == seq) {
+            self.outstanding.pop_back();
+        }
+    }
+
+    /// Our probe `seq` came back: it and every earlier one are answered
+    /// (agreed order keeps our own probes in sending order).
+    pub fn returned(&mut self, seq: u64) {
+        if !self.outstanding.iter().any(|(s, _)| *s == seq) {
+            return;
+        }
+        while let Some((s, _)) = self.outstanding.pop_front() {
+            if s == seq {
+                break;
+            }
+        }
+    }
+
+    /// True when the oldest probe in flight is older than the deadline.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.outstanding
+            .front()
+            .is_some_and(|(_, sent)| now.saturating_duration_since(*sent) > self.deadline)
+    }
+
+    /// Forget every probe in flight (new connection, or after a trip so that
+    /// the deadline restarts from the next probe).
+    pub fn reset(&mut self) {
+        self.outstanding.clear();
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.outstanding.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ME: Proc = Proc {
+        nodeid: 2,
+        pid: 200,
+    };
+    const A: Proc = Proc {
+        nodeid: 1,
+        pid: 100,
+    };
+    const C: Proc = Proc {
+        nodeid: 3,
+        pid: 300,
+    };
+    const R1: Ring = Ring { nodeid: 1, seq: 8 };
+    const R2: Ring = Ring { nodeid: 1, seq: 12 };
+
+    fn view_of(events: &[MembershipEvent]) -> Option<&View> {
+        events.iter().find_map(|e| match e {
+            MembershipEvent::View(v) => Some(v),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn codec_round_trips_and_rejects_foreign() {
+        assert_eq!(decode(&encode_app(b"hi")), Some(Wire::App(b"hi")));
+        assert_eq!(decode(&encode_app(b"")), Some(Wire::App(b"")));
+        assert_eq!(decode(&encode_watchdog(7)), Some(Wire::Watchdog(7)));
+        assert_eq!(decode(b""), None);
+        assert_eq!(decode(b"Xabc"), None);
+        assert_eq!(decode(b"W123"), None);
+    }
+
+    #[test]
+    fn member_ids_sort_like_procs() {
+        let a = Proc { nodeid: 9, pid: 5 };
+        let b = Proc { nodeid: 10, pid: 1 };
+        assert!(a < b);
+        assert!(a.member_id() < b.member_id());
+        assert_eq!(a.member_id().0, "n0000000009p0000000005");
+    }
+
+    #[test]
+    fn join_gives_transitional_then_view() {
+        let mut t = Tracker::new(ME, R1);
+        let ev = t.confchg(vec![C, ME, A], false);
+        assert_eq!(ev.first(), Some(&MembershipEvent::Transitional));
+        let v = view_of(&ev).cloned().unwrap();
+        assert_eq!(
+            v.members,
+            vec![A.member_id(), ME.member_id(), C.member_id()]
+        );
+        assert_eq!(v.my_index, 1);
+        assert_eq!(v.id, view_id(R1, &[A, ME, C]));
+        assert_eq!(ev.len(), 2);
+    }
+
+    #[test]
+    fn ring_change_waits_for_totem_ring_id() {
+        let mut t = Tracker::new(ME, R1);
+        t.confchg(vec![A, ME, C], false);
+        let ev = t.confchg(vec![A, ME], true);
+        assert_eq!(ev, vec![MembershipEvent::Transitional]);
+        // A second confchg of the same sync (joinlist) adds nothing.
+        assert!(t.confchg(vec![A, ME], true).is_empty());
+        let ev = t.totem(R2);
+        assert_eq!(ev.len(), 1);
+        let v = view_of(&ev).unwrap();
+        assert_eq!(v.id, view_id(R2, &[A, ME]));
+        assert_eq!(v.members.len(), 2);
+    }
+
+    #[test]
+    fn totem_change_alone_is_a_new_view() {
+        let mut t = Tracker::new(ME, R1);
+        let first = view_of(&t.confchg(vec![A, ME], false)).cloned().unwrap();
+        let ev = t.totem(R2);
+        assert_eq!(ev.first(), Some(&MembershipEvent::Transitional));
+        assert_ne!(view_of(&ev).unwrap().id, first.id);
+    }
+
+    #[test]
+    fn messages_only_inside_a_view_and_watchdog_hidden() {
+        let mut t = Tracker::new(ME, R1);
+        assert!(t.deliver(A, &encode_app(b"x")).0.is_empty());
+        t.confchg(vec![A, ME], false);
+        let (ev, wd) = t.deliver(A, &encode_app(b"x"));
+        assert_eq!(
+            ev,
+            vec![MembershipEvent::Message {
+                sender: A.member_id(),
+                payload: b"x".to_vec()
+            }]
+        );
+        assert_eq!(wd, None);
+        assert_eq!(t.deliver(ME, &encode_watchdog(3)), (vec![], Some(3)));
+        assert_eq!(t.deliver(A, &encode_watchdog(3)), (vec![], None));
+        assert_eq!(t.deliver(A, b"garbage"), (vec![], None));
+    }
+
+    #[test]
+    fn freeze_mutes_until_thaw() {
+        let mut t = Tracker::new(ME, R1);
+        t.confchg(vec![A, ME], false);
+        t.frozen();
+        assert!(t.current().is_none());
+        assert!(t.deliver(A, &encode_app(b"x")).0.is_empty());
+        assert!(t.totem(R2).is_empty());
+        assert!(t.confchg(vec![A, ME], false).is_empty());
+        assert!(t.thawed());
+        assert!(!t.thawed());
+        assert!(!t.is_frozen());
+    }
+
+    #[test]
+    fn quorum_loss_mutes_and_regain_redelivers() {
+        let mut t = Tracker::new(ME, R1);
+        t.confchg(vec![A, ME], false);
+        assert!(t.quorate(false).is_empty());
+        assert!(t.confchg(vec![ME], true).is_empty());
+        assert!(t.totem(R2).is_empty());
+        let ev = t.quorate(true);
+        assert_eq!(ev.first(), Some(&MembershipEvent::Transitional));
+        assert_eq!(view_of(&ev).unwrap().id, view_id(R2, &[ME]));
+        assert!(t.quorate(true).is_empty());
+    }
+
+    #[test]
+    fn not_a_member_means_no_view() {
+        let mut t = Tracker::new(ME, R1);
+        t.confchg(vec![A, ME], false);
+        let ev = t.confchg(vec![A], false);
+        assert!(ev.is_empty());
+        assert!(t.current().is_none());
+    }
+
+    #[test]
+    fn watchdog_expires_and_clears() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut w = Watchdog::new(ms(200));
+        let s0 = w.probe(t0).unwrap();
+        let s1 = w.probe(t0 + ms(20)).unwrap();
+        assert!(!w.expired(t0 + ms(200)));
+        assert!(w.expired(t0 + ms(201)));
+        w.returned(s0);
+        assert!(!w.expired(t0 + ms(215)));
+        assert!(w.expired(t0 + ms(221)));
+        w.returned(s1);
+        assert!(!w.expired(t0 + ms(10_000)));
+        w.returned(99);
+        assert_eq!(w.in_flight(), 0);
+        let s = w.probe(t0).unwrap();
+        w.unsent(s);
+        assert_eq!(w.in_flight(), 0);
+        for _ in 0..MAX_OUTSTANDING {
+            assert!(w.probe(t0).is_some());
+        }
+        assert!(w.probe(t0).is_none());
+        w.reset();
+        assert!(!w.expired(t0 + ms(10_000)));
+    }
+
+    fn proc_strategy() -> impl Strategy<Value = Proc> {
+        (1u32..6, 1u32..4).prop_map(|(nodeid, pid)| Proc { nodeid, pid })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Confchg(Vec<Proc>, bool),
+        Totem(u64),
+        Msg(Proc),
+    }
+
+    fn step_strategy() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (
+                proptest::collection::vec(proc_strategy(), 0..6),
+                any::<bool>()
+            )
+                .prop_map(|(m, r)| Step::Confchg(m, r)),
+            (1u64..50).prop_map(Step::Totem),
+            proc_strategy().prop_map(Step::Msg),
+        ]
+    }
+
+    proptest! {
+        /// Any callback sequence fed to two members yields, for each view both
+        /// hold, the same id and member list; every view follows a Transitional;
+        /// my_index points at me; messages arrive only inside a view.
+        #[test]
+        fn members_agree_and_views_are_well_formed(
+            steps in proptest::collection::vec(step_strategy(), 0..40),
+            a in proc_strategy(),
+            b in proc_strategy(),
+        ) {
+            prop_assume!(a != b);
+            let mut ta = Tracker::new(a, R1);
+            let mut tb = Tracker::new(b, R1);
+            let mut views_a = Vec::new();
+            let mut views_b = Vec::new();
+            for (t, views) in [(&mut ta, &mut views_a), (&mut tb, &mut views_b)] {
+                let mut in_view = false;
+                let mut transitional = false;
+                for s in &steps {
+                    let ev = match s {
+                        Step::Confchg(m, r) => t.confchg(m.clone(), *r),
+                        Step::Totem(seq) => t.totem(Ring { nodeid: 1, seq: *seq }),
+                        Step::Msg(p) => t.deliver(*p, &encode_app(b"m")).0,
+                    };
+                    for e in ev {
+                        match e {
+                            MembershipEvent::Transitional => transitional = true,
+                            MembershipEvent::View(v) => {
+                                prop_assert!(transitional);
+                                transitional = false;
+                                in_view = true;
+                                prop_assert_eq!(&v.members[v.my_index], &t.me().member_id());
+                                let mut sorted = v.members.clone();
+                                sorted.sort();
+                                sorted.dedup();
+                                prop_assert_eq!(&sorted, &v.members);
+                                views.push(v);
+                            }
+                            MembershipEvent::Message { .. } => prop_assert!(in_view),
+                            MembershipEvent::Lost { .. } => prop_assert!(false),
+                        }
+                    }
+                }
+            }
+            for va in &views_a {
+                for vb in &views_b {
+                    if va.id == vb.id {
+                        prop_assert_eq!(&va.members, &vb.members);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The Corosync CPG engine against real corosync 3 instances: three nodes in
+//! network namespaces on a bridge, fast profile. Needs root and corosync.
+//!
+//! Tests run one at a time (each starts its own cluster; parallel clusters
+//! would compete for the CPU with 50 ms tokens).
+
+use anyhow::{ensure, Result};
+use std::sync::Mutex;
+use std::time::Duration;
+use wackamole::membership::corosync::CorosyncOptions;
+use wackamole::membership::{MemberId, MembershipEvent, Outgoing, View};
+use wackamole::testbed::corosync::{CorosyncCluster, EventTap, Profile};
+use wackamole::testbed::is_root;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+const T: Duration = Duration::from_secs(20);
+
+fn opts() -> CorosyncOptions {
+    CorosyncOptions::new("wackamole-test")
+}
+
+/// Three nodes, one engine per node; returns once every engine holds the
+/// three-member view, which must be the same everywhere.
+fn cluster_with_engines() -> Result<(CorosyncCluster, Vec<EventTap>, View)> {
+    let cluster = CorosyncCluster::start(3, Profile::Fast)?;
+    let mut taps = Vec::new();
+    for node in &cluster.nodes {
+        taps.push(node.tap_engine(opts())?);
+    }
+    let mut views = Vec::new();
+    for tap in &taps {
+        views.push(tap.wait_view(3, T)?.1);
+    }
+    let first = views[0].clone();
+    for (i, v) in views.iter().enumerate() {
+        ensure!(
+            v.id == first.id && v.members == first.members,
+            "node {i} holds {v:?}, node 0 {first:?}"
+        );
+        ensure!(
+            v.members[v.my_index] == v.members[i],
+            "my_index of node {i} in {v:?}"
+        );
+    }
+    Ok((cluster, taps, first))
+}
+
+fn skip() -> bool {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return true;
+    }
+    false
+}
+
+#[test]
+fn views_agree_and_link_down_gives_new_view() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let (cluster, taps, full) = cluster_with_engines()?;
+    let mut sorted = full.members.clone();
+    sorted.sort();
+    ensure!(
+        sorted == full.members,
+        "members not in sorted order: {:?}",
+        full.members
+    );
+
+    cluster.link_down(2)?;
+    let mut survivors = Vec::new();
+    for tap in &taps[..2] {
+        let (_, ev, skipped) = tap.wait_for(
+            T,
+            |e| matches!(e, MembershipEvent::View(v) if v.members.len() == 2),
+        )?;
+        ensure!(
+            skipped.last() == Some(&MembershipEvent::Transitional),
+            "no transitional before the new view: {skipped:?}"
+        );
+        survivors.push(ev);
+    }
+    ensure!(
+        survivors[0] == survivors[1].clone().with_index(0),
+        "{survivors:?}"
+    );
+    let (_, alone) = taps[2].wait_view(1, T)?;
+    ensure!(alone.members == vec![full.members[2].clone()], "{alone:?}");
+
+    cluster.link_up(2)?;
+    let mut back = Vec::new();
+    for tap in &taps {
+        back.push(tap.wait_view(3, T)?.1);
+    }
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == full.members),
+        "{back:?}"
+    );
+    ensure!(back[0].id != full.id, "view id reused after a ring change");
+    Ok(())
+}
+
+trait WithIndex {
+    fn with_index(self, i: usize) -> Self;
+}
+
+impl WithIndex for MembershipEvent {
+    fn with_index(self, i: usize) -> Self {
+        match self {
+            MembershipEvent::View(mut v) => {
+                v.my_index = i;
+                MembershipEvent::View(v)
+            }
+            e => e,
+        }
+    }
+}
+
+#[test]
+fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let (_cluster, taps, full) = cluster_with_engines()?;
+    const N: u32 = 2000;
+    std::thread::scope(|s| -> Result<()> {
+        let senders: Vec<_> = taps[..2]
+            .iter()
+            .enumerate()
+            .map(|(k, tap)| {
+                let out = tap.sender();
+                s.spawn(move || -> Result<()> {
+                    for i in 0..N {
+                        let mut p = vec![k as u8];
+                        p.extend_from_slice(&i.to_be_bytes());
+                        out.blocking_send(Outgoing::Send(p))
+                            .map_err(|_| anyhow::anyhow!("engine {k} ended"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in senders {
+            h.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        }
+        Ok(())
+    })?;
+    let mut seqs: Vec<Vec<(MemberId, Vec<u8>)>> = Vec::new();
+    for (n, tap) in taps.iter().enumerate() {
+        let mut got = Vec::new();
+        while got.len() < 2 * N as usize {
+            let (_, ev, _) = tap.wait_for(T, |e| matches!(e, MembershipEvent::Message { .. }))?;
+            if let MembershipEvent::Message { sender, payload } = ev {
+                got.push((sender, payload));
+            }
+        }
+        // Per sender FIFO, and senders identified as the view's members.
+        for k in 0..2u8 {
+            let mine: Vec<u32> = got
+                .iter()
+                .filter(|(s, _)| *s == full.members[k as usize])
+                .map(|(_, p)| {
+                    ensure!(p.len() == 5 && p[0] == k, "node {n}: bad payload {p:?}");
+                    Ok(u32::from_be_bytes([p[1], p[2], p[3], p[4]]))
+                })
+                .collect::<Result<_>>()?;
+            ensure!(
+                mine == (0..N).collect::<Vec<_>>(),
+                "node {n}: sender {k} out of order"
+            );
+        }
+        seqs.push(got);
+    }
+    ensure!(
+        seqs[0] == seqs[1] && seqs[1] == seqs[2],
+        "nodes delivered different orders"
+    );
+    // The two senders really interleave (otherwise the test proves little).
+    let switches = seqs[0].windows(2).filter(|w| w[0].0 != w[1].0).count();
+    eprintln!("sender switches in the agreed order: {switches}");
+    Ok(())
+}
+
+#[test]
+fn sigstop_trips_watchdog_and_sigcont_recovers() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let (cluster, taps, _full) = cluster_with_engines()?;
+    cluster.stop_corosync(2)?;
+    let (_, lost, _) = taps[2].wait_for(T, |e| matches!(e, MembershipEvent::Lost { .. }))?;
+    ensure!(format!("{lost:?}").contains("watchdog"), "{lost:?}");
+    for tap in &taps[..2] {
+        tap.wait_view(2, T)?;
+    }
+    cluster.cont_corosync(2)?;
+    let mut back = Vec::new();
+    for tap in &taps {
+        back.push(tap.wait_view(3, T)?);
+    }
+    // Every engine ends in the same three-member view.
+    std::thread::sleep(Duration::from_millis(500));
+    let finals: Vec<View> = taps
+        .iter()
+        .zip(back)
+        .map(|(tap, (_, v))| {
+            tap.drain()
+                .into_iter()
+                .filter_map(|e| match e {
+                    MembershipEvent::View(v) => Some(v),
+                    _ => None,
+                })
+                .next_back()
+                .unwrap_or(v)
+        })
+        .collect();
+    ensure!(
+        finals.iter().all(|v| v.id == finals[0].id
+            && v.members == finals[0].members
+            && v.members.len() == 3),
+        "{finals:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn sigkill_reports_lost_and_reconnects_after_restart() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let (mut cluster, taps, full) = cluster_with_engines()?;
+    cluster.kill_corosync(2)?;
+    let (_, lost, _) = taps[2].wait_for(T, |e| matches!(e, MembershipEvent::Lost { .. }))?;
+    ensure!(format!("{lost:?}").contains("corosync"), "{lost:?}");
+    for tap in &taps[..2] {
+        tap.wait_view(2, T)?;
+    }
+    cluster.start_corosync(2)?;
+    let mut back = Vec::new();
+    for tap in &taps {
+        back.push(tap.wait_view(3, T)?.1);
+    }
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == back[0].members),
+        "{back:?}"
+    );
+    // Same agent process: the same member id as before the crash.
+    ensure!(back[0].members == full.members, "{back:?} vs {full:?}");
+    Ok(())
+}
+
+#[test]
+fn operator_leave_and_join() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let (_cluster, taps, full) = cluster_with_engines()?;
+    taps[1].request(Outgoing::Leave)?;
+    for tap in [&taps[0], &taps[2]] {
+        let (_, v) = tap.wait_view(2, T)?;
+        ensure!(!v.members.contains(&full.members[1]), "{v:?}");
+    }
+    // The one that left hears nothing (no view without itself).
+    let after = taps[1].next(Duration::from_millis(300));
+    ensure!(after.is_none(), "event after Leave: {after:?}");
+    taps[1].request(Outgoing::Join)?;
+    let mut back = Vec::new();
+    for tap in &taps {
+        back.push(tap.wait_view(3, T)?.1);
+    }
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == full.members),
+        "{back:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn require_quorum_reports_a_minority_as_lost() -> Result<()> {
+    if skip() {
+        return Ok(());
+    }
+    let _g = SERIAL.lock();
+    let cluster = CorosyncCluster::start(3, Profile::Fast)?;
+    let mut quorum_opts = opts();
+    quorum_opts.require_quorum = true;
+    let taps = cluster
+        .nodes
+        .iter()
+        .map(|n| n.tap_engine(quorum_opts.clone()))
+        .collect::<Result<Vec<_>>>()?;
+    for tap in &taps {
+        tap.wait_view(3, T)?;
+    }
+    cluster.link_down(2)?;
+    let (_, lost, _) = taps[2].wait_for(T, |e| matches!(e, MembershipEvent::Lost { .. }))?;
+    ensure!(format!("{lost:?}").contains("not quorate"), "{lost:?}");
+    // Two of three keep quorum and get their view.
+    for tap in &taps[..2] {
+        tap.wait_view(2, T)?;
+    }
+    // Inquorate: no view of itself alone after the Lost.
+    let after = taps[2].next(Duration::from_millis(500));
+    ensure!(
+        !matches!(after, Some((_, MembershipEvent::View(_)))),
+        "view while not quorate: {after:?}"
+    );
+    cluster.link_up(2)?;
+    let mut back = Vec::new();
+    for tap in &taps {
+        back.push(tap.wait_view(3, T)?.1);
+    }
+    ensure!(
+        back.iter()
+            .all(|v| v.id == back[0].id && v.members == back[0].members),
+        "{back:?}"
+    );
+    Ok(())
+}
