@@ -21,7 +21,7 @@ use crate::control::protocol::{
     FailoverInfo, ListReply, MemberRow as CtlMember, Reply, Request, StatusReply, VifRow as CtlVif,
 };
 use crate::control::server::{ControlRequest, ControlServer};
-use crate::dataplane::{DataPlane, DataPlaneOptions, VipTable, XdpAttachMode};
+use crate::dataplane::{DataPlane, DataPlaneOptions, XdpAttachMode};
 use crate::hooks::{HookConfig, HookEvent, HookRunner};
 use crate::membership::{MembershipEvent, MembershipHandle, Outgoing};
 use crate::net::neigh::NeighShare;
@@ -598,10 +598,10 @@ impl Agent {
             .notify
             .targets
             .iter()
-            .filter_map(|t| {
-                let (iface, net, len) = t.range.parts();
-                crate::net::Ipv4Prefix::new(net, len)
-                    .map(|p| (iface.to_string(), p, t.throttle.unwrap_or(0)))
+            .filter_map(|t| match t.range.addr {
+                std::net::IpAddr::V4(net) => crate::net::Ipv4Prefix::new(net, t.range.prefix)
+                    .map(|p| (t.range.iface.clone(), p, t.throttle.unwrap_or(0))),
+                std::net::IpAddr::V6(_) => None,
             })
             .collect();
         let cache: Vec<(Ipv4Addr, [u8; 6])> = if self.cfg.notify.arp_cache {
