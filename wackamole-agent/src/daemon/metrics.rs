@@ -56,6 +56,9 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A per-VIF metric family: name, type, help, and how to read it.
+type PerVifFamily = (&'static str, &'static str, &'static str, fn(&VifMetrics) -> u64);
+
 /// Renders the snapshot in the Prometheus text format (version 0.0.4).
 pub fn render(m: &MetricsSnapshot) -> String {
     let mut out = String::new();
@@ -70,7 +73,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "# HELP wackamole_view_changes_total Regular views delivered.\n# TYPE wackamole_view_changes_total counter\nwackamole_view_changes_total {}",
         m.view_changes
     );
-    let per_vif: [(&str, &str, &str, fn(&VifMetrics) -> u64); 5] = [
+    let per_vif: [PerVifFamily; 5] = [
         ("wackamole_vif_owned", "gauge", "1 when this node owns the VIF.", |v| u64::from(v.owned)),
         ("wackamole_vif_packets_total", "counter", "IPv4 packets to the VIF seen by XDP.", |v| v.packets),
         ("wackamole_vif_bytes_total", "counter", "Bytes of those packets.", |v| v.bytes),

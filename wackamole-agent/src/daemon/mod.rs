@@ -521,11 +521,11 @@ impl Agent {
                 }
             }
             let names = up.iter().filter_map(|i| self.vif(*i)).map(|v| v.name.clone()).collect();
-            let _ = self.hooks.fire(HookEvent::PostUp { vifs: names });
+            drop(self.hooks.fire(HookEvent::PostUp { vifs: names }));
         }
         if !down.is_empty() {
             let names = down.iter().filter_map(|i| self.vif(*i)).map(|v| v.name.clone()).collect();
-            let _ = self.hooks.fire(HookEvent::PostDown { vifs: names });
+            drop(self.hooks.fire(HookEvent::PostDown { vifs: names }));
         }
         self.update_metrics();
     }
@@ -557,10 +557,10 @@ impl Agent {
             }
         }
         self.announce(&vif);
-        let _ = self.hooks.fire(HookEvent::Up {
+        drop(self.hooks.fire(HookEvent::Up {
             vif: vif.name.clone(),
             addresses: vif.address_texts(),
-        });
+        }));
         true
     }
 
@@ -575,10 +575,10 @@ impl Agent {
         }
         self.pending_forget
             .insert(i.0 as usize, Instant::now() + RELEASE_GRACE);
-        let _ = self.hooks.fire(HookEvent::Down {
+        drop(self.hooks.fire(HookEvent::Down {
             vif: vif.name.clone(),
             addresses: vif.address_texts(),
-        });
+        }));
     }
 
     /// Gratuitous ARP burst, then unicast replies to the notify targets and
