@@ -15,5 +15,6 @@
 pub mod alloc;
 pub mod config;
 pub mod dataplane;
+pub mod lab;
 pub mod membership;
 pub mod testbed;

@@ -1,0 +1,332 @@
+//! PNG timeline of a probe run: one row per VIP, time across, each cell
+//! coloured by the node that answered (black where two nodes answered, light
+//! grey where probes went unanswered), vertical lines at the marked instants
+//! (fault, view).
+//!
+//! Drawn with `plotters` (bitmap backend, `ab_glyph` text): the glyphs come from
+//! DejaVu Sans, read at run time from the Debian package `fonts-dejavu-core`,
+//! so no fontconfig/freetype C libraries are needed.
+
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use super::analysis::ProbeRun;
+
+/// Where `fonts-dejavu-core` puts its fonts (Debian 12).
+pub const FONT_DIRS: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/TTF",
+    "/usr/share/fonts/dejavu",
+];
+
+static FONTS: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+
+/// Registers DejaVu Sans as plotters' `sans-serif` (once per process).
+pub fn ensure_fonts() -> Result<()> {
+    FONTS
+        .get_or_init(|| {
+            let mut tried = Vec::new();
+            for dir in FONT_DIRS {
+                let path = Path::new(dir).join("DejaVuSans.ttf");
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        // plotters keeps fonts for the life of the process.
+                        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                        return plotters::style::register_font(
+                            "sans-serif",
+                            FontStyle::Normal,
+                            bytes,
+                        )
+                        .map_err(|_| format!("{} is not a usable font", path.display()));
+                    }
+                    Err(e) => tried.push(format!("{}: {e}", path.display())),
+                }
+            }
+            Err(format!(
+                "no DejaVuSans.ttf (install the Debian package fonts-dejavu-core): {}",
+                tried.join("; ")
+            ))
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// What to draw.
+#[derive(Debug, Clone)]
+pub struct TimelineSpec {
+    pub title: String,
+    /// Time window, monotonic ns.
+    pub from_ns: u64,
+    pub to_ns: u64,
+    /// Time zero of the x axis (usually the fault), monotonic ns.
+    pub origin_ns: u64,
+    /// Vertical lines: label and instant.
+    pub marks: Vec<(String, u64)>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl TimelineSpec {
+    /// `before`/`after` around `fault_ns`, a line at the fault, size for `vips` rows.
+    pub fn around_fault(
+        title: &str,
+        fault_ns: u64,
+        before_ns: u64,
+        after_ns: u64,
+        vips: usize,
+    ) -> Self {
+        TimelineSpec {
+            title: title.to_string(),
+            from_ns: fault_ns.saturating_sub(before_ns),
+            to_ns: fault_ns.saturating_add(after_ns),
+            origin_ns: fault_ns,
+            marks: vec![("fault".to_string(), fault_ns)],
+            width: 1200,
+            height: (160 + 8 * vips as u32).clamp(360, 1600),
+        }
+    }
+}
+
+/// Cell state of the raster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cell {
+    /// No probe sent in this cell.
+    Empty,
+    /// Probes sent, none answered.
+    Lost,
+    Node(u16),
+    /// Two or more nodes answered.
+    Duplicate,
+}
+
+const NODE_COLOURS: &[RGBColor] = &[
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(23, 190, 207),
+    RGBColor(188, 189, 34),
+    RGBColor(227, 119, 194),
+];
+const LOST: RGBColor = RGBColor(215, 215, 215);
+const DUPLICATE: RGBColor = BLACK;
+const MARK_COLOURS: &[RGBColor] = &[RGBColor(214, 39, 40), RGBColor(120, 0, 120)];
+
+fn node_colour(n: u16) -> RGBColor {
+    NODE_COLOURS[n as usize % NODE_COLOURS.len()]
+}
+
+/// Rasterises the run: `rows[vip][col]` for `cols` equal time buckets.
+fn raster(run: &ProbeRun, from: u64, to: u64, cols: usize) -> Vec<Vec<Cell>> {
+    let span = (to - from).max(1);
+    let col_of = |t: u64| -> Option<usize> {
+        (t >= from && t < to).then(|| ((t - from) as u128 * cols as u128 / span as u128) as usize)
+    };
+    let mut rows = vec![vec![Cell::Empty; cols]; run.vips.len()];
+    for &t in &run.round_sent_ns {
+        if let Some(c) = col_of(t) {
+            for row in rows.iter_mut() {
+                row[c] = Cell::Lost;
+            }
+        }
+    }
+    for a in &run.answers {
+        let (Some(c), Some(row)) = (col_of(a.sent_ns), rows.get_mut(a.vip as usize)) else {
+            continue;
+        };
+        row[c] = match row[c] {
+            Cell::Empty | Cell::Lost => Cell::Node(a.node),
+            Cell::Node(n) if n == a.node => Cell::Node(n),
+            _ => Cell::Duplicate,
+        };
+    }
+    rows
+}
+
+/// Draws the timeline of `run` to the PNG file `path`.
+pub fn timeline_png(run: &ProbeRun, spec: &TimelineSpec, path: &Path) -> Result<()> {
+    if spec.to_ns <= spec.from_ns {
+        bail!("plot {}: empty time window", path.display());
+    }
+    if run.vips.is_empty() {
+        bail!("plot {}: no VIPs", path.display());
+    }
+    if !(200..=8000).contains(&spec.width) || !(200..=8000).contains(&spec.height) {
+        bail!(
+            "plot {}: size {}x{} out of range",
+            path.display(),
+            spec.width,
+            spec.height
+        );
+    }
+    ensure_fonts()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    draw(run, spec, path).map_err(|e| anyhow!("plot {}: {e}", path.display()))
+}
+
+fn draw(
+    run: &ProbeRun,
+    spec: &TimelineSpec,
+    path: &Path,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let ms = |t: u64| (t as f64 - spec.origin_ns as f64) / 1e6;
+    let (x0, x1) = (ms(spec.from_ns), ms(spec.to_ns));
+    let nv = run.vips.len();
+    let root = BitMapBackend::new(path, (spec.width, spec.height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&spec.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(if nv <= 40 { 120 } else { 60 })
+        .build_cartesian_2d(x0..x1, 0f64..nv as f64)?;
+    let vips = run.vips.clone();
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("time since fault (ms)")
+        .y_desc(if nv <= 40 { "VIP" } else { "VIP index" })
+        .y_labels(nv.min(40))
+        .y_label_formatter(&move |y| {
+            let i = y.floor() as usize;
+            match vips.get(i) {
+                Some(ip) if nv <= 40 => ip.to_string(),
+                _ => format!("{i}"),
+            }
+        })
+        .label_style(("sans-serif", 13))
+        .draw()?;
+
+    // One column per plotting pixel, but no finer than the probe interval.
+    let plot_px = spec.width.saturating_sub(200).max(100) as u64;
+    let window = spec.to_ns - spec.from_ns;
+    let by_interval = (window / run.interval_ns.max(1)).max(1);
+    let cols = plot_px.min(by_interval) as usize;
+    let rows = raster(run, spec.from_ns, spec.to_ns, cols);
+    let col_ms = (x1 - x0) / cols as f64;
+    for (vip, row) in rows.iter().enumerate() {
+        // Run-length encode the row: one rectangle per run of equal cells.
+        let mut start = 0;
+        while start < row.len() {
+            let mut end = start + 1;
+            while end < row.len() && row[end] == row[start] {
+                end += 1;
+            }
+            let colour = match row[start] {
+                Cell::Empty => None,
+                Cell::Lost => Some(LOST),
+                Cell::Node(n) => Some(node_colour(n)),
+                Cell::Duplicate => Some(DUPLICATE),
+            };
+            if let Some(c) = colour {
+                let y0 = vip as f64 + 0.1;
+                let y1 = vip as f64 + 0.9;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (x0 + start as f64 * col_ms, y0),
+                        (x0 + end as f64 * col_ms, y1),
+                    ],
+                    c.filled(),
+                )))?;
+            }
+            start = end;
+        }
+    }
+    // Legend entries: nodes, lost, duplicate, marks.
+    for (i, name) in run.nodes.iter().enumerate() {
+        let c = node_colour(i as u16);
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+    }
+    for (label, c) in [("no answer", LOST), ("two nodes", DUPLICATE)] {
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
+            .label(label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+    }
+    for (i, (label, t)) in spec.marks.iter().enumerate() {
+        let c = MARK_COLOURS[i % MARK_COLOURS.len()];
+        let x = ms(*t);
+        chart
+            .draw_series(LineSeries::new(
+                [(x, 0.0), (x, nv as f64)],
+                c.stroke_width(2),
+            ))?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 12, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::analysis::Answer;
+
+    #[test]
+    fn raster_marks_nodes_lost_and_duplicates() {
+        let run = ProbeRun {
+            vips: vec!["192.0.2.1".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST)],
+            nodes: vec!["a".into(), "b".into()],
+            interval_ns: 10,
+            round_sent_ns: vec![0, 10, 20, 30],
+            answers: vec![
+                Answer {
+                    vip: 0,
+                    round: 0,
+                    node: 0,
+                    sent_ns: 0,
+                    recv_ns: 1,
+                },
+                Answer {
+                    vip: 0,
+                    round: 2,
+                    node: 0,
+                    sent_ns: 20,
+                    recv_ns: 21,
+                },
+                Answer {
+                    vip: 0,
+                    round: 2,
+                    node: 1,
+                    sent_ns: 20,
+                    recv_ns: 22,
+                },
+                Answer {
+                    vip: 0,
+                    round: 3,
+                    node: 1,
+                    sent_ns: 30,
+                    recv_ns: 31,
+                },
+            ],
+            ..ProbeRun::default()
+        };
+        let r = raster(&run, 0, 50, 5);
+        assert_eq!(
+            r[0],
+            vec![
+                Cell::Node(0),
+                Cell::Lost,
+                Cell::Duplicate,
+                Cell::Node(1),
+                Cell::Empty
+            ]
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! Client prober: probes every VIP once per interval (1 ms by default) and
+//! records who answered each probe and when.
+//!
+//! One UDP socket; the sending loop sends a whole *round* (one probe per VIP)
+//! with `sendmmsg` in batches of up to 1024 messages, so 1000 VIPs cost about
+//! one system call per round, then sleeps until the next round on an absolute
+//! `CLOCK_MONOTONIC` schedule (timer slack lowered to 1 µs so the interval stays
+//! even). A receiving thread drains replies with `recvmmsg`. The run is bounded:
+//! it stops sending after `duration`, waits `grace` for late replies, and keeps
+//! at most `max_answers` records (the rest are only counted).
+//!
+//! Probes go only to the addresses in [`ProberConfig::vips`].
+
+use anyhow::{bail, Context, Result};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::analysis::{Answer, ProbeRun};
+use super::now_ns;
+use super::responder::{decode_reply, encode_probe, ProbeHeader, MAX_REPLY_LEN, PROBE_LEN};
+use crate::testbed::Netns;
+
+/// Longest run the prober accepts.
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Shortest interval between rounds.
+pub const MIN_INTERVAL: Duration = Duration::from_micros(50);
+const SEND_BATCH: usize = 1024; // UIO_MAXIOV
+const RECV_BATCH: usize = 64;
+
+/// What to probe and for how long.
+#[derive(Debug, Clone)]
+pub struct ProberConfig {
+    /// The addresses to probe (VIP index = position).
+    pub vips: Vec<Ipv4Addr>,
+    /// The responders' UDP port.
+    pub port: u16,
+    /// Time between rounds.
+    pub interval: Duration,
+    /// How long to send.
+    pub duration: Duration,
+    /// How long to keep receiving after the last round.
+    pub grace: Duration,
+    /// Most answers recorded (each takes 32 bytes).
+    pub max_answers: usize,
+}
+
+impl ProberConfig {
+    /// Probes `vips` on `port` every millisecond for `duration`, with a 200 ms
+    /// grace and room for every answer of a run without loss (capped at 16 M).
+    pub fn new(vips: Vec<Ipv4Addr>, port: u16, duration: Duration) -> Self {
+        let interval = Duration::from_millis(1);
+        let rounds = duration.as_nanos() / interval.as_nanos() + 1;
+        let expected = rounds.saturating_mul(vips.len() as u128) * 11 / 10 + 1024;
+        ProberConfig {
+            vips,
+            port,
+            interval,
+            duration,
+            grace: Duration::from_millis(200),
+            max_answers: expected.min(16 << 20) as usize,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.vips.is_empty() {
+            bail!("prober: no VIPs to probe");
+        }
+        if u32::try_from(self.vips.len()).is_err() {
+            bail!("prober: too many VIPs ({})", self.vips.len());
+        }
+        if self.port == 0 {
+            bail!("prober: port 0");
+        }
+        if self.interval < MIN_INTERVAL {
+            bail!(
+                "prober: interval {:?} below {:?}",
+                self.interval,
+                MIN_INTERVAL
+            );
+        }
+        if self.duration > MAX_DURATION {
+            bail!(
+                "prober: duration {:?} above {:?}",
+                self.duration,
+                MAX_DURATION
+            );
+        }
+        if self.grace > Duration::from_secs(10) {
+            bail!("prober: grace {:?} above 10 s", self.grace);
+        }
+        Ok(())
+    }
+}
+
+/// Binds the prober's socket (`0.0.0.0:0`, large buffers). Call it in the
+/// client namespace.
+pub fn bind_prober() -> Result<UdpSocket> {
+    let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        .context("binding prober socket")?;
+    super::responder::big_buffers(&sock)?;
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .context("setting prober read timeout")?;
+    Ok(sock)
+}
+
+/// Binds a socket inside `ns` and runs the prober on the calling thread.
+pub fn run_in(ns: &Netns, cfg: &ProberConfig) -> Result<ProbeRun> {
+    let sock = ns
+        .in_thread(bind_prober)?
+        .with_context(|| format!("prober in namespace {}", ns.name()))?;
+    run(&sock, cfg)
+}
+
+fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn sleep_until(deadline_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: absolute sleep on CLOCK_MONOTONIC with a valid timespec; EINTR just
+    // returns early and the caller re-checks the time.
+    unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &ts,
+            std::ptr::null_mut(),
+        )
+    };
+}
+
+/// What the receiving thread collected.
+struct Received {
+    answers: Vec<Answer>,
+    nodes: Vec<String>,
+    dropped: u64,
+    invalid: u64,
+}
+
+fn receive(sock: UdpSocket, vips: Vec<Ipv4Addr>, cap: usize, stop: Arc<AtomicBool>) -> Received {
+    let fd = sock.as_raw_fd();
+    let mut got = Received {
+        answers: Vec::with_capacity(cap.min(1 << 20)),
+        nodes: Vec::new(),
+        dropped: 0,
+        invalid: 0,
+    };
+    let mut bufs = [[0u8; MAX_REPLY_LEN + 1]; RECV_BATCH];
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut addrs: [libc::sockaddr_in; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    while !stop.load(Ordering::Relaxed) {
+        for i in 0..RECV_BATCH {
+            iovs[i] = libc::iovec {
+                iov_base: bufs[i].as_mut_ptr().cast(),
+                iov_len: bufs[i].len(),
+            };
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        // SAFETY: headers point at live buffers of the stated sizes.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                RECV_BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n <= 0 {
+            // Timeout (checks the stop flag), EINTR, or an ICMP error queued on the
+            // socket: nothing to record.
+            continue;
+        }
+        let recv_ns = now_ns();
+        for i in 0..n as usize {
+            let len = (hdrs[i].msg_len as usize).min(bufs[i].len());
+            let Some((h, name)) = decode_reply(&bufs[i][..len]) else {
+                got.invalid += 1;
+                continue;
+            };
+            let from = Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr));
+            if vips.get(h.vip as usize) != Some(&from) {
+                got.invalid += 1;
+                continue;
+            }
+            let node = match got.nodes.iter().position(|n| n.as_bytes() == name) {
+                Some(i) => i,
+                None => {
+                    got.nodes.push(String::from_utf8_lossy(name).into_owned());
+                    got.nodes.len() - 1
+                }
+            };
+            let Ok(node) = u16::try_from(node) else {
+                got.invalid += 1;
+                continue;
+            };
+            if got.answers.len() >= cap {
+                got.dropped += 1;
+                continue;
+            }
+            got.answers.push(Answer {
+                vip: h.vip,
+                round: h.round,
+                node,
+                sent_ns: h.sent_ns,
+                recv_ns,
+            });
+        }
+    }
+    got
+}
+
+/// Probes `cfg.vips` from `sock` (from [`bind_prober`]) and returns the records.
+pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
+    cfg.validate()?;
+    let fd = sock.as_raw_fd();
+    let stop = Arc::new(AtomicBool::new(false));
+    let rx_sock = sock.try_clone().context("cloning prober socket")?;
+    let rx_stop = stop.clone();
+    let rx_vips = cfg.vips.clone();
+    let cap = cfg.max_answers;
+    let receiver = std::thread::Builder::new()
+        .name("prober-rx".into())
+        .spawn(move || receive(rx_sock, rx_vips, cap, rx_stop))
+        .context("spawning prober receiver")?;
+
+    // An even 1 ms schedule needs finer timer slack than the 50 µs default.
+    // SAFETY: prctl(PR_SET_TIMERSLACK) only affects this thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
+
+    let n = cfg.vips.len();
+    let mut addrs: Vec<libc::sockaddr_in> =
+        cfg.vips.iter().map(|&ip| sockaddr(ip, cfg.port)).collect();
+    let mut payloads: Vec<[u8; PROBE_LEN]> = vec![[0u8; PROBE_LEN]; n];
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; n];
+    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
+    for i in 0..n {
+        iovs[i] = libc::iovec {
+            iov_base: payloads[i].as_mut_ptr().cast(),
+            iov_len: PROBE_LEN,
+        };
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+        h.msg_iov = &mut iovs[i];
+        h.msg_iovlen = 1;
+    }
+
+    let interval = cfg.interval.as_nanos() as u64;
+    let start = now_ns();
+    let end = start + cfg.duration.as_nanos() as u64;
+    let mut run = ProbeRun {
+        vips: cfg.vips.clone(),
+        interval_ns: interval,
+        ..ProbeRun::default()
+    };
+    run.round_sent_ns
+        .reserve((cfg.duration.as_nanos() as u64 / interval + 1) as usize);
+    let mut deadline = start;
+    let mut round: u32 = 0;
+    loop {
+        let now = now_ns();
+        if now < deadline {
+            sleep_until(deadline);
+        }
+        let round_start = now_ns();
+        if round_start >= end || round == u32::MAX {
+            break;
+        }
+        if round_start > deadline + interval {
+            run.late_rounds += 1;
+            // Do not burst to catch up: restart the schedule from now.
+            deadline = round_start;
+        }
+        let mut done = 0usize;
+        while done < n {
+            let chunk = (n - done).min(SEND_BATCH);
+            let t = now_ns();
+            for (i, p) in payloads[done..done + chunk].iter_mut().enumerate() {
+                let h = ProbeHeader {
+                    vip: (done + i) as u32,
+                    round,
+                    sent_ns: t,
+                };
+                encode_probe(&h, p);
+            }
+            let mut off = 0usize;
+            while off < chunk {
+                // SAFETY: headers point at the live payload/address vectors above.
+                let sent = unsafe {
+                    libc::sendmmsg(fd, hdrs[done + off..].as_mut_ptr(), (chunk - off) as u32, 0)
+                };
+                if sent > 0 {
+                    off += sent as usize;
+                    continue;
+                }
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) => std::thread::yield_now(),
+                    _ => {
+                        // This probe cannot be sent (e.g. no route): record and skip it.
+                        run.unsent.push(((done + off) as u32, round));
+                        off += 1;
+                    }
+                }
+            }
+            done += chunk;
+        }
+        run.round_sent_ns.push(round_start);
+        round += 1;
+        deadline += interval;
+    }
+    std::thread::sleep(cfg.grace);
+    stop.store(true, Ordering::Relaxed);
+    let got = receiver
+        .join()
+        .map_err(|_| anyhow::anyhow!("prober receiver thread panicked"))?;
+    run.answers = got.answers;
+    run.nodes = got.nodes;
+    run.dropped_answers = got.dropped;
+    run.invalid_replies = got.invalid;
+    Ok(run)
+}

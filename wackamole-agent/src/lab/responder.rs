@@ -1,0 +1,453 @@
+//! UDP echo responder run on every node, and the probe/reply wire format.
+//!
+//! The responder binds `0.0.0.0:PORT`, so it answers on whichever VIPs the node
+//! holds at the moment, with no reconfiguration when VIPs move. The reply must
+//! come *from the probed VIP* (the prober checks it, and a real client would
+//! drop anything else), so the socket enables `IP_PKTINFO`: `recvmmsg` reports
+//! each probe's destination address and `sendmmsg` sets the reply's source to
+//! it with an `IP_PKTINFO` control message. This was chosen over one
+//! `IP_FREEBIND` socket per VIP because it needs no list of VIPs and no socket
+//! churn, and a node that has just lost a VIP cannot answer for it (the kernel
+//! rejects a non-local source), which is exactly the behaviour to measure.
+//!
+//! Wire format (little endian):
+//! - probe, [`PROBE_LEN`] bytes: `"WKP1"`, vip index u32, round u32, send time u64;
+//! - reply: `"WKR1"`, vip index u32, round u32, send time u64 (all echoed),
+//!   name length u8, node name (at most [`MAX_NODE_NAME`] bytes).
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::testbed::Netns;
+
+const PROBE_MAGIC: [u8; 4] = *b"WKP1";
+const REPLY_MAGIC: [u8; 4] = *b"WKR1";
+/// Length of a probe datagram.
+pub const PROBE_LEN: usize = 20;
+/// Longest node name a reply carries.
+pub const MAX_NODE_NAME: usize = 64;
+/// Longest reply datagram.
+pub const MAX_REPLY_LEN: usize = PROBE_LEN + 1 + MAX_NODE_NAME;
+
+/// The fields a probe carries (and a reply echoes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeHeader {
+    pub vip: u32,
+    pub round: u32,
+    pub sent_ns: u64,
+}
+
+/// Writes a probe into `buf`.
+pub fn encode_probe(h: &ProbeHeader, buf: &mut [u8; PROBE_LEN]) {
+    buf[0..4].copy_from_slice(&PROBE_MAGIC);
+    buf[4..8].copy_from_slice(&h.vip.to_le_bytes());
+    buf[8..12].copy_from_slice(&h.round.to_le_bytes());
+    buf[12..20].copy_from_slice(&h.sent_ns.to_le_bytes());
+}
+
+fn decode_header(magic: [u8; 4], buf: &[u8]) -> Option<ProbeHeader> {
+    if buf.get(0..4)? != magic {
+        return None;
+    }
+    Some(ProbeHeader {
+        vip: u32::from_le_bytes(buf.get(4..8)?.try_into().ok()?),
+        round: u32::from_le_bytes(buf.get(8..12)?.try_into().ok()?),
+        sent_ns: u64::from_le_bytes(buf.get(12..20)?.try_into().ok()?),
+    })
+}
+
+/// Parses a probe; `None` if it is not one.
+pub fn decode_probe(buf: &[u8]) -> Option<ProbeHeader> {
+    if buf.len() != PROBE_LEN {
+        return None;
+    }
+    decode_header(PROBE_MAGIC, buf)
+}
+
+/// Writes the reply to `probe` from `node` into `out`; returns its length.
+/// `node` must be at most [`MAX_NODE_NAME`] bytes (checked by [`Responder`]).
+pub fn encode_reply(probe: &ProbeHeader, node: &[u8], out: &mut [u8; MAX_REPLY_LEN]) -> usize {
+    let name = &node[..node.len().min(MAX_NODE_NAME)];
+    let mut p = [0u8; PROBE_LEN];
+    encode_probe(probe, &mut p);
+    out[0..PROBE_LEN].copy_from_slice(&p);
+    out[0..4].copy_from_slice(&REPLY_MAGIC);
+    out[PROBE_LEN] = name.len() as u8;
+    out[PROBE_LEN + 1..PROBE_LEN + 1 + name.len()].copy_from_slice(name);
+    PROBE_LEN + 1 + name.len()
+}
+
+/// Parses a reply into its header and node name; `None` if malformed.
+pub fn decode_reply(buf: &[u8]) -> Option<(ProbeHeader, &[u8])> {
+    let h = decode_header(REPLY_MAGIC, buf)?;
+    let len = *buf.get(PROBE_LEN)? as usize;
+    let name = buf.get(PROBE_LEN + 1..PROBE_LEN + 1 + len)?;
+    if buf.len() != PROBE_LEN + 1 + len || name.is_empty() {
+        return None;
+    }
+    Some((h, name))
+}
+
+/// Counters of one responder.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponderStats {
+    pub received: u64,
+    pub replied: u64,
+    /// Datagrams that were not probes.
+    pub invalid: u64,
+    /// Replies the kernel refused (e.g. the VIP was removed in between).
+    pub send_errors: u64,
+}
+
+fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32, what: &str) -> Result<()> {
+    // SAFETY: setsockopt with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!("setsockopt({what}): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets large socket buffers (forcing past rmem_max when root) so bursts of
+/// probes for many VIPs are not dropped by the socket.
+pub(crate) fn big_buffers(sock: &UdpSocket) -> Result<()> {
+    let fd = sock.as_raw_fd();
+    for (force, plain, what) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUF"),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, "SO_SNDBUF"),
+    ] {
+        if setsockopt_int(fd, libc::SOL_SOCKET, force, 16 << 20, what).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, plain, 16 << 20, what)?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds the responder socket (`0.0.0.0:port`, `IP_PKTINFO` on). Call it in the
+/// node's namespace: the socket stays in the namespace it was created in.
+pub fn bind_responder(port: u16) -> Result<UdpSocket> {
+    let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+    let sock = UdpSocket::bind(addr).with_context(|| format!("binding responder to {addr}"))?;
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_PKTINFO,
+        1,
+        "IP_PKTINFO",
+    )?;
+    big_buffers(&sock)?;
+    // Wake up regularly to notice a stop request.
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .context("setting responder read timeout")?;
+    Ok(sock)
+}
+
+const BATCH: usize = 64;
+const CMSG_BUF: usize = 64;
+
+/// Control-message buffer, aligned for `cmsghdr`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct CmsgBuf([u8; CMSG_BUF]);
+
+/// Reads the destination address from an `IP_PKTINFO` control message.
+///
+/// # Safety
+/// `msg` must describe a control buffer filled by the kernel in `recvmmsg`.
+unsafe fn pktinfo_dst(msg: &libc::msghdr) -> Option<libc::in_addr> {
+    let mut c = libc::CMSG_FIRSTHDR(msg);
+    while !c.is_null() {
+        if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
+            let info: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+            return Some(info.ipi_addr);
+        }
+        c = libc::CMSG_NXTHDR(msg, c);
+    }
+    None
+}
+
+/// Answers probes on `sock` as `node` until `stop` is set. Blocking; returns
+/// the counters. `sock` must come from [`bind_responder`].
+pub fn serve(sock: &UdpSocket, node: &str, stop: &AtomicBool) -> Result<ResponderStats> {
+    let name = node.as_bytes();
+    if name.is_empty() || name.len() > MAX_NODE_NAME {
+        bail!("node name {node:?} must be 1..={MAX_NODE_NAME} bytes");
+    }
+    let fd = sock.as_raw_fd();
+    let mut stats = ResponderStats::default();
+    let mut rx_buf = [[0u8; 64]; BATCH];
+    let mut rx_addr: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+    let mut rx_cmsg = [CmsgBuf([0; CMSG_BUF]); BATCH];
+    let mut rx_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut rx_hdr: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let mut tx_buf = [[0u8; MAX_REPLY_LEN]; BATCH];
+    let mut tx_addr: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+    let mut tx_cmsg = [CmsgBuf([0; CMSG_BUF]); BATCH];
+    let mut tx_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut tx_hdr: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let pktinfo_space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) };
+
+    while !stop.load(Ordering::Relaxed) {
+        for i in 0..BATCH {
+            rx_iov[i] = libc::iovec {
+                iov_base: rx_buf[i].as_mut_ptr().cast(),
+                iov_len: rx_buf[i].len(),
+            };
+            let h = &mut rx_hdr[i].msg_hdr;
+            h.msg_name = (&mut rx_addr[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_iov = &mut rx_iov[i];
+            h.msg_iovlen = 1;
+            h.msg_control = rx_cmsg[i].0.as_mut_ptr().cast();
+            h.msg_controllen = CMSG_BUF;
+            h.msg_flags = 0;
+            rx_hdr[i].msg_len = 0;
+        }
+        // SAFETY: every header points at live buffers of the stated sizes.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                rx_hdr.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::WouldBlock
+                | std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::Interrupted => continue,
+                _ => return Err(anyhow!("responder {node}: recvmmsg: {e}")),
+            }
+        }
+        let mut out = 0usize;
+        for i in 0..n as usize {
+            stats.received += 1;
+            let len = (rx_hdr[i].msg_len as usize).min(rx_buf[i].len());
+            let Some(probe) = decode_probe(&rx_buf[i][..len]) else {
+                stats.invalid += 1;
+                continue;
+            };
+            // SAFETY: rx_hdr[i] was filled by recvmmsg with our control buffer.
+            let Some(dst) = (unsafe { pktinfo_dst(&rx_hdr[i].msg_hdr) }) else {
+                stats.invalid += 1;
+                continue;
+            };
+            let reply_len = encode_reply(&probe, name, &mut tx_buf[out]);
+            tx_addr[out] = rx_addr[i];
+            tx_iov[out] = libc::iovec {
+                iov_base: tx_buf[out].as_mut_ptr().cast(),
+                iov_len: reply_len,
+            };
+            let h = &mut tx_hdr[out].msg_hdr;
+            h.msg_name = (&mut tx_addr[out] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_iov = &mut tx_iov[out];
+            h.msg_iovlen = 1;
+            h.msg_control = tx_cmsg[out].0.as_mut_ptr().cast();
+            h.msg_controllen = pktinfo_space as usize;
+            h.msg_flags = 0;
+            // SAFETY: the control buffer is CMSG_BUF >= CMSG_SPACE(in_pktinfo) bytes,
+            // aligned, and msg_control/msg_controllen describe it.
+            unsafe {
+                let c = libc::CMSG_FIRSTHDR(h);
+                (*c).cmsg_level = libc::IPPROTO_IP;
+                (*c).cmsg_type = libc::IP_PKTINFO;
+                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as _;
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: dst,
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+            }
+            out += 1;
+        }
+        let mut done = 0usize;
+        while done < out {
+            // SAFETY: headers done..out point at live buffers set up above.
+            let sent =
+                unsafe { libc::sendmmsg(fd, tx_hdr[done..].as_mut_ptr(), (out - done) as u32, 0) };
+            if sent < 0 {
+                // The first message failed (e.g. its VIP is no longer local): skip it.
+                stats.send_errors += 1;
+                done += 1;
+            } else {
+                stats.replied += sent as u64;
+                done += sent.max(1) as usize;
+                if sent == 0 {
+                    stats.send_errors += 1;
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// A responder serving on its own thread; stopped on [`Responder::stop`] or drop.
+pub struct Responder {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<Result<ResponderStats>>>,
+    port: u16,
+}
+
+impl Responder {
+    /// Serves `sock` (from [`bind_responder`]) as `node` on a new thread.
+    pub fn start(sock: UdpSocket, node: &str) -> Result<Responder> {
+        if node.is_empty() || node.len() > MAX_NODE_NAME {
+            bail!("node name {node:?} must be 1..={MAX_NODE_NAME} bytes");
+        }
+        let port = sock
+            .local_addr()
+            .context("responder socket address")?
+            .port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let node = node.to_string();
+        let handle = std::thread::Builder::new()
+            .name(format!("responder-{node}"))
+            .spawn(move || serve(&sock, &node, &flag))
+            .context("spawning responder thread")?;
+        Ok(Responder {
+            stop,
+            handle: Some(handle),
+            port,
+        })
+    }
+
+    /// Binds `0.0.0.0:port` inside `ns` and serves it as `node`.
+    pub fn start_in(ns: &Netns, node: &str, port: u16) -> Result<Responder> {
+        let sock = ns
+            .in_thread(move || bind_responder(port))?
+            .with_context(|| format!("responder {node} in namespace {}", ns.name()))?;
+        Responder::start(sock, node)
+    }
+
+    /// The UDP port served.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the thread and returns its counters.
+    pub fn stop(mut self) -> Result<ResponderStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| anyhow!("responder already stopped"))?;
+        handle
+            .join()
+            .map_err(|_| anyhow!("responder thread panicked"))?
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_roundtrip() {
+        let h = ProbeHeader {
+            vip: 7,
+            round: 123_456,
+            sent_ns: u64::MAX - 3,
+        };
+        let mut b = [0u8; PROBE_LEN];
+        encode_probe(&h, &mut b);
+        assert_eq!(decode_probe(&b), Some(h));
+        assert_eq!(decode_probe(&b[..PROBE_LEN - 1]), None);
+        b[0] = b'X';
+        assert_eq!(decode_probe(&b), None);
+    }
+
+    #[test]
+    fn reply_roundtrip_and_rejects_malformed() {
+        let h = ProbeHeader {
+            vip: 1,
+            round: 2,
+            sent_ns: 3,
+        };
+        let mut out = [0u8; MAX_REPLY_LEN];
+        let n = encode_reply(&h, b"node-a", &mut out);
+        let (got, name) = decode_reply(&out[..n]).expect("valid reply");
+        assert_eq!(got, h);
+        assert_eq!(name, b"node-a");
+        // Truncated, trailing garbage, a probe instead of a reply, empty name.
+        assert!(decode_reply(&out[..n - 1]).is_none());
+        let mut long = out.to_vec();
+        long.truncate(n);
+        long.push(0);
+        assert!(decode_reply(&long).is_none());
+        let mut p = [0u8; PROBE_LEN];
+        encode_probe(&h, &mut p);
+        assert!(decode_reply(&p).is_none());
+        let n0 = encode_reply(&h, b"", &mut out);
+        assert!(decode_reply(&out[..n0]).is_none());
+        // Names are cut to MAX_NODE_NAME.
+        let long_name = [b'x'; MAX_NODE_NAME + 10];
+        let nl = encode_reply(&h, &long_name, &mut out);
+        assert_eq!(nl, MAX_REPLY_LEN);
+        assert_eq!(
+            decode_reply(&out[..nl]).map(|r| r.1.len()),
+            Some(MAX_NODE_NAME)
+        );
+    }
+
+    #[test]
+    fn answers_from_the_probed_address_on_loopback() -> Result<()> {
+        // 127.0.0.2 is local too: the reply must come from it, not 127.0.0.1.
+        let sock = bind_responder(0)?;
+        let port = sock.local_addr()?.port();
+        let r = Responder::start(sock, "loop")?;
+        let client = UdpSocket::bind("127.0.0.1:0")?;
+        client.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut p = [0u8; PROBE_LEN];
+        for (i, dst) in ["127.0.0.1", "127.0.0.2"].iter().enumerate() {
+            let h = ProbeHeader {
+                vip: i as u32,
+                round: 9,
+                sent_ns: 42,
+            };
+            encode_probe(&h, &mut p);
+            client.send_to(&p, (*dst, port))?;
+            let mut buf = [0u8; 256];
+            let (n, from) = client.recv_from(&mut buf)?;
+            assert_eq!(from.ip().to_string(), *dst);
+            let (got, name) = decode_reply(&buf[..n]).ok_or_else(|| anyhow!("bad reply"))?;
+            assert_eq!(got, h);
+            assert_eq!(name, b"loop");
+        }
+        client.send_to(b"junk", ("127.0.0.1", port))?;
+        std::thread::sleep(Duration::from_millis(100));
+        let stats = r.stop()?;
+        assert_eq!(stats.received, 3);
+        assert_eq!(stats.replied, 2);
+        assert_eq!(stats.invalid, 1);
+        Ok(())
+    }
+}
