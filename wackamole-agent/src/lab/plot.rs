@@ -1,6 +1,7 @@
 //! PNG timeline of a probe run: one row per VIP, time across, each cell
 //! coloured by the node that answered (black where two nodes answered, light
-//! grey where probes went unanswered), vertical lines at the marked instants
+//! grey where probes went unanswered, white where no probe was sent: a stall
+//! of the prober), vertical lines at the marked instants
 //! (fault, view).
 //!
 //! Drawn with `plotters` (bitmap backend, `ab_glyph` text): the glyphs come from
@@ -115,8 +116,16 @@ const LOST: RGBColor = RGBColor(215, 215, 215);
 const DUPLICATE: RGBColor = BLACK;
 const MARK_COLOURS: &[RGBColor] = &[RGBColor(214, 39, 40), RGBColor(120, 0, 120)];
 
-fn node_colour(n: u16) -> RGBColor {
-    NODE_COLOURS[n as usize % NODE_COLOURS.len()]
+/// Colours by node name order, so a node keeps its colour across runs whatever
+/// order the prober first heard the nodes in.
+fn node_colours(nodes: &[String]) -> Vec<RGBColor> {
+    nodes
+        .iter()
+        .map(|n| {
+            let rank = nodes.iter().filter(|m| *m < n).count();
+            NODE_COLOURS[rank % NODE_COLOURS.len()]
+        })
+        .collect()
 }
 
 /// Rasterises the run: `rows[vip][col]` for `cols` equal time buckets.
@@ -179,28 +188,34 @@ fn draw(
     let nv = run.vips.len();
     let root = BitMapBackend::new(path, (spec.width, spec.height)).into_drawing_area();
     root.fill(&WHITE)?;
+    let labelled = nv <= 40;
     let mut chart = ChartBuilder::on(&root)
         .caption(&spec.title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(if nv <= 40 { 120 } else { 60 })
-        .build_cartesian_2d(x0..x1, 0f64..nv as f64)?;
+        .y_label_area_size(if labelled { 120 } else { 60 })
+        // Segments 0..=nv-1: one per VIP.
+        .build_cartesian_2d(x0..x1, (0..nv as u32 - 1).into_segmented())?;
     let vips = run.vips.clone();
     chart
         .configure_mesh()
         .disable_mesh()
         .x_desc("time since fault (ms)")
-        .y_desc(if nv <= 40 { "VIP" } else { "VIP index" })
-        .y_labels(nv.min(40))
-        .y_label_formatter(&move |y| {
-            let i = y.floor() as usize;
-            match vips.get(i) {
-                Some(ip) if nv <= 40 => ip.to_string(),
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_desc(if labelled { "VIP" } else { "VIP index" })
+        .y_labels(if labelled { nv } else { 20 })
+        .y_label_formatter(&move |y| match y {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => match vips.get(*i as usize) {
+                Some(ip) if labelled => ip.to_string(),
                 _ => format!("{i}"),
-            }
+            },
+            SegmentValue::Last => String::new(),
         })
-        .label_style(("sans-serif", 13))
+        .label_style(("sans-serif", 14))
         .draw()?;
+    // Leave a gap between rows when they are tall enough to show one.
+    let row_px = spec.height.saturating_sub(100) / nv as u32;
+    let gap = if row_px >= 6 { row_px / 8 } else { 0 };
 
     // One column per plotting pixel, but no finer than the probe interval.
     let plot_px = spec.width.saturating_sub(200).max(100) as u64;
@@ -209,6 +224,7 @@ fn draw(
     let cols = plot_px.min(by_interval) as usize;
     let rows = raster(run, spec.from_ns, spec.to_ns, cols);
     let col_ms = (x1 - x0) / cols as f64;
+    let colours = node_colours(&run.nodes);
     for (vip, row) in rows.iter().enumerate() {
         // Run-length encode the row: one rectangle per run of equal cells.
         let mut start = 0;
@@ -220,34 +236,39 @@ fn draw(
             let colour = match row[start] {
                 Cell::Empty => None,
                 Cell::Lost => Some(LOST),
-                Cell::Node(n) => Some(node_colour(n)),
+                Cell::Node(n) => Some(colours.get(n as usize).copied().unwrap_or(DUPLICATE)),
                 Cell::Duplicate => Some(DUPLICATE),
             };
             if let Some(c) = colour {
-                let y0 = vip as f64 + 0.1;
-                let y1 = vip as f64 + 0.9;
-                chart.draw_series(std::iter::once(Rectangle::new(
+                let (r0, r1) = (
+                    SegmentValue::Exact(vip as u32),
+                    SegmentValue::Exact(vip as u32 + 1),
+                );
+                let mut rect = Rectangle::new(
                     [
-                        (x0 + start as f64 * col_ms, y0),
-                        (x0 + end as f64 * col_ms, y1),
+                        (x0 + start as f64 * col_ms, r0),
+                        (x0 + end as f64 * col_ms, r1),
                     ],
                     c.filled(),
-                )))?;
+                );
+                rect.set_margin(gap, gap, 0, 0);
+                chart.draw_series(std::iter::once(rect))?;
             }
             start = end;
         }
     }
     // Legend entries: nodes, lost, duplicate, marks.
-    for (i, name) in run.nodes.iter().enumerate() {
-        let c = node_colour(i as u16);
+    let mut legend: Vec<(&String, RGBColor)> = run.nodes.iter().zip(colours).collect();
+    legend.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, c) in legend {
         chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
+            .draw_series(std::iter::empty::<Rectangle<(f64, SegmentValue<u32>)>>())?
             .label(name.as_str())
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
     for (label, c) in [("no answer", LOST), ("two nodes", DUPLICATE)] {
         chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())?
+            .draw_series(std::iter::empty::<Rectangle<(f64, SegmentValue<u32>)>>())?
             .label(label)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
     }
@@ -256,7 +277,10 @@ fn draw(
         let x = ms(*t);
         chart
             .draw_series(LineSeries::new(
-                [(x, 0.0), (x, nv as f64)],
+                [
+                    (x, SegmentValue::Exact(0)),
+                    (x, SegmentValue::Exact(nv as u32)),
+                ],
                 c.stroke_width(2),
             ))?
             .label(label.as_str())
