@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wackamole::lab::analysis::{analyse, Params, Phase, ProbeRun};
+use wackamole::lab::now_ns;
 use wackamole::lab::plot::{timeline_png, TimelineSpec};
 use wackamole::lab::prober::{run_in, ProberConfig};
 use wackamole::lab::report::{markdown, read_json, write_json, ScenarioRecord};
 use wackamole::lab::responder::Responder;
-use wackamole::lab::{analysis, now_ns};
 use wackamole::testbed::{veth_pair, Netns};
 
 const PORT: u16 = 7399;
@@ -101,6 +101,9 @@ fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
             lan.a
                 .run(&["ip", "addr", "del", &format!("{moving}/32"), "dev", "eth0"])?;
             let del_done = now_ns();
+            // The VIP is on no node for a while: probes in between must be lost
+            // even if the prober is slowed down by a loaded machine.
+            std::thread::sleep(Duration::from_millis(100));
             add_vip(&lan.b, moving)?;
             // arping lingers 1 s after sending: take the time before it.
             let added = now_ns();
@@ -180,7 +183,7 @@ fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
     let outage = p.worst_outage.context("no outage around the move")?;
     assert_eq!(outage.vip, 0);
     assert!(outage.lost > 0 && outage.len_ns() < 1_500_000_000);
-    assert!(outage.start_ns >= fault_ns.saturating_sub(2 * run.interval_ns));
+    assert!(outage.end_ns > del_done_ns);
     assert_eq!(result.duplicate_owner_ns, 0);
     assert!(result.never_answered.is_empty());
     eprintln!(
@@ -196,7 +199,8 @@ fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
     let dir = out_dir();
     let mut params = BTreeMap::new();
     params.insert("vips".to_string(), vips.len().to_string());
-    let usage = analysis::measure_process(std::process::id(), Duration::from_millis(50))?;
+    let usage =
+        wackamole::lab::resources::measure_process(std::process::id(), Duration::from_millis(50))?;
     let record = ScenarioRecord::new("hand-move", params, &[result], &[usage]);
     let json = dir.join("hand-move.json");
     write_json(&json, std::slice::from_ref(&record))?;
@@ -210,7 +214,7 @@ fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
         "hand move of 198.51.100.11 from node-a to node-b",
         fault_ns,
         50_000_000,
-        150_000_000,
+        400_000_000,
         vips.len(),
     );
     spec.marks.push(("added on B".to_string(), moved_ns));
@@ -263,5 +267,19 @@ fn probes_a_thousand_vips() -> Result<()> {
         "{:?}",
         result.never_answered
     );
+
+    let first = *run.round_sent_ns.first().context("no rounds")?;
+    let last = *run.round_sent_ns.last().context("no rounds")?;
+    let mut spec = TimelineSpec::around_fault(
+        "1000 VIPs on one node",
+        first + (last - first) / 2,
+        (last - first) / 2,
+        (last - first) / 2 + 1,
+        vips.len(),
+    );
+    spec.marks.clear();
+    let png = out_dir().join("thousand.png");
+    timeline_png(&run, &spec, &png)?;
+    assert_eq!(png_size(&png)?, (spec.width, spec.height));
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Pure analysis of probe records: outages, lost probes, duplicate ownership,
 //! failover times per phase, aggregates over repetitions, and the parsers for
 //! `/proc/PID/status` and `/proc/PID/stat` used to sample the agent's memory and
-//! CPU. No I/O except [`sample_process`], which only reads `/proc`.
+//! CPU (the reading itself is in [`super::resources`]). No I/O.
 //!
 //! Model: the prober sends *rounds*; round `r` probes every VIP once, starting
 //! at `round_sent_ns[r]`. Each answer names the VIP, the round, the node that
@@ -513,7 +513,7 @@ pub struct ProcSample {
 /// Memory and CPU use of a process over an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ResourceUsage {
-    /// Resident set size at the end of the interval, KiB.
+    /// Resident set size, KiB: the largest of the samples taken.
     pub rss_kib: u64,
     /// CPU time used over the interval, as a percentage of one core.
     pub cpu_percent: f64,
@@ -542,54 +542,15 @@ pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
     utime.checked_add(stime)
 }
 
-/// CPU percentage (of one core) and final RSS between two samples.
+/// CPU percentage (of one core) and the larger RSS of two samples.
 pub fn usage_between(a: &ProcSample, b: &ProcSample, ticks_per_s: u64) -> Option<ResourceUsage> {
     let dt = b.at_ns.checked_sub(a.at_ns).filter(|&d| d > 0)?;
     let ticks = b.cpu_ticks.checked_sub(a.cpu_ticks)?;
     let cpu_s = ticks as f64 / ticks_per_s.max(1) as f64;
     Some(ResourceUsage {
-        rss_kib: b.rss_kib,
+        rss_kib: a.rss_kib.max(b.rss_kib),
         cpu_percent: 100.0 * cpu_s / (dt as f64 / 1e9),
     })
-}
-
-/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), 100 if unknown.
-pub fn clock_ticks_per_s() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
-    }
-}
-
-/// Reads `/proc/PID/status` and `/proc/PID/stat`.
-pub fn sample_process(pid: u32) -> anyhow::Result<ProcSample> {
-    use anyhow::Context;
-    let status_path = format!("/proc/{pid}/status");
-    let stat_path = format!("/proc/{pid}/stat");
-    let status =
-        std::fs::read_to_string(&status_path).with_context(|| format!("reading {status_path}"))?;
-    let stat =
-        std::fs::read_to_string(&stat_path).with_context(|| format!("reading {stat_path}"))?;
-    let at_ns = super::now_ns();
-    Ok(ProcSample {
-        at_ns,
-        rss_kib: parse_vmrss_kib(&status)
-            .with_context(|| format!("no VmRSS line in {status_path}"))?,
-        cpu_ticks: parse_stat_cpu_ticks(&stat)
-            .with_context(|| format!("no utime/stime fields in {stat_path}"))?,
-    })
-}
-
-/// Samples `pid` twice, `interval` apart, and returns its use over that time.
-pub fn measure_process(pid: u32, interval: std::time::Duration) -> anyhow::Result<ResourceUsage> {
-    let a = sample_process(pid)?;
-    std::thread::sleep(interval);
-    let b = sample_process(pid)?;
-    usage_between(&a, &b, clock_ticks_per_s())
-        .ok_or_else(|| anyhow::anyhow!("process {pid}: counters went backwards"))
 }
 
 #[cfg(test)]
@@ -902,14 +863,6 @@ mod tests {
         assert!((u.cpu_percent - 25.0).abs() < 1e-9);
         assert_eq!(usage_between(&b, &a, 100), None);
         assert_eq!(usage_between(&a, &a, 100), None);
-    }
-
-    #[test]
-    fn samples_this_process() -> anyhow::Result<()> {
-        let s = sample_process(std::process::id())?;
-        assert!(s.rss_kib > 0);
-        assert!(clock_ticks_per_s() > 0);
-        Ok(())
     }
 
     proptest! {

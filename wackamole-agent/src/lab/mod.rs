@@ -16,6 +16,7 @@ pub mod analysis;
 pub mod plot;
 pub mod prober;
 pub mod report;
+pub mod resources;
 pub mod responder;
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds.

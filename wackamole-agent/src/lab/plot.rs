@@ -128,29 +128,62 @@ fn node_colours(nodes: &[String]) -> Vec<RGBColor> {
         .collect()
 }
 
-/// Rasterises the run: `rows[vip][col]` for `cols` equal time buckets.
+/// Rasterises the run: `rows[vip][col]` for `cols` equal time buckets. Each
+/// round's outcome covers the time until the next round, so a slow prober (many
+/// VIPs) still gives a continuous picture; a column spanning several rounds
+/// shows the latest answer, and a duplicate sticks.
 fn raster(run: &ProbeRun, from: u64, to: u64, cols: usize) -> Vec<Vec<Cell>> {
-    let span = (to - from).max(1);
-    let col_of = |t: u64| -> Option<usize> {
-        (t >= from && t < to).then(|| ((t - from) as u128 * cols as u128 / span as u128) as usize)
-    };
+    let span = (to - from).max(1) as u128;
+    let col_floor = |t: u64| ((t.clamp(from, to) - from) as u128 * cols as u128 / span) as usize;
+    let col_ceil =
+        |t: u64| ((t.clamp(from, to) - from) as u128 * cols as u128).div_ceil(span) as usize;
     let mut rows = vec![vec![Cell::Empty; cols]; run.vips.len()];
-    for &t in &run.round_sent_ns {
-        if let Some(c) = col_of(t) {
-            for row in rows.iter_mut() {
-                row[c] = Cell::Lost;
-            }
-        }
+    let times = &run.round_sent_ns;
+    // Rounds overlapping the window.
+    // (the round before `from` may still cover it until the next one starts).
+    let first = times.partition_point(|&t| t <= from).saturating_sub(1);
+    let last = times.partition_point(|&t| t < to);
+    if first >= last {
+        return rows;
     }
+    let n = last - first;
+    let mut state = vec![vec![Cell::Lost; n]; run.vips.len()];
     for a in &run.answers {
-        let (Some(c), Some(row)) = (col_of(a.sent_ns), rows.get_mut(a.vip as usize)) else {
+        let r = a.round as usize;
+        if r < first || r >= last {
+            continue;
+        }
+        let Some(row) = state.get_mut(a.vip as usize) else {
             continue;
         };
-        row[c] = match row[c] {
+        let cell = &mut row[r - first];
+        *cell = match *cell {
             Cell::Empty | Cell::Lost => Cell::Node(a.node),
             Cell::Node(n) if n == a.node => Cell::Node(n),
             _ => Cell::Duplicate,
         };
+    }
+    for (vip, row) in rows.iter_mut().enumerate() {
+        for i in 0..n {
+            let start = times[first + i];
+            let end = times
+                .get(first + i + 1)
+                .copied()
+                .unwrap_or(start.saturating_add(run.interval_ns));
+            if end <= from || start >= to {
+                continue;
+            }
+            let c0 = col_floor(start);
+            let c1 = col_ceil(end).max(c0 + 1).min(cols);
+            let new = state[vip][i];
+            for cell in &mut row[c0.min(cols)..c1] {
+                *cell = match (*cell, new) {
+                    (Cell::Duplicate, _) => Cell::Duplicate,
+                    (Cell::Node(_), Cell::Lost) => *cell,
+                    _ => new,
+                };
+            }
+        }
     }
     rows
 }
@@ -189,6 +222,10 @@ fn draw(
     let root = BitMapBackend::new(path, (spec.width, spec.height)).into_drawing_area();
     root.fill(&WHITE)?;
     let labelled = nv <= 40;
+    let x_desc = match spec.marks.iter().find(|m| m.1 == spec.origin_ns) {
+        Some((label, _)) => format!("time since {label} (ms)"),
+        None => "time (ms)".to_string(),
+    };
     let mut chart = ChartBuilder::on(&root)
         .caption(&spec.title, ("sans-serif", 22))
         .margin(12)
@@ -200,7 +237,7 @@ fn draw(
     chart
         .configure_mesh()
         .disable_mesh()
-        .x_desc("time since fault (ms)")
+        .x_desc(x_desc.as_str())
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_desc(if labelled { "VIP" } else { "VIP index" })
         .y_labels(if labelled { nv } else { 20 })
@@ -352,5 +389,32 @@ mod tests {
                 Cell::Empty
             ]
         );
+    }
+
+    #[test]
+    fn raster_extends_rounds_until_the_next_and_clips_to_the_window() {
+        let run = ProbeRun {
+            vips: vec![std::net::Ipv4Addr::new(192, 0, 2, 1)],
+            nodes: vec!["a".into()],
+            interval_ns: 10,
+            // The prober stalled between 0 and 30.
+            round_sent_ns: vec![0, 30],
+            answers: vec![Answer {
+                vip: 0,
+                round: 0,
+                node: 0,
+                sent_ns: 0,
+                recv_ns: 1,
+            }],
+            ..ProbeRun::default()
+        };
+        let n0 = Cell::Node(0);
+        assert_eq!(raster(&run, 0, 40, 4)[0], vec![n0, n0, n0, Cell::Lost]);
+        assert_eq!(raster(&run, 15, 35, 4)[0], vec![n0, n0, n0, Cell::Lost]);
+        // Window after the run, or before it: nothing.
+        assert_eq!(raster(&run, 100, 200, 2)[0], vec![Cell::Empty; 2]);
+        // A round answered by a node keeps its colour over a later lost round in
+        // the same column.
+        assert_eq!(raster(&run, 0, 80, 1)[0], vec![n0]);
     }
 }
