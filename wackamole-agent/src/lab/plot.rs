@@ -10,10 +10,10 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::analysis::ProbeRun;
+use super::analysis::{Phase, ProbeRun};
 
 /// Where `fonts-dejavu-core` puts its fonts (Debian 12).
 pub const FONT_DIRS: &[&str] = &[
@@ -88,6 +88,47 @@ impl TimelineSpec {
             height: (160 + 8 * vips as u32).clamp(360, 1600),
         }
     }
+}
+
+/// One timeline per phase, `before_ns` before its fault to `after_ns` after it,
+/// with lines at the fault and (if known) the view, written to
+/// `dir/<prefix>-<phase>.png`. Returns the paths written.
+pub fn phase_timelines(
+    run: &ProbeRun,
+    phases: &[Phase],
+    before_ns: u64,
+    after_ns: u64,
+    dir: &Path,
+    prefix: &str,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for p in phases {
+        let mut spec = TimelineSpec::around_fault(
+            &format!("{prefix}: {}", p.name),
+            p.fault_ns,
+            before_ns,
+            after_ns,
+            run.vips.len(),
+        );
+        if let Some(v) = p.view_ns {
+            spec.marks.push(("view".to_string(), v));
+        }
+        let safe: String = p
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = dir.join(format!("{prefix}-{safe}.png"));
+        timeline_png(run, &spec, &path)?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Cell state of the raster.

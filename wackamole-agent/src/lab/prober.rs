@@ -43,13 +43,15 @@ pub struct ProberConfig {
     pub duration: Duration,
     /// How long to keep receiving after the last round.
     pub grace: Duration,
-    /// Most answers recorded (each takes 32 bytes).
+    /// Most answers recorded (each takes 32 bytes; memory grows with the
+    /// answers actually received).
     pub max_answers: usize,
 }
 
 impl ProberConfig {
     /// Probes `vips` on `port` every millisecond for `duration`, with a 200 ms
-    /// grace and room for every answer of a run without loss (capped at 16 M).
+    /// grace and room for every answer of a run without loss (capped at 8 M
+    /// answers, 256 MiB).
     pub fn new(vips: Vec<Ipv4Addr>, port: u16, duration: Duration) -> Self {
         let interval = Duration::from_millis(1);
         let rounds = duration.as_nanos() / interval.as_nanos() + 1;
@@ -60,7 +62,7 @@ impl ProberConfig {
             interval,
             duration,
             grace: Duration::from_millis(200),
-            max_answers: expected.min(16 << 20) as usize,
+            max_answers: expected.min(8 << 20) as usize,
         }
     }
 
@@ -246,8 +248,10 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
         .spawn(move || receive(rx_sock, rx_vips, cap, rx_stop))
         .context("spawning prober receiver")?;
 
-    // An even 1 ms schedule needs finer timer slack than the 50 µs default.
-    // SAFETY: prctl(PR_SET_TIMERSLACK) only affects this thread.
+    // An even 1 ms schedule needs finer timer slack than the 50 µs default;
+    // the caller's value is restored at the end.
+    // SAFETY: prctl(PR_GET/SET_TIMERSLACK) only reads/affects this thread.
+    let old_slack = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0u64, 0u64, 0u64, 0u64) };
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
 
     let n = cfg.vips.len();
@@ -333,6 +337,10 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
         run.round_sent_ns.push(round_start);
         round += 1;
         deadline += interval;
+    }
+    if old_slack > 0 {
+        // SAFETY: as above.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, old_slack as u64, 0u64, 0u64, 0u64) };
     }
     std::thread::sleep(cfg.grace);
     stop.store(true, Ordering::Relaxed);

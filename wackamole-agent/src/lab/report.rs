@@ -69,6 +69,11 @@ pub fn markdown(records: &[ScenarioRecord]) -> String {
     s
 }
 
+/// Prints [`markdown`] on stdout.
+pub fn print_markdown(records: &[ScenarioRecord]) {
+    print!("{}", markdown(records));
+}
+
 /// The records as a pretty JSON array.
 pub fn to_json(records: &[ScenarioRecord]) -> Result<String> {
     serde_json::to_string_pretty(records).context("serialising scenario records")
