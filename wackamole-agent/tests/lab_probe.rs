@@ -96,7 +96,7 @@ fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
     let moving = vips[0];
     let (run, fault_ns, del_done_ns, moved_ns) = std::thread::scope(|s| -> Result<_> {
         let mover = s.spawn(|| -> Result<(u64, u64, u64)> {
-            std::thread::sleep(Duration::from_millis(1000));
+            std::thread::sleep(Duration::from_millis(700));
             let fault = now_ns();
             lan.a
                 .run(&["ip", "addr", "del", &format!("{moving}/32"), "dev", "eth0"])?;

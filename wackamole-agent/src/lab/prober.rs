@@ -90,11 +90,56 @@ impl ProberConfig {
                 MAX_DURATION
             );
         }
+        if let Some(ip) = self.vips.iter().find(|ip| !is_lab_address(**ip)) {
+            bail!("prober: {ip} is not a test address (10/8, 192.0.2/24, 198.51.100/24, 203.0.113/24, 127/8)");
+        }
         if self.grace > Duration::from_secs(10) {
             bail!("prober: grace {:?} above 10 s", self.grace);
         }
         Ok(())
     }
+}
+
+/// True for the ranges tests may send to (RFC 5737 documentation nets, 10/8
+/// and loopback), which are only ever configured inside test namespaces.
+pub fn is_lab_address(ip: Ipv4Addr) -> bool {
+    let o = ip.octets();
+    o[0] == 10
+        || o[0] == 127
+        || (o[0], o[1], o[2]) == (192, 0, 2)
+        || (o[0], o[1], o[2]) == (198, 51, 100)
+        || (o[0], o[1], o[2]) == (203, 0, 113)
+}
+
+/// `ioctl(SIOCGSKNS)`: an fd for the network namespace of a socket (Linux 4.9+;
+/// not in the libc crate).
+const SIOCGSKNS: libc::c_ulong = 0x894C;
+
+/// Whether `sock` lives in a named network namespace (`ip netns add`, as the
+/// testbed makes them, listed in /run/netns). Anywhere else, e.g. the host's
+/// own namespace, probes could reach real networks.
+fn in_named_netns(sock: &UdpSocket) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: SIOCGSKNS takes no argument and returns a new fd or -1.
+    let ns_fd = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) };
+    if ns_fd < 0 {
+        bail!(
+            "prober: finding the socket's network namespace (SIOCGSKNS): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: ns_fd is a fresh fd we own.
+    let ns = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(ns_fd) };
+    let sock_ns = ns
+        .metadata()
+        .context("prober: stat of the socket's namespace")?;
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return Ok(false);
+    };
+    Ok(dir.flatten().any(|e| {
+        std::fs::metadata(e.path())
+            .is_ok_and(|m| m.ino() == sock_ns.ino() && m.dev() == sock_ns.dev())
+    }))
 }
 
 /// Binds the prober's socket (`0.0.0.0:0`, large buffers). Call it in the
@@ -235,8 +280,15 @@ fn receive(sock: UdpSocket, vips: Vec<Ipv4Addr>, cap: usize, stop: Arc<AtomicBoo
 }
 
 /// Probes `cfg.vips` from `sock` (from [`bind_prober`]) and returns the records.
+/// Outside a named namespace (see the testbed) only loopback addresses are
+/// probed.
 pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
     cfg.validate()?;
+    if !in_named_netns(sock)? {
+        if let Some(ip) = cfg.vips.iter().find(|ip| !ip.is_loopback()) {
+            bail!("prober: refusing to probe {ip} from outside a named (test) network namespace");
+        }
+    }
     let fd = sock.as_raw_fd();
     let stop = Arc::new(AtomicBool::new(false));
     let rx_sock = sock.try_clone().context("cloning prober socket")?;
@@ -352,4 +404,88 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
     run.dropped_answers = got.dropped;
     run.invalid_replies = got.invalid;
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::responder::Responder;
+
+    #[test]
+    fn only_test_addresses() {
+        for ok in [
+            "10.1.2.3",
+            "127.0.0.2",
+            "192.0.2.9",
+            "198.51.100.1",
+            "203.0.113.200",
+        ] {
+            assert!(
+                is_lab_address(ok.parse().unwrap_or(Ipv4Addr::BROADCAST)),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "8.8.8.8",
+            "192.0.3.1",
+            "198.51.101.1",
+            "172.16.0.1",
+            "192.168.1.1",
+        ] {
+            assert!(
+                !is_lab_address(bad.parse().unwrap_or(Ipv4Addr::LOCALHOST)),
+                "{bad}"
+            );
+        }
+        let cfg = ProberConfig::new(vec![Ipv4Addr::new(8, 8, 8, 8)], 9, Duration::from_secs(1));
+        assert!(cfg.validate().is_err());
+        let mut cfg = ProberConfig::new(vec![], 9, Duration::from_secs(1));
+        assert!(cfg.validate().is_err());
+        cfg.vips = vec![Ipv4Addr::LOCALHOST];
+        assert!(cfg.validate().is_ok());
+        cfg.interval = Duration::from_micros(1);
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn refuses_non_loopback_outside_test_namespaces() -> Result<()> {
+        let sock = bind_prober()?;
+        assert!(!in_named_netns(&sock)?);
+        let ns = crate::testbed::Netns::new("probens")?;
+        assert!(in_named_netns(&ns.in_thread(bind_prober)??)?);
+        let cfg = ProberConfig::new(
+            vec![Ipv4Addr::new(198, 51, 100, 1)],
+            9,
+            Duration::from_millis(10),
+        );
+        let err = run(&sock, &cfg).map(|_| ()).unwrap_err();
+        assert!(
+            format!("{err}").contains("outside a named (test) network namespace"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn probes_loopback_from_the_initial_namespace() -> Result<()> {
+        let rsock = crate::lab::responder::bind_responder(0)?;
+        let port = rsock.local_addr()?.port();
+        let r = Responder::start(rsock, "lo-node")?;
+        let vips = vec![Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 3)];
+        let cfg = ProberConfig::new(vips, port, Duration::from_millis(200));
+        let run = run(&bind_prober()?, &cfg)?;
+        r.stop()?;
+        assert_eq!(run.nodes, vec!["lo-node".to_string()]);
+        assert_eq!(run.invalid_replies, 0);
+        for vip in 0..2u32 {
+            assert!(run.answers.iter().any(|a| a.vip == vip));
+        }
+        // Echoed send times precede receive times; rounds are in range.
+        assert!(run.answers.iter().all(|a| a.sent_ns <= a.recv_ns));
+        assert!(run
+            .answers
+            .iter()
+            .all(|a| (a.round as usize) < run.round_sent_ns.len()));
+        Ok(())
+    }
 }

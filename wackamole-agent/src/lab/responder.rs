@@ -5,7 +5,7 @@
 //! come *from the probed VIP* (the prober checks it, and a real client would
 //! drop anything else), so the socket enables `IP_PKTINFO`: `recvmmsg` reports
 //! each probe's destination address and `sendmmsg` sets the reply's source to
-//! it with an `IP_PKTINFO` control message. This was chosen over one
+//! it with an `IP_PKTINFO` control message. It was chosen over one
 //! `IP_FREEBIND` socket per VIP because it needs no list of VIPs and no socket
 //! churn, and a node that has just lost a VIP cannot answer for it (the kernel
 //! rejects a non-local source), which is exactly the behaviour to measure.
