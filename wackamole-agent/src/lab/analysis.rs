@@ -157,8 +157,12 @@ pub struct PhaseResult {
 /// The figures of one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
+    /// Probes sent (rounds × VIPs less the unsent ones).
     pub probes_sent: u64,
+    /// Replies recorded, duplicates included.
     pub answers: u64,
+    /// Probes nobody answered, including those before a VIP's first answer
+    /// and after its last.
     pub lost_probes: u64,
     /// VIPs that never answered.
     pub never_answered: Vec<u32>,
@@ -173,7 +177,7 @@ pub struct RunResult {
     pub phases: Vec<PhaseResult>,
 }
 
-/// Per VIP: answered rounds in order, each with its answers (node, recv).
+/// The answers to one VIP's probes.
 struct VipTimeline {
     /// (round, node, recv_ns, sent_ns), sorted by round then recv.
     answers: Vec<(u32, u16, u64, u64)>,
@@ -217,6 +221,7 @@ pub fn analyse(run: &ProbeRun, phases: &[Phase], params: Params) -> RunResult {
     }
     let round_ns = |r: u32| run.round_sent_ns.get(r as usize).copied().unwrap_or(0);
 
+    let mut probes_sent = 0u64;
     let mut lost_probes = 0u64;
     let mut never_answered = Vec::new();
     let mut outages: Vec<Outage> = Vec::new();
@@ -234,6 +239,7 @@ pub fn analyse(run: &ProbeRun, phases: &[Phase], params: Params) -> RunResult {
         answered.dedup();
         let sent_rounds =
             rounds as u64 - unsent_here.iter().filter(|&&r| r < rounds).count() as u64;
+        probes_sent += sent_rounds;
         lost_probes += sent_rounds.saturating_sub(answered.len() as u64);
         if answered.is_empty() {
             if sent_rounds > 0 {
@@ -294,7 +300,7 @@ pub fn analyse(run: &ProbeRun, phases: &[Phase], params: Params) -> RunResult {
         .collect();
 
     RunResult {
-        probes_sent: run.probes_sent(),
+        probes_sent,
         answers: run.answers.len() as u64,
         lost_probes,
         never_answered,
@@ -709,7 +715,8 @@ mod tests {
     #[test]
     fn unsent_probes_are_not_lost() {
         let mut run = synth(1, 10, &["a"], |_, r| if r == 4 { vec![] } else { vec![0] });
-        run.unsent.push((0, 4));
+        // Listed twice, plus entries for a VIP and a round that do not exist.
+        run.unsent.extend([(0, 4), (0, 4), (99, 1), (0, 1000)]);
         let r = analyse(&run, &[], Params::default());
         assert_eq!(r.probes_sent, 9);
         assert_eq!(r.lost_probes, 0);
