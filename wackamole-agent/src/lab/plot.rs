@@ -153,6 +153,8 @@ const NODE_COLOURS: &[RGBColor] = &[
     RGBColor(188, 189, 34),
     RGBColor(227, 119, 194),
 ];
+/// Width of the legend column, pixels.
+const LEGEND_W: u32 = 170;
 const LOST: RGBColor = RGBColor(215, 215, 215);
 const DUPLICATE: RGBColor = BLACK;
 const MARK_COLOURS: &[RGBColor] = &[RGBColor(214, 39, 40), RGBColor(120, 0, 120)];
@@ -237,7 +239,7 @@ pub fn timeline_png(run: &ProbeRun, spec: &TimelineSpec, path: &Path) -> Result<
     if run.vips.is_empty() {
         bail!("plot {}: no VIPs", path.display());
     }
-    if !(200..=8000).contains(&spec.width) || !(200..=8000).contains(&spec.height) {
+    if !(400..=8000).contains(&spec.width) || !(200..=8000).contains(&spec.height) {
         bail!(
             "plot {}: size {}x{} out of range",
             path.display(),
@@ -267,7 +269,9 @@ fn draw(
         Some((label, _)) => format!("time since {label} (ms)"),
         None => "time (ms)".to_string(),
     };
-    let mut chart = ChartBuilder::on(&root)
+    // Legend in its own column on the right, clear of the data.
+    let (plot_area, legend_area) = root.split_horizontally(spec.width.saturating_sub(LEGEND_W));
+    let mut chart = ChartBuilder::on(&plot_area)
         .caption(&spec.title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
@@ -296,7 +300,7 @@ fn draw(
     let gap = if row_px >= 6 { row_px / 8 } else { 0 };
 
     // One column per plotting pixel, but no finer than the probe interval.
-    let plot_px = spec.width.saturating_sub(200).max(100) as u64;
+    let plot_px = spec.width.saturating_sub(200 + LEGEND_W).max(100) as u64;
     let window = spec.to_ns - spec.from_ns;
     let by_interval = (window / run.interval_ns.max(1)).max(1);
     let cols = plot_px.min(by_interval) as usize;
@@ -335,42 +339,39 @@ fn draw(
             start = end;
         }
     }
-    // Legend entries: nodes, lost, duplicate, marks.
-    let mut legend: Vec<(&String, RGBColor)> = run.nodes.iter().zip(colours).collect();
-    legend.sort_by(|a, b| a.0.cmp(b.0));
-    for (name, c) in legend {
-        chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, SegmentValue<u32>)>>())?
-            .label(name.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
-    }
-    for (label, c) in [("no answer", LOST), ("two nodes", DUPLICATE)] {
-        chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, SegmentValue<u32>)>>())?
-            .label(label)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
-    }
-    for (i, (label, t)) in spec.marks.iter().enumerate() {
+    for (i, (_, t)) in spec.marks.iter().enumerate() {
         let c = MARK_COLOURS[i % MARK_COLOURS.len()];
         let x = ms(*t);
-        chart
-            .draw_series(LineSeries::new(
-                [
-                    (x, SegmentValue::Exact(0)),
-                    (x, SegmentValue::Exact(nv as u32)),
-                ],
-                c.stroke_width(2),
-            ))?
-            .label(label.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 12, y)], c.stroke_width(2)));
+        chart.draw_series(LineSeries::new(
+            [(x, SegmentValue::Exact(0)), (x, SegmentValue::Last)],
+            c.stroke_width(2),
+        ))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()?;
+
+    // Legend: nodes (by name), lost, duplicate, then the marks.
+    let mut entries: Vec<(String, RGBColor, bool)> = run
+        .nodes
+        .iter()
+        .cloned()
+        .zip(colours)
+        .map(|(n, c)| (n, c, false))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    entries.push(("no answer".into(), LOST, false));
+    entries.push(("two nodes".into(), DUPLICATE, false));
+    for (i, (label, _)) in spec.marks.iter().enumerate() {
+        entries.push((label.clone(), MARK_COLOURS[i % MARK_COLOURS.len()], true));
+    }
+    let font = ("sans-serif", 14).into_font();
+    for (i, (label, c, is_line)) in entries.iter().enumerate() {
+        let y = 50 + 22 * i as i32;
+        if *is_line {
+            legend_area.draw(&PathElement::new([(10, y), (26, y)], c.stroke_width(2)))?;
+        } else {
+            legend_area.draw(&Rectangle::new([(10, y - 6), (26, y + 6)], c.filled()))?;
+        }
+        legend_area.draw(&Text::new(label.as_str(), (34, y - 7), font.clone()))?;
+    }
     root.present()?;
     Ok(())
 }
@@ -457,5 +458,63 @@ mod tests {
         // A round answered by a node keeps its colour over a later lost round in
         // the same column.
         assert_eq!(raster(&run, 0, 80, 1)[0], vec![n0]);
+    }
+
+    /// A synthetic failover of 12 VIPs from n1 to n2/n3 with a duplicate and
+    /// a loss, rendered to a PNG in the temp directory.
+    #[test]
+    fn renders_a_synthetic_failover() -> Result<()> {
+        const MS: u64 = 1_000_000;
+        let mut run = ProbeRun {
+            vips: (1..=12)
+                .map(|i| std::net::Ipv4Addr::new(192, 0, 2, i))
+                .collect(),
+            nodes: vec!["n3".into(), "n1".into(), "n2".into()],
+            interval_ns: MS,
+            round_sent_ns: (0..300).map(|r| r * MS).collect(),
+            ..ProbeRun::default()
+        };
+        for r in 0..300u32 {
+            for v in 0..12u32 {
+                let owners: Vec<u16> = match (v % 3, r) {
+                    (0, r) if (100..140).contains(&r) => vec![],
+                    (0, r) if r >= 140 => vec![2],
+                    (1, r) if (100..130).contains(&r) => vec![],
+                    (1, r) if (130..135).contains(&r) => vec![0, 1],
+                    (1, r) if r >= 130 => vec![0],
+                    _ => vec![1],
+                };
+                for n in owners {
+                    let t = r as u64 * MS;
+                    run.answers.push(Answer {
+                        vip: v,
+                        round: r,
+                        node: n,
+                        sent_ns: t,
+                        recv_ns: t + 100_000,
+                    });
+                }
+            }
+        }
+        let phases = [Phase {
+            name: "kill n1".into(),
+            fault_ns: 100 * MS,
+            view_ns: Some(120 * MS),
+        }];
+        let dir = std::env::temp_dir().join(format!("wk-plot-{}", std::process::id()));
+        let paths = phase_timelines(&run, &phases, 50 * MS, 150 * MS, &dir, "synthetic")?;
+        assert_eq!(paths, vec![dir.join("synthetic-kill_n1.png")]);
+        let bytes = std::fs::read(&paths[0])?;
+        assert_eq!(bytes.get(..8), Some(&b"\x89PNG\r\n\x1a\n"[..]));
+        if std::env::var_os("WK_KEEP_PLOTS").is_none() {
+            std::fs::remove_dir_all(&dir)?;
+        } else {
+            eprintln!("kept {}", paths[0].display());
+        }
+        // Bad windows are errors, not panics.
+        let mut spec = TimelineSpec::around_fault("x", 10, 0, 0, 1);
+        spec.to_ns = spec.from_ns;
+        assert!(timeline_png(&run, &spec, &dir.join("x.png")).is_err());
+        Ok(())
     }
 }
