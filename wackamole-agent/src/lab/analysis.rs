@@ -452,6 +452,8 @@ pub mod figure {
     pub const DETECTION_MS: &str = "detection_ms";
     pub const AGENT_MS: &str = "agent_ms";
     pub const UNSERVED_VIPS: &str = "unserved_vips";
+    pub const MOVED_VIPS: &str = "moved_vips";
+    pub const NEVER_ANSWERED_VIPS: &str = "never_answered_vips";
     pub const PROBE_RATE_HZ: &str = "probe_rate_hz";
     pub const ROUND_RATE_HZ: &str = "round_rate_hz";
     pub const RSS_KIB: &str = "rss_kib";
@@ -474,6 +476,7 @@ pub fn aggregate(runs: &[RunResult], usage: &[ResourceUsage]) -> BTreeMap<String
         );
         push(figure::LOST_PROBES, r.lost_probes as f64);
         push(figure::DUPLICATE_OWNER_MS, ms(r.duplicate_owner_ns));
+        push(figure::NEVER_ANSWERED_VIPS, r.never_answered.len() as f64);
         push(figure::PROBE_RATE_HZ, r.probe_rate_hz);
         push(figure::ROUND_RATE_HZ, r.round_rate_hz);
         for p in &r.phases {
@@ -491,6 +494,7 @@ pub fn aggregate(runs: &[RunResult], usage: &[ResourceUsage]) -> BTreeMap<String
                 both(figure::AGENT_MS, ms(a));
             }
             both(figure::UNSERVED_VIPS, p.unserved_vips as f64);
+            both(figure::MOVED_VIPS, p.moved_vips as f64);
         }
     }
     for u in usage {
@@ -837,6 +841,8 @@ mod tests {
         assert!((agg[figure::DETECTION_MS].median - 0.5).abs() < 1e-9);
         assert!((agg[figure::AGENT_MS].median - 0.6).abs() < 1e-9);
         assert!(!agg.contains_key(figure::RSS_KIB));
+        assert_eq!(agg["moved_vips[kill-a]"].max, 1.0);
+        assert_eq!(agg[figure::NEVER_ANSWERED_VIPS].max, 0.0);
     }
 
     #[test]
