@@ -250,7 +250,7 @@ fn probes_a_thousand_vips() -> Result<()> {
     let stats = ra.stop()?;
     let result = analyse(&run, &[], Params::default());
     eprintln!(
-        "{} VIPs: {} rounds at {:.0} rounds/s = {:.0} probes/s, late rounds {}, lost {} of {}, responder {:?}",
+        "{} VIPs: {} rounds at {:.0} rounds/s = {:.0} probes/s, late rounds {}, lost {} of {}, prober socket drops {}, responder {:?}",
         vips.len(),
         run.round_sent_ns.len(),
         run.round_rate_hz(),
@@ -258,6 +258,7 @@ fn probes_a_thousand_vips() -> Result<()> {
         run.late_rounds,
         result.lost_probes,
         result.probes_sent,
+        run.socket_drops,
         stats
     );
     assert_eq!(run.invalid_replies, 0);

@@ -49,6 +49,10 @@ pub struct ProbeRun {
     pub invalid_replies: u64,
     /// Rounds that started later than one interval after their schedule.
     pub late_rounds: u64,
+    /// Replies the kernel dropped at the prober's socket (receive buffer full):
+    /// probes that look lost because of the measurement itself.
+    #[serde(default)]
+    pub socket_drops: u64,
 }
 
 impl ProbeRun {
@@ -174,6 +178,21 @@ pub struct RunResult {
     pub worst_vip_duplicate_ns: u64,
     pub probe_rate_hz: f64,
     pub round_rate_hz: f64,
+    /// Probe round-trip time (reply received − probe sent): median, 99th
+    /// percentile and maximum. Large values mean a lagging responder or prober,
+    /// i.e. an overloaded measurement rather than a slow failover.
+    #[serde(default)]
+    pub rtt_median_ns: u64,
+    #[serde(default)]
+    pub rtt_p99_ns: u64,
+    #[serde(default)]
+    pub rtt_max_ns: u64,
+    /// Rounds the prober started late (it could not keep the interval).
+    #[serde(default)]
+    pub late_rounds: u64,
+    /// Replies dropped at the prober's socket (see [`ProbeRun::socket_drops`]).
+    #[serde(default)]
+    pub prober_socket_drops: u64,
     pub phases: Vec<PhaseResult>,
 }
 
@@ -284,6 +303,7 @@ pub fn analyse(run: &ProbeRun, phases: &[Phase], params: Params) -> RunResult {
     }
 
     let worst_outage = worst(outages.iter());
+    let rtt = rtt_stats(run);
     let end_ns = run.round_sent_ns.last().copied().unwrap_or(0);
     let mut sorted_phases: Vec<&Phase> = phases.iter().collect();
     sorted_phases.sort_by_key(|p| p.fault_ns);
@@ -309,8 +329,29 @@ pub fn analyse(run: &ProbeRun, phases: &[Phase], params: Params) -> RunResult {
         worst_vip_duplicate_ns,
         probe_rate_hz: run.probe_rate_hz(),
         round_rate_hz: run.round_rate_hz(),
+        rtt_median_ns: rtt.0,
+        rtt_p99_ns: rtt.1,
+        rtt_max_ns: rtt.2,
+        late_rounds: run.late_rounds,
+        prober_socket_drops: run.socket_drops,
         phases: phase_results,
     }
+}
+
+/// (median, p99 nearest rank, max) of the answers' round-trip times.
+fn rtt_stats(run: &ProbeRun) -> (u64, u64, u64) {
+    let mut rtts: Vec<u64> = run
+        .answers
+        .iter()
+        .map(|a| a.recv_ns.saturating_sub(a.sent_ns))
+        .collect();
+    if rtts.is_empty() {
+        return (0, 0, 0);
+    }
+    rtts.sort_unstable();
+    let n = rtts.len();
+    let rank = |q: f64| rtts[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    (rank(0.5), rank(0.99), rtts[n - 1])
 }
 
 fn worst<'a>(outages: impl Iterator<Item = &'a Outage>) -> Option<Outage> {
@@ -456,6 +497,10 @@ pub mod figure {
     pub const NEVER_ANSWERED_VIPS: &str = "never_answered_vips";
     pub const PROBE_RATE_HZ: &str = "probe_rate_hz";
     pub const ROUND_RATE_HZ: &str = "round_rate_hz";
+    pub const LATE_ROUNDS: &str = "late_rounds";
+    pub const RTT_P99_MS: &str = "rtt_p99_ms";
+    pub const RTT_MAX_MS: &str = "rtt_max_ms";
+    pub const PROBER_SOCKET_DROPS: &str = "prober_socket_drops";
     pub const RSS_KIB: &str = "rss_kib";
     pub const CPU_PERCENT: &str = "cpu_percent";
 }
@@ -479,6 +524,10 @@ pub fn aggregate(runs: &[RunResult], usage: &[ResourceUsage]) -> BTreeMap<String
         push(figure::NEVER_ANSWERED_VIPS, r.never_answered.len() as f64);
         push(figure::PROBE_RATE_HZ, r.probe_rate_hz);
         push(figure::ROUND_RATE_HZ, r.round_rate_hz);
+        push(figure::LATE_ROUNDS, r.late_rounds as f64);
+        push(figure::RTT_P99_MS, ms(r.rtt_p99_ns));
+        push(figure::RTT_MAX_MS, ms(r.rtt_max_ns));
+        push(figure::PROBER_SOCKET_DROPS, r.prober_socket_drops as f64);
         for p in &r.phases {
             let mut both = |k: &str, v: f64| {
                 push(k, v);
@@ -621,6 +670,11 @@ mod tests {
         assert_eq!(r.duplicate_owner_ns, 0);
         assert!(r.never_answered.is_empty());
         assert!((r.round_rate_hz - 1000.0).abs() < 1e-6);
+        // Every synthetic reply takes 100 µs.
+        assert_eq!(
+            (r.rtt_median_ns, r.rtt_p99_ns, r.rtt_max_ns),
+            (100_000, 100_000, 100_000)
+        );
         assert!((r.probe_rate_hz - 3000.0).abs() < 1e-6);
     }
 
@@ -692,6 +746,10 @@ mod tests {
             _ => vec![2],
         });
         let r = analyse(&run, &[], Params::default());
+        // Second and third answers take 10 and 20 µs longer: 67 answers in all,
+        // 6 at 110 µs and 1 at 120 µs (the p99 rank is the 67th).
+        assert_eq!((r.rtt_median_ns, r.rtt_max_ns), (100_000, 120_000));
+        assert_eq!(r.rtt_p99_ns, 120_000);
         // VIP 0: 5 windows; VIP 1: one window with three nodes counts once.
         assert_eq!(r.duplicate_owner_ns, 6 * MS);
         assert_eq!(r.worst_vip_duplicate_ns, 5 * MS);

@@ -6,25 +6,36 @@
 //! one system call per round, then sleeps until the next round on an absolute
 //! `CLOCK_MONOTONIC` schedule (timer slack lowered to 1 µs so the interval stays
 //! even). A receiving thread drains replies with `recvmmsg`. The run is bounded:
-//! it stops sending after `duration`, waits `grace` for late replies, and keeps
-//! at most `max_answers` records (the rest are only counted).
+//! it stops sending after `duration`, waits for late replies until none came for
+//! `grace` (at most [`MAX_DRAIN`]), reads what is still queued, and keeps at most
+//! `max_answers` records (the rest are only counted).
+//!
+//! Throughput: every probe crosses veth, bridge and the node's stack inside
+//! the sender's system call, about 6 µs of CPU per probe here, so one sender
+//! thread manages roughly 150k probes/s on an idle core: 1000 VIPs are probed
+//! every ~7 ms rather than every 1 ms. The run reports what it achieved
+//! ([`ProbeRun::round_rate_hz`], `late_rounds`).
 //!
 //! Probes go only to the addresses in [`ProberConfig::vips`].
 
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::analysis::{Answer, ProbeRun};
 use super::now_ns;
-use super::responder::{decode_reply, encode_probe, ProbeHeader, MAX_REPLY_LEN, PROBE_LEN};
+use super::responder::{
+    decode_reply, encode_probe, recv_info, CmsgBuf, ProbeHeader, CMSG_BUF, MAX_REPLY_LEN, PROBE_LEN,
+};
 use crate::testbed::Netns;
 
 /// Longest run the prober accepts.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// Longest wait for late replies after the last round.
+pub const MAX_DRAIN: Duration = Duration::from_secs(5);
 /// Shortest interval between rounds.
 pub const MIN_INTERVAL: Duration = Duration::from_micros(50);
 const SEND_BATCH: usize = 1024; // UIO_MAXIOV
@@ -41,7 +52,7 @@ pub struct ProberConfig {
     pub interval: Duration,
     /// How long to send.
     pub duration: Duration,
-    /// How long to keep receiving after the last round.
+    /// After the last round, stop once no reply came for this long.
     pub grace: Duration,
     /// Most answers recorded (each takes 32 bytes; memory grows with the
     /// answers actually received).
@@ -148,6 +159,7 @@ pub fn bind_prober() -> Result<UdpSocket> {
     let sock = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
         .context("binding prober socket")?;
     super::responder::big_buffers(&sock)?;
+    super::responder::report_drops(&sock)?;
     sock.set_read_timeout(Some(Duration::from_millis(20)))
         .context("setting prober read timeout")?;
     Ok(sock)
@@ -195,22 +207,34 @@ struct Received {
     nodes: Vec<String>,
     dropped: u64,
     invalid: u64,
+    socket_drops: u64,
 }
 
-fn receive(sock: UdpSocket, vips: Vec<Ipv4Addr>, cap: usize, stop: Arc<AtomicBool>) -> Received {
+/// Receives until `stop`, then drains what is already queued; stores the time
+/// of each batch in `last_rx`.
+fn receive(
+    sock: UdpSocket,
+    vips: Vec<Ipv4Addr>,
+    cap: usize,
+    stop: Arc<AtomicBool>,
+    last_rx: Arc<AtomicU64>,
+) -> Received {
     let fd = sock.as_raw_fd();
     let mut got = Received {
         answers: Vec::with_capacity(cap.min(1 << 20)),
         nodes: Vec::new(),
         dropped: 0,
         invalid: 0,
+        socket_drops: 0,
     };
+    let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); RECV_BATCH];
     let mut bufs = [[0u8; MAX_REPLY_LEN + 1]; RECV_BATCH];
     // SAFETY: all-zero is a valid value for these plain C structs.
     let mut addrs: [libc::sockaddr_in; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut hdrs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
         for i in 0..RECV_BATCH {
             iovs[i] = libc::iovec {
                 iov_base: bufs[i].as_mut_ptr().cast(),
@@ -221,8 +245,8 @@ fn receive(sock: UdpSocket, vips: Vec<Ipv4Addr>, cap: usize, stop: Arc<AtomicBoo
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
             h.msg_iov = &mut iovs[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+            h.msg_controllen = CMSG_BUF;
             h.msg_flags = 0;
         }
         // SAFETY: headers point at live buffers of the stated sizes.
@@ -231,17 +255,29 @@ fn receive(sock: UdpSocket, vips: Vec<Ipv4Addr>, cap: usize, stop: Arc<AtomicBoo
                 fd,
                 hdrs.as_mut_ptr(),
                 RECV_BATCH as u32,
-                libc::MSG_WAITFORONE,
+                if stopping {
+                    libc::MSG_DONTWAIT
+                } else {
+                    libc::MSG_WAITFORONE
+                },
                 std::ptr::null_mut(),
             )
         };
         if n <= 0 {
             // Timeout (checks the stop flag), EINTR, or an ICMP error queued on the
-            // socket: nothing to record.
+            // socket: nothing to record. Once stopping, an empty queue ends it.
+            if stopping {
+                break;
+            }
             continue;
         }
         let recv_ns = now_ns();
+        last_rx.store(recv_ns, Ordering::Relaxed);
         for i in 0..n as usize {
+            // SAFETY: hdrs[i] was filled by recvmmsg with our control buffer.
+            if let Some(d) = unsafe { recv_info(&hdrs[i].msg_hdr) }.drops {
+                got.socket_drops = got.socket_drops.max(u64::from(d));
+            }
             let len = (hdrs[i].msg_len as usize).min(bufs[i].len());
             let Some((h, name)) = decode_reply(&bufs[i][..len]) else {
                 got.invalid += 1;
@@ -293,11 +329,13 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
     let stop = Arc::new(AtomicBool::new(false));
     let rx_sock = sock.try_clone().context("cloning prober socket")?;
     let rx_stop = stop.clone();
+    let last_rx = Arc::new(AtomicU64::new(0));
+    let rx_last = last_rx.clone();
     let rx_vips = cfg.vips.clone();
     let cap = cfg.max_answers;
     let receiver = std::thread::Builder::new()
         .name("prober-rx".into())
-        .spawn(move || receive(rx_sock, rx_vips, cap, rx_stop))
+        .spawn(move || receive(rx_sock, rx_vips, cap, rx_stop, rx_last))
         .context("spawning prober receiver")?;
 
     // An even 1 ms schedule needs finer timer slack than the 50 µs default;
@@ -394,7 +432,20 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
         // SAFETY: as above.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, old_slack as u64, 0u64, 0u64, 0u64) };
     }
-    std::thread::sleep(cfg.grace);
+    // Wait for late replies: until none came for `grace` (a loaded responder
+    // may lag behind), at most MAX_DRAIN after the last round.
+    let send_end = now_ns();
+    let grace = cfg.grace.as_nanos() as u64;
+    let cap = send_end + MAX_DRAIN.as_nanos() as u64;
+    loop {
+        let now = now_ns();
+        let quiet_from = last_rx.load(Ordering::Relaxed).max(send_end);
+        if now >= quiet_from + grace || now >= cap {
+            break;
+        }
+        let left = (quiet_from + grace).min(cap) - now;
+        std::thread::sleep(Duration::from_nanos(left.min(10_000_000)));
+    }
     stop.store(true, Ordering::Relaxed);
     let got = receiver
         .join()
@@ -403,6 +454,7 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
     run.nodes = got.nodes;
     run.dropped_answers = got.dropped;
     run.invalid_replies = got.invalid;
+    run.socket_drops = got.socket_drops;
     Ok(run)
 }
 

@@ -138,6 +138,11 @@ mod tests {
             worst_vip_duplicate_ns: 0,
             probe_rate_hz: 1000.0,
             round_rate_hz: 1000.0,
+            rtt_median_ns: 0,
+            rtt_p99_ns: 0,
+            rtt_max_ns: 0,
+            late_rounds: 0,
+            prober_socket_drops: 0,
             phases: vec![],
         }
     }

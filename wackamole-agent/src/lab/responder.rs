@@ -102,6 +102,9 @@ pub struct ResponderStats {
     pub invalid: u64,
     /// Replies the kernel refused (e.g. the VIP was removed in between).
     pub send_errors: u64,
+    /// Probes the kernel dropped because the socket's receive buffer was full
+    /// (`SO_RXQ_OVFL`): lost to the measurement, not to the failover.
+    pub socket_drops: u64,
 }
 
 fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32, what: &str) -> Result<()> {
@@ -119,6 +122,21 @@ fn setsockopt_int(fd: i32, level: i32, name: i32, value: i32, what: &str) -> Res
         bail!("setsockopt({what}): {}", std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// `SO_RXQ_OVFL` (asm-generic value, as on x86_64 and aarch64).
+const SO_RXQ_OVFL: i32 = 40;
+
+/// Asks the kernel to report, with each datagram, how many were dropped on
+/// this socket because its receive buffer was full.
+pub(crate) fn report_drops(sock: &UdpSocket) -> Result<()> {
+    setsockopt_int(
+        sock.as_raw_fd(),
+        libc::SOL_SOCKET,
+        SO_RXQ_OVFL,
+        1,
+        "SO_RXQ_OVFL",
+    )
 }
 
 /// Sets large socket buffers (forcing past rmem_max when root) so bursts of
@@ -149,6 +167,7 @@ pub fn bind_responder(port: u16) -> Result<UdpSocket> {
         "IP_PKTINFO",
     )?;
     big_buffers(&sock)?;
+    report_drops(&sock)?;
     // Wake up regularly to notice a stop request.
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .context("setting responder read timeout")?;
@@ -156,27 +175,40 @@ pub fn bind_responder(port: u16) -> Result<UdpSocket> {
 }
 
 const BATCH: usize = 64;
-const CMSG_BUF: usize = 64;
+pub(crate) const CMSG_BUF: usize = 128;
 
 /// Control-message buffer, aligned for `cmsghdr`.
 #[repr(C, align(8))]
 #[derive(Clone, Copy)]
-struct CmsgBuf([u8; CMSG_BUF]);
+pub(crate) struct CmsgBuf(pub(crate) [u8; CMSG_BUF]);
 
-/// Reads the destination address from an `IP_PKTINFO` control message.
+/// What the control messages of a received datagram say.
+#[derive(Default)]
+pub(crate) struct RecvInfo {
+    /// Destination address (`IP_PKTINFO`).
+    pub dst: Option<libc::in_addr>,
+    /// Datagrams dropped on the socket so far (`SO_RXQ_OVFL`).
+    pub drops: Option<u32>,
+}
+
+/// Reads `IP_PKTINFO` and `SO_RXQ_OVFL` control messages.
 ///
 /// # Safety
 /// `msg` must describe a control buffer filled by the kernel in `recvmmsg`.
-unsafe fn pktinfo_dst(msg: &libc::msghdr) -> Option<libc::in_addr> {
+pub(crate) unsafe fn recv_info(msg: &libc::msghdr) -> RecvInfo {
+    let mut info = RecvInfo::default();
     let mut c = libc::CMSG_FIRSTHDR(msg);
     while !c.is_null() {
-        if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_PKTINFO {
-            let info: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-            return Some(info.ipi_addr);
+        let (level, kind) = ((*c).cmsg_level, (*c).cmsg_type);
+        if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
+            let p: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+            info.dst = Some(p.ipi_addr);
+        } else if level == libc::SOL_SOCKET && kind == SO_RXQ_OVFL {
+            info.drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()));
         }
         c = libc::CMSG_NXTHDR(msg, c);
     }
-    None
+    info
 }
 
 /// Answers probes on `sock` as `node` until `stop` is set. Blocking; returns
@@ -245,7 +277,11 @@ pub fn serve(sock: &UdpSocket, node: &str, stop: &AtomicBool) -> Result<Responde
                 continue;
             };
             // SAFETY: rx_hdr[i] was filled by recvmmsg with our control buffer.
-            let Some(dst) = (unsafe { pktinfo_dst(&rx_hdr[i].msg_hdr) }) else {
+            let info = unsafe { recv_info(&rx_hdr[i].msg_hdr) };
+            if let Some(d) = info.drops {
+                stats.socket_drops = stats.socket_drops.max(u64::from(d));
+            }
+            let Some(dst) = info.dst else {
                 stats.invalid += 1;
                 continue;
             };
@@ -448,6 +484,44 @@ mod tests {
         assert_eq!(stats.received, 3);
         assert_eq!(stats.replied, 2);
         assert_eq!(stats.invalid, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn counts_probes_dropped_on_a_full_socket() -> Result<()> {
+        let sock = bind_responder(0)?;
+        // Shrink the buffer (the kernel rounds it up to its minimum) and fill it
+        // before anyone reads.
+        setsockopt_int(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            1,
+            "SO_RCVBUF",
+        )?;
+        let port = sock.local_addr()?.port();
+        let client = UdpSocket::bind("127.0.0.1:0")?;
+        let mut p = [0u8; PROBE_LEN];
+        for round in 0..200 {
+            encode_probe(
+                &ProbeHeader {
+                    vip: 0,
+                    round,
+                    sent_ns: 1,
+                },
+                &mut p,
+            );
+            client.send_to(&p, ("127.0.0.1", port))?;
+        }
+        let r = Responder::start(sock, "full")?;
+        std::thread::sleep(Duration::from_millis(100));
+        // The kernel reports the drop count with datagrams queued after the
+        // drops: one more probe carries it.
+        client.send_to(&p, ("127.0.0.1", port))?;
+        std::thread::sleep(Duration::from_millis(100));
+        let stats = r.stop()?;
+        assert!(stats.received > 1 && stats.received < 200, "{stats:?}");
+        assert_eq!(stats.socket_drops, 201 - stats.received, "{stats:?}");
         Ok(())
     }
 }
