@@ -10,6 +10,16 @@
 //! churn, and a node that has just lost a VIP cannot answer for it (the kernel
 //! rejects a non-local source), which is exactly the behaviour to measure.
 //!
+//! Two ways to run it on a node:
+//! - as a thread of the benchmark process, [`Responder::start_in`]: the socket is
+//!   created in the node's namespace and served from here. The socket keeps
+//!   that namespace (and its interfaces and addresses) alive even after
+//!   `ip netns delete`, so when a scenario kills a node, stop its responder
+//!   too, or the node's kernel keeps answering;
+//! - as a process in the namespace (`ip netns exec NS BINARY ...`), a
+//!   subcommand calling `serve(&bind_responder(port)?, node, &AtomicBool::new(false))`;
+//!   it then dies with the node's other processes.
+//!
 //! Wire format (little endian):
 //! - probe, [`PROBE_LEN`] bytes: `"WKP1"`, vip index u32, round u32, send time u64;
 //! - reply: `"WKR1"`, vip index u32, round u32, send time u64 (all echoed),
