@@ -245,12 +245,13 @@ fn probes_a_thousand_vips() -> Result<()> {
     lan.a.run(&["ip", "-batch", &file.to_string_lossy()])?;
     let _ = std::fs::remove_file(&file);
     let ra = Responder::start_in(&lan.a, "node-a", PORT)?;
-    let cfg = ProberConfig::new(vips.clone(), PORT, Duration::from_secs(1));
+    let mut cfg = ProberConfig::new(vips.clone(), PORT, Duration::from_secs(1));
+    cfg.senders = 2;
     let run: ProbeRun = run_in(&lan.client, &cfg)?;
     let stats = ra.stop()?;
     let result = analyse(&run, &[], Params::default());
     eprintln!(
-        "{} VIPs: {} rounds at {:.0} rounds/s = {:.0} probes/s, late rounds {}, lost {} of {}, prober socket drops {}, responder {:?}",
+        "{} VIPs, 2 senders: {} rounds at {:.0} rounds/s = {:.0} probes/s, late rounds {}, lost {} of {}, prober socket drops {}, responder {:?}",
         vips.len(),
         run.round_sent_ns.len(),
         run.round_rate_hz(),

@@ -21,7 +21,7 @@
 use anyhow::{bail, Context, Result};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +54,9 @@ pub struct ProberConfig {
     pub duration: Duration,
     /// After the last round, stop once no reply came for this long.
     pub grace: Duration,
+    /// Sending threads (each takes a slice of the VIPs; more than one only
+    /// helps with many VIPs and idle cores).
+    pub senders: usize,
     /// Most answers recorded (each takes 32 bytes; memory grows with the
     /// answers actually received).
     pub max_answers: usize,
@@ -73,6 +76,7 @@ impl ProberConfig {
             interval,
             duration,
             grace: Duration::from_millis(200),
+            senders: 1,
             max_answers: expected.min(8 << 20) as usize,
         }
     }
@@ -103,6 +107,9 @@ impl ProberConfig {
         }
         if let Some(ip) = self.vips.iter().find(|ip| !is_lab_address(**ip)) {
             bail!("prober: {ip} is not a test address (10/8, 192.0.2/24, 198.51.100/24, 203.0.113/24, 127/8)");
+        }
+        if !(1..=64).contains(&self.senders) {
+            bail!("prober: {} sender threads (1..=64)", self.senders);
         }
         if self.grace > Duration::from_secs(10) {
             bail!("prober: grace {:?} above 10 s", self.grace);
@@ -199,6 +206,126 @@ fn sleep_until(deadline_ns: u64) {
             std::ptr::null_mut(),
         )
     };
+}
+
+/// Prepared `sendmmsg` headers for a contiguous slice of the VIPs.
+struct SendSlice {
+    /// VIP index of the first entry.
+    base: usize,
+    // The headers point into these heap buffers, which never move or grow.
+    _addrs: Vec<libc::sockaddr_in>,
+    payloads: Vec<[u8; PROBE_LEN]>,
+    _iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+impl SendSlice {
+    fn new(vips: &[Ipv4Addr], base: usize, port: u16) -> Self {
+        let n = vips.len();
+        let mut addrs: Vec<libc::sockaddr_in> = vips.iter().map(|&ip| sockaddr(ip, port)).collect();
+        let mut payloads: Vec<[u8; PROBE_LEN]> = vec![[0u8; PROBE_LEN]; n];
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; n];
+        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
+        for i in 0..n {
+            iovs[i] = libc::iovec {
+                iov_base: payloads[i].as_mut_ptr().cast(),
+                iov_len: PROBE_LEN,
+            };
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+        }
+        SendSlice {
+            base,
+            _addrs: addrs,
+            payloads,
+            _iovs: iovs,
+            hdrs,
+        }
+    }
+
+    /// Sends one probe to every VIP of the slice; probes the kernel refuses
+    /// are recorded in `unsent` as (vip, round).
+    fn send_round(&mut self, fd: i32, round: u32, unsent: &mut Vec<(u32, u32)>) {
+        let n = self.hdrs.len();
+        let mut done = 0usize;
+        while done < n {
+            let chunk = (n - done).min(SEND_BATCH);
+            let t = now_ns();
+            for (i, p) in self.payloads[done..done + chunk].iter_mut().enumerate() {
+                let h = ProbeHeader {
+                    vip: (self.base + done + i) as u32,
+                    round,
+                    sent_ns: t,
+                };
+                encode_probe(&h, p);
+            }
+            let mut off = 0usize;
+            while off < chunk {
+                // SAFETY: headers point at this slice's live buffers.
+                let sent = unsafe {
+                    libc::sendmmsg(
+                        fd,
+                        self.hdrs[done + off..].as_mut_ptr(),
+                        (chunk - off) as u32,
+                        0,
+                    )
+                };
+                if sent > 0 {
+                    off += sent as usize;
+                    continue;
+                }
+                match std::io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) => std::thread::yield_now(),
+                    _ => {
+                        // This probe cannot be sent (e.g. no route): record and skip it.
+                        unsent.push(((self.base + done + off) as u32, round));
+                        off += 1;
+                    }
+                }
+            }
+            done += chunk;
+        }
+    }
+}
+
+/// Coordination between the pacing thread and the extra sender threads.
+struct SenderSync {
+    /// Bumped for every round to send.
+    generation: AtomicU64,
+    round: AtomicU32,
+    /// Sender threads that have not finished the current round.
+    pending: AtomicUsize,
+    quit: AtomicBool,
+    /// The pacing thread, woken when `pending` reaches zero.
+    leader: std::thread::Thread,
+}
+
+/// An extra sender: sends its slice once per generation until `quit`; returns
+/// the probes it could not send.
+fn sender_thread(sync: &SenderSync, mut slice: SendSlice, fd: i32) -> Vec<(u32, u32)> {
+    let mut unsent = Vec::new();
+    let mut seen = 0u64;
+    loop {
+        if sync.quit.load(Ordering::Acquire) {
+            return unsent;
+        }
+        let generation = sync.generation.load(Ordering::Acquire);
+        if generation == seen {
+            // Spurious wake-ups just loop; an unpark before park is not lost.
+            std::thread::park();
+            continue;
+        }
+        seen = generation;
+        slice.send_round(fd, sync.round.load(Ordering::Acquire), &mut unsent);
+        if sync.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            sync.leader.unpark();
+        }
+    }
 }
 
 /// What the receiving thread collected.
@@ -344,24 +471,39 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
     let old_slack = unsafe { libc::prctl(libc::PR_GET_TIMERSLACK, 0u64, 0u64, 0u64, 0u64) };
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
 
-    let n = cfg.vips.len();
-    let mut addrs: Vec<libc::sockaddr_in> =
-        cfg.vips.iter().map(|&ip| sockaddr(ip, cfg.port)).collect();
-    let mut payloads: Vec<[u8; PROBE_LEN]> = vec![[0u8; PROBE_LEN]; n];
-    // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; n];
-    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
-    for i in 0..n {
-        iovs[i] = libc::iovec {
-            iov_base: payloads[i].as_mut_ptr().cast(),
-            iov_len: PROBE_LEN,
-        };
-        let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-        h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        h.msg_iov = &mut iovs[i];
-        h.msg_iovlen = 1;
+    // Sender threads 1..k each own a contiguous slice of the VIPs and send it
+    // when this thread (which sends slice 0) opens a round: a new generation
+    // and an unpark. The last to finish unparks this thread. All share the socket.
+    let k = cfg.senders.clamp(1, cfg.vips.len());
+    let per = cfg.vips.len().div_ceil(k);
+    let shared = Arc::new(SenderSync {
+        generation: AtomicU64::new(0),
+        round: AtomicU32::new(0),
+        pending: AtomicUsize::new(0),
+        quit: AtomicBool::new(false),
+        leader: std::thread::current(),
+    });
+    let mut workers: Vec<std::thread::JoinHandle<Vec<(u32, u32)>>> = Vec::new();
+    for j in 1..k {
+        let base = j * per;
+        let vips: Vec<Ipv4Addr> = cfg.vips.iter().skip(base).take(per).copied().collect();
+        let (port, sync) = (cfg.port, shared.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("prober-tx{j}"))
+            .spawn(move || sender_thread(&sync, SendSlice::new(&vips, base, port), fd));
+        match spawned {
+            Ok(w) => workers.push(w),
+            Err(e) => {
+                shared.quit.store(true, Ordering::Release);
+                for w in workers {
+                    w.thread().unpark();
+                    let _ = w.join();
+                }
+                bail!("prober: spawning sender thread {j}: {e}");
+            }
+        }
     }
+    let mut own = SendSlice::new(&cfg.vips[..per.min(cfg.vips.len())], 0, cfg.port);
 
     let interval = cfg.interval.as_nanos() as u64;
     let start = now_ns();
@@ -389,44 +531,31 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
             // Do not burst to catch up: restart the schedule from now.
             deadline = round_start;
         }
-        let mut done = 0usize;
-        while done < n {
-            let chunk = (n - done).min(SEND_BATCH);
-            let t = now_ns();
-            for (i, p) in payloads[done..done + chunk].iter_mut().enumerate() {
-                let h = ProbeHeader {
-                    vip: (done + i) as u32,
-                    round,
-                    sent_ns: t,
-                };
-                encode_probe(&h, p);
+        if !workers.is_empty() {
+            shared.round.store(round, Ordering::Release);
+            shared.pending.store(workers.len(), Ordering::Release);
+            shared.generation.fetch_add(1, Ordering::AcqRel);
+            for w in &workers {
+                w.thread().unpark();
             }
-            let mut off = 0usize;
-            while off < chunk {
-                // SAFETY: headers point at the live payload/address vectors above.
-                let sent = unsafe {
-                    libc::sendmmsg(fd, hdrs[done + off..].as_mut_ptr(), (chunk - off) as u32, 0)
-                };
-                if sent > 0 {
-                    off += sent as usize;
-                    continue;
-                }
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => {}
-                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) => std::thread::yield_now(),
-                    _ => {
-                        // This probe cannot be sent (e.g. no route): record and skip it.
-                        run.unsent.push(((done + off) as u32, round));
-                        off += 1;
-                    }
-                }
-            }
-            done += chunk;
+        }
+        own.send_round(fd, round, &mut run.unsent);
+        while shared.pending.load(Ordering::Acquire) > 0 {
+            std::thread::park_timeout(Duration::from_micros(100));
         }
         run.round_sent_ns.push(round_start);
         round += 1;
         deadline += interval;
+    }
+    shared.quit.store(true, Ordering::Release);
+    for w in &workers {
+        w.thread().unpark();
+    }
+    for w in workers {
+        let unsent = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("prober sender thread panicked"))?;
+        run.unsent.extend(unsent);
     }
     if old_slack > 0 {
         // SAFETY: as above.
@@ -539,5 +668,42 @@ mod tests {
             .iter()
             .all(|a| (a.round as usize) < run.round_sent_ns.len()));
         Ok(())
+    }
+
+    #[test]
+    fn several_sender_threads_cover_every_vip() -> Result<()> {
+        let rsock = crate::lab::responder::bind_responder(0)?;
+        let port = rsock.local_addr()?.port();
+        let r = Responder::start(rsock, "lo-node")?;
+        let vips: Vec<Ipv4Addr> = (1..=7).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+        let mut cfg = ProberConfig::new(vips, port, Duration::from_millis(200));
+        cfg.senders = 3;
+        let run = run(&bind_prober()?, &cfg)?;
+        r.stop()?;
+        assert!(run.unsent.is_empty());
+        assert!(run.round_sent_ns.len() > 10);
+        // Every VIP is probed in (nearly) every round: a slice skipped by a
+        // sender thread would leave a VIP with no answers at all.
+        for vip in 0..7u32 {
+            let rounds: std::collections::BTreeSet<u32> = run
+                .answers
+                .iter()
+                .filter(|a| a.vip == vip)
+                .map(|a| a.round)
+                .collect();
+            assert!(
+                rounds.len() * 10 >= run.round_sent_ns.len() * 9,
+                "VIP {vip}: {} of {} rounds",
+                rounds.len(),
+                run.round_sent_ns.len()
+            );
+        }
+        cfg.senders = 0;
+        assert!(run_cfg_err(&cfg));
+        Ok(())
+    }
+
+    fn run_cfg_err(cfg: &ProberConfig) -> bool {
+        cfg.validate().is_err()
     }
 }
