@@ -244,14 +244,14 @@ fn probes_a_thousand_vips() -> Result<()> {
     std::fs::write(&file, batch)?;
     lan.a.run(&["ip", "-batch", &file.to_string_lossy()])?;
     let _ = std::fs::remove_file(&file);
-    let ra = Responder::start_in(&lan.a, "node-a", PORT)?;
+    let ra = Responder::start_in_threads(&lan.a, "node-a", PORT, 2)?;
     let mut cfg = ProberConfig::new(vips.clone(), PORT, Duration::from_secs(1));
     cfg.senders = 2;
     let run: ProbeRun = run_in(&lan.client, &cfg)?;
     let stats = ra.stop()?;
     let result = analyse(&run, &[], Params::default());
     eprintln!(
-        "{} VIPs, 2 senders: {} rounds at {:.0} rounds/s = {:.0} probes/s, late rounds {}, lost {} of {}, prober socket drops {}, responder {:?}",
+        "{} VIPs, 2 senders, 2 responder threads: {} rounds at {:.0} rounds/s = {:.0} probes/s, late rounds {}, lost {} of {}, prober socket drops {}, responder {:?}",
         vips.len(),
         run.round_sent_ns.len(),
         run.round_rate_hz(),

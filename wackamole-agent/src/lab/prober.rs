@@ -13,8 +13,12 @@
 //! Throughput: every probe crosses veth, bridge and the node's stack inside
 //! the sender's system call, about 6 µs of CPU per probe here, so one sender
 //! thread manages roughly 150k probes/s on an idle core: 1000 VIPs are probed
-//! every ~7 ms rather than every 1 ms. The run reports what it achieved
-//! ([`ProbeRun::round_rate_hz`], `late_rounds`).
+//! every ~7 ms rather than every 1 ms. [`ProberConfig::senders`] spreads a
+//! round over several threads (and [`super::responder::Responder::start_in_threads`]
+//! the answers) where cores are free. The run reports what it achieved
+//! ([`ProbeRun::round_rate_hz`], `late_rounds`) and the replies the kernel
+//! dropped on the way ([`ProbeRun::socket_drops`], responder `socket_drops`):
+//! losses there belong to the measurement, not to the failover.
 //!
 //! Probes go only to the addresses in [`ProberConfig::vips`].
 
@@ -181,14 +185,7 @@ pub fn run_in(ns: &Netns, cfg: &ProberConfig) -> Result<ProbeRun> {
 }
 
 fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
+    super::responder::sockaddr_v4(SocketAddrV4::new(ip, port))
 }
 
 fn sleep_until(deadline_ns: u64) {

@@ -167,21 +167,58 @@ pub(crate) fn big_buffers(sock: &UdpSocket) -> Result<()> {
 /// Binds the responder socket (`0.0.0.0:port`, `IP_PKTINFO` on). Call it in the
 /// node's namespace: the socket stays in the namespace it was created in.
 pub fn bind_responder(port: u16) -> Result<UdpSocket> {
+    bind_responder_with(port, false)
+}
+
+/// [`bind_responder`], optionally with `SO_REUSEPORT` so several sockets (one
+/// per responder thread) share the port; the kernel spreads the probes over
+/// them by flow, i.e. by VIP.
+pub fn bind_responder_with(port: u16, reuse_port: bool) -> Result<UdpSocket> {
+    use std::os::fd::FromRawFd;
     let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
-    let sock = UdpSocket::bind(addr).with_context(|| format!("binding responder to {addr}"))?;
-    setsockopt_int(
-        sock.as_raw_fd(),
-        libc::IPPROTO_IP,
-        libc::IP_PKTINFO,
-        1,
-        "IP_PKTINFO",
-    )?;
+    // SAFETY: plain socket(2) call; the fd is owned by the UdpSocket right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!("responder socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    if reuse_port {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
+    }
+    let sa = sockaddr_v4(addr);
+    // SAFETY: bind with a valid sockaddr_in and its size.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "binding responder to {addr}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1, "IP_PKTINFO")?;
     big_buffers(&sock)?;
     report_drops(&sock)?;
     // Wake up regularly to notice a stop request.
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .context("setting responder read timeout")?;
     Ok(sock)
+}
+
+pub(crate) fn sockaddr_v4(a: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
 }
 
 const BATCH: usize = 64;
@@ -346,43 +383,77 @@ pub fn serve(sock: &UdpSocket, node: &str, stop: &AtomicBool) -> Result<Responde
     Ok(stats)
 }
 
-/// A responder serving on its own thread; stopped on [`Responder::stop`] or drop.
+/// A responder serving on its own thread(s); stopped on [`Responder::stop`] or drop.
 pub struct Responder {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Result<ResponderStats>>>,
+    handles: Vec<JoinHandle<Result<ResponderStats>>>,
     port: u16,
 }
 
 impl Responder {
     /// Serves `sock` (from [`bind_responder`]) as `node` on a new thread.
     pub fn start(sock: UdpSocket, node: &str) -> Result<Responder> {
+        Responder::start_many(vec![sock], node)
+    }
+
+    /// Serves each socket (from [`bind_responder_with`], same port) on its own
+    /// thread.
+    pub fn start_many(socks: Vec<UdpSocket>, node: &str) -> Result<Responder> {
         if node.is_empty() || node.len() > MAX_NODE_NAME {
             bail!("node name {node:?} must be 1..={MAX_NODE_NAME} bytes");
         }
-        let port = sock
+        let first = socks
+            .first()
+            .ok_or_else(|| anyhow!("responder {node}: no socket"))?;
+        let port = first
             .local_addr()
             .context("responder socket address")?
             .port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let node = node.to_string();
-        let handle = std::thread::Builder::new()
-            .name(format!("responder-{node}"))
-            .spawn(move || serve(&sock, &node, &flag))
-            .context("spawning responder thread")?;
-        Ok(Responder {
-            stop,
-            handle: Some(handle),
+        let mut r = Responder {
+            stop: Arc::new(AtomicBool::new(false)),
+            handles: Vec::new(),
             port,
-        })
+        };
+        for (i, sock) in socks.into_iter().enumerate() {
+            let flag = r.stop.clone();
+            let name = node.to_string();
+            // On error `r` drops, which stops the threads already started.
+            let h = std::thread::Builder::new()
+                .name(format!("responder-{node}-{i}"))
+                .spawn(move || serve(&sock, &name, &flag))
+                .context("spawning responder thread")?;
+            r.handles.push(h);
+        }
+        Ok(r)
     }
 
     /// Binds `0.0.0.0:port` inside `ns` and serves it as `node`.
     pub fn start_in(ns: &Netns, node: &str, port: u16) -> Result<Responder> {
-        let sock = ns
-            .in_thread(move || bind_responder(port))?
+        Responder::start_in_threads(ns, node, port, 1)
+    }
+
+    /// Like [`Self::start_in`] with `threads` sockets sharing `port`
+    /// (`SO_REUSEPORT`), for nodes holding many VIPs.
+    pub fn start_in_threads(
+        ns: &Netns,
+        node: &str,
+        port: u16,
+        threads: usize,
+    ) -> Result<Responder> {
+        if threads == 0 || threads > 64 {
+            bail!("responder {node}: {threads} threads (1..=64)");
+        }
+        if threads > 1 && port == 0 {
+            bail!("responder {node}: several threads need a fixed port");
+        }
+        let socks = ns
+            .in_thread(move || -> Result<Vec<UdpSocket>> {
+                (0..threads)
+                    .map(|_| bind_responder_with(port, threads > 1))
+                    .collect()
+            })?
             .with_context(|| format!("responder {node} in namespace {}", ns.name()))?;
-        Responder::start(sock, node)
+        Responder::start_many(socks, node)
     }
 
     /// The UDP port served.
@@ -390,23 +461,28 @@ impl Responder {
         self.port
     }
 
-    /// Stops the thread and returns its counters.
+    /// Stops the threads and returns their summed counters.
     pub fn stop(mut self) -> Result<ResponderStats> {
         self.stop.store(true, Ordering::Relaxed);
-        let handle = self
-            .handle
-            .take()
-            .ok_or_else(|| anyhow!("responder already stopped"))?;
-        handle
-            .join()
-            .map_err(|_| anyhow!("responder thread panicked"))?
+        let mut total = ResponderStats::default();
+        for h in std::mem::take(&mut self.handles) {
+            let s = h
+                .join()
+                .map_err(|_| anyhow!("responder thread panicked"))??;
+            total.received += s.received;
+            total.replied += s.replied;
+            total.invalid += s.invalid;
+            total.send_errors += s.send_errors;
+            total.socket_drops += s.socket_drops;
+        }
+        Ok(total)
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
+        for h in std::mem::take(&mut self.handles) {
             let _ = h.join();
         }
     }
