@@ -27,6 +27,7 @@ const APT_PACKAGES: &[&str] = &[
     "pkg-config",
     "clang",
     "libfontconfig1-dev",
+    "fonts-dejavu-core",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
