@@ -419,11 +419,13 @@ impl Sim {
     /// Delivers and orders until nothing is in flight (timers excluded).
     pub fn deliver_all(&mut self) {
         loop {
-            let deliver_first = self.rng.pct(50);
-            let progressed = if deliver_first {
-                self.deliver_one() || self.order_one()
+            // Interleave deliveries and orderings at random.
+            let progressed = if self.rng.pct(50) {
+                let delivered = self.deliver_one();
+                delivered || self.order_one()
             } else {
-                self.order_one() || self.deliver_one()
+                let ordered = self.order_one();
+                ordered || self.deliver_one()
             };
             self.check();
             if !progressed || self.error.is_some() {
