@@ -755,6 +755,20 @@ impl Sim {
                 .iter()
                 .map(|m| m.config_ok && (!m.drained || !any_undrained))
                 .collect();
+            // Drained (unless every valid member is) and mismatched members
+            // hold nothing.
+            for &i in &members {
+                let idx = t
+                    .members
+                    .iter()
+                    .position(|m| m.member == self.nodes[i].member);
+                if idx.is_some_and(|k| !eligible[k]) && !self.nodes[i].held.is_empty() {
+                    return self.fail(format!(
+                        "view {id}: n{i} is drained or excluded but holds {:?}",
+                        self.nodes[i].held
+                    ));
+                }
+            }
             // Preferences: a VIF an eligible member prefers is held with
             // PREFER_CLAIMED, by a preferring member unless pinned by `move`.
             for &i in &members {
