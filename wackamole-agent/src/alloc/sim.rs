@@ -87,6 +87,8 @@ struct Node {
     /// Held according to the Acquire/Release actions.
     held: BTreeSet<u32>,
     reports: Vec<Report>,
+    /// Bumped at every restart and recover: (node, epoch) names one life.
+    epoch: u32,
 }
 
 struct GroupView {
@@ -106,6 +108,10 @@ pub struct Sim {
     /// Operator moves pin VIFs, which the preference check must allow.
     moved_by_operator: bool,
     error: Option<String>,
+    /// Independent maturity bookkeeping: lives whose mature timer fired or
+    /// that acquired, and the lives that formed each view.
+    matured: BTreeSet<(usize, u32)>,
+    view_lives: HashMap<ViewId, Vec<(usize, u32)>>,
 }
 
 fn timer_slot(kind: TimerKind) -> usize {
@@ -128,6 +134,8 @@ impl Sim {
             keep_reports: true,
             moved_by_operator: false,
             error: None,
+            matured: BTreeSet::new(),
+            view_lives: HashMap::new(),
         };
         for (name, config) in nodes {
             let member = MemberId(String::new());
@@ -148,6 +156,7 @@ impl Sim {
                 timers: [None; 2],
                 held: BTreeSet::new(),
                 reports: Vec::new(),
+                epoch: 0,
             });
             let i = sim.nodes.len() - 1;
             sim.nodes[i].member = sim.fresh_member(i);
@@ -278,6 +287,8 @@ impl Sim {
                 n.group_view = Some(id);
             }
             self.log(|| format!("view {id} = {comp:?}"));
+            let lives = comp.iter().map(|&i| (i, self.nodes[i].epoch)).collect();
+            self.view_lives.insert(id, lives);
             self.views.insert(
                 id,
                 GroupView {
@@ -323,6 +334,18 @@ impl Sim {
                     if !self.nodes[i].alloc.is_mature() {
                         self.fail(format!("n{i} acquired {v} while immature"));
                     }
+                    // Independently: someone in my view must have matured.
+                    let life = (i, self.nodes[i].epoch);
+                    let someone = self.nodes[i]
+                        .installed
+                        .and_then(|view| self.view_lives.get(&view))
+                        .is_some_and(|lives| lives.iter().any(|l| self.matured.contains(l)));
+                    if !someone {
+                        self.fail(format!(
+                            "n{i} acquired {v} in a view where no member has matured"
+                        ));
+                    }
+                    self.matured.insert(life);
                     self.log(|| format!("n{i} ACQUIRE {v}"));
                 }
                 Action::Release(v) => {
@@ -360,6 +383,18 @@ impl Sim {
                         self.nodes[i].reports.push(r);
                     }
                 }
+            }
+        }
+        // Maturity spreads through views: a member of a view with a matured
+        // member is mature once its exchange is complete.
+        if self.nodes[i].alloc.is_mature() && self.nodes[i].alloc.exchange_complete() {
+            let life = (i, self.nodes[i].epoch);
+            let spread = self.nodes[i]
+                .installed
+                .and_then(|view| self.view_lives.get(&view))
+                .is_some_and(|lives| lives.iter().any(|l| self.matured.contains(l)));
+            if spread {
+                self.matured.insert(life);
             }
         }
         if acquired && !self.nodes[i].alloc.exchange_complete() {
@@ -459,6 +494,9 @@ impl Sim {
         } else {
             TimerKind::Balance
         };
+        if kind == TimerKind::Mature && self.nodes[i].joined {
+            self.matured.insert((i, self.nodes[i].epoch));
+        }
         self.feed(i, Input::Timer(kind));
         true
     }
@@ -546,6 +584,7 @@ impl Sim {
         n.joined = true;
         n.engine_ok = true;
         n.position = 0;
+        n.epoch += 1;
         self.regroup();
     }
 
@@ -574,6 +613,9 @@ impl Sim {
 
     /// Operator `recover` on node i.
     pub fn recover(&mut self, i: usize) {
+        if !self.nodes[i].joined {
+            self.nodes[i].epoch += 1;
+        }
         self.feed(i, Input::Recover);
     }
 
@@ -1079,6 +1121,19 @@ pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
         sim.random_step(true);
         if sim.error.is_some() {
             break;
+        }
+    }
+    if rng.pct(50) {
+        // End with everything healed and back: exercises merges at the end.
+        sim.heal();
+        for i in 0..sim.nodes.len() {
+            if !sim.nodes[i].alive {
+                sim.restart(i);
+            } else if !sim.nodes[i].engine_ok {
+                sim.engine_back(i);
+            } else if !sim.nodes[i].joined {
+                sim.recover(i);
+            }
         }
     }
     let result = if sim.error.is_none() {
