@@ -748,6 +748,20 @@ impl Sim {
                     "members {members:?} of view {view} disagree on the table after {pos} messages"
                 ));
             }
+            // The whole view at one point: every owner in the table holds its VIF.
+            let lives = self.view_lives.get(&view).cloned().unwrap_or_default();
+            if members.len() == lives.len() {
+                if let Some(table) = tables.first() {
+                    for (v, owner) in table.iter().enumerate() {
+                        let holder = owner.and_then(|o| lives.get(o as usize)).map(|l| l.0);
+                        if !holder.is_some_and(|h| self.nodes[h].held.contains(&(v as u32))) {
+                            return self.fail(format!(
+                                "view {view} after {pos} messages: #{v} is given to n{holder:?}, which does not hold it"
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
 
