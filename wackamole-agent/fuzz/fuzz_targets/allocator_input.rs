@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let mut a = Allocator::new(AllocConfig::new(vifs), NodeInfo { name: "me".into() });
     let members = vec![MemberId("a".into()), MemberId("b".into())];
     let mut held = BTreeSet::new();
-    let mut apply = |actions: Vec<Action>, held: &mut BTreeSet<u32>| {
+    let apply = |actions: Vec<Action>, held: &mut BTreeSet<u32>| {
         for act in actions {
             match act {
                 Action::Acquire(v) => assert!(held.insert(v.0)),
