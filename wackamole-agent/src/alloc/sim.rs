@@ -112,6 +112,8 @@ pub struct Sim {
     /// that acquired, and the lives that formed each view.
     matured: BTreeSet<(usize, u32)>,
     view_lives: HashMap<ViewId, Vec<(usize, u32)>>,
+    /// Every STATE delivered, per view and sender index.
+    view_states: HashMap<ViewId, HashMap<u32, super::wire::StateMsg>>,
 }
 
 fn timer_slot(kind: TimerKind) -> usize {
@@ -136,6 +138,7 @@ impl Sim {
             error: None,
             matured: BTreeSet::new(),
             view_lives: HashMap::new(),
+            view_states: HashMap::new(),
         };
         for (name, config) in nodes {
             let member = MemberId(String::new());
@@ -322,7 +325,18 @@ impl Sim {
             };
             self.log(|| desc);
         }
+        if let Input::Message { payload, .. } = &input {
+            if let Ok(super::wire::Message::State(st)) = super::wire::decode(payload) {
+                self.view_states
+                    .entry(st.view)
+                    .or_default()
+                    .insert(st.index, st);
+            }
+        }
+        let was_complete = self.nodes[i].alloc.exchange_complete();
+        let is_message = matches!(input, Input::Message { .. });
         let actions = self.nodes[i].alloc.handle(input);
+        let completed_now = is_message && !was_complete && self.nodes[i].alloc.exchange_complete();
         let mut acquired = false;
         for a in actions {
             match a {
@@ -351,6 +365,11 @@ impl Sim {
                 Action::Release(v) => {
                     if !self.nodes[i].held.remove(&v.0) {
                         self.fail(format!("n{i} released {v} it did not hold"));
+                    }
+                    if completed_now && !self.release_justified(i, v.0) {
+                        self.fail(format!(
+                            "n{i} released {v} at a view change although no other member claimed or preferred it"
+                        ));
                     }
                     self.log(|| format!("n{i} RELEASE {v}"));
                 }
@@ -400,6 +419,29 @@ impl Sim {
         if acquired && !self.nodes[i].alloc.exchange_complete() {
             self.fail(format!("n{i} acquired before its state exchange completed"));
         }
+    }
+
+    /// Minimal disruption: at the end of a state exchange a member gives up a
+    /// VIF only if another member claimed or preferred it, or if it is
+    /// drained or excluded.
+    fn release_justified(&self, i: usize, v: u32) -> bool {
+        if self.nodes[i].alloc.phase() == super::Phase::Excluded {
+            return true;
+        }
+        let Some(states) = self.nodes[i]
+            .installed
+            .and_then(|view| self.view_states.get(&view))
+        else {
+            return false;
+        };
+        let me = &self.nodes[i].member.0;
+        states.values().any(|s| {
+            if s.member == *me {
+                s.drained
+            } else {
+                s.held.iter().any(|(h, _)| *h == v) || s.prefer.contains(&v)
+            }
+        })
     }
 
     // ----- steps -----
