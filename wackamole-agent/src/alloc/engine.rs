@@ -180,6 +180,11 @@ impl Allocator {
             .map(|(v, _)| VifIndex(v as u32))
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &AllocConfig {
+        &self.config
+    }
+
     /// My phase.
     pub fn phase(&self) -> Phase {
         self.phase
