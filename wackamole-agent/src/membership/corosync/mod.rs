@@ -276,8 +276,9 @@ impl Engine {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let retry_at = s.retry_at;
+            // Unbiased: a busy CPG descriptor must not starve the watchdog
+            // tick or the agent's requests.
             let step = tokio::select! {
-                biased;
                 r = s.conn.cpg_ready() => match r {
                     Ok(raws) => self.handle(&mut s, raws).await,
                     Err(e) => Err(self.lost(e)),
@@ -445,11 +446,21 @@ impl Engine {
                     s.send_pause = (s.send_pause * 2).min(Duration::from_millis(50));
                     return Ok(());
                 }
-                Err(err) => {
+                Err(err @ (CsError::CsErrLibrary | CsError::CsErrBadHandle)) => {
                     return Err(self.lost(CallError {
                         call: "cpg_mcast_joined",
                         err,
                     }))
+                }
+                Err(err) => {
+                    // This message cannot be sent (too big, not joined): drop
+                    // it rather than the connection.
+                    tracing::warn!(
+                        "corosync group {}: cpg_mcast_joined of {} bytes: {err}; message dropped",
+                        self.opts.group,
+                        msg.len()
+                    );
+                    self.queue.pop_front();
                 }
             }
         }
