@@ -544,3 +544,35 @@ impl Drop for CorosyncCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // corosync's parser itself is exercised by the integration tests, which
+    // start every cluster from these rendered templates.
+    fn rendered(profile: Profile) -> String {
+        let nodes = vec![(1, "10.0.0.1".to_string()), (2, "10.0.0.2".to_string())];
+        render_conf(
+            profile,
+            "wkt",
+            &nodes,
+            Path::new("/tmp/key"),
+            Path::new("/tmp/state"),
+        )
+    }
+
+    #[test]
+    fn templates_render_completely() {
+        for p in [Profile::Default, Profile::Fast] {
+            let text = rendered(p);
+            assert!(!text.contains("{{"), "{p:?} left a placeholder");
+            assert!(text.contains("ring0_addr: 10.0.0.2\n        nodeid: 2"));
+            assert!(text.contains("keyfile: /tmp/key"));
+            assert!(text.contains("state_dir: /tmp/state"));
+            assert!(text.contains("crypto_cipher: aes256"));
+        }
+        assert!(rendered(Profile::Fast).contains("knet_ping_timeout: 2000"));
+        assert!(!rendered(Profile::Default).contains("\n    token:"));
+    }
+}
