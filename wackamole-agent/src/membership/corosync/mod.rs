@@ -13,7 +13,7 @@
 //!   `n<nodeid>p<pid>` zero-padded so the strings sort the same way.
 //! - Views, transitional signals and view ids: see [`tracker`].
 //! - Watchdog: every `watchdog_interval` the engine sends itself a probe that
-//!   must come back within `watchdog_deadline`; if not (corosync frozen,
+//!   must come back within the watchdog deadline; if not (corosync frozen,
 //!   SIGSTOP, starved), the agent gets [`MembershipEvent::Lost`] and nothing
 //!   else until a probe comes back. Then the engine reconnects (closing the
 //!   connection makes the others see us leave, the new one joins), so that
@@ -32,7 +32,7 @@ pub mod tracker;
 
 use crate::membership::{MembershipEvent, MembershipHandle, Outgoing};
 use anyhow::{anyhow, bail, Context, Result};
-use conn::{CallError, Conn, Raw};
+use conn::{CallError, Conn, Liveness, Raw};
 use rust_corosync::CsError;
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -47,8 +47,19 @@ pub struct CorosyncOptions {
     pub group: String,
     /// How often the engine sends itself a watchdog probe.
     pub watchdog_interval: Duration,
-    /// How long a probe may take to come back before `Lost` is reported.
+    /// Frozen corosync: `Lost` when a probe is this late *and* corosync has
+    /// not answered local IPC for as long. Must stay well below the ring's
+    /// failure detection time, so that a frozen node lets go of its
+    /// addresses before the others take them over.
     pub watchdog_deadline: Duration,
+    /// Stalled ring: `Lost` when a probe is this late although corosync still
+    /// answers IPC. While totem re-forms the ring after a failure, no agreed
+    /// message moves anywhere for about token + consensus, and that must not
+    /// count as a loss at the survivors. `None` (the default) derives it from
+    /// the running corosync's `runtime.config.totem.{token,consensus}` at each
+    /// connection: `1.5 x (token + consensus) + 50 ms` (215 ms with the
+    /// LAN-fast profile, ~12 s with corosync's defaults on 3 nodes).
+    pub watchdog_stall_limit: Option<Duration>,
     /// First pause before reconnecting to a lost corosync.
     pub reconnect_min: Duration,
     /// Longest pause between reconnect attempts.
@@ -58,12 +69,14 @@ pub struct CorosyncOptions {
 }
 
 impl CorosyncOptions {
-    /// Defaults: 20 ms probes, 200 ms deadline, reconnect 100 ms .. 2 s, no quorum.
+    /// Defaults: 20 ms probes, 200 ms freeze deadline, stall limit from
+    /// corosync's totem timers, reconnect 100 ms .. 2 s, no quorum.
     pub fn new(group: impl Into<String>) -> Self {
         CorosyncOptions {
             group: group.into(),
             watchdog_interval: Duration::from_millis(20),
             watchdog_deadline: Duration::from_millis(200),
+            watchdog_stall_limit: None,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
             require_quorum: false,
@@ -183,6 +196,9 @@ struct Session {
     /// When to retry the head of the send queue after CS_ERR_TRY_AGAIN.
     retry_at: Option<Instant>,
     send_pause: Duration,
+    /// Probe delay tolerated while corosync answers IPC (ring re-forming).
+    stall_limit: Duration,
+    liveness: Liveness,
 }
 
 impl Engine {
@@ -257,10 +273,37 @@ impl Engine {
         End::Lost(format!("corosync group {}: {e}{hint}", self.opts.group))
     }
 
+    fn stall_limit(&self, conn: &Conn) -> Duration {
+        if let Some(d) = self.opts.watchdog_stall_limit {
+            return d;
+        }
+        let d = match conn.totem_timers {
+            Some((token, consensus)) => tracker::auto_stall_limit(token, consensus),
+            None => {
+                let d = tracker::auto_stall_limit(
+                    tracker::DEFAULT_TOKEN_MS,
+                    tracker::DEFAULT_CONSENSUS_MS,
+                );
+                tracing::warn!(
+                    "corosync group {}: totem timers not readable from cmap; watchdog stall limit {d:?}",
+                    self.opts.group
+                );
+                d
+            }
+        };
+        d.max(self.opts.watchdog_deadline)
+    }
+
     async fn serve(&mut self, conn: Conn) -> End {
+        let liveness = match Liveness::start(self.opts.watchdog_interval) {
+            Ok(l) => l,
+            Err(e) => return self.lost(e),
+        };
         let mut s = Session {
             tracker: Tracker::new(conn.me, conn.ring),
             watchdog: Watchdog::new(self.opts.watchdog_deadline),
+            stall_limit: self.stall_limit(&conn),
+            liveness,
             conn,
             retry_at: None,
             send_pause: Duration::from_millis(1),
@@ -363,18 +406,16 @@ impl Engine {
             return Ok(());
         }
         let now = std::time::Instant::now();
-        if !s.tracker.is_frozen() && s.watchdog.expired(now) {
-            s.tracker.frozen();
-            s.watchdog.reset();
-            self.queue.clear();
-            let reason = format!(
-                "corosync group {}: watchdog: own message not back within {:?} (corosync frozen or starved)",
-                self.opts.group, self.opts.watchdog_deadline
-            );
-            tracing::warn!("{reason}");
-            self.emit(MembershipEvent::Lost { reason })
-                .await
-                .map_err(|_| End::Shutdown)?;
+        if !s.tracker.is_frozen() {
+            if let Some(reason) = self.watchdog_verdict(s, now) {
+                s.tracker.frozen();
+                s.watchdog.reset();
+                self.queue.clear();
+                tracing::warn!("{reason}");
+                self.emit(MembershipEvent::Lost { reason })
+                    .await
+                    .map_err(|_| End::Shutdown)?;
+            }
         }
         if let Some(seq) = s.watchdog.probe(now) {
             match s.conn.mcast(&encode_watchdog(seq)) {
@@ -389,6 +430,25 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Why the watchdog trips now, if it does.
+    fn watchdog_verdict(&self, s: &Session, now: std::time::Instant) -> Option<String> {
+        let late = s.watchdog.overdue(now)?;
+        let group = &self.opts.group;
+        let silent = s.liveness.silent_for();
+        if s.watchdog.expired(now) && silent > self.opts.watchdog_deadline {
+            return Some(format!(
+                "corosync group {group}: watchdog: own message not back after {late:?} and corosync silent on IPC for {silent:?} (frozen?)"
+            ));
+        }
+        if late > s.stall_limit {
+            return Some(format!(
+                "corosync group {group}: watchdog: own message not back after {late:?}, over the stall limit {:?} (ring stuck or corosync starved)",
+                s.stall_limit
+            ));
+        }
+        None
     }
 
     async fn on_request(&mut self, s: &mut Session, m: Option<Outgoing>) -> Result<(), End> {

@@ -267,6 +267,19 @@ impl Tracker {
     }
 }
 
+/// corosync's token with 3 nodes (3000 + 650 per node above two), for when
+/// the running values cannot be read.
+pub const DEFAULT_TOKEN_MS: u32 = 3650;
+/// corosync's default consensus (1.2 x token).
+pub const DEFAULT_CONSENSUS_MS: u32 = 4380;
+
+/// How long probes may stall while corosync still answers IPC (the ring is
+/// re-forming: no agreed message moves for about token + consensus).
+pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
+    let ring = u64::from(token_ms) + u64::from(consensus_ms);
+    Duration::from_millis(ring * 3 / 2 + 50)
+}
+
 /// Watchdog bookkeeping: probes sent and not yet back.
 #[derive(Debug)]
 pub struct Watchdog {
@@ -286,6 +299,10 @@ impl Watchdog {
             next_seq: 0,
             outstanding: VecDeque::new(),
         }
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The next probe to send at `now`, or None if too many are in flight.
@@ -321,9 +338,14 @@ impl Watchdog {
 
     /// True when the oldest probe in flight is older than the deadline.
     pub fn expired(&self, now: Instant) -> bool {
+        self.overdue(now).is_some_and(|age| age > self.deadline)
+    }
+
+    /// Age of the oldest probe in flight.
+    pub fn overdue(&self, now: Instant) -> Option<Duration> {
         self.outstanding
             .front()
-            .is_some_and(|(_, sent)| now.saturating_duration_since(*sent) > self.deadline)
+            .map(|(_, sent)| now.saturating_duration_since(*sent))
     }
 
     /// Forget every probe in flight (new connection, or after a trip so that
@@ -486,6 +508,7 @@ mod tests {
         let s1 = w.probe(t0 + ms(20)).unwrap();
         assert!(!w.expired(t0 + ms(200)));
         assert!(w.expired(t0 + ms(201)));
+        assert_eq!(w.overdue(t0 + ms(201)), Some(ms(201)));
         w.returned(s0);
         assert!(!w.expired(t0 + ms(215)));
         assert!(w.expired(t0 + ms(221)));
@@ -502,6 +525,20 @@ mod tests {
         assert!(w.probe(t0).is_none());
         w.reset();
         assert!(!w.expired(t0 + ms(10_000)));
+    }
+
+    #[test]
+    fn auto_stall_limit_covers_ring_reformation() {
+        assert_eq!(auto_stall_limit(50, 60), Duration::from_millis(215));
+        assert_eq!(
+            auto_stall_limit(DEFAULT_TOKEN_MS, DEFAULT_CONSENSUS_MS),
+            Duration::from_millis(12_095)
+        );
+        // No overflow at the extremes: 1.5 x 2 x (2^32 - 1) ms.
+        assert_eq!(
+            auto_stall_limit(u32::MAX, u32::MAX),
+            Duration::from_millis(12_884_901_935)
+        );
     }
 
     fn proc_strategy() -> impl Strategy<Value = Proc> {
