@@ -266,6 +266,11 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let args = parse_args()?;
+    // RUST_LOG=wackamole=info shows the engines' view of the faults.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut rows = Vec::new();
     for &profile in &args.profiles {
         let mut bed = CorosyncBed::start(profile)?;

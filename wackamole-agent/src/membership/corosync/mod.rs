@@ -12,12 +12,20 @@
 //! - Members are CPG processes (nodeid, pid), delivered sorted; ids are
 //!   `n<nodeid>p<pid>` zero-padded so the strings sort the same way.
 //! - Views, transitional signals and view ids: see [`tracker`].
-//! - Watchdog: every `watchdog_interval` the engine sends itself a probe that
-//!   must come back within the watchdog deadline; if not (corosync frozen,
-//!   SIGSTOP, starved), the agent gets [`MembershipEvent::Lost`] and nothing
-//!   else until a probe comes back. Then the engine reconnects (closing the
-//!   connection makes the others see us leave, the new one joins), so that
-//!   every member, us included, sees a fresh view.
+//! - Watchdog: every `watchdog_interval` the engine sends itself an agreed
+//!   probe, and a helper thread checks that corosync answers local IPC (a
+//!   cmap read). [`MembershipEvent::Lost`] is reported when a probe is late
+//!   by `watchdog_deadline` (200 ms) while corosync has not answered IPC for
+//!   as long (frozen: SIGSTOP, hung), or late by the stall limit although it
+//!   answers (a ring that does not re-form, starvation). The two-level rule
+//!   is needed because no agreed message moves anywhere while totem
+//!   re-forms the ring (about token + consensus: 0.1 s fast profile, 8 s
+//!   default): a single short deadline would make every survivor report
+//!   `Lost` on every failure, a long one would let a frozen node keep its
+//!   addresses after the others took them over. After `Lost` nothing is
+//!   delivered until a probe comes back; then the engine reconnects
+//!   (closing the connection makes the others see us leave, the new one
+//!   joins), so that every member, us included, sees a fresh view.
 //! - Operator `Leave` is `cpg_leave`; `Join` opens a new connection, because
 //!   corosync 3.1 refuses a second `cpg_join` on a connection that left.
 //! - A dispatch error (corosync died) is reported as `Lost`; the engine then
@@ -49,16 +57,19 @@ pub struct CorosyncOptions {
     pub watchdog_interval: Duration,
     /// Frozen corosync: `Lost` when a probe is this late *and* corosync has
     /// not answered local IPC for as long. Must stay well below the ring's
-    /// failure detection time, so that a frozen node lets go of its
-    /// addresses before the others take them over.
+    /// failure detection time with slow profiles, so that a frozen node lets
+    /// go of its addresses before the others take them over. On an
+    /// overloaded host corosync itself can miss its schedule that long
+    /// ("main process was not scheduled for N ms" in its log); with the fast
+    /// profile that also breaks the ring, so `Lost` is then deserved.
     pub watchdog_deadline: Duration,
     /// Stalled ring: `Lost` when a probe is this late although corosync still
     /// answers IPC. While totem re-forms the ring after a failure, no agreed
     /// message moves anywhere for about token + consensus, and that must not
     /// count as a loss at the survivors. `None` (the default) derives it from
     /// the running corosync's `runtime.config.totem.{token,consensus}` at each
-    /// connection: `1.5 x (token + consensus) + 50 ms` (215 ms with the
-    /// LAN-fast profile, ~12 s with corosync's defaults on 3 nodes).
+    /// connection: `2 x (token + consensus) + 200 ms` (420 ms with the
+    /// LAN-fast profile, ~16 s with corosync's defaults on 3 nodes).
     pub watchdog_stall_limit: Option<Duration>,
     /// First pause before reconnecting to a lost corosync.
     pub reconnect_min: Duration,
