@@ -23,7 +23,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use wackamole::membership::corosync::CorosyncOptions;
 use wackamole::membership::MembershipEvent;
-use wackamole::testbed::corosync::{CorosyncCluster, EventTap, Profile};
+use wackamole::testbed::corosync::{converge, CorosyncCluster, EventTap, Profile};
 
 const NODES: usize = 3;
 const WAIT: Duration = Duration::from_secs(40);
@@ -132,18 +132,10 @@ fn ms(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0
 }
 
-/// Waits until every agent holds a full view, then drops what was received.
+/// Waits until every agent holds the same full view (stable for 300 ms);
+/// returns when the last of those views arrived.
 fn settle(bed: &dyn Bed) -> Result<Instant> {
-    let mut last = Instant::now();
-    for tap in bed.taps() {
-        last = last.max(tap.wait_view(NODES, WAIT)?.0);
-    }
-    // Let trailing views of the same change arrive, then start clean.
-    std::thread::sleep(Duration::from_millis(300));
-    for tap in bed.taps() {
-        tap.drain();
-    }
-    Ok(last)
+    Ok(converge(bed.taps(), NODES, WAIT)?.0)
 }
 
 fn measure(bed: &mut dyn Bed, fault: Fault, reps: usize, rows: &mut Vec<Row>) -> Result<()> {

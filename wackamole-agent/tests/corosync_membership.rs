@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use wackamole::membership::corosync::CorosyncOptions;
 use wackamole::membership::{MemberId, MembershipEvent, Outgoing, View};
-use wackamole::testbed::corosync::{CorosyncCluster, EventTap, Profile};
+use wackamole::testbed::corosync::{converge, CorosyncCluster, EventTap, Profile};
 use wackamole::testbed::is_root;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -34,16 +34,9 @@ fn cluster_with_engines() -> Result<(CorosyncCluster, Vec<EventTap>, View)> {
     for node in &cluster.nodes {
         taps.push(node.tap_engine(opts())?);
     }
-    let mut views = Vec::new();
-    for tap in &taps {
-        views.push(tap.wait_view(3, T)?.1);
-    }
+    let (_, views) = converge(&taps, 3, T)?;
     let first = views[0].clone();
     for (i, v) in views.iter().enumerate() {
-        ensure!(
-            v.id == first.id && v.members == first.members,
-            "node {i} holds {v:?}, node 0 {first:?}"
-        );
         ensure!(
             v.members[v.my_index] == v.members[i],
             "my_index of node {i} in {v:?}"
@@ -117,15 +110,8 @@ fn views_agree_and_link_down_gives_new_view() -> Result<()> {
     ensure!(alone.members == vec![full.members[2].clone()], "{alone:?}");
 
     cluster.link_up(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == full.members),
-        "{back:?}"
-    );
+    let (_, back) = converge(&taps, 3, T)?;
+    ensure!(back[0].members == full.members, "{back:?}");
     ensure!(back[0].id != full.id, "view id reused after a ring change");
     Ok(())
 }
@@ -210,32 +196,8 @@ fn sigstop_trips_watchdog_and_sigcont_recovers() -> Result<()> {
         survivor_view(tap, 2)?;
     }
     cluster.cont_corosync(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?);
-    }
     // Every engine ends in the same three-member view.
-    std::thread::sleep(Duration::from_millis(500));
-    let finals: Vec<View> = taps
-        .iter()
-        .zip(back)
-        .map(|(tap, (_, v))| {
-            tap.drain()
-                .into_iter()
-                .filter_map(|e| match e {
-                    MembershipEvent::View(v) => Some(v),
-                    _ => None,
-                })
-                .next_back()
-                .unwrap_or(v)
-        })
-        .collect();
-    ensure!(
-        finals.iter().all(|v| v.id == finals[0].id
-            && v.members == finals[0].members
-            && v.members.len() == 3),
-        "{finals:?}"
-    );
+    converge(&taps, 3, T)?;
     Ok(())
 }
 
@@ -253,15 +215,7 @@ fn sigkill_reports_lost_and_reconnects_after_restart() -> Result<()> {
         survivor_view(tap, 2)?;
     }
     cluster.start_corosync(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == back[0].members),
-        "{back:?}"
-    );
+    let (_, back) = converge(&taps, 3, T)?;
     // Same agent process: the same member id as before the crash.
     ensure!(back[0].members == full.members, "{back:?} vs {full:?}");
     Ok(())
@@ -283,15 +237,8 @@ fn operator_leave_and_join() -> Result<()> {
     let after = taps[1].next(Duration::from_millis(300));
     ensure!(after.is_none(), "event after Leave: {after:?}");
     taps[1].request(Outgoing::Join)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == full.members),
-        "{back:?}"
-    );
+    let (_, back) = converge(&taps, 3, T)?;
+    ensure!(back[0].members == full.members, "{back:?}");
     Ok(())
 }
 
@@ -326,14 +273,6 @@ fn require_quorum_reports_a_minority_as_lost() -> Result<()> {
         "view while not quorate: {after:?}"
     );
     cluster.link_up(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == back[0].members),
-        "{back:?}"
-    );
+    converge(&taps, 3, T)?;
     Ok(())
 }

@@ -267,6 +267,11 @@ impl EventTap {
         }
     }
 
+    /// The next event if one is already there.
+    pub fn try_next(&self) -> Option<(Instant, MembershipEvent)> {
+        self.events.try_recv().ok()
+    }
+
     /// Drops every event already received.
     pub fn drain(&self) -> Vec<MembershipEvent> {
         self.events.try_iter().map(|(_, e)| e).collect()
@@ -287,6 +292,52 @@ impl EventTap {
         self.outgoing
             .blocking_send(req)
             .map_err(|_| anyhow!("{}: engine has ended", self.description))
+    }
+}
+
+/// Waits until every tap's latest event says it holds the same view of `n`
+/// members and nothing has changed for 300 ms (a merge can go through
+/// several rings; the first full view is not necessarily the last). Returns
+/// when the last of those views arrived, and the views (in tap order).
+pub fn converge(
+    taps: &[EventTap],
+    n: usize,
+    timeout: Duration,
+) -> Result<(Instant, Vec<crate::membership::View>)> {
+    const QUIET: Duration = Duration::from_millis(300);
+    let deadline = Instant::now() + timeout;
+    let mut latest: Vec<Option<crate::membership::View>> = vec![None; taps.len()];
+    let mut last_view = Instant::now();
+    let mut last_change = Instant::now();
+    loop {
+        for (i, tap) in taps.iter().enumerate() {
+            while let Some((t, ev)) = tap.try_next() {
+                last_change = Instant::now();
+                match ev {
+                    MembershipEvent::View(v) => {
+                        last_view = t;
+                        latest[i] = Some(v);
+                    }
+                    MembershipEvent::Lost { .. } => latest[i] = None,
+                    _ => {}
+                }
+            }
+        }
+        let first = latest.first().cloned().flatten();
+        let agreed = first.as_ref().is_some_and(|f| {
+            f.members.len() == n
+                && latest.iter().all(|v| {
+                    v.as_ref()
+                        .is_some_and(|v| v.id == f.id && v.members == f.members)
+                })
+        });
+        if agreed && last_change.elapsed() >= QUIET {
+            return Ok((last_view, latest.into_iter().flatten().collect()));
+        }
+        if Instant::now() > deadline {
+            bail!("views did not converge on {n} members within {timeout:?}: {latest:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
