@@ -22,7 +22,7 @@ const T: Duration = Duration::from_secs(20);
 /// about the host's scheduling.
 fn opts() -> CorosyncOptions {
     let mut o = CorosyncOptions::new("wackamole-test");
-    o.watchdog_deadline = Duration::from_millis(500);
+    o.watchdog_deadline = Some(Duration::from_millis(500));
     o
 }
 

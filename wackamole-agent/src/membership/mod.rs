@@ -14,7 +14,6 @@
 //!   reports one.
 
 pub mod corosync;
-
 use std::fmt;
 
 /// Identifies one agent process in the group. Engine-specific but unique per

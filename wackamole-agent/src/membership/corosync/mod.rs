@@ -15,7 +15,7 @@
 //! - Watchdog: every `watchdog_interval` the engine sends itself an agreed
 //!   probe, and a helper thread checks that corosync answers local IPC (a
 //!   cmap read). [`MembershipEvent::Lost`] is reported when a probe is late
-//!   by `watchdog_deadline` (200 ms) while corosync has not answered IPC for
+//!   by the freeze deadline (200 ms fast profile) while corosync has not answered IPC for
 //!   as long (frozen: SIGSTOP, hung), or late by the stall limit although it
 //!   answers (a ring that does not re-form, starvation). The two-level rule
 //!   is needed because no agreed message moves anywhere while totem
@@ -57,12 +57,14 @@ pub struct CorosyncOptions {
     pub watchdog_interval: Duration,
     /// Frozen corosync: `Lost` when a probe is this late *and* corosync has
     /// not answered local IPC for as long. Must stay well below the ring's
-    /// failure detection time with slow profiles, so that a frozen node lets
-    /// go of its addresses before the others take them over. On an
-    /// overloaded host corosync itself can miss its schedule that long
-    /// ("main process was not scheduled for N ms" in its log); with the fast
-    /// profile that also breaks the ring, so `Lost` is then deserved.
-    pub watchdog_deadline: Duration,
+    /// failure detection time, so that a frozen node lets go of its
+    /// addresses before the others take them over, and above the hiccups a
+    /// loaded host gives corosync ("main process was not scheduled for N ms"
+    /// in its log; 200+ ms seen on 2 shared cores). `None` (the default):
+    /// `max(200 ms, token / 2)` from the running corosync (200 ms with the
+    /// LAN-fast profile, 1.8 s with corosync's defaults on 3 nodes, whose
+    /// failure detection takes 8 s).
+    pub watchdog_deadline: Option<Duration>,
     /// Stalled ring: `Lost` when a probe is this late although corosync still
     /// answers IPC. While totem re-forms the ring after a failure, no agreed
     /// message moves anywhere for about token + consensus, and that must not
@@ -80,13 +82,13 @@ pub struct CorosyncOptions {
 }
 
 impl CorosyncOptions {
-    /// Defaults: 20 ms probes, 200 ms freeze deadline, stall limit from
+    /// Defaults: 20 ms probes, freeze deadline and stall limit from
     /// corosync's totem timers, reconnect 100 ms .. 2 s, no quorum.
     pub fn new(group: impl Into<String>) -> Self {
         CorosyncOptions {
             group: group.into(),
             watchdog_interval: Duration::from_millis(20),
-            watchdog_deadline: Duration::from_millis(200),
+            watchdog_deadline: None,
             watchdog_stall_limit: None,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
@@ -99,7 +101,11 @@ impl CorosyncOptions {
         if g.is_empty() || g.len() > 127 {
             bail!("corosync: group name {g:?} must be 1..=127 bytes");
         }
-        if self.watchdog_interval.is_zero() || self.watchdog_deadline <= self.watchdog_interval {
+        if self.watchdog_interval.is_zero()
+            || self
+                .watchdog_deadline
+                .is_some_and(|d| d <= self.watchdog_interval)
+        {
             bail!(
                 "corosync group {g}: watchdog interval ({:?}) must be > 0 and below the deadline ({:?})",
                 self.watchdog_interval,
@@ -284,36 +290,43 @@ impl Engine {
         End::Lost(format!("corosync group {}: {e}{hint}", self.opts.group))
     }
 
-    fn stall_limit(&self, conn: &Conn) -> Duration {
-        if let Some(d) = self.opts.watchdog_stall_limit {
-            return d;
-        }
-        let d = match conn.totem_timers {
-            Some((token, consensus)) => tracker::auto_stall_limit(token, consensus),
-            None => {
-                let d = tracker::auto_stall_limit(
-                    tracker::DEFAULT_TOKEN_MS,
-                    tracker::DEFAULT_CONSENSUS_MS,
-                );
-                tracing::warn!(
-                    "corosync group {}: totem timers not readable from cmap; watchdog stall limit {d:?}",
-                    self.opts.group
-                );
-                d
-            }
-        };
-        d.max(self.opts.watchdog_deadline)
+    /// (freeze deadline, stall limit) for this connection.
+    fn watchdog_limits(&self, conn: &Conn) -> (Duration, Duration) {
+        let (token, consensus) = conn.totem_timers.unwrap_or_else(|| {
+            tracing::warn!(
+                "corosync group {}: totem timers not readable from cmap; assuming corosync defaults",
+                self.opts.group
+            );
+            (tracker::DEFAULT_TOKEN_MS, tracker::DEFAULT_CONSENSUS_MS)
+        });
+        let interval = self.opts.watchdog_interval;
+        let deadline = self
+            .opts
+            .watchdog_deadline
+            .unwrap_or_else(|| tracker::auto_freeze_deadline(token))
+            .max(interval * 2);
+        let stall = self
+            .opts
+            .watchdog_stall_limit
+            .unwrap_or_else(|| tracker::auto_stall_limit(token, consensus))
+            .max(deadline);
+        (deadline, stall)
     }
 
     async fn serve(&mut self, conn: Conn) -> End {
+        let (deadline, stall_limit) = self.watchdog_limits(&conn);
+        tracing::debug!(
+            "corosync group {}: watchdog deadline {deadline:?}, stall limit {stall_limit:?}",
+            self.opts.group
+        );
         let liveness = match Liveness::start(self.opts.watchdog_interval) {
             Ok(l) => l,
             Err(e) => return self.lost(e),
         };
         let mut s = Session {
             tracker: Tracker::new(conn.me, conn.ring),
-            watchdog: Watchdog::new(self.opts.watchdog_deadline),
-            stall_limit: self.stall_limit(&conn),
+            watchdog: Watchdog::new(deadline),
+            stall_limit,
             liveness,
             conn,
             retry_at: None,
@@ -448,7 +461,7 @@ impl Engine {
         let late = s.watchdog.overdue(now)?;
         let group = &self.opts.group;
         let silent = s.liveness.silent_for();
-        if s.watchdog.expired(now) && silent > self.opts.watchdog_deadline {
+        if s.watchdog.expired(now) && silent > s.watchdog.deadline() {
             return Some(format!(
                 "corosync group {group}: watchdog: own message not back after {late:?} and corosync silent on IPC for {silent:?} (frozen?)"
             ));

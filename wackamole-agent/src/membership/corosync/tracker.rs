@@ -273,6 +273,11 @@ pub const DEFAULT_TOKEN_MS: u32 = 3650;
 /// corosync's default consensus (1.2 x token).
 pub const DEFAULT_CONSENSUS_MS: u32 = 4380;
 
+/// The freeze deadline for a token of `token_ms`: `max(200 ms, token / 2)`.
+pub fn auto_freeze_deadline(token_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(token_ms / 2).max(200))
+}
+
 /// How long probes may stall while corosync still answers IPC (the ring is
 /// re-forming: no agreed message moves for about token + consensus).
 pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
@@ -527,6 +532,13 @@ mod tests {
         assert!(w.probe(t0).is_none());
         w.reset();
         assert!(!w.expired(t0 + ms(10_000)));
+    }
+
+    #[test]
+    fn auto_freeze_deadline_scales_with_token() {
+        assert_eq!(auto_freeze_deadline(50), Duration::from_millis(200));
+        assert_eq!(auto_freeze_deadline(3650), Duration::from_millis(1825));
+        assert_eq!(auto_freeze_deadline(0), Duration::from_millis(200));
     }
 
     #[test]
