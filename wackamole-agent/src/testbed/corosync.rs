@@ -557,22 +557,15 @@ impl CorosyncCluster {
     }
 
     /// Removes `/dev/shm` entries left by the corosync PIDs this cluster
-    /// started (libqb names them `qb-<server pid>-...` and blackbox files
-    /// `qb-corosync-blackbox-*` / `qb-*-<pid>-*`).
+    /// started: libqb IPC directories `qb-<server pid>-<client pid>-...` and
+    /// blackbox files `qb-corosync-<pid>-blackbox-*`.
     fn clean_shm(&self) {
         let Ok(dir) = std::fs::read_dir("/dev/shm") else {
             return;
         };
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("qb-") {
-                continue;
-            }
-            let ours = name
-                .split('-')
-                .filter_map(|p| p.parse::<u32>().ok())
-                .any(|pid| self.started.contains(&pid));
-            if ours {
+            if shm_owner(&name).is_some_and(|pid| self.started.contains(&pid)) {
                 let path = entry.path();
                 let _ = if path.is_dir() {
                     std::fs::remove_dir_all(&path)
@@ -582,6 +575,13 @@ impl CorosyncCluster {
             }
         }
     }
+}
+
+/// The corosync PID a `/dev/shm` entry belongs to, if it is a libqb one.
+fn shm_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("qb-")?;
+    let rest = rest.strip_prefix("corosync-").unwrap_or(rest);
+    rest.split('-').next()?.parse().ok()
 }
 
 impl Drop for CorosyncCluster {
@@ -611,6 +611,14 @@ mod tests {
             Path::new("/tmp/key"),
             Path::new("/tmp/state"),
         )
+    }
+
+    #[test]
+    fn shm_names_map_to_their_corosync() {
+        assert_eq!(shm_owner("qb-360-465-29-avpPmd"), Some(360));
+        assert_eq!(shm_owner("qb-corosync-507-blackbox-data"), Some(507));
+        assert_eq!(shm_owner("qb-corosync-blackbox"), None);
+        assert_eq!(shm_owner("pulse-shm-123"), None);
     }
 
     #[test]

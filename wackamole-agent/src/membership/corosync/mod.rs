@@ -46,7 +46,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
-use tracker::{encode_app, encode_watchdog, Tracker, Watchdog};
+use tracker::{encode_app, encode_watchdog, Tracker, Trip, Watchdog};
 
 /// Settings of the Corosync engine.
 #[derive(Clone, Debug)]
@@ -458,21 +458,22 @@ impl Engine {
 
     /// Why the watchdog trips now, if it does.
     fn watchdog_verdict(&self, s: &Session, now: std::time::Instant) -> Option<String> {
-        let late = s.watchdog.overdue(now)?;
         let group = &self.opts.group;
-        let silent = s.liveness.silent_for();
-        if s.watchdog.expired(now) && silent > s.watchdog.deadline() {
-            return Some(format!(
+        let trip = tracker::verdict(
+            s.watchdog.overdue(now),
+            s.liveness.silent_for(),
+            s.watchdog.deadline(),
+            s.stall_limit,
+        )?;
+        Some(match trip {
+            Trip::Frozen { late, silent } => format!(
                 "corosync group {group}: watchdog: own message not back after {late:?} and corosync silent on IPC for {silent:?} (frozen?)"
-            ));
-        }
-        if late > s.stall_limit {
-            return Some(format!(
+            ),
+            Trip::Stalled { late } => format!(
                 "corosync group {group}: watchdog: own message not back after {late:?}, over the stall limit {:?} (ring stuck or corosync starved)",
                 s.stall_limit
-            ));
-        }
-        None
+            ),
+        })
     }
 
     async fn on_request(&mut self, s: &mut Session, m: Option<Outgoing>) -> Result<(), End> {

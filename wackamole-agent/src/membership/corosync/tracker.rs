@@ -287,6 +287,35 @@ pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
     Duration::from_millis(ring * 2 + 200)
 }
 
+/// Why the watchdog trips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trip {
+    /// Probe late and corosync silent on IPC, both beyond the freeze deadline.
+    Frozen { late: Duration, silent: Duration },
+    /// Probe late beyond the stall limit although corosync answers IPC.
+    Stalled { late: Duration },
+}
+
+/// The watchdog rule. `late`: age of the oldest probe in flight; `silent`:
+/// how long corosync has not answered IPC. A late probe alone is normal while
+/// the ring re-forms (nothing is delivered anywhere for about token +
+/// consensus), so it only counts as a loss beyond `stall_limit`.
+pub fn verdict(
+    late: Option<Duration>,
+    silent: Duration,
+    deadline: Duration,
+    stall_limit: Duration,
+) -> Option<Trip> {
+    let late = late?;
+    if late > deadline && silent > deadline {
+        Some(Trip::Frozen { late, silent })
+    } else if late > stall_limit {
+        Some(Trip::Stalled { late })
+    } else {
+        None
+    }
+}
+
 /// Watchdog bookkeeping: probes sent and not yet back.
 #[derive(Debug)]
 pub struct Watchdog {
@@ -532,6 +561,32 @@ mod tests {
         assert!(w.probe(t0).is_none());
         w.reset();
         assert!(!w.expired(t0 + ms(10_000)));
+    }
+
+    #[test]
+    fn verdict_tells_frozen_from_reforming() {
+        let ms = Duration::from_millis;
+        let (d, stall) = (ms(200), ms(420));
+        // Nothing in flight, or on time.
+        assert_eq!(verdict(None, ms(10_000), d, stall), None);
+        assert_eq!(verdict(Some(ms(150)), ms(10_000), d, stall), None);
+        // Late, corosync answering IPC: the ring is re-forming.
+        assert_eq!(verdict(Some(ms(400)), ms(20), d, stall), None);
+        // Late and silent: frozen.
+        assert_eq!(
+            verdict(Some(ms(201)), ms(201), d, stall),
+            Some(Trip::Frozen {
+                late: ms(201),
+                silent: ms(201)
+            })
+        );
+        // Silent but the probe is on time (IPC thread starved): not frozen.
+        assert_eq!(verdict(Some(ms(100)), ms(5_000), d, stall), None);
+        // Late beyond the stall limit although answering: stalled.
+        assert_eq!(
+            verdict(Some(ms(421)), ms(20), d, stall),
+            Some(Trip::Stalled { late: ms(421) })
+        );
     }
 
     #[test]
