@@ -6,7 +6,9 @@
 //! - `victim`: fault -> the event at the victim's own agent (link down: its
 //!   view of itself alone; SIGKILL: `Lost` from the dispatch error; SIGSTOP:
 //!   `Lost` from the watchdog);
-//! - `rejoin`: repair -> every agent back in a full view.
+//! - `rejoin`: repair -> every agent back in a full view;
+//! - `survivor Lost`: survivors that reported `Lost` before their new view
+//!   (a watchdog deadline shorter than the ring re-formation); should be 0.
 //!
 //! Writes `target/bench/membership.json` and prints a markdown table.
 //!
@@ -21,7 +23,7 @@ use serde::Serialize;
 use std::time::{Duration, Instant};
 use wackamole::membership::corosync::CorosyncOptions;
 use wackamole::membership::MembershipEvent;
-use wackamole::testbed::corosync::{CorosyncCluster, EventTap, Profile};
+use wackamole::testbed::corosync::{converge, CorosyncCluster, EventTap, Profile};
 
 const NODES: usize = 3;
 const WAIT: Duration = Duration::from_secs(40);
@@ -98,18 +100,27 @@ struct Row {
     fault: &'static str,
     observer: &'static str,
     samples_ms: Vec<f64>,
+    /// Survivors that reported `Lost` before their new view (should be 0).
+    spurious_lost: usize,
     min_ms: f64,
     median_ms: f64,
     max_ms: f64,
 }
 
-fn row(engine: &str, fault: Fault, observer: &'static str, mut samples: Vec<f64>) -> Row {
+fn row(
+    engine: &str,
+    fault: Fault,
+    observer: &'static str,
+    mut samples: Vec<f64>,
+    spurious_lost: usize,
+) -> Row {
     samples.sort_by(f64::total_cmp);
     let pick = |i: usize| samples.get(i).copied().unwrap_or(f64::NAN);
     Row {
         engine: engine.to_string(),
         fault: fault.name(),
         observer,
+        spurious_lost,
         min_ms: pick(0),
         median_ms: pick(samples.len() / 2),
         max_ms: pick(samples.len().saturating_sub(1)),
@@ -121,23 +132,16 @@ fn ms(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0
 }
 
-/// Waits until every agent holds a full view, then drops what was received.
+/// Waits until every agent holds the same full view (stable for 300 ms);
+/// returns when the last of those views arrived.
 fn settle(bed: &dyn Bed) -> Result<Instant> {
-    let mut last = Instant::now();
-    for tap in bed.taps() {
-        last = last.max(tap.wait_view(NODES, WAIT)?.0);
-    }
-    // Let trailing views of the same change arrive, then start clean.
-    std::thread::sleep(Duration::from_millis(300));
-    for tap in bed.taps() {
-        tap.drain();
-    }
-    Ok(last)
+    Ok(converge(bed.taps(), NODES, WAIT)?.0)
 }
 
 fn measure(bed: &mut dyn Bed, fault: Fault, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     let label = bed.label();
     let (mut survivors, mut victims, mut rejoins) = (Vec::new(), Vec::new(), Vec::new());
+    let mut spurious = 0;
     for rep in 0..reps {
         let victim = rep % NODES;
         let t0 = Instant::now();
@@ -155,7 +159,17 @@ fn measure(bed: &mut dyn Bed, fault: Fault, reps: usize, rows: &mut Vec<Row>) ->
         victims.push(ms(t0, victim_event));
         for (i, tap) in bed.taps().iter().enumerate() {
             if i != victim {
-                survivors.push(ms(t0, tap.wait_view(NODES - 1, WAIT)?.0));
+                let (t, _, skipped) = tap.wait_for(
+                    WAIT,
+                    |e| matches!(e, MembershipEvent::View(v) if v.members.len() == NODES - 1),
+                )?;
+                if skipped
+                    .iter()
+                    .any(|e| matches!(e, MembershipEvent::Lost { .. }))
+                {
+                    spurious += 1;
+                }
+                survivors.push(ms(t0, t));
             }
         }
         let t1 = Instant::now();
@@ -169,14 +183,26 @@ fn measure(bed: &mut dyn Bed, fault: Fault, reps: usize, rows: &mut Vec<Row>) ->
             rejoins.last().copied().unwrap_or_default()
         );
     }
-    rows.push(row(&label, fault, "survivors: new view", survivors));
+    rows.push(row(
+        &label,
+        fault,
+        "survivors: new view",
+        survivors,
+        spurious,
+    ));
     let victim_obs = match fault {
         Fault::LinkDown => "victim: view of itself",
         Fault::Kill => "victim: Lost (dispatch)",
         Fault::Stop => "victim: Lost (watchdog)",
     };
-    rows.push(row(&label, fault, victim_obs, victims));
-    rows.push(row(&label, fault, "all: full view after repair", rejoins));
+    rows.push(row(&label, fault, victim_obs, victims, 0));
+    rows.push(row(
+        &label,
+        fault,
+        "all: full view after repair",
+        rejoins,
+        0,
+    ));
     Ok(())
 }
 
@@ -232,6 +258,11 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let args = parse_args()?;
+    // RUST_LOG=wackamole=info shows the engines' view of the faults.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut rows = Vec::new();
     for &profile in &args.profiles {
         let mut bed = CorosyncBed::start(profile)?;
@@ -249,18 +280,19 @@ fn main() -> Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&rows)?)
         .with_context(|| format!("writing {}", out.display()))?;
 
-    println!("| engine | fault | observer | n | min ms | median ms | max ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| engine | fault | observer | n | min ms | median ms | max ms | survivor Lost |");
+    println!("|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
             r.engine,
             r.fault,
             r.observer,
             r.samples_ms.len(),
             r.min_ms,
             r.median_ms,
-            r.max_ms
+            r.max_ms,
+            r.spurious_lost
         );
     }
     println!("\n(written to {})", out.display());

@@ -89,13 +89,13 @@ fn other_fields_are_refused_with_a_reason() {
         ("weight = 1", "weight = 2", "weight"),
         ("group = \"wackamole\"", "group = \"other\"", "engine.group"),
         (
-            "watchdog_interval = \"1s\"",
-            "watchdog_interval = \"2s\"",
+            "watchdog_interval = \"20ms\"",
+            "watchdog_interval = \"30ms\"",
             "engine.watchdog_interval",
         ),
         (
-            "watchdog_deadline = \"5s\"",
-            "watchdog_deadline = \"6s\"",
+            "# watchdog_deadline = \"200ms\"",
+            "watchdog_deadline = \"300ms\"",
             "engine.watchdog_deadline",
         ),
         (

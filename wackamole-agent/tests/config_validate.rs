@@ -77,7 +77,8 @@ fn sample_parses_and_validates() {
     match &cfg.engine {
         EngineConfig::Corosync(c) => {
             assert_eq!(c.group, "wackamole");
-            assert_eq!(c.watchdog_deadline, Duration::from_secs(5));
+            assert_eq!(c.watchdog_interval, Duration::from_millis(20));
+            assert_eq!(c.watchdog_deadline, None);
         }
         other => panic!("engine {other:?}"),
     }

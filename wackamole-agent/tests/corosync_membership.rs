@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 use wackamole::membership::corosync::CorosyncOptions;
 use wackamole::membership::{MemberId, MembershipEvent, Outgoing, View};
-use wackamole::testbed::corosync::{CorosyncCluster, EventTap, Profile};
+use wackamole::testbed::corosync::{converge, CorosyncCluster, EventTap, Profile};
 use wackamole::testbed::is_root;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -27,22 +27,31 @@ fn cluster_with_engines() -> Result<(CorosyncCluster, Vec<EventTap>, View)> {
     for node in &cluster.nodes {
         taps.push(node.tap_engine(opts())?);
     }
-    let mut views = Vec::new();
-    for tap in &taps {
-        views.push(tap.wait_view(3, T)?.1);
-    }
+    let (_, views) = converge(&taps, 3, T)?;
     let first = views[0].clone();
     for (i, v) in views.iter().enumerate() {
-        ensure!(
-            v.id == first.id && v.members == first.members,
-            "node {i} holds {v:?}, node 0 {first:?}"
-        );
         ensure!(
             v.members[v.my_index] == v.members[i],
             "my_index of node {i} in {v:?}"
         );
     }
     Ok((cluster, taps, first))
+}
+
+/// A surviving agent's next view with `n` members, and the events before it.
+///
+/// Whether a survivor also reported `Lost` on the way is not asserted: that
+/// depends on the ring re-forming within the watchdog's stall limit, a timing
+/// the membership benchmark measures (its "survivor Lost" column).
+fn survivor_view(tap: &EventTap, n: usize) -> Result<(View, Vec<MembershipEvent>)> {
+    let (_, ev, skipped) = tap.wait_for(
+        T,
+        |e| matches!(e, MembershipEvent::View(v) if v.members.len() == n),
+    )?;
+    match ev {
+        MembershipEvent::View(v) => Ok((v, skipped)),
+        _ => unreachable!("wait_for matched a view"),
+    }
 }
 
 fn skip() -> bool {
@@ -74,52 +83,33 @@ fn views_agree_and_link_down_gives_new_view() -> Result<()> {
 
     cluster.link_down(2)?;
     let mut survivors = Vec::new();
+    let mut reconnected = false;
     for tap in &taps[..2] {
-        let (_, ev, skipped) = tap.wait_for(
-            T,
-            |e| matches!(e, MembershipEvent::View(v) if v.members.len() == 2),
-        )?;
+        let (v, skipped) = survivor_view(tap, 2)?;
         ensure!(
             skipped.last() == Some(&MembershipEvent::Transitional),
             "no transitional before the new view: {skipped:?}"
         );
-        survivors.push(ev);
+        reconnected |= skipped
+            .iter()
+            .any(|e| matches!(e, MembershipEvent::Lost { .. }));
+        survivors.push(v);
     }
+    // Both survivors get the same view straight from the ring change (unless
+    // a watchdog trip on a starved host made one of them reconnect first).
     ensure!(
-        survivors[0] == survivors[1].clone().with_index(0),
+        reconnected
+            || (survivors[0].id == survivors[1].id && survivors[0].members == survivors[1].members),
         "{survivors:?}"
     );
     let (_, alone) = taps[2].wait_view(1, T)?;
     ensure!(alone.members == vec![full.members[2].clone()], "{alone:?}");
 
     cluster.link_up(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == full.members),
-        "{back:?}"
-    );
+    let (_, back) = converge(&taps, 3, T)?;
+    ensure!(back[0].members == full.members, "{back:?}");
     ensure!(back[0].id != full.id, "view id reused after a ring change");
     Ok(())
-}
-
-trait WithIndex {
-    fn with_index(self, i: usize) -> Self;
-}
-
-impl WithIndex for MembershipEvent {
-    fn with_index(self, i: usize) -> Self {
-        match self {
-            MembershipEvent::View(mut v) => {
-                v.my_index = i;
-                MembershipEvent::View(v)
-            }
-            e => e,
-        }
-    }
 }
 
 #[test]
@@ -199,35 +189,11 @@ fn sigstop_trips_watchdog_and_sigcont_recovers() -> Result<()> {
     let (_, lost, _) = taps[2].wait_for(T, |e| matches!(e, MembershipEvent::Lost { .. }))?;
     ensure!(format!("{lost:?}").contains("watchdog"), "{lost:?}");
     for tap in &taps[..2] {
-        tap.wait_view(2, T)?;
+        survivor_view(tap, 2)?;
     }
     cluster.cont_corosync(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?);
-    }
     // Every engine ends in the same three-member view.
-    std::thread::sleep(Duration::from_millis(500));
-    let finals: Vec<View> = taps
-        .iter()
-        .zip(back)
-        .map(|(tap, (_, v))| {
-            tap.drain()
-                .into_iter()
-                .filter_map(|e| match e {
-                    MembershipEvent::View(v) => Some(v),
-                    _ => None,
-                })
-                .next_back()
-                .unwrap_or(v)
-        })
-        .collect();
-    ensure!(
-        finals.iter().all(|v| v.id == finals[0].id
-            && v.members == finals[0].members
-            && v.members.len() == 3),
-        "{finals:?}"
-    );
+    converge(&taps, 3, T)?;
     Ok(())
 }
 
@@ -242,18 +208,10 @@ fn sigkill_reports_lost_and_reconnects_after_restart() -> Result<()> {
     let (_, lost, _) = taps[2].wait_for(T, |e| matches!(e, MembershipEvent::Lost { .. }))?;
     ensure!(format!("{lost:?}").contains("corosync"), "{lost:?}");
     for tap in &taps[..2] {
-        tap.wait_view(2, T)?;
+        survivor_view(tap, 2)?;
     }
     cluster.start_corosync(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == back[0].members),
-        "{back:?}"
-    );
+    let (_, back) = converge(&taps, 3, T)?;
     // Same agent process: the same member id as before the crash.
     ensure!(back[0].members == full.members, "{back:?} vs {full:?}");
     Ok(())
@@ -268,22 +226,15 @@ fn operator_leave_and_join() -> Result<()> {
     let (_cluster, taps, full) = cluster_with_engines()?;
     taps[1].request(Outgoing::Leave)?;
     for tap in [&taps[0], &taps[2]] {
-        let (_, v) = tap.wait_view(2, T)?;
+        let (v, _) = survivor_view(tap, 2)?;
         ensure!(!v.members.contains(&full.members[1]), "{v:?}");
     }
     // The one that left hears nothing (no view without itself).
     let after = taps[1].next(Duration::from_millis(300));
     ensure!(after.is_none(), "event after Leave: {after:?}");
     taps[1].request(Outgoing::Join)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == full.members),
-        "{back:?}"
-    );
+    let (_, back) = converge(&taps, 3, T)?;
+    ensure!(back[0].members == full.members, "{back:?}");
     Ok(())
 }
 
@@ -305,11 +256,13 @@ fn require_quorum_reports_a_minority_as_lost() -> Result<()> {
         tap.wait_view(3, T)?;
     }
     cluster.link_down(2)?;
-    let (_, lost, _) = taps[2].wait_for(T, |e| matches!(e, MembershipEvent::Lost { .. }))?;
-    ensure!(format!("{lost:?}").contains("not quorate"), "{lost:?}");
+    taps[2].wait_for(
+        T,
+        |e| matches!(e, MembershipEvent::Lost { reason } if reason.contains("not quorate")),
+    )?;
     // Two of three keep quorum and get their view.
     for tap in &taps[..2] {
-        tap.wait_view(2, T)?;
+        survivor_view(tap, 2)?;
     }
     // Inquorate: no view of itself alone after the Lost.
     let after = taps[2].next(Duration::from_millis(500));
@@ -318,14 +271,6 @@ fn require_quorum_reports_a_minority_as_lost() -> Result<()> {
         "view while not quorate: {after:?}"
     );
     cluster.link_up(2)?;
-    let mut back = Vec::new();
-    for tap in &taps {
-        back.push(tap.wait_view(3, T)?.1);
-    }
-    ensure!(
-        back.iter()
-            .all(|v| v.id == back[0].id && v.members == back[0].members),
-        "{back:?}"
-    );
+    converge(&taps, 3, T)?;
     Ok(())
 }

@@ -113,8 +113,9 @@ pub struct CorosyncConfig {
     pub group: String,
     /// How often the agent pets its watchdog.
     pub watchdog_interval: Duration,
-    /// Silence after which the watchdog declares the engine hung (> interval).
-    pub watchdog_deadline: Duration,
+    /// Silence after which the watchdog declares corosync frozen (> interval);
+    /// `None`: derived from the running corosync's token timeout.
+    pub watchdog_deadline: Option<Duration>,
     /// Hold no VIFs unless the partition has quorum.
     pub require_quorum: bool,
 }

@@ -559,16 +559,16 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         let watchdog_interval = cx.duration(
             e.watchdog_interval.as_ref(),
             "engine.watchdog_interval",
-            Duration::from_secs(1),
+            Duration::from_millis(20),
             true,
         );
-        let watchdog_deadline = cx.duration(
-            e.watchdog_deadline.as_ref(),
-            "engine.watchdog_deadline",
-            Duration::from_secs(5),
-            true,
-        );
-        if watchdog_deadline <= watchdog_interval {
+        // No deadline: the engine derives it from the running corosync's totem
+        // timers (200 ms with the LAN-fast profile).
+        let watchdog_deadline = e
+            .watchdog_deadline
+            .as_ref()
+            .map(|v| cx.duration(Some(v), "engine.watchdog_deadline", Duration::ZERO, true));
+        if watchdog_deadline.is_some_and(|d| d <= watchdog_interval) {
             let msg = "must be longer than engine.watchdog_interval";
             match e
                 .watchdog_deadline

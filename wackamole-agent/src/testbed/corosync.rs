@@ -267,6 +267,11 @@ impl EventTap {
         }
     }
 
+    /// The next event if one is already there.
+    pub fn try_next(&self) -> Option<(Instant, MembershipEvent)> {
+        self.events.try_recv().ok()
+    }
+
     /// Drops every event already received.
     pub fn drain(&self) -> Vec<MembershipEvent> {
         self.events.try_iter().map(|(_, e)| e).collect()
@@ -287,6 +292,52 @@ impl EventTap {
         self.outgoing
             .blocking_send(req)
             .map_err(|_| anyhow!("{}: engine has ended", self.description))
+    }
+}
+
+/// Waits until every tap's latest event says it holds the same view of `n`
+/// members and nothing has changed for 300 ms (a merge can go through
+/// several rings; the first full view is not necessarily the last). Returns
+/// when the last of those views arrived, and the views (in tap order).
+pub fn converge(
+    taps: &[EventTap],
+    n: usize,
+    timeout: Duration,
+) -> Result<(Instant, Vec<crate::membership::View>)> {
+    const QUIET: Duration = Duration::from_millis(300);
+    let deadline = Instant::now() + timeout;
+    let mut latest: Vec<Option<crate::membership::View>> = vec![None; taps.len()];
+    let mut last_view = Instant::now();
+    let mut last_change = Instant::now();
+    loop {
+        for (i, tap) in taps.iter().enumerate() {
+            while let Some((t, ev)) = tap.try_next() {
+                last_change = Instant::now();
+                match ev {
+                    MembershipEvent::View(v) => {
+                        last_view = t;
+                        latest[i] = Some(v);
+                    }
+                    MembershipEvent::Lost { .. } => latest[i] = None,
+                    _ => {}
+                }
+            }
+        }
+        let first = latest.first().cloned().flatten();
+        let agreed = first.as_ref().is_some_and(|f| {
+            f.members.len() == n
+                && latest.iter().all(|v| {
+                    v.as_ref()
+                        .is_some_and(|v| v.id == f.id && v.members == f.members)
+                })
+        });
+        if agreed && last_change.elapsed() >= QUIET {
+            return Ok((last_view, latest.into_iter().flatten().collect()));
+        }
+        if Instant::now() > deadline {
+            bail!("views did not converge on {n} members within {timeout:?}: {latest:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -506,22 +557,15 @@ impl CorosyncCluster {
     }
 
     /// Removes `/dev/shm` entries left by the corosync PIDs this cluster
-    /// started (libqb names them `qb-<server pid>-...` and blackbox files
-    /// `qb-corosync-blackbox-*` / `qb-*-<pid>-*`).
+    /// started: libqb IPC directories `qb-<server pid>-<client pid>-...` and
+    /// blackbox files `qb-corosync-<pid>-blackbox-*`.
     fn clean_shm(&self) {
         let Ok(dir) = std::fs::read_dir("/dev/shm") else {
             return;
         };
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("qb-") {
-                continue;
-            }
-            let ours = name
-                .split('-')
-                .filter_map(|p| p.parse::<u32>().ok())
-                .any(|pid| self.started.contains(&pid));
-            if ours {
+            if shm_owner(&name).is_some_and(|pid| self.started.contains(&pid)) {
                 let path = entry.path();
                 let _ = if path.is_dir() {
                     std::fs::remove_dir_all(&path)
@@ -533,6 +577,13 @@ impl CorosyncCluster {
     }
 }
 
+/// The corosync PID a `/dev/shm` entry belongs to, if it is a libqb one.
+fn shm_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("qb-")?;
+    let rest = rest.strip_prefix("corosync-").unwrap_or(rest);
+    rest.split('-').next()?.parse().ok()
+}
+
 impl Drop for CorosyncCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
@@ -542,5 +593,45 @@ impl Drop for CorosyncCluster {
         self.clean_shm();
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // corosync's parser itself is exercised by the integration tests, which
+    // start every cluster from these rendered templates.
+    fn rendered(profile: Profile) -> String {
+        let nodes = vec![(1, "10.0.0.1".to_string()), (2, "10.0.0.2".to_string())];
+        render_conf(
+            profile,
+            "wkt",
+            &nodes,
+            Path::new("/tmp/key"),
+            Path::new("/tmp/state"),
+        )
+    }
+
+    #[test]
+    fn shm_names_map_to_their_corosync() {
+        assert_eq!(shm_owner("qb-360-465-29-avpPmd"), Some(360));
+        assert_eq!(shm_owner("qb-corosync-507-blackbox-data"), Some(507));
+        assert_eq!(shm_owner("qb-corosync-blackbox"), None);
+        assert_eq!(shm_owner("pulse-shm-123"), None);
+    }
+
+    #[test]
+    fn templates_render_completely() {
+        for p in [Profile::Default, Profile::Fast] {
+            let text = rendered(p);
+            assert!(!text.contains("{{"), "{p:?} left a placeholder");
+            assert!(text.contains("ring0_addr: 10.0.0.2\n        nodeid: 2"));
+            assert!(text.contains("keyfile: /tmp/key"));
+            assert!(text.contains("state_dir: /tmp/state"));
+            assert!(text.contains("crypto_cipher: aes256"));
+        }
+        assert!(rendered(Profile::Fast).contains("knet_ping_timeout: 2000"));
+        assert!(!rendered(Profile::Default).contains("\n    token:"));
     }
 }

@@ -8,10 +8,13 @@
 //! `dispatch` returns; nothing in a callback calls back into corosync.
 
 use super::tracker::{Proc, Ring};
-use rust_corosync::{cpg, quorum, CsError, DispatchFlags, NodeId, TrackFlags};
+use rust_corosync::{cmap, cpg, quorum, CsError, DispatchFlags, NodeId, TrackFlags};
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -189,6 +192,76 @@ pub struct Conn {
     pub ring: Ring,
     /// Quorate at connect time (always true without `require_quorum`).
     pub quorate: bool,
+    /// (token, consensus) in ms from cmap, if readable.
+    pub totem_timers: Option<(u32, u32)>,
+}
+
+/// Whether corosync still answers local IPC: a thread with its own cmap
+/// connection asks corosync for a key every `interval` and records when it
+/// last got an answer. A frozen corosync (SIGSTOP) answers nothing, while one
+/// re-forming its ring answers at once; the watchdog uses this to tell the two
+/// apart. The thread blocks in the call while corosync is frozen and ends when
+/// the guard is dropped or the connection fails.
+pub struct Liveness {
+    epoch: Instant,
+    last_ok_ms: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Liveness {
+    pub fn start(interval: Duration) -> Result<Liveness, CallError> {
+        let h = call("cmap_initialize", cmap::initialize(cmap::Map::Icmap))?;
+        let epoch = Instant::now();
+        let last_ok_ms = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (last, halt) = (last_ok_ms.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("corosync-liveness".into())
+            .spawn(move || {
+                while !halt.load(Ordering::Relaxed) {
+                    if cmap::get(&h, "runtime.config.totem.token").is_err() {
+                        return;
+                    }
+                    let ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    last.store(ms, Ordering::Relaxed);
+                    std::thread::sleep(interval);
+                }
+            })
+            .map_err(|_| CallError {
+                call: "spawn liveness thread",
+                err: CsError::CsErrNoResources,
+            })?;
+        Ok(Liveness {
+            epoch,
+            last_ok_ms,
+            stop,
+        })
+    }
+
+    /// How long corosync has not answered.
+    pub fn silent_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ok_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+impl Drop for Liveness {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Reads the running totem token and consensus timeouts (ms) from cmap.
+fn totem_timers() -> Option<(u32, u32)> {
+    let h = cmap::initialize(cmap::Map::Icmap).ok()?;
+    let get = |key: &str| match cmap::get(&h, key).ok()? {
+        cmap::Data::UInt32(v) => Some(v),
+        _ => None,
+    };
+    Some((
+        get("runtime.config.totem.token")?,
+        get("runtime.config.totem.consensus")?,
+    ))
 }
 
 const CALL_BUDGET: Duration = Duration::from_secs(5);
@@ -266,6 +339,7 @@ impl Conn {
             me,
             ring,
             quorate: quorate || !track_quorum,
+            totem_timers: totem_timers(),
         };
         if join {
             conn.join_group(group).await?;

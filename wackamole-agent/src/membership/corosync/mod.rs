@@ -12,12 +12,20 @@
 //! - Members are CPG processes (nodeid, pid), delivered sorted; ids are
 //!   `n<nodeid>p<pid>` zero-padded so the strings sort the same way.
 //! - Views, transitional signals and view ids: see [`tracker`].
-//! - Watchdog: every `watchdog_interval` the engine sends itself a probe that
-//!   must come back within `watchdog_deadline`; if not (corosync frozen,
-//!   SIGSTOP, starved), the agent gets [`MembershipEvent::Lost`] and nothing
-//!   else until a probe comes back. Then the engine reconnects (closing the
-//!   connection makes the others see us leave, the new one joins), so that
-//!   every member, us included, sees a fresh view.
+//! - Watchdog: every `watchdog_interval` the engine sends itself an agreed
+//!   probe, and a helper thread checks that corosync answers local IPC (a
+//!   cmap read). [`MembershipEvent::Lost`] is reported when a probe is late
+//!   by the freeze deadline (200 ms fast profile) while corosync has not answered IPC for
+//!   as long (frozen: SIGSTOP, hung), or late by the stall limit although it
+//!   answers (a ring that does not re-form, starvation). The two-level rule
+//!   is needed because no agreed message moves anywhere while totem
+//!   re-forms the ring (about token + consensus: 0.1 s fast profile, 8 s
+//!   default): a single short deadline would make every survivor report
+//!   `Lost` on every failure, a long one would let a frozen node keep its
+//!   addresses after the others took them over. After `Lost` nothing is
+//!   delivered until a probe comes back; then the engine reconnects
+//!   (closing the connection makes the others see us leave, the new one
+//!   joins), so that every member, us included, sees a fresh view.
 //! - Operator `Leave` is `cpg_leave`; `Join` opens a new connection, because
 //!   corosync 3.1 refuses a second `cpg_join` on a connection that left.
 //! - A dispatch error (corosync died) is reported as `Lost`; the engine then
@@ -32,13 +40,13 @@ pub mod tracker;
 
 use crate::membership::{MembershipEvent, MembershipHandle, Outgoing};
 use anyhow::{anyhow, bail, Context, Result};
-use conn::{CallError, Conn, Raw};
+use conn::{CallError, Conn, Liveness, Raw};
 use rust_corosync::CsError;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
-use tracker::{encode_app, encode_watchdog, Tracker, Watchdog};
+use tracker::{encode_app, encode_watchdog, Tracker, Trip, Watchdog};
 
 /// Settings of the Corosync engine.
 #[derive(Clone, Debug)]
@@ -47,8 +55,24 @@ pub struct CorosyncOptions {
     pub group: String,
     /// How often the engine sends itself a watchdog probe.
     pub watchdog_interval: Duration,
-    /// How long a probe may take to come back before `Lost` is reported.
-    pub watchdog_deadline: Duration,
+    /// Frozen corosync: `Lost` when a probe is this late *and* corosync has
+    /// not answered local IPC for as long. Must stay well below the ring's
+    /// failure detection time, so that a frozen node lets go of its
+    /// addresses before the others take them over, and above the hiccups a
+    /// loaded host gives corosync ("main process was not scheduled for N ms"
+    /// in its log; 200+ ms seen on 2 shared cores). `None` (the default):
+    /// `max(200 ms, token / 2)` from the running corosync (200 ms with the
+    /// LAN-fast profile, 1.8 s with corosync's defaults on 3 nodes, whose
+    /// failure detection takes 8 s).
+    pub watchdog_deadline: Option<Duration>,
+    /// Stalled ring: `Lost` when a probe is this late although corosync still
+    /// answers IPC. While totem re-forms the ring after a failure, no agreed
+    /// message moves anywhere for about token + consensus, and that must not
+    /// count as a loss at the survivors. `None` (the default) derives it from
+    /// the running corosync's `runtime.config.totem.{token,consensus}` at each
+    /// connection: `2 x (token + consensus) + 200 ms` (420 ms with the
+    /// LAN-fast profile, ~16 s with corosync's defaults on 3 nodes).
+    pub watchdog_stall_limit: Option<Duration>,
     /// First pause before reconnecting to a lost corosync.
     pub reconnect_min: Duration,
     /// Longest pause between reconnect attempts.
@@ -58,12 +82,14 @@ pub struct CorosyncOptions {
 }
 
 impl CorosyncOptions {
-    /// Defaults: 20 ms probes, 200 ms deadline, reconnect 100 ms .. 2 s, no quorum.
+    /// Defaults: 20 ms probes, freeze deadline and stall limit from
+    /// corosync's totem timers, reconnect 100 ms .. 2 s, no quorum.
     pub fn new(group: impl Into<String>) -> Self {
         CorosyncOptions {
             group: group.into(),
             watchdog_interval: Duration::from_millis(20),
-            watchdog_deadline: Duration::from_millis(200),
+            watchdog_deadline: None,
+            watchdog_stall_limit: None,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(2),
             require_quorum: false,
@@ -75,7 +101,11 @@ impl CorosyncOptions {
         if g.is_empty() || g.len() > 127 {
             bail!("corosync: group name {g:?} must be 1..=127 bytes");
         }
-        if self.watchdog_interval.is_zero() || self.watchdog_deadline <= self.watchdog_interval {
+        if self.watchdog_interval.is_zero()
+            || self
+                .watchdog_deadline
+                .is_some_and(|d| d <= self.watchdog_interval)
+        {
             bail!(
                 "corosync group {g}: watchdog interval ({:?}) must be > 0 and below the deadline ({:?})",
                 self.watchdog_interval,
@@ -183,6 +213,9 @@ struct Session {
     /// When to retry the head of the send queue after CS_ERR_TRY_AGAIN.
     retry_at: Option<Instant>,
     send_pause: Duration,
+    /// Probe delay tolerated while corosync answers IPC (ring re-forming).
+    stall_limit: Duration,
+    liveness: Liveness,
 }
 
 impl Engine {
@@ -257,10 +290,44 @@ impl Engine {
         End::Lost(format!("corosync group {}: {e}{hint}", self.opts.group))
     }
 
+    /// (freeze deadline, stall limit) for this connection.
+    fn watchdog_limits(&self, conn: &Conn) -> (Duration, Duration) {
+        let (token, consensus) = conn.totem_timers.unwrap_or_else(|| {
+            tracing::warn!(
+                "corosync group {}: totem timers not readable from cmap; assuming corosync defaults",
+                self.opts.group
+            );
+            (tracker::DEFAULT_TOKEN_MS, tracker::DEFAULT_CONSENSUS_MS)
+        });
+        let interval = self.opts.watchdog_interval;
+        let deadline = self
+            .opts
+            .watchdog_deadline
+            .unwrap_or_else(|| tracker::auto_freeze_deadline(token))
+            .max(interval * 2);
+        let stall = self
+            .opts
+            .watchdog_stall_limit
+            .unwrap_or_else(|| tracker::auto_stall_limit(token, consensus))
+            .max(deadline);
+        (deadline, stall)
+    }
+
     async fn serve(&mut self, conn: Conn) -> End {
+        let (deadline, stall_limit) = self.watchdog_limits(&conn);
+        tracing::debug!(
+            "corosync group {}: watchdog deadline {deadline:?}, stall limit {stall_limit:?}",
+            self.opts.group
+        );
+        let liveness = match Liveness::start(self.opts.watchdog_interval) {
+            Ok(l) => l,
+            Err(e) => return self.lost(e),
+        };
         let mut s = Session {
             tracker: Tracker::new(conn.me, conn.ring),
-            watchdog: Watchdog::new(self.opts.watchdog_deadline),
+            watchdog: Watchdog::new(deadline),
+            stall_limit,
+            liveness,
             conn,
             retry_at: None,
             send_pause: Duration::from_millis(1),
@@ -276,8 +343,9 @@ impl Engine {
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let retry_at = s.retry_at;
+            // Unbiased: a busy CPG descriptor must not starve the watchdog
+            // tick or the agent's requests.
             let step = tokio::select! {
-                biased;
                 r = s.conn.cpg_ready() => match r {
                     Ok(raws) => self.handle(&mut s, raws).await,
                     Err(e) => Err(self.lost(e)),
@@ -362,18 +430,16 @@ impl Engine {
             return Ok(());
         }
         let now = std::time::Instant::now();
-        if !s.tracker.is_frozen() && s.watchdog.expired(now) {
-            s.tracker.frozen();
-            s.watchdog.reset();
-            self.queue.clear();
-            let reason = format!(
-                "corosync group {}: watchdog: own message not back within {:?} (corosync frozen or starved)",
-                self.opts.group, self.opts.watchdog_deadline
-            );
-            tracing::warn!("{reason}");
-            self.emit(MembershipEvent::Lost { reason })
-                .await
-                .map_err(|_| End::Shutdown)?;
+        if !s.tracker.is_frozen() {
+            if let Some(reason) = self.watchdog_verdict(s, now) {
+                s.tracker.frozen();
+                s.watchdog.reset();
+                self.queue.clear();
+                tracing::warn!("{reason}");
+                self.emit(MembershipEvent::Lost { reason })
+                    .await
+                    .map_err(|_| End::Shutdown)?;
+            }
         }
         if let Some(seq) = s.watchdog.probe(now) {
             match s.conn.mcast(&encode_watchdog(seq)) {
@@ -388,6 +454,26 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Why the watchdog trips now, if it does.
+    fn watchdog_verdict(&self, s: &Session, now: std::time::Instant) -> Option<String> {
+        let group = &self.opts.group;
+        let trip = tracker::verdict(
+            s.watchdog.overdue(now),
+            s.liveness.silent_for(),
+            s.watchdog.deadline(),
+            s.stall_limit,
+        )?;
+        Some(match trip {
+            Trip::Frozen { late, silent } => format!(
+                "corosync group {group}: watchdog: own message not back after {late:?} and corosync silent on IPC for {silent:?} (frozen?)"
+            ),
+            Trip::Stalled { late } => format!(
+                "corosync group {group}: watchdog: own message not back after {late:?}, over the stall limit {:?} (ring stuck or corosync starved)",
+                s.stall_limit
+            ),
+        })
     }
 
     async fn on_request(&mut self, s: &mut Session, m: Option<Outgoing>) -> Result<(), End> {
@@ -445,11 +531,21 @@ impl Engine {
                     s.send_pause = (s.send_pause * 2).min(Duration::from_millis(50));
                     return Ok(());
                 }
-                Err(err) => {
+                Err(err @ (CsError::CsErrLibrary | CsError::CsErrBadHandle)) => {
                     return Err(self.lost(CallError {
                         call: "cpg_mcast_joined",
                         err,
                     }))
+                }
+                Err(err) => {
+                    // This message cannot be sent (too big, not joined): drop
+                    // it rather than the connection.
+                    tracing::warn!(
+                        "corosync group {}: cpg_mcast_joined of {} bytes: {err}; message dropped",
+                        self.opts.group,
+                        msg.len()
+                    );
+                    self.queue.pop_front();
                 }
             }
         }

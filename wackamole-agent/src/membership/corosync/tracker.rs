@@ -267,6 +267,55 @@ impl Tracker {
     }
 }
 
+/// corosync's token with 3 nodes (3000 + 650 per node above two), for when
+/// the running values cannot be read.
+pub const DEFAULT_TOKEN_MS: u32 = 3650;
+/// corosync's default consensus (1.2 x token).
+pub const DEFAULT_CONSENSUS_MS: u32 = 4380;
+
+/// The freeze deadline for a token of `token_ms`: `max(200 ms, token / 2)`.
+pub fn auto_freeze_deadline(token_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(token_ms / 2).max(200))
+}
+
+/// How long probes may stall while corosync still answers IPC (the ring is
+/// re-forming: no agreed message moves for about token + consensus).
+pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
+    // Twice the nominal time plus 200 ms: on a loaded host (2 shared cores)
+    // the fast profile's re-formation was seen to take up to ~430 ms.
+    let ring = u64::from(token_ms) + u64::from(consensus_ms);
+    Duration::from_millis(ring * 2 + 200)
+}
+
+/// Why the watchdog trips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trip {
+    /// Probe late and corosync silent on IPC, both beyond the freeze deadline.
+    Frozen { late: Duration, silent: Duration },
+    /// Probe late beyond the stall limit although corosync answers IPC.
+    Stalled { late: Duration },
+}
+
+/// The watchdog rule. `late`: age of the oldest probe in flight; `silent`:
+/// how long corosync has not answered IPC. A late probe alone is normal while
+/// the ring re-forms (nothing is delivered anywhere for about token +
+/// consensus), so it only counts as a loss beyond `stall_limit`.
+pub fn verdict(
+    late: Option<Duration>,
+    silent: Duration,
+    deadline: Duration,
+    stall_limit: Duration,
+) -> Option<Trip> {
+    let late = late?;
+    if late > deadline && silent > deadline {
+        Some(Trip::Frozen { late, silent })
+    } else if late > stall_limit {
+        Some(Trip::Stalled { late })
+    } else {
+        None
+    }
+}
+
 /// Watchdog bookkeeping: probes sent and not yet back.
 #[derive(Debug)]
 pub struct Watchdog {
@@ -286,6 +335,10 @@ impl Watchdog {
             next_seq: 0,
             outstanding: VecDeque::new(),
         }
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The next probe to send at `now`, or None if too many are in flight.
@@ -321,9 +374,14 @@ impl Watchdog {
 
     /// True when the oldest probe in flight is older than the deadline.
     pub fn expired(&self, now: Instant) -> bool {
+        self.overdue(now).is_some_and(|age| age > self.deadline)
+    }
+
+    /// Age of the oldest probe in flight.
+    pub fn overdue(&self, now: Instant) -> Option<Duration> {
         self.outstanding
             .front()
-            .is_some_and(|(_, sent)| now.saturating_duration_since(*sent) > self.deadline)
+            .map(|(_, sent)| now.saturating_duration_since(*sent))
     }
 
     /// Forget every probe in flight (new connection, or after a trip so that
@@ -486,6 +544,7 @@ mod tests {
         let s1 = w.probe(t0 + ms(20)).unwrap();
         assert!(!w.expired(t0 + ms(200)));
         assert!(w.expired(t0 + ms(201)));
+        assert_eq!(w.overdue(t0 + ms(201)), Some(ms(201)));
         w.returned(s0);
         assert!(!w.expired(t0 + ms(215)));
         assert!(w.expired(t0 + ms(221)));
@@ -502,6 +561,53 @@ mod tests {
         assert!(w.probe(t0).is_none());
         w.reset();
         assert!(!w.expired(t0 + ms(10_000)));
+    }
+
+    #[test]
+    fn verdict_tells_frozen_from_reforming() {
+        let ms = Duration::from_millis;
+        let (d, stall) = (ms(200), ms(420));
+        // Nothing in flight, or on time.
+        assert_eq!(verdict(None, ms(10_000), d, stall), None);
+        assert_eq!(verdict(Some(ms(150)), ms(10_000), d, stall), None);
+        // Late, corosync answering IPC: the ring is re-forming.
+        assert_eq!(verdict(Some(ms(400)), ms(20), d, stall), None);
+        // Late and silent: frozen.
+        assert_eq!(
+            verdict(Some(ms(201)), ms(201), d, stall),
+            Some(Trip::Frozen {
+                late: ms(201),
+                silent: ms(201)
+            })
+        );
+        // Silent but the probe is on time (IPC thread starved): not frozen.
+        assert_eq!(verdict(Some(ms(100)), ms(5_000), d, stall), None);
+        // Late beyond the stall limit although answering: stalled.
+        assert_eq!(
+            verdict(Some(ms(421)), ms(20), d, stall),
+            Some(Trip::Stalled { late: ms(421) })
+        );
+    }
+
+    #[test]
+    fn auto_freeze_deadline_scales_with_token() {
+        assert_eq!(auto_freeze_deadline(50), Duration::from_millis(200));
+        assert_eq!(auto_freeze_deadline(3650), Duration::from_millis(1825));
+        assert_eq!(auto_freeze_deadline(0), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn auto_stall_limit_covers_ring_reformation() {
+        assert_eq!(auto_stall_limit(50, 60), Duration::from_millis(420));
+        assert_eq!(
+            auto_stall_limit(DEFAULT_TOKEN_MS, DEFAULT_CONSENSUS_MS),
+            Duration::from_millis(16_260)
+        );
+        // No overflow at the extremes: 2 x 2 x (2^32 - 1) ms + 200.
+        assert_eq!(
+            auto_stall_limit(u32::MAX, u32::MAX),
+            Duration::from_millis(17_179_869_380)
+        );
     }
 
     fn proc_strategy() -> impl Strategy<Value = Proc> {
