@@ -119,31 +119,46 @@ impl Snapshot {
     /// True when every answering agent agrees on every VIF's owner, every
     /// VIF has one, and each owner says it holds it.
     pub fn agreed(&self) -> bool {
-        let answering: Vec<(usize, &ListReply)> = self
-            .lists
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.as_ref().map(|l| (i, l)))
+        let answering: Vec<usize> = (0..self.lists.len())
+            .filter(|i| self.lists.get(*i).is_some_and(Option::is_some))
             .collect();
-        let Some((_, first)) = answering.first() else {
+        self.agreed_among(&answering)
+    }
+
+    /// [`Snapshot::agreed`] among `nodes` only (e.g. one side of a partition):
+    /// all of them answer, agree on every VIF's owner, the owner is one of
+    /// them and says it holds the VIF.
+    pub fn agreed_among(&self, nodes: &[usize]) -> bool {
+        let mut lists = Vec::new();
+        for &i in nodes {
+            match self.lists.get(i).and_then(Option::as_ref) {
+                Some(l) => lists.push(l),
+                None => return false,
+            }
+        }
+        let Some(first) = lists.first() else {
             return false;
         };
         first.vifs.iter().all(|vif| {
             let Some(owner) = vif.owner.as_ref() else {
                 return false;
             };
-            answering.iter().all(|(_, l)| {
+            lists.iter().all(|l| {
                 l.vifs
                     .iter()
                     .any(|v| v.name == vif.name && v.owner.as_ref() == Some(owner))
-            }) && answering.iter().any(|(i, _)| {
-                self.statuses
-                    .get(*i)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|s| &s.node == owner)
-                    && self.held_by(*i).contains(&vif.name)
+            }) && nodes.iter().any(|&i| {
+                self.node_name(i).as_ref() == Some(owner) && self.held_by(i).contains(&vif.name)
             })
         })
+    }
+
+    /// Node `i`'s own name, from its status.
+    pub fn node_name(&self, i: usize) -> Option<String> {
+        self.statuses
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|s| s.node.clone())
     }
 
     /// How many VIFs each node holds (by node index), from their own lists.
@@ -484,7 +499,7 @@ impl AgentCluster {
         let reply = self.request(i, &Request::List)?;
         reply
             .list
-            .ok_or_else(|| anyhow!("{}: list answered {:?}", self.agents[i].name, reply.error))
+            .ok_or_else(|| anyhow!("node {i}: list answered {:?}", reply.error))
     }
 
     /// Node `i`'s `status`.
@@ -492,7 +507,7 @@ impl AgentCluster {
         let reply = self.request(i, &Request::Status)?;
         reply
             .status
-            .ok_or_else(|| anyhow!("{}: status answered {:?}", self.agents[i].name, reply.error))
+            .ok_or_else(|| anyhow!("node {i}: status answered {:?}", reply.error))
     }
 
     /// Runs `wackamole ctl --socket <node i's socket> ARGS` (on the host) and
@@ -573,6 +588,33 @@ impl AgentCluster {
             timeout,
             |s| s.agreed() && s.counts() == counts,
         )
+    }
+
+    /// Waits until `nodes` agree among themselves on an owner (one of them)
+    /// for every VIF and node `nodes[j]` holds `counts[j]` VIFs.
+    pub fn wait_counts_among(
+        &self,
+        nodes: &[usize],
+        counts: &[usize],
+        timeout: Duration,
+    ) -> Result<Snapshot> {
+        self.wait_until(
+            &format!("nodes {nodes:?} agree with counts {counts:?}"),
+            timeout,
+            |s| {
+                let c = s.counts();
+                s.agreed_among(nodes)
+                    && nodes
+                        .iter()
+                        .zip(counts)
+                        .all(|(&i, &n)| c.get(i) == Some(&n))
+            },
+        )
+    }
+
+    /// The index of the node named `name` (`n1` → 0).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.agents.iter().position(|a| a.name == name)
     }
 
     /// Which nodes answer ARP for `vip` from the client (one request, replies
