@@ -382,10 +382,12 @@ async fn next_conflicts(
 /// `bpffs_dir` is the pin root: with the default `/sys/fs/bpf/wackamole`
 /// this node's pins go to `/sys/fs/bpf/wackamole/<node>`. The data plane pins
 /// under `<bpffs>/wackamole/<instance>`, so a root named `wackamole` is handed
-/// over as its parent; any other directory gets a `wackamole` level inside.
+/// over as its parent; any other directory (or `/wackamole`) gets a
+/// `wackamole` level inside.
 fn dataplane_bpffs(bpffs_dir: &Path) -> PathBuf {
     match (bpffs_dir.file_name(), bpffs_dir.parent()) {
-        (Some(name), Some(parent)) if name == "wackamole" && !parent.as_os_str().is_empty() => {
+        // Never hand over `/` (the data plane would mount a bpffs on it).
+        (Some(name), Some(parent)) if name == "wackamole" && parent.parent().is_some() => {
             parent.to_path_buf()
         }
         _ => bpffs_dir.to_path_buf(),
