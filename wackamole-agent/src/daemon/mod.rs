@@ -554,7 +554,7 @@ impl Agent {
                 .filter_map(|i| self.vif(*i))
                 .map(|v| v.name.clone())
                 .collect();
-            let _ = self.hooks.fire(HookEvent::PostUp { vifs: names });
+            drop(self.hooks.fire(HookEvent::PostUp { vifs: names }));
         }
         if !down.is_empty() {
             let names = down
@@ -562,7 +562,7 @@ impl Agent {
                 .filter_map(|i| self.vif(*i))
                 .map(|v| v.name.clone())
                 .collect();
-            let _ = self.hooks.fire(HookEvent::PostDown { vifs: names });
+            drop(self.hooks.fire(HookEvent::PostDown { vifs: names }));
         }
         self.update_metrics();
     }
