@@ -219,6 +219,9 @@ struct Agent {
     timers: Timers<TimerKind>,
     /// Released VIFs whose XDP entries are forgotten at the given time.
     pending_forget: BTreeMap<usize, Instant>,
+    /// Held VIFs whose bring-up failed (XDP or addresses): housekeeping
+    /// retries them until they are complete or no longer ours.
+    unplumbed: BTreeSet<usize>,
     hooks: HookRunner,
     notifier: Notifier,
     ready_sent: bool,
@@ -293,6 +296,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         engine_up: false,
         timers: Timers::default(),
         pending_forget: BTreeMap::new(),
+        unplumbed: BTreeSet::new(),
         hooks,
         notifier: Notifier::from_env(),
         ready_sent: false,
@@ -349,7 +353,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
             Some(batch) = next_conflicts(&mut conflicts) => agent.on_conflicts(batch),
             _ = lease_tick.tick() => agent.renew_lease(),
             _ = watchdog_tick.tick() => agent.notifier.watchdog(),
-            _ = housekeeping.tick() => agent.housekeeping(),
+            _ = housekeeping.tick() => agent.housekeeping().await,
             _ = share_tick.tick() => agent.share_arp_cache().await,
             _ = refresh_tick.tick() => {
                 if agent.cfg.announce.refresh_interval.is_some() {
@@ -585,19 +589,21 @@ impl Agent {
         self.pending_forget.remove(&(i.0 as usize));
         match vifs::bring_up(&mut self.plane, &Netlink, &vif).await {
             Ok(took) => {
+                self.unplumbed.remove(&(i.0 as usize));
                 info!(vif = %vif.name, took_us = took.as_micros() as u64, "acquired");
             }
             Err(e) => {
-                // XDP answers ARP for it already; the addresses are retried
-                // by housekeeping until they are there.
-                error!("acquiring VIF {}: {e:#}", vif.name);
+                // The VIF is ours for the cluster either way; housekeeping
+                // retries the missing steps until they are done.
+                self.unplumbed.insert(i.0 as usize);
+                error!("acquiring VIF {}: {e:#}; retrying", vif.name);
             }
         }
         self.announce(&vif);
-        let _ = self.hooks.fire(HookEvent::Up {
+        drop(self.hooks.fire(HookEvent::Up {
             vif: vif.name.clone(),
             addresses: vif.address_texts(),
-        });
+        }));
         true
     }
 
@@ -606,16 +612,17 @@ impl Agent {
             error!("allocator asked to release unknown VIF {i}");
             return;
         };
+        self.unplumbed.remove(&(i.0 as usize));
         match vifs::bring_down(&mut self.plane, &Netlink, &vif).await {
             Ok(took) => info!(vif = %vif.name, took_us = took.as_micros() as u64, "released"),
             Err(e) => error!("releasing VIF {}: {e:#}", vif.name),
         }
         self.pending_forget
             .insert(i.0 as usize, Instant::now() + RELEASE_GRACE);
-        let _ = self.hooks.fire(HookEvent::Down {
+        drop(self.hooks.fire(HookEvent::Down {
             vif: vif.name.clone(),
             addresses: vif.address_texts(),
-        });
+        }));
     }
 
     /// Gratuitous ARP burst, then unicast replies to the notify targets and
@@ -721,7 +728,28 @@ impl Agent {
         }
     }
 
-    fn housekeeping(&mut self) {
+    async fn housekeeping(&mut self) {
+        if !self.unplumbed.is_empty() {
+            let held: BTreeSet<usize> = self.alloc.held().map(|i| i.0 as usize).collect();
+            let (up, failed) = vifs::retry_bring_up(
+                &mut self.plane,
+                &Netlink,
+                &self.vifs,
+                &mut self.unplumbed,
+                &held,
+            )
+            .await;
+            for (i, e) in failed {
+                debug!(vif = i, "bring-up retry failed: {e:#}");
+            }
+            for i in up {
+                if let Some(vif) = self.vifs.get(i).cloned() {
+                    info!(vif = %vif.name, "acquired on retry");
+                    self.announce(&vif);
+                }
+            }
+            self.update_metrics();
+        }
         let now = Instant::now();
         let due: Vec<usize> = self
             .pending_forget
