@@ -40,6 +40,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use vifs::{AddressPlumbing, PlannedVif};
 
+/// At most one re-announcement per VIF this often in reaction to conflicts:
+/// two holders answering each other's announcements would otherwise
+/// multiply ARP frames without bound (a storm that starves the event loop).
+const CONFLICT_HOLDOFF: Duration = Duration::from_secs(1);
+
 /// How long a released VIF stays in XDP as "releasing" (dropping stray
 /// traffic and ARP) before the entry is forgotten.
 const RELEASE_GRACE: Duration = Duration::from_secs(2);
@@ -222,6 +227,8 @@ struct Agent {
     /// Held VIFs whose bring-up failed (XDP or addresses): housekeeping
     /// retries them until they are complete or no longer ours.
     unplumbed: BTreeSet<usize>,
+    /// When each VIF was last re-announced because of a conflict.
+    conflict_announced: HashMap<usize, Instant>,
     hooks: HookRunner,
     notifier: Notifier,
     ready_sent: bool,
@@ -297,6 +304,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         timers: Timers::default(),
         pending_forget: BTreeMap::new(),
         unplumbed: BTreeSet::new(),
+        conflict_announced: HashMap::new(),
         hooks,
         notifier: Notifier::from_env(),
         ready_sent: false,
@@ -693,23 +701,34 @@ impl Agent {
 
     fn on_conflicts(&mut self, batch: Vec<crate::dataplane::ConflictEvent>) {
         let held: BTreeSet<VifIndex> = self.alloc.held().collect();
-        let mut again = BTreeSet::new();
+        let mut claimed: BTreeMap<usize, (u64, [u8; 6])> = BTreeMap::new();
         for ev in batch {
             for (i, vif) in self.vifs.iter().enumerate() {
                 if vif.addresses.iter().any(|a| a.vip.key() == ev.key)
                     && held.contains(&VifIndex(i as u32))
                 {
-                    warn!(
-                        vif = %vif.name,
-                        mac = %crate::net::fmt_mac(&ev.sender_mac),
-                        "another host claims our VIF; announcing again"
-                    );
-                    again.insert(i);
+                    let seen = claimed.entry(i).or_insert((0, ev.sender_mac));
+                    seen.0 += 1;
                 }
             }
         }
-        for i in again {
+        let now = Instant::now();
+        for (i, (frames, mac)) in claimed {
+            let recent = self
+                .conflict_announced
+                .get(&i)
+                .is_some_and(|at| now.duration_since(*at) < CONFLICT_HOLDOFF);
+            if recent {
+                continue;
+            }
+            self.conflict_announced.insert(i, now);
             if let Some(vif) = self.vifs.get(i) {
+                warn!(
+                    vif = %vif.name,
+                    mac = %crate::net::fmt_mac(&mac),
+                    frames,
+                    "another host claims our VIF; announcing again"
+                );
                 self.announce(vif);
             }
         }
