@@ -17,6 +17,8 @@
 //! under `/run` (`ip netns exec` remounts `/sys`, so `/sys/fs/bpf` inside a
 //! namespace is not the host's bpffs; a `/run` mount is inherited).
 //!
+//! `WKT_KEEP_LOGS=DIR` copies the agent logs there when the cluster drops.
+//!
 //! Dropping the cluster stops the agents (SIGTERM, then SIGKILL), unmounts the
 //! bpffs, then the corosync cluster cleans up its daemons and namespaces.
 
@@ -56,6 +58,10 @@ pub struct AgentClusterOptions {
     pub balance_interval: Duration,
     /// `xdp.lease` of every agent.
     pub lease: Duration,
+    /// `engine.watchdog_interval` / `engine.watchdog_deadline`: how soon an
+    /// agent notices its corosync is frozen (the others notice after the
+    /// token timeout, ~100 ms with the fast profile).
+    pub watchdog: (Duration, Duration),
     /// `log.level` of every agent.
     pub log_level: String,
     /// `xdp.mode` of every agent. Default "skb": native XDP_TX on a veth is
@@ -75,6 +81,7 @@ impl AgentClusterOptions {
             mature: Duration::from_millis(500),
             balance_interval: Duration::from_millis(500),
             lease: Duration::from_secs(1),
+            watchdog: (Duration::from_millis(100), Duration::from_millis(500)),
             log_level: "debug".into(),
             xdp_mode: "skb".into(),
         }
@@ -740,6 +747,19 @@ impl AgentCluster {
 impl Drop for AgentCluster {
     fn drop(&mut self) {
         self.stop_agents();
+        // WKT_KEEP_LOGS=DIR keeps the agents' logs (the temp dir goes away).
+        if let Some(keep) = std::env::var_os("WKT_KEEP_LOGS") {
+            let keep = PathBuf::from(keep);
+            let _ = std::fs::create_dir_all(&keep);
+            let tag = self
+                .bpffs
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            for a in &self.agents {
+                let _ = std::fs::copy(&a.log, keep.join(format!("{tag}-{}.log", a.name)));
+            }
+        }
         if self.bpffs_mounted {
             let path = self.bpffs.as_os_str().as_encoded_bytes().to_vec();
             if let Ok(c) = std::ffi::CString::new(path) {
@@ -781,13 +801,16 @@ pub fn render_config(
          control_socket = \"{}\"\n\
          bpffs_dir = \"{}\"\n\
          mature = \"{}\"\n\n\
-         [engine]\nkind = \"corosync\"\ngroup = \"{group}\"\n\n\
+         [engine]\nkind = \"corosync\"\ngroup = \"{group}\"\n\
+         watchdog_interval = \"{}\"\nwatchdog_deadline = \"{}\"\n\n\
          [balance]\nenabled = true\ninterval = \"{}\"\n\n\
          [xdp]\nmode = \"{}\"\nlease = \"{}\"\n\n\
          [log]\nlevel = \"{}\"\n",
         socket.display(),
         bpffs_dir.display(),
         ms(opts.mature),
+        ms(opts.watchdog.0),
+        ms(opts.watchdog.1),
         ms(opts.balance_interval),
         opts.xdp_mode,
         ms(opts.lease),
