@@ -901,7 +901,10 @@ impl Agent {
         });
         if matches!(
             what.as_str(),
-            s if s.starts_with("move") || s.starts_with("drain") || s == "balance"
+            s if s.starts_with("move")
+                || s.starts_with("drain")
+                || s.starts_with("undrain")
+                || s == "balance"
         ) {
             self.trigger = Some(Trigger {
                 at: Instant::now(),
