@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 use std::time::Duration;
 use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot};
+use wackamole_common::vip_state;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const SETTLE: Duration = Duration::from_secs(20);
@@ -111,7 +112,8 @@ fn link_crash_rejoin_and_operator_commands() -> Result<()> {
         vip_addresses(&c, 0)?.is_empty(),
         "drained n1 still has VIP addresses"
     );
-    c.ctl_ok(1, &["undrain", "n1"])?;
+    // undrain without a node: the local one (n1 asks for itself).
+    c.ctl_ok(0, &["undrain"])?;
     settle(&c, &[2, 2, 2])?;
 
     // fail n3: it leaves, the others cover; recover: it comes back.
@@ -202,6 +204,16 @@ fn stop_kill_restart_and_control_access() -> Result<()> {
         "SIGKILL cannot have removed addresses"
     );
     ensure!(c.pin_dir(0)?.exists(), "pins stay after SIGKILL");
+    let owned = |ips: &[Ipv4Addr]| -> Vec<(Ipv4Addr, u32)> {
+        let mut v: Vec<_> = ips.iter().map(|ip| (*ip, vip_state::OWNED)).collect();
+        v.sort();
+        v
+    };
+    ensure!(
+        c.xdp_entries(0)? == owned(&before),
+        "XDP entries after SIGKILL: {:?}",
+        c.xdp_entries(0)?
+    );
     let snap = c.wait_counts(&[0, 3, 3], SETTLE)?;
     // The dead agent's lease (1 s) lapses: its XDP drops ARP for the VIPs
     // its kernel still has, so only the new owners answer.
@@ -232,6 +244,12 @@ fn stop_kill_restart_and_control_access() -> Result<()> {
     now.sort();
     expect.sort();
     ensure!(now == expect, "n1 has {now:?}, holds {expect:?}");
+    // Its XDP table holds exactly what it owns now: nothing stale.
+    let entries = c.xdp_entries(0)?;
+    ensure!(
+        entries == owned(&expect),
+        "n1's XDP entries {entries:?}, holds {expect:?}"
+    );
     Ok(())
 }
 

@@ -698,6 +698,31 @@ impl AgentCluster {
             .collect())
     }
 
+    /// Node `i`'s XDP VIP table, read from its pinned map: (address, state)
+    /// with state one of `wackamole_common::vip_state`. Empty when nothing
+    /// is pinned (agent stopped cleanly).
+    pub fn xdp_entries(&self, i: usize) -> Result<Vec<(Ipv4Addr, u32)>> {
+        use wackamole_common::{names, VipEntry, VipKey};
+        let path = self.pin_dir(i)?.join(names::VIPS);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let data = aya::maps::MapData::from_pin(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let map: aya::maps::HashMap<_, VipKey, VipEntry> =
+            aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))
+                .with_context(|| format!("{} is not the VIP hash map", path.display()))?;
+        let mut out = Vec::new();
+        for item in map.iter() {
+            let (key, entry) = item.with_context(|| format!("reading {}", path.display()))?;
+            if let Some(o) = key.ipv4_octets() {
+                out.push((Ipv4Addr::from(o), entry.state));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Takes node `i`'s cable out.
     pub fn link_down(&self, i: usize) -> Result<()> {
         self.corosync.link_down(i)
