@@ -7,7 +7,7 @@
 
 use anyhow::{ensure, Context, Result};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
@@ -20,6 +20,44 @@ fn reply_times(output: &str) -> Vec<f64> {
         .filter(|l| l.contains("bytes from"))
         .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
         .collect()
+}
+
+/// Seconds since midnight UTC of a log line's RFC 3339 timestamp
+/// (`2026-11-22T02:15:35.517698Z ...`).
+fn log_time_of_day(line: &str) -> Option<f64> {
+    let t = line
+        .split_whitespace()
+        .next()?
+        .split('T')
+        .nth(1)?
+        .trim_end_matches('Z');
+    let mut parts = t.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn time_of_day(t: SystemTime) -> f64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6
+}
+
+/// When (seconds after `cut`) a survivor logged acquiring `vif`.
+fn acquired_after(c: &AgentCluster, vif: &str, cut: SystemTime) -> Option<f64> {
+    let cut = time_of_day(cut);
+    let needle = format!("acquired vif={vif} ");
+    (0..c.len())
+        .filter_map(|i| std::fs::read_to_string(c.log_path(i).ok()?).ok())
+        .flat_map(|log| {
+            log.lines()
+                .filter(|l| l.contains(&needle))
+                .filter_map(log_time_of_day)
+                .filter(|t| *t >= cut)
+                .collect::<Vec<_>>()
+        })
+        .map(|t| t - cut)
+        .reduce(f64::min)
 }
 
 /// The longest gap between consecutive replies, and the count.
@@ -57,6 +95,7 @@ fn link_down_outage_seen_by_a_pinging_client() -> Result<()> {
             .stderr(Stdio::null())
             .spawn()?;
         std::thread::sleep(Duration::from_millis(1500));
+        let cut = SystemTime::now();
         c.link_down(victim)?;
         let out = ping.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -70,8 +109,12 @@ fn link_down_outage_seen_by_a_pinging_client() -> Result<()> {
             "{vip}: replies stop after the cut (gap {gap:?}, {replies} replies)\n{}",
             c.log_tails()
         );
+        let taken = acquired_after(&c, &vif, cut)
+            .map(|s| format!("{:.0} ms", s * 1000.0))
+            .unwrap_or_else(|| "?".into());
         eprintln!(
-            "round {round}: n{} cable out, {vif} ({vip}): outage {:.0} ms ({replies} replies)",
+            "round {round}: n{} cable out, {vif} ({vip}): outage {:.0} ms ({replies} replies); \
+             a survivor acquired it {taken} after the cut",
             victim + 1,
             gap.as_secs_f64() * 1000.0
         );
