@@ -354,7 +354,15 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         tokio::select! {
             event = agent.engine.events.recv() => match event {
                 Some(event) => agent.on_membership(event).await,
-                None => return Err(anyhow!("membership engine {} stopped", agent.engine.description)),
+                None => {
+                    // Exiting with VIFs still plumbed would leave their
+                    // addresses answering (fencing only covers ARP, and only
+                    // with a lease): release them like a normal stop first.
+                    let err = anyhow!("membership engine {} stopped", agent.engine.description);
+                    error!("{err:#}");
+                    agent.shutdown("engine stopped").await?;
+                    return Err(err);
+                }
             },
             kind = agent.timers.expired() => agent.feed(Input::Timer(kind)).await,
             Some(req) = control_rx.recv() => agent.on_control(req).await,
