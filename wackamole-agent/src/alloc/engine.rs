@@ -133,6 +133,14 @@ impl Allocator {
             Input::EngineLost => {
                 self.release_all(&mut out);
                 self.cancel_balance(&mut out);
+                // Reconnecting is connecting anew: immature, so a node whose
+                // engine comes back alone (its corosync restarted or thawed
+                // before it merged) does not grab every VIF for a moment.
+                self.mature = false;
+                if self.mature_timer {
+                    self.mature_timer = false;
+                    out.push(Action::CancelTimer(TimerKind::Mature));
+                }
                 self.view = None;
                 if self.phase != Phase::Failed {
                     self.phase = Phase::Disconnected;

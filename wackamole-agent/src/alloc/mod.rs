@@ -243,7 +243,7 @@ pub enum Input {
     Timer(TimerKind),
     Operator(OperatorCommand),
     ConfigChanged(AllocConfig),
-    /// The engine is gone: hold nothing until a new view.
+    /// The engine is gone: hold nothing until a new view, immature.
     EngineLost,
     /// Operator `fail`: release everything and leave the group.
     Fail,

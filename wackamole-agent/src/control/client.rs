@@ -27,17 +27,17 @@ async fn exchange(path: &Path, request: &Request) -> Result<Reply> {
         .await
         .context("connect (is the daemon running, are you root?)")?;
     let (read, mut write) = stream.into_split();
-    write
-        .write_all(request.to_line().as_bytes())
-        .await
-        .context("send")?;
+    // A refusing daemon replies and closes without reading the request, so
+    // the send may fail (EPIPE) with the reply already waiting: read it anyway.
+    let sent = write.write_all(request.to_line().as_bytes()).await;
     let mut line = Vec::new();
-    BufReader::new(read)
+    let received = BufReader::new(read)
         .take((MAX_LINE + 2) as u64)
         .read_until(b'\n', &mut line)
-        .await
-        .context("read reply")?;
+        .await;
     if line.last() != Some(&b'\n') {
+        sent.context("send")?;
+        received.context("read reply")?;
         bail!(
             "connection closed before a complete reply ({} bytes)",
             line.len()

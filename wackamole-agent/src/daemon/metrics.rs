@@ -6,6 +6,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A per-VIF metric: name, type, help, value.
+type PerVif = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&VifMetrics) -> u64,
+);
+
 /// Upper bounds (seconds) of the failover duration histogram.
 pub const FAILOVER_BUCKETS: &[f64] = &[
     0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -58,14 +66,6 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// A per-VIF metric family: name, type, help, and how to read it.
-type PerVifFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&VifMetrics) -> u64,
-);
-
 /// Renders the snapshot in the Prometheus text format (version 0.0.4).
 pub fn render(m: &MetricsSnapshot) -> String {
     let mut out = String::new();
@@ -95,7 +95,7 @@ pub fn render(m: &MetricsSnapshot) -> String {
         "# HELP wackamole_view_changes_total Regular views delivered.\n# TYPE wackamole_view_changes_total counter\nwackamole_view_changes_total {}",
         m.view_changes
     );
-    let per_vif: [PerVifFamily; 5] = [
+    let per_vif: [PerVif; 5] = [
         (
             "wackamole_vif_owned",
             "gauge",

@@ -40,6 +40,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use vifs::{AddressPlumbing, PlannedVif};
 
+/// At most one re-announcement per VIF this often in reaction to conflicts:
+/// two holders answering each other's announcements would otherwise
+/// multiply ARP frames without bound (a storm that starves the event loop).
+const CONFLICT_HOLDOFF: Duration = Duration::from_secs(1);
+
 /// How long a released VIF stays in XDP as "releasing" (dropping stray
 /// traffic and ARP) before the entry is forgotten.
 const RELEASE_GRACE: Duration = Duration::from_secs(2);
@@ -219,6 +224,11 @@ struct Agent {
     timers: Timers<TimerKind>,
     /// Released VIFs whose XDP entries are forgotten at the given time.
     pending_forget: BTreeMap<usize, Instant>,
+    /// Held VIFs whose bring-up failed (XDP or addresses): housekeeping
+    /// retries them until they are complete or no longer ours.
+    unplumbed: BTreeSet<usize>,
+    /// When each VIF was last re-announced because of a conflict.
+    conflict_announced: HashMap<usize, Instant>,
     hooks: HookRunner,
     notifier: Notifier,
     ready_sent: bool,
@@ -240,7 +250,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     ifaces.dedup();
 
     let mut opts = DataPlaneOptions::new(instance_name(&cfg.node));
-    opts.bpffs = cfg.bpffs_dir.clone();
+    opts.bpffs = dataplane_bpffs(&cfg.bpffs_dir);
     opts.mode = attach_mode(cfg.xdp.mode);
     opts.interfaces = ifaces;
     let mut plane = DataPlane::open(&opts).context("data plane")?;
@@ -293,6 +303,8 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         engine_up: false,
         timers: Timers::default(),
         pending_forget: BTreeMap::new(),
+        unplumbed: BTreeSet::new(),
+        conflict_announced: HashMap::new(),
         hooks,
         notifier: Notifier::from_env(),
         ready_sent: false,
@@ -342,14 +354,22 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         tokio::select! {
             event = agent.engine.events.recv() => match event {
                 Some(event) => agent.on_membership(event).await,
-                None => return Err(anyhow!("membership engine {} stopped", agent.engine.description)),
+                None => {
+                    // Exiting with VIFs still plumbed would leave their
+                    // addresses answering (fencing only covers ARP, and only
+                    // with a lease): release them like a normal stop first.
+                    let err = anyhow!("membership engine {} stopped", agent.engine.description);
+                    error!("{err:#}");
+                    agent.shutdown("engine stopped").await?;
+                    return Err(err);
+                }
             },
             kind = agent.timers.expired() => agent.feed(Input::Timer(kind)).await,
             Some(req) = control_rx.recv() => agent.on_control(req).await,
             Some(batch) = next_conflicts(&mut conflicts) => agent.on_conflicts(batch),
             _ = lease_tick.tick() => agent.renew_lease(),
             _ = watchdog_tick.tick() => agent.notifier.watchdog(),
-            _ = housekeeping.tick() => agent.housekeeping(),
+            _ = housekeeping.tick() => agent.housekeeping().await,
             _ = share_tick.tick() => agent.share_arp_cache().await,
             _ = refresh_tick.tick() => {
                 if agent.cfg.announce.refresh_interval.is_some() {
@@ -376,6 +396,21 @@ async fn next_conflicts(
             }
         },
         None => std::future::pending().await,
+    }
+}
+
+/// `bpffs_dir` is the pin root: with the default `/sys/fs/bpf/wackamole`
+/// this node's pins go to `/sys/fs/bpf/wackamole/<node>`. The data plane pins
+/// under `<bpffs>/wackamole/<instance>`, so a root named `wackamole` is handed
+/// over as its parent; any other directory (or `/wackamole`) gets a
+/// `wackamole` level inside.
+fn dataplane_bpffs(bpffs_dir: &Path) -> PathBuf {
+    match (bpffs_dir.file_name(), bpffs_dir.parent()) {
+        // Never hand over `/` (the data plane would mount a bpffs on it).
+        (Some(name), Some(parent)) if name == "wackamole" && parent.parent().is_some() => {
+            parent.to_path_buf()
+        }
+        _ => bpffs_dir.to_path_buf(),
     }
 }
 
@@ -570,12 +605,14 @@ impl Agent {
         self.pending_forget.remove(&(i.0 as usize));
         match vifs::bring_up(&mut self.plane, &Netlink, &vif).await {
             Ok(took) => {
+                self.unplumbed.remove(&(i.0 as usize));
                 info!(vif = %vif.name, took_us = took.as_micros() as u64, "acquired");
             }
             Err(e) => {
-                // XDP answers ARP for it already; the addresses are retried
-                // by housekeeping until they are there.
-                error!("acquiring VIF {}: {e:#}", vif.name);
+                // The VIF is ours for the cluster either way; housekeeping
+                // retries the missing steps until they are done.
+                self.unplumbed.insert(i.0 as usize);
+                error!("acquiring VIF {}: {e:#}; retrying", vif.name);
             }
         }
         self.announce(&vif);
@@ -591,6 +628,7 @@ impl Agent {
             error!("allocator asked to release unknown VIF {i}");
             return;
         };
+        self.unplumbed.remove(&(i.0 as usize));
         match vifs::bring_down(&mut self.plane, &Netlink, &vif).await {
             Ok(took) => info!(vif = %vif.name, took_us = took.as_micros() as u64, "released"),
             Err(e) => error!("releasing VIF {}: {e:#}", vif.name),
@@ -671,23 +709,34 @@ impl Agent {
 
     fn on_conflicts(&mut self, batch: Vec<crate::dataplane::ConflictEvent>) {
         let held: BTreeSet<VifIndex> = self.alloc.held().collect();
-        let mut again = BTreeSet::new();
+        let mut claimed: BTreeMap<usize, (u64, [u8; 6])> = BTreeMap::new();
         for ev in batch {
             for (i, vif) in self.vifs.iter().enumerate() {
                 if vif.addresses.iter().any(|a| a.vip.key() == ev.key)
                     && held.contains(&VifIndex(i as u32))
                 {
-                    warn!(
-                        vif = %vif.name,
-                        mac = %crate::net::fmt_mac(&ev.sender_mac),
-                        "another host claims our VIF; announcing again"
-                    );
-                    again.insert(i);
+                    let seen = claimed.entry(i).or_insert((0, ev.sender_mac));
+                    seen.0 += 1;
                 }
             }
         }
-        for i in again {
+        let now = Instant::now();
+        for (i, (frames, mac)) in claimed {
+            let recent = self
+                .conflict_announced
+                .get(&i)
+                .is_some_and(|at| now.duration_since(*at) < CONFLICT_HOLDOFF);
+            if recent {
+                continue;
+            }
+            self.conflict_announced.insert(i, now);
             if let Some(vif) = self.vifs.get(i) {
+                warn!(
+                    vif = %vif.name,
+                    mac = %crate::net::fmt_mac(&mac),
+                    frames,
+                    "another host claims our VIF; announcing again"
+                );
                 self.announce(vif);
             }
         }
@@ -706,7 +755,28 @@ impl Agent {
         }
     }
 
-    fn housekeeping(&mut self) {
+    async fn housekeeping(&mut self) {
+        if !self.unplumbed.is_empty() {
+            let held: BTreeSet<usize> = self.alloc.held().map(|i| i.0 as usize).collect();
+            let (up, failed) = vifs::retry_bring_up(
+                &mut self.plane,
+                &Netlink,
+                &self.vifs,
+                &mut self.unplumbed,
+                &held,
+            )
+            .await;
+            for (i, e) in failed {
+                debug!(vif = i, "bring-up retry failed: {e:#}");
+            }
+            for i in up {
+                if let Some(vif) = self.vifs.get(i).cloned() {
+                    info!(vif = %vif.name, "acquired on retry");
+                    self.announce(&vif);
+                }
+            }
+            self.update_metrics();
+        }
         let now = Instant::now();
         let due: Vec<usize> = self
             .pending_forget
@@ -839,7 +909,10 @@ impl Agent {
         });
         if matches!(
             what.as_str(),
-            s if s.starts_with("move") || s.starts_with("drain") || s == "balance"
+            s if s.starts_with("move")
+                || s.starts_with("drain")
+                || s.starts_with("undrain")
+                || s == "balance"
         ) {
             self.trigger = Some(Trigger {
                 at: Instant::now(),
@@ -1047,5 +1120,29 @@ impl Agent {
         self.plane.shutdown().context("data plane shutdown")?;
         info!("stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpffs_dir_is_the_pin_root() {
+        let pins = |dir: &str| {
+            let mut o = DataPlaneOptions::new(instance_name("web 1"));
+            o.bpffs = dataplane_bpffs(Path::new(dir));
+            o.pin_dir()
+        };
+        assert_eq!(
+            pins("/sys/fs/bpf/wackamole"),
+            Path::new("/sys/fs/bpf/wackamole/web_1")
+        );
+        assert_eq!(
+            pins("/run/x/wackamole"),
+            Path::new("/run/x/wackamole/web_1")
+        );
+        assert_eq!(pins("/run/bpf"), Path::new("/run/bpf/wackamole/web_1"));
+        assert_eq!(pins("/wackamole"), Path::new("/wackamole/wackamole/web_1"));
     }
 }

@@ -8,6 +8,7 @@
 use crate::config;
 use crate::dataplane::{Vip, VipTable};
 use anyhow::{anyhow, Result};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,35 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     Ok(start.elapsed())
 }
 
+/// Retries [`bring_up`] for the VIFs in `pending` (indexes into `vifs`)
+/// whose acquisition failed: those no longer `held` are dropped from the set,
+/// those that now come up are removed and returned; the rest stay for the
+/// next round with their latest error (by index).
+pub async fn retry_bring_up<T: VipTable, A: AddressPlumbing>(
+    table: &mut T,
+    plumbing: &A,
+    vifs: &[PlannedVif],
+    pending: &mut BTreeSet<usize>,
+    held: &BTreeSet<usize>,
+) -> (Vec<usize>, Vec<(usize, anyhow::Error)>) {
+    pending.retain(|i| held.contains(i) && *i < vifs.len());
+    let mut up = Vec::new();
+    let mut failed = Vec::new();
+    for i in pending.iter().copied().collect::<Vec<_>>() {
+        let Some(vif) = vifs.get(i) else {
+            continue;
+        };
+        match bring_up(table, plumbing, vif).await {
+            Ok(_) => {
+                pending.remove(&i);
+                up.push(i);
+            }
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    (up, failed)
+}
+
 /// Takes `vif` down: XDP silence first, then address removal. Every step is
 /// attempted even if an earlier one failed; the first error is returned.
 pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
@@ -162,6 +192,13 @@ mod tests {
     impl VipTable for FakeTable<'_> {
         fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("own {}", vip.addr));
+            if self.1 == Some(vip.addr) {
+                return Err(dataplane::DataPlaneError::Vip {
+                    vip: vip.addr.to_string(),
+                    action: "own",
+                    source: "refused by the test".into(),
+                });
+            }
             Ok(())
         }
         fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {
@@ -248,5 +285,70 @@ mod tests {
         );
         forget(&mut FakeTable(&j), &vif()).expect("forget");
         assert_eq!(j.0.borrow().len(), 6);
+    }
+
+    #[tokio::test]
+    async fn failed_bring_ups_are_retried_while_held() {
+        let j = Journal::default();
+        let other = PlannedVif {
+            name: "mail".into(),
+            addresses: vec![PlannedAddress {
+                vip: Vip::new("eth0", 2, Ipv4Addr::new(192, 0, 2, 20)),
+                prefix: 24,
+            }],
+        };
+        let vifs = [vif(), other];
+        let bad = Some(Ipv4Addr::new(192, 0, 2, 11));
+        let mut pending: BTreeSet<usize> = [0, 1].into();
+        let held: BTreeSet<usize> = [0].into();
+        // The address still cannot be added; VIF 1 is no longer ours.
+        let (up, failed) = retry_bring_up(
+            &mut FakeTable(&j, None),
+            &FakePlumbing(&j, bad),
+            &vifs,
+            &mut pending,
+            &held,
+        )
+        .await;
+        assert!(up.is_empty());
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, 0);
+        assert!(
+            failed[0].1.to_string().contains("192.0.2.11"),
+            "{}",
+            failed[0].1
+        );
+        assert_eq!(pending, [0].into());
+        // XDP failing is retried too.
+        let (up, failed) = retry_bring_up(
+            &mut FakeTable(&j, bad),
+            &FakePlumbing(&j, None),
+            &vifs,
+            &mut pending,
+            &held,
+        )
+        .await;
+        assert!(up.is_empty() && failed.len() == 1);
+        // Now it works: done and forgotten.
+        j.0.borrow_mut().clear();
+        let (up, failed) = retry_bring_up(
+            &mut FakeTable(&j, None),
+            &FakePlumbing(&j, None),
+            &vifs,
+            &mut pending,
+            &held,
+        )
+        .await;
+        assert_eq!(up, [0]);
+        assert!(failed.is_empty() && pending.is_empty());
+        assert_eq!(
+            *j.0.borrow(),
+            [
+                "own 192.0.2.10",
+                "own 192.0.2.11",
+                "add 192.0.2.10/24 eth0",
+                "add 192.0.2.11/24 eth0"
+            ]
+        );
     }
 }
