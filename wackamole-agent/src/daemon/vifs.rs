@@ -188,7 +188,7 @@ mod tests {
     #[derive(Default)]
     struct Journal(RefCell<Vec<String>>);
 
-    struct FakeTable<'a>(&'a Journal);
+    struct FakeTable<'a>(&'a Journal, Option<Ipv4Addr>);
     impl VipTable for FakeTable<'_> {
         fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("own {}", vip.addr));
@@ -252,7 +252,7 @@ mod tests {
     #[tokio::test]
     async fn up_is_xdp_first_then_addresses() {
         let j = Journal::default();
-        bring_up(&mut FakeTable(&j), &FakePlumbing(&j, None), &vif())
+        bring_up(&mut FakeTable(&j, None), &FakePlumbing(&j, None), &vif())
             .await
             .expect("up");
         assert_eq!(
@@ -270,7 +270,7 @@ mod tests {
     async fn down_silences_first_and_tries_every_step() {
         let j = Journal::default();
         let bad = Some(Ipv4Addr::new(192, 0, 2, 10));
-        let err = bring_down(&mut FakeTable(&j), &FakePlumbing(&j, bad), &vif())
+        let err = bring_down(&mut FakeTable(&j, None), &FakePlumbing(&j, bad), &vif())
             .await
             .expect_err("first removal fails");
         assert!(err.to_string().contains("192.0.2.10"), "{err}");
@@ -283,7 +283,7 @@ mod tests {
                 "del 192.0.2.11/24 eth0"
             ]
         );
-        forget(&mut FakeTable(&j), &vif()).expect("forget");
+        forget(&mut FakeTable(&j, None), &vif()).expect("forget");
         assert_eq!(j.0.borrow().len(), 6);
     }
 
