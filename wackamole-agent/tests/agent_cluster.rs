@@ -190,6 +190,15 @@ fn stop_kill_restart_and_control_access() -> Result<()> {
         "addresses left after SIGTERM"
     );
     ensure!(!c.pin_dir(0)?.exists(), "pins left after SIGTERM");
+    // A planned stop hands the VIFs over (one agreed drain) before leaving.
+    let log = std::fs::read_to_string(c.log_path(0)?)?;
+    ensure!(
+        log.contains("handing our VIFs to the other members")
+            && log.contains("stop after hand-over")
+            && !log.contains("hand-over not finished"),
+        "SIGTERM did not hand the VIFs over first:\n{}",
+        c.log_tail(0)
+    );
     settle(&c, &[0, 3, 3])?;
     c.start_agent(0)?;
     settle(&c, &[2, 2, 2])?;

@@ -49,6 +49,9 @@ const CONFLICT_HOLDOFF: Duration = Duration::from_secs(1);
 /// traffic and ARP) before the entry is forgotten.
 const RELEASE_GRACE: Duration = Duration::from_secs(2);
 
+/// How long a stop waits for the other members to take our VIFs over.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(2);
+
 /// Entry point of `wackamole run`: exit 0 on a clean stop, 1 on a runtime
 /// failure, 2 on a bad configuration.
 pub fn main(config_path: &Path) -> ExitCode {
@@ -350,6 +353,8 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     let mut refresh_tick = tokio::time::interval(refresh_every);
     refresh_tick.tick().await;
 
+    // Set once a stop signal started handing our VIFs to the other members.
+    let mut handover: Option<Instant> = None;
     loop {
         tokio::select! {
             event = agent.engine.events.recv() => match event {
@@ -377,8 +382,25 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
                 }
             }
             _ = sighup.recv() => agent.reload().await,
-            _ = sigterm.recv() => return agent.shutdown("SIGTERM").await,
-            _ = sigint.recv() => return agent.shutdown("SIGINT").await,
+            _ = sigterm.recv() => {
+                if handover.is_some() || !agent.begin_handover().await {
+                    return agent.shutdown("SIGTERM").await;
+                }
+                handover = Some(Instant::now() + HANDOVER_LIMIT);
+            }
+            _ = sigint.recv() => {
+                if handover.is_some() || !agent.begin_handover().await {
+                    return agent.shutdown("SIGINT").await;
+                }
+                handover = Some(Instant::now() + HANDOVER_LIMIT);
+            }
+            _ = tokio::time::sleep_until(handover.unwrap_or_else(Instant::now).into()), if handover.is_some() => {
+                warn!("hand-over not finished within {HANDOVER_LIMIT:?}; releasing what is left");
+                return agent.shutdown("stop").await;
+            }
+        }
+        if handover.is_some() && agent.alloc.held().next().is_none() {
+            return agent.shutdown("stop after hand-over").await;
         }
     }
 }
@@ -1100,6 +1122,41 @@ impl Agent {
             }
         );
         self.notifier.ready("running");
+    }
+
+    /// A planned stop hands our VIFs over before leaving: a drain of this
+    /// node is one agreed message on which the new owners start answering
+    /// and we go silent, so clients lose nothing. Only worth it when a mature
+    /// member can take them; returns whether a hand-over started.
+    async fn begin_handover(&mut self) -> bool {
+        if !self.engine_up || self.alloc.held().next().is_none() {
+            return false;
+        }
+        let table = self.alloc.table();
+        let me = table.my_index;
+        // Maturity is a property of the group once anyone is mature (a mature
+        // member's messages mature everyone), so any other valid, undrained
+        // member of my view can take over.
+        let someone_else = table.mature
+            && table
+                .members
+                .iter()
+                .enumerate()
+                .any(|(i, m)| Some(i) != me && m.config_ok && m.state_received && !m.drained);
+        if !someone_else {
+            return false;
+        }
+        info!("stop requested: handing our VIFs to the other members first (a second signal stops at once)");
+        self.notifier.stopping();
+        let reply = self
+            .operator(
+                Input::Operator(OperatorCommand::Drain {
+                    node: self.cfg.node.clone(),
+                }),
+                format!("drain {} for stop", self.cfg.node),
+            )
+            .await;
+        reply.ok
     }
 
     /// SIGTERM/SIGINT: silence and remove every VIF, leave the group, unpin
