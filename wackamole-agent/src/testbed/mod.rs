@@ -10,6 +10,7 @@
 
 pub mod corosync;
 mod netns;
+pub mod spread;
 
 pub use netns::{sweep_stale, veth_pair, Netns, NsChild};
 
