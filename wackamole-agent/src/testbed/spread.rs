@@ -7,8 +7,8 @@
 //! ```
 //! Spread itself is not part of the project: the daemon binary is taken from
 //! `WACKAMOLE_SPREAD_DAEMON` ([`daemon_from_env`]). Every daemon runs as
-//! `nobody` (a root daemon would try to chroot and drop privileges itself)
-//! from a private directory holding its rendered `spread.conf` and its log,
+//! `nobody` (as root the daemon insists on chroot to `RuntimeDir` and setuid
+//! to user `spread`, and exits if that fails) from a private directory holding its rendered `spread.conf` and its log,
 //! with a daemon port of its own per cluster (Spread uses `port` and
 //! `port + 1`). Agents reach their node's daemon over TCP at
 //! [`SpreadCluster::endpoint`].
