@@ -1,32 +1,45 @@
 //! Membership failure detection: from a fault to the event at an agent.
 //!
-//! Three nodes in network namespaces, one engine per node (see
-//! `wackamole::testbed::corosync`). For each fault on a victim node (rotating):
+//! Three nodes in network namespaces on a bridge, one engine per node (see
+//! `wackamole::testbed::corosync` and `wackamole::testbed::spread`). For each
+//! fault on a victim node (rotating):
 //! - `survivors`: fault -> the new view without the victim at each other agent;
 //! - `victim`: fault -> the event at the victim's own agent (link down: its
-//!   view of itself alone; SIGKILL: `Lost` from the dispatch error; SIGSTOP:
-//!   `Lost` from the watchdog);
+//!   view of itself alone; SIGKILL: `Lost` (corosync: dispatch error; Spread:
+//!   connection closed); SIGSTOP: corosync `Lost` from the watchdog, Spread:
+//!   nothing is expected, the engine has no watchdog and the TCP connection
+//!   to a frozen daemon stays open);
 //! - `rejoin`: repair -> every agent back in a full view;
 //! - `survivor Lost`: survivors that reported `Lost` before their new view
 //!   (a watchdog deadline shorter than the ring re-formation); should be 0.
 //!
+//! An observer that sees nothing within its limit is counted in `no event`
+//! (its samples hold only the events that came).
+//!
 //! Writes `target/bench/membership.json` and prints a markdown table.
 //!
 //! Usage: `cargo xtask bench membership -- [--reps N] [--profile fast|default|all]
-//! [--fault link|kill|stop|all]`. Needs root and corosync.
-//!
-//! Hook for other engines (Spread): implement [`Bed`] for its test bed and
-//! add it to `beds()`; rows and output are engine-agnostic.
+//! [--fault link|kill|stop|all] [--engine corosync|spread|all]`. Needs root,
+//! corosync, and for the Spread rows a Spread 4.4 daemon binary named by
+//! `WACKAMOLE_SPREAD_DAEMON` (without it those rows are skipped, with a note).
+//! Spread profiles: `fast` = `conf/spread-lan-fast.conf`, `default` = Spread's
+//! built-in timeouts; agents reconnect every 1 s after losing their daemon.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use wackamole::membership::corosync::CorosyncOptions;
+use wackamole::membership::spread::SpreadOptions;
 use wackamole::membership::MembershipEvent;
 use wackamole::testbed::corosync::{converge, CorosyncCluster, EventTap, Profile};
+use wackamole::testbed::spread::{daemon_from_env, SpreadCluster, SpreadProfile};
 
 const NODES: usize = 3;
+/// Limit for every awaited event (Spread merges a healed partition only on
+/// its 30 s lookup probe when idle).
 const WAIT: Duration = Duration::from_secs(40);
+/// How long the victim's agent is watched when no event is expected.
+const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -36,11 +49,12 @@ enum Fault {
 }
 
 impl Fault {
-    fn name(self) -> &'static str {
+    /// e.g. "corosync SIGKILL" for `daemon` "corosync".
+    fn name(self, daemon: &str) -> String {
         match self {
-            Fault::LinkDown => "link down",
-            Fault::Kill => "corosync SIGKILL",
-            Fault::Stop => "corosync SIGSTOP",
+            Fault::LinkDown => "link down".to_string(),
+            Fault::Kill => format!("{daemon} SIGKILL"),
+            Fault::Stop => format!("{daemon} SIGSTOP"),
         }
     }
 }
@@ -49,9 +63,52 @@ impl Fault {
 trait Bed {
     /// Engine and profile, e.g. "corosync fast".
     fn label(&self) -> String;
+    /// The daemon's name in fault names ("corosync", "spread").
+    fn daemon(&self) -> &'static str;
     fn taps(&self) -> &[EventTap];
     fn inject(&mut self, fault: Fault, victim: usize) -> Result<()>;
     fn repair(&mut self, fault: Fault, victim: usize) -> Result<()>;
+    /// What the victim's agent is expected to report.
+    fn victim_expect(&self, fault: Fault) -> Expect {
+        match fault {
+            Fault::LinkDown => Expect::SelfView,
+            Fault::Kill => Expect::Lost("victim: Lost (dispatch)"),
+            Fault::Stop => Expect::Lost("victim: Lost (watchdog)"),
+        }
+    }
+}
+
+/// The event awaited at the victim's agent.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// A view of itself alone.
+    SelfView,
+    /// `Lost` (observer label).
+    Lost(&'static str),
+    /// Whatever comes first, watched for [`QUIET_WAIT`] (observer label).
+    Anything(&'static str),
+}
+
+impl Expect {
+    fn observer(self) -> &'static str {
+        match self {
+            Expect::SelfView => "victim: view of itself",
+            Expect::Lost(o) | Expect::Anything(o) => o,
+        }
+    }
+    fn limit(self) -> Duration {
+        match self {
+            Expect::Anything(_) => QUIET_WAIT,
+            _ => WAIT,
+        }
+    }
+    fn matches(self, e: &MembershipEvent) -> bool {
+        match self {
+            Expect::SelfView => matches!(e, MembershipEvent::View(v) if v.members.len() == 1),
+            Expect::Lost(_) => matches!(e, MembershipEvent::Lost { .. }),
+            Expect::Anything(_) => true,
+        }
+    }
 }
 
 struct CorosyncBed {
@@ -75,6 +132,9 @@ impl Bed for CorosyncBed {
     fn label(&self) -> String {
         format!("corosync {}", self.cluster.profile().name())
     }
+    fn daemon(&self) -> &'static str {
+        "corosync"
+    }
     fn taps(&self) -> &[EventTap] {
         &self.taps
     }
@@ -94,12 +154,76 @@ impl Bed for CorosyncBed {
     }
 }
 
+/// Three Spread daemons (see `wackamole::testbed::spread`), one engine each.
+struct SpreadBed {
+    // Taps before runtimes: the taps' threads end when the engines do.
+    taps: Vec<EventTap>,
+    _runtimes: Vec<tokio::runtime::Runtime>,
+    cluster: SpreadCluster,
+}
+
+impl SpreadBed {
+    fn start(daemon: &std::path::Path, profile: SpreadProfile) -> Result<Self> {
+        let cluster = SpreadCluster::start(daemon, NODES, profile)?;
+        let (mut taps, mut runtimes) = (Vec::new(), Vec::new());
+        for i in 0..NODES {
+            let mut opts = SpreadOptions::new(&cluster.endpoint(i)?, &format!("b{i}"), "wkbench");
+            opts.retry_interval = Duration::from_secs(1);
+            let (handle, rt) = cluster.start_engine(i, opts)?;
+            taps.push(EventTap::new(handle)?);
+            runtimes.push(rt);
+        }
+        Ok(SpreadBed {
+            taps,
+            _runtimes: runtimes,
+            cluster,
+        })
+    }
+}
+
+impl Bed for SpreadBed {
+    fn label(&self) -> String {
+        format!("spread {}", self.cluster.profile().name())
+    }
+    fn daemon(&self) -> &'static str {
+        "spread"
+    }
+    fn taps(&self) -> &[EventTap] {
+        &self.taps
+    }
+    fn inject(&mut self, fault: Fault, victim: usize) -> Result<()> {
+        match fault {
+            Fault::LinkDown => self.cluster.link_down(victim),
+            Fault::Kill => self.cluster.kill_daemon(victim),
+            Fault::Stop => self.cluster.signal_daemon(victim, libc::SIGSTOP),
+        }
+    }
+    fn repair(&mut self, fault: Fault, victim: usize) -> Result<()> {
+        match fault {
+            Fault::LinkDown => self.cluster.link_up(victim),
+            Fault::Kill => self.cluster.start_daemon(victim),
+            Fault::Stop => self.cluster.signal_daemon(victim, libc::SIGCONT),
+        }
+    }
+    fn victim_expect(&self, fault: Fault) -> Expect {
+        match fault {
+            Fault::LinkDown => Expect::SelfView,
+            Fault::Kill => Expect::Lost("victim: Lost (connection closed)"),
+            // No watchdog: a frozen daemon keeps the connection open.
+            Fault::Stop => Expect::Anything("victim: any event (no watchdog)"),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Row {
     engine: String,
-    fault: &'static str,
+    fault: String,
     observer: &'static str,
     samples_ms: Vec<f64>,
+    /// Reps in which this observer saw no such event within `limit_ms`.
+    no_event: usize,
+    limit_ms: f64,
     /// Survivors that reported `Lost` before their new view (should be 0).
     spurious_lost: usize,
     min_ms: f64,
@@ -107,19 +231,54 @@ struct Row {
     max_ms: f64,
 }
 
+struct Observed {
+    samples: Vec<f64>,
+    no_event: usize,
+    limit: Duration,
+}
+
+impl Observed {
+    fn new(limit: Duration) -> Self {
+        Observed {
+            samples: Vec::new(),
+            no_event: 0,
+            limit,
+        }
+    }
+    /// Records the time from `t0` to the event, or its absence.
+    fn record(&mut self, t0: Instant, event: Option<Instant>) {
+        match event {
+            Some(t) => self.samples.push(ms(t0, t)),
+            None => self.no_event += 1,
+        }
+    }
+    /// The latest sample as text, for progress lines.
+    fn last(&self, rep_samples: usize) -> String {
+        let tail = &self.samples[self.samples.len().saturating_sub(rep_samples)..];
+        format!("{tail:.0?}")
+    }
+}
+
 fn row(
     engine: &str,
-    fault: Fault,
+    fault: String,
     observer: &'static str,
-    mut samples: Vec<f64>,
+    observed: Observed,
     spurious_lost: usize,
 ) -> Row {
+    let Observed {
+        mut samples,
+        no_event,
+        limit,
+    } = observed;
     samples.sort_by(f64::total_cmp);
     let pick = |i: usize| samples.get(i).copied().unwrap_or(f64::NAN);
     Row {
         engine: engine.to_string(),
-        fault: fault.name(),
+        fault,
         observer,
+        no_event,
+        limit_ms: limit.as_secs_f64() * 1000.0,
         spurious_lost,
         min_ms: pick(0),
         median_ms: pick(samples.len() / 2),
@@ -140,65 +299,75 @@ fn settle(bed: &dyn Bed) -> Result<Instant> {
 
 fn measure(bed: &mut dyn Bed, fault: Fault, reps: usize, rows: &mut Vec<Row>) -> Result<()> {
     let label = bed.label();
-    let (mut survivors, mut victims, mut rejoins) = (Vec::new(), Vec::new(), Vec::new());
+    let fault_name = fault.name(bed.daemon());
+    let expect = bed.victim_expect(fault);
+    let mut survivors = Observed::new(WAIT);
+    let mut victims = Observed::new(expect.limit());
+    let mut rejoins = Observed::new(WAIT);
     let mut spurious = 0;
     for rep in 0..reps {
         let victim = rep % NODES;
         let t0 = Instant::now();
         bed.inject(fault, victim)?;
-        let victim_event = {
-            let tap = bed.taps().get(victim).context("victim tap")?;
-            match fault {
-                Fault::LinkDown => tap.wait_view(1, WAIT)?.0,
-                Fault::Kill | Fault::Stop => {
-                    tap.wait_for(WAIT, |e| matches!(e, MembershipEvent::Lost { .. }))?
-                        .0
-                }
-            }
-        };
-        victims.push(ms(t0, victim_event));
+        let victim_event = bed
+            .taps()
+            .get(victim)
+            .context("victim tap")?
+            .wait_for(expect.limit(), |e| expect.matches(e))
+            .inspect_err(|e| eprintln!("{label}, {fault_name}, rep {rep}: {e:#}"))
+            .ok()
+            .map(|r| r.0);
+        victims.record(t0, victim_event);
         for (i, tap) in bed.taps().iter().enumerate() {
             if i != victim {
-                let (t, _, skipped) = tap.wait_for(
+                let seen = tap.wait_for(
                     WAIT,
                     |e| matches!(e, MembershipEvent::View(v) if v.members.len() == NODES - 1),
-                )?;
-                if skipped
-                    .iter()
-                    .any(|e| matches!(e, MembershipEvent::Lost { .. }))
-                {
-                    spurious += 1;
+                );
+                match seen {
+                    Ok((t, _, skipped)) => {
+                        if skipped
+                            .iter()
+                            .any(|e| matches!(e, MembershipEvent::Lost { .. }))
+                        {
+                            spurious += 1;
+                        }
+                        survivors.record(t0, Some(t));
+                    }
+                    Err(e) => {
+                        eprintln!("{label}, {fault_name}, rep {rep}, survivor {i}: {e:#}");
+                        survivors.record(t0, None);
+                    }
                 }
-                survivors.push(ms(t0, t));
             }
         }
         let t1 = Instant::now();
         bed.repair(fault, victim)?;
-        rejoins.push(ms(t1, settle(bed)?));
+        rejoins.record(t1, Some(settle(bed)?));
         eprintln!(
-            "{label}, {}, rep {rep}: victim {:.0} ms, survivors {:?} ms, rejoin {:.0} ms",
-            fault.name(),
-            victims.last().copied().unwrap_or_default(),
-            &survivors[survivors.len().saturating_sub(NODES - 1)..],
-            rejoins.last().copied().unwrap_or_default()
+            "{label}, {fault_name}, rep {rep}: victim {} ms, survivors {} ms, rejoin {} ms",
+            victims.last(1),
+            survivors.last(NODES - 1),
+            rejoins.last(1),
         );
     }
     rows.push(row(
         &label,
-        fault,
+        fault_name.clone(),
         "survivors: new view",
         survivors,
         spurious,
     ));
-    let victim_obs = match fault {
-        Fault::LinkDown => "victim: view of itself",
-        Fault::Kill => "victim: Lost (dispatch)",
-        Fault::Stop => "victim: Lost (watchdog)",
-    };
-    rows.push(row(&label, fault, victim_obs, victims, 0));
     rows.push(row(
         &label,
-        fault,
+        fault_name.clone(),
+        expect.observer(),
+        victims,
+        0,
+    ));
+    rows.push(row(
+        &label,
+        fault_name,
         "all: full view after repair",
         rejoins,
         0,
@@ -206,10 +375,17 @@ fn measure(bed: &mut dyn Bed, fault: Fault, reps: usize, rows: &mut Vec<Row>) ->
     Ok(())
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Corosync,
+    Spread,
+}
+
 struct Args {
     reps: usize,
     profiles: Vec<Profile>,
     faults: Vec<Fault>,
+    engines: Vec<Engine>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -217,6 +393,7 @@ fn parse_args() -> Result<Args> {
         reps: 3,
         profiles: vec![Profile::Fast, Profile::Default],
         faults: vec![Fault::LinkDown, Fault::Kill, Fault::Stop],
+        engines: vec![Engine::Corosync, Engine::Spread],
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -242,6 +419,14 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--fault link|kill|stop|all, not {other:?}"),
                 }
             }
+            "--engine" => {
+                args.engines = match it.next().as_deref() {
+                    Some("corosync") => vec![Engine::Corosync],
+                    Some("spread") => vec![Engine::Spread],
+                    Some("all") => vec![Engine::Corosync, Engine::Spread],
+                    other => bail!("--engine corosync|spread|all, not {other:?}"),
+                }
+            }
             // cargo bench passes --bench to harness = false targets.
             _ => {}
         }
@@ -254,7 +439,7 @@ fn parse_args() -> Result<Args> {
 
 fn main() -> Result<()> {
     if !wackamole::testbed::is_root() {
-        eprintln!("membership benchmark skipped: needs root (namespaces, corosync)");
+        eprintln!("membership benchmark skipped: needs root (namespaces, daemons)");
         return Ok(());
     }
     let args = parse_args()?;
@@ -264,14 +449,39 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let mut rows = Vec::new();
-    for &profile in &args.profiles {
-        let mut bed = CorosyncBed::start(profile)?;
-        settle(&bed)?;
-        for &fault in &args.faults {
-            measure(&mut bed, fault, args.reps, &mut rows)?;
+    let mut notes = Vec::new();
+    if args.engines.contains(&Engine::Corosync) {
+        for &profile in &args.profiles {
+            let mut bed = CorosyncBed::start(profile)?;
+            settle(&bed)?;
+            for &fault in &args.faults {
+                measure(&mut bed, fault, args.reps, &mut rows)?;
+            }
         }
     }
-    // Hook: Spread beds are measured here with the same `measure`.
+    if args.engines.contains(&Engine::Spread) {
+        match daemon_from_env() {
+            Err(why) => {
+                let note = format!("Spread rows skipped: {why}");
+                eprintln!("{note}");
+                notes.push(note);
+            }
+            Ok(daemon) => {
+                for &profile in &args.profiles {
+                    let spread_profile = match profile {
+                        Profile::Fast => SpreadProfile::LanFast,
+                        Profile::Default => SpreadProfile::Default,
+                    };
+                    let mut bed = SpreadBed::start(&daemon, spread_profile)?;
+                    settle(&bed).with_context(|| bed.cluster.log_tails())?;
+                    for &fault in &args.faults {
+                        measure(&mut bed, fault, args.reps, &mut rows)
+                            .with_context(|| bed.cluster.log_tails())?;
+                    }
+                }
+            }
+        }
+    }
 
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out_dir = manifest.parent().unwrap_or(manifest).join("target/bench");
@@ -280,20 +490,35 @@ fn main() -> Result<()> {
     std::fs::write(&out, serde_json::to_string_pretty(&rows)?)
         .with_context(|| format!("writing {}", out.display()))?;
 
-    println!("| engine | fault | observer | n | min ms | median ms | max ms | survivor Lost |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| engine | fault | observer | n | min ms | median ms | max ms | no event (limit) | survivor Lost |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
+        // No samples: no min/median/max (NaN in memory, null in the JSON).
+        let cell = |v: f64| {
+            if v.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{v:.0}")
+            }
+        };
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} ({:.0} s) | {} |",
             r.engine,
             r.fault,
             r.observer,
             r.samples_ms.len(),
-            r.min_ms,
-            r.median_ms,
-            r.max_ms,
+            cell(r.min_ms),
+            cell(r.median_ms),
+            cell(r.max_ms),
+            r.no_event,
+            r.limit_ms / 1000.0,
             r.spurious_lost
         );
+    }
+    for n in &notes {
+        println!("\n{n}");
     }
     println!("\n(written to {})", out.display());
     Ok(())

@@ -1,5 +1,6 @@
 //! The Spread engine against two real Spread 4.4 daemons, each in its own
-//! network namespace (joined by a veth pair), one engine per namespace.
+//! network namespace (`wackamole::testbed::spread`, LAN-fast timeouts), one
+//! engine per namespace.
 //!
 //! Runs only when `WACKAMOLE_SPREAD_DAEMON` names a spread daemon binary
 //! (and we are root); otherwise it says why it was skipped and passes.
@@ -8,8 +9,7 @@
 //! and killing one daemon gives the survivor a transitional signal and a new
 //! one-member view while the other engine reports `Lost`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -18,47 +18,29 @@ use anyhow::{bail, Context, Result};
 use tokio::time::timeout;
 use wackamole::membership::spread::{start, SpreadOptions};
 use wackamole::membership::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View};
-use wackamole::testbed::{is_root, veth_pair, Netns};
+use wackamole::testbed::spread::{daemon_from_env, SpreadCluster, SpreadProfile};
+use wackamole::testbed::{is_root, Netns};
 
 const GROUP: &str = "wkt";
 const PER_SENDER: usize = 200;
 /// Guards against hangs only; the daemons answer within a few seconds.
 const PHASE_LIMIT: Duration = Duration::from_secs(30);
 
-/// The LAN-fast profile of PROTOCOL.md section 14.3 (all nine or none).
-const LAN_FAST: &str = "TokenTimeout = 500
-HurryTimeout = 200
-AliveTimeout = 100
-JoinTimeout = 100
-RepTimeout = 250
-SegTimeout = 200
-GatherTimeout = 500
-FormTimeout = 500
-LookupTimeout = 30000
-";
-
 #[test]
 fn two_daemons_two_engines() {
-    let Some(daemon) = std::env::var_os("WACKAMOLE_SPREAD_DAEMON") else {
-        println!("spread_live skipped: WACKAMOLE_SPREAD_DAEMON is not set (path of a Spread 4.4 daemon binary)");
-        return;
+    let daemon = match daemon_from_env() {
+        Ok(d) => d,
+        Err(why) => {
+            println!("spread_live skipped: {why}");
+            return;
+        }
     };
     if !is_root() {
         println!("spread_live skipped: needs root for network namespaces");
         return;
     }
-    let daemon = PathBuf::from(daemon);
     if let Err(e) = run(&daemon) {
         panic!("spread live test: {e:#}");
-    }
-}
-
-/// A private working directory, removed on drop.
-struct WorkDir(PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -75,66 +57,17 @@ struct Report {
 }
 
 fn run(daemon: &Path) -> Result<()> {
-    // A port of our own: the daemons also create /tmp/<port> (shared file system).
-    let port = 20_000 + (std::process::id() % 10_000) as u16 * 2;
-    let a = Netns::new("spa")?;
-    let b = Netns::new("spb")?;
-    veth_pair(&a, "spa0", &b, "spb0")?;
-    a.run(&[
-        "ip",
-        "addr",
-        "add",
-        "10.97.0.1/24",
-        "brd",
-        "10.97.0.255",
-        "dev",
-        "spa0",
-    ])?;
-    b.run(&[
-        "ip",
-        "addr",
-        "add",
-        "10.97.0.2/24",
-        "brd",
-        "10.97.0.255",
-        "dev",
-        "spb0",
-    ])?;
-
-    let work = WorkDir(std::env::temp_dir().join(format!("wkt-spread-{}", std::process::id())));
-    let conf = format!(
-        "Spread_Segment 10.97.0.255:{port} {{\n\tsda 10.97.0.1 {{\n\t\t10.97.0.1\n\t}}\n\tsdb 10.97.0.2 {{\n\t\t10.97.0.2\n\t}}\n}}\n{LAN_FAST}"
-    );
-    let start_daemon = |ns: &Netns, name: &str| -> Result<wackamole::testbed::NsChild> {
-        let dir = work.0.join(name);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let conf_path = dir.join("spread.conf");
-        std::fs::write(&conf_path, &conf)
-            .with_context(|| format!("writing {}", conf_path.display()))?;
-        let log = std::fs::File::create(dir.join("daemon.log"))?;
-        let mut cmd = ns.command("setpriv");
-        cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(daemon)
-            .args(["-n", name, "-c"])
-            .arg(&conf_path)
-            .current_dir(&dir)
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log));
-        ns.spawn(&mut cmd)
-    };
-    // Both daemons (re)create the Unix socket /tmp/<port>; start sdb first so
-    // that sda, which survives, ends up owning it for the Unix-socket check.
-    let socket = PathBuf::from(format!("/tmp/{port}"));
-    let db = start_daemon(&b, "sdb")?;
-    let first = wait_for_socket(&socket, None)?;
-    let _da = start_daemon(&a, "sda")?;
-    wait_for_socket(&socket, Some(first))?;
+    // sda (node 0) owns the Unix socket /tmp/<port> (for the Unix-socket
+    // check); sdb is killed.
+    let cluster = SpreadCluster::start(daemon, 2, SpreadProfile::LanFast)?;
+    let (a, b) = (&cluster.node(0)?.ns, &cluster.node(1)?.ns);
+    let (ea, eb) = (cluster.endpoint(0)?, cluster.endpoint(1)?);
+    let port = cluster.port();
 
     // Parties: this thread and the two clients.
     let barrier = Arc::new(Barrier::new(3));
     let killed_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
-    let client = |ns: &'_ Netns, ip: &str, name: &str, survives: bool| {
-        let endpoint = format!("{port}@{ip}");
+    let client = |ns: &'_ Netns, endpoint: String, name: &str, survives: bool| {
         let name = name.to_owned();
         let phases = Phases {
             barrier: barrier.clone(),
@@ -155,14 +88,13 @@ fn run(daemon: &Path) -> Result<()> {
         .with_context(|| format!("client in {}", ns.name()))?
     };
     let result = std::thread::scope(|s| -> Result<(Report, Report)> {
-        let (client, na, nb) = (&client, &a, &b);
-        let ta = s.spawn(move || client(na, "10.97.0.1", "ca", true));
-        let tb = s.spawn(move || client(nb, "10.97.0.2", "cb", false));
+        let ta = s.spawn(|| client(a, ea, "ca", true));
+        let tb = s.spawn(|| client(b, eb, "cb", false));
         // 1: both saw the pair view, 2: both sent and received everything.
         barrier.wait();
         barrier.wait();
         *killed_at.lock().unwrap() = Some(Instant::now());
-        let killed = db.signal(libc::SIGKILL);
+        let killed = cluster.signal_daemon(1, libc::SIGKILL);
         barrier.wait();
         killed?;
         let ra = ta
@@ -173,23 +105,12 @@ fn run(daemon: &Path) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("client cb panicked"))??;
         Ok((ra, rb))
     });
-    let (ra, rb) = result.inspect_err(|_| {
-        for n in ["sda", "sdb"] {
-            let log =
-                std::fs::read_to_string(work.0.join(n).join("daemon.log")).unwrap_or_default();
-            let tail: Vec<_> = log.lines().rev().take(15).collect();
-            eprintln!(
-                "--- {n} log tail ---\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-    })?;
+    let (ra, rb) = result.inspect_err(|_| eprintln!("{}", cluster.log_tails()))?;
     // The Unix-socket transport, from this (root namespace) thread to sda.
     let unix = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(unix_session(port));
-    let _ = std::fs::remove_file(&socket);
     let unix_view = unix?;
 
     // Same view, same order, each finds itself.
@@ -236,23 +157,6 @@ fn run(daemon: &Path) -> Result<()> {
         ra.detect
     );
     Ok(())
-}
-
-/// Waits until `path` exists with an inode other than `not`; returns it.
-fn wait_for_socket(path: &Path, not: Option<u64>) -> Result<u64> {
-    use std::os::unix::fs::MetadataExt;
-    let deadline = Instant::now() + PHASE_LIMIT;
-    loop {
-        if let Ok(m) = std::fs::metadata(path) {
-            if Some(m.ino()) != not {
-                return Ok(m.ino());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("daemon did not create {}", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Joins over the Unix socket `/tmp/<port>`, multicasts and receives its own

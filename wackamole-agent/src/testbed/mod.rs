@@ -11,6 +11,7 @@
 pub mod cluster;
 pub mod corosync;
 mod netns;
+pub mod spread;
 
 pub use netns::{sweep_stale, veth_pair, Netns, NsChild};
 
