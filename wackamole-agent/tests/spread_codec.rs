@@ -1,5 +1,6 @@
 //! Spread codec against the real captures of a 4.4.0 daemon
-//! (`/work/shared/spread/captures`, annotated in TRANSCRIPTS.md).
+//! (copied from `shared/spread/captures` into `tests/fixtures/spread`,
+//! annotated in shared/spread/TRANSCRIPTS.md).
 
 #[path = "support/pcap.rs"]
 mod pcap;
@@ -7,7 +8,7 @@ mod pcap;
 use proptest::prelude::*;
 use wackamole::membership::spread::codec::*;
 
-const CAPTURES: &str = "/work/shared/spread/captures";
+const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/spread");
 
 /// Everything decoded from one daemon -> client byte stream.
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
 //! Test support: a tiny pcap reader and TCP stream reassembly, enough to
-//! replay the Spread captures in `/work/shared/spread/captures/` (IPv4 over
+//! replay the Spread captures in `tests/fixtures/spread/` (IPv4 over
 //! Ethernet or Linux cooked v2, classic little-endian pcap files).
 
 #![allow(dead_code)]
