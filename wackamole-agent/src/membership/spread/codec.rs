@@ -1,7 +1,7 @@
 //! Spread 4.x client wire protocol: pure encoding and decoding, no I/O.
 //!
-//! Layout and rules follow `shared/spread/PROTOCOL.md` (the project's reference material) (section numbers
-//! below refer to it). Every decoder works on byte slices handed in by the
+//! Layout and rules follow the project's reference `shared/spread/PROTOCOL.md`
+//! (section numbers below refer to it). Every decoder works on byte slices handed in by the
 //! caller, never panics on any input and returns a typed [`DecodeError`] that
 //! names the field. Every encoder validates its input against the limits of a
 //! stock 4.4 daemon, which does not report errors and crashes on some inputs
