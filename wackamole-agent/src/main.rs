@@ -11,7 +11,11 @@ use std::process::ExitCode;
 const DEFAULT_CONFIG: &str = "/etc/wackamole/wackamole.toml";
 
 #[derive(Parser)]
-#[command(name = "wackamole", version, about = "N-way IP failover for a pool of virtual IPs (XDP + Corosync/Spread)")]
+#[command(
+    name = "wackamole",
+    version,
+    about = "N-way IP failover for a pool of virtual IPs (XDP + Corosync/Spread)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Upper bounds (seconds) of the failover duration histogram.
-pub const FAILOVER_BUCKETS: &[f64] = &[0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+pub const FAILOVER_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 
 /// One VIF's line in the exposition.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -57,7 +59,12 @@ fn escape(label: &str) -> String {
 }
 
 /// A per-VIF metric family: name, type, help, and how to read it.
-type PerVifFamily = (&'static str, &'static str, &'static str, fn(&VifMetrics) -> u64);
+type PerVifFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&VifMetrics) -> u64,
+);
 
 /// Renders the snapshot in the Prometheus text format (version 0.0.4).
 pub fn render(m: &MetricsSnapshot) -> String {
@@ -65,20 +72,60 @@ pub fn render(m: &MetricsSnapshot) -> String {
     let gauge = |out: &mut String, name: &str, help: &str, v: f64| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     };
-    gauge(&mut out, "wackamole_engine_up", "1 when the membership engine is connected.", f64::from(u8::from(m.engine_up)));
-    gauge(&mut out, "wackamole_mature", "1 when this node is mature (may claim VIFs).", f64::from(u8::from(m.mature)));
-    gauge(&mut out, "wackamole_view_members", "Members in the current view.", m.members as f64);
+    gauge(
+        &mut out,
+        "wackamole_engine_up",
+        "1 when the membership engine is connected.",
+        f64::from(u8::from(m.engine_up)),
+    );
+    gauge(
+        &mut out,
+        "wackamole_mature",
+        "1 when this node is mature (may claim VIFs).",
+        f64::from(u8::from(m.mature)),
+    );
+    gauge(
+        &mut out,
+        "wackamole_view_members",
+        "Members in the current view.",
+        m.members as f64,
+    );
     let _ = writeln!(
         out,
         "# HELP wackamole_view_changes_total Regular views delivered.\n# TYPE wackamole_view_changes_total counter\nwackamole_view_changes_total {}",
         m.view_changes
     );
     let per_vif: [PerVifFamily; 5] = [
-        ("wackamole_vif_owned", "gauge", "1 when this node owns the VIF.", |v| u64::from(v.owned)),
-        ("wackamole_vif_packets_total", "counter", "IPv4 packets to the VIF seen by XDP.", |v| v.packets),
-        ("wackamole_vif_bytes_total", "counter", "Bytes of those packets.", |v| v.bytes),
-        ("wackamole_vif_arp_replies_total", "counter", "ARP requests answered from XDP.", |v| v.arp_replies),
-        ("wackamole_vif_drops_total", "counter", "Frames dropped (releasing or fenced).", |v| v.drops),
+        (
+            "wackamole_vif_owned",
+            "gauge",
+            "1 when this node owns the VIF.",
+            |v| u64::from(v.owned),
+        ),
+        (
+            "wackamole_vif_packets_total",
+            "counter",
+            "IPv4 packets to the VIF seen by XDP.",
+            |v| v.packets,
+        ),
+        (
+            "wackamole_vif_bytes_total",
+            "counter",
+            "Bytes of those packets.",
+            |v| v.bytes,
+        ),
+        (
+            "wackamole_vif_arp_replies_total",
+            "counter",
+            "ARP requests answered from XDP.",
+            |v| v.arp_replies,
+        ),
+        (
+            "wackamole_vif_drops_total",
+            "counter",
+            "Frames dropped (releasing or fenced).",
+            |v| v.drops,
+        ),
     ];
     for (name, kind, help, get) in per_vif {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -110,12 +157,18 @@ pub async fn serve(addr: SocketAddr, snapshot: Arc<Mutex<MetricsSnapshot>>) -> a
         let snapshot = snapshot.clone();
         tokio::spawn(async move {
             let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf)).await {
+            let n = match tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                stream.read(&mut buf),
+            )
+            .await
+            {
                 Ok(Ok(n)) => n,
                 _ => return,
             };
             let request = String::from_utf8_lossy(&buf[..n]);
-            let response = if request.starts_with("GET /metrics ") || request.starts_with("GET / ") {
+            let response = if request.starts_with("GET /metrics ") || request.starts_with("GET / ")
+            {
                 let body = match snapshot.lock() {
                     Ok(s) => render(&s),
                     Err(_) => String::new(),
@@ -182,7 +235,9 @@ mod tests {
         let mut body = String::new();
         for _ in 0..50 {
             if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-                s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.expect("write");
+                s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+                    .await
+                    .expect("write");
                 s.read_to_string(&mut body).await.expect("read");
                 break;
             }

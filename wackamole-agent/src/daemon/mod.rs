@@ -74,10 +74,8 @@ pub fn main(config_path: &Path) -> ExitCode {
     }
 }
 
-type LogHandle = tracing_subscriber::reload::Handle<
-    tracing_subscriber::EnvFilter,
-    tracing_subscriber::Registry,
->;
+type LogHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
 
 /// Logs to stderr without colours or timestamps when journald adds its own
 /// (`JOURNAL_STREAM` set), with them otherwise. `RUST_LOG` overrides the level.
@@ -97,7 +95,10 @@ fn init_tracing(level: &str) -> Option<LogHandle> {
             .with(fmt.without_time())
             .try_init()
     } else {
-        tracing_subscriber::registry().with(filter).with(fmt).try_init()
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(fmt)
+            .try_init()
     };
     result.ok().map(|_| handle)
 }
@@ -239,7 +240,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     ifaces.dedup();
 
     let mut opts = DataPlaneOptions::new(instance_name(&cfg.node));
-    opts.bpffs = cfg.bpffs_dir.clone();
+    opts.bpffs = dataplane_bpffs(&cfg.bpffs_dir);
     opts.mode = attach_mode(cfg.xdp.mode);
     opts.interfaces = ifaces;
     let mut plane = DataPlane::open(&opts).context("data plane")?;
@@ -320,7 +321,11 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     let mut watchdog_tick = tokio::time::interval(watchdog_every);
     let mut housekeeping = tokio::time::interval(Duration::from_millis(250));
     let share_every = if agent.cfg.notify.arp_cache {
-        agent.cfg.notify.arp_cache_interval.max(Duration::from_secs(1))
+        agent
+            .cfg
+            .notify
+            .arp_cache_interval
+            .max(Duration::from_secs(1))
     } else {
         Duration::from_secs(3600)
     };
@@ -374,11 +379,30 @@ async fn next_conflicts(
     }
 }
 
+/// `bpffs_dir` is the pin root: with the default `/sys/fs/bpf/wackamole`
+/// this node's pins go to `/sys/fs/bpf/wackamole/<node>`. The data plane pins
+/// under `<bpffs>/wackamole/<instance>`, so a root named `wackamole` is handed
+/// over as its parent; any other directory gets a `wackamole` level inside.
+fn dataplane_bpffs(bpffs_dir: &Path) -> PathBuf {
+    match (bpffs_dir.file_name(), bpffs_dir.parent()) {
+        (Some(name), Some(parent)) if name == "wackamole" && !parent.as_os_str().is_empty() => {
+            parent.to_path_buf()
+        }
+        _ => bpffs_dir.to_path_buf(),
+    }
+}
+
 /// The data plane's pin directory name for this node.
 fn instance_name(node: &str) -> String {
     let s: String = node
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() {
         "default".into()
@@ -394,7 +418,10 @@ async fn clean_leftovers(plane: &mut DataPlane, vifs: &[PlannedVif]) {
         Ok(entries) => {
             for e in entries {
                 if let Err(err) = plane.forget(&e.vip) {
-                    warn!("start-up: cannot forget leftover XDP entry {}: {err}", e.vip);
+                    warn!(
+                        "start-up: cannot forget leftover XDP entry {}: {err}",
+                        e.vip
+                    );
                 } else {
                     info!("start-up: removed leftover XDP entry {}", e.vip);
                 }
@@ -520,11 +547,19 @@ impl Agent {
                     m.observe_failover(took.as_secs_f64());
                 }
             }
-            let names = up.iter().filter_map(|i| self.vif(*i)).map(|v| v.name.clone()).collect();
+            let names = up
+                .iter()
+                .filter_map(|i| self.vif(*i))
+                .map(|v| v.name.clone())
+                .collect();
             drop(self.hooks.fire(HookEvent::PostUp { vifs: names }));
         }
         if !down.is_empty() {
-            let names = down.iter().filter_map(|i| self.vif(*i)).map(|v| v.name.clone()).collect();
+            let names = down
+                .iter()
+                .filter_map(|i| self.vif(*i))
+                .map(|v| v.name.clone())
+                .collect();
             drop(self.hooks.fire(HookEvent::PostDown { vifs: names }));
         }
         self.update_metrics();
@@ -591,7 +626,10 @@ impl Agent {
         };
         let mut by_iface: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
         for a in &vif.addresses {
-            by_iface.entry(a.vip.iface.clone()).or_default().push(a.vip.addr);
+            by_iface
+                .entry(a.vip.iface.clone())
+                .or_default()
+                .push(a.vip.addr);
         }
         let targets: Vec<(String, crate::net::Ipv4Prefix, u32)> = self
             .cfg
@@ -964,7 +1002,9 @@ impl Agent {
         };
         let plan = config::reload_diff(&self.cfg, &new);
         for (field, reason) in &plan.refused {
-            warn!("reload: `{field}` changed but needs a restart ({reason}); keeping the old value");
+            warn!(
+                "reload: `{field}` changed but needs a restart ({reason}); keeping the old value"
+            );
         }
         if plan.apply.is_empty() {
             info!("reload: nothing to apply");
@@ -981,7 +1021,9 @@ impl Agent {
         }
         if next.log != self.cfg.log {
             if let Some(h) = &self.log {
-                let _ = h.modify(|f| *f = tracing_subscriber::EnvFilter::new(filter_for(next.log.level.as_str())));
+                let _ = h.modify(|f| {
+                    *f = tracing_subscriber::EnvFilter::new(filter_for(next.log.level.as_str()))
+                });
             }
         }
         self.cfg = next;
@@ -989,7 +1031,14 @@ impl Agent {
             let cfg = alloc_config(&self.cfg);
             self.feed(Input::ConfigChanged(cfg)).await;
         }
-        info!("reload: applied {}", if plan.apply.is_empty() { "nothing".to_string() } else { plan.apply.join(", ") });
+        info!(
+            "reload: applied {}",
+            if plan.apply.is_empty() {
+                "nothing".to_string()
+            } else {
+                plan.apply.join(", ")
+            }
+        );
         self.notifier.ready("running");
     }
 
@@ -1011,5 +1060,29 @@ impl Agent {
         self.plane.shutdown().context("data plane shutdown")?;
         info!("stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bpffs_dir_is_the_pin_root() {
+        let pins = |dir: &str| {
+            let mut o = DataPlaneOptions::new(instance_name("web 1"));
+            o.bpffs = dataplane_bpffs(Path::new(dir));
+            o.pin_dir()
+        };
+        assert_eq!(
+            pins("/sys/fs/bpf/wackamole"),
+            Path::new("/sys/fs/bpf/wackamole/web_1")
+        );
+        assert_eq!(
+            pins("/run/x/wackamole"),
+            Path::new("/run/x/wackamole/web_1")
+        );
+        assert_eq!(pins("/run/bpf"), Path::new("/run/bpf/wackamole/web_1"));
+        assert_eq!(pins("/wackamole"), Path::new("/wackamole/wackamole/web_1"));
     }
 }

@@ -39,7 +39,10 @@ impl Notifier {
     /// The watchdog interval systemd expects pings within (`$WATCHDOG_USEC`), if any.
     pub fn watchdog_interval() -> Option<Duration> {
         let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-        if let Some(pid) = std::env::var("WATCHDOG_PID").ok().and_then(|p| p.parse::<u32>().ok()) {
+        if let Some(pid) = std::env::var("WATCHDOG_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+        {
             if pid != std::process::id() {
                 return None;
             }

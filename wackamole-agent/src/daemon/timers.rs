@@ -70,7 +70,10 @@ mod tests {
         assert_eq!(t.expired().await, "b");
         assert!(!t.is_armed("c"));
         let nothing = tokio::time::timeout(Duration::from_secs(5), t.expired()).await;
-        assert!(nothing.is_err(), "no timer armed: expired() must stay pending");
+        assert!(
+            nothing.is_err(),
+            "no timer armed: expired() must stay pending"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -57,8 +57,8 @@ pub fn plan(cfg: &config::Config) -> Result<Vec<PlannedVif>> {
                             a
                         ));
                     };
-                    let vip = Vip::resolve(&a.iface, ip)
-                        .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
+                    let vip =
+                        Vip::resolve(&a.iface, ip).map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
                     Ok(PlannedAddress {
                         vip,
                         prefix: a.prefix,
@@ -180,14 +180,20 @@ mod tests {
     struct FakePlumbing<'a>(&'a Journal, Option<Ipv4Addr>);
     impl AddressPlumbing for FakePlumbing<'_> {
         async fn add(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
-            self.0 .0.borrow_mut().push(format!("add {ip}/{prefix} {iface}"));
+            self.0
+                 .0
+                .borrow_mut()
+                .push(format!("add {ip}/{prefix} {iface}"));
             if self.1 == Some(ip) {
                 return Err(anyhow!("cannot add {ip}"));
             }
             Ok(())
         }
         async fn remove(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
-            self.0 .0.borrow_mut().push(format!("del {ip}/{prefix} {iface}"));
+            self.0
+                 .0
+                .borrow_mut()
+                .push(format!("del {ip}/{prefix} {iface}"));
             if self.1 == Some(ip) {
                 return Err(anyhow!("cannot remove {ip}"));
             }

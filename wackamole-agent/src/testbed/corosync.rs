@@ -372,6 +372,14 @@ impl CorosyncCluster {
         self.profile
     }
 
+    /// The switch namespace; its bridge is [`CorosyncCluster::BRIDGE`].
+    pub fn switch(&self) -> &Netns {
+        &self.switch
+    }
+
+    /// Name of the cluster LAN's bridge in [`CorosyncCluster::switch`].
+    pub const BRIDGE: &'static str = BRIDGE;
+
     /// The cluster's temp dir (configs, key, state dirs, logs).
     pub fn dir(&self) -> &Path {
         &self.dir

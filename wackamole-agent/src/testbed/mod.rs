@@ -8,6 +8,7 @@
 //!
 //! Traffic stays inside these namespaces: nothing here routes to the outside.
 
+pub mod cluster;
 pub mod corosync;
 mod netns;
 

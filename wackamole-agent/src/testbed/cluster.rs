@@ -1,0 +1,804 @@
+//! A cluster of real `wackamole` agents on a [`CorosyncCluster`], with a
+//! client on the same LAN.
+//!
+//! ```text
+//!   [n1: eth0 10.0.0.1, corosync, wackamole run] --+
+//!   [n2: eth0 10.0.0.2, corosync, wackamole run] --+-- br0 (switch ns)
+//!   [n3: eth0 10.0.0.3, corosync, wackamole run] --+
+//!   [client: eth0 10.0.0.200]                    --+
+//! ```
+//! VIF k (1-based) is `eth0:10.0.0.(100+k)/24`, in the nodes' subnet, so the
+//! client ARPs for it and the answering MAC tells which node holds it.
+//!
+//! Every agent is the real binary (`wackamole run -c FILE`) started in its
+//! node's namespace, with its stderr appended to `agent-nI.log` in the
+//! cluster's temp dir (tails are quoted in error messages). The agents pin
+//! their XDP objects on a bpf filesystem the cluster mounts once on the host
+//! under `/run` (`ip netns exec` remounts `/sys`, so `/sys/fs/bpf` inside a
+//! namespace is not the host's bpffs; a `/run` mount is inherited).
+//!
+//! Dropping the cluster stops the agents (SIGTERM, then SIGKILL), unmounts the
+//! bpffs, then the corosync cluster cleans up its daemons and namespaces.
+
+use super::corosync::{CorosyncCluster, Profile};
+use super::{Netns, NsChild};
+use crate::control::client::request_blocking;
+use crate::control::protocol::{ListReply, Reply, Request, StatusReply};
+use anyhow::{anyhow, bail, Context, Result};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static MOUNTS: AtomicU32 = AtomicU32::new(0);
+
+/// The client's address on the cluster LAN.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+
+/// How long a control request may take before the test gives up on it.
+const CTL_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What to build.
+#[derive(Clone, Debug)]
+pub struct AgentClusterOptions {
+    /// The `wackamole` binary (`env!("CARGO_BIN_EXE_wackamole")` in tests).
+    pub binary: PathBuf,
+    /// Number of nodes (1..=16).
+    pub nodes: usize,
+    /// Number of VIFs (1..=99), one address each.
+    pub vifs: usize,
+    /// corosync timers.
+    pub profile: Profile,
+    /// `mature` of every agent.
+    pub mature: Duration,
+    /// `balance.interval` of every agent.
+    pub balance_interval: Duration,
+    /// `xdp.lease` of every agent.
+    pub lease: Duration,
+    /// `log.level` of every agent.
+    pub log_level: String,
+    /// `xdp.mode` of every agent. Default "skb": native XDP_TX on a veth is
+    /// delivered only when the peer veth runs XDP too, and the switch-side
+    /// ports here run none, so native ARP replies would be lost.
+    pub xdp_mode: String,
+}
+
+impl AgentClusterOptions {
+    /// 3 nodes, 6 VIFs, fast corosync, 500 ms maturity and balance rounds, 1 s lease.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        AgentClusterOptions {
+            binary: binary.into(),
+            nodes: 3,
+            vifs: 6,
+            profile: Profile::Fast,
+            mature: Duration::from_millis(500),
+            balance_interval: Duration::from_millis(500),
+            lease: Duration::from_secs(1),
+            log_level: "debug".into(),
+            xdp_mode: "skb".into(),
+        }
+    }
+}
+
+/// What every running agent answered at one moment (`None`: not running or no answer).
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub lists: Vec<Option<ListReply>>,
+    pub statuses: Vec<Option<StatusReply>>,
+}
+
+impl Snapshot {
+    /// The owner of VIF `vif` according to node `i` (None if unknown).
+    pub fn owner_seen_by(&self, i: usize, vif: &str) -> Option<String> {
+        self.lists
+            .get(i)?
+            .as_ref()?
+            .vifs
+            .iter()
+            .find(|v| v.name == vif)?
+            .owner
+            .clone()
+    }
+
+    /// Names of the VIFs node `i` says it holds (`state == "owned"`).
+    pub fn held_by(&self, i: usize) -> Vec<String> {
+        self.lists
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|l| {
+                l.vifs
+                    .iter()
+                    .filter(|v| v.state == "owned")
+                    .map(|v| v.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// True when every answering agent agrees on every VIF's owner, every
+    /// VIF has one, and each owner says it holds it.
+    pub fn agreed(&self) -> bool {
+        let answering: Vec<usize> = (0..self.lists.len())
+            .filter(|i| self.lists.get(*i).is_some_and(Option::is_some))
+            .collect();
+        self.agreed_among(&answering)
+    }
+
+    /// [`Snapshot::agreed`] among `nodes` only (e.g. one side of a partition):
+    /// all of them answer, agree on every VIF's owner, the owner is one of
+    /// them and says it holds the VIF.
+    pub fn agreed_among(&self, nodes: &[usize]) -> bool {
+        let mut lists = Vec::new();
+        for &i in nodes {
+            match self.lists.get(i).and_then(Option::as_ref) {
+                Some(l) => lists.push(l),
+                None => return false,
+            }
+        }
+        let Some(first) = lists.first() else {
+            return false;
+        };
+        first.vifs.iter().all(|vif| {
+            let Some(owner) = vif.owner.as_ref() else {
+                return false;
+            };
+            lists.iter().all(|l| {
+                l.vifs
+                    .iter()
+                    .any(|v| v.name == vif.name && v.owner.as_ref() == Some(owner))
+            }) && nodes.iter().any(|&i| {
+                self.node_name(i).as_ref() == Some(owner) && self.held_by(i).contains(&vif.name)
+            })
+        })
+    }
+
+    /// Node `i`'s own name, from its status.
+    pub fn node_name(&self, i: usize) -> Option<String> {
+        self.statuses
+            .get(i)
+            .and_then(Option::as_ref)
+            .map(|s| s.node.clone())
+    }
+
+    /// How many VIFs each node holds (by node index), from their own lists.
+    pub fn counts(&self) -> Vec<usize> {
+        (0..self.lists.len())
+            .map(|i| self.held_by(i).len())
+            .collect()
+    }
+
+    /// True when every running agent's status lists `n` members, all mature.
+    pub fn members_mature(&self, n: usize) -> bool {
+        let statuses: Vec<&StatusReply> = self.statuses.iter().flatten().collect();
+        !statuses.is_empty()
+            && statuses
+                .iter()
+                .all(|s| s.members.len() == n && s.members.iter().all(|m| m.mature))
+    }
+}
+
+/// One agent host: a [`CorosyncCluster`] node plus its `wackamole` process.
+#[derive(Debug)]
+struct AgentNode {
+    name: String,
+    config: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    mac: [u8; 6],
+    agent: Option<NsChild>,
+}
+
+/// N agents on a corosync cluster, and a client. See the module docs.
+#[derive(Debug)]
+pub struct AgentCluster {
+    opts: AgentClusterOptions,
+    agents: Vec<AgentNode>,
+    client: Netns,
+    /// bpffs mount point on the host.
+    bpffs: PathBuf,
+    bpffs_mounted: bool,
+    // Declared last: dropped after the agents and the client.
+    corosync: CorosyncCluster,
+}
+
+impl AgentCluster {
+    /// Builds the cluster, starts every agent and waits until they all
+    /// answer on their control sockets.
+    pub fn start(opts: AgentClusterOptions) -> Result<Self> {
+        if opts.vifs == 0 || opts.vifs > 99 {
+            bail!("agent test bed: {} VIFs (1..=99 supported)", opts.vifs);
+        }
+        if !opts.binary.exists() {
+            bail!("agent test bed: no binary at {}", opts.binary.display());
+        }
+        let corosync = CorosyncCluster::start(opts.nodes, opts.profile)?;
+        let k = MOUNTS.fetch_add(1, Ordering::Relaxed);
+        let bpffs = PathBuf::from(format!("/run/wkt-bpf-{}-{k}", std::process::id()));
+        let client = Netns::new("client")?;
+        let mut cluster = AgentCluster {
+            opts,
+            agents: Vec::new(),
+            client,
+            bpffs,
+            bpffs_mounted: false,
+            corosync,
+        };
+        cluster.mount_bpffs()?;
+        cluster.attach_client()?;
+        cluster.write_configs(k)?;
+        for i in 0..cluster.agents.len() {
+            cluster.start_agent(i)?;
+        }
+        Ok(cluster)
+    }
+
+    fn mount_bpffs(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.bpffs)
+            .with_context(|| format!("creating {}", self.bpffs.display()))?;
+        super::netns::checked(
+            Command::new("mount")
+                .args(["-t", "bpf", "bpf"])
+                .arg(&self.bpffs),
+        )
+        .context("agent test bed: mounting a bpffs")?;
+        self.bpffs_mounted = true;
+        Ok(())
+    }
+
+    fn attach_client(&self) -> Result<()> {
+        let switch = self.corosync.switch();
+        super::veth_pair(switch, "swc", &self.client, "eth0")?;
+        super::corosync::bridge_attach(switch, CorosyncCluster::BRIDGE, "swc")?;
+        self.client.run(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{CLIENT_ADDR}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        Ok(())
+    }
+
+    fn write_configs(&mut self, k: u32) -> Result<()> {
+        let dir = self.corosync.dir().to_path_buf();
+        let group = format!("wkt{}x{k}", std::process::id());
+        for (i, node) in self.corosync.nodes.iter().enumerate() {
+            let name = format!("n{}", i + 1);
+            let socket = dir.join(format!("ctl-{name}")).join("control.sock");
+            let config = dir.join(format!("agent-{name}.toml"));
+            let text = render_config(&self.opts, &name, &group, &socket, &self.pin_root());
+            std::fs::write(&config, text)
+                .with_context(|| format!("writing {}", config.display()))?;
+            self.agents.push(AgentNode {
+                mac: node.ns.mac("eth0")?,
+                log: dir.join(format!("agent-{name}.log")),
+                name,
+                config,
+                socket,
+                agent: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// The `bpffs_dir` of every agent: `<mount>/wackamole`.
+    pub fn pin_root(&self) -> PathBuf {
+        self.bpffs.join("wackamole")
+    }
+
+    /// Node `i`'s XDP pin directory (`<bpffs_dir>/<node name>`).
+    pub fn pin_dir(&self, i: usize) -> Result<PathBuf> {
+        Ok(self.pin_root().join(&self.agent(i)?.name))
+    }
+
+    fn agent(&self, i: usize) -> Result<&AgentNode> {
+        self.agents
+            .get(i)
+            .ok_or_else(|| anyhow!("agent test bed: no node index {i}"))
+    }
+
+    fn agent_mut(&mut self, i: usize) -> Result<&mut AgentNode> {
+        self.agents
+            .get_mut(i)
+            .ok_or_else(|| anyhow!("agent test bed: no node index {i}"))
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Always false (a cluster has at least one node).
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+
+    /// The underlying corosync cluster (namespaces, corosync faults).
+    pub fn corosync(&self) -> &CorosyncCluster {
+        &self.corosync
+    }
+
+    /// Mutable access, e.g. to kill or restart a corosync.
+    pub fn corosync_mut(&mut self) -> &mut CorosyncCluster {
+        &mut self.corosync
+    }
+
+    /// Node `i`'s namespace.
+    pub fn ns(&self, i: usize) -> Result<&Netns> {
+        self.corosync
+            .nodes
+            .get(i)
+            .map(|n| &n.ns)
+            .ok_or_else(|| anyhow!("agent test bed: no node index {i}"))
+    }
+
+    /// The client's namespace (interface `eth0`, address [`CLIENT_ADDR`]).
+    pub fn client(&self) -> &Netns {
+        &self.client
+    }
+
+    /// Node `i`'s name (`n1`...).
+    pub fn name(&self, i: usize) -> Result<&str> {
+        Ok(&self.agent(i)?.name)
+    }
+
+    /// Node `i`'s generated configuration file.
+    pub fn config_path(&self, i: usize) -> Result<&Path> {
+        Ok(&self.agent(i)?.config)
+    }
+
+    /// Node `i`'s control socket.
+    pub fn socket(&self, i: usize) -> Result<&Path> {
+        Ok(&self.agent(i)?.socket)
+    }
+
+    /// Node `i`'s agent log (stderr of every run, appended).
+    pub fn log_path(&self, i: usize) -> Result<&Path> {
+        Ok(&self.agent(i)?.log)
+    }
+
+    /// The MAC address of node `i`'s `eth0`.
+    pub fn mac(&self, i: usize) -> Result<[u8; 6]> {
+        Ok(self.agent(i)?.mac)
+    }
+
+    /// VIF `k`'s name (1-based): `v1`...
+    pub fn vif_name(k: usize) -> String {
+        format!("v{k}")
+    }
+
+    /// VIF `k`'s address (1-based): `10.0.0.(100+k)`.
+    pub fn vip(k: usize) -> Ipv4Addr {
+        Ipv4Addr::new(10, 0, 0, 100 + k.min(155) as u8)
+    }
+
+    /// Every VIF name, in order.
+    pub fn vif_names(&self) -> Vec<String> {
+        (1..=self.opts.vifs).map(Self::vif_name).collect()
+    }
+
+    /// Starts node `i`'s agent (if not running) and waits until its control
+    /// socket answers `status`.
+    pub fn start_agent(&mut self, i: usize) -> Result<()> {
+        let binary = self.opts.binary.clone();
+        let ns_name = self.ns(i)?.name().to_string();
+        let node = self.agent(i)?;
+        if node.agent.is_some() {
+            return Ok(());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .with_context(|| format!("opening {}", node.log.display()))?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns_name])
+            .arg(&binary)
+            .arg("run")
+            .arg("-c")
+            .arg(&node.config)
+            .env_remove("RUST_LOG")
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = self.ns(i)?.spawn(&mut cmd)?;
+        let socket = node.socket.clone();
+        self.agent_mut(i)?.agent = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(reply) = request_blocking(&socket, &Request::Status, CTL_TIMEOUT) {
+                if reply.ok {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.try_wait(i)? {
+                bail!(
+                    "agent {} exited ({status}) at start: {}",
+                    self.name(i)?,
+                    self.log_tail(i)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "agent {} does not answer on {} after 20 s: {}",
+                    self.name(i)?,
+                    socket.display(),
+                    self.log_tail(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether node `i`'s agent process is running (started and not reaped).
+    pub fn agent_running(&self, i: usize) -> bool {
+        self.agents.get(i).is_some_and(|a| a.agent.is_some())
+    }
+
+    /// Polls node `i`'s agent; Some(status) (and forgets it) if it has exited.
+    fn try_wait(&mut self, i: usize) -> Result<Option<ExitStatus>> {
+        let node = self.agent_mut(i)?;
+        let status = match node.agent.as_mut().and_then(NsChild::child_mut) {
+            Some(c) => c.try_wait().context("waiting for an agent")?,
+            None => return Ok(None),
+        };
+        if status.is_some() {
+            if let Some(child) = node.agent.take() {
+                let _ = child.into_inner();
+            }
+        }
+        Ok(status)
+    }
+
+    /// Sends `signal` to node `i`'s agent.
+    pub fn kill_agent(&self, i: usize, signal: i32) -> Result<()> {
+        let node = self.agent(i)?;
+        node.agent
+            .as_ref()
+            .ok_or_else(|| anyhow!("agent {} is not running", node.name))?
+            .signal(signal)
+    }
+
+    /// Waits until node `i`'s agent exits and returns its status.
+    pub fn wait_agent_exit(&mut self, i: usize, timeout: Duration) -> Result<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        if !self.agent_running(i) {
+            bail!("agent {} is not running", self.name(i)?);
+        }
+        loop {
+            if let Some(status) = self.try_wait(i)? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "agent {} still running after {timeout:?}: {}",
+                    self.name(i)?,
+                    self.log_tail(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILLs node `i`'s agent and reaps it (its pins and addresses stay).
+    pub fn crash_agent(&mut self, i: usize) -> Result<()> {
+        drop(self.agent_mut(i)?.agent.take());
+        Ok(())
+    }
+
+    /// One control request to node `i`'s agent.
+    pub fn request(&self, i: usize, req: &Request) -> Result<Reply> {
+        let node = self.agent(i)?;
+        request_blocking(&node.socket, req, CTL_TIMEOUT)
+            .with_context(|| format!("control request {} to {}", req.name(), node.name))
+    }
+
+    /// Node `i`'s `list`.
+    pub fn list(&self, i: usize) -> Result<ListReply> {
+        let reply = self.request(i, &Request::List)?;
+        reply
+            .list
+            .ok_or_else(|| anyhow!("node {i}: list answered {:?}", reply.error))
+    }
+
+    /// Node `i`'s `status`.
+    pub fn status(&self, i: usize) -> Result<StatusReply> {
+        let reply = self.request(i, &Request::Status)?;
+        reply
+            .status
+            .ok_or_else(|| anyhow!("node {i}: status answered {:?}", reply.error))
+    }
+
+    /// Runs `wackamole ctl --socket <node i's socket> ARGS` (on the host) and
+    /// returns its output.
+    pub fn ctl(&self, i: usize, args: &[&str]) -> Result<Output> {
+        let node = self.agent(i)?;
+        Command::new(&self.opts.binary)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&node.socket)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running wackamole ctl {args:?} for {}", node.name))
+    }
+
+    /// [`AgentCluster::ctl`] that must exit 0; returns stdout.
+    pub fn ctl_ok(&self, i: usize, args: &[&str]) -> Result<String> {
+        let out = self.ctl(i, args)?;
+        if !out.status.success() {
+            bail!(
+                "wackamole ctl {args:?} on {} failed ({}): {}{}",
+                self.name(i)?,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// What every running agent answers now.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (i, node) in self.agents.iter().enumerate() {
+            if node.agent.is_none() {
+                s.lists.push(None);
+                s.statuses.push(None);
+                continue;
+            }
+            s.lists.push(self.list(i).ok());
+            s.statuses.push(self.status(i).ok());
+        }
+        s
+    }
+
+    /// Polls [`AgentCluster::snapshot`] every 100 ms until `pred` holds;
+    /// fails after `timeout` with the last snapshot and the agents' log tails.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Snapshot) -> bool,
+    ) -> Result<Snapshot> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let snap = self.snapshot();
+            if pred(&snap) {
+                return Ok(snap);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "agent test bed: not reached within {timeout:?}: {what}\nlast snapshot: counts {:?}, owners {:?}\n{}",
+                    snap.counts(),
+                    (0..snap.lists.len()).map(|i| snap.held_by(i)).collect::<Vec<_>>(),
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the running agents agree on an owner for every VIF and
+    /// hold `counts[i]` VIFs each (a stopped node's count must be 0).
+    pub fn wait_counts(&self, counts: &[usize], timeout: Duration) -> Result<Snapshot> {
+        self.wait_until(
+            &format!("agreed allocation with counts {counts:?}"),
+            timeout,
+            |s| s.agreed() && s.counts() == counts,
+        )
+    }
+
+    /// Waits until `nodes` agree among themselves on an owner (one of them)
+    /// for every VIF and node `nodes[j]` holds `counts[j]` VIFs.
+    pub fn wait_counts_among(
+        &self,
+        nodes: &[usize],
+        counts: &[usize],
+        timeout: Duration,
+    ) -> Result<Snapshot> {
+        self.wait_until(
+            &format!("nodes {nodes:?} agree with counts {counts:?}"),
+            timeout,
+            |s| {
+                let c = s.counts();
+                s.agreed_among(nodes)
+                    && nodes
+                        .iter()
+                        .zip(counts)
+                        .all(|(&i, &n)| c.get(i) == Some(&n))
+            },
+        )
+    }
+
+    /// The index of the node named `name` (`n1` → 0).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.agents.iter().position(|a| a.name == name)
+    }
+
+    /// Which nodes answer ARP for `vip` from the client (one request, replies
+    /// collected for about a second). Unknown MACs are an error.
+    pub fn who_answers(&self, vip: Ipv4Addr) -> Result<Vec<usize>> {
+        let replies =
+            crate::lab::arping::arping(&self.client, "eth0", vip, 2, Duration::from_secs(1))?;
+        self.macs_to_nodes(vip, replies.iter().map(|r| r.mac))
+    }
+
+    /// [`AgentCluster::who_answers`] for several VIPs at once (in parallel).
+    pub fn who_answers_all(&self, vips: &[Ipv4Addr]) -> Result<Vec<Vec<usize>>> {
+        let children: Vec<_> = vips
+            .iter()
+            .map(|vip| {
+                self.client
+                    .command("arping")
+                    .args(["-c", "2", "-w", "1", "-I", "eth0", &vip.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .with_context(|| format!("running arping for {vip}"))
+            })
+            .collect::<Result<_>>()?;
+        let mut out = Vec::new();
+        for (child, vip) in children.into_iter().zip(vips) {
+            let o = child
+                .wait_with_output()
+                .with_context(|| format!("arping for {vip}"))?;
+            let replies = crate::lab::arping::parse_replies(&String::from_utf8_lossy(&o.stdout));
+            out.push(self.macs_to_nodes(*vip, replies.iter().map(|r| r.mac))?);
+        }
+        Ok(out)
+    }
+
+    fn macs_to_nodes(
+        &self,
+        vip: Ipv4Addr,
+        macs: impl Iterator<Item = [u8; 6]>,
+    ) -> Result<Vec<usize>> {
+        let mut nodes = Vec::new();
+        for mac in macs {
+            let i = self
+                .agents
+                .iter()
+                .position(|a| a.mac == mac)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{vip} answered by unknown MAC {}",
+                        crate::lab::arping::fmt_mac(&mac)
+                    )
+                })?;
+            if !nodes.contains(&i) {
+                nodes.push(i);
+            }
+        }
+        nodes.sort_unstable();
+        Ok(nodes)
+    }
+
+    /// The IPv4 addresses on node `i`'s `eth0`.
+    pub fn addresses(&self, i: usize) -> Result<Vec<Ipv4Addr>> {
+        let out = self
+            .ns(i)?
+            .run(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "inet")?;
+                words.next()?.split('/').next()?.parse().ok()
+            })
+            .collect())
+    }
+
+    /// Takes node `i`'s cable out.
+    pub fn link_down(&self, i: usize) -> Result<()> {
+        self.corosync.link_down(i)
+    }
+
+    /// Puts node `i`'s cable back.
+    pub fn link_up(&self, i: usize) -> Result<()> {
+        self.corosync.link_up(i)
+    }
+
+    /// The last lines of node `i`'s agent log.
+    pub fn log_tail(&self, i: usize) -> String {
+        match self.agents.get(i) {
+            Some(a) => tail(&a.log, 25),
+            None => String::new(),
+        }
+    }
+
+    /// The last lines of every agent's log.
+    pub fn log_tails(&self) -> String {
+        (0..self.agents.len())
+            .map(|i| self.log_tail(i))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Stops every agent: SIGTERM, up to 5 s to exit, then SIGKILL.
+    pub fn stop_agents(&mut self) {
+        for node in &self.agents {
+            if let Some(a) = &node.agent {
+                let _ = a.signal(libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for node in &mut self.agents {
+            while let Some(c) = node.agent.as_mut().and_then(NsChild::child_mut) {
+                if !matches!(c.try_wait(), Ok(None)) || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(node.agent.take());
+        }
+    }
+}
+
+impl Drop for AgentCluster {
+    fn drop(&mut self) {
+        self.stop_agents();
+        if self.bpffs_mounted {
+            let path = self.bpffs.as_os_str().as_encoded_bytes().to_vec();
+            if let Ok(c) = std::ffi::CString::new(path) {
+                // SAFETY: umount2 on a NUL-terminated path we mounted.
+                unsafe {
+                    libc::umount2(c.as_ptr(), libc::MNT_DETACH);
+                }
+            }
+            let _ = std::fs::remove_dir(&self.bpffs);
+        }
+    }
+}
+
+/// The last `n` lines of a file, headed by its path.
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines
+        .get(lines.len().saturating_sub(n)..)
+        .unwrap_or_default();
+    format!("--- {} ends with:\n{}", path.display(), tail.join("\n"))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// One node's `wackamole.toml`.
+pub fn render_config(
+    opts: &AgentClusterOptions,
+    node: &str,
+    group: &str,
+    socket: &Path,
+    bpffs_dir: &Path,
+) -> String {
+    let mut s = format!(
+        "# Generated by wackamole::testbed::cluster.\n\
+         node = \"{node}\"\n\
+         control_socket = \"{}\"\n\
+         bpffs_dir = \"{}\"\n\
+         mature = \"{}\"\n\n\
+         [engine]\nkind = \"corosync\"\ngroup = \"{group}\"\n\n\
+         [balance]\nenabled = true\ninterval = \"{}\"\n\n\
+         [xdp]\nmode = \"{}\"\nlease = \"{}\"\n\n\
+         [log]\nlevel = \"{}\"\n",
+        socket.display(),
+        bpffs_dir.display(),
+        ms(opts.mature),
+        ms(opts.balance_interval),
+        opts.xdp_mode,
+        ms(opts.lease),
+        opts.log_level,
+    );
+    for k in 1..=opts.vifs {
+        s.push_str(&format!(
+            "\n[[vif]]\nname = \"{}\"\naddresses = [\"eth0:{}/24\"]\n",
+            AgentCluster::vif_name(k),
+            AgentCluster::vip(k)
+        ));
+    }
+    s
+}
