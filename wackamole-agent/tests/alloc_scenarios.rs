@@ -236,6 +236,30 @@ fn a_node_with_a_different_vif_list_is_refused_everywhere() {
 }
 
 #[test]
+fn a_mismatched_node_that_served_alone_gives_way_at_the_merge() {
+    let c = config(4);
+    let mut odd = config(5);
+    odd.vifs.swap(0, 1);
+    let mut sim = Sim::new(
+        16,
+        vec![
+            ("node0".into(), c.clone()),
+            ("node1".into(), c),
+            ("node2".into(), odd),
+        ],
+    );
+    sim.partition(&[&[0, 1], &[2]]);
+    ok(&mut sim);
+    // Alone, its list is the reference: it serves its own VIFs.
+    assert_eq!(sim.held(2).len(), 5);
+    sim.heal();
+    sim.deliver_all();
+    assert!(sim.held(2).is_empty());
+    every_vif_once(&sim, 4);
+    ok(&mut sim);
+}
+
+#[test]
 fn vif_digest_sees_count_order_and_addresses() {
     let base = config(6).vifs;
     let mut swapped = base.clone();

@@ -11,7 +11,7 @@ use super::{
 use crate::membership::{MemberId, ViewId};
 
 /// One node's allocation state machine (see the module docs).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Allocator {
     config: AllocConfig,
     digest: u64,
@@ -28,7 +28,7 @@ pub struct Allocator {
     view: Option<ViewState>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Member {
     id: MemberId,
     state: Option<StateMsg>,
@@ -42,7 +42,7 @@ struct Member {
     count: u32,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ViewState {
     id: ViewId,
     me: usize,
@@ -178,6 +178,11 @@ impl Allocator {
             .enumerate()
             .filter(|(_, p)| **p != Priority::Unclaimed)
             .map(|(v, _)| VifIndex(v as u32))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &AllocConfig {
+        &self.config
     }
 
     /// My phase.

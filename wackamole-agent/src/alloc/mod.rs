@@ -27,8 +27,20 @@
 //!   STATE) and ends with `undrain`, `recover` or a restart. If every valid
 //!   member is drained, drain is set aside so that no VIF is left unserved.
 //! - Weights: a member of weight w is balanced to counts proportional to w.
-//! - A VIF-list change on a running node releases everything and leaves and
-//!   rejoins the group, so that the whole group redoes the state exchange.
+//! - A VIF-list change on a running node releases everything (the Release
+//!   actions name indices of the old list) and leaves and rejoins the group,
+//!   so that the whole group redoes the state exchange. A weight or prefer
+//!   change is multicast (UPDATE): weights count from the next balance
+//!   round, prefer lists from the next view.
+//! - After a transitional signal the node still applies the old view's
+//!   messages but starts nothing new (no balance round, no MATURE, operator
+//!   commands are refused until the next view).
+//!
+//! Timers: `ArmTimer` replaces a pending timer of the same kind; the daemon
+//! feeds `Input::Timer(kind)` when it expires. Only the balance leader (the
+//! lowest-index member whose VIF list is the group's) arms the balance timer.
+//!
+//! The simulator in [`sim`] is test support: the daemon does not use it.
 
 mod assign;
 mod engine;

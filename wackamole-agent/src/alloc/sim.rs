@@ -87,6 +87,8 @@ struct Node {
     /// Held according to the Acquire/Release actions.
     held: BTreeSet<u32>,
     reports: Vec<Report>,
+    /// Bumped at every restart and recover: (node, epoch) names one life.
+    epoch: u32,
 }
 
 struct GroupView {
@@ -106,6 +108,12 @@ pub struct Sim {
     /// Operator moves pin VIFs, which the preference check must allow.
     moved_by_operator: bool,
     error: Option<String>,
+    /// Independent maturity bookkeeping: lives whose mature timer fired or
+    /// that acquired, and the lives that formed each view.
+    matured: BTreeSet<(usize, u32)>,
+    view_lives: HashMap<ViewId, Vec<(usize, u32)>>,
+    /// Every STATE delivered, per view and sender index.
+    view_states: HashMap<ViewId, HashMap<u32, super::wire::StateMsg>>,
 }
 
 fn timer_slot(kind: TimerKind) -> usize {
@@ -128,6 +136,9 @@ impl Sim {
             keep_reports: true,
             moved_by_operator: false,
             error: None,
+            matured: BTreeSet::new(),
+            view_lives: HashMap::new(),
+            view_states: HashMap::new(),
         };
         for (name, config) in nodes {
             let member = MemberId(String::new());
@@ -148,6 +159,7 @@ impl Sim {
                 timers: [None; 2],
                 held: BTreeSet::new(),
                 reports: Vec::new(),
+                epoch: 0,
             });
             let i = sim.nodes.len() - 1;
             sim.nodes[i].member = sim.fresh_member(i);
@@ -278,6 +290,8 @@ impl Sim {
                 n.group_view = Some(id);
             }
             self.log(|| format!("view {id} = {comp:?}"));
+            let lives = comp.iter().map(|&i| (i, self.nodes[i].epoch)).collect();
+            self.view_lives.insert(id, lives);
             self.views.insert(
                 id,
                 GroupView {
@@ -311,7 +325,18 @@ impl Sim {
             };
             self.log(|| desc);
         }
+        if let Input::Message { payload, .. } = &input {
+            if let Ok(super::wire::Message::State(st)) = super::wire::decode(payload) {
+                self.view_states
+                    .entry(st.view)
+                    .or_default()
+                    .insert(st.index, st);
+            }
+        }
+        let was_complete = self.nodes[i].alloc.exchange_complete();
+        let is_message = matches!(input, Input::Message { .. });
         let actions = self.nodes[i].alloc.handle(input);
+        let completed_now = is_message && !was_complete && self.nodes[i].alloc.exchange_complete();
         let mut acquired = false;
         for a in actions {
             match a {
@@ -323,11 +348,28 @@ impl Sim {
                     if !self.nodes[i].alloc.is_mature() {
                         self.fail(format!("n{i} acquired {v} while immature"));
                     }
+                    // Independently: someone in my view must have matured.
+                    let life = (i, self.nodes[i].epoch);
+                    let someone = self.nodes[i]
+                        .installed
+                        .and_then(|view| self.view_lives.get(&view))
+                        .is_some_and(|lives| lives.iter().any(|l| self.matured.contains(l)));
+                    if !someone {
+                        self.fail(format!(
+                            "n{i} acquired {v} in a view where no member has matured"
+                        ));
+                    }
+                    self.matured.insert(life);
                     self.log(|| format!("n{i} ACQUIRE {v}"));
                 }
                 Action::Release(v) => {
                     if !self.nodes[i].held.remove(&v.0) {
                         self.fail(format!("n{i} released {v} it did not hold"));
+                    }
+                    if completed_now && !self.release_justified(i, v.0) {
+                        self.fail(format!(
+                            "n{i} released {v} at a view change although no other member claimed or preferred it"
+                        ));
                     }
                     self.log(|| format!("n{i} RELEASE {v}"));
                 }
@@ -362,9 +404,44 @@ impl Sim {
                 }
             }
         }
+        // Maturity spreads through views: a member of a view with a matured
+        // member is mature once its exchange is complete.
+        if self.nodes[i].alloc.is_mature() && self.nodes[i].alloc.exchange_complete() {
+            let life = (i, self.nodes[i].epoch);
+            let spread = self.nodes[i]
+                .installed
+                .and_then(|view| self.view_lives.get(&view))
+                .is_some_and(|lives| lives.iter().any(|l| self.matured.contains(l)));
+            if spread {
+                self.matured.insert(life);
+            }
+        }
         if acquired && !self.nodes[i].alloc.exchange_complete() {
             self.fail(format!("n{i} acquired before its state exchange completed"));
         }
+    }
+
+    /// Minimal disruption: at the end of a state exchange a member gives up a
+    /// VIF only if another member claimed or preferred it, or if it is
+    /// drained or excluded.
+    fn release_justified(&self, i: usize, v: u32) -> bool {
+        if self.nodes[i].alloc.phase() == super::Phase::Excluded {
+            return true;
+        }
+        let Some(states) = self.nodes[i]
+            .installed
+            .and_then(|view| self.view_states.get(&view))
+        else {
+            return false;
+        };
+        let me = &self.nodes[i].member.0;
+        states.values().any(|s| {
+            if s.member == *me {
+                s.drained
+            } else {
+                s.held.iter().any(|(h, _)| *h == v) || s.prefer.contains(&v)
+            }
+        })
     }
 
     // ----- steps -----
@@ -419,11 +496,13 @@ impl Sim {
     /// Delivers and orders until nothing is in flight (timers excluded).
     pub fn deliver_all(&mut self) {
         loop {
-            let deliver_first = self.rng.pct(50);
-            let progressed = if deliver_first {
-                self.deliver_one() || self.order_one()
+            // Interleave deliveries and orderings at random.
+            let progressed = if self.rng.pct(50) {
+                let delivered = self.deliver_one();
+                delivered || self.order_one()
             } else {
-                self.order_one() || self.deliver_one()
+                let ordered = self.order_one();
+                ordered || self.deliver_one()
             };
             self.check();
             if !progressed || self.error.is_some() {
@@ -457,6 +536,9 @@ impl Sim {
         } else {
             TimerKind::Balance
         };
+        if kind == TimerKind::Mature && self.nodes[i].joined {
+            self.matured.insert((i, self.nodes[i].epoch));
+        }
         self.feed(i, Input::Timer(kind));
         true
     }
@@ -544,6 +626,7 @@ impl Sim {
         n.joined = true;
         n.engine_ok = true;
         n.position = 0;
+        n.epoch += 1;
         self.regroup();
     }
 
@@ -572,6 +655,9 @@ impl Sim {
 
     /// Operator `recover` on node i.
     pub fn recover(&mut self, i: usize) {
+        if !self.nodes[i].joined {
+            self.nodes[i].epoch += 1;
+        }
         self.feed(i, Input::Recover);
     }
 
@@ -704,6 +790,20 @@ impl Sim {
                     "members {members:?} of view {view} disagree on the table after {pos} messages"
                 ));
             }
+            // The whole view at one point: every owner in the table holds its VIF.
+            let lives = self.view_lives.get(&view).cloned().unwrap_or_default();
+            if members.len() == lives.len() {
+                if let Some(table) = tables.first() {
+                    for (v, owner) in table.iter().enumerate() {
+                        let holder = owner.and_then(|o| lives.get(o as usize)).map(|l| l.0);
+                        if !holder.is_some_and(|h| self.nodes[h].held.contains(&(v as u32))) {
+                            return self.fail(format!(
+                                "view {view} after {pos} messages: #{v} is given to n{holder:?}, which does not hold it"
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -753,6 +853,20 @@ impl Sim {
                 .iter()
                 .map(|m| m.config_ok && (!m.drained || !any_undrained))
                 .collect();
+            // Drained (unless every valid member is) and mismatched members
+            // hold nothing.
+            for &i in &members {
+                let idx = t
+                    .members
+                    .iter()
+                    .position(|m| m.member == self.nodes[i].member);
+                if idx.is_some_and(|k| !eligible[k]) && !self.nodes[i].held.is_empty() {
+                    return self.fail(format!(
+                        "view {id}: n{i} is drained or excluded but holds {:?}",
+                        self.nodes[i].held
+                    ));
+                }
+            }
             // Preferences: a VIF an eligible member prefers is held with
             // PREFER_CLAIMED, by a preferring member unless pinned by `move`.
             for &i in &members {
@@ -1063,6 +1177,19 @@ pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
         sim.random_step(true);
         if sim.error.is_some() {
             break;
+        }
+    }
+    if rng.pct(50) {
+        // End with everything healed and back: exercises merges at the end.
+        sim.heal();
+        for i in 0..sim.nodes.len() {
+            if !sim.nodes[i].alive {
+                sim.restart(i);
+            } else if !sim.nodes[i].engine_ok {
+                sim.engine_back(i);
+            } else if !sim.nodes[i].joined {
+                sim.recover(i);
+            }
         }
     }
     let result = if sim.error.is_none() {
