@@ -457,6 +457,9 @@ impl Agent {
                     view = %view.id,
                     members = view.members.len(),
                     my_index = view.my_index,
+                    // CLOCK_MONOTONIC (shared by all namespaces): lets the
+                    // failover benchmark split detection from the agent's share.
+                    mono_ns = crate::lab::now_ns(),
                     "new view"
                 );
                 self.engine_up = true;
