@@ -50,6 +50,7 @@
 pub mod analysis;
 pub mod arping;
 pub mod dataplane_demo;
+pub mod failover_bench;
 pub mod plot;
 pub mod prober;
 pub mod report;
