@@ -14,7 +14,10 @@ fn main() -> Result<()> {
     if !wackamole::testbed::is_root() {
         bail!("the failover bench needs root (network namespaces, XDP, corosync)");
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let binary = root.join("target/release/wackamole");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = BenchOptions::from_args(binary, root.join("target/bench"), &args)?;
@@ -25,7 +28,8 @@ fn main() -> Result<()> {
         );
     }
     let out = run(&opts, &mut std::io::stderr())?;
-    println!("{}", out.markdown);
+    println!("{}", out.summary);
+    println!("(every figure: failover.md next to the JSON)");
     for s in &out.skipped {
         println!("{s}");
     }

@@ -230,7 +230,9 @@ fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
 pub struct BenchOutput {
     /// One record per scenario (and one `...-idle` per cluster).
     pub records: Vec<ScenarioRecord>,
-    /// The markdown table.
+    /// The compact markdown table ([`summary_markdown`]).
+    pub summary: String,
+    /// The markdown table of every figure (also in `failover.md`).
     pub markdown: String,
     /// `out_dir/failover.json`.
     pub json: PathBuf,
@@ -275,8 +277,12 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
         }
     }
     report::write_json(&json, &records)?;
+    let markdown = report::markdown(&records);
+    let md = opts.out_dir.join("failover.md");
+    std::fs::write(&md, &markdown).with_context(|| format!("writing {}", md.display()))?;
     Ok(BenchOutput {
-        markdown: report::markdown(&records),
+        summary: summary_markdown(&records),
+        markdown,
         records,
         json,
         timeline,
@@ -398,6 +404,70 @@ fn run_size(
     }
     drop(c);
     Ok(())
+}
+
+/// One row per scenario with the headline figures, `median/p95/max` (ms
+/// unless said otherwise); `-` where a figure does not apply.
+pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
+    let mut s = String::from(
+        "| scenario | reps | probes/s | worst outage ms | lost probes | dup-owner ms | failover ms | detection ms | agent ms | RSS KiB (max) | CPU % |\n",
+    );
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in records {
+        let f = |name: &str| -> String {
+            r.figures.get(name).map_or("-".into(), |x| {
+                format!("{}/{}/{}", short(x.median), short(x.p95), short(x.max))
+            })
+        };
+        // The first phase's split (a partition's heal is its own phase).
+        let phase = r.params.get("fault").cloned().unwrap_or_default();
+        let pf = |name: &str| -> String {
+            let key = format!("{name}[{phase}]");
+            if r.figures.contains_key(&key) {
+                f(&key)
+            } else {
+                f(name)
+            }
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.scenario,
+            r.repetitions,
+            r.figures
+                .get(analysis::figure::PROBE_RATE_HZ)
+                .map_or("-".into(), |x| format!("{:.0}", x.median)),
+            f(analysis::figure::WORST_OUTAGE_MS),
+            f(analysis::figure::LOST_PROBES),
+            f(analysis::figure::DUPLICATE_OWNER_MS),
+            pf(analysis::figure::FAILOVER_MS),
+            pf(analysis::figure::DETECTION_MS),
+            pf(analysis::figure::AGENT_MS),
+            r.figures
+                .get(analysis::figure::RSS_KIB)
+                .map_or("-".into(), |x| format!("{:.0}", x.max)),
+            f(analysis::figure::CPU_PERCENT),
+        ));
+        if phase == Fault::Partition.name() {
+            s.push_str(&format!(
+                "| {} (heal) | | | | | | {} | {} | {} | | |\n",
+                r.scenario,
+                f("failover_ms[heal]"),
+                f("detection_ms[heal]"),
+                f("agent_ms[heal]"),
+            ));
+        }
+    }
+    s
+}
+
+fn short(v: f64) -> String {
+    if v == v.trunc() {
+        format!("{v:.0}")
+    } else if v.abs() >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
 }
 
 fn insert_summary(rec: &mut ScenarioRecord, name: &str, values: &[f64]) {

@@ -49,6 +49,7 @@
 
 pub mod analysis;
 pub mod arping;
+pub mod cluster_demo;
 pub mod dataplane_demo;
 pub mod failover_bench;
 pub mod plot;
