@@ -247,6 +247,13 @@ pub const VIPS_ANSWERED_BEFORE: &str = "vips_answered_before";
 /// Figure: VIPs answered in the last 500 ms of the run.
 pub const VIPS_ANSWERED_AT_END: &str = "vips_answered_at_end";
 
+/// Figure: agent share, part 1: new view → state exchange complete (agent logs).
+pub const EXCHANGE_MS: &str = "agent_exchange_ms";
+/// Figure: agent share, part 2: the slowest `acquired` (addresses + XDP), from `took_us`.
+pub const ACQUIRE_MS: &str = "agent_acquire_ms";
+/// Figure: new view → first `acquired` log line of the node that took over.
+pub const VIEW_TO_ACQUIRED_MS: &str = "agent_view_to_acquired_ms";
+
 /// Runs every size and scenario of `opts`, narrating progress on `log`;
 /// writes `failover.json` and the timelines into `opts.out_dir`.
 pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
@@ -271,7 +278,7 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
                 vips,
                 profile: opts.profile,
             };
-            run_size(opts, size, log, &mut records, &mut timeline)?;
+            run_size(opts, size, log, &mut records, &mut timeline, &mut skipped)?;
             // Partial results survive a later failure.
             report::write_json(&json, &records)?;
         }
@@ -319,6 +326,7 @@ fn run_size(
     log: &mut impl Write,
     records: &mut Vec<ScenarioRecord>,
     timeline: &mut Option<PathBuf>,
+    skipped: &mut Vec<String>,
 ) -> Result<()> {
     writeln!(
         log,
@@ -359,11 +367,26 @@ fn run_size(
         let scenario = format!("{}-{}", size.prefix(), fault.name());
         let mut runs = Vec::new();
         let mut usage = Vec::new();
+        let mut failed = false;
         let mut before = Vec::new();
         let mut at_end = Vec::new();
+        let mut exchange = Vec::new();
+        let mut acquire = Vec::new();
+        let mut to_acquired = Vec::new();
         for rep in 0..opts.repetitions {
-            let r = repetition(&mut c, opts, fault, rep)
-                .with_context(|| format!("{scenario} repetition {rep}"))?;
+            let r = match repetition(&mut c, opts, fault, rep) {
+                Ok(r) => r,
+                Err(e) => {
+                    // Keep what was measured; this cluster is in an unknown state.
+                    let why = format!(
+                        "{scenario} repetition {rep} failed, rest of this size skipped: {e:#}"
+                    );
+                    writeln!(log, "   {why}")?;
+                    skipped.push(why);
+                    failed = true;
+                    break;
+                }
+            };
             let res = analysis::analyse(&r.run, &r.phases, analysis::Params::default());
             let (b, e) = answered_before_and_end(&r.run, &r.phases);
             writeln!(
@@ -391,13 +414,26 @@ fn run_size(
             }
             before.push(b as f64);
             at_end.push(e as f64);
+            if let Some(p) = r.phases.first() {
+                if let Some(bd) = agent_breakdown(&c, p.fault_ns) {
+                    exchange.push(bd.exchange_ms);
+                    acquire.push(bd.acquire_ms);
+                    to_acquired.push(bd.view_to_acquired_ms);
+                }
+            }
             runs.push(res);
             usage.extend(r.usage);
         }
         let mut rec = ScenarioRecord::new(&scenario, size.params(fault.name()), &runs, &usage);
         insert_summary(&mut rec, VIPS_ANSWERED_BEFORE, &before);
         insert_summary(&mut rec, VIPS_ANSWERED_AT_END, &at_end);
+        insert_summary(&mut rec, EXCHANGE_MS, &exchange);
+        insert_summary(&mut rec, ACQUIRE_MS, &acquire);
+        insert_summary(&mut rec, VIEW_TO_ACQUIRED_MS, &to_acquired);
         records.push(rec);
+        if failed {
+            break;
+        }
     }
     for r in responders {
         r.stop()?;
@@ -568,7 +604,13 @@ fn settle(c: &mut AgentCluster, except: &[usize]) -> Result<Snapshot> {
 
 /// Restores whatever a fault left behind and waits for a balanced cluster;
 /// a victim agent that does not come back is restarted.
-fn restore(c: &mut AgentCluster, fault: Fault, victim: usize, side_b: &[usize]) -> Result<()> {
+fn restore(
+    c: &mut AgentCluster,
+    fault: Fault,
+    victim: usize,
+    side_b: &[usize],
+    moved: Option<(&str, &str)>,
+) -> Result<()> {
     match fault {
         Fault::LinkCut => c.link_up(victim)?,
         Fault::AgentKill => {
@@ -582,7 +624,14 @@ fn restore(c: &mut AgentCluster, fault: Fault, victim: usize, side_b: &[usize]) 
         Fault::Drain => {
             c.ctl_ok(victim, &["undrain"])?;
         }
-        Fault::Move | Fault::Return => {}
+        // An operator move sticks (balancing keeps it): move it back.
+        Fault::Move => {
+            if let Some((vif, _)) = moved {
+                let name = c.name(victim)?.to_string();
+                c.ctl_ok(victim, &["move", vif, &name])?;
+            }
+        }
+        Fault::Return => {}
     }
     if settle(c, &[]).is_err() {
         // E.g. an agent that gave up on a dead corosync: start it afresh.
@@ -676,7 +725,7 @@ fn repetition(
     injected?;
     let run = run?;
     if fault != Fault::Partition {
-        restore(c, fault, victim, &side_b)?;
+        restore(c, fault, victim, &side_b, Some((&vif, &other_name)))?;
     } else {
         settle(c, &[])?;
     }
@@ -721,6 +770,80 @@ fn inject(
     }
 }
 
+/// Where an agent's share of a failover went, from its log.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AgentBreakdown {
+    /// New view → `view ... complete` (the state exchange over the group).
+    pub exchange_ms: f64,
+    /// The slowest single `acquired vif=... took_us` after it.
+    pub acquire_ms: f64,
+    /// New view → the first `acquired vif=` line.
+    pub view_to_acquired_ms: f64,
+}
+
+/// The breakdown of the agent that acquired something first after `after_ns`.
+fn agent_breakdown(c: &AgentCluster, after_ns: u64) -> Option<AgentBreakdown> {
+    (0..c.len())
+        .filter_map(|i| c.agent_log(i).ok())
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|text| breakdown_in(&text, after_ns))
+        .min_by(|a, b| a.view_to_acquired_ms.total_cmp(&b.view_to_acquired_ms))
+}
+
+/// Seconds since midnight of a log line's RFC 3339 UTC timestamp
+/// (`2026-11-22T02:11:20.065533Z ...`); differences within a run are what count.
+fn wall_s(line: &str) -> Option<f64> {
+    let ts = line.split_whitespace().next()?;
+    let time = ts.split('T').nth(1)?.trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// [`AgentBreakdown`] from one agent log: the first `new view` at or after
+/// `after_ns`, the `complete` line after it, and the `acquired vif=` lines up
+/// to the next view. None if that agent acquired nothing.
+pub fn breakdown_in(log: &str, after_ns: u64) -> Option<AgentBreakdown> {
+    let lines: Vec<&str> = log.lines().collect();
+    let start = lines.iter().position(|l| {
+        l.contains("new view")
+            && field(l, "mono_ns")
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|t| t >= after_ns)
+    })?;
+    let t0 = wall_s(lines.get(start)?)?;
+    let mut complete = None;
+    let mut first_acquired = None;
+    let mut slowest_us: u64 = 0;
+    for l in lines.iter().skip(start + 1) {
+        if l.contains("new view") {
+            break;
+        }
+        if complete.is_none() && l.contains(" complete: ") {
+            complete = wall_s(l);
+        }
+        if field(l, "vif").is_some() && l.contains(" acquired ") {
+            first_acquired = first_acquired.or_else(|| wall_s(l));
+            if let Some(us) = field(l, "took_us").and_then(|v| v.parse().ok()) {
+                slowest_us = slowest_us.max(us);
+            }
+        }
+    }
+    let acquired = first_acquired?;
+    Some(AgentBreakdown {
+        exchange_ms: complete.map_or(f64::NAN, |c| (c - t0) * 1e3),
+        acquire_ms: slowest_us as f64 / 1e3,
+        view_to_acquired_ms: (acquired - t0) * 1e3,
+    })
+}
+
 /// The earliest `new view` any agent logged at or after `after_ns` (monotonic ns).
 pub fn first_view_after(c: &AgentCluster, after_ns: u64) -> Option<u64> {
     (0..c.len())
@@ -755,6 +878,27 @@ mod tests {
                    2026-11-22T02:00:02Z  INFO wackamole::daemon: new view view=1:3 members=2 my_index=1 mono_ns=99\n\
                    garbage new view mono_ns=x\n";
         assert_eq!(view_times(log), vec![12345, 99]);
+    }
+
+    #[test]
+    fn breakdown_from_agent_log() {
+        let log = "2026-11-22T02:11:20.000000Z  INFO new view view=a members=3 my_index=0 mono_ns=10\n\
+                   2026-11-22T02:11:21.000000Z  INFO new view view=b members=2 my_index=0 mono_ns=1000\n\
+                   2026-11-22T02:11:21.001500Z  INFO view b complete: 2 members, mature, I hold 1 VIFs\n\
+                   2026-11-22T02:11:21.004000Z  INFO acquired vif=v1 took_us=2000\n\
+                   2026-11-22T02:11:21.004100Z  INFO acquired after view b with 2 members vifs=1 took_us=4100\n\
+                   2026-11-22T02:11:22.000000Z  INFO new view view=c members=3 my_index=0 mono_ns=2000\n\
+                   2026-11-22T02:11:22.100000Z  INFO acquired vif=v2 took_us=9000\n";
+        let b = breakdown_in(log, 500).expect("a breakdown");
+        assert!((b.exchange_ms - 1.5).abs() < 1e-6, "{b:?}");
+        assert!((b.acquire_ms - 2.0).abs() < 1e-9, "{b:?}");
+        assert!((b.view_to_acquired_ms - 4.0).abs() < 1e-6, "{b:?}");
+        // No view after the fault, or nothing acquired: none.
+        assert_eq!(breakdown_in(log, 5000), None);
+        assert_eq!(
+            breakdown_in("2026-11-22T02:11:21.000000Z  INFO new view mono_ns=9\n", 0),
+            None
+        );
     }
 
     #[test]
