@@ -228,6 +228,8 @@ struct Agent {
     /// The cluster's shared ARP cache: IP → MAC, merged from every member.
     arp_cache: HashMap<Ipv4Addr, [u8; 6]>,
     view_members: usize,
+    /// Members of the last completed view: a bigger one is a merge or a join.
+    complete_members: usize,
 }
 
 async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Result<()> {
@@ -301,6 +303,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         metrics,
         arp_cache: HashMap::new(),
         view_members: 0,
+        complete_members: 0,
         cfg,
     };
 
@@ -749,9 +752,16 @@ impl Agent {
         match &r {
             Report::ConfigMismatch { .. } | Report::BadMessage { .. } => error!("{r}"),
             Report::Rejected { .. } => warn!("{r}"),
-            Report::ViewComplete { .. } => {
+            Report::ViewComplete { members, .. } => {
                 info!("{r}");
                 self.notifier.status(&r.to_string());
+                // After a merge, a VIF I kept (so never re-acquired) may have
+                // been announced by the other side's owner meanwhile: clients
+                // would keep that node's MAC, which now drops the traffic.
+                if *members > self.complete_members && self.complete_members > 0 {
+                    self.refresh_announcements();
+                }
+                self.complete_members = *members;
             }
             _ => info!("{r}"),
         }
