@@ -59,8 +59,7 @@ fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
     // The final table: every VIP owned.
     let last_table = stdout
         .lines()
-        .filter(|l| l.contains("| unowned:"))
-        .last()
+        .rfind(|l| l.contains("| unowned:"))
         .context("no VIP table")?;
     ensure!(
         last_table.ends_with("unowned: 0"),
