@@ -241,6 +241,8 @@ struct Agent {
     /// The cluster's shared ARP cache: IP → MAC, merged from every member.
     arp_cache: HashMap<Ipv4Addr, [u8; 6]>,
     view_members: usize,
+    /// Members of the last completed view: a bigger one is a merge or a join.
+    complete_members: usize,
 }
 
 async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Result<()> {
@@ -316,6 +318,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         metrics,
         arp_cache: HashMap::new(),
         view_members: 0,
+        complete_members: 0,
         cfg,
     };
 
@@ -501,6 +504,9 @@ impl Agent {
                     view = %view.id,
                     members = view.members.len(),
                     my_index = view.my_index,
+                    // CLOCK_MONOTONIC (shared by all namespaces): lets the
+                    // failover benchmark split detection from the agent's share.
+                    mono_ns = crate::lab::now_ns(),
                     "new view"
                 );
                 self.engine_up = true;
@@ -825,9 +831,16 @@ impl Agent {
         match &r {
             Report::ConfigMismatch { .. } | Report::BadMessage { .. } => error!("{r}"),
             Report::Rejected { .. } => warn!("{r}"),
-            Report::ViewComplete { .. } => {
+            Report::ViewComplete { members, .. } => {
                 info!("{r}");
                 self.notifier.status(&r.to_string());
+                // After a merge, a VIF I kept (so never re-acquired) may have
+                // been announced by the other side's owner meanwhile: clients
+                // would keep that node's MAC, which now drops the traffic.
+                if *members > self.complete_members && self.complete_members > 0 {
+                    self.refresh_announcements();
+                }
+                self.complete_members = *members;
             }
             _ => info!("{r}"),
         }

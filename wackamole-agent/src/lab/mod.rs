@@ -49,7 +49,9 @@
 
 pub mod analysis;
 pub mod arping;
+pub mod cluster_demo;
 pub mod dataplane_demo;
+pub mod failover_bench;
 pub mod plot;
 pub mod prober;
 pub mod report;

@@ -769,6 +769,60 @@ impl AgentCluster {
     }
 }
 
+impl AgentCluster {
+    /// Node `i`'s agent process id (the `wackamole` binary itself:
+    /// `ip netns exec` execs it), if running.
+    pub fn agent_pid(&self, i: usize) -> Option<u32> {
+        self.agents.get(i)?.agent.as_ref()?.id()
+    }
+
+    /// Node `i`'s agent log file (stderr and stdout of every start).
+    pub fn agent_log(&self, i: usize) -> Result<PathBuf> {
+        Ok(self.agent(i)?.log.clone())
+    }
+
+    /// Splits the LAN in two: the switch ports of `side_b` move to a second
+    /// bridge (created on first use), the client stays with the others.
+    pub fn partition(&self, side_b: &[usize]) -> Result<()> {
+        let switch = self.corosync.switch();
+        if !switch.succeeds(&["ip", "link", "show", PARTITION_BRIDGE]) {
+            super::corosync::bridge(switch, PARTITION_BRIDGE)?;
+        }
+        for &i in side_b {
+            self.ns(i)?;
+            switch.run(&[
+                "ip",
+                "link",
+                "set",
+                &format!("sw{}", i + 1),
+                "master",
+                PARTITION_BRIDGE,
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`AgentCluster::partition`]: `side_b`'s ports go back to the main bridge.
+    pub fn heal(&self, side_b: &[usize]) -> Result<()> {
+        let switch = self.corosync.switch();
+        for &i in side_b {
+            self.ns(i)?;
+            switch.run(&[
+                "ip",
+                "link",
+                "set",
+                &format!("sw{}", i + 1),
+                "master",
+                CorosyncCluster::BRIDGE,
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// The second bridge of [`AgentCluster::partition`].
+const PARTITION_BRIDGE: &str = "br1";
+
 impl Drop for AgentCluster {
     fn drop(&mut self) {
         self.stop_agents();

@@ -1,0 +1,91 @@
+//! The cluster demo's quick variant (`wackamole-lab demo --quick`): it runs
+//! to the end, narrates every step, every VIP is answered before the crash,
+//! after it (by the survivors) and after the node's return, and it leaves no
+//! namespace or bpffs mount of its own behind.
+//!
+//! `cargo test --release -p wackamole-agent --test demo_smoke -- --nocapture`
+
+use anyhow::{ensure, Context, Result};
+use std::process::{Command, Stdio};
+
+const LAB: &str = env!("CARGO_BIN_EXE_wackamole-lab");
+const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
+
+/// The crash step's "client-visible outage: ..." line.
+fn crash_line(out: &str) -> Option<&str> {
+    out.lines().find(|l| l.contains("client-visible outage"))
+}
+
+#[test]
+fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
+    ensure!(wackamole::testbed::is_root(), "needs root");
+    let child = Command::new(LAB)
+        .args([
+            "demo", "--quick", "--nodes", "3", "--vips", "4", "--binary", BIN,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running wackamole-lab demo --quick")?;
+    let pid = child.id();
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}\n{stderr}");
+    ensure!(
+        out.status.success(),
+        "demo failed ({}): {stderr}",
+        out.status
+    );
+    for step in [
+        "1. The nodes join",
+        "2. The client probes",
+        "3. Crash",
+        "4. ",
+        "Done in",
+    ] {
+        ensure!(stdout.contains(step), "no {step:?} in the narration");
+    }
+    // Step 2: all probes answered by someone, no VIP silent.
+    ensure!(
+        stdout.contains("0 VIPs never answered"),
+        "some VIP never answered before the crash"
+    );
+    let crash = crash_line(&stdout).context("no outage line")?;
+    ensure!(
+        crash.contains("4 of 4 VIPs answered before the cut, 4 at the end"),
+        "not every VIP answered around the crash: {crash}"
+    );
+    // The final table: every VIP owned.
+    let last_table = stdout
+        .lines()
+        .rfind(|l| l.contains("| unowned:"))
+        .context("no VIP table")?;
+    ensure!(
+        last_table.ends_with("unowned: 0"),
+        "last table: {last_table}"
+    );
+    // Nothing of the demo's left: its namespaces and bpffs carry its pid.
+    let netns = Command::new("ip").args(["netns", "list"]).output()?;
+    let netns = String::from_utf8_lossy(&netns.stdout);
+    ensure!(
+        !netns.contains(&format!("wkt-{pid}-")),
+        "namespaces left behind: {netns}"
+    );
+    let mounts = std::fs::read_to_string("/proc/mounts")?;
+    ensure!(
+        !mounts.contains(&format!("/run/wkt-bpf-{pid}-")),
+        "bpffs left mounted"
+    );
+    Ok(())
+}
+
+#[test]
+fn demo_rejects_bad_sizes() -> Result<()> {
+    let out = Command::new(LAB)
+        .args(["demo", "--vips", "0", "--binary", BIN])
+        .output()
+        .context("running wackamole-lab demo --vips 0")?;
+    ensure!(!out.status.success(), "--vips 0 accepted");
+    Ok(())
+}
