@@ -4,6 +4,7 @@
 //! the handshake steps; bytes are built and parsed by [`super::codec`].
 
 use std::fmt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -133,7 +134,7 @@ pub async fn connect(
             source,
         })?;
     let fut = async {
-        let (mut r, mut w) = open(endpoint, &ep).await?;
+        let (mut r, mut w, unix_fd) = open(endpoint, &ep).await?;
         let mut buf = Vec::new();
         // The daemon reads the request with non-blocking recvs: one write.
         write(&mut w, &request, &ep, "sending connect request").await?;
@@ -166,9 +167,9 @@ pub async fn connect(
             codec::decode_accept,
         )
         .await?;
-        Ok::<_, ClientError>((r, w, buf, accepted))
+        Ok::<_, ClientError>((r, w, unix_fd, buf, accepted))
     };
-    let (r, w, buf, accepted) = tokio::time::timeout(opts.timeout, fut)
+    let (r, w, unix_fd, buf, accepted) = tokio::time::timeout(opts.timeout, fut)
         .await
         .map_err(|_| ClientError::HandshakeTimeout {
             endpoint: ep.clone(),
@@ -183,11 +184,18 @@ pub async fn connect(
         inner: w,
         private_group: accepted.private_group.clone(),
         endpoint: ep,
+        unix_fd,
+        written: 0,
     };
     Ok((reader, writer, accepted))
 }
 
-async fn open(endpoint: &Endpoint, ep: &str) -> Result<(BoxRead, BoxWrite), ClientError> {
+/// The two halves, plus the raw descriptor of a Unix stream (for
+/// [`SpreadWriter::unread_by_daemon`]; it lives as long as the halves).
+async fn open(
+    endpoint: &Endpoint,
+    ep: &str,
+) -> Result<(BoxRead, BoxWrite, Option<RawFd>), ClientError> {
     let connect_err = |source| ClientError::Connect {
         endpoint: ep.to_owned(),
         source,
@@ -216,21 +224,21 @@ async fn open(endpoint: &Endpoint, ep: &str) -> Result<(BoxRead, BoxWrite), Clie
             stream.set_nodelay(true).map_err(connect_err)?;
             set_keepalive(&stream);
             let (r, w) = stream.into_split();
-            Ok((Box::new(r), Box::new(w)))
+            Ok((Box::new(r), Box::new(w), None))
         }
         Endpoint::Unix { path, .. } => {
             let stream = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(connect_err)?;
+            let fd = stream.as_raw_fd();
             let (r, w) = stream.into_split();
-            Ok((Box::new(r), Box::new(w)))
+            Ok((Box::new(r), Box::new(w), Some(fd)))
         }
     }
 }
 
 /// SO_KEEPALIVE like libspread; best effort (a failure only loses keepalive).
 fn set_keepalive(stream: &tokio::net::TcpStream) {
-    use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: setsockopt on a socket we own, with a correctly sized int option.
     let rc = unsafe {
@@ -344,9 +352,32 @@ pub struct SpreadWriter {
     inner: BoxWrite,
     private_group: String,
     endpoint: String,
+    /// Descriptor of the Unix stream both halves share (None for TCP).
+    unix_fd: Option<RawFd>,
+    /// Bytes written in this session after the handshake.
+    written: u64,
 }
 
 impl SpreadWriter {
+    /// Bytes written since the handshake (the daemon had read all of the
+    /// handshake when it accepted).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Bytes we wrote that the daemon process has not read yet (`SIOCOUTQ`
+    /// of a Unix stream counts them until the peer's `recv` consumes them).
+    /// None for TCP, where the kernel acknowledges data for a frozen
+    /// process too, or when the query fails.
+    pub fn unread_by_daemon(&self) -> Option<u64> {
+        let fd = self.unix_fd?;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `fd` is the stream owned by `self.inner`, open as long as
+        // `self` lives; TIOCOUTQ (== SIOCOUTQ) writes one c_int.
+        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+        (rc == 0).then(|| u64::try_from(queued).unwrap_or(0))
+    }
+
     /// `#<private name>#<daemon name>`: my identity in every view.
     pub fn private_group(&self) -> &str {
         &self.private_group
@@ -360,7 +391,9 @@ impl SpreadWriter {
                 source,
             },
         )?;
-        write(&mut self.inner, &bytes, &self.endpoint, "sending").await
+        write(&mut self.inner, &bytes, &self.endpoint, "sending").await?;
+        self.written += bytes.len() as u64;
+        Ok(())
     }
 
     pub async fn join(&mut self, group: &str) -> Result<(), ClientError> {
@@ -369,6 +402,18 @@ impl SpreadWriter {
 
     pub async fn leave(&mut self, group: &str) -> Result<(), ClientError> {
         self.send(&ClientMessage::Leave(group.to_owned())).await
+    }
+
+    /// Sends `data` to my own private group only: the daemon orders it like
+    /// any message and delivers it back to me alone.
+    pub async fn send_to_self(
+        &mut self,
+        service: Service,
+        mess_type: i16,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let me = self.private_group.clone();
+        self.multicast(service, &me, mess_type, data).await
     }
 
     /// Multicasts `data` to `group` (delivered to me as well).
