@@ -134,7 +134,8 @@ pub struct SpreadConfig {
     pub watchdog_interval: Option<Duration>,
     /// A probe this late and unread by the daemon means a frozen daemon:
     /// the node lets go of its VIPs and reconnects (default 500 ms, below
-    /// the ~1.1 s LAN-fast failure detection of the other nodes).
+    /// the ~1.1 s LAN-fast failure detection of the other nodes). Detects a
+    /// frozen daemon on a unix socket or TCP on this host, not a remote one.
     pub watchdog_deadline: Duration,
 }
 

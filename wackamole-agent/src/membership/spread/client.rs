@@ -4,6 +4,7 @@
 //! the handshake steps; bytes are built and parsed by [`super::codec`].
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -134,7 +135,7 @@ pub async fn connect(
             source,
         })?;
     let fut = async {
-        let (mut r, mut w, unix_fd) = open(endpoint, &ep).await?;
+        let (mut r, mut w, socket) = open(endpoint, &ep).await?;
         let mut buf = Vec::new();
         // The daemon reads the request with non-blocking recvs: one write.
         write(&mut w, &request, &ep, "sending connect request").await?;
@@ -167,9 +168,9 @@ pub async fn connect(
             codec::decode_accept,
         )
         .await?;
-        Ok::<_, ClientError>((r, w, unix_fd, buf, accepted))
+        Ok::<_, ClientError>((r, w, socket, buf, accepted))
     };
-    let (r, w, unix_fd, buf, accepted) = tokio::time::timeout(opts.timeout, fut)
+    let (r, w, socket, buf, accepted) = tokio::time::timeout(opts.timeout, fut)
         .await
         .map_err(|_| ClientError::HandshakeTimeout {
             endpoint: ep.clone(),
@@ -184,18 +185,26 @@ pub async fn connect(
         inner: w,
         private_group: accepted.private_group.clone(),
         endpoint: ep,
-        unix_fd,
+        socket,
         written: 0,
     };
     Ok((reader, writer, accepted))
 }
 
-/// The two halves, plus the raw descriptor of a Unix stream (for
-/// [`SpreadWriter::unread_by_daemon`]; it lives as long as the halves).
+/// What identifies the session's socket, for [`SpreadWriter::unread_by_daemon`].
+#[derive(Clone, Copy, Debug)]
+enum SocketId {
+    /// The Unix stream's descriptor (it lives as long as the halves).
+    Unix(RawFd),
+    /// Both ends of the TCP connection.
+    Tcp { local: SocketAddr, peer: SocketAddr },
+}
+
+/// The two halves and what identifies their socket.
 async fn open(
     endpoint: &Endpoint,
     ep: &str,
-) -> Result<(BoxRead, BoxWrite, Option<RawFd>), ClientError> {
+) -> Result<(BoxRead, BoxWrite, Option<SocketId>), ClientError> {
     let connect_err = |source| ClientError::Connect {
         endpoint: ep.to_owned(),
         source,
@@ -223,8 +232,12 @@ async fn open(
                 .map_err(connect_err)?;
             stream.set_nodelay(true).map_err(connect_err)?;
             set_keepalive(&stream);
+            let id = match (stream.local_addr(), stream.peer_addr()) {
+                (Ok(local), Ok(peer)) => Some(SocketId::Tcp { local, peer }),
+                _ => None,
+            };
             let (r, w) = stream.into_split();
-            Ok((Box::new(r), Box::new(w), None))
+            Ok((Box::new(r), Box::new(w), id))
         }
         Endpoint::Unix { path, .. } => {
             let stream = tokio::net::UnixStream::connect(path)
@@ -232,7 +245,7 @@ async fn open(
                 .map_err(connect_err)?;
             let fd = stream.as_raw_fd();
             let (r, w) = stream.into_split();
-            Ok((Box::new(r), Box::new(w), Some(fd)))
+            Ok((Box::new(r), Box::new(w), Some(SocketId::Unix(fd))))
         }
     }
 }
@@ -352,8 +365,8 @@ pub struct SpreadWriter {
     inner: BoxWrite,
     private_group: String,
     endpoint: String,
-    /// Descriptor of the Unix stream both halves share (None for TCP).
-    unix_fd: Option<RawFd>,
+    /// The socket both halves share.
+    socket: Option<SocketId>,
     /// Bytes written in this session after the handshake.
     written: u64,
 }
@@ -365,17 +378,33 @@ impl SpreadWriter {
         self.written
     }
 
-    /// Bytes we wrote that the daemon process has not read yet (`SIOCOUTQ`
-    /// of a Unix stream counts them until the peer's `recv` consumes them).
-    /// None for TCP, where the kernel acknowledges data for a frozen
-    /// process too, or when the query fails.
+    /// Bytes we wrote that the daemon process has not read yet, or None
+    /// when that cannot be seen.
+    /// - Unix stream: `SIOCOUTQ` counts our bytes until the daemon's `recv`
+    ///   consumes them.
+    /// - TCP to a daemon on this host (in this thread's network namespace):
+    ///   the receive queue of the daemon's end in
+    ///   `/proc/thread-self/net/tcp{,6}` (the kernel acknowledges data for a
+    ///   frozen process too, so our own send queue says nothing). A remote
+    ///   daemon has no row there: None.
+    ///
+    /// Reads a file for TCP: call it when a probe is late, not per probe.
     pub fn unread_by_daemon(&self) -> Option<u64> {
-        let fd = self.unix_fd?;
-        let mut queued: libc::c_int = 0;
-        // SAFETY: `fd` is the stream owned by `self.inner`, open as long as
-        // `self` lives; TIOCOUTQ (== SIOCOUTQ) writes one c_int.
-        let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
-        (rc == 0).then(|| u64::try_from(queued).unwrap_or(0))
+        match self.socket? {
+            SocketId::Unix(fd) => {
+                let mut queued: libc::c_int = 0;
+                // SAFETY: `fd` is the stream owned by `self.inner`, open as
+                // long as `self` lives; TIOCOUTQ (== SIOCOUTQ) writes one c_int.
+                let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+                (rc == 0).then(|| u64::try_from(queued).unwrap_or(0))
+            }
+            SocketId::Tcp { local, peer } => {
+                let table = if peer.is_ipv4() { "tcp" } else { "tcp6" };
+                let text =
+                    std::fs::read_to_string(format!("/proc/thread-self/net/{table}")).ok()?;
+                tcp_rx_queue(&text, peer, local)
+            }
+        }
     }
 
     /// `#<private name>#<daemon name>`: my identity in every view.
@@ -442,9 +471,71 @@ impl SpreadWriter {
     }
 }
 
+/// The receive queue of the socket `local` -> `remote` in a
+/// `/proc/net/tcp{,6}` table (addresses as the kernel prints them: the
+/// address words in host order, then the port).
+pub fn tcp_rx_queue(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let (want_local, want_remote) = (proc_addr(local), proc_addr(remote));
+    table.lines().skip(1).find_map(|line| {
+        let mut f = line.split_whitespace();
+        let (_, l, r, _, queues) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        if !l.eq_ignore_ascii_case(&want_local) || !r.eq_ignore_ascii_case(&want_remote) {
+            return None;
+        }
+        let (_, rx) = queues.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
+/// `SocketAddr` in `/proc/net/tcp` notation.
+fn proc_addr(a: SocketAddr) -> String {
+    let words: Vec<[u8; 4]> = match a.ip() {
+        IpAddr::V4(ip) => vec![ip.octets()],
+        IpAddr::V6(ip) => ip
+            .octets()
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect(),
+    };
+    let hex: String = words
+        .iter()
+        .map(|w| format!("{:08X}", u32::from_ne_bytes(*w)))
+        .collect();
+    format!("{hex}:{:04X}", a.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_tcp_rows_are_found_by_both_ends() {
+        // Two rows of a real table: the daemon's end (10.97.0.2:20016 ->
+        // 10.97.0.2:45678, 0x1f bytes unread) and the client's end.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0200610A:4E30 0200610A:B26E 01 00000000:0000001F 00:00000000 00000000 65534        0 1 1 ffff 20 4 30 10 -1\n\
+   1: 0200610A:B26E 0200610A:4E30 01 00000000:00000000 00:00000000 00000000     0        0 2 1 ffff 20 4 30 10 -1\n";
+        let daemon: SocketAddr = "10.97.0.2:20016".parse().unwrap();
+        let client: SocketAddr = "10.97.0.2:45678".parse().unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(tcp_rx_queue(table, daemon, client), Some(0x1f));
+            assert_eq!(tcp_rx_queue(table, client, daemon), Some(0));
+        }
+        let other: SocketAddr = "10.97.0.3:20016".parse().unwrap();
+        assert_eq!(tcp_rx_queue(table, other, client), None);
+        assert_eq!(tcp_rx_queue("garbage\nshort line\n", daemon, client), None);
+    }
+
+    #[test]
+    fn proc_addr_v6_words_in_host_order() {
+        let a: SocketAddr = "[::1]:4803".parse().unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                proc_addr(a),
+                "00000000000000000000000001000000:12C3"
+            );
+        }
+    }
 
     #[test]
     fn spread_names_parse_like_libspread() {

@@ -65,8 +65,8 @@ pub struct SpreadOptions {
     /// Probe period of the watchdog; None: no watchdog.
     pub watchdog_interval: Option<Duration>,
     /// `Lost` when a probe is this late and unread by the daemon; None:
-    /// [`DEFAULT_WATCHDOG_DEADLINE`]. Only observable on a Unix endpoint
-    /// (over TCP the kernel acknowledges for a frozen daemon too).
+    /// [`DEFAULT_WATCHDOG_DEADLINE`]. "Unread" is observable on a Unix
+    /// endpoint and on TCP to a daemon on this host, not for a remote one.
     pub watchdog_deadline: Option<Duration>,
 }
 
@@ -341,7 +341,12 @@ impl Engine {
         writer: &mut SpreadWriter,
     ) -> Result<Option<String>, ClientError> {
         let now = Instant::now();
-        let reading = watchdog::reading(writer.written(), writer.unread_by_daemon());
+        // Only a late probe is worth asking the socket (a file read for TCP).
+        let reading = if wd.overdue(now) > wd.deadline() {
+            watchdog::reading(writer.written(), writer.unread_by_daemon())
+        } else {
+            watchdog::Reading::Unknown
+        };
         if let Some(age) = wd.frozen(now, reading) {
             return Ok(Some(format!(
                 "spread daemon at {} did not deliver our watchdog probe within {} ms (frozen? \
