@@ -170,12 +170,13 @@ pub async fn connect(
         .await?;
         Ok::<_, ClientError>((r, w, socket, buf, accepted))
     };
-    let (r, w, socket, buf, accepted) = tokio::time::timeout(opts.timeout, fut)
-        .await
-        .map_err(|_| ClientError::HandshakeTimeout {
-            endpoint: ep.clone(),
-            timeout: opts.timeout,
-        })??;
+    let (r, w, socket, buf, accepted) =
+        tokio::time::timeout(opts.timeout, fut)
+            .await
+            .map_err(|_| ClientError::HandshakeTimeout {
+                endpoint: ep.clone(),
+                timeout: opts.timeout,
+            })??;
     let reader = SpreadReader {
         inner: r,
         buf,
@@ -530,10 +531,7 @@ mod tests {
     fn proc_addr_v6_words_in_host_order() {
         let a: SocketAddr = "[::1]:4803".parse().unwrap();
         if cfg!(target_endian = "little") {
-            assert_eq!(
-                proc_addr(a),
-                "00000000000000000000000001000000:12C3"
-            );
+            assert_eq!(proc_addr(a), "00000000000000000000000001000000:12C3");
         }
     }
 

@@ -358,7 +358,11 @@ impl Engine {
         }
         if let Some(seq) = wd.due() {
             writer
-                .send_to_self(Service::Agreed, PROBE_MESS_TYPE, &watchdog::encode_probe(seq))
+                .send_to_self(
+                    Service::Agreed,
+                    PROBE_MESS_TYPE,
+                    &watchdog::encode_probe(seq),
+                )
                 .await?;
             wd.sent(seq, now, writer.written());
         }
