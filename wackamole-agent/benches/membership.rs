@@ -6,9 +6,8 @@
 //! - `survivors`: fault -> the new view without the victim at each other agent;
 //! - `victim`: fault -> the event at the victim's own agent (link down: its
 //!   view of itself alone; SIGKILL: `Lost` (corosync: dispatch error; Spread:
-//!   connection closed); SIGSTOP: corosync `Lost` from the watchdog, Spread:
-//!   nothing is expected, the engine has no watchdog and the TCP connection
-//!   to a frozen daemon stays open);
+//!   connection closed); SIGSTOP: `Lost` from the engine's watchdog (Spread:
+//!   its probe to its own private group stays unread by the frozen daemon);
 //! - `rejoin`: repair -> every agent back in a full view;
 //! - `survivor Lost`: survivors that reported `Lost` before their new view
 //!   (a watchdog deadline shorter than the ring re-formation); should be 0.
@@ -38,8 +37,6 @@ const NODES: usize = 3;
 /// Limit for every awaited event (Spread merges a healed partition only on
 /// its 30 s lookup probe when idle).
 const WAIT: Duration = Duration::from_secs(40);
-/// How long the victim's agent is watched when no event is expected.
-const QUIET_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
@@ -85,28 +82,22 @@ enum Expect {
     SelfView,
     /// `Lost` (observer label).
     Lost(&'static str),
-    /// Whatever comes first, watched for [`QUIET_WAIT`] (observer label).
-    Anything(&'static str),
 }
 
 impl Expect {
     fn observer(self) -> &'static str {
         match self {
             Expect::SelfView => "victim: view of itself",
-            Expect::Lost(o) | Expect::Anything(o) => o,
+            Expect::Lost(o) => o,
         }
     }
     fn limit(self) -> Duration {
-        match self {
-            Expect::Anything(_) => QUIET_WAIT,
-            _ => WAIT,
-        }
+        WAIT
     }
     fn matches(self, e: &MembershipEvent) -> bool {
         match self {
             Expect::SelfView => matches!(e, MembershipEvent::View(v) if v.members.len() == 1),
             Expect::Lost(_) => matches!(e, MembershipEvent::Lost { .. }),
-            Expect::Anything(_) => true,
         }
     }
 }
@@ -167,7 +158,8 @@ impl SpreadBed {
         let cluster = SpreadCluster::start(daemon, NODES, profile)?;
         let (mut taps, mut runtimes) = (Vec::new(), Vec::new());
         for i in 0..NODES {
-            let mut opts = SpreadOptions::new(&cluster.endpoint(i)?, &format!("b{i}"), "wkbench");
+            let mut opts = SpreadOptions::new(&cluster.endpoint(i)?, &format!("b{i}"), "wkbench")
+                .with_watchdog();
             opts.retry_interval = Duration::from_secs(1);
             let (handle, rt) = cluster.start_engine(i, opts)?;
             taps.push(EventTap::new(handle)?);
@@ -209,8 +201,7 @@ impl Bed for SpreadBed {
         match fault {
             Fault::LinkDown => Expect::SelfView,
             Fault::Kill => Expect::Lost("victim: Lost (connection closed)"),
-            // No watchdog: a frozen daemon keeps the connection open.
-            Fault::Stop => Expect::Anything("victim: any event (no watchdog)"),
+            Fault::Stop => Expect::Lost("victim: Lost (watchdog)"),
         }
     }
 }

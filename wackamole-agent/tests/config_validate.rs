@@ -147,6 +147,8 @@ fn spread_engine() {
             },
             group: "wack1".into(),
             reconnect_interval: Duration::from_secs(5),
+            watchdog_interval: Some(Duration::from_millis(20)),
+            watchdog_deadline: Duration::from_millis(500),
         })
     );
     let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = \"4803\"\n");
@@ -157,6 +159,22 @@ fn spread_engine() {
             ..
         })
     ));
+    let cfg = ok("[engine]\nkind = \"spread\"\nwatchdog_interval = \"0\"\n");
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            watchdog_interval: None,
+            ..
+        })
+    ));
+    let cfg = ok("[engine]\nkind = \"spread\"\nwatchdog_interval = \"50ms\"\nwatchdog_deadline = \"800ms\"\n");
+    match &cfg.engine {
+        EngineConfig::Spread(s) => {
+            assert_eq!(s.watchdog_interval, Some(Duration::from_millis(50)));
+            assert_eq!(s.watchdog_deadline, Duration::from_millis(800));
+        }
+        other => panic!("not spread: {other:?}"),
+    }
     let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = 4804\n");
     assert!(matches!(
         cfg.engine,
@@ -190,8 +208,14 @@ fn engine_errors() {
     assert_issue(
         &err("[engine]\nkind = \"spread\"\nwatchdog_interval = \"1s\"\n"),
         3,
-        "engine.watchdog_interval",
-        "only applies to kind = \"corosync\"",
+        "engine.watchdog_deadline",
+        "longer than engine.watchdog_interval",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\nwatchdog_deadline = \"0\"\n"),
+        3,
+        "engine.watchdog_deadline",
+        "longer than zero",
     );
     assert_issue(
         &err("[engine]\nkind = \"spread\"\nrequire_quorum = true\n"),

@@ -1,6 +1,8 @@
 //! The Spread engine against a scripted fake daemon on loopback TCP: event
 //! mapping, sending, leave/join, shutdown, and reconnect after the daemon
-//! connection drops. (The real daemon is exercised by `spread_live`.)
+//! connection drops, and the watchdog (probes to our own private group that
+//! never surface; a daemon that stops reading is Lost, one that reads but
+//! delivers late is not). (The real daemon is exercised by `spread_live`.)
 
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use wackamole::membership::spread::codec::*;
+use wackamole::membership::spread::watchdog::{encode_probe, PROBE_MESS_TYPE};
 use wackamole::membership::spread::{start, SpreadOptions};
 use wackamole::membership::{MemberId, MembershipEvent, MembershipHandle, Outgoing, ViewId};
 
@@ -236,4 +239,132 @@ async fn bad_options_are_refused() {
         let msg = format!("{:#}", err.expect("refused"));
         assert!(msg.contains("spread"), "{msg}");
     }
+}
+
+/// Reads the next client message, which must be a watchdog probe to my own
+/// private group; returns its payload.
+async fn read_probe(s: &mut TcpStream) -> Vec<u8> {
+    match read_client(s).await {
+        ClientMessage::Multicast {
+            service: Service::Agreed,
+            self_discard: false,
+            groups,
+            mess_type: PROBE_MESS_TYPE,
+            data,
+        } if groups == [ME] => {
+            assert_eq!(data.len(), 8, "probe payload: a sequence number");
+            data
+        }
+        other => panic!("expected a watchdog probe, got {other:?}"),
+    }
+}
+
+/// Delivers a probe back like the daemon does (to my private group).
+async fn echo_probe(s: &mut TcpStream, payload: &[u8]) {
+    let mut d = data(service::AGREED_MESS, ME, ME, payload);
+    if let DaemonMessage::Data(m) = &mut d {
+        m.mess_type = PROBE_MESS_TYPE;
+    }
+    send(s, &d).await;
+}
+
+#[tokio::test]
+async fn watchdog_probes_stay_private_stalls_pass_and_a_silent_daemon_is_lost() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let deadline = Duration::from_millis(300);
+    let mut opts = SpreadOptions::new(&format!("{port}@127.0.0.1"), "e1", "g");
+    opts.retry_interval = Duration::from_millis(50);
+    opts.watchdog_interval = Some(Duration::from_millis(20));
+    opts.watchdog_deadline = Some(deadline);
+    let mut h = start(opts).await.unwrap();
+    let (mut s, _) = accept_session(&l).await;
+    assert_eq!(read_client(&mut s).await, ClientMessage::Join("g".into()));
+    send(&mut s, &view(1, &[ME, PEER])).await;
+    assert!(matches!(event(&mut h).await, MembershipEvent::View(_)));
+
+    // A healthy daemon: probes come one at a time, numbered, and their
+    // echoes never reach the agent; nor does an engine-typed message to the
+    // group. The next event is the application message, byte for byte.
+    let mut seqs = Vec::new();
+    for _ in 0..10 {
+        let p = read_probe(&mut s).await;
+        seqs.push(u64::from_le_bytes(p.clone().try_into().unwrap()));
+        echo_probe(&mut s, &p).await;
+    }
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    let mut forged = data(service::AGREED_MESS, PEER, "g", &encode_probe(1));
+    if let DaemonMessage::Data(m) = &mut forged {
+        m.mess_type = PROBE_MESS_TYPE;
+    }
+    send(&mut s, &forged).await;
+    let app = [0u8, 1, 0x57, 0x44, 255];
+    send(&mut s, &data(service::AGREED_MESS, PEER, "g", &app)).await;
+    assert_eq!(
+        event(&mut h).await,
+        MembershipEvent::Message {
+            sender: MemberId(PEER.into()),
+            payload: app.to_vec()
+        }
+    );
+    // The agent's payload goes out unchanged with mess_type 0.
+    h.outgoing.send(Outgoing::Send(app.to_vec())).await.unwrap();
+    loop {
+        match read_client(&mut s).await {
+            ClientMessage::Multicast {
+                mess_type: PROBE_MESS_TYPE,
+                data,
+                ..
+            } => echo_probe(&mut s, &data).await,
+            other => {
+                assert_eq!(
+                    other,
+                    ClientMessage::Multicast {
+                        service: Service::Agreed,
+                        self_discard: false,
+                        groups: vec!["g".into()],
+                        mess_type: 0,
+                        data: app.to_vec()
+                    }
+                );
+                break;
+            }
+        }
+    }
+
+    // A ring re-forming: the daemon reads the probe but delivers it only
+    // after four deadlines. No Lost, no second probe meanwhile.
+    let late = read_probe(&mut s).await;
+    assert!(
+        timeout(4 * deadline, h.events.recv()).await.is_err(),
+        "no event while the daemon reads but does not deliver"
+    );
+    echo_probe(&mut s, &late).await;
+    let next = read_probe(&mut s).await;
+    echo_probe(&mut s, &next).await;
+    assert_eq!(
+        u64::from_le_bytes(next.try_into().unwrap()),
+        u64::from_le_bytes(late.try_into().unwrap()) + 1
+    );
+
+    // A frozen daemon: it stops reading. The probe stays in its socket
+    // queue: Lost naming the watchdog, then a new session.
+    match event(&mut h).await {
+        MembershipEvent::Lost { reason } => {
+            assert!(reason.contains("watchdog probe within 300 ms"), "{reason}");
+            assert!(reason.contains(&format!("{port}@127.0.0.1")), "{reason}");
+        }
+        other => panic!("expected Lost, got {other:?}"),
+    }
+    let (mut s2, _) = accept_session(&l).await;
+    assert_eq!(read_client(&mut s2).await, ClientMessage::Join("g".into()));
+    drop(s);
+}
+
+#[tokio::test]
+async fn watchdog_interval_must_be_below_the_deadline() {
+    let mut opts = SpreadOptions::new("4803@127.0.0.1", "a", "g");
+    opts.watchdog_interval = Some(Duration::from_millis(600));
+    let err = start(opts).await.err().expect("refused");
+    assert!(format!("{err:#}").contains("watchdog interval"), "{err:#}");
 }

@@ -293,3 +293,107 @@ async fn scenario(
         detect,
     })
 }
+
+/// A frozen daemon (SIGSTOP) with three daemons and one engine per node,
+/// watchdog on at its defaults (20 ms probes, 500 ms deadline): the engine
+/// of the frozen daemon reports `Lost` (its probe stays unread), the
+/// survivors see a two-member view and never `Lost` although their own
+/// probes wait through the ring re-forming; after SIGCONT the victim's
+/// engine rejoins and everyone sees three members again. Probes never
+/// surface as messages.
+#[test]
+fn frozen_daemon_trips_only_its_own_watchdog() {
+    let daemon = match daemon_from_env() {
+        Ok(d) => d,
+        Err(why) => {
+            println!("spread_live skipped: {why}");
+            return;
+        }
+    };
+    if !is_root() {
+        println!("spread_live skipped: needs root for network namespaces");
+        return;
+    }
+    let cluster = match SpreadCluster::start(&daemon, 3, SpreadProfile::LanFast) {
+        Ok(c) => c,
+        Err(e) => panic!("spread test bed: {e:#}"),
+    };
+    if let Err(e) = freeze_scenario(&cluster) {
+        panic!("spread freeze test: {e:#}\n{}", cluster.log_tails());
+    }
+}
+
+const VICTIM: usize = 1;
+
+fn freeze_scenario(cluster: &SpreadCluster) -> Result<()> {
+    let mut engines = Vec::new();
+    for i in 0..3 {
+        let mut opts =
+            SpreadOptions::new(&cluster.endpoint(i)?, &format!("w{i}"), GROUP).with_watchdog();
+        opts.retry_interval = Duration::from_millis(200);
+        engines.push(cluster.start_engine(i, opts)?);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let handles: Vec<&mut MembershipHandle> = engines.iter_mut().map(|(h, _)| h).collect();
+    rt.block_on(async move {
+        let mut handles = handles;
+        for (i, h) in handles.iter_mut().enumerate() {
+            wait_view(h, i, 3, "the three-member view").await?;
+        }
+        let frozen_at = Instant::now();
+        cluster.signal_daemon(VICTIM, libc::SIGSTOP)?;
+        // Victim: Lost from the watchdog.
+        let reason = loop {
+            match next(handles[VICTIM], "Lost from the victim's watchdog").await? {
+                MembershipEvent::Lost { reason } => break reason,
+                MembershipEvent::Message { .. } => bail!("victim: a message surfaced"),
+                _ => {}
+            }
+        };
+        let lost_after = frozen_at.elapsed();
+        if !reason.contains("watchdog") || !reason.contains("frozen") {
+            bail!("victim's Lost does not blame the watchdog: {reason}");
+        }
+        // Survivors: a two-member view, no Lost, no message.
+        let mut detect = Vec::new();
+        for i in (0..3).filter(|&i| i != VICTIM) {
+            wait_view(handles[i], i, 2, "the survivors' view").await?;
+            detect.push(frozen_at.elapsed());
+        }
+        // Quiet period: survivors' probes flow again, nothing else happens.
+        for i in (0..3).filter(|&i| i != VICTIM) {
+            if let Ok(Some(ev)) = timeout(Duration::from_secs(1), handles[i].events.recv()).await {
+                bail!("survivor {i}: unexpected {ev:?} after the new view");
+            }
+        }
+        cluster.signal_daemon(VICTIM, libc::SIGCONT)?;
+        let thawed_at = Instant::now();
+        for (i, h) in handles.iter_mut().enumerate() {
+            wait_view(h, i, 3, "three members again after SIGCONT").await?;
+        }
+        println!(
+            "spread_live freeze: victim Lost after {lost_after:?} ({reason}); survivors' views after {detect:?}; all three again {:?} after SIGCONT",
+            thawed_at.elapsed()
+        );
+        Ok(())
+    })
+}
+
+/// Waits for a view of `n` members; `Lost` is an error except on the
+/// victim (which reconnects while its daemon thaws), messages always are.
+async fn wait_view(h: &mut MembershipHandle, i: usize, n: usize, what: &str) -> Result<View> {
+    loop {
+        match next(h, what).await? {
+            MembershipEvent::View(v) if v.members.len() == n => return Ok(v),
+            MembershipEvent::Lost { reason } if i != VICTIM => {
+                bail!("engine {i}: Lost while waiting for {what}: {reason}")
+            }
+            MembershipEvent::Message { sender, .. } => {
+                bail!("engine {i}: a message from {sender} surfaced (probes must not)")
+            }
+            _ => {}
+        }
+    }
+}

@@ -129,6 +129,14 @@ pub struct SpreadConfig {
     pub group: String,
     /// Wait between failed connection attempts.
     pub reconnect_interval: Duration,
+    /// Probe period of the engine's watchdog (default 20 ms); `None`
+    /// (configured as `"0"`): no watchdog.
+    pub watchdog_interval: Option<Duration>,
+    /// A probe this late and unread by the daemon means a frozen daemon:
+    /// the node lets go of its VIPs and reconnects (default 500 ms, below
+    /// the ~1.1 s LAN-fast failure detection of the other nodes). Detects a
+    /// frozen daemon on a unix socket or TCP on this host, not a remote one.
+    pub watchdog_deadline: Duration,
 }
 
 /// Where the Spread daemon listens: `"4803"` (its unix socket `/tmp/4803`) or

@@ -67,6 +67,16 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadPlan {
                 "engine.reconnect_interval",
                 AT_START,
             );
+            refuse(
+                a.watchdog_interval != b.watchdog_interval,
+                "engine.watchdog_interval",
+                AT_START,
+            );
+            refuse(
+                a.watchdog_deadline != b.watchdog_deadline,
+                "engine.watchdog_deadline",
+                AT_START,
+            );
         }
         _ => refuse(true, "engine.kind", AGREED),
     }

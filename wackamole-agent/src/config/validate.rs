@@ -522,10 +522,31 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         }
     };
     if spread {
-        let wi = e.watchdog_interval.as_ref().map(|v| cx.line(v));
-        foreign(cx, wi, "watchdog_interval", "corosync");
-        let wd = e.watchdog_deadline.as_ref().map(|v| cx.line(v));
-        foreign(cx, wd, "watchdog_deadline", "corosync");
+        // "0" turns the watchdog off.
+        let watchdog_interval = cx.duration(
+            e.watchdog_interval.as_ref(),
+            "engine.watchdog_interval",
+            crate::membership::spread::DEFAULT_WATCHDOG_INTERVAL,
+            false,
+        );
+        let watchdog_deadline = cx.duration(
+            e.watchdog_deadline.as_ref(),
+            "engine.watchdog_deadline",
+            crate::membership::spread::DEFAULT_WATCHDOG_DEADLINE,
+            true,
+        );
+        if watchdog_deadline <= watchdog_interval {
+            let msg = "must be longer than engine.watchdog_interval";
+            match e
+                .watchdog_deadline
+                .as_ref()
+                .or(e.watchdog_interval.as_ref())
+            {
+                Some(v) => cx.at(v, "engine.watchdog_deadline", msg),
+                None => cx.nowhere("engine.watchdog_deadline", msg),
+            }
+        }
+        let watchdog_interval = (!watchdog_interval.is_zero()).then_some(watchdog_interval);
         let rq = e.require_quorum.as_ref().map(|v| cx.line(v));
         foreign(cx, rq, "require_quorum", "corosync");
         let daemon = match &e.daemon {
@@ -549,6 +570,8 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             daemon,
             group,
             reconnect_interval,
+            watchdog_interval,
+            watchdog_deadline,
         })
     } else {
         let dl = e.daemon.as_ref().map(|v| cx.line(v));

@@ -195,6 +195,8 @@ async fn start_engine(cfg: &Config) -> Result<MembershipHandle> {
                 &s.group,
             );
             opts.retry_interval = s.reconnect_interval;
+            opts.watchdog_interval = s.watchdog_interval;
+            opts.watchdog_deadline = Some(s.watchdog_deadline);
             crate::membership::spread::start(opts).await
         }
     }

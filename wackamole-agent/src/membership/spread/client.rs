@@ -4,6 +4,8 @@
 //! the handshake steps; bytes are built and parsed by [`super::codec`].
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -133,7 +135,7 @@ pub async fn connect(
             source,
         })?;
     let fut = async {
-        let (mut r, mut w) = open(endpoint, &ep).await?;
+        let (mut r, mut w, socket) = open(endpoint, &ep).await?;
         let mut buf = Vec::new();
         // The daemon reads the request with non-blocking recvs: one write.
         write(&mut w, &request, &ep, "sending connect request").await?;
@@ -166,14 +168,15 @@ pub async fn connect(
             codec::decode_accept,
         )
         .await?;
-        Ok::<_, ClientError>((r, w, buf, accepted))
+        Ok::<_, ClientError>((r, w, socket, buf, accepted))
     };
-    let (r, w, buf, accepted) = tokio::time::timeout(opts.timeout, fut)
-        .await
-        .map_err(|_| ClientError::HandshakeTimeout {
-            endpoint: ep.clone(),
-            timeout: opts.timeout,
-        })??;
+    let (r, w, socket, buf, accepted) =
+        tokio::time::timeout(opts.timeout, fut)
+            .await
+            .map_err(|_| ClientError::HandshakeTimeout {
+                endpoint: ep.clone(),
+                timeout: opts.timeout,
+            })??;
     let reader = SpreadReader {
         inner: r,
         buf,
@@ -183,11 +186,26 @@ pub async fn connect(
         inner: w,
         private_group: accepted.private_group.clone(),
         endpoint: ep,
+        socket,
+        written: 0,
     };
     Ok((reader, writer, accepted))
 }
 
-async fn open(endpoint: &Endpoint, ep: &str) -> Result<(BoxRead, BoxWrite), ClientError> {
+/// What identifies the session's socket, for [`SpreadWriter::unread_by_daemon`].
+#[derive(Clone, Copy, Debug)]
+enum SocketId {
+    /// The Unix stream's descriptor (it lives as long as the halves).
+    Unix(RawFd),
+    /// Both ends of the TCP connection.
+    Tcp { local: SocketAddr, peer: SocketAddr },
+}
+
+/// The two halves and what identifies their socket.
+async fn open(
+    endpoint: &Endpoint,
+    ep: &str,
+) -> Result<(BoxRead, BoxWrite, Option<SocketId>), ClientError> {
     let connect_err = |source| ClientError::Connect {
         endpoint: ep.to_owned(),
         source,
@@ -215,22 +233,26 @@ async fn open(endpoint: &Endpoint, ep: &str) -> Result<(BoxRead, BoxWrite), Clie
                 .map_err(connect_err)?;
             stream.set_nodelay(true).map_err(connect_err)?;
             set_keepalive(&stream);
+            let id = match (stream.local_addr(), stream.peer_addr()) {
+                (Ok(local), Ok(peer)) => Some(SocketId::Tcp { local, peer }),
+                _ => None,
+            };
             let (r, w) = stream.into_split();
-            Ok((Box::new(r), Box::new(w)))
+            Ok((Box::new(r), Box::new(w), id))
         }
         Endpoint::Unix { path, .. } => {
             let stream = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(connect_err)?;
+            let fd = stream.as_raw_fd();
             let (r, w) = stream.into_split();
-            Ok((Box::new(r), Box::new(w)))
+            Ok((Box::new(r), Box::new(w), Some(SocketId::Unix(fd))))
         }
     }
 }
 
 /// SO_KEEPALIVE like libspread; best effort (a failure only loses keepalive).
 fn set_keepalive(stream: &tokio::net::TcpStream) {
-    use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: setsockopt on a socket we own, with a correctly sized int option.
     let rc = unsafe {
@@ -344,9 +366,48 @@ pub struct SpreadWriter {
     inner: BoxWrite,
     private_group: String,
     endpoint: String,
+    /// The socket both halves share.
+    socket: Option<SocketId>,
+    /// Bytes written in this session after the handshake.
+    written: u64,
 }
 
 impl SpreadWriter {
+    /// Bytes written since the handshake (the daemon had read all of the
+    /// handshake when it accepted).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Bytes we wrote that the daemon process has not read yet, or None
+    /// when that cannot be seen.
+    /// - Unix stream: `SIOCOUTQ` counts our bytes until the daemon's `recv`
+    ///   consumes them.
+    /// - TCP to a daemon on this host (in this thread's network namespace):
+    ///   the receive queue of the daemon's end in
+    ///   `/proc/thread-self/net/tcp{,6}` (the kernel acknowledges data for a
+    ///   frozen process too, so our own send queue says nothing). A remote
+    ///   daemon has no row there: None.
+    ///
+    /// Reads a file for TCP: call it when a probe is late, not per probe.
+    pub fn unread_by_daemon(&self) -> Option<u64> {
+        match self.socket? {
+            SocketId::Unix(fd) => {
+                let mut queued: libc::c_int = 0;
+                // SAFETY: `fd` is the stream owned by `self.inner`, open as
+                // long as `self` lives; TIOCOUTQ (== SIOCOUTQ) writes one c_int.
+                let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+                (rc == 0).then(|| u64::try_from(queued).unwrap_or(0))
+            }
+            SocketId::Tcp { local, peer } => {
+                let table = if peer.is_ipv4() { "tcp" } else { "tcp6" };
+                let text =
+                    std::fs::read_to_string(format!("/proc/thread-self/net/{table}")).ok()?;
+                tcp_rx_queue(&text, peer, local)
+            }
+        }
+    }
+
     /// `#<private name>#<daemon name>`: my identity in every view.
     pub fn private_group(&self) -> &str {
         &self.private_group
@@ -360,7 +421,9 @@ impl SpreadWriter {
                 source,
             },
         )?;
-        write(&mut self.inner, &bytes, &self.endpoint, "sending").await
+        write(&mut self.inner, &bytes, &self.endpoint, "sending").await?;
+        self.written += bytes.len() as u64;
+        Ok(())
     }
 
     pub async fn join(&mut self, group: &str) -> Result<(), ClientError> {
@@ -369,6 +432,18 @@ impl SpreadWriter {
 
     pub async fn leave(&mut self, group: &str) -> Result<(), ClientError> {
         self.send(&ClientMessage::Leave(group.to_owned())).await
+    }
+
+    /// Sends `data` to my own private group only: the daemon orders it like
+    /// any message and delivers it back to me alone.
+    pub async fn send_to_self(
+        &mut self,
+        service: Service,
+        mess_type: i16,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        let me = self.private_group.clone();
+        self.multicast(service, &me, mess_type, data).await
     }
 
     /// Multicasts `data` to `group` (delivered to me as well).
@@ -397,9 +472,68 @@ impl SpreadWriter {
     }
 }
 
+/// The receive queue of the socket `local` -> `remote` in a
+/// `/proc/net/tcp{,6}` table (addresses as the kernel prints them: the
+/// address words in host order, then the port).
+pub fn tcp_rx_queue(table: &str, local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let (want_local, want_remote) = (proc_addr(local), proc_addr(remote));
+    table.lines().skip(1).find_map(|line| {
+        let mut f = line.split_whitespace();
+        let (_, l, r, _, queues) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+        if !l.eq_ignore_ascii_case(&want_local) || !r.eq_ignore_ascii_case(&want_remote) {
+            return None;
+        }
+        let (_, rx) = queues.split_once(':')?;
+        u64::from_str_radix(rx, 16).ok()
+    })
+}
+
+/// `SocketAddr` in `/proc/net/tcp` notation.
+fn proc_addr(a: SocketAddr) -> String {
+    let words: Vec<[u8; 4]> = match a.ip() {
+        IpAddr::V4(ip) => vec![ip.octets()],
+        IpAddr::V6(ip) => ip
+            .octets()
+            .chunks_exact(4)
+            .map(|c| [c[0], c[1], c[2], c[3]])
+            .collect(),
+    };
+    let hex: String = words
+        .iter()
+        .map(|w| format!("{:08X}", u32::from_ne_bytes(*w)))
+        .collect();
+    format!("{hex}:{:04X}", a.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_tcp_rows_are_found_by_both_ends() {
+        // Two rows of a real table: the daemon's end (10.97.0.2:20016 ->
+        // 10.97.0.2:45678, 0x1f bytes unread) and the client's end.
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0200610A:4E30 0200610A:B26E 01 00000000:0000001F 00:00000000 00000000 65534        0 1 1 ffff 20 4 30 10 -1\n\
+   1: 0200610A:B26E 0200610A:4E30 01 00000000:00000000 00:00000000 00000000     0        0 2 1 ffff 20 4 30 10 -1\n";
+        let daemon: SocketAddr = "10.97.0.2:20016".parse().unwrap();
+        let client: SocketAddr = "10.97.0.2:45678".parse().unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(tcp_rx_queue(table, daemon, client), Some(0x1f));
+            assert_eq!(tcp_rx_queue(table, client, daemon), Some(0));
+        }
+        let other: SocketAddr = "10.97.0.3:20016".parse().unwrap();
+        assert_eq!(tcp_rx_queue(table, other, client), None);
+        assert_eq!(tcp_rx_queue("garbage\nshort line\n", daemon, client), None);
+    }
+
+    #[test]
+    fn proc_addr_v6_words_in_host_order() {
+        let a: SocketAddr = "[::1]:4803".parse().unwrap();
+        if cfg!(target_endian = "little") {
+            assert_eq!(proc_addr(a), "00000000000000000000000001000000:12C3");
+        }
+    }
 
     #[test]
     fn spread_names_parse_like_libspread() {

@@ -13,11 +13,23 @@
 //!   - loss of the daemon connection to [`MembershipEvent::Lost`], then
 //!     reconnects every `retry_interval` (Wackamole's `SpreadRetryInterval`)
 //!     and joins again.
+//! - [`watchdog`]: a frozen daemon (SIGSTOP, hung) keeps its socket open and
+//!   says nothing, while the other nodes see us leave after the failure
+//!   detection time and take our addresses. Every `watchdog_interval` the
+//!   engine sends an AGREED probe to its *own private group* (the daemon
+//!   orders it through the ring and delivers it back to us alone, so other
+//!   members never see it) with `mess_type` [`watchdog::PROBE_MESS_TYPE`];
+//!   agent payloads go out unchanged with `mess_type` 0 and only `mess_type`
+//!   0 reaches the agent as [`MembershipEvent::Message`]. A probe late by
+//!   `watchdog_deadline` that the daemon has not even read from our socket
+//!   means a frozen daemon: `Lost`, close, reconnect (a fresh view once it
+//!   answers). A probe read but late is a ring re-forming: no `Lost`.
 
 pub mod client;
 pub mod codec;
+pub mod watchdog;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -25,6 +37,14 @@ use tokio::sync::mpsc;
 use super::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
 use client::{ClientError, ConnectOptions, Endpoint, SpreadReader, SpreadWriter};
 use codec::{service, DaemonMessage, Service};
+use watchdog::{Watchdog, APP_MESS_TYPE, PROBE_MESS_TYPE};
+
+/// Default probe period of the watchdog (as the corosync engine).
+pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_millis(20);
+/// Default watchdog deadline: below the LAN-fast failure detection
+/// (~1.1 s, when the other nodes take our addresses) and well above the
+/// probe round trip of a loaded host (a few ms).
+pub const DEFAULT_WATCHDOG_DEADLINE: Duration = Duration::from_millis(500);
 
 /// Configuration of the Spread engine.
 #[derive(Clone, Debug)]
@@ -42,6 +62,12 @@ pub struct SpreadOptions {
     pub connect_timeout: Duration,
     /// Service for [`Outgoing::Send`]: `Agreed` (default) or `Safe`.
     pub service: Service,
+    /// Probe period of the watchdog; None: no watchdog.
+    pub watchdog_interval: Option<Duration>,
+    /// `Lost` when a probe is this late and unread by the daemon; None:
+    /// [`DEFAULT_WATCHDOG_DEADLINE`]. "Unread" is observable on a Unix
+    /// endpoint and on TCP to a daemon on this host, not for a remote one.
+    pub watchdog_deadline: Option<Duration>,
 }
 
 impl SpreadOptions {
@@ -54,7 +80,20 @@ impl SpreadOptions {
             retry_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             service: Service::Agreed,
+            watchdog_interval: None,
+            watchdog_deadline: None,
         }
+    }
+
+    /// The same options with the watchdog on at its defaults.
+    pub fn with_watchdog(mut self) -> Self {
+        self.watchdog_interval = Some(DEFAULT_WATCHDOG_INTERVAL);
+        self.watchdog_deadline = Some(DEFAULT_WATCHDOG_DEADLINE);
+        self
+    }
+
+    fn deadline(&self) -> Duration {
+        self.watchdog_deadline.unwrap_or(DEFAULT_WATCHDOG_DEADLINE)
     }
 }
 
@@ -71,6 +110,14 @@ pub async fn start(opts: SpreadOptions) -> anyhow::Result<MembershipHandle> {
             "spread {endpoint}: service {:?} is not totally ordered; use Agreed or Safe",
             opts.service
         );
+    }
+    if let Some(i) = opts.watchdog_interval {
+        if i.is_zero() || i >= opts.deadline() {
+            anyhow::bail!(
+                "spread {endpoint}: watchdog interval ({i:?}) must be > 0 and below the deadline ({:?})",
+                opts.deadline()
+            );
+        }
     }
     let description = format!("spread {endpoint} group {}", opts.group);
     let (events_tx, events) = mpsc::channel(1024);
@@ -107,6 +154,8 @@ struct Engine {
 /// How a session or a pause ended.
 enum Next {
     Reconnect,
+    /// The watchdog gave up on the daemon (reason for `Lost`).
+    Lost(String),
     Stop,
 }
 
@@ -131,6 +180,14 @@ impl Engine {
                         accepted.daemon_version.2
                     );
                     match self.session(reader, writer).await {
+                        Ok(Next::Lost(reason)) => {
+                            tracing::warn!("{reason}; reconnecting");
+                            if !self.emit(MembershipEvent::Lost { reason }).await {
+                                return;
+                            }
+                            lost_reported = true;
+                            Next::Reconnect
+                        }
                         Ok(next) => next,
                         Err(e) => {
                             tracing::warn!("{e}");
@@ -155,7 +212,7 @@ impl Engine {
             };
             match next {
                 Next::Stop => return,
-                Next::Reconnect => {
+                Next::Reconnect | Next::Lost(_) => {
                     if let Next::Stop = self.pause().await {
                         return;
                     }
@@ -194,10 +251,43 @@ impl Engine {
         if self.want_joined {
             writer.join(&self.opts.group).await?;
         }
+        let mut watchdog = self.opts.watchdog_interval.map(|period| {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            (tick, Watchdog::new(self.opts.deadline()))
+        });
         loop {
+            let tick = async {
+                match watchdog.as_mut() {
+                    Some((t, _)) => {
+                        t.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
+                // Unbiased: a busy daemon stream must not starve the watchdog.
+                () = tick => {
+                    if let Some((_, wd)) = watchdog.as_mut() {
+                        if let Some(reason) = self.check(wd, &mut writer).await? {
+                            return Ok(Next::Lost(reason));
+                        }
+                    }
+                }
                 msg = reader.next() => {
                     let msg = msg?;
+                    if let DaemonMessage::Data(d) = &msg {
+                        if d.mess_type == PROBE_MESS_TYPE {
+                            if let (true, Some((_, wd)), Some(seq)) =
+                                (d.sender == me, watchdog.as_mut(), watchdog::decode_probe(&d.payload))
+                            {
+                                if let Some(rtt) = wd.returned(seq, Instant::now()) {
+                                    tracing::trace!("spread {}: probe {seq} back in {rtt:?}", self.endpoint);
+                                }
+                            }
+                            continue;
+                        }
+                    }
                     if let Some(ev) = self.map(&me, msg) {
                         if !self.emit(ev).await {
                             let _ = writer.disconnect().await;
@@ -218,7 +308,7 @@ impl Engine {
                             tracing::warn!("spread {}: not in the group, message dropped", self.endpoint);
                             continue;
                         }
-                        match writer.multicast(self.opts.service, &self.opts.group, 0, &payload).await {
+                        match writer.multicast(self.opts.service, &self.opts.group, APP_MESS_TYPE, &payload).await {
                             Err(ClientError::Encode { endpoint, source }) => {
                                 tracing::error!("spread {endpoint}: message dropped: {source}");
                             }
@@ -241,6 +331,42 @@ impl Engine {
                 },
             }
         }
+    }
+
+    /// One watchdog tick: the verdict on the probe in flight, then the next
+    /// probe if none is in flight. Some(reason) when the daemon is frozen.
+    async fn check(
+        &self,
+        wd: &mut Watchdog,
+        writer: &mut SpreadWriter,
+    ) -> Result<Option<String>, ClientError> {
+        let now = Instant::now();
+        // Only a late probe is worth asking the socket (a file read for TCP).
+        let reading = if wd.overdue(now) > wd.deadline() {
+            watchdog::reading(writer.written(), writer.unread_by_daemon())
+        } else {
+            watchdog::Reading::Unknown
+        };
+        if let Some(age) = wd.frozen(now, reading) {
+            return Ok(Some(format!(
+                "spread daemon at {} did not deliver our watchdog probe within {} ms (frozen? \
+                 the probe is {} ms old and the daemon has not read it)",
+                self.endpoint,
+                wd.deadline().as_millis(),
+                age.as_millis()
+            )));
+        }
+        if let Some(seq) = wd.due() {
+            writer
+                .send_to_self(
+                    Service::Agreed,
+                    PROBE_MESS_TYPE,
+                    &watchdog::encode_probe(seq),
+                )
+                .await?;
+            wd.sent(seq, now, writer.written());
+        }
+        Ok(None)
     }
 
     /// Maps a daemon message to an agent event (None: not for the agent).
@@ -267,6 +393,14 @@ impl Engine {
                 if group == self.opts.group && self.in_view =>
             {
                 Some(MembershipEvent::Transitional)
+            }
+            DaemonMessage::Data(d) if d.mess_type != APP_MESS_TYPE => {
+                tracing::debug!(
+                    "spread {ep}: ignoring message of engine type {:#x} from {}",
+                    d.mess_type,
+                    d.sender
+                );
+                None
             }
             DaemonMessage::Data(d) if self.in_view && d.groups.contains(&self.opts.group) => {
                 if d.service_type
