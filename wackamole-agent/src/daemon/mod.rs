@@ -45,6 +45,15 @@ use vifs::{AddressPlumbing, PlannedVif};
 /// multiply ARP frames without bound (a storm that starves the event loop).
 const CONFLICT_HOLDOFF: Duration = Duration::from_secs(1);
 
+/// How long a conflict waits before we announce ourselves again. A planned
+/// move is one agreed message: the new owner may announce before this node
+/// has processed that message and released the VIF, so its GARP looks like a
+/// conflict here. Announcing at once would flip the clients back to this
+/// node, which drops the VIF's traffic a moment later. Waiting lets the
+/// release (which cancels the pending announcement) arrive first; a genuine
+/// conflict is answered this much later, well inside [`CONFLICT_HOLDOFF`].
+const CONFLICT_SETTLE: Duration = Duration::from_millis(100);
+
 /// How long a released VIF stays in XDP as "releasing" (dropping stray
 /// traffic and ARP) before the entry is forgotten.
 const RELEASE_GRACE: Duration = Duration::from_secs(2);
@@ -234,6 +243,9 @@ struct Agent {
     unplumbed: BTreeSet<usize>,
     /// When each VIF was last re-announced because of a conflict.
     conflict_announced: HashMap<usize, Instant>,
+    /// The announcement task (GARP burst, notifications) of each VIF, aborted
+    /// when the VIF is released so a released node goes silent at once.
+    announcing: HashMap<usize, tokio::task::AbortHandle>,
     hooks: HookRunner,
     notifier: Notifier,
     ready_sent: bool,
@@ -312,6 +324,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         pending_forget: BTreeMap::new(),
         unplumbed: BTreeSet::new(),
         conflict_announced: HashMap::new(),
+        announcing: HashMap::new(),
         hooks,
         notifier: Notifier::from_env(),
         ready_sent: false,
@@ -645,7 +658,7 @@ impl Agent {
                 error!("acquiring VIF {}: {e:#}; retrying", vif.name);
             }
         }
-        self.announce(&vif);
+        self.announce(i.0 as usize, Duration::ZERO);
         drop(self.hooks.fire(HookEvent::Up {
             vif: vif.name.clone(),
             addresses: vif.address_texts(),
@@ -659,6 +672,12 @@ impl Agent {
             return;
         };
         self.unplumbed.remove(&(i.0 as usize));
+        // Not one more frame claiming the VIF from here: an announcement
+        // still in its burst (or waiting out a conflict) would point the
+        // clients back at this node, which drops the VIF's traffic from now on.
+        if let Some(task) = self.announcing.remove(&(i.0 as usize)) {
+            task.abort();
+        }
         match vifs::bring_down(&mut self.plane, &Netlink, &vif).await {
             Ok(took) => info!(vif = %vif.name, took_us = took.as_micros() as u64, "released"),
             Err(e) => error!("releasing VIF {}: {e:#}", vif.name),
@@ -672,8 +691,12 @@ impl Agent {
     }
 
     /// Gratuitous ARP burst, then unicast replies to the notify targets and
-    /// the shared ARP cache; in a task of its own.
-    fn announce(&self, vif: &PlannedVif) {
+    /// the shared ARP cache, after `delay`; in a task of its own (replacing
+    /// the VIF's previous one), which [`Self::release`] aborts.
+    fn announce(&mut self, i: usize, delay: Duration) {
+        let Some(vif) = self.vifs.get(i) else {
+            return;
+        };
         let burst = crate::net::arp::Burst {
             count: self.cfg.announce.burst_count,
             spacing: self.cfg.announce.burst_spacing,
@@ -703,7 +726,10 @@ impl Agent {
             Vec::new()
         };
         let name = vif.name.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             for (iface, ips) in by_iface {
                 let sender = match crate::net::arp::ArpSender::open(&iface) {
                     Ok(s) => s,
@@ -727,13 +753,15 @@ impl Agent {
                 }
             }
         });
+        if let Some(old) = self.announcing.insert(i, task.abort_handle()) {
+            old.abort();
+        }
     }
 
-    fn refresh_announcements(&self) {
-        for i in self.alloc.held() {
-            if let Some(vif) = self.vif(i) {
-                self.announce(vif);
-            }
+    fn refresh_announcements(&mut self) {
+        let held: Vec<VifIndex> = self.alloc.held().collect();
+        for i in held {
+            self.announce(i.0 as usize, Duration::ZERO);
         }
     }
 
@@ -767,7 +795,7 @@ impl Agent {
                     frames,
                     "another host claims our VIF; announcing again"
                 );
-                self.announce(vif);
+                self.announce(i, CONFLICT_SETTLE);
             }
         }
     }
@@ -802,7 +830,7 @@ impl Agent {
             for i in up {
                 if let Some(vif) = self.vifs.get(i).cloned() {
                     info!(vif = %vif.name, "acquired on retry");
-                    self.announce(&vif);
+                    self.announce(i, Duration::ZERO);
                 }
             }
             self.update_metrics();
