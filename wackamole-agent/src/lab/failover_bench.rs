@@ -27,8 +27,8 @@ use crate::testbed::corosync::Profile;
 /// UDP port of the responders.
 pub const PORT: u16 = 7399;
 
-/// Most VIFs the test bed addresses (one /24 shared with the nodes).
-pub const MAX_VIPS: usize = 99;
+/// Most VIFs the test bed addresses.
+pub const MAX_VIPS: usize = crate::testbed::cluster::MAX_VIFS;
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +267,7 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
         for &vips in &opts.vips {
             if vips > MAX_VIPS {
                 let why = format!(
-                    "{nodes} nodes, {vips} VIPs: skipped, the test bed addresses at most {MAX_VIPS} VIPs (one /24 with the nodes)"
+                    "{nodes} nodes, {vips} VIPs: skipped, the test bed addresses at most {MAX_VIPS} VIPs"
                 );
                 writeln!(log, "{why}")?;
                 skipped.push(why);

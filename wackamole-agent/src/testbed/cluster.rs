@@ -7,8 +7,10 @@
 //!   [n3: eth0 10.0.0.3, corosync, wackamole run] --+
 //!   [client: eth0 10.0.0.200]                    --+
 //! ```
-//! VIF k (1-based) is `eth0:10.0.0.(100+k)/24`, in the nodes' subnet, so the
-//! client ARPs for it and the answering MAC tells which node holds it.
+//! VIF k (1-based) is `eth0:10.0.0.(100+k)/24` for k up to 99, in the nodes'
+//! subnet, and `10.0.(1+j/250).(1+j%250)/24` with j = k-100 beyond (up to
+//! 1000 VIFs); the client is on the /16, so it ARPs for every VIP directly and
+//! the answering MAC tells which node holds it.
 //!
 //! Every agent is the real binary (`wackamole run -c FILE`) started in its
 //! node's namespace, with its stderr appended to `agent-nI.log` in the
@@ -38,6 +40,9 @@ static MOUNTS: AtomicU32 = AtomicU32::new(0);
 /// The client's address on the cluster LAN.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 
+/// Most VIFs a cluster can place (see [`AgentCluster::vip`]).
+pub const MAX_VIFS: usize = 1000;
+
 /// How long a control request may take before the test gives up on it.
 const CTL_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -48,7 +53,7 @@ pub struct AgentClusterOptions {
     pub binary: PathBuf,
     /// Number of nodes (1..=16).
     pub nodes: usize,
-    /// Number of VIFs (1..=99), one address each.
+    /// Number of VIFs (1..=1000), one address each.
     pub vifs: usize,
     /// corosync timers.
     pub profile: Profile,
@@ -213,8 +218,11 @@ impl AgentCluster {
     /// Builds the cluster, starts every agent and waits until they all
     /// answer on their control sockets.
     pub fn start(opts: AgentClusterOptions) -> Result<Self> {
-        if opts.vifs == 0 || opts.vifs > 99 {
-            bail!("agent test bed: {} VIFs (1..=99 supported)", opts.vifs);
+        if opts.vifs == 0 || opts.vifs > MAX_VIFS {
+            bail!(
+                "agent test bed: {} VIFs (1..={MAX_VIFS} supported)",
+                opts.vifs
+            );
         }
         if !opts.binary.exists() {
             bail!("agent test bed: no binary at {}", opts.binary.display());
@@ -261,7 +269,7 @@ impl AgentCluster {
             "ip",
             "addr",
             "add",
-            &format!("{CLIENT_ADDR}/24"),
+            &format!("{CLIENT_ADDR}/16"),
             "dev",
             "eth0",
         ])?;
@@ -376,9 +384,16 @@ impl AgentCluster {
         format!("v{k}")
     }
 
-    /// VIF `k`'s address (1-based): `10.0.0.(100+k)`.
+    /// VIF `k`'s address (1-based): `10.0.0.(100+k)` up to 99, then
+    /// `10.0.(1+j/250).(1+j%250)` with `j = k-100` (see the module docs).
     pub fn vip(k: usize) -> Ipv4Addr {
-        Ipv4Addr::new(10, 0, 0, 100 + k.min(155) as u8)
+        let k = k.min(MAX_VIFS);
+        if k <= 99 {
+            Ipv4Addr::new(10, 0, 0, 100 + k as u8)
+        } else {
+            let j = k - 100;
+            Ipv4Addr::new(10, 0, 1 + (j / 250) as u8, 1 + (j % 250) as u8)
+        }
     }
 
     /// Every VIF name, in order.
@@ -903,4 +918,27 @@ pub fn render_config(
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn vips_are_distinct_and_clear_of_hosts() {
+        let vips: BTreeSet<Ipv4Addr> = (1..=MAX_VIFS).map(AgentCluster::vip).collect();
+        assert_eq!(vips.len(), MAX_VIFS);
+        assert_eq!(AgentCluster::vip(1), Ipv4Addr::new(10, 0, 0, 101));
+        assert_eq!(AgentCluster::vip(99), Ipv4Addr::new(10, 0, 0, 199));
+        assert_eq!(AgentCluster::vip(100), Ipv4Addr::new(10, 0, 1, 1));
+        assert_eq!(AgentCluster::vip(1000), Ipv4Addr::new(10, 0, 4, 151));
+        for v in &vips {
+            let [a, b, c, d] = v.octets();
+            assert_eq!((a, b), (10, 0), "{v} outside the client's /16");
+            // Nodes are 10.0.0.1..=16, the client 10.0.0.200.
+            assert!(!(c == 0 && (d <= 16 || d == 200)), "{v} collides with a host");
+            assert!(d != 0 && d != 255, "{v} is a network/broadcast-looking address");
+        }
+    }
 }
