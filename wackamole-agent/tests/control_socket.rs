@@ -297,3 +297,40 @@ async fn non_root_clients_are_refused() -> Result<()> {
     serving.abort();
     Ok(())
 }
+
+/// A `list` of a thousand VIFs is far over the request limit; the client
+/// must still take it whole.
+#[tokio::test]
+async fn large_list_replies_reach_the_client() -> Result<()> {
+    let dir = TempDir::new("big")?;
+    let path = dir.0.join("run/control.sock");
+    let server = ControlServer::bind(&path)?;
+    let (tx, mut rx) = mpsc::channel::<ControlRequest>(4);
+    tokio::spawn(server.serve(tx));
+    let rows: Vec<VifRow> = (0..1000)
+        .map(|k| VifRow {
+            name: format!("vif-with-a-long-name-{k}"),
+            addresses: vec![format!("10.0.{}.{}/24", k / 250, k % 250 + 1)],
+            owner: Some("node-with-a-long-name".into()),
+            state: "owned".into(),
+            packets: u64::MAX,
+            bytes: u64::MAX,
+            arp_replies: u64::MAX,
+            drops: u64::MAX,
+        })
+        .collect();
+    let expected = rows.clone();
+    let daemon = tokio::spawn(async move {
+        if let Some(req) = rx.recv().await {
+            let _ = req.reply.send(Reply::list(ListReply { vifs: rows }));
+        }
+    });
+    let reply = client::request(&path, &Request::List, Duration::from_secs(10)).await?;
+    assert!(
+        reply.to_line().len() > MAX_LINE,
+        "the reply must exceed the request limit"
+    );
+    assert_eq!(reply.list.context("no list in the reply")?.vifs, expected);
+    daemon.await?;
+    Ok(())
+}

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::protocol::{Reply, Request, MAX_LINE};
+use super::protocol::{Reply, Request, MAX_REPLY_LINE};
 
 /// Default time a CLI command waits for the daemon.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,7 +32,7 @@ async fn exchange(path: &Path, request: &Request) -> Result<Reply> {
     let sent = write.write_all(request.to_line().as_bytes()).await;
     let mut line = Vec::new();
     let received = BufReader::new(read)
-        .take((MAX_LINE + 2) as u64)
+        .take((MAX_REPLY_LINE + 2) as u64)
         .read_until(b'\n', &mut line)
         .await;
     if line.last() != Some(&b'\n') {

@@ -11,8 +11,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Longest request or reply line, in bytes (without the newline).
+/// Longest request line, in bytes (without the newline).
 pub const MAX_LINE: usize = 64 * 1024;
+
+/// Longest reply line the client accepts: a `list` of a thousand VIFs with
+/// their counters is ~200 KiB, so replies get far more room than requests.
+pub const MAX_REPLY_LINE: usize = 16 * 1024 * 1024;
 
 /// A control request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,11 +150,11 @@ impl Reply {
     }
 
     /// The reply as one JSON line (with the newline). A reply too large for
-    /// [`MAX_LINE`] becomes an error reply saying so.
+    /// [`MAX_REPLY_LINE`] becomes an error reply saying so.
     pub fn to_line(&self) -> String {
         let s = serde_json::to_string(self)
             .ok()
-            .filter(|s| s.len() <= MAX_LINE)
+            .filter(|s| s.len() <= MAX_REPLY_LINE)
             .unwrap_or_else(|| {
                 r#"{"ok":false,"error":"reply too large for one control line"}"#.to_string()
             });
@@ -159,9 +163,9 @@ impl Reply {
 
     /// Parses a reply line.
     pub fn parse(line: &[u8]) -> Result<Reply, String> {
-        if line.len() > MAX_LINE {
+        if line.len() > MAX_REPLY_LINE {
             return Err(format!(
-                "reply line of {} bytes exceeds {MAX_LINE}",
+                "reply line of {} bytes exceeds {MAX_REPLY_LINE}",
                 line.len()
             ));
         }
@@ -310,7 +314,11 @@ mod tests {
             }],
         });
         assert_eq!(Reply::parse(list.to_line().as_bytes()), Ok(list));
-        let huge = Reply::done("x".repeat(MAX_LINE + 1));
+        // Over the request limit is fine for a reply (a list of 1000 VIFs)...
+        let big = Reply::done("x".repeat(MAX_LINE + 1));
+        assert_eq!(Reply::parse(big.to_line().as_bytes()), Ok(big));
+        // ...over the reply limit becomes an error reply.
+        let huge = Reply::done("x".repeat(MAX_REPLY_LINE + 1));
         assert_eq!(
             Reply::parse(huge.to_line().as_bytes()).map(|r| r.ok),
             Ok(false)

@@ -937,8 +937,14 @@ mod tests {
             let [a, b, c, d] = v.octets();
             assert_eq!((a, b), (10, 0), "{v} outside the client's /16");
             // Nodes are 10.0.0.1..=16, the client 10.0.0.200.
-            assert!(!(c == 0 && (d <= 16 || d == 200)), "{v} collides with a host");
-            assert!(d != 0 && d != 255, "{v} is a network/broadcast-looking address");
+            assert!(
+                !(c == 0 && (d <= 16 || d == 200)),
+                "{v} collides with a host"
+            );
+            assert!(
+                d != 0 && d != 255,
+                "{v} is a network/broadcast-looking address"
+            );
         }
     }
 }
