@@ -910,6 +910,15 @@ pub fn render_config(
         ms(opts.lease),
         opts.log_level,
     );
+    // Beyond one /24 of VIFs, one move per balance round (the default) would
+    // take minutes to spread them after a late join: balance in one round.
+    if opts.vifs > 99 {
+        s = s.replacen(
+            "[balance]\n",
+            "[balance]\nacquisitions_per_round = \"all\"\n",
+            1,
+        );
+    }
     for k in 1..=opts.vifs {
         s.push_str(&format!(
             "\n[[vif]]\nname = \"{}\"\naddresses = [\"eth0:{}/24\"]\n",
