@@ -104,6 +104,24 @@ impl Journal {
             .collect()
     }
 
+    /// Whether `node`'s XDP program answers ARP for `ip` now, replaying its
+    /// journal: owned (not released or forgotten since) and not fenced by a
+    /// lapsed lease.
+    fn answering(&self, node: &str, ip: Ipv4Addr) -> bool {
+        let now = self.now();
+        let mut owned = false;
+        let mut fence: Option<Duration> = None;
+        for e in self.of(node, Duration::ZERO) {
+            match e.ev {
+                Ev::Own(a) if a == ip => owned = true,
+                Ev::Release(a) | Ev::Forget(a) if a == ip => owned = false,
+                Ev::Lease(validity) => fence = validity.map(|v| e.at + v),
+                _ => {}
+            }
+        }
+        owned && fence.is_none_or(|deadline| now < deadline)
+    }
+
     fn dump(&self) -> String {
         self.entries
             .lock()
@@ -519,11 +537,17 @@ impl Cluster {
     }
 
     fn views(&self, components: &[&[&str]]) {
-        let comps = components
+        let comps: Vec<Vec<String>> = components
             .iter()
             .map(|c| c.iter().map(|m| m.to_string()).collect())
             .collect();
-        self.bus.send(BusIn::Views(comps)).expect("bus running");
+        self.views_of(&comps);
+    }
+
+    fn views_of(&self, components: &[Vec<String>]) {
+        self.bus
+            .send(BusIn::Views(components.to_vec()))
+            .expect("bus running");
     }
 
     fn lose(&self, name: &str) {
@@ -547,6 +571,43 @@ impl Cluster {
             }
         }
         Ok(owners)
+    }
+}
+
+impl Cluster {
+    /// Within each component, every VIP is answered (ARP, on the XDP model)
+    /// by exactly one node, the one that says it owns it; nodes in no
+    /// component answer nothing.
+    async fn check_one_answerer(&self, components: &[Vec<String>]) -> Result<()> {
+        let mut in_view = Vec::new();
+        for comp in components {
+            for k in 1..=VIFS {
+                let answerers: Vec<&String> = comp
+                    .iter()
+                    .filter(|n| self.journal.answering(n, vip(k)))
+                    .collect();
+                let mut owners = Vec::new();
+                for n in comp {
+                    if self.node(n).owned().await.contains(&vif_name(k)) {
+                        owners.push(n);
+                    }
+                }
+                if answerers.len() != 1 || answerers != owners {
+                    bail!(
+                        "component {comp:?}: v{k} answered by {answerers:?}, owned by {owners:?}"
+                    );
+                }
+            }
+            in_view.extend(comp.iter().cloned());
+        }
+        for n in self.nodes.iter().filter(|n| !in_view.contains(&n.name)) {
+            for k in 1..=VIFS {
+                if self.journal.answering(&n.name, vip(k)) {
+                    bail!("{} is in no view but answers v{k}", n.name);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -577,6 +638,9 @@ async fn two_balanced(extra: &str) -> Cluster {
             c.journal.dump()
         );
     }
+    c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
     c
 }
 
@@ -670,6 +734,9 @@ async fn held_vifs_are_announced_again_after_a_merge() {
         let merge = c.journal.now();
         c.views(&[&["a", "b"]]);
         wait(ms(300)).await;
+        c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
         let owners = c.owners().await.expect("one owner per VIF after the merge");
         for (i, owner) in owners.iter().enumerate() {
             let k = i + 1;
@@ -871,4 +938,102 @@ async fn ctl_status_agrees_with_the_allocator() {
         }
     })
     .await;
+}
+
+/// A small deterministic generator (xorshift64): scenarios by seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x % n as u64) as usize
+    }
+}
+
+/// Partitions, merges, engine losses and operator commands at random; after
+/// each step settles, every VIP is answered by exactly one node of each
+/// component, on the data plane model (the fake hosts' XDP entries and
+/// leases), and that node is the one that says it owns it.
+async fn scenario(seed: u64) -> Result<()> {
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+    let settle = ms(3000);
+    let c = Cluster::start(&NAMES, "");
+    let everyone: Vec<String> = NAMES.map(String::from).to_vec();
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut comps = vec![everyone.clone()];
+    c.views_of(&comps);
+    wait(settle).await;
+    let mut steps = Vec::new();
+    for _ in 0..10 {
+        let step = match rng.below(6) {
+            0 => {
+                let mut groups = vec![Vec::new(); 3];
+                for n in &everyone {
+                    groups[rng.below(3)].push(n.clone());
+                }
+                comps = groups.into_iter().filter(|g| !g.is_empty()).collect();
+                c.views_of(&comps);
+                format!("views {comps:?}")
+            }
+            1 => {
+                comps = vec![everyone.clone()];
+                c.views_of(&comps);
+                "merge all".to_string()
+            }
+            2 => {
+                let n = NAMES[rng.below(3)];
+                c.lose(n);
+                for comp in &mut comps {
+                    comp.retain(|m| m != n);
+                }
+                comps.retain(|comp| !comp.is_empty());
+                c.views_of(&comps);
+                format!("{n} loses its engine")
+            }
+            kind => {
+                let Some(comp) = comps.get(rng.below(comps.len().max(1))) else {
+                    continue;
+                };
+                let from = &comp[rng.below(comp.len())];
+                let node = NAMES[rng.below(3)].to_string();
+                let request = match kind {
+                    3 => Request::Drain { node },
+                    4 => Request::Undrain { node },
+                    _ => Request::Move {
+                        vif: vif_name(1 + rng.below(VIFS)),
+                        node,
+                    },
+                };
+                let text = format!("{from}: {request:?}");
+                let reply = c.node(from).ctl(request).await;
+                format!("{text} -> ok {}", reply.ok)
+            }
+        };
+        steps.push(step);
+        wait(settle).await;
+        if let Err(e) = c.check_one_answerer(&comps).await {
+            bail!(
+                "seed {seed}: {e:#}\nsteps:\n  {}\njournal:\n{}",
+                steps.join("\n  "),
+                c.journal.dump()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_partitions_merges_and_commands_keep_one_answerer_per_vip() {
+    for seed in 1..=16 {
+        local(async move {
+            if let Err(e) = scenario(seed).await {
+                panic!("{e:#}");
+            }
+        })
+        .await;
+    }
 }
