@@ -11,7 +11,9 @@ use wackamole::config::{parse, FakeInterfaces};
 use wackamole::daemon::metrics::{render, MetricsSnapshot, VifMetrics};
 
 fn conf(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../conf")
+        .join(name)
 }
 
 /// Keys the parser accepts in the table written by `header` ("" = top
@@ -71,7 +73,12 @@ fn parser_schema() -> (BTreeSet<String>, BTreeSet<String>) {
 fn probing_finds_the_schema() {
     let (paths, tables) = parser_schema();
     // Spot checks that the probe itself works (the real check is below).
-    for p in ["node", "engine.kind", "vif.addresses", "notify.targets.throttle"] {
+    for p in [
+        "node",
+        "engine.kind",
+        "vif.addresses",
+        "notify.targets.throttle",
+    ] {
         assert!(paths.contains(p), "{p} not found in {paths:?}");
     }
     for t in ["engine", "vif", "notify", "notify.targets", "log"] {
@@ -103,7 +110,11 @@ fn every_config_key_is_in_the_sample_and_the_page() {
     }
     // And nothing documented that the parser refuses.
     for k in &keys {
-        assert!(paths.contains(&k.path), "documented `{}` is not a key", k.path);
+        assert!(
+            paths.contains(&k.path),
+            "documented `{}` is not a key",
+            k.path
+        );
     }
     for t in doc.tables.iter().filter(|t| !t.name.is_empty()) {
         assert!(tables.contains(&t.name), "[{}] is not a table", t.name);
@@ -118,7 +129,11 @@ fn every_config_key_is_in_the_sample_and_the_page() {
 #[test]
 fn sample_structure_is_read_as_written() {
     let doc = parse_sample(SAMPLE_CONFIG).expect("sample structure");
-    assert!(doc.intro[0].starts_with("wackamole.toml:"), "{:?}", doc.intro);
+    assert!(
+        doc.intro[0].starts_with("wackamole.toml:"),
+        "{:?}",
+        doc.intro
+    );
     let keys = doc.keys();
     let get = |p: &str| {
         keys.iter()
@@ -130,7 +145,10 @@ fn sample_structure_is_read_as_written() {
     let deadline = get("engine.watchdog_deadline");
     assert!(!deadline.set && deadline.text[0].starts_with("...and reports"));
     let targets = get("notify.targets");
-    assert_eq!(targets.example, None, "a multi-line value is not shown inline");
+    assert_eq!(
+        targets.example, None,
+        "a multi-line value is not shown inline"
+    );
     assert_eq!(targets.fields.len(), 2);
     assert!(get("notify.targets.throttle").text[0].starts_with("packets per second"));
     assert!(!targets.text[0].contains("throttle:"));
@@ -164,7 +182,9 @@ fn subcommands(path: &[&str]) -> Vec<String> {
             continue;
         }
         if in_commands {
-            let Some(name) = line.strip_prefix("  ").and_then(|l| l.split_whitespace().next())
+            let Some(name) = line
+                .strip_prefix("  ")
+                .and_then(|l| l.split_whitespace().next())
             else {
                 break;
             };
@@ -188,14 +208,25 @@ fn man_pages_cover_every_subcommand() {
         .arg(&dir)
         .output()
         .expect("run wackamole generate man");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = std::fs::read_to_string(dir.join("wackamole.8")).expect("wackamole.8");
     let config = std::fs::read_to_string(dir.join("wackamole.toml.5")).expect("wackamole.toml.5");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(page.starts_with(".ie \\n(.g .ds Aq"), "one preamble, then the title");
+    assert!(
+        page.starts_with(".ie \\n(.g .ds Aq"),
+        "one preamble, then the title"
+    );
     assert!(page.contains(".TH wackamole 8 "), "{}", &page[..200]);
     let subs = subcommands(&["wackamole"]);
-    for must in ["wackamole run", "wackamole check-config", "wackamole ctl move"] {
+    for must in [
+        "wackamole run",
+        "wackamole check-config",
+        "wackamole ctl move",
+    ] {
         assert!(subs.iter().any(|s| s == must), "{must} not in {subs:?}");
     }
     for sub in &subs {
@@ -204,7 +235,10 @@ fn man_pages_cover_every_subcommand() {
             "wackamole(8) lacks a subsection for `{sub}`"
         );
     }
-    assert!(!page.contains("generate"), "the hidden generate command is not documented");
+    assert!(
+        !page.contains("generate"),
+        "the hidden generate command is not documented"
+    );
     assert!(page.contains("\\-\\-json") && page.contains("\\-\\-socket"));
     assert!(page.contains(".SH \"EXIT STATUS\"") && page.contains(".SH FILES"));
     assert_eq!(page.matches(".ie \\n(.g").count(), 1);
@@ -216,13 +250,21 @@ fn man_pages_cover_every_subcommand() {
 #[test]
 fn completions_for_bash_zsh_fish() {
     let dir = temp_dir("completions");
-    for (shell, file) in [("bash", "wackamole"), ("zsh", "_wackamole"), ("fish", "wackamole.fish")] {
+    for (shell, file) in [
+        ("bash", "wackamole"),
+        ("zsh", "_wackamole"),
+        ("fish", "wackamole.fish"),
+    ] {
         let out = wackamole()
             .args(["generate", "completions", shell])
             .arg(&dir)
             .output()
             .expect("run wackamole generate completions");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(dir.join(file)).expect(file);
         assert!(
             text.contains("check-config") && text.contains("undrain"),
@@ -288,7 +330,10 @@ fn dashboard_queries_only_exported_metrics() {
     let text = std::fs::read_to_string(conf("grafana-dashboard.json")).expect("dashboard");
     let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
     let exported = exported_metrics();
-    assert!(exported.contains("wackamole_failover_seconds_bucket"), "{exported:?}");
+    assert!(
+        exported.contains("wackamole_failover_seconds_bucket"),
+        "{exported:?}"
+    );
     let mut used = BTreeSet::new();
     dashboard_metrics(&dash, &mut used);
     for m in &used {
@@ -313,7 +358,9 @@ fn dashboard_queries_only_exported_metrics() {
     for p in panels {
         let targets = p["targets"].as_array().expect("targets");
         assert!(
-            targets.iter().all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
+            targets
+                .iter()
+                .all(|t| t["expr"].as_str().is_some_and(|e| !e.is_empty())),
             "panel {} has a target without a query",
             p["title"]
         );

@@ -109,7 +109,11 @@ License: Apache-2.0
 const COMPLETIONS: &[(&str, &str, &str)] = &[
     ("bash", "usr/share/bash-completion/completions", "wackamole"),
     ("zsh", "usr/share/zsh/vendor-completions", "_wackamole"),
-    ("fish", "usr/share/fish/vendor_completions.d", "wackamole.fish"),
+    (
+        "fish",
+        "usr/share/fish/vendor_completions.d",
+        "wackamole.fish",
+    ),
 ];
 
 /// Files of `conf/` installed as examples.
@@ -272,7 +276,11 @@ fn build_deb() -> Result<PathBuf> {
     let bin = put(&stage, "usr/sbin/wackamole", &read(&built)?, 0o755)?;
     // As dh_strip does: the release profile keeps line tables for backtraces.
     run(Command::new("strip")
-        .args(["--remove-section=.comment", "--remove-section=.note", "--strip-unneeded"])
+        .args([
+            "--remove-section=.comment",
+            "--remove-section=.note",
+            "--strip-unneeded",
+        ])
         .arg(&bin))?;
 
     // The unit as written, pointed at the packaged binary.
@@ -287,8 +295,18 @@ fn build_deb() -> Result<PathBuf> {
     )?;
 
     let doc = "usr/share/doc/wackamole";
-    put(&stage, &format!("{doc}/README.md"), &read(&root().join("README.md"))?, 0o644)?;
-    put(&stage, &format!("{doc}/copyright"), COPYRIGHT.as_bytes(), 0o644)?;
+    put(
+        &stage,
+        &format!("{doc}/README.md"),
+        &read(&root().join("README.md"))?,
+        0o644,
+    )?;
+    put(
+        &stage,
+        &format!("{doc}/copyright"),
+        COPYRIGHT.as_bytes(),
+        0o644,
+    )?;
     let epoch = source_date_epoch();
     let cl = put(
         &stage,
@@ -298,14 +316,22 @@ fn build_deb() -> Result<PathBuf> {
     )?;
     gzip(&cl)?;
     for ex in EXAMPLES {
-        put(&stage, &format!("{doc}/examples/{ex}"), &read(&conf.join(ex))?, 0o644)?;
+        put(
+            &stage,
+            &format!("{doc}/examples/{ex}"),
+            &read(&conf.join(ex))?,
+            0o644,
+        )?;
     }
 
     let generated = out_dir.join("generated");
     if generated.exists() {
         fs::remove_dir_all(&generated)?;
     }
-    run(Command::new(&bin).args(["generate", "man"]).arg(&generated))?;
+    run(Command::new(&bin)
+        .args(["generate", "man"])
+        .arg(&generated)
+        .env("SOURCE_DATE_EPOCH", &epoch))?;
     for (page, section) in [("wackamole.8", "8"), ("wackamole.toml.5", "5")] {
         let p = put(
             &stage,
@@ -319,7 +345,12 @@ fn build_deb() -> Result<PathBuf> {
         run(Command::new(&bin)
             .args(["generate", "completions", shell])
             .arg(&generated))?;
-        put(&stage, &format!("{dir}/{file}"), &read(&generated.join(file))?, 0o644)?;
+        put(
+            &stage,
+            &format!("{dir}/{file}"),
+            &read(&generated.join(file))?,
+            0o644,
+        )?;
     }
 
     let depends = shlib_depends(&bin, &out_dir)?;
@@ -331,7 +362,10 @@ fn build_deb() -> Result<PathBuf> {
     // md5sums of everything but the conffile (dpkg tracks that one itself).
     let mut md5 = Command::new("md5sum");
     md5.current_dir(&stage);
-    for f in files.iter().filter(|f| Path::new("/").join(f) != Path::new(CONFFILE)) {
+    for f in files
+        .iter()
+        .filter(|f| Path::new("/").join(f) != Path::new(CONFFILE))
+    {
         md5.arg(f);
     }
     let md5sums = capture(&mut md5)?;
@@ -342,7 +376,12 @@ fn build_deb() -> Result<PathBuf> {
          Section: net\nPriority: optional\nDescription: {DESCRIPTION}\n"
     );
     put(&stage, "DEBIAN/control", control.as_bytes(), 0o644)?;
-    put(&stage, "DEBIAN/conffiles", format!("{CONFFILE}\n").as_bytes(), 0o644)?;
+    put(
+        &stage,
+        "DEBIAN/conffiles",
+        format!("{CONFFILE}\n").as_bytes(),
+        0o644,
+    )?;
     put(&stage, "DEBIAN/md5sums", md5sums.as_bytes(), 0o644)?;
     put(&stage, "DEBIAN/postinst", POSTINST.as_bytes(), 0o755)?;
     put(&stage, "DEBIAN/prerm", PRERM.as_bytes(), 0o755)?;
@@ -395,7 +434,12 @@ fn check_deb(deb: &Path) -> Result<()> {
              package: remove it first (`dpkg -P {NAME}`)"
         );
     }
-    for p in ["/usr/sbin/wackamole", CONFFILE, UNIT, "/etc/systemd/system/wackamole.service"] {
+    for p in [
+        "/usr/sbin/wackamole",
+        CONFFILE,
+        UNIT,
+        "/etc/systemd/system/wackamole.service",
+    ] {
         if Path::new(p).exists() {
             bail!("{p} exists outside the package; the check would overwrite it");
         }
@@ -414,9 +458,11 @@ fn check_deb(deb: &Path) -> Result<()> {
 }
 
 fn field(deb: &Path, name: &str) -> Result<String> {
-    Ok(capture(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name))?
-        .trim()
-        .to_string())
+    Ok(
+        capture(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name))?
+            .trim()
+            .to_string(),
+    )
 }
 
 fn exercise(deb: &Path, tmp: &Path) -> Result<()> {
@@ -461,10 +507,16 @@ fn exercise(deb: &Path, tmp: &Path) -> Result<()> {
 
     // The sample names eth0 and eth1; point it at an interface every host has.
     let sample = String::from_utf8(read(Path::new(CONFFILE))?)?;
-    let local = sample.replace("\"eth0:", "\"lo:").replace("\"eth1:", "\"lo:");
+    let local = sample
+        .replace("\"eth0:", "\"lo:")
+        .replace("\"eth1:", "\"lo:");
     let cfg = tmp.join("wackamole.toml");
     fs::write(&cfg, local)?;
-    let ok = capture(Command::new("/usr/sbin/wackamole").arg("check-config").arg(&cfg))?;
+    let ok = capture(
+        Command::new("/usr/sbin/wackamole")
+            .arg("check-config")
+            .arg(&cfg),
+    )?;
     if !ok.contains(": OK (3 VIFs") {
         bail!("check-config printed {ok:?}");
     }
@@ -472,7 +524,10 @@ fn exercise(deb: &Path, tmp: &Path) -> Result<()> {
 
     for (page, must) in [
         ("/usr/share/man/man8/wackamole.8.gz", "wackamole ctl move"),
-        ("/usr/share/man/man5/wackamole.toml.5.gz", "notify.targets.range"),
+        (
+            "/usr/share/man/man5/wackamole.toml.5.gz",
+            "notify.targets.range",
+        ),
     ] {
         let mut cmd = Command::new("man");
         cmd.args(["--warnings", "-l", page]).env("MANWIDTH", "80");
@@ -482,12 +537,20 @@ fn exercise(deb: &Path, tmp: &Path) -> Result<()> {
         let text = String::from_utf8_lossy(&out.stdout);
         let warnings = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || !warnings.trim().is_empty() {
-            bail!("`{}` failed ({}): {}", show(&cmd), out.status, warnings.trim());
+            bail!(
+                "`{}` failed ({}): {}",
+                show(&cmd),
+                out.status,
+                warnings.trim()
+            );
         }
         if !text.contains("NAME") || !text.contains(must) {
             bail!("`{}` rendered no NAME or no `{must}`:\n{text}", show(&cmd));
         }
-        eprintln!("xtask: check: man -l {page}: {} lines", text.lines().count());
+        eprintln!(
+            "xtask: check: man -l {page}: {} lines",
+            text.lines().count()
+        );
     }
 
     let mut verify = Command::new("systemd-analyze");
@@ -495,8 +558,8 @@ fn exercise(deb: &Path, tmp: &Path) -> Result<()> {
     let out = verify
         .output()
         .with_context(|| format!("could not start `{}` (package systemd)", show(&verify)))?;
-    let said = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     // Other units on the machine may draw warnings; ours must draw none.
     let ours: Vec<&str> = said.lines().filter(|l| l.contains("wackamole")).collect();
     if !out.status.success() || !ours.is_empty() {
@@ -515,7 +578,11 @@ fn exercise(deb: &Path, tmp: &Path) -> Result<()> {
             bail!(
                 "after dpkg -r {} {}",
                 f.display(),
-                if conffile { "is gone" } else { "is still there" }
+                if conffile {
+                    "is gone"
+                } else {
+                    "is still there"
+                }
             );
         }
     }

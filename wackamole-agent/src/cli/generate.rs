@@ -83,12 +83,7 @@ fn paragraphs(lines: &[String]) -> Vec<String> {
     lines
         .split(|l| l.trim().is_empty())
         .filter(|p| !p.is_empty())
-        .map(|p| {
-            p.iter()
-                .map(|l| l.trim())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|p| p.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" "))
         .collect()
 }
 
@@ -230,7 +225,13 @@ pub fn parse_sample(text: &str) -> Result<SampleDoc, String> {
             match commented_key(c) {
                 Some((k, v)) => {
                     started = true;
-                    add_key(&mut doc.tables[cur], k, v, false, std::mem::take(&mut block));
+                    add_key(
+                        &mut doc.tables[cur],
+                        k,
+                        v,
+                        false,
+                        std::mem::take(&mut block),
+                    );
                 }
                 None => block.push(c.to_string()),
             }
@@ -329,9 +330,14 @@ pub fn config_page(version: &str) -> Result<String, String> {
     let mut r = Roff::new();
     let source = format!("wackamole {version}");
     let date = man_date();
-    r.control("TH", ["WACKAMOLE.TOML", "5", &date, &source, "File Formats"]);
+    r.control(
+        "TH",
+        ["WACKAMOLE.TOML", "5", &date, &source, "File Formats"],
+    );
     r.control("SH", ["NAME"]);
-    r.text([roman("wackamole.toml - configuration of the wackamole agent")]);
+    r.text([roman(
+        "wackamole.toml - configuration of the wackamole agent",
+    )]);
     r.control("SH", ["SYNOPSIS"]);
     r.text([bold("/etc/wackamole/wackamole.toml")]);
     r.control("SH", ["DESCRIPTION"]);
@@ -377,7 +383,9 @@ pub fn config_page(version: &str) -> Result<String, String> {
     r.control("SH", ["FILES"]);
     r.control("TP", []);
     r.text([bold("/etc/wackamole/wackamole.toml")]);
-    r.text([roman("The agent's configuration (a conffile of the Debian package).")]);
+    r.text([roman(
+        "The agent's configuration (a conffile of the Debian package).",
+    )]);
     r.control("TP", []);
     r.text([bold("/usr/share/doc/wackamole/examples/")]);
     r.text([roman(
@@ -558,9 +566,8 @@ pub fn write_man_pages(cmd: Command, dir: &Path) -> io::Result<Vec<PathBuf>> {
     let main = dir.join("wackamole.8");
     std::fs::write(&main, main_page(cmd)?)?;
     let config = dir.join("wackamole.toml.5");
-    let page = config_page(&version).map_err(|e| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("sample config: {e}"))
-    })?;
+    let page = config_page(&version)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("sample config: {e}")))?;
     std::fs::write(&config, page)?;
     Ok(vec![main, config])
 }
