@@ -270,6 +270,10 @@ fn completions_for_bash_zsh_fish() {
             text.contains("check-config") && text.contains("undrain"),
             "{shell} completions lack subcommands"
         );
+        assert!(
+            !text.contains("generate"),
+            "{shell} completions offer the hidden generate"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -584,13 +584,27 @@ pub fn completion_file_name(shell: Shell, bin: &str) -> String {
     }
 }
 
-/// Writes the completion script for `shell` into `dir`.
-pub fn write_completions(mut cmd: Command, shell: Shell, dir: &Path) -> io::Result<PathBuf> {
-    let bin = cmd.get_name().to_string();
+/// Writes the `wackamole` binary's completion script for `shell` into
+/// `dir`. Hidden subcommands are left out (clap_complete would offer them).
+pub fn write_completions(cmd: Command, shell: Shell, dir: &Path) -> io::Result<PathBuf> {
+    const BIN: &str = "wackamole";
+    let visible: Vec<Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    // A new root, as clap cannot remove a subcommand; the version is this
+    // crate's, which is the binary's.
+    let mut root = Command::new(BIN)
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(cmd.get_about().cloned().unwrap_or_default())
+        .args(cmd.get_arguments().cloned())
+        .subcommand_required(cmd.is_subcommand_required_set())
+        .subcommands(visible);
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(completion_file_name(shell, &bin));
+    let path = dir.join(completion_file_name(shell, BIN));
     let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut cmd, bin, &mut buf);
+    clap_complete::generate(shell, &mut root, BIN, &mut buf);
     std::fs::write(&path, buf)?;
     Ok(path)
 }
