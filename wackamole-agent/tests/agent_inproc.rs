@@ -19,6 +19,7 @@ use wackamole::config::{self, AnyInterface, Config};
 use wackamole::control::protocol::{ListReply, Reply, Request, StatusReply};
 use wackamole::control::server::ControlRequest;
 use wackamole::daemon::host::AnnouncementTasks;
+use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
     Agent, AgentParts, Announcement, CarrierEvents, Conflicts, Host, Signal, CONFLICT_HOLDOFF,
@@ -48,6 +49,8 @@ enum Ev {
     Shutdown,
     /// The agent told the engine it leaves the group.
     Left,
+    /// The agent multicast its share of the ARP cache.
+    Shared,
 }
 
 #[derive(Clone, Debug)]
@@ -229,7 +232,7 @@ impl Host for FakeHost {
     }
 
     async fn neighbours(&self, _iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
-        Ok(Vec::new())
+        Ok(vec![(Ipv4Addr::new(192, 0, 2, 200), [2, 0, 0, 0, 0, 0xc8])])
     }
 
     fn conflicts(&mut self) -> Option<Conflicts> {
@@ -288,6 +291,9 @@ impl Bus {
         while let Some(input) = rx.recv().await {
             match input {
                 BusIn::Out(node, Outgoing::Send(payload)) => {
+                    if let Ok(GroupMessage::Neighbours(_)) = GroupMessage::decode(payload.clone()) {
+                        self.journal.push(&node, Ev::Shared);
+                    }
                     let Some(comp) = self.components.iter().find(|c| c.contains(&node)).cloned()
                     else {
                         continue;
@@ -1036,4 +1042,40 @@ async fn random_partitions_merges_and_commands_keep_one_answerer_per_vip() {
         })
         .await;
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reloaded_periods_take_effect_at_once() {
+    local(async {
+        let c = Cluster::start(&["a"], "");
+        c.views(&[&["a"]]);
+        wait(ms(2000)).await;
+        let a = c.node("a");
+        let t0 = c.journal.now();
+        wait(ms(5000)).await;
+        let quiet = c.journal.of("a", t0);
+        assert!(!has(&quiet, Ev::Shared), "{quiet:?}");
+        assert!(c.journal.announced("a", "v1", t0).is_empty());
+        // Refresh every second and share the ARP cache every second.
+        let text = config_text(
+            "a",
+            "[notify]\narp_cache = true\narp_cache_interval = \"1s\"\n",
+        )
+        .replace(
+            "burst_spacing = \"100ms\"",
+            "burst_spacing = \"100ms\"\nrefresh_interval = \"1s\"",
+        );
+        *a.config.lock().unwrap() = Some(parse(&text));
+        let t1 = c.journal.now();
+        a.signals.send(Signal::Hup).await.unwrap();
+        wait(ms(3500)).await;
+        let after = c.journal.of("a", t1);
+        let shared = after.iter().filter(|e| e.ev == Ev::Shared).count();
+        assert!(shared >= 3, "{shared} shares\n{}", c.journal.dump());
+        for k in 1..=VIFS {
+            let n = c.journal.announced("a", &vif_name(k), t1).len();
+            assert!(n >= 3, "v{k} refreshed {n} times\n{}", c.journal.dump());
+        }
+    })
+    .await;
 }

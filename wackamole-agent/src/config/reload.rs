@@ -252,3 +252,36 @@ fn reloaded_engine(p: &mut ReloadPlan, old: &EngineConfig, new: &EngineConfig) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, AnyInterface};
+    use std::time::Duration;
+
+    fn cfg(extra: &str) -> Config {
+        let text = format!(
+            "node = \"n\"\n{extra}\n[engine]\nkind = \"corosync\"\n\
+             [[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\n"
+        );
+        parse(&text, "t.toml", &AnyInterface).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_reloaded_config_takes_applied_fields_and_keeps_refused_ones() {
+        let old = cfg("weight = 1\n[announce]\nburst_count = 3\n[xdp]\nlease = \"2s\"");
+        let new = cfg("weight = 4\n[announce]\nburst_count = 7\n[xdp]\nlease = \"5s\"");
+        let (next, plan) = old.reloaded(&new);
+        assert_eq!(plan.apply, ["announce.burst_count"]);
+        let refused: Vec<&str> = plan.refused.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(refused, ["weight", "xdp.lease"]);
+        assert_eq!(next.announce.burst_count, 7);
+        assert_eq!(next.weight, 1);
+        assert_eq!(next.xdp.lease, Some(Duration::from_secs(2)));
+        // Everything else is as before.
+        let mut expected = old.clone();
+        expected.announce.burst_count = 7;
+        assert_eq!(next, expected);
+        assert_eq!(old.reloaded(&old), (old.clone(), ReloadPlan::default()));
+    }
+}

@@ -191,11 +191,20 @@ pub(super) fn hook_config(cfg: &Config) -> HookConfig {
     }
 }
 
-/// A ticker for an optional period (never firing without one).
+/// A ticker for an optional period (never firing without one), first
+/// firing one period from now.
 fn ticker(every: Option<Duration>) -> tokio::time::Interval {
-    let mut t = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+    let period = every.unwrap_or(Duration::from_secs(3600));
+    let mut t = tokio::time::interval_at(Instant::now() + period, period);
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
+}
+
+/// How often this node shares its ARP cache, if it does.
+fn share_every(cfg: &Config) -> Option<Duration> {
+    cfg.notify
+        .arp_cache
+        .then(|| cfg.notify.arp_cache_interval.max(Duration::from_secs(1)))
 }
 
 /// The next item of an optional stream; pending forever once it is gone.
@@ -275,14 +284,8 @@ impl<H: Host> Agent<H> {
         );
         let mut watchdog_tick = ticker(Notifier::watchdog_interval().map(|w| w / 2));
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
-        let mut share_tick = ticker(self.cfg.notify.arp_cache.then(|| {
-            self.cfg
-                .notify
-                .arp_cache_interval
-                .max(Duration::from_secs(1))
-        }));
+        let mut share_tick = ticker(share_every(&self.cfg));
         let mut refresh_tick = ticker(self.cfg.announce.refresh_interval);
-        refresh_tick.tick().await;
 
         loop {
             tokio::select! {
@@ -312,7 +315,17 @@ impl<H: Host> Agent<H> {
                     }
                 }
                 Some(signal) = self.inputs.signals.recv() => match signal {
-                    Signal::Hup => self.reload().await,
+                    Signal::Hup => {
+                        let periods = (share_every(&self.cfg), self.cfg.announce.refresh_interval);
+                        self.reload().await;
+                        // A reloaded period takes effect now, not after a restart.
+                        if periods.0 != share_every(&self.cfg) {
+                            share_tick = ticker(share_every(&self.cfg));
+                        }
+                        if periods.1 != self.cfg.announce.refresh_interval {
+                            refresh_tick = ticker(self.cfg.announce.refresh_interval);
+                        }
+                    }
                     Signal::Term | Signal::Int => {
                         if self.handover.is_some() || !self.begin_handover().await {
                             return self.shutdown(&signal.to_string()).await;
