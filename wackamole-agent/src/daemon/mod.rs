@@ -1142,7 +1142,7 @@ impl Agent {
         next.log = new.log;
         let balance_changed = next.balance != self.cfg.balance;
         if next.hooks != self.cfg.hooks {
-            self.hooks = HookRunner::start(hook_config(&next), next.node.clone());
+            self.hooks.reconfigure(hook_config(&next));
         }
         if next.log != self.cfg.log {
             if let Some(h) = &self.log {
