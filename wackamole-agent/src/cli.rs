@@ -1,5 +1,7 @@
 //! The operator's commands of the `wackamole` binary: `check-config`,
-//! `import-conf` and `ctl`.
+//! `import-conf` and `ctl` (and the packaging's hidden `generate`).
+
+pub mod generate;
 
 use crate::control::client::{request_blocking, DEFAULT_TIMEOUT};
 use crate::control::protocol::Request;
@@ -46,11 +48,22 @@ pub enum CtlCommand {
     /// Rejoin after `fail` (wackatrl -s).
     Recover,
     /// Move a VIF (by name or first address) to a node.
-    Move { vif: String, node: String },
+    Move {
+        /// The VIF's name or first address.
+        vif: String,
+        /// The node's name.
+        node: String,
+    },
     /// Move every VIF away from a node (default: this one) and keep it empty.
-    Drain { node: Option<String> },
+    Drain {
+        /// The node's name (default: this node).
+        node: Option<String>,
+    },
     /// Let a drained node take VIFs again.
-    Undrain { node: Option<String> },
+    Undrain {
+        /// The node's name (default: this node).
+        node: Option<String>,
+    },
     /// Run a balance round now.
     Balance,
 }

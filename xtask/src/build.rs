@@ -54,7 +54,8 @@ pub fn test(args: &[String]) -> Result<()> {
     build_all()?;
     run(cargo()
         .args(["test", "--release", "--workspace"])
-        .args(args))
+        .args(args))?;
+    crate::package::package(true)
 }
 
 pub fn run_agent(args: &[String]) -> Result<()> {

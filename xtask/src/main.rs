@@ -5,6 +5,7 @@
 
 mod build;
 mod lint;
+mod package;
 mod setup;
 mod util;
 
@@ -47,6 +48,12 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build target/debian/wackamole_<version>_<arch>.deb (dpkg-deb).
+    Package {
+        /// Then install it here with dpkg -i, exercise it, remove and purge it (root).
+        #[arg(long)]
+        check: bool,
+    },
     /// The cluster demo in network namespaces.
     Demo {
         #[arg(last = true)]
@@ -64,6 +71,7 @@ fn main() {
         Command::Run { args } => build::run_agent(&args),
         Command::Bench { name, args } => build::bench(&name, &args),
         Command::Demo { args } => build::demo(&args),
+        Command::Package { check } => package::package(check),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

@@ -28,6 +28,13 @@ const APT_PACKAGES: &[&str] = &[
     "clang",
     "libfontconfig1-dev",
     "fonts-dejavu-core",
+    // `cargo xtask package`: dpkg-shlibdeps, strip; its --check: man -l,
+    // systemd-analyze verify.
+    "dpkg-dev",
+    "binutils",
+    "man-db",
+    "groff-base",
+    "systemd",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

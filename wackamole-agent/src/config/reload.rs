@@ -2,8 +2,15 @@
 //! restart. Reloadable: notify targets, hooks, balance settings, the
 //! announcement policy and the log level; everything else is fixed at start
 //! (it is part of the cluster's agreed state, or of resources set up once).
+//!
+//! [`Config::reloaded`] names every field of the configuration once, without
+//! `..`: a new field does not compile until it is classified here as applied
+//! or refused.
 
-use super::{Config, EngineConfig};
+use super::{
+    AnnounceConfig, BalanceConfig, Config, CorosyncConfig, EngineConfig, HooksConfig, LogConfig,
+    NotifyConfig, SpreadConfig, XdpConfig,
+};
 
 /// What a reload of `new` over `old` would do.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -24,133 +31,224 @@ impl ReloadPlan {
     pub fn fully_applicable(&self) -> bool {
         self.refused.is_empty()
     }
+
+    /// `new` if it may be applied now (noted when it differs from `old`).
+    fn apply<T: PartialEq + Clone>(&mut self, field: &str, old: &T, new: &T) -> T {
+        if old != new {
+            self.apply.push(field.to_string());
+        }
+        new.clone()
+    }
+
+    /// `old`, the value in force until a restart (noted when `new` differs).
+    fn refuse<T: PartialEq + Clone>(&mut self, field: &str, old: &T, new: &T, why: &str) -> T {
+        if old != new {
+            self.refused.push((field.to_string(), why.to_string()));
+        }
+        old.clone()
+    }
 }
 
 const AGREED: &str = "every node must agree on it: change it on all nodes and restart them";
 const AT_START: &str = "set up once at start: restart the agent to change it";
 const IDENTITY: &str = "identifies this node to the cluster: restart the agent to change it";
+const PREFER: &str = "preferences are part of the state exchanged at each membership change: restart the agent to change them";
+const LEASE: &str = "the fencing lease is armed at start: restart the agent to change it";
 
 /// Compares two configs field by field.
 pub fn reload_diff(old: &Config, new: &Config) -> ReloadPlan {
-    let mut plan = ReloadPlan::default();
-    let mut refuse = |changed: bool, field: &str, why: &str| {
-        if changed {
-            plan.refused.push((field.to_string(), why.to_string()));
-        }
-    };
-    refuse(old.node != new.node, "node", IDENTITY);
-    refuse(old.weight != new.weight, "weight", IDENTITY);
-    match (&old.engine, &new.engine) {
+    old.reloaded(new).1
+}
+
+impl Config {
+    /// The configuration a running agent switches to when `new` is loaded
+    /// over it (applied fields from `new`, refused ones kept), and the plan
+    /// saying which is which.
+    pub fn reloaded(&self, new: &Config) -> (Config, ReloadPlan) {
+        let mut p = ReloadPlan::default();
+        let Config {
+            node,
+            weight,
+            engine,
+            control_socket,
+            bpffs_dir,
+            prefer,
+            vifs,
+            notify,
+            balance,
+            mature,
+            hooks,
+            xdp,
+            announce,
+            metrics_listen,
+            log,
+        } = self;
+        let NotifyConfig {
+            targets,
+            arp_cache,
+            arp_cache_interval,
+        } = notify;
+        let BalanceConfig {
+            enabled,
+            acquisitions_per_round,
+            interval,
+            one_shot,
+        } = balance;
+        let HooksConfig {
+            on_up,
+            on_down,
+            post_up,
+            post_down,
+            timeout,
+        } = hooks;
+        let XdpConfig { mode, lease } = xdp;
+        let AnnounceConfig {
+            burst_count,
+            burst_spacing,
+            refresh_interval,
+        } = announce;
+        let LogConfig { level } = log;
+        let next = Config {
+            node: p.refuse("node", node, &new.node, IDENTITY),
+            weight: p.refuse("weight", weight, &new.weight, IDENTITY),
+            engine: reloaded_engine(&mut p, engine, &new.engine),
+            control_socket: p.refuse(
+                "control_socket",
+                control_socket,
+                &new.control_socket,
+                AT_START,
+            ),
+            bpffs_dir: p.refuse("bpffs_dir", bpffs_dir, &new.bpffs_dir, AT_START),
+            prefer: p.refuse("prefer", prefer, &new.prefer, PREFER),
+            vifs: p.refuse("vif", vifs, &new.vifs, AGREED),
+            mature: p.refuse("mature", mature, &new.mature, AT_START),
+            xdp: XdpConfig {
+                mode: p.refuse("xdp.mode", mode, &new.xdp.mode, AT_START),
+                lease: p.refuse("xdp.lease", lease, &new.xdp.lease, LEASE),
+            },
+            metrics_listen: p.refuse(
+                "metrics_listen",
+                metrics_listen,
+                &new.metrics_listen,
+                AT_START,
+            ),
+            notify: NotifyConfig {
+                targets: p.apply("notify.targets", targets, &new.notify.targets),
+                arp_cache: p.apply("notify.arp_cache", arp_cache, &new.notify.arp_cache),
+                arp_cache_interval: p.apply(
+                    "notify.arp_cache_interval",
+                    arp_cache_interval,
+                    &new.notify.arp_cache_interval,
+                ),
+            },
+            balance: BalanceConfig {
+                enabled: p.apply("balance.enabled", enabled, &new.balance.enabled),
+                acquisitions_per_round: p.apply(
+                    "balance.acquisitions_per_round",
+                    acquisitions_per_round,
+                    &new.balance.acquisitions_per_round,
+                ),
+                interval: p.apply("balance.interval", interval, &new.balance.interval),
+                one_shot: p.apply("balance.one_shot", one_shot, &new.balance.one_shot),
+            },
+            hooks: HooksConfig {
+                on_up: p.apply("hooks.on_up", on_up, &new.hooks.on_up),
+                on_down: p.apply("hooks.on_down", on_down, &new.hooks.on_down),
+                post_up: p.apply("hooks.post_up", post_up, &new.hooks.post_up),
+                post_down: p.apply("hooks.post_down", post_down, &new.hooks.post_down),
+                timeout: p.apply("hooks.timeout", timeout, &new.hooks.timeout),
+            },
+            announce: AnnounceConfig {
+                burst_count: p.apply(
+                    "announce.burst_count",
+                    burst_count,
+                    &new.announce.burst_count,
+                ),
+                burst_spacing: p.apply(
+                    "announce.burst_spacing",
+                    burst_spacing,
+                    &new.announce.burst_spacing,
+                ),
+                refresh_interval: p.apply(
+                    "announce.refresh_interval",
+                    refresh_interval,
+                    &new.announce.refresh_interval,
+                ),
+            },
+            log: LogConfig {
+                level: p.apply("log.level", level, &new.log.level),
+            },
+        };
+        (next, p)
+    }
+}
+
+/// Every engine setting needs a restart; a change of engine kind is one refusal.
+fn reloaded_engine(p: &mut ReloadPlan, old: &EngineConfig, new: &EngineConfig) -> EngineConfig {
+    match (old, new) {
         (EngineConfig::Corosync(a), EngineConfig::Corosync(b)) => {
-            refuse(a.group != b.group, "engine.group", AGREED);
-            refuse(
-                a.watchdog_interval != b.watchdog_interval,
-                "engine.watchdog_interval",
-                AT_START,
-            );
-            refuse(
-                a.watchdog_deadline != b.watchdog_deadline,
-                "engine.watchdog_deadline",
-                AT_START,
-            );
-            refuse(
-                a.require_quorum != b.require_quorum,
-                "engine.require_quorum",
-                AT_START,
-            );
+            let CorosyncConfig {
+                group,
+                watchdog_interval,
+                watchdog_deadline,
+                require_quorum,
+            } = a;
+            EngineConfig::Corosync(CorosyncConfig {
+                group: p.refuse("engine.group", group, &b.group, AGREED),
+                watchdog_interval: p.refuse(
+                    "engine.watchdog_interval",
+                    watchdog_interval,
+                    &b.watchdog_interval,
+                    AT_START,
+                ),
+                watchdog_deadline: p.refuse(
+                    "engine.watchdog_deadline",
+                    watchdog_deadline,
+                    &b.watchdog_deadline,
+                    AT_START,
+                ),
+                require_quorum: p.refuse(
+                    "engine.require_quorum",
+                    require_quorum,
+                    &b.require_quorum,
+                    AT_START,
+                ),
+            })
         }
         (EngineConfig::Spread(a), EngineConfig::Spread(b)) => {
-            refuse(a.group != b.group, "engine.group", AGREED);
-            refuse(a.daemon != b.daemon, "engine.daemon", AT_START);
-            refuse(
-                a.reconnect_interval != b.reconnect_interval,
-                "engine.reconnect_interval",
-                AT_START,
-            );
-            refuse(
-                a.watchdog_interval != b.watchdog_interval,
-                "engine.watchdog_interval",
-                AT_START,
-            );
-            refuse(
-                a.watchdog_deadline != b.watchdog_deadline,
-                "engine.watchdog_deadline",
-                AT_START,
-            );
+            let SpreadConfig {
+                daemon,
+                group,
+                reconnect_interval,
+                watchdog_interval,
+                watchdog_deadline,
+            } = a;
+            EngineConfig::Spread(SpreadConfig {
+                group: p.refuse("engine.group", group, &b.group, AGREED),
+                daemon: p.refuse("engine.daemon", daemon, &b.daemon, AT_START),
+                reconnect_interval: p.refuse(
+                    "engine.reconnect_interval",
+                    reconnect_interval,
+                    &b.reconnect_interval,
+                    AT_START,
+                ),
+                watchdog_interval: p.refuse(
+                    "engine.watchdog_interval",
+                    watchdog_interval,
+                    &b.watchdog_interval,
+                    AT_START,
+                ),
+                watchdog_deadline: p.refuse(
+                    "engine.watchdog_deadline",
+                    watchdog_deadline,
+                    &b.watchdog_deadline,
+                    AT_START,
+                ),
+            })
         }
-        _ => refuse(true, "engine.kind", AGREED),
+        _ => {
+            p.refuse("engine.kind", &0, &1, AGREED);
+            old.clone()
+        }
     }
-    refuse(
-        old.control_socket != new.control_socket,
-        "control_socket",
-        AT_START,
-    );
-    refuse(old.bpffs_dir != new.bpffs_dir, "bpffs_dir", AT_START);
-    refuse(old.prefer != new.prefer, "prefer", "preferences are part of the state exchanged at each membership change: restart the agent to change them");
-    refuse(old.vifs != new.vifs, "vif", AGREED);
-    refuse(old.mature != new.mature, "mature", AT_START);
-    refuse(old.xdp.mode != new.xdp.mode, "xdp.mode", AT_START);
-    refuse(
-        old.xdp.lease != new.xdp.lease,
-        "xdp.lease",
-        "the fencing lease is armed at start: restart the agent to change it",
-    );
-    refuse(
-        old.metrics_listen != new.metrics_listen,
-        "metrics_listen",
-        AT_START,
-    );
-
-    let mut apply = |changed: bool, field: &str| {
-        if changed {
-            plan.apply.push(field.to_string());
-        }
-    };
-    apply(old.notify.targets != new.notify.targets, "notify.targets");
-    apply(
-        old.notify.arp_cache != new.notify.arp_cache,
-        "notify.arp_cache",
-    );
-    apply(
-        old.notify.arp_cache_interval != new.notify.arp_cache_interval,
-        "notify.arp_cache_interval",
-    );
-    apply(
-        old.balance.enabled != new.balance.enabled,
-        "balance.enabled",
-    );
-    apply(
-        old.balance.acquisitions_per_round != new.balance.acquisitions_per_round,
-        "balance.acquisitions_per_round",
-    );
-    apply(
-        old.balance.interval != new.balance.interval,
-        "balance.interval",
-    );
-    apply(
-        old.balance.one_shot != new.balance.one_shot,
-        "balance.one_shot",
-    );
-    apply(old.hooks.on_up != new.hooks.on_up, "hooks.on_up");
-    apply(old.hooks.on_down != new.hooks.on_down, "hooks.on_down");
-    apply(old.hooks.post_up != new.hooks.post_up, "hooks.post_up");
-    apply(
-        old.hooks.post_down != new.hooks.post_down,
-        "hooks.post_down",
-    );
-    apply(old.hooks.timeout != new.hooks.timeout, "hooks.timeout");
-    apply(
-        old.announce.burst_count != new.announce.burst_count,
-        "announce.burst_count",
-    );
-    apply(
-        old.announce.burst_spacing != new.announce.burst_spacing,
-        "announce.burst_spacing",
-    );
-    apply(
-        old.announce.refresh_interval != new.announce.refresh_interval,
-        "announce.refresh_interval",
-    );
-    apply(old.log.level != new.log.level, "log.level");
-    plan
 }

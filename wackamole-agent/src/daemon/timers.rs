@@ -59,8 +59,8 @@ impl<K: Copy + Eq + Hash> Timers<K> {
 mod tests {
     use super::*;
 
-    // Real time, short delays: the crate's tokio has no `test-util` (paused clock).
-    #[tokio::test]
+    // On the paused clock: time advances only when every task waits.
+    #[tokio::test(start_paused = true)]
     async fn fires_in_deadline_order_and_honours_cancel() {
         let mut t = Timers::default();
         t.arm("b", Duration::from_millis(20));
@@ -77,7 +77,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn rearming_replaces_the_deadline() {
         let mut t = Timers::default();
         t.arm(1u8, Duration::from_millis(10));

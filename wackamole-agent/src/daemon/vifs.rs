@@ -10,7 +10,8 @@ use crate::dataplane::{Vip, VipTable};
 use anyhow::{anyhow, Result};
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// One address of a VIF, resolved on this host.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,11 +84,11 @@ pub fn alloc_specs(cfg: &config::Config) -> Vec<crate::alloc::VifSpec> {
         .collect()
 }
 
-/// Address plumbing, behind a trait so the executor can be tested without netlink.
+/// Kernel addresses, behind a trait so the executor can be tested without netlink.
 #[allow(async_fn_in_trait)]
 pub trait AddressPlumbing {
-    async fn add(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> Result<()>;
-    async fn remove(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> Result<()>;
+    async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()>;
+    async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()>;
 }
 
 /// Brings `vif` up: XDP first (answers ARP within microseconds), then the
@@ -107,7 +108,7 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     }
     for a in &vif.addresses {
         plumbing
-            .add(&a.vip.iface, a.vip.addr, a.prefix)
+            .add(&a.vip.iface, a.vip.addr.into(), a.prefix)
             .await
             .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
     }
@@ -158,7 +159,10 @@ pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
         }
     }
     for a in &vif.addresses {
-        if let Err(e) = plumbing.remove(&a.vip.iface, a.vip.addr, a.prefix).await {
+        if let Err(e) = plumbing
+            .remove(&a.vip.iface, a.vip.addr.into(), a.prefix)
+            .await
+        {
             first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
         }
     }
@@ -212,26 +216,29 @@ mod tests {
         fn renew_lease(&mut self, _: Option<Duration>) -> dataplane::Result<()> {
             Ok(())
         }
+        fn counters(&self, _: &Vip) -> dataplane::Result<dataplane::VipCounters> {
+            Ok(Default::default())
+        }
     }
 
     struct FakePlumbing<'a>(&'a Journal, Option<Ipv4Addr>);
     impl AddressPlumbing for FakePlumbing<'_> {
-        async fn add(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
             self.0
                  .0
                 .borrow_mut()
                 .push(format!("add {ip}/{prefix} {iface}"));
-            if self.1 == Some(ip) {
+            if self.1.map(IpAddr::V4) == Some(ip) {
                 return Err(anyhow!("cannot add {ip}"));
             }
             Ok(())
         }
-        async fn remove(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
             self.0
                  .0
                 .borrow_mut()
                 .push(format!("del {ip}/{prefix} {iface}"));
-            if self.1 == Some(ip) {
+            if self.1.map(IpAddr::V4) == Some(ip) {
                 return Err(anyhow!("cannot remove {ip}"));
             }
             Ok(())

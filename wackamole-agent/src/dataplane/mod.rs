@@ -187,6 +187,8 @@ pub trait VipTable {
     fn forget(&mut self, vip: &Vip) -> Result<()>;
     /// Extend the lease by `validity` from now; `None` disables the fence.
     fn renew_lease(&mut self, validity: Option<Duration>) -> Result<()>;
+    /// Packets, bytes, ARP replies and drops counted for `vip`.
+    fn counters(&self, vip: &Vip) -> Result<VipCounters>;
 }
 
 impl VipTable for DataPlane {
@@ -201,6 +203,9 @@ impl VipTable for DataPlane {
     }
     fn renew_lease(&mut self, validity: Option<Duration>) -> Result<()> {
         DataPlane::renew_lease(self, validity)
+    }
+    fn counters(&self, vip: &Vip) -> Result<VipCounters> {
+        DataPlane::counters(self, vip)
     }
 }
 

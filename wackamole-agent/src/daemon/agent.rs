@@ -1,0 +1,629 @@
+//! The agent's state, its event loop and the executor of the allocator's
+//! actions.
+//!
+//! One single-threaded loop owns all state. Inputs (engine events, timers,
+//! control requests, signals, conflict reports) go into the [`Allocator`];
+//! its actions are executed here in order. Everything done to the machine
+//! goes through the [`Host`]; every input arrives on a channel, so a test can
+//! build an agent in-process and drive it.
+
+use super::host::{CarrierEvent, CarrierEvents, Conflicts, Host};
+use super::messages::GroupMessage;
+use super::metrics::{MetricsSnapshot, VifMetrics};
+use super::sdnotify::Notifier;
+use super::timers::Timers;
+use super::vifs::{self, PlannedVif};
+use super::LogHandle;
+use crate::alloc::VifIndex;
+use crate::alloc::{self, Action, AllocConfig, Allocator, Input, NodeInfo, Report, TimerKind};
+use crate::config::{self, Config};
+use crate::control::server::ControlRequest;
+use crate::dataplane::VipTable;
+use crate::hooks::{HookConfig, HookEvent, HookRunner};
+use crate::membership::{MembershipEvent, MembershipHandle, Outgoing, ViewId};
+use anyhow::{anyhow, Result};
+use futures::stream::{LocalBoxStream, StreamExt};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+/// How long a released VIF stays in XDP as "releasing" (dropping stray
+/// traffic and ARP) before the entry is forgotten.
+pub const RELEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// How often failed bring-ups are retried and released entries forgotten.
+pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+
+/// A signal from the service manager or the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM: hand the VIFs over, then stop (a second one stops at once).
+    Term,
+    /// SIGINT: as SIGTERM.
+    Int,
+    /// SIGHUP: reload the configuration.
+    Hup,
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Signal::Term => "SIGTERM",
+            Signal::Int => "SIGINT",
+            Signal::Hup => "SIGHUP",
+        })
+    }
+}
+
+/// Everything an agent is made of. The bootstrap fills it with the real
+/// machine; a test with a fake host and plain channels.
+pub struct AgentParts<H> {
+    pub cfg: Config,
+    /// The configured VIFs, resolved on this host.
+    pub vifs: Vec<PlannedVif>,
+    pub host: H,
+    pub engine: MembershipHandle,
+    pub signals: mpsc::Receiver<Signal>,
+    pub control: mpsc::Receiver<ControlRequest>,
+    /// What the metrics endpoint serves.
+    pub metrics: Arc<Mutex<MetricsSnapshot>>,
+    /// The log filter, changed by a reload of `log.level`.
+    pub log: Option<LogHandle>,
+}
+
+/// What started the current round of acquisitions (for failover timing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// A new view.
+    View { id: ViewId, members: usize },
+    /// Operator `move VIF to NODE`.
+    Move { vif: String, node: String },
+    /// Operator `drain NODE`, or a stop handing this node's VIFs over.
+    Drain { node: String, for_stop: bool },
+    /// Operator `undrain NODE`.
+    Undrain { node: String },
+    /// Operator `balance`.
+    Balance,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trigger::View { id, members } => write!(f, "view {id} with {members} members"),
+            Trigger::Move { vif, node } => write!(f, "move {vif} to {node}"),
+            Trigger::Drain {
+                node,
+                for_stop: false,
+            } => write!(f, "drain {node}"),
+            Trigger::Drain {
+                node,
+                for_stop: true,
+            } => write!(f, "drain {node} for stop"),
+            Trigger::Undrain { node } => write!(f, "undrain {node}"),
+            Trigger::Balance => f.write_str("balance"),
+        }
+    }
+}
+
+/// The last failover this node took part in.
+#[derive(Clone, Debug)]
+pub(super) struct Failover {
+    pub at: SystemTime,
+    pub took: Duration,
+    pub reason: String,
+}
+
+/// The agent's inputs besides the engine and its timers.
+struct Inputs {
+    signals: mpsc::Receiver<Signal>,
+    control: mpsc::Receiver<ControlRequest>,
+    conflicts: Option<Conflicts>,
+    carrier: Option<CarrierEvents>,
+}
+
+/// One node's agent.
+pub struct Agent<H: Host> {
+    pub(super) cfg: Config,
+    pub(super) log: Option<LogHandle>,
+    pub(super) alloc: Allocator,
+    pub(super) host: H,
+    pub(super) vifs: Vec<PlannedVif>,
+    pub(super) engine: MembershipHandle,
+    pub(super) engine_up: bool,
+    timers: Timers<TimerKind>,
+    /// Released VIFs whose XDP entries are forgotten at the given time.
+    pub(super) pending_forget: BTreeMap<usize, Instant>,
+    /// Held VIFs whose bring-up failed (XDP or addresses): housekeeping
+    /// retries them until they are complete or no longer ours.
+    unplumbed: BTreeSet<usize>,
+    /// When each VIF was last re-announced because of a conflict.
+    pub(super) conflict_announced: HashMap<usize, Instant>,
+    pub(super) hooks: HookRunner,
+    pub(super) notifier: Notifier,
+    ready_sent: bool,
+    pub(super) trigger: Option<(Instant, Trigger)>,
+    pub(super) last_failover: Option<Failover>,
+    metrics: Arc<Mutex<MetricsSnapshot>>,
+    /// The cluster's shared ARP cache: IP → MAC, merged from every member.
+    pub(super) arp_cache: HashMap<Ipv4Addr, [u8; 6]>,
+    /// Members of the last completed view: a bigger one is a merge or a join.
+    complete_members: usize,
+    /// Set once a stop signal started handing our VIFs to the other members:
+    /// the moment the agent stops anyway.
+    pub(super) handover: Option<Instant>,
+    inputs: Inputs,
+}
+
+/// The allocator's view of the configuration.
+pub fn alloc_config(cfg: &Config) -> AllocConfig {
+    let mut a = AllocConfig::new(vifs::alloc_specs(cfg));
+    a.prefer = cfg
+        .prefer_indices()
+        .into_iter()
+        .map(|i| VifIndex(i as u32))
+        .collect();
+    a.balance = alloc::BalanceConfig {
+        enabled: cfg.balance.enabled,
+        acquisitions_per_round: match cfg.balance.acquisitions_per_round {
+            config::Acquisitions::All => alloc::PerRound::All,
+            config::Acquisitions::Limit(n) => alloc::PerRound::N(n),
+        },
+        interval: cfg.balance.interval,
+        one_shot: cfg.balance.one_shot,
+    };
+    a.mature_after = cfg.mature;
+    a.weight = cfg.weight.max(1);
+    a
+}
+
+pub(super) fn hook_config(cfg: &Config) -> HookConfig {
+    HookConfig {
+        on_up: cfg.hooks.on_up.clone(),
+        on_down: cfg.hooks.on_down.clone(),
+        post_up: cfg.hooks.post_up.clone(),
+        post_down: cfg.hooks.post_down.clone(),
+        timeout: cfg.hooks.timeout,
+    }
+}
+
+/// A ticker for an optional period (never firing without one).
+fn ticker(every: Option<Duration>) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// The next item of an optional stream; pending forever once it is gone.
+async fn next_of<T>(stream: &mut Option<LocalBoxStream<'static, T>>) -> Option<T> {
+    match stream {
+        Some(s) => match s.next().await {
+            Some(item) => Some(item),
+            None => {
+                *stream = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+impl<H: Host> Agent<H> {
+    /// An agent not yet in any view; call [`Agent::run`]. Needs a tokio
+    /// runtime (the hook runner starts a task).
+    pub fn new(parts: AgentParts<H>) -> Self {
+        let AgentParts {
+            cfg,
+            vifs,
+            mut host,
+            engine,
+            signals,
+            control,
+            metrics,
+            log,
+        } = parts;
+        let alloc = Allocator::new(
+            alloc_config(&cfg),
+            NodeInfo {
+                name: cfg.node.clone(),
+            },
+        );
+        let hooks = HookRunner::start(hook_config(&cfg), cfg.node.clone());
+        let inputs = Inputs {
+            signals,
+            control,
+            conflicts: host.conflicts(),
+            carrier: host.carrier_events(),
+        };
+        Agent {
+            log,
+            alloc,
+            host,
+            vifs,
+            engine,
+            engine_up: false,
+            timers: Timers::default(),
+            pending_forget: BTreeMap::new(),
+            unplumbed: BTreeSet::new(),
+            conflict_announced: HashMap::new(),
+            hooks,
+            notifier: Notifier::from_env(),
+            ready_sent: false,
+            trigger: None,
+            last_failover: None,
+            metrics,
+            arp_cache: HashMap::new(),
+            complete_members: 0,
+            handover: None,
+            inputs,
+            cfg,
+        }
+    }
+
+    /// Runs until a stop signal (Ok) or the loss of the engine task (Err,
+    /// after releasing everything).
+    pub async fn run(mut self) -> Result<()> {
+        let mut lease_tick = ticker(
+            self.cfg
+                .xdp
+                .lease
+                .map(|l| (l / 4).max(Duration::from_millis(5))),
+        );
+        let mut watchdog_tick = ticker(Notifier::watchdog_interval().map(|w| w / 2));
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
+        let mut share_tick = ticker(self.cfg.notify.arp_cache.then(|| {
+            self.cfg
+                .notify
+                .arp_cache_interval
+                .max(Duration::from_secs(1))
+        }));
+        let mut refresh_tick = ticker(self.cfg.announce.refresh_interval);
+        refresh_tick.tick().await;
+
+        loop {
+            tokio::select! {
+                event = self.engine.events.recv() => match event {
+                    Some(event) => self.on_membership(event).await,
+                    None => {
+                        // Exiting with VIFs still plumbed would leave their
+                        // addresses answering (fencing only covers ARP, and only
+                        // with a lease): release them like a normal stop first.
+                        let err = anyhow!("membership engine {} stopped", self.engine.description);
+                        error!("{err:#}");
+                        self.shutdown("engine stopped").await?;
+                        return Err(err);
+                    }
+                },
+                kind = self.timers.expired() => self.feed(Input::Timer(kind)).await,
+                Some(req) = self.inputs.control.recv() => self.on_control(req).await,
+                Some(batch) = next_of(&mut self.inputs.conflicts) => self.on_conflicts(batch),
+                Some(event) = next_of(&mut self.inputs.carrier) => self.on_carrier(event),
+                _ = lease_tick.tick() => self.renew_lease(),
+                _ = watchdog_tick.tick() => self.notifier.watchdog(),
+                _ = housekeeping.tick() => self.housekeeping().await,
+                _ = share_tick.tick() => self.share_arp_cache().await,
+                _ = refresh_tick.tick() => {
+                    if self.cfg.announce.refresh_interval.is_some() {
+                        self.refresh_announcements();
+                    }
+                }
+                Some(signal) = self.inputs.signals.recv() => match signal {
+                    Signal::Hup => self.reload().await,
+                    Signal::Term | Signal::Int => {
+                        if self.handover.is_some() || !self.begin_handover().await {
+                            return self.shutdown(&signal.to_string()).await;
+                        }
+                        self.handover = Some(Instant::now() + super::lifecycle::HANDOVER_LIMIT);
+                    }
+                },
+                _ = tokio::time::sleep_until(self.handover.unwrap_or_else(Instant::now)), if self.handover.is_some() => {
+                    warn!(
+                        "hand-over not finished within {:?}; releasing what is left",
+                        super::lifecycle::HANDOVER_LIMIT
+                    );
+                    return self.shutdown("stop").await;
+                }
+            }
+            if self.handover.is_some() && self.alloc.held().next().is_none() {
+                return self.shutdown("stop after hand-over").await;
+            }
+        }
+    }
+
+    async fn on_membership(&mut self, event: MembershipEvent) {
+        match event {
+            MembershipEvent::View(view) => {
+                info!(
+                    view = %view.id,
+                    members = view.members.len(),
+                    my_index = view.my_index,
+                    // CLOCK_MONOTONIC (shared by all namespaces): lets the
+                    // failover benchmark split detection from the agent's share.
+                    mono_ns = crate::dataplane::monotonic_now().as_nanos() as u64,
+                    "new view"
+                );
+                self.engine_up = true;
+                self.trigger = Some((
+                    Instant::now(),
+                    Trigger::View {
+                        id: view.id,
+                        members: view.members.len(),
+                    },
+                ));
+                if !self.ready_sent {
+                    self.notifier.ready("joined the group");
+                    self.ready_sent = true;
+                }
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.view_changes += 1;
+                    m.members = view.members.len();
+                    m.engine_up = true;
+                }
+                self.feed(Input::View {
+                    id: view.id,
+                    members: view.members,
+                    my_index: view.my_index,
+                })
+                .await;
+                self.renew_lease();
+            }
+            MembershipEvent::Transitional => self.feed(Input::Transitional).await,
+            MembershipEvent::Message { sender, payload } => match GroupMessage::decode(payload) {
+                Ok(GroupMessage::Allocator(payload)) => {
+                    self.feed(Input::Message { sender, payload }).await
+                }
+                Ok(GroupMessage::Neighbours(share)) => self.merge_arp_cache(share),
+                Err(e) => warn!("ARP cache: ignoring a share message from {sender}: {e}"),
+            },
+            MembershipEvent::Lost { reason } => {
+                warn!("membership engine lost: {reason}; releasing everything until it is back");
+                self.engine_up = false;
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.engine_up = false;
+                }
+                self.feed(Input::EngineLost).await;
+            }
+        }
+    }
+
+    /// Reported only for now: the next step acts on a lost carrier.
+    fn on_carrier(&mut self, event: CarrierEvent) {
+        info!(
+            iface = %event.iface,
+            "carrier {}",
+            if event.up { "up" } else { "down" }
+        );
+    }
+
+    /// Feeds one input to the allocator and executes its actions in order.
+    pub(super) async fn feed(&mut self, input: Input) {
+        let actions = self.alloc.handle(input);
+        self.execute(actions).await;
+    }
+
+    pub(super) async fn execute(&mut self, actions: Vec<Action>) {
+        let mut up = Vec::new();
+        let mut down = Vec::new();
+        for action in actions {
+            match action {
+                Action::Acquire(i) => {
+                    if self.acquire(i).await {
+                        up.push(i);
+                    }
+                }
+                Action::Release(i) => {
+                    self.release(i).await;
+                    down.push(i);
+                }
+                Action::Multicast(bytes) => {
+                    self.send(Outgoing::Send(GroupMessage::Allocator(bytes).encode()))
+                        .await
+                }
+                Action::ArmTimer { kind, after } => self.timers.arm(kind, after),
+                Action::CancelTimer(kind) => self.timers.cancel(kind),
+                Action::Leave => self.send(Outgoing::Leave).await,
+                Action::Join => self.send(Outgoing::Join).await,
+                Action::Report(r) => self.report(r),
+            }
+        }
+        if !up.is_empty() {
+            if let Some((at, trigger)) = &self.trigger {
+                let took = at.elapsed();
+                info!(
+                    vifs = up.len(),
+                    took_us = took.as_micros() as u64,
+                    "acquired after {trigger}"
+                );
+                self.last_failover = Some(Failover {
+                    at: SystemTime::now(),
+                    took,
+                    reason: trigger.to_string(),
+                });
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.observe_failover(took.as_secs_f64());
+                }
+            }
+            let names = up
+                .iter()
+                .filter_map(|i| self.vif(*i))
+                .map(|v| v.name.clone())
+                .collect();
+            drop(self.hooks.fire(HookEvent::PostUp { vifs: names }));
+        }
+        if !down.is_empty() {
+            let names = down
+                .iter()
+                .filter_map(|i| self.vif(*i))
+                .map(|v| v.name.clone())
+                .collect();
+            drop(self.hooks.fire(HookEvent::PostDown { vifs: names }));
+        }
+        self.update_metrics();
+    }
+
+    pub(super) fn vif(&self, i: VifIndex) -> Option<&PlannedVif> {
+        self.vifs.get(i.0 as usize)
+    }
+
+    pub(super) async fn send(&mut self, out: Outgoing) {
+        if self.engine.outgoing.send(out).await.is_err() {
+            error!("membership engine {} is gone", self.engine.description);
+        }
+    }
+
+    async fn acquire(&mut self, i: VifIndex) -> bool {
+        let Some(vif) = self.vif(i).cloned() else {
+            error!("allocator asked to acquire unknown VIF {i}");
+            return false;
+        };
+        self.pending_forget.remove(&(i.0 as usize));
+        let (table, addresses) = self.host.parts();
+        match vifs::bring_up(table, addresses, &vif).await {
+            Ok(took) => {
+                self.unplumbed.remove(&(i.0 as usize));
+                info!(vif = %vif.name, took_us = took.as_micros() as u64, "acquired");
+            }
+            Err(e) => {
+                // The VIF is ours for the cluster either way; housekeeping
+                // retries the missing steps until they are done.
+                self.unplumbed.insert(i.0 as usize);
+                error!("acquiring VIF {}: {e:#}; retrying", vif.name);
+            }
+        }
+        self.announce(i.0 as usize, Duration::ZERO);
+        drop(self.hooks.fire(HookEvent::Up {
+            vif: vif.name.clone(),
+            addresses: vif.address_texts(),
+        }));
+        true
+    }
+
+    pub(super) async fn release(&mut self, i: VifIndex) {
+        let Some(vif) = self.vif(i).cloned() else {
+            error!("allocator asked to release unknown VIF {i}");
+            return;
+        };
+        self.unplumbed.remove(&(i.0 as usize));
+        // Not one more frame claiming the VIF from here: an announcement
+        // still in its burst (or waiting out a conflict) would point the
+        // clients back at this node, which drops the VIF's traffic from now on.
+        self.host.cancel_announcement(i.0 as usize);
+        let (table, addresses) = self.host.parts();
+        match vifs::bring_down(table, addresses, &vif).await {
+            Ok(took) => info!(vif = %vif.name, took_us = took.as_micros() as u64, "released"),
+            Err(e) => error!("releasing VIF {}: {e:#}", vif.name),
+        }
+        self.pending_forget
+            .insert(i.0 as usize, Instant::now() + RELEASE_GRACE);
+        drop(self.hooks.fire(HookEvent::Down {
+            vif: vif.name.clone(),
+            addresses: vif.address_texts(),
+        }));
+    }
+
+    pub(super) fn renew_lease(&mut self) {
+        let Some(lease) = self.cfg.xdp.lease else {
+            return;
+        };
+        // A lost engine means we may not hold anything: let the lease lapse.
+        if !self.engine_up {
+            return;
+        }
+        if let Err(e) = self.host.parts().0.renew_lease(Some(lease)) {
+            error!("data plane: renewing the lease: {e}");
+        }
+    }
+
+    async fn housekeeping(&mut self) {
+        if !self.unplumbed.is_empty() {
+            let held: BTreeSet<usize> = self.alloc.held().map(|i| i.0 as usize).collect();
+            let (table, addresses) = self.host.parts();
+            let (up, failed) =
+                vifs::retry_bring_up(table, addresses, &self.vifs, &mut self.unplumbed, &held)
+                    .await;
+            for (i, e) in failed {
+                debug!(vif = i, "bring-up retry failed: {e:#}");
+            }
+            for i in up {
+                if let Some(name) = self.vifs.get(i).map(|v| v.name.clone()) {
+                    info!(vif = %name, "acquired on retry");
+                    self.announce(i, Duration::ZERO);
+                }
+            }
+            self.update_metrics();
+        }
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .pending_forget
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in due {
+            self.pending_forget.remove(&i);
+            if self.alloc.held().any(|h| h.0 as usize == i) {
+                continue;
+            }
+            if let Some(vif) = self.vifs.get(i) {
+                if let Err(e) = vifs::forget(self.host.parts().0, vif) {
+                    warn!("{e:#}");
+                } else {
+                    debug!(vif = %vif.name, "XDP entry forgotten after the grace period");
+                }
+            }
+        }
+    }
+
+    fn report(&mut self, r: Report) {
+        match &r {
+            Report::ConfigMismatch { .. } | Report::BadMessage { .. } => error!("{r}"),
+            Report::Rejected { .. } => warn!("{r}"),
+            Report::ViewComplete { members, .. } => {
+                info!("{r}");
+                self.notifier.status(&r.to_string());
+                // After a merge, a VIF I kept (so never re-acquired) may have
+                // been announced by the other side's owner meanwhile: clients
+                // would keep that node's MAC, which now drops the traffic.
+                if *members > self.complete_members && self.complete_members > 0 {
+                    self.refresh_announcements();
+                }
+                self.complete_members = *members;
+            }
+            _ => info!("{r}"),
+        }
+        if let Report::Matured = r {
+            if let Ok(mut m) = self.metrics.lock() {
+                m.mature = true;
+            }
+        }
+    }
+
+    pub(super) fn update_metrics(&mut self) {
+        let held: BTreeSet<VifIndex> = self.alloc.held().collect();
+        let mut rows = Vec::with_capacity(self.vifs.len());
+        for (i, vif) in self.vifs.iter().enumerate() {
+            let mut row = VifMetrics {
+                name: vif.name.clone(),
+                owned: held.contains(&VifIndex(i as u32)),
+                ..Default::default()
+            };
+            for a in &vif.addresses {
+                if let Ok(c) = self.host.table().counters(&a.vip) {
+                    row.packets += c.packets;
+                    row.bytes += c.bytes;
+                    row.arp_replies += c.arp_replies;
+                    row.drops += c.drops;
+                }
+            }
+            rows.push(row);
+        }
+        if let Ok(mut m) = self.metrics.lock() {
+            m.vifs = rows;
+            m.mature = self.alloc.is_mature();
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Announcements (gratuitous ARP and notifications when a VIF arrives) and
+//! the answer to conflicts (another host claiming a VIF we hold).
+
+use super::agent::Agent;
+use super::host::{Announcement, Host};
+use crate::alloc::VifIndex;
+use crate::dataplane::ConflictEvent;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::warn;
+
+/// At most one re-announcement per VIF this often in reaction to conflicts:
+/// two holders answering each other's announcements would otherwise
+/// multiply ARP frames without bound (a storm that starves the event loop).
+pub const CONFLICT_HOLDOFF: Duration = Duration::from_secs(1);
+
+/// How long a conflict waits before we announce ourselves again. A planned
+/// move is one agreed message: the new owner may announce before this node
+/// has processed that message and released the VIF, so its GARP looks like a
+/// conflict here. Announcing at once would flip the clients back to this
+/// node, which drops the VIF's traffic a moment later. Waiting lets the
+/// release (which cancels the pending announcement) arrive first; a genuine
+/// conflict is answered this much later, well inside [`CONFLICT_HOLDOFF`].
+pub const CONFLICT_SETTLE: Duration = Duration::from_millis(100);
+
+impl<H: Host> Agent<H> {
+    /// Announces VIF `i` after `delay` (replacing an announcement of it still
+    /// under way); [`Agent::release`] cancels it.
+    pub(super) fn announce(&mut self, i: usize, delay: Duration) {
+        let Some(vif) = self.vifs.get(i) else {
+            return;
+        };
+        let mut addresses: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+        for a in &vif.addresses {
+            addresses
+                .entry(a.vip.iface.clone())
+                .or_default()
+                .push(a.vip.addr);
+        }
+        let targets = self
+            .cfg
+            .notify
+            .targets
+            .iter()
+            .filter_map(|t| match t.range.addr {
+                IpAddr::V4(net) => crate::net::Ipv4Prefix::new(net, t.range.prefix)
+                    .map(|p| (t.range.iface.clone(), p, t.throttle.unwrap_or(0))),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let cache = if self.cfg.notify.arp_cache {
+            self.arp_cache.iter().map(|(ip, mac)| (*ip, *mac)).collect()
+        } else {
+            Vec::new()
+        };
+        let a = Announcement {
+            vif: vif.name.clone(),
+            delay,
+            addresses,
+            burst: crate::net::arp::Burst {
+                count: self.cfg.announce.burst_count,
+                spacing: self.cfg.announce.burst_spacing,
+                form: crate::net::arp::GarpForm::Both,
+            },
+            targets,
+            cache,
+        };
+        self.host.announce(i, a);
+    }
+
+    /// Announces every held VIF again (refresh timer, after a merge).
+    pub(super) fn refresh_announcements(&mut self) {
+        let held: Vec<VifIndex> = self.alloc.held().collect();
+        for i in held {
+            self.announce(i.0 as usize, Duration::ZERO);
+        }
+    }
+
+    /// Another host claimed VIFs we hold: announce them again after
+    /// [`CONFLICT_SETTLE`], at most once per [`CONFLICT_HOLDOFF`] each.
+    pub(super) fn on_conflicts(&mut self, batch: Vec<ConflictEvent>) {
+        let held: BTreeSet<VifIndex> = self.alloc.held().collect();
+        let mut claimed: BTreeMap<usize, (u64, [u8; 6])> = BTreeMap::new();
+        for ev in batch {
+            for (i, vif) in self.vifs.iter().enumerate() {
+                if vif.addresses.iter().any(|a| a.vip.key() == ev.key)
+                    && held.contains(&VifIndex(i as u32))
+                {
+                    let seen = claimed.entry(i).or_insert((0, ev.sender_mac));
+                    seen.0 += 1;
+                }
+            }
+        }
+        let now = Instant::now();
+        for (i, (frames, mac)) in claimed {
+            let recent = self
+                .conflict_announced
+                .get(&i)
+                .is_some_and(|at| now.duration_since(*at) < CONFLICT_HOLDOFF);
+            if recent {
+                continue;
+            }
+            self.conflict_announced.insert(i, now);
+            if let Some(vif) = self.vifs.get(i) {
+                warn!(
+                    vif = %vif.name,
+                    mac = %crate::net::fmt_mac(&mac),
+                    frames,
+                    "another host claims our VIF; announcing again"
+                );
+                self.announce(i, CONFLICT_SETTLE);
+            }
+        }
+    }
+}

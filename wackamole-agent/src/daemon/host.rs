@@ -1,0 +1,262 @@
+//! The agent's ports: everything it does to the machine, behind one trait.
+//!
+//! [`LinuxHost`] is the real machine (XDP maps, rtnetlink, ARP sockets, the
+//! config file); tests run whole agents in-process on a fake that keeps a
+//! journal. Time is not a port of its own: the agent uses tokio's clock
+//! everywhere (`tokio::time`), so a paused runtime clock drives it.
+
+use super::vifs::AddressPlumbing;
+use crate::config::{self, Config};
+use crate::dataplane::{AsyncConflictReader, ConflictEvent, DataPlane, VipTable};
+use crate::net::arp::{ArpSender, Burst};
+use crate::net::Ipv4Prefix;
+use anyhow::{anyhow, Context, Result};
+use futures::stream::{LocalBoxStream, StreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::task::AbortHandle;
+use tracing::warn;
+
+/// What to send when a VIF arrives here, or when another host claims it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announcement {
+    /// The VIF's name (for logs).
+    pub vif: String,
+    /// Wait this long before the first frame (a conflict's settle delay).
+    pub delay: Duration,
+    /// The VIF's addresses, by interface.
+    pub addresses: BTreeMap<String, Vec<Ipv4Addr>>,
+    /// The gratuitous ARP burst.
+    pub burst: Burst,
+    /// Ranges notified by unicast replies: interface, range, packets per
+    /// second (0: unthrottled).
+    pub targets: Vec<(String, Ipv4Prefix, u32)>,
+    /// Neighbours of the cluster's shared ARP cache, told by unicast replies.
+    pub cache: Vec<(Ipv4Addr, [u8; 6])>,
+}
+
+/// A link going up or down.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CarrierEvent {
+    pub iface: String,
+    pub up: bool,
+}
+
+/// Conflict reports of the data plane: frames from another host claiming an
+/// address we own, in batches.
+pub type Conflicts = LocalBoxStream<'static, Vec<ConflictEvent>>;
+
+/// Carrier changes of the interfaces that hold VIPs.
+pub type CarrierEvents = LocalBoxStream<'static, CarrierEvent>;
+
+/// Everything the agent does to the machine.
+#[allow(async_fn_in_trait)]
+pub trait Host {
+    /// The XDP table (ARP answers, silence, lease).
+    type Table: VipTable;
+    /// Kernel addresses.
+    type Addresses: AddressPlumbing;
+
+    /// The XDP table, to read counters.
+    fn table(&self) -> &Self::Table;
+
+    /// The XDP table and the address plumbing together: bringing a VIF up or
+    /// down takes steps on both, in order.
+    fn parts(&mut self) -> (&mut Self::Table, &Self::Addresses);
+
+    /// Starts announcing VIF `vif` (after `a.delay`), replacing an
+    /// announcement of that VIF still under way.
+    fn announce(&mut self, vif: usize, a: Announcement);
+
+    /// Stops the announcement of VIF `vif` at once, if one is under way.
+    fn cancel_announcement(&mut self, vif: usize);
+
+    /// The kernel's neighbour table of `iface` (IPv4 address, MAC).
+    async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>>;
+
+    /// The data plane's conflict reports; taken once (later calls: `None`).
+    fn conflicts(&mut self) -> Option<Conflicts>;
+
+    /// Carrier changes; taken once (later calls: `None`, as when the host
+    /// does not report them).
+    fn carrier_events(&mut self) -> Option<CarrierEvents>;
+
+    /// Reads the configuration again (SIGHUP).
+    fn read_config(&self) -> Result<Config>;
+
+    /// Detaches and unpins the data plane: the agent is leaving.
+    fn shutdown(self) -> Result<()>;
+}
+
+/// The announcement task of each VIF, so a new one replaces the old and a
+/// release cancels it (a released node goes silent at once).
+#[derive(Debug, Default)]
+pub struct AnnouncementTasks(HashMap<usize, AbortHandle>);
+
+impl AnnouncementTasks {
+    /// Spawns `task` as VIF `vif`'s announcement, aborting the previous one.
+    pub fn start(&mut self, vif: usize, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        if let Some(old) = self.0.insert(vif, handle) {
+            old.abort();
+        }
+    }
+
+    /// Aborts VIF `vif`'s announcement.
+    pub fn cancel(&mut self, vif: usize) {
+        if let Some(task) = self.0.remove(&vif) {
+            task.abort();
+        }
+    }
+}
+
+/// Kernel addresses over rtnetlink.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Netlink;
+
+fn ipv4_only(ip: IpAddr) -> Result<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Ok(v4),
+        IpAddr::V6(v6) => Err(anyhow!(
+            "{v6}: IPv6 addresses are not handled by this agent yet"
+        )),
+    }
+}
+
+impl AddressPlumbing for Netlink {
+    async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
+        crate::net::addr::add(iface, ipv4_only(ip)?, prefix)
+            .await
+            .map_err(|e| anyhow!("{e}"))
+    }
+    async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
+        crate::net::addr::remove(iface, ipv4_only(ip)?, prefix)
+            .await
+            .map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// This machine: the XDP data plane, rtnetlink, ARP sockets, the config file.
+pub struct LinuxHost {
+    plane: DataPlane,
+    netlink: Netlink,
+    conflicts: Option<Conflicts>,
+    announcing: AnnouncementTasks,
+    config_path: PathBuf,
+}
+
+impl LinuxHost {
+    /// Wraps an open data plane; `config_path` is re-read on SIGHUP.
+    pub fn new(mut plane: DataPlane, config_path: PathBuf) -> Result<Self> {
+        let conflicts = plane
+            .take_conflicts()
+            .map(|r| r.into_async())
+            .transpose()
+            .context("data plane: conflict ring buffer")?
+            .map(conflict_stream);
+        Ok(LinuxHost {
+            plane,
+            netlink: Netlink,
+            conflicts,
+            announcing: AnnouncementTasks::default(),
+            config_path,
+        })
+    }
+}
+
+/// Batches from the ring buffer until it fails (logged once; no more reports).
+fn conflict_stream(reader: AsyncConflictReader) -> Conflicts {
+    futures::stream::unfold(reader, |mut r| async move {
+        match r.next_batch().await {
+            Ok(batch) => Some((batch, r)),
+            Err(e) => {
+                warn!("data plane: conflict ring buffer: {e}; no more conflict reports");
+                None
+            }
+        }
+    })
+    .boxed_local()
+}
+
+impl Host for LinuxHost {
+    type Table = DataPlane;
+    type Addresses = Netlink;
+
+    fn table(&self) -> &DataPlane {
+        &self.plane
+    }
+
+    fn parts(&mut self) -> (&mut DataPlane, &Netlink) {
+        (&mut self.plane, &self.netlink)
+    }
+
+    /// Gratuitous ARP burst, then unicast replies to the notify targets and
+    /// the shared ARP cache, in a task of its own.
+    fn announce(&mut self, vif: usize, a: Announcement) {
+        let Announcement {
+            vif: name,
+            delay,
+            addresses,
+            burst,
+            targets,
+            cache,
+        } = a;
+        self.announcing.start(vif, async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            for (iface, ips) in addresses {
+                let sender = match ArpSender::open(&iface) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("announcing VIF {name}: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = sender.garp_burst(&ips, burst).await {
+                    warn!("announcing VIF {name} on {iface}: {e}");
+                }
+                for (t_iface, range, pps) in targets.iter().filter(|t| t.0 == iface) {
+                    if let Err(e) = sender.notify(&ips, range, &cache, *pps).await {
+                        warn!("notifying {t_iface}:{range:?} of VIF {name}: {e}");
+                    }
+                }
+                if !cache.is_empty() {
+                    if let Err(e) = sender.reply_to(&ips, &cache, 0).await {
+                        warn!("notifying the shared ARP cache of VIF {name}: {e}");
+                    }
+                }
+            }
+        });
+    }
+
+    fn cancel_announcement(&mut self, vif: usize) {
+        self.announcing.cancel(vif);
+    }
+
+    async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
+        crate::net::neigh::list(iface)
+            .await
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    fn conflicts(&mut self) -> Option<Conflicts> {
+        self.conflicts.take()
+    }
+
+    /// Not watched yet: no carrier events.
+    fn carrier_events(&mut self) -> Option<CarrierEvents> {
+        None
+    }
+
+    fn read_config(&self) -> Result<Config> {
+        config::load(&self.config_path).map_err(|e| anyhow!("{e}"))
+    }
+
+    fn shutdown(self) -> Result<()> {
+        self.plane.shutdown().context("data plane shutdown")
+    }
+}

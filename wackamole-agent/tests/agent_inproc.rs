@@ -1,0 +1,1039 @@
+//! Whole agents in-process: no root, no Corosync, tokio's paused clock.
+//!
+//! Each agent runs on a fake host that keeps a journal of what it did to the
+//! "machine" (XDP entries, addresses, lease, announcements actually started
+//! after their delay). A fake group bus plays the membership engine: one
+//! total order for every message, views, partitions and merges when the test
+//! says so (never by itself).
+
+use anyhow::{anyhow, bail, Result};
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, LocalSet};
+use tokio::time::Instant;
+use wackamole::config::{self, AnyInterface, Config};
+use wackamole::control::protocol::{ListReply, Reply, Request, StatusReply};
+use wackamole::control::server::ControlRequest;
+use wackamole::daemon::host::AnnouncementTasks;
+use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
+use wackamole::daemon::{
+    Agent, AgentParts, Announcement, CarrierEvents, Conflicts, Host, Signal, CONFLICT_HOLDOFF,
+    CONFLICT_SETTLE, HANDOVER_LIMIT,
+};
+use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
+use wackamole::membership::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
+
+// ---------------------------------------------------------------- journal
+
+/// What an agent did to its (fake) machine, or what the bus did to it.
+#[derive(Clone, Debug, PartialEq)]
+enum Ev {
+    Own(Ipv4Addr),
+    Release(Ipv4Addr),
+    Forget(Ipv4Addr),
+    AddAddr(Ipv4Addr),
+    DelAddr(Ipv4Addr),
+    Lease(Option<Duration>),
+    /// An announcement got past its delay: its first frame goes out now.
+    Announced {
+        vif: String,
+        burst: u32,
+        targets: usize,
+    },
+    /// The data plane was shut down.
+    Shutdown,
+    /// The agent told the engine it leaves the group.
+    Left,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    at: Duration,
+    node: String,
+    ev: Ev,
+}
+
+/// Shared by every host of a test, in the order things happened.
+#[derive(Clone)]
+struct Journal {
+    start: Instant,
+    entries: Arc<Mutex<Vec<Entry>>>,
+}
+
+impl Journal {
+    fn new() -> Self {
+        Journal {
+            start: Instant::now(),
+            entries: Arc::default(),
+        }
+    }
+
+    fn push(&self, node: &str, ev: Ev) {
+        let at = self.start.elapsed();
+        self.entries.lock().unwrap().push(Entry {
+            at,
+            node: node.to_string(),
+            ev,
+        });
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// `node`'s entries since `from` (journal time).
+    fn of(&self, node: &str, from: Duration) -> Vec<Entry> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.node == node && e.at >= from)
+            .cloned()
+            .collect()
+    }
+
+    fn announced(&self, node: &str, vif: &str, from: Duration) -> Vec<Duration> {
+        self.of(node, from)
+            .into_iter()
+            .filter(|e| matches!(&e.ev, Ev::Announced { vif: v, .. } if v == vif))
+            .map(|e| e.at)
+            .collect()
+    }
+
+    /// Whether `node`'s XDP program answers ARP for `ip` now, replaying its
+    /// journal: owned (not released or forgotten since) and not fenced by a
+    /// lapsed lease.
+    fn answering(&self, node: &str, ip: Ipv4Addr) -> bool {
+        let now = self.now();
+        let mut owned = false;
+        let mut fence: Option<Duration> = None;
+        for e in self.of(node, Duration::ZERO) {
+            match e.ev {
+                Ev::Own(a) if a == ip => owned = true,
+                Ev::Release(a) | Ev::Forget(a) if a == ip => owned = false,
+                Ev::Lease(validity) => fence = validity.map(|v| e.at + v),
+                _ => {}
+            }
+        }
+        owned && fence.is_none_or(|deadline| now < deadline)
+    }
+
+    fn dump(&self) -> String {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{:>8.3}s {} {:?}", e.at.as_secs_f64(), e.node, e.ev))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+// ---------------------------------------------------------------- fake host
+
+fn v4(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(v) => v,
+        IpAddr::V6(v) => panic!("the fake host has no IPv6 ({v})"),
+    }
+}
+
+struct FakeTable {
+    node: String,
+    journal: Journal,
+}
+
+impl VipTable for FakeTable {
+    fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
+        self.journal.push(&self.node, Ev::Own(vip.addr));
+        Ok(())
+    }
+    fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {
+        self.journal.push(&self.node, Ev::Release(vip.addr));
+        Ok(())
+    }
+    fn forget(&mut self, vip: &Vip) -> dataplane::Result<()> {
+        self.journal.push(&self.node, Ev::Forget(vip.addr));
+        Ok(())
+    }
+    fn renew_lease(&mut self, validity: Option<Duration>) -> dataplane::Result<()> {
+        self.journal.push(&self.node, Ev::Lease(validity));
+        Ok(())
+    }
+    fn counters(&self, _vip: &Vip) -> dataplane::Result<VipCounters> {
+        Ok(VipCounters::default())
+    }
+}
+
+struct FakeAddresses {
+    node: String,
+    journal: Journal,
+}
+
+impl AddressPlumbing for FakeAddresses {
+    async fn add(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
+        self.journal.push(&self.node, Ev::AddAddr(v4(ip)));
+        Ok(())
+    }
+    async fn remove(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
+        self.journal.push(&self.node, Ev::DelAddr(v4(ip)));
+        Ok(())
+    }
+}
+
+struct FakeHost {
+    node: String,
+    journal: Journal,
+    table: FakeTable,
+    addresses: FakeAddresses,
+    announcing: AnnouncementTasks,
+    conflicts: Option<mpsc::Receiver<Vec<ConflictEvent>>>,
+    /// What a reload reads; `None`: the file is broken.
+    config: Arc<Mutex<Option<Config>>>,
+}
+
+impl Host for FakeHost {
+    type Table = FakeTable;
+    type Addresses = FakeAddresses;
+
+    fn table(&self) -> &FakeTable {
+        &self.table
+    }
+
+    fn parts(&mut self) -> (&mut FakeTable, &FakeAddresses) {
+        (&mut self.table, &self.addresses)
+    }
+
+    fn announce(&mut self, vif: usize, a: Announcement) {
+        let journal = self.journal.clone();
+        let node = self.node.clone();
+        self.announcing.start(vif, async move {
+            tokio::time::sleep(a.delay).await;
+            journal.push(
+                &node,
+                Ev::Announced {
+                    vif: a.vif,
+                    burst: a.burst.count,
+                    targets: a.targets.len(),
+                },
+            );
+        });
+    }
+
+    fn cancel_announcement(&mut self, vif: usize) {
+        self.announcing.cancel(vif);
+    }
+
+    async fn neighbours(&self, _iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
+        Ok(Vec::new())
+    }
+
+    fn conflicts(&mut self) -> Option<Conflicts> {
+        let rx = self.conflicts.take()?;
+        Some(
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+                .boxed_local(),
+        )
+    }
+
+    fn carrier_events(&mut self) -> Option<CarrierEvents> {
+        None
+    }
+
+    fn read_config(&self) -> Result<Config> {
+        self.config
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| anyhow!("t.toml: broken on purpose"))
+    }
+
+    fn shutdown(self) -> Result<()> {
+        self.journal.push(&self.node, Ev::Shutdown);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- fake group
+
+enum BusIn {
+    Out(String, Outgoing),
+    /// New views: each list is one component, in member order.
+    Views(Vec<Vec<String>>),
+    /// The node's engine is lost (it gets `Lost`; the others see nothing
+    /// until the test gives them a view).
+    Lose(String),
+}
+
+/// One total order for the whole group: a single task delivers everything.
+struct Bus {
+    events: HashMap<String, mpsc::Sender<MembershipEvent>>,
+    components: Vec<Vec<String>>,
+    seq: u128,
+    journal: Journal,
+}
+
+impl Bus {
+    async fn deliver(&mut self, to: &str, ev: MembershipEvent) {
+        if let Some(tx) = self.events.get(to) {
+            let _ = tx.send(ev).await;
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<BusIn>) {
+        while let Some(input) = rx.recv().await {
+            match input {
+                BusIn::Out(node, Outgoing::Send(payload)) => {
+                    let Some(comp) = self.components.iter().find(|c| c.contains(&node)).cloned()
+                    else {
+                        continue;
+                    };
+                    for m in comp {
+                        let ev = MembershipEvent::Message {
+                            sender: MemberId(node.clone()),
+                            payload: payload.clone(),
+                        };
+                        self.deliver(&m, ev).await;
+                    }
+                }
+                BusIn::Out(node, Outgoing::Leave | Outgoing::Join) => {
+                    panic!("{node}: leave/join is not modelled by this bus")
+                }
+                BusIn::Out(node, Outgoing::Shutdown) => {
+                    self.journal.push(&node, Ev::Left);
+                    for c in &mut self.components {
+                        c.retain(|m| *m != node);
+                    }
+                    // The engine task ends: the agent's event stream closes.
+                    self.events.remove(&node);
+                }
+                BusIn::Views(components) => {
+                    for comp in &components {
+                        self.seq += 1;
+                        let members: Vec<MemberId> =
+                            comp.iter().map(|m| MemberId(m.clone())).collect();
+                        for (i, m) in comp.iter().enumerate() {
+                            self.deliver(m, MembershipEvent::Transitional).await;
+                            let view = View {
+                                id: ViewId(self.seq),
+                                members: members.clone(),
+                                my_index: i,
+                            };
+                            self.deliver(m, MembershipEvent::View(view)).await;
+                        }
+                    }
+                    self.components = components;
+                }
+                BusIn::Lose(node) => {
+                    for c in &mut self.components {
+                        c.retain(|m| *m != node);
+                    }
+                    let reason = "engine lost (test)".to_string();
+                    self.deliver(&node, MembershipEvent::Lost { reason }).await;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- cluster
+
+const VIFS: usize = 4;
+
+fn vip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(192, 0, 2, 10 + k as u8)
+}
+
+fn vif_name(k: usize) -> String {
+    format!("v{k}")
+}
+
+/// The test configuration of `node` (4 VIFs on eth0, mature after 1 s,
+/// balance every 500 ms, a 2 s lease), with `extra` appended.
+fn config_text(node: &str, extra: &str) -> String {
+    let mut s = format!(
+        "node = \"{node}\"\nmature = \"1s\"\n\n[engine]\nkind = \"corosync\"\n\n\
+         [balance]\nenabled = true\nacquisitions_per_round = \"all\"\ninterval = \"500ms\"\n\n\
+         [xdp]\nlease = \"2s\"\n\n[announce]\nburst_count = 3\nburst_spacing = \"100ms\"\n\n"
+    );
+    for k in 1..=VIFS {
+        s += &format!(
+            "[[vif]]\nname = \"{}\"\naddresses = [\"eth0:{}/24\"]\n\n",
+            vif_name(k),
+            vip(k)
+        );
+    }
+    s + extra
+}
+
+fn parse(text: &str) -> Config {
+    config::parse(text, "t.toml", &AnyInterface).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn planned(cfg: &Config) -> Vec<PlannedVif> {
+    cfg.vifs
+        .iter()
+        .map(|v| PlannedVif {
+            name: v.name.clone(),
+            addresses: v
+                .addresses
+                .iter()
+                .map(|a| PlannedAddress {
+                    vip: Vip::new(&a.iface, 2, v4(a.addr)),
+                    prefix: a.prefix,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+struct Node {
+    name: String,
+    signals: mpsc::Sender<Signal>,
+    control: mpsc::Sender<ControlRequest>,
+    conflicts: mpsc::Sender<Vec<ConflictEvent>>,
+    config: Arc<Mutex<Option<Config>>>,
+    task: JoinHandle<Result<()>>,
+}
+
+impl Node {
+    async fn ctl(&self, request: Request) -> Reply {
+        let (tx, rx) = oneshot::channel();
+        self.control
+            .send(ControlRequest {
+                request,
+                reply: tx,
+                peer_uid: 0,
+            })
+            .await
+            .expect("agent running");
+        rx.await.expect("agent answers")
+    }
+
+    async fn status(&self) -> StatusReply {
+        self.ctl(Request::Status).await.status.expect("a status")
+    }
+
+    async fn list(&self) -> ListReply {
+        self.ctl(Request::List).await.list.expect("a list")
+    }
+
+    /// Names of the VIFs this node says it owns.
+    async fn owned(&self) -> Vec<String> {
+        self.list()
+            .await
+            .vifs
+            .into_iter()
+            .filter(|v| v.state == "owned")
+            .map(|v| v.name)
+            .collect()
+    }
+
+    /// Another host claims VIF `k` (as the XDP program would report it).
+    async fn conflict(&self, k: usize) {
+        let key = Vip::new("eth0", 2, vip(k)).key();
+        let ev = ConflictEvent {
+            key,
+            sender_mac: [2, 0, 0, 0, 0, 0x99],
+            _pad: [0; 2],
+        };
+        self.conflicts.send(vec![ev]).await.expect("agent running");
+    }
+}
+
+struct Cluster {
+    journal: Journal,
+    bus: mpsc::UnboundedSender<BusIn>,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Agents named `names`, in no view yet. Call inside a `LocalSet`.
+    fn start(names: &[&str], extra: &str) -> Self {
+        let journal = Journal::new();
+        let (bus_tx, bus_rx) = mpsc::unbounded_channel();
+        let mut events = HashMap::new();
+        let mut nodes = Vec::new();
+        for &name in names {
+            let cfg = parse(&config_text(name, extra));
+            let (ev_tx, ev_rx) = mpsc::channel(1024);
+            let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(1024);
+            events.insert(name.to_string(), ev_tx);
+            let to_bus = bus_tx.clone();
+            let me = name.to_string();
+            tokio::task::spawn_local(async move {
+                while let Some(out) = out_rx.recv().await {
+                    if to_bus.send(BusIn::Out(me.clone(), out)).is_err() {
+                        break;
+                    }
+                }
+            });
+            let (sig_tx, sig_rx) = mpsc::channel(8);
+            let (ctl_tx, ctl_rx) = mpsc::channel(8);
+            let (conf_tx, conf_rx) = mpsc::channel(64);
+            let config = Arc::new(Mutex::new(Some(cfg.clone())));
+            let host = FakeHost {
+                node: name.to_string(),
+                journal: journal.clone(),
+                table: FakeTable {
+                    node: name.to_string(),
+                    journal: journal.clone(),
+                },
+                addresses: FakeAddresses {
+                    node: name.to_string(),
+                    journal: journal.clone(),
+                },
+                announcing: AnnouncementTasks::default(),
+                conflicts: Some(conf_rx),
+                config: config.clone(),
+            };
+            let agent = Agent::new(AgentParts {
+                vifs: planned(&cfg),
+                cfg,
+                host,
+                engine: MembershipHandle {
+                    description: format!("fake group ({name})"),
+                    events: ev_rx,
+                    outgoing: out_tx,
+                },
+                signals: sig_rx,
+                control: ctl_rx,
+                metrics: Arc::default(),
+                log: None,
+            });
+            let task = tokio::task::spawn_local(agent.run());
+            nodes.push(Node {
+                name: name.to_string(),
+                signals: sig_tx,
+                control: ctl_tx,
+                conflicts: conf_tx,
+                config,
+                task,
+            });
+        }
+        let bus = Bus {
+            events,
+            components: Vec::new(),
+            seq: 0,
+            journal: journal.clone(),
+        };
+        tokio::task::spawn_local(bus.run(bus_rx));
+        Cluster {
+            journal,
+            bus: bus_tx,
+            nodes,
+        }
+    }
+
+    fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .expect("a node of the cluster")
+    }
+
+    fn views(&self, components: &[&[&str]]) {
+        let comps: Vec<Vec<String>> = components
+            .iter()
+            .map(|c| c.iter().map(|m| m.to_string()).collect())
+            .collect();
+        self.views_of(&comps);
+    }
+
+    fn views_of(&self, components: &[Vec<String>]) {
+        self.bus
+            .send(BusIn::Views(components.to_vec()))
+            .expect("bus running");
+    }
+
+    fn lose(&self, name: &str) {
+        self.bus
+            .send(BusIn::Lose(name.to_string()))
+            .expect("bus running");
+    }
+
+    /// Which node owns each VIF, as the owners say; fails on two owners.
+    async fn owners(&self) -> Result<Vec<Option<String>>> {
+        let mut owners = vec![None; VIFS];
+        for n in &self.nodes {
+            if n.task.is_finished() {
+                continue;
+            }
+            for name in n.owned().await {
+                let k: usize = name[1..].parse()?;
+                if let Some(other) = owners[k - 1].replace(n.name.clone()) {
+                    bail!("{name} owned by {other} and {}", n.name);
+                }
+            }
+        }
+        Ok(owners)
+    }
+}
+
+impl Cluster {
+    /// Within each component, every VIP is answered (ARP, on the XDP model)
+    /// by exactly one node, the one that says it owns it; nodes in no
+    /// component answer nothing.
+    async fn check_one_answerer(&self, components: &[Vec<String>]) -> Result<()> {
+        let mut in_view = Vec::new();
+        for comp in components {
+            for k in 1..=VIFS {
+                let answerers: Vec<&String> = comp
+                    .iter()
+                    .filter(|n| self.journal.answering(n, vip(k)))
+                    .collect();
+                let mut owners = Vec::new();
+                for n in comp {
+                    if self.node(n).owned().await.contains(&vif_name(k)) {
+                        owners.push(n);
+                    }
+                }
+                if answerers.len() != 1 || answerers != owners {
+                    bail!(
+                        "component {comp:?}: v{k} answered by {answerers:?}, owned by {owners:?}"
+                    );
+                }
+            }
+            in_view.extend(comp.iter().cloned());
+        }
+        for n in self.nodes.iter().filter(|n| !in_view.contains(&n.name)) {
+            for k in 1..=VIFS {
+                if self.journal.answering(&n.name, vip(k)) {
+                    bail!("{} is in no view but answers v{k}", n.name);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn wait(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Runs `test` with its agents on the paused clock.
+async fn local<F: std::future::Future<Output = ()>>(test: F) {
+    LocalSet::new().run_until(test).await;
+}
+
+/// Two agents in one view, matured and balanced (two VIFs each).
+async fn two_balanced(extra: &str) -> Cluster {
+    let c = Cluster::start(&["a", "b"], extra);
+    c.views(&[&["a", "b"]]);
+    wait(ms(3000)).await;
+    let owners = c.owners().await.expect("one owner each");
+    for name in ["a", "b"] {
+        assert_eq!(
+            owners.iter().filter(|o| o.as_deref() == Some(name)).count(),
+            2,
+            "{owners:?}\n{}",
+            c.journal.dump()
+        );
+    }
+    c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+    c
+}
+
+/// A VIF `node` holds (its number).
+async fn one_held_by(c: &Cluster, node: &str) -> usize {
+    let owned = c.node(node).owned().await;
+    owned[0][1..].parse().expect("vN")
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(start_paused = true)]
+async fn a_release_aborts_a_pending_announcement() {
+    local(async {
+        let c = two_balanced("").await;
+        let k = one_held_by(&c, "a").await;
+        // A frame from b (the new owner, announcing early) looks like a
+        // conflict to a; the agreed move arrives inside the settle delay.
+        let t0 = c.journal.now();
+        c.node("a").conflict(k).await;
+        wait(ms(10)).await;
+        let reply = c
+            .node("a")
+            .ctl(Request::Move {
+                vif: vif_name(k),
+                node: "b".into(),
+            })
+            .await;
+        assert!(reply.ok, "{reply:?}");
+        wait(CONFLICT_SETTLE + CONFLICT_HOLDOFF).await;
+        assert_eq!(
+            c.journal.announced("a", &vif_name(k), t0),
+            [] as [Duration; 0],
+            "a announced a VIF it had released\n{}",
+            c.journal.dump()
+        );
+        assert_eq!(c.journal.announced("b", &vif_name(k), t0).len(), 1);
+        assert_eq!(c.owners().await.unwrap()[k - 1].as_deref(), Some("b"));
+        assert!(has(&c.journal.of("a", t0), Ev::Release(vip(k))));
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_is_answered_after_the_settle_at_most_once_per_holdoff() {
+    local(async {
+        let c = two_balanced("").await;
+        let k = one_held_by(&c, "a").await;
+        let a = c.node("a");
+        let t0 = c.journal.now();
+        a.conflict(k).await;
+        // A storm of claims within the hold-off: no more answers.
+        for _ in 0..10 {
+            wait(ms(50)).await;
+            a.conflict(k).await;
+        }
+        let answered = c.journal.announced("a", &vif_name(k), t0);
+        assert_eq!(answered.len(), 1, "{}", c.journal.dump());
+        assert!(
+            answered[0] >= t0 + CONFLICT_SETTLE,
+            "answered before the settle delay: {answered:?} (conflict at {t0:?})"
+        );
+        // After the hold-off, a new claim is answered again.
+        wait(CONFLICT_HOLDOFF).await;
+        a.conflict(k).await;
+        wait(CONFLICT_SETTLE * 2).await;
+        assert_eq!(
+            c.journal.announced("a", &vif_name(k), t0).len(),
+            2,
+            "{}",
+            c.journal.dump()
+        );
+        // Nobody else was re-announced.
+        for other in (1..=VIFS).filter(|&o| o != k) {
+            assert!(c.journal.announced("a", &vif_name(other), t0).is_empty());
+        }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_vifs_are_announced_again_after_a_merge() {
+    local(async {
+        let c = Cluster::start(&["a", "b"], "");
+        // A partition from the start: each side matures alone and takes all.
+        c.views(&[&["a"], &["b"]]);
+        wait(ms(2000)).await;
+        for n in ["a", "b"] {
+            assert_eq!(c.node(n).owned().await.len(), VIFS, "{}", c.journal.dump());
+        }
+        let merge = c.journal.now();
+        c.views(&[&["a", "b"]]);
+        wait(ms(300)).await;
+        c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+        let owners = c.owners().await.expect("one owner per VIF after the merge");
+        for (i, owner) in owners.iter().enumerate() {
+            let k = i + 1;
+            let owner = owner
+                .as_deref()
+                .unwrap_or_else(|| panic!("v{k} unowned after the merge"));
+            // Kept or not, the owner tells the clients again: the other
+            // side's owner announced it during the partition.
+            assert!(
+                !c.journal.announced(owner, &vif_name(k), merge).is_empty(),
+                "{owner} did not announce v{k} after the merge\n{}",
+                c.journal.dump()
+            );
+            let loser = if owner == "a" { "b" } else { "a" };
+            assert!(
+                c.journal.announced(loser, &vif_name(k), merge).is_empty(),
+                "{loser} announced v{k} it gave up\n{}",
+                c.journal.dump()
+            );
+            assert!(has(&c.journal.of(loser, merge), Ev::Release(vip(k))));
+        }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn sigterm_hands_the_vifs_over_before_leaving() {
+    local(async {
+        let c = two_balanced("").await;
+        let a_held = c.node("a").owned().await;
+        let t0 = c.journal.now();
+        c.node("a").signals.send(Signal::Term).await.unwrap();
+        // The bus gives b no view without a: only the hand-over can move the VIFs.
+        wait(HANDOVER_LIMIT * 2).await;
+        assert!(c.node("a").task.is_finished(), "a did not stop");
+        let a = c.journal.of("a", t0);
+        let left = a
+            .iter()
+            .position(|e| e.ev == Ev::Left)
+            .unwrap_or_else(|| panic!("a never left\n{}", c.journal.dump()));
+        assert!(a[left].at - t0 < HANDOVER_LIMIT, "a waited for the limit");
+        for name in &a_held {
+            let k: usize = name[1..].parse().unwrap();
+            let released = a.iter().position(|e| e.ev == Ev::Release(vip(k)));
+            assert!(
+                released.is_some_and(|r| r < left),
+                "a left before releasing {name}\n{}",
+                c.journal.dump()
+            );
+        }
+        assert_eq!(a.last().map(|e| &e.ev), Some(&Ev::Shutdown));
+        let mut b_owned = c.node("b").owned().await;
+        b_owned.sort();
+        assert_eq!(b_owned, (1..=VIFS).map(vif_name).collect::<Vec<_>>());
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn engine_loss_releases_everything() {
+    local(async {
+        let c = Cluster::start(&["a"], "");
+        c.views(&[&["a"]]);
+        wait(ms(2000)).await;
+        assert_eq!(c.node("a").owned().await.len(), VIFS);
+        let t0 = c.journal.now();
+        c.lose("a");
+        wait(ms(3000)).await;
+        let a = c.journal.of("a", t0);
+        for k in 1..=VIFS {
+            assert!(has(&a, Ev::Release(vip(k))), "{a:?}");
+            assert!(has(&a, Ev::DelAddr(vip(k))), "{a:?}");
+            // Forgotten after the grace period, never announced again.
+            assert!(has(&a, Ev::Forget(vip(k))), "{a:?}");
+            assert!(c.journal.announced("a", &vif_name(k), t0).is_empty());
+        }
+        // From the loss on, the lease is no longer renewed: the fence
+        // closes by itself.
+        let lost = a
+            .iter()
+            .position(|e| matches!(e.ev, Ev::Release(_)))
+            .expect("released");
+        assert!(
+            !a[lost..].iter().any(|e| matches!(e.ev, Ev::Lease(_))),
+            "{a:?}"
+        );
+        let status = c.node("a").status().await;
+        assert!(status.engine.ends_with("(down)"), "{status:?}");
+        assert!(!status.mature);
+        assert!(c.node("a").owned().await.is_empty());
+        assert!(!c.node("a").task.is_finished());
+    })
+    .await;
+}
+
+/// Whether `entries` hold `ev`.
+fn has(entries: &[Entry], ev: Ev) -> bool {
+    entries.iter().any(|e| e.ev == ev)
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_applies_or_refuses_each_change() {
+    local(async {
+        let c = Cluster::start(&["a"], "");
+        c.views(&[&["a"]]);
+        wait(ms(2000)).await;
+        let a = c.node("a");
+        // A broken file changes nothing.
+        *a.config.lock().unwrap() = None;
+        a.signals.send(Signal::Hup).await.unwrap();
+        wait(ms(100)).await;
+        assert_eq!(a.owned().await.len(), VIFS);
+
+        // Applied: the announcement policy and the notify targets. Refused:
+        // the lease, the weight and the VIF list.
+        let mut text = config_text(
+            "a",
+            "[notify]\ntargets = [{ range = \"eth0:192.0.2.0/24\" }]\n",
+        )
+        .replace("burst_count = 3", "burst_count = 5")
+        .replace("lease = \"2s\"", "lease = \"4s\"");
+        text = text.replacen("mature = \"1s\"", "mature = \"1s\"\nweight = 3", 1);
+        text += "[[vif]]\nname = \"v9\"\naddresses = [\"eth0:192.0.2.99/24\"]\n";
+        let new = parse(&text);
+        let (_, plan) = Config::reloaded(&parse(&config_text("a", "")), &new);
+        assert_eq!(
+            plan.apply,
+            ["notify.targets", "announce.burst_count"].map(String::from)
+        );
+        assert_eq!(
+            plan.refused
+                .iter()
+                .map(|r| r.0.as_str())
+                .collect::<Vec<_>>(),
+            ["weight", "vif", "xdp.lease"]
+        );
+        *a.config.lock().unwrap() = Some(new);
+        let t0 = c.journal.now();
+        a.signals.send(Signal::Hup).await.unwrap();
+        wait(ms(100)).await;
+        a.conflict(1).await;
+        wait(ms(2000)).await;
+        let after = c.journal.of("a", t0);
+        let announced: Vec<&Ev> = after
+            .iter()
+            .map(|e| &e.ev)
+            .filter(|e| matches!(e, Ev::Announced { .. }))
+            .collect();
+        assert_eq!(
+            announced,
+            [&Ev::Announced {
+                vif: "v1".into(),
+                burst: 5,
+                targets: 1
+            }]
+        );
+        let leases: Vec<&Ev> = after
+            .iter()
+            .map(|e| &e.ev)
+            .filter(|e| matches!(e, Ev::Lease(_)))
+            .collect();
+        assert!(!leases.is_empty());
+        assert!(
+            leases.iter().all(|l| **l == Ev::Lease(Some(ms(2000)))),
+            "{leases:?}"
+        );
+        let list = a.list().await;
+        assert_eq!(list.vifs.len(), VIFS, "the VIF list is kept");
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn ctl_status_agrees_with_the_allocator() {
+    local(async {
+        let c = Cluster::start(&["a", "b", "c"], "");
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        // c joins a mature group: it matures through the state exchange
+        // (its STATE said immature) and balance gives it VIFs.
+        c.views(&[&["a", "b", "c"]]);
+        wait(ms(2000)).await;
+        let owners = c.owners().await.unwrap();
+        let held = |n: &str| owners.iter().filter(|o| o.as_deref() == Some(n)).count();
+        assert!(held("c") > 0, "{owners:?}");
+        for n in ["a", "b", "c"] {
+            let status = c.node(n).status().await;
+            assert!(status.mature, "{n}: {status:?}");
+            assert_eq!(status.members.len(), 3, "{n}: {status:?}");
+            for m in &status.members {
+                assert!(m.mature, "{n} lists {} as not mature: {status:?}", m.name);
+                assert_eq!(
+                    m.vifs as usize,
+                    held(&m.name),
+                    "{n} counts {}'s VIFs wrong: {status:?}",
+                    m.name
+                );
+            }
+        }
+    })
+    .await;
+}
+
+/// A small deterministic generator (xorshift64): scenarios by seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x % n as u64) as usize
+    }
+}
+
+/// Partitions, merges, engine losses and operator commands at random; after
+/// each step settles, every VIP is answered by exactly one node of each
+/// component, on the data plane model (the fake hosts' XDP entries and
+/// leases), and that node is the one that says it owns it.
+async fn scenario(seed: u64) -> Result<()> {
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+    let settle = ms(3000);
+    let c = Cluster::start(&NAMES, "");
+    let everyone: Vec<String> = NAMES.map(String::from).to_vec();
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut comps = vec![everyone.clone()];
+    c.views_of(&comps);
+    wait(settle).await;
+    let mut steps = Vec::new();
+    for _ in 0..10 {
+        let step = match rng.below(6) {
+            0 => {
+                let mut groups = vec![Vec::new(); 3];
+                for n in &everyone {
+                    groups[rng.below(3)].push(n.clone());
+                }
+                comps = groups.into_iter().filter(|g| !g.is_empty()).collect();
+                c.views_of(&comps);
+                format!("views {comps:?}")
+            }
+            1 => {
+                comps = vec![everyone.clone()];
+                c.views_of(&comps);
+                "merge all".to_string()
+            }
+            2 => {
+                let n = NAMES[rng.below(3)];
+                c.lose(n);
+                for comp in &mut comps {
+                    comp.retain(|m| m != n);
+                }
+                comps.retain(|comp| !comp.is_empty());
+                c.views_of(&comps);
+                format!("{n} loses its engine")
+            }
+            kind => {
+                let Some(comp) = comps.get(rng.below(comps.len().max(1))) else {
+                    continue;
+                };
+                let from = &comp[rng.below(comp.len())];
+                let node = NAMES[rng.below(3)].to_string();
+                let request = match kind {
+                    3 => Request::Drain { node },
+                    4 => Request::Undrain { node },
+                    _ => Request::Move {
+                        vif: vif_name(1 + rng.below(VIFS)),
+                        node,
+                    },
+                };
+                let text = format!("{from}: {request:?}");
+                let reply = c.node(from).ctl(request).await;
+                format!("{text} -> ok {}", reply.ok)
+            }
+        };
+        steps.push(step);
+        wait(settle).await;
+        if let Err(e) = c.check_one_answerer(&comps).await {
+            bail!(
+                "seed {seed}: {e:#}\nsteps:\n  {}\njournal:\n{}",
+                steps.join("\n  "),
+                c.journal.dump()
+            );
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn random_partitions_merges_and_commands_keep_one_answerer_per_vip() {
+    for seed in 1..=16 {
+        local(async move {
+            if let Err(e) = scenario(seed).await {
+                panic!("{e:#}");
+            }
+        })
+        .await;
+    }
+}
