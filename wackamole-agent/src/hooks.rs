@@ -1,20 +1,33 @@
 //! Hook executables run on VIF transitions, off the daemon's critical path.
 //!
-//! - `on_up` / `on_down`: once per VIF acquired / released, with
-//!   `WACKAMOLE_EVENT` (`up`/`down`), `WACKAMOLE_VIF`, `WACKAMOLE_ADDRESSES`
-//!   (space-separated `ip/prefix`), `WACKAMOLE_NODE`; argv is `[event, vif]`.
+//! - `on_up` / `on_down`: once per VIF acquired / released (after its
+//!   addresses are up / gone), with `WACKAMOLE_EVENT` (`up`/`down`),
+//!   `WACKAMOLE_VIF`, `WACKAMOLE_ADDRESSES` (space-separated `ip/prefix`),
+//!   `WACKAMOLE_NODE`; argv is `[event, "--", vif]` (a VIF name may start
+//!   with `-`: the `--` keeps it from reading as an option).
 //! - `post_up` / `post_down`: once per allocation round that acquired /
 //!   released something, with `WACKAMOLE_EVENT` (`post_up`/`post_down`),
 //!   `WACKAMOLE_VIFS` (space-separated names) and `WACKAMOLE_NODE`.
 //!
+//! The environment is exactly those variables plus a fixed `PATH`: nothing of
+//! the agent's own (not `NOTIFY_SOCKET`, which would let a hook speak for the
+//! agent to systemd, nor anything a unit file passed the agent).
+//!
 //! [`HookRunner::fire`] only queues: one worker task runs the hooks in the
 //! order fired (so a VIF's `up` never overtakes its earlier `down`), each
 //! bounded by a timeout after which the hook's whole process group is
-//! killed. Failures are logged and reported, never propagated.
+//! killed. Failures are logged and reported, never propagated. A reload
+//! changes the hooks of that same worker ([`HookRunner::reconfigure`]), so
+//! the order holds across it. The queue holds [`QUEUE_LIMIT`] events: past
+//! that (hooks far slower than the transitions) new events are dropped,
+//! logged and counted ([`HookRunner::dropped`]) rather than letting memory
+//! grow without bound; the daemon's state never waits for a hook.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
@@ -87,6 +100,7 @@ impl HookEvent {
             HookEvent::Up { vif, addresses } | HookEvent::Down { vif, addresses } => {
                 env.push(("WACKAMOLE_VIF", vif.clone()));
                 env.push(("WACKAMOLE_ADDRESSES", addresses.join(" ")));
+                args.push("--".to_string());
                 args.push(vif.clone());
             }
             HookEvent::PostUp { vifs } | HookEvent::PostDown { vifs } => {
@@ -113,6 +127,8 @@ pub enum HookOutcome {
     TimedOut,
     /// Could not be started (missing, not executable, ...).
     SpawnFailed(String),
+    /// Not run: the queue already held [`QUEUE_LIMIT`] events.
+    Dropped,
 }
 
 /// The full record of one hook run.
@@ -129,10 +145,21 @@ pub struct HookReport {
 /// Hook output kept for the log, per stream.
 pub const OUTPUT_LIMIT: usize = 4096;
 
+/// Events the queue holds: room for a burst of up and down events for every
+/// address the XDP map holds, with their post hooks.
+pub const QUEUE_LIMIT: usize = 2 * wackamole_common::MAX_VIPS as usize + 16;
+
+/// The only `PATH` a hook sees.
+pub const HOOK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+type Queued = (HookEvent, oneshot::Sender<HookReport>);
+
 /// Runs hooks one after another on a background task.
 #[derive(Debug, Clone)]
 pub struct HookRunner {
-    tx: mpsc::UnboundedSender<(HookEvent, oneshot::Sender<HookReport>)>,
+    tx: mpsc::Sender<Queued>,
+    config: Arc<Mutex<HookConfig>>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl HookRunner {
@@ -140,29 +167,75 @@ impl HookRunner {
     /// name (`WACKAMOLE_NODE`).
     pub fn start(config: HookConfig, node: impl Into<String>) -> Self {
         let node = node.into();
-        let (tx, mut rx) = mpsc::unbounded_channel::<(HookEvent, oneshot::Sender<HookReport>)>();
+        let (tx, mut rx) = mpsc::channel::<Queued>(QUEUE_LIMIT);
+        let config = Arc::new(Mutex::new(config));
+        let current = config.clone();
         tokio::spawn(async move {
             while let Some((event, done)) = rx.recv().await {
+                // Each event runs with the hooks configured when it starts.
+                let config = match current.lock() {
+                    Ok(c) => c.clone(),
+                    Err(poisoned) => poisoned.into_inner().clone(),
+                };
                 let report = run_event(&config, &node, &event).await;
                 log_report(&event, &report);
                 let _ = done.send(report);
             }
         });
-        HookRunner { tx }
+        HookRunner {
+            tx,
+            config,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Replaces the hooks and timeout (a reload). Events already queued keep
+    /// their place and run with the new configuration.
+    pub fn reconfigure(&self, config: HookConfig) {
+        match self.config.lock() {
+            Ok(mut c) => *c = config,
+            Err(poisoned) => *poisoned.into_inner() = config,
+        }
+    }
+
+    /// Events dropped so far because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Queues `event` and returns at once; the receiver yields the report
-    /// (drop it if you do not care).
+    /// (drop it if you do not care). A full queue drops the event (logged,
+    /// counted, reported as [`HookOutcome::Dropped`]).
     pub fn fire(&self, event: HookEvent) -> oneshot::Receiver<HookReport> {
         let (done, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError((event, done))) = self.tx.send((event, done)) {
-            let _ = done.send(HookReport {
-                event: event.name(),
-                hook: None,
-                outcome: HookOutcome::SpawnFailed("hook runner stopped".into()),
-                output: String::new(),
-                took: Duration::ZERO,
-            });
+        let report = |event: &HookEvent, outcome| HookReport {
+            event: event.name(),
+            hook: None,
+            outcome,
+            output: String::new(),
+            took: Duration::ZERO,
+        };
+        match self.tx.try_send((event, done)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((event, done))) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                // Once per power of two: a stuck hook must not flood the log.
+                if n.is_power_of_two() {
+                    tracing::warn!(
+                        event = event.name(),
+                        ?event,
+                        dropped = n,
+                        "hook queue full ({QUEUE_LIMIT} events): hook not run"
+                    );
+                }
+                let _ = done.send(report(&event, HookOutcome::Dropped));
+            }
+            Err(mpsc::error::TrySendError::Closed((event, done))) => {
+                let _ = done.send(report(
+                    &event,
+                    HookOutcome::SpawnFailed("hook runner stopped".into()),
+                ));
+            }
         }
         rx
     }
@@ -209,7 +282,7 @@ pub async fn run_event(config: &HookConfig, node: &str, event: &HookEvent) -> Ho
     }
 }
 
-/// Runs `hook args...` with `env` added, killing its process group after
+/// Runs `hook args...` with exactly `env` and [`HOOK_PATH`], killing its process group after
 /// `timeout`. Returns the outcome and the start of its output.
 pub async fn run(
     hook: &Path,
@@ -278,6 +351,8 @@ async fn spawn(
     loop {
         let mut cmd = Command::new(hook);
         cmd.args(args)
+            .env_clear()
+            .env("PATH", HOOK_PATH)
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -321,7 +396,7 @@ mod tests {
             addresses: vec!["192.0.2.10/24".into(), "192.0.2.11/24".into()],
         };
         let (args, env) = up.args_env("n1");
-        assert_eq!(args, ["up", "web"]);
+        assert_eq!(args, ["up", "--", "web"]);
         assert!(env.contains(&("WACKAMOLE_ADDRESSES", "192.0.2.10/24 192.0.2.11/24".into())));
         assert!(env.contains(&("WACKAMOLE_NODE", "n1".into())));
         let post = HookEvent::PostDown {

@@ -334,3 +334,57 @@ async fn large_list_replies_reach_the_client() -> Result<()> {
     daemon.await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn ctl_prints_hostile_names_escaped() -> Result<()> {
+    // A peer named with a terminal escape and a newline (a forged row).
+    const EVIL: &str = "n2\u{1b}]0;pwned\u{7}\u{1b}[2J\nweb  192.0.2.99/24  n1  owned";
+    let dir = TempDir::new("evil")?;
+    let path = dir.0.join("control.sock");
+    let server = ControlServer::bind(&path)?;
+    let (tx, mut rx) = mpsc::channel::<ControlRequest>(4);
+    tokio::spawn(server.serve(tx));
+    tokio::spawn(async move {
+        while let Some(req) = rx.recv().await {
+            let reply = match &req.request {
+                Request::List => Reply::list(ListReply {
+                    vifs: vec![VifRow {
+                        name: EVIL.into(),
+                        addresses: vec!["192.0.2.10/24".into()],
+                        owner: Some(EVIL.into()),
+                        state: "owned".into(),
+                        ..VifRow::default()
+                    }],
+                }),
+                _ => Reply::error(format!("no node {EVIL}")),
+            };
+            let _ = req.reply.send(reply);
+        }
+    });
+    for (args, lines) in [
+        (&["list"][..], 2),
+        (&["list", "--json"][..], 1),
+        (&["drain", "x"][..], 1),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wackamole"))
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&path)
+            .args(args)
+            .output()
+            .await?;
+        let text = String::from_utf8(out.stdout)?;
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?}: raw control characters in {text:?}"
+        );
+        assert_eq!(text.lines().count(), lines, "{args:?}: {text}");
+        if args[0] == "list" && lines == 2 {
+            assert!(
+                text.contains("n2\\x1b]0;pwned\\x07\\x1b[2J\\nweb"),
+                "{text}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -368,3 +368,99 @@ async fn watchdog_interval_must_be_below_the_deadline() {
     let err = start(opts).await.err().expect("refused");
     assert!(format!("{err:#}").contains("watchdog interval"), "{err:#}");
 }
+
+/// Binds a Unix socket at `path` and listens on it with effective uid `uid`
+/// (what SO_PEERCRED reports): a local user squatting on the daemon's path.
+/// Done on a thread of its own with the raw syscall, which changes only that
+/// thread's credentials (glibc's setresuid would change the whole process).
+fn listen_as(uid: u32, path: &std::path::Path) -> tokio::net::UnixListener {
+    let _ = std::fs::remove_file(path);
+    let path = path.to_path_buf();
+    let l = std::thread::spawn(move || {
+        let keep = libc::uid_t::MAX as libc::c_long; // -1: leave unchanged
+                                                     // SAFETY: setresuid on this thread only; restored before returning.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, keep, uid as libc::c_long, keep) };
+        assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+        let l = std::os::unix::net::UnixListener::bind(&path);
+        // SAFETY: as above; our real uid (root) allows going back.
+        let back = unsafe { libc::syscall(libc::SYS_setresuid, keep, 0 as libc::c_long, keep) };
+        assert_eq!(
+            back,
+            0,
+            "setresuid back: {}",
+            std::io::Error::last_os_error()
+        );
+        l.expect("bind the fake daemon socket")
+    })
+    .join()
+    .expect("listener thread");
+    l.set_nonblocking(true).unwrap();
+    tokio::net::UnixListener::from_std(l).unwrap()
+}
+
+/// A fresh `/tmp/<port>` path for a Unix endpoint.
+fn unix_port(n: u16) -> (u16, std::path::PathBuf) {
+    let port = 20000 + (std::process::id() % 20000) as u16 + n;
+    (port, std::path::PathBuf::from(format!("/tmp/{port}")))
+}
+
+/// The first bytes the engine sends after connecting: the connect request
+/// head if it accepted the daemon, nothing (EOF) if it refused it.
+async fn first_bytes(l: &tokio::net::UnixListener) -> Vec<u8> {
+    let (mut s, _) = timeout(LIMIT, l.accept()).await.unwrap().unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 5];
+    while head.len() < 5 {
+        match timeout(LIMIT, s.read(&mut buf[head.len()..]))
+            .await
+            .unwrap()
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    head
+}
+
+fn root() -> bool {
+    // SAFETY: geteuid(2) cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[tokio::test]
+async fn a_unix_daemon_of_another_user_is_refused() {
+    assert!(root(), "needs root to listen as another uid");
+    let (port, path) = unix_port(0);
+    let l = listen_as(65534, &path);
+    let mut opts = SpreadOptions::new(&port.to_string(), "e1", "g");
+    opts.retry_interval = Duration::from_millis(50);
+    let mut h = start(opts).await.unwrap();
+    // The engine hangs up before sending anything: no name, no join.
+    assert_eq!(first_bytes(&l).await, b"");
+    match event(&mut h).await {
+        MembershipEvent::Lost { reason } => {
+            assert!(reason.contains("uid 65534"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // And keeps refusing on every retry.
+    assert_eq!(first_bytes(&l).await, b"");
+    drop(h);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test]
+async fn a_unix_daemon_of_root_or_the_configured_uid_is_accepted() {
+    assert!(root(), "needs root to listen as another uid");
+    for (n, (owner, trusted)) in [(0, None), (65534, Some(65534))].into_iter().enumerate() {
+        let (port, path) = unix_port(1 + n as u16);
+        let l = listen_as(owner, &path);
+        let mut opts = SpreadOptions::new(&port.to_string(), "e1", "g");
+        opts.trusted_uid = trusted;
+        let h = start(opts).await.unwrap();
+        // The connect request: version 4.4.0, membership flag, name length.
+        assert_eq!(first_bytes(&l).await, [4, 4, 0, 1, 2], "owner {owner}");
+        drop(h);
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -169,7 +169,9 @@ impl Reply {
                 line.len()
             ));
         }
-        serde_json::from_slice(line).map_err(|e| format!("bad reply: {e}"))
+        // serde may quote the offending text: keep it printable.
+        serde_json::from_slice(line)
+            .map_err(|e| format!("bad reply: {}", super::render::printable(&e.to_string())))
     }
 }
 

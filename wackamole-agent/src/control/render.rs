@@ -1,5 +1,11 @@
 //! Human output for the CLI (`--json` prints the reply line as received).
+//!
+//! Node and VIF names (and error texts that quote them) come from peers and
+//! the daemon: every string is passed through [`printable`] so a name with
+//! escape sequences or newlines cannot drive the operator's terminal or forge
+//! table rows.
 
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::protocol::{ListReply, Reply, StatusReply};
@@ -8,11 +14,11 @@ use super::protocol::{ListReply, Reply, StatusReply};
 /// Errors render as `error: ...`.
 pub fn render(reply: &Reply, json: bool) -> String {
     if json {
-        return reply.to_line();
+        return json_printable(&reply.to_line());
     }
     if !reply.ok {
         let why = reply.error.as_deref().unwrap_or("unknown error");
-        return format!("error: {why}\n");
+        return format!("error: {}\n", printable(why));
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -25,7 +31,7 @@ pub fn render(reply: &Reply, json: bool) -> String {
         out += &render_status(status, now);
     }
     if let Some(msg) = &reply.message {
-        out += msg;
+        out += &printable(msg);
         out.push('\n');
     }
     if out.is_empty() {
@@ -77,7 +83,7 @@ pub fn render_list(list: &ListReply) -> String {
 /// The `status` summary; `now_unix_ms` dates the last failover.
 pub fn render_status(s: &StatusReply, now_unix_ms: u64) -> String {
     let mut out = String::new();
-    let line = |out: &mut String, k: &str, v: &str| *out += &format!("{k:<14}{v}\n");
+    let line = |out: &mut String, k: &str, v: &str| *out += &format!("{k:<14}{}\n", printable(v));
     line(&mut out, "node", &s.node);
     line(&mut out, "engine", &s.engine);
     line(&mut out, "view", &s.view);
@@ -140,8 +146,58 @@ fn micros(us: u64) -> String {
     }
 }
 
+/// True for characters that must not reach a terminal raw: C0 and C1
+/// controls, DEL, and the bidirectional overrides that reorder what is shown.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every unsafe character written as a visible escape (`\n`,
+/// `\x1b`, `\u{9b}`); borrowed when there is nothing to escape.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out += "\\n",
+            '\r' => out += "\\r",
+            '\t' => out += "\\t",
+            c if is_unsafe(c) && (c as u32) < 0x80 => out += &format!("\\x{:02x}", c as u32),
+            c if is_unsafe(c) => out += &format!("\\u{{{:x}}}", c as u32),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A JSON line with the characters serde_json leaves raw (DEL, C1 controls,
+/// bidi overrides) written as `\uXXXX`: still the same JSON value.
+fn json_printable(line: &str) -> String {
+    let body = line.strip_suffix('\n').unwrap_or(line);
+    let mut out = String::with_capacity(line.len());
+    for c in body.chars() {
+        if is_unsafe(c) && c != '\n' {
+            // Inside a JSON text, raw control characters can only be in strings.
+            out += &format!("\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    out
+}
+
 /// A space-separated table with a header row; `right[i]` right-aligns column i.
+/// Cells are made [`printable`] first.
 fn table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in width.iter_mut().zip(row) {
@@ -256,6 +312,47 @@ members (2)
         assert_eq!(render_status(&s, 1_090_000), want);
         let never = render_status(&StatusReply::default(), 0);
         assert!(never.contains("last failover never\n"), "{never}");
+    }
+
+    #[test]
+    fn names_from_peers_are_escaped() {
+        let evil = "web\u{1b}[2J\nn9    yes\u{9b}31m\u{202e}";
+        let mut l = list();
+        l.vifs[0].name = evil.into();
+        l.vifs[0].owner = Some(evil.into());
+        let text = render(&Reply::list(l.clone()), false);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(!text.chars().any(|c| c != '\n' && is_unsafe(c)), "{text:?}");
+        assert!(
+            text.contains("web\\x1b[2J\\nn9    yes\\u{9b}31m\\u{202e}"),
+            "{text}"
+        );
+
+        let s = StatusReply {
+            node: evil.into(),
+            leader: Some(evil.into()),
+            members: vec![MemberRow {
+                name: evil.into(),
+                ..MemberRow::default()
+            }],
+            ..StatusReply::default()
+        };
+        let text = render(&Reply::status(s), false);
+        assert!(!text.chars().any(|c| c != '\n' && is_unsafe(c)), "{text:?}");
+        assert!(text.starts_with("node          web\\x1b[2J\\nn9"), "{text}");
+
+        for r in [Reply::error(evil), Reply::done(evil)] {
+            let text = render(&r, false);
+            assert_eq!(text.lines().count(), 1, "{text}");
+            assert!(!text.chars().any(|c| c != '\n' && is_unsafe(c)), "{text:?}");
+        }
+
+        // JSON keeps the value, minus raw C1/DEL/bidi characters.
+        let r = Reply::list(l);
+        let json = render(&r, true);
+        assert!(!json.trim_end().chars().any(is_unsafe), "{json:?}");
+        assert_eq!(Reply::parse(json.trim_end().as_bytes()), Ok(r));
+        assert_eq!(printable("plain"), Cow::Borrowed("plain"));
     }
 
     #[test]

@@ -6,7 +6,6 @@ use super::bootstrap::filter_for;
 use super::control::Operation;
 use super::host::Host;
 use crate::alloc::{Input, OperatorCommand, VifIndex};
-use crate::hooks::HookRunner;
 use crate::membership::Outgoing;
 use anyhow::Result;
 use std::time::Duration;
@@ -41,7 +40,7 @@ impl<H: Host> Agent<H> {
         }
         let balance_changed = next.balance != self.cfg.balance;
         if next.hooks != self.cfg.hooks {
-            self.hooks = HookRunner::start(hook_config(&next), next.node.clone());
+            self.hooks.reconfigure(hook_config(&next));
         }
         if next.log != self.cfg.log {
             if let Some(h) = &self.log {

@@ -83,6 +83,16 @@ pub enum ClientError {
         endpoint: String,
         source: std::io::Error,
     },
+    #[error(
+        "spread {endpoint}: refusing the daemon: its socket belongs to uid {uid} (pid {pid}), \
+         not root, the agent's uid or the configured one (a local user may have taken \
+         the socket while Spread was down)"
+    )]
+    UntrustedPeer {
+        endpoint: String,
+        uid: u32,
+        pid: i32,
+    },
     #[error("spread {endpoint}: handshake timed out after {timeout:?}")]
     HandshakeTimeout { endpoint: String, timeout: Duration },
     #[error("spread {endpoint}: {stage}: {source}")]
@@ -121,6 +131,9 @@ pub struct ConnectOptions {
     pub membership: bool,
     /// Covers TCP/Unix connect and the whole handshake.
     pub timeout: Duration,
+    /// A Unix-socket daemon must run as root, as the agent's own uid, or as
+    /// this uid (Spread has no authentication; its socket is all we check).
+    pub trusted_uid: Option<u32>,
 }
 
 /// Opens a session: connect, handshake, NULL authentication.
@@ -135,7 +148,7 @@ pub async fn connect(
             source,
         })?;
     let fut = async {
-        let (mut r, mut w, socket) = open(endpoint, &ep).await?;
+        let (mut r, mut w, socket) = open(endpoint, &ep, opts.trusted_uid).await?;
         let mut buf = Vec::new();
         // The daemon reads the request with non-blocking recvs: one write.
         write(&mut w, &request, &ep, "sending connect request").await?;
@@ -205,6 +218,7 @@ enum SocketId {
 async fn open(
     endpoint: &Endpoint,
     ep: &str,
+    trusted_uid: Option<u32>,
 ) -> Result<(BoxRead, BoxWrite, Option<SocketId>), ClientError> {
     let connect_err = |source| ClientError::Connect {
         endpoint: ep.to_owned(),
@@ -244,11 +258,28 @@ async fn open(
             let stream = tokio::net::UnixStream::connect(path)
                 .await
                 .map_err(connect_err)?;
+            // Before a byte is sent: whoever listens on the path gets nothing.
+            let cred = stream.peer_cred().map_err(connect_err)?;
+            // SAFETY: geteuid(2) cannot fail and touches no memory.
+            let me = unsafe { libc::geteuid() };
+            if !peer_trusted(cred.uid(), me, trusted_uid) {
+                return Err(ClientError::UntrustedPeer {
+                    endpoint: ep.to_owned(),
+                    uid: cred.uid(),
+                    pid: cred.pid().unwrap_or(0),
+                });
+            }
             let fd = stream.as_raw_fd();
             let (r, w) = stream.into_split();
             Ok((Box::new(r), Box::new(w), Some(SocketId::Unix(fd))))
         }
     }
+}
+
+/// Whether a Unix-socket daemon running as `uid` may feed us views: root,
+/// our own (effective) uid, or the configured one.
+pub fn peer_trusted(uid: u32, own_uid: u32, trusted_uid: Option<u32>) -> bool {
+    uid == 0 || uid == own_uid || trusted_uid == Some(uid)
 }
 
 /// SO_KEEPALIVE like libspread; best effort (a failure only loses keepalive).
@@ -508,6 +539,15 @@ fn proc_addr(a: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_daemon_uids() {
+        assert!(peer_trusted(0, 1000, None));
+        assert!(peer_trusted(1000, 1000, None));
+        assert!(!peer_trusted(1001, 1000, None));
+        assert!(peer_trusted(1001, 1000, Some(1001)));
+        assert!(!peer_trusted(65534, 0, Some(1001)));
+    }
 
     #[test]
     fn proc_tcp_rows_are_found_by_both_ends() {

@@ -60,6 +60,9 @@ pub struct SpreadOptions {
     pub retry_interval: Duration,
     /// Limit for connect + handshake.
     pub connect_timeout: Duration,
+    /// On a Unix endpoint the daemon's socket must belong to root, to the
+    /// agent's uid, or to this uid (SO_PEERCRED); see [`client::peer_trusted`].
+    pub trusted_uid: Option<u32>,
     /// Service for [`Outgoing::Send`]: `Agreed` (default) or `Safe`.
     pub service: Service,
     /// Probe period of the watchdog; None: no watchdog.
@@ -79,6 +82,7 @@ impl SpreadOptions {
             group: group.to_owned(),
             retry_interval: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            trusted_uid: None,
             service: Service::Agreed,
             watchdog_interval: None,
             watchdog_deadline: None,
@@ -167,6 +171,7 @@ impl Engine {
                 private_name: self.opts.private_name.clone(),
                 membership: true,
                 timeout: self.opts.connect_timeout,
+                trusted_uid: self.opts.trusted_uid,
             };
             let next = match client::connect(&self.endpoint, &copts).await {
                 Ok((reader, writer, accepted)) => {
