@@ -521,7 +521,7 @@ impl Agent {
                     my_index = view.my_index,
                     // CLOCK_MONOTONIC (shared by all namespaces): lets the
                     // failover benchmark split detection from the agent's share.
-                    mono_ns = crate::lab::now_ns(),
+                    mono_ns = crate::dataplane::monotonic_now().as_nanos() as u64,
                     "new view"
                 );
                 self.engine_up = true;
