@@ -18,7 +18,7 @@ const VIFS: usize = 6;
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
-    ensure!(wackamole::testbed::is_root(), "these tests need root");
+    wackamole::testbed::require_root();
     let guard = ONE_CLUSTER_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -74,6 +74,7 @@ fn vip_addresses(c: &AgentCluster, i: usize) -> Result<Vec<Ipv4Addr>> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn link_crash_rejoin_and_operator_commands() -> Result<()> {
     let (_guard, c) = cluster()?;
     settle(&c, &[2, 2, 2])?;
@@ -132,6 +133,7 @@ fn link_crash_rejoin_and_operator_commands() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn stop_kill_restart_and_control_access() -> Result<()> {
     let (_guard, mut c) = cluster()?;
     let snap = settle(&c, &[2, 2, 2])?;
@@ -297,8 +299,9 @@ fn typo_in_config_exits_2_with_the_line() -> Result<()> {
 /// The legacy samples import to configurations that check-config accepts,
 /// on a host (namespace) that has the interfaces they name (eth0, eth1).
 #[test]
+#[ignore = "needs root"]
 fn legacy_samples_import_and_check() -> Result<()> {
-    ensure!(wackamole::testbed::is_root(), "needs root");
+    wackamole::testbed::require_root();
     let ns = wackamole::testbed::Netns::new("legacy")?;
     for (iface, peer) in [("eth0", "peer0"), ("eth1", "peer1")] {
         ns.run(&[
@@ -357,6 +360,7 @@ fn legacy_samples_import_and_check() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn corosync_loss_freeze_and_reload() -> Result<()> {
     let (_guard, mut c) = cluster()?;
     settle(&c, &[2, 2, 2])?;

@@ -17,8 +17,9 @@ fn crash_line(out: &str) -> Option<&str> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
-    ensure!(wackamole::testbed::is_root(), "needs root");
+    wackamole::testbed::require_root();
     let child = Command::new(LAB)
         .args([
             "demo", "--quick", "--nodes", "3", "--vips", "4", "--binary", BIN,
