@@ -38,11 +38,15 @@ pub fn build_ebpf() -> Result<()> {
     Ok(())
 }
 
-/// Cargo features of the product binary: the Corosync engine. The test
-/// machinery (`lab`) stays out of it.
-pub const PRODUCT_FEATURES: &str = "wackamole-agent/corosync";
-/// Cargo features of the demo/lab binary, the tests and the benchmarks.
-pub const LAB_FEATURES: &str = "wackamole-agent/corosync,wackamole-agent/lab";
+/// Cargo features (of `-p wackamole-agent`) of the product binary: the
+/// Corosync engine. The test machinery (`lab`) stays out of it.
+pub const PRODUCT_FEATURES: &str = "corosync";
+/// Cargo features of the demo/lab binary and the benchmarks.
+pub const LAB_FEATURES: &str = "corosync,lab";
+/// Features of a workspace test run (tests get `lab` through the agent's
+/// dev-dependency on itself). Not `wackamole-agent/corosync`: that names
+/// the feature of the dev-dependency edge, not of the workspace member.
+const TEST_FEATURES: &str = "corosync";
 
 /// Libtest filter of the tests that need a Spread daemon
 /// (`tests/spread/live.rs`, module `live`).
@@ -91,7 +95,7 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
         None => (args, &[][..]),
     };
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "--workspace", "--features", LAB_FEATURES])
+    cmd.args(["test", "--release", "--workspace", "--features", TEST_FEATURES])
         .args(cargo_args)
         .args(["--", "--include-ignored"])
         .args(test_args);

@@ -14,35 +14,7 @@ pub mod pcap;
 
 use std::path::{Path, PathBuf};
 
-/// True when running as root.
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Fails the test unless it runs as root (namespaces, XDP, bpffs, other uids).
-pub fn require_root() {
-    assert!(
-        is_root(),
-        "this test needs root (network namespaces, XDP, BPF): run `cargo xtask test` as root, \
-         or `cargo test -- --ignored` as root"
-    );
-}
-
-/// Fails the test unless `program` can be started (e.g. `corosync`).
-pub fn require_program(program: &str, package: &str) {
-    require_root();
-    let found = std::process::Command::new(program)
-        .arg("-v")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "this test needs `{program}` (apt-get install {package}; `cargo xtask setup` does it)"
-    );
-}
+pub use wackamole::testbed::{is_root, require_root};
 
 /// A fresh directory `<tmp>/wk-<pid>-<n>-<tag>`, removed on drop.
 pub struct TempDir(pub PathBuf);
