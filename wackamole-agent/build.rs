@@ -29,5 +29,8 @@ fn main() {
         );
         stub
     };
-    println!("cargo:rustc-env=WACKAMOLE_EBPF_OBJECT={}", embedded.display());
+    println!(
+        "cargo:rustc-env=WACKAMOLE_EBPF_OBJECT={}",
+        embedded.display()
+    );
 }

@@ -57,10 +57,24 @@ pub fn build_all() -> Result<()> {
     // Two builds: the product without the lab, then the lab binary with it
     // (features are per build, so one build would put the lab into both).
     run(cargo()
-        .args(["build", "--release", "-p", "wackamole-agent", "--bin", "wackamole"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "wackamole-agent",
+            "--bin",
+            "wackamole",
+        ])
         .args(["--features", PRODUCT_FEATURES]))?;
     run(cargo()
-        .args(["build", "--release", "-p", "wackamole-agent", "--bin", "wackamole-lab"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "wackamole-agent",
+            "--bin",
+            "wackamole-lab",
+        ])
         .args(["--features", LAB_FEATURES]))?;
     eprintln!(
         "xtask: built {}, {} and {}",
@@ -95,10 +109,16 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
         None => (args, &[][..]),
     };
     let mut cmd = cargo();
-    cmd.args(["test", "--release", "--workspace", "--features", TEST_FEATURES])
-        .args(cargo_args)
-        .args(["--", "--include-ignored"])
-        .args(test_args);
+    cmd.args([
+        "test",
+        "--release",
+        "--workspace",
+        "--features",
+        TEST_FEATURES,
+    ])
+    .args(cargo_args)
+    .args(["--", "--include-ignored"])
+    .args(test_args);
     match std::env::var_os("WACKAMOLE_SPREAD_DAEMON") {
         Some(daemon) if !daemon.is_empty() => {
             eprintln!("xtask: Spread live tests use {}", daemon.to_string_lossy());

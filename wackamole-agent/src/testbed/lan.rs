@@ -37,7 +37,8 @@ impl Switch {
     /// Adds bridge `name` (if it does not exist yet) and brings it up.
     pub fn add_bridge(&self, name: &str) -> Result<()> {
         if !self.ns.succeeds(&["ip", "link", "show", name]) {
-            self.ns.run(&["ip", "link", "add", name, "type", "bridge"])?;
+            self.ns
+                .run(&["ip", "link", "add", name, "type", "bridge"])?;
         }
         self.ns.run(&["ip", "link", "set", name, "up"])?;
         Ok(())
@@ -56,7 +57,8 @@ impl Switch {
     /// Enslaves switch port `port` to bridge `bridge` (a partition moves
     /// ports to a second bridge and back).
     pub fn move_port(&self, port: &str, bridge: &str) -> Result<()> {
-        self.ns.run(&["ip", "link", "set", port, "master", bridge])?;
+        self.ns
+            .run(&["ip", "link", "set", port, "master", bridge])?;
         Ok(())
     }
 
