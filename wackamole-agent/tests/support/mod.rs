@@ -16,6 +16,18 @@ use std::path::{Path, PathBuf};
 
 pub use wackamole::testbed::{is_root, require_root};
 
+/// Tests that build a whole cluster take this lock: each used to be its own
+/// test binary (run one after the other), and on a small machine two
+/// clusters at once disturb each other's timing.
+pub static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`ONE_CLUSTER_AT_A_TIME`], also after a test panicked holding it.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A fresh directory `<tmp>/wk-<pid>-<n>-<tag>`, removed on drop.
 pub struct TempDir(pub PathBuf);
 

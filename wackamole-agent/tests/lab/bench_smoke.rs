@@ -17,6 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 #[ignore = "needs root and corosync"]
 fn smoke_bench_writes_reports_and_every_vip_answers_around_the_fault() -> Result<()> {
     wackamole::testbed::require_root();
+    let _one = crate::support::one_cluster_at_a_time();
     let out_dir = std::env::temp_dir().join(format!("wk-bench-smoke-{}", std::process::id()));
     let opts = BenchOptions::smoke(BIN, &out_dir);
     let mut log = Vec::new();

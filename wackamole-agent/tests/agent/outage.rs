@@ -75,6 +75,7 @@ fn longest_gap(times: &[f64]) -> Option<(Duration, usize)> {
 #[ignore = "needs root and corosync"]
 fn link_down_outage_seen_by_a_pinging_client() -> Result<()> {
     wackamole::testbed::require_root();
+    let _one = crate::support::one_cluster_at_a_time();
     let c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
     let mut outages = Vec::new();
     for round in 0..ROUNDS {

@@ -6,7 +6,6 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
 use std::time::Duration;
 use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot};
 use wackamole_common::vip_state;
@@ -15,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const SETTLE: Duration = Duration::from_secs(20);
 const VIFS: usize = 6;
 
-static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
+use crate::support::{TempDir, ONE_CLUSTER_AT_A_TIME};
 
 fn cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
     wackamole::testbed::require_root();
@@ -267,9 +266,8 @@ fn stop_kill_restart_and_control_access() -> Result<()> {
 /// A configuration with a typo: `run` and `check-config` exit 2 naming the line.
 #[test]
 fn typo_in_config_exits_2_with_the_line() -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("wkt-agent-typo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join("typo.toml");
+    let dir = TempDir::new("agent-typo")?;
+    let file = dir.path().join("typo.toml");
     std::fs::write(
         &file,
         "node = \"n1\"\n\n[balance]\nenabled = true\nintervall = \"1s\"\n",
@@ -289,7 +287,6 @@ fn typo_in_config_exits_2_with_the_line() -> Result<()> {
             failures.push(format!("{args:?}: {} {err}", out.status));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     if !failures.is_empty() {
         bail!("{}", failures.join("\n"));
     }
@@ -310,8 +307,7 @@ fn legacy_samples_import_and_check() -> Result<()> {
         ns.run(&["ip", "link", "set", iface, "up"])?;
     }
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy");
-    let dir = std::env::temp_dir().join(format!("wkt-agent-legacy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = TempDir::new("agent-legacy")?;
     let mut failures = Vec::new();
     let mut seen = 0;
     for entry in std::fs::read_dir(&fixtures)? {
@@ -347,7 +343,6 @@ fn legacy_samples_import_and_check() -> Result<()> {
             ));
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     ensure!(
         seen >= 4,
         "only {seen} legacy samples found in {}",

@@ -20,6 +20,7 @@ fn crash_line(out: &str) -> Option<&str> {
 #[ignore = "needs root and corosync"]
 fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
     wackamole::testbed::require_root();
+    let _one = crate::support::one_cluster_at_a_time();
     let child = Command::new(LAB)
         .args([
             "demo", "--quick", "--nodes", "3", "--vips", "4", "--binary", BIN,

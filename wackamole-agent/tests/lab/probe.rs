@@ -76,6 +76,7 @@ fn out_dir() -> PathBuf {
 #[test]
 #[ignore = "needs root"]
 fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
+    let _one = crate::support::one_cluster_at_a_time();
     let lan = lan()?;
     let vips: Vec<Ipv4Addr> = [11, 12, 21, 22]
         .iter()
@@ -225,6 +226,7 @@ fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
 #[test]
 #[ignore = "needs root"]
 fn probes_a_thousand_vips() -> Result<()> {
+    let _one = crate::support::one_cluster_at_a_time();
     let lan = lan()?;
     // 10.77.0.0/16 inside the namespaces: room for 1000 VIPs on-link.
     lan.a
@@ -289,6 +291,7 @@ fn probes_a_thousand_vips() -> Result<()> {
 #[test]
 #[ignore = "needs root"]
 fn answers_vips_held_as_a_local_route() -> Result<()> {
+    let _one = crate::support::one_cluster_at_a_time();
     let lan = lan()?;
     lan.b.run(&[
         "ip",
