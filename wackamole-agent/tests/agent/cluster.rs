@@ -330,7 +330,9 @@ fn legacy_samples_import_and_check() -> Result<()> {
             ));
             continue;
         }
-        let toml = dir.join(path.with_extension("toml").file_name().context("name")?);
+        let toml = dir
+            .path()
+            .join(path.with_extension("toml").file_name().context("name")?);
         std::fs::write(&toml, &out.stdout)?;
         let out = ns.command(BIN).arg("check-config").arg(&toml).output()?;
         if !out.status.success() {

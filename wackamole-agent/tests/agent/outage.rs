@@ -5,7 +5,7 @@
 //! and one survivor, not the victim, answers ARP for the VIP); it prints the
 //! measurements (timing is asserted by the failover benchmark, not here):
 //!
-//! `cargo test --release -p wackamole-agent --test agent_outage -- --nocapture`
+//! `cargo test --release -p wackamole-agent --features corosync --test agent outage:: -- --include-ignored --nocapture`
 
 use anyhow::{ensure, Context, Result};
 use std::process::Stdio;

@@ -1,7 +1,6 @@
 //! Hook executables: environment, failures, timeouts, ordering, non-blocking.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;

@@ -3,7 +3,7 @@
 //! answered before the fault and again at the end of the run. Timing figures
 //! are printed, not asserted (they belong to the benchmark).
 //!
-//! `cargo test --release -p wackamole-agent --test bench_smoke -- --nocapture`
+//! `cargo test --release -p wackamole-agent --features corosync --test lab bench_smoke:: -- --include-ignored --nocapture`
 
 use anyhow::{ensure, Context, Result};
 use wackamole::lab::failover_bench::{

@@ -3,7 +3,7 @@
 //! after it (by the survivors) and after the node's return, and it leaves no
 //! namespace or bpffs mount of its own behind.
 //!
-//! `cargo test --release -p wackamole-agent --test demo_smoke -- --nocapture`
+//! `cargo test --release -p wackamole-agent --features corosync --test lab demo_smoke:: -- --include-ignored --nocapture`
 
 use anyhow::{ensure, Context, Result};
 use std::process::{Command, Stdio};

@@ -8,7 +8,7 @@
 //! (`--ignored`) fails naming it. `cargo xtask test` (as root) runs them all.
 
 // Each test binary uses a different part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod pcap;
 
