@@ -16,8 +16,14 @@
 //! - [`hooks`]: up/down hook programs.
 //! - [`daemon`]: the agent's event loop that joins all of the above.
 //! - [`cli`]: the operator's commands (`check-config`, `import-conf`, `ctl`).
-//! - [`testbed`] and [`lab`]: hosts in network namespaces, probes and reports
-//!   for the tests, the demo and the benchmarks.
+//! - `testbed` and `lab` (cargo feature `lab`, for tests, benchmarks, the
+//!   demo and xtask only): hosts in network namespaces, probes, analysis,
+//!   plots and reports. The product (`wackamole` binary) is built without.
+//!
+//! Cargo features: `corosync` (the Corosync engine, links the Corosync
+//! libraries) and `lab`. With neither, the crate builds with stable Rust
+//! alone; without the eBPF object (`cargo xtask build`) it builds too, and
+//! opening the data plane fails at run time saying so.
 
 pub mod alloc;
 pub mod cli;
@@ -26,7 +32,9 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod hooks;
+#[cfg(feature = "lab")]
 pub mod lab;
 pub mod membership;
 pub mod net;
+#[cfg(feature = "lab")]
 pub mod testbed;

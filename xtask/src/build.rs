@@ -38,23 +38,100 @@ pub fn build_ebpf() -> Result<()> {
     Ok(())
 }
 
+/// Cargo features (of `-p wackamole-agent`) of the product binary: the
+/// Corosync engine. The test machinery (`lab`) stays out of it.
+pub const PRODUCT_FEATURES: &str = "corosync";
+/// Cargo features of the demo/lab binary and the benchmarks.
+pub const LAB_FEATURES: &str = "corosync,lab";
+/// Features of a workspace test run (tests get `lab` through the agent's
+/// dev-dependency on itself). Not `wackamole-agent/corosync`: that names
+/// the feature of the dev-dependency edge, not of the workspace member.
+const TEST_FEATURES: &str = "corosync";
+
+/// Libtest filter of the tests that need a Spread daemon
+/// (`tests/spread/live.rs`, module `live`).
+const SPREAD_LIVE_FILTER: &str = "live::";
+
 pub fn build_all() -> Result<()> {
     build_ebpf()?;
-    run(cargo().args(["build", "--release", "--workspace", "--bins"]))?;
+    // Two builds: the product without the lab, then the lab binary with it
+    // (features are per build, so one build would put the lab into both).
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "wackamole-agent",
+            "--bin",
+            "wackamole",
+        ])
+        .args(["--features", PRODUCT_FEATURES]))?;
+    run(cargo()
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "wackamole-agent",
+            "--bin",
+            "wackamole-lab",
+        ])
+        .args(["--features", LAB_FEATURES]))?;
     eprintln!(
-        "xtask: built {} and {}",
+        "xtask: built {}, {} and {}",
         ebpf_object().display(),
-        root().join("target/release/wackamole").display()
+        root().join("target/release/wackamole").display(),
+        root().join("target/release/wackamole-lab").display()
     );
     Ok(())
 }
 
-pub fn test(args: &[String]) -> Result<()> {
-    require_root("cargo xtask test")?;
+/// The test policy (see README, "Tests and benchmarks"): tests that need
+/// something (root, corosync, a Spread daemon) are `#[ignore = "needs ..."]`,
+/// so a plain `cargo test` lists them as ignored and never passes them
+/// silently; run without their requirement they fail naming it.
+///
+/// - `unprivileged`: the tests that need nothing (stable Rust only, no
+///   root, no eBPF object, no Corosync libraries): `cargo test` as it is.
+/// - otherwise (root): builds everything and runs every test including the
+///   ignored ones; the Spread live tests only when `WACKAMOLE_SPREAD_DAEMON`
+///   names a daemon (said so when skipped).
+pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
+    if unprivileged {
+        return run(cargo()
+            .args(["test", "--release", "--workspace"])
+            .args(args));
+    }
+    require_root("cargo xtask test (or `cargo xtask test --unprivileged`)")?;
     build_all()?;
-    run(cargo()
-        .args(["test", "--release", "--workspace"])
-        .args(args))?;
+    // `args` are cargo's, then after a `--` the test binaries'.
+    let (cargo_args, test_args) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[][..]),
+    };
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "--workspace",
+        "--features",
+        TEST_FEATURES,
+    ])
+    .args(cargo_args)
+    .args(["--", "--include-ignored"])
+    .args(test_args);
+    match std::env::var_os("WACKAMOLE_SPREAD_DAEMON") {
+        Some(daemon) if !daemon.is_empty() => {
+            eprintln!("xtask: Spread live tests use {}", daemon.to_string_lossy());
+        }
+        _ => {
+            eprintln!(
+                "xtask: SKIPPING the Spread live tests (`{SPREAD_LIVE_FILTER}*`): \
+                 WACKAMOLE_SPREAD_DAEMON is not set (path of a Spread 4 daemon)"
+            );
+            cmd.args(["--skip", SPREAD_LIVE_FILTER]);
+        }
+    }
+    run(&mut cmd)?;
     crate::package::package(true)
 }
 
@@ -73,7 +150,8 @@ pub fn bench(name: &str, args: &[String]) -> Result<()> {
     build_all()?;
     std::fs::create_dir_all(root().join("target/bench"))?;
     run(cargo()
-        .args(["bench", "-p", "wackamole-agent", "--bench", name, "--"])
+        .args(["bench", "-p", "wackamole-agent", "--bench", name])
+        .args(["--features", LAB_FEATURES, "--"])
         .args(args))
 }
 

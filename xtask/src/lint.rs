@@ -11,6 +11,7 @@ pub fn lint() -> Result<()> {
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--release",
         "--",
         "-D",

@@ -27,8 +27,13 @@ enum Command {
     Setup,
     /// Build the eBPF object (nightly) and the agent (stable, release), which embeds it.
     Build,
-    /// Run every test (needs root: XDP, namespaces, corosync).
+    /// Run every test, the ignored ones too (needs root: XDP, namespaces,
+    /// corosync; the Spread live tests also need WACKAMOLE_SPREAD_DAEMON).
     Test {
+        /// Only the tests that need no root, no eBPF object and no Corosync
+        /// (stable Rust alone); the ignored ones are listed, not run.
+        #[arg(long)]
+        unprivileged: bool,
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -66,7 +71,7 @@ fn main() {
     let result = match cli.command {
         Command::Setup => setup::setup(),
         Command::Build => build::build_all(),
-        Command::Test { args } => build::test(&args),
+        Command::Test { unprivileged, args } => build::test(unprivileged, &args),
         Command::Lint => lint::lint(),
         Command::Run { args } => build::run_agent(&args),
         Command::Bench { name, args } => build::bench(&name, &args),

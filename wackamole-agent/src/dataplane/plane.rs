@@ -19,7 +19,7 @@ use super::{
     XdpAttachMode,
 };
 
-/// The XDP object built by `cargo xtask build`.
+/// The XDP object built by `cargo xtask build` (empty if it was missing).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(env!("WACKAMOLE_EBPF_OBJECT"));
 
 /// Size of the conflict ring buffer in the object (checked on reuse).
@@ -197,6 +197,15 @@ impl DataPlane {
     /// links (swapping the new program in atomically) and attaches to
     /// `opts.interfaces`.
     pub fn open(opts: &DataPlaneOptions) -> Result<Self> {
+        // build.rs embeds an empty stub when the object was not built.
+        if OBJECT.is_empty() {
+            return Err(DataPlaneError::Program {
+                action: "loading the object",
+                source: boxed(
+                    "this binary was built without the XDP program; build with `cargo xtask build`",
+                ),
+            });
+        }
         ensure_bpffs(&opts.bpffs)?;
         let pin_dir = opts.pin_dir();
         create_pin_dir(&pin_dir)?;

@@ -626,7 +626,10 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn refuses_non_loopback_outside_test_namespaces() -> Result<()> {
+        // SIOCGSKNS (which namespace a socket is in) needs CAP_NET_ADMIN.
+        crate::testbed::require_root();
         let sock = bind_prober()?;
         assert!(!in_named_netns(&sock)?);
         let ns = crate::testbed::Netns::new("probens")?;
@@ -645,7 +648,10 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn probes_loopback_from_the_initial_namespace() -> Result<()> {
+        // SIOCGSKNS (which namespace a socket is in) needs CAP_NET_ADMIN.
+        crate::testbed::require_root();
         let rsock = crate::lab::responder::bind_responder(0)?;
         let port = rsock.local_addr()?.port();
         let r = Responder::start(rsock, "lo-node")?;
@@ -668,7 +674,10 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn several_sender_threads_cover_every_vip() -> Result<()> {
+        // SIOCGSKNS (which namespace a socket is in) needs CAP_NET_ADMIN.
+        crate::testbed::require_root();
         let rsock = crate::lab::responder::bind_responder(0)?;
         let port = rsock.local_addr()?.port();
         let r = Responder::start(rsock, "lo-node")?;

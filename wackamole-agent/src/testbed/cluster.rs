@@ -25,7 +25,7 @@
 //! bpffs, then the corosync cluster cleans up its daemons and namespaces.
 
 use super::corosync::{CorosyncCluster, Profile};
-use super::{Netns, NsChild};
+use super::{Netns, NsChild, Switch};
 use crate::control::client::request_blocking;
 use crate::control::protocol::{ListReply, Reply, Request, StatusReply};
 use anyhow::{anyhow, bail, Context, Result};
@@ -262,18 +262,9 @@ impl AgentCluster {
     }
 
     fn attach_client(&self) -> Result<()> {
-        let switch = self.corosync.switch();
-        super::veth_pair(switch, "swc", &self.client, "eth0")?;
-        super::corosync::bridge_attach(switch, CorosyncCluster::BRIDGE, "swc")?;
-        self.client.run(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{CLIENT_ADDR}/16"),
-            "dev",
-            "eth0",
-        ])?;
-        Ok(())
+        self.corosync
+            .switch()
+            .plug("swc", &self.client, "eth0", &format!("{CLIENT_ADDR}/16"))
     }
 
     fn write_configs(&mut self, k: u32) -> Result<()> {
@@ -800,19 +791,9 @@ impl AgentCluster {
     /// bridge (created on first use), the client stays with the others.
     pub fn partition(&self, side_b: &[usize]) -> Result<()> {
         let switch = self.corosync.switch();
-        if !switch.succeeds(&["ip", "link", "show", PARTITION_BRIDGE]) {
-            super::corosync::bridge(switch, PARTITION_BRIDGE)?;
-        }
+        switch.add_bridge(PARTITION_BRIDGE)?;
         for &i in side_b {
-            self.ns(i)?;
-            switch.run(&[
-                "ip",
-                "link",
-                "set",
-                &format!("sw{}", i + 1),
-                "master",
-                PARTITION_BRIDGE,
-            ])?;
+            switch.move_port(self.corosync.switch_port(i)?, PARTITION_BRIDGE)?;
         }
         Ok(())
     }
@@ -821,15 +802,7 @@ impl AgentCluster {
     pub fn heal(&self, side_b: &[usize]) -> Result<()> {
         let switch = self.corosync.switch();
         for &i in side_b {
-            self.ns(i)?;
-            switch.run(&[
-                "ip",
-                "link",
-                "set",
-                &format!("sw{}", i + 1),
-                "master",
-                CorosyncCluster::BRIDGE,
-            ])?;
+            switch.move_port(self.corosync.switch_port(i)?, Switch::BRIDGE)?;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@
 //! `/dev/shm/qb-*` leftovers (IPC directories and blackbox files of those
 //! PIDs), its temp dir and its namespaces, also when a test panics.
 
+use super::lan::{bed_dir, log_tail, Switch};
 use super::{Netns, NsChild};
 use crate::membership::corosync::{start, CorosyncOptions};
 use crate::membership::{MembershipEvent, MembershipHandle, Outgoing};
@@ -57,19 +58,6 @@ impl Profile {
     }
 }
 
-/// Adds a bridge `name` inside `ns` and brings it up.
-pub fn bridge(ns: &Netns, name: &str) -> Result<()> {
-    ns.run(&["ip", "link", "add", name, "type", "bridge"])?;
-    ns.run(&["ip", "link", "set", name, "up"])?;
-    Ok(())
-}
-
-/// Enslaves `port` (inside `ns`) to bridge `bridge`.
-pub fn bridge_attach(ns: &Netns, bridge: &str, port: &str) -> Result<()> {
-    ns.run(&["ip", "link", "set", port, "master", bridge])?;
-    Ok(())
-}
-
 /// Renders a `conf/` template for one node of `cluster`.
 pub fn render_conf(
     profile: Profile,
@@ -92,16 +80,6 @@ pub fn render_conf(
         .replace("{{KEYFILE}}", &keyfile.display().to_string())
         .replace("{{STATE_DIR}}", &state_dir.display().to_string())
         .replace("{{NODELIST}}", nodelist.trim_end_matches('\n'))
-}
-
-/// The last lines of a log, for error messages (the temp dir is removed at cleanup).
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines
-        .get(lines.len().saturating_sub(15)..)
-        .unwrap_or_default();
-    format!("{} ends with:\n{}", path.display(), tail.join("\n"))
 }
 
 static CLUSTERS: AtomicU32 = AtomicU32::new(0);
@@ -351,10 +329,8 @@ pub struct CorosyncCluster {
     /// Every corosync PID this cluster started (for /dev/shm cleanup).
     started: BTreeSet<u32>,
     // Declared last: dropped after the nodes, which hold its veth peers.
-    switch: Netns,
+    switch: Switch,
 }
-
-const BRIDGE: &str = "br0";
 
 impl CorosyncCluster {
     /// Creates `n` nodes (1..=16) with `profile`, starts every corosync and
@@ -367,9 +343,8 @@ impl CorosyncCluster {
             bail!("corosync test bed: `corosync` not found (apt-get install corosync)");
         }
         let k = CLUSTERS.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("wkt-corosync-{}-{k}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let switch = Netns::new("csw")?;
+        let dir = bed_dir("corosync", k)?;
+        let switch = Switch::new("csw")?;
         let mut cluster = CorosyncCluster {
             nodes: Vec::new(),
             profile,
@@ -386,7 +361,6 @@ impl CorosyncCluster {
     }
 
     fn build(&mut self, n: usize) -> Result<()> {
-        bridge(&self.switch, BRIDGE)?;
         let keyfile = self.dir.join("authkey");
         super::netns::checked(Command::new("corosync-keygen").arg("-k").arg(&keyfile))
             .context("corosync test bed: generating the cluster key")?;
@@ -397,9 +371,8 @@ impl CorosyncCluster {
         for (id, addr) in &members {
             let ns = Netns::new(&format!("cs{id}"))?;
             let port = format!("sw{id}");
-            super::veth_pair(&self.switch, &port, &ns, "eth0")?;
-            bridge_attach(&self.switch, BRIDGE, &port)?;
-            ns.run(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+            self.switch
+                .plug(&port, &ns, "eth0", &format!("{addr}/24"))?;
             let state_dir = self.dir.join(format!("state-n{id}"));
             std::fs::create_dir_all(&state_dir)
                 .with_context(|| format!("creating {}", state_dir.display()))?;
@@ -423,13 +396,10 @@ impl CorosyncCluster {
         self.profile
     }
 
-    /// The switch namespace; its bridge is [`CorosyncCluster::BRIDGE`].
-    pub fn switch(&self) -> &Netns {
+    /// The cluster's LAN switch.
+    pub fn switch(&self) -> &Switch {
         &self.switch
     }
-
-    /// Name of the cluster LAN's bridge in [`CorosyncCluster::switch`].
-    pub const BRIDGE: &'static str = BRIDGE;
 
     /// The cluster's temp dir (configs, key, state dirs, logs).
     pub fn dir(&self) -> &Path {
@@ -519,18 +489,19 @@ impl CorosyncCluster {
         self.node(i)?.signal_corosync(libc::SIGCONT)
     }
 
+    /// Node `i`'s port on the switch.
+    pub fn switch_port(&self, i: usize) -> Result<&str> {
+        Ok(&self.node(i)?.switch_port)
+    }
+
     /// Takes node `i`'s cable out (its switch port goes down).
     pub fn link_down(&self, i: usize) -> Result<()> {
-        let port = &self.node(i)?.switch_port;
-        self.switch.run(&["ip", "link", "set", port, "down"])?;
-        Ok(())
+        self.switch.set_link(&self.node(i)?.switch_port, false)
     }
 
     /// Puts node `i`'s cable back.
     pub fn link_up(&self, i: usize) -> Result<()> {
-        let port = &self.node(i)?.switch_port;
-        self.switch.run(&["ip", "link", "set", port, "up"])?;
-        Ok(())
+        self.switch.set_link(&self.node(i)?.switch_port, true)
     }
 
     /// Waits until the corosync of every node in `nodes` lists exactly

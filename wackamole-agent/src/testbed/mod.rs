@@ -10,13 +10,27 @@
 
 pub mod cluster;
 pub mod corosync;
+mod lan;
 mod netns;
 pub mod spread;
 
+pub use lan::Switch;
 pub use netns::{sweep_stale, veth_pair, Netns, NsChild};
 
 /// True when running as root (namespaces, XDP and BPF need it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Fails (panics) unless running as root. Tests that need root are
+/// `#[ignore = "needs root"]` and start with this, so that running them
+/// without root (`--ignored`) fails naming the requirement instead of
+/// passing silently.
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "this test needs root (network namespaces, XDP, BPF): run `cargo xtask test` as root, \
+         or `cargo test -- --ignored` as root"
+    );
 }

@@ -69,6 +69,9 @@ impl Netns {
     /// Creates `wkt-<pid>-<n>-<tag>` (the tag only helps a human reading `ip netns`),
     /// with loopback up.
     pub fn new(tag: &str) -> Result<Self> {
+        if !super::is_root() {
+            bail!("creating a network namespace needs root (tests that do are `#[ignore = \"needs root\"]`)");
+        }
         sweep_stale();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tag: String = tag
@@ -268,7 +271,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs root"]
     fn namespace_lifecycle_and_veth() -> Result<()> {
+        crate::testbed::require_root();
         let a = Netns::new("a")?;
         let b = Netns::new("b")?;
         let name = a.name().to_string();

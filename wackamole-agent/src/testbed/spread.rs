@@ -21,7 +21,7 @@
 //! Dropping the cluster kills its daemons (also SIGSTOPped ones) and removes
 //! its directory, its Unix socket and its namespaces.
 
-use super::corosync::{bridge, bridge_attach};
+use super::lan::{bed_dir, log_tail, Switch};
 use super::{Netns, NsChild};
 use crate::membership::spread::{start, SpreadOptions};
 use crate::membership::MembershipHandle;
@@ -50,6 +50,14 @@ pub fn daemon_from_env() -> std::result::Result<PathBuf, String> {
             }
         }
     }
+}
+
+/// For the tests marked `#[ignore = "needs root and WACKAMOLE_SPREAD_DAEMON"]`:
+/// the daemon from [`DAEMON_ENV`], after checking for root; fails (panics)
+/// naming what is missing.
+pub fn require_daemon() -> PathBuf {
+    super::require_root();
+    daemon_from_env().unwrap_or_else(|why| panic!("this test needs a Spread daemon: {why}"))
 }
 
 /// Spread membership timeout profiles.
@@ -164,10 +172,9 @@ pub struct SpreadCluster {
     port: u16,
     dir: PathBuf,
     // Declared last: dropped after the nodes, which hold its veth peers.
-    switch: Netns,
+    switch: Switch,
 }
 
-const BRIDGE: &str = "br0";
 /// Limit for a daemon to create its socket; they start within a second.
 const START_LIMIT: Duration = Duration::from_secs(20);
 
@@ -181,9 +188,8 @@ impl SpreadCluster {
         }
         let k = CLUSTERS.fetch_add(1, Ordering::Relaxed);
         let port = cluster_port(k);
-        let dir = std::env::temp_dir().join(format!("wkt-spread-{}-{k}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let switch = Netns::new("ssw")?;
+        let dir = bed_dir("spread", k)?;
+        let switch = Switch::new("ssw")?;
         let mut cluster = SpreadCluster {
             nodes: Vec::new(),
             daemon: daemon.to_path_buf(),
@@ -192,24 +198,15 @@ impl SpreadCluster {
             dir,
             switch,
         };
-        bridge(&cluster.switch, BRIDGE)?;
         let conf = render_conf(port, n, profile);
         for i in 0..n {
             let ns = Netns::new(&format!("sp{}", i + 1))?;
             let switch_port = format!("sw{}", i + 1);
-            super::veth_pair(&cluster.switch, &switch_port, &ns, "eth0")?;
-            bridge_attach(&cluster.switch, BRIDGE, &switch_port)?;
             let addr = node_addr(i);
-            ns.run(&[
-                "ip",
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "brd",
-                "10.97.0.255",
-                "dev",
-                "eth0",
-            ])?;
+            // The broadcast address matters: the segment is 10.97.0.255.
+            cluster
+                .switch
+                .plug(&switch_port, &ns, "eth0", &format!("{addr}/24"))?;
             let name = daemon_name(i);
             let node_dir = cluster.dir.join(&name);
             std::fs::create_dir_all(&node_dir)
@@ -346,16 +343,12 @@ impl SpreadCluster {
 
     /// Takes node `i`'s cable out (its switch port goes down).
     pub fn link_down(&self, i: usize) -> Result<()> {
-        let port = &self.node(i)?.switch_port;
-        self.switch.run(&["ip", "link", "set", port, "down"])?;
-        Ok(())
+        self.switch.set_link(&self.node(i)?.switch_port, false)
     }
 
     /// Puts node `i`'s cable back.
     pub fn link_up(&self, i: usize) -> Result<()> {
-        let port = &self.node(i)?.switch_port;
-        self.switch.run(&["ip", "link", "set", port, "up"])?;
-        Ok(())
+        self.switch.set_link(&self.node(i)?.switch_port, true)
     }
 
     /// Starts the wackamole Spread engine with `opts` on a runtime whose
@@ -399,16 +392,6 @@ fn socket_identity(path: &Path) -> Option<(u64, i64, i64)> {
     std::fs::metadata(path)
         .ok()
         .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
-}
-
-/// The last lines of a log, for error messages (the temp dir is removed at cleanup).
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines
-        .get(lines.len().saturating_sub(15)..)
-        .unwrap_or_default();
-    format!("{} ends with:\n{}", path.display(), tail.join("\n"))
 }
 
 impl Drop for SpreadCluster {

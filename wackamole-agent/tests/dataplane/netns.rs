@@ -130,16 +130,19 @@ fn scenario(mode: XdpAttachMode) -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn native_mode_answers_releases_forgets_and_fences() -> Result<()> {
     scenario(XdpAttachMode::Native)
 }
 
 #[test]
+#[ignore = "needs root"]
 fn skb_mode_answers_releases_forgets_and_fences() -> Result<()> {
     scenario(XdpAttachMode::Skb)
 }
 
 #[test]
+#[ignore = "needs root"]
 fn restart_reuses_pinned_links_and_never_stacks_programs() -> Result<()> {
     use wackamole::dataplane::{DataPlane, DataPlaneOptions};
     use wackamole::testbed::{veth_pair, Netns};

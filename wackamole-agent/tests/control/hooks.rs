@@ -1,37 +1,12 @@
 //! Hook executables: environment, failures, timeouts, ordering, non-blocking.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
+
+use crate::support::TempDir;
 use wackamole::hooks::{HookConfig, HookEvent, HookOutcome, HookRunner, HOOK_PATH, QUEUE_LIMIT};
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<Self> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("wkhook-{}-{n}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&p)?;
-        Ok(TempDir(p))
-    }
-
-    /// Writes an executable `/bin/sh` script.
-    fn script(&self, name: &str, body: &str) -> Result<PathBuf> {
-        let p = self.0.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\n{body}\n"))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
-        Ok(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn up(vif: &str) -> HookEvent {
     HookEvent::Up {

@@ -3,7 +3,7 @@
 //! after it (by the survivors) and after the node's return, and it leaves no
 //! namespace or bpffs mount of its own behind.
 //!
-//! `cargo test --release -p wackamole-agent --test demo_smoke -- --nocapture`
+//! `cargo test --release -p wackamole-agent --features corosync --test lab demo_smoke:: -- --include-ignored --nocapture`
 
 use anyhow::{ensure, Context, Result};
 use std::process::{Command, Stdio};
@@ -17,8 +17,10 @@ fn crash_line(out: &str) -> Option<&str> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
-    ensure!(wackamole::testbed::is_root(), "needs root");
+    wackamole::testbed::require_root();
+    let _one = crate::support::one_cluster_at_a_time();
     let child = Command::new(LAB)
         .args([
             "demo", "--quick", "--nodes", "3", "--vips", "4", "--binary", BIN,

@@ -2,35 +2,18 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+
+use crate::support::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use wackamole::control::{
     client, ControlRequest, ControlServer, ListReply, Reply, Request, VifRow, MAX_LINE,
 };
-
-/// A fresh directory under /tmp, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<Self> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("wkctl-{}-{n}-{tag}", std::process::id()));
-        std::fs::create_dir_all(&p)?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A fake daemon: answers list with one VIF, move with a message, the rest with an error.
 fn fake_daemon(mut rx: mpsc::Receiver<ControlRequest>) -> tokio::task::JoinHandle<Vec<Request>> {
@@ -228,7 +211,7 @@ fn run_child_as_nobody(exe: &Path, socket: &Path) -> Result<String> {
         .args([
             "--ignored",
             "--exact",
-            "child_connects_and_prints_reply",
+            "socket::child_connects_and_prints_reply",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -241,11 +224,10 @@ fn run_child_as_nobody(exe: &Path, socket: &Path) -> Result<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn non_root_clients_are_refused() -> Result<()> {
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("needs root to start a child as another uid");
-        return Ok(());
-    }
+    // Starts a child as another uid.
+    crate::support::require_root();
     let dir = TempDir::new("peer")?;
     std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755))?;
     // The child runs a copy of this test binary that uid 65534 may execute.

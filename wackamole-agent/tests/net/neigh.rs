@@ -7,6 +7,7 @@ use wackamole::net::neigh;
 use wackamole::testbed::{veth_pair, Netns};
 
 #[test]
+#[ignore = "needs root"]
 fn lists_usable_entries_of_one_interface() -> Result<()> {
     let a = Netns::new("nga")?;
     let b = Netns::new("ngb")?;

@@ -11,6 +11,7 @@ fn ip(s: &str) -> Ipv4Addr {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn add_list_remove_touch_only_what_is_asked() -> Result<()> {
     let ns = Netns::new("addr")?;
     ns.run(&[
@@ -63,6 +64,7 @@ fn add_list_remove_touch_only_what_is_asked() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn free_functions_work_in_a_runtime_inside_the_namespace() -> Result<()> {
     let ns = Netns::new("addrfree")?;
     ns.run(&[
@@ -90,6 +92,7 @@ fn free_functions_work_in_a_runtime_inside_the_namespace() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn errors_name_interface_and_address() -> Result<()> {
     let ns = Netns::new("addrerr")?;
     ns.run(&[

@@ -17,7 +17,7 @@ use wackamole::lab::plot::{phase_timelines, timeline_png, TimelineSpec};
 use wackamole::lab::prober::{run_in, ProberConfig};
 use wackamole::lab::report::{markdown, read_json, write_json, ScenarioRecord};
 use wackamole::lab::responder::Responder;
-use wackamole::testbed::{veth_pair, Netns};
+use wackamole::testbed::{Netns, Switch};
 
 const PORT: u16 = 7399;
 
@@ -26,25 +26,22 @@ struct Lan {
     a: Netns,
     b: Netns,
     client: Netns,
-    _switch: Netns,
+    _switch: Switch,
 }
 
 /// switch (bridge br0) with ports pa, pb, pc to node a, node b, client (eth0 each).
 fn lan() -> Result<Lan> {
-    let switch = Netns::new("sw")?;
+    wackamole::testbed::require_root();
+    let switch = Switch::new("sw")?;
     let a = Netns::new("na")?;
     let b = Netns::new("nb")?;
     let client = Netns::new("cl")?;
-    switch.run(&["ip", "link", "add", "br0", "type", "bridge"])?;
-    switch.run(&["ip", "link", "set", "br0", "up"])?;
     for (ns, port, addr) in [
         (&a, "pa", "198.51.100.1/24"),
         (&b, "pb", "198.51.100.2/24"),
         (&client, "pc", "198.51.100.100/24"),
     ] {
-        veth_pair(&switch, port, ns, "eth0")?;
-        switch.run(&["ip", "link", "set", port, "master", "br0"])?;
-        ns.run(&["ip", "addr", "add", addr, "dev", "eth0"])?;
+        switch.plug(port, ns, "eth0", addr)?;
     }
     // Let a gratuitous ARP always replace the client's entry (no 1 s lock).
     client.run(&["sysctl", "-q", "-w", "net.ipv4.neigh.eth0.locktime=0"])?;
@@ -77,7 +74,9 @@ fn out_dir() -> PathBuf {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
+    let _one = crate::support::one_cluster_at_a_time();
     let lan = lan()?;
     let vips: Vec<Ipv4Addr> = [11, 12, 21, 22]
         .iter()
@@ -225,7 +224,9 @@ fn moved_vip_is_seen_moving_from_a_to_b() -> Result<()> {
 /// 1000 VIPs on one node: every VIP is answered and the achieved rate is printed
 /// (the rate target itself belongs to the benchmark).
 #[test]
+#[ignore = "needs root"]
 fn probes_a_thousand_vips() -> Result<()> {
+    let _one = crate::support::one_cluster_at_a_time();
     let lan = lan()?;
     // 10.77.0.0/16 inside the namespaces: room for 1000 VIPs on-link.
     lan.a
@@ -288,7 +289,9 @@ fn probes_a_thousand_vips() -> Result<()> {
 /// VIPs held as an AnyIP local route (`ip route add local PREFIX dev lo`)
 /// rather than interface addresses: the responder answers from the probed VIP.
 #[test]
+#[ignore = "needs root"]
 fn answers_vips_held_as_a_local_route() -> Result<()> {
+    let _one = crate::support::one_cluster_at_a_time();
     let lan = lan()?;
     lan.b.run(&[
         "ip",

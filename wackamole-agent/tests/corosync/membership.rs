@@ -10,7 +10,7 @@ use std::time::Duration;
 use wackamole::membership::corosync::CorosyncOptions;
 use wackamole::membership::{MemberId, MembershipEvent, Outgoing, View};
 use wackamole::testbed::corosync::{converge, CorosyncCluster, EventTap, Profile};
-use wackamole::testbed::is_root;
+use wackamole::testbed::require_root;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 const T: Duration = Duration::from_secs(20);
@@ -54,23 +54,20 @@ fn survivor_view(tap: &EventTap, n: usize) -> Result<(View, Vec<MembershipEvent>
     }
 }
 
-fn skip() -> bool {
+/// Logging, and the test policy's check: these tests are ignored unless
+/// asked for, and then fail without root.
+fn setup() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return true;
-    }
-    false
+    require_root();
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn views_agree_and_link_down_gives_new_view() -> Result<()> {
-    if skip() {
-        return Ok(());
-    }
+    setup();
     let _g = SERIAL.lock();
     let (cluster, taps, full) = cluster_with_engines()?;
     let mut sorted = full.members.clone();
@@ -113,10 +110,9 @@ fn views_agree_and_link_down_gives_new_view() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
-    if skip() {
-        return Ok(());
-    }
+    setup();
     let _g = SERIAL.lock();
     let (_cluster, taps, full) = cluster_with_engines()?;
     const N: u32 = 2000;
@@ -179,10 +175,9 @@ fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn sigstop_trips_watchdog_and_sigcont_recovers() -> Result<()> {
-    if skip() {
-        return Ok(());
-    }
+    setup();
     let _g = SERIAL.lock();
     let (cluster, taps, _full) = cluster_with_engines()?;
     cluster.stop_corosync(2)?;
@@ -198,10 +193,9 @@ fn sigstop_trips_watchdog_and_sigcont_recovers() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn sigkill_reports_lost_and_reconnects_after_restart() -> Result<()> {
-    if skip() {
-        return Ok(());
-    }
+    setup();
     let _g = SERIAL.lock();
     let (mut cluster, taps, full) = cluster_with_engines()?;
     cluster.kill_corosync(2)?;
@@ -218,10 +212,9 @@ fn sigkill_reports_lost_and_reconnects_after_restart() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn operator_leave_and_join() -> Result<()> {
-    if skip() {
-        return Ok(());
-    }
+    setup();
     let _g = SERIAL.lock();
     let (_cluster, taps, full) = cluster_with_engines()?;
     taps[1].request(Outgoing::Leave)?;
@@ -239,10 +232,9 @@ fn operator_leave_and_join() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn require_quorum_reports_a_minority_as_lost() -> Result<()> {
-    if skip() {
-        return Ok(());
-    }
+    setup();
     let _g = SERIAL.lock();
     let cluster = CorosyncCluster::start(3, Profile::Fast)?;
     let mut quorum_opts = opts();

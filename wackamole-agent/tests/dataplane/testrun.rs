@@ -86,6 +86,7 @@ fn ip_to(dst: Ipv4Addr, len: usize) -> Vec<u8> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn arp_request_for_owned_vip_becomes_a_reply_byte_by_byte() {
     let mut p = owned();
     let input = request();
@@ -120,6 +121,7 @@ fn arp_request_for_owned_vip_becomes_a_reply_byte_by_byte() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn explicit_ingress_ifindex_in_the_context() {
     let mut p = owned();
     let cx = RunContext {
@@ -130,6 +132,7 @@ fn explicit_ingress_ifindex_in_the_context() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn vip_on_another_interface_is_not_answered() {
     let mut p = Plane::new();
     let elsewhere = Vip::new("other", 4242, VIP_IP);
@@ -150,6 +153,7 @@ fn vip_on_another_interface_is_not_answered() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unknown_vip_passes_untouched() {
     let mut p = owned();
     let input = Arp::request(PEER_MAC, PEER_IP, UNKNOWN_IP).to_frame();
@@ -161,6 +165,7 @@ fn unknown_vip_passes_untouched() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn releasing_drops_arp_and_ipv4() {
     let mut p = owned();
     p.dp().release(&vip()).unwrap();
@@ -179,6 +184,7 @@ fn releasing_drops_arp_and_ipv4() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ipv4_to_owned_vip_passes_and_is_counted() {
     let mut p = owned();
     for len in [60usize, 100, 1500] {
@@ -191,6 +197,7 @@ fn ipv4_to_owned_vip_passes_and_is_counted() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn lease_expiry_fences_and_renewal_unfences() {
     let mut p = owned();
     let now = monotonic_now().as_nanos() as u64;
@@ -229,6 +236,7 @@ fn lease_expiry_fences_and_renewal_unfences() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn fence_applies_to_releasing_vips_and_not_to_unknown_ones() {
     let mut p = owned();
     let other = Vip::new("lo", LO, Ipv4Addr::new(192, 0, 2, 11));
@@ -244,6 +252,7 @@ fn fence_applies_to_releasing_vips_and_not_to_unknown_ones() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn short_and_malformed_frames_pass_untouched() {
     let mut p = owned();
     p.dp().release(&vip()).unwrap(); // would drop anything it parsed
@@ -279,6 +288,7 @@ fn short_and_malformed_frames_pass_untouched() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn frames_shorter_than_ethernet_never_reach_the_program() {
     // BPF_PROG_TEST_RUN refuses packets under 14 bytes (also when a metadata
     // prefix hides part of the input), so the 14-byte case above is the
@@ -296,6 +306,7 @@ fn frames_shorter_than_ethernet_never_reach_the_program() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn vlan_tagged_frames_pass() {
     let mut p = owned();
     let tagged = vlan_tagged(&request(), 100);
@@ -310,6 +321,7 @@ fn vlan_tagged_frames_pass() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gratuitous_arp_passes_and_reports_conflicts_from_other_macs() {
     let mut p = owned();
     let mut conflicts = p.dp().take_conflicts().expect("conflict reader");
@@ -342,6 +354,7 @@ fn gratuitous_arp_passes_and_reports_conflicts_from_other_macs() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn arp_replies_pass_and_report_conflicts() {
     let mut p = owned();
     let mut conflicts = p.dp().take_conflicts().expect("conflict reader");
@@ -391,6 +404,7 @@ fn arp_replies_pass_and_report_conflicts() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn counters_per_vip_and_global() {
     let mut p = owned();
     let b = Vip::new("lo", LO, Ipv4Addr::new(192, 0, 2, 12));
@@ -455,6 +469,7 @@ fn counters_per_vip_and_global() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pinned_state_is_reused_by_a_second_open_and_removed_on_shutdown() {
     let instance = format!("testrun-reopen-{}", std::process::id());
     let opts = DataPlaneOptions::new(&instance);
@@ -489,6 +504,7 @@ fn pinned_state_is_reused_by_a_second_open_and_removed_on_shutdown() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn errors_name_the_interface() {
     let mut p = Plane::new();
     let v = Vip::new("nosuchif7", 999, VIP_IP);
@@ -497,6 +513,7 @@ fn errors_name_the_interface() {
 }
 
 #[tokio::test]
+#[ignore = "needs root"]
 async fn conflicts_arrive_through_the_async_reader() {
     let mut p = owned();
     let mut reader = p
@@ -519,6 +536,7 @@ async fn conflicts_arrive_through_the_async_reader() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_daemon_can_drive_it_through_the_vip_table_trait() {
     use wackamole::dataplane::VipTable;
     fn fail_over(t: &mut dyn VipTable, gone: &Vip) -> wackamole::dataplane::Result<()> {
@@ -533,6 +551,7 @@ fn the_daemon_can_drive_it_through_the_vip_table_trait() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn xdp_debug_logging_can_be_enabled() {
     let mut opts = DataPlaneOptions::new(format!("testrun-log-{}", std::process::id()));
     opts.ebpf_debug_log = true;
@@ -547,6 +566,7 @@ fn xdp_debug_logging_can_be_enabled() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn pins_of_another_layout_are_replaced() {
     use aya::maps::Array;
     let opts = DataPlaneOptions::new(format!("testrun-abi-{}", std::process::id()));
@@ -569,6 +589,7 @@ fn pins_of_another_layout_are_replaced() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mounts_a_bpf_filesystem_where_none_is() {
     // In a private mount namespace (this thread only), so nothing outlives the test.
     let handle = std::thread::spawn(|| {

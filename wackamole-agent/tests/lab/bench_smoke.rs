@@ -3,7 +3,7 @@
 //! answered before the fault and again at the end of the run. Timing figures
 //! are printed, not asserted (they belong to the benchmark).
 //!
-//! `cargo test --release -p wackamole-agent --test bench_smoke -- --nocapture`
+//! `cargo test --release -p wackamole-agent --features corosync --test lab bench_smoke:: -- --include-ignored --nocapture`
 
 use anyhow::{ensure, Context, Result};
 use wackamole::lab::failover_bench::{
@@ -14,8 +14,10 @@ use wackamole::lab::report;
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn smoke_bench_writes_reports_and_every_vip_answers_around_the_fault() -> Result<()> {
-    ensure!(wackamole::testbed::is_root(), "needs root");
+    wackamole::testbed::require_root();
+    let _one = crate::support::one_cluster_at_a_time();
     let out_dir = std::env::temp_dir().join(format!("wk-bench-smoke-{}", std::process::id()));
     let opts = BenchOptions::smoke(BIN, &out_dir);
     let mut log = Vec::new();

@@ -61,6 +61,7 @@ fn wait_neigh(b: &Netns, ip: Ipv4Addr, want: [u8; 6]) -> Result<Option<[u8; 6]>>
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gratuitous_request_and_reply_create_entries_with_arp_accept() -> Result<()> {
     let (a, b) = pair("garp")?;
     b.run(&["sysctl", "-q", "-w", "net.ipv4.conf.all.arp_accept=1"])?;
@@ -84,6 +85,7 @@ fn gratuitous_request_and_reply_create_entries_with_arp_accept() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn gratuitous_arp_updates_a_stale_entry_without_arp_accept() -> Result<()> {
     let (a, b) = pair("garpu")?;
     b.run(&["sysctl", "-q", "-w", "net.ipv4.conf.all.arp_accept=0"])?;
@@ -118,6 +120,7 @@ fn gratuitous_arp_updates_a_stale_entry_without_arp_accept() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unicast_reply_moves_a_cached_vip_to_the_new_owner() -> Result<()> {
     let (a, b) = pair("fail")?;
     // Gratuitous ARP is not accepted for new entries; B had the old owner cached.
@@ -212,6 +215,7 @@ fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec
 }
 
 #[test]
+#[ignore = "needs root"]
 fn burst_frames_on_the_wire_match_the_builder() -> Result<()> {
     let (a, b) = pair("wire")?;
     b.run(&["sysctl", "-q", "-w", "net.ipv6.conf.vb.disable_ipv6=1"])?;
@@ -243,6 +247,7 @@ fn burst_frames_on_the_wire_match_the_builder() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn notify_unicasts_known_hosts_and_broadcasts_once_for_the_rest() -> Result<()> {
     let (a, b) = pair("notify")?;
     let (a_mac, b_mac) = (a.mac("va")?, b.mac("vb")?);
@@ -272,6 +277,7 @@ fn notify_unicasts_known_hosts_and_broadcasts_once_for_the_rest() -> Result<()> 
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ranges_are_paced_independently() -> Result<()> {
     let (a, b) = pair("ranges")?;
     let (a_mac, b_mac) = (a.mac("va")?, b.mac("vb")?);
@@ -303,6 +309,7 @@ fn ranges_are_paced_independently() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn paced_sends_respect_the_rate_limit() -> Result<()> {
     let ns = Netns::new("pace")?;
     ns.run(&[
@@ -325,6 +332,7 @@ fn paced_sends_respect_the_rate_limit() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn opening_a_missing_interface_names_it() -> Result<()> {
     let ns = Netns::new("arperr")?;
     let err = ns.in_thread(|| ArpSender::open("nosuch0").map(|_| ()))?;

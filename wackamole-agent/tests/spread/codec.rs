@@ -2,8 +2,7 @@
 //! (copied from `shared/spread/captures` into `tests/fixtures/spread`,
 //! annotated in shared/spread/TRANSCRIPTS.md).
 
-#[path = "support/pcap.rs"]
-mod pcap;
+use crate::support::pcap;
 
 use proptest::prelude::*;
 use wackamole::membership::spread::codec::*;

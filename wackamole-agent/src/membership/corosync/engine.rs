@@ -1,0 +1,447 @@
+//! The engine proper: its thread, the CPG connection and the watchdog (built
+//! with the `corosync` cargo feature, which links the Corosync libraries).
+
+use super::conn::{CallError, Conn, Liveness, Raw};
+use super::tracker::{self, encode_app, encode_watchdog, Tracker, Trip, Watchdog};
+use super::CorosyncOptions;
+use crate::membership::{MembershipEvent, MembershipHandle, Outgoing};
+use anyhow::{anyhow, Context, Result};
+use rust_corosync::CsError;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
+
+/// Application sends waiting for corosync (flow control) before we stop
+/// reading the agent's requests.
+const MAX_QUEUE: usize = 4096;
+
+/// Connects to the corosync of the caller's network namespace, joins the
+/// group and returns the agent's handle. The first event is the first view.
+/// Fails if corosync cannot be reached now; later losses are reported as
+/// [`MembershipEvent::Lost`] and repaired by reconnecting.
+pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
+    opts.validate()?;
+    let (ev_tx, ev_rx) = mpsc::channel(8192);
+    let (out_tx, out_rx) = mpsc::channel(1024);
+    let (ready_tx, ready_rx) = oneshot::channel::<Result<String>>();
+    let group = opts.group.clone();
+    std::thread::Builder::new()
+        .name(format!("corosync-{group}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow!("corosync: runtime for engine: {e}")));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let first = match Conn::open(&opts.group, true, opts.require_quorum).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow!(
+                            "corosync group {}: {e} (is corosync running in this network namespace?)",
+                            opts.group
+                        )));
+                        return;
+                    }
+                };
+                let desc = format!(
+                    "corosync CPG group {} (node {}, pid {})",
+                    opts.group, first.me.nodeid, first.me.pid
+                );
+                if ready_tx.send(Ok(desc)).is_err() {
+                    return;
+                }
+                Engine {
+                    opts,
+                    events: ev_tx,
+                    outgoing: out_rx,
+                    joined: true,
+                    queue: VecDeque::new(),
+                }
+                .run(first)
+                .await;
+            });
+        })
+        .with_context(|| format!("corosync group {group}: spawning the engine thread"))?;
+    let description = ready_rx
+        .await
+        .map_err(|_| anyhow!("corosync group {group}: engine thread ended during start"))??;
+    Ok(MembershipHandle {
+        description,
+        events: ev_rx,
+        outgoing: out_tx,
+    })
+}
+
+/// Why serving one connection ended.
+enum End {
+    Shutdown,
+    /// The agent has been told `Lost`; report it.
+    Lost(String),
+    /// Open a new connection now, nothing to report (thaw, operator Join).
+    Reconnect,
+}
+
+struct Engine {
+    opts: CorosyncOptions,
+    events: mpsc::Sender<MembershipEvent>,
+    outgoing: mpsc::Receiver<Outgoing>,
+    /// Whether the agent wants to be in the group (operator Leave/Join).
+    joined: bool,
+    /// Encoded application messages not yet accepted by corosync.
+    queue: VecDeque<Vec<u8>>,
+}
+
+/// Per-connection state.
+struct Session {
+    conn: Conn,
+    tracker: Tracker,
+    watchdog: Watchdog,
+    /// When to retry the head of the send queue after CS_ERR_TRY_AGAIN.
+    retry_at: Option<Instant>,
+    send_pause: Duration,
+    /// Probe delay tolerated while corosync answers IPC (ring re-forming).
+    stall_limit: Duration,
+    liveness: Liveness,
+}
+
+impl Engine {
+    async fn run(mut self, first: Conn) {
+        let mut conn = Some(first);
+        let mut backoff = self.opts.reconnect_min;
+        loop {
+            if let Some(c) = conn.take() {
+                match self.serve(c).await {
+                    End::Shutdown => return,
+                    End::Reconnect => {
+                        match Conn::open(&self.opts.group, self.joined, self.opts.require_quorum)
+                            .await
+                        {
+                            Ok(c) => {
+                                conn = Some(c);
+                                continue;
+                            }
+                            Err(e) => {
+                                let reason =
+                                    format!("corosync group {}: reconnect: {e}", self.opts.group);
+                                if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        backoff = self.opts.reconnect_min;
+                    }
+                    End::Lost(reason) => {
+                        tracing::warn!("{reason}");
+                        self.queue.clear();
+                        if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+                            return;
+                        }
+                        backoff = self.opts.reconnect_min;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = sleep(backoff) => {
+                    match Conn::open(&self.opts.group, self.joined, self.opts.require_quorum).await {
+                        Ok(c) => {
+                            tracing::info!("corosync group {}: reconnected", self.opts.group);
+                            conn = Some(c);
+                        }
+                        Err(e) => {
+                            tracing::debug!("corosync group {}: reconnect: {e}", self.opts.group);
+                            backoff = (backoff * 2).min(self.opts.reconnect_max);
+                        }
+                    }
+                }
+                m = self.outgoing.recv() => match m {
+                    None | Some(Outgoing::Shutdown) => return,
+                    Some(Outgoing::Leave) => self.joined = false,
+                    Some(Outgoing::Join) => self.joined = true,
+                    // No view while disconnected: nothing can be sent in one.
+                    Some(Outgoing::Send(_)) => {}
+                },
+            }
+        }
+    }
+
+    async fn emit(&self, ev: MembershipEvent) -> Result<(), ()> {
+        self.events.send(ev).await.map_err(|_| ())
+    }
+
+    fn lost(&self, e: CallError) -> End {
+        let hint = match e.err {
+            CsError::CsErrLibrary | CsError::CsErrBadHandle => " (connection to corosync lost)",
+            _ => "",
+        };
+        End::Lost(format!("corosync group {}: {e}{hint}", self.opts.group))
+    }
+
+    /// (freeze deadline, stall limit) for this connection.
+    fn watchdog_limits(&self, conn: &Conn) -> (Duration, Duration) {
+        let (token, consensus) = conn.totem_timers.unwrap_or_else(|| {
+            tracing::warn!(
+                "corosync group {}: totem timers not readable from cmap; assuming corosync defaults",
+                self.opts.group
+            );
+            (tracker::DEFAULT_TOKEN_MS, tracker::DEFAULT_CONSENSUS_MS)
+        });
+        let interval = self.opts.watchdog_interval;
+        let deadline = self
+            .opts
+            .watchdog_deadline
+            .unwrap_or_else(|| tracker::auto_freeze_deadline(token))
+            .max(interval * 2);
+        let stall = self
+            .opts
+            .watchdog_stall_limit
+            .unwrap_or_else(|| tracker::auto_stall_limit(token, consensus))
+            .max(deadline);
+        (deadline, stall)
+    }
+
+    async fn serve(&mut self, conn: Conn) -> End {
+        let (deadline, stall_limit) = self.watchdog_limits(&conn);
+        tracing::debug!(
+            "corosync group {}: watchdog deadline {deadline:?}, stall limit {stall_limit:?}",
+            self.opts.group
+        );
+        let liveness = match Liveness::start(self.opts.watchdog_interval) {
+            Ok(l) => l,
+            Err(e) => return self.lost(e),
+        };
+        let mut s = Session {
+            tracker: Tracker::new(conn.me, conn.ring),
+            watchdog: Watchdog::new(deadline),
+            stall_limit,
+            liveness,
+            conn,
+            retry_at: None,
+            send_pause: Duration::from_millis(1),
+        };
+        if !s.conn.quorate {
+            s.tracker.quorate(false);
+            let reason = format!("corosync group {}: partition not quorate", self.opts.group);
+            if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+                return End::Shutdown;
+            }
+        }
+        let mut tick = tokio::time::interval(self.opts.watchdog_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let retry_at = s.retry_at;
+            // Unbiased: a busy CPG descriptor must not starve the watchdog
+            // tick or the agent's requests.
+            let step = tokio::select! {
+                r = s.conn.cpg_ready() => match r {
+                    Ok(raws) => self.handle(&mut s, raws).await,
+                    Err(e) => Err(self.lost(e)),
+                },
+                r = s.conn.quorum_ready() => match r {
+                    Ok(raws) => self.handle(&mut s, raws).await,
+                    Err(e) => Err(self.lost(e)),
+                },
+                _ = tick.tick() => self.on_tick(&mut s).await,
+                _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
+                    s.retry_at = None;
+                    self.flush(&mut s)
+                }
+                m = self.outgoing.recv(), if self.queue.len() < MAX_QUEUE => {
+                    self.on_request(&mut s, m).await
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+        }
+    }
+
+    /// Feeds callbacks to the tracker and forwards its events.
+    async fn handle(&mut self, s: &mut Session, raws: Vec<Raw>) -> Result<(), End> {
+        let mut thawed = false;
+        for raw in raws {
+            tracing::trace!(group = %self.opts.group, ?raw, "callback");
+            let events = match raw {
+                Raw::Deliver { sender, msg } => {
+                    let (events, probe) = s.tracker.deliver(sender, &msg);
+                    if let Some(seq) = probe {
+                        s.watchdog.returned(seq);
+                        if s.tracker.thawed() {
+                            thawed = true;
+                        }
+                    }
+                    events
+                }
+                Raw::Confchg {
+                    members,
+                    ring_change,
+                } => s.tracker.confchg(members, ring_change),
+                Raw::Totem { ring } => s.tracker.totem(ring),
+                Raw::Quorum { quorate } => {
+                    if !quorate && s.tracker.current().is_some() {
+                        let reason =
+                            format!("corosync group {}: partition not quorate", self.opts.group);
+                        self.emit(MembershipEvent::Lost { reason })
+                            .await
+                            .map_err(|_| End::Shutdown)?;
+                    }
+                    s.tracker.quorate(quorate)
+                }
+                Raw::Nodelist { .. } => Vec::new(),
+            };
+            for ev in events {
+                self.emit(ev).await.map_err(|_| End::Shutdown)?;
+            }
+        }
+        if thawed {
+            // A fresh connection: corosync 3.1 cannot re-join a group on the
+            // same connection after cpg_leave (its confchg code never resets
+            // the leaver's state), and closing it makes every member, us
+            // included, see a fresh view once we are back.
+            tracing::info!(
+                "corosync group {}: watchdog probe back, reconnecting for a fresh view",
+                self.opts.group
+            );
+            return Err(End::Reconnect);
+        }
+        Ok(())
+    }
+
+    async fn on_tick(&mut self, s: &mut Session) -> Result<(), End> {
+        // Also catches a wakeup the edge-triggered poll might have missed.
+        match s.conn.dispatch_cpg() {
+            Ok(raws) => self.handle(s, raws).await?,
+            Err(e) => return Err(self.lost(e)),
+        }
+        if !self.joined {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        if !s.tracker.is_frozen() {
+            if let Some(reason) = self.watchdog_verdict(s, now) {
+                s.tracker.frozen();
+                s.watchdog.reset();
+                self.queue.clear();
+                tracing::warn!("{reason}");
+                self.emit(MembershipEvent::Lost { reason })
+                    .await
+                    .map_err(|_| End::Shutdown)?;
+            }
+        }
+        if let Some(seq) = s.watchdog.probe(now) {
+            match s.conn.mcast(&encode_watchdog(seq)) {
+                Ok(()) => {}
+                Err(CsError::CsErrTryAgain) => s.watchdog.unsent(seq),
+                Err(err) => {
+                    return Err(self.lost(CallError {
+                        call: "cpg_mcast_joined (watchdog)",
+                        err,
+                    }))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the watchdog trips now, if it does.
+    fn watchdog_verdict(&self, s: &Session, now: std::time::Instant) -> Option<String> {
+        let group = &self.opts.group;
+        let trip = tracker::verdict(
+            s.watchdog.overdue(now),
+            s.liveness.silent_for(),
+            s.watchdog.deadline(),
+            s.stall_limit,
+        )?;
+        Some(match trip {
+            Trip::Frozen { late, silent } => format!(
+                "corosync group {group}: watchdog: own message not back after {late:?} and corosync silent on IPC for {silent:?} (frozen?)"
+            ),
+            Trip::Stalled { late } => format!(
+                "corosync group {group}: watchdog: own message not back after {late:?}, over the stall limit {:?} (ring stuck or corosync starved)",
+                s.stall_limit
+            ),
+        })
+    }
+
+    async fn on_request(&mut self, s: &mut Session, m: Option<Outgoing>) -> Result<(), End> {
+        let group = self.opts.group.clone();
+        match m {
+            None | Some(Outgoing::Shutdown) => {
+                if self.joined && !s.tracker.is_frozen() {
+                    let _ = self.flush(s);
+                    let _ = s.conn.leave_group(&group).await;
+                }
+                Err(End::Shutdown)
+            }
+            Some(Outgoing::Send(payload)) => {
+                // Nothing is sent outside a view (left, frozen, not quorate).
+                if self.joined && s.tracker.current().is_some() {
+                    self.queue.push_back(encode_app(&payload));
+                    self.flush(s)?;
+                }
+                Ok(())
+            }
+            Some(Outgoing::Leave) => {
+                if self.joined {
+                    let _ = self.flush(s);
+                    self.queue.clear();
+                    self.joined = false;
+                    s.watchdog.reset();
+                    s.conn.leave_group(&group).await.map_err(|e| self.lost(e))?;
+                }
+                Ok(())
+            }
+            Some(Outgoing::Join) => {
+                if self.joined {
+                    return Ok(());
+                }
+                self.joined = true;
+                // After a cpg_leave, corosync 3.1 only lets a new connection join.
+                Err(End::Reconnect)
+            }
+        }
+    }
+
+    /// Hands queued messages to corosync in order until it pushes back.
+    fn flush(&mut self, s: &mut Session) -> Result<(), End> {
+        if s.retry_at.is_some() {
+            return Ok(());
+        }
+        while let Some(msg) = self.queue.front() {
+            match s.conn.mcast(msg) {
+                Ok(()) => {
+                    self.queue.pop_front();
+                    s.send_pause = Duration::from_millis(1);
+                }
+                Err(CsError::CsErrTryAgain) => {
+                    s.retry_at = Some(Instant::now() + s.send_pause);
+                    s.send_pause = (s.send_pause * 2).min(Duration::from_millis(50));
+                    return Ok(());
+                }
+                Err(err @ (CsError::CsErrLibrary | CsError::CsErrBadHandle)) => {
+                    return Err(self.lost(CallError {
+                        call: "cpg_mcast_joined",
+                        err,
+                    }))
+                }
+                Err(err) => {
+                    // This message cannot be sent (too big, not joined): drop
+                    // it rather than the connection.
+                    tracing::warn!(
+                        "corosync group {}: cpg_mcast_joined of {} bytes: {err}; message dropped",
+                        self.opts.group,
+                        msg.len()
+                    );
+                    self.queue.pop_front();
+                }
+            }
+        }
+        Ok(())
+    }
+}

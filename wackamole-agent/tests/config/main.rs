@@ -1,0 +1,8 @@
+//! Configuration: validation, reload decisions and the legacy importer.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod legacy;
+mod reload;
+mod validate;

@@ -1,0 +1,61 @@
+//! Shared by the integration test binaries (each `tests/<area>/main.rs`
+//! declares `mod support;` from `../support/mod.rs`).
+//!
+//! Test policy: a test that needs something this machine may lack (root,
+//! corosync, a Spread daemon) is `#[ignore = "needs ..."]`, so a plain
+//! `cargo test` lists it as ignored instead of passing it silently, and it
+//! starts with a `require_*` call, so running it without that requirement
+//! (`--ignored`) fails naming it. `cargo xtask test` (as root) runs them all.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code, unused_imports)]
+
+pub mod pcap;
+
+use std::path::{Path, PathBuf};
+
+pub use wackamole::testbed::{is_root, require_root};
+
+/// Tests that build a whole cluster take this lock: each used to be its own
+/// test binary (run one after the other), and on a small machine two
+/// clusters at once disturb each other's timing.
+pub static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// [`ONE_CLUSTER_AT_A_TIME`], also after a test panicked holding it.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A fresh directory `<tmp>/wk-<pid>-<n>-<tag>`, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> std::io::Result<Self> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("wk-{}-{n}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes an executable `/bin/sh` script `name` with `body`.
+    pub fn script(&self, name: &str, body: &str) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.0.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n"))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        Ok(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
