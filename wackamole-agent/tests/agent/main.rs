@@ -1,9 +1,12 @@
 //! Real agents on Corosync clusters in network namespaces: failover, rejoin,
 //! operator commands, restarts, config errors, and the client-visible outage
-//! (needs root and corosync: `cargo xtask test`).
+//! (needs root and corosync: `cargo xtask test`); whole agents in-process on
+//! a fake host under a paused clock (`inproc`, no root).
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod caps;
 mod cluster;
+mod inproc;
 mod outage;

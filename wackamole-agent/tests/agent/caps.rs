@@ -91,12 +91,14 @@ impl Drop for Wrapper {
 }
 
 #[test]
+#[ignore = "needs root and corosync"]
 fn agent_runs_with_the_unit_capabilities_only() -> Result<()> {
     // SAFETY: geteuid(2) cannot fail.
     ensure!(
         unsafe { libc::geteuid() } == 0,
         "needs root (namespaces, XDP)"
     );
+    let _guard = crate::support::one_cluster_at_a_time();
     let caps = unit_caps()?;
     let wrapper = Wrapper::new(&caps)?;
     let mut opts = AgentClusterOptions::new(&wrapper.0);
@@ -155,6 +157,7 @@ fn agent_runs_with_the_unit_capabilities_only() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs systemd-analyze (cargo xtask setup)"]
 fn unit_file_verifies() -> Result<()> {
     // The unit names the installed binary; verify a copy that names this one.
     let dir = std::env::temp_dir().join(format!("wk-unit-{}", std::process::id()));
