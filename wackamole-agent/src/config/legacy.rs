@@ -1104,7 +1104,7 @@ pub fn import(text: &str, file_name: &str) -> Result<Imported, LegacyError> {
                 *line,
                 format!(
                     "# {event} = \"/path/to/program\"   # was line {line}: RunDynamic {}",
-                    comment_text(&shown(target))
+                    comment_text(target)
                 ),
             );
         }

@@ -59,8 +59,8 @@ pub mod limits {
     const HOUR: Duration = Duration::from_secs(3600);
     const DAY: Duration = Duration::from_secs(86_400);
 
-    /// `mature`.
-    pub const MATURE: Duration = HOUR;
+    /// `mature` (a day: the importer reads an old `Mature = 2h` as hours).
+    pub const MATURE: Duration = DAY;
     /// `engine.watchdog_interval` (both engines).
     pub const WATCHDOG_INTERVAL: Duration = Duration::from_secs(10);
     /// `engine.watchdog_deadline` (both engines).

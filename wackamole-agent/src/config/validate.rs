@@ -377,7 +377,10 @@ impl Cx<'_> {
                 field,
                 format!(
                     "{} is longer than the most this setting allows ({})",
-                    super::duration::format_duration(d),
+                    match v.get_ref() {
+                        toml::Value::String(s) => s.trim().to_string(),
+                        _ => super::duration::format_duration(d),
+                    },
                     super::duration::format_duration(max)
                 ),
             );
