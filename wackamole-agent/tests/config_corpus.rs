@@ -48,7 +48,11 @@ fn expectations(path: &Path) -> Vec<String> {
         .filter_map(|l| l.strip_prefix(b"# expect: "))
         .map(|l| String::from_utf8(l.to_vec()).expect("UTF-8 header"))
         .collect();
-    assert!(!expects.is_empty(), "{}: no `# expect:` line", path.display());
+    assert!(
+        !expects.is_empty(),
+        "{}: no `# expect:` line",
+        path.display()
+    );
     expects
 }
 

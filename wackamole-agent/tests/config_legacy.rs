@@ -369,7 +369,12 @@ fn a_crafted_file_name_cannot_inject_keys() {
     );
     // Other control characters too (TOML refuses them in a comment).
     let imp = import(text, "a\rb\u{1b}c.conf").unwrap();
-    assert!(imp.toml.starts_with("# Imported from \"a\\rb\\u{1b}c.conf\""), "{}", imp.toml);
+    assert!(
+        imp.toml
+            .starts_with("# Imported from \"a\\rb\\u{1b}c.conf\""),
+        "{}",
+        imp.toml
+    );
     // And its errors show the name escaped.
     let e = import("Frob = 1\n", "a\u{1b}[2J.conf").unwrap_err();
     assert!(e.to_string().starts_with("\"a\\u{1b}[2J.conf\":1: "), "{e}");
@@ -428,14 +433,28 @@ fn errors_quote_input_escaped_and_short() {
     let e = import(&format!("{long} = 1\n"), "l.conf").unwrap_err();
     assert!(e.to_string().len() < 200, "{} bytes", e.to_string().len());
     assert!(e.message.contains("... (10000 bytes)"), "{e}");
-    let e = import("Group = g\nVIFs { \u{1b}]0;x\u{7}:10.0.0.1/24 }\n", "e.conf").unwrap_err();
+    let e = import(
+        "Group = g\nVIFs { \u{1b}]0;x\u{7}:10.0.0.1/24 }\n",
+        "e.conf",
+    )
+    .unwrap_err();
     assert!(!e.to_string().chars().any(char::is_control), "{e:?}");
-    let e = import("Group = g\nPrefer 'a\u{1b}b'\nVIFs { eth0:10.0.0.1/24 }\n", "p.conf");
+    let e = import(
+        "Group = g\nPrefer 'a\u{1b}b'\nVIFs { eth0:10.0.0.1/24 }\n",
+        "p.conf",
+    );
     let notes = e.unwrap().notes;
-    assert!(notes.iter().all(|n| !n.message.chars().any(char::is_control)), "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .all(|n| !n.message.chars().any(char::is_control)),
+        "{notes:?}"
+    );
     let e = import("Group = g\nControl = '\u{1b}x'\n", "c.conf").unwrap();
     assert!(
-        e.notes.iter().any(|n| n.line == 2 && n.message.contains("\"\\u{1b}x\"")),
+        e.notes
+            .iter()
+            .any(|n| n.line == 2 && n.message.contains("\"\\u{1b}x\"")),
         "{:?}",
         e.notes
     );

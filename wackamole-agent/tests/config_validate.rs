@@ -772,10 +772,7 @@ fn system_interfaces_reads_sysfs() {
 
 /// A unique scratch directory, removed by the caller.
 fn scratch(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "wackamole-config-{tag}-{}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("wackamole-config-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -844,7 +841,8 @@ fn node_and_vif_names_are_bounded_and_printable() {
         "65 bytes is longer than 64",
     );
     ok(&format!("node = \"{}\"\n", "n".repeat(MAX_NODE_NAME)));
-    let vif = |name: &str| format!("[[vif]]\nname = \"{name}\"\naddresses = [\"eth0:10.0.0.1/24\"]\n");
+    let vif =
+        |name: &str| format!("[[vif]]\nname = \"{name}\"\naddresses = [\"eth0:10.0.0.1/24\"]\n");
     assert_issue(&err(&vif("-x")), 2, "vif[0].name", "starts with '-'");
     assert_issue(
         &err(&vif("a\\u0085b")),
@@ -907,12 +905,7 @@ fn more_addresses_than_the_xdp_map_holds_are_refused() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-    assert_issue(
-        &err(&text),
-        4,
-        "vif[1].addresses[4095]",
-        "at most 4096",
-    );
+    assert_issue(&err(&text), 4, "vif[1].addresses[4095]", "at most 4096");
 }
 
 #[test]
@@ -958,10 +951,7 @@ fn syntax_errors_always_say_something() {
     assert_eq!(e.issues.len(), 1, "{e}");
     let issue = &e.issues[0];
     assert_eq!(issue.line, Some(1), "{e}");
-    assert!(
-        issue.message.contains("control character U+000D"),
-        "{e}"
-    );
+    assert!(issue.message.contains("control character U+000D"), "{e}");
     for text in [
         "node = \"n1\"\n#\u{1}\n",
         "x\r\n",
@@ -987,12 +977,18 @@ fn only_regular_files_of_bounded_size_are_read() {
     // SAFETY: a valid path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let e = load_with(&fifo, &host()).unwrap_err().to_string();
-    assert!(e.contains("this is a FIFO; a configuration must be a regular file"), "{e}");
+    assert!(
+        e.contains("this is a FIFO; a configuration must be a regular file"),
+        "{e}"
+    );
     // /dev/zero: used to be read until memory ran out.
     let e = load_with(Path::new("/dev/zero"), &host())
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("/dev/zero: cannot read: this is a character device"), "{e}");
+    assert!(
+        e.starts_with("/dev/zero: cannot read: this is a character device"),
+        "{e}"
+    );
     let e = load_with(&dir, &host()).unwrap_err().to_string();
     assert!(e.contains("this is a directory"), "{e}");
     // Too big (sparse: no disk used).
@@ -1022,7 +1018,10 @@ fn only_regular_files_of_bounded_size_are_read() {
 fn file_names_with_control_characters_are_escaped() {
     let e = load_with(Path::new("/nonexistent/a\u{1b}[2Jb.toml"), &host()).unwrap_err();
     let s = e.to_string();
-    assert!(s.starts_with("\"/nonexistent/a\\u{1b}[2Jb.toml\": cannot read"), "{s}");
+    assert!(
+        s.starts_with("\"/nonexistent/a\\u{1b}[2Jb.toml\": cannot read"),
+        "{s}"
+    );
 }
 
 #[test]

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     match import(text, "fuzz.conf") {
         Ok(imp) => {
             if let Err(e) = parse(&imp.toml, "imported.toml", &AnyInterface) {
-                panic!("import printed a config that does not validate: {e}\n{}", imp.toml);
+                panic!(
+                    "import printed a config that does not validate: {e}\n{}",
+                    imp.toml
+                );
             }
         }
         Err(e) => {

@@ -410,8 +410,7 @@ impl<'a> Parser<'a> {
             Tok::Word(w) => match old_addr(w) {
                 Err(m) => self.err(t.line, m),
                 Ok(Some(a))
-                    if !a.iface.is_empty()
-                        && super::address::check_ifname(&a.iface).is_err() =>
+                    if !a.iface.is_empty() && super::address::check_ifname(&a.iface).is_err() =>
                 {
                     self.err(
                         t.line,
@@ -497,9 +496,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 "mature" => self.out.mature = Some((line, self.time_value("Mature")?)),
-                "arp-cache" => {
-                    self.out.arp_interval = Some((line, self.time_value("Arp-Cache")?))
-                }
+                "arp-cache" => self.out.arp_interval = Some((line, self.time_value("Arp-Cache")?)),
                 "balance" => self.balance()?,
                 "notify" => self.notify(line)?,
                 "prefer" => self.prefer(line)?,
@@ -624,7 +621,10 @@ impl<'a> Parser<'a> {
                             let Some(a) = self.addr_token(&t)? else {
                                 return self.err(
                                     t.line,
-                                    format!("in Notify: {} is not iface:IP/prefix or arp-cache", shown(w)),
+                                    format!(
+                                        "in Notify: {} is not iface:IP/prefix or arp-cache",
+                                        shown(w)
+                                    ),
                                 );
                             };
                             let mut throttle = 0;
@@ -766,9 +766,10 @@ impl<'a> Parser<'a> {
                 t.line,
                 format!("{} has no interface: write it as iface:{w}", shown(&w)),
             ),
-            Some(a) if a.prefix == 0 => {
-                self.err(t.line, format!("{}: a /0 netmask cannot be plumbed", shown(&w)))
-            }
+            Some(a) if a.prefix == 0 => self.err(
+                t.line,
+                format!("{}: a /0 netmask cannot be plumbed", shown(&w)),
+            ),
             Some(a) => Ok(a),
         }
     }

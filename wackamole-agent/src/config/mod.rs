@@ -427,7 +427,9 @@ pub fn read_text(path: &Path) -> Result<String, (Option<usize>, String)> {
     let too_big = |n: u64| {
         (
             None,
-            format!("cannot read: {n} bytes is more than a configuration may have ({MAX_CONFIG_BYTES})"),
+            format!(
+                "cannot read: {n} bytes is more than a configuration may have ({MAX_CONFIG_BYTES})"
+            ),
         )
     };
     if meta.len() > MAX_CONFIG_BYTES {

@@ -461,7 +461,10 @@ pub(crate) fn shown(value: &str) -> String {
     if value.len() <= MAX {
         return format!("{value:?}");
     }
-    let cut = (0..=MAX).rev().find(|&i| value.is_char_boundary(i)).unwrap_or(0);
+    let cut = (0..=MAX)
+        .rev()
+        .find(|&i| value.is_char_boundary(i))
+        .unwrap_or(0);
     format!("{:?}... ({} bytes)", &value[..cut], value.len())
 }
 
@@ -545,7 +548,13 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
     let prefer = build_prefer(cx, raw.prefer.as_ref(), &vifs);
     let notify = build_notify(cx, raw.notify.as_ref(), host);
     let balance = build_balance(cx, raw.balance.as_ref());
-    let mature = cx.duration(raw.mature.as_ref(), "mature", Duration::from_secs(5), false, limits::MATURE);
+    let mature = cx.duration(
+        raw.mature.as_ref(),
+        "mature",
+        Duration::from_secs(5),
+        false,
+        limits::MATURE,
+    );
     let hooks = build_hooks(cx, raw.hooks.as_ref());
     let xdp = build_xdp(cx, raw.xdp.as_ref());
     let announce = build_announce(cx, raw.announce.as_ref());
@@ -660,12 +669,16 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             e.watchdog_interval.as_ref(),
             "engine.watchdog_interval",
             crate::membership::spread::DEFAULT_WATCHDOG_INTERVAL,
-            false, limits::WATCHDOG_INTERVAL);
+            false,
+            limits::WATCHDOG_INTERVAL,
+        );
         let watchdog_deadline = cx.duration(
             e.watchdog_deadline.as_ref(),
             "engine.watchdog_deadline",
             crate::membership::spread::DEFAULT_WATCHDOG_DEADLINE,
-            true, limits::WATCHDOG_DEADLINE);
+            true,
+            limits::WATCHDOG_DEADLINE,
+        );
         if watchdog_deadline <= watchdog_interval {
             let msg = "must be longer than engine.watchdog_interval";
             match e
@@ -695,7 +708,9 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             e.reconnect_interval.as_ref(),
             "engine.reconnect_interval",
             Duration::from_secs(5),
-            true, limits::RECONNECT_INTERVAL);
+            true,
+            limits::RECONNECT_INTERVAL,
+        );
         EngineConfig::Spread(SpreadConfig {
             daemon,
             group,
@@ -713,13 +728,20 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             e.watchdog_interval.as_ref(),
             "engine.watchdog_interval",
             Duration::from_millis(20),
-            true, limits::WATCHDOG_INTERVAL);
+            true,
+            limits::WATCHDOG_INTERVAL,
+        );
         // No deadline: the engine derives it from the running corosync's totem
         // timers (200 ms with the LAN-fast profile).
-        let watchdog_deadline = e
-            .watchdog_deadline
-            .as_ref()
-            .map(|v| cx.duration(Some(v), "engine.watchdog_deadline", Duration::ZERO, true, limits::WATCHDOG_DEADLINE));
+        let watchdog_deadline = e.watchdog_deadline.as_ref().map(|v| {
+            cx.duration(
+                Some(v),
+                "engine.watchdog_deadline",
+                Duration::ZERO,
+                true,
+                limits::WATCHDOG_DEADLINE,
+            )
+        });
         if watchdog_deadline.is_some_and(|d| d <= watchdog_interval) {
             let msg = "must be longer than engine.watchdog_interval";
             match e
@@ -957,10 +979,7 @@ fn build_prefer(cx: &mut Cx<'_>, raw: Option<&S<toml::Value>>, vifs: &[Vif]) -> 
             None => cx.at(
                 p,
                 field,
-                format!(
-                    "no VIF is named {} or has it as first address",
-                    shown(r)
-                ),
+                format!("no VIF is named {} or has it as first address", shown(r)),
             ),
             Some(i) if !taken.insert(i) => cx.at(
                 p,
@@ -1040,7 +1059,9 @@ fn build_notify(
             n.arp_cache_interval.as_ref(),
             "notify.arp_cache_interval",
             Duration::from_secs(60),
-            true, limits::ARP_CACHE_INTERVAL),
+            true,
+            limits::ARP_CACHE_INTERVAL,
+        ),
     }
 }
 
@@ -1075,7 +1096,13 @@ fn build_balance(cx: &mut Cx<'_>, raw: Option<&RawBalance>) -> BalanceConfig {
             ),
         }
     }
-    b.interval = cx.duration(r.interval.as_ref(), "balance.interval", b.interval, true, limits::BALANCE_INTERVAL);
+    b.interval = cx.duration(
+        r.interval.as_ref(),
+        "balance.interval",
+        b.interval,
+        true,
+        limits::BALANCE_INTERVAL,
+    );
     b.one_shot = r.one_shot.as_ref().map(|v| *v.get_ref()).unwrap_or(false);
     b.enabled = r.enabled.as_ref().map(|v| *v.get_ref()).unwrap_or(true);
     b
@@ -1100,7 +1127,9 @@ fn build_hooks(cx: &mut Cx<'_>, raw: Option<&RawHooks>) -> HooksConfig {
             h.timeout.as_ref(),
             "hooks.timeout",
             Duration::from_secs(10),
-            true, limits::HOOK_TIMEOUT),
+            true,
+            limits::HOOK_TIMEOUT,
+        ),
     }
 }
 
@@ -1125,7 +1154,9 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
         raw.and_then(|x| x.lease.as_ref()),
         "xdp.lease",
         Duration::from_secs(2),
-        false, limits::XDP_LEASE);
+        false,
+        limits::XDP_LEASE,
+    );
     XdpConfig {
         mode,
         lease: (!lease.is_zero()).then_some(lease),
@@ -1151,12 +1182,16 @@ fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig 
         raw.and_then(|a| a.burst_spacing.as_ref()),
         "announce.burst_spacing",
         Duration::from_millis(100),
-        false, limits::BURST_SPACING);
+        false,
+        limits::BURST_SPACING,
+    );
     let refresh = cx.duration(
         raw.and_then(|a| a.refresh_interval.as_ref()),
         "announce.refresh_interval",
         Duration::ZERO,
-        false, limits::REFRESH_INTERVAL);
+        false,
+        limits::REFRESH_INTERVAL,
+    );
     AnnounceConfig {
         burst_count,
         burst_spacing,
