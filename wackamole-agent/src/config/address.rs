@@ -99,7 +99,7 @@ pub fn check_ifname(name: &str) -> Result<(), AddressError> {
         || name == ".."
         || name
             .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
     {
         return Err(AddressError(format!(
             "{name:?} is not a valid interface name"

@@ -19,7 +19,7 @@ pub struct Issue {
 
 impl fmt::Display for Issue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
+        write!(f, "{}", file_label(&self.file))?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
         }
@@ -66,8 +66,19 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A file name as messages show it: as given, unless it holds control
+/// characters (a crafted name must not drive the terminal or end a line),
+/// then quoted and escaped.
+pub fn file_label(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        format!("{name:?}").into()
+    } else {
+        name.into()
+    }
+}
+
 /// 1-based line of a byte offset in `text` (offsets past the end count as
-/// the last line).
+/// the last line). Scans the text: for one lookup; [`LineIndex`] for many.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
@@ -75,4 +86,52 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// Line starts of a text, so that each lookup is a binary search: validation
+/// asks for the line of every address, and a scan per lookup made a config
+/// with 20,000 VIFs take seconds (quadratic in the file size).
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    /// Byte offset just after each `\n`.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl LineIndex {
+    /// Indexes `text` (one pass).
+    pub fn new(text: &str) -> Self {
+        let starts = text
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        LineIndex {
+            starts,
+            len: text.len(),
+        }
+    }
+
+    /// 1-based line of a byte offset, as [`line_of`] counts it.
+    pub fn line(&self, offset: usize) -> usize {
+        let offset = offset.min(self.len);
+        // Lines before `offset` = newlines at positions < offset.
+        self.starts.partition_point(|&s| s <= offset) + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_index_agrees_with_line_of() {
+        for text in ["", "a", "\n", "a\nb", "a\n\nb\n", "\r\n\r\nx", "é\nü"] {
+            let idx = LineIndex::new(text);
+            for off in 0..=text.len() + 2 {
+                assert_eq!(idx.line(off), line_of(text, off), "{text:?} at {off}");
+            }
+        }
+    }
 }

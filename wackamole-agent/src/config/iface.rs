@@ -1,7 +1,26 @@
 //! What validation asks of the running system, behind a trait so tests can
-//! fake it: does a network interface exist, and what is this host called.
+//! fake it: does a network interface exist, what is this host called, and
+//! what is at the directory the agent would mount a bpffs on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// What is at the directory the agent would make a bpf filesystem of
+/// (see [`super::bpffs_mount_point`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountPoint {
+    /// Nothing: the agent creates an empty directory and mounts on it.
+    Missing,
+    /// Already a bpf filesystem: nothing is mounted.
+    Bpffs,
+    /// An empty directory: a mount on it hides nothing.
+    EmptyDir,
+    /// Anything else, said in words ("a non-empty directory", "a file"):
+    /// a mount would hide it.
+    Occupied(String),
+    /// Not known here (a config checked for another host): not refused.
+    Unknown,
+}
 
 /// The system questions config validation needs answered.
 pub trait InterfaceCheck {
@@ -10,6 +29,10 @@ pub trait InterfaceCheck {
     /// This host's name (the default `node` name), if known.
     fn hostname(&self) -> Option<String> {
         None
+    }
+    /// What is at `path` (a would-be bpffs mount point).
+    fn mount_point(&self, _path: &Path) -> MountPoint {
+        MountPoint::Unknown
     }
 }
 
@@ -30,6 +53,10 @@ impl InterfaceCheck for SystemInterfaces {
 
     fn hostname(&self) -> Option<String> {
         system_hostname()
+    }
+
+    fn mount_point(&self, path: &Path) -> MountPoint {
+        system_mount_point(path)
     }
 }
 
@@ -55,6 +82,8 @@ pub struct FakeInterfaces {
     pub names: BTreeSet<String>,
     /// The host name reported, if any.
     pub hostname: Option<String>,
+    /// What is at these directories; any other path is [`MountPoint::Missing`].
+    pub dirs: BTreeMap<PathBuf, MountPoint>,
 }
 
 impl FakeInterfaces {
@@ -63,7 +92,14 @@ impl FakeInterfaces {
         FakeInterfaces {
             names: names.into_iter().map(Into::into).collect(),
             hostname: Some("testnode".into()),
+            dirs: BTreeMap::new(),
         }
+    }
+
+    /// Says that `path` holds `what` (for the bpffs_dir checks).
+    pub fn with_dir(mut self, path: impl Into<PathBuf>, what: MountPoint) -> Self {
+        self.dirs.insert(path.into(), what);
+        self
     }
 }
 
@@ -75,6 +111,52 @@ impl InterfaceCheck for FakeInterfaces {
     fn hostname(&self) -> Option<String> {
         self.hostname.clone()
     }
+
+    fn mount_point(&self, path: &Path) -> MountPoint {
+        self.dirs.get(path).cloned().unwrap_or(MountPoint::Missing)
+    }
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Looks at `path` the way the data plane will: it follows symbolic links
+/// (so does mount), asks statfs whether it is a bpffs, else whether it is
+/// an empty directory.
+fn system_mount_point(path: &Path) -> MountPoint {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return MountPoint::Missing,
+        Err(e) => return MountPoint::Occupied(format!("not readable ({e})")),
+    };
+    if !meta.is_dir() {
+        return MountPoint::Occupied("not a directory".into());
+    }
+    if is_bpffs(path) {
+        return MountPoint::Bpffs;
+    }
+    match std::fs::read_dir(path) {
+        Ok(mut entries) => match entries.next() {
+            None => MountPoint::EmptyDir,
+            Some(_) => MountPoint::Occupied("a non-empty directory".into()),
+        },
+        Err(e) => MountPoint::Occupied(format!("a directory that cannot be listed ({e})")),
+    }
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs is plain data.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let magic = st.f_type as i64;
+    magic == BPF_FS_MAGIC
 }
 
 fn system_hostname() -> Option<String> {

@@ -29,6 +29,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::duration::format_duration;
+use super::validate::shown;
 use super::InterfaceCheck;
 
 /// A problem that stops the import: bad syntax or a value with no valid
@@ -45,10 +46,11 @@ pub struct LegacyError {
 
 impl fmt::Display for LegacyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = super::file_label(&self.file);
         if self.line == 0 {
-            write!(f, "{}: {}", self.file, self.message)
+            write!(f, "{file}: {}", self.message)
         } else {
-            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+            write!(f, "{file}:{}: {}", self.line, self.message)
         }
     }
 }
@@ -208,24 +210,31 @@ fn old_addr(word: &str) -> Result<Option<OldAddr>, String> {
     for (k, s) in octets.iter().enumerate() {
         o[k] = s
             .parse()
-            .map_err(|_| format!("invalid IP in {word:?}: octet {s} is over 255"))?;
+            .map_err(|_| format!("invalid IP in {}: octet {s} is over 255", shown(word)))?;
     }
-    let prefix: u8 = pfx.parse().map_err(|_| format!("invalid IP in {word:?}"))?;
+    let prefix: u8 = pfx
+        .parse()
+        .map_err(|_| format!("invalid IP in {}", shown(word)))?;
     if prefix > 32 {
-        return Err(format!("invalid IP in {word:?}: /{prefix} is over 32"));
+        return Err(format!(
+            "invalid IP in {}: /{prefix} is over 32",
+            shown(word)
+        ));
     }
     let network = match net {
         None => None,
         Some(n) => {
-            let v: u8 = n.parse().map_err(|_| format!("invalid IP in {word:?}"))?;
+            let v: u8 = n
+                .parse()
+                .map_err(|_| format!("invalid IP in {}", shown(word)))?;
             if v > 32 {
-                return Err(format!("invalid IP in {word:?}: n{v} is over 32"));
+                return Err(format!("invalid IP in {}: n{v} is over 32", shown(word)));
             }
             Some(v)
         }
     };
     if iface.is_empty() && word.contains(':') {
-        return Err(format!("{word:?}: empty interface name before ':'"));
+        return Err(format!("{}: empty interface name before ':'", shown(word)));
     }
     Ok(Some(OldAddr {
         iface: iface.to_string(),
@@ -256,17 +265,19 @@ struct Parser<'a> {
     out: Legacy,
 }
 
+/// What the old file said; each value with the line it came from, so a
+/// value the new format refuses is reported at its old line.
 #[derive(Default)]
 struct Legacy {
-    spread: Option<String>,
-    retry: Option<Duration>,
-    group: Option<String>,
-    control: Option<String>,
-    mature: Option<Duration>,
-    arp_interval: Option<Duration>,
+    spread: Option<(usize, String)>,
+    retry: Option<(usize, Duration)>,
+    group: Option<(usize, String)>,
+    control: Option<(usize, String)>,
+    mature: Option<(usize, Duration)>,
+    arp_interval: Option<(usize, Duration)>,
     acquisitions: Option<(usize, u32)>,
     acquisitions_all: bool,
-    balance_interval: Option<Duration>,
+    balance_interval: Option<(usize, Duration)>,
     arp_cache: bool,
     targets: Vec<(usize, OldAddr, u32)>,
     prefer: Vec<(usize, PreferSpec)>,
@@ -386,14 +397,33 @@ impl<'a> Parser<'a> {
             }
             None => self.err(
                 t.line,
-                format!("{key}: {word:?} is not a time (a number with unit s, m or h, e.g. 5s)"),
+                format!(
+                    "{key}: {} is not a time (a number with unit s, m or h, e.g. 5s)",
+                    shown(&word)
+                ),
             ),
         }
     }
 
     fn addr_token(&self, t: &Token) -> Result<Option<OldAddr>, LegacyError> {
         match &t.tok {
-            Tok::Word(w) => old_addr(w).or_else(|m| self.err(t.line, m)),
+            Tok::Word(w) => match old_addr(w) {
+                Err(m) => self.err(t.line, m),
+                Ok(Some(a))
+                    if !a.iface.is_empty() && super::address::check_ifname(&a.iface).is_err() =>
+                {
+                    self.err(
+                        t.line,
+                        format!(
+                            "{}: {} is not an interface name (1..={} bytes, no '/' or white space)",
+                            shown(w),
+                            shown(&a.iface),
+                            super::address::MAX_IFNAME
+                        ),
+                    )
+                }
+                Ok(a) => Ok(a),
+            },
             _ => Ok(None),
         }
     }
@@ -421,22 +451,32 @@ impl<'a> Parser<'a> {
                         return self.err(
                             line,
                             format!(
-                                "Spread = {v}: expected PORT or PORT@HOST (e.g. 4803@127.0.0.1)"
+                                "Spread = {}: expected PORT or PORT@HOST (e.g. 4803@127.0.0.1)",
+                                shown(&v)
                             ),
                         );
                     }
-                    self.out.spread = Some(v);
+                    self.out.spread = Some((line, v));
                 }
                 "spreadretryinterval" => {
-                    self.out.retry = Some(self.time_value("SpreadRetryInterval")?)
+                    self.out.retry = Some((line, self.time_value("SpreadRetryInterval")?))
                 }
                 "group" => {
                     self.expect_equals("Group")?;
                     let (_, g) = self.string_value("Group")?;
-                    if g.is_empty() || g.len() > 31 || g.chars().any(char::is_whitespace) {
-                        return self.err(line, format!("Group = {g:?}: not a valid Spread group name (1..=31 bytes, no spaces)"));
+                    if g.is_empty()
+                        || g.len() > 31
+                        || g.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return self.err(
+                            line,
+                            format!(
+                                "Group = {}: not a valid Spread group name (1..=31 bytes, no spaces)",
+                                shown(&g)
+                            ),
+                        );
                     }
-                    self.out.group = Some(g);
+                    self.out.group = Some((line, g));
                 }
                 "logfacility" => {
                     self.expect_equals("LogFacility")?;
@@ -449,14 +489,14 @@ impl<'a> Parser<'a> {
                     if !c.starts_with('/') {
                         self.note(
                             line,
-                            format!("Control = {c}: only an absolute unix socket path is supported; using the default control_socket"),
+                            format!("Control = {}: only an absolute unix socket path is supported; using the default control_socket", shown(&c)),
                         );
                     } else {
-                        self.out.control = Some(c);
+                        self.out.control = Some((line, c));
                     }
                 }
-                "mature" => self.out.mature = Some(self.time_value("Mature")?),
-                "arp-cache" => self.out.arp_interval = Some(self.time_value("Arp-Cache")?),
+                "mature" => self.out.mature = Some((line, self.time_value("Mature")?)),
+                "arp-cache" => self.out.arp_interval = Some((line, self.time_value("Arp-Cache")?)),
                 "balance" => self.balance()?,
                 "notify" => self.notify(line)?,
                 "prefer" => self.prefer(line)?,
@@ -478,14 +518,18 @@ impl<'a> Parser<'a> {
                 }
                 "rundynamic" => self.run_dynamic(line)?,
                 "=" => return self.err(line, "unexpected '='"),
-                other => {
+                _ => {
                     if let Some((k, _)) = word.split_once('=') {
                         return self.err(
                             line,
-                            format!("{word:?}: write spaces around '=' (e.g. {k} = ...)"),
+                            format!(
+                                "{}: write spaces around '=' (e.g. {} = ...)",
+                                shown(&word),
+                                shown(k)
+                            ),
                         );
                     }
-                    return self.err(line, format!("unknown directive {other:?}"));
+                    return self.err(line, format!("unknown directive {}", shown(&word)));
                 }
             }
         }
@@ -519,7 +563,7 @@ impl<'a> Parser<'a> {
                                 Err(_) => {
                                     return self.err(
                                         v.line,
-                                        format!("AcquisitionsPerRound = {n}: too large"),
+                                        format!("AcquisitionsPerRound = {}: too large", shown(n)),
                                     )
                                 }
                             }
@@ -536,7 +580,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Tok::Word(w) if kw(w) == "interval" => {
-                    self.out.balance_interval = Some(self.time_value("Interval")?)
+                    self.out.balance_interval = Some((t.line, self.time_value("Interval")?))
                 }
                 other => {
                     return self.err(
@@ -577,7 +621,10 @@ impl<'a> Parser<'a> {
                             let Some(a) = self.addr_token(&t)? else {
                                 return self.err(
                                     t.line,
-                                    format!("in Notify: {w:?} is not iface:IP/prefix or arp-cache"),
+                                    format!(
+                                        "in Notify: {} is not iface:IP/prefix or arp-cache",
+                                        shown(w)
+                                    ),
                                 );
                             };
                             let mut throttle = 0;
@@ -595,7 +642,7 @@ impl<'a> Parser<'a> {
                                                 Err(_) => {
                                                     return self.err(
                                                         v.line,
-                                                        format!("throttle {n}: too large"),
+                                                        format!("throttle {}: too large", shown(n)),
                                                     )
                                                 }
                                             }
@@ -672,7 +719,7 @@ impl<'a> Parser<'a> {
                             None => {
                                 return self.err(
                                     t.line,
-                                    format!("in Prefer {{ }}: {w:?} is not IP/prefix"),
+                                    format!("in Prefer {{ }}: {} is not IP/prefix", shown(w)),
                                 )
                             }
                         },
@@ -711,14 +758,18 @@ impl<'a> Parser<'a> {
             }
         };
         match self.addr_token(t)? {
-            None => self.err(t.line, format!("{w:?} is not iface:IP/prefix[nBITS]")),
+            None => self.err(
+                t.line,
+                format!("{} is not iface:IP/prefix[nBITS]", shown(&w)),
+            ),
             Some(a) if a.iface.is_empty() => self.err(
                 t.line,
-                format!("{w:?} has no interface: write it as iface:{w}"),
+                format!("{} has no interface: write it as iface:{w}", shown(&w)),
             ),
-            Some(a) if a.prefix == 0 => {
-                self.err(t.line, format!("{w:?}: a /0 netmask cannot be plumbed"))
-            }
+            Some(a) if a.prefix == 0 => self.err(
+                t.line,
+                format!("{}: a /0 netmask cannot be plumbed", shown(&w)),
+            ),
             Some(a) => Ok(a),
         }
     }
@@ -766,7 +817,9 @@ impl<'a> Parser<'a> {
                     return self.err(
                         a.line,
                         format!(
-                        "RunDynamic: expected on up, on down, post up or post down, found {x} {y}"
+                        "RunDynamic: expected on up, on down, post up or post down, found {} {}",
+                        shown(x),
+                        shown(y)
                     ),
                     )
                 }
@@ -785,7 +838,7 @@ impl<'a> Parser<'a> {
         };
         self.note(
             line,
-            format!("RunDynamic {target} ({kind}) cannot be imported: write a program that does its work and set [hooks] {event} = \"/path/to/program\""),
+            format!("RunDynamic {} ({kind}) cannot be imported: write a program that does its work and set [hooks] {event} = \"/path/to/program\"", shown(&target)),
         );
         self.out.hooks.push((line, event, target));
         Ok(())
@@ -796,8 +849,8 @@ fn show(t: &Tok) -> String {
     match t {
         Tok::Open => "'{'".into(),
         Tok::Close => "'}'".into(),
-        Tok::Word(w) => format!("{w:?}"),
-        Tok::Quoted(q) => format!("\"{q}\""),
+        Tok::Word(w) => shown(w),
+        Tok::Quoted(q) => shown(q),
     }
 }
 
@@ -886,7 +939,7 @@ pub fn import(text: &str, file_name: &str) -> Result<Imported, LegacyError> {
                 _ => {
                     l.notes.push(Note {
                         line: *line,
-                        message: format!("Prefer {n}: host names are not looked up (2.1.4's lookup did nothing); dropped"),
+                        message: format!("Prefer {}: host names are not looked up (2.1.4's lookup did nothing); dropped", shown(n)),
                     });
                     continue;
                 }
@@ -938,125 +991,202 @@ pub fn import(text: &str, file_name: &str) -> Result<Imported, LegacyError> {
     }
     l.notes.sort_by_key(|n| n.line);
 
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# Imported from {file_name} by `wackamole import-conf`.\n"
-    ));
+    let mut out = Out::default();
+    // The file name is the operator's, but it may be anything: quoted and
+    // escaped, it cannot end the comment and inject keys.
+    out.line(
+        0,
+        format!(
+            "# Imported from {} by `wackamole import-conf`.",
+            comment_text(&format!("{file_name:?}"))
+        ),
+    );
     if !l.notes.is_empty() {
-        out.push_str("# Not carried over as it was (review before use):\n");
+        out.line(0, "# Not carried over as it was (review before use):");
         for n in &l.notes {
-            out.push_str(&format!(
-                "#   line {}: {}\n",
+            out.line(
                 n.line,
-                n.message.replace('\n', " ")
-            ));
+                format!("#   line {}: {}", n.line, comment_text(&n.message)),
+            );
         }
     }
-    out.push('\n');
-    if let Some(c) = &l.control {
-        out.push_str(&format!("control_socket = {}\n", q(c)));
+    out.line(0, "");
+    if let Some((line, c)) = &l.control {
+        out.line(*line, format!("control_socket = {}", q(c)));
     }
-    if let Some(m) = l.mature {
-        out.push_str(&format!("mature = {}\n", q(&format_duration(m))));
+    if let Some((line, m)) = l.mature {
+        out.line(line, format!("mature = {}", q(&format_duration(m))));
     }
     if !prefer.is_empty() {
+        let first = l.prefer.first().map(|(line, _)| *line).unwrap_or(0);
         let items: Vec<String> = prefer.iter().map(|p| q(p)).collect();
-        out.push_str(&format!("prefer = [{}]\n", items.join(", ")));
+        out.line(first, format!("prefer = [{}]", items.join(", ")));
     }
-    out.push_str("\n[engine]\nkind = \"spread\"\n");
-    out.push_str(&format!(
-        "daemon = {}\n",
-        q(l.spread.as_deref().unwrap_or("4803"))
-    ));
-    if let Some(g) = &l.group {
-        out.push_str(&format!("group = {}\n", q(g)));
+    out.line(0, "");
+    out.line(0, "[engine]");
+    out.line(0, "kind = \"spread\"");
+    match &l.spread {
+        Some((line, s)) => out.line(*line, format!("daemon = {}", q(s))),
+        None => out.line(0, "daemon = \"4803\""),
     }
-    if let Some(r) = l.retry {
+    if let Some((line, g)) = &l.group {
+        out.line(*line, format!("group = {}", q(g)));
+    }
+    if let Some((line, r)) = l.retry {
         // 2.1.4 retried immediately on 0; the new agent needs a pause.
         let r = if r.is_zero() {
             Duration::from_secs(1)
         } else {
             r
         };
-        out.push_str(&format!(
-            "reconnect_interval = {}\n",
-            q(&format_duration(r))
-        ));
+        out.line(
+            line,
+            format!("reconnect_interval = {}", q(&format_duration(r))),
+        );
     }
     if acquisitions.is_some() || l.balance_interval.is_some() || !balance_enabled {
-        out.push_str("\n[balance]\n");
+        out.line(0, "");
+        out.line(0, "[balance]");
         if !balance_enabled {
-            out.push_str("enabled = false\n");
+            out.line(0, "enabled = false");
         }
         if let Some(a) = &acquisitions {
-            out.push_str(&format!("acquisitions_per_round = {a}\n"));
+            let line = l.acquisitions.map(|(line, _)| line).unwrap_or(0);
+            out.line(line, format!("acquisitions_per_round = {a}"));
         }
-        if let Some(i) = l.balance_interval {
+        if let Some((line, i)) = l.balance_interval {
             let i = if i.is_zero() {
                 Duration::from_secs(1)
             } else {
                 i
             };
-            out.push_str(&format!("interval = {}\n", q(&format_duration(i))));
+            out.line(line, format!("interval = {}", q(&format_duration(i))));
         }
     }
     if l.arp_cache || l.arp_interval.is_some() || !l.targets.is_empty() {
-        out.push_str("\n[notify]\n");
+        out.line(0, "");
+        out.line(0, "[notify]");
         if l.arp_cache {
-            out.push_str("arp_cache = true\n");
+            out.line(0, "arp_cache = true");
         }
-        if let Some(i) = l.arp_interval {
+        if let Some((line, i)) = l.arp_interval {
             let i = if i.is_zero() {
                 Duration::from_secs(1)
             } else {
                 i
             };
-            out.push_str(&format!(
-                "arp_cache_interval = {}\n",
-                q(&format_duration(i))
-            ));
+            out.line(
+                line,
+                format!("arp_cache_interval = {}", q(&format_duration(i))),
+            );
         }
         if !l.targets.is_empty() {
-            out.push_str("targets = [\n");
-            for (_, a, throttle) in &l.targets {
+            out.line(0, "targets = [");
+            for (line, a, throttle) in &l.targets {
                 let range = format!("{}:{}/{}", a.iface, a.addr, a.prefix);
                 if *throttle > 0 {
-                    out.push_str(&format!(
-                        "    {{ range = {}, throttle = {throttle} }},\n",
-                        q(&range)
-                    ));
+                    out.line(
+                        *line,
+                        format!("    {{ range = {}, throttle = {throttle} }},", q(&range)),
+                    );
                 } else {
-                    out.push_str(&format!("    {{ range = {} }},\n", q(&range)));
+                    out.line(*line, format!("    {{ range = {} }},", q(&range)));
                 }
             }
-            out.push_str("]\n");
+            out.line(0, "]");
         }
     }
     if !l.hooks.is_empty() {
-        out.push_str("\n# Old RunDynamic actions: replace each with a program.\n# [hooks]\n");
+        out.line(0, "");
+        out.line(0, "# Old RunDynamic actions: replace each with a program.");
+        out.line(0, "# [hooks]");
         for (line, event, target) in &l.hooks {
-            out.push_str(&format!(
-                "# {event} = \"/path/to/program\"   # was line {line}: RunDynamic {}\n",
-                target.replace('\n', " ")
-            ));
+            out.line(
+                *line,
+                format!(
+                    "# {event} = \"/path/to/program\"   # was line {line}: RunDynamic {}",
+                    comment_text(target)
+                ),
+            );
         }
     }
-    for (_, group) in &l.vifs {
-        let addrs: Vec<String> = group.iter().map(|(_, a)| q(&new_addr(a))).collect();
-        out.push_str(&format!("\n[[vif]]\naddresses = [{}]\n", addrs.join(", ")));
+    for (line, group) in &l.vifs {
+        out.line(0, "");
+        out.line(*line, "[[vif]]");
+        match group.as_slice() {
+            [(line, a)] => out.line(*line, format!("addresses = [{}]", q(&new_addr(a)))),
+            _ => {
+                // One address a line, so that a problem names its old line.
+                out.line(*line, "addresses = [");
+                for (line, a) in group {
+                    out.line(*line, format!("    {},", q(&new_addr(a))));
+                }
+                out.line(*line, "]");
+            }
+        }
     }
 
-    if let Err(e) = super::parse(&out, "<imported>", &Anything) {
+    // What the old file says but the new format refuses (a duration over a
+    // limit, an interface name the kernel would not take, too many VIPs) is
+    // the input's fault: say so at the old line, like any other error.
+    if let Err(e) = super::parse(&out.text, "<imported>", &Anything) {
+        let issue = &e.issues[0];
+        let line = issue.line.and_then(|l| out.source(l)).unwrap_or(0);
+        let field = if issue.field.is_empty() {
+            String::new()
+        } else {
+            format!(" (as `{}`)", issue.field)
+        };
         return Err(LegacyError {
             file: file_name.into(),
-            line: 0,
-            message: format!("the translation does not validate (please report this):\n{e}"),
+            line,
+            message: format!("cannot be imported{field}: {}", issue.message),
         });
     }
     Ok(Imported {
-        toml: out,
+        toml: out.text,
         notes: l.notes,
     })
+}
+
+/// The TOML being written, with the old line each of its lines comes from.
+#[derive(Default)]
+struct Out {
+    text: String,
+    /// Old line of each written line (0: none).
+    from: Vec<usize>,
+}
+
+impl Out {
+    /// Appends one line (callers pass text without a newline: every value
+    /// is quoted by [`q`] and every comment goes through [`comment_text`]).
+    fn line(&mut self, from: usize, text: impl AsRef<str>) {
+        self.text.push_str(text.as_ref());
+        self.text.push('\n');
+        self.from.push(from);
+    }
+
+    /// The old line behind written line `line` (1-based), if known.
+    fn source(&self, line: usize) -> Option<usize> {
+        line.checked_sub(1)
+            .and_then(|i| self.from.get(i))
+            .copied()
+            .filter(|&l| l > 0)
+    }
+}
+
+/// Text safe inside a TOML comment: TOML allows no control character there
+/// but tab, and a newline would end the comment.
+fn comment_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `wackamole import-conf OLD`: prints the TOML on stdout and notes on
@@ -1064,10 +1194,15 @@ pub fn import(text: &str, file_name: &str) -> Result<Imported, LegacyError> {
 /// printed but notes need attention, 2 when nothing could be imported.
 pub fn import_conf_main(path: &Path) -> i32 {
     let name = path.display().to_string();
-    let text = match std::fs::read_to_string(path) {
+    let text = match super::read_text(path) {
         Ok(t) => t,
-        Err(e) => {
-            eprintln!("{name}: cannot read: {e}");
+        Err((line, message)) => {
+            let e = LegacyError {
+                file: name,
+                line: line.unwrap_or(0),
+                message,
+            };
+            eprintln!("{e}");
             return 2;
         }
     };
@@ -1079,7 +1214,12 @@ pub fn import_conf_main(path: &Path) -> i32 {
         Ok(imp) => {
             print!("{}", imp.toml);
             for n in &imp.notes {
-                eprintln!("{name}:{}: note: {}", n.line, n.message);
+                eprintln!(
+                    "{}:{}: note: {}",
+                    super::file_label(&name),
+                    n.line,
+                    n.message
+                );
             }
             if imp.notes.is_empty() {
                 0

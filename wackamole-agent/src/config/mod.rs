@@ -24,8 +24,8 @@ use std::time::Duration;
 
 pub use address::{NotifyRange, VifAddress};
 pub use duration::{format_duration, parse_duration};
-pub use error::{ConfigError, Issue};
-pub use iface::{AnyInterface, FakeInterfaces, InterfaceCheck, SystemInterfaces};
+pub use error::{file_label, ConfigError, Issue};
+pub use iface::{AnyInterface, FakeInterfaces, InterfaceCheck, MountPoint, SystemInterfaces};
 pub use reload::{reload_diff, ReloadPlan};
 pub use validate::parse;
 
@@ -35,6 +35,51 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/wackamole/control.sock";
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/wackamole";
 /// Default group name (both engines).
 pub const DEFAULT_GROUP: &str = "wackamole";
+
+/// Most addresses a configuration may list (all VIFs together): the XDP
+/// map's capacity, one entry per address.
+pub const MAX_ADDRESSES: usize = wackamole_common::MAX_VIPS as usize;
+/// Longest node name, in bytes (a host name's limit, HOST_NAME_MAX). Node
+/// names travel to the peers and are printed by `ctl`.
+pub const MAX_NODE_NAME: usize = 64;
+/// Longest VIF name, in bytes (VIF names are passed to hooks and printed).
+pub const MAX_VIF_NAME: usize = 64;
+/// Largest configuration file read, in bytes: 4096 addresses take well under
+/// 1 MiB, and a device or a runaway file must not be read forever.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Upper bounds of the duration settings. Each is far beyond any useful
+/// value; they exist so that every accepted value can be added to an
+/// `Instant` (a huge one would panic the daemon) and a slip of the finger
+/// (`"5h"` for `"5s"`) is not silently "never".
+pub mod limits {
+    use std::time::Duration;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+    const HOUR: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// `mature` (a day: the importer reads an old `Mature = 2h` as hours).
+    pub const MATURE: Duration = DAY;
+    /// `engine.watchdog_interval` (both engines).
+    pub const WATCHDOG_INTERVAL: Duration = Duration::from_secs(10);
+    /// `engine.watchdog_deadline` (both engines).
+    pub const WATCHDOG_DEADLINE: Duration = MINUTE;
+    /// `engine.reconnect_interval`.
+    pub const RECONNECT_INTERVAL: Duration = HOUR;
+    /// `notify.arp_cache_interval`.
+    pub const ARP_CACHE_INTERVAL: Duration = DAY;
+    /// `balance.interval`.
+    pub const BALANCE_INTERVAL: Duration = DAY;
+    /// `hooks.timeout`.
+    pub const HOOK_TIMEOUT: Duration = HOUR;
+    /// `xdp.lease`.
+    pub const XDP_LEASE: Duration = HOUR;
+    /// `announce.burst_spacing` (times at most 100 packets).
+    pub const BURST_SPACING: Duration = Duration::from_secs(10);
+    /// `announce.refresh_interval`.
+    pub const REFRESH_INTERVAL: Duration = DAY;
+}
 
 /// A validated agent configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,9 +125,15 @@ impl Config {
 
     /// Indices of the preferred VIFs, in preference order.
     pub fn prefer_indices(&self) -> Vec<usize> {
+        // One map, not a scan per preference: both lists may be long.
+        let mut index: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(self.vifs.len());
+        for (i, v) in self.vifs.iter().enumerate() {
+            index.entry(v.name.as_str()).or_insert(i);
+        }
         self.prefer
             .iter()
-            .filter_map(|n| self.vif_index(n))
+            .filter_map(|n| index.get(n.as_str()).copied())
             .collect()
     }
 }
@@ -299,6 +350,20 @@ pub struct LogConfig {
     pub level: LogLevel,
 }
 
+/// The directory the data plane makes a bpf filesystem of (mounting one if
+/// it is not): a `bpffs_dir` named `wackamole` is the pin root inside its
+/// parent, any other is the bpffs itself (pins under `<dir>/wackamole`).
+/// Must agree with the daemon's hand-over of `bpffs_dir` to the data plane.
+pub fn bpffs_mount_point(bpffs_dir: &Path) -> PathBuf {
+    match (bpffs_dir.file_name(), bpffs_dir.parent()) {
+        // Never `/` itself: `/wackamole` is its own bpffs.
+        (Some(name), Some(parent)) if name == "wackamole" && parent.parent().is_some() => {
+            parent.to_path_buf()
+        }
+        _ => bpffs_dir.to_path_buf(),
+    }
+}
+
 /// Reads and validates a config file against the real host
 /// ([`SystemInterfaces`]).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -308,15 +373,84 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Reads and validates a config file with the given host probe.
 pub fn load_with(path: &Path, host: &dyn InterfaceCheck) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_text(path).map_err(|(line, message)| {
         ConfigError::single(Issue {
             file: name.clone(),
-            line: None,
+            line,
             field: String::new(),
-            message: format!("cannot read: {e}"),
+            message,
         })
     })?;
     parse(&text, &name, host)
+}
+
+/// Reads a configuration file (this one or an old `wackamole.conf`): a
+/// regular file of at most [`MAX_CONFIG_BYTES`] of UTF-8. A FIFO, a device
+/// (`/dev/zero`) or a directory is refused before anything is read. Errors
+/// are `(line, message)`; the line is known for bad UTF-8.
+pub fn read_text(path: &Path) -> Result<String, (Option<usize>, String)> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_NONBLOCK: opening a FIFO that has no writer returns at once instead
+    // of waiting for one (it is then refused for its type). Reads of a
+    // regular file ignore the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| (None, format!("cannot read: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| (None, format!("cannot read: {e}")))?;
+    let kind = meta.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_fifo() {
+        Some("a FIFO")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err((
+            None,
+            format!("cannot read: this is {what}; a configuration must be a regular file"),
+        ));
+    }
+    let too_big = |n: u64| {
+        (
+            None,
+            format!(
+                "cannot read: {n} bytes is more than a configuration may have ({MAX_CONFIG_BYTES})"
+            ),
+        )
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow while read: never past the limit.
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| (None, format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big(bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        (
+            Some(line),
+            format!("not UTF-8 text (invalid byte at offset {at}); a configuration is UTF-8"),
+        )
+    })
 }
 
 /// `wackamole check-config FILE`: prints each problem on stderr (or `OK`
@@ -326,7 +460,7 @@ pub fn check_config_main(path: &Path) -> i32 {
         Ok(cfg) => {
             println!(
                 "{}: OK ({} VIFs, {} addresses, engine {}, node {})",
-                path.display(),
+                file_label(&path.display().to_string()),
                 cfg.vifs.len(),
                 cfg.vifs.iter().map(|v| v.addresses.len()).sum::<usize>(),
                 match cfg.engine {

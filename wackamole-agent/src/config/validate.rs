@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::address::{parse_notify_range, parse_vif_address};
 use super::duration::parse_duration;
-use super::error::{line_of, ConfigError, Issue};
+use super::error::{line_of, ConfigError, Issue, LineIndex};
 use super::iface::InterfaceCheck;
 use super::raw::*;
 use super::*;
@@ -30,7 +30,7 @@ pub fn parse(
     let raw: RawConfig = toml::from_str(text)
         .map_err(|e| ConfigError::single(serde_issue(text, file_name, e.message(), e.span())))?;
     let mut cx = Cx {
-        text,
+        lines: LineIndex::new(text),
         file: file_name,
         issues: Vec::new(),
     };
@@ -65,11 +65,26 @@ fn serde_issue(
             file: file.into(),
             line: None,
             field: String::new(),
-            message,
+            message: if message.is_empty() {
+                "invalid TOML (the parser gave no detail)".into()
+            } else {
+                message
+            },
         };
     };
     let offset = span.start.min(text.len());
     let line = line_of(text, offset);
+    // Some syntax errors come with no words at all (a carriage return in a
+    // comment gave `FILE:1: ` and nothing else): say what is there.
+    if message.is_empty() {
+        // A character the grammar refuses: no field to name.
+        return Issue {
+            file: file.into(),
+            line: Some(line),
+            field: String::new(),
+            message: syntax_fallback(text, offset),
+        };
+    }
     let unknown = message
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split('`').next());
@@ -79,6 +94,25 @@ fn serde_issue(
         line: Some(line),
         field,
         message,
+    }
+}
+
+/// A message for a syntax error the parser gave no words for: the column
+/// and the character found there.
+fn syntax_fallback(text: &str, offset: usize) -> String {
+    let offset = (0..=offset.min(text.len()))
+        .rev()
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(0);
+    let line_start = text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = text[line_start..offset].chars().count() + 1;
+    match text[offset..].chars().next() {
+        None => format!("invalid TOML: unexpected end of file (column {column})"),
+        Some(c) if c.is_control() => format!(
+            "invalid TOML at column {column}: control character U+{:04X} is not allowed here (TOML allows tab, and a carriage return only before a line feed)",
+            u32::from(c)
+        ),
+        Some(c) => format!("invalid TOML at column {column}: unexpected {c:?}"),
     }
 }
 
@@ -272,14 +306,14 @@ fn scan_inline(body: &str) -> (Vec<Frame>, Option<String>) {
 }
 
 struct Cx<'a> {
-    text: &'a str,
+    lines: LineIndex,
     file: &'a str,
     issues: Vec<Issue>,
 }
 
 impl Cx<'_> {
     fn at<T>(&mut self, value: &Spanned<T>, field: impl Into<String>, message: impl Into<String>) {
-        let line = line_of(self.text, value.span().start);
+        let line = self.lines.line(value.span().start);
         self.issues.push(Issue {
             file: self.file.into(),
             line: Some(line),
@@ -298,16 +332,19 @@ impl Cx<'_> {
     }
 
     fn line<T>(&self, value: &Spanned<T>) -> usize {
-        line_of(self.text, value.span().start)
+        self.lines.line(value.span().start)
     }
 
-    /// A duration field; `positive` refuses zero.
+    /// A duration field; `positive` refuses zero, and `max` bounds it so that
+    /// the daemon's timer arithmetic (`Instant + Duration`) cannot overflow
+    /// and a typo does not silently mean "never".
     fn duration(
         &mut self,
         v: Option<&S<toml::Value>>,
         field: &str,
         default: Duration,
         positive: bool,
+        max: Duration,
     ) -> Duration {
         let Some(v) = v else { return default };
         let d = match v.get_ref() {
@@ -334,6 +371,21 @@ impl Cx<'_> {
         if positive && d.is_zero() {
             self.at(v, field, "must be longer than zero");
         }
+        if d > max {
+            self.at(
+                v,
+                field,
+                format!(
+                    "{} is longer than the most this setting allows ({})",
+                    match v.get_ref() {
+                        toml::Value::String(s) => s.trim().to_string(),
+                        _ => super::duration::format_duration(d),
+                    },
+                    super::duration::format_duration(max)
+                ),
+            );
+            return default;
+        }
         d
     }
 
@@ -349,6 +401,71 @@ impl Cx<'_> {
         }
         Some(p)
     }
+}
+
+/// The agent mounts a bpffs on [`bpffs_mount_point`] unless one is there
+/// already; a mount hides what the directory held (think `/etc`). Allowed:
+/// anything under `/sys/fs/bpf` (the kernel's bpffs), a directory that is
+/// already a bpffs, and an empty or missing directory. No `..`, which would
+/// make the `/sys/fs/bpf` rule meaningless.
+fn check_bpffs_dir(dir: &std::path::Path, host: &dyn InterfaceCheck) -> Result<(), String> {
+    use std::path::Component;
+    if dir.components().any(|c| c == Component::ParentDir) {
+        return Err(format!(
+            "{} contains \"..\": write the directory without it",
+            shown(&dir.display().to_string())
+        ));
+    }
+    let mount = bpffs_mount_point(dir);
+    if mount.starts_with("/sys/fs/bpf") {
+        return Ok(());
+    }
+    match host.mount_point(&mount) {
+        MountPoint::Missing | MountPoint::Bpffs | MountPoint::EmptyDir | MountPoint::Unknown => {
+            Ok(())
+        }
+        MountPoint::Occupied(what) => Err(format!(
+            "the agent would mount a bpf filesystem on {} ({what}), hiding what is there: use a directory under /sys/fs/bpf, one that already is a bpffs, or an empty or new directory",
+            shown(&mount.display().to_string())
+        )),
+    }
+}
+
+/// Why `name` cannot name a node or a VIF, if it cannot: names are printed
+/// by `ctl` and in logs, sent to the peers (nodes) and passed to hooks as
+/// arguments (VIFs), so no control characters (terminal escapes), no white
+/// space, a bounded length, and a VIF name is never taken for an option.
+fn name_problem(name: &str, max: usize, vif: bool) -> Option<String> {
+    if name.is_empty() {
+        return Some("it is empty".into());
+    }
+    if name.len() > max {
+        return Some(format!("{} bytes is longer than {max}", name.len()));
+    }
+    if name.chars().any(char::is_control) {
+        return Some("it contains a control character".into());
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Some("it contains white space".into());
+    }
+    if vif && name.starts_with('-') {
+        return Some("it starts with '-' (hooks would read it as an option)".into());
+    }
+    None
+}
+
+/// A value from the file as quoted in a message: escaped (no control
+/// characters reach the terminal) and cut short.
+pub(crate) fn shown(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.len() <= MAX {
+        return format!("{value:?}");
+    }
+    let cut = (0..=MAX)
+        .rev()
+        .find(|&i| value.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{:?}... ({} bytes)", &value[..cut], value.len())
 }
 
 fn describe(v: &toml::Value) -> String {
@@ -367,25 +484,36 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
     let node = match &raw.node {
         Some(n) => {
             let s = n.get_ref().trim();
-            if s.is_empty() || s.chars().any(char::is_whitespace) {
+            if let Some(why) = name_problem(s, MAX_NODE_NAME, false) {
                 cx.at(
                     n,
                     "node",
-                    format!(
-                        "{:?} is not a usable node name (non-empty, no spaces)",
-                        n.get_ref()
-                    ),
+                    format!("{} is not a usable node name: {why}", shown(n.get_ref())),
                 );
             }
             s.to_string()
         }
-        None => host.hostname().unwrap_or_else(|| {
-            cx.nowhere(
-                "node",
-                "not set and the host name is unknown: set `node = \"name\"`",
-            );
-            String::new()
-        }),
+        None => match host.hostname() {
+            Some(h) => {
+                if let Some(why) = name_problem(&h, MAX_NODE_NAME, false) {
+                    cx.nowhere(
+                        "node",
+                        format!(
+                            "not set, and the host name {} is not a usable node name ({why}): set `node = \"name\"`",
+                            shown(&h)
+                        ),
+                    );
+                }
+                h
+            }
+            None => {
+                cx.nowhere(
+                    "node",
+                    "not set and the host name is unknown: set `node = \"name\"`",
+                );
+                String::new()
+            }
+        },
     };
     let weight = match &raw.weight {
         None => 1,
@@ -405,14 +533,28 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
     let control_socket = cx
         .abs_path(raw.control_socket.as_ref(), "control_socket")
         .unwrap_or_else(|| DEFAULT_CONTROL_SOCKET.into());
-    let bpffs_dir = cx
-        .abs_path(raw.bpffs_dir.as_ref(), "bpffs_dir")
-        .unwrap_or_else(|| DEFAULT_BPFFS_DIR.into());
+    let bpffs_dir = match cx.abs_path(raw.bpffs_dir.as_ref(), "bpffs_dir") {
+        None => DEFAULT_BPFFS_DIR.into(),
+        Some(dir) => {
+            if let (Some(v), true) = (&raw.bpffs_dir, dir.is_absolute()) {
+                if let Err(why) = check_bpffs_dir(&dir, host) {
+                    cx.at(v, "bpffs_dir", why);
+                }
+            }
+            dir
+        }
+    };
     let vifs = build_vifs(cx, &raw.vif, host);
     let prefer = build_prefer(cx, raw.prefer.as_ref(), &vifs);
     let notify = build_notify(cx, raw.notify.as_ref(), host);
     let balance = build_balance(cx, raw.balance.as_ref());
-    let mature = cx.duration(raw.mature.as_ref(), "mature", Duration::from_secs(5), false);
+    let mature = cx.duration(
+        raw.mature.as_ref(),
+        "mature",
+        Duration::from_secs(5),
+        false,
+        limits::MATURE,
+    );
     let hooks = build_hooks(cx, raw.hooks.as_ref());
     let xdp = build_xdp(cx, raw.xdp.as_ref());
     let announce = build_announce(cx, raw.announce.as_ref());
@@ -528,12 +670,14 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             "engine.watchdog_interval",
             crate::membership::spread::DEFAULT_WATCHDOG_INTERVAL,
             false,
+            limits::WATCHDOG_INTERVAL,
         );
         let watchdog_deadline = cx.duration(
             e.watchdog_deadline.as_ref(),
             "engine.watchdog_deadline",
             crate::membership::spread::DEFAULT_WATCHDOG_DEADLINE,
             true,
+            limits::WATCHDOG_DEADLINE,
         );
         if watchdog_deadline <= watchdog_interval {
             let msg = "must be longer than engine.watchdog_interval";
@@ -565,6 +709,7 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             "engine.reconnect_interval",
             Duration::from_secs(5),
             true,
+            limits::RECONNECT_INTERVAL,
         );
         EngineConfig::Spread(SpreadConfig {
             daemon,
@@ -584,13 +729,19 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             "engine.watchdog_interval",
             Duration::from_millis(20),
             true,
+            limits::WATCHDOG_INTERVAL,
         );
         // No deadline: the engine derives it from the running corosync's totem
         // timers (200 ms with the LAN-fast profile).
-        let watchdog_deadline = e
-            .watchdog_deadline
-            .as_ref()
-            .map(|v| cx.duration(Some(v), "engine.watchdog_deadline", Duration::ZERO, true));
+        let watchdog_deadline = e.watchdog_deadline.as_ref().map(|v| {
+            cx.duration(
+                Some(v),
+                "engine.watchdog_deadline",
+                Duration::ZERO,
+                true,
+                limits::WATCHDOG_DEADLINE,
+            )
+        });
         if watchdog_deadline.is_some_and(|d| d <= watchdog_interval) {
             let msg = "must be longer than engine.watchdog_interval";
             match e
@@ -652,6 +803,9 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
     let mut seen_addr: HashMap<IpAddr, (String, usize)> = HashMap::new();
     // name -> (vif index, line, written explicitly)
     let mut seen_name: HashMap<String, (usize, usize, bool)> = HashMap::new();
+    // Addresses listed so far, and where the first one past the limit is.
+    let mut total = 0usize;
+    let mut over: Option<(String, usize)> = None;
     for (i, rv) in raw.iter().enumerate() {
         let mut addresses = Vec::new();
         match &rv.addresses {
@@ -674,6 +828,10 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
             Some(list) => {
                 for (j, a) in list.get_ref().iter().enumerate() {
                     let field = format!("vif[{i}].addresses[{j}]");
+                    total += 1;
+                    if total == MAX_ADDRESSES + 1 {
+                        over = Some((field.clone(), cx.line(a)));
+                    }
                     match parse_vif_address(a.get_ref()) {
                         Err(e) => cx.at(a, &field, e.0),
                         Ok(va) => {
@@ -703,11 +861,11 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
         let name = match &rv.name {
             Some(n) => {
                 let s = n.get_ref();
-                if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                if let Some(why) = name_problem(s, MAX_VIF_NAME, true) {
                     cx.at(
                         n,
                         format!("vif[{i}].name"),
-                        format!("{s:?} is not a usable VIF name (non-empty, no spaces)"),
+                        format!("{} is not a usable VIF name: {why}", shown(s)),
                     );
                 }
                 s.clone()
@@ -746,6 +904,16 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
         }
         vifs.push(Vif { name, addresses });
     }
+    if let Some((field, line)) = over {
+        cx.issues.push(Issue {
+            file: cx.file.into(),
+            line: Some(line),
+            field,
+            message: format!(
+                "too many addresses: the file lists {total}, the XDP map holds at most {MAX_ADDRESSES} (MAX_VIPS); this is the first one past the limit"
+            ),
+        });
+    }
     vifs
 }
 
@@ -780,6 +948,21 @@ fn build_prefer(cx: &mut Cx<'_>, raw: Option<&S<toml::Value>>, vifs: &[Vif]) -> 
             Vec::new()
         }
     };
+    // Lookups by map: a list of thousands of VIFs and as many preferences
+    // stays linear.
+    let by_name: HashMap<&str, usize> = vifs
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, v)| (v.name.as_str(), i))
+        .collect();
+    let by_head: HashMap<IpAddr, usize> = vifs
+        .iter()
+        .enumerate()
+        .rev()
+        .filter_map(|(i, v)| v.addresses.first().map(|a| (a.addr, i)))
+        .collect();
+    let mut taken: std::collections::HashSet<usize> = std::collections::HashSet::new();
     let mut names: Vec<String> = Vec::new();
     for (k, r) in refs.iter().enumerate() {
         let field = if matches!(p.get_ref(), toml::Value::Array(_)) {
@@ -787,23 +970,23 @@ fn build_prefer(cx: &mut Cx<'_>, raw: Option<&S<toml::Value>>, vifs: &[Vif]) -> 
         } else {
             "prefer".to_string()
         };
-        let by_name = vifs.iter().find(|v| &v.name == r);
-        let by_addr = || {
-            r.parse::<IpAddr>().ok().and_then(|ip| {
-                vifs.iter()
-                    .find(|v| v.addresses.first().map(|a| a.addr) == Some(ip))
-            })
-        };
-        match by_name.or_else(by_addr) {
+        let found = by_name.get(r.as_str()).copied().or_else(|| {
+            r.parse::<IpAddr>()
+                .ok()
+                .and_then(|ip| by_head.get(&ip).copied())
+        });
+        match found {
             None => cx.at(
                 p,
                 field,
-                format!("no VIF is named {r:?} or has it as first address"),
+                format!("no VIF is named {} or has it as first address", shown(r)),
             ),
-            Some(v) if names.contains(&v.name) => {
-                cx.at(p, field, format!("VIF {:?} is preferred twice", v.name))
-            }
-            Some(v) => names.push(v.name.clone()),
+            Some(i) if !taken.insert(i) => cx.at(
+                p,
+                field,
+                format!("VIF {} is preferred twice", shown(&vifs[i].name)),
+            ),
+            Some(i) => names.push(vifs[i].name.clone()),
         }
     }
     names
@@ -877,6 +1060,7 @@ fn build_notify(
             "notify.arp_cache_interval",
             Duration::from_secs(60),
             true,
+            limits::ARP_CACHE_INTERVAL,
         ),
     }
 }
@@ -912,7 +1096,13 @@ fn build_balance(cx: &mut Cx<'_>, raw: Option<&RawBalance>) -> BalanceConfig {
             ),
         }
     }
-    b.interval = cx.duration(r.interval.as_ref(), "balance.interval", b.interval, true);
+    b.interval = cx.duration(
+        r.interval.as_ref(),
+        "balance.interval",
+        b.interval,
+        true,
+        limits::BALANCE_INTERVAL,
+    );
     b.one_shot = r.one_shot.as_ref().map(|v| *v.get_ref()).unwrap_or(false);
     b.enabled = r.enabled.as_ref().map(|v| *v.get_ref()).unwrap_or(true);
     b
@@ -938,6 +1128,7 @@ fn build_hooks(cx: &mut Cx<'_>, raw: Option<&RawHooks>) -> HooksConfig {
             "hooks.timeout",
             Duration::from_secs(10),
             true,
+            limits::HOOK_TIMEOUT,
         ),
     }
 }
@@ -964,6 +1155,7 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
         "xdp.lease",
         Duration::from_secs(2),
         false,
+        limits::XDP_LEASE,
     );
     XdpConfig {
         mode,
@@ -991,12 +1183,14 @@ fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig 
         "announce.burst_spacing",
         Duration::from_millis(100),
         false,
+        limits::BURST_SPACING,
     );
     let refresh = cx.duration(
         raw.and_then(|a| a.refresh_interval.as_ref()),
         "announce.refresh_interval",
         Duration::ZERO,
         false,
+        limits::REFRESH_INTERVAL,
     );
     AnnounceConfig {
         burst_count,

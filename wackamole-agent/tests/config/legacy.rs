@@ -353,3 +353,129 @@ proptest! {
         let _ = parse(&s, "fuzz.toml", &FakeInterfaces::new(["eth0"]));
     }
 }
+
+#[test]
+fn a_crafted_file_name_cannot_inject_keys() {
+    let text = "Group = g\nVIFs { eth0:10.0.0.1/24 }\n";
+    let name = "x.conf\nnode = \"evil\"\nbpffs_dir = \"/etc/wackamole\"\n#";
+    let imp = import(text, name).unwrap();
+    let cfg = parse(&imp.toml, "x", &AnyInterface).unwrap_or_else(|e| panic!("{e}\n{}", imp.toml));
+    assert_ne!(cfg.node, "evil", "{}", imp.toml);
+    assert_eq!(cfg.bpffs_dir, Path::new(DEFAULT_BPFFS_DIR));
+    let first = imp.toml.lines().next().unwrap();
+    assert_eq!(
+        first,
+        "# Imported from \"x.conf\\nnode = \\\"evil\\\"\\nbpffs_dir = \\\"/etc/wackamole\\\"\\n#\" by `wackamole import-conf`."
+    );
+    // Other control characters too (TOML refuses them in a comment).
+    let imp = import(text, "a\rb\u{1b}c.conf").unwrap();
+    assert!(
+        imp.toml
+            .starts_with("# Imported from \"a\\rb\\u{1b}c.conf\""),
+        "{}",
+        imp.toml
+    );
+    // And its errors show the name escaped.
+    let e = import("Frob = 1\n", "a\u{1b}[2J.conf").unwrap_err();
+    assert!(e.to_string().starts_with("\"a\\u{1b}[2J.conf\":1: "), "{e}");
+}
+
+#[test]
+fn values_the_new_format_refuses_are_normal_errors_at_their_line() {
+    // These were "the translation does not validate (please report this)",
+    // followed by the generated TOML's own errors.
+    let cases: &[(&str, usize, &str)] = &[
+        (
+            "Group = g\nMature = 25h\n",
+            2,
+            "cannot be imported (as `mature`): 25h is longer than the most this setting allows (24h)",
+        ),
+        (
+            "Group = g\nArp-Cache = 9999h\n",
+            2,
+            "(as `notify.arp_cache_interval`)",
+        ),
+        (
+            "Group = g\nVIFs {\n eth0:10.0.0.1/24\n eth0.with.a.long.name:10.0.0.2/24\n}\n",
+            4,
+            "is not an interface name",
+        ),
+        (
+            "Group = g\nNotify {\n a/b:10.0.0.1/32\n}\n",
+            3,
+            "is not an interface name",
+        ),
+    ];
+    for (text, line, needle) in cases {
+        match import(text, "bad.conf") {
+            Ok(imp) => panic!("{text:?}: imported:\n{}", imp.toml),
+            Err(e) => {
+                assert_eq!(e.line, *line, "{text:?}: {e}");
+                assert!(e.message.contains(needle), "{text:?}: {e}");
+                assert!(!e.message.contains("please report"), "{e}");
+            }
+        }
+    }
+    // More VIPs than the XDP map holds: the first one past the limit.
+    let mut text = String::from("Group = g\nVIFs {\n");
+    for i in 0..=MAX_ADDRESSES {
+        text.push_str(&format!(" eth0:10.0.{}.{}/16\n", i >> 8, i & 0xff));
+    }
+    text.push_str("}\n");
+    let e = import(&text, "big.conf").unwrap_err();
+    assert_eq!(e.line, 3 + MAX_ADDRESSES, "{e}");
+    assert!(e.message.contains("the XDP map holds at most 4096"), "{e}");
+}
+
+#[test]
+fn errors_quote_input_escaped_and_short() {
+    let long = "x".repeat(10_000);
+    let e = import(&format!("{long} = 1\n"), "l.conf").unwrap_err();
+    assert!(e.to_string().len() < 200, "{} bytes", e.to_string().len());
+    assert!(e.message.contains("... (10000 bytes)"), "{e}");
+    let e = import(
+        "Group = g\nVIFs { \u{1b}]0;x\u{7}:10.0.0.1/24 }\n",
+        "e.conf",
+    )
+    .unwrap_err();
+    assert!(!e.to_string().chars().any(char::is_control), "{e:?}");
+    let e = import(
+        "Group = g\nPrefer 'a\u{1b}b'\nVIFs { eth0:10.0.0.1/24 }\n",
+        "p.conf",
+    );
+    let notes = e.unwrap().notes;
+    assert!(
+        notes
+            .iter()
+            .all(|n| !n.message.chars().any(char::is_control)),
+        "{notes:?}"
+    );
+    let e = import("Group = g\nControl = '\u{1b}x'\n", "c.conf").unwrap();
+    assert!(
+        e.notes
+            .iter()
+            .any(|n| n.line == 2 && n.message.contains("\"\\u{1b}x\"")),
+        "{:?}",
+        e.notes
+    );
+}
+
+#[test]
+fn notes_with_control_characters_stay_comments() {
+    // A carriage return in a RunDynamic target went raw into a TOML comment,
+    // which TOML refuses: the import failed as "please report this".
+    let text = "Group = g\nRunDynamic 'mod\rx:func' on up\nVIFs { eth0:10.0.0.1/24 }\n";
+    let imp = import(text, "r.conf").unwrap_or_else(|e| panic!("{e}"));
+    parse(&imp.toml, "x", &AnyInterface).unwrap();
+    assert!(imp.toml.contains("mod\\rx:func"), "{}", imp.toml);
+}
+
+#[test]
+fn import_conf_refuses_special_files() {
+    assert_eq!(
+        wackamole::config::legacy::import_conf_main(Path::new("/dev/zero")),
+        2
+    );
+    let e = read_text(Path::new("/dev/zero")).unwrap_err();
+    assert!(e.1.contains("character device"), "{e:?}");
+}

@@ -740,7 +740,7 @@ mod properties {
         /// Any duration written with our formatter is read back exactly in
         /// any duration field.
         #[test]
-        fn durations_roundtrip_through_config(ms in 1u64..100_000_000) {
+        fn durations_roundtrip_through_config(ms in 1u64..=limits::BALANCE_INTERVAL.as_millis() as u64) {
             let d = Duration::from_millis(ms);
             let text = format!("[balance]\ninterval = \"{}\"\n", format_duration(d));
             prop_assert_eq!(ok(&text).balance.interval, d);
@@ -768,4 +768,322 @@ fn system_interfaces_reads_sysfs() {
     )
     .unwrap();
     assert_eq!(cfg.vifs[0].name, "127.0.0.42");
+}
+
+/// A unique scratch directory, removed by the caller.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wackamole-config-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn durations_have_a_maximum_per_key() {
+    // The daemon adds these to an Instant: u64::MAX seconds would panic it.
+    assert_issue(
+        &err("mature = \"18446744073709551615s\"\n"),
+        1,
+        "mature",
+        "longer than the most this setting allows (24h)",
+    );
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("", "mature", "24h", "24h1ms"),
+        ("[balance]\n", "interval", "24h", "24h1s"),
+        ("[notify]\n", "arp_cache_interval", "24h", "25h"),
+        ("[hooks]\n", "timeout", "1h", "61m"),
+        ("[xdp]\n", "lease", "1h", "2h"),
+        ("[announce]\n", "burst_spacing", "10s", "10s1ms"),
+        ("[announce]\n", "refresh_interval", "24h", "1000h"),
+        ("[engine]\n", "watchdog_interval", "10s", "11s"),
+        ("[engine]\n", "watchdog_deadline", "1m", "61s"),
+        (
+            "[engine]\nkind = \"spread\"\n",
+            "reconnect_interval",
+            "1h",
+            "3601s",
+        ),
+        (
+            "[engine]\nkind = \"spread\"\nwatchdog_interval = \"0\"\n",
+            "watchdog_deadline",
+            "1m",
+            "2m",
+        ),
+    ];
+    for (table, key, max, over) in cases {
+        ok(&format!("{table}{key} = \"{max}\"\n"));
+        let text = format!("{table}{key} = \"{over}\"\n");
+        let line = text.lines().count();
+        let section = table
+            .lines()
+            .next()
+            .map(|t| t.trim_matches(|c| c == '[' || c == ']'));
+        let field = match section {
+            Some(s) => format!("{s}.{key}"),
+            None => key.to_string(),
+        };
+        assert_issue(&err(&text), line, &field, &format!("allows ({max})"));
+    }
+}
+
+#[test]
+fn node_and_vif_names_are_bounded_and_printable() {
+    assert_issue(
+        &err("node = \"web\\u001b[2J\"\n"),
+        1,
+        "node",
+        "contains a control character",
+    );
+    let long = "n".repeat(MAX_NODE_NAME + 1);
+    assert_issue(
+        &err(&format!("\nnode = \"{long}\"\n")),
+        2,
+        "node",
+        "65 bytes is longer than 64",
+    );
+    ok(&format!("node = \"{}\"\n", "n".repeat(MAX_NODE_NAME)));
+    let vif =
+        |name: &str| format!("[[vif]]\nname = \"{name}\"\naddresses = [\"eth0:10.0.0.1/24\"]\n");
+    assert_issue(&err(&vif("-x")), 2, "vif[0].name", "starts with '-'");
+    assert_issue(
+        &err(&vif("a\\u0085b")),
+        2,
+        "vif[0].name",
+        "control character",
+    );
+    assert_issue(
+        &err(&vif(&"v".repeat(MAX_VIF_NAME + 1))),
+        2,
+        "vif[0].name",
+        "longer than 64",
+    );
+    ok(&vif(&"v".repeat(MAX_VIF_NAME)));
+    ok(&vif("x-1"));
+    // The default name from the host is held to the same rules.
+    let mut h = host();
+    h.hostname = Some("bad\u{7}host".into());
+    let e = parse("", "test.toml", &h).unwrap_err();
+    assert!(
+        e.for_field("node")
+            .is_some_and(|i| i.message.contains("control character")),
+        "{e}"
+    );
+}
+
+/// `n` single-address VIFs, one a line after a two-line header.
+fn many_vifs(n: usize) -> String {
+    let mut text = String::from("node = \"n1\"\nprefer = [\"10.0.0.1\"]\n");
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[vif]]\naddresses = [\"eth0:10.{}.{}.{}/8\"]\n",
+            (i >> 16) & 0xff,
+            (i >> 8) & 0xff,
+            i & 0xff
+        ));
+    }
+    text
+}
+
+#[test]
+fn more_addresses_than_the_xdp_map_holds_are_refused() {
+    let cfg = ok(&many_vifs(MAX_ADDRESSES));
+    assert_eq!(cfg.vifs.len(), 4096);
+    let e = err(&many_vifs(MAX_ADDRESSES + 1));
+    assert_eq!(e.issues.len(), 1, "{e}");
+    // VIF k's address is on line 2 + 2k + 2.
+    assert_issue(
+        &e,
+        2 + 2 * MAX_ADDRESSES + 2,
+        "vif[4096].addresses[0]",
+        "the file lists 4097, the XDP map holds at most 4096 (MAX_VIPS)",
+    );
+    // Addresses count, not VIFs.
+    let text = "[[vif]]\naddresses = [\"eth0:10.0.0.1/24\"]\n".to_string()
+        + &format!(
+            "[[vif]]\naddresses = [{}]\n",
+            (0..MAX_ADDRESSES)
+                .map(|i| format!("\"eth1:10.1.{}.{}/16\"", i >> 8, i & 0xff))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    assert_issue(&err(&text), 4, "vif[1].addresses[4095]", "at most 4096");
+}
+
+#[test]
+fn twenty_thousand_vifs_validate_in_one_pass() {
+    // Validation used to look up the line of every address by scanning the
+    // text from its start: quadratic, 9 s for this file. Now linear (the
+    // time is printed, not asserted: speed belongs to benchmarks).
+    let text = many_vifs(20_000);
+    let started = std::time::Instant::now();
+    let e = err(&text);
+    eprintln!(
+        "20,000 VIFs ({} KiB): validated in {:?}",
+        text.len() / 1024,
+        started.elapsed()
+    );
+    assert_eq!(e.issues.len(), 1, "one issue for the limit, not 15,904");
+    assert!(e.issues[0].message.contains("the file lists 20000"), "{e}");
+    // And the same many names in a prefer list.
+    let mut text = many_vifs(MAX_ADDRESSES);
+    text = text.replacen(
+        "prefer = [\"10.0.0.1\"]",
+        &format!(
+            "prefer = [{}]",
+            (0..MAX_ADDRESSES)
+                .map(|i| format!("\"10.0.{}.{}\"", i >> 8, i & 0xff))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        1,
+    );
+    let started = std::time::Instant::now();
+    let cfg = ok(&text);
+    eprintln!("4096 VIFs all preferred: {:?}", started.elapsed());
+    assert_eq!(cfg.prefer.len(), MAX_ADDRESSES);
+    assert_eq!(cfg.prefer_indices().len(), MAX_ADDRESSES);
+}
+
+#[test]
+fn syntax_errors_always_say_something() {
+    // A bare CR in a comment: the TOML parser gives no words for it, and
+    // the issue was printed as `FILE:1: ` and nothing more.
+    let e = err("# a comment\r with a carriage return\nnode = \"n1\"\n");
+    assert_eq!(e.issues.len(), 1, "{e}");
+    let issue = &e.issues[0];
+    assert_eq!(issue.line, Some(1), "{e}");
+    assert!(issue.message.contains("control character U+000D"), "{e}");
+    for text in [
+        "node = \"n1\"\n#\u{1}\n",
+        "x\r\n",
+        "node = \"a\u{7f}\"",
+        "[vif\n",
+        "= 1",
+        "node = \"\\q\"\n",
+    ] {
+        let e = err(text);
+        for issue in &e.issues {
+            assert!(!issue.message.trim().is_empty(), "{text:?}: {e}");
+            assert!(issue.line.is_some(), "{text:?}: {e}");
+        }
+    }
+}
+
+#[test]
+fn only_regular_files_of_bounded_size_are_read() {
+    let dir = scratch("files");
+    // A FIFO: opening it used to wait for a writer, forever.
+    let fifo = dir.join("fifo.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let e = load_with(&fifo, &host()).unwrap_err().to_string();
+    assert!(
+        e.contains("this is a FIFO; a configuration must be a regular file"),
+        "{e}"
+    );
+    // /dev/zero: used to be read until memory ran out.
+    let e = load_with(Path::new("/dev/zero"), &host())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("/dev/zero: cannot read: this is a character device"),
+        "{e}"
+    );
+    let e = load_with(&dir, &host()).unwrap_err().to_string();
+    assert!(e.contains("this is a directory"), "{e}");
+    // Too big (sparse: no disk used).
+    let big = dir.join("big.toml");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+    let e = load_with(&big, &host()).unwrap_err().to_string();
+    assert!(e.contains("more than a configuration may have"), "{e}");
+    // Not UTF-8: named with its line.
+    let latin1 = dir.join("latin1.toml");
+    std::fs::write(&latin1, b"node = \"n1\"\n# caf\xe9\n").unwrap();
+    let e = load_with(&latin1, &host()).unwrap_err();
+    assert_eq!(e.issues[0].line, Some(2), "{e}");
+    assert!(e.issues[0].message.contains("not UTF-8"), "{e}");
+    // A symbolic link to a regular file is fine.
+    let good = dir.join("good.toml");
+    std::fs::write(&good, "node = \"n1\"\n").unwrap();
+    let link = dir.join("link.toml");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    assert_eq!(load_with(&link, &host()).unwrap().node, "n1");
+    // check-config says so too, with exit code 2.
+    assert_eq!(check_config_main(&fifo), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn file_names_with_control_characters_are_escaped() {
+    let e = load_with(Path::new("/nonexistent/a\u{1b}[2Jb.toml"), &host()).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.starts_with("\"/nonexistent/a\\u{1b}[2Jb.toml\": cannot read"),
+        "{s}"
+    );
+}
+
+#[test]
+fn bpffs_dir_never_hides_a_directory() {
+    let text = |dir: &str| format!("\nbpffs_dir = \"{dir}\"\n");
+    let h = host()
+        .with_dir("/etc", MountPoint::Occupied("a non-empty directory".into()))
+        .with_dir("/srv/empty", MountPoint::EmptyDir)
+        .with_dir("/mnt/bpf", MountPoint::Bpffs)
+        .with_dir("/var/lib/x", MountPoint::Occupied("not a directory".into()));
+    let check = |dir: &str| parse(&text(dir), "test.toml", &h);
+    // A directory named wackamole puts the bpffs on its parent: /etc here.
+    let e = check("/etc/wackamole").unwrap_err();
+    assert_issue(
+        &e,
+        2,
+        "bpffs_dir",
+        "the agent would mount a bpf filesystem on \"/etc\" (a non-empty directory)",
+    );
+    assert!(check("/etc").is_err());
+    assert!(check("/var/lib/x").is_err());
+    let root = host().with_dir("/", MountPoint::Occupied("a non-empty directory".into()));
+    assert!(parse(&text("/"), "test.toml", &root).is_err());
+    // `/wackamole` is its own bpffs, never `/`.
+    assert!(parse(&text("/wackamole"), "test.toml", &root).is_ok());
+    let e = check("/sys/fs/bpf/../../../etc/wackamole").unwrap_err();
+    assert_issue(&e, 2, "bpffs_dir", "contains \"..\"");
+    for fine in [
+        "/sys/fs/bpf/wackamole",
+        "/sys/fs/bpf",
+        "/sys/fs/bpf/x/y",
+        "/srv/empty",
+        "/srv/empty/wackamole",
+        "/mnt/bpf",
+        "/run/wackamole-bpf",
+        "/new/dir/wackamole",
+    ] {
+        if let Err(e) = check(fine) {
+            panic!("{fine}: {e}");
+        }
+    }
+    // The real system: /etc is not empty.
+    let real = "bpffs_dir = \"/etc/wackamole\"\nnode = \"n1\"\n[[vif]]\naddresses = [\"lo:127.0.0.2/8\"]\n";
+    let e = parse(real, "test.toml", &SystemInterfaces).unwrap_err();
+    assert_issue(&e, 1, "bpffs_dir", "on \"/etc\" (a non-empty directory)");
+    let dir = scratch("bpffs");
+    let ok_real = format!(
+        "bpffs_dir = \"{}\"\nnode = \"n1\"\n",
+        dir.join("wackamole").display()
+    );
+    parse(&ok_real, "test.toml", &SystemInterfaces).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join("file"), "x").unwrap();
+    let e = parse(&ok_real, "test.toml", &SystemInterfaces).unwrap_err();
+    assert_issue(&e, 1, "bpffs_dir", "(a non-empty directory)");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bpffs_mount_point_matches_the_pin_layout() {
+    let m = |d: &str| bpffs_mount_point(Path::new(d));
+    assert_eq!(m("/sys/fs/bpf/wackamole"), Path::new("/sys/fs/bpf"));
+    assert_eq!(m("/etc/wackamole"), Path::new("/etc"));
+    assert_eq!(m("/run/bpf"), Path::new("/run/bpf"));
+    assert_eq!(m("/wackamole"), Path::new("/wackamole"));
 }
