@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod corpus;
 mod legacy;
 mod reload;
 mod validate;
