@@ -17,7 +17,7 @@ use anyhow::{bail, ensure, Context, Result};
 use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
-const UNIT: &str = include_str!("../../conf/wackamole.service");
+const UNIT: &str = include_str!("../../../conf/wackamole.service");
 
 /// The `CapabilityBoundingSet=` of the unit, as setpriv names (`net_admin`).
 fn unit_caps() -> Result<Vec<String>> {
