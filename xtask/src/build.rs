@@ -52,6 +52,12 @@ const TEST_FEATURES: &str = "corosync";
 /// (`tests/spread/live.rs`, module `live`).
 const SPREAD_LIVE_FILTER: &str = "live::";
 
+/// Tests named `known_gap_*` state behaviour the project wants but does not
+/// have yet (each says why in its `#[ignore]`): listed as ignored by a plain
+/// `cargo test`, skipped by the full run (saying so), run by hand with
+/// `cargo test ... -- --ignored known_gap_`.
+const KNOWN_GAP_FILTER: &str = "known_gap_";
+
 pub fn build_all() -> Result<()> {
     build_ebpf()?;
     // Two builds: the product without the lab, then the lab binary with it
@@ -119,6 +125,10 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
     .args(cargo_args)
     .args(["--", "--include-ignored"])
     .args(test_args);
+    eprintln!(
+        "xtask: SKIPPING the known-gap tests (`{KNOWN_GAP_FILTER}*`): they fail until their gap is closed"
+    );
+    cmd.args(["--skip", KNOWN_GAP_FILTER]);
     match std::env::var_os("WACKAMOLE_SPREAD_DAEMON") {
         Some(daemon) if !daemon.is_empty() => {
             eprintln!("xtask: Spread live tests use {}", daemon.to_string_lossy());

@@ -300,8 +300,22 @@ pub struct XdpConfig {
     /// Attach mode.
     pub mode: XdpMode,
     /// Fencing lease: without a renewal for this long, the XDP program stops
-    /// answering for our VIPs. None = no fencing.
-    pub lease: Option<Duration>,
+    /// answering for our VIPs.
+    pub lease: Lease,
+}
+
+/// `xdp.lease`: how long the XDP program answers for our VIPs after the last
+/// liveness evidence of the engine (see `daemon::lease`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// `"auto"` (default): a safe fraction of the engine's takeover floor, so
+    /// a silent node is fenced before any peer can take its VIFs.
+    Auto,
+    /// A fixed duration; capped at the auto value (with a loud warning) when
+    /// it would outlast the peers' earliest takeover.
+    Fixed(Duration),
+    /// `"0s"`: no fencing.
+    Off,
 }
 
 /// Announcement policy when a VIP arrives.

@@ -1150,17 +1150,21 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
             }
         },
     };
-    let lease = cx.duration(
-        raw.and_then(|x| x.lease.as_ref()),
-        "xdp.lease",
-        Duration::from_secs(2),
-        false,
-        limits::XDP_LEASE,
-    );
-    XdpConfig {
-        mode,
-        lease: (!lease.is_zero()).then_some(lease),
-    }
+    let lease = match raw.and_then(|x| x.lease.as_ref()) {
+        None => Lease::Auto,
+        Some(v) if v.get_ref().as_str() == Some("auto") => Lease::Auto,
+        Some(v) => match cx.duration(
+            Some(v),
+            "xdp.lease",
+            Duration::ZERO,
+            false,
+            limits::XDP_LEASE,
+        ) {
+            d if d.is_zero() => Lease::Off,
+            d => Lease::Fixed(d),
+        },
+    };
+    XdpConfig { mode, lease }
 }
 
 fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig {

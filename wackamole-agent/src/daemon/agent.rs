@@ -20,7 +20,7 @@ use crate::config::{self, Config};
 use crate::control::server::ControlRequest;
 use crate::dataplane::VipTable;
 use crate::hooks::{HookConfig, HookEvent, HookRunner};
-use crate::membership::{MembershipEvent, MembershipHandle, Outgoing, ViewId};
+use crate::membership::{Alive, MembershipEvent, MembershipHandle, Outgoing, ViewId};
 use anyhow::{anyhow, Result};
 use futures::stream::{LocalBoxStream, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -276,12 +276,11 @@ impl<H: Host> Agent<H> {
     /// Runs until a stop signal (Ok) or the loss of the engine task (Err,
     /// after releasing everything).
     pub async fn run(mut self) -> Result<()> {
-        let mut lease_tick = ticker(
-            self.cfg
-                .xdp
-                .lease
-                .map(|l| (l / 4).max(Duration::from_millis(5))),
-        );
+        // The lease renews only on the engine's liveness evidence (see
+        // `lease`); `alive_open` goes false when the engine drops its end.
+        let mut alive_open = true;
+        let mut capped_warned = false;
+        self.warn_if_unfenced();
         let mut watchdog_tick = ticker(Notifier::watchdog_interval().map(|w| w / 2));
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_EVERY);
         let mut share_tick = ticker(share_every(&self.cfg));
@@ -305,7 +304,15 @@ impl<H: Host> Agent<H> {
                 Some(req) = self.inputs.control.recv() => self.on_control(req).await,
                 Some(batch) = next_of(&mut self.inputs.conflicts) => self.on_conflicts(batch),
                 Some(event) = next_of(&mut self.inputs.carrier) => self.on_carrier(event),
-                _ = lease_tick.tick() => self.renew_lease(),
+                changed = self.engine.alive.changed(), if alive_open => match changed {
+                    Ok(()) => {
+                        let alive = *self.engine.alive.borrow_and_update();
+                        if let Some(alive) = alive {
+                            self.renew_lease(alive, &mut capped_warned);
+                        }
+                    }
+                    Err(_) => alive_open = false,
+                },
                 _ = watchdog_tick.tick() => self.notifier.watchdog(),
                 _ = housekeeping.tick() => self.housekeeping().await,
                 _ = share_tick.tick() => self.share_arp_cache().await,
@@ -382,7 +389,6 @@ impl<H: Host> Agent<H> {
                     my_index: view.my_index,
                 })
                 .await;
-                self.renew_lease();
             }
             MembershipEvent::Transitional => self.feed(Input::Transitional).await,
             MembershipEvent::Message { sender, payload } => match GroupMessage::decode(payload) {
@@ -538,16 +544,41 @@ impl<H: Host> Agent<H> {
         }));
     }
 
-    pub(super) fn renew_lease(&mut self) {
-        let Some(lease) = self.cfg.xdp.lease else {
-            return;
-        };
+    /// Renews the XDP lease from the engine's liveness evidence: until one
+    /// lease after the evidence (see [`lease`](super::lease)).
+    pub(super) fn renew_lease(&mut self, alive: Alive, capped_warned: &mut bool) {
         // A lost engine means we may not hold anything: let the lease lapse.
         if !self.engine_up {
             return;
         }
-        if let Err(e) = self.host.parts().0.renew_lease(Some(lease)) {
+        let setting = self.cfg.xdp.lease;
+        if let Some(len) = super::lease::length(setting, alive.takeover_floor) {
+            if len.capped && !*capped_warned {
+                *capped_warned = true;
+                warn!(
+                    "xdp.lease = {setting:?} outlasts the peers' earliest takeover ({:?} after this node falls silent): \
+                     a frozen node would answer ARP next to its successor; using {:?} instead (set \"auto\")",
+                    alive.takeover_floor, len.lease
+                );
+            }
+        }
+        let Some(validity) = super::lease::validity(setting, alive, Instant::now()) else {
+            return;
+        };
+        if let Err(e) = self.host.parts().0.renew_lease(Some(validity)) {
             error!("data plane: renewing the lease: {e}");
+        }
+    }
+
+    /// An engine that never gives liveness evidence never arms the fence.
+    fn warn_if_unfenced(&self) {
+        if let config::EngineConfig::Spread(s) = &self.cfg.engine {
+            if s.watchdog_interval.is_none() && self.cfg.xdp.lease != config::Lease::Off {
+                warn!(
+                    "engine.spread.watchdog_interval = \"0\": no watchdog probes, so no fencing lease \
+                     (a frozen node keeps answering ARP for its VIPs)"
+                );
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 //! - `control`: answers to the control socket.
 //! - `lifecycle`: reload, the hand-over of a planned stop, shutdown.
 //! - `arp_share`: the cluster's shared ARP cache.
+//! - [`lease`]: the fencing lease, renewed from the engine's liveness.
 //! - [`messages`]: the envelope of every group message.
 //!
 //! Slow side work (announcements, hooks) runs in spawned tasks and never
@@ -22,6 +23,7 @@ mod arp_share;
 pub mod bootstrap;
 mod control;
 pub mod host;
+pub mod lease;
 mod lifecycle;
 pub mod messages;
 pub mod metrics;

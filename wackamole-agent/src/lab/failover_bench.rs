@@ -20,7 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::analysis::{self, Phase, ProbeRun, ResourceUsage, Summary};
 use super::report::{self, ScenarioRecord};
-use super::{now_ns, plot, prober, resources, responder};
+use super::{arp_observer, now_ns, plot, prober, resources, responder};
 use crate::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot};
 use crate::testbed::corosync::Profile;
 
@@ -43,6 +43,8 @@ pub enum Fault {
     CorosyncKill,
     /// The owner's corosync gets SIGSTOP (continued after the run).
     CorosyncStop,
+    /// The owner's corosync, then its agent, get SIGKILL (the whole stack).
+    StackKill,
     /// The nodes split in two groups (the owner's side away from the
     /// client), healed 2 s later: phases `partition` and `heal`.
     Partition,
@@ -56,12 +58,13 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::LinkCut,
         Fault::AgentKill,
         Fault::AgentStop,
         Fault::CorosyncKill,
         Fault::CorosyncStop,
+        Fault::StackKill,
         Fault::Partition,
         Fault::Move,
         Fault::Drain,
@@ -76,6 +79,7 @@ impl Fault {
             Fault::AgentStop => "agent-stop",
             Fault::CorosyncKill => "corosync-kill",
             Fault::CorosyncStop => "corosync-stop",
+            Fault::StackKill => "stack-kill",
             Fault::Partition => "partition",
             Fault::Move => "move",
             Fault::Drain => "drain",
@@ -242,6 +246,10 @@ pub struct BenchOutput {
     pub skipped: Vec<String>,
 }
 
+/// Figure: the longest time one of the victim's VIPs had two ARP answerers
+/// (10 ms rounds of the ARP observer in which two MACs answered).
+pub const TWO_ARP_ANSWERERS_MS: &str = "two_arp_answerers_ms";
+
 /// Figure: VIPs answered at least once before the fault.
 pub const VIPS_ANSWERED_BEFORE: &str = "vips_answered_before";
 /// Figure: VIPs answered in the last 500 ms of the run.
@@ -370,6 +378,7 @@ fn run_size(
         let mut failed = false;
         let mut before = Vec::new();
         let mut at_end = Vec::new();
+        let mut two_macs = Vec::new();
         let mut exchange = Vec::new();
         let mut acquire = Vec::new();
         let mut to_acquired = Vec::new();
@@ -391,11 +400,12 @@ fn run_size(
             let (b, e) = answered_before_and_end(&r.run, &r.phases);
             writeln!(
                 log,
-                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, failover {} (detection {}, agent {}), {:.0} probes/s",
+                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two ARP answerers {:.0} ms, failover {} (detection {}, agent {}), {:.0} probes/s",
                 r.victim,
                 res.worst_outage.map_or("-".into(), |o| format!("{:.1}", o.len_ns() as f64 / 1e6)),
                 res.lost_probes,
                 res.duplicate_owner_ns as f64 / 1e6,
+                r.two_answerers_ms,
                 fmt_opt_ms(res.phases.first().and_then(|p| p.failover_ns)),
                 fmt_opt_ms(res.phases.first().and_then(|p| p.detection_ns)),
                 fmt_opt_ms(res.phases.first().and_then(|p| p.agent_ns)),
@@ -412,6 +422,7 @@ fn run_size(
                     *timeline = Some(main);
                 }
             }
+            two_macs.push(r.two_answerers_ms);
             before.push(b as f64);
             at_end.push(e as f64);
             if let Some(p) = r.phases.first() {
@@ -426,6 +437,7 @@ fn run_size(
         }
         let mut rec = ScenarioRecord::new(&scenario, size.params(fault.name()), &runs, &usage);
         insert_summary(&mut rec, VIPS_ANSWERED_BEFORE, &before);
+        insert_summary(&mut rec, TWO_ARP_ANSWERERS_MS, &two_macs);
         insert_summary(&mut rec, VIPS_ANSWERED_AT_END, &at_end);
         insert_summary(&mut rec, EXCHANGE_MS, &exchange);
         insert_summary(&mut rec, ACQUIRE_MS, &acquire);
@@ -446,9 +458,9 @@ fn run_size(
 /// unless said otherwise); `-` where a figure does not apply.
 pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
     let mut s = String::from(
-        "| scenario | reps | probes/s | worst outage ms | lost probes | dup-owner ms | failover ms | detection ms | agent ms | RSS KiB (max) | CPU % |\n",
+        "| scenario | reps | probes/s | worst outage ms | lost probes | dup-owner ms | two ARP answerers ms | failover ms | detection ms | agent ms | RSS KiB (max) | CPU % |\n",
     );
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in records {
         let f = |name: &str| -> String {
             r.figures.get(name).map_or("-".into(), |x| {
@@ -466,7 +478,7 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
             }
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.repetitions,
             r.figures
@@ -475,6 +487,7 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
             f(analysis::figure::WORST_OUTAGE_MS),
             f(analysis::figure::LOST_PROBES),
             f(analysis::figure::DUPLICATE_OWNER_MS),
+            f(TWO_ARP_ANSWERERS_MS),
             pf(analysis::figure::FAILOVER_MS),
             pf(analysis::figure::DETECTION_MS),
             pf(analysis::figure::AGENT_MS),
@@ -485,7 +498,7 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
         ));
         if phase == Fault::Partition.name() {
             s.push_str(&format!(
-                "| {} (heal) | | | | | | {} | {} | {} | | |\n",
+                "| {} (heal) | | | | | | | {} | {} | {} | | |\n",
                 r.scenario,
                 f("failover_ms[heal]"),
                 f("detection_ms[heal]"),
@@ -566,6 +579,8 @@ struct Repetition {
     phases: Vec<Phase>,
     usage: Vec<ResourceUsage>,
     victim: String,
+    /// Longest time a victim's VIP had two ARP answerers (observer, ms).
+    two_answerers_ms: f64,
 }
 
 /// Balanced: every VIP has an agreed owner and counts differ by at most one.
@@ -620,6 +635,11 @@ fn restore(
         Fault::AgentStop => c.kill_agent(victim, libc::SIGCONT)?,
         Fault::CorosyncKill => c.corosync_mut().start_corosync(victim)?,
         Fault::CorosyncStop => c.corosync_mut().cont_corosync(victim)?,
+        Fault::StackKill => {
+            c.corosync_mut().start_corosync(victim)?;
+            c.crash_agent(victim)?;
+            c.start_agent(victim)?;
+        }
         Fault::Partition => c.heal(side_b)?,
         Fault::Drain => {
             c.ctl_ok(victim, &["undrain"])?;
@@ -697,6 +717,20 @@ fn repetition(
         .name("prober".into())
         .spawn(move || prober::run(&sock, &cfg))
         .context("spawning the prober")?;
+    // Who answers ARP for the victim's VIPs, every 10 ms across the fault.
+    let victim_vips: Vec<Ipv4Addr> = snap
+        .held_by(victim)
+        .iter()
+        .filter_map(|n| n.strip_prefix('v')?.parse().ok())
+        .map(AgentCluster::vip)
+        .collect();
+    let observer = arp_observer::start(
+        c.client().name(),
+        "eth0",
+        crate::testbed::cluster::CLIENT_ADDR,
+        victim_vips,
+        opts.before + opts.after,
+    )?;
 
     std::thread::sleep(opts.before);
     let mut phases = vec![Phase {
@@ -715,12 +749,14 @@ fn repetition(
         let healed = c.heal(&side_b);
         if let Err(e) = healed {
             let _ = prober.join();
+            let _ = arp_observer::join(observer);
             return Err(e);
         }
     }
     let run = prober
         .join()
         .map_err(|_| anyhow!("prober thread panicked"))?;
+    let two_answerers_ms = arp_observer::join(observer)?.two_answerers_ms();
     let usage = sampler.stop()?;
     injected?;
     let run = run?;
@@ -743,6 +779,7 @@ fn repetition(
         phases,
         usage: vec![usage],
         victim: victim_name,
+        two_answerers_ms,
     })
 }
 
@@ -760,6 +797,11 @@ fn inject(
         Fault::AgentStop => c.kill_agent(victim, libc::SIGSTOP),
         Fault::CorosyncKill => c.corosync_mut().kill_corosync(victim),
         Fault::CorosyncStop => c.corosync_mut().stop_corosync(victim),
+        // Corosync first: a killed agent alone is reported by CPG at once.
+        Fault::StackKill => {
+            c.corosync_mut().kill_corosync(victim)?;
+            c.kill_agent(victim, libc::SIGKILL)
+        }
         Fault::Partition => c.partition(side_b),
         Fault::Move => c.ctl_ok(victim, &["move", vif, other_name]).map(drop),
         Fault::Drain => c.ctl_ok(victim, &["drain"]).map(drop),

@@ -48,6 +48,7 @@
 //! ```
 
 pub mod analysis;
+pub mod arp_observer;
 pub mod arping;
 pub mod cluster_demo;
 pub mod dataplane_demo;

@@ -17,6 +17,7 @@ pub mod corosync;
 pub mod spread;
 
 use std::fmt;
+use std::time::Duration;
 
 /// Identifies one agent process in the group. Engine-specific but unique per
 /// process: a restarted agent is a new member. Totally ordered so that every
@@ -82,10 +83,30 @@ pub enum Outgoing {
     Shutdown,
 }
 
+/// Evidence that the engine is alive and in its ring, for the fencing lease.
+///
+/// Engines publish one each time their own watchdog probe is delivered back
+/// to them (Corosync also while its ring re-forms, as long as corosync keeps
+/// answering local IPC). The agent renews its XDP lease only from these, so
+/// a frozen agent (no loop to renew) and a frozen or dead engine (no
+/// evidence) both go silent in XDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alive {
+    /// When the evidence was observed (the engine's clock, tokio's).
+    pub at: tokio::time::Instant,
+    /// The earliest a peer can take this node's VIFs over after `at`, should
+    /// this node fall silent then (the engine's failure detection: Corosync
+    /// token + consensus). The lease must lapse well before.
+    pub takeover_floor: Duration,
+}
+
 /// The agent's end of a running engine.
 pub struct MembershipHandle {
     /// Which engine and endpoint, for logs and `ctl status`.
     pub description: String,
     pub events: tokio::sync::mpsc::Receiver<MembershipEvent>,
     pub outgoing: tokio::sync::mpsc::Sender<Outgoing>,
+    /// The latest liveness evidence (`None` until the first; never updated
+    /// by an engine without a watchdog).
+    pub alive: tokio::sync::watch::Receiver<Option<Alive>>,
 }

@@ -61,8 +61,8 @@ pub struct AgentClusterOptions {
     pub mature: Duration,
     /// `balance.interval` of every agent.
     pub balance_interval: Duration,
-    /// `xdp.lease` of every agent.
-    pub lease: Duration,
+    /// `xdp.lease` of every agent (`None`: "auto", from the engine).
+    pub lease: Option<Duration>,
     /// `engine.watchdog_interval` / `engine.watchdog_deadline`: how soon an
     /// agent notices its corosync is frozen (the others notice after the
     /// token timeout, ~100 ms with the fast profile).
@@ -76,7 +76,7 @@ pub struct AgentClusterOptions {
 }
 
 impl AgentClusterOptions {
-    /// 3 nodes, 6 VIFs, fast corosync, 500 ms maturity and balance rounds, 1 s lease.
+    /// 3 nodes, 6 VIFs, fast corosync, 500 ms maturity and balance rounds, automatic lease.
     pub fn new(binary: impl Into<PathBuf>) -> Self {
         AgentClusterOptions {
             binary: binary.into(),
@@ -85,7 +85,7 @@ impl AgentClusterOptions {
             profile: Profile::Fast,
             mature: Duration::from_millis(500),
             balance_interval: Duration::from_millis(500),
-            lease: Duration::from_secs(1),
+            lease: None,
             watchdog: (Duration::from_millis(100), Duration::from_millis(500)),
             log_level: "debug".into(),
             xdp_mode: "skb".into(),
@@ -880,7 +880,7 @@ pub fn render_config(
         ms(opts.watchdog.1),
         ms(opts.balance_interval),
         opts.xdp_mode,
-        ms(opts.lease),
+        opts.lease.map_or_else(|| "auto".to_string(), ms),
         opts.log_level,
     );
     // Beyond one /24 of VIFs, one move per balance round (the default) would

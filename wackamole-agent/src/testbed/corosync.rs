@@ -183,6 +183,7 @@ impl EventTap {
             description,
             mut events,
             outgoing,
+            ..
         } = handle;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()

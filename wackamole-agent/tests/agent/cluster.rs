@@ -225,7 +225,7 @@ fn stop_kill_restart_and_control_access() -> Result<()> {
         c.xdp_entries(0)?
     );
     let snap = c.wait_counts(&[0, 3, 3], SETTLE)?;
-    // The dead agent's lease (1 s) lapses: its XDP drops ARP for the VIPs
+    // The dead agent's lease (auto: 55 ms) has lapsed: its XDP drops ARP for the VIPs
     // its kernel still has, so only the new owners answer.
     std::thread::sleep(Duration::from_millis(1200));
     check_arp(&c, &snap, &[1, 2])?;

@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +26,9 @@ use wackamole::daemon::{
     CONFLICT_SETTLE, HANDOVER_LIMIT,
 };
 use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
-use wackamole::membership::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
+use wackamole::membership::{
+    Alive, MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId,
+};
 
 // ---------------------------------------------------------------- journal
 
@@ -270,11 +272,21 @@ enum BusIn {
     /// The node's engine is lost (it gets `Lost`; the others see nothing
     /// until the test gives them a view).
     Lose(String),
+    /// The node's engine freezes (`true`: no probe comes back, nothing is
+    /// delivered) or thaws.
+    Freeze(String, bool),
 }
+
+/// The fake engines' watchdog probes: every member of a component that is
+/// not frozen gets one delivered every 20 ms, with the LAN-fast floor.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+const FLOOR: Duration = Duration::from_millis(110);
 
 /// One total order for the whole group: a single task delivers everything.
 struct Bus {
     events: HashMap<String, mpsc::Sender<MembershipEvent>>,
+    alive: HashMap<String, tokio::sync::watch::Sender<Option<Alive>>>,
+    frozen: HashSet<String>,
     components: Vec<Vec<String>>,
     seq: u128,
     journal: Journal,
@@ -287,8 +299,30 @@ impl Bus {
         }
     }
 
+    fn probe(&self) {
+        for m in self.components.iter().flatten() {
+            if let (false, Some(tx)) = (self.frozen.contains(m), self.alive.get(m)) {
+                tx.send_replace(Some(Alive {
+                    at: Instant::now(),
+                    takeover_floor: FLOOR,
+                }));
+            }
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<BusIn>) {
-        while let Some(input) = rx.recv().await {
+        let mut probes = tokio::time::interval(PROBE_EVERY);
+        loop {
+            let input = tokio::select! {
+                input = rx.recv() => match input {
+                    Some(input) => input,
+                    None => return,
+                },
+                _ = probes.tick() => {
+                    self.probe();
+                    continue;
+                }
+            };
             match input {
                 BusIn::Out(node, Outgoing::Send(payload)) => {
                     if let Ok(GroupMessage::Neighbours(_)) = GroupMessage::decode(payload.clone()) {
@@ -341,6 +375,12 @@ impl Bus {
                     let reason = "engine lost (test)".to_string();
                     self.deliver(&node, MembershipEvent::Lost { reason }).await;
                 }
+                BusIn::Freeze(node, true) => {
+                    self.frozen.insert(node);
+                }
+                BusIn::Freeze(node, false) => {
+                    self.frozen.remove(&node);
+                }
             }
         }
     }
@@ -359,12 +399,12 @@ fn vif_name(k: usize) -> String {
 }
 
 /// The test configuration of `node` (4 VIFs on eth0, mature after 1 s,
-/// balance every 500 ms, a 2 s lease), with `extra` appended.
+/// balance every 500 ms, the automatic lease), with `extra` appended.
 fn config_text(node: &str, extra: &str) -> String {
     let mut s = format!(
         "node = \"{node}\"\nmature = \"1s\"\n\n[engine]\nkind = \"corosync\"\n\n\
          [balance]\nenabled = true\nacquisitions_per_round = \"all\"\ninterval = \"500ms\"\n\n\
-         [xdp]\nlease = \"2s\"\n\n[announce]\nburst_count = 3\nburst_spacing = \"100ms\"\n\n"
+         [xdp]\nlease = \"auto\"\n\n[announce]\nburst_count = 3\nburst_spacing = \"100ms\"\n\n"
     );
     for k in 1..=VIFS {
         s += &format!(
@@ -460,15 +500,26 @@ struct Cluster {
 impl Cluster {
     /// Agents named `names`, in no view yet. Call inside a `LocalSet`.
     fn start(names: &[&str], extra: &str) -> Self {
+        Self::start_with_lease(names, extra, "auto")
+    }
+
+    /// As [`Cluster::start`] with `xdp.lease = lease`.
+    fn start_with_lease(names: &[&str], extra: &str, lease: &str) -> Self {
         let journal = Journal::new();
         let (bus_tx, bus_rx) = mpsc::unbounded_channel();
         let mut events = HashMap::new();
+        let mut alive = HashMap::new();
         let mut nodes = Vec::new();
         for &name in names {
-            let cfg = parse(&config_text(name, extra));
+            let cfg = parse(
+                &config_text(name, extra)
+                    .replace("lease = \"auto\"", &format!("lease = \"{lease}\"")),
+            );
             let (ev_tx, ev_rx) = mpsc::channel(1024);
             let (out_tx, mut out_rx) = mpsc::channel::<Outgoing>(1024);
             events.insert(name.to_string(), ev_tx);
+            let (alive_tx, alive_rx) = tokio::sync::watch::channel(None);
+            alive.insert(name.to_string(), alive_tx);
             let to_bus = bus_tx.clone();
             let me = name.to_string();
             tokio::task::spawn_local(async move {
@@ -505,6 +556,7 @@ impl Cluster {
                     description: format!("fake group ({name})"),
                     events: ev_rx,
                     outgoing: out_tx,
+                    alive: alive_rx,
                 },
                 signals: sig_rx,
                 control: ctl_rx,
@@ -523,6 +575,8 @@ impl Cluster {
         }
         let bus = Bus {
             events,
+            alive,
+            frozen: HashSet::new(),
             components: Vec::new(),
             seq: 0,
             journal: journal.clone(),
@@ -553,6 +607,12 @@ impl Cluster {
     fn views_of(&self, components: &[Vec<String>]) {
         self.bus
             .send(BusIn::Views(components.to_vec()))
+            .expect("bus running");
+    }
+
+    fn freeze(&self, name: &str, frozen: bool) {
+        self.bus
+            .send(BusIn::Freeze(name.to_string(), frozen))
             .expect("bus running");
     }
 
@@ -863,7 +923,7 @@ async fn reload_applies_or_refuses_each_change() {
             "[notify]\ntargets = [{ range = \"eth0:192.0.2.0/24\" }]\n",
         )
         .replace("burst_count = 3", "burst_count = 5")
-        .replace("lease = \"2s\"", "lease = \"4s\"");
+        .replace("lease = \"auto\"", "lease = \"40ms\"");
         text = text.replacen("mature = \"1s\"", "mature = \"1s\"\nweight = 3", 1);
         text += "[[vif]]\nname = \"v9\"\naddresses = [\"eth0:192.0.2.99/24\"]\n";
         let new = parse(&text);
@@ -906,7 +966,7 @@ async fn reload_applies_or_refuses_each_change() {
             .collect();
         assert!(!leases.is_empty());
         assert!(
-            leases.iter().all(|l| **l == Ev::Lease(Some(ms(2000)))),
+            leases.iter().all(|l| **l == Ev::Lease(Some(ms(55)))),
             "{leases:?}"
         );
         let list = a.list().await;
@@ -1078,4 +1138,133 @@ async fn reloaded_periods_take_effect_at_once() {
         }
     })
     .await;
+}
+
+// ---------------------------------------------------------------- fencing lease
+
+/// The VIFs (numbers) `node` answers ARP for now, on the XDP model.
+fn answered_by(c: &Cluster, node: &str) -> Vec<usize> {
+    (1..=VIFS)
+        .filter(|k| c.journal.answering(node, vip(*k)))
+        .collect()
+}
+
+/// The lease renewals `node` wrote since `from`.
+fn leases(c: &Cluster, node: &str, from: Duration) -> Vec<Ev> {
+    c.journal
+        .of(node, from)
+        .into_iter()
+        .map(|e| e.ev)
+        .filter(|e| matches!(e, Ev::Lease(_)))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lease_is_renewed_only_from_the_engines_probes() {
+    local(async {
+        let c = Cluster::start(&["a"], "");
+        c.views(&[&["a"]]);
+        wait(ms(2000)).await;
+        assert_eq!(answered_by(&c, "a").len(), VIFS);
+        // "auto": half the takeover floor, renewed from each probe.
+        let renewed = leases(&c, "a", Duration::ZERO);
+        assert!(renewed.len() > 10, "{renewed:?}");
+        assert!(
+            renewed.iter().all(|l| *l == Ev::Lease(Some(FLOOR / 2))),
+            "{renewed:?}"
+        );
+
+        // The engine freezes: no probe, no renewal, silent in XDP although
+        // the agent still holds its VIFs.
+        let t0 = c.journal.now();
+        c.freeze("a", true);
+        wait(FLOOR).await;
+        assert_eq!(leases(&c, "a", t0), []);
+        assert_eq!(answered_by(&c, "a"), Vec::<usize>::new());
+        assert_eq!(c.node("a").owned().await.len(), VIFS);
+
+        // Probes again: renewed, answering.
+        c.freeze("a", false);
+        wait(ms(100)).await;
+        assert_eq!(answered_by(&c, "a").len(), VIFS);
+    })
+    .await;
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Silence {
+    /// The agent is gone (SIGKILL; a frozen loop renews nothing either).
+    AgentKilled,
+    /// Its engine stops delivering anything (SIGSTOP of corosync).
+    EngineFrozen,
+}
+
+/// `a` (holding half the VIFs) falls silent; b's engine gives b a view
+/// without a at the earliest a real one could (the takeover floor later);
+/// returns whether any VIP was ever answered by both, sampled every 5 ms
+/// until b has settled.
+async fn silent_holder(lease: &str, how: Silence) -> bool {
+    let c = Cluster::start_with_lease(&["a", "b"], "", lease);
+    c.views(&[&["a", "b"]]);
+    wait(ms(3000)).await;
+    let held = c.node("a").owned().await;
+    assert_eq!(held.len(), VIFS / 2, "{held:?}");
+    match how {
+        Silence::AgentKilled => c.node("a").task.abort(),
+        Silence::EngineFrozen => c.freeze("a", true),
+    }
+    wait(FLOOR).await;
+    c.views(&[&["b"]]);
+    let mut twice = false;
+    for _ in 0..400 {
+        wait(ms(5)).await;
+        let a = answered_by(&c, "a");
+        twice |= answered_by(&c, "b").iter().any(|k| a.contains(k));
+    }
+    assert_eq!(
+        answered_by(&c, "b").len(),
+        VIFS,
+        "b took everything over\n{}",
+        c.journal.dump()
+    );
+    twice
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_holder_is_fenced_before_a_peer_can_take_over() {
+    for how in [Silence::AgentKilled, Silence::EngineFrozen] {
+        local(async {
+            assert!(!silent_holder("auto", how).await, "{how:?}: two answerers");
+        })
+        .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_lease_a_silent_holder_keeps_answering_next_to_its_successor() {
+    // The check above has teeth: no fence, two answerers.
+    for how in [Silence::AgentKilled, Silence::EngineFrozen] {
+        local(async {
+            assert!(silent_holder("0s", how).await, "{how:?}");
+        })
+        .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fixed_lease_is_used_when_shorter_and_capped_when_longer() {
+    for (lease, expect) in [("2s", FLOOR / 2), ("30ms", ms(30))] {
+        local(async {
+            let c = Cluster::start_with_lease(&["a"], "", lease);
+            c.views(&[&["a"]]);
+            wait(ms(1000)).await;
+            let renewed = leases(&c, "a", Duration::ZERO);
+            assert!(!renewed.is_empty());
+            assert!(
+                renewed.iter().all(|l| *l == Ev::Lease(Some(expect))),
+                "{lease}: {renewed:?}"
+            );
+        })
+        .await;
+    }
 }

@@ -8,5 +8,6 @@ mod support;
 
 mod caps;
 mod cluster;
+mod fencing;
 mod inproc;
 mod outage;

@@ -117,7 +117,7 @@ fn other_fields_are_refused_with_a_reason() {
         ("192.0.2.11/32n24", "192.0.2.11/32n23", "vif"),
         ("mature = \"5s\"", "mature = \"6s\"", "mature"),
         ("mode = \"auto\"", "mode = \"skb\"", "xdp.mode"),
-        ("lease = \"2s\"", "lease = \"0s\"", "xdp.lease"),
+        ("lease = \"auto\"", "lease = \"0s\"", "xdp.lease"),
         (
             "metrics_listen = \"127.0.0.1:9469\"",
             "metrics_listen = \"127.0.0.1:9470\"",

@@ -66,7 +66,7 @@ fn sample_parses_and_validates() {
     assert!(cfg.notify.arp_cache);
     assert_eq!(cfg.balance.acquisitions_per_round, Acquisitions::Limit(4));
     assert_eq!(cfg.balance.interval, Duration::from_secs(4));
-    assert_eq!(cfg.xdp.lease, Some(Duration::from_secs(2)));
+    assert_eq!(cfg.xdp.lease, Lease::Fixed(Duration::from_secs(2)));
     assert_eq!(cfg.announce.burst_spacing, Duration::from_millis(100));
     assert_eq!(cfg.announce.refresh_interval, None);
     assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9469".parse().unwrap()));
@@ -375,9 +375,12 @@ fn bad_durations() {
 #[test]
 fn zero_means_off() {
     let cfg = ok("[xdp]\nlease = \"0s\"\n[announce]\nrefresh_interval = \"30s\"\n");
-    assert_eq!(cfg.xdp.lease, None);
+    assert_eq!(cfg.xdp.lease, Lease::Off);
     assert_eq!(cfg.announce.refresh_interval, Some(Duration::from_secs(30)));
-    assert_eq!(ok("[xdp]\nlease = 0\n").xdp.lease, None);
+    assert_eq!(ok("[xdp]\nlease = 0\n").xdp.lease, Lease::Off);
+    // The default follows the engine's takeover floor.
+    assert_eq!(ok("").xdp.lease, Lease::Auto);
+    assert_eq!(ok("[xdp]\nlease = \"auto\"\n").xdp.lease, Lease::Auto);
 }
 
 #[test]

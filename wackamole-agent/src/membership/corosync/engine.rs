@@ -4,7 +4,7 @@
 use super::conn::{CallError, Conn, Liveness, Raw};
 use super::tracker::{self, encode_app, encode_watchdog, Tracker, Trip, Watchdog};
 use super::CorosyncOptions;
-use crate::membership::{MembershipEvent, MembershipHandle, Outgoing};
+use crate::membership::{Alive, MembershipEvent, MembershipHandle, Outgoing};
 use anyhow::{anyhow, Context, Result};
 use rust_corosync::CsError;
 use std::collections::VecDeque;
@@ -24,6 +24,7 @@ pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
     opts.validate()?;
     let (ev_tx, ev_rx) = mpsc::channel(8192);
     let (out_tx, out_rx) = mpsc::channel(1024);
+    let (alive_tx, alive_rx) = tokio::sync::watch::channel(None);
     let (ready_tx, ready_rx) = oneshot::channel::<Result<String>>();
     let group = opts.group.clone();
     std::thread::Builder::new()
@@ -61,6 +62,7 @@ pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
                     opts,
                     events: ev_tx,
                     outgoing: out_rx,
+                    alive: alive_tx,
                     joined: true,
                     queue: VecDeque::new(),
                 }
@@ -76,6 +78,7 @@ pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
         description,
         events: ev_rx,
         outgoing: out_tx,
+        alive: alive_rx,
     })
 }
 
@@ -92,6 +95,8 @@ struct Engine {
     opts: CorosyncOptions,
     events: mpsc::Sender<MembershipEvent>,
     outgoing: mpsc::Receiver<Outgoing>,
+    /// Liveness evidence for the agent's fencing lease.
+    alive: tokio::sync::watch::Sender<Option<Alive>>,
     /// Whether the agent wants to be in the group (operator Leave/Join).
     joined: bool,
     /// Encoded application messages not yet accepted by corosync.
@@ -109,6 +114,10 @@ struct Session {
     /// Probe delay tolerated while corosync answers IPC (ring re-forming).
     stall_limit: Duration,
     liveness: Liveness,
+    /// Peers' earliest takeover after we fall silent (token + consensus).
+    takeover_floor: Duration,
+    /// Probe period of this connection.
+    interval: Duration,
 }
 
 impl Engine {
@@ -183,8 +192,8 @@ impl Engine {
         End::Lost(format!("corosync group {}: {e}{hint}", self.opts.group))
     }
 
-    /// (freeze deadline, stall limit) for this connection.
-    fn watchdog_limits(&self, conn: &Conn) -> (Duration, Duration) {
+    /// (freeze deadline, stall limit, takeover floor) for this connection.
+    fn watchdog_limits(&self, conn: &Conn) -> (Duration, Duration, Duration) {
         let (token, consensus) = conn.totem_timers.unwrap_or_else(|| {
             tracing::warn!(
                 "corosync group {}: totem timers not readable from cmap; assuming corosync defaults",
@@ -203,16 +212,34 @@ impl Engine {
             .watchdog_stall_limit
             .unwrap_or_else(|| tracker::auto_stall_limit(token, consensus))
             .max(deadline);
-        (deadline, stall)
+        (deadline, stall, tracker::takeover_floor(token, consensus))
+    }
+
+    /// Tells the agent the engine was alive at `at` (its lease renews).
+    fn alive(&self, s: &Session, at: Instant) {
+        self.alive.send_replace(Some(Alive {
+            at,
+            takeover_floor: s.takeover_floor,
+        }));
     }
 
     async fn serve(&mut self, conn: Conn) -> End {
-        let (deadline, stall_limit) = self.watchdog_limits(&conn);
+        let (deadline, stall_limit, takeover_floor) = self.watchdog_limits(&conn);
         tracing::debug!(
-            "corosync group {}: watchdog deadline {deadline:?}, stall limit {stall_limit:?}",
+            "corosync group {}: watchdog deadline {deadline:?}, stall limit {stall_limit:?}, takeover floor {takeover_floor:?}",
             self.opts.group
         );
-        let liveness = match Liveness::start(self.opts.watchdog_interval) {
+        // Probes renew the agent's lease: often enough for it (see
+        // `tracker::probe_interval`), whatever the configured period.
+        let interval = tracker::probe_interval(self.opts.watchdog_interval, takeover_floor);
+        if interval < self.opts.watchdog_interval {
+            tracing::info!(
+                "corosync group {}: watchdog probes every {interval:?} (configured {:?}): three per fencing lease",
+                self.opts.group,
+                self.opts.watchdog_interval
+            );
+        }
+        let liveness = match Liveness::start(interval) {
             Ok(l) => l,
             Err(e) => return self.lost(e),
         };
@@ -221,6 +248,8 @@ impl Engine {
             watchdog: Watchdog::new(deadline),
             stall_limit,
             liveness,
+            takeover_floor,
+            interval,
             conn,
             retry_at: None,
             send_pause: Duration::from_millis(1),
@@ -232,7 +261,7 @@ impl Engine {
                 return End::Shutdown;
             }
         }
-        let mut tick = tokio::time::interval(self.opts.watchdog_interval);
+        let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let retry_at = s.retry_at;
@@ -272,6 +301,10 @@ impl Engine {
                     let (events, probe) = s.tracker.deliver(sender, &msg);
                     if let Some(seq) = probe {
                         s.watchdog.returned(seq);
+                        // Not while frozen or left: the thaw reconnects first.
+                        if self.joined && !s.tracker.is_frozen() {
+                            self.alive(s, Instant::now());
+                        }
                         if s.tracker.thawed() {
                             thawed = true;
                         }
@@ -332,6 +365,15 @@ impl Engine {
                 self.emit(MembershipEvent::Lost { reason })
                     .await
                     .map_err(|_| End::Shutdown)?;
+            }
+        }
+        // A ring re-forming moves no probe: corosync answering IPC is the
+        // evidence meanwhile (a frozen corosync does not answer).
+        if !s.tracker.is_frozen()
+            && tracker::ipc_counts(s.watchdog.overdue(now), s.interval, s.stall_limit)
+        {
+            if let Some(at) = Instant::now().checked_sub(s.liveness.silent_for()) {
+                self.alive(s, at);
             }
         }
         if let Some(seq) = s.watchdog.probe(now) {

@@ -278,6 +278,30 @@ pub fn auto_freeze_deadline(token_ms: u32) -> Duration {
     Duration::from_millis(u64::from(token_ms / 2).max(200))
 }
 
+/// The earliest a peer can take over after this node falls silent: token
+/// loss is declared after `token`, and a new ring (the view that moves VIFs)
+/// is not installed before the consensus timeout has run too. Views were seen
+/// ~115 ms after a crash with the LAN-fast profile (floor 110 ms).
+pub fn takeover_floor(token_ms: u32, consensus_ms: u32) -> Duration {
+    Duration::from_millis(u64::from(token_ms) + u64::from(consensus_ms))
+}
+
+/// The probe period for a takeover floor: at most the configured one, and
+/// at least three probes per automatic lease (half the floor), so the lease
+/// survives one lost or late probe. Not below 5 ms.
+pub fn probe_interval(configured: Duration, floor: Duration) -> Duration {
+    configured.min((floor / 6).max(Duration::from_millis(5)))
+}
+
+/// Whether corosync answering local IPC counts as liveness evidence now: only
+/// while our probes stall (`overdue`: age of the oldest in flight) for a ring
+/// re-formation, no agreed message moves anywhere, so without it every
+/// survivor's lease would lapse on every view change. Past the stall limit
+/// the ring is stuck and the watchdog reports `Lost` anyway.
+pub fn ipc_counts(overdue: Option<Duration>, interval: Duration, stall_limit: Duration) -> bool {
+    overdue.is_some_and(|late| late > interval * 2 && late < stall_limit)
+}
+
 /// How long probes may stall while corosync still answers IPC (the ring is
 /// re-forming: no agreed message moves for about token + consensus).
 pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
@@ -594,6 +618,35 @@ mod tests {
         assert_eq!(auto_freeze_deadline(50), Duration::from_millis(200));
         assert_eq!(auto_freeze_deadline(3650), Duration::from_millis(1825));
         assert_eq!(auto_freeze_deadline(0), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn takeover_floor_is_token_plus_consensus() {
+        assert_eq!(takeover_floor(50, 60), Duration::from_millis(110));
+        assert_eq!(
+            takeover_floor(u32::MAX, u32::MAX),
+            Duration::from_millis(2 * u64::from(u32::MAX))
+        );
+    }
+
+    #[test]
+    fn probes_come_three_times_per_lease() {
+        let ms = Duration::from_millis;
+        assert_eq!(probe_interval(ms(100), ms(110)), ms(110) / 6);
+        assert_eq!(probe_interval(ms(20), ms(8030)), ms(20));
+        assert_eq!(probe_interval(ms(20), ms(12)), ms(5));
+    }
+
+    #[test]
+    fn ipc_counts_only_while_probes_stall_below_the_limit() {
+        let (i, stall) = (Duration::from_millis(20), Duration::from_millis(420));
+        assert!(
+            !ipc_counts(None, i, stall),
+            "no probe in flight: probes speak"
+        );
+        assert!(!ipc_counts(Some(Duration::from_millis(30)), i, stall));
+        assert!(ipc_counts(Some(Duration::from_millis(100)), i, stall));
+        assert!(!ipc_counts(Some(Duration::from_millis(420)), i, stall));
     }
 
     #[test]

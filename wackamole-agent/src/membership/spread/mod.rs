@@ -46,6 +46,11 @@ pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_millis(20);
 /// probe round trip of a loaded host (a few ms).
 pub const DEFAULT_WATCHDOG_DEADLINE: Duration = Duration::from_millis(500);
 
+/// Default takeover floor: the LAN-fast profile's `TokenTimeout` (500 ms).
+/// The client cannot read the daemon's timeouts; no peer declares us gone
+/// before its token timeout has run (the whole re-formation took ~1.2 s).
+pub const DEFAULT_TAKEOVER_FLOOR: Duration = Duration::from_millis(500);
+
 /// Configuration of the Spread engine.
 #[derive(Clone, Debug)]
 pub struct SpreadOptions {
@@ -71,6 +76,10 @@ pub struct SpreadOptions {
     /// [`DEFAULT_WATCHDOG_DEADLINE`]. "Unread" is observable on a Unix
     /// endpoint and on TCP to a daemon on this host, not for a remote one.
     pub watchdog_deadline: Option<Duration>,
+    /// The peers' earliest takeover after we fall silent (at least the
+    /// daemons' `TokenTimeout`), reported with each delivered probe for the
+    /// fencing lease.
+    pub takeover_floor: Duration,
 }
 
 impl SpreadOptions {
@@ -86,6 +95,7 @@ impl SpreadOptions {
             service: Service::Agreed,
             watchdog_interval: None,
             watchdog_deadline: None,
+            takeover_floor: DEFAULT_TAKEOVER_FLOOR,
         }
     }
 
@@ -126,7 +136,9 @@ pub async fn start(opts: SpreadOptions) -> anyhow::Result<MembershipHandle> {
     let description = format!("spread {endpoint} group {}", opts.group);
     let (events_tx, events) = mpsc::channel(1024);
     let (outgoing, out_rx) = mpsc::channel(256);
+    let (alive_tx, alive) = tokio::sync::watch::channel(None);
     let engine = Engine {
+        alive: alive_tx,
         opts,
         endpoint,
         events: events_tx,
@@ -139,6 +151,7 @@ pub async fn start(opts: SpreadOptions) -> anyhow::Result<MembershipHandle> {
         description,
         events,
         outgoing,
+        alive,
     })
 }
 
@@ -147,6 +160,8 @@ struct Engine {
     endpoint: Endpoint,
     events: mpsc::Sender<MembershipEvent>,
     outgoing: mpsc::Receiver<Outgoing>,
+    /// Liveness evidence (delivered probes) for the agent's fencing lease.
+    alive: tokio::sync::watch::Sender<Option<crate::membership::Alive>>,
     /// The agent wants to be in the group (cleared by `Leave`).
     want_joined: bool,
     /// A view of the group is installed in this session: messages and
@@ -288,6 +303,10 @@ impl Engine {
                             {
                                 if let Some(rtt) = wd.returned(seq, Instant::now()) {
                                     tracing::trace!("spread {}: probe {seq} back in {rtt:?}", self.endpoint);
+                                    self.alive.send_replace(Some(crate::membership::Alive {
+                                        at: tokio::time::Instant::now(),
+                                        takeover_floor: self.opts.takeover_floor,
+                                    }));
                                 }
                             }
                             continue;

@@ -1,0 +1,121 @@
+//! The fencing lease: how long XDP keeps answering for our VIPs after the
+//! engine's last liveness evidence ([`Alive`]). Pure logic, no I/O.
+//!
+//! The lease is renewed only from the engine's evidence (its own watchdog
+//! probe delivered back, see `membership`), never from the agent's own
+//! timer: a frozen agent renews nothing, a frozen or dead engine gives no
+//! evidence, and either way XDP goes silent one lease after the last
+//! evidence. The deadline is counted from the evidence, not from when the
+//! agent gets to it, so a slow agent loop shortens the lease, never extends it.
+//!
+//! Numbers (Corosync LAN-fast: token 50 ms, consensus 60 ms, probes every
+//! 20 ms): takeover floor 110 ms (views seen ~115 ms after a crash, and the
+//! new owner still has to process the view and plumb the VIF), auto lease
+//! 55 ms. A probe comes back a few ms after it is sent, so the lease is
+//! renewed every ~20 ms and survives one lost or late probe plus ~15 ms of
+//! scheduling jitter; a longer hiccup lapses it (XDP then drops the VIPs'
+//! traffic until the next probe, a short outage) -- but a corosync that
+//! misses 55 ms also misses its 50 ms token, and the ring re-forms anyway.
+//! The other half of the floor (55 ms) is the margin against the earliest
+//! takeover. Corosync defaults (token 3650 ms on 3 nodes, consensus 4380 ms):
+//! floor ~8 s, lease ~4 s. Spread: floor = `TokenTimeout` as configured for
+//! the engine (default 500 ms, the LAN-fast profile), lease 250 ms.
+
+use crate::config::Lease;
+use crate::membership::Alive;
+use std::time::Duration;
+
+/// The lease is this fraction of the takeover floor (numerator, denominator):
+/// half, leaving the other half as the margin described above.
+pub const AUTO_FRACTION: (u32, u32) = (1, 2);
+
+/// The longest safe lease for a takeover floor.
+pub fn safe_lease(floor: Duration) -> Duration {
+    floor * AUTO_FRACTION.0 / AUTO_FRACTION.1
+}
+
+/// The lease length to use under `setting` for a takeover floor: `None` for
+/// no fencing; `capped` when a fixed lease had to be shortened to the safe
+/// value (it would outlast the peers' earliest takeover).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Length {
+    pub lease: Duration,
+    pub capped: bool,
+}
+
+pub fn length(setting: Lease, floor: Duration) -> Option<Length> {
+    let safe = safe_lease(floor);
+    match setting {
+        Lease::Off => None,
+        Lease::Auto => Some(Length {
+            lease: safe,
+            capped: false,
+        }),
+        Lease::Fixed(d) => Some(Length {
+            lease: d.min(safe),
+            capped: d > safe,
+        }),
+    }
+}
+
+/// How long XDP may keep answering from `now`, given the evidence: the
+/// lease counted from the evidence. `None`: no fencing, or the evidence is
+/// too old to renew anything (the fence lapses or has lapsed).
+pub fn validity(setting: Lease, alive: Alive, now: tokio::time::Instant) -> Option<Duration> {
+    let len = length(setting, alive.takeover_floor)?;
+    let left = len
+        .lease
+        .checked_sub(now.saturating_duration_since(alive.at))?;
+    (!left.is_zero()).then_some(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn auto_is_half_the_floor_and_a_longer_fixed_lease_is_capped() {
+        let floor = ms(110);
+        assert_eq!(safe_lease(floor), ms(55));
+        assert_eq!(
+            length(Lease::Auto, floor),
+            Some(Length {
+                lease: ms(55),
+                capped: false
+            })
+        );
+        assert_eq!(
+            length(Lease::Fixed(ms(2000)), floor),
+            Some(Length {
+                lease: ms(55),
+                capped: true
+            })
+        );
+        assert_eq!(
+            length(Lease::Fixed(ms(40)), floor),
+            Some(Length {
+                lease: ms(40),
+                capped: false
+            })
+        );
+        assert_eq!(length(Lease::Off, floor), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn validity_counts_from_the_evidence() {
+        let at = tokio::time::Instant::now();
+        let alive = Alive {
+            at,
+            takeover_floor: ms(110),
+        };
+        assert_eq!(validity(Lease::Auto, alive, at), Some(ms(55)));
+        assert_eq!(validity(Lease::Auto, alive, at + ms(30)), Some(ms(25)));
+        assert_eq!(validity(Lease::Auto, alive, at + ms(55)), None);
+        assert_eq!(validity(Lease::Auto, alive, at + ms(500)), None);
+        assert_eq!(validity(Lease::Off, alive, at), None);
+    }
+}
