@@ -19,7 +19,10 @@
 //! The other half of the floor (55 ms) is the margin against the earliest
 //! takeover. Corosync defaults (token 3650 ms on 3 nodes, consensus 4380 ms):
 //! floor ~8 s, lease ~4 s. Spread: floor = `TokenTimeout` as configured for
-//! the engine (default 500 ms, the LAN-fast profile), lease 250 ms.
+//! the engine (default 500 ms, the LAN-fast profile), lease 250 ms. While a
+//! Spread ring re-forms no probe comes back; a local daemon that still reads
+//! our socket is the evidence meanwhile (a remote daemon gives none, so its
+//! agents' VIPs go dark for the re-formation).
 
 use crate::config::Lease;
 use crate::membership::Alive;

@@ -365,12 +365,23 @@ impl Engine {
         writer: &mut SpreadWriter,
     ) -> Result<Option<String>, ClientError> {
         let now = Instant::now();
+        let interval = self.opts.watchdog_interval.unwrap_or_default();
         // Only a late probe is worth asking the socket (a file read for TCP).
-        let reading = if wd.overdue(now) > wd.deadline() {
+        let reading = if wd.overdue(now) > interval.min(wd.deadline()) {
             watchdog::reading(writer.written(), writer.unread_by_daemon())
         } else {
             watchdog::Reading::Unknown
         };
+        // While the ring re-forms the daemon delivers no agreed message, so
+        // no probe comes back; a daemon that still reads what we wrote (a
+        // local one: Unix socket or TCP on this host) is not frozen, and that
+        // is the lease's evidence meanwhile. A frozen daemon reads nothing.
+        if wd.consumed_in_flight(reading) {
+            self.alive.send_replace(Some(crate::membership::Alive {
+                at: tokio::time::Instant::now(),
+                takeover_floor: self.opts.takeover_floor,
+            }));
+        }
         if let Some(age) = wd.frozen(now, reading) {
             return Ok(Some(format!(
                 "spread daemon at {} did not deliver our watchdog probe within {} ms (frozen? \

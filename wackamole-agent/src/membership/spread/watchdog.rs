@@ -102,6 +102,15 @@ impl Watchdog {
             .unwrap_or_default()
     }
 
+    /// Whether the daemon has read the probe in flight (it is not frozen,
+    /// though the probe has not come back: a membership change holds it).
+    pub fn consumed_in_flight(&self, reading: Reading) -> bool {
+        match (self.in_flight, reading) {
+            (Some(f), Reading::Consumed(c)) => c >= f.end_offset,
+            _ => false,
+        }
+    }
+
     /// Some(age of the probe) when the daemon is frozen: the probe in flight
     /// is older than the deadline and the daemon has not read it.
     pub fn frozen(&self, now: Instant, reading: Reading) -> Option<Duration> {
@@ -142,6 +151,18 @@ mod tests {
         assert_eq!(rtt, Some(Duration::from_millis(3)));
         assert_eq!(w.due(), Some(2));
         assert_eq!(w.returned(1, t0), None, "already back");
+    }
+
+    #[test]
+    fn a_read_probe_in_flight_is_evidence_of_a_live_daemon() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(Duration::from_millis(500));
+        assert!(!w.consumed_in_flight(Reading::Consumed(100)), "no probe in flight");
+        let seq = w.due().expect("first probe due");
+        w.sent(seq, t0, 40);
+        assert!(!w.consumed_in_flight(Reading::Consumed(39)), "not read yet");
+        assert!(w.consumed_in_flight(Reading::Consumed(40)));
+        assert!(!w.consumed_in_flight(Reading::Unknown), "remote daemon: no evidence");
     }
 
     #[test]
