@@ -575,12 +575,22 @@ impl Agent {
     async fn execute(&mut self, actions: Vec<Action>) {
         let mut up = Vec::new();
         let mut down = Vec::new();
+        // Interim bridge until the daemon implements hand-overs (XDP
+        // yielding state, Announced after the burst): Yield is not executed,
+        // and Announced is fed as soon as the announcement has started.
+        let mut announced = Vec::new();
         for action in actions {
             match action {
                 Action::Acquire(i) => {
                     if self.acquire(i).await {
                         up.push(i);
                     }
+                    announced.push(i);
+                }
+                Action::Yield(_) => {}
+                Action::Reclaim(i) | Action::Announce(i) => {
+                    self.announce(i.0 as usize, Duration::ZERO);
+                    announced.push(i);
                 }
                 Action::Release(i) => {
                     self.release(i).await;
@@ -593,6 +603,9 @@ impl Agent {
                 Action::Join => self.send(Outgoing::Join).await,
                 Action::Report(r) => self.report(r),
             }
+        }
+        if !announced.is_empty() {
+            Box::pin(self.feed(Input::Announced(announced))).await;
         }
         if !up.is_empty() {
             if let Some(t) = &self.trigger {
