@@ -35,6 +35,7 @@ pub struct Allocator {
     advertised: BTreeSet<u32>,
     mature_timer: bool,
     balance_timer: bool,
+    exchange_timer: bool,
     eligibility_timer: bool,
     view: Option<ViewState>,
 }
@@ -175,6 +176,7 @@ impl Allocator {
             advertised: BTreeSet::new(),
             mature_timer: false,
             balance_timer: false,
+            exchange_timer: false,
             eligibility_timer: false,
             view: None,
         }
@@ -194,11 +196,12 @@ impl Allocator {
                     v.transitional = true;
                 }
                 self.cancel_balance(&mut out);
+                self.cancel_exchange(&mut out);
             }
             Input::Message { sender, payload } => self.on_message(sender, &payload, &mut out),
             Input::Timer(TimerKind::Mature) => self.on_mature_timer(&mut out),
             Input::Timer(TimerKind::Balance) => self.on_balance_timer(&mut out),
-            Input::Timer(TimerKind::Exchange) => {}
+            Input::Timer(TimerKind::Exchange) => self.on_exchange_timer(&mut out),
             Input::Timer(TimerKind::Eligibility) => self.on_eligibility_timer(&mut out),
             Input::Operator(cmd) => self.on_operator(cmd, &mut out),
             Input::ConfigChanged(config) => self.on_config(config, &mut out),
@@ -207,6 +210,7 @@ impl Allocator {
             Input::EngineLost => {
                 self.release_all(&mut out);
                 self.cancel_balance(&mut out);
+                self.cancel_exchange(&mut out);
                 // Reconnecting is connecting anew: immature, so a node whose
                 // engine comes back alone (its corosync restarted or thawed
                 // before it merged) does not grab every VIF for a moment.
@@ -223,6 +227,7 @@ impl Allocator {
             Input::Fail => {
                 self.release_all(&mut out);
                 self.cancel_balance(&mut out);
+                self.cancel_exchange(&mut out);
                 if self.mature_timer {
                     self.mature_timer = false;
                     out.push(Action::CancelTimer(TimerKind::Mature));
@@ -411,6 +416,7 @@ impl Allocator {
             return;
         }
         self.cancel_balance(out);
+        self.cancel_exchange(out);
         if me >= members.len() {
             report(
                 out,
@@ -515,6 +521,13 @@ impl Allocator {
                 self.speak,
             )));
         }
+        if let (true, Some(after)) = (self.speak >= 2, self.config.exchange_timeout) {
+            self.exchange_timer = true;
+            out.push(Action::ArmTimer {
+                kind: TimerKind::Exchange,
+                after,
+            });
+        }
     }
 
     fn on_message(&mut self, sender: MemberId, payload: &[u8], out: &mut Vec<Action>) {
@@ -550,6 +563,13 @@ impl Allocator {
         let msg = match wire::decode_as(payload, self.speak) {
             Ok(m) => m,
             Err(e) => {
+                let m = &view.members[i];
+                // A member's first message in a view is its STATE (in every
+                // version): garbage in its place is an unusable STATE, so the
+                // exchange goes on without it. A newer member's extra
+                // messages are only reported.
+                let in_place_of_state =
+                    !e.is_newer() && !view.complete && m.state.is_none() && m.bad.is_none();
                 report(
                     out,
                     Report::BadMessage {
@@ -557,6 +577,13 @@ impl Allocator {
                         error: e.to_string(),
                     },
                 );
+                if in_place_of_state {
+                    view.members[i].bad = Some(format!("sent a STATE this node cannot read ({e})"));
+                    view.received += 1;
+                    if view.received == view.members.len() {
+                        self.complete(view, out);
+                    }
+                }
                 return;
             }
         };
@@ -679,7 +706,24 @@ impl Allocator {
                     self.send_handover(view, hb, out);
                 }
             }
-            Message::ExchangeTimeout { .. } => {}
+            Message::ExchangeTimeout { view: id } => {
+                // An older member would not understand it: it must not
+                // decide for some members only.
+                let older = view
+                    .members
+                    .iter()
+                    .any(|m| m.state.is_some() && m.max_version < 2);
+                if id != view.id || view.complete || older {
+                    return;
+                }
+                for m in &mut view.members {
+                    if m.state.is_none() && m.bad.is_none() {
+                        m.bad = Some("sent no STATE before the exchange timeout".into());
+                        view.received += 1;
+                    }
+                }
+                self.complete(view, out);
+            }
             Message::Future { .. } => {}
         }
     }
@@ -687,6 +731,7 @@ impl Allocator {
     /// The last STATE arrived: check VIF lists, then assign if mature.
     fn complete(&mut self, view: &mut ViewState, out: &mut Vec<Action>) {
         view.complete = true;
+        self.cancel_exchange(out);
         // Reference list: held by most members; ties to the lowest index.
         let mut tally: Vec<((u64, u32), usize)> = Vec::new();
         for m in &view.members {
@@ -1366,6 +1411,23 @@ impl Allocator {
         }
     }
 
+    fn cancel_exchange(&mut self, out: &mut Vec<Action>) {
+        if self.exchange_timer {
+            self.exchange_timer = false;
+            out.push(Action::CancelTimer(TimerKind::Exchange));
+        }
+    }
+
+    /// The exchange took too long: ask the group to go on without the
+    /// members whose STATE is missing (agreed, so all decide alike).
+    fn on_exchange_timer(&mut self, out: &mut Vec<Action>) {
+        self.exchange_timer = false;
+        if let Some(view) = &self.view {
+            if !view.complete && !view.transitional && self.speak >= 2 {
+                self.send(&Message::ExchangeTimeout { view: view.id }, out);
+            }
+        }
+    }
     // ----- maturity and balance -----
 
     fn on_mature_timer(&mut self, out: &mut Vec<Action>) {
@@ -1746,6 +1808,7 @@ impl Allocator {
             // Indices of the old list: the agent feeds the set anew.
             self.no_carrier.clear();
             self.advertised.clear();
+            self.cancel_exchange(out);
             self.cancel_balance(out);
             if self.view.take().is_some() {
                 // Leave and rejoin so that the whole group redoes the exchange.
