@@ -587,6 +587,21 @@ impl Allocator {
                 return;
             }
         };
+        // Commands, updates, maturity and hand-over messages count only from
+        // members in good standing (their VIF list is the group's).
+        let standing = |view: &ViewState| {
+            let m = &view.members[i];
+            m.state.is_some() && (!view.complete || m.valid)
+        };
+        let refuse = |out: &mut Vec<Action>, sender: MemberId, what: &str| {
+            report(
+                out,
+                Report::BadMessage {
+                    sender,
+                    error: format!("{what} from a member whose VIF list is not the group's"),
+                },
+            )
+        };
         match msg {
             Message::State(s) => {
                 if s.view != view.id {
@@ -636,6 +651,9 @@ impl Allocator {
                 if id != view.id {
                     return;
                 }
+                if !standing(view) {
+                    return refuse(out, sender, "MATURE");
+                }
                 view.members[i].mature = true;
                 if view.complete && !view.mature && self.phase != Phase::Excluded {
                     view.mature = true;
@@ -667,6 +685,9 @@ impl Allocator {
                 if id != view.id || self.phase == Phase::Excluded {
                     return;
                 }
+                if view.complete && !view.members[i].valid {
+                    return refuse(out, sender, "operator command");
+                }
                 self.apply_command(view, command, out);
             }
             Message::Update {
@@ -677,17 +698,20 @@ impl Allocator {
                 if id != view.id {
                     return;
                 }
+                if !standing(view) {
+                    return refuse(out, sender, "UPDATE");
+                }
                 let m = &mut view.members[i];
                 m.weight = weight.max(1);
                 m.prefer = prefer;
             }
             Message::Handover { view: id, items } => {
-                if id == view.id && view.complete && view.version >= 2 {
+                if id == view.id && view.complete && view.version >= 2 && standing(view) {
                     self.on_handover(view, i as u32, &items, out);
                 }
             }
             Message::Taken { view: id, items } => {
-                if id == view.id && view.complete && view.version >= 2 {
+                if id == view.id && view.complete && view.version >= 2 && standing(view) {
                     self.on_taken(view, i as u32, &items, out);
                 }
             }
@@ -697,6 +721,9 @@ impl Allocator {
             } => {
                 if id != view.id {
                     return;
+                }
+                if !standing(view) {
+                    return refuse(out, sender, "ELIGIBILITY");
                 }
                 view.members[i].ineligible = ineligible.into_iter().collect();
                 if view.complete && view.mature && view.version >= 2 {
