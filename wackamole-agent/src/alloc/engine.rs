@@ -159,9 +159,11 @@ impl Allocator {
     /// STATE field and a message kind this build does not know). Clamped to
     /// 1..=VERSION+1.
     #[doc(hidden)]
-    pub fn with_wire_version(config: AllocConfig, me: NodeInfo, version: u8) -> Self {
+    pub fn with_wire_version(config: AllocConfig, mut me: NodeInfo, version: u8) -> Self {
         let digest = vif_digest(&config.vifs);
         let n = config.vifs.len();
+        // The name as the wire carries it, so that `move`/`drain` match it.
+        me.name = wire::bound_name(&me.name).to_owned();
         Self {
             config,
             digest,
@@ -1596,7 +1598,10 @@ impl Allocator {
         if self.phase == Phase::Excluded {
             return reject(out, "this node's VIF list differs from the group's".into());
         }
-        let known = |node: &str| view.members.iter().any(|m| m.valid && m.node == node);
+        let known = |node: &str| {
+            node.len() <= wire::MAX_NAME_LEN
+                && view.members.iter().any(|m| m.valid && m.node == node)
+        };
         let command = match cmd {
             OperatorCommand::Move { vif, node } => {
                 if vif.0 as usize >= self.config.vifs.len() {

@@ -93,6 +93,7 @@
 //!   missing members out, at the same point of the agreed order.
 //! - Commands, updates, maturity, eligibility and hand-over messages count
 //!   only from members in good standing (their VIF list is the group's).
+//! - Node names are bounded to [`wire::MAX_NAME_LEN`] bytes.
 //!
 //! ## Interface contract for the agent
 //! - Carry out actions in order. `Acquire`, `Reclaim` and `Announce` each ask

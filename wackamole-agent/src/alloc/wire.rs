@@ -24,6 +24,8 @@
 //! - Version 1: STATE, MATURE, BALANCE, COMMAND, UPDATE. Version 2 (this
 //!   build): STATE gains `max_version`, the yielding VIFs and the ineligible
 //!   VIFs; new kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT.
+//! - Names (node names, member ids) are at most [`MAX_NAME_LEN`] bytes:
+//!   decode refuses longer ones and encode never produces them.
 
 use std::fmt;
 
@@ -36,6 +38,8 @@ pub const MAGIC: [u8; 4] = *b"WKAM";
 pub const VERSION: u8 = 2;
 /// The oldest version this build decodes.
 pub const MIN_VERSION: u8 = 1;
+/// Longest node name or member id on the wire, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
 
 const KIND_STATE: u8 = 1;
 const KIND_MATURE: u8 = 2;
@@ -183,6 +187,12 @@ pub enum WireError {
     },
     #[error("{what} at byte {at} is not UTF-8")]
     BadUtf8 { what: &'static str, at: usize },
+    #[error("{what} at byte {at} is {len} bytes long (at most {MAX_NAME_LEN})")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        at: usize,
+    },
     #[error("{0} unexpected bytes after the message")]
     Trailing(usize),
 }
@@ -356,9 +366,9 @@ pub fn decode_as(bytes: &[u8], ours: u8) -> Result<Message, WireError> {
     let msg = match kind {
         KIND_STATE => {
             let view = ViewId(r.u128("view id")?);
-            let member = r.str("member id")?;
+            let member = r.name("member id")?;
             let index = r.u32("index")?;
-            let node = r.str("node name")?;
+            let node = r.name("node name")?;
             let at = r.pos;
             let flags = r.u8("flags")?;
             if flags > 3 {
@@ -442,13 +452,13 @@ pub fn decode_as(bytes: &[u8], ours: u8) -> Result<Message, WireError> {
             let command = match r.u8("command")? {
                 1 => WireCommand::Move {
                     vif: r.u32("VIF")?,
-                    node: r.str("node name")?,
+                    node: r.name("node name")?,
                 },
                 2 => WireCommand::Drain {
-                    node: r.str("node name")?,
+                    node: r.name("node name")?,
                 },
                 3 => WireCommand::Undrain {
-                    node: r.str("node name")?,
+                    node: r.name("node name")?,
                 },
                 4 => WireCommand::Balance,
                 other => {
@@ -501,6 +511,16 @@ pub fn decode_as(bytes: &[u8], ours: u8) -> Result<Message, WireError> {
     Ok(msg)
 }
 
+/// A name cut to at most [`MAX_NAME_LEN`] bytes at a character boundary: what
+/// the wire carries for it.
+pub fn bound_name(s: &str) -> &str {
+    let mut end = s.len().min(MAX_NAME_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 struct Writer(Vec<u8>);
 
 impl Writer {
@@ -516,15 +536,12 @@ impl Writer {
     fn u128(&mut self, v: u128) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    /// Strings longer than u16::MAX are cut at a character boundary (node
-    /// names and member ids are far shorter).
+    /// Names longer than [`MAX_NAME_LEN`] are cut at a character boundary
+    /// (the allocator bounds them before; see [`bound_name`]).
     fn str(&mut self, s: &str) {
-        let mut end = s.len().min(usize::from(u16::MAX));
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.0.extend_from_slice(&(end as u16).to_le_bytes());
-        self.0.extend_from_slice(&s.as_bytes()[..end]);
+        let s = bound_name(s);
+        self.0.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        self.0.extend_from_slice(s.as_bytes());
     }
     fn u32s(&mut self, vs: &[u32]) {
         self.u32(vs.len() as u32);
@@ -567,9 +584,17 @@ impl<'a> Reader<'a> {
     fn u128(&mut self, what: &'static str) -> Result<u128, WireError> {
         Ok(u128::from_le_bytes(self.array(what)?))
     }
-    fn str(&mut self, what: &'static str) -> Result<String, WireError> {
+    /// A node name or member id: at most [`MAX_NAME_LEN`] bytes of UTF-8.
+    fn name(&mut self, what: &'static str) -> Result<String, WireError> {
         let len = u16::from_le_bytes(self.array(what)?);
         let at = self.pos;
+        if usize::from(len) > MAX_NAME_LEN {
+            return Err(WireError::TooLong {
+                what,
+                len: len.into(),
+                at,
+            });
+        }
         let bytes = self.take(usize::from(len), what)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
@@ -828,6 +853,29 @@ mod tests {
         // Version 0 does not exist.
         bad[4] = 0;
         assert_eq!(decode(&bad), Err(WireError::OldVersion(0)));
+    }
+
+    #[test]
+    fn names_are_bounded_both_ways() {
+        let mut s = sample_state();
+        s.node = "é".repeat(200); // 400 bytes
+        let bytes = encode(&Message::State(s.clone()));
+        let Ok(Message::State(d)) = decode(&bytes) else {
+            panic!("long name was not cut on encode");
+        };
+        assert!(d.node.len() <= MAX_NAME_LEN && s.node.starts_with(&d.node));
+        assert_eq!(d.node, bound_name(&s.node));
+        // Hand-made bytes with a 300-byte name are refused.
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend([VERSION, KIND_COMMAND]);
+        bytes.extend(0u128.to_le_bytes());
+        bytes.push(2);
+        bytes.extend(300u16.to_le_bytes());
+        bytes.extend([b'a'; 300]);
+        assert!(matches!(
+            decode(&bytes),
+            Err(WireError::TooLong { len: 300, .. })
+        ));
     }
 
     #[test]
