@@ -2,10 +2,10 @@
 //! ping from the peer against a VIP the XDP side owns, releases, forgets and
 //! loses by lease expiry. Needs root; namespaces are always removed.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use wackamole::dataplane::XdpAttachMode;
 use wackamole::lab::arping::{arping, fmt_mac};
 use wackamole::lab::VethLab;
@@ -15,6 +15,9 @@ const XDP_IF: &str = "xv";
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
 const VIP2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 101);
 const PLAIN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 102);
+const XDP6: &str = "2001:db8::1/64";
+const PEER6: &str = "2001:db8::2/64";
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x100);
 
 /// Number of arping replies for `addr` from the peer, checking their MAC.
 fn answers(lab: &VethLab, addr: Ipv4Addr, expect_mac: [u8; 6]) -> Result<usize> {
@@ -201,4 +204,125 @@ fn restart_reuses_pinned_links_and_never_stacks_programs() -> Result<()> {
     second.shutdown()?;
     ensure!(!opts.pin_dir().exists());
     Ok(())
+}
+
+/// The link-layer address `ndisc6` (run in the peer) gets for `addr`, if any.
+fn ndisc(lab: &VethLab, addr: Ipv6Addr) -> Result<Option<[u8; 6]>> {
+    let out = lab
+        .peer
+        .command("ndisc6")
+        .args([
+            "-q",
+            "-n",
+            "-1",
+            "-r",
+            "2",
+            "-w",
+            "500",
+            &addr.to_string(),
+            PEER_IF,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running ndisc6 (apt-get install ndisc6)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .find_map(|l| wackamole::lab::arping::parse_mac(l.trim())))
+}
+
+fn pings6(lab: &VethLab, addr: Ipv6Addr) -> bool {
+    lab.peer
+        .succeeds(&["ping", "-6", "-c", "1", "-W", "1", &addr.to_string()])
+}
+
+/// IPv6 addresses on both ends, without DAD (usable at once).
+fn add_ipv6(lab: &VethLab) -> Result<()> {
+    lab.xdp
+        .run(&["ip", "-6", "addr", "add", XDP6, "dev", XDP_IF, "nodad"])?;
+    lab.peer
+        .run(&["ip", "-6", "addr", "add", PEER6, "dev", PEER_IF, "nodad"])?;
+    Ok(())
+}
+
+fn have_ndisc6() -> bool {
+    std::process::Command::new("ndisc6")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn ipv6_scenario(mode: XdpAttachMode) -> Result<()> {
+    let mut lab = VethLab::new(mode)?;
+    add_ipv6(&lab)?;
+    let mac = lab.mac;
+    let vip = wackamole::dataplane::Vip::new(XDP_IF, lab.ifindex, VIP6);
+
+    // Not owned, configured nowhere: nobody answers.
+    ensure!(
+        ndisc(&lab, VIP6)?.is_none(),
+        "{mode:?}: answer for an unknown address"
+    );
+
+    // Owned, configured nowhere: only XDP can answer.
+    lab.plane()?.own(&vip)?;
+    let got = ndisc(&lab, VIP6)?;
+    ensure!(
+        got == Some(mac),
+        "{mode:?}: ndisc6 got {:?}, want {}",
+        got.map(|m| fmt_mac(&m)),
+        fmt_mac(&mac)
+    );
+    ensure!(lab.plane()?.counters(&vip)?.arp_replies >= 1);
+    ensure!(lab.plane()?.action_counters()?.na_reply >= 1);
+
+    // With the address configured on the interface, ping -6 works through
+    // XDP's answer and the traffic is counted.
+    let vip_cidr = format!("{VIP6}/128");
+    lab.xdp
+        .run(&["ip", "-6", "addr", "add", &vip_cidr, "dev", XDP_IF, "nodad"])?;
+    ensure!(
+        pings6(&lab, VIP6),
+        "{mode:?}: ping -6 to an owned VIP failed"
+    );
+    let c = lab.plane()?.counters(&vip)?;
+    ensure!(c.packets >= 1, "{mode:?}: IPv6 not counted: {c:?}");
+
+    // Released: XDP drops the solicitations the kernel would answer (the
+    // address is still on the interface) and the traffic.
+    lab.plane()?.release(&vip)?;
+    ensure!(
+        ndisc(&lab, VIP6)?.is_none(),
+        "{mode:?}: answered after release"
+    );
+    ensure!(
+        !pings6(&lab, VIP6),
+        "{mode:?}: ping -6 answered after release"
+    );
+    ensure!(lab.plane()?.action_counters()?.drop_releasing >= 2);
+
+    // Forgotten: the kernel answers for its own address again.
+    lab.plane()?.forget(&vip)?;
+    ensure!(
+        ndisc(&lab, VIP6)? == Some(mac),
+        "{mode:?}: kernel did not answer after forget"
+    );
+    lab.shutdown()?;
+    Ok(())
+}
+
+#[test]
+fn ipv6_native_mode_answers_solicitations_and_release_silences() -> Result<()> {
+    if !have_ndisc6() {
+        anyhow::bail!("ndisc6 is missing: apt-get install ndisc6 (cargo xtask setup)");
+    }
+    ipv6_scenario(XdpAttachMode::Native)
+}
+
+#[test]
+fn ipv6_skb_mode_answers_solicitations_and_release_silences() -> Result<()> {
+    if !have_ndisc6() {
+        anyhow::bail!("ndisc6 is missing: apt-get install ndisc6 (cargo xtask setup)");
+    }
+    ipv6_scenario(XdpAttachMode::Skb)
 }

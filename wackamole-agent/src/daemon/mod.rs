@@ -493,12 +493,14 @@ async fn clean_leftovers(plane: &mut DataPlane, vifs: &[PlannedVif]) {
     }
     for vif in vifs {
         for a in &vif.addresses {
+            // plan() admits IPv4 only so far.
+            let Some(ip) = a.vip.ipv4() else { continue };
             let present = crate::net::addr::list(&a.vip.iface)
                 .await
-                .map(|l| l.iter().any(|(ip, _)| *ip == a.vip.addr))
+                .map(|l| l.iter().any(|(have, _)| *have == ip))
                 .unwrap_or(false);
             if present {
-                match crate::net::addr::remove(&a.vip.iface, a.vip.addr, a.prefix).await {
+                match crate::net::addr::remove(&a.vip.iface, ip, a.prefix).await {
                     Ok(()) => info!(
                         "start-up: removed leftover address {} from {}",
                         a.text(),
@@ -707,7 +709,7 @@ impl Agent {
             by_iface
                 .entry(a.vip.iface.clone())
                 .or_default()
-                .push(a.vip.addr);
+                .extend(a.vip.ipv4());
         }
         let targets: Vec<(String, crate::net::Ipv4Prefix, u32)> = self
             .cfg
@@ -912,7 +914,7 @@ impl Agent {
                 let vips: BTreeSet<Ipv4Addr> = self
                     .vifs
                     .iter()
-                    .flat_map(|v| v.addresses.iter().map(|a| a.vip.addr))
+                    .flat_map(|v| v.addresses.iter().filter_map(|a| a.vip.ipv4()))
                     .collect();
                 for (ip, mac) in share.pairs() {
                     if !vips.contains(&ip) {

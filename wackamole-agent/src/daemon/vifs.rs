@@ -38,7 +38,7 @@ impl PlannedVif {
     }
 
     pub fn ips(&self) -> Vec<Ipv4Addr> {
-        self.addresses.iter().map(|a| a.vip.addr).collect()
+        self.addresses.iter().filter_map(|a| a.vip.ipv4()).collect()
     }
 }
 
@@ -106,8 +106,12 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
             .map_err(|e| anyhow!("VIF {}: XDP own {}: {e}", vif.name, a.vip))?;
     }
     for a in &vif.addresses {
+        let ip = a
+            .vip
+            .ipv4()
+            .ok_or_else(|| anyhow!("VIF {}: {} is IPv6, not handled yet", vif.name, a.vip))?;
         plumbing
-            .add(&a.vip.iface, a.vip.addr, a.prefix)
+            .add(&a.vip.iface, ip, a.prefix)
             .await
             .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
     }
@@ -157,8 +161,12 @@ pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
             first_error.get_or_insert(anyhow!("VIF {}: XDP release {}: {e}", vif.name, a.vip));
         }
     }
-    for a in &vif.addresses {
-        if let Err(e) = plumbing.remove(&a.vip.iface, a.vip.addr, a.prefix).await {
+    for (a, ip) in vif
+        .addresses
+        .iter()
+        .filter_map(|a| Some((a, a.vip.ipv4()?)))
+    {
+        if let Err(e) = plumbing.remove(&a.vip.iface, ip, a.prefix).await {
             first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
         }
     }
@@ -192,7 +200,7 @@ mod tests {
     impl VipTable for FakeTable<'_> {
         fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("own {}", vip.addr));
-            if self.1 == Some(vip.addr) {
+            if self.1.map(IpAddr::V4) == Some(vip.addr) {
                 return Err(dataplane::DataPlaneError::Vip {
                     vip: vip.addr.to_string(),
                     action: "own",

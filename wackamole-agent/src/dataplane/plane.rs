@@ -9,7 +9,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use wackamole_common::{
-    action, names, vip_state, LeaseRecord, VipCounters, VipEntry, VipKey, MAX_VIPS,
+    action, names, vip_flags, vip_state, LeaseRecord, VipCounters, VipEntry, VipKey, MAX_VIPS,
 };
 
 use super::conflicts::ConflictReader;
@@ -47,6 +47,16 @@ const MAP_SHAPES: [(&str, u32, u32, u32); 5] = [
     (names::LEASE, 4, size_of::<LeaseRecord>() as u32, 1),
     (names::CONFLICTS, 0, 0, CONFLICT_RING_BYTES),
 ];
+
+/// How to own a VIP (see [`DataPlane::own_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnOptions {
+    /// MAC to answer with; `None`: the interface's (attaching to it).
+    pub mac: Option<[u8; 6]>,
+    /// Set the Router flag in neighbour advertisements (IPv6 VIPs used as a
+    /// default gateway).
+    pub nd_router: bool,
+}
 
 /// An interface the program is attached to.
 #[derive(Debug)]
@@ -405,25 +415,66 @@ impl DataPlane {
     /// Like [`DataPlane::own`], answering with `mac` and without attaching
     /// (e.g. a VIP on a macvlan, or tests that run the program directly).
     pub fn own_as(&mut self, vip: &Vip, mac: [u8; 6]) -> Result<()> {
+        self.own_with(
+            vip,
+            OwnOptions {
+                mac: Some(mac),
+                ..OwnOptions::default()
+            },
+        )
+    }
+
+    /// [`DataPlane::own`] with options: the MAC to answer with (`None`: the
+    /// interface's, attaching to it if needed) and the NA Router flag.
+    pub fn own_with(&mut self, vip: &Vip, opts: OwnOptions) -> Result<()> {
+        let mac = match opts.mac {
+            Some(mac) => mac,
+            None => self.mac_for(vip)?,
+        };
+        let flags = if opts.nd_router {
+            vip_flags::ND_ROUTER
+        } else {
+            0
+        };
         self.vips
-            .insert(vip.key(), VipEntry::new(vip_state::OWNED, mac), 0)
+            .insert(
+                vip.key(),
+                VipEntry::with_flags(vip_state::OWNED, mac, flags),
+                0,
+            )
             .map_err(vip_err(vip, "marking it owned"))
     }
 
-    /// Drops ARP requests and IPv4 traffic for `vip` from now on.
+    /// Drops ARP requests, solicitations and IP traffic for `vip` from now on.
     pub fn release(&mut self, vip: &Vip) -> Result<()> {
-        let mac = match self.vips.get(&vip.key(), 0) {
-            Ok(entry) => entry.mac,
-            Err(e) if is_not_found(&e) => self
-                .attached
-                .get(&vip.ifindex)
-                .and_then(|a| a.mac)
-                .unwrap_or([0; 6]),
+        self.set_state(vip, vip_state::RELEASING, "marking it releasing")
+    }
+
+    /// Make-before-break hand-over: ARP requests and solicitations for `vip`
+    /// are dropped from now on (neither answered from XDP nor passed to the
+    /// kernel, which would answer for the still configured address), while
+    /// its IP traffic is still accepted and counted.
+    pub fn yield_vip(&mut self, vip: &Vip) -> Result<()> {
+        self.set_state(vip, vip_state::YIELDING, "marking it yielding")
+    }
+
+    /// Writes `state`, keeping the entry's MAC and flags (an unknown VIP gets
+    /// its interface's MAC, or zeros).
+    fn set_state(&mut self, vip: &Vip, state: u32, action: &'static str) -> Result<()> {
+        let (mac, flags) = match self.vips.get(&vip.key(), 0) {
+            Ok(entry) => (entry.mac, entry.flags),
+            Err(e) if is_not_found(&e) => (
+                self.attached
+                    .get(&vip.ifindex)
+                    .and_then(|a| a.mac)
+                    .unwrap_or([0; 6]),
+                0,
+            ),
             Err(e) => return Err(vip_err(vip, "reading its entry")(e)),
         };
         self.vips
-            .insert(vip.key(), VipEntry::new(vip_state::RELEASING, mac), 0)
-            .map_err(vip_err(vip, "marking it releasing"))
+            .insert(vip.key(), VipEntry::with_flags(state, mac, flags), 0)
+            .map_err(vip_err(vip, action))
     }
 
     /// Removes `vip` and its counters; the kernel handles it as usual again.
@@ -492,26 +543,31 @@ impl DataPlane {
             drop_releasing: slot(action::DROP_RELEASING)?,
             drop_fenced: slot(action::DROP_FENCED)?,
             conflict: slot(action::CONFLICT)?,
+            na_reply: slot(action::NA_REPLY)?,
+            drop_yielding: slot(action::DROP_YIELDING)?,
         })
     }
 
-    /// Every IPv4 entry of the VIP map (also ones left by an earlier run), so
-    /// the agent can forget what it no longer wants.
+    /// Every entry of the VIP map, both families (also ones left by an
+    /// earlier run), so the agent can forget what it no longer wants.
     pub fn entries(&self) -> Result<Vec<VipRecord>> {
         let mut out = Vec::new();
         for item in self.vips.iter() {
             let (key, entry) = item.map_err(map_err(names::VIPS, "listing"))?;
-            let Some(octets) = key.ipv4_octets() else {
-                continue;
+            let addr: std::net::IpAddr = match (key.ipv4_octets(), key.ipv6_octets()) {
+                (Some(v4), _) => v4.into(),
+                (_, Some(v6)) => v6.into(),
+                _ => continue,
             };
             let iface = match self.attached.get(&key.ifindex) {
                 Some(a) => a.iface.clone(),
                 None => sys::ifname(key.ifindex).unwrap_or_else(|_| format!("#{}", key.ifindex)),
             };
             out.push(VipRecord {
-                vip: Vip::new(iface, key.ifindex, octets.into()),
+                vip: Vip::new(iface, key.ifindex, addr),
                 state: VipState::from_raw(entry.state),
                 mac: entry.mac,
+                nd_router: entry.flags & vip_flags::ND_ROUTER != 0,
             });
         }
         out.sort_by(|a, b| a.vip.cmp(&b.vip));
