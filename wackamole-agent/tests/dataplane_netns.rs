@@ -326,3 +326,76 @@ fn ipv6_skb_mode_answers_solicitations_and_release_silences() -> Result<()> {
     }
     ipv6_scenario(XdpAttachMode::Skb)
 }
+
+/// Make-before-break hand-over (issue 10): a yielding VIP is answered by
+/// nobody (not XDP, not the kernel that still has the address) while its
+/// traffic keeps reaching the host.
+fn yield_scenario(mode: XdpAttachMode) -> Result<()> {
+    let mut lab = VethLab::new(mode)?;
+    add_ipv6(&lab)?;
+    let mac = lab.mac;
+    let vip = lab.vip(VIP);
+    let vip6 = wackamole::dataplane::Vip::new(XDP_IF, lab.ifindex, VIP6);
+    // Configured on the host, so the kernel would answer ARP and NS itself.
+    lab.xdp
+        .run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+    let vip6_cidr = format!("{VIP6}/128");
+    lab.xdp
+        .run(&["ip", "-6", "addr", "add", &vip6_cidr, "dev", XDP_IF, "nodad"])?;
+    lab.plane()?.own(&vip)?;
+    lab.plane()?.own(&vip6)?;
+    ensure!(answers(&lab, VIP, mac)? >= 1, "{mode:?}: no ARP reply");
+    ensure!(ndisc(&lab, VIP6)? == Some(mac), "{mode:?}: no NA");
+    // The peer learns the MAC (its neighbour entries stay reachable for
+    // 15-45 s, longer than the rest of this test).
+    ensure!(pings(&lab, VIP), "{mode:?}: ping to an owned VIP failed");
+    ensure!(pings6(&lab, VIP6), "{mode:?}: ping -6 to an owned VIP failed");
+
+    lab.plane()?.yield_vip(&vip)?;
+    lab.plane()?.yield_vip(&vip6)?;
+    ensure!(silent(&lab, VIP)?, "{mode:?}: ARP answered while yielding");
+    ensure!(ndisc(&lab, VIP6)?.is_none(), "{mode:?}: NS answered while yielding");
+    let before = (
+        lab.plane()?.counters(&vip)?.packets,
+        lab.plane()?.counters(&vip6)?.packets,
+    );
+    ensure!(pings(&lab, VIP), "{mode:?}: ping lost while yielding");
+    ensure!(pings6(&lab, VIP6), "{mode:?}: ping -6 lost while yielding");
+    // UDP too: a datagram from the peer reaches a socket on the host.
+    let sock = lab.xdp.in_thread(|| std::net::UdpSocket::bind((VIP, 5099)))??;
+    sock.set_read_timeout(Some(Duration::from_secs(3)))?;
+    lab.peer.run(&[
+        "bash",
+        "-c",
+        &format!("echo handover > /dev/udp/{VIP}/5099"),
+    ])?;
+    let mut buf = [0u8; 32];
+    let (n, _) = sock.recv_from(&mut buf).context("UDP to a yielding VIP")?;
+    ensure!(&buf[..n] == b"handover\n", "{mode:?}: got {:?}", &buf[..n]);
+
+    let (c4, c6) = (lab.plane()?.counters(&vip)?, lab.plane()?.counters(&vip6)?);
+    ensure!(
+        c4.packets >= before.0 + 2 && c6.packets > before.1,
+        "{mode:?}: traffic not counted: {c4:?} {c6:?}"
+    );
+    let a = lab.plane()?.action_counters()?;
+    ensure!(a.drop_yielding >= 2, "{mode:?}: {a:?}");
+    lab.shutdown()?;
+    Ok(())
+}
+
+#[test]
+fn yielding_vip_is_silent_but_keeps_its_traffic_native() -> Result<()> {
+    if !have_ndisc6() {
+        anyhow::bail!("ndisc6 is missing: apt-get install ndisc6 (cargo xtask setup)");
+    }
+    yield_scenario(XdpAttachMode::Native)
+}
+
+#[test]
+fn yielding_vip_is_silent_but_keeps_its_traffic_skb() -> Result<()> {
+    if !have_ndisc6() {
+        anyhow::bail!("ndisc6 is missing: apt-get install ndisc6 (cargo xtask setup)");
+    }
+    yield_scenario(XdpAttachMode::Skb)
+}
