@@ -327,6 +327,119 @@ fn ipv6_skb_mode_answers_solicitations_and_release_silences() -> Result<()> {
     ipv6_scenario(XdpAttachMode::Skb)
 }
 
+/// Set for the child process of `private_bpffs_under_ip_netns_exec_is_refused`.
+const CHILD_ENV: &str = "WK_PRIVATE_BPFFS_CHILD";
+
+/// Runs only as the child of the test below (under `ip netns exec`): opens
+/// the data plane on the default /sys/fs/bpf and prints the outcome.
+#[test]
+#[ignore = "child process of private_bpffs_under_ip_netns_exec_is_refused"]
+fn private_bpffs_child() {
+    use wackamole::dataplane::{DataPlane, DataPlaneOptions};
+    let Ok(mode) = std::env::var(CHILD_ENV) else {
+        panic!("run only by private_bpffs_under_ip_netns_exec_is_refused");
+    };
+    let mut opts = DataPlaneOptions::new(format!("netns-private-{}", std::process::id()));
+    opts.allow_private_bpffs = mode == "allow";
+    match DataPlane::open(&opts) {
+        Ok(dp) => {
+            dp.shutdown().expect("shutdown");
+            println!("CHILD: opened");
+        }
+        Err(e) => println!("CHILD: refused: {e}"),
+    }
+}
+
+#[test]
+fn private_bpffs_under_ip_netns_exec_is_refused() -> Result<()> {
+    use wackamole::testbed::Netns;
+    let ns = Netns::new("pbf")?;
+    let exe = std::env::current_exe()?;
+    let exe = exe.to_str().context("test binary path")?;
+    let run = |mode: &str| -> Result<String> {
+        let out = ns
+            .command(exe)
+            .args(["--exact", "private_bpffs_child", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, mode)
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(text
+            .lines()
+            .find(|l| l.starts_with("CHILD: "))
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                format!(
+                    "no outcome; stderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            }))
+    };
+    // `ip netns exec` remounts /sys: /sys/fs/bpf there is a fresh bpffs that
+    // only the agent's process sees.
+    let refused = run("refuse")?;
+    ensure!(
+        refused.starts_with("CHILD: refused")
+            && refused.contains("/sys/fs/bpf")
+            && refused.contains("nsenter")
+            && refused.contains("xdp.allow_private_bpffs"),
+        "{refused}"
+    );
+    let allowed = run("allow")?;
+    ensure!(allowed == "CHILD: opened", "{allowed}");
+    Ok(())
+}
+
+#[test]
+fn host_bpffs_seen_through_ip_netns_exec_is_accepted() -> Result<()> {
+    // What the cluster test bed does: a bpffs mounted on the host outside
+    // /sys is the same filesystem inside `ip netns exec`.
+    use wackamole::testbed::Netns;
+    let mount = std::path::PathBuf::from(format!("/run/wk-bpf-shared-{}", std::process::id()));
+    std::fs::create_dir_all(&mount)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf"])
+        .arg(&mount)
+        .status()?
+        .success();
+    ensure!(mounted, "mount -t bpf on {}", mount.display());
+    let result = (|| -> Result<()> {
+        let ns = Netns::new("pbs")?;
+        let exe = std::env::current_exe()?;
+        let out = ns
+            .command(exe.to_str().context("test binary path")?)
+            .args(["--exact", "shared_bpffs_child", "--ignored", "--nocapture"])
+            .env(CHILD_ENV, mount.to_str().context("mount path")?)
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(text.contains("CHILD: opened"), "{text}");
+        Ok(())
+    })();
+    let _ = std::process::Command::new("umount").arg(&mount).status();
+    let _ = std::fs::remove_dir(&mount);
+    result
+}
+
+/// Child of `host_bpffs_seen_through_ip_netns_exec_is_accepted`.
+#[test]
+#[ignore = "child process of host_bpffs_seen_through_ip_netns_exec_is_accepted"]
+fn shared_bpffs_child() {
+    use wackamole::dataplane::{DataPlane, DataPlaneOptions};
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        panic!("run only by host_bpffs_seen_through_ip_netns_exec_is_accepted");
+    };
+    let mut opts = DataPlaneOptions::new(format!("netns-shared-{}", std::process::id()));
+    opts.bpffs = dir.into();
+    match DataPlane::open(&opts) {
+        Ok(dp) => {
+            dp.shutdown().expect("shutdown");
+            println!("CHILD: opened");
+        }
+        Err(e) => println!("CHILD: refused: {e}"),
+    }
+}
+
 /// Make-before-break hand-over (issue 10): a yielding VIP is answered by
 /// nobody (not XDP, not the kernel that still has the address) while its
 /// traffic keeps reaching the host.
@@ -340,8 +453,9 @@ fn yield_scenario(mode: XdpAttachMode) -> Result<()> {
     lab.xdp
         .run(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
     let vip6_cidr = format!("{VIP6}/128");
-    lab.xdp
-        .run(&["ip", "-6", "addr", "add", &vip6_cidr, "dev", XDP_IF, "nodad"])?;
+    lab.xdp.run(&[
+        "ip", "-6", "addr", "add", &vip6_cidr, "dev", XDP_IF, "nodad",
+    ])?;
     lab.plane()?.own(&vip)?;
     lab.plane()?.own(&vip6)?;
     ensure!(answers(&lab, VIP, mac)? >= 1, "{mode:?}: no ARP reply");
@@ -349,12 +463,18 @@ fn yield_scenario(mode: XdpAttachMode) -> Result<()> {
     // The peer learns the MAC (its neighbour entries stay reachable for
     // 15-45 s, longer than the rest of this test).
     ensure!(pings(&lab, VIP), "{mode:?}: ping to an owned VIP failed");
-    ensure!(pings6(&lab, VIP6), "{mode:?}: ping -6 to an owned VIP failed");
+    ensure!(
+        pings6(&lab, VIP6),
+        "{mode:?}: ping -6 to an owned VIP failed"
+    );
 
     lab.plane()?.yield_vip(&vip)?;
     lab.plane()?.yield_vip(&vip6)?;
     ensure!(silent(&lab, VIP)?, "{mode:?}: ARP answered while yielding");
-    ensure!(ndisc(&lab, VIP6)?.is_none(), "{mode:?}: NS answered while yielding");
+    ensure!(
+        ndisc(&lab, VIP6)?.is_none(),
+        "{mode:?}: NS answered while yielding"
+    );
     let before = (
         lab.plane()?.counters(&vip)?.packets,
         lab.plane()?.counters(&vip6)?.packets,
@@ -362,7 +482,9 @@ fn yield_scenario(mode: XdpAttachMode) -> Result<()> {
     ensure!(pings(&lab, VIP), "{mode:?}: ping lost while yielding");
     ensure!(pings6(&lab, VIP6), "{mode:?}: ping -6 lost while yielding");
     // UDP too: a datagram from the peer reaches a socket on the host.
-    let sock = lab.xdp.in_thread(|| std::net::UdpSocket::bind((VIP, 5099)))??;
+    let sock = lab
+        .xdp
+        .in_thread(|| std::net::UdpSocket::bind((VIP, 5099)))??;
     sock.set_read_timeout(Some(Duration::from_secs(3)))?;
     lab.peer.run(&[
         "bash",

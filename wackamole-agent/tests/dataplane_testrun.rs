@@ -575,7 +575,7 @@ fn pins_of_another_layout_are_replaced() {
 }
 
 #[test]
-fn mounts_a_bpf_filesystem_where_none_is() {
+fn mounts_a_bpf_filesystem_where_none_is_and_refuses_it_unless_allowed() {
     // In a private mount namespace (this thread only), so nothing outlives the test.
     let handle = std::thread::spawn(|| {
         // SAFETY: plain syscalls; CLONE_FS detaches this thread's fs info first.
@@ -596,6 +596,23 @@ fn mounts_a_bpf_filesystem_where_none_is() {
         let base = std::env::temp_dir().join(format!("wk-bpffs-{}", std::process::id()));
         let mut opts = DataPlaneOptions::new("mount-test");
         opts.bpffs = base.clone();
+        // A bpffs mounted in a private namespace dies with it: refused...
+        let err = DataPlane::open(&opts)
+            .expect_err("a private bpffs was accepted")
+            .to_string();
+        assert!(
+            err.contains("private to the agent's mount namespace")
+                && err.contains("xdp.allow_private_bpffs = true")
+                && err.contains("nsenter"),
+            "{err}"
+        );
+        assert!(
+            !opts.pin_dir().exists(),
+            "refused, yet pinned: {}",
+            opts.pin_dir().display()
+        );
+        // ... unless accepted explicitly.
+        opts.allow_private_bpffs = true;
         let dp = DataPlane::open(&opts).expect("open on an unmounted directory");
         let mounts = std::fs::read_to_string("/proc/thread-self/mounts").unwrap();
         let mounted = mounts

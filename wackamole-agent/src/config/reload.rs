@@ -91,6 +91,11 @@ pub fn reload_diff(old: &Config, new: &Config) -> ReloadPlan {
     refuse(old.mature != new.mature, "mature", AT_START);
     refuse(old.xdp.mode != new.xdp.mode, "xdp.mode", AT_START);
     refuse(
+        old.xdp.allow_private_bpffs != new.xdp.allow_private_bpffs,
+        "xdp.allow_private_bpffs",
+        AT_START,
+    );
+    refuse(
         old.xdp.lease != new.xdp.lease,
         "xdp.lease",
         "the fencing lease is armed at start: restart the agent to change it",

@@ -271,6 +271,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     let mut opts = DataPlaneOptions::new(instance_name(&cfg.node));
     opts.bpffs = dataplane_bpffs(&cfg.bpffs_dir);
     opts.mode = attach_mode(cfg.xdp.mode);
+    opts.allow_private_bpffs = cfg.xdp.allow_private_bpffs;
     opts.interfaces = ifaces;
     let mut plane = DataPlane::open(&opts).context("data plane")?;
     clean_leftovers(&mut plane, &vifs).await;

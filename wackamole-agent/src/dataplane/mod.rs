@@ -121,6 +121,12 @@ pub struct DataPlaneOptions {
     pub interfaces: Vec<String>,
     /// Lets the XDP program log at debug level (per packet: diagnosis only).
     pub ebpf_debug_log: bool,
+    /// Start even when the bpffs is private to this process's mount namespace
+    /// (e.g. under `ip netns exec`, which remounts /sys): the pins, the XDP
+    /// links and the lease fence then die with the agent, so a killed agent
+    /// leaves its addresses to the kernel. Off by default: such a start is
+    /// refused with an error that names the fix.
+    pub allow_private_bpffs: bool,
 }
 
 impl DataPlaneOptions {
@@ -132,6 +138,7 @@ impl DataPlaneOptions {
             mode: XdpAttachMode::Auto,
             interfaces: Vec::new(),
             ebpf_debug_log: false,
+            allow_private_bpffs: false,
         }
     }
 

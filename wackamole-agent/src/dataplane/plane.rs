@@ -127,14 +127,50 @@ fn is_not_found(e: &MapError) -> bool {
     }
 }
 
-/// Makes sure `bpffs` is a bpf filesystem, mounting one if needed.
-fn ensure_bpffs(bpffs: &Path) -> Result<()> {
+/// Makes sure `bpffs` is a bpf filesystem, mounting one if needed; true when
+/// we mounted it.
+fn ensure_bpffs(bpffs: &Path) -> Result<bool> {
     std::fs::create_dir_all(bpffs).map_err(bpffs_err(bpffs, "creating the mount point"))?;
     if sys::is_bpffs(bpffs).map_err(bpffs_err(bpffs, "statfs"))? {
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!(path = %bpffs.display(), "mounting the bpf filesystem");
-    sys::mount_bpffs(bpffs).map_err(bpffs_err(bpffs, "mount -t bpf (are we root?)"))
+    sys::mount_bpffs(bpffs).map_err(bpffs_err(bpffs, "mount -t bpf (are we root?)"))?;
+    Ok(true)
+}
+
+/// Refuses a bpffs that only this process's mount namespace sees (unless
+/// `allow`): its pins, links and lease fence would die with the agent.
+fn check_bpffs_scope(bpffs: &Path, mounted_here: bool, allow: bool) -> Result<()> {
+    match sys::bpffs_scope(bpffs, mounted_here) {
+        sys::BpffsScope::Shared => Ok(()),
+        sys::BpffsScope::Unknown(why) => {
+            tracing::warn!(path = %bpffs.display(), why,
+                "cannot tell whether the bpffs outlives the agent (pins and fence may die with it)");
+            Ok(())
+        }
+        sys::BpffsScope::Private(why) if allow => {
+            tracing::warn!(path = %bpffs.display(), why,
+                "bpffs is private to the agent's mount namespace: allowed by \
+                 xdp.allow_private_bpffs, but a killed agent is not fenced");
+            Ok(())
+        }
+        sys::BpffsScope::Private(why) => Err(DataPlaneError::Bpffs {
+            path: bpffs.to_path_buf(),
+            action: "checking that the pins outlive the agent",
+            source: boxed(format!(
+                "this bpffs is private to the agent's mount namespace ({why}): the pinned \
+                 XDP program, maps and lease fence would vanish with the agent, and the \
+                 kernel would then answer for a killed agent's addresses. Fix: run the agent \
+                 in the host's mount namespace (`nsenter --net=/run/netns/NAME` instead of \
+                 `ip netns exec`), point bpffs_dir at a bpffs mounted on the host outside \
+                 /sys (e.g. `mount -t bpf bpf /run/wackamole-bpf` and bpffs_dir = \
+                 \"/run/wackamole-bpf/wackamole\"), or bind-mount the host's /sys/fs/bpf \
+                 into the container; or set xdp.allow_private_bpffs = true to accept an \
+                 unfenced node"
+            )),
+        }),
+    }
 }
 
 /// Creates the instance directory. Another instance's shutdown may remove
@@ -207,7 +243,8 @@ impl DataPlane {
     /// links (swapping the new program in atomically) and attaches to
     /// `opts.interfaces`.
     pub fn open(opts: &DataPlaneOptions) -> Result<Self> {
-        ensure_bpffs(&opts.bpffs)?;
+        let mounted_here = ensure_bpffs(&opts.bpffs)?;
+        check_bpffs_scope(&opts.bpffs, mounted_here, opts.allow_private_bpffs)?;
         let pin_dir = opts.pin_dir();
         create_pin_dir(&pin_dir)?;
         if !pins_compatible(&pin_dir) {
