@@ -251,6 +251,9 @@ pub struct XdpConfig {
     /// Fencing lease: without a renewal for this long, the XDP program stops
     /// answering for our VIPs. None = no fencing.
     pub lease: Option<Duration>,
+    /// Start even on a bpffs private to the agent's mount namespace (pins and
+    /// fence die with the agent). Default false: such a start is refused.
+    pub allow_private_bpffs: bool,
 }
 
 /// Announcement policy when a VIP arrives.

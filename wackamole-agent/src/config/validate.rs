@@ -968,6 +968,9 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
     XdpConfig {
         mode,
         lease: (!lease.is_zero()).then_some(lease),
+        allow_private_bpffs: raw
+            .and_then(|x| x.allow_private_bpffs.as_ref())
+            .is_some_and(|b| *b.get_ref()),
     }
 }
 
