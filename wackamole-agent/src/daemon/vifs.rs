@@ -39,7 +39,7 @@ impl PlannedVif {
     }
 
     pub fn ips(&self) -> Vec<Ipv4Addr> {
-        self.addresses.iter().map(|a| a.vip.addr).collect()
+        self.addresses.iter().filter_map(|a| a.vip.ipv4()).collect()
     }
 }
 
@@ -113,6 +113,19 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
             .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
     }
     Ok(start.elapsed())
+}
+
+/// Hand-over step 1 for `vif`: XDP stops answering ARP for its addresses but
+/// still accepts their traffic; the kernel addresses stay. Every address is
+/// attempted; the first error is returned.
+pub fn yield_vif<T: VipTable>(table: &mut T, vif: &PlannedVif) -> Result<()> {
+    let mut first_error = None;
+    for a in &vif.addresses {
+        if let Err(e) = table.yield_vip(&a.vip) {
+            first_error.get_or_insert(anyhow!("VIF {}: XDP yield {}: {e}", vif.name, a.vip));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Retries [`bring_up`] for the VIFs in `pending` (indexes into `vifs`)
