@@ -209,7 +209,7 @@ mod tests {
     impl VipTable for FakeTable<'_> {
         fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("own {}", vip.addr));
-            if self.1 == Some(vip.addr) {
+            if self.1.map(IpAddr::V4) == Some(vip.addr) {
                 return Err(dataplane::DataPlaneError::Vip {
                     vip: vip.addr.to_string(),
                     action: "own",
@@ -220,6 +220,17 @@ mod tests {
         }
         fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("release {}", vip.addr));
+            Ok(())
+        }
+        fn yield_vip(&mut self, vip: &Vip) -> dataplane::Result<()> {
+            self.0 .0.borrow_mut().push(format!("yield {}", vip.addr));
+            if self.1.map(IpAddr::V4) == Some(vip.addr) {
+                return Err(dataplane::DataPlaneError::Vip {
+                    vip: vip.addr.to_string(),
+                    action: "yield",
+                    source: "refused by the test".into(),
+                });
+            }
             Ok(())
         }
         fn forget(&mut self, vip: &Vip) -> dataplane::Result<()> {
@@ -284,6 +295,16 @@ mod tests {
                 "add 192.0.2.11/24 eth0"
             ]
         );
+    }
+
+    #[test]
+    fn yield_touches_only_xdp_and_tries_every_address() {
+        let j = Journal::default();
+        let bad = Some(Ipv4Addr::new(192, 0, 2, 10));
+        let err = yield_vif(&mut FakeTable(&j, bad), &vif()).expect_err("first yield fails");
+        assert!(err.to_string().contains("192.0.2.10"), "{err}");
+        // Addresses stay (traffic is still accepted until the release).
+        assert_eq!(*j.0.borrow(), ["yield 192.0.2.10", "yield 192.0.2.11"]);
     }
 
     #[tokio::test]
