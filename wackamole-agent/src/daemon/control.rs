@@ -234,6 +234,8 @@ mod tests {
             drained: false,
             config_ok: state,
             state_received: state,
+            max_version: 2,
+            ineligible: Vec::new(),
         }
     }
 
@@ -248,6 +250,8 @@ mod tests {
             vifs: Vec::new(),
             members,
             config_errors: Vec::new(),
+            group_version: Some(2),
+            handovers: Vec::new(),
         }
     }
 
