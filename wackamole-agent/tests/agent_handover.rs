@@ -186,8 +186,10 @@ fn observe(stop: &AtomicBool) -> Result<Rounds> {
 /// at once, as before issue 10, shows in many consecutive rounds.
 fn check_never_two_answerers(rounds: &Rounds) -> Result<()> {
     for (vip, per_round) in rounds {
-        let both: Vec<(&u32, &BTreeMap<[u8; 6], String>)> =
-            per_round.iter().filter(|(_, macs)| macs.len() > 1).collect();
+        let both: Vec<(&u32, &BTreeMap<[u8; 6], String>)> = per_round
+            .iter()
+            .filter(|(_, macs)| macs.len() > 1)
+            .collect();
         let text = || {
             both.iter()
                 .map(|(r, macs)| {
@@ -202,7 +204,10 @@ fn check_never_two_answerers(rounds: &Rounds) -> Result<()> {
         };
         ensure!(both.len() <= 1, "{vip}: two MACs answered: {}", text());
         if !both.is_empty() {
-            eprintln!("{vip}: one round answered by both sides of a hand-over: {}", text());
+            eprintln!(
+                "{vip}: one round answered by both sides of a hand-over: {}",
+                text()
+            );
         }
     }
     Ok(())
@@ -272,7 +277,11 @@ fn a_cut_holder_holds_nothing_and_returns_by_handover() -> Result<()> {
     ensure!(rounds.len() == VIFS, "not every VIP answered: {rounds:?}");
     check_never_two_answerers(&rounds).with_context(|| c.log_tails())?;
     // Fewest moves: exactly n1's two VIPs changed hands.
-    ensure!(moved(&rounds) == 2, "{} VIPs moved on the return", moved(&rounds));
+    ensure!(
+        moved(&rounds) == 2,
+        "{} VIPs moved on the return",
+        moved(&rounds)
+    );
 
     // Planned moves: drain and undrain, observed the same way.
     let observer = Observer::start(&c)?;

@@ -15,16 +15,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, LocalSet};
 use tokio::time::Instant;
+use wackamole::alloc::wire::{self, Message};
 use wackamole::config::{self, AnyInterface, Config};
 use wackamole::control::protocol::{ListReply, Reply, Request, StatusReply};
 use wackamole::control::server::ControlRequest;
-use wackamole::alloc::wire::{self, Message};
 use wackamole::daemon::host::{AnnounceDone, AnnouncementTasks};
 use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
-    Agent, AgentParts, Announcement, CarrierEvent, CarrierEvents, Conflicts, Host, Signal, CONFLICT_HOLDOFF,
-    CONFLICT_SETTLE, HANDOVER_LIMIT,
+    Agent, AgentParts, Announcement, CarrierEvent, CarrierEvents, Conflicts, Host, Signal,
+    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT,
 };
 use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
 use wackamole::membership::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
@@ -1241,11 +1241,19 @@ async fn a_move_is_a_handover_in_order() {
         assert!(handover < own, "b answered before a's HANDOVER\n{}", d());
         let announced = c
             .journal
-            .first("b", t0, |e| matches!(e, Ev::Announced { vif, .. } if *vif == vif_name(k)))
+            .first(
+                "b",
+                t0,
+                |e| matches!(e, Ev::Announced { vif, .. } if *vif == vif_name(k)),
+            )
             .expect("b announced");
         let done = at(&c, "b", t0, &Ev::AnnounceDone(vif_name(k)));
         let taken = at(&c, "b", t0, &Ev::Sent("TAKEN", vec![idx]));
-        assert!(own < announced && announced <= done && done < taken, "{}", d());
+        assert!(
+            own < announced && announced <= done && done < taken,
+            "{}",
+            d()
+        );
         // Old owner: release (silence, addresses) only after TAKEN.
         let released = at(&c, "a", t0, &Ev::Release(vip(k)));
         let deleted = at(&c, "a", t0, &Ev::DelAddr(vip(k)));

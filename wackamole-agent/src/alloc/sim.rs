@@ -117,28 +117,14 @@ pub struct Sim {
 }
 
 /// The agreed owner (member index) of every VIF, once the exchange is
-/// complete and the view mature (from the allocator's public table).
+/// complete and the view mature.
 fn agreed_owners(a: &Allocator) -> Option<(ViewId, usize, Vec<Option<u32>>)> {
-    let t = a.table();
-    let (Some(view), Some(me)) = (t.view, t.my_index) else {
-        return None;
-    };
-    if !(a.exchange_complete() && t.mature && t.phase != super::Phase::Excluded) {
+    let g = a.agreed()?;
+    // Hand-overs are not modelled here yet (see the Yield arm below).
+    if g.version >= 2 && !g.handovers.is_empty() {
         return None;
     }
-    let owners = t
-        .vifs
-        .iter()
-        .map(|row| {
-            row.owner.as_ref().and_then(|o| {
-                t.members
-                    .iter()
-                    .position(|m| m.member == o.member)
-                    .map(|p| p as u32)
-            })
-        })
-        .collect();
-    Some((view, me, owners))
+    Some((g.view, g.me, g.owners))
 }
 
 fn timer_slot(kind: TimerKind) -> usize {
@@ -415,9 +401,15 @@ impl Sim {
                 Action::CancelTimer(kind) => self.nodes[i].timers[timer_slot(kind)] = None,
                 // Hand-over steps are not modelled here yet (the alloc branch
                 // brings the simulator up to date); the agent answers them.
-                Action::Yield(v) => self.log(|| format!("n{i} YIELD {v}")),
+                Action::Yield(v) => {
+                    let version = self.nodes[i].alloc.group_version();
+                    self.log(|| format!("n{i} YIELD {v} (group version {version:?})"))
+                }
                 Action::Reclaim(v) => self.log(|| format!("n{i} RECLAIM {v}")),
-                Action::Announce(v) => self.log(|| format!("n{i} ANNOUNCE {v}")),
+                Action::Announce(v) => {
+                    let ineligible = self.nodes[i].alloc.advertised_ineligible().clone();
+                    self.log(|| format!("n{i} ANNOUNCE {v} (ineligible {ineligible:?})"))
+                }
                 Action::Leave => {
                     self.nodes[i].joined = false;
                     self.nodes[i].inbox.clear();

@@ -71,7 +71,10 @@ impl<H: Host> Agent<H> {
         // replaces an owed one must not leave it waiting).
         match self.announcing.begin(i) {
             Some(done) => self.host.announce(i, a, done),
-            None => error!("announcing VIF {}: the agent's completion channel is gone", vif.name),
+            None => error!(
+                "announcing VIF {}: the agent's completion channel is gone",
+                vif.name
+            ),
         }
     }
 

@@ -10,9 +10,9 @@ use crate::config::{self, Config};
 use crate::dataplane::{AsyncConflictReader, ConflictEvent, DataPlane, VipTable};
 use crate::net::arp::{ArpSender, Burst};
 use crate::net::Ipv4Prefix;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use anyhow::{anyhow, Context, Result};
 use futures::stream::{LocalBoxStream, StreamExt};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
@@ -400,9 +400,10 @@ impl Host for LinuxHost {
         }
         match watch_carrier(ifaces) {
             Ok(rx) => Some(
-                futures::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|ev| (ev, rx))
-                })
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+                )
                 .boxed_local(),
             ),
             Err(e) => {

@@ -108,7 +108,7 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     }
     for a in &vif.addresses {
         plumbing
-            .add(&a.vip.iface, a.vip.addr.into(), a.prefix)
+            .add(&a.vip.iface, a.vip.addr, a.prefix)
             .await
             .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
     }
@@ -172,10 +172,7 @@ pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
         }
     }
     for a in &vif.addresses {
-        if let Err(e) = plumbing
-            .remove(&a.vip.iface, a.vip.addr.into(), a.prefix)
-            .await
-        {
+        if let Err(e) = plumbing.remove(&a.vip.iface, a.vip.addr, a.prefix).await {
             first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
         }
     }
