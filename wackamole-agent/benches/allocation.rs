@@ -47,6 +47,9 @@ fn state(view: ViewId, i: usize, cfg: &AllocConfig, modulo: usize, mature: bool)
         digest: vif_digest(&cfg.vifs),
         held,
         prefer: Vec::new(),
+        max_version: wackamole::alloc::wire::VERSION,
+        yielding: Vec::new(),
+        ineligible: Vec::new(),
     }))
 }
 

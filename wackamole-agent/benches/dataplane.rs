@@ -1,17 +1,18 @@
 //! Data-plane benchmark: XDP cost per packet (BPF_PROG_TEST_RUN) for the
-//! ARP-reply, drop and pass paths, and the latency of own/release map
-//! updates. Prints a table and writes target/bench/dataplane.json. Needs root.
+//! ARP-reply, NS -> NA, drop and pass paths, and the latency of own/release
+//! map updates. Prints a table and writes target/bench/dataplane.json. Needs root.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use wackamole::dataplane::frames::{
-    ipv4_udp, test_run, Arp, RunContext, XDP_DROP, XDP_PASS, XDP_TX,
+    ipv4_udp, ipv6_udp, test_run, Arp, RunContext, XDP_DROP, XDP_PASS, XDP_TX,
 };
 use wackamole::dataplane::{DataPlane, DataPlaneOptions, Vip};
+use wackamole::net::nd::NdFrame;
 
 const VIP_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
 const PEER_MAC: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 2];
@@ -19,6 +20,9 @@ const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
 const OWNED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 10);
 const RELEASING: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
 const UNKNOWN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20);
+const OWNED6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+const RELEASING6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11);
 /// Single runs per XDP case (each timed by the kernel).
 const SINGLE_RUNS: usize = 20_000;
 /// Batched runs (`repeat`) for the cases whose frame is not rewritten.
@@ -130,6 +134,10 @@ fn run(dp: &mut DataPlane) -> Result<Report> {
     dp.own_as(&owned, VIP_MAC)?;
     dp.own_as(&releasing, VIP_MAC)?;
     dp.release(&releasing)?;
+    dp.own_as(&Vip::new("lo", 1, OWNED6), VIP_MAC)?;
+    let releasing6 = Vip::new("lo", 1, RELEASING6);
+    dp.own_as(&releasing6, VIP_MAC)?;
+    dp.release(&releasing6)?;
     // Some other VIPs so lookups hit a populated table.
     for i in 0..256u32 {
         let v = Vip::new("lo", 1000 + i, OWNED);
@@ -142,14 +150,26 @@ fn run(dp: &mut DataPlane) -> Result<Report> {
     let ip_owned = ipv4_udp(PEER_MAC, VIP_MAC, PEER, OWNED, 64);
     let ip_rel = ipv4_udp(PEER_MAC, VIP_MAC, PEER, RELEASING, 64);
     let ip_other = ipv4_udp(PEER_MAC, VIP_MAC, PEER, UNKNOWN, 64);
+    let ns = NdFrame::solicitation(PEER_MAC, PEER6, OWNED6).to_frame();
+    let ns_rel = NdFrame::solicitation(PEER_MAC, PEER6, RELEASING6).to_frame();
+    let ip6_owned = ipv6_udp(PEER_MAC, VIP_MAC, PEER6, OWNED6, 84);
 
     let xdp = vec![
         // The reply rewrites the frame in place, so a `repeat` batch would
         // only answer once: single runs only.
         xdp_case(dp, "ARP request, owned VIP (reply)", &arp, XDP_TX, false)?,
+        xdp_case(dp, "NS, owned IPv6 VIP (NA reply)", &ns, XDP_TX, false)?,
         xdp_case(dp, "ARP request, releasing VIP", &arp_rel, XDP_DROP, true)?,
+        xdp_case(dp, "NS, releasing IPv6 VIP", &ns_rel, XDP_DROP, true)?,
         xdp_case(dp, "IPv4 to releasing VIP", &ip_rel, XDP_DROP, true)?,
         xdp_case(dp, "IPv4 to owned VIP (counted)", &ip_owned, XDP_PASS, true)?,
+        xdp_case(
+            dp,
+            "IPv6 to owned VIP (counted)",
+            &ip6_owned,
+            XDP_PASS,
+            true,
+        )?,
         xdp_case(dp, "IPv4 to other address", &ip_other, XDP_PASS, true)?,
     ];
 
@@ -217,6 +237,19 @@ fn main() -> Result<()> {
             c.batch_mean_ns
                 .map(|m| format!("{m:.1}"))
                 .unwrap_or_else(|| "-".into())
+        );
+    }
+    let median = |name: &str| {
+        report
+            .xdp
+            .iter()
+            .find(|c| c.case.starts_with(name))
+            .map(|c| c.single_median_ns)
+    };
+    if let (Some(arp), Some(na)) = (median("ARP request, owned"), median("NS, owned")) {
+        println!(
+            "NS -> NA costs {:.2}x the ARP reply (median of single runs)",
+            na as f64 / arp.max(1) as f64
         );
     }
     println!("\nMap update latency from user space ({UPDATES} each)");

@@ -9,17 +9,17 @@
 
 /// Bumped whenever a map key or value layout changes; pinned maps of another
 /// version are replaced, not reused.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Address family tag inside [`VipKey`].
 pub const FAMILY_IPV4: u8 = 4;
-/// Reserved for IPv6 (NDP answering); not handled by the XDP program yet.
+/// IPv6: neighbour solicitations answered from XDP.
 pub const FAMILY_IPV6: u8 = 6;
 
 /// A virtual IP on one interface: the key of the VIP and counter maps.
 ///
-/// The address is always 16 bytes so IPv6 fits without changing the layout; an
-/// IPv4 address occupies `addr[0..4]` in network byte order and the rest is zero.
+/// The address is always 16 bytes; an IPv4 address occupies `addr[0..4]` in
+/// network byte order and the rest is zero, an IPv6 address all 16.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VipKey {
@@ -42,6 +42,25 @@ impl VipKey {
         }
     }
 
+    /// Key for an IPv6 address (`octets` in network order) on `ifindex`.
+    pub const fn ipv6(ifindex: u32, octets: [u8; 16]) -> Self {
+        VipKey {
+            ifindex,
+            family: FAMILY_IPV6,
+            _pad: [0; 3],
+            addr: octets,
+        }
+    }
+
+    /// The IPv6 octets, if this is an IPv6 key.
+    pub const fn ipv6_octets(&self) -> Option<[u8; 16]> {
+        if self.family == FAMILY_IPV6 {
+            Some(self.addr)
+        } else {
+            None
+        }
+    }
+
     /// The IPv4 octets, if this is an IPv4 key.
     pub const fn ipv4_octets(&self) -> Option<[u8; 4]> {
         if self.family == FAMILY_IPV4 {
@@ -54,10 +73,24 @@ impl VipKey {
 
 /// What the node does with traffic for a VIP.
 pub mod vip_state {
-    /// This node owns the VIP: answer ARP from XDP, let IP traffic through.
+    /// This node owns the VIP: answer ARP / neighbour solicitations from XDP,
+    /// let IP traffic through.
     pub const OWNED: u32 = 1;
-    /// Being released: drop ARP requests and IP packets for it (silence at once).
+    /// Being released: drop ARP requests, solicitations and IP packets for it
+    /// (silence at once).
     pub const RELEASING: u32 = 2;
+    /// Handing over to another node (make-before-break): drop ARP requests and
+    /// solicitations (neither answered here nor passed to the kernel, which
+    /// would answer too) but keep accepting IP traffic until the new owner's
+    /// announcements have moved the clients.
+    pub const YIELDING: u32 = 3;
+}
+
+/// Bits of [`VipEntry::flags`].
+pub mod vip_flags {
+    /// Set the Router flag in neighbour advertisements (a VIP that serves as
+    /// an IPv6 default gateway).
+    pub const ND_ROUTER: u8 = 1;
 }
 
 /// Value of the VIP map.
@@ -66,17 +99,25 @@ pub mod vip_state {
 pub struct VipEntry {
     /// One of [`vip_state`].
     pub state: u32,
-    /// MAC address of the interface the VIP lives on (source of ARP replies).
+    /// MAC address of the interface the VIP lives on (source of ARP replies
+    /// and neighbour advertisements).
     pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// [`vip_flags`] bits (was padding in ABI 1, always zero there).
+    pub flags: u8,
+    pub _pad: u8,
 }
 
 impl VipEntry {
     pub const fn new(state: u32, mac: [u8; 6]) -> Self {
+        Self::with_flags(state, mac, 0)
+    }
+
+    pub const fn with_flags(state: u32, mac: [u8; 6], flags: u8) -> Self {
         VipEntry {
             state,
             mac,
-            _pad: [0; 2],
+            flags,
+            _pad: 0,
         }
     }
 }
@@ -85,13 +126,15 @@ impl VipEntry {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipCounters {
-    /// IPv4 packets addressed to the VIP that were let through.
+    /// IP packets addressed to the VIP that were let through.
     pub packets: u64,
     /// Their bytes (whole frames).
     pub bytes: u64,
-    /// ARP requests answered from XDP.
+    /// Neighbour requests answered from XDP: ARP replies for an IPv4 VIP,
+    /// neighbour advertisements for an IPv6 one.
     pub arp_replies: u64,
-    /// Frames dropped because the VIP was releasing or the lease had lapsed.
+    /// Frames dropped because the VIP was releasing or yielding (requests
+    /// only) or the lease had lapsed.
     pub drops: u64,
 }
 
@@ -124,19 +167,26 @@ pub mod action {
     pub const DROP_RELEASING: u32 = 2;
     /// Frames dropped because the lease had lapsed (fenced).
     pub const DROP_FENCED: u32 = 3;
-    /// ARP replies from another MAC seen for a VIP we own (conflicts reported).
+    /// ARP replies or neighbour advertisements from another MAC seen for a
+    /// VIP we own (conflicts reported).
     pub const CONFLICT: u32 = 4;
+    /// Neighbour advertisements transmitted from XDP.
+    pub const NA_REPLY: u32 = 5;
+    /// ARP requests / solicitations dropped for a yielding VIP.
+    pub const DROP_YIELDING: u32 = 6;
     /// Number of slots in the array.
-    pub const COUNT: u32 = 5;
+    pub const COUNT: u32 = 7;
 }
 
-/// Reported through the ring buffer when an ARP packet claims a VIP we own
-/// from another MAC (someone else answers for it: re-announce at once).
+/// Reported through the ring buffer when an ARP packet or a neighbour
+/// advertisement claims a VIP we own from another MAC (someone else answers
+/// for it: re-announce at once).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConflictEvent {
     pub key: VipKey,
-    /// Sender MAC of the offending ARP packet.
+    /// Sender MAC of the offending packet (ARP sender hardware address, or
+    /// the NA's target link-layer address, else its Ethernet source).
     pub sender_mac: [u8; 6],
     pub _pad: [u8; 2],
 }
@@ -186,9 +236,15 @@ mod tests {
         let k = VipKey::ipv4(7, [10, 1, 2, 3]);
         assert_eq!(k.ipv4_octets(), Some([10, 1, 2, 3]));
         assert_eq!(&k.addr[4..], &[0u8; 12]);
-        let mut v6 = k;
-        v6.family = FAMILY_IPV6;
+        assert_eq!(k.ipv6_octets(), None);
+        let mut a = [0u8; 16];
+        a[0] = 0x20;
+        a[1] = 0x01;
+        a[15] = 9;
+        let v6 = VipKey::ipv6(7, a);
         assert_eq!(v6.ipv4_octets(), None);
+        assert_eq!(v6.ipv6_octets(), Some(a));
+        assert_ne!(v6, VipKey::ipv4(7, [0x20, 0x01, 0, 0]));
     }
 
     #[test]
@@ -197,7 +253,10 @@ mod tests {
         assert_eq!(align_of::<VipEntry>(), 4);
         assert_eq!(offset_of!(VipEntry, state), 0);
         assert_eq!(offset_of!(VipEntry, mac), 4);
-        assert_eq!(offset_of!(VipEntry, _pad), 10);
+        assert_eq!(offset_of!(VipEntry, flags), 10);
+        assert_eq!(offset_of!(VipEntry, _pad), 11);
+        let e = VipEntry::with_flags(vip_state::YIELDING, [1; 6], vip_flags::ND_ROUTER);
+        assert_eq!((e.state, e.flags, e._pad), (3, 1, 0));
     }
 
     #[test]

@@ -1,26 +1,33 @@
 //! wackamole's XDP program.
 //!
-//! - Answers ARP requests for VIPs this node owns straight from XDP (XDP_TX).
-//! - Drops ARP requests and IPv4 packets for VIPs being released, and for every
-//!   VIP once the agent's lease has lapsed (a dead agent goes silent: fencing).
-//! - Counts per-VIP traffic and global actions, and reports ARP packets that
-//!   claim one of our VIPs from another MAC through a ring buffer.
+//! - Answers ARP requests and IPv6 neighbour solicitations for VIPs this node
+//!   owns straight from XDP (XDP_TX).
+//! - Drops ARP requests, solicitations and IP packets for VIPs being released,
+//!   and for every VIP once the agent's lease has lapsed (a dead agent goes
+//!   silent: fencing).
+//! - For a yielding VIP (make-before-break hand-over) drops ARP requests and
+//!   solicitations but lets its IP traffic through.
+//! - Counts per-VIP traffic and global actions, and reports ARP packets and
+//!   neighbour advertisements that claim one of our VIPs from another MAC
+//!   through a ring buffer.
 //!
-//! Everything else (VLAN-tagged, short or malformed frames, other protocols)
-//! is passed to the kernel untouched.
+//! Everything else (VLAN-tagged, short or malformed frames, solicitations
+//! behind extension headers, other protocols) is passed to the kernel
+//! untouched.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
     macros::{map, xdp},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
 use wackamole_common::{
-    action, vip_state, ConflictEvent, LeaseRecord, VipCounters, VipEntry, VipKey, MAX_VIPS,
+    action, vip_flags, vip_state, ConflictEvent, LeaseRecord, VipCounters, VipEntry, VipKey,
+    MAX_VIPS,
 };
 
 #[map(name = "WACK_VIPS")]
@@ -43,6 +50,7 @@ static WACK_CONFLICTS: RingBuf = RingBuf::with_byte_size(16 * 1024, 0);
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
 const ARP_LEN: usize = 28;
 const ARP_OP_REQUEST: u16 = 1;
 const ARP_OP_REPLY: u16 = 2;
@@ -63,6 +71,36 @@ const OFF_IP_DST: usize = ETH_HLEN + 16;
 /// The fixed ARP header for Ethernet/IPv4: htype 1, ptype 0x0800, hlen 6, plen 4.
 const ARP_ETH_IPV4: [u8; 6] = [0, 1, 0x08, 0x00, 6, 4];
 
+// IPv6 and neighbour discovery (RFC 4861).
+const IPV6_HLEN: usize = 40;
+const OFF_IP6: usize = ETH_HLEN;
+const OFF_IP6_PLEN: usize = OFF_IP6 + 4;
+const OFF_IP6_NEXT: usize = OFF_IP6 + 6;
+const OFF_IP6_HOPS: usize = OFF_IP6 + 7;
+const OFF_IP6_SRC: usize = OFF_IP6 + 8;
+const OFF_IP6_DST: usize = OFF_IP6 + 24;
+const OFF_ICMP6: usize = OFF_IP6 + IPV6_HLEN;
+const OFF_ND_TARGET: usize = OFF_ICMP6 + 8;
+const IPPROTO_ICMPV6: u8 = 58;
+const ND_NS: u8 = 135;
+const ND_NA: u8 = 136;
+/// ICMPv6 header (4) + reserved/flags (4) + target (16).
+const ND_MSG_LEN: usize = 24;
+const ND_OPT_SLLA: u8 = 1;
+const ND_OPT_TLLA: u8 = 2;
+/// Options walked per message; more (never seen in practice) are left to the kernel.
+const ND_MAX_OPTS: usize = 8;
+/// Largest ND payload we parse (the minimum IPv6 MTU); longer goes to the kernel.
+const ND_MAX_LEN: usize = 1280;
+/// The NA we send: Ethernet + IPv6 + NA + one target link-layer address option.
+const NA_FRAME_LEN: usize = OFF_ICMP6 + ND_MSG_LEN + 8;
+const NA_FLAG_ROUTER: u8 = 0x80;
+const NA_FLAG_SOLICITED: u8 = 0x40;
+const NA_FLAG_OVERRIDE: u8 = 0x20;
+/// ff02::1 and its Ethernet multicast address.
+const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+
 #[xdp]
 pub fn wackamole(ctx: XdpContext) -> u32 {
     let verdict = classify(&ctx);
@@ -76,6 +114,8 @@ pub fn wackamole(ctx: XdpContext) -> u32 {
 enum Disposition {
     Owned(VipEntry),
     Releasing,
+    /// Requests dropped, traffic accepted (hand-over in progress).
+    Yielding,
     Fenced,
 }
 
@@ -91,6 +131,7 @@ fn classify(ctx: &XdpContext) -> u32 {
     match ethertype {
         ETH_P_ARP => handle_arp(ctx, start, end),
         ETH_P_IP => handle_ipv4(ctx, start, end),
+        ETH_P_IPV6 => handle_ipv6(ctx, start, end),
         // VLAN-tagged and everything else: not ours.
         _ => xdp_action::XDP_PASS,
     }
@@ -136,6 +177,7 @@ fn handle_arp(ctx: &XdpContext, start: usize, end: usize) -> u32 {
     match disposition(&key, fenced) {
         None => xdp_action::XDP_PASS,
         Some(Disposition::Releasing) => drop_for(&key, action::DROP_RELEASING),
+        Some(Disposition::Yielding) => drop_for(&key, action::DROP_YIELDING),
         Some(Disposition::Fenced) => drop_for(&key, action::DROP_FENCED),
         Some(Disposition::Owned(entry)) => {
             unsafe {
@@ -169,21 +211,305 @@ fn handle_ipv4(ctx: &XdpContext, start: usize, end: usize) -> u32 {
     }
     let dst: [u8; 4] = unsafe { read_bytes(start + OFF_IP_DST) };
     let key = VipKey::ipv4(ctx.ingress_ifindex() as u32, dst);
-    match disposition(&key, lease_lapsed()) {
+    ip_traffic(&key, (end - start) as u64)
+}
+
+/// IP traffic to `key` (either family): dropped while releasing or fenced,
+/// counted and passed while owned or yielding.
+#[inline(always)]
+fn ip_traffic(key: &VipKey, frame_len: u64) -> u32 {
+    match disposition(key, lease_lapsed()) {
         None => xdp_action::XDP_PASS,
-        Some(Disposition::Releasing) => drop_for(&key, action::DROP_RELEASING),
-        Some(Disposition::Fenced) => drop_for(&key, action::DROP_FENCED),
-        Some(Disposition::Owned(_)) => {
-            if let Some(c) = vip_counters(&key) {
+        Some(Disposition::Releasing) => drop_for(key, action::DROP_RELEASING),
+        Some(Disposition::Fenced) => drop_for(key, action::DROP_FENCED),
+        Some(Disposition::Owned(_)) | Some(Disposition::Yielding) => {
+            if let Some(c) = vip_counters(key) {
                 // SAFETY: per-CPU value of this CPU.
                 unsafe {
                     (*c).packets += 1;
-                    (*c).bytes += (end - start) as u64;
+                    (*c).bytes += frame_len;
                 }
             }
             xdp_action::XDP_PASS
         }
     }
+}
+
+/// IPv6: neighbour solicitations for our VIPs are answered (or dropped), NAs
+/// checked for conflicts, and other traffic to a VIP counted or dropped like
+/// IPv4. Only ICMPv6 straight after the fixed header is parsed: an NS behind
+/// extension headers or in fragments (RFC 6980 forbids fragmented ND) is not
+/// ours and goes to the kernel; its destination (a multicast group) is no VIP.
+/// Unicast traffic to a releasing or fenced VIP is dropped whatever headers
+/// follow, as IPv4 is whatever its options.
+#[inline(always)]
+fn handle_ipv6(ctx: &XdpContext, start: usize, end: usize) -> u32 {
+    if start + OFF_ICMP6 > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY (reads below up to OFF_ICMP6): inside the checked IPv6 header.
+    let version: [u8; 1] = unsafe { read_bytes(start + OFF_IP6) };
+    if version[0] >> 4 != 6 {
+        return xdp_action::XDP_PASS;
+    }
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let next: [u8; 1] = unsafe { read_bytes(start + OFF_IP6_NEXT) };
+    if next[0] == IPPROTO_ICMPV6 && start + OFF_ICMP6 < end {
+        // SAFETY: one byte, checked above.
+        let icmp_type: [u8; 1] = unsafe { read_bytes(start + OFF_ICMP6) };
+        if icmp_type[0] == ND_NS {
+            return handle_ns(ctx, ifindex);
+        }
+        if icmp_type[0] == ND_NA {
+            check_na(ctx, ifindex);
+            return xdp_action::XDP_PASS;
+        }
+    }
+    let dst: [u8; 16] = unsafe { read_bytes(start + OFF_IP6_DST) };
+    if dst[0] == 0xff {
+        // Multicast: never a VIP.
+        return xdp_action::XDP_PASS;
+    }
+    ip_traffic(&VipKey::ipv6(ifindex, dst), (end - start) as u64)
+}
+
+/// What a walk over an ND message's options found.
+/// (A plain flag and array, not an Option: LLVM leaves the payload of a None
+/// undefined, and the verifier refuses to read an uninitialised register.)
+struct NdOptions {
+    /// The source (NS) or target (NA) link-layer address option, if `has_lladdr`.
+    lladdr: [u8; 6],
+    has_lladdr: bool,
+}
+
+/// Checks the parts RFC 4861 (7.1.1, 7.1.2) asks of an NS or NA: hop limit
+/// 255, code 0, a payload that holds the message and fits the frame, options
+/// of non-zero length that exactly fill the rest. Returns the payload length
+/// and the options, `None` for anything to leave to the kernel. The ICMPv6
+/// checksum is not verified here (the Ethernet FCS has vouched for the bits;
+/// the kernel verifies what we pass).
+#[inline(always)]
+fn nd_parse(ctx: &XdpContext, lladdr_type: u8) -> Option<(usize, NdOptions)> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + OFF_ICMP6 + ND_MSG_LEN > end {
+        return None;
+    }
+    // SAFETY (fixed reads): inside the checked Ethernet + IPv6 + ND message.
+    let hops: [u8; 1] = unsafe { read_bytes(start + OFF_IP6_HOPS) };
+    let code: [u8; 1] = unsafe { read_bytes(start + OFF_ICMP6 + 1) };
+    if hops[0] != 255 || code[0] != 0 {
+        return None;
+    }
+    let plen = unsafe { read_be16(start + OFF_IP6_PLEN) } as usize;
+    if !(ND_MSG_LEN..=ND_MAX_LEN).contains(&plen) || start + OFF_ICMP6 + plen > end {
+        return None;
+    }
+    let mut opts = NdOptions {
+        lladdr: [0; 6],
+        has_lladdr: false,
+    };
+    let mut off = ND_MSG_LEN;
+    for _ in 0..ND_MAX_OPTS {
+        if off >= plen {
+            break;
+        }
+        // Every option is a multiple of 8 bytes.
+        if plen - off < 8 {
+            return None;
+        }
+        // Copied out by the helper, which checks the bounds itself: LLVM
+        // folds direct bounds checks here into ones the verifier cannot follow.
+        let mut opt = [0u8; 8];
+        // SAFETY: writes 8 bytes into `opt`; fails (non-zero) outside the packet.
+        let rc = unsafe {
+            bpf_xdp_load_bytes(
+                ctx.ctx,
+                (OFF_ICMP6 + off) as u32,
+                opt.as_mut_ptr().cast(),
+                8,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        let len = opt[1] as usize * 8;
+        if len == 0 || off + len > plen {
+            return None;
+        }
+        if opt[0] == lladdr_type && len == 8 {
+            opts.lladdr = [opt[2], opt[3], opt[4], opt[5], opt[6], opt[7]];
+            opts.has_lladdr = true;
+        }
+        off += len;
+    }
+    if off != plen {
+        // More options than we walk: the kernel's business.
+        return None;
+    }
+    Some((plen, opts))
+}
+
+/// A neighbour solicitation. For an owned VIP: a solicited advertisement
+/// (S and O set, R per VIP) to the sender, rewritten in place and sent back
+/// with XDP_TX. DAD probes (source ::) for an owned VIP are answered here too,
+/// as RFC 4861 7.2.4 asks: to all-nodes with S clear, which defends the
+/// address (the prober's DAD fails) instead of letting a second host
+/// configure it. Releasing, yielding and fenced VIPs: dropped.
+#[inline(always)]
+fn handle_ns(ctx: &XdpContext, ifindex: u32) -> u32 {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let Some((_, opts)) = nd_parse(ctx, ND_OPT_SLLA) else {
+        return xdp_action::XDP_PASS;
+    };
+    if start + OFF_ICMP6 + ND_MSG_LEN > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: inside the message checked above.
+    let target: [u8; 16] = unsafe { read_bytes(start + OFF_ND_TARGET) };
+    let src: [u8; 16] = unsafe { read_bytes(start + OFF_IP6_SRC) };
+    let dst: [u8; 16] = unsafe { read_bytes(start + OFF_IP6_DST) };
+    let eth_src: [u8; 6] = unsafe { read_bytes(start + OFF_ETH_SRC) };
+    if target[0] == 0xff {
+        // A multicast target is invalid.
+        return xdp_action::XDP_PASS;
+    }
+    let dad = src == [0u8; 16];
+    if dad && (opts.has_lladdr || !is_solicited_node_of(&dst, &target)) {
+        // RFC 4861 7.1.1: a DAD probe goes to the solicited-node group and
+        // carries no source link-layer address.
+        return xdp_action::XDP_PASS;
+    }
+    let key = VipKey::ipv6(ifindex, target);
+    let entry = match disposition(&key, lease_lapsed()) {
+        None => return xdp_action::XDP_PASS,
+        Some(Disposition::Releasing) => return drop_for(&key, action::DROP_RELEASING),
+        Some(Disposition::Yielding) => return drop_for(&key, action::DROP_YIELDING),
+        Some(Disposition::Fenced) => return drop_for(&key, action::DROP_FENCED),
+        Some(Disposition::Owned(entry)) => entry,
+    };
+    let (reply_ip, reply_mac, mut flags) = if dad {
+        (ALL_NODES, ALL_NODES_MAC, NA_FLAG_OVERRIDE)
+    } else {
+        (
+            src,
+            if opts.has_lladdr {
+                opts.lladdr
+            } else {
+                eth_src
+            },
+            NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
+        )
+    };
+    if entry.flags & vip_flags::ND_ROUTER != 0 {
+        flags |= NA_FLAG_ROUTER;
+    }
+    // Resize to exactly the NA (solicitations come with 0..n options).
+    let delta = NA_FRAME_LEN as i32 - (end - start) as i32;
+    if delta != 0 {
+        // SAFETY: helper on our own context; the packet is re-checked below.
+        if unsafe { bpf_xdp_adjust_tail(ctx.ctx, delta) } != 0 {
+            return xdp_action::XDP_PASS;
+        }
+    }
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + NA_FRAME_LEN > end {
+        return xdp_action::XDP_PASS;
+    }
+    let csum = na_checksum(&target, &reply_ip, flags, &entry.mac);
+    // SAFETY (all writes): inside the NA_FRAME_LEN bytes checked above.
+    unsafe {
+        write_bytes(start + OFF_ETH_DST, &reply_mac);
+        write_bytes(start + OFF_ETH_SRC, &entry.mac);
+        // Version 6, traffic class and flow label 0, payload 32, ICMPv6, hops 255.
+        write_bytes(start + OFF_IP6, &[0x60, 0, 0, 0]);
+        write_bytes(
+            start + OFF_IP6_PLEN,
+            &((ND_MSG_LEN + 8) as u16).to_be_bytes(),
+        );
+        write_bytes(start + OFF_IP6_NEXT, &[IPPROTO_ICMPV6, 255]);
+        write_bytes(start + OFF_IP6_SRC, &target);
+        write_bytes(start + OFF_IP6_DST, &reply_ip);
+        write_bytes(start + OFF_ICMP6, &[ND_NA, 0]);
+        write_bytes(start + OFF_ICMP6 + 2, &csum.to_be_bytes());
+        write_bytes(start + OFF_ICMP6 + 4, &[flags, 0, 0, 0]);
+        write_bytes(start + OFF_ND_TARGET, &target);
+        write_bytes(start + OFF_ND_TARGET + 16, &[ND_OPT_TLLA, 1]);
+        write_bytes(start + OFF_ND_TARGET + 18, &entry.mac);
+    }
+    if let Some(c) = vip_counters(&key) {
+        // SAFETY: per-CPU value of this CPU.
+        unsafe { (*c).arp_replies += 1 };
+    }
+    count_action(action::NA_REPLY);
+    xdp_action::XDP_TX
+}
+
+/// A neighbour advertisement for a VIP we own from another MAC (its target
+/// link-layer address, else its Ethernet source) is reported as a conflict.
+/// Advertisements are always passed.
+#[inline(always)]
+fn check_na(ctx: &XdpContext, ifindex: u32) {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let Some((_, opts)) = nd_parse(ctx, ND_OPT_TLLA) else {
+        return;
+    };
+    if start + OFF_ICMP6 + ND_MSG_LEN > end {
+        return;
+    }
+    if lease_lapsed() {
+        return;
+    }
+    // SAFETY: inside the message checked above.
+    let target: [u8; 16] = unsafe { read_bytes(start + OFF_ND_TARGET) };
+    let eth_src: [u8; 6] = unsafe { read_bytes(start + OFF_ETH_SRC) };
+    let sender = if opts.has_lladdr {
+        opts.lladdr
+    } else {
+        eth_src
+    };
+    let key = VipKey::ipv6(ifindex, target);
+    if let Some(entry) = lookup(&key) {
+        if entry.state == vip_state::OWNED && entry.mac != sender {
+            report_conflict(&key, sender);
+            debug!(ctx, "wackamole: conflicting NA for an owned VIP");
+        }
+    }
+}
+
+/// True when `dst` is the solicited-node multicast group of `target`
+/// (ff02::1:ffXX:XXXX with the target's low 24 bits).
+#[inline(always)]
+fn is_solicited_node_of(dst: &[u8; 16], target: &[u8; 16]) -> bool {
+    dst[..13] == [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff] && dst[13..] == target[13..]
+}
+
+/// The ICMPv6 checksum of the NA we send: pseudo-header (source = target,
+/// destination, length 32, next header 58) and the 32-byte message, summed
+/// from the values (not re-read from the packet).
+#[inline(always)]
+fn na_checksum(target: &[u8; 16], dst: &[u8; 16], flags: u8, mac: &[u8; 6]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut i = 0;
+    while i < 16 {
+        // Source and target are both the VIP: counted twice.
+        sum += 2 * u32::from(u16::from_be_bytes([target[i], target[i + 1]]));
+        sum += u32::from(u16::from_be_bytes([dst[i], dst[i + 1]]));
+        i += 2;
+    }
+    sum += (ND_MSG_LEN + 8) as u32 + u32::from(IPPROTO_ICMPV6);
+    sum += u32::from(ND_NA) << 8;
+    sum += u32::from(flags) << 8;
+    sum += (u32::from(ND_OPT_TLLA) << 8) | 1;
+    sum += u32::from(u16::from_be_bytes([mac[0], mac[1]]));
+    sum += u32::from(u16::from_be_bytes([mac[2], mac[3]]));
+    sum += u32::from(u16::from_be_bytes([mac[4], mac[5]]));
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 #[inline(always)]
@@ -201,6 +527,7 @@ fn disposition(key: &VipKey, fenced: bool) -> Option<Disposition> {
     match entry.state {
         vip_state::OWNED => Some(Disposition::Owned(entry)),
         vip_state::RELEASING => Some(Disposition::Releasing),
+        vip_state::YIELDING => Some(Disposition::Yielding),
         // Unknown state (newer agent?): leave the traffic to the kernel.
         _ => None,
     }

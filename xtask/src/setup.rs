@@ -12,6 +12,7 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-arping",
     "iputils-ping",
+    "ndisc6",
     "ethtool",
     "procps",
     "psmisc",

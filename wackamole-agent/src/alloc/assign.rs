@@ -3,7 +3,7 @@
 //! linear in VIFs (plus a log factor in members), never VIFs × members.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use super::Priority;
 
@@ -30,6 +30,18 @@ pub(crate) struct MemberInput<'a> {
     pub weight: u32,
     pub held: &'a [(u32, Priority)],
     pub prefer: &'a [u32],
+    /// Held VIFs it does not answer for (a hand-over was under way): its
+    /// claim counts only if no member answering for the VIF claims it.
+    pub yielding: &'a BTreeSet<u32>,
+    /// VIFs it may not hold (no carrier).
+    pub ineligible: &'a BTreeSet<u32>,
+}
+
+impl MemberInput<'_> {
+    /// May hold VIF v.
+    pub fn can_hold(&self, v: u32) -> bool {
+        self.eligible && !self.ineligible.contains(&v)
+    }
 }
 
 /// `a` is lighter than `b` after each receives one more VIF: compares
@@ -80,13 +92,23 @@ impl Recipients {
         Self { heap }
     }
 
-    /// The next recipient (its count is taken as one higher afterwards).
-    pub fn take(&mut self) -> Option<u32> {
-        let mut top = self.heap.pop()?;
-        let index = top.index;
-        top.count += 1;
-        self.heap.push(top);
-        Some(index)
+    /// The next recipient that passes `ok` (members without carrier for the
+    /// VIF are skipped, not charged); its count is taken as one higher
+    /// afterwards.
+    pub fn take_where(&mut self, ok: impl Fn(u32) -> bool) -> Option<u32> {
+        let mut skipped = Vec::new();
+        let mut found = None;
+        while let Some(mut top) = self.heap.pop() {
+            if ok(top.index) {
+                found = Some(top.index);
+                top.count += 1;
+                self.heap.push(top);
+                break;
+            }
+            skipped.push(top);
+        }
+        self.heap.extend(skipped);
+        found
     }
 
     /// Another VIF went to `index` outside the heap's choice.
@@ -98,11 +120,13 @@ impl Recipients {
 /// Resolves a view's table from every member's STATE, applied in delivery
 /// order `order`:
 /// - claims: the first claimant keeps a VIF unless a later one has a higher
-///   priority (PREFER_CLAIMED beats CLAIMED); invalid members' claims are ignored;
-/// - preferences: a VIF goes to its PREFER_CLAIMED holder if eligible, else to
-///   the first eligible member (in delivery order) that prefers it;
-/// - claims by ineligible (drained) members are dropped;
-/// - every VIF still free goes to the least-loaded eligible member.
+///   priority (PREFER_CLAIMED beats CLAIMED); invalid members' claims are
+///   ignored; a yielding claim counts only if nobody answering claims it;
+/// - preferences: a VIF goes to its PREFER_CLAIMED holder if it may hold it,
+///   else to the first member (in delivery order) that prefers it and may;
+/// - claims by members that may not hold the VIF (drained, no carrier) are
+///   dropped;
+/// - every VIF still free goes to the least-loaded member that may hold it.
 ///
 /// Returns the table and each member's count.
 pub(crate) fn resolve(
@@ -112,39 +136,56 @@ pub(crate) fn resolve(
 ) -> (Vec<Slot>, Vec<u32>) {
     let mut table = vec![Slot::EMPTY; vif_count];
     let mut preferred_by: Vec<Option<u32>> = vec![None; vif_count];
-    for &s in order {
-        let Some(m) = members.get(s) else { continue };
-        if !m.valid {
-            continue;
-        }
-        for &(v, p) in m.held {
-            let Some(slot) = table.get_mut(v as usize) else {
-                continue;
-            };
-            if p != Priority::Claimed && p != Priority::PreferClaimed {
+    for yielding_pass in [false, true] {
+        let mut taken_now = vec![false; if yielding_pass { vif_count } else { 0 }];
+        for &s in order {
+            let Some(m) = members.get(s) else { continue };
+            if !m.valid {
                 continue;
             }
-            if slot.owner.is_none() || p > slot.prio {
-                *slot = Slot {
-                    owner: Some(s as u32),
-                    prio: p,
+            for &(v, p) in m.held {
+                if m.yielding.contains(&v) != yielding_pass {
+                    continue;
+                }
+                let Some(slot) = table.get_mut(v as usize) else {
+                    continue;
                 };
+                if p != Priority::Claimed && p != Priority::PreferClaimed {
+                    continue;
+                }
+                if yielding_pass {
+                    // Only VIFs nobody answering claimed.
+                    if slot.owner.is_some() && !taken_now[v as usize] {
+                        continue;
+                    }
+                    taken_now[v as usize] = true;
+                }
+                if slot.owner.is_none() || p > slot.prio {
+                    *slot = Slot {
+                        owner: Some(s as u32),
+                        prio: p,
+                    };
+                }
             }
-        }
-        if m.eligible {
-            for &v in m.prefer {
-                if let Some(p) = preferred_by.get_mut(v as usize) {
-                    p.get_or_insert(s as u32);
+            if !yielding_pass {
+                for &v in m.prefer {
+                    if m.can_hold(v) {
+                        if let Some(p) = preferred_by.get_mut(v as usize) {
+                            p.get_or_insert(s as u32);
+                        }
+                    }
                 }
             }
         }
     }
-    let eligible: Vec<bool> = members.iter().map(|m| m.eligible).collect();
     let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
+    let eligible: Vec<bool> = members.iter().map(|m| m.eligible).collect();
     let mut counts = vec![0u32; members.len()];
     let mut free = Vec::new();
     for (v, slot) in table.iter_mut().enumerate() {
-        let holder_ok = slot.owner.is_some_and(|o| eligible[o as usize]);
+        let holder_ok = slot
+            .owner
+            .is_some_and(|o| members[o as usize].can_hold(v as u32));
         *slot = if holder_ok && slot.prio == Priority::PreferClaimed {
             *slot
         } else if let Some(q) = preferred_by[v] {
@@ -167,7 +208,7 @@ pub(crate) fn resolve(
     }
     let mut recipients = Recipients::new(&counts, &weights, &eligible);
     for v in free {
-        if let Some(to) = recipients.take() {
+        if let Some(to) = recipients.take_where(|i| members[i as usize].can_hold(v as u32)) {
             table[v] = Slot {
                 owner: Some(to),
                 prio: Priority::Claimed,
@@ -187,20 +228,26 @@ pub(crate) fn worth_moving(a: (u32, u32), b: (u32, u32)) -> bool {
 }
 
 /// Plans one balance round (leader only): up to `limit` times, move the first
-/// movable (CLAIMED) VIF of the most loaded member to the least loaded one, as
-/// long as that is an improvement. Returns (vif, from, to) triples.
+/// movable (CLAIMED, not `busy`) VIF of the most loaded member that the least
+/// loaded one may hold (`can_hold(member, vif)`) to it, as long as that is an
+/// improvement. Returns (vif, from, to) triples.
 pub(crate) fn plan_balance(
     table: &[Slot],
     counts: &[u32],
     weights: &[u32],
     eligible: &[bool],
     limit: usize,
+    busy: impl Fn(u32) -> bool,
+    can_hold: impl Fn(u32, u32) -> bool,
 ) -> Vec<(u32, u32, u32)> {
     let n = counts.len();
     let mut movable: Vec<VecDeque<u32>> = vec![VecDeque::new(); n];
     for (v, slot) in table.iter().enumerate() {
         if let Some(o) = slot.owner {
-            if slot.prio == Priority::Claimed && eligible.get(o as usize) == Some(&true) {
+            if slot.prio == Priority::Claimed
+                && eligible.get(o as usize) == Some(&true)
+                && !busy(v as u32)
+            {
                 movable[o as usize].push_back(v as u32);
             }
         }
@@ -245,7 +292,10 @@ pub(crate) fn plan_balance(
         if a == b || !worth_moving((counts[a], weights[a]), (counts[b], weights[b])) {
             break;
         }
-        let Some(v) = movable[a].pop_front() else {
+        let Some(k) = movable[a].iter().position(|&v| can_hold(b as u32, v)) else {
+            break;
+        };
+        let Some(v) = movable[a].remove(k) else {
             break;
         };
         counts[a] = counts[a].saturating_sub(1);
@@ -260,6 +310,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    static NONE: BTreeSet<u32> = BTreeSet::new();
+
     fn member<'a>(held: &'a [(u32, Priority)], prefer: &'a [u32]) -> MemberInput<'a> {
         MemberInput {
             valid: true,
@@ -267,7 +319,29 @@ mod tests {
             weight: 1,
             held,
             prefer,
+            yielding: &NONE,
+            ineligible: &NONE,
         }
+    }
+
+    #[test]
+    fn answering_claims_beat_yielding_ones_and_carrier_counts() {
+        let a = [(0, Priority::Claimed), (1, Priority::Claimed)];
+        let b = [(0, Priority::Claimed), (1, Priority::Claimed)];
+        let y: BTreeSet<u32> = [0, 1].into();
+        let mut m = vec![member(&a, &[]), member(&b, &[])];
+        m[0].yielding = &y;
+        let (t, _) = resolve(2, &m, &[0, 1]);
+        assert_eq!((t[0].owner, t[1].owner), (Some(1), Some(1)));
+        // Only yielding claims: the yielder keeps it.
+        let (t, _) = resolve(2, &m[..1], &[0]);
+        assert_eq!(t[0].owner, Some(0));
+        // No carrier for VIF 1 at member 1: it goes to member 0.
+        let inel: BTreeSet<u32> = [1].into();
+        let mut m = vec![member(&[], &[]), member(&b, &[1])];
+        m[1].ineligible = &inel;
+        let (t, _) = resolve(3, &m, &[0, 1]);
+        assert_eq!((t[0].owner, t[1].owner), (Some(1), Some(0)));
     }
 
     #[test]
@@ -325,10 +399,31 @@ mod tests {
                 prio: Priority::Claimed,
             })
             .collect();
-        let moves = plan_balance(&table, &[6, 0, 0], &[1, 1, 1], &[true; 3], 1);
+        let any = |_: u32, _: u32| true;
+        let idle = |_: u32| false;
+        let moves = plan_balance(&table, &[6, 0, 0], &[1, 1, 1], &[true; 3], 1, idle, any);
         assert_eq!(moves, vec![(0, 0, 1)]);
-        let moves = plan_balance(&table, &[6, 0, 0], &[1, 1, 1], &[true; 3], usize::MAX);
+        let moves = plan_balance(
+            &table,
+            &[6, 0, 0],
+            &[1, 1, 1],
+            &[true; 3],
+            usize::MAX,
+            idle,
+            any,
+        );
         assert_eq!(moves, vec![(0, 0, 1), (1, 0, 2), (2, 0, 1), (3, 0, 2)]);
+        // VIF 0 is being handed over; member 1 has no carrier for VIF 1.
+        let moves = plan_balance(
+            &table,
+            &[6, 0, 0],
+            &[1, 1, 1],
+            &[true; 3],
+            1,
+            |v| v == 0,
+            |m, v| !(m == 1 && v == 1),
+        );
+        assert_eq!(moves, vec![(2, 0, 1)]);
     }
 
     proptest! {
@@ -341,7 +436,7 @@ mod tests {
             let table: Vec<Slot> = owners.iter().map(|&o| Slot { owner: Some(o), prio: Priority::Claimed }).collect();
             let mut counts = vec![0u32; 6];
             for &o in &owners { counts[o as usize] += 1; }
-            let moves = plan_balance(&table, &counts, &weights, &[true; 6], usize::MAX);
+            let moves = plan_balance(&table, &counts, &weights, &[true; 6], usize::MAX, |_| false, |_, _| true);
             for (v, from, to) in moves {
                 prop_assert_eq!(owners[v as usize], from);
                 counts[from as usize] -= 1;

@@ -1,12 +1,13 @@
 //! The allocator state machine of one node.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::assign::{self, MemberInput, Recipients, Slot};
-use super::wire::{self, Message, StateMsg, WireCommand, WireMove};
+use super::wire::{self, HandoverItem, Message, StateMsg, WireCommand, WireMove};
 use super::{
-    vif_digest, Action, AllocConfig, Input, MemberRow, MoveReport, NodeInfo, OperatorCommand,
-    OwnerView, PerRound, Phase, Priority, Report, TableView, TimerKind, VifIndex, VifRow,
+    vif_digest, Action, AllocConfig, HandoverRow, Input, MemberRow, MoveReport, NodeInfo,
+    OperatorCommand, OwnerView, PerRound, Phase, Priority, Report, TableView, TimerKind, VifIndex,
+    VifRow,
 };
 use crate::membership::{MemberId, ViewId};
 
@@ -23,9 +24,40 @@ pub struct Allocator {
     phase: Phase,
     /// What I physically hold, with its priority (Unclaimed = not held).
     held: Vec<Priority>,
+    /// Held VIFs I do not answer ARP for (hand-over step 1 done).
+    yielding: Vec<bool>,
+    /// The wire version I speak (the build's, or a test hook's).
+    speak: u8,
+    /// VIFs without carrier now (the agent's last `Eligibility`).
+    no_carrier: BTreeSet<u32>,
+    /// VIFs I tell the group I may not hold: `no_carrier` plus those whose
+    /// carrier came back less than `mature_after` ago. I never hold them.
+    advertised: BTreeSet<u32>,
     mature_timer: bool,
     balance_timer: bool,
+    exchange_timer: bool,
+    eligibility_timer: bool,
     view: Option<ViewState>,
+}
+
+/// A hand-over in progress (version-2 views): the table's owner of the VIF
+/// is the new owner; it answers once `pending` is empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Handover {
+    pub seq: u32,
+    /// Members that must stop answering (their HANDOVER not delivered yet).
+    pub pending: BTreeSet<u32>,
+    /// Members that stopped answering and keep the addresses until TAKEN.
+    pub yielded: BTreeSet<u32>,
+}
+
+/// What the simulator reads of the agreed state.
+pub(crate) struct Agreed {
+    pub view: ViewId,
+    pub me: usize,
+    pub version: u8,
+    pub owners: Vec<Option<u32>>,
+    pub handovers: BTreeMap<u32, Handover>,
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +72,11 @@ struct Member {
     valid: bool,
     eligible: bool,
     count: u32,
+    max_version: u8,
+    yielding: BTreeSet<u32>,
+    ineligible: BTreeSet<u32>,
+    /// Why its STATE is unusable (garbage, or none before the timeout).
+    bad: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +98,10 @@ struct ViewState {
     rounds: u32,
     /// Lowest-index valid member: the balance leader.
     leader: Option<usize>,
+    /// The wire version the group speaks (lowest of the valid members').
+    version: u8,
+    handovers: BTreeMap<u32, Handover>,
+    next_seq: u32,
 }
 
 impl ViewState {
@@ -79,6 +120,22 @@ impl ViewState {
             m.eligible = m.valid && (!m.drained || !undrained);
         }
     }
+    /// Member i may hold VIF v (eligible, and carrier in version-2 views).
+    fn can_hold(&self, i: u32, v: u32) -> bool {
+        self.members
+            .get(i as usize)
+            .is_some_and(|m| m.eligible && (self.version < 2 || !m.ineligible.contains(&v)))
+    }
+    /// Member i has carrier for VIF v as far as the group knows.
+    fn has_carrier(&self, i: u32, v: u32) -> bool {
+        self.members
+            .get(i as usize)
+            .is_some_and(|m| m.valid && (self.version < 2 || !m.ineligible.contains(&v)))
+    }
+    fn seq(&mut self) -> u32 {
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.next_seq
+    }
     fn name_of(&self, i: u32) -> String {
         self.members
             .get(i as usize)
@@ -94,8 +151,19 @@ fn report(out: &mut Vec<Action>, r: Report) {
 impl Allocator {
     /// A node that is not yet in any view and immature.
     pub fn new(config: AllocConfig, me: NodeInfo) -> Self {
+        Self::with_wire_version(config, me, wire::VERSION)
+    }
+
+    /// Test hook for mixed-version groups: a node that speaks wire version
+    /// `version` (1: before hand-overs; 3: a future version that sends a
+    /// STATE field and a message kind this build does not know). Clamped to
+    /// 1..=VERSION+1.
+    #[doc(hidden)]
+    pub fn with_wire_version(config: AllocConfig, mut me: NodeInfo, version: u8) -> Self {
         let digest = vif_digest(&config.vifs);
-        let held = vec![Priority::Unclaimed; config.vifs.len()];
+        let n = config.vifs.len();
+        // The name as the wire carries it, so that `move`/`drain` match it.
+        me.name = wire::bound_name(&me.name).to_owned();
         Self {
             config,
             digest,
@@ -103,9 +171,15 @@ impl Allocator {
             mature: false,
             drained: false,
             phase: Phase::Disconnected,
-            held,
+            held: vec![Priority::Unclaimed; n],
+            yielding: vec![false; n],
+            speak: version.clamp(wire::MIN_VERSION, wire::VERSION + 1),
+            no_carrier: BTreeSet::new(),
+            advertised: BTreeSet::new(),
             mature_timer: false,
             balance_timer: false,
+            exchange_timer: false,
+            eligibility_timer: false,
             view: None,
         }
     }
@@ -124,15 +198,21 @@ impl Allocator {
                     v.transitional = true;
                 }
                 self.cancel_balance(&mut out);
+                self.cancel_exchange(&mut out);
             }
             Input::Message { sender, payload } => self.on_message(sender, &payload, &mut out),
             Input::Timer(TimerKind::Mature) => self.on_mature_timer(&mut out),
             Input::Timer(TimerKind::Balance) => self.on_balance_timer(&mut out),
+            Input::Timer(TimerKind::Exchange) => self.on_exchange_timer(&mut out),
+            Input::Timer(TimerKind::Eligibility) => self.on_eligibility_timer(&mut out),
             Input::Operator(cmd) => self.on_operator(cmd, &mut out),
             Input::ConfigChanged(config) => self.on_config(config, &mut out),
+            Input::Announced(vifs) => self.on_announced(&vifs, &mut out),
+            Input::Eligibility { ineligible } => self.on_eligibility(&ineligible, &mut out),
             Input::EngineLost => {
                 self.release_all(&mut out);
                 self.cancel_balance(&mut out);
+                self.cancel_exchange(&mut out);
                 // Reconnecting is connecting anew: immature, so a node whose
                 // engine comes back alone (its corosync restarted or thawed
                 // before it merged) does not grab every VIF for a moment.
@@ -149,6 +229,7 @@ impl Allocator {
             Input::Fail => {
                 self.release_all(&mut out);
                 self.cancel_balance(&mut out);
+                self.cancel_exchange(&mut out);
                 if self.mature_timer {
                     self.mature_timer = false;
                     out.push(Action::CancelTimer(TimerKind::Mature));
@@ -179,12 +260,21 @@ impl Allocator {
         out
     }
 
-    /// The VIFs I hold.
+    /// The VIFs I hold (answering or yielding).
     pub fn held(&self) -> impl Iterator<Item = VifIndex> + '_ {
         self.held
             .iter()
             .enumerate()
             .filter(|(_, p)| **p != Priority::Unclaimed)
+            .map(|(v, _)| VifIndex(v as u32))
+    }
+
+    /// The held VIFs I am yielding (not answering ARP for).
+    pub fn yielding(&self) -> impl Iterator<Item = VifIndex> + '_ {
+        self.yielding
+            .iter()
+            .enumerate()
+            .filter(|(_, y)| **y)
             .map(|(v, _)| VifIndex(v as u32))
     }
 
@@ -206,6 +296,11 @@ impl Allocator {
     /// The current view, if any.
     pub fn view_id(&self) -> Option<ViewId> {
         self.view.as_ref().map(|v| v.id)
+    }
+
+    /// The wire version I speak.
+    pub fn wire_version(&self) -> u8 {
+        self.speak
     }
 
     /// A snapshot of the table and members, for `ctl status`.
@@ -248,6 +343,27 @@ impl Allocator {
                         drained: m.drained,
                         config_ok: m.valid,
                         state_received: m.state.is_some(),
+                        max_version: m.max_version,
+                        ineligible: m.ineligible.iter().map(|v| VifIndex(*v)).collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let handovers = view
+            .map(|view| {
+                let names = |set: &BTreeSet<u32>| set.iter().map(|i| view.name_of(*i)).collect();
+                view.handovers
+                    .iter()
+                    .map(|(v, h)| HandoverRow {
+                        vif: VifIndex(*v),
+                        seq: h.seq,
+                        to: view
+                            .table
+                            .get(*v as usize)
+                            .and_then(|s| s.owner)
+                            .map(|o| view.name_of(o)),
+                        pending: names(&h.pending),
+                        yielded: names(&h.yielded),
                     })
                     .collect()
             })
@@ -262,20 +378,37 @@ impl Allocator {
             vifs,
             members,
             config_errors: view.map(|v| v.config_errors.clone()).unwrap_or_default(),
+            group_version: view.filter(|v| v.complete).map(|v| v.version),
+            handovers,
         }
     }
 
-    /// For the simulator: the agreed owner (member index) of every VIF, once
-    /// the exchange is complete and the view mature.
-    pub(crate) fn agreed_owners(&self) -> Option<(ViewId, usize, Vec<Option<u32>>)> {
+    /// For the simulator: the agreed table, once the exchange is complete
+    /// and the view mature.
+    pub(crate) fn agreed(&self) -> Option<Agreed> {
         let v = self.view.as_ref()?;
-        (v.complete && v.mature && self.phase != Phase::Excluded)
-            .then(|| (v.id, v.me, v.table.iter().map(|s| s.owner).collect()))
+        (v.complete && v.mature && self.phase != Phase::Excluded).then(|| Agreed {
+            view: v.id,
+            me: v.me,
+            version: v.version,
+            owners: v.table.iter().map(|s| s.owner).collect(),
+            handovers: v.handovers.clone(),
+        })
+    }
+
+    /// For the simulator: the VIFs I tell the group I may not hold.
+    pub(crate) fn advertised_ineligible(&self) -> &BTreeSet<u32> {
+        &self.advertised
     }
 
     /// For the simulator: exchange complete in the current view.
     pub(crate) fn exchange_complete(&self) -> bool {
         self.view.as_ref().is_some_and(|v| v.complete)
+    }
+
+    /// For the simulator: the group's version once the exchange is complete.
+    pub(crate) fn group_version(&self) -> Option<u8> {
+        self.view.as_ref().filter(|v| v.complete).map(|v| v.version)
     }
 
     // ----- view and state exchange -----
@@ -285,6 +418,7 @@ impl Allocator {
             return;
         }
         self.cancel_balance(out);
+        self.cancel_exchange(out);
         if me >= members.len() {
             report(
                 out,
@@ -326,6 +460,10 @@ impl Allocator {
                 valid: false,
                 eligible: false,
                 count: 0,
+                max_version: 1,
+                yielding: BTreeSet::new(),
+                ineligible: BTreeSet::new(),
+                bad: None,
             })
             .collect();
         self.view = Some(ViewState {
@@ -342,6 +480,9 @@ impl Allocator {
             config_errors: Vec::new(),
             rounds: 0,
             leader: None,
+            version: self.speak,
+            handovers: BTreeMap::new(),
+            next_seq: 0,
         });
         self.phase = Phase::Gather;
         let state = StateMsg {
@@ -367,8 +508,28 @@ impl Allocator {
                 .map(|(v, p)| (v as u32, *p))
                 .collect(),
             prefer: self.config.prefer.iter().map(|v| v.0).collect(),
+            max_version: self.speak,
+            yielding: self.yielding().map(|v| v.0).collect(),
+            ineligible: self.advertised.iter().copied().collect(),
         };
-        out.push(Action::Multicast(wire::encode(&Message::State(state))));
+        out.push(Action::Multicast(wire::encode_as(
+            &Message::State(state),
+            self.speak,
+        )));
+        if self.speak > wire::VERSION {
+            // Test hook: what a newer node may send after its STATE.
+            out.push(Action::Multicast(wire::encode_as(
+                &Message::Future { view: id },
+                self.speak,
+            )));
+        }
+        if let (true, Some(after)) = (self.speak >= 2, self.config.exchange_timeout) {
+            self.exchange_timer = true;
+            out.push(Action::ArmTimer {
+                kind: TimerKind::Exchange,
+                after,
+            });
+        }
     }
 
     fn on_message(&mut self, sender: MemberId, payload: &[u8], out: &mut Vec<Action>) {
@@ -377,6 +538,11 @@ impl Allocator {
         };
         self.message_in_view(&mut view, sender, payload, out);
         self.view = Some(view);
+    }
+
+    /// Encodes a message in the version I speak.
+    fn send(&self, msg: &Message, out: &mut Vec<Action>) {
+        out.push(Action::Multicast(wire::encode_as(msg, self.speak)));
     }
 
     fn message_in_view(
@@ -396,9 +562,16 @@ impl Allocator {
             );
             return;
         };
-        let msg = match wire::decode(payload) {
+        let msg = match wire::decode_as(payload, self.speak) {
             Ok(m) => m,
             Err(e) => {
+                let m = &view.members[i];
+                // A member's first message in a view is its STATE (in every
+                // version): garbage in its place is an unusable STATE, so the
+                // exchange goes on without it. A newer member's extra
+                // messages are only reported.
+                let in_place_of_state =
+                    !e.is_newer() && !view.complete && m.state.is_none() && m.bad.is_none();
                 report(
                     out,
                     Report::BadMessage {
@@ -406,8 +579,30 @@ impl Allocator {
                         error: e.to_string(),
                     },
                 );
+                if in_place_of_state {
+                    view.members[i].bad = Some(format!("sent a STATE this node cannot read ({e})"));
+                    view.received += 1;
+                    if view.received == view.members.len() {
+                        self.complete(view, out);
+                    }
+                }
                 return;
             }
+        };
+        // Commands, updates, maturity and hand-over messages count only from
+        // members in good standing (their VIF list is the group's).
+        let standing = |view: &ViewState| {
+            let m = &view.members[i];
+            m.state.is_some() && (!view.complete || m.valid)
+        };
+        let refuse = |out: &mut Vec<Action>, sender: MemberId, what: &str| {
+            report(
+                out,
+                Report::BadMessage {
+                    sender,
+                    error: format!("{what} from a member whose VIF list is not the group's"),
+                },
+            )
         };
         match msg {
             Message::State(s) => {
@@ -428,12 +623,13 @@ impl Allocator {
                     return;
                 }
                 let m = &mut view.members[i];
-                if m.state.is_some() {
+                if m.state.is_some() || m.bad.is_some() || view.complete {
                     report(
                         out,
                         Report::BadMessage {
                             sender,
-                            error: "second STATE in one view".into(),
+                            error: "STATE after its exchange slot (second, late or after garbage)"
+                                .into(),
                         },
                     );
                     return;
@@ -443,6 +639,9 @@ impl Allocator {
                 m.mature = s.mature;
                 m.drained = s.drained;
                 m.prefer = s.prefer.clone();
+                m.max_version = s.max_version.max(1);
+                m.yielding = s.yielding.iter().copied().collect();
+                m.ineligible = s.ineligible.iter().copied().collect();
                 m.state = Some(s);
                 view.received += 1;
                 view.order.push(i);
@@ -454,12 +653,11 @@ impl Allocator {
                 if id != view.id {
                     return;
                 }
+                if !standing(view) {
+                    return refuse(out, sender, "MATURE");
+                }
                 view.members[i].mature = true;
-                if view.complete
-                    && view.members[i].valid
-                    && !view.mature
-                    && self.phase != Phase::Excluded
-                {
+                if view.complete && !view.mature && self.phase != Phase::Excluded {
                     view.mature = true;
                     self.become_mature(out);
                     self.assign(view, out);
@@ -489,6 +687,9 @@ impl Allocator {
                 if id != view.id || self.phase == Phase::Excluded {
                     return;
                 }
+                if view.complete && !view.members[i].valid {
+                    return refuse(out, sender, "operator command");
+                }
                 self.apply_command(view, command, out);
             }
             Message::Update {
@@ -499,47 +700,92 @@ impl Allocator {
                 if id != view.id {
                     return;
                 }
+                if !standing(view) {
+                    return refuse(out, sender, "UPDATE");
+                }
                 let m = &mut view.members[i];
                 m.weight = weight.max(1);
                 m.prefer = prefer;
             }
+            Message::Handover { view: id, items } => {
+                if id == view.id && view.complete && view.version >= 2 && standing(view) {
+                    self.on_handover(view, i as u32, &items, out);
+                }
+            }
+            Message::Taken { view: id, items } => {
+                if id == view.id && view.complete && view.version >= 2 && standing(view) {
+                    self.on_taken(view, i as u32, &items, out);
+                }
+            }
+            Message::Eligibility {
+                view: id,
+                ineligible,
+            } => {
+                if id != view.id {
+                    return;
+                }
+                if !standing(view) {
+                    return refuse(out, sender, "ELIGIBILITY");
+                }
+                view.members[i].ineligible = ineligible.into_iter().collect();
+                if view.complete && view.mature && view.version >= 2 {
+                    self.lost_carrier(view, i as u32, out);
+                    let mut hb = Vec::new();
+                    self.fixups(view, &mut hb, out);
+                    self.send_handover(view, hb, out);
+                }
+            }
+            Message::ExchangeTimeout { view: id } => {
+                // An older member would not understand it: it must not
+                // decide for some members only.
+                let older = view
+                    .members
+                    .iter()
+                    .any(|m| m.state.is_some() && m.max_version < 2);
+                if id != view.id || view.complete || older {
+                    return;
+                }
+                for m in &mut view.members {
+                    if m.state.is_none() && m.bad.is_none() {
+                        m.bad = Some("sent no STATE before the exchange timeout".into());
+                        view.received += 1;
+                    }
+                }
+                self.complete(view, out);
+            }
+            Message::Future { .. } => {}
         }
     }
 
     /// The last STATE arrived: check VIF lists, then assign if mature.
     fn complete(&mut self, view: &mut ViewState, out: &mut Vec<Action>) {
         view.complete = true;
+        self.cancel_exchange(out);
         // Reference list: held by most members; ties to the lowest index.
         let mut tally: Vec<((u64, u32), usize)> = Vec::new();
         for m in &view.members {
-            let key = m
-                .state
-                .as_ref()
-                .map(|s| (s.digest, s.vif_count))
-                .unwrap_or_default();
+            let Some(key) = m.state.as_ref().map(|s| (s.digest, s.vif_count)) else {
+                continue;
+            };
             match tally.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, n)) => *n += 1,
                 None => tally.push((key, 1)),
             }
         }
         let best = tally.iter().map(|(_, n)| *n).max().unwrap_or(0);
-        let reference = tally
-            .iter()
-            .find(|(_, n)| *n == best)
-            .map(|(k, _)| *k)
-            .unwrap_or_default();
+        let reference = tally.iter().find(|(_, n)| *n == best).map(|(k, _)| *k);
         for m in &mut view.members {
-            let key = m
-                .state
-                .as_ref()
-                .map(|s| (s.digest, s.vif_count))
-                .unwrap_or_default();
-            m.valid = key == reference;
+            let key = m.state.as_ref().map(|s| (s.digest, s.vif_count));
+            m.valid = key.is_some() && key == reference;
             if !m.valid {
-                let detail = format!(
-                    "has a different VIF list ({} VIFs, digest {:016x}; the group's has {} VIFs, digest {:016x})",
-                    key.1, key.0, reference.1, reference.0
-                );
+                let detail = match (&m.bad, key, reference) {
+                    (Some(bad), _, _) => bad.clone(),
+                    (None, Some(key), Some(reference)) => format!(
+                        "has a different VIF list ({} VIFs, digest {:016x}; the group's has {} VIFs, digest {:016x})",
+                        key.1, key.0, reference.1, reference.0
+                    ),
+                    _ => "has no usable STATE".into(),
+                };
                 view.config_errors
                     .push(format!("node {} ({}) {detail}", m.node, m.id));
                 report(
@@ -554,6 +800,23 @@ impl Allocator {
             }
         }
         view.leader = view.members.iter().position(|m| m.valid);
+        view.version = view
+            .members
+            .iter()
+            .filter(|m| m.valid)
+            .map(|m| m.max_version)
+            .min()
+            .unwrap_or(self.speak)
+            .min(self.speak);
+        if view.version < self.speak.min(wire::VERSION) {
+            report(
+                out,
+                Report::GroupVersion {
+                    view: view.id,
+                    version: view.version,
+                },
+            );
+        }
         view.compute_eligibility();
         if !view.members[view.me].valid {
             self.phase = Phase::Excluded;
@@ -592,6 +855,8 @@ impl Allocator {
 
     /// Resolves the table from the view's STATEs and makes my holdings match.
     fn assign(&mut self, view: &mut ViewState, out: &mut Vec<Action>) {
+        let v2 = view.version >= 2;
+        let none = BTreeSet::new();
         let inputs: Vec<MemberInput<'_>> = view
             .members
             .iter()
@@ -601,6 +866,8 @@ impl Allocator {
                 weight: m.weight,
                 held: m.state.as_ref().map(|s| s.held.as_slice()).unwrap_or(&[]),
                 prefer: &m.prefer,
+                yielding: if v2 { &m.yielding } else { &none },
+                ineligible: if v2 { &m.ineligible } else { &none },
             })
             .collect();
         let (table, counts) = assign::resolve(self.held.len(), &inputs, &view.order);
@@ -608,46 +875,457 @@ impl Allocator {
         for (m, c) in view.members.iter_mut().zip(counts) {
             m.count = c;
         }
-        self.reconcile(view, out);
+        if v2 {
+            self.reconcile_handovers(view, out);
+        } else {
+            self.reconcile(view, out);
+        }
         self.phase = Phase::Run;
         self.rearm_balance(view, out);
     }
 
-    /// Releases what the table gives to others, then acquires what it gives me.
+    /// Version 1: releases what the table gives to others, then acquires
+    /// (or reclaims) what it gives me.
     fn reconcile(&mut self, view: &ViewState, out: &mut Vec<Action>) {
         let me = view.me as u32;
         let mut acquire = Vec::new();
         for (v, slot) in view.table.iter().enumerate() {
-            let Some(held) = self.held.get_mut(v) else {
+            if v >= self.held.len() {
                 continue;
-            };
-            if slot.owner == Some(me) {
-                if *held == Priority::Unclaimed {
+            }
+            if slot.owner == Some(me) && !self.advertised.contains(&(v as u32)) {
+                if self.held[v] == Priority::Unclaimed {
                     acquire.push(v);
+                } else if self.yielding[v] {
+                    self.yielding[v] = false;
+                    out.push(Action::Reclaim(VifIndex(v as u32)));
                 }
-                *held = slot.prio;
-            } else if *held != Priority::Unclaimed {
-                *held = Priority::Unclaimed;
-                out.push(Action::Release(VifIndex(v as u32)));
+                self.held[v] = slot.prio;
+            } else if self.held[v] != Priority::Unclaimed {
+                self.drop_vif(v, out);
             }
         }
-        out.extend(
-            acquire
-                .into_iter()
-                .map(|v| Action::Acquire(VifIndex(v as u32))),
-        );
+        for v in acquire {
+            out.push(Action::Acquire(VifIndex(v as u32)));
+        }
+    }
+
+    /// Version 2: every member that answered for a VIF it no longer owns
+    /// hands it over to the new owner (make before break): it yields now and
+    /// says so (HANDOVER); the new owner answers once all have; it announces
+    /// and says TAKEN; then they release.
+    fn reconcile_handovers(&mut self, view: &mut ViewState, out: &mut Vec<Action>) {
+        let n = view.table.len();
+        let mut answering: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut yielded: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for (i, m) in view.members.iter().enumerate() {
+            let (true, Some(s)) = (m.valid, m.state.as_ref()) else {
+                continue;
+            };
+            for &(v, _) in &s.held {
+                if (v as usize) < n {
+                    if m.yielding.contains(&v) {
+                        yielded[v as usize].push(i as u32);
+                    } else {
+                        answering[v as usize].push(i as u32);
+                    }
+                }
+            }
+        }
+        view.handovers.clear();
+        let me = view.me as u32;
+        let mut hb = Vec::new();
+        for v in 0..n {
+            let owner = view.table[v].owner;
+            let mut h = Handover {
+                seq: 0,
+                pending: answering[v].iter().copied().collect(),
+                yielded: yielded[v].iter().copied().collect(),
+            };
+            let Some(o) = owner else {
+                // Nobody may hold it: whoever does lets go.
+                if self.held[v] != Priority::Unclaimed {
+                    self.drop_vif(v, out);
+                }
+                continue;
+            };
+            h.pending.remove(&o);
+            h.yielded.remove(&o);
+            // Members the group knows to have no carrier hold nothing.
+            h.pending.retain(|&p| view.has_carrier(p, v as u32));
+            h.yielded.retain(|&p| view.has_carrier(p, v as u32));
+            if !h.pending.is_empty() || !h.yielded.is_empty() {
+                h.seq = view.seq();
+            }
+            if h.pending.contains(&me) {
+                self.yield_vif(v, out);
+                hb.push(HandoverItem {
+                    vif: v as u32,
+                    seq: h.seq,
+                });
+            } else if o != me && !h.yielded.contains(&me) && self.held[v] != Priority::Unclaimed {
+                self.drop_vif(v, out);
+            }
+            if o == me && self.held[v] != Priority::Unclaimed {
+                self.held[v] = view.table[v].prio;
+            }
+            self.settle_handover(view, v, h, out);
+        }
+        self.send_handover(view, hb, out);
+    }
+
+    fn send_handover(&self, view: &ViewState, items: Vec<HandoverItem>, out: &mut Vec<Action>) {
+        if !items.is_empty() && !view.transitional {
+            self.send(
+                &Message::Handover {
+                    view: view.id,
+                    items,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Stores a hand-over, or, once nobody else answers any more, lets the
+    /// owner answer (and drops it if nobody waits for TAKEN either).
+    fn settle_handover(
+        &mut self,
+        view: &mut ViewState,
+        v: usize,
+        h: Handover,
+        out: &mut Vec<Action>,
+    ) {
+        if h.pending.is_empty() {
+            let slot = view.table[v];
+            if slot.owner == Some(view.me as u32) {
+                self.activate(v, slot.prio, !h.yielded.is_empty(), out);
+            }
+            if h.yielded.is_empty() {
+                return;
+            }
+        }
+        view.handovers.insert(v as u32, h);
+    }
+
+    /// The table says I answer for v now.
+    fn activate(&mut self, v: usize, prio: Priority, announce: bool, out: &mut Vec<Action>) {
+        if self.advertised.contains(&(v as u32)) {
+            // No carrier: my ELIGIBILITY (sent) makes the group move it.
+            return;
+        }
+        let vif = VifIndex(v as u32);
+        if self.held[v] == Priority::Unclaimed {
+            out.push(Action::Acquire(vif));
+        } else if self.yielding[v] {
+            self.yielding[v] = false;
+            out.push(Action::Reclaim(vif));
+        } else if announce {
+            out.push(Action::Announce(vif));
+        }
+        self.held[v] = prio;
+    }
+
+    fn yield_vif(&mut self, v: usize, out: &mut Vec<Action>) {
+        if self.held[v] != Priority::Unclaimed && !self.yielding[v] {
+            self.yielding[v] = true;
+            out.push(Action::Yield(VifIndex(v as u32)));
+        }
+    }
+
+    fn drop_vif(&mut self, v: usize, out: &mut Vec<Action>) {
+        if self.held[v] != Priority::Unclaimed {
+            self.held[v] = Priority::Unclaimed;
+            self.yielding[v] = false;
+            out.push(Action::Release(VifIndex(v as u32)));
+        }
     }
 
     fn release_all(&mut self, out: &mut Vec<Action>) {
-        for (v, p) in self.held.iter_mut().enumerate() {
-            if *p != Priority::Unclaimed {
-                *p = Priority::Unclaimed;
-                out.push(Action::Release(VifIndex(v as u32)));
+        for v in 0..self.held.len() {
+            self.drop_vif(v, out);
+        }
+    }
+
+    // ----- hand-overs (version 2) -----
+
+    /// HANDOVER delivered: the sender stopped answering for these VIFs.
+    fn on_handover(
+        &mut self,
+        view: &mut ViewState,
+        sender: u32,
+        items: &[HandoverItem],
+        out: &mut Vec<Action>,
+    ) {
+        for it in items {
+            let Some(h) = view.handovers.get_mut(&it.vif) else {
+                continue;
+            };
+            if h.seq != it.seq || !h.pending.remove(&sender) {
+                continue;
+            }
+            h.yielded.insert(sender);
+            if h.pending.is_empty() {
+                if let Some(h) = view.handovers.remove(&it.vif) {
+                    self.settle_handover(view, it.vif as usize, h, out);
+                }
             }
         }
     }
 
-    /// Moves one VIF in the table; the new owner acquires, the old releases.
+    /// TAKEN delivered: the owner's announcement is out; the yielded let go.
+    fn on_taken(
+        &mut self,
+        view: &mut ViewState,
+        sender: u32,
+        items: &[HandoverItem],
+        out: &mut Vec<Action>,
+    ) {
+        let me = view.me as u32;
+        let mut done = false;
+        for it in items {
+            let v = it.vif as usize;
+            let matches = view.handovers.get(&it.vif).is_some_and(|h| {
+                h.seq == it.seq && h.pending.is_empty() && view.table[v].owner == Some(sender)
+            });
+            if !matches {
+                continue;
+            }
+            if let Some(h) = view.handovers.remove(&it.vif) {
+                done = true;
+                if h.yielded.contains(&me) && v < self.held.len() {
+                    self.drop_vif(v, out);
+                }
+            }
+        }
+        if done {
+            // What waited for the hand-over (drain, preferences) goes on.
+            let mut hb = Vec::new();
+            self.fixups(view, &mut hb, out);
+            self.send_handover(view, hb, out);
+        }
+    }
+
+    /// The agent's announcements are out: say TAKEN where a hand-over waits
+    /// for me.
+    fn on_announced(&mut self, vifs: &[VifIndex], out: &mut Vec<Action>) {
+        let Some(view) = &self.view else { return };
+        if !view.complete || view.transitional || view.version < 2 {
+            return;
+        }
+        let me = view.me as u32;
+        let items: Vec<HandoverItem> = vifs
+            .iter()
+            .filter_map(|vif| {
+                let v = vif.0 as usize;
+                let h = view.handovers.get(&vif.0)?;
+                let mine = view.table.get(v)?.owner == Some(me)
+                    && h.pending.is_empty()
+                    && self.held.get(v).is_some_and(|p| *p != Priority::Unclaimed)
+                    && !self.yielding[v];
+                mine.then_some(HandoverItem {
+                    vif: vif.0,
+                    seq: h.seq,
+                })
+            })
+            .collect();
+        if !items.is_empty() {
+            self.send(
+                &Message::Taken {
+                    view: view.id,
+                    items,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Moves VIF v to `to` in the table. Version 1: at once (the new owner
+    /// acquires, the old releases). Version 2: a hand-over: whoever answers
+    /// for v now yields first (a hand-over in progress is redirected, its
+    /// parties kept), and `to` answers once they all have.
+    fn transfer(
+        &mut self,
+        view: &mut ViewState,
+        v: usize,
+        to: u32,
+        prio: Priority,
+        hb: &mut Vec<HandoverItem>,
+        out: &mut Vec<Action>,
+    ) -> MoveReport {
+        if view.version < 2 {
+            return self.move_vif(view, v, to, prio, out);
+        }
+        let from = view.table[v].owner;
+        let existing = view.handovers.remove(&(v as u32));
+        let activated = existing.as_ref().is_none_or(|h| h.pending.is_empty());
+        let mut h = existing.unwrap_or_default();
+        let me = view.me as u32;
+        if h.seq == 0 {
+            h.seq = view.seq();
+        }
+        if let Some(o) = from.filter(|&o| o != to) {
+            // The old owner answers if it was let answer and has carrier.
+            if activated && view.has_carrier(o, v as u32) {
+                h.pending.insert(o);
+                if o == me {
+                    self.yield_vif(v, out);
+                    hb.push(HandoverItem {
+                        vif: v as u32,
+                        seq: h.seq,
+                    });
+                }
+            }
+            if let Some(m) = view.members.get_mut(o as usize) {
+                m.count = m.count.saturating_sub(1);
+            }
+            if let Some(m) = view.members.get_mut(to as usize) {
+                m.count += 1;
+            }
+        } else if from.is_none() {
+            if let Some(m) = view.members.get_mut(to as usize) {
+                m.count += 1;
+            }
+        }
+        h.pending.remove(&to);
+        h.yielded.remove(&to);
+        view.table[v] = Slot {
+            owner: Some(to),
+            prio,
+        };
+        if to == me && self.held[v] != Priority::Unclaimed {
+            self.held[v] = prio;
+        }
+        self.settle_handover(view, v, h, out);
+        MoveReport {
+            vif: VifIndex(v as u32),
+            from: from.map(|f| view.name_of(f)),
+            to: view.name_of(to),
+        }
+    }
+
+    /// ELIGIBILITY delivered from member s: it released at once what it has
+    /// no carrier for (a failure: no hand-over). Its VIFs go elsewhere, to
+    /// the hand-over's other parties first (the old owner keeps them).
+    fn lost_carrier(&mut self, view: &mut ViewState, s: u32, out: &mut Vec<Action>) {
+        let me = view.me as u32;
+        let mut hb = Vec::new();
+        let mut moves = Vec::new();
+        let lost: Vec<u32> = view.members[s as usize]
+            .ineligible
+            .iter()
+            .copied()
+            .collect();
+        for v in lost {
+            let vi = v as usize;
+            if vi >= view.table.len() {
+                continue;
+            }
+            // As a party of a hand-over it holds nothing any more.
+            if let Some(mut h) = view.handovers.remove(&v) {
+                let was_pending = h.pending.remove(&s);
+                h.yielded.remove(&s);
+                if was_pending && h.pending.is_empty() {
+                    // The owner may answer now.
+                    self.settle_handover(view, vi, h, out);
+                } else if !h.pending.is_empty() || !h.yielded.is_empty() {
+                    view.handovers.insert(v, h);
+                }
+            }
+            if view.table[vi].owner != Some(s) {
+                continue;
+            }
+            let parties: Option<u32> = view.handovers.get(&v).and_then(|h| {
+                h.pending
+                    .iter()
+                    .chain(h.yielded.iter())
+                    .copied()
+                    .filter(|&p| view.can_hold(p, v))
+                    .min()
+            });
+            let to = parties.or_else(|| self.recipient(view, v));
+            match to {
+                Some(to) => {
+                    moves.push(self.transfer(view, vi, to, Priority::Claimed, &mut hb, out))
+                }
+                None => {
+                    // Nobody may hold it.
+                    if let Some(h) = view.handovers.remove(&v) {
+                        if h.pending.contains(&me) || h.yielded.contains(&me) {
+                            self.drop_vif(vi, out);
+                        }
+                    }
+                    if let Some(m) = view.members.get_mut(s as usize) {
+                        m.count = m.count.saturating_sub(1);
+                    }
+                    view.table[vi] = Slot::EMPTY;
+                }
+            }
+        }
+        if s == me {
+            // Mine were released when the carrier went.
+            for v in view.members[s as usize].ineligible.clone() {
+                if (v as usize) < self.held.len() {
+                    self.drop_vif(v as usize, out);
+                }
+            }
+        }
+        self.send_handover(view, hb, out);
+        if !moves.is_empty() {
+            report(
+                out,
+                Report::Moves {
+                    reason: "no carrier",
+                    moves,
+                },
+            );
+        }
+    }
+
+    /// The eligible member that prefers v (lowest index) or the least loaded
+    /// one that may hold it.
+    fn recipient(&self, view: &ViewState, v: u32) -> Option<u32> {
+        let preferring = view
+            .members
+            .iter()
+            .enumerate()
+            .find(|(i, m)| m.prefer.contains(&v) && view.can_hold(*i as u32, v))
+            .map(|(i, _)| i as u32);
+        preferring.or_else(|| {
+            Recipients::new(&view.counts(), &view.weights(), &view.eligible())
+                .take_where(|i| view.can_hold(i, v))
+        })
+    }
+
+    /// After eligibility changed or a hand-over ended: VIFs whose owner may
+    /// not hold them move on, then preferences are settled.
+    fn fixups(&mut self, view: &mut ViewState, hb: &mut Vec<HandoverItem>, out: &mut Vec<Action>) {
+        if !view.mature {
+            return;
+        }
+        self.reassign_ineligible(view, hb, out);
+        self.settle_preferences(view, hb, out);
+        // VIFs nobody could hold (no carrier anywhere) find an owner again.
+        let mut moves = Vec::new();
+        for v in 0..view.table.len() {
+            if view.table[v].owner.is_none() {
+                if let Some(to) = self.recipient(view, v as u32) {
+                    moves.push(self.transfer(view, v, to, Priority::Claimed, hb, out));
+                }
+            }
+        }
+        if !moves.is_empty() {
+            report(
+                out,
+                Report::Moves {
+                    reason: "carrier back",
+                    moves,
+                },
+            );
+        }
+    }
+
+    /// Version 1: moves one VIF at once; the new owner acquires, the old
+    /// releases.
     fn move_vif(
         &mut self,
         view: &mut ViewState,
@@ -671,12 +1349,14 @@ impl Allocator {
         }
         let me = view.me as u32;
         if from == Some(me) && to != me {
-            self.held[v] = Priority::Unclaimed;
-            out.push(Action::Release(VifIndex(v as u32)));
+            self.drop_vif(v, out);
         }
-        if to == me {
+        if to == me && !self.advertised.contains(&(v as u32)) {
             if self.held[v] == Priority::Unclaimed {
                 out.push(Action::Acquire(VifIndex(v as u32)));
+            } else if self.yielding[v] {
+                self.yielding[v] = false;
+                out.push(Action::Reclaim(VifIndex(v as u32)));
             }
             self.held[v] = prio;
         }
@@ -687,6 +1367,96 @@ impl Allocator {
         }
     }
 
+    // ----- carrier -----
+
+    fn on_eligibility(&mut self, ineligible: &BTreeSet<VifIndex>, out: &mut Vec<Action>) {
+        let n = self.held.len();
+        let now: BTreeSet<u32> = ineligible
+            .iter()
+            .map(|v| v.0)
+            .filter(|v| (*v as usize) < n)
+            .collect();
+        let lost: Vec<u32> = now.difference(&self.no_carrier).copied().collect();
+        let back = self.advertised.difference(&now).next().is_some();
+        self.no_carrier = now;
+        // No carrier is a failure: let go at once, then tell the group.
+        for &v in &lost {
+            self.drop_vif(v as usize, out);
+        }
+        let grew = lost.iter().any(|v| !self.advertised.contains(v));
+        self.advertised.extend(lost);
+        if grew {
+            self.send_eligibility(out);
+        }
+        if back {
+            // Eligible again only after `mature_after` of carrier.
+            self.eligibility_timer = true;
+            out.push(Action::ArmTimer {
+                kind: TimerKind::Eligibility,
+                after: self.config.mature_after,
+            });
+        }
+    }
+
+    fn on_eligibility_timer(&mut self, out: &mut Vec<Action>) {
+        self.eligibility_timer = false;
+        if self.advertised == self.no_carrier {
+            return;
+        }
+        self.advertised = self.no_carrier.clone();
+        self.send_eligibility(out);
+        // What the table still gives me (the group did not hear that I had
+        // no carrier, or cannot: version 1) and nobody else answers: take it.
+        let Some(view) = &self.view else { return };
+        if view.complete && view.mature && self.phase != Phase::Excluded {
+            for (v, slot) in view.table.iter().enumerate() {
+                let active = view
+                    .handovers
+                    .get(&(v as u32))
+                    .is_none_or(|h| h.pending.is_empty());
+                if slot.owner == Some(view.me as u32)
+                    && active
+                    && self.held[v] == Priority::Unclaimed
+                    && !self.advertised.contains(&(v as u32))
+                {
+                    self.held[v] = slot.prio;
+                    out.push(Action::Acquire(VifIndex(v as u32)));
+                }
+            }
+        }
+    }
+
+    fn send_eligibility(&self, out: &mut Vec<Action>) {
+        if let Some(view) = &self.view {
+            if !view.transitional && self.speak >= 2 && self.phase != Phase::Excluded {
+                self.send(
+                    &Message::Eligibility {
+                        view: view.id,
+                        ineligible: self.advertised.iter().copied().collect(),
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    fn cancel_exchange(&mut self, out: &mut Vec<Action>) {
+        if self.exchange_timer {
+            self.exchange_timer = false;
+            out.push(Action::CancelTimer(TimerKind::Exchange));
+        }
+    }
+
+    /// The exchange took too long: ask the group to go on without the
+    /// members whose STATE is missing (agreed, so all decide alike).
+    fn on_exchange_timer(&mut self, out: &mut Vec<Action>) {
+        self.exchange_timer = false;
+        if let Some(view) = &self.view {
+            if !view.complete && !view.transitional && self.speak >= 2 {
+                self.send(&Message::ExchangeTimeout { view: view.id }, out);
+            }
+        }
+    }
     // ----- maturity and balance -----
 
     fn on_mature_timer(&mut self, out: &mut Vec<Action>) {
@@ -698,9 +1468,7 @@ impl Allocator {
         report(out, Report::Matured);
         if let Some(view) = &self.view {
             if !view.transitional && self.phase != Phase::Excluded {
-                out.push(Action::Multicast(wire::encode(&Message::Mature {
-                    view: view.id,
-                })));
+                self.send(&Message::Mature { view: view.id }, out);
             }
         }
     }
@@ -755,6 +1523,8 @@ impl Allocator {
             &view.weights(),
             &view.eligible(),
             limit,
+            |v| view.handovers.contains_key(&v),
+            |m, v| view.can_hold(m, v),
         );
         if moves.is_empty() {
             return false;
@@ -763,10 +1533,13 @@ impl Allocator {
             .into_iter()
             .map(|(vif, from, to)| WireMove { vif, from, to })
             .collect();
-        out.push(Action::Multicast(wire::encode(&Message::Balance {
-            view: view.id,
-            moves,
-        })));
+        self.send(
+            &Message::Balance {
+                view: view.id,
+                moves,
+            },
+            out,
+        );
         self.phase = Phase::Balance;
         true
     }
@@ -775,15 +1548,18 @@ impl Allocator {
     /// checked against the agreed table (so all members skip the same ones).
     fn apply_balance(&mut self, view: &mut ViewState, moves: &[WireMove], out: &mut Vec<Action>) {
         let mut done = Vec::new();
+        let mut hb = Vec::new();
         for m in moves {
             let v = m.vif as usize;
             let ok = view.table.get(v).is_some_and(|s| {
                 s.owner == Some(m.from) && s.prio < Priority::Prefer && m.from != m.to
-            }) && view.members.get(m.to as usize).is_some_and(|t| t.eligible);
+            }) && view.can_hold(m.to, m.vif)
+                && !view.handovers.contains_key(&m.vif);
             if ok {
-                done.push(self.move_vif(view, v, m.to, Priority::Claimed, out));
+                done.push(self.transfer(view, v, m.to, Priority::Claimed, &mut hb, out));
             }
         }
+        self.send_handover(view, hb, out);
         if !done.is_empty() {
             report(
                 out,
@@ -822,7 +1598,10 @@ impl Allocator {
         if self.phase == Phase::Excluded {
             return reject(out, "this node's VIF list differs from the group's".into());
         }
-        let known = |node: &str| view.members.iter().any(|m| m.valid && m.node == node);
+        let known = |node: &str| {
+            node.len() <= wire::MAX_NAME_LEN
+                && view.members.iter().any(|m| m.valid && m.node == node)
+        };
         let command = match cmd {
             OperatorCommand::Move { vif, node } => {
                 if vif.0 as usize >= self.config.vifs.len() {
@@ -850,10 +1629,13 @@ impl Allocator {
             }
             OperatorCommand::Balance => WireCommand::Balance,
         };
-        out.push(Action::Multicast(wire::encode(&Message::Command {
-            view: view.id,
-            command,
-        })));
+        self.send(
+            &Message::Command {
+                view: view.id,
+                command,
+            },
+            out,
+        );
     }
 
     /// Every member applies a delivered command identically.
@@ -887,7 +1669,16 @@ impl Allocator {
                 if !view.members[to].eligible {
                     return reject(out, "the node is drained");
                 }
-                let moved = self.move_vif(view, v, to as u32, Priority::PreferClaimed, out);
+                if !view.can_hold(to as u32, vif) {
+                    return reject(out, "the node has no carrier for this VIF");
+                }
+                if view.handovers.contains_key(&vif) {
+                    return reject(out, "a hand-over of this VIF is in progress; try again");
+                }
+                let mut hb = Vec::new();
+                let moved =
+                    self.transfer(view, v, to as u32, Priority::PreferClaimed, &mut hb, out);
+                self.send_handover(view, hb, out);
                 report(
                     out,
                     Report::Moves {
@@ -919,10 +1710,9 @@ impl Allocator {
                     },
                 );
                 view.compute_eligibility();
-                if view.mature {
-                    self.reassign_ineligible(view, out);
-                    self.settle_preferences(view, out);
-                }
+                let mut hb = Vec::new();
+                self.fixups(view, &mut hb, out);
+                self.send_handover(view, hb, out);
             }
             WireCommand::Balance => {
                 if view.leader == Some(view.me) && self.phase == Phase::Run {
@@ -932,9 +1722,16 @@ impl Allocator {
         }
     }
 
-    /// VIFs owned by members that may no longer hold any go to the first
-    /// eligible member that prefers them, else to the least loaded.
-    fn reassign_ineligible(&mut self, view: &mut ViewState, out: &mut Vec<Action>) {
+    /// VIFs owned by members that may not hold them go to the first member
+    /// that prefers them and may, else to the least loaded that may. A VIF
+    /// being handed over to such a member goes back to a party of the
+    /// hand-over that may hold it (its old owner keeps it).
+    fn reassign_ineligible(
+        &mut self,
+        view: &mut ViewState,
+        hb: &mut Vec<HandoverItem>,
+        out: &mut Vec<Action>,
+    ) {
         let eligible = view.eligible();
         let mut recipients = Recipients::new(&view.counts(), &view.weights(), &eligible);
         let mut moves = Vec::new();
@@ -942,20 +1739,35 @@ impl Allocator {
             let Some(o) = view.table[v].owner else {
                 continue;
             };
-            if eligible.get(o as usize) == Some(&true) {
+            if view.can_hold(o, v as u32) {
                 continue;
             }
+            let vu = v as u32;
+            let party = view.handovers.get(&vu).and_then(|h| {
+                h.pending
+                    .iter()
+                    .chain(h.yielded.iter())
+                    .copied()
+                    .filter(|&p| view.can_hold(p, vu))
+                    .min()
+            });
             let preferring = view
                 .members
                 .iter()
-                .position(|m| m.eligible && m.prefer.contains(&(v as u32)));
-            let (to, prio) = match preferring {
-                Some(p) => (Some(p as u32), Priority::PreferClaimed),
-                None => (recipients.take(), Priority::Claimed),
+                .enumerate()
+                .position(|(i, m)| m.prefer.contains(&vu) && view.can_hold(i as u32, vu));
+            let (to, prio, rebuild) = match (party, preferring) {
+                (Some(p), _) => (Some(p), Priority::Claimed, true),
+                (None, Some(p)) => (Some(p as u32), Priority::PreferClaimed, true),
+                (None, None) => (
+                    recipients.take_where(|i| view.can_hold(i, vu)),
+                    Priority::Claimed,
+                    false,
+                ),
             };
             if let Some(to) = to {
-                moves.push(self.move_vif(view, v, to, prio, out));
-                if preferring.is_some() {
+                moves.push(self.transfer(view, v, to, prio, hb, out));
+                if rebuild {
                     recipients.rebuild(&view.counts(), &view.weights(), &eligible);
                 }
             }
@@ -973,12 +1785,18 @@ impl Allocator {
 
     /// After eligibility changed: a VIF that an eligible member prefers goes to
     /// the first such member (lowest index) unless it is already held with
-    /// PREFER_CLAIMED (by a preferring member or pinned by `move`).
-    fn settle_preferences(&mut self, view: &mut ViewState, out: &mut Vec<Action>) {
+    /// PREFER_CLAIMED (by a preferring member or pinned by `move`), or is
+    /// being handed over (it is settled when the hand-over ends).
+    fn settle_preferences(
+        &mut self,
+        view: &mut ViewState,
+        hb: &mut Vec<HandoverItem>,
+        out: &mut Vec<Action>,
+    ) {
         let mut preferred_by: Vec<Option<u32>> = vec![None; view.table.len()];
         for (i, m) in view.members.iter().enumerate() {
-            if m.eligible {
-                for &v in &m.prefer {
+            for &v in &m.prefer {
+                if view.can_hold(i as u32, v) {
                     if let Some(p) = preferred_by.get_mut(v as usize) {
                         p.get_or_insert(i as u32);
                     }
@@ -990,11 +1808,9 @@ impl Allocator {
             if let Some(p) = p {
                 let slot = view.table[v];
                 let pinned = slot.prio == Priority::PreferClaimed
-                    && slot
-                        .owner
-                        .is_some_and(|o| view.members[o as usize].eligible);
-                if !pinned {
-                    moves.push(self.move_vif(view, v, p, Priority::PreferClaimed, out));
+                    && slot.owner.is_some_and(|o| view.can_hold(o, v as u32));
+                if !pinned && !view.handovers.contains_key(&(v as u32)) {
+                    moves.push(self.transfer(view, v, p, Priority::PreferClaimed, hb, out));
                 }
             }
         }
@@ -1020,6 +1836,11 @@ impl Allocator {
             self.release_all(out);
             self.digest = vif_digest(&self.config.vifs);
             self.held = vec![Priority::Unclaimed; self.config.vifs.len()];
+            self.yielding = vec![false; self.config.vifs.len()];
+            // Indices of the old list: the agent feeds the set anew.
+            self.no_carrier.clear();
+            self.advertised.clear();
+            self.cancel_exchange(out);
             self.cancel_balance(out);
             if self.view.take().is_some() {
                 // Leave and rejoin so that the whole group redoes the exchange.
@@ -1032,11 +1853,14 @@ impl Allocator {
         if update {
             if let Some(view) = &self.view {
                 if !view.transitional {
-                    out.push(Action::Multicast(wire::encode(&Message::Update {
-                        view: view.id,
-                        weight: self.config.weight.max(1),
-                        prefer: self.config.prefer.iter().map(|v| v.0).collect(),
-                    })));
+                    self.send(
+                        &Message::Update {
+                            view: view.id,
+                            weight: self.config.weight.max(1),
+                            prefer: self.config.prefer.iter().map(|v| v.0).collect(),
+                        },
+                        out,
+                    );
                 }
             }
         }

@@ -17,15 +17,95 @@
 //! - Maturity is claimed through the agreed order: a mature timer makes the
 //!   node multicast MATURE, and members claim when MATURE is delivered, so no
 //!   node ever claims on a purely local event.
-//! - `move VIF NODE` is one agreed message: on delivery the new owner acquires
-//!   and the old owner releases. The moved VIF is pinned (PREFER_CLAIMED):
-//!   balance never moves it back, and it keeps that priority across view
-//!   changes while its owner stays up.
+//! - `move VIF NODE` is one agreed message; the moved VIF is pinned
+//!   (PREFER_CLAIMED): balance never moves it back, and it keeps that
+//!   priority across view changes while its owner stays up.
 //! - `drain NODE` is one agreed message: every VIF of that node moves to the
 //!   least-loaded other members and the node claims nothing until `undrain
 //!   NODE`. The drained flag survives view changes (the node carries it in its
 //!   STATE) and ends with `undrain`, `recover` or a restart. If every valid
 //!   member is drained, drain is set aside so that no VIF is left unserved.
+//!
+//! ## Make-before-break hand-overs (wire version 2)
+//! Every ownership change that is not a failure (move, drain, undrain and
+//! preferences, balance rounds, a returning node taking its share, duplicate
+//! claims after a merge) is a *hand-over*. The agreed table gives the VIF its
+//! new owner at once (counts, balance and operators see the new owner), and
+//! records the hand-over: the members that still answer ARP for it
+//! (*pending*) and those that stopped but still hold the addresses
+//! (*yielded*). Then:
+//! 1. every pending member yields — [`Action::Yield`]: its XDP stops
+//!    answering ARP for the VIF but still accepts its traffic — and then
+//!    multicasts HANDOVER(v, seq) (the Yield comes first in the same batch);
+//! 2. when the last pending member's HANDOVER is delivered, the new owner
+//!    answers: [`Action::Acquire`] (or [`Action::Reclaim`] if it was yielding,
+//!    or [`Action::Announce`] if it already answered, after a merge). The
+//!    agent announces and feeds [`Input::Announced`] once the announcement is
+//!    on the wire (plus a short settle); the owner multicasts TAKEN(v, seq);
+//! 3. on TAKEN every yielded member gets [`Action::Release`].
+//!
+//! Why three agreed steps instead of two ("B acquires and A yields on one
+//! HANDOVER"): agreed messages reach the members at different instants, so
+//! with two steps B would answer ARP from its own delivery until A's; here B
+//! answers only after A's HANDOVER, which A sends after its yield is in
+//! effect, so at every instant at most one member answers ARP for a VIF
+//! (within a component whose state exchange is complete). The price is one
+//! agreed-message latency (about a millisecond on a LAN) in which nobody
+//! answers ARP requests for the VIF; its traffic still flows to the old owner
+//! (clients have it cached) and the new owner's announcement moves it.
+//!
+//! A hand-over always completes or rolls back, never leaves a VIF
+//! unanswered: if the new owner fails or leaves in between, the next view's
+//! exchange decides (STATE carries the yielding VIFs: a yielding claim counts
+//! only if nobody answering claims the VIF, so the old owner keeps it and
+//! reclaims; if the new owner already answers, the hand-over goes on); if
+//! the new owner loses carrier or is drained in between, the VIF goes back
+//! to a party of the hand-over (the old owner reclaims). Hand-overs are
+//! numbered (seq), so a stale HANDOVER or TAKEN never completes a later one.
+//! A VIF being handed over is not balanced, and `move` refuses it.
+//!
+//! ## Carrier
+//! The agent feeds [`Input::Eligibility`] (the VIFs one of whose interfaces
+//! has no carrier). Losing carrier is a failure: the node releases those VIFs
+//! at once (no hand-over) and multicasts ELIGIBILITY; its STATE carries the
+//! set too, so no member assigns them to it, and VIFs it owned go elsewhere
+//! on delivery. A node whose cable is cut thus holds nothing while cut off
+//! and a merge has nothing to resolve. Carrier back: eligible again after
+//! `mature_after` (timer), then balance brings its share back, by hand-over.
+//!
+//! ## Wire versions (rolling upgrades)
+//! See [`wire`] for the encoding rules. Each STATE carries the highest
+//! version its sender speaks; once the exchange is complete the group speaks
+//! the lowest of its valid members' versions ([`TableView::group_version`],
+//! [`Report::GroupVersion`]). Version 1 groups (a member that predates
+//! hand-overs) move break-before-make on one agreed message, ignore
+//! carrier information in the table (a node without carrier just does not
+//! hold the VIF; it takes it back when carrier returns), and have no
+//! exchange timeout. A newer node sends what older ones skip or ignore, so
+//! it never stalls them.
+//!
+//! ## Hostile or broken members
+//! - A member's first message in a view is its STATE. Garbage in its place
+//!   counts as an unusable STATE: the member is treated like one with a
+//!   mismatched VIF list (holds nothing, reported by everyone). If some STATE
+//!   never arrives, the exchange timer (`exchange_timeout`) makes the node
+//!   multicast EXCHANGE_TIMEOUT; on its delivery every member leaves the
+//!   missing members out, at the same point of the agreed order.
+//! - Commands, updates, maturity, eligibility and hand-over messages count
+//!   only from members in good standing (their VIF list is the group's).
+//! - Node names are bounded to [`wire::MAX_NAME_LEN`] bytes.
+//!
+//! ## Interface contract for the agent
+//! - Carry out actions in order. `Acquire`, `Reclaim` and `Announce` each ask
+//!   for an announcement; feed `Input::Announced` with those VIFs once it is
+//!   on the wire (batching is fine; an agent that feeds it at once works but
+//!   loses the settle time). Without it hand-overs never finish (the old
+//!   owner keeps its addresses, yielding).
+//! - `Yield` must be in effect (XDP) before the next `Multicast` of the same
+//!   batch goes out. `Release` may come for a yielding VIF.
+//! - Feed `Input::Eligibility` at start (when not empty) and on every
+//!   carrier change; after a VIF-list change feed it again (indices changed).
+//! - Timers: `Exchange` and `Eligibility` are armed and fed like the others.
 //! - Weights: a member of weight w is balanced to counts proportional to w.
 //! - A VIF-list change on a running node releases everything (the Release
 //!   actions name indices of the old list) and leaves and rejoins the group,
@@ -47,6 +127,7 @@ mod engine;
 pub mod sim;
 pub mod wire;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -179,6 +260,11 @@ pub struct AllocConfig {
     pub mature_after: Duration,
     /// Relative share of VIFs this node should hold (at least 1).
     pub weight: u32,
+    /// How long a view's state exchange may wait for the STATE of every
+    /// member; then the group leaves the missing members out (agreed through
+    /// an EXCHANGE_TIMEOUT message). None: wait for ever (version 1). An
+    /// older member that is itself the slow one does not hear the timeout.
+    pub exchange_timeout: Option<Duration>,
 }
 
 impl AllocConfig {
@@ -191,6 +277,7 @@ impl AllocConfig {
             balance: BalanceConfig::default(),
             mature_after: Duration::from_secs(5),
             weight: 1,
+            exchange_timeout: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -207,6 +294,10 @@ pub struct NodeInfo {
 pub enum TimerKind {
     Mature,
     Balance,
+    /// Bounds a view's state exchange.
+    Exchange,
+    /// Carrier came back: eligible again when it fires (`mature_after`).
+    Eligibility,
 }
 
 /// Operator commands from the local control socket. They are multicast and
@@ -249,13 +340,44 @@ pub enum Input {
     Fail,
     /// Operator `recover`: rejoin, immature.
     Recover,
+    /// The announcement (gratuitous ARP) the agent sent for these VIFs after
+    /// an [`Action::Acquire`], [`Action::Reclaim`] or [`Action::Announce`]
+    /// is on the wire, plus a short settle time. Feed it once per such
+    /// action (one input may name many VIFs). Stale or unneeded ones are
+    /// ignored.
+    Announced(Vec<VifIndex>),
+    /// The VIFs this node may not hold now: a VIF is ineligible when one of
+    /// the interfaces of its addresses has no carrier. Feed the complete set
+    /// at start (if not empty) and whenever it changes.
+    Eligibility {
+        ineligible: BTreeSet<VifIndex>,
+    },
 }
 
 /// What the allocator asks the daemon to do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Own the VIF: plumb its addresses, own it in XDP (answer ARP, accept
+    /// its traffic), announce it (gratuitous ARP); then feed
+    /// [`Input::Announced`] for it.
     Acquire(VifIndex),
+    /// Stop owning the VIF: XDP stops answering and accepting, addresses
+    /// removed. Comes for an owned or a yielding VIF.
     Release(VifIndex),
+    /// Hand-over step 1 at the old owner: stop answering ARP for the VIF in
+    /// XDP at once (the "yielding" state), but keep its addresses and keep
+    /// accepting its traffic. It must be in effect before the next
+    /// `Multicast` of the same batch is sent (that message tells the group).
+    /// Nothing to feed back. Ends with `Release` or `Reclaim`.
+    Yield(VifIndex),
+    /// A yielding VIF is mine again (a hand-over rolled back or a merge gave
+    /// it back): answer ARP for it again in XDP, announce it, then feed
+    /// [`Input::Announced`].
+    Reclaim(VifIndex),
+    /// An owned, answering VIF: announce it again (gratuitous ARP: other
+    /// nodes that answered for it have stopped), then feed
+    /// [`Input::Announced`].
+    Announce(VifIndex),
     /// Send an agreed message to the group (delivered to me too).
     Multicast(Vec<u8>),
     /// Arm (or re-arm, replacing the pending one) a timer.
@@ -331,6 +453,12 @@ pub enum Report {
         sender: MemberId,
         error: String,
     },
+    /// A member of the view speaks an older wire version: the group speaks
+    /// `version` in this view (e.g. planned moves break before they make).
+    GroupVersion {
+        view: ViewId,
+        version: u8,
+    },
 }
 
 impl fmt::Display for Report {
@@ -380,6 +508,11 @@ impl fmt::Display for Report {
             Report::BadMessage { sender, error } => {
                 write!(f, "ignored a message from {sender}: {error}")
             }
+            Report::GroupVersion { view, version } => write!(
+                f,
+                "view {view}: a member speaks wire version {version} only; the group speaks {version} (this node speaks {})",
+                wire::VERSION
+            ),
         }
     }
 }
@@ -413,6 +546,23 @@ pub struct MemberRow {
     /// Its VIF list matches the group's (known once the exchange is complete).
     pub config_ok: bool,
     pub state_received: bool,
+    /// The highest wire version it speaks (known once its STATE arrived).
+    pub max_version: u8,
+    /// VIFs it may not hold now (no carrier).
+    pub ineligible: Vec<VifIndex>,
+}
+
+/// A hand-over in progress (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HandoverRow {
+    pub vif: VifIndex,
+    pub seq: u32,
+    /// The new owner (the table's owner).
+    pub to: Option<String>,
+    /// Members that must still stop answering ARP (HANDOVER not delivered).
+    pub pending: Vec<String>,
+    /// Members that stopped answering and wait for TAKEN to release.
+    pub yielded: Vec<String>,
 }
 
 /// A snapshot of the allocator for `ctl status` and tests.
@@ -427,4 +577,7 @@ pub struct TableView {
     pub vifs: Vec<VifRow>,
     pub members: Vec<MemberRow>,
     pub config_errors: Vec<String>,
+    /// The wire version the group speaks in this view (once complete).
+    pub group_version: Option<u8>,
+    pub handovers: Vec<HandoverRow>,
 }

@@ -83,7 +83,7 @@ struct Node {
     position: u64,
     /// The view the group has put this node in (maybe not processed yet).
     group_view: Option<ViewId>,
-    timers: [Option<u64>; 2],
+    timers: [Option<u64>; 4],
     /// Held according to the Acquire/Release actions.
     held: BTreeSet<u32>,
     reports: Vec<Report>,
@@ -116,10 +116,23 @@ pub struct Sim {
     view_states: HashMap<ViewId, HashMap<u32, super::wire::StateMsg>>,
 }
 
+/// The agreed owner (member index) of every VIF, once the exchange is
+/// complete and the view mature.
+fn agreed_owners(a: &Allocator) -> Option<(ViewId, usize, Vec<Option<u32>>)> {
+    let g = a.agreed()?;
+    // Hand-overs are not modelled here yet (see the Yield arm below).
+    if g.version >= 2 && !g.handovers.is_empty() {
+        return None;
+    }
+    Some((g.view, g.me, g.owners))
+}
+
 fn timer_slot(kind: TimerKind) -> usize {
     match kind {
         TimerKind::Mature => 0,
         TimerKind::Balance => 1,
+        TimerKind::Exchange => 2,
+        TimerKind::Eligibility => 3,
     }
 }
 
@@ -156,7 +169,7 @@ impl Sim {
                 installed: None,
                 position: 0,
                 group_view: None,
-                timers: [None; 2],
+                timers: [None; 4],
                 held: BTreeSet::new(),
                 reports: Vec::new(),
                 epoch: 0,
@@ -386,6 +399,17 @@ impl Sim {
                         Some(self.now + after.as_millis() as u64)
                 }
                 Action::CancelTimer(kind) => self.nodes[i].timers[timer_slot(kind)] = None,
+                // Hand-over steps are not modelled here yet (the alloc branch
+                // brings the simulator up to date); the agent answers them.
+                Action::Yield(v) => {
+                    let version = self.nodes[i].alloc.group_version();
+                    self.log(|| format!("n{i} YIELD {v} (group version {version:?})"))
+                }
+                Action::Reclaim(v) => self.log(|| format!("n{i} RECLAIM {v}")),
+                Action::Announce(v) => {
+                    let ineligible = self.nodes[i].alloc.advertised_ineligible().clone();
+                    self.log(|| format!("n{i} ANNOUNCE {v} (ineligible {ineligible:?})"))
+                }
                 Action::Leave => {
                     self.nodes[i].joined = false;
                     self.nodes[i].inbox.clear();
@@ -594,7 +618,7 @@ impl Sim {
         let n = &mut self.nodes[i];
         n.alive = false;
         n.inbox.clear();
-        n.timers = [None; 2];
+        n.timers = [None; 4];
         n.held.clear();
         n.installed = None;
         self.regroup();
@@ -748,7 +772,7 @@ impl Sim {
                 );
                 return self.fail(msg);
             }
-            if let Some((_, me, owners)) = n.alloc.agreed_owners() {
+            if let Some((_, me, owners)) = agreed_owners(&n.alloc) {
                 if let Some(v) = owners.iter().position(Option::is_none) {
                     return self.fail(format!("n{i}: VIF #{v} has no owner in a complete view"));
                 }
@@ -783,7 +807,7 @@ impl Sim {
             }
             let tables: Vec<_> = members
                 .iter()
-                .filter_map(|&i| self.nodes[i].alloc.agreed_owners().map(|(_, _, o)| o))
+                .filter_map(|&i| agreed_owners(&self.nodes[i].alloc).map(|(_, _, o)| o))
                 .collect();
             if tables.windows(2).any(|w| w[0] != w[1]) {
                 return self.fail(format!(
@@ -1092,6 +1116,7 @@ fn short(m: &super::wire::Message) -> String {
         Message::Balance { view, moves } => format!("BALANCE v{view} {moves:?}"),
         Message::Command { view, command } => format!("COMMAND v{view} {command}"),
         Message::Update { view, weight, .. } => format!("UPDATE v{view} weight {weight}"),
+        other => format!("{other:?}"),
     }
 }
 

@@ -5,6 +5,27 @@
 //! and their items. Every length is checked against the bytes left before
 //! anything is allocated, so foreign or truncated input is an error, never a
 //! panic or a huge allocation.
+//!
+//! ## Version policy (rolling upgrades)
+//! - The version byte is the version the *sender* speaks (its highest).
+//! - A version never changes the layout of what an older version defined: it
+//!   only appends fields to the end of a message and adds new kinds. So a
+//!   receiver decodes a message of any version: fields it does not know (at
+//!   the end) are skipped, and a kind it does not know is an error that the
+//!   allocator reports and ignores. A message of a version at most the
+//!   receiver's must have no trailing bytes.
+//! - STATE is a member's first message in every view in every version, and it
+//!   carries the sender's highest version (`max_version`, version 1 implies 1).
+//!   The group then speaks the lowest version of its members: a feature is
+//!   used in a view only if every member's STATE says it speaks the version
+//!   that introduced it (see [`Allocator`](super::Allocator)). A newer node
+//!   thus never stalls an older one; anything it sends beyond the group's
+//!   version is ignored by the older members.
+//! - Version 1: STATE, MATURE, BALANCE, COMMAND, UPDATE. Version 2 (this
+//!   build): STATE gains `max_version`, the yielding VIFs and the ineligible
+//!   VIFs; new kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT.
+//! - Names (node names, member ids) are at most [`MAX_NAME_LEN`] bytes:
+//!   decode refuses longer ones and encode never produces them.
 
 use std::fmt;
 
@@ -14,13 +35,33 @@ use crate::membership::ViewId;
 /// First bytes of every allocator message.
 pub const MAGIC: [u8; 4] = *b"WKAM";
 /// The version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The oldest version this build decodes.
+pub const MIN_VERSION: u8 = 1;
+/// Longest node name or member id on the wire, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
 
 const KIND_STATE: u8 = 1;
 const KIND_MATURE: u8 = 2;
 const KIND_BALANCE: u8 = 3;
 const KIND_COMMAND: u8 = 4;
 const KIND_UPDATE: u8 = 5;
+const KIND_HANDOVER: u8 = 6;
+const KIND_TAKEN: u8 = 7;
+const KIND_ELIGIBILITY: u8 = 8;
+const KIND_EXCHANGE_TIMEOUT: u8 = 9;
+/// Test hook: a kind of a future version 3 (see `Allocator::with_wire_version`).
+const KIND_FUTURE: u8 = 0x7f;
+
+/// The version that introduced a kind (None: unknown kind).
+fn kind_version(kind: u8) -> Option<u8> {
+    match kind {
+        KIND_STATE | KIND_MATURE | KIND_BALANCE | KIND_COMMAND | KIND_UPDATE => Some(1),
+        KIND_HANDOVER | KIND_TAKEN | KIND_ELIGIBILITY | KIND_EXCHANGE_TIMEOUT => Some(2),
+        KIND_FUTURE => Some(3),
+        _ => None,
+    }
+}
 
 /// A member's state for one view (sent once per view by every member).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +82,12 @@ pub struct StateMsg {
     /// VIFs the sender holds, with their claim priority.
     pub held: Vec<(u32, Priority)>,
     pub prefer: Vec<u32>,
+    /// The highest version the sender speaks (1 for a version-1 STATE).
+    pub max_version: u8,
+    /// Held VIFs the sender is yielding (not answering ARP; version 2).
+    pub yielding: Vec<u32>,
+    /// VIFs the sender may not hold (no carrier; version 2).
+    pub ineligible: Vec<u32>,
 }
 
 /// One move of a balance round: member indices in the view.
@@ -49,6 +96,13 @@ pub struct WireMove {
     pub vif: u32,
     pub from: u32,
     pub to: u32,
+}
+
+/// One step of a hand-over: the VIF and the hand-over's sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandoverItem {
+    pub vif: u32,
+    pub seq: u32,
 }
 
 /// Operator commands as multicast.
@@ -81,6 +135,31 @@ pub enum Message {
         weight: u32,
         prefer: Vec<u32>,
     },
+    /// Version 2: the sender stopped answering ARP for these VIFs (step 1 of
+    /// a hand-over).
+    Handover {
+        view: ViewId,
+        items: Vec<HandoverItem>,
+    },
+    /// Version 2: the new owner's announcement is on the wire (step 2).
+    Taken {
+        view: ViewId,
+        items: Vec<HandoverItem>,
+    },
+    /// Version 2: the VIFs the sender may not hold now (carrier).
+    Eligibility {
+        view: ViewId,
+        ineligible: Vec<u32>,
+    },
+    /// Version 2: the sender's exchange timer expired; members whose STATE
+    /// has not arrived are left out of this view's allocation.
+    ExchangeTimeout {
+        view: ViewId,
+    },
+    /// Test hook: a message only a version-3 node knows.
+    Future {
+        view: ViewId,
+    },
 }
 
 /// Why bytes are not an allocator message.
@@ -94,6 +173,10 @@ pub enum WireError {
     OldVersion(u8),
     #[error("unknown message kind {0}")]
     UnknownKind(u8),
+    #[error(
+        "message kind {kind} of version {got} from a newer wackamole; this node speaks {ours}"
+    )]
+    NewerKind { kind: u8, got: u8, ours: u8 },
     #[error("message truncated while reading {what} at byte {at}")]
     Truncated { what: &'static str, at: usize },
     #[error("invalid {what} value {value} at byte {at}")]
@@ -104,15 +187,39 @@ pub enum WireError {
     },
     #[error("{what} at byte {at} is not UTF-8")]
     BadUtf8 { what: &'static str, at: usize },
+    #[error("{what} at byte {at} is {len} bytes long (at most {MAX_NAME_LEN})")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        at: usize,
+    },
     #[error("{0} unexpected bytes after the message")]
     Trailing(usize),
 }
 
-/// Encodes a message.
+impl WireError {
+    /// The message comes from a newer version and is not garbage: a kind or
+    /// a version this node does not know.
+    pub fn is_newer(&self) -> bool {
+        matches!(
+            self,
+            WireError::NewerVersion { .. } | WireError::NewerKind { .. }
+        )
+    }
+}
+
+/// Encodes a message in this build's version.
 pub fn encode(msg: &Message) -> Vec<u8> {
+    encode_as(msg, VERSION)
+}
+
+/// Encodes a message as a node speaking `version` does (test hook for mixed
+/// versions): a version-1 STATE has no version-2 fields; a version-3 STATE
+/// appends a field older nodes skip.
+pub fn encode_as(msg: &Message, version: u8) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64));
     w.0.extend_from_slice(&MAGIC);
-    w.u8(VERSION);
+    w.u8(version.max(MIN_VERSION));
     match msg {
         Message::State(s) => {
             w.u8(KIND_STATE);
@@ -130,6 +237,15 @@ pub fn encode(msg: &Message) -> Vec<u8> {
                 w.u8(*p as u8);
             }
             w.u32s(&s.prefer);
+            if version >= 2 {
+                w.u8(s.max_version);
+                w.u32s(&s.yielding);
+                w.u32s(&s.ineligible);
+            }
+            if version >= 3 {
+                // A field of the future: older nodes skip it.
+                w.u32(0x4655_5455);
+            }
         }
         Message::Mature { view } => {
             w.u8(KIND_MATURE);
@@ -175,33 +291,84 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             w.u32(*weight);
             w.u32s(prefer);
         }
+        Message::Handover { view, items } | Message::Taken { view, items } => {
+            w.u8(if matches!(msg, Message::Handover { .. }) {
+                KIND_HANDOVER
+            } else {
+                KIND_TAKEN
+            });
+            w.u128(view.0);
+            w.u32(items.len() as u32);
+            for i in items {
+                w.u32(i.vif);
+                w.u32(i.seq);
+            }
+        }
+        Message::Eligibility { view, ineligible } => {
+            w.u8(KIND_ELIGIBILITY);
+            w.u128(view.0);
+            w.u32s(ineligible);
+        }
+        Message::ExchangeTimeout { view } => {
+            w.u8(KIND_EXCHANGE_TIMEOUT);
+            w.u128(view.0);
+        }
+        Message::Future { view } => {
+            w.u8(KIND_FUTURE);
+            w.u128(view.0);
+        }
     }
     w.0
 }
 
-/// Decodes a message; any malformed, foreign or newer input is an error.
+/// Decodes a message as this build; any malformed or foreign input is an
+/// error, and so is a kind this build does not know.
 pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+    decode_as(bytes, VERSION)
+}
+
+/// Decodes a message as a node speaking `ours` does (see the version policy
+/// in the module docs).
+pub fn decode_as(bytes: &[u8], ours: u8) -> Result<Message, WireError> {
     let mut r = Reader { buf: bytes, pos: 0 };
     if r.take(4, "magic").map_err(|_| WireError::BadMagic)? != MAGIC {
         return Err(WireError::BadMagic);
     }
     let version = r.u8("version")?;
-    if version > VERSION {
-        return Err(WireError::NewerVersion {
-            got: version,
-            ours: VERSION,
-        });
-    }
-    if version < VERSION {
+    if version < MIN_VERSION {
         return Err(WireError::OldVersion(version));
     }
     let kind = r.u8("kind")?;
+    match kind_version(kind) {
+        Some(k) if k <= ours && k <= version => {}
+        Some(k) if k > ours => {
+            return Err(WireError::NewerKind {
+                kind,
+                got: version,
+                ours,
+            })
+        }
+        Some(_) => {
+            // A kind newer than the version its sender claims: malformed.
+            return Err(WireError::BadValue {
+                what: "kind for the message's version",
+                value: kind.into(),
+                at: 5,
+            });
+        }
+        None if version > ours => {
+            return Err(WireError::NewerVersion { got: version, ours });
+        }
+        None => return Err(WireError::UnknownKind(kind)),
+    }
+    // Fields of versions both sides know.
+    let known = version.min(ours);
     let msg = match kind {
         KIND_STATE => {
             let view = ViewId(r.u128("view id")?);
-            let member = r.str("member id")?;
+            let member = r.name("member id")?;
             let index = r.u32("index")?;
-            let node = r.str("node name")?;
+            let node = r.name("node name")?;
             let at = r.pos;
             let flags = r.u8("flags")?;
             if flags > 3 {
@@ -228,6 +395,24 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
                 held.push((v, p));
             }
             let prefer = r.u32s("prefer list")?;
+            let (mut max_version, mut yielding, mut ineligible) = (1, Vec::new(), Vec::new());
+            if known >= 2 {
+                let at = r.pos;
+                max_version = r.u8("highest version")?;
+                if max_version < version {
+                    return Err(WireError::BadValue {
+                        what: "highest version",
+                        value: max_version.into(),
+                        at,
+                    });
+                }
+                yielding = r.u32s("yielding list")?;
+                ineligible = r.u32s("ineligible list")?;
+            }
+            if known >= 3 {
+                // Test hook: the version-3 field (see `encode_as`).
+                r.u32("version-3 field")?;
+            }
             Message::State(StateMsg {
                 view,
                 member,
@@ -240,6 +425,9 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
                 digest,
                 held,
                 prefer,
+                max_version,
+                yielding,
+                ineligible,
             })
         }
         KIND_MATURE => Message::Mature {
@@ -264,13 +452,13 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             let command = match r.u8("command")? {
                 1 => WireCommand::Move {
                     vif: r.u32("VIF")?,
-                    node: r.str("node name")?,
+                    node: r.name("node name")?,
                 },
                 2 => WireCommand::Drain {
-                    node: r.str("node name")?,
+                    node: r.name("node name")?,
                 },
                 3 => WireCommand::Undrain {
-                    node: r.str("node name")?,
+                    node: r.name("node name")?,
                 },
                 4 => WireCommand::Balance,
                 other => {
@@ -288,13 +476,49 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
             weight: r.u32("weight")?,
             prefer: r.u32s("prefer list")?,
         },
-        other => return Err(WireError::UnknownKind(other)),
+        KIND_HANDOVER | KIND_TAKEN => {
+            let view = ViewId(r.u128("view id")?);
+            let n = r.count(8, "hand-over list")?;
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push(HandoverItem {
+                    vif: r.u32("hand-over VIF")?,
+                    seq: r.u32("hand-over sequence")?,
+                });
+            }
+            if kind == KIND_HANDOVER {
+                Message::Handover { view, items }
+            } else {
+                Message::Taken { view, items }
+            }
+        }
+        KIND_ELIGIBILITY => Message::Eligibility {
+            view: ViewId(r.u128("view id")?),
+            ineligible: r.u32s("ineligible list")?,
+        },
+        KIND_EXCHANGE_TIMEOUT => Message::ExchangeTimeout {
+            view: ViewId(r.u128("view id")?),
+        },
+        _ => Message::Future {
+            view: ViewId(r.u128("view id")?),
+        },
     };
     let left = bytes.len() - r.pos;
-    if left != 0 {
+    // A newer sender may append fields we do not know.
+    if left != 0 && version <= ours {
         return Err(WireError::Trailing(left));
     }
     Ok(msg)
+}
+
+/// A name cut to at most [`MAX_NAME_LEN`] bytes at a character boundary: what
+/// the wire carries for it.
+pub fn bound_name(s: &str) -> &str {
+    let mut end = s.len().min(MAX_NAME_LEN);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 struct Writer(Vec<u8>);
@@ -312,15 +536,12 @@ impl Writer {
     fn u128(&mut self, v: u128) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    /// Strings longer than u16::MAX are cut at a character boundary (node
-    /// names and member ids are far shorter).
+    /// Names longer than [`MAX_NAME_LEN`] are cut at a character boundary
+    /// (the allocator bounds them before; see [`bound_name`]).
     fn str(&mut self, s: &str) {
-        let mut end = s.len().min(usize::from(u16::MAX));
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.0.extend_from_slice(&(end as u16).to_le_bytes());
-        self.0.extend_from_slice(&s.as_bytes()[..end]);
+        let s = bound_name(s);
+        self.0.extend_from_slice(&(s.len() as u16).to_le_bytes());
+        self.0.extend_from_slice(s.as_bytes());
     }
     fn u32s(&mut self, vs: &[u32]) {
         self.u32(vs.len() as u32);
@@ -363,9 +584,17 @@ impl<'a> Reader<'a> {
     fn u128(&mut self, what: &'static str) -> Result<u128, WireError> {
         Ok(u128::from_le_bytes(self.array(what)?))
     }
-    fn str(&mut self, what: &'static str) -> Result<String, WireError> {
+    /// A node name or member id: at most [`MAX_NAME_LEN`] bytes of UTF-8.
+    fn name(&mut self, what: &'static str) -> Result<String, WireError> {
         let len = u16::from_le_bytes(self.array(what)?);
         let at = self.pos;
+        if usize::from(len) > MAX_NAME_LEN {
+            return Err(WireError::TooLong {
+                what,
+                len: len.into(),
+                at,
+            });
+        }
         let bytes = self.take(usize::from(len), what)?;
         std::str::from_utf8(bytes)
             .map(str::to_owned)
@@ -417,6 +646,11 @@ mod tests {
                 any::<(bool, bool, u32, u32, u64)>(),
                 proptest::collection::vec((any::<u32>(), prio()), 0..20),
                 proptest::collection::vec(any::<u32>(), 0..10),
+                (
+                    VERSION..=255u8,
+                    proptest::collection::vec(any::<u32>(), 0..5),
+                    proptest::collection::vec(any::<u32>(), 0..5),
+                ),
             )
                 .prop_map(
                     |(
@@ -427,6 +661,7 @@ mod tests {
                         (mature, drained, weight, vif_count, digest),
                         held,
                         prefer,
+                        (max_version, yielding, ineligible),
                     )| {
                         Message::State(StateMsg {
                             view,
@@ -440,6 +675,9 @@ mod tests {
                             digest,
                             held,
                             prefer,
+                            max_version,
+                            yielding,
+                            ineligible,
                         })
                     }
                 ),
@@ -465,7 +703,7 @@ mod tests {
                 Message::Command { view, command }
             }),
             (
-                view,
+                view.clone(),
                 any::<u32>(),
                 proptest::collection::vec(any::<u32>(), 0..10)
             )
@@ -474,6 +712,25 @@ mod tests {
                     weight,
                     prefer
                 }),
+            (
+                view.clone(),
+                any::<bool>(),
+                proptest::collection::vec(any::<(u32, u32)>(), 0..10)
+            )
+                .prop_map(|(view, taken, items)| {
+                    let items = items
+                        .into_iter()
+                        .map(|(vif, seq)| HandoverItem { vif, seq })
+                        .collect();
+                    if taken {
+                        Message::Taken { view, items }
+                    } else {
+                        Message::Handover { view, items }
+                    }
+                }),
+            (view.clone(), proptest::collection::vec(any::<u32>(), 0..10))
+                .prop_map(|(view, ineligible)| Message::Eligibility { view, ineligible }),
+            view.prop_map(|view| Message::ExchangeTimeout { view }),
         ]
     }
 
@@ -490,7 +747,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(kind in 0u8..7, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_bodies_never_panic(kind in 0u8..11, body in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut bytes = MAGIC.to_vec();
             bytes.push(VERSION);
             bytes.push(kind);
@@ -509,9 +766,12 @@ mod tests {
 
     #[test]
     fn newer_version_is_explained() {
+        // An unknown kind from a newer version is "newer", not garbage.
         let mut bytes = encode(&Message::Mature { view: ViewId(7) });
         bytes[4] = VERSION + 1;
+        bytes[5] = 200;
         let err = decode(&bytes).unwrap_err();
+        assert!(err.is_newer());
         assert_eq!(
             err.to_string(),
             format!(
@@ -520,6 +780,102 @@ mod tests {
                 VERSION
             )
         );
+        // The same unknown kind at our version is garbage.
+        bytes[4] = VERSION;
+        assert_eq!(decode(&bytes), Err(WireError::UnknownKind(200)));
+    }
+
+    fn sample_state() -> StateMsg {
+        StateMsg {
+            view: ViewId(9),
+            member: "m1".into(),
+            index: 1,
+            node: "node1".into(),
+            mature: true,
+            drained: false,
+            weight: 2,
+            vif_count: 4,
+            digest: 77,
+            held: vec![(0, Priority::Claimed), (2, Priority::PreferClaimed)],
+            prefer: vec![2],
+            max_version: VERSION,
+            yielding: vec![0],
+            ineligible: vec![3],
+        }
+    }
+
+    #[test]
+    fn newer_messages_are_read_as_far_as_known() {
+        // A version-3 STATE: its extra field is skipped, everything else read.
+        let mut s = sample_state();
+        s.max_version = 3;
+        let bytes = encode_as(&Message::State(s.clone()), 3);
+        assert_eq!(decode(&bytes), Ok(Message::State(s.clone())));
+        // The same bytes at our version would be trailing garbage.
+        let mut strict = bytes.clone();
+        strict[4] = VERSION;
+        assert_eq!(decode(&strict), Err(WireError::Trailing(4)));
+        // A newer known kind (MATURE stamped version 3) decodes.
+        let mut m = encode(&Message::Mature { view: ViewId(1) });
+        m[4] = 3;
+        m.extend([1, 2, 3]);
+        assert_eq!(decode(&m), Ok(Message::Mature { view: ViewId(1) }));
+        // A kind of version 3 is "newer" for us and known to a v3 node.
+        let f = encode_as(&Message::Future { view: ViewId(1) }, 3);
+        assert!(decode(&f).unwrap_err().is_newer());
+        assert_eq!(decode_as(&f, 3), Ok(Message::Future { view: ViewId(1) }));
+    }
+
+    #[test]
+    fn older_messages_decode_with_defaults() {
+        // A version-1 STATE has no version-2 fields: it speaks version 1.
+        let s = sample_state();
+        let bytes = encode_as(&Message::State(s.clone()), 1);
+        let Ok(Message::State(d)) = decode(&bytes) else {
+            panic!("version-1 STATE did not decode");
+        };
+        assert_eq!(d.max_version, 1);
+        assert!(d.yielding.is_empty() && d.ineligible.is_empty());
+        assert_eq!((d.held, d.node), (s.held.clone(), s.node.clone()));
+        // A version-1 node reads a version-2 STATE without the new fields and
+        // does not know HANDOVER.
+        let bytes = encode(&Message::State(s));
+        assert!(matches!(decode_as(&bytes, 1), Ok(Message::State(d)) if d.max_version == 1));
+        let h = encode(&Message::Handover {
+            view: ViewId(1),
+            items: vec![],
+        });
+        assert!(decode_as(&h, 1).unwrap_err().is_newer());
+        // A version-1 header cannot carry a version-2 kind.
+        let mut bad = h.clone();
+        bad[4] = 1;
+        assert!(matches!(decode(&bad), Err(WireError::BadValue { .. })));
+        // Version 0 does not exist.
+        bad[4] = 0;
+        assert_eq!(decode(&bad), Err(WireError::OldVersion(0)));
+    }
+
+    #[test]
+    fn names_are_bounded_both_ways() {
+        let mut s = sample_state();
+        s.node = "é".repeat(200); // 400 bytes
+        let bytes = encode(&Message::State(s.clone()));
+        let Ok(Message::State(d)) = decode(&bytes) else {
+            panic!("long name was not cut on encode");
+        };
+        assert!(d.node.len() <= MAX_NAME_LEN && s.node.starts_with(&d.node));
+        assert_eq!(d.node, bound_name(&s.node));
+        // Hand-made bytes with a 300-byte name are refused.
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend([VERSION, KIND_COMMAND]);
+        bytes.extend(0u128.to_le_bytes());
+        bytes.push(2);
+        bytes.extend(300u16.to_le_bytes());
+        bytes.extend([b'a'; 300]);
+        assert!(matches!(
+            decode(&bytes),
+            Err(WireError::TooLong { len: 300, .. })
+        ));
     }
 
     #[test]

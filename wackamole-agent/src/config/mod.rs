@@ -302,6 +302,9 @@ pub struct XdpConfig {
     /// Fencing lease: without a renewal for this long, the XDP program stops
     /// answering for our VIPs.
     pub lease: Lease,
+    /// Start even on a bpffs private to the agent's mount namespace (pins and
+    /// fence die with the agent). Default false: such a start is refused.
+    pub allow_private_bpffs: bool,
 }
 
 /// `xdp.lease`: how long the XDP program answers for our VIPs after the last

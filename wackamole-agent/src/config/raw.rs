@@ -87,6 +87,7 @@ pub(crate) struct RawHooks {
 pub(crate) struct RawXdp {
     pub mode: Option<S<String>>,
     pub lease: Option<S<toml::Value>>,
+    pub allow_private_bpffs: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

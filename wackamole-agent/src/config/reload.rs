@@ -101,7 +101,11 @@ impl Config {
             post_down,
             timeout,
         } = hooks;
-        let XdpConfig { mode, lease } = xdp;
+        let XdpConfig {
+            mode,
+            lease,
+            allow_private_bpffs,
+        } = xdp;
         let AnnounceConfig {
             burst_count,
             burst_spacing,
@@ -125,6 +129,12 @@ impl Config {
             xdp: XdpConfig {
                 mode: p.refuse("xdp.mode", mode, &new.xdp.mode, AT_START),
                 lease: p.refuse("xdp.lease", lease, &new.xdp.lease, LEASE),
+                allow_private_bpffs: p.refuse(
+                    "xdp.allow_private_bpffs",
+                    allow_private_bpffs,
+                    &new.xdp.allow_private_bpffs,
+                    AT_START,
+                ),
             },
             metrics_listen: p.refuse(
                 "metrics_listen",

@@ -1164,7 +1164,13 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
             d => Lease::Fixed(d),
         },
     };
-    XdpConfig { mode, lease }
+    XdpConfig {
+        mode,
+        lease,
+        allow_private_bpffs: raw
+            .and_then(|x| x.allow_private_bpffs.as_ref())
+            .is_some_and(|b| *b.get_ref()),
+    }
 }
 
 fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig {

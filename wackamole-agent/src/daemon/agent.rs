@@ -7,7 +7,7 @@
 //! goes through the [`Host`]; every input arrives on a channel, so a test can
 //! build an agent in-process and drive it.
 
-use super::host::{CarrierEvent, CarrierEvents, Conflicts, Host};
+use super::host::{AnnounceDone, CarrierEvent, CarrierEvents, Conflicts, Host};
 use super::messages::GroupMessage;
 use super::metrics::{MetricsSnapshot, VifMetrics};
 use super::sdnotify::Notifier;
@@ -35,6 +35,11 @@ use tracing::{debug, error, info, warn};
 /// How long a released VIF stays in XDP as "releasing" (dropping stray
 /// traffic and ARP) before the entry is forgotten.
 pub const RELEASE_GRACE: Duration = Duration::from_secs(2);
+
+/// After an announcement is on the wire, how long the clients get to take
+/// it in before the allocator hears `Announced` (and the old owner of a
+/// hand-over may drop the VIF's traffic).
+pub const ANNOUNCE_SETTLE: Duration = Duration::from_millis(10);
 
 /// How often failed bring-ups are retried and released entries forgotten.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
@@ -124,6 +129,64 @@ struct Inputs {
     control: mpsc::Receiver<ControlRequest>,
     conflicts: Option<Conflicts>,
     carrier: Option<CarrierEvents>,
+    /// Completions of announcements: (VIF, generation).
+    announced: mpsc::UnboundedReceiver<(usize, u64)>,
+}
+
+/// Announcements the allocator waits for (`Input::Announced`).
+#[derive(Default)]
+pub(super) struct Announcing {
+    tx: Option<mpsc::UnboundedSender<(usize, u64)>>,
+    /// The generation of each VIF's newest announcement.
+    generation: HashMap<usize, u64>,
+    next: u64,
+    /// VIFs whose `Announced` is owed (after an Acquire, Reclaim, Announce).
+    owed: BTreeSet<usize>,
+    /// Owed VIFs on the wire, due to the allocator at the given time.
+    settling: BTreeMap<usize, Instant>,
+}
+
+impl Announcing {
+    /// A completion handle for a new announcement of VIF `vif`.
+    pub(super) fn begin(&mut self, vif: usize) -> Option<AnnounceDone> {
+        let tx = self.tx.clone()?;
+        self.next += 1;
+        self.generation.insert(vif, self.next);
+        Some(AnnounceDone::new(vif, self.next, tx))
+    }
+
+    /// VIF `vif` no longer announces (released or yielding): owe nothing.
+    pub(super) fn drop_vif(&mut self, vif: usize) {
+        self.owed.remove(&vif);
+        self.settling.remove(&vif);
+    }
+
+    fn completed(&mut self, vif: usize, generation: u64) {
+        if self.generation.get(&vif) == Some(&generation) && self.owed.contains(&vif) {
+            self.settling
+                .entry(vif)
+                .or_insert_with(|| Instant::now() + ANNOUNCE_SETTLE);
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.settling.values().min().copied()
+    }
+
+    /// The owed VIFs whose settle is over (removed from the books).
+    fn take_due(&mut self, now: Instant) -> Vec<VifIndex> {
+        let due: Vec<usize> = self
+            .settling
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(v, _)| *v)
+            .collect();
+        for v in &due {
+            self.settling.remove(v);
+            self.owed.remove(v);
+        }
+        due.into_iter().map(|v| VifIndex(v as u32)).collect()
+    }
 }
 
 /// One node's agent.
@@ -151,6 +214,10 @@ pub struct Agent<H: Host> {
     metrics: Arc<Mutex<MetricsSnapshot>>,
     /// The cluster's shared ARP cache: IP → MAC, merged from every member.
     pub(super) arp_cache: HashMap<Ipv4Addr, [u8; 6]>,
+    pub(super) announcing: Announcing,
+    /// Interfaces without carrier, and the ineligible VIFs last fed.
+    carrier_down: BTreeSet<String>,
+    ineligible: BTreeSet<VifIndex>,
     /// Members of the last completed view: a bigger one is a merge or a join.
     complete_members: usize,
     /// Set once a stop signal started handing our VIFs to the other members:
@@ -242,11 +309,13 @@ impl<H: Host> Agent<H> {
             },
         );
         let hooks = HookRunner::start(hook_config(&cfg), cfg.node.clone());
+        let (announced_tx, announced) = mpsc::unbounded_channel();
         let inputs = Inputs {
             signals,
             control,
             conflicts: host.conflicts(),
             carrier: host.carrier_events(),
+            announced,
         };
         Agent {
             log,
@@ -267,6 +336,12 @@ impl<H: Host> Agent<H> {
             metrics,
             arp_cache: HashMap::new(),
             complete_members: 0,
+            announcing: Announcing {
+                tx: Some(announced_tx),
+                ..Default::default()
+            },
+            carrier_down: BTreeSet::new(),
+            ineligible: BTreeSet::new(),
             handover: None,
             inputs,
             cfg,
@@ -303,7 +378,16 @@ impl<H: Host> Agent<H> {
                 kind = self.timers.expired() => self.feed(Input::Timer(kind)).await,
                 Some(req) = self.inputs.control.recv() => self.on_control(req).await,
                 Some(batch) = next_of(&mut self.inputs.conflicts) => self.on_conflicts(batch),
-                Some(event) = next_of(&mut self.inputs.carrier) => self.on_carrier(event),
+                Some(event) = next_of(&mut self.inputs.carrier) => self.on_carrier(event).await,
+                Some((vif, generation)) = self.inputs.announced.recv() => {
+                    self.announcing.completed(vif, generation);
+                }
+                _ = tokio::time::sleep_until(self.announcing.next_due().unwrap_or_else(Instant::now)), if self.announcing.next_due().is_some() => {
+                    let due = self.announcing.take_due(Instant::now());
+                    if !due.is_empty() {
+                        self.feed(Input::Announced(due)).await;
+                    }
+                }
                 changed = self.engine.alive.changed(), if alive_open => match changed {
                     Ok(()) => {
                         let alive = *self.engine.alive.borrow_and_update();
@@ -409,13 +493,46 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    /// Reported only for now: the next step acts on a lost carrier.
-    fn on_carrier(&mut self, event: CarrierEvent) {
+    /// A VIF is ineligible while one of its interfaces has no carrier; the
+    /// allocator hears the whole set whenever it changes.
+    async fn on_carrier(&mut self, event: CarrierEvent) {
+        let changed = if event.up {
+            self.carrier_down.remove(&event.iface)
+        } else {
+            self.carrier_down.insert(event.iface.clone())
+        };
+        if !changed {
+            return;
+        }
         info!(
             iface = %event.iface,
             "carrier {}",
             if event.up { "up" } else { "down" }
         );
+        let ineligible: BTreeSet<VifIndex> = self
+            .vifs
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| {
+                v.addresses
+                    .iter()
+                    .any(|a| self.carrier_down.contains(&a.vip.iface))
+            })
+            .map(|(i, _)| VifIndex(i as u32))
+            .collect();
+        if ineligible != self.ineligible {
+            self.ineligible = ineligible.clone();
+            self.feed(Input::Eligibility { ineligible }).await;
+        }
+    }
+
+    /// The VIFs this node answers ARP for: held and not yielding.
+    pub(super) fn answering(&self) -> BTreeSet<VifIndex> {
+        let yielding: BTreeSet<VifIndex> = self.alloc.yielding().collect();
+        self.alloc
+            .held()
+            .filter(|i| !yielding.contains(i))
+            .collect()
     }
 
     /// Feeds one input to the allocator and executes its actions in order.
@@ -438,6 +555,9 @@ impl<H: Host> Agent<H> {
                     self.release(i).await;
                     down.push(i);
                 }
+                Action::Yield(i) => self.yield_vif(i),
+                Action::Reclaim(i) => self.reclaim(i).await,
+                Action::Announce(i) => self.announce_owed(i.0 as usize),
                 Action::Multicast(bytes) => {
                     self.send(Outgoing::Send(GroupMessage::Allocator(bytes).encode()))
                         .await
@@ -513,7 +633,7 @@ impl<H: Host> Agent<H> {
                 error!("acquiring VIF {}: {e:#}; retrying", vif.name);
             }
         }
-        self.announce(i.0 as usize, Duration::ZERO);
+        self.announce_owed(i.0 as usize);
         drop(self.hooks.fire(HookEvent::Up {
             vif: vif.name.clone(),
             addresses: vif.address_texts(),
@@ -531,6 +651,7 @@ impl<H: Host> Agent<H> {
         // still in its burst (or waiting out a conflict) would point the
         // clients back at this node, which drops the VIF's traffic from now on.
         self.host.cancel_announcement(i.0 as usize);
+        self.announcing.drop_vif(i.0 as usize);
         let (table, addresses) = self.host.parts();
         match vifs::bring_down(table, addresses, &vif).await {
             Ok(took) => info!(vif = %vif.name, took_us = took.as_micros() as u64, "released"),
@@ -542,6 +663,50 @@ impl<H: Host> Agent<H> {
             vif: vif.name.clone(),
             addresses: vif.address_texts(),
         }));
+    }
+
+    /// Hand-over step 1: stop answering ARP for the VIF at once (XDP
+    /// "yielding"), keep its addresses and accept its traffic. Synchronous
+    /// map updates: in effect before the batch's next multicast goes out.
+    fn yield_vif(&mut self, i: VifIndex) {
+        let Some(vif) = self.vif(i).cloned() else {
+            error!("allocator asked to yield unknown VIF {i}");
+            return;
+        };
+        // Not one more frame claiming it; no retry would own it again.
+        self.host.cancel_announcement(i.0 as usize);
+        self.announcing.drop_vif(i.0 as usize);
+        self.unplumbed.remove(&(i.0 as usize));
+        match vifs::yield_vif(self.host.parts().0, &vif) {
+            Ok(()) => info!(vif = %vif.name, "yielding (handing over)"),
+            Err(e) => error!("yielding VIF {}: {e:#}", vif.name),
+        }
+    }
+
+    /// A yielding VIF is ours again: answer, announce, then tell the allocator.
+    async fn reclaim(&mut self, i: VifIndex) {
+        let Some(vif) = self.vif(i).cloned() else {
+            error!("allocator asked to reclaim unknown VIF {i}");
+            return;
+        };
+        self.pending_forget.remove(&(i.0 as usize));
+        let (table, addresses) = self.host.parts();
+        match vifs::bring_up(table, addresses, &vif).await {
+            Ok(_) => info!(vif = %vif.name, "reclaimed"),
+            Err(e) => {
+                self.unplumbed.insert(i.0 as usize);
+                error!("reclaiming VIF {}: {e:#}; retrying", vif.name);
+            }
+        }
+        self.announce_owed(i.0 as usize);
+    }
+
+    /// Announces VIF `i` now; the allocator hears `Announced` once it is on
+    /// the wire plus [`ANNOUNCE_SETTLE`].
+    pub(super) fn announce_owed(&mut self, i: usize) {
+        self.announcing.owed.insert(i);
+        self.announcing.settling.remove(&i);
+        self.announce(i, Duration::ZERO);
     }
 
     /// Renews the XDP lease from the engine's liveness evidence: until one
@@ -584,7 +749,7 @@ impl<H: Host> Agent<H> {
 
     async fn housekeeping(&mut self) {
         if !self.unplumbed.is_empty() {
-            let held: BTreeSet<usize> = self.alloc.held().map(|i| i.0 as usize).collect();
+            let held: BTreeSet<usize> = self.answering().iter().map(|i| i.0 as usize).collect();
             let (table, addresses) = self.host.parts();
             let (up, failed) =
                 vifs::retry_bring_up(table, addresses, &self.vifs, &mut self.unplumbed, &held)
@@ -647,7 +812,7 @@ impl<H: Host> Agent<H> {
     }
 
     pub(super) fn update_metrics(&mut self) {
-        let held: BTreeSet<VifIndex> = self.alloc.held().collect();
+        let held = self.answering();
         let mut rows = Vec::with_capacity(self.vifs.len());
         for (i, vif) in self.vifs.iter().enumerate() {
             let mut row = VifMetrics {

@@ -5,11 +5,11 @@ use super::agent::Agent;
 use super::host::{Announcement, Host};
 use crate::alloc::VifIndex;
 use crate::dataplane::ConflictEvent;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{error, warn};
 
 /// At most one re-announcement per VIF this often in reaction to conflicts:
 /// two holders answering each other's announcements would otherwise
@@ -37,7 +37,7 @@ impl<H: Host> Agent<H> {
             addresses
                 .entry(a.vip.iface.clone())
                 .or_default()
-                .push(a.vip.addr);
+                .extend(a.vip.ipv4());
         }
         let targets = self
             .cfg
@@ -67,12 +67,21 @@ impl<H: Host> Agent<H> {
             targets,
             cache,
         };
-        self.host.announce(i, a);
+        // Every announcement completes what is owed for the VIF (one that
+        // replaces an owed one must not leave it waiting).
+        match self.announcing.begin(i) {
+            Some(done) => self.host.announce(i, a, done),
+            None => error!(
+                "announcing VIF {}: the agent's completion channel is gone",
+                vif.name
+            ),
+        }
     }
 
     /// Announces every held VIF again (refresh timer, after a merge).
     pub(super) fn refresh_announcements(&mut self) {
-        let held: Vec<VifIndex> = self.alloc.held().collect();
+        // Not a yielding VIF: the new owner answers for it.
+        let held = self.answering();
         for i in held {
             self.announce(i.0 as usize, Duration::ZERO);
         }
@@ -81,7 +90,7 @@ impl<H: Host> Agent<H> {
     /// Another host claimed VIFs we hold: announce them again after
     /// [`CONFLICT_SETTLE`], at most once per [`CONFLICT_HOLDOFF`] each.
     pub(super) fn on_conflicts(&mut self, batch: Vec<ConflictEvent>) {
-        let held: BTreeSet<VifIndex> = self.alloc.held().collect();
+        let held = self.answering();
         let mut claimed: BTreeMap<usize, (u64, [u8; 6])> = BTreeMap::new();
         for ev in batch {
             for (i, vif) in self.vifs.iter().enumerate() {

@@ -40,7 +40,7 @@ impl<H: Host> Agent<H> {
         let vips: BTreeSet<Ipv4Addr> = self
             .vifs
             .iter()
-            .flat_map(|v| v.addresses.iter().map(|a| a.vip.addr))
+            .flat_map(|v| v.addresses.iter().filter_map(|a| a.vip.ipv4()))
             .collect();
         for (ip, mac) in share.pairs() {
             if !vips.contains(&ip) {

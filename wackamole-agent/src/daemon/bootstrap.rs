@@ -12,6 +12,7 @@ use crate::control::server::{ControlRequest, ControlServer};
 use crate::dataplane::{DataPlane, DataPlaneOptions, XdpAttachMode};
 use crate::membership::MembershipHandle;
 use anyhow::{Context, Result};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -153,6 +154,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     let mut opts = DataPlaneOptions::new(instance_name(&cfg.node));
     opts.bpffs = dataplane_bpffs(&cfg.bpffs_dir);
     opts.mode = attach_mode(cfg.xdp.mode);
+    opts.allow_private_bpffs = cfg.xdp.allow_private_bpffs;
     opts.interfaces = ifaces;
     let mut plane = DataPlane::open(&opts).context("data plane")?;
     clean_leftovers(&mut plane, &vifs).await;
@@ -174,7 +176,11 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         });
     }
 
-    let host = LinuxHost::new(plane, config_path)?;
+    let carrier_ifaces: BTreeSet<String> = vifs
+        .iter()
+        .flat_map(|v| v.addresses.iter().map(|a| a.vip.iface.clone()))
+        .collect();
+    let host = LinuxHost::new(plane, config_path, carrier_ifaces.into_iter().collect())?;
     let engine = start_engine(&cfg).await?;
     info!(
         node = %cfg.node,
@@ -251,12 +257,14 @@ async fn clean_leftovers(plane: &mut DataPlane, vifs: &[PlannedVif]) {
     }
     for vif in vifs {
         for a in &vif.addresses {
+            // plan() admits IPv4 only so far.
+            let Some(ip) = a.vip.ipv4() else { continue };
             let present = crate::net::addr::list(&a.vip.iface)
                 .await
-                .map(|l| l.iter().any(|(ip, _)| *ip == a.vip.addr))
+                .map(|l| l.iter().any(|(have, _)| *have == ip))
                 .unwrap_or(false);
             if present {
-                match crate::net::addr::remove(&a.vip.iface, a.vip.addr, a.prefix).await {
+                match crate::net::addr::remove(&a.vip.iface, ip, a.prefix).await {
                     Ok(()) => info!(
                         "start-up: removed leftover address {} from {}",
                         a.text(),

@@ -141,6 +141,7 @@ impl<H: Host> Agent<H> {
     fn list(&self) -> ListReply {
         let table = self.alloc.table();
         let held: BTreeSet<VifIndex> = self.alloc.held().collect();
+        let yielding: BTreeSet<VifIndex> = self.alloc.yielding().collect();
         let vifs = self
             .vifs
             .iter()
@@ -152,7 +153,10 @@ impl<H: Host> Agent<H> {
                     name: vif.name.clone(),
                     addresses: vif.address_texts(),
                     owner: row.and_then(|r| r.owner.as_ref()).map(|o| o.node.clone()),
-                    state: if held.contains(&index) {
+                    state: if yielding.contains(&index) {
+                        // Handing it over: no ARP answers, traffic accepted.
+                        "yielding".into()
+                    } else if held.contains(&index) {
                         "owned".into()
                     } else if self.pending_forget.contains_key(&i) {
                         "releasing".into()
@@ -230,6 +234,8 @@ mod tests {
             drained: false,
             config_ok: state,
             state_received: state,
+            max_version: 2,
+            ineligible: Vec::new(),
         }
     }
 
@@ -244,6 +250,8 @@ mod tests {
             vifs: Vec::new(),
             members,
             config_errors: Vec::new(),
+            group_version: Some(2),
+            handovers: Vec::new(),
         }
     }
 

@@ -12,11 +12,13 @@ use crate::net::arp::{ArpSender, Burst};
 use crate::net::Ipv4Prefix;
 use anyhow::{anyhow, Context, Result};
 use futures::stream::{LocalBoxStream, StreamExt};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::warn;
 
@@ -36,6 +38,38 @@ pub struct Announcement {
     pub targets: Vec<(String, Ipv4Prefix, u32)>,
     /// Neighbours of the cluster's shared ARP cache, told by unicast replies.
     pub cache: Vec<(Ipv4Addr, [u8; 6])>,
+}
+
+/// Tells the agent that an announcement is on the wire (its first round of
+/// gratuitous ARP went out on every interface). An announcement replaced or
+/// cancelled before that never completes: the agent waits for the newest one.
+#[derive(Debug)]
+pub struct AnnounceDone {
+    vif: usize,
+    generation: u64,
+    tx: mpsc::UnboundedSender<(usize, u64)>,
+}
+
+impl AnnounceDone {
+    /// A completion for announcement `generation` of VIF `vif`, sent on `tx`.
+    pub fn new(vif: usize, generation: u64, tx: mpsc::UnboundedSender<(usize, u64)>) -> Self {
+        AnnounceDone {
+            vif,
+            generation,
+            tx,
+        }
+    }
+
+    /// The VIF announced.
+    pub fn vif(&self) -> usize {
+        self.vif
+    }
+
+    /// The announcement is on the wire.
+    pub fn complete(self) {
+        // The agent may be gone (stopping): nothing to tell then.
+        let _ = self.tx.send((self.vif, self.generation));
+    }
 }
 
 /// A link going up or down.
@@ -68,8 +102,10 @@ pub trait Host {
     fn parts(&mut self) -> (&mut Self::Table, &Self::Addresses);
 
     /// Starts announcing VIF `vif` (after `a.delay`), replacing an
-    /// announcement of that VIF still under way.
-    fn announce(&mut self, vif: usize, a: Announcement);
+    /// announcement of that VIF still under way; calls `done.complete()`
+    /// once the announcement is on the wire (not if it is replaced or
+    /// cancelled first).
+    fn announce(&mut self, vif: usize, a: Announcement, done: AnnounceDone);
 
     /// Stops the announcement of VIF `vif` at once, if one is under way.
     fn cancel_announcement(&mut self, vif: usize);
@@ -146,11 +182,18 @@ pub struct LinuxHost {
     conflicts: Option<Conflicts>,
     announcing: AnnouncementTasks,
     config_path: PathBuf,
+    /// The interfaces that carry VIPs (their carrier is watched).
+    carrier_ifaces: Vec<String>,
 }
 
 impl LinuxHost {
-    /// Wraps an open data plane; `config_path` is re-read on SIGHUP.
-    pub fn new(mut plane: DataPlane, config_path: PathBuf) -> Result<Self> {
+    /// Wraps an open data plane; `config_path` is re-read on SIGHUP; the
+    /// carrier of `carrier_ifaces` (those that carry VIPs) is watched.
+    pub fn new(
+        mut plane: DataPlane,
+        config_path: PathBuf,
+        carrier_ifaces: Vec<String>,
+    ) -> Result<Self> {
         let conflicts = plane
             .take_conflicts()
             .map(|r| r.into_async())
@@ -163,8 +206,88 @@ impl LinuxHost {
             conflicts,
             announcing: AnnouncementTasks::default(),
             config_path,
+            carrier_ifaces,
         })
     }
+}
+
+/// Whether a link message says the link can carry traffic: IFF_RUNNING is
+/// set by the kernel exactly when the operational state is up (or unknown,
+/// for devices that do not report it).
+fn link_running(link: &LinkMessage) -> bool {
+    link.header.flags.contains(LinkFlags::Running)
+}
+
+fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+/// Subscribes to link notifications (RTMGRP_LINK) first, then reads the
+/// current state of every interface in `ifaces`, so no change is missed
+/// between the two. Events name only those interfaces; repeated
+/// notifications of an unchanged carrier are dropped.
+fn watch_carrier(ifaces: Vec<String>) -> Result<mpsc::UnboundedReceiver<CarrierEvent>> {
+    use futures::TryStreamExt;
+    use rtnetlink::packet_core::NetlinkPayload;
+    use rtnetlink::packet_route::RouteNetlinkMessage;
+    use rtnetlink::sys::{AsyncSocket, SocketAddr};
+
+    let (mut conn, handle, mut notifications) =
+        rtnetlink::new_connection().context("netlink route socket")?;
+    conn.socket_mut()
+        .socket_mut()
+        .bind(&SocketAddr::new(0, rtnetlink::constants::RTMGRP_LINK))
+        .context("subscribing to link notifications")?;
+    tokio::spawn(conn);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut last: HashMap<String, bool> = HashMap::new();
+        let mut report = |name: &str, up: bool| {
+            if !ifaces.iter().any(|i| i == name) || last.get(name) == Some(&up) {
+                return true;
+            }
+            last.insert(name.to_string(), up);
+            tx.send(CarrierEvent {
+                iface: name.to_string(),
+                up,
+            })
+            .is_ok()
+        };
+        let mut links = handle.link().get().execute();
+        loop {
+            match links.try_next().await {
+                Ok(Some(link)) => {
+                    if let Some(name) = link_name(&link) {
+                        let up = link_running(&link);
+                        report(name, up);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    warn!("carrier: reading the links: {e}");
+                    break;
+                }
+            }
+        }
+        while let Some((msg, _)) = notifications.next().await {
+            let (link, deleted) = match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => (l, false),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l)) => (l, true),
+                _ => continue,
+            };
+            if let Some(name) = link_name(&link) {
+                let up = !deleted && link_running(&link);
+                if !report(name, up) {
+                    return;
+                }
+            }
+        }
+        warn!("carrier: link notifications ended; carrier losses are no longer noticed");
+    });
+    Ok(rx)
 }
 
 /// Batches from the ring buffer until it fails (logged once; no more reports).
@@ -195,7 +318,10 @@ impl Host for LinuxHost {
 
     /// Gratuitous ARP burst, then unicast replies to the notify targets and
     /// the shared ARP cache, in a task of its own.
-    fn announce(&mut self, vif: usize, a: Announcement) {
+    /// The first round of the burst on every interface completes the
+    /// announcement (clients that heard it have moved); the rest of the
+    /// burst and the unicast notifications follow in the same task.
+    fn announce(&mut self, vif: usize, a: Announcement, done: AnnounceDone) {
         let Announcement {
             vif: name,
             delay,
@@ -208,17 +334,35 @@ impl Host for LinuxHost {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+            let mut senders = Vec::new();
             for (iface, ips) in addresses {
-                let sender = match ArpSender::open(&iface) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!("announcing VIF {name}: {e}");
-                        continue;
-                    }
-                };
-                if let Err(e) = sender.garp_burst(&ips, burst).await {
+                match ArpSender::open(&iface) {
+                    Ok(s) => senders.push((iface, ips, s)),
+                    Err(e) => warn!("announcing VIF {name}: {e}"),
+                }
+            }
+            let first = Burst { count: 1, ..burst };
+            for (iface, ips, sender) in &senders {
+                if let Err(e) = sender.garp_burst(ips, first).await {
                     warn!("announcing VIF {name} on {iface}: {e}");
                 }
+            }
+            // Complete even if a send failed: a hand-over must not wait for
+            // ever on an interface that cannot send (the error is logged).
+            done.complete();
+            if burst.count > 1 {
+                tokio::time::sleep(burst.spacing).await;
+                let rest = Burst {
+                    count: burst.count - 1,
+                    ..burst
+                };
+                for (iface, ips, sender) in &senders {
+                    if let Err(e) = sender.garp_burst(ips, rest).await {
+                        warn!("announcing VIF {name} on {iface}: {e}");
+                    }
+                }
+            }
+            for (iface, ips, sender) in senders {
                 for (t_iface, range, pps) in targets.iter().filter(|t| t.0 == iface) {
                     if let Err(e) = sender.notify(&ips, range, &cache, *pps).await {
                         warn!("notifying {t_iface}:{range:?} of VIF {name}: {e}");
@@ -247,9 +391,26 @@ impl Host for LinuxHost {
         self.conflicts.take()
     }
 
-    /// Not watched yet: no carrier events.
+    /// rtnetlink link notifications of the VIP interfaces: their state at
+    /// start, then every change.
     fn carrier_events(&mut self) -> Option<CarrierEvents> {
-        None
+        let ifaces = std::mem::take(&mut self.carrier_ifaces);
+        if ifaces.is_empty() {
+            return None;
+        }
+        match watch_carrier(ifaces) {
+            Ok(rx) => Some(
+                futures::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|ev| (ev, rx)) },
+                )
+                .boxed_local(),
+            ),
+            Err(e) => {
+                warn!("carrier: cannot watch the interfaces' links: {e:#}; carrier losses are not noticed");
+                None
+            }
+        }
     }
 
     fn read_config(&self) -> Result<Config> {

@@ -39,7 +39,7 @@ impl PlannedVif {
     }
 
     pub fn ips(&self) -> Vec<Ipv4Addr> {
-        self.addresses.iter().map(|a| a.vip.addr).collect()
+        self.addresses.iter().filter_map(|a| a.vip.ipv4()).collect()
     }
 }
 
@@ -108,11 +108,24 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     }
     for a in &vif.addresses {
         plumbing
-            .add(&a.vip.iface, a.vip.addr.into(), a.prefix)
+            .add(&a.vip.iface, a.vip.addr, a.prefix)
             .await
             .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
     }
     Ok(start.elapsed())
+}
+
+/// Hand-over step 1 for `vif`: XDP stops answering ARP for its addresses but
+/// still accepts their traffic; the kernel addresses stay. Every address is
+/// attempted; the first error is returned.
+pub fn yield_vif<T: VipTable>(table: &mut T, vif: &PlannedVif) -> Result<()> {
+    let mut first_error = None;
+    for a in &vif.addresses {
+        if let Err(e) = table.yield_vip(&a.vip) {
+            first_error.get_or_insert(anyhow!("VIF {}: XDP yield {}: {e}", vif.name, a.vip));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Retries [`bring_up`] for the VIFs in `pending` (indexes into `vifs`)
@@ -159,10 +172,7 @@ pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
         }
     }
     for a in &vif.addresses {
-        if let Err(e) = plumbing
-            .remove(&a.vip.iface, a.vip.addr.into(), a.prefix)
-            .await
-        {
+        if let Err(e) = plumbing.remove(&a.vip.iface, a.vip.addr, a.prefix).await {
             first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
         }
     }
@@ -196,7 +206,7 @@ mod tests {
     impl VipTable for FakeTable<'_> {
         fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("own {}", vip.addr));
-            if self.1 == Some(vip.addr) {
+            if self.1.map(IpAddr::V4) == Some(vip.addr) {
                 return Err(dataplane::DataPlaneError::Vip {
                     vip: vip.addr.to_string(),
                     action: "own",
@@ -207,6 +217,17 @@ mod tests {
         }
         fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("release {}", vip.addr));
+            Ok(())
+        }
+        fn yield_vip(&mut self, vip: &Vip) -> dataplane::Result<()> {
+            self.0 .0.borrow_mut().push(format!("yield {}", vip.addr));
+            if self.1.map(IpAddr::V4) == Some(vip.addr) {
+                return Err(dataplane::DataPlaneError::Vip {
+                    vip: vip.addr.to_string(),
+                    action: "yield",
+                    source: "refused by the test".into(),
+                });
+            }
             Ok(())
         }
         fn forget(&mut self, vip: &Vip) -> dataplane::Result<()> {
@@ -271,6 +292,16 @@ mod tests {
                 "add 192.0.2.11/24 eth0"
             ]
         );
+    }
+
+    #[test]
+    fn yield_touches_only_xdp_and_tries_every_address() {
+        let j = Journal::default();
+        let bad = Some(Ipv4Addr::new(192, 0, 2, 10));
+        let err = yield_vif(&mut FakeTable(&j, bad), &vif()).expect_err("first yield fails");
+        assert!(err.to_string().contains("192.0.2.10"), "{err}");
+        // Addresses stay (traffic is still accepted until the release).
+        assert_eq!(*j.0.borrow(), ["yield 192.0.2.10", "yield 192.0.2.11"]);
     }
 
     #[tokio::test]

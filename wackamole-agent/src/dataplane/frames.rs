@@ -1,7 +1,7 @@
 //! Frame builders and a `BPF_PROG_TEST_RUN` wrapper, for the tests, the
 //! benchmark and the demo (they feed the XDP program synthetic frames).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
@@ -119,6 +119,33 @@ pub fn ipv4_udp(
     f
 }
 
+/// A UDP/IPv6 frame of `total_len` bytes (at least 62) to `dst` (UDP
+/// checksum not filled: XDP does not look at it).
+pub fn ipv6_udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    total_len: usize,
+) -> Vec<u8> {
+    let total_len = total_len.max(62);
+    let mut f = Vec::with_capacity(total_len);
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&0x86ddu16.to_be_bytes());
+    let payload = u16::try_from(total_len - 54).unwrap_or(u16::MAX);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&payload.to_be_bytes());
+    f.extend_from_slice(&[17, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&[0x30, 0x39, 0x30, 0x39]);
+    f.extend_from_slice(&payload.to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.resize(total_len, 0);
+    f
+}
+
 /// Inserts an 802.1Q tag (VLAN `vid`) after the MAC addresses.
 pub fn vlan_tagged(frame: &[u8], vid: u16) -> Vec<u8> {
     let split = frame.len().min(12);
@@ -221,6 +248,18 @@ mod tests {
         assert_eq!(f.len(), 60);
         assert_eq!(&f[12..14], &[0x08, 0x00]);
         assert_eq!(&f[30..34], &[192, 0, 2, 9]);
+        let v6 = ipv6_udp(
+            [2; 6],
+            [4; 6],
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::9".parse().unwrap(),
+            100,
+        );
+        assert_eq!(v6.len(), 100);
+        assert_eq!(&v6[12..14], &[0x86, 0xdd]);
+        assert_eq!(&v6[18..20], &[0, 46]);
+        assert_eq!(v6[20], 17);
+        assert_eq!(v6[53], 9);
         let v = vlan_tagged(&f, 7);
         assert_eq!(v.len(), 64);
         assert_eq!(&v[12..16], &[0x81, 0x00, 0, 7]);

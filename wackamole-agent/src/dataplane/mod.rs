@@ -16,7 +16,7 @@ mod plane;
 mod sys;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,32 +24,32 @@ use wackamole_common::VipKey;
 
 pub use conflicts::{AsyncConflictReader, ConflictReader};
 pub use error::{BoxError, DataPlaneError, Result};
-pub use plane::DataPlane;
+pub use plane::{DataPlane, OwnOptions};
 pub use sys::monotonic_now;
 pub use wackamole_common::{ConflictEvent, VipCounters};
 
-/// A virtual IPv4 address on one interface.
+/// A virtual IP address (either family) on one interface.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Vip {
     /// Interface name (for messages and attaching).
     pub iface: String,
     /// Interface index (the map key).
     pub ifindex: u32,
-    pub addr: Ipv4Addr,
+    pub addr: IpAddr,
 }
 
 impl Vip {
     /// A VIP on an interface whose index is already known.
-    pub fn new(iface: impl Into<String>, ifindex: u32, addr: Ipv4Addr) -> Self {
+    pub fn new(iface: impl Into<String>, ifindex: u32, addr: impl Into<IpAddr>) -> Self {
         Vip {
             iface: iface.into(),
             ifindex,
-            addr,
+            addr: addr.into(),
         }
     }
 
     /// A VIP on `iface`, looked up in the calling thread's network namespace.
-    pub fn resolve(iface: &str, addr: Ipv4Addr) -> Result<Self> {
+    pub fn resolve(iface: &str, addr: impl Into<IpAddr>) -> Result<Self> {
         let ifindex = sys::ifindex(iface).map_err(|e| DataPlaneError::Interface {
             iface: iface.to_string(),
             action: "looking up its index",
@@ -60,7 +60,18 @@ impl Vip {
 
     /// The key of this VIP in the XDP maps.
     pub fn key(&self) -> VipKey {
-        VipKey::ipv4(self.ifindex, self.addr.octets())
+        match self.addr {
+            IpAddr::V4(a) => VipKey::ipv4(self.ifindex, a.octets()),
+            IpAddr::V6(a) => VipKey::ipv6(self.ifindex, a.octets()),
+        }
+    }
+
+    /// The address if it is IPv4.
+    pub fn ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        match self.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
     }
 }
 
@@ -110,6 +121,12 @@ pub struct DataPlaneOptions {
     pub interfaces: Vec<String>,
     /// Lets the XDP program log at debug level (per packet: diagnosis only).
     pub ebpf_debug_log: bool,
+    /// Start even when the bpffs is private to this process's mount namespace
+    /// (e.g. under `ip netns exec`, which remounts /sys): the pins, the XDP
+    /// links and the lease fence then die with the agent, so a killed agent
+    /// leaves its addresses to the kernel. Off by default: such a start is
+    /// refused with an error that names the fix.
+    pub allow_private_bpffs: bool,
 }
 
 impl DataPlaneOptions {
@@ -121,6 +138,7 @@ impl DataPlaneOptions {
             mode: XdpAttachMode::Auto,
             interfaces: Vec::new(),
             ebpf_debug_log: false,
+            allow_private_bpffs: false,
         }
     }
 
@@ -133,10 +151,12 @@ impl DataPlaneOptions {
 /// State of a VIP in the XDP map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VipState {
-    /// ARP answered from XDP, traffic let through.
+    /// ARP / NS answered from XDP, traffic let through.
     Owned,
-    /// ARP and traffic dropped.
+    /// ARP, NS and traffic dropped.
     Releasing,
+    /// Handing over: ARP and NS dropped, traffic let through.
+    Yielding,
     /// A state this agent does not know (written by another version).
     Other(u32),
 }
@@ -146,6 +166,7 @@ impl VipState {
         match raw {
             wackamole_common::vip_state::OWNED => VipState::Owned,
             wackamole_common::vip_state::RELEASING => VipState::Releasing,
+            wackamole_common::vip_state::YIELDING => VipState::Yielding,
             other => VipState::Other(other),
         }
     }
@@ -160,6 +181,8 @@ pub struct VipRecord {
     pub state: VipState,
     /// MAC the XDP program answers with.
     pub mac: [u8; 6],
+    /// Neighbour advertisements carry the Router flag.
+    pub nd_router: bool,
 }
 
 /// The global action counters, summed over CPUs.
@@ -173,16 +196,30 @@ pub struct ActionCounters {
     pub drop_releasing: u64,
     /// Frames dropped because the lease had lapsed.
     pub drop_fenced: u64,
-    /// ARP packets claiming an owned VIP from another MAC.
+    /// ARP packets or NAs claiming an owned VIP from another MAC.
     pub conflict: u64,
+    /// Neighbour advertisements sent from XDP.
+    pub na_reply: u64,
+    /// ARP requests / solicitations dropped for a yielding VIP.
+    pub drop_yielding: u64,
 }
 
 /// What the daemon needs from the data plane; mock it in tests.
 pub trait VipTable {
-    /// Answer ARP for `vip` and let its traffic through.
+    /// Answer ARP / NS for `vip` and let its traffic through.
     fn own(&mut self, vip: &Vip) -> Result<()>;
-    /// Silence `vip`: drop ARP requests and traffic for it.
+    /// Silence `vip`: drop ARP requests, solicitations and traffic for it.
     fn release(&mut self, vip: &Vip) -> Result<()>;
+    /// Hand `vip` over (make-before-break): stop answering ARP / NS for it
+    /// (and keep the kernel from answering) but keep accepting its traffic.
+    /// Tables without hand-over support refuse.
+    fn yield_vip(&mut self, vip: &Vip) -> Result<()> {
+        Err(DataPlaneError::Vip {
+            vip: vip.to_string(),
+            action: "yielding it",
+            source: "this VIP table does not support hand-over".into(),
+        })
+    }
     /// Remove `vip` (and its counters): the kernel handles it normally again.
     fn forget(&mut self, vip: &Vip) -> Result<()>;
     /// Extend the lease by `validity` from now; `None` disables the fence.
@@ -198,6 +235,9 @@ impl VipTable for DataPlane {
     fn release(&mut self, vip: &Vip) -> Result<()> {
         DataPlane::release(self, vip)
     }
+    fn yield_vip(&mut self, vip: &Vip) -> Result<()> {
+        DataPlane::yield_vip(self, vip)
+    }
     fn forget(&mut self, vip: &Vip) -> Result<()> {
         DataPlane::forget(self, vip)
     }
@@ -212,12 +252,19 @@ impl VipTable for DataPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn vip_key_and_display() {
         let v = Vip::new("eth0", 3, Ipv4Addr::new(192, 0, 2, 7));
         assert_eq!(v.key(), VipKey::ipv4(3, [192, 0, 2, 7]));
         assert_eq!(v.to_string(), "192.0.2.7 on eth0 (ifindex 3)");
+        assert_eq!(v.ipv4(), Some(Ipv4Addr::new(192, 0, 2, 7)));
+        let a: Ipv6Addr = "2001:db8::7".parse().unwrap();
+        let v6 = Vip::new("eth0", 3, a);
+        assert_eq!(v6.key(), VipKey::ipv6(3, a.octets()));
+        assert_eq!(v6.ipv4(), None);
+        assert_eq!(v6.to_string(), "2001:db8::7 on eth0 (ifindex 3)");
     }
 
     #[test]
@@ -234,6 +281,7 @@ mod tests {
         assert_eq!(o.pin_dir(), PathBuf::from("/sys/fs/bpf/wackamole/a1"));
         assert_eq!(VipState::from_raw(1), VipState::Owned);
         assert_eq!(VipState::from_raw(2), VipState::Releasing);
+        assert_eq!(VipState::from_raw(3), VipState::Yielding);
         assert_eq!(VipState::from_raw(9), VipState::Other(9));
     }
 

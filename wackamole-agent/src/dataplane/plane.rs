@@ -9,7 +9,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use wackamole_common::{
-    action, names, vip_state, LeaseRecord, VipCounters, VipEntry, VipKey, MAX_VIPS,
+    action, names, vip_flags, vip_state, LeaseRecord, VipCounters, VipEntry, VipKey, MAX_VIPS,
 };
 
 use super::conflicts::ConflictReader;
@@ -47,6 +47,16 @@ const MAP_SHAPES: [(&str, u32, u32, u32); 5] = [
     (names::LEASE, 4, size_of::<LeaseRecord>() as u32, 1),
     (names::CONFLICTS, 0, 0, CONFLICT_RING_BYTES),
 ];
+
+/// How to own a VIP (see [`DataPlane::own_with`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnOptions {
+    /// MAC to answer with; `None`: the interface's (attaching to it).
+    pub mac: Option<[u8; 6]>,
+    /// Set the Router flag in neighbour advertisements (IPv6 VIPs used as a
+    /// default gateway).
+    pub nd_router: bool,
+}
 
 /// An interface the program is attached to.
 #[derive(Debug)]
@@ -117,14 +127,50 @@ fn is_not_found(e: &MapError) -> bool {
     }
 }
 
-/// Makes sure `bpffs` is a bpf filesystem, mounting one if needed.
-fn ensure_bpffs(bpffs: &Path) -> Result<()> {
+/// Makes sure `bpffs` is a bpf filesystem, mounting one if needed; true when
+/// we mounted it.
+fn ensure_bpffs(bpffs: &Path) -> Result<bool> {
     std::fs::create_dir_all(bpffs).map_err(bpffs_err(bpffs, "creating the mount point"))?;
     if sys::is_bpffs(bpffs).map_err(bpffs_err(bpffs, "statfs"))? {
-        return Ok(());
+        return Ok(false);
     }
     tracing::info!(path = %bpffs.display(), "mounting the bpf filesystem");
-    sys::mount_bpffs(bpffs).map_err(bpffs_err(bpffs, "mount -t bpf (are we root?)"))
+    sys::mount_bpffs(bpffs).map_err(bpffs_err(bpffs, "mount -t bpf (are we root?)"))?;
+    Ok(true)
+}
+
+/// Refuses a bpffs that only this process's mount namespace sees (unless
+/// `allow`): its pins, links and lease fence would die with the agent.
+fn check_bpffs_scope(bpffs: &Path, mounted_here: bool, allow: bool) -> Result<()> {
+    match sys::bpffs_scope(bpffs, mounted_here) {
+        sys::BpffsScope::Shared => Ok(()),
+        sys::BpffsScope::Unknown(why) => {
+            tracing::warn!(path = %bpffs.display(), why,
+                "cannot tell whether the bpffs outlives the agent (pins and fence may die with it)");
+            Ok(())
+        }
+        sys::BpffsScope::Private(why) if allow => {
+            tracing::warn!(path = %bpffs.display(), why,
+                "bpffs is private to the agent's mount namespace: allowed by \
+                 xdp.allow_private_bpffs, but a killed agent is not fenced");
+            Ok(())
+        }
+        sys::BpffsScope::Private(why) => Err(DataPlaneError::Bpffs {
+            path: bpffs.to_path_buf(),
+            action: "checking that the pins outlive the agent",
+            source: boxed(format!(
+                "this bpffs is private to the agent's mount namespace ({why}): the pinned \
+                 XDP program, maps and lease fence would vanish with the agent, and the \
+                 kernel would then answer for a killed agent's addresses. Fix: run the agent \
+                 in the host's mount namespace (`nsenter --net=/run/netns/NAME` instead of \
+                 `ip netns exec`), point bpffs_dir at a bpffs mounted on the host outside \
+                 /sys (e.g. `mount -t bpf bpf /run/wackamole-bpf` and bpffs_dir = \
+                 \"/run/wackamole-bpf/wackamole\"), or bind-mount the host's /sys/fs/bpf \
+                 into the container; or set xdp.allow_private_bpffs = true to accept an \
+                 unfenced node"
+            )),
+        }),
+    }
 }
 
 /// Creates the instance directory. Another instance's shutdown may remove
@@ -206,7 +252,8 @@ impl DataPlane {
                 ),
             });
         }
-        ensure_bpffs(&opts.bpffs)?;
+        let mounted_here = ensure_bpffs(&opts.bpffs)?;
+        check_bpffs_scope(&opts.bpffs, mounted_here, opts.allow_private_bpffs)?;
         let pin_dir = opts.pin_dir();
         create_pin_dir(&pin_dir)?;
         if !pins_compatible(&pin_dir) {
@@ -414,25 +461,66 @@ impl DataPlane {
     /// Like [`DataPlane::own`], answering with `mac` and without attaching
     /// (e.g. a VIP on a macvlan, or tests that run the program directly).
     pub fn own_as(&mut self, vip: &Vip, mac: [u8; 6]) -> Result<()> {
+        self.own_with(
+            vip,
+            OwnOptions {
+                mac: Some(mac),
+                ..OwnOptions::default()
+            },
+        )
+    }
+
+    /// [`DataPlane::own`] with options: the MAC to answer with (`None`: the
+    /// interface's, attaching to it if needed) and the NA Router flag.
+    pub fn own_with(&mut self, vip: &Vip, opts: OwnOptions) -> Result<()> {
+        let mac = match opts.mac {
+            Some(mac) => mac,
+            None => self.mac_for(vip)?,
+        };
+        let flags = if opts.nd_router {
+            vip_flags::ND_ROUTER
+        } else {
+            0
+        };
         self.vips
-            .insert(vip.key(), VipEntry::new(vip_state::OWNED, mac), 0)
+            .insert(
+                vip.key(),
+                VipEntry::with_flags(vip_state::OWNED, mac, flags),
+                0,
+            )
             .map_err(vip_err(vip, "marking it owned"))
     }
 
-    /// Drops ARP requests and IPv4 traffic for `vip` from now on.
+    /// Drops ARP requests, solicitations and IP traffic for `vip` from now on.
     pub fn release(&mut self, vip: &Vip) -> Result<()> {
-        let mac = match self.vips.get(&vip.key(), 0) {
-            Ok(entry) => entry.mac,
-            Err(e) if is_not_found(&e) => self
-                .attached
-                .get(&vip.ifindex)
-                .and_then(|a| a.mac)
-                .unwrap_or([0; 6]),
+        self.set_state(vip, vip_state::RELEASING, "marking it releasing")
+    }
+
+    /// Make-before-break hand-over: ARP requests and solicitations for `vip`
+    /// are dropped from now on (neither answered from XDP nor passed to the
+    /// kernel, which would answer for the still configured address), while
+    /// its IP traffic is still accepted and counted.
+    pub fn yield_vip(&mut self, vip: &Vip) -> Result<()> {
+        self.set_state(vip, vip_state::YIELDING, "marking it yielding")
+    }
+
+    /// Writes `state`, keeping the entry's MAC and flags (an unknown VIP gets
+    /// its interface's MAC, or zeros).
+    fn set_state(&mut self, vip: &Vip, state: u32, action: &'static str) -> Result<()> {
+        let (mac, flags) = match self.vips.get(&vip.key(), 0) {
+            Ok(entry) => (entry.mac, entry.flags),
+            Err(e) if is_not_found(&e) => (
+                self.attached
+                    .get(&vip.ifindex)
+                    .and_then(|a| a.mac)
+                    .unwrap_or([0; 6]),
+                0,
+            ),
             Err(e) => return Err(vip_err(vip, "reading its entry")(e)),
         };
         self.vips
-            .insert(vip.key(), VipEntry::new(vip_state::RELEASING, mac), 0)
-            .map_err(vip_err(vip, "marking it releasing"))
+            .insert(vip.key(), VipEntry::with_flags(state, mac, flags), 0)
+            .map_err(vip_err(vip, action))
     }
 
     /// Removes `vip` and its counters; the kernel handles it as usual again.
@@ -501,26 +589,31 @@ impl DataPlane {
             drop_releasing: slot(action::DROP_RELEASING)?,
             drop_fenced: slot(action::DROP_FENCED)?,
             conflict: slot(action::CONFLICT)?,
+            na_reply: slot(action::NA_REPLY)?,
+            drop_yielding: slot(action::DROP_YIELDING)?,
         })
     }
 
-    /// Every IPv4 entry of the VIP map (also ones left by an earlier run), so
-    /// the agent can forget what it no longer wants.
+    /// Every entry of the VIP map, both families (also ones left by an
+    /// earlier run), so the agent can forget what it no longer wants.
     pub fn entries(&self) -> Result<Vec<VipRecord>> {
         let mut out = Vec::new();
         for item in self.vips.iter() {
             let (key, entry) = item.map_err(map_err(names::VIPS, "listing"))?;
-            let Some(octets) = key.ipv4_octets() else {
-                continue;
+            let addr: std::net::IpAddr = match (key.ipv4_octets(), key.ipv6_octets()) {
+                (Some(v4), _) => v4.into(),
+                (_, Some(v6)) => v6.into(),
+                _ => continue,
             };
             let iface = match self.attached.get(&key.ifindex) {
                 Some(a) => a.iface.clone(),
                 None => sys::ifname(key.ifindex).unwrap_or_else(|_| format!("#{}", key.ifindex)),
             };
             out.push(VipRecord {
-                vip: Vip::new(iface, key.ifindex, octets.into()),
+                vip: Vip::new(iface, key.ifindex, addr),
                 state: VipState::from_raw(entry.state),
                 mac: entry.mac,
+                nd_router: entry.flags & vip_flags::ND_ROUTER != 0,
             });
         }
         out.sort_by(|a, b| a.vip.cmp(&b.vip));

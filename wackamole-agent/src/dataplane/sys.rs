@@ -128,6 +128,91 @@ pub fn mount_bpffs(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Inode of the initial PID namespace (`PROC_PID_INIT_INO`, fixed by the kernel).
+const PID_INIT_INO: &str = "pid:[4026531836]";
+
+/// Whether pins under a bpffs outlive this process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BpffsScope {
+    /// Visible from PID 1's mount namespace: pins stay after we die.
+    Shared,
+    /// Only in our mount namespace (why, for the message).
+    Private(String),
+    /// Cannot tell (e.g. /proc/1 hidden); the reason.
+    Unknown(String),
+}
+
+/// `major:minor` of the filesystem holding `path` (as in mountinfo).
+fn dev_of(path: &Path) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path)?.dev();
+    Ok(format!("{}:{}", libc::major(dev), libc::minor(dev)))
+}
+
+/// True when a bpf mount of device `dev` (`major:minor`) is listed in
+/// `mountinfo` (the format of /proc/PID/mountinfo).
+pub fn mountinfo_has_bpffs(mountinfo: &str, dev: &str) -> bool {
+    mountinfo.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let device = fields.nth(2);
+        let fstype = line
+            .split_once(" - ")
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        device == Some(dev) && fstype == Some("bpf")
+    })
+}
+
+/// Decides whether the bpffs at `path` is shared with PID 1's mount
+/// namespace. A bpf filesystem is one superblock per mount(2): copies of a
+/// mount in other namespaces share its device number, a fresh one (what
+/// `ip netns exec` leaves us after remounting /sys) does not. So the mount is
+/// shared when PID 1's mountinfo lists a bpf mount of the same device.
+/// `mounted_here`: we mounted it ourselves; in a PID namespace other than the
+/// initial one (a container) PID 1 is the container's, so a bpffs we had to
+/// mount there is the container's own and counted as private too.
+pub fn bpffs_scope(path: &Path, mounted_here: bool) -> BpffsScope {
+    let dev = match dev_of(path) {
+        Ok(d) => d,
+        Err(e) => return BpffsScope::Unknown(format!("stat {}: {e}", path.display())),
+    };
+    if mounted_here {
+        let pid_ns = std::fs::read_link("/proc/thread-self/ns/pid")
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !pid_ns.is_empty() && pid_ns != PID_INIT_INO {
+            return BpffsScope::Private(
+                "it was mounted by the agent inside a container (not the initial PID \
+                 namespace), so it is the container's own, not the host's"
+                    .into(),
+            );
+        }
+    }
+    match std::fs::read_to_string("/proc/1/mountinfo") {
+        Ok(info) if mountinfo_has_bpffs(&info, &dev) => BpffsScope::Shared,
+        Ok(_) => BpffsScope::Private(format!(
+            "PID 1's mount namespace has no bpf mount of device {dev}{}",
+            if mounted_here {
+                " (the agent mounted it in its own mount namespace, as after `ip netns exec`, \
+                 which remounts /sys)"
+            } else {
+                ""
+            }
+        )),
+        Err(e) => {
+            // Without PID 1's mounts, equal mount namespaces still settle it.
+            let own = std::fs::read_link("/proc/thread-self/ns/mnt");
+            let init = std::fs::read_link("/proc/1/ns/mnt");
+            match (own, init) {
+                (Ok(a), Ok(b)) if a == b => BpffsScope::Shared,
+                (Ok(_), Ok(_)) => BpffsScope::Private(
+                    "the agent runs in a mount namespace other than PID 1's".into(),
+                ),
+                _ => BpffsScope::Unknown(format!("reading /proc/1/mountinfo: {e}")),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +223,17 @@ mod tests {
         let b = monotonic_now();
         assert!(b >= a);
         assert!(a > Duration::ZERO);
+    }
+
+    #[test]
+    fn mountinfo_matching() {
+        let info = "23 1 0:21 / /sys rw,nosuid shared:7 - sysfs sysfs rw\n\
+                    45 23 0:40 / /sys/fs/bpf rw,relatime shared:9 - bpf bpf rw\n\
+                    50 23 0:41 / /run/x rw master:3 - tmpfs tmpfs rw\n";
+        assert!(mountinfo_has_bpffs(info, "0:40"));
+        assert!(!mountinfo_has_bpffs(info, "0:41"), "not a bpf mount");
+        assert!(!mountinfo_has_bpffs(info, "0:4"));
+        assert!(!mountinfo_has_bpffs("", "0:40"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The agent's network edges on the host: interface addresses (`addr`),
-//! ARP announcements (`arp`) and the kernel neighbour table (`neigh`).
+//! ARP announcements (`arp`), IPv6 neighbour discovery frames (`nd`) and the
+//! kernel neighbour table (`neigh`).
 //!
 //! Every socket here (netlink or packet) lives in the network namespace of
 //! the thread that opens it: open [`Rtnl`] / [`arp::ArpSender`] on the thread
@@ -7,6 +8,7 @@
 
 pub mod addr;
 pub mod arp;
+pub mod nd;
 pub mod neigh;
 
 use std::net::Ipv4Addr;

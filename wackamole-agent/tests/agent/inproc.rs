@@ -15,15 +15,16 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, LocalSet};
 use tokio::time::Instant;
+use wackamole::alloc::wire::{self, Message};
 use wackamole::config::{self, AnyInterface, Config};
 use wackamole::control::protocol::{ListReply, Reply, Request, StatusReply};
 use wackamole::control::server::ControlRequest;
-use wackamole::daemon::host::AnnouncementTasks;
+use wackamole::daemon::host::{AnnounceDone, AnnouncementTasks};
 use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
-    Agent, AgentParts, Announcement, CarrierEvents, Conflicts, Host, Signal, CONFLICT_HOLDOFF,
-    CONFLICT_SETTLE, HANDOVER_LIMIT,
+    Agent, AgentParts, Announcement, CarrierEvent, CarrierEvents, Conflicts, Host, Signal,
+    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT,
 };
 use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
 use wackamole::membership::{
@@ -36,6 +37,8 @@ use wackamole::membership::{
 #[derive(Clone, Debug, PartialEq)]
 enum Ev {
     Own(Ipv4Addr),
+    /// Hand-over step 1: no more ARP answers, traffic still accepted.
+    Yield(Ipv4Addr),
     Release(Ipv4Addr),
     Forget(Ipv4Addr),
     AddAddr(Ipv4Addr),
@@ -47,6 +50,11 @@ enum Ev {
         burst: u32,
         targets: usize,
     },
+    /// The host told the agent the announcement is on the wire.
+    AnnounceDone(String),
+    /// The agent multicast a hand-over message (HANDOVER or TAKEN) for
+    /// these VIFs (indices).
+    Sent(&'static str, Vec<u32>),
     /// The data plane was shut down.
     Shutdown,
     /// The agent told the engine it leaves the group.
@@ -119,12 +127,45 @@ impl Journal {
         for e in self.of(node, Duration::ZERO) {
             match e.ev {
                 Ev::Own(a) if a == ip => owned = true,
-                Ev::Release(a) | Ev::Forget(a) if a == ip => owned = false,
+                Ev::Release(a) | Ev::Forget(a) | Ev::Yield(a) if a == ip => owned = false,
                 Ev::Lease(validity) => fence = validity.map(|v| e.at + v),
                 _ => {}
             }
         }
         owned && fence.is_none_or(|deadline| now < deadline)
+    }
+
+    /// The first moment since `from` at which two nodes of `nodes` answered
+    /// ARP for the same VIP at once (replaying every XDP step in order).
+    fn two_answerers(&self, nodes: &[String], from: Duration) -> Option<String> {
+        let mut answering: HashMap<(String, Ipv4Addr), bool> = HashMap::new();
+        for e in self.entries.lock().unwrap().iter() {
+            let (ip, on) = match e.ev {
+                Ev::Own(ip) => (ip, true),
+                Ev::Yield(ip) | Ev::Release(ip) | Ev::Forget(ip) => (ip, false),
+                _ => continue,
+            };
+            answering.insert((e.node.clone(), ip), on);
+            if on && e.at >= from && nodes.contains(&e.node) {
+                let who: Vec<&String> = nodes
+                    .iter()
+                    .filter(|n| answering.get(&((*n).clone(), ip)) == Some(&true))
+                    .collect();
+                if who.len() > 1 {
+                    return Some(format!("{who:?} answer {ip} at {:?}", e.at));
+                }
+            }
+        }
+        None
+    }
+
+    /// Index of the first entry of `node` since `from` matching `f`.
+    fn first(&self, node: &str, from: Duration, f: impl Fn(&Ev) -> bool) -> Option<usize> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .position(|e| e.node == node && e.at >= from && f(&e.ev))
     }
 
     fn dump(&self) -> String {
@@ -154,15 +195,19 @@ struct FakeTable {
 
 impl VipTable for FakeTable {
     fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
-        self.journal.push(&self.node, Ev::Own(vip.addr));
+        self.journal.push(&self.node, Ev::Own(v4(vip.addr)));
         Ok(())
     }
     fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {
-        self.journal.push(&self.node, Ev::Release(vip.addr));
+        self.journal.push(&self.node, Ev::Release(v4(vip.addr)));
+        Ok(())
+    }
+    fn yield_vip(&mut self, vip: &Vip) -> dataplane::Result<()> {
+        self.journal.push(&self.node, Ev::Yield(v4(vip.addr)));
         Ok(())
     }
     fn forget(&mut self, vip: &Vip) -> dataplane::Result<()> {
-        self.journal.push(&self.node, Ev::Forget(vip.addr));
+        self.journal.push(&self.node, Ev::Forget(v4(vip.addr)));
         Ok(())
     }
     fn renew_lease(&mut self, validity: Option<Duration>) -> dataplane::Result<()> {
@@ -197,6 +242,10 @@ struct FakeHost {
     addresses: FakeAddresses,
     announcing: AnnouncementTasks,
     conflicts: Option<mpsc::Receiver<Vec<ConflictEvent>>>,
+    carrier: Option<mpsc::UnboundedReceiver<CarrierEvent>>,
+    /// Announcement completions held back by the test (`None`: complete
+    /// each one as its first frame goes out).
+    held: Held,
     /// What a reload reads; `None`: the file is broken.
     config: Arc<Mutex<Option<Config>>>,
 }
@@ -213,19 +262,28 @@ impl Host for FakeHost {
         (&mut self.table, &self.addresses)
     }
 
-    fn announce(&mut self, vif: usize, a: Announcement) {
+    fn announce(&mut self, vif: usize, a: Announcement, done: AnnounceDone) {
         let journal = self.journal.clone();
         let node = self.node.clone();
+        let held = self.held.clone();
         self.announcing.start(vif, async move {
             tokio::time::sleep(a.delay).await;
             journal.push(
                 &node,
                 Ev::Announced {
-                    vif: a.vif,
+                    vif: a.vif.clone(),
                     burst: a.burst.count,
                     targets: a.targets.len(),
                 },
             );
+            let mut held = held.lock().unwrap();
+            match held.as_mut() {
+                Some(queue) => queue.push((a.vif, done)),
+                None => {
+                    journal.push(&node, Ev::AnnounceDone(a.vif));
+                    done.complete();
+                }
+            }
         });
     }
 
@@ -246,7 +304,11 @@ impl Host for FakeHost {
     }
 
     fn carrier_events(&mut self) -> Option<CarrierEvents> {
-        None
+        let rx = self.carrier.take()?;
+        Some(
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+                .boxed_local(),
+        )
     }
 
     fn read_config(&self) -> Result<Config> {
@@ -262,6 +324,9 @@ impl Host for FakeHost {
         Ok(())
     }
 }
+
+/// Completions a test holds back: (VIF name, completion).
+type Held = Arc<Mutex<Option<Vec<(String, AnnounceDone)>>>>;
 
 // ---------------------------------------------------------------- fake group
 
@@ -325,8 +390,20 @@ impl Bus {
             };
             match input {
                 BusIn::Out(node, Outgoing::Send(payload)) => {
-                    if let Ok(GroupMessage::Neighbours(_)) = GroupMessage::decode(payload.clone()) {
-                        self.journal.push(&node, Ev::Shared);
+                    match GroupMessage::decode(payload.clone()) {
+                        Ok(GroupMessage::Neighbours(_)) => self.journal.push(&node, Ev::Shared),
+                        Ok(GroupMessage::Allocator(bytes)) => match wire::decode(&bytes) {
+                            Ok(Message::Handover { items, .. }) => self.journal.push(
+                                &node,
+                                Ev::Sent("HANDOVER", items.iter().map(|i| i.vif).collect()),
+                            ),
+                            Ok(Message::Taken { items, .. }) => self.journal.push(
+                                &node,
+                                Ev::Sent("TAKEN", items.iter().map(|i| i.vif).collect()),
+                            ),
+                            _ => {}
+                        },
+                        Err(_) => {}
                     }
                     let Some(comp) = self.components.iter().find(|c| c.contains(&node)).cloned()
                     else {
@@ -442,6 +519,8 @@ struct Node {
     signals: mpsc::Sender<Signal>,
     control: mpsc::Sender<ControlRequest>,
     conflicts: mpsc::Sender<Vec<ConflictEvent>>,
+    carrier: mpsc::UnboundedSender<CarrierEvent>,
+    held: Held,
     config: Arc<Mutex<Option<Config>>>,
     task: JoinHandle<Result<()>>,
 }
@@ -477,6 +556,30 @@ impl Node {
             .filter(|v| v.state == "owned")
             .map(|v| v.name)
             .collect()
+    }
+
+    /// eth0's carrier goes down or comes back.
+    fn carrier(&self, up: bool) {
+        self.carrier
+            .send(CarrierEvent {
+                iface: "eth0".into(),
+                up,
+            })
+            .expect("agent running");
+    }
+
+    /// From now on, announcements stay "not on the wire" until released.
+    fn hold_announcements(&self) {
+        self.held.lock().unwrap().get_or_insert_with(Vec::new);
+    }
+
+    /// Completes the held announcements and stops holding.
+    fn release_announcements(&self, journal: &Journal) {
+        let queue = self.held.lock().unwrap().take().unwrap_or_default();
+        for (vif, done) in queue {
+            journal.push(&self.name, Ev::AnnounceDone(vif));
+            done.complete();
+        }
     }
 
     /// Another host claims VIF `k` (as the XDP program would report it).
@@ -532,6 +635,8 @@ impl Cluster {
             let (sig_tx, sig_rx) = mpsc::channel(8);
             let (ctl_tx, ctl_rx) = mpsc::channel(8);
             let (conf_tx, conf_rx) = mpsc::channel(64);
+            let (carrier_tx, carrier_rx) = mpsc::unbounded_channel();
+            let held: Held = Arc::default();
             let config = Arc::new(Mutex::new(Some(cfg.clone())));
             let host = FakeHost {
                 node: name.to_string(),
@@ -546,6 +651,8 @@ impl Cluster {
                 },
                 announcing: AnnouncementTasks::default(),
                 conflicts: Some(conf_rx),
+                carrier: Some(carrier_rx),
+                held: held.clone(),
                 config: config.clone(),
             };
             let agent = Agent::new(AgentParts {
@@ -569,6 +676,8 @@ impl Cluster {
                 signals: sig_tx,
                 control: ctl_tx,
                 conflicts: conf_tx,
+                carrier: carrier_tx,
+                held,
                 config,
                 task,
             });
@@ -1075,7 +1184,20 @@ async fn scenario(seed: u64) -> Result<()> {
                     },
                 };
                 let text = format!("{from}: {request:?}");
+                let t0 = c.journal.now();
                 let reply = c.node(from).ctl(request).await;
+                // Moves, drains and undrains are hand-overs: never two
+                // answerers in a component, even for a moment.
+                wait(settle).await;
+                for comp in &comps {
+                    if let Some(e) = c.journal.two_answerers(comp, t0) {
+                        bail!(
+                            "seed {seed}: {text}: {e}\nsteps:\n  {}\njournal:\n{}",
+                            steps.join("\n  "),
+                            c.journal.dump()
+                        );
+                    }
+                }
                 format!("{text} -> ok {}", reply.ok)
             }
         };
@@ -1267,4 +1389,229 @@ async fn a_fixed_lease_is_used_when_shorter_and_capped_when_longer() {
         })
         .await;
     }
+}
+
+// ---------------------------------------------------------------- hand-overs
+
+/// The position of `node`'s first entry since `from` that is `ev`.
+fn at(c: &Cluster, node: &str, from: Duration, ev: &Ev) -> usize {
+    c.journal
+        .first(node, from, |e| e == ev)
+        .unwrap_or_else(|| panic!("{node} never did {ev:?}\n{}", c.journal.dump()))
+}
+
+fn everyone(c: &Cluster) -> Vec<String> {
+    c.nodes.iter().map(|n| n.name.clone()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_move_is_a_handover_in_order() {
+    local(async {
+        let c = two_balanced("").await;
+        let k = one_held_by(&c, "a").await;
+        let idx = (k - 1) as u32;
+        let t0 = c.journal.now();
+        let reply = c
+            .node("a")
+            .ctl(Request::Move {
+                vif: vif_name(k),
+                node: "b".into(),
+            })
+            .await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(1000)).await;
+        let d = || c.journal.dump();
+        // Old owner: yield, then tell the group.
+        let yielded = at(&c, "a", t0, &Ev::Yield(vip(k)));
+        let handover = at(&c, "a", t0, &Ev::Sent("HANDOVER", vec![idx]));
+        assert!(yielded < handover, "a multicast before yielding\n{}", d());
+        // New owner: own, announce, on the wire, taken.
+        let own = at(&c, "b", t0, &Ev::Own(vip(k)));
+        assert!(handover < own, "b answered before a's HANDOVER\n{}", d());
+        let announced = c
+            .journal
+            .first(
+                "b",
+                t0,
+                |e| matches!(e, Ev::Announced { vif, .. } if *vif == vif_name(k)),
+            )
+            .expect("b announced");
+        let done = at(&c, "b", t0, &Ev::AnnounceDone(vif_name(k)));
+        let taken = at(&c, "b", t0, &Ev::Sent("TAKEN", vec![idx]));
+        assert!(
+            own < announced && announced <= done && done < taken,
+            "{}",
+            d()
+        );
+        // Old owner: release (silence, addresses) only after TAKEN.
+        let released = at(&c, "a", t0, &Ev::Release(vip(k)));
+        let deleted = at(&c, "a", t0, &Ev::DelAddr(vip(k)));
+        assert!(taken < released && released < deleted, "{}", d());
+        assert!(c.journal.announced("a", &vif_name(k), t0).is_empty());
+        assert_eq!(c.journal.two_answerers(&everyone(&c), t0), None, "{}", d());
+        assert_eq!(c.owners().await.unwrap()[k - 1].as_deref(), Some("b"));
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_old_owner_keeps_the_addresses_until_the_announcement_is_on_the_wire() {
+    local(async {
+        let c = two_balanced("").await;
+        let k = one_held_by(&c, "a").await;
+        c.node("b").hold_announcements();
+        let t0 = c.journal.now();
+        let reply = c
+            .node("a")
+            .ctl(Request::Move {
+                vif: vif_name(k),
+                node: "b".into(),
+            })
+            .await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(2000)).await;
+        let a = c.journal.of("a", t0);
+        assert!(has(&a, Ev::Yield(vip(k))), "{}", c.journal.dump());
+        assert!(!has(&a, Ev::Release(vip(k))), "{}", c.journal.dump());
+        assert!(!has(&a, Ev::DelAddr(vip(k))), "{}", c.journal.dump());
+        let listed = c.node("a").list().await;
+        assert_eq!(listed.vifs[k - 1].state, "yielding");
+        assert!(c.journal.answering("b", vip(k)));
+        assert!(!c.journal.answering("a", vip(k)));
+        let t1 = c.journal.now();
+        c.node("b").release_announcements(&c.journal);
+        wait(ms(500)).await;
+        let a = c.journal.of("a", t1);
+        assert!(has(&a, Ev::Release(vip(k))), "{}", c.journal.dump());
+        assert!(has(&a, Ev::DelAddr(vip(k))), "{}", c.journal.dump());
+        assert_eq!(c.journal.two_answerers(&everyone(&c), t0), None);
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_and_undrain_are_handovers() {
+    local(async {
+        let c = two_balanced("").await;
+        let t0 = c.journal.now();
+        let reply = c.node("b").ctl(Request::Drain { node: "a".into() }).await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(1000)).await;
+        assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
+        let reply = c.node("b").ctl(Request::Undrain { node: "a".into() }).await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(3000)).await;
+        assert_eq!(c.node("a").owned().await.len(), 2, "{}", c.journal.dump());
+        assert_eq!(
+            c.journal.two_answerers(&everyone(&c), t0),
+            None,
+            "{}",
+            c.journal.dump()
+        );
+        // Every VIF a got back, b yielded first.
+        for name in c.node("a").owned().await {
+            let k: usize = name[1..].parse().unwrap();
+            let own = at(&c, "a", t0, &Ev::Own(vip(k)));
+            let yielded = c
+                .journal
+                .first("b", t0, |e| *e == Ev::Yield(vip(k)))
+                .unwrap_or_else(|| panic!("b never yielded v{k}\n{}", c.journal.dump()));
+            assert!(yielded < own, "{}", c.journal.dump());
+        }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn carrier_loss_releases_at_once_and_the_vifs_return_after_mature() {
+    local(async {
+        let c = two_balanced("").await;
+        let mut lost = c.node("a").owned().await;
+        lost.sort();
+        let t0 = c.journal.now();
+        c.node("a").carrier(false);
+        wait(ms(20)).await;
+        let a = c.journal.of("a", t0);
+        for name in &lost {
+            let k: usize = name[1..].parse().unwrap();
+            assert!(has(&a, Ev::Release(vip(k))), "{}", c.journal.dump());
+            assert!(has(&a, Ev::DelAddr(vip(k))), "{}", c.journal.dump());
+            assert!(!has(&a, Ev::Yield(vip(k))), "a failure, not a hand-over");
+        }
+        // Balance rounds come and go: a gets nothing while its cable is out.
+        wait(ms(5000)).await;
+        assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
+        assert_eq!(c.node("b").owned().await.len(), VIFS);
+        assert!(!a_owns_since(&c, t0), "{}", c.journal.dump());
+        // Carrier back: eligible only after `mature` (1 s).
+        let t1 = c.journal.now();
+        c.node("a").carrier(true);
+        wait(ms(600)).await;
+        assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
+        wait(ms(3000)).await;
+        let mut back = c.node("a").owned().await;
+        back.sort();
+        assert_eq!(back.len(), 2, "{}", c.journal.dump());
+        // Its share comes back by hand-over only: b yields each first.
+        for name in &back {
+            let k: usize = name[1..].parse().unwrap();
+            let yielded = at(&c, "b", t1, &Ev::Yield(vip(k)));
+            let own = at(&c, "a", t1, &Ev::Own(vip(k)));
+            assert!(yielded < own, "{}", c.journal.dump());
+        }
+        assert_eq!(
+            c.journal.two_answerers(&everyone(&c), t0),
+            None,
+            "{}",
+            c.journal.dump()
+        );
+        c.check_one_answerer(&[everyone(&c)])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+    })
+    .await;
+}
+
+/// Whether `a` owned anything in XDP since `from`.
+fn a_owns_since(c: &Cluster, from: Duration) -> bool {
+    c.journal
+        .of("a", from)
+        .iter()
+        .any(|e| matches!(e.ev, Ev::Own(_)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_joining_node_takes_its_share_by_handover_with_the_fewest_moves() {
+    local(async {
+        let c = Cluster::start(&["a", "b", "c"], "");
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let t0 = c.journal.now();
+        c.views(&[&["a", "b", "c"]]);
+        wait(ms(3000)).await;
+        let mine = c.node("c").owned().await;
+        // 4 VIFs over 3 nodes: c's share is one VIF, one move.
+        assert_eq!(mine.len(), 1, "{}", c.journal.dump());
+        let yields = ["a", "b"]
+            .iter()
+            .flat_map(|n| c.journal.of(n, t0))
+            .filter(|e| matches!(e.ev, Ev::Yield(_)))
+            .count();
+        assert_eq!(yields, 1, "{}", c.journal.dump());
+        let k: usize = mine[0][1..].parse().unwrap();
+        let own = at(&c, "c", t0, &Ev::Own(vip(k)));
+        let yielded = ["a", "b"]
+            .iter()
+            .filter_map(|n| c.journal.first(n, t0, |e| *e == Ev::Yield(vip(k))))
+            .next()
+            .expect("the old owner yielded");
+        assert!(yielded < own, "{}", c.journal.dump());
+        assert_eq!(
+            c.journal.two_answerers(&everyone(&c), t0),
+            None,
+            "{}",
+            c.journal.dump()
+        );
+    })
+    .await;
 }

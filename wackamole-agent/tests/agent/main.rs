@@ -9,5 +9,6 @@ mod support;
 mod caps;
 mod cluster;
 mod fencing;
+mod handover;
 mod inproc;
 mod outage;

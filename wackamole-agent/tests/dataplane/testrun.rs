@@ -1,17 +1,19 @@
 //! The XDP program, branch by branch, through `BPF_PROG_TEST_RUN`: real
 //! verifier, real maps, synthetic frames. Needs root (bpf, bpffs).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use wackamole::dataplane::frames::{
-    self, ipv4_udp, test_run, vlan_tagged, Arp, RunContext, XdpRun, ARP_REPLY, ARP_REQUEST,
-    BROADCAST, XDP_DROP, XDP_PASS, XDP_TX,
+    self, ipv4_udp, ipv6_udp, test_run, vlan_tagged, Arp, RunContext, XdpRun, ARP_REPLY,
+    ARP_REQUEST, BROADCAST, XDP_DROP, XDP_PASS, XDP_TX,
 };
 use wackamole::dataplane::{
-    monotonic_now, ActionCounters, DataPlane, DataPlaneOptions, Vip, VipCounters, VipState,
+    monotonic_now, ActionCounters, DataPlane, DataPlaneOptions, OwnOptions, Vip, VipCounters,
+    VipState,
 };
+use wackamole::net::nd::NdFrame;
 
 const LO: u32 = 1;
 const VIP_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
@@ -239,11 +241,12 @@ fn lease_expiry_fences_and_renewal_unfences() {
 #[ignore = "needs root"]
 fn fence_applies_to_releasing_vips_and_not_to_unknown_ones() {
     let mut p = owned();
-    let other = Vip::new("lo", LO, Ipv4Addr::new(192, 0, 2, 11));
+    let other_ip = Ipv4Addr::new(192, 0, 2, 11);
+    let other = Vip::new("lo", LO, other_ip);
     p.dp().own_as(&other, VIP_MAC).unwrap();
     p.dp().release(&other).unwrap();
     p.dp().set_lease_deadline(1).unwrap();
-    let to_other = Arp::request(PEER_MAC, PEER_IP, other.addr).to_frame();
+    let to_other = Arp::request(PEER_MAC, PEER_IP, other_ip).to_frame();
     assert_eq!(p.run(&to_other).action, XDP_DROP);
     assert_eq!(p.actions().drop_fenced, 1);
     assert_eq!(p.actions().drop_releasing, 0);
@@ -407,12 +410,13 @@ fn arp_replies_pass_and_report_conflicts() {
 #[ignore = "needs root"]
 fn counters_per_vip_and_global() {
     let mut p = owned();
-    let b = Vip::new("lo", LO, Ipv4Addr::new(192, 0, 2, 12));
+    let b_ip = Ipv4Addr::new(192, 0, 2, 12);
+    let b = Vip::new("lo", LO, b_ip);
     p.dp().own_as(&b, OTHER_MAC).unwrap();
     for _ in 0..3 {
         assert_eq!(p.run(&request()).action, XDP_TX);
     }
-    let to_b = Arp::request(PEER_MAC, PEER_IP, b.addr).to_frame();
+    let to_b = Arp::request(PEER_MAC, PEER_IP, b_ip).to_frame();
     let r = p.run(&to_b);
     assert_eq!(r.action, XDP_TX);
     assert_eq!(
@@ -420,9 +424,9 @@ fn counters_per_vip_and_global() {
         &OTHER_MAC,
         "each VIP answers with its own MAC"
     );
-    assert_eq!(p.run(&ip_to(b.addr, 200)).action, XDP_PASS);
+    assert_eq!(p.run(&ip_to(b_ip, 200)).action, XDP_PASS);
     p.dp().release(&b).unwrap();
-    assert_eq!(p.run(&ip_to(b.addr, 200)).action, XDP_DROP);
+    assert_eq!(p.run(&ip_to(b_ip, 200)).action, XDP_DROP);
     assert_eq!(
         p.run(&frames::ipv4_udp(
             PEER_MAC, BROADCAST, PEER_IP, UNKNOWN_IP, 60
@@ -456,13 +460,15 @@ fn counters_per_vip_and_global() {
             arp_reply: 4,
             drop_releasing: 1,
             drop_fenced: 0,
-            conflict: 0
+            conflict: 0,
+            na_reply: 0,
+            drop_yielding: 0,
         }
     );
     // Forget drops the entry and its counters: traffic is the kernel's again.
     p.dp().forget(&b).unwrap();
     assert_eq!(p.counters(&b), VipCounters::default());
-    assert_eq!(p.run(&ip_to(b.addr, 200)).action, XDP_PASS);
+    assert_eq!(p.run(&ip_to(b_ip, 200)).action, XDP_PASS);
     assert_eq!(p.run(&to_b).action, XDP_PASS);
     assert_eq!(p.counters(&b), VipCounters::default());
     assert_eq!(p.dp().entries().unwrap().len(), 1);
@@ -590,7 +596,7 @@ fn pins_of_another_layout_are_replaced() {
 
 #[test]
 #[ignore = "needs root"]
-fn mounts_a_bpf_filesystem_where_none_is() {
+fn mounts_a_bpf_filesystem_where_none_is_and_refuses_it_unless_allowed() {
     // In a private mount namespace (this thread only), so nothing outlives the test.
     let handle = std::thread::spawn(|| {
         // SAFETY: plain syscalls; CLONE_FS detaches this thread's fs info first.
@@ -611,6 +617,23 @@ fn mounts_a_bpf_filesystem_where_none_is() {
         let base = std::env::temp_dir().join(format!("wk-bpffs-{}", std::process::id()));
         let mut opts = DataPlaneOptions::new("mount-test");
         opts.bpffs = base.clone();
+        // A bpffs mounted in a private namespace dies with it: refused...
+        let err = DataPlane::open(&opts)
+            .expect_err("a private bpffs was accepted")
+            .to_string();
+        assert!(
+            err.contains("private to the agent's mount namespace")
+                && err.contains("xdp.allow_private_bpffs = true")
+                && err.contains("nsenter"),
+            "{err}"
+        );
+        assert!(
+            !opts.pin_dir().exists(),
+            "refused, yet pinned: {}",
+            opts.pin_dir().display()
+        );
+        // ... unless accepted explicitly.
+        opts.allow_private_bpffs = true;
         let dp = DataPlane::open(&opts).expect("open on an unmounted directory");
         let mounts = std::fs::read_to_string("/proc/thread-self/mounts").unwrap();
         let mounted = mounts
@@ -624,4 +647,485 @@ fn mounts_a_bpf_filesystem_where_none_is() {
         mounted
     });
     assert!(handle.join().expect("mount thread"), "no bpf mount found");
+}
+
+// ---------------------------------------------------------------------------
+// IPv6: neighbour discovery answered from XDP (issue 13).
+
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+const PEER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20);
+const UNKNOWN6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x99);
+
+fn vip6() -> Vip {
+    Vip::new("lo", LO, VIP6)
+}
+
+fn owned6() -> Plane {
+    let mut p = Plane::new();
+    p.dp().own_as(&vip6(), VIP_MAC).expect("own");
+    p
+}
+
+fn ns() -> NdFrame {
+    NdFrame::solicitation(PEER_MAC, PEER6, VIP6)
+}
+
+fn ip6_to(dst: Ipv6Addr, len: usize) -> Vec<u8> {
+    ipv6_udp(PEER_MAC, VIP_MAC, PEER6, dst, len)
+}
+
+/// One's complement sum over the pseudo-header and the ICMPv6 message of an
+/// IPv6 frame (0xffff when the checksum is right), computed here on its own.
+fn icmp6_sum(frame: &[u8]) -> u16 {
+    let plen = usize::from(u16::from_be_bytes([frame[18], frame[19]]));
+    let mut sum: u32 = 0;
+    for w in frame[22..54].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    sum += plen as u32 + 58;
+    for w in frame[54..54 + plen].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ns_for_owned_vip_becomes_a_solicited_na_byte_by_byte() {
+    let mut p = owned6();
+    let r = p.run(&ns().to_frame());
+    assert_eq!(r.action, XDP_TX);
+    #[rustfmt::skip]
+    let want: [u8; 86] = [
+        0x02, 0xbb, 0, 0, 0, 0x02,          // eth dst = the solicitor (its SLLA)
+        0x02, 0xaa, 0, 0, 0, 0x01,          // eth src = VIP MAC
+        0x86, 0xdd,                         // IPv6
+        0x60, 0, 0, 0,                      // version 6, no class or flow
+        0, 32,                              // payload: NA + one option
+        58, 255,                            // ICMPv6, hop limit 255
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, // src = VIP
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20, // dst = solicitor
+        136, 0,                             // NA, code 0
+        0x89, 0x8d,                         // checksum (computed apart)
+        0x60, 0, 0, 0,                      // Solicited + Override
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10, // target
+        2, 1, 0x02, 0xaa, 0, 0, 0, 0x01,    // target link-layer address
+    ];
+    assert_eq!(r.frame, want);
+    assert_eq!(icmp6_sum(&r.frame), 0xffff, "checksum verifies");
+    assert_eq!(
+        r.frame,
+        NdFrame::solicited_advert(VIP_MAC, VIP6, PEER_MAC, PEER6, false).to_frame()
+    );
+    assert_eq!(p.counters(&vip6()).arp_replies, 1);
+    let a = p.actions();
+    assert_eq!((a.na_reply, a.arp_reply, a.pass), (1, 0, 0));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn na_sizes_and_destinations_follow_the_solicitation() {
+    let mut p = owned6();
+    let want = NdFrame::solicited_advert(VIP_MAC, VIP6, PEER_MAC, PEER6, false).to_frame();
+
+    // Unicast NUD probe without options (78 bytes): grown to 86, sent to the
+    // Ethernet source.
+    let mut nud = ns();
+    nud.dst = VIP6;
+    nud.eth_dst = VIP_MAC;
+    nud.options.clear();
+    let r = p.run(&nud.to_frame());
+    assert_eq!((r.action, r.frame.len()), (XDP_TX, 86));
+    assert_eq!(r.frame, want);
+
+    // SLLA and a nonce (94 bytes): shrunk to 86.
+    let mut long = ns();
+    long.options.extend_from_slice(&[14, 1, 9, 9, 9, 9, 9, 9]);
+    let r = p.run(&long.to_frame());
+    assert_eq!(r.frame, want);
+
+    // Ethernet trailer after the IPv6 payload: dropped from the reply.
+    let mut trailer = ns().to_frame();
+    trailer.extend_from_slice(&[0xee; 10]);
+    assert_eq!(p.run(&trailer).frame, want);
+
+    // The SLLA wins over the Ethernet source as destination.
+    let mut relayed = ns();
+    relayed.eth_src = OTHER_MAC;
+    let r = p.run(&relayed.to_frame());
+    assert_eq!(&r.frame[0..6], &PEER_MAC);
+
+    // Router flag per VIP.
+    p.dp()
+        .own_with(
+            &vip6(),
+            OwnOptions {
+                mac: Some(VIP_MAC),
+                nd_router: true,
+            },
+        )
+        .unwrap();
+    let r = p.run(&ns().to_frame());
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.frame[58], 0xe0, "Router + Solicited + Override");
+    assert_eq!(&r.frame[56..58], &[0x09, 0x8d], "checksum (computed apart)");
+    assert_eq!(icmp6_sum(&r.frame), 0xffff);
+    let e = p.dp().entries().unwrap();
+    assert_eq!((e.len(), e[0].nd_router), (1, true));
+    // Release and re-own keep and reset the flag as asked.
+    p.dp().release(&vip6()).unwrap();
+    assert!(p.dp().entries().unwrap()[0].nd_router);
+    p.dp().own_as(&vip6(), VIP_MAC).unwrap();
+    assert_eq!(p.run(&ns().to_frame()).frame[58], 0x60);
+    assert_eq!(p.counters(&vip6()).arp_replies, 6);
+    assert_eq!(p.actions().na_reply, 6);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn dad_probe_for_owned_vip_is_defended_to_all_nodes() {
+    let mut p = owned6();
+    let r = p.run(&NdFrame::dad_probe(PEER_MAC, VIP6).to_frame());
+    assert_eq!(r.action, XDP_TX);
+    let want = NdFrame::unsolicited_advert(VIP_MAC, VIP6, false).to_frame();
+    assert_eq!(r.frame, want);
+    assert_eq!(&r.frame[0..6], &[0x33, 0x33, 0, 0, 0, 1]);
+    assert_eq!(r.frame[58], 0x20, "Override only, Solicited clear");
+    assert_eq!(&r.frame[56..58], &[0xf8, 0x62], "checksum (computed apart)");
+    assert_eq!(icmp6_sum(&r.frame), 0xffff);
+
+    // Malformed DAD probes go to the kernel: with a source link-layer
+    // address, or not sent to the target's solicited-node group.
+    let mut with_slla = NdFrame::dad_probe(PEER_MAC, VIP6);
+    with_slla.options = vec![1, 1, 2, 0xbb, 0, 0, 0, 2];
+    let mut wrong_group = NdFrame::dad_probe(PEER_MAC, VIP6);
+    wrong_group.dst = "ff02::1:ff00:11".parse().unwrap();
+    for f in [with_slla.to_frame(), wrong_group.to_frame()] {
+        let r = p.run(&f);
+        assert_eq!((r.action, &r.frame), (XDP_PASS, &f));
+    }
+}
+
+/// Rewrites the IPv6 payload length of an ND frame.
+fn with_plen(mut f: Vec<u8>, plen: u16) -> Vec<u8> {
+    f[18..20].copy_from_slice(&plen.to_be_bytes());
+    f
+}
+
+#[test]
+#[ignore = "needs root"]
+fn invalid_solicitations_pass_untouched() {
+    let mut p = owned6();
+    let multicast_target: Ipv6Addr = "ff0e::10".parse().unwrap();
+    p.dp()
+        .own_as(&Vip::new("lo", LO, multicast_target), VIP_MAC)
+        .unwrap();
+    let good = ns().to_frame();
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut f = good.clone();
+    f[21] = 254;
+    cases.push(("hop limit 254", f));
+    let mut f = good.clone();
+    f[55] = 1;
+    cases.push(("code 1", f));
+    cases.push((
+        "multicast target",
+        NdFrame::solicitation(PEER_MAC, PEER6, multicast_target).to_frame(),
+    ));
+    let mut f = ns();
+    f.options = vec![1, 0, 0, 0, 0, 0, 0, 0];
+    cases.push(("option of length 0", f.to_frame()));
+    let mut f = ns();
+    f.options = vec![1, 2, 2, 0xbb, 0, 0, 0, 2];
+    cases.push(("option longer than the payload", f.to_frame()));
+    cases.push(("payload shorter than an NS", with_plen(good.clone(), 20)));
+    cases.push(("payload longer than the frame", with_plen(good.clone(), 40)));
+    let mut f = ns();
+    f.options = vec![0; 8 * 9];
+    for o in f.options.chunks_mut(8) {
+        o[0] = 14;
+        o[1] = 1;
+    }
+    cases.push(("nine options", f.to_frame()));
+    let mut f = ns();
+    f.options = vec![0; 8 * 163];
+    f.options[0] = 14;
+    f.options[1] = 163;
+    cases.push(("payload over 1280 bytes", f.to_frame()));
+    // Hop-by-hop header in front of the ICMPv6 message.
+    let mut f = good.clone();
+    f[20] = 0;
+    f.splice(54..54, [58, 0, 1, 4, 0, 0, 0, 0]);
+    cases.push(("behind a hop-by-hop header", with_plen(f, 40)));
+    // First fragment of a fragmented NS.
+    let mut f = good.clone();
+    f[20] = 44;
+    f.splice(54..54, [58, 0, 0, 1, 0, 0, 0, 7]);
+    cases.push(("in a fragment", with_plen(f, 40)));
+    cases.push(("VLAN tagged", vlan_tagged(&good, 7)));
+    let mut f = good.clone();
+    f[14] = 0x40;
+    cases.push(("IP version 4 nibble", f));
+    let mut f = ns();
+    f.icmp_type = 128;
+    cases.push(("echo request to the group", f.to_frame()));
+    for (name, frame) in &cases {
+        let r = p.run(frame);
+        assert_eq!(r.action, XDP_PASS, "{name}");
+        assert_eq!(&r.frame, frame, "{name}: frame changed");
+    }
+    assert_eq!(p.counters(&vip6()), VipCounters::default());
+    let a = p.actions();
+    assert_eq!((a.pass, a.na_reply), (cases.len() as u64, 0));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn truncated_solicitations_pass_at_every_length() {
+    for release in [false, true] {
+        let mut p = owned6();
+        if release {
+            p.dp().release(&vip6()).unwrap();
+        }
+        for full in [
+            ns().to_frame(),
+            NdFrame::dad_probe(PEER_MAC, VIP6).to_frame(),
+        ] {
+            // BPF_PROG_TEST_RUN refuses frames under 14 bytes.
+            for len in 14..full.len() {
+                let f = &full[..len];
+                let r = p.run(f);
+                assert_eq!(r.action, XDP_PASS, "release {release}, {len} bytes");
+                assert_eq!(r.frame, f, "release {release}, {len} bytes changed");
+            }
+        }
+        assert_eq!(p.counters(&vip6()), VipCounters::default());
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
+fn releasing_and_fenced_drop_ns_and_ipv6_traffic() {
+    let mut p = owned6();
+    let fragment = {
+        let mut f = ip6_to(VIP6, 100);
+        f[20] = 44;
+        f
+    };
+    p.dp().release(&vip6()).unwrap();
+    assert_eq!(p.run(&ns().to_frame()).action, XDP_DROP);
+    assert_eq!(
+        p.run(&NdFrame::dad_probe(PEER_MAC, VIP6).to_frame()).action,
+        XDP_DROP
+    );
+    assert_eq!(p.run(&ip6_to(VIP6, 100)).action, XDP_DROP);
+    assert_eq!(p.run(&fragment).action, XDP_DROP, "any traffic to it");
+    let c = p.counters(&vip6());
+    assert_eq!((c.drops, c.packets, c.arp_replies), (4, 0, 0));
+    assert_eq!(p.actions().drop_releasing, 4);
+    assert_eq!(p.dp().entries().unwrap()[0].state, VipState::Releasing);
+
+    p.dp().own_as(&vip6(), VIP_MAC).unwrap();
+    p.dp().set_lease_deadline(1).unwrap();
+    assert_eq!(p.run(&ns().to_frame()).action, XDP_DROP);
+    assert_eq!(p.run(&ip6_to(VIP6, 100)).action, XDP_DROP);
+    let a = p.actions();
+    assert_eq!((a.drop_fenced, a.na_reply), (2, 0));
+    // Unknown targets are the kernel's, fenced or not.
+    let other = NdFrame::solicitation(PEER_MAC, PEER6, UNKNOWN6).to_frame();
+    assert_eq!(p.run(&other).action, XDP_PASS);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ipv6_traffic_to_owned_vip_passes_and_is_counted() {
+    let mut p = owned6();
+    for len in [62usize, 100, 1500] {
+        assert_eq!(p.run(&ip6_to(VIP6, len)).action, XDP_PASS);
+    }
+    let mut fragment = ip6_to(VIP6, 100);
+    fragment[20] = 44;
+    assert_eq!(p.run(&fragment).action, XDP_PASS);
+    let c = p.counters(&vip6());
+    assert_eq!((c.packets, c.bytes, c.drops), (4, 1762, 0));
+    // Other destinations: unknown, multicast, an IPv4 VIP's bytes.
+    assert_eq!(p.run(&ip6_to(UNKNOWN6, 80)).action, XDP_PASS);
+    assert_eq!(
+        p.run(&ip6_to("ff02::1".parse().unwrap(), 80)).action,
+        XDP_PASS
+    );
+    let mut short = ip6_to(VIP6, 80);
+    short.truncate(53);
+    assert_eq!(p.run(&short).action, XDP_PASS);
+    assert_eq!(p.counters(&vip6()).packets, 4);
+    // The same address bytes as an IPv4 key do not match.
+    p.dp().release(&vip6()).unwrap();
+    assert_eq!(
+        p.run(&ip_to(Ipv4Addr::new(0x20, 1, 0x0d, 0xb8), 64)).action,
+        XDP_PASS
+    );
+}
+
+#[test]
+#[ignore = "needs root"]
+fn advertisements_from_other_macs_report_conflicts() {
+    let mut p = owned6();
+    let mut conflicts = p.dp().take_conflicts().expect("conflict reader");
+    // Our own announcement: passed, nothing to report.
+    let ours = NdFrame::unsolicited_advert(VIP_MAC, VIP6, false).to_frame();
+    let r = p.run(&ours);
+    assert_eq!((r.action, &r.frame), (XDP_PASS, &ours));
+    assert_eq!(conflicts.try_next(), None);
+
+    // Another MAC claims our VIP (its TLLA tells which).
+    let mut theirs = NdFrame::unsolicited_advert(OTHER_MAC, VIP6, false);
+    theirs.eth_src = PEER_MAC;
+    let r = p.run(&theirs.to_frame());
+    assert_eq!(r.action, XDP_PASS);
+    let e = conflicts.try_next().expect("conflict event");
+    assert_eq!((e.key, e.sender_mac), (vip6().key(), OTHER_MAC));
+
+    // Without a TLLA the Ethernet source is the claimant.
+    let mut bare = NdFrame::solicited_advert(OTHER_MAC, VIP6, PEER_MAC, PEER6, false);
+    bare.options.clear();
+    assert_eq!(p.run(&bare.to_frame()).action, XDP_PASS);
+    let e = conflicts.try_next().expect("conflict event");
+    assert_eq!(e.sender_mac, OTHER_MAC);
+    assert_eq!(p.actions().conflict, 2);
+
+    // Not reported: hop limit below 255, an address we do not own, a VIP
+    // that is releasing or yielding, and anything while fenced.
+    let mut hops = theirs.clone();
+    hops.hop_limit = 64;
+    assert_eq!(p.run(&hops.to_frame()).action, XDP_PASS);
+    let other = NdFrame::unsolicited_advert(OTHER_MAC, UNKNOWN6, false).to_frame();
+    assert_eq!(p.run(&other).action, XDP_PASS);
+    p.dp().yield_vip(&vip6()).unwrap();
+    assert_eq!(p.run(&theirs.to_frame()).action, XDP_PASS);
+    p.dp().release(&vip6()).unwrap();
+    assert_eq!(p.run(&theirs.to_frame()).action, XDP_PASS);
+    p.dp().own_as(&vip6(), VIP_MAC).unwrap();
+    p.dp().set_lease_deadline(1).unwrap();
+    assert_eq!(p.run(&theirs.to_frame()).action, XDP_PASS);
+    assert_eq!(conflicts.try_next(), None);
+    assert_eq!(p.actions().conflict, 2);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn both_families_side_by_side() {
+    let mut p = owned6();
+    p.dp().own_as(&vip(), VIP_MAC).unwrap();
+    assert_eq!(p.run(&request()).action, XDP_TX);
+    assert_eq!(p.run(&ns().to_frame()).action, XDP_TX);
+    let e = p.dp().entries().unwrap();
+    let addrs: Vec<String> = e.iter().map(|r| r.vip.addr.to_string()).collect();
+    assert_eq!(addrs, ["192.0.2.10", "2001:db8::10"]);
+    let a = p.actions();
+    assert_eq!((a.arp_reply, a.na_reply), (1, 1));
+    p.dp().forget(&vip6()).unwrap();
+    assert_eq!(p.run(&ns().to_frame()).action, XDP_PASS);
+    assert_eq!(p.run(&request()).action, XDP_TX);
+}
+
+// ---------------------------------------------------------------------------
+// Yielding: make-before-break hand-over (issue 10).
+
+#[test]
+#[ignore = "needs root"]
+fn yielding_drops_requests_and_accepts_traffic() {
+    let mut p = owned();
+    p.dp().own_as(&vip6(), VIP_MAC).unwrap();
+    let mut conflicts = p.dp().take_conflicts().expect("conflict reader");
+    p.dp().yield_vip(&vip()).unwrap();
+    p.dp().yield_vip(&vip6()).unwrap();
+    let states: Vec<VipState> = p.dp().entries().unwrap().iter().map(|e| e.state).collect();
+    assert_eq!(states, [VipState::Yielding, VipState::Yielding]);
+
+    // Requests: neither answered nor passed (the kernel would answer).
+    assert_eq!(p.run(&request()).action, XDP_DROP);
+    assert_eq!(p.run(&ns().to_frame()).action, XDP_DROP);
+    assert_eq!(
+        p.run(&NdFrame::dad_probe(PEER_MAC, VIP6).to_frame()).action,
+        XDP_DROP
+    );
+    // Traffic: accepted and counted.
+    assert_eq!(p.run(&ip_to(VIP_IP, 100)).action, XDP_PASS);
+    assert_eq!(p.run(&ip6_to(VIP6, 100)).action, XDP_PASS);
+    let (c4, c6) = (p.counters(&vip()), p.counters(&vip6()));
+    assert_eq!(
+        (c4.drops, c4.packets, c4.bytes, c4.arp_replies),
+        (1, 1, 100, 0)
+    );
+    assert_eq!(
+        (c6.drops, c6.packets, c6.bytes, c6.arp_replies),
+        (2, 1, 100, 0)
+    );
+    let a = p.actions();
+    assert_eq!(
+        (
+            a.drop_yielding,
+            a.drop_releasing,
+            a.arp_reply,
+            a.na_reply,
+            a.pass
+        ),
+        (3, 0, 0, 0, 2)
+    );
+
+    // The new owner's announcements are expected, not conflicts; they pass.
+    let garp = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REQUEST).to_frame();
+    assert_eq!(p.run(&garp).action, XDP_PASS);
+    let na = NdFrame::unsolicited_advert(OTHER_MAC, VIP6, false).to_frame();
+    assert_eq!(p.run(&na).action, XDP_PASS);
+    assert_eq!(conflicts.try_next(), None);
+
+    // Fenced while yielding: traffic dropped too.
+    p.dp().set_lease_deadline(1).unwrap();
+    assert_eq!(p.run(&ip_to(VIP_IP, 100)).action, XDP_DROP);
+    assert_eq!(p.actions().drop_fenced, 1);
+    p.dp().set_lease_deadline(0).unwrap();
+
+    // Roll back (the hand-over failed): owned and answering again.
+    p.dp().own_as(&vip(), VIP_MAC).unwrap();
+    assert_eq!(p.run(&request()).action, XDP_TX);
+    // Or complete it: release, then forget.
+    p.dp().release(&vip6()).unwrap();
+    assert_eq!(p.run(&ip6_to(VIP6, 100)).action, XDP_DROP);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn yield_keeps_mac_and_router_flag_and_works_through_the_trait() {
+    use wackamole::dataplane::VipTable;
+    let mut p = Plane::new();
+    p.dp()
+        .own_with(
+            &vip6(),
+            OwnOptions {
+                mac: Some(OTHER_MAC),
+                nd_router: true,
+            },
+        )
+        .unwrap();
+    fn hand_over(t: &mut dyn VipTable, v: &Vip) -> wackamole::dataplane::Result<()> {
+        t.yield_vip(v)
+    }
+    hand_over(p.dp(), &vip6()).unwrap();
+    let e = p.dp().entries().unwrap();
+    assert_eq!(
+        (e[0].state, e[0].mac, e[0].nd_router),
+        (VipState::Yielding, OTHER_MAC, true)
+    );
+    // Yielding an unknown VIP creates a yielding entry (requests dropped).
+    let fresh = Vip::new("lo", LO, UNKNOWN_IP);
+    p.dp().yield_vip(&fresh).unwrap();
+    assert_eq!(
+        p.run(&Arp::request(PEER_MAC, PEER_IP, UNKNOWN_IP).to_frame())
+            .action,
+        XDP_DROP
+    );
 }

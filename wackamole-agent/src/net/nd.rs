@@ -1,0 +1,303 @@
+//! IPv6 neighbour discovery (RFC 4861) frames: a pure builder and parser of
+//! Ethernet + IPv6 + ICMPv6 neighbour solicitations and advertisements, with
+//! the ICMPv6 checksum. Used by the tests and the benchmark (they feed the XDP
+//! responder) and by the agent's unsolicited advertisements.
+
+use std::net::Ipv6Addr;
+
+/// Ethertype of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86dd;
+/// IPv6 next header of ICMPv6.
+pub const IPPROTO_ICMPV6: u8 = 58;
+/// ICMPv6 types.
+pub const ND_NEIGHBOR_SOLICIT: u8 = 135;
+pub const ND_NEIGHBOR_ADVERT: u8 = 136;
+/// Option types.
+pub const OPT_SOURCE_LLADDR: u8 = 1;
+pub const OPT_TARGET_LLADDR: u8 = 2;
+pub const OPT_NONCE: u8 = 14;
+/// Advertisement flags (first byte after the checksum).
+pub const NA_ROUTER: u8 = 0x80;
+pub const NA_SOLICITED: u8 = 0x40;
+pub const NA_OVERRIDE: u8 = 0x20;
+/// ff02::1.
+pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// Ethernet + IPv6 headers.
+pub const HEADERS_LEN: usize = 14 + 40;
+
+/// The solicited-node multicast group of `addr` (ff02::1:ffXX:XXXX).
+pub fn solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
+    let o = addr.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, o[13], o[14], o[15],
+    ])
+}
+
+/// The Ethernet address of IPv6 multicast group `group` (33:33 + low 32 bits).
+pub fn multicast_mac(group: Ipv6Addr) -> [u8; 6] {
+    let o = group.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
+/// The ICMPv6 checksum of `message` (checksum field zeroed or not: it is
+/// skipped) sent from `src` to `dst` (RFC 8200 8.1 pseudo-header).
+pub fn icmpv6_checksum(src: Ipv6Addr, dst: Ipv6Addr, message: &[u8]) -> u16 {
+    let mut sum: u64 = 0;
+    let mut add = |bytes: &[u8]| {
+        for pair in bytes.chunks(2) {
+            let hi = u64::from(pair[0]) << 8;
+            let lo = pair.get(1).copied().map(u64::from).unwrap_or(0);
+            sum += hi | lo;
+        }
+    };
+    add(&src.octets());
+    add(&dst.octets());
+    add(&(message.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, IPPROTO_ICMPV6]);
+    add(message.get(..2).unwrap_or(message));
+    if let Some(rest) = message.get(4..) {
+        add(rest);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// One Ethernet/IPv6 neighbour solicitation or advertisement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NdFrame {
+    pub eth_dst: [u8; 6],
+    pub eth_src: [u8; 6],
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+    /// [`ND_NEIGHBOR_SOLICIT`] or [`ND_NEIGHBOR_ADVERT`].
+    pub icmp_type: u8,
+    pub code: u8,
+    /// NA flags ([`NA_ROUTER`] ...); zero in a solicitation.
+    pub flags: u8,
+    pub target: Ipv6Addr,
+    /// The options, raw (type, length in units of 8 bytes, data).
+    pub options: Vec<u8>,
+}
+
+/// A link-layer address option.
+pub fn lladdr_option(kind: u8, mac: [u8; 6]) -> [u8; 8] {
+    [kind, 1, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]
+}
+
+impl NdFrame {
+    /// "Who has `target`?" from `src`: to the target's solicited-node group,
+    /// with a source link-layer address option (what Linux sends).
+    pub fn solicitation(src_mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> Self {
+        let group = solicited_node(target);
+        NdFrame {
+            eth_dst: multicast_mac(group),
+            eth_src: src_mac,
+            src,
+            dst: group,
+            hop_limit: 255,
+            icmp_type: ND_NEIGHBOR_SOLICIT,
+            code: 0,
+            flags: 0,
+            target,
+            options: lladdr_option(OPT_SOURCE_LLADDR, src_mac).to_vec(),
+        }
+    }
+
+    /// A duplicate address detection probe for `target`: source ::, no
+    /// source link-layer address, a nonce option (RFC 7527) as Linux sends.
+    pub fn dad_probe(src_mac: [u8; 6], target: Ipv6Addr) -> Self {
+        let mut ns = NdFrame::solicitation(src_mac, Ipv6Addr::UNSPECIFIED, target);
+        ns.options = vec![OPT_NONCE, 1, 1, 2, 3, 4, 5, 6];
+        ns
+    }
+
+    /// A solicited advertisement "`target` is at `mac`" to `dst_mac`/`dst`.
+    pub fn solicited_advert(
+        mac: [u8; 6],
+        target: Ipv6Addr,
+        dst_mac: [u8; 6],
+        dst: Ipv6Addr,
+        router: bool,
+    ) -> Self {
+        NdFrame {
+            eth_dst: dst_mac,
+            eth_src: mac,
+            src: target,
+            dst,
+            hop_limit: 255,
+            icmp_type: ND_NEIGHBOR_ADVERT,
+            code: 0,
+            flags: NA_SOLICITED | NA_OVERRIDE | if router { NA_ROUTER } else { 0 },
+            target,
+            options: lladdr_option(OPT_TARGET_LLADDR, mac).to_vec(),
+        }
+    }
+
+    /// An unsolicited advertisement with Override to all-nodes (the IPv6
+    /// gratuitous ARP).
+    pub fn unsolicited_advert(mac: [u8; 6], target: Ipv6Addr, router: bool) -> Self {
+        let mut na =
+            NdFrame::solicited_advert(mac, target, multicast_mac(ALL_NODES), ALL_NODES, router);
+        na.flags &= !NA_SOLICITED;
+        na
+    }
+
+    /// The ICMPv6 message (checksum filled in).
+    pub fn message(&self) -> Vec<u8> {
+        let mut m = Vec::with_capacity(24 + self.options.len());
+        m.extend_from_slice(&[self.icmp_type, self.code, 0, 0, self.flags, 0, 0, 0]);
+        m.extend_from_slice(&self.target.octets());
+        m.extend_from_slice(&self.options);
+        let c = icmpv6_checksum(self.src, self.dst, &m);
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        m
+    }
+
+    /// The whole frame (no Ethernet padding: it is over 60 bytes).
+    pub fn to_frame(&self) -> Vec<u8> {
+        let message = self.message();
+        let mut f = Vec::with_capacity(HEADERS_LEN + message.len());
+        f.extend_from_slice(&self.eth_dst);
+        f.extend_from_slice(&self.eth_src);
+        f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&(message.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[IPPROTO_ICMPV6, self.hop_limit]);
+        f.extend_from_slice(&self.src.octets());
+        f.extend_from_slice(&self.dst.octets());
+        f.extend_from_slice(&message);
+        f
+    }
+
+    /// Parses an Ethernet/IPv6 NS or NA whose ICMPv6 message follows the
+    /// fixed header; `None` for anything else, a short frame or a wrong
+    /// checksum.
+    pub fn parse(frame: &[u8]) -> Option<Self> {
+        let mac = |at: usize| -> Option<[u8; 6]> { frame.get(at..at + 6)?.try_into().ok() };
+        let ip = |at: usize| -> Option<Ipv6Addr> {
+            let o: [u8; 16] = frame.get(at..at + 16)?.try_into().ok()?;
+            Some(Ipv6Addr::from(o))
+        };
+        if frame.get(12..14)? != ETH_P_IPV6.to_be_bytes() || frame.get(14)? >> 4 != 6 {
+            return None;
+        }
+        if *frame.get(20)? != IPPROTO_ICMPV6 {
+            return None;
+        }
+        let plen = usize::from(u16::from_be_bytes([*frame.get(18)?, *frame.get(19)?]));
+        let message = frame.get(HEADERS_LEN..HEADERS_LEN + plen)?;
+        if plen < 24 {
+            return None;
+        }
+        let icmp_type = message[0];
+        if icmp_type != ND_NEIGHBOR_SOLICIT && icmp_type != ND_NEIGHBOR_ADVERT {
+            return None;
+        }
+        let src = ip(22)?;
+        let dst = ip(38)?;
+        let sum = u16::from_be_bytes([message[2], message[3]]);
+        if icmpv6_checksum(src, dst, message) != sum {
+            return None;
+        }
+        Some(NdFrame {
+            eth_dst: mac(0)?,
+            eth_src: mac(6)?,
+            src,
+            dst,
+            hop_limit: *frame.get(21)?,
+            icmp_type,
+            code: message[1],
+            flags: message[4],
+            target: ip(HEADERS_LEN + 8)?,
+            options: message[24..].to_vec(),
+        })
+    }
+
+    /// The MAC of the first link-layer address option of `kind`.
+    pub fn lladdr(&self, kind: u8) -> Option<[u8; 6]> {
+        let mut rest = &self.options[..];
+        while rest.len() >= 2 {
+            let len = usize::from(rest[1]) * 8;
+            if len == 0 || len > rest.len() {
+                return None;
+            }
+            if rest[0] == kind && len == 8 {
+                return rest[2..8].try_into().ok();
+            }
+            rest = &rest[len..];
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+
+    #[test]
+    fn solicited_node_and_multicast_mac() {
+        let a: Ipv6Addr = "2001:db8::1:2:abcd:ef01".parse().unwrap();
+        assert_eq!(
+            solicited_node(a),
+            "ff02::1:ffcd:ef01".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            multicast_mac(solicited_node(a)),
+            [0x33, 0x33, 0xff, 0xcd, 0xef, 0x01]
+        );
+        assert_eq!(multicast_mac(ALL_NODES), [0x33, 0x33, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn checksum_verifies() {
+        let src: Ipv6Addr = "fe80::1".parse().unwrap();
+        let dst: Ipv6Addr = "fe80::2".parse().unwrap();
+        let na = NdFrame::solicited_advert([2, 0, 0, 0, 0, 1], src, [2, 0, 0, 0, 0, 2], dst, false);
+        let m = na.message();
+        // Summing the message with its checksum in gives 0xffff (verifies).
+        let mut sum: u32 = 0;
+        for w in src.octets().chunks(2).chain(dst.octets().chunks(2)) {
+            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        sum += m.len() as u32 + 58;
+        for w in m.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff);
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let me: Ipv6Addr = "2001:db8::20".parse().unwrap();
+        let vip: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let ns = NdFrame::solicitation(MAC, me, vip);
+        let f = ns.to_frame();
+        assert_eq!(f.len(), 86);
+        assert_eq!(&f[0..6], &[0x33, 0x33, 0xff, 0, 0, 0x10]);
+        assert_eq!(NdFrame::parse(&f), Some(ns.clone()));
+        assert_eq!(ns.lladdr(OPT_SOURCE_LLADDR), Some(MAC));
+        let mut bad = f.clone();
+        bad[80] ^= 1;
+        assert_eq!(NdFrame::parse(&bad), None, "checksum catches a flipped bit");
+        assert_eq!(NdFrame::parse(&f[..85]), None);
+
+        let dad = NdFrame::dad_probe(MAC, vip);
+        assert_eq!(dad.src, Ipv6Addr::UNSPECIFIED);
+        assert_eq!(dad.lladdr(OPT_SOURCE_LLADDR), None);
+        assert_eq!(NdFrame::parse(&dad.to_frame()), Some(dad));
+
+        let na = NdFrame::unsolicited_advert(MAC, vip, true);
+        assert_eq!(na.flags, NA_ROUTER | NA_OVERRIDE);
+        assert_eq!((na.dst, na.eth_dst), (ALL_NODES, [0x33, 0x33, 0, 0, 0, 1]));
+        assert_eq!(na.lladdr(OPT_TARGET_LLADDR), Some(MAC));
+        assert_eq!(NdFrame::parse(&na.to_frame()), Some(na));
+    }
+}
