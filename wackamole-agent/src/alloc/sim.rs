@@ -680,12 +680,18 @@ impl Sim {
     ) -> (
         Vec<BTreeSet<u32>>,
         Vec<BTreeSet<u32>>,
+        Vec<BTreeSet<u32>>,
         Vec<Option<ViewId>>,
         Vec<bool>,
     ) {
         (
             self.nodes.iter().map(|n| n.held.clone()).collect(),
             self.nodes.iter().map(|n| n.yielding.clone()).collect(),
+            // Carrier coming back changes what balance may do next.
+            self.nodes
+                .iter()
+                .map(|n| n.alloc.advertised_ineligible().clone())
+                .collect(),
             self.nodes.iter().map(|n| n.installed).collect(),
             self.nodes.iter().map(|n| n.alloc.is_mature()).collect(),
         )
