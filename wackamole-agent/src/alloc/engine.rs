@@ -37,6 +37,10 @@ pub struct Allocator {
     balance_timer: bool,
     exchange_timer: bool,
     eligibility_timer: bool,
+    /// My ELIGIBILITY messages sent and delivered in this view: a shrink is
+    /// heard only when the last one sent is delivered.
+    eligibility_sent: u32,
+    eligibility_heard: u32,
     view: Option<ViewState>,
 }
 
@@ -144,6 +148,28 @@ impl ViewState {
     }
 }
 
+/// An empty view, to lend the view to `&mut self` helpers for a moment.
+fn placeholder_view() -> ViewState {
+    ViewState {
+        id: ViewId(0),
+        me: 0,
+        members: Vec::new(),
+        index_of: HashMap::new(),
+        received: 0,
+        order: Vec::new(),
+        complete: false,
+        mature: false,
+        transitional: false,
+        table: Vec::new(),
+        config_errors: Vec::new(),
+        rounds: 0,
+        leader: None,
+        version: 1,
+        handovers: BTreeMap::new(),
+        next_seq: 0,
+    }
+}
+
 fn report(out: &mut Vec<Action>, r: Report) {
     out.push(Action::Report(r));
 }
@@ -180,6 +206,8 @@ impl Allocator {
             balance_timer: false,
             exchange_timer: false,
             eligibility_timer: false,
+            eligibility_sent: 0,
+            eligibility_heard: 0,
             view: None,
         }
     }
@@ -439,6 +467,16 @@ impl Allocator {
             self.mature_timer = true;
             out.push(Action::ArmTimer {
                 kind: TimerKind::Mature,
+                after: self.config.mature_after,
+            });
+        }
+        self.eligibility_sent = 0;
+        self.eligibility_heard = 0;
+        if self.advertised != self.no_carrier && !self.eligibility_timer {
+            // A shrink the last view did not hear: tell this one.
+            self.eligibility_timer = true;
+            out.push(Action::ArmTimer {
+                kind: TimerKind::Eligibility,
                 after: self.config.mature_after,
             });
         }
@@ -728,6 +766,17 @@ impl Allocator {
                     return refuse(out, sender, "ELIGIBILITY");
                 }
                 view.members[i].ineligible = ineligible.into_iter().collect();
+                if i == view.me {
+                    self.eligibility_heard += 1;
+                }
+                if i == view.me && self.eligibility_heard == self.eligibility_sent {
+                    let set = view.members[i].ineligible.clone();
+                    self.view = Some(std::mem::replace(view, placeholder_view()));
+                    self.shrink_heard(&set, out);
+                    if let Some(v) = self.view.take() {
+                        *view = v;
+                    }
+                }
                 if view.complete && view.mature && view.version >= 2 {
                     self.lost_carrier(view, i as u32, out);
                     let mut hb = Vec::new();
@@ -1383,9 +1432,10 @@ impl Allocator {
         for &v in &lost {
             self.drop_vif(v as usize, out);
         }
-        let grew = lost.iter().any(|v| !self.advertised.contains(v));
+        // Told even if already advertised: a shrink may be on its way.
+        let told = !lost.is_empty();
         self.advertised.extend(lost);
-        if grew {
+        if told {
             self.send_eligibility(out);
         }
         if back {
@@ -1403,10 +1453,33 @@ impl Allocator {
         if self.advertised == self.no_carrier {
             return;
         }
-        self.advertised = self.no_carrier.clone();
-        self.send_eligibility(out);
-        // What the table still gives me (the group did not hear that I had
-        // no carrier, or cannot: version 1) and nobody else answers: take it.
+        // Eligible again once the group has heard it (my ELIGIBILITY is
+        // delivered), so that a stale "no carrier" never meets a VIF I hold.
+        let can_tell = self
+            .view
+            .as_ref()
+            .is_some_and(|v| !v.transitional && self.speak >= 2 && self.phase != Phase::Excluded);
+        if can_tell {
+            self.send_eligibility_set(&self.no_carrier.clone(), out);
+        } else if self.view.is_none() || self.speak < 2 {
+            self.advertised = self.no_carrier.clone();
+            self.take_back(out);
+        }
+        // Otherwise the next view retries (see on_view).
+    }
+
+    /// My ELIGIBILITY with `set` was delivered: the group knows it now.
+    fn shrink_heard(&mut self, set: &BTreeSet<u32>, out: &mut Vec<Action>) {
+        let now: BTreeSet<u32> = set.union(&self.no_carrier).copied().collect();
+        if now != self.advertised {
+            self.advertised = now;
+            self.take_back(out);
+        }
+    }
+
+    /// What the table still gives me (the group did not hear that I had no
+    /// carrier, or cannot: version 1) and nobody else answers: take it.
+    fn take_back(&mut self, out: &mut Vec<Action>) {
         let Some(view) = &self.view else { return };
         if view.complete && view.mature && self.phase != Phase::Excluded {
             for (v, slot) in view.table.iter().enumerate() {
@@ -1426,16 +1499,22 @@ impl Allocator {
         }
     }
 
-    fn send_eligibility(&self, out: &mut Vec<Action>) {
+    fn send_eligibility(&mut self, out: &mut Vec<Action>) {
+        let set = self.advertised.clone();
+        self.send_eligibility_set(&set, out);
+    }
+
+    fn send_eligibility_set(&mut self, set: &BTreeSet<u32>, out: &mut Vec<Action>) {
         if let Some(view) = &self.view {
             if !view.transitional && self.speak >= 2 && self.phase != Phase::Excluded {
                 self.send(
                     &Message::Eligibility {
                         view: view.id,
-                        ineligible: self.advertised.iter().copied().collect(),
+                        ineligible: set.iter().copied().collect(),
                     },
                     out,
                 );
+                self.eligibility_sent += 1;
             }
         }
     }

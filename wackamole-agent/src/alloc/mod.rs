@@ -71,7 +71,10 @@
 //! set too, so no member assigns them to it, and VIFs it owned go elsewhere
 //! on delivery. A node whose cable is cut thus holds nothing while cut off
 //! and a merge has nothing to resolve. Carrier back: eligible again after
-//! `mature_after` (timer), then balance brings its share back, by hand-over.
+//! `mature_after` (timer) once its ELIGIBILITY saying so is delivered (so a
+//! stale "no carrier" never meets a VIF it holds); then balance brings its
+//! share back, by hand-over. A VIF no eligible member may hold stays with a
+//! drained owner, or has none.
 //!
 //! ## Wire versions (rolling upgrades)
 //! See [`wire`] for the encoding rules. Each STATE carries the highest

@@ -8,15 +8,16 @@
 //! its own prefix of the undelivered ones); a transitional signal precedes
 //! every view but a node's first. Partitions, merges, crashes, restarts (new
 //! member id, immature, holding nothing), fail/recover, engine loss, operator
-//! commands and timers (virtual time) are interleaved by a seeded PRNG.
-//! Invariants are checked after every step (see [`Sim::check`]).
+//! commands, carrier changes, the agent's announcements and timers (virtual
+//! time) are interleaved by a seeded PRNG. Nodes may speak different wire
+//! versions. Invariants are checked after every step (see [`Sim::check`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::{
-    Action, AllocConfig, Allocator, Input, NodeInfo, OperatorCommand, PerRound, Priority, Report,
-    TableView, TimerKind, VifIndex, VifSpec,
+    wire, Action, AllocConfig, Allocator, Input, NodeInfo, OperatorCommand, PerRound, Priority,
+    Report, TableView, TimerKind, VifIndex, VifSpec,
 };
 use crate::membership::{MemberId, ViewId};
 
@@ -62,6 +63,9 @@ pub fn config(count: usize) -> AllocConfig {
     let mut c = AllocConfig::new(vifs(count));
     c.mature_after = Duration::from_millis(1000);
     c.balance.interval = Duration::from_millis(500);
+    // Virtual time jumps to the next timer: only schedules that test the
+    // exchange timeout have one.
+    c.exchange_timeout = None;
     c
 }
 
@@ -86,6 +90,14 @@ struct Node {
     timers: [Option<u64>; 4],
     /// Held according to the Acquire/Release actions.
     held: BTreeSet<u32>,
+    /// Held but not answering ARP (Yield .. Reclaim/Release).
+    yielding: BTreeSet<u32>,
+    /// Announcements the agent still has to report (Input::Announced).
+    announce: VecDeque<u32>,
+    /// VIFs whose interface has no carrier at this node.
+    carrier_down: BTreeSet<u32>,
+    /// The wire version the node speaks.
+    version: u8,
     reports: Vec<Report>,
     /// Bumped at every restart and recover: (node, epoch) names one life.
     epoch: u32,
@@ -116,17 +128,6 @@ pub struct Sim {
     view_states: HashMap<ViewId, HashMap<u32, super::wire::StateMsg>>,
 }
 
-/// The agreed owner (member index) of every VIF, once the exchange is
-/// complete and the view mature.
-fn agreed_owners(a: &Allocator) -> Option<(ViewId, usize, Vec<Option<u32>>)> {
-    let g = a.agreed()?;
-    // Hand-overs are not modelled here yet (see the Yield arm below).
-    if g.version >= 2 && !g.handovers.is_empty() {
-        return None;
-    }
-    Some((g.view, g.me, g.owners))
-}
-
 fn timer_slot(kind: TimerKind) -> usize {
     match kind {
         TimerKind::Mature => 0,
@@ -136,9 +137,27 @@ fn timer_slot(kind: TimerKind) -> usize {
     }
 }
 
+const TIMER_KINDS: [TimerKind; 4] = [
+    TimerKind::Mature,
+    TimerKind::Balance,
+    TimerKind::Exchange,
+    TimerKind::Eligibility,
+];
+
 impl Sim {
     /// A group of nodes (name, configuration), all up, joined and connected.
     pub fn new(seed: u64, nodes: Vec<(String, AllocConfig)>) -> Self {
+        Self::mixed(
+            seed,
+            nodes
+                .into_iter()
+                .map(|(n, c)| (n, c, wire::VERSION))
+                .collect(),
+        )
+    }
+
+    /// A group whose nodes speak the given wire versions (rolling upgrades).
+    pub fn mixed(seed: u64, nodes: Vec<(String, AllocConfig, u8)>) -> Self {
         let mut sim = Self {
             rng: Rng::new(seed),
             now: 0,
@@ -153,10 +172,14 @@ impl Sim {
             view_lives: HashMap::new(),
             view_states: HashMap::new(),
         };
-        for (name, config) in nodes {
+        for (name, config, version) in nodes {
             let member = MemberId(String::new());
             sim.nodes.push(Node {
-                alloc: Allocator::new(config.clone(), NodeInfo { name: name.clone() }),
+                alloc: Allocator::with_wire_version(
+                    config.clone(),
+                    NodeInfo { name: name.clone() },
+                    version,
+                ),
                 name,
                 member,
                 incarnation: 0,
@@ -171,6 +194,10 @@ impl Sim {
                 group_view: None,
                 timers: [None; 4],
                 held: BTreeSet::new(),
+                yielding: BTreeSet::new(),
+                announce: VecDeque::new(),
+                carrier_down: BTreeSet::new(),
+                version,
                 reports: Vec::new(),
                 epoch: 0,
             });
@@ -348,6 +375,11 @@ impl Sim {
         }
         let was_complete = self.nodes[i].alloc.exchange_complete();
         let is_message = matches!(input, Input::Message { .. });
+        // A planned release (on an agreed message of the node's current view,
+        // no view change under way) must find the VIF answered elsewhere.
+        let planned = is_message
+            && self.nodes[i].installed.is_some()
+            && self.nodes[i].installed == self.nodes[i].group_view;
         let actions = self.nodes[i].alloc.handle(input);
         let completed_now = is_message && !was_complete && self.nodes[i].alloc.exchange_complete();
         let mut acquired = false;
@@ -373,11 +405,47 @@ impl Sim {
                         ));
                     }
                     self.matured.insert(life);
+                    if self.nodes[i].carrier_down.contains(&v.0) {
+                        self.fail(format!("n{i} acquired {v} without carrier"));
+                    }
+                    self.nodes[i].announce.push_back(v.0);
                     self.log(|| format!("n{i} ACQUIRE {v}"));
                 }
+                Action::Yield(v) => {
+                    let n = &mut self.nodes[i];
+                    if !n.held.contains(&v.0) || !n.yielding.insert(v.0) {
+                        self.fail(format!("n{i} yielded {v} it did not answer for"));
+                    }
+                    self.log(|| format!("n{i} YIELD {v}"));
+                }
+                Action::Reclaim(v) => {
+                    let n = &mut self.nodes[i];
+                    if !n.held.contains(&v.0) || !n.yielding.remove(&v.0) {
+                        self.fail(format!("n{i} reclaimed {v} it was not yielding"));
+                    }
+                    if self.nodes[i].carrier_down.contains(&v.0) {
+                        self.fail(format!("n{i} reclaimed {v} without carrier"));
+                    }
+                    self.nodes[i].announce.push_back(v.0);
+                    self.log(|| format!("n{i} RECLAIM {v}"));
+                }
+                Action::Announce(v) => {
+                    let n = &mut self.nodes[i];
+                    if !n.held.contains(&v.0) || n.yielding.contains(&v.0) {
+                        self.fail(format!("n{i} announced {v} it does not answer for"));
+                    }
+                    self.nodes[i].announce.push_back(v.0);
+                    self.log(|| format!("n{i} ANNOUNCE {v}"));
+                }
                 Action::Release(v) => {
+                    self.nodes[i].yielding.remove(&v.0);
                     if !self.nodes[i].held.remove(&v.0) {
                         self.fail(format!("n{i} released {v} it did not hold"));
+                    }
+                    if planned && !completed_now {
+                        // Answering or yielding until now: the new owner
+                        // must answer already.
+                        self.check_make_before_break(i, v.0);
                     }
                     if completed_now && !self.release_justified(i, v.0) {
                         self.fail(format!(
@@ -399,17 +467,6 @@ impl Sim {
                         Some(self.now + after.as_millis() as u64)
                 }
                 Action::CancelTimer(kind) => self.nodes[i].timers[timer_slot(kind)] = None,
-                // Hand-over steps are not modelled here yet (the alloc branch
-                // brings the simulator up to date); the agent answers them.
-                Action::Yield(v) => {
-                    let version = self.nodes[i].alloc.group_version();
-                    self.log(|| format!("n{i} YIELD {v} (group version {version:?})"))
-                }
-                Action::Reclaim(v) => self.log(|| format!("n{i} RECLAIM {v}")),
-                Action::Announce(v) => {
-                    let ineligible = self.nodes[i].alloc.advertised_ineligible().clone();
-                    self.log(|| format!("n{i} ANNOUNCE {v} (ineligible {ineligible:?})"))
-                }
                 Action::Leave => {
                     self.nodes[i].joined = false;
                     self.nodes[i].inbox.clear();
@@ -470,16 +527,31 @@ impl Sim {
 
     // ----- steps -----
 
-    /// Delivers the next event of a random node; false if every inbox is empty.
+    /// Delivers the next event of a random node (an agreed message or view,
+    /// or the agent's report that an announcement is out); false if there is
+    /// none.
     pub fn deliver_one(&mut self) -> bool {
         let ready: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].alive && !self.nodes[i].inbox.is_empty())
+            .filter(|&i| {
+                let n = &self.nodes[i];
+                n.alive && (!n.inbox.is_empty() || !n.announce.is_empty())
+            })
             .collect();
         if ready.is_empty() {
             return false;
         }
         let i = ready[self.rng.below(ready.len())];
-        if let Some(input) = self.nodes[i].inbox.pop_front() {
+        let n = &mut self.nodes[i];
+        if !n.announce.is_empty() && (n.inbox.is_empty() || self.rng.pct(40)) {
+            // Sometimes one, sometimes all of them at once.
+            let count = if self.rng.pct(50) {
+                1
+            } else {
+                n.announce.len()
+            };
+            let vifs: Vec<VifIndex> = n.announce.drain(..count).map(VifIndex).collect();
+            self.feed(i, Input::Announced(vifs));
+        } else if let Some(input) = n.inbox.pop_front() {
             self.feed(i, input);
         }
         true
@@ -555,11 +627,7 @@ impl Sim {
         };
         self.now = self.now.max(t);
         self.nodes[i].timers[k] = None;
-        let kind = if k == 0 {
-            TimerKind::Mature
-        } else {
-            TimerKind::Balance
-        };
+        let kind = TIMER_KINDS[k];
         if kind == TimerKind::Mature && self.nodes[i].joined {
             self.matured.insert((i, self.nodes[i].epoch));
         }
@@ -582,7 +650,10 @@ impl Sim {
             firings += 1;
             if self.activity() == before {
                 idle += 1;
-                let mature_pending = self.nodes.iter().any(|n| n.alive && n.timers[0].is_some());
+                let mature_pending = self
+                    .nodes
+                    .iter()
+                    .any(|n| n.alive && (n.timers[0].is_some() || n.timers[3].is_some()));
                 if idle > 2 * self.nodes.len() + 2 && !mature_pending {
                     break;
                 }
@@ -603,9 +674,24 @@ impl Sim {
     }
 
     /// A fingerprint of holdings and views, to see whether timers still act.
-    fn activity(&self) -> (Vec<BTreeSet<u32>>, Vec<Option<ViewId>>, Vec<bool>) {
+    #[allow(clippy::type_complexity)]
+    fn activity(
+        &self,
+    ) -> (
+        Vec<BTreeSet<u32>>,
+        Vec<BTreeSet<u32>>,
+        Vec<BTreeSet<u32>>,
+        Vec<Option<ViewId>>,
+        Vec<bool>,
+    ) {
         (
             self.nodes.iter().map(|n| n.held.clone()).collect(),
+            self.nodes.iter().map(|n| n.yielding.clone()).collect(),
+            // Carrier coming back changes what balance may do next.
+            self.nodes
+                .iter()
+                .map(|n| n.alloc.advertised_ineligible().clone())
+                .collect(),
             self.nodes.iter().map(|n| n.installed).collect(),
             self.nodes.iter().map(|n| n.alloc.is_mature()).collect(),
         )
@@ -620,6 +706,8 @@ impl Sim {
         n.inbox.clear();
         n.timers = [None; 4];
         n.held.clear();
+        n.yielding.clear();
+        n.announce.clear();
         n.installed = None;
         self.regroup();
     }
@@ -639,11 +727,12 @@ impl Sim {
         let member = self.fresh_member(i);
         let n = &mut self.nodes[i];
         n.member = member;
-        n.alloc = Allocator::new(
+        n.alloc = Allocator::with_wire_version(
             config.clone(),
             NodeInfo {
                 name: n.name.clone(),
             },
+            n.version,
         );
         n.config = config;
         n.alive = true;
@@ -651,7 +740,40 @@ impl Sim {
         n.engine_ok = true;
         n.position = 0;
         n.epoch += 1;
+        let down = n.carrier_down.clone();
+        if !down.is_empty() {
+            self.feed(
+                i,
+                Input::Eligibility {
+                    ineligible: down.into_iter().map(VifIndex).collect(),
+                },
+            );
+        }
         self.regroup();
+    }
+
+    /// Sets which VIFs have no carrier at node i (the agent's Eligibility).
+    pub fn carrier(&mut self, i: usize, down: &[u32]) {
+        self.log(|| format!("CARRIER n{i} down {down:?}"));
+        self.nodes[i].carrier_down = down.iter().copied().collect();
+        if self.nodes[i].alive {
+            let ineligible = down.iter().map(|v| VifIndex(*v)).collect();
+            self.feed(i, Input::Eligibility { ineligible });
+        }
+    }
+
+    /// A cable cut: no carrier for any VIF, and the node alone in its own
+    /// partition (`cable(i, true)` plugs it back and heals).
+    pub fn cable(&mut self, i: usize, plugged: bool) {
+        if plugged {
+            self.carrier(i, &[]);
+            self.heal();
+        } else {
+            let all: Vec<u32> = (0..self.nodes[i].config.vifs.len() as u32).collect();
+            self.carrier(i, &all);
+            let others: Vec<usize> = (0..self.nodes.len()).filter(|&j| j != i).collect();
+            self.partition(&[&[i], &others]);
+        }
     }
 
     /// Splits the nodes into the given groups (others keep partition 0).
@@ -709,7 +831,15 @@ impl Sim {
 
     pub fn config_change(&mut self, i: usize, config: AllocConfig) {
         self.nodes[i].config = config.clone();
+        let n = config.vifs.len() as u32;
         self.feed(i, Input::ConfigChanged(config));
+        // The agent feeds the carrier set anew (indices of the new list).
+        let n_ = &mut self.nodes[i];
+        n_.carrier_down.retain(|v| *v < n);
+        if !n_.carrier_down.is_empty() && n_.alive {
+            let ineligible = n_.carrier_down.iter().map(|v| VifIndex(*v)).collect();
+            self.feed(i, Input::Eligibility { ineligible });
+        }
     }
 
     // ----- observation -----
@@ -717,6 +847,21 @@ impl Sim {
     /// VIFs node i holds (from its actions).
     pub fn held(&self, i: usize) -> Vec<u32> {
         self.nodes[i].held.iter().copied().collect()
+    }
+
+    /// VIFs node i holds but does not answer ARP for (yielding).
+    pub fn yielding(&self, i: usize) -> Vec<u32> {
+        self.nodes[i].yielding.iter().copied().collect()
+    }
+
+    /// Nodes answering ARP for VIF v (holding it, not yielding).
+    pub fn answerers(&self, v: u32) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                let n = &self.nodes[i];
+                n.alive && n.held.contains(&v) && !n.yielding.contains(&v)
+            })
+            .collect()
     }
 
     /// Nodes holding VIF v.
@@ -748,13 +893,80 @@ impl Sim {
 
     // ----- invariants -----
 
+    /// A planned release (agreed message, version-2 view, no view change
+    /// under way) must leave the VIF answered: its owner answers for it,
+    /// unless nobody may hold it or the owner failed (crash, no carrier).
+    fn check_make_before_break(&mut self, i: usize, v: u32) {
+        let n = &self.nodes[i];
+        if n.alloc.phase() == super::Phase::Excluded {
+            return;
+        }
+        let Some(ag) = n.alloc.agreed() else { return };
+        if ag.version < 2 {
+            return;
+        }
+        let Some(o) = ag.owners.get(v as usize).copied().flatten() else {
+            return;
+        };
+        let Some(&(j, epoch)) = self
+            .view_lives
+            .get(&ag.view)
+            .and_then(|lives| lives.get(o as usize))
+        else {
+            return;
+        };
+        // The releasing node itself as the new owner: the same message gave
+        // the VIF back to it (e.g. a preference right after TAKEN) and a new
+        // hand-over from the answering member has just begun.
+        if j == i {
+            return;
+        }
+        let owner = &self.nodes[j];
+        if !owner.alive
+            || owner.epoch != epoch
+            || owner.carrier_down.contains(&v)
+            || owner.group_view != n.group_view
+        {
+            return;
+        }
+        // An owner further along the same view's agreed order may already be
+        // yielding the VIF to the next hand-over (a later balance round): it
+        // still holds the addresses and accepts the traffic, and the agreed
+        // step it took is the one this node has yet to deliver.
+        let ahead = owner.position > n.position;
+        if !owner.held.contains(&v) || (owner.yielding.contains(&v) && !ahead) {
+            self.fail(format!(
+                "n{i} released #{v} in view {} while its new owner n{j} does not answer for it (break before make)",
+                ag.view
+            ));
+        }
+    }
+
     /// Checks, after every step:
     /// 1. members of one view at the same agreed prefix, with the exchange
-    ///    complete, hold disjoint VIFs and have the same table;
+    ///    complete, have the same table (owners and hand-overs); in a
+    ///    version-2 view at most one of them answers ARP for a VIF (version
+    ///    1: they hold disjoint VIFs);
     /// 2. a member with a complete, mature exchange: every VIF has an owner
-    ///    and I hold exactly what the table gives me;
-    /// 4. what the allocator says it holds equals its acquires minus releases;
-    /// 5. no acquisition while immature or before the exchange (in `feed`).
+    ///    unless no member may hold it; version 2: I answer for exactly the
+    ///    VIFs I own whose hand-over (if any) has no pending party, I do not
+    ///    answer as a party of a hand-over, and I hold nothing else; version
+    ///    1: I hold exactly what the table gives me; never a VIF I told the
+    ///    group I have no carrier for;
+    /// 3. ARP, in real time: in every component (a group view) whose members
+    ///    have all installed the view and completed its state exchange, and
+    ///    whose group speaks version 2, at most one member answers ARP for
+    ///    a VIF at every step. Before that (a merge: each side served every
+    ///    VIF; a member's first view) duplicates are allowed; they end when
+    ///    the exchange completes. Version-1 groups move break-before-make on
+    ///    one agreed message and are only held to check 1;
+    /// 4. what the allocator says it holds (and yields) equals its actions;
+    /// 5. no acquisition while immature or before the exchange, none without
+    ///    carrier (in `feed`); planned releases are make-before-break (in
+    ///    [`Sim::check_make_before_break`]).
+    ///
+    /// Every hand-over completes or rolls back: at quiescence no table has
+    /// one and no node yields ([`Sim::settle`]).
     pub fn check(&mut self) {
         if self.error.is_some() {
             return;
@@ -765,26 +977,65 @@ impl Sim {
                 continue;
             }
             let said: BTreeSet<u32> = n.alloc.held().map(|v| v.0).collect();
-            if said != n.held {
+            let said_y: BTreeSet<u32> = n.alloc.yielding().map(|v| v.0).collect();
+            if said != n.held || said_y != n.yielding {
                 let msg = format!(
-                    "n{i} says it holds {said:?} but its actions add up to {:?}",
-                    n.held
+                    "n{i} says it holds {said:?} (yielding {said_y:?}) but its actions add up to {:?} (yielding {:?})",
+                    n.held, n.yielding
                 );
                 return self.fail(msg);
             }
-            if let Some((_, me, owners)) = agreed_owners(&n.alloc) {
-                if let Some(v) = owners.iter().position(Option::is_none) {
-                    return self.fail(format!("n{i}: VIF #{v} has no owner in a complete view"));
+            if let Some(ag) = n.alloc.agreed() {
+                if let Some(v) = ag.owners.iter().position(Option::is_none) {
+                    let t = n.alloc.table();
+                    let any_undrained = t.members.iter().any(|m| m.config_ok && !m.drained);
+                    let someone = t.members.iter().any(|m| {
+                        m.config_ok
+                            && (!m.drained || !any_undrained)
+                            && (ag.version < 2 || !m.ineligible.contains(&VifIndex(v as u32)))
+                    });
+                    if someone {
+                        return self.fail(format!(
+                            "n{i}: VIF #{v} has no owner in a complete view although a member may hold it"
+                        ));
+                    }
                 }
-                let mine: BTreeSet<u32> = owners
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| **o == Some(me as u32))
-                    .map(|(v, _)| v as u32)
-                    .collect();
-                if mine != n.held {
-                    let msg = format!("n{i} holds {:?} but its table gives it {mine:?}", n.held);
-                    return self.fail(msg);
+                let me = ag.me as u32;
+                let no_carrier = n.alloc.advertised_ineligible();
+                for (v, owner) in ag.owners.iter().enumerate() {
+                    let vu = v as u32;
+                    let holds = n.held.contains(&vu);
+                    let answers = holds && !n.yielding.contains(&vu);
+                    let ok = if ag.version < 2 {
+                        holds == (*owner == Some(me) && !no_carrier.contains(&vu))
+                    } else {
+                        let h = ag.handovers.get(&vu);
+                        let party =
+                            h.is_some_and(|h| h.pending.contains(&me) || h.yielded.contains(&me));
+                        if *owner == Some(me) {
+                            let active = h.is_none_or(|h| h.pending.is_empty());
+                            if no_carrier.contains(&vu) {
+                                !holds
+                            } else if active {
+                                answers
+                            } else {
+                                // Waits for the pending members, answering
+                                // only if it already did (a merge winner).
+                                true
+                            }
+                        } else if party {
+                            !answers
+                        } else {
+                            !holds
+                        }
+                    };
+                    if !ok {
+                        let msg = format!(
+                            "n{i} (holds {:?}, yielding {:?}) disagrees with its table on #{v}: owner {owner:?}, hand-over {:?}, version {}",
+                            n.held, n.yielding, ag.handovers.get(&vu), ag.version
+                        );
+                        return self.fail(msg);
+                    }
                 }
             }
             if let Some(v) = n.installed {
@@ -795,36 +1046,89 @@ impl Sim {
             if members.len() < 2 || !self.nodes[members[0]].alloc.exchange_complete() {
                 continue;
             }
+            let judge = members
+                .iter()
+                .copied()
+                .find(|&i| self.nodes[i].alloc.phase() != super::Phase::Excluded)
+                .unwrap_or(members[0]);
+            let v2 = self.nodes[judge].alloc.group_version().unwrap_or(1) >= 2;
             let mut seen: HashMap<u32, usize> = HashMap::new();
             for &i in &members {
-                for &v in &self.nodes[i].held {
+                let n = &self.nodes[i];
+                for &v in &n.held {
+                    if v2 && n.yielding.contains(&v) {
+                        continue;
+                    }
                     if let Some(j) = seen.insert(v, i) {
                         return self.fail(format!(
-                            "n{j} and n{i} both hold #{v} in view {view} after {pos} messages"
+                            "n{j} and n{i} both {} #{v} in view {view} after {pos} messages",
+                            if v2 { "answer for" } else { "hold" }
                         ));
                     }
                 }
             }
             let tables: Vec<_> = members
                 .iter()
-                .filter_map(|&i| agreed_owners(&self.nodes[i].alloc).map(|(_, _, o)| o))
+                .filter_map(|&i| {
+                    self.nodes[i]
+                        .alloc
+                        .agreed()
+                        .map(|a| (a.owners, a.handovers, a.version))
+                })
                 .collect();
             if tables.windows(2).any(|w| w[0] != w[1]) {
                 return self.fail(format!(
                     "members {members:?} of view {view} disagree on the table after {pos} messages"
                 ));
             }
-            // The whole view at one point: every owner in the table holds its VIF.
+            // The whole view at one point: every owner in the table that may
+            // answer holds its VIF.
             let lives = self.view_lives.get(&view).cloned().unwrap_or_default();
             if members.len() == lives.len() {
-                if let Some(table) = tables.first() {
+                if let Some((table, handovers, _)) = tables.first() {
                     for (v, owner) in table.iter().enumerate() {
+                        let vu = v as u32;
+                        if owner.is_none()
+                            || handovers.get(&vu).is_some_and(|h| !h.pending.is_empty())
+                        {
+                            continue;
+                        }
                         let holder = owner.and_then(|o| lives.get(o as usize)).map(|l| l.0);
-                        if !holder.is_some_and(|h| self.nodes[h].held.contains(&(v as u32))) {
+                        let ok = holder.is_some_and(|h| {
+                            self.nodes[h].held.contains(&vu)
+                                || self.nodes[h].alloc.advertised_ineligible().contains(&vu)
+                        });
+                        if !ok {
                             return self.fail(format!(
                                 "view {view} after {pos} messages: #{v} is given to n{holder:?}, which does not hold it"
                             ));
                         }
+                    }
+                }
+            }
+        }
+        // ARP answerers in real time, per component once its exchange is done.
+        for (id, g) in &self.views {
+            let done = g.members.iter().all(|&i| {
+                let n = &self.nodes[i];
+                n.alive
+                    && n.installed == Some(*id)
+                    && n.alloc.exchange_complete()
+                    && (n.alloc.group_version().unwrap_or(1) >= 2
+                        || n.alloc.phase() == super::Phase::Excluded)
+            });
+            if !done {
+                continue;
+            }
+            let mut seen: HashMap<u32, usize> = HashMap::new();
+            for &i in &g.members {
+                let n = &self.nodes[i];
+                for &v in n.held.difference(&n.yielding) {
+                    if let Some(j) = seen.insert(v, i) {
+                        let msg = format!(
+                            "n{j} and n{i} both answer ARP for #{v} in view {id} (exchange complete everywhere)"
+                        );
+                        return self.fail(msg);
                     }
                 }
             }
@@ -855,7 +1159,33 @@ impl Sim {
             if !t.mature {
                 return self.fail(format!("n{first} still immature at quiescence"));
             }
-            // Exactly one holder per VIF among the component.
+            // Every hand-over completed or rolled back; nobody yields.
+            for &i in &members {
+                if !self.nodes[i].alloc.table().handovers.is_empty() {
+                    return self.fail(format!(
+                        "view {id}: n{i} still has hand-overs at quiescence: {:?}",
+                        self.nodes[i].alloc.table().handovers
+                    ));
+                }
+                if !self.nodes[i].yielding.is_empty() {
+                    return self.fail(format!(
+                        "view {id}: n{i} still yields {:?} at quiescence",
+                        self.nodes[i].yielding
+                    ));
+                }
+            }
+            let any_undrained = t.members.iter().any(|m| m.config_ok && !m.drained);
+            let eligible: Vec<bool> = t
+                .members
+                .iter()
+                .map(|m| m.config_ok && (!m.drained || !any_undrained))
+                .collect();
+            let v2 = t.group_version.unwrap_or(1) >= 2;
+            let can_hold = |k: usize, v: u32| {
+                eligible[k] && (!v2 || !t.members[k].ineligible.contains(&VifIndex(v)))
+            };
+            // Exactly one holder per VIF among the component (none if no
+            // member may hold it: no carrier anywhere).
             let vif_count = t.vifs.len();
             let mut holders = vec![0usize; vif_count];
             for &i in &members {
@@ -865,29 +1195,49 @@ impl Sim {
                     }
                 }
             }
-            if let Some(v) = holders.iter().position(|h| *h != 1) {
-                return self.fail(format!(
-                    "view {id}: VIF #{v} has {} holders at quiescence",
-                    holders[v]
-                ));
+            for (v, h) in holders.iter().enumerate() {
+                let mut want = usize::from((0..t.members.len()).any(|k| can_hold(k, v as u32)));
+                // A version-1 group does not hear about carrier: its owner
+                // without carrier just does not hold it.
+                let owner_cut = t.vifs[v].owner.as_ref().is_some_and(|o| {
+                    self.nodes.iter().any(|n| {
+                        n.alive && n.member == o.member && n.carrier_down.contains(&(v as u32))
+                    })
+                });
+                if !v2 && owner_cut {
+                    want = 0;
+                }
+                // Nobody eligible may hold it: a drained owner keeps it (as
+                // when every member is drained), or nobody holds it.
+                let ok = if want == 1 { *h == 1 } else { *h <= 1 };
+                if !ok {
+                    return self.fail(format!(
+                        "view {id}: VIF #{v} has {h} holders at quiescence (want {want})"
+                    ));
+                }
             }
-            let any_undrained = t.members.iter().any(|m| m.config_ok && !m.drained);
-            let eligible: Vec<bool> = t
-                .members
-                .iter()
-                .map(|m| m.config_ok && (!m.drained || !any_undrained))
-                .collect();
             // Drained (unless every valid member is) and mismatched members
-            // hold nothing.
+            // hold nothing, except VIFs no eligible member may hold (no
+            // carrier): a drained owner keeps those.
             for &i in &members {
                 let idx = t
                     .members
                     .iter()
                     .position(|m| m.member == self.nodes[i].member);
-                if idx.is_some_and(|k| !eligible[k]) && !self.nodes[i].held.is_empty() {
+                let Some(k) = idx.filter(|&k| !eligible[k]) else {
+                    continue;
+                };
+                let wrong: Vec<u32> = self.nodes[i]
+                    .held
+                    .iter()
+                    .copied()
+                    .filter(|&v| {
+                        !t.members[k].config_ok || (0..t.members.len()).any(|j| can_hold(j, v))
+                    })
+                    .collect();
+                if !wrong.is_empty() {
                     return self.fail(format!(
-                        "view {id}: n{i} is drained or excluded but holds {:?}",
-                        self.nodes[i].held
+                        "view {id}: n{i} is drained or excluded but holds {wrong:?}"
                     ));
                 }
             }
@@ -905,6 +1255,9 @@ impl Sim {
                     continue;
                 }
                 for p in self.nodes[i].config.prefer.clone() {
+                    if !can_hold(idx, p.0) {
+                        continue;
+                    }
                     let Some(row) = t.vifs.get(p.0 as usize) else {
                         continue;
                     };
@@ -925,7 +1278,8 @@ impl Sim {
             }
             // Balance convergence.
             let b = &self.nodes[first].config.balance;
-            if b.enabled && !b.one_shot {
+            let no_carrier = t.members.iter().any(|m| !m.ineligible.is_empty());
+            if b.enabled && !b.one_shot && !no_carrier {
                 let mut movable = vec![false; t.members.len()];
                 for row in &t.vifs {
                     if row.priority == Priority::Claimed {
@@ -962,7 +1316,7 @@ impl Sim {
     /// operator command.
     pub fn random_step(&mut self, faults: bool) {
         let n = self.nodes.len();
-        let r = self.rng.below(100);
+        let r = self.rng.below(102);
         match r {
             0..=44 => {
                 if !self.deliver_one() {
@@ -1054,6 +1408,24 @@ impl Sim {
                     self.config_change(i, c);
                 }
             }
+            97..=99 => {
+                // Carrier: one VIF's interface flaps, or the cable is cut or
+                // plugged back.
+                let i = self.rng.below(n);
+                let vifs = self.nodes[i].config.vifs.len() as u32;
+                if self.rng.pct(30) {
+                    let plugged = !self.nodes[i].carrier_down.is_empty();
+                    self.cable(i, plugged);
+                } else if vifs > 0 {
+                    let v = self.rng.below(vifs as usize) as u32;
+                    let mut down = self.nodes[i].carrier_down.clone();
+                    if !down.remove(&v) {
+                        down.insert(v);
+                    }
+                    let down: Vec<u32> = down.into_iter().collect();
+                    self.carrier(i, &down);
+                }
+            }
             94..=96 => {
                 let i = self.rng.below(n);
                 if self.nodes[i].alive {
@@ -1109,14 +1481,20 @@ fn short(m: &super::wire::Message) -> String {
     use super::wire::Message;
     match m {
         Message::State(s) => format!(
-            "STATE v{} {} idx{} mature={} drained={} held={:?} prefer={:?} digest={:x}",
-            s.view, s.node, s.index, s.mature, s.drained, s.held, s.prefer, s.digest
+            "STATE v{} {} idx{} mature={} drained={} held={:?} yielding={:?} ineligible={:?} prefer={:?} digest={:x} speaks {}",
+            s.view, s.node, s.index, s.mature, s.drained, s.held, s.yielding, s.ineligible, s.prefer, s.digest, s.max_version
         ),
         Message::Mature { view } => format!("MATURE v{view}"),
         Message::Balance { view, moves } => format!("BALANCE v{view} {moves:?}"),
         Message::Command { view, command } => format!("COMMAND v{view} {command}"),
         Message::Update { view, weight, .. } => format!("UPDATE v{view} weight {weight}"),
-        other => format!("{other:?}"),
+        Message::Handover { view, items } => format!("HANDOVER v{view} {items:?}"),
+        Message::Taken { view, items } => format!("TAKEN v{view} {items:?}"),
+        Message::Eligibility { view, ineligible } => {
+            format!("ELIGIBILITY v{view} no carrier {ineligible:?}")
+        }
+        Message::ExchangeTimeout { view } => format!("EXCHANGE_TIMEOUT v{view}"),
+        Message::Future { view } => format!("FUTURE v{view}"),
     }
 }
 
@@ -1143,8 +1521,9 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Builds the random group of a schedule.
-fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig)> {
+/// Builds the random group of a schedule: mostly this build's version; some
+/// groups have a node of version 1 (no hand-overs) or 3 (a newer node).
+fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig, u8)> {
     let nodes = 1 + rng.below(6);
     let vif_count = rng.below(13);
     let mut base = config(vif_count);
@@ -1159,6 +1538,18 @@ fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig)> {
     base.balance.enabled = !rng.pct(10);
     let weights = rng.pct(30);
     let prefer = rng.pct(30);
+    let odd_version = if rng.pct(20) {
+        Some((
+            rng.below(nodes),
+            if rng.pct(50) { 1 } else { wire::VERSION + 1 },
+        ))
+    } else {
+        None
+    };
+    // An older node does not know the exchange timeout: only without one.
+    if rng.pct(30) && odd_version.is_none_or(|(_, v)| v >= 2) {
+        base.exchange_timeout = Some(Duration::from_millis(2000 + rng.below(3000) as u64));
+    }
     let mismatch = if rng.pct(15) {
         Some(rng.below(nodes))
     } else {
@@ -1183,7 +1574,11 @@ fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig)> {
                 }
                 c.prefer.clear();
             }
-            (format!("node{i}"), c)
+            let version = match odd_version {
+                Some((k, v)) if k == i => v,
+                _ => wire::VERSION,
+            };
+            (format!("node{i}"), c, version)
         })
         .collect()
 }
@@ -1192,7 +1587,7 @@ fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig)> {
 pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
     let mut rng = Rng::new(seed);
     let group = random_group(&mut rng);
-    let mut sim = Sim::new(rng.next_u64(), group);
+    let mut sim = Sim::mixed(rng.next_u64(), group);
     sim.keep_reports = false;
     if trace {
         sim.trace = Some(Vec::new());
@@ -1208,6 +1603,9 @@ pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
         // End with everything healed and back: exercises merges at the end.
         sim.heal();
         for i in 0..sim.nodes.len() {
+            if !sim.nodes[i].carrier_down.is_empty() {
+                sim.carrier(i, &[]);
+            }
             if !sim.nodes[i].alive {
                 sim.restart(i);
             } else if !sim.nodes[i].engine_ok {

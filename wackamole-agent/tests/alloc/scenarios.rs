@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 
 use wackamole::alloc::sim::{config, Sim};
+use wackamole::alloc::wire::{self, decode, encode, Message, StateMsg, WireCommand};
 use wackamole::alloc::{
     vif_digest, Action, AllocConfig, Allocator, Input, NodeInfo, OperatorCommand, PerRound,
-    Priority, Report, VifIndex, VifSpec,
+    Priority, Report, TimerKind, VifIndex, VifSpec,
 };
 use wackamole::membership::{MemberId, ViewId};
 
@@ -21,6 +22,9 @@ fn counts(sim: &Sim) -> Vec<usize> {
 }
 
 fn every_vif_once(sim: &Sim, vifs: u32) {
+    if let Some(e) = sim.error() {
+        panic!("{e}\n{}", sim.trace().join("\n"));
+    }
     for v in 0..vifs {
         let live: Vec<usize> = sim
             .holders(v)
@@ -439,17 +443,21 @@ fn allocator_rejects_garbage_and_strangers() {
         .is_empty());
     let actions = a.handle(Input::View {
         id: ViewId(1),
-        members: vec![MemberId("me".into())],
+        members: vec![MemberId("me".into()), MemberId("other".into())],
         my_index: 0,
     });
     assert!(actions.iter().any(|x| matches!(x, Action::Multicast(_))));
+    // A message of a newer version that this build cannot read is reported
+    // and ignored (it is not garbage in place of a STATE).
     let out = a.handle(Input::Message {
-        sender: MemberId("me".into()),
-        payload: b"WKAM\x09\x01".to_vec(),
+        sender: MemberId("other".into()),
+        payload: b"WKAM\x09\xc8".to_vec(),
     });
     assert!(
-        matches!(&out[..], [Action::Report(Report::BadMessage { error, .. })] if error.contains("newer wackamole"))
+        matches!(&out[..], [Action::Report(Report::BadMessage { error, .. })] if error.contains("newer wackamole")),
+        "{out:?}"
     );
+    assert!(!a.table().members[1].state_received);
     let out = a.handle(Input::Message {
         sender: MemberId("stranger".into()),
         payload: vec![],
@@ -463,9 +471,422 @@ fn allocator_rejects_garbage_and_strangers() {
         members: vec![],
         my_index: 3,
     });
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Action::Report(Report::BadMessage { .. }))));
+    assert!(out.iter().all(|x| matches!(
+        x,
+        Action::Report(_) | Action::CancelTimer(_) | Action::Release(_)
+    )));
+    assert_eq!(a.held().count(), 0);
+}
+
+// ----- direct two-member views (the allocator alone, messages by hand) -----
+
+fn me_cfg(vifs: usize) -> AllocConfig {
+    let mut c = config(vifs);
+    c.mature_after = std::time::Duration::ZERO;
+    c.exchange_timeout = Some(std::time::Duration::from_secs(5));
+    c
+}
+
+fn state_of(view: ViewId, index: u32, name: &str, cfg: &AllocConfig, mature: bool) -> Vec<u8> {
+    encode(&Message::State(StateMsg {
+        view,
+        member: format!("m{index}"),
+        index,
+        node: name.into(),
+        mature,
+        drained: false,
+        weight: 1,
+        vif_count: cfg.vifs.len() as u32,
+        digest: vif_digest(&cfg.vifs),
+        held: vec![],
+        prefer: vec![],
+        max_version: wire::VERSION,
+        yielding: vec![],
+        ineligible: vec![],
+    }))
+}
+
+/// Me (m0) in a two-member view with m1; returns my STATE's actions.
+fn two_member_view(a: &mut Allocator) -> Vec<Action> {
+    let mut out = a.handle(Input::Timer(TimerKind::Mature));
+    out.extend(a.handle(Input::View {
+        id: ViewId(5),
+        members: vec![MemberId("m0".into()), MemberId("m1".into())],
+        my_index: 0,
+    }));
+    for act in out.clone() {
+        if let Action::Multicast(p) = act {
+            if matches!(decode(&p), Ok(Message::State(_))) {
+                out.extend(a.handle(Input::Message {
+                    sender: MemberId("m0".into()),
+                    payload: p,
+                }));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn garbage_in_place_of_a_state_is_a_mismatch_not_a_stall() {
+    let cfg = me_cfg(3);
+    let mut a = Allocator::new(cfg, NodeInfo { name: "n0".into() });
+    two_member_view(&mut a);
+    assert_eq!(a.held().count(), 0, "waits for m1's STATE");
+    let out = a.handle(Input::Message {
+        sender: MemberId("m1".into()),
+        payload: b"WKAM\x02\x01garbage".to_vec(),
+    });
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("cannot read"))));
+    assert_eq!(a.held().count(), 3, "the exchange completed without m1");
+    assert_eq!(a.table().config_errors.len(), 1);
+}
+
+#[test]
+fn the_exchange_is_bounded_by_an_agreed_timeout() {
+    let cfg = me_cfg(2);
+    let mut a = Allocator::new(cfg, NodeInfo { name: "n0".into() });
+    let out = two_member_view(&mut a);
+    assert!(out.iter().any(|x| matches!(
+        x,
+        Action::ArmTimer {
+            kind: TimerKind::Exchange,
+            ..
+        }
+    )));
+    // m1 stays silent (or speaks only what this build cannot read).
+    let out = a.handle(Input::Timer(TimerKind::Exchange));
+    let [Action::Multicast(p)] = &out[..] else {
+        panic!("{out:?}");
+    };
+    assert!(matches!(decode(p), Ok(Message::ExchangeTimeout { .. })));
+    assert_eq!(a.held().count(), 0, "nothing happens before it is agreed");
+    let out = a.handle(Input::Message {
+        sender: MemberId("m1".into()),
+        payload: p.clone(),
+    });
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("no STATE"))));
+    assert_eq!(a.held().count(), 2);
+    // A late STATE is refused.
+    let cfg = me_cfg(2);
+    let out = a.handle(Input::Message {
+        sender: MemberId("m1".into()),
+        payload: state_of(ViewId(5), 1, "n1", &cfg, true),
+    });
     assert!(matches!(
         &out[..],
         [Action::Report(Report::BadMessage { .. })]
     ));
-    assert_eq!(a.held().count(), 0);
+    assert_eq!(a.held().count(), 2);
+}
+
+#[test]
+fn commands_and_updates_count_only_from_members_in_good_standing() {
+    let cfg = me_cfg(2);
+    let mut a = Allocator::new(cfg.clone(), NodeInfo { name: "n0".into() });
+    two_member_view(&mut a);
+    let mut odd = cfg.clone();
+    odd.vifs.push(VifSpec::new(["198.51.100.1/24"]));
+    // With two members the tie goes to the lowest index: m1 is refused.
+    a.handle(Input::Message {
+        sender: MemberId("m1".into()),
+        payload: state_of(ViewId(5), 1, "n1", &odd, true),
+    });
+    assert_eq!(a.held().count(), 2);
+    for msg in [
+        Message::Command {
+            view: ViewId(5),
+            command: WireCommand::Drain { node: "n0".into() },
+        },
+        Message::Update {
+            view: ViewId(5),
+            weight: 9,
+            prefer: vec![],
+        },
+        Message::Mature { view: ViewId(5) },
+        Message::Eligibility {
+            view: ViewId(5),
+            ineligible: vec![0],
+        },
+    ] {
+        let out = a.handle(Input::Message {
+            sender: MemberId("m1".into()),
+            payload: encode(&msg),
+        });
+        assert!(
+            matches!(&out[..], [Action::Report(Report::BadMessage { error, .. })] if error.contains("not the group's")),
+            "{msg:?}: {out:?}"
+        );
+    }
+    assert_eq!(a.held().count(), 2);
+    assert!(!a.table().drained);
+    assert_eq!(a.table().members[1].weight, 1);
+}
+
+// ----- hand-overs, carrier, clean return, versions (simulator) -----
+
+fn step_until(sim: &mut Sim, mut done: impl FnMut(&Sim) -> bool) {
+    for _ in 0..10_000 {
+        if done(sim) {
+            return;
+        }
+        if !sim.deliver_one() && !sim.order_one() {
+            break;
+        }
+        sim.check();
+        if let Some(e) = sim.error() {
+            panic!("{e}\n{}", sim.trace().join("\n"));
+        }
+    }
+    assert!(done(sim), "condition never reached");
+}
+
+fn total_moves(sim: &Sim, i: usize, from: usize) -> usize {
+    sim.reports(i)[from..]
+        .iter()
+        .filter_map(|r| match r {
+            Report::Moves { moves, .. } => Some(moves.len()),
+            _ => None,
+        })
+        .sum()
+}
+
+#[test]
+fn an_operator_move_hands_over_make_before_break() {
+    let mut sim = Sim::uniform(21, 3, &config(6)).with_trace();
+    ok(&mut sim);
+    let v = sim.held(0)[0];
+    sim.operator(
+        2,
+        OperatorCommand::Move {
+            vif: VifIndex(v),
+            node: "node1".into(),
+        },
+    );
+    // Step by step: never two answerers; the old owner yields before the new
+    // one answers, and both hold it (accept traffic) only in between.
+    let mut seen_both_holding = false;
+    let mut yielded_first = false;
+    for _ in 0..10_000 {
+        let answerers = sim.answerers(v);
+        assert!(answerers.len() <= 1, "two answerers: {answerers:?}");
+        if sim.yielding(0).contains(&v) && sim.holders(v) == vec![0] {
+            yielded_first = true;
+        }
+        if sim.holders(v).len() == 2 {
+            seen_both_holding = true;
+            assert!(sim.yielding(0).contains(&v));
+        }
+        if !sim.deliver_one() && !sim.order_one() {
+            break;
+        }
+        sim.check();
+        assert!(sim.error().is_none(), "{:?}", sim.error());
+    }
+    assert!(yielded_first && seen_both_holding);
+    assert_eq!(sim.holders(v), vec![1]);
+    assert!(sim.yielding(0).is_empty());
+    ok(&mut sim);
+    assert_eq!(sim.holders(v), vec![1]);
+}
+
+#[test]
+fn a_hand_over_rolls_back_when_the_new_owner_crashes() {
+    let mut c = config(6);
+    c.balance.enabled = false;
+    let mut sim = Sim::uniform(22, 3, &c).with_trace();
+    ok(&mut sim);
+    let v = sim.held(0)[0];
+    sim.operator(
+        0,
+        OperatorCommand::Move {
+            vif: VifIndex(v),
+            node: "node1".into(),
+        },
+    );
+    step_until(&mut sim, |s| s.yielding(0).contains(&v));
+    assert!(sim.answerers(v).is_empty(), "nobody answers for a moment");
+    sim.crash(1);
+    ok(&mut sim);
+    // node0 kept it: the only claimant, yielding, reclaims it.
+    assert_eq!(sim.answerers(v), vec![0]);
+    every_vif_once(&sim, 6);
+}
+
+#[test]
+fn drain_and_undrain_hand_over_every_vif() {
+    let mut sim = Sim::uniform(23, 3, &config(6)).with_trace();
+    ok(&mut sim);
+    sim.operator(
+        0,
+        OperatorCommand::Drain {
+            node: "node1".into(),
+        },
+    );
+    // The node keeps its VIFs (yielding) until their new owners took them.
+    step_until(&mut sim, |s| !s.yielding(1).is_empty());
+    assert_eq!(sim.held(1).len(), 2);
+    ok(&mut sim);
+    assert!(sim.held(1).is_empty());
+    sim.operator(
+        0,
+        OperatorCommand::Undrain {
+            node: "node1".into(),
+        },
+    );
+    ok(&mut sim);
+    assert_eq!(counts(&sim), vec![2, 2, 2]);
+}
+
+#[test]
+fn losing_carrier_releases_at_once_and_the_group_moves_the_vif() {
+    let mut sim = Sim::uniform(24, 3, &config(6)).with_trace();
+    ok(&mut sim);
+    let v = sim.held(1)[0];
+    sim.carrier(1, &[v]);
+    // At once, before any message: a failure, no hand-over.
+    assert!(!sim.held(1).contains(&v));
+    ok(&mut sim);
+    assert_eq!(sim.holders(v).len(), 1);
+    assert!(!sim.held(1).contains(&v));
+    let t = sim.table(0);
+    assert_eq!(
+        t.members
+            .iter()
+            .filter(|m| !m.ineligible.is_empty())
+            .count(),
+        1
+    );
+    // Carrier back: eligible again after `mature`; balance evens out.
+    sim.carrier(1, &[]);
+    ok(&mut sim);
+    assert_eq!(counts(&sim), vec![2, 2, 2]);
+    assert!(sim.table(0).members.iter().all(|m| m.ineligible.is_empty()));
+}
+
+/// The demo (3 nodes, 6 VIFs): the holder's cable is cut and plugged back.
+/// Cut off, it holds nothing (no duplicate answers at the merge); back, it
+/// takes its share with exactly two moves (not n2 giving two away and
+/// taking one back).
+#[test]
+fn clean_return_after_a_cable_cut_costs_two_moves() {
+    let mut sim = Sim::uniform(25, 3, &config(6)).with_trace();
+    ok(&mut sim);
+    assert_eq!(counts(&sim), vec![2, 2, 2]);
+    sim.cable(0, false);
+    ok(&mut sim);
+    assert!(sim.held(0).is_empty(), "cut off, it holds nothing");
+    assert_eq!(counts(&sim), vec![0, 3, 3]);
+    let before: Vec<usize> = (0..3).map(|i| sim.reports(i).len()).collect();
+    sim.cable(0, true);
+    sim.deliver_all();
+    for v in 0..6 {
+        assert_eq!(sim.answerers(v).len(), 1, "#{v} after the merge");
+    }
+    ok(&mut sim);
+    assert_eq!(counts(&sim), vec![2, 2, 2]);
+    for (i, b) in before.into_iter().enumerate() {
+        assert_eq!(total_moves(&sim, i, b), 2, "moves seen by node{i}");
+    }
+}
+
+#[test]
+fn clean_return_after_a_restart_costs_two_moves() {
+    let mut sim = Sim::uniform(26, 3, &config(6)).with_trace();
+    ok(&mut sim);
+    sim.crash(2);
+    ok(&mut sim);
+    let before: Vec<usize> = (0..2).map(|i| sim.reports(i).len()).collect();
+    sim.restart(2);
+    ok(&mut sim);
+    assert_eq!(counts(&sim), vec![2, 2, 2]);
+    for (i, b) in before.into_iter().enumerate() {
+        assert_eq!(total_moves(&sim, i, b), 2, "moves seen by node{i}");
+    }
+}
+
+#[test]
+fn a_newer_node_never_stalls_the_group() {
+    let c = config(6);
+    let v = wire::VERSION;
+    let mut sim = Sim::mixed(
+        27,
+        vec![
+            ("node0".into(), c.clone(), v),
+            ("node1".into(), c.clone(), v + 1),
+            ("node2".into(), c.clone(), v),
+        ],
+    )
+    .with_trace();
+    ok(&mut sim);
+    every_vif_once(&sim, 6);
+    assert_eq!(sim.table(0).group_version, Some(v));
+    assert_eq!(sim.table(1).group_version, Some(v));
+    // Failover and a hand-over (the group speaks a version that has them).
+    sim.crash(0);
+    ok(&mut sim);
+    every_vif_once(&sim, 6);
+    let w = sim.held(1)[0];
+    sim.operator(
+        1,
+        OperatorCommand::Move {
+            vif: VifIndex(w),
+            node: "node2".into(),
+        },
+    );
+    step_until(&mut sim, |s| s.yielding(1).contains(&w));
+    ok(&mut sim);
+    assert_eq!(sim.holders(w), vec![2]);
+}
+
+#[test]
+fn an_older_node_makes_the_group_move_the_old_way() {
+    let c = config(6);
+    let mut sim = Sim::mixed(
+        28,
+        vec![
+            ("node0".into(), c.clone(), wire::VERSION),
+            ("node1".into(), c.clone(), 1),
+            ("node2".into(), c.clone(), wire::VERSION),
+        ],
+    )
+    .with_trace();
+    ok(&mut sim);
+    every_vif_once(&sim, 6);
+    assert_eq!(sim.table(0).group_version, Some(1));
+    assert!(sim
+        .reports(0)
+        .iter()
+        .any(|r| matches!(r, Report::GroupVersion { version: 1, .. })));
+    let w = sim.held(0)[0];
+    sim.operator(
+        0,
+        OperatorCommand::Move {
+            vif: VifIndex(w),
+            node: "node2".into(),
+        },
+    );
+    // Break before make: nobody ever yields.
+    for _ in 0..1000 {
+        assert!((0..3).all(|i| sim.yielding(i).is_empty()));
+        if !sim.deliver_one() && !sim.order_one() {
+            break;
+        }
+    }
+    ok(&mut sim);
+    assert_eq!(sim.holders(w), vec![2]);
+    sim.crash(2);
+    ok(&mut sim);
+    every_vif_once(&sim, 6);
+    // Once the old node is gone, the group speaks the new version again.
+    sim.crash(1);
+    ok(&mut sim);
+    assert_eq!(sim.table(0).group_version, Some(wire::VERSION));
 }
