@@ -1121,12 +1121,8 @@ fn yield_keeps_mac_and_router_flag_and_works_through_the_trait() {
     let fresh = Vip::new("lo", LO, UNKNOWN_IP);
     p.dp().yield_vip(&fresh).unwrap();
     assert_eq!(
-        p.run(
-            &ArpFrame::request(PEER_MAC, PEER_IP, UNKNOWN_IP)
-                .encode_unpadded()
-                .to_vec()
-        )
-        .action,
+        p.run(&ArpFrame::request(PEER_MAC, PEER_IP, UNKNOWN_IP).encode_unpadded())
+            .action,
         XDP_DROP
     );
 }
