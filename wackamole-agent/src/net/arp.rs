@@ -486,7 +486,7 @@ impl ArpSender {
 }
 
 /// SIOCGIFHWADDR on `fd` (works in the fd's namespace, unlike /sys).
-fn hwaddr(fd: &OwnedFd, iface: &str) -> NetResult<[u8; 6]> {
+pub(super) fn hwaddr(fd: &OwnedFd, iface: &str) -> NetResult<[u8; 6]> {
     // SAFETY: ifreq is plain data; zeroed is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in ifr.ifr_name.iter_mut().zip(iface.as_bytes()) {
