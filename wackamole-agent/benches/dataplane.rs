@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 use wackamole::dataplane::frames::{
-    ipv4_udp, ipv6_udp, test_run, Arp, RunContext, XDP_DROP, XDP_PASS, XDP_TX,
+    ipv4_udp, ipv6_udp, test_run, ArpFrame, RunContext, XDP_DROP, XDP_PASS, XDP_TX,
 };
 use wackamole::dataplane::{DataPlane, DataPlaneOptions, Vip};
 use wackamole::net::nd::NdFrame;
@@ -145,8 +145,12 @@ fn run(dp: &mut DataPlane) -> Result<Report> {
     }
     dp.renew_lease(Some(Duration::from_secs(3600)))?;
 
-    let arp = Arp::request(PEER_MAC, PEER, OWNED).to_frame();
-    let arp_rel = Arp::request(PEER_MAC, PEER, RELEASING).to_frame();
+    let arp = ArpFrame::request(PEER_MAC, PEER, OWNED)
+        .encode_unpadded()
+        .to_vec();
+    let arp_rel = ArpFrame::request(PEER_MAC, PEER, RELEASING)
+        .encode_unpadded()
+        .to_vec();
     let ip_owned = ipv4_udp(PEER_MAC, VIP_MAC, PEER, OWNED, 64);
     let ip_rel = ipv4_udp(PEER_MAC, VIP_MAC, PEER, RELEASING, 64);
     let ip_other = ipv4_udp(PEER_MAC, VIP_MAC, PEER, UNKNOWN, 64);

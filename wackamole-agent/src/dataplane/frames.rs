@@ -1,5 +1,6 @@
 //! Frame builders and a `BPF_PROG_TEST_RUN` wrapper, for the tests, the
-//! benchmark and the demo (they feed the XDP program synthetic frames).
+//! benchmark and the demo (they feed the XDP program synthetic frames). ARP
+//! frames are [`crate::net::arp::ArpFrame`], the agent's own type.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -8,89 +9,7 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 
 use super::error::{boxed, DataPlaneError, Result};
 
-/// Broadcast Ethernet address.
-pub const BROADCAST: [u8; 6] = [0xff; 6];
-/// ARP opcodes.
-pub const ARP_REQUEST: u16 = 1;
-pub const ARP_REPLY: u16 = 2;
-
-/// The fields of an Ethernet/IPv4 ARP packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Arp {
-    pub eth_dst: [u8; 6],
-    pub eth_src: [u8; 6],
-    pub op: u16,
-    pub sha: [u8; 6],
-    pub spa: Ipv4Addr,
-    pub tha: [u8; 6],
-    pub tpa: Ipv4Addr,
-}
-
-impl Arp {
-    /// "Who has `target`? Tell `sender_ip`" broadcast by `sender_mac`.
-    pub fn request(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target: Ipv4Addr) -> Self {
-        Arp {
-            eth_dst: BROADCAST,
-            eth_src: sender_mac,
-            op: ARP_REQUEST,
-            sha: sender_mac,
-            spa: sender_ip,
-            tha: [0; 6],
-            tpa: target,
-        }
-    }
-
-    /// `ip is at mac`, broadcast (gratuitous announcement: spa == tpa).
-    pub fn gratuitous(mac: [u8; 6], ip: Ipv4Addr, op: u16) -> Self {
-        Arp {
-            eth_dst: BROADCAST,
-            eth_src: mac,
-            op,
-            sha: mac,
-            spa: ip,
-            tha: if op == ARP_REPLY { BROADCAST } else { [0; 6] },
-            tpa: ip,
-        }
-    }
-
-    /// The 42-byte frame (no padding).
-    pub fn to_frame(&self) -> Vec<u8> {
-        let mut f = Vec::with_capacity(42);
-        f.extend_from_slice(&self.eth_dst);
-        f.extend_from_slice(&self.eth_src);
-        f.extend_from_slice(&0x0806u16.to_be_bytes());
-        f.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4]);
-        f.extend_from_slice(&self.op.to_be_bytes());
-        f.extend_from_slice(&self.sha);
-        f.extend_from_slice(&self.spa.octets());
-        f.extend_from_slice(&self.tha);
-        f.extend_from_slice(&self.tpa.octets());
-        f
-    }
-
-    /// Parses an Ethernet/IPv4 ARP frame (None if it is not one).
-    pub fn parse(frame: &[u8]) -> Option<Self> {
-        let b = frame.get(..42)?;
-        if b[12..14] != [0x08, 0x06] || b[14..20] != [0, 1, 0x08, 0x00, 6, 4] {
-            return None;
-        }
-        let mac = |at: usize| -> [u8; 6] {
-            let mut m = [0; 6];
-            m.copy_from_slice(&b[at..at + 6]);
-            m
-        };
-        let ip = |at: usize| Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3]);
-        Some(Arp {
-            eth_dst: mac(0),
-            eth_src: mac(6),
-            op: u16::from_be_bytes([b[20], b[21]]),
-            sha: mac(22),
-            spa: ip(28),
-            tha: mac(32),
-            tpa: ip(38),
-        })
-    }
-}
+pub use crate::net::arp::{ArpFrame, ArpOp, BROADCAST};
 
 /// A UDP/IPv4 frame of `total_len` bytes (at least 42) to `dst` (checksums
 /// are not filled: XDP does not look at them).
@@ -219,22 +138,6 @@ pub fn test_run(prog: &Xdp, frame: &[u8], cx: RunContext) -> Result<XdpRun> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn arp_round_trip() {
-        let a = Arp::request(
-            [2, 0, 0, 0, 0, 1],
-            Ipv4Addr::new(192, 0, 2, 1),
-            Ipv4Addr::new(192, 0, 2, 9),
-        );
-        let f = a.to_frame();
-        assert_eq!(f.len(), 42);
-        assert_eq!(Arp::parse(&f), Some(a));
-        assert_eq!(Arp::parse(&f[..41]), None);
-        let mut bad = f.clone();
-        bad[19] = 16;
-        assert_eq!(Arp::parse(&bad), None);
-    }
 
     #[test]
     fn ipv4_and_vlan_layout() {

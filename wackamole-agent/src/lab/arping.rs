@@ -69,13 +69,7 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-/// Formats a MAC address as `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
+pub use crate::net::fmt_mac;
 
 #[cfg(test)]
 mod tests {

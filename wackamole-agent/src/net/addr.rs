@@ -1,13 +1,13 @@
-//! IPv4 addresses on an interface, through route netlink.
+//! IPv4 and IPv6 addresses on an interface, through route netlink.
 //!
 //! Only the address asked for is touched: nothing is flushed, and other
 //! addresses (the node's own, other VIPs) are left alone. `add` and `remove`
 //! are idempotent so the daemon can re-apply its table after a restart.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::packet_route::AddressFamily;
 
 use super::{errno, NetError, NetResult, Rtnl};
@@ -33,6 +33,61 @@ impl Rtnl {
                 detail: e.to_string(),
             }),
         }
+    }
+
+    /// Adds the IPv6 address `ip/prefix` to `iface` without duplicate
+    /// address detection (IFA_F_NODAD: usable at once, and no DAD probe that
+    /// the VIP's current owner would defend). Already present is success.
+    pub async fn add_addr6(&self, iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
+        if prefix > 128 {
+            return Err(NetError::Invalid(format!(
+                "interface {iface}: address {ip}/{prefix}: prefix length over 128"
+            )));
+        }
+        let index = self.ifindex(iface).await?;
+        let mut req = self.handle().address().add(index, IpAddr::V6(ip), prefix);
+        req.message_mut()
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            Err(e) => Err(NetError::Netlink {
+                iface: iface.to_string(),
+                op: "add address",
+                addr: format!("{ip}/{prefix}"),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    /// Removes the IPv6 address `ip/prefix` from `iface`. Absent is success.
+    pub async fn remove_addr6(&self, iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
+        let index = self.ifindex(iface).await?;
+        let netlink_err = |e: rtnetlink::Error| NetError::Netlink {
+            iface: iface.to_string(),
+            op: "remove address",
+            addr: format!("{ip}/{prefix}"),
+            detail: e.to_string(),
+        };
+        let mut req = self.handle().address().get().set_link_index_filter(index);
+        req.message_mut().header.family = AddressFamily::Inet6;
+        let found: Vec<AddressMessage> = req.execute().try_collect().await.map_err(netlink_err)?;
+        for msg in found {
+            let has = msg
+                .attributes
+                .iter()
+                .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V6(a)) if *a == ip));
+            if !has || msg.header.prefix_len != prefix {
+                continue;
+            }
+            match self.handle().address().del(msg).execute().await {
+                Ok(()) => {}
+                Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
+                Err(e) => return Err(netlink_err(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Removes `ip/prefix` from `iface`. Absent is success.

@@ -57,6 +57,19 @@ pub struct ArpFrame {
 }
 
 impl ArpFrame {
+    /// "Who has `target`? Tell `sender_ip`", broadcast by `sender_mac`.
+    pub fn request(sender_mac: [u8; 6], sender_ip: Ipv4Addr, target: Ipv4Addr) -> Self {
+        ArpFrame {
+            eth_dst: BROADCAST,
+            eth_src: sender_mac,
+            op: ArpOp::Request,
+            sha: sender_mac,
+            spa: sender_ip,
+            tha: [0; 6],
+            tpa: target,
+        }
+    }
+
     /// Gratuitous ARP, request form (RFC 5227 announcement, keepalived):
     /// broadcast, spa = tpa = `vip`, tha = 0.
     pub fn gratuitous_request(mac: [u8; 6], vip: Ipv4Addr) -> Self {
@@ -106,6 +119,14 @@ impl ArpFrame {
     /// The 60-byte frame (42 bytes of Ethernet + ARP, zero padded).
     pub fn encode(&self) -> [u8; FRAME_LEN] {
         let mut f = [0u8; FRAME_LEN];
+        f[..ARP_LEN].copy_from_slice(&self.encode_unpadded());
+        f
+    }
+
+    /// The 42 bytes of Ethernet + ARP without padding (e.g. to show XDP the
+    /// shortest frame).
+    pub fn encode_unpadded(&self) -> [u8; ARP_LEN] {
+        let mut f = [0u8; ARP_LEN];
         let fields: [&[u8]; 12] = [
             &self.eth_dst,
             &self.eth_src,
@@ -465,7 +486,7 @@ impl ArpSender {
 }
 
 /// SIOCGIFHWADDR on `fd` (works in the fd's namespace, unlike /sys).
-fn hwaddr(fd: &OwnedFd, iface: &str) -> NetResult<[u8; 6]> {
+pub(super) fn hwaddr(fd: &OwnedFd, iface: &str) -> NetResult<[u8; 6]> {
     // SAFETY: ifreq is plain data; zeroed is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in ifr.ifr_name.iter_mut().zip(iface.as_bytes()) {
@@ -513,6 +534,20 @@ mod tests {
         ];
         assert_eq!(&f[..42], &want[..]);
         assert_eq!(&f[42..], &[0u8; 18][..]);
+    }
+
+    #[test]
+    fn request_bytes() {
+        let f = ArpFrame::request(MAC, Ipv4Addr::new(192, 0, 2, 1), VIP).encode_unpadded();
+        assert_eq!(&f[0..6], &BROADCAST);
+        assert_eq!(&f[20..22], &[0, 1]);
+        assert_eq!(&f[28..32], &[192, 0, 2, 1]);
+        assert_eq!(&f[32..38], &[0; 6]);
+        assert_eq!(&f[38..42], &[192, 0, 2, 100]);
+        assert_eq!(
+            ArpFrame::parse(&f),
+            ArpFrame::parse(&ArpFrame::request(MAC, Ipv4Addr::new(192, 0, 2, 1), VIP).encode())
+        );
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! responder) and by the agent's unsolicited advertisements.
 
 use std::net::Ipv6Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use super::{NetError, NetResult};
 
 /// Ethertype of IPv6.
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -233,6 +237,197 @@ impl NdFrame {
     }
 }
 
+/// Sends neighbour advertisements out of one interface through an
+/// `AF_PACKET` socket, and holds the interface's membership of VIPs'
+/// solicited-node groups (the NIC then delivers their solicitations to XDP
+/// even before the address is configured). Memberships last as long as the
+/// sender. Opened in the calling thread's network namespace.
+#[derive(Debug)]
+pub struct NdSender {
+    fd: OwnedFd,
+    iface: String,
+    ifindex: u32,
+    mac: [u8; 6],
+}
+
+impl NdSender {
+    /// Opens a sender on `iface` and reads its MAC address.
+    pub fn open(iface: &str) -> NetResult<Self> {
+        let missing = || NetError::NoSuchInterface {
+            iface: iface.to_string(),
+        };
+        if iface.is_empty() || iface.len() > 15 {
+            return Err(missing());
+        }
+        let name = std::ffi::CString::new(iface).map_err(|_| missing())?;
+        // SAFETY: valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if ifindex == 0 {
+            return Err(missing());
+        }
+        // SAFETY: plain socket(2) call; the fd is owned right below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+                0,
+            )
+        };
+        if raw < 0 {
+            return Err(NetError::Socket {
+                what: "AF_PACKET",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: raw is a fresh, valid fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mac = super::arp::hwaddr(&fd, iface)?;
+        Ok(NdSender {
+            fd,
+            iface: iface.to_string(),
+            ifindex,
+            mac,
+        })
+    }
+
+    /// The interface's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn membership(&self, vip: Ipv6Addr, add: bool) -> NetResult<()> {
+        let group = multicast_mac(solicited_node(vip));
+        // SAFETY: packet_mreq is plain data; zeroed is valid.
+        let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
+        mreq.mr_ifindex = self.ifindex as i32;
+        mreq.mr_type = libc::PACKET_MR_MULTICAST as u16;
+        mreq.mr_alen = 6;
+        mreq.mr_address[..6].copy_from_slice(&group);
+        let opt = if add {
+            libc::PACKET_ADD_MEMBERSHIP
+        } else {
+            libc::PACKET_DROP_MEMBERSHIP
+        };
+        // SAFETY: valid socket, option struct and length.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                opt,
+                (&mreq as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(NetError::Io {
+                iface: self.iface.clone(),
+                op: format!(
+                    "{} the solicited-node group of {vip}",
+                    if add { "join" } else { "leave" }
+                ),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Joins the solicited-node multicast group of `vip` on the interface
+    /// (its Ethernet address enters the NIC's filter).
+    pub fn join_solicited_node(&self, vip: Ipv6Addr) -> NetResult<()> {
+        self.membership(vip, true)
+    }
+
+    /// Leaves the group joined by [`NdSender::join_solicited_node`].
+    pub fn leave_solicited_node(&self, vip: Ipv6Addr) -> NetResult<()> {
+        self.membership(vip, false)
+    }
+
+    /// Sends one frame now.
+    pub fn send(&self, frame: &NdFrame) -> NetResult<()> {
+        let bytes = frame.to_frame();
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = ETH_P_IPV6.to_be();
+        sll.sll_ifindex = self.ifindex as i32;
+        sll.sll_halen = 6;
+        sll.sll_addr[..6].copy_from_slice(&frame.eth_dst);
+        // SAFETY: buffer and address are valid for the lengths given.
+        let n = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if n < 0 {
+            return Err(NetError::Io {
+                iface: self.iface.clone(),
+                op: format!("send NA for {} to {}", frame.target, frame.dst),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Unsolicited advertisements (Override set) for `vips` to all-nodes,
+    /// `count` rounds `spacing` apart; returns the frames sent.
+    pub async fn unsolicited_burst(
+        &self,
+        vips: &[Ipv6Addr],
+        count: u32,
+        spacing: Duration,
+        router: bool,
+    ) -> NetResult<usize> {
+        let mut sent = 0;
+        for round in 0..count {
+            if round > 0 {
+                tokio::time::sleep(spacing).await;
+            }
+            for &vip in vips {
+                self.send(&NdFrame::unsolicited_advert(self.mac, vip, router))?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Unicast advertisements "each VIP is at our MAC" (Override set,
+    /// Solicited clear) to the given hosts.
+    pub fn advert_to(
+        &self,
+        vips: &[Ipv6Addr],
+        targets: &[(Ipv6Addr, [u8; 6])],
+        router: bool,
+    ) -> NetResult<usize> {
+        let mut sent = 0;
+        for &vip in vips {
+            for &(ip, mac) in targets {
+                self.send(&unicast_advert(self.mac, vip, ip, mac, router))?;
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// An unsolicited advertisement (Override set, Solicited clear) for `vip`
+/// sent straight to one host.
+pub fn unicast_advert(
+    mac: [u8; 6],
+    vip: Ipv6Addr,
+    dst: Ipv6Addr,
+    dst_mac: [u8; 6],
+    router: bool,
+) -> NdFrame {
+    let mut na = NdFrame::solicited_advert(mac, vip, dst_mac, dst, router);
+    na.flags &= !NA_SOLICITED;
+    na
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +494,16 @@ mod tests {
         assert_eq!((na.dst, na.eth_dst), (ALL_NODES, [0x33, 0x33, 0, 0, 0, 1]));
         assert_eq!(na.lladdr(OPT_TARGET_LLADDR), Some(MAC));
         assert_eq!(NdFrame::parse(&na.to_frame()), Some(na));
+
+        let uni = unicast_advert(MAC, vip, me, [2, 0, 0, 0, 0, 9], false);
+        assert_eq!(uni.flags, NA_OVERRIDE);
+        assert_eq!((uni.dst, uni.eth_dst), (me, [2, 0, 0, 0, 0, 9]));
+        assert_eq!(NdFrame::parse(&uni.to_frame()), Some(uni));
+    }
+
+    #[test]
+    fn opening_a_missing_interface_names_it() {
+        let err = NdSender::open("nosuchif3").unwrap_err().to_string();
+        assert!(err.contains("nosuchif3"), "{err}");
     }
 }

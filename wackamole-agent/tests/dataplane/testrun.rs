@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use wackamole::dataplane::frames::{
-    self, ipv4_udp, ipv6_udp, test_run, vlan_tagged, Arp, RunContext, XdpRun, ARP_REPLY,
-    ARP_REQUEST, BROADCAST, XDP_DROP, XDP_PASS, XDP_TX,
+    self, ipv4_udp, ipv6_udp, test_run, vlan_tagged, ArpFrame, ArpOp, RunContext, XdpRun,
+    BROADCAST, XDP_DROP, XDP_PASS, XDP_TX,
 };
 use wackamole::dataplane::{
     monotonic_now, ActionCounters, DataPlane, DataPlaneOptions, OwnOptions, Vip, VipCounters,
@@ -80,7 +80,9 @@ fn owned() -> Plane {
 }
 
 fn request() -> Vec<u8> {
-    Arp::request(PEER_MAC, PEER_IP, VIP_IP).to_frame()
+    ArpFrame::request(PEER_MAC, PEER_IP, VIP_IP)
+        .encode_unpadded()
+        .to_vec()
 }
 
 fn ip_to(dst: Ipv4Addr, len: usize) -> Vec<u8> {
@@ -158,7 +160,9 @@ fn vip_on_another_interface_is_not_answered() {
 #[ignore = "needs root"]
 fn unknown_vip_passes_untouched() {
     let mut p = owned();
-    let input = Arp::request(PEER_MAC, PEER_IP, UNKNOWN_IP).to_frame();
+    let input = ArpFrame::request(PEER_MAC, PEER_IP, UNKNOWN_IP)
+        .encode_unpadded()
+        .to_vec();
     let r = p.run(&input);
     assert_eq!((r.action, r.frame), (XDP_PASS, input));
     assert_eq!(p.run(&ip_to(UNKNOWN_IP, 80)).action, XDP_PASS);
@@ -246,11 +250,15 @@ fn fence_applies_to_releasing_vips_and_not_to_unknown_ones() {
     p.dp().own_as(&other, VIP_MAC).unwrap();
     p.dp().release(&other).unwrap();
     p.dp().set_lease_deadline(1).unwrap();
-    let to_other = Arp::request(PEER_MAC, PEER_IP, other_ip).to_frame();
+    let to_other = ArpFrame::request(PEER_MAC, PEER_IP, other_ip)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&to_other).action, XDP_DROP);
     assert_eq!(p.actions().drop_fenced, 1);
     assert_eq!(p.actions().drop_releasing, 0);
-    let unknown = Arp::request(PEER_MAC, PEER_IP, UNKNOWN_IP).to_frame();
+    let unknown = ArpFrame::request(PEER_MAC, PEER_IP, UNKNOWN_IP)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&unknown).action, XDP_PASS);
 }
 
@@ -331,15 +339,20 @@ fn gratuitous_arp_passes_and_reports_conflicts_from_other_macs() {
     assert!(p.dp().take_conflicts().is_none(), "only one reader");
 
     // Our own announcements (request and reply form): pass, no conflict.
-    for op in [ARP_REQUEST, ARP_REPLY] {
-        let f = Arp::gratuitous(VIP_MAC, VIP_IP, op).to_frame();
+    for f in [
+        ArpFrame::gratuitous_request(VIP_MAC, VIP_IP),
+        ArpFrame::gratuitous_reply(VIP_MAC, VIP_IP),
+    ] {
+        let f = f.encode_unpadded().to_vec();
         let r = p.run(&f);
         assert_eq!((r.action, &r.frame), (XDP_PASS, &f));
     }
     assert_eq!(conflicts.try_next(), None);
 
     // Someone else announces our VIP: pass and report.
-    let f = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REQUEST).to_frame();
+    let f = ArpFrame::gratuitous_request(OTHER_MAC, VIP_IP)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&f).action, XDP_PASS);
     let e = conflicts.try_next().expect("conflict event");
     assert_eq!(e.key, vip().key());
@@ -348,10 +361,14 @@ fn gratuitous_arp_passes_and_reports_conflicts_from_other_macs() {
 
     // Gratuitous ARP for a releasing VIP is not dropped.
     p.dp().release(&vip()).unwrap();
-    let f = Arp::gratuitous(VIP_MAC, VIP_IP, ARP_REQUEST).to_frame();
+    let f = ArpFrame::gratuitous_request(VIP_MAC, VIP_IP)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&f).action, XDP_PASS);
     // ... and no conflict is reported for a VIP we do not own.
-    let f = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REQUEST).to_frame();
+    let f = ArpFrame::gratuitous_request(OTHER_MAC, VIP_IP)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&f).action, XDP_PASS);
     assert_eq!(conflicts.try_next(), None);
 }
@@ -362,31 +379,33 @@ fn arp_replies_pass_and_report_conflicts() {
     let mut p = owned();
     let mut conflicts = p.dp().take_conflicts().expect("conflict reader");
     // A reply from another host about its own address: nothing to report.
-    let benign = Arp {
+    let benign = ArpFrame {
         eth_dst: VIP_MAC,
         eth_src: PEER_MAC,
-        op: ARP_REPLY,
+        op: ArpOp::Reply,
         sha: PEER_MAC,
         spa: PEER_IP,
         tha: VIP_MAC,
         tpa: VIP_IP,
     }
-    .to_frame();
+    .encode_unpadded()
+    .to_vec();
     let r = p.run(&benign);
     assert_eq!((r.action, &r.frame), (XDP_PASS, &benign));
     assert_eq!(conflicts.try_next(), None);
 
     // Another MAC answering for our VIP.
-    let hostile = Arp {
+    let hostile = ArpFrame {
         eth_dst: PEER_MAC,
         eth_src: OTHER_MAC,
-        op: ARP_REPLY,
+        op: ArpOp::Reply,
         sha: OTHER_MAC,
         spa: VIP_IP,
         tha: PEER_MAC,
         tpa: PEER_IP,
     }
-    .to_frame();
+    .encode_unpadded()
+    .to_vec();
     let r = p.run(&hostile);
     assert_eq!((r.action, &r.frame), (XDP_PASS, &hostile));
     let e = conflicts.try_next().expect("conflict event");
@@ -394,7 +413,9 @@ fn arp_replies_pass_and_report_conflicts() {
 
     // A request from another MAC claiming our VIP as sender: reported, and
     // (asking for another address) passed.
-    let claim = Arp::request(OTHER_MAC, VIP_IP, PEER_IP).to_frame();
+    let claim = ArpFrame::request(OTHER_MAC, VIP_IP, PEER_IP)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&claim).action, XDP_PASS);
     assert_eq!(conflicts.drain().len(), 1);
     let a = p.actions();
@@ -416,7 +437,9 @@ fn counters_per_vip_and_global() {
     for _ in 0..3 {
         assert_eq!(p.run(&request()).action, XDP_TX);
     }
-    let to_b = Arp::request(PEER_MAC, PEER_IP, b_ip).to_frame();
+    let to_b = ArpFrame::request(PEER_MAC, PEER_IP, b_ip)
+        .encode_unpadded()
+        .to_vec();
     let r = p.run(&to_b);
     assert_eq!(r.action, XDP_TX);
     assert_eq!(
@@ -528,7 +551,9 @@ async fn conflicts_arrive_through_the_async_reader() {
         .expect("conflict reader")
         .into_async()
         .expect("register with tokio");
-    let hostile = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REPLY).to_frame();
+    let hostile = ArpFrame::gratuitous_reply(OTHER_MAC, VIP_IP)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&hostile).action, XDP_PASS);
     assert_eq!(p.run(&hostile).action, XDP_PASS);
     let batch = tokio::time::timeout(Duration::from_secs(5), reader.next_batch())
@@ -563,7 +588,9 @@ fn xdp_debug_logging_can_be_enabled() {
     opts.ebpf_debug_log = true;
     let mut dp = DataPlane::open(&opts).expect("open with XDP debug log");
     dp.own_as(&vip(), VIP_MAC).unwrap();
-    let hostile = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REPLY).to_frame();
+    let hostile = ArpFrame::gratuitous_reply(OTHER_MAC, VIP_IP)
+        .encode_unpadded()
+        .to_vec();
     let r = test_run(dp.program().unwrap(), &hostile, RunContext::default()).unwrap();
     assert_eq!(r.action, XDP_PASS);
     dp.flush_ebpf_log();
@@ -1077,7 +1104,9 @@ fn yielding_drops_requests_and_accepts_traffic() {
     );
 
     // The new owner's announcements are expected, not conflicts; they pass.
-    let garp = Arp::gratuitous(OTHER_MAC, VIP_IP, ARP_REQUEST).to_frame();
+    let garp = ArpFrame::gratuitous_request(OTHER_MAC, VIP_IP)
+        .encode_unpadded()
+        .to_vec();
     assert_eq!(p.run(&garp).action, XDP_PASS);
     let na = NdFrame::unsolicited_advert(OTHER_MAC, VIP6, false).to_frame();
     assert_eq!(p.run(&na).action, XDP_PASS);
@@ -1124,7 +1153,7 @@ fn yield_keeps_mac_and_router_flag_and_works_through_the_trait() {
     let fresh = Vip::new("lo", LO, UNKNOWN_IP);
     p.dp().yield_vip(&fresh).unwrap();
     assert_eq!(
-        p.run(&Arp::request(PEER_MAC, PEER_IP, UNKNOWN_IP).to_frame())
+        p.run(&ArpFrame::request(PEER_MAC, PEER_IP, UNKNOWN_IP).encode_unpadded())
             .action,
         XDP_DROP
     );

@@ -118,3 +118,42 @@ fn errors_name_interface_and_address() -> Result<()> {
     assert!(list_missing.is_err());
     Ok(())
 }
+
+#[test]
+fn ipv6_addresses_are_added_without_dad_and_removed() -> Result<()> {
+    let ns = Netns::new("addr6")?;
+    ns.run(&[
+        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d0p",
+    ])?;
+    ns.run(&["ip", "link", "set", "d0p", "up"])?;
+    ns.run(&["ip", "link", "set", "d0", "up"])?;
+    let vip: std::net::Ipv6Addr = "2001:db8::100".parse()?;
+    ns.in_thread(move || {
+        net::block_on(async |rtnl| {
+            rtnl.add_addr6("d0", vip, 128).await?;
+            // Idempotent.
+            rtnl.add_addr6("d0", vip, 128).await
+        })
+    })??;
+    let shown = ns.run(&["ip", "-6", "addr", "show", "dev", "d0"])?;
+    let line = shown
+        .lines()
+        .find(|l| l.contains("2001:db8::100/128"))
+        .unwrap_or_default();
+    assert!(line.contains("nodad"), "not added with nodad: {shown}");
+    assert!(!line.contains("tentative"), "DAD runs: {shown}");
+    let err = ns
+        .in_thread(move || net::block_on(async |rtnl| rtnl.add_addr6("d0", vip, 129).await))?
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("129"), "{err}");
+    ns.in_thread(move || {
+        net::block_on(async |rtnl| {
+            rtnl.remove_addr6("d0", vip, 128).await?;
+            rtnl.remove_addr6("d0", vip, 128).await
+        })
+    })??;
+    let shown = ns.run(&["ip", "-6", "addr", "show", "dev", "d0"])?;
+    assert!(!shown.contains("2001:db8::100"), "still there: {shown}");
+    Ok(())
+}

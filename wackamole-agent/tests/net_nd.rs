@@ -1,0 +1,207 @@
+//! IPv6 neighbour advertisements and solicited-node memberships between two
+//! namespaces: the frames on the wire, the receiver's neighbour table and the
+//! sender's multicast filter. Needs root.
+
+use std::net::Ipv6Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Result};
+use wackamole::net::nd::{NdFrame, NdSender, ND_NEIGHBOR_ADVERT};
+use wackamole::testbed::{veth_pair, Netns};
+
+const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0x1, 0x100);
+const OLD_MAC: &str = "02:00:00:00:00:01";
+
+/// A (sender, 2001:db8::1 on va) and B (receiver, 2001:db8::2 on vb).
+fn pair(tag: &str) -> Result<(Netns, Netns)> {
+    let a = Netns::new(&format!("{tag}a"))?;
+    let b = Netns::new(&format!("{tag}b"))?;
+    veth_pair(&a, "va", &b, "vb")?;
+    a.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8::1/64",
+        "dev",
+        "va",
+        "nodad",
+    ])?;
+    b.run(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "2001:db8::2/64",
+        "dev",
+        "vb",
+        "nodad",
+    ])?;
+    Ok((a, b))
+}
+
+/// Runs `f` with an NdSender on `va` inside `ns`, on a runtime there.
+fn with_sender<T: Send + 'static>(
+    ns: &Netns,
+    f: impl AsyncFnOnce(&NdSender) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T> {
+    ns.in_thread(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let sender = NdSender::open("va")?;
+        rt.block_on(f(&sender))
+    })?
+}
+
+/// NAs for `VIP` seen on B's `vb` while `send` runs (up to `n`, 3 s at most).
+fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec<Vec<u8>>> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let path = format!("/run/netns/{}", b.name());
+    let handle = std::thread::spawn(move || -> Result<Vec<Vec<u8>>> {
+        let file = std::fs::File::open(&path)?;
+        // SAFETY: setns on a valid namespace fd, for this thread only.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        let proto = 0x86ddu16.to_be();
+        // SAFETY: plain socket(2); owned right below.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        if raw < 0 {
+            bail!("capture socket: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        // SAFETY: NUL-terminated name.
+        sll.sll_ifindex = unsafe { libc::if_nametoindex(c"vb".as_ptr()) } as i32;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        // SAFETY: valid pointers and lengths.
+        unsafe {
+            if libc::bind(
+                fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            ) != 0
+            {
+                bail!("bind capture: {}", std::io::Error::last_os_error());
+            }
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+        }
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut frames = Vec::new();
+        while frames.len() < n && Instant::now() < deadline {
+            let mut buf = [0u8; 1600];
+            // SAFETY: buf is valid for its length.
+            let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if got > 0 {
+                let f = buf[..got as usize].to_vec();
+                if NdFrame::parse(&f)
+                    .is_some_and(|p| p.icmp_type == ND_NEIGHBOR_ADVERT && p.target == VIP)
+                {
+                    frames.push(f);
+                }
+            }
+        }
+        Ok(frames)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(3))?;
+    send()?;
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
+}
+
+#[test]
+fn unsolicited_burst_on_the_wire_matches_the_builder_and_moves_a_cached_vip() -> Result<()> {
+    let (a, b) = pair("nda")?;
+    let a_mac = a.mac("va")?;
+    // B has the VIP cached at the old owner's MAC (as a client would).
+    b.run(&[
+        "ip",
+        "-6",
+        "neigh",
+        "replace",
+        &VIP.to_string(),
+        "lladdr",
+        OLD_MAC,
+        "dev",
+        "vb",
+        "nud",
+        "stale",
+    ])?;
+    let frames = capture(&b, 2, || {
+        let sent = with_sender(&a, async |s| {
+            Ok(
+                s.unsolicited_burst(&[VIP], 2, Duration::from_millis(20), false)
+                    .await?,
+            )
+        })?;
+        ensure!(sent == 2, "sent {sent}");
+        Ok(())
+    })?;
+    let want = NdFrame::unsolicited_advert(a_mac, VIP, false).to_frame();
+    ensure!(frames.len() == 2, "captured {} NAs", frames.len());
+    ensure!(frames.iter().all(|f| *f == want), "{frames:02x?}");
+    // Override set: the existing entry now points at the new owner.
+    let neigh = b.run(&["ip", "-6", "neigh", "show", &VIP.to_string(), "dev", "vb"])?;
+    let mac = wackamole::net::fmt_mac(&a_mac);
+    ensure!(neigh.contains(&mac), "B's entry: {neigh}");
+    Ok(())
+}
+
+#[test]
+fn unicast_advert_reaches_one_host() -> Result<()> {
+    let (a, b) = pair("ndu")?;
+    let a_mac = a.mac("va")?;
+    let b_mac = b.mac("vb")?;
+    let b_ip: Ipv6Addr = "2001:db8::2".parse()?;
+    let frames = capture(&b, 1, || {
+        with_sender(&a, async move |s| {
+            Ok(s.advert_to(&[VIP], &[(b_ip, b_mac)], true)?)
+        })?;
+        Ok(())
+    })?;
+    let want = wackamole::net::nd::unicast_advert(a_mac, VIP, b_ip, b_mac, true).to_frame();
+    ensure!(frames == [want], "{frames:02x?}");
+    Ok(())
+}
+
+#[test]
+fn solicited_node_membership_enters_and_leaves_the_filter() -> Result<()> {
+    let (a, _b) = pair("ndm")?;
+    let group = "33:33:ff:01:01:00";
+    let maddr = |ns: &Netns| ns.run(&["ip", "maddr", "show", "dev", "va"]);
+    ensure!(!maddr(&a)?.contains(group), "already joined");
+    let a2 = a.name().to_string();
+    let (joined, left) = with_sender(&a, async move |s| {
+        s.join_solicited_node(VIP)?;
+        let show = || {
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &a2, "ip", "maddr", "show", "dev", "va"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        };
+        let joined = show()?;
+        s.leave_solicited_node(VIP)?;
+        Ok((joined, show()?))
+    })?;
+    ensure!(joined.contains(group), "not joined: {joined}");
+    ensure!(!left.contains(group), "not left: {left}");
+    Ok(())
+}
