@@ -120,6 +120,7 @@ fn errors_name_interface_and_address() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn ipv6_addresses_are_added_without_dad_and_removed() -> Result<()> {
     let ns = Netns::new("addr6")?;
     ns.run(&[

@@ -6,4 +6,5 @@ mod support;
 
 mod addr;
 mod arp;
+mod nd;
 mod neigh;

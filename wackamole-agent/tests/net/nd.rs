@@ -128,6 +128,7 @@ fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unsolicited_burst_on_the_wire_matches_the_builder_and_moves_a_cached_vip() -> Result<()> {
     let (a, b) = pair("nda")?;
     let a_mac = a.mac("va")?;
@@ -166,6 +167,7 @@ fn unsolicited_burst_on_the_wire_matches_the_builder_and_moves_a_cached_vip() ->
 }
 
 #[test]
+#[ignore = "needs root"]
 fn unicast_advert_reaches_one_host() -> Result<()> {
     let (a, b) = pair("ndu")?;
     let a_mac = a.mac("va")?;
@@ -183,6 +185,7 @@ fn unicast_advert_reaches_one_host() -> Result<()> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn solicited_node_membership_enters_and_leaves_the_filter() -> Result<()> {
     let (a, _b) = pair("ndm")?;
     let group = "33:33:ff:01:01:00";
