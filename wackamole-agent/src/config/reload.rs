@@ -287,7 +287,10 @@ mod tests {
         assert_eq!(refused, ["weight", "xdp.lease"]);
         assert_eq!(next.announce.burst_count, 7);
         assert_eq!(next.weight, 1);
-        assert_eq!(next.xdp.lease, crate::config::Lease::Fixed(Duration::from_secs(2)));
+        assert_eq!(
+            next.xdp.lease,
+            crate::config::Lease::Fixed(Duration::from_secs(2))
+        );
         // Everything else is as before.
         let mut expected = old.clone();
         expected.announce.burst_count = 7;

@@ -19,7 +19,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const SETTLE: Duration = Duration::from_secs(20);
 const VIFS: usize = 6;
 
-
 fn vips() -> Vec<Ipv4Addr> {
     (1..=VIFS).map(AgentCluster::vip).collect()
 }

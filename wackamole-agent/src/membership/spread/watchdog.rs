@@ -157,12 +157,18 @@ mod tests {
     fn a_read_probe_in_flight_is_evidence_of_a_live_daemon() {
         let t0 = Instant::now();
         let mut w = Watchdog::new(Duration::from_millis(500));
-        assert!(!w.consumed_in_flight(Reading::Consumed(100)), "no probe in flight");
+        assert!(
+            !w.consumed_in_flight(Reading::Consumed(100)),
+            "no probe in flight"
+        );
         let seq = w.due().expect("first probe due");
         w.sent(seq, t0, 40);
         assert!(!w.consumed_in_flight(Reading::Consumed(39)), "not read yet");
         assert!(w.consumed_in_flight(Reading::Consumed(40)));
-        assert!(!w.consumed_in_flight(Reading::Unknown), "remote daemon: no evidence");
+        assert!(
+            !w.consumed_in_flight(Reading::Unknown),
+            "remote daemon: no evidence"
+        );
     }
 
     #[test]
