@@ -66,7 +66,7 @@ fn sample_parses_and_validates() {
     assert!(cfg.notify.arp_cache);
     assert_eq!(cfg.balance.acquisitions_per_round, Acquisitions::Limit(4));
     assert_eq!(cfg.balance.interval, Duration::from_secs(4));
-    assert_eq!(cfg.xdp.lease, Lease::Fixed(Duration::from_secs(2)));
+    assert_eq!(cfg.xdp.lease, Lease::Auto);
     assert_eq!(cfg.announce.burst_spacing, Duration::from_millis(100));
     assert_eq!(cfg.announce.refresh_interval, None);
     assert_eq!(cfg.metrics_listen, Some("127.0.0.1:9469".parse().unwrap()));
