@@ -366,7 +366,12 @@ fn private_bpffs_under_ip_netns_exec_is_refused() -> Result<()> {
     let run = |mode: &str| -> Result<String> {
         let out = ns
             .command(exe)
-            .args(["--exact", "netns::private_bpffs_child", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "netns::private_bpffs_child",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, mode)
             .stdin(std::process::Stdio::null())
             .output()?;
@@ -416,7 +421,12 @@ fn host_bpffs_seen_through_ip_netns_exec_is_accepted() -> Result<()> {
         let exe = std::env::current_exe()?;
         let out = ns
             .command(exe.to_str().context("test binary path")?)
-            .args(["--exact", "netns::shared_bpffs_child", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "netns::shared_bpffs_child",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(CHILD_ENV, mount.to_str().context("mount path")?)
             .stdin(std::process::Stdio::null())
             .output()?;
