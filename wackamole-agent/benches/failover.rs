@@ -2,15 +2,21 @@
 //! agents on a Corosync cluster under every fault. See
 //! [`wackamole::lab::failover_bench`] for what is measured; ARGS: `--smoke`,
 //! `--full`, `--nodes 3,5,8`, `--vips 3,64`, `--faults link-cut,move`,
-//! `--reps N`, `--profile fast|default`, `--out DIR` (default `target/bench`).
+//! `--reps N`, `--profile fast|default`, `--out DIR` (default `target/bench`);
+//! `--help` lists the faults.
 //! Writes `failover.json` and `failover-timeline.png` there and prints a
 //! markdown table.
 
 use anyhow::{bail, Result};
 use std::path::PathBuf;
-use wackamole::lab::failover_bench::{run, BenchOptions};
+use wackamole::lab::failover_bench::{run, BenchOptions, USAGE};
 
 fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     if !wackamole::testbed::is_root() {
         bail!("the failover bench needs root (network namespaces, XDP, corosync)");
     }
@@ -19,7 +25,6 @@ fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_default();
     let binary = root.join("target/release/wackamole");
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = BenchOptions::from_args(binary, root.join("target/bench"), &args)?;
     if !opts.binary.exists() {
         bail!(

@@ -52,13 +52,30 @@ pub enum Fault {
     Move,
     /// `ctl drain` of the owner (planned).
     Drain,
-    /// A crashed node (cable out, agent killed) comes back: cable in, agent started.
-    Return,
+    /// `ctl undrain` of a node drained and settled before probing (planned).
+    Undrain,
+    /// A crashed node (cable out, agent killed, the others settled) comes
+    /// back: cable in, agent started.
+    ReturnCrash,
+    /// A node whose cable was cut with its agent running (the others
+    /// settled without it) gets its cable back.
+    ReturnCable,
+    /// A node whose agent was stopped with SIGTERM (the others settled)
+    /// starts it again.
+    ReturnTerm,
+    /// A node whose agent got SIGKILL (the others settled) starts it again.
+    ReturnKill,
+    /// A node whose whole stack (agent and corosync) got SIGSTOP (the others
+    /// settled without it) gets SIGCONT.
+    ReturnStop,
+    /// The last node, out of the cluster (agent and corosync stopped cleanly,
+    /// the others settled), starts: the VIPs rebalance onto it.
+    LateJoin,
 }
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 16] = [
         Fault::LinkCut,
         Fault::AgentKill,
         Fault::AgentStop,
@@ -68,7 +85,13 @@ impl Fault {
         Fault::Partition,
         Fault::Move,
         Fault::Drain,
-        Fault::Return,
+        Fault::Undrain,
+        Fault::ReturnCrash,
+        Fault::ReturnCable,
+        Fault::ReturnTerm,
+        Fault::ReturnKill,
+        Fault::ReturnStop,
+        Fault::LateJoin,
     ];
 
     /// Short name used in scenario names and on the command line.
@@ -83,12 +106,22 @@ impl Fault {
             Fault::Partition => "partition",
             Fault::Move => "move",
             Fault::Drain => "drain",
-            Fault::Return => "return",
+            Fault::Undrain => "undrain",
+            Fault::ReturnCrash => "return-crash",
+            Fault::ReturnCable => "return-cable",
+            Fault::ReturnTerm => "return-term",
+            Fault::ReturnKill => "return-kill",
+            Fault::ReturnStop => "return-stop",
+            Fault::LateJoin => "late-join",
         }
     }
 
-    /// Parses [`Fault::name`].
+    /// Parses [`Fault::name`]. `return` (the old name of `return-crash`) is
+    /// refused with a hint: there are several returns now.
     pub fn parse(s: &str) -> Result<Fault> {
+        if s == "return" {
+            bail!("fault \"return\" is now one of return-crash, return-cable, return-term, return-kill, return-stop");
+        }
         Fault::ALL
             .into_iter()
             .find(|f| f.name() == s)
@@ -99,7 +132,70 @@ impl Fault {
                 )
             })
     }
+
+    /// Parses a comma-separated list of [`Fault::name`]s (`all`: every fault).
+    pub fn parse_list(s: &str) -> Result<Vec<Fault>> {
+        if s == "all" {
+            return Ok(Fault::ALL.to_vec());
+        }
+        s.split(',').map(|f| Fault::parse(f.trim())).collect()
+    }
+
+    /// Planned: triggered by a command, no view change (judged by lost probes).
+    pub fn planned(self) -> bool {
+        matches!(self, Fault::Move | Fault::Drain | Fault::Undrain)
+    }
+
+    /// A node comes back (or joins) and takes its share: the probing window
+    /// covers the maturity and the balance rounds, the ARP observer watches
+    /// every VIP (which ones the node takes is not known beforehand), and
+    /// the time until the cluster is balanced again is recorded.
+    pub fn rebalances(self) -> bool {
+        matches!(
+            self,
+            Fault::Undrain
+                | Fault::ReturnCrash
+                | Fault::ReturnCable
+                | Fault::ReturnTerm
+                | Fault::ReturnKill
+                | Fault::ReturnStop
+                | Fault::LateJoin
+        )
+    }
+
+    /// Judged by lost probes (goal 0): planned changes and returns.
+    pub fn lossless_goal(self) -> bool {
+        self.planned() || self.rebalances()
+    }
 }
+
+/// The probing time after the fault: `base`, or for a [`Fault::rebalances`]
+/// fault long enough for the whole rebalance: the view (up to `JOIN_MARGIN`),
+/// `mature`, one balance round per VIF the node takes (`share` = VIPs / nodes,
+/// rounded up, at `per_round` acquisitions a round) plus one round of slack,
+/// and `SETTLE_MARGIN` of steady traffic after it.
+pub fn after_window(
+    fault: Fault,
+    base: Duration,
+    mature: Duration,
+    interval: Duration,
+    vips: usize,
+    nodes: usize,
+    per_round: usize,
+) -> Duration {
+    if !fault.rebalances() {
+        return base;
+    }
+    let share = vips.div_ceil(nodes.max(1));
+    let rounds = share.div_ceil(per_round.max(1)) + 1;
+    let need = JOIN_MARGIN + mature + interval * rounds as u32 + SETTLE_MARGIN;
+    base.max(need)
+}
+
+/// Time allowed for the view that brings a node back (merge, corosync start).
+pub const JOIN_MARGIN: Duration = Duration::from_millis(1500);
+/// Steady probing after the expected end of a rebalance.
+pub const SETTLE_MARGIN: Duration = Duration::from_millis(1000);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -144,12 +240,13 @@ impl BenchOptions {
         }
     }
 
-    /// The smoke variant: 3 nodes, 3 VIPs, one link cut, one repetition, short windows.
+    /// The smoke variant: 3 nodes, 3 VIPs, a link cut and a cable return,
+    /// one repetition each, short windows.
     pub fn smoke(binary: impl Into<PathBuf>, out_dir: impl Into<PathBuf>) -> Self {
         BenchOptions {
             nodes: vec![3],
             vips: vec![3],
-            faults: vec![Fault::LinkCut],
+            faults: vec![Fault::LinkCut, Fault::ReturnCable],
             repetitions: 1,
             before: Duration::from_millis(700),
             after: Duration::from_millis(2000),
@@ -158,7 +255,8 @@ impl BenchOptions {
         }
     }
 
-    /// Parses the bench's arguments (after `--`) onto [`BenchOptions::default_set`]:
+    /// Parses the bench's arguments (after `--`) onto [`BenchOptions::default_set`]
+    /// (see [`USAGE`]):
     /// `--smoke`, `--full`, `--nodes 3,5`, `--vips 3,64`, `--faults a,b`,
     /// `--reps N`, `--profile fast|default`, `--out DIR`.
     pub fn from_args(binary: PathBuf, out_dir: PathBuf, args: &[String]) -> Result<Self> {
@@ -182,12 +280,7 @@ impl BenchOptions {
                 }
                 "--nodes" => o.nodes = parse_list(&value("--nodes")?, "--nodes")?,
                 "--vips" => o.vips = parse_list(&value("--vips")?, "--vips")?,
-                "--faults" => {
-                    o.faults = value("--faults")?
-                        .split(',')
-                        .map(Fault::parse)
-                        .collect::<Result<_>>()?
-                }
+                "--faults" => o.faults = Fault::parse_list(&value("--faults")?)?,
                 "--reps" => {
                     o.repetitions = value("--reps")?
                         .parse()
@@ -219,6 +312,24 @@ impl BenchOptions {
     }
 }
 
+/// `cargo xtask bench failover -- --help`.
+pub const USAGE: &str = "\
+cargo xtask bench failover [-- OPTIONS]
+  --smoke             3 nodes, 3 VIPs, link-cut and return-cable, 1 repetition
+  --full              nodes 3,5,8 and VIPs 3,64,1000
+  --nodes N,M         cluster sizes (2..=16; default 3)
+  --vips N,M          VIP counts (default 3,64; at most 1000)
+  --faults F,G|all    faults (default all), of:
+      link-cut agent-kill agent-stop corosync-kill corosync-stop stack-kill
+      partition                      (cut and heal)
+      move drain undrain             (planned; judged by lost probes)
+      return-crash return-cable return-term return-kill return-stop late-join
+                                     (a node comes back and takes its share;
+                                      judged by lost probes)
+  --reps N            repetitions per scenario (default 5)
+  --profile fast|default   corosync timers (default fast)
+  --out DIR           where failover.json, failover.md and the PNGs go";
+
 fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
     s.split(',')
         .map(|x| {
@@ -249,6 +360,10 @@ pub struct BenchOutput {
 /// Figure: the longest time one of the victim's VIPs had two ARP answerers
 /// (10 ms rounds of the ARP observer in which two MACs answered).
 pub const TWO_ARP_ANSWERERS_MS: &str = "two_arp_answerers_ms";
+
+/// Figure: fault → the cluster balanced again, the returning node mature
+/// and holding its share ([`Fault::rebalances`] faults only).
+pub const REBALANCE_MS: &str = "rebalance_ms";
 
 /// Figure: VIPs answered at least once before the fault.
 pub const VIPS_ANSWERED_BEFORE: &str = "vips_answered_before";
@@ -382,6 +497,7 @@ fn run_size(
         let mut exchange = Vec::new();
         let mut acquire = Vec::new();
         let mut to_acquired = Vec::new();
+        let mut rebalance = Vec::new();
         for rep in 0..opts.repetitions {
             let r = match repetition(&mut c, opts, fault, rep) {
                 Ok(r) => r,
@@ -400,7 +516,7 @@ fn run_size(
             let (b, e) = answered_before_and_end(&r.run, &r.phases);
             writeln!(
                 log,
-                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two ARP answerers {:.0} ms, failover {} (detection {}, agent {}), {:.0} probes/s",
+                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two ARP answerers {:.0} ms, failover {} (detection {}, agent {}), {:.0} probes/s{}",
                 r.victim,
                 res.worst_outage.map_or("-".into(), |o| format!("{:.1}", o.len_ns() as f64 / 1e6)),
                 res.lost_probes,
@@ -409,7 +525,12 @@ fn run_size(
                 fmt_opt_ms(res.phases.first().and_then(|p| p.failover_ns)),
                 fmt_opt_ms(res.phases.first().and_then(|p| p.detection_ns)),
                 fmt_opt_ms(res.phases.first().and_then(|p| p.agent_ns)),
-                res.probe_rate_hz
+                res.probe_rate_hz,
+                match (fault.rebalances(), r.rebalance_ms) {
+                    (false, _) => String::new(),
+                    (true, Some(ms)) => format!(", balanced again after {ms:.0} ms"),
+                    (true, None) => ", NOT balanced again within the window".to_string(),
+                }
             )?;
             if rep == 0 {
                 let png = opts.out_dir.join(format!("failover-{scenario}.png"));
@@ -423,6 +544,9 @@ fn run_size(
                 }
             }
             two_macs.push(r.two_answerers_ms);
+            if let Some(ms) = r.rebalance_ms {
+                rebalance.push(ms);
+            }
             before.push(b as f64);
             at_end.push(e as f64);
             if let Some(p) = r.phases.first() {
@@ -442,6 +566,7 @@ fn run_size(
         insert_summary(&mut rec, EXCHANGE_MS, &exchange);
         insert_summary(&mut rec, ACQUIRE_MS, &acquire);
         insert_summary(&mut rec, VIEW_TO_ACQUIRED_MS, &to_acquired);
+        insert_summary(&mut rec, REBALANCE_MS, &rebalance);
         records.push(rec);
         if failed {
             break;
@@ -454,13 +579,19 @@ fn run_size(
     Ok(())
 }
 
+/// The lost-probe goal of planned changes and returns (issue 10): median 0
+/// and at most 2 in every repetition.
+pub fn meets_lossless_goal(lost: &Summary) -> bool {
+    lost.median == 0.0 && lost.max <= 2.0
+}
+
 /// One row per scenario with the headline figures, `median/p95/max` (ms
 /// unless said otherwise); `-` where a figure does not apply.
 pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
     let mut s = String::from(
-        "| scenario | reps | probes/s | worst outage ms | lost probes | dup-owner ms | two ARP answerers ms | failover ms | detection ms | agent ms | RSS KiB (max) | CPU % |\n",
+        "| scenario | reps | probes/s | worst outage ms | lost probes | dup-owner ms | two ARP answerers ms | failover ms | detection ms | agent ms | rebalance ms | RSS KiB (max) | CPU % | lossless goal |\n",
     );
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for r in records {
         let f = |name: &str| -> String {
             r.figures.get(name).map_or("-".into(), |x| {
@@ -469,6 +600,15 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
         };
         // The first phase's split (a partition's heal is its own phase).
         let phase = r.params.get("fault").cloned().unwrap_or_default();
+        // Planned changes and returns must lose nothing.
+        let goal = match (
+            Fault::parse(&phase).map(Fault::lossless_goal),
+            r.figures.get(analysis::figure::LOST_PROBES),
+        ) {
+            (Ok(true), Some(lost)) if meets_lossless_goal(lost) => "met",
+            (Ok(true), Some(_)) => "MISSED",
+            _ => "-",
+        };
         let pf = |name: &str| -> String {
             let key = format!("{name}[{phase}]");
             if r.figures.contains_key(&key) {
@@ -478,7 +618,7 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
             }
         };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.repetitions,
             r.figures
@@ -491,14 +631,16 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
             pf(analysis::figure::FAILOVER_MS),
             pf(analysis::figure::DETECTION_MS),
             pf(analysis::figure::AGENT_MS),
+            f(REBALANCE_MS),
             r.figures
                 .get(analysis::figure::RSS_KIB)
                 .map_or("-".into(), |x| format!("{:.0}", x.max)),
             f(analysis::figure::CPU_PERCENT),
+            goal,
         ));
         if phase == Fault::Partition.name() {
             s.push_str(&format!(
-                "| {} (heal) | | | | | | | {} | {} | {} | | |\n",
+                "| {} (heal) | | | | | | | {} | {} | {} | | | | |\n",
                 r.scenario,
                 f("failover_ms[heal]"),
                 f("detection_ms[heal]"),
@@ -579,8 +721,11 @@ struct Repetition {
     phases: Vec<Phase>,
     usage: Vec<ResourceUsage>,
     victim: String,
-    /// Longest time a victim's VIP had two ARP answerers (observer, ms).
+    /// Longest time an observed VIP had two ARP answerers (observer, ms).
     two_answerers_ms: f64,
+    /// Fault → the cluster balanced again with the victim mature and holding
+    /// its share ([`Fault::rebalances`] faults; None if not within the window).
+    rebalance_ms: Option<f64>,
 }
 
 /// Balanced: every VIP has an agreed owner and counts differ by at most one.
@@ -595,25 +740,35 @@ fn balanced(s: &Snapshot, nodes: &[usize], vips: usize) -> bool {
     s.agreed_among(nodes) && held.iter().sum::<usize>() == vips && max - min <= 1
 }
 
+/// Every node of `members` lists exactly `members.len()` members and is
+/// mature, they agree, and the VIPs are balanced over `holders`.
+fn settled(s: &Snapshot, members: &[usize], holders: &[usize], vips: usize) -> bool {
+    let n = members.len();
+    let mature = members.iter().all(|&i| {
+        // Each agent's own maturity: the member rows keep the flag
+        // of the last state exchange.
+        s.statuses
+            .get(i)
+            .and_then(Option::as_ref)
+            .is_some_and(|st| st.members.len() == n && st.mature)
+    });
+    mature && s.agreed_among(members) && balanced(s, holders, vips)
+}
+
 /// Waits until every node but `except` is running, mature, and the VIPs are balanced among them.
 fn settle(c: &mut AgentCluster, except: &[usize]) -> Result<Snapshot> {
     let nodes: Vec<usize> = (0..c.len()).filter(|i| !except.contains(i)).collect();
+    settle_over(c, &nodes, &nodes)
+}
+
+/// Waits for [`settled`] (only `members` are asked: a stopped agent is not).
+fn settle_over(c: &AgentCluster, members: &[usize], holders: &[usize]) -> Result<Snapshot> {
     let vips = c.vif_names().len();
-    let n = nodes.len();
-    c.wait_until(
-        &format!("nodes {nodes:?} mature and balanced"),
+    c.wait_until_among(
+        members,
+        &format!("nodes {members:?} mature, VIPs balanced over {holders:?}"),
         Duration::from_secs(40),
-        |s| {
-            let mature = nodes.iter().all(|&i| {
-                // Each agent's own maturity: the member rows keep the flag
-                // of the last state exchange.
-                s.statuses
-                    .get(i)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|st| st.members.len() == n && st.mature)
-            });
-            mature && balanced(s, &nodes, vips)
-        },
+        |s| settled(s, members, holders, vips),
     )
 }
 
@@ -651,7 +806,14 @@ fn restore(
                 c.ctl_ok(victim, &["move", vif, &name])?;
             }
         }
-        Fault::Return => {}
+        // The fault itself was the way back.
+        Fault::Undrain
+        | Fault::ReturnCrash
+        | Fault::ReturnCable
+        | Fault::ReturnTerm
+        | Fault::ReturnKill
+        | Fault::ReturnStop
+        | Fault::LateJoin => {}
     }
     if settle(c, &[]).is_err() {
         // E.g. an agent that gave up on a dead corosync: start it afresh.
@@ -660,6 +822,48 @@ fn restore(
         settle(c, &[])?;
     }
     Ok(())
+}
+
+/// Before probing: takes the victim out for a [`Fault::rebalances`] fault
+/// and waits until the others (or, for undrain, everyone) settled without it.
+fn prepare(c: &mut AgentCluster, fault: Fault, victim: usize) -> Result<()> {
+    let all: Vec<usize> = (0..c.len()).collect();
+    let others: Vec<usize> = all.iter().copied().filter(|&i| i != victim).collect();
+    match fault {
+        Fault::Undrain => {
+            c.ctl_ok(victim, &["drain"])?;
+            settle_over(c, &all, &others)?;
+            return Ok(());
+        }
+        Fault::ReturnCrash => {
+            c.link_down(victim)?;
+            c.crash_agent(victim)?;
+        }
+        // The victim's agent keeps running, alone on its side.
+        Fault::ReturnCable => c.link_down(victim)?,
+        Fault::ReturnTerm => {
+            c.terminate_agent(victim, Duration::from_secs(10))?;
+        }
+        Fault::ReturnKill => c.crash_agent(victim)?,
+        // Agent first, so it does not see its corosync freeze (a paused VM).
+        Fault::ReturnStop => {
+            c.kill_agent(victim, libc::SIGSTOP)?;
+            c.corosync_mut().stop_corosync(victim)?;
+        }
+        Fault::LateJoin => c.stop_node(victim)?,
+        _ => return Ok(()),
+    }
+    settle_over(c, &others, &others)?;
+    Ok(())
+}
+
+/// The victim: the last node for a late join (the one "started late"),
+/// else the `rep`-th node holding something, round robin.
+fn pick_victim(fault: Fault, nodes: usize, holders: &[usize], rep: usize) -> Option<usize> {
+    if fault == Fault::LateJoin {
+        return nodes.checked_sub(1);
+    }
+    holders.get(rep % holders.len().max(1)).copied()
 }
 
 fn repetition(
@@ -672,9 +876,7 @@ fn repetition(
     let holders: Vec<usize> = (0..c.len())
         .filter(|&i| !snap.held_by(i).is_empty())
         .collect();
-    let victim = *holders
-        .get(rep % holders.len().max(1))
-        .context("no node holds a VIP")?;
+    let victim = pick_victim(fault, c.len(), &holders, rep).context("no node holds a VIP")?;
     let victim_name = c.name(victim)?.to_string();
     let vif = snap
         .held_by(victim)
@@ -697,14 +899,25 @@ fn repetition(
         b
     };
 
-    if fault == Fault::Return {
-        c.link_down(victim)?;
-        c.crash_agent(victim)?;
-        settle(c, &[victim])?;
-    }
+    prepare(c, fault, victim)?;
 
     let vips: Vec<Ipv4Addr> = (1..=c.vif_names().len()).map(AgentCluster::vip).collect();
-    let mut cfg = prober::ProberConfig::new(vips.clone(), PORT, opts.before + opts.after);
+    let after = {
+        let o = c.options();
+        // The test bed balances in one round beyond 99 VIFs (see render_config).
+        let per_round = if vips.len() > 99 { vips.len() } else { 1 };
+        after_window(
+            fault,
+            opts.after,
+            o.mature,
+            o.balance_interval,
+            vips.len(),
+            c.len(),
+            per_round,
+        )
+    };
+    let window = opts.before + after;
+    let mut cfg = prober::ProberConfig::new(vips.clone(), PORT, window);
     if vips.len() > 32 {
         cfg.senders = 2;
     }
@@ -717,19 +930,24 @@ fn repetition(
         .name("prober".into())
         .spawn(move || prober::run(&sock, &cfg))
         .context("spawning the prober")?;
-    // Who answers ARP for the victim's VIPs, every 10 ms across the fault.
-    let victim_vips: Vec<Ipv4Addr> = snap
-        .held_by(victim)
-        .iter()
-        .filter_map(|n| n.strip_prefix('v')?.parse().ok())
-        .map(AgentCluster::vip)
-        .collect();
+    let started = std::time::Instant::now();
+    // Who answers ARP across the fault, every 10 ms: the victim's VIPs, or
+    // every VIP when the victim takes a share no one can name beforehand.
+    let observed: Vec<Ipv4Addr> = if fault.rebalances() {
+        vips.clone()
+    } else {
+        snap.held_by(victim)
+            .iter()
+            .filter_map(|n| n.strip_prefix('v')?.parse().ok())
+            .map(AgentCluster::vip)
+            .collect()
+    };
     let observer = arp_observer::start(
         c.client().name(),
         "eth0",
         crate::testbed::cluster::CLIENT_ADDR,
-        victim_vips,
-        opts.before + opts.after,
+        observed,
+        window,
     )?;
 
     std::thread::sleep(opts.before);
@@ -738,7 +956,7 @@ fn repetition(
         fault_ns: now_ns(),
         view_ns: None,
     }];
-    let injected = inject(c, fault, victim, &vif, &other_name, &side_b);
+    let mut injected = inject(c, fault, victim, &vif, &other_name, &side_b);
     if injected.is_ok() && fault == Fault::Partition {
         std::thread::sleep(Duration::from_secs(2).min(opts.after / 2));
         phases.push(Phase {
@@ -746,11 +964,21 @@ fn repetition(
             fault_ns: now_ns(),
             view_ns: None,
         });
-        let healed = c.heal(&side_b);
-        if let Err(e) = healed {
-            let _ = prober.join();
-            let _ = arp_observer::join(observer);
-            return Err(e);
+        injected = c.heal(&side_b);
+    }
+    // Polls the agents until balanced again (or the probing ends).
+    let mut rebalance_ms = None;
+    if injected.is_ok() && fault.rebalances() {
+        let all: Vec<usize> = (0..c.len()).collect();
+        let nv = vips.len();
+        let fault_ns = phases.first().map_or(0, |p| p.fault_ns);
+        while started.elapsed() < window {
+            let s = c.snapshot_of(&all);
+            if settled(&s, &all, &all, nv) {
+                rebalance_ms = Some(now_ns().saturating_sub(fault_ns) as f64 / 1e6);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
     let run = prober
@@ -766,13 +994,12 @@ fn repetition(
         settle(c, &[])?;
     }
     for p in &mut phases {
-        p.view_ns = first_view_after(c, p.fault_ns);
-    }
-    // A planned move or drain changes no view: its trigger is the command.
-    if matches!(fault, Fault::Move | Fault::Drain) {
-        for p in &mut phases {
-            p.view_ns = None;
-        }
+        // A planned change has no view: its trigger is the command.
+        p.view_ns = if fault.planned() {
+            None
+        } else {
+            first_view_after(c, p.fault_ns)
+        };
     }
     Ok(Repetition {
         run,
@@ -780,6 +1007,7 @@ fn repetition(
         usage: vec![usage],
         victim: victim_name,
         two_answerers_ms,
+        rebalance_ms,
     })
 }
 
@@ -805,10 +1033,18 @@ fn inject(
         Fault::Partition => c.partition(side_b),
         Fault::Move => c.ctl_ok(victim, &["move", vif, other_name]).map(drop),
         Fault::Drain => c.ctl_ok(victim, &["drain"]).map(drop),
-        Fault::Return => {
+        Fault::Undrain => c.ctl_ok(victim, &["undrain"]).map(drop),
+        Fault::ReturnCrash => {
             c.link_up(victim)?;
             c.start_agent(victim)
         }
+        Fault::ReturnCable => c.link_up(victim),
+        Fault::ReturnTerm | Fault::ReturnKill => c.start_agent(victim),
+        Fault::ReturnStop => {
+            c.corosync_mut().cont_corosync(victim)?;
+            c.kill_agent(victim, libc::SIGCONT)
+        }
+        Fault::LateJoin => c.start_node(victim),
     }
 }
 
@@ -974,8 +1210,114 @@ mod tests {
         )
         .is_err());
         let s = BenchOptions::from_args("w".into(), "o".into(), &["--smoke".into()])?;
-        assert_eq!(s.faults, vec![Fault::LinkCut]);
+        assert_eq!(s.faults, vec![Fault::LinkCut, Fault::ReturnCable]);
+        let new = [
+            "--faults".to_string(),
+            "undrain, return-cable,return-term,return-kill,return-stop,late-join,return-crash"
+                .to_string(),
+        ];
+        let o = BenchOptions::from_args("w".into(), "o".into(), &new)?;
+        assert_eq!(
+            o.faults,
+            vec![
+                Fault::Undrain,
+                Fault::ReturnCable,
+                Fault::ReturnTerm,
+                Fault::ReturnKill,
+                Fault::ReturnStop,
+                Fault::LateJoin,
+                Fault::ReturnCrash
+            ]
+        );
+        let all = ["--faults".to_string(), "all".to_string()];
+        let o = BenchOptions::from_args("w".into(), "o".into(), &all)?;
+        assert_eq!(o.faults, Fault::ALL.to_vec());
         Ok(())
+    }
+
+    #[test]
+    fn the_old_return_name_points_at_the_new_ones() {
+        let e = Fault::parse("return").map_or_else(|e| e.to_string(), |f| format!("{f:?}"));
+        assert!(e.contains("return-crash") && e.contains("return-cable"), "{e}");
+        let e = Fault::parse("nope").map_or_else(|e| e.to_string(), |f| format!("{f:?}"));
+        assert!(e.contains("late-join"), "{e}");
+    }
+
+    #[test]
+    fn fault_classes() {
+        assert!(Fault::Undrain.planned() && Fault::Undrain.rebalances());
+        assert!(Fault::Move.planned() && !Fault::Move.rebalances());
+        assert!(Fault::Drain.planned() && !Fault::Drain.rebalances());
+        for f in [
+            Fault::ReturnCrash,
+            Fault::ReturnCable,
+            Fault::ReturnTerm,
+            Fault::ReturnKill,
+            Fault::ReturnStop,
+            Fault::LateJoin,
+        ] {
+            assert!(f.rebalances() && !f.planned(), "{f:?}");
+        }
+        assert!(Fault::ReturnStop.lossless_goal() && Fault::Drain.lossless_goal());
+        for f in [Fault::LinkCut, Fault::StackKill, Fault::Partition] {
+            assert!(!f.lossless_goal(), "{f:?}");
+        }
+        // Every fault has a distinct name, and the usage lists it.
+        let names: std::collections::BTreeSet<_> = Fault::ALL.map(Fault::name).into();
+        assert_eq!(names.len(), Fault::ALL.len());
+        for n in names {
+            assert!(USAGE.contains(n), "--help does not list {n}");
+        }
+    }
+
+    #[test]
+    fn after_window_covers_the_rebalance() {
+        let ms = Duration::from_millis;
+        let base = ms(3000);
+        // A crash keeps the base window.
+        assert_eq!(
+            after_window(Fault::LinkCut, base, ms(500), ms(500), 64, 3, 1),
+            base
+        );
+        assert_eq!(after_window(Fault::Move, base, ms(500), ms(500), 64, 3, 1), base);
+        // 3 VIPs on 3 nodes: one VIF to take, one round (+1 slack):
+        // 1.5 s view + 0.5 s mature + 2 x 0.5 s + 1 s = 4 s.
+        assert_eq!(
+            after_window(Fault::ReturnCable, base, ms(500), ms(500), 3, 3, 1),
+            ms(4000)
+        );
+        // 64 VIPs: 22 to take at one a round: 1.5 + 0.5 + 23 x 0.5 + 1 = 14.5 s.
+        assert_eq!(
+            after_window(Fault::LateJoin, base, ms(500), ms(500), 64, 3, 1),
+            ms(14_500)
+        );
+        // All in one round: 1.5 + 0.5 + 2 x 0.5 + 1 = 4 s.
+        assert_eq!(
+            after_window(Fault::Undrain, base, ms(500), ms(500), 1000, 3, 1000),
+            ms(4000)
+        );
+        // Never shorter than asked.
+        assert_eq!(
+            after_window(Fault::ReturnTerm, ms(20_000), ms(500), ms(500), 3, 3, 1),
+            ms(20_000)
+        );
+    }
+
+    #[test]
+    fn victims() {
+        // A late join is always the last node; the rest go round the holders.
+        assert_eq!(pick_victim(Fault::LateJoin, 3, &[0, 1], 1), Some(2));
+        assert_eq!(pick_victim(Fault::ReturnKill, 3, &[0, 2], 0), Some(0));
+        assert_eq!(pick_victim(Fault::ReturnKill, 3, &[0, 2], 3), Some(2));
+        assert_eq!(pick_victim(Fault::Move, 3, &[], 0), None);
+    }
+
+    #[test]
+    fn lossless_goal_is_median_zero_max_two() {
+        let s = |v: &[f64]| Summary::of(v).expect("values");
+        assert!(meets_lossless_goal(&s(&[0.0, 0.0, 2.0])));
+        assert!(!meets_lossless_goal(&s(&[0.0, 0.0, 3.0])));
+        assert!(!meets_lossless_goal(&s(&[1.0, 1.0, 0.0])));
     }
 
     #[test]

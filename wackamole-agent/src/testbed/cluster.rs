@@ -808,6 +808,91 @@ impl AgentCluster {
     }
 }
 
+impl AgentCluster {
+    /// The options the cluster was built with (maturity, balance interval...).
+    pub fn options(&self) -> &AgentClusterOptions {
+        &self.opts
+    }
+
+    /// [`AgentCluster::snapshot`] of `nodes` only (the others read as not
+    /// running): a SIGSTOPped agent would hold every poll for the control timeout.
+    pub fn snapshot_of(&self, nodes: &[usize]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (i, node) in self.agents.iter().enumerate() {
+            if node.agent.is_none() || !nodes.contains(&i) {
+                s.lists.push(None);
+                s.statuses.push(None);
+                continue;
+            }
+            s.lists.push(self.list(i).ok());
+            s.statuses.push(self.status(i).ok());
+        }
+        s
+    }
+
+    /// [`AgentCluster::wait_until`] over [`AgentCluster::snapshot_of`] `nodes`.
+    pub fn wait_until_among(
+        &self,
+        nodes: &[usize],
+        what: &str,
+        timeout: Duration,
+        mut pred: impl FnMut(&Snapshot) -> bool,
+    ) -> Result<Snapshot> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let snap = self.snapshot_of(nodes);
+            if pred(&snap) {
+                return Ok(snap);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "agent test bed: not reached within {timeout:?}: {what}\nlast snapshot: counts {:?}, owners {:?}\n{}",
+                    snap.counts(),
+                    (0..snap.lists.len()).map(|i| snap.held_by(i)).collect::<Vec<_>>(),
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERMs node `i`'s agent and waits until it exits (a clean stop:
+    /// it releases its VIFs and removes its pins).
+    pub fn terminate_agent(&mut self, i: usize, timeout: Duration) -> Result<ExitStatus> {
+        self.kill_agent(i, libc::SIGTERM)?;
+        self.wait_agent_exit(i, timeout)
+    }
+
+    /// Takes node `i` out of the cluster cleanly, as if it had never been
+    /// started: its agent gets SIGTERM (and is waited for), then its
+    /// corosync gets SIGTERM (leaves the ring) and is reaped.
+    pub fn stop_node(&mut self, i: usize) -> Result<()> {
+        if self.agent_running(i) {
+            self.terminate_agent(i, Duration::from_secs(10))?;
+        }
+        let node = self
+            .corosync
+            .nodes
+            .get(i)
+            .ok_or_else(|| anyhow!("agent test bed: no node index {i}"))?;
+        if node.corosync_pid().is_some() {
+            node.signal_corosync(libc::SIGTERM)?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while node.joined_members().is_some() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        // Reaps it (SIGKILL if it did not finish leaving).
+        self.corosync.kill_corosync(i)
+    }
+
+    /// Starts node `i` again after [`AgentCluster::stop_node`]: corosync, then the agent.
+    pub fn start_node(&mut self, i: usize) -> Result<()> {
+        self.corosync.start_corosync(i)?;
+        self.start_agent(i)
+    }
+}
+
 /// The second bridge of [`AgentCluster::partition`].
 const PARTITION_BRIDGE: &str = "br1";
 
