@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::analysis::{self, Phase, ProbeRun, RunResult};
-use super::failover_bench::answered_before_and_end;
+use super::failover_bench::{after_window, answered_before_and_end, Fault};
 use super::{now_ns, prober, responder};
 use crate::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot};
 
@@ -89,6 +89,36 @@ pub struct DemoOutcome {
     pub crash_outage_ms: Option<f64>,
     /// Probes lost during the drain (None if not run).
     pub drain_lost_probes: Option<u64>,
+    /// Probes lost in each probed step, in order (also printed as the
+    /// [`LOST_PER_STEP`] line).
+    pub lost_per_step: Vec<(String, u64)>,
+}
+
+/// The start of the demo's last report line: `lost probes per step: traffic=0 crash=131 ...`.
+pub const LOST_PER_STEP: &str = "lost probes per step:";
+
+/// The [`LOST_PER_STEP`] line for `steps`.
+pub fn format_lost_per_step(steps: &[(String, u64)]) -> String {
+    let mut s = LOST_PER_STEP.to_string();
+    for (step, lost) in steps {
+        s.push_str(&format!(" {step}={lost}"));
+    }
+    s
+}
+
+/// Parses a [`format_lost_per_step`] line (leading spaces allowed); None if
+/// `line` is not one or a count is not a number.
+pub fn parse_lost_per_step(line: &str) -> Option<Vec<(String, u64)>> {
+    let rest = line.trim().strip_prefix(LOST_PER_STEP)?;
+    rest.split_whitespace()
+        .map(|w| {
+            let (step, lost) = w.split_once('=')?;
+            if step.is_empty() {
+                return None;
+            }
+            Some((step.to_string(), lost.parse().ok()?))
+        })
+        .collect()
 }
 
 fn say(out: &mut impl Write, text: impl AsRef<str>) -> Result<()> {
@@ -166,6 +196,7 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
     )?;
     let (run, res) = probe(&c, seg, |_| Ok(Vec::new()))?;
     traffic_summary(out, &run, &res)?;
+    outcome.lost_per_step.push(("traffic".into(), res.lost_probes));
     check()?;
 
     // 3. Crash.
@@ -212,6 +243,7 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
     outcome.answered_before_crash = pre.unwrap_or(0);
     outcome.answered_after_crash = after;
     outcome.crash_outage_ms = res.worst_outage.map(|o| o.len_ns() as f64 / 1e6);
+    outcome.lost_per_step.push(("crash".into(), res.lost_probes));
     let worst = res.worst_outage.map_or("none".to_string(), |o| {
         format!(
             "{:.1} ms on {} ({} probes lost)",
@@ -251,11 +283,28 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
         out,
         format!("\n4. {vname}'s cable goes back in: it rejoins, matures and takes its share back."),
     )?;
-    let ret_window = if opts.quick {
-        Duration::from_millis(2500)
-    } else {
-        Duration::from_secs(4)
+    // Long enough for the whole rebalance: it matures, then takes its share.
+    let rebalance_window = |fault: Fault, base: Duration| {
+        let o = c.options();
+        Duration::from_millis(500)
+            + after_window(
+                fault,
+                base,
+                o.mature,
+                o.balance_interval,
+                opts.vips,
+                opts.nodes,
+                1,
+            )
     };
+    let ret_window = rebalance_window(
+        Fault::ReturnCable,
+        if opts.quick {
+            Duration::from_millis(2000)
+        } else {
+            Duration::from_millis(3500)
+        },
+    );
     let (run, res) = probe(&c, ret_window, |c| {
         std::thread::sleep(Duration::from_millis(500));
         let at = now_ns();
@@ -279,6 +328,7 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
         ),
     )?;
     outcome.answered_at_end = answered_before_and_end(&run, &[]).1;
+    outcome.lost_per_step.push(("return".into(), res.lost_probes));
     watch_table(&c, out, &all, None, Duration::from_secs(30))?;
     check()?;
 
@@ -312,14 +362,49 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
             ),
         )?;
         outcome.drain_lost_probes = Some(res.lost_probes);
+        outcome.lost_per_step.push(("drain".into(), res.lost_probes));
         let rest: Vec<usize> = (1..c.len()).collect();
         say(out, format!("   VIP table with {target} drained:"))?;
         watch_table(&c, out, &all, Some(&rest), Duration::from_secs(20))?;
         outcome.answered_at_end = answered_before_and_end(&run, &[]).1;
-        say(out, format!("   `wackamole ctl undrain` on {target}:"))?;
-        c.ctl_ok(0, &["undrain"])?;
+        say(
+            out,
+            format!("   `wackamole ctl undrain` on {target} under traffic: it takes its share back."),
+        )?;
+        let (_, res) = probe(
+            &c,
+            rebalance_window(Fault::Undrain, Duration::from_secs(2)),
+            |c| {
+                std::thread::sleep(Duration::from_millis(500));
+                let at = now_ns();
+                c.ctl_ok(0, &["undrain"])?;
+                Ok(vec![Phase {
+                    name: format!("undrain-{target}"),
+                    fault_ns: at,
+                    view_ns: None,
+                }])
+            },
+        )?;
+        say(
+            out,
+            format!(
+                "   {} probes lost, worst gap {}.",
+                res.lost_probes,
+                res.worst_outage.map_or("none".into(), |o| format!(
+                    "{:.1} ms",
+                    o.len_ns() as f64 / 1e6
+                ))
+            ),
+        )?;
+        outcome.lost_per_step.push(("undrain".into(), res.lost_probes));
         watch_table(&c, out, &all, None, Duration::from_secs(30))?;
     }
+
+    say(
+        out,
+        "\nPlanned changes and returns should lose no probe; a crash loses what the failover takes.",
+    )?;
+    say(out, format_lost_per_step(&outcome.lost_per_step))?;
 
     say(
         out,
@@ -479,4 +564,28 @@ fn render(c: &AgentCluster, s: &Snapshot, among: &[usize]) -> String {
     let owned: Vec<String> = among.iter().flat_map(|&i| s.held_by(i)).collect();
     let unowned = vifs.iter().filter(|v| !owned.contains(v)).count();
     format!("{}  | unowned: {unowned}", parts.join("  "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_per_step_line_round_trips() {
+        let steps = vec![
+            ("traffic".to_string(), 0),
+            ("crash".to_string(), 131),
+            ("return".to_string(), 7),
+        ];
+        let line = format_lost_per_step(&steps);
+        assert_eq!(line, "lost probes per step: traffic=0 crash=131 return=7");
+        assert_eq!(parse_lost_per_step(&format!("  {line}")), Some(steps));
+        assert_eq!(
+            parse_lost_per_step("lost probes per step:"),
+            Some(Vec::new())
+        );
+        assert_eq!(parse_lost_per_step("lost probes per step: crash=x"), None);
+        assert_eq!(parse_lost_per_step("lost probes per step: =3"), None);
+        assert_eq!(parse_lost_per_step("some other line"), None);
+    }
 }

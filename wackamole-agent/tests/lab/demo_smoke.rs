@@ -1,12 +1,14 @@
 //! The cluster demo's quick variant (`wackamole-lab demo --quick`): it runs
 //! to the end, narrates every step, every VIP is answered before the crash,
-//! after it (by the survivors) and after the node's return, and it leaves no
-//! namespace or bpffs mount of its own behind.
+//! after it (by the survivors) and after the node's return, it ends with the
+//! lost-probes-per-step line (counts reported, not asserted, except that a
+//! crash loses probes), and it leaves no namespace or bpffs mount of its own behind.
 //!
 //! `cargo test --release -p wackamole-agent --features corosync --test lab demo_smoke:: -- --include-ignored --nocapture`
 
 use anyhow::{ensure, Context, Result};
 use std::process::{Command, Stdio};
+use wackamole::lab::cluster_demo::{parse_lost_per_step, LOST_PER_STEP};
 
 const LAB: &str = env!("CARGO_BIN_EXE_wackamole-lab");
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
@@ -58,6 +60,19 @@ fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
         crash.contains("4 of 4 VIPs answered before the cut, 4 at the end"),
         "not every VIP answered around the crash: {crash}"
     );
+    // The report of lost probes per probed step, in order.
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(LOST_PER_STEP))
+        .context("no lost-probes-per-step line")?;
+    let steps = parse_lost_per_step(line).with_context(|| format!("unparsable: {line}"))?;
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    ensure!(
+        names == ["traffic", "crash", "return"],
+        "steps reported: {line}"
+    );
+    // Detection alone takes longer than a probe period: a crash always loses some.
+    ensure!(steps[1].1 > 0, "a crash that lost nothing: {line}");
     // The final table: every VIP owned.
     let last_table = stdout
         .lines()
