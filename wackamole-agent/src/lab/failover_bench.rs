@@ -365,6 +365,11 @@ pub const TWO_ARP_ANSWERERS_MS: &str = "two_arp_answerers_ms";
 /// and holding its share ([`Fault::rebalances`] faults only).
 pub const REBALANCE_MS: &str = "rebalance_ms";
 
+/// Figure: frames the XDP programs of the nodes other than the victim
+/// dropped because their lease had lapsed, during the probing window (a
+/// healthy owner going silent: the engine's liveness evidence came late).
+pub const FENCED_DROPS_OTHERS: &str = "fenced_drops_others";
+
 /// Figure: VIPs answered at least once before the fault.
 pub const VIPS_ANSWERED_BEFORE: &str = "vips_answered_before";
 /// Figure: VIPs answered in the last 500 ms of the run.
@@ -498,6 +503,7 @@ fn run_size(
         let mut acquire = Vec::new();
         let mut to_acquired = Vec::new();
         let mut rebalance = Vec::new();
+        let mut fenced_others = Vec::new();
         for rep in 0..opts.repetitions {
             let r = match repetition(&mut c, opts, fault, rep) {
                 Ok(r) => r,
@@ -532,6 +538,21 @@ fn run_size(
                     (true, None) => ", NOT balanced again within the window".to_string(),
                 }
             )?;
+            writeln!(
+                log,
+                "      lease-lapse (fenced) XDP drops per node: {}",
+                r.fenced
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| format!(
+                        "n{}{}={}",
+                        i + 1,
+                        if c.name(i).ok() == Some(r.victim.as_str()) { "(victim)" } else { "" },
+                        f.map_or("-".into(), |v| v.to_string())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )?;
             if rep == 0 {
                 let png = opts.out_dir.join(format!("failover-{scenario}.png"));
                 draw(&r.run, &r.phases, &scenario, &png)?;
@@ -547,6 +568,15 @@ fn run_size(
             if let Some(ms) = r.rebalance_ms {
                 rebalance.push(ms);
             }
+            let victim_idx = c.index_of(&r.victim);
+            fenced_others.push(
+                r.fenced
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != victim_idx)
+                    .filter_map(|(_, f)| *f)
+                    .sum::<u64>() as f64,
+            );
             before.push(b as f64);
             at_end.push(e as f64);
             if let Some(p) = r.phases.first() {
@@ -567,6 +597,7 @@ fn run_size(
         insert_summary(&mut rec, ACQUIRE_MS, &acquire);
         insert_summary(&mut rec, VIEW_TO_ACQUIRED_MS, &to_acquired);
         insert_summary(&mut rec, REBALANCE_MS, &rebalance);
+        insert_summary(&mut rec, FENCED_DROPS_OTHERS, &fenced_others);
         records.push(rec);
         if failed {
             break;
@@ -726,6 +757,8 @@ struct Repetition {
     /// Fault → the cluster balanced again with the victim mature and holding
     /// its share ([`Fault::rebalances`] faults; None if not within the window).
     rebalance_ms: Option<f64>,
+    /// Lease-lapse drops per node during the window (None: nothing pinned).
+    fenced: Vec<Option<u64>>,
 }
 
 /// Balanced: every VIP has an agreed owner and counts differ by at most one.
@@ -922,6 +955,7 @@ fn repetition(
         cfg.senders = 2;
     }
     let sock: UdpSocket = c.client().in_thread(prober::bind_prober)??;
+    let fenced_before = fenced_counts(c);
     let sampler = resources::ProcessSampler::start(
         c.agent_pid(other).context("sampled agent has no pid")?,
         Duration::from_millis(100),
@@ -986,6 +1020,7 @@ fn repetition(
         .map_err(|_| anyhow!("prober thread panicked"))?;
     let two_answerers_ms = arp_observer::join(observer)?.two_answerers_ms();
     let usage = sampler.stop()?;
+    let fenced = fenced_delta(&fenced_before, &fenced_counts(c));
     injected?;
     let run = run?;
     if fault != Fault::Partition {
@@ -1008,7 +1043,36 @@ fn repetition(
         victim: victim_name,
         two_answerers_ms,
         rebalance_ms,
+        fenced,
     })
+}
+
+/// Every node's lease-lapse drop counter now (None: unreadable or not pinned).
+fn fenced_counts(c: &AgentCluster) -> Vec<Option<u64>> {
+    (0..c.len())
+        .map(|i| {
+            let counts = c.xdp_action_counts(i).ok().flatten()?;
+            counts
+                .get(wackamole_common::action::DROP_FENCED as usize)
+                .copied()
+        })
+        .collect()
+}
+
+/// Per node: the counter's growth (None if unknown at either end; a
+/// restarted program that recreated its map counts from zero).
+pub fn fenced_delta(before: &[Option<u64>], after: &[Option<u64>]) -> Vec<Option<u64>> {
+    after
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let a = (*a)?;
+            Some(match before.get(i).copied().flatten() {
+                Some(b) if b <= a => a - b,
+                _ => a,
+            })
+        })
+        .collect()
 }
 
 fn inject(
@@ -1300,6 +1364,15 @@ mod tests {
         assert_eq!(
             after_window(Fault::ReturnTerm, ms(20_000), ms(500), ms(500), 3, 3, 1),
             ms(20_000)
+        );
+    }
+
+    #[test]
+    fn fenced_deltas() {
+        assert_eq!(
+            fenced_delta(&[Some(5), None, Some(9), Some(1)], &[Some(7), Some(3), Some(2), None]),
+            // Grew by 2; unknown before (counts all); reset (counts from 0); gone.
+            vec![Some(2), Some(3), Some(2), None]
         );
     }
 

@@ -886,6 +886,30 @@ impl AgentCluster {
         self.corosync.kill_corosync(i)
     }
 
+    /// Node `i`'s global XDP action counters (indexed by
+    /// `wackamole_common::action`, summed over CPUs), read from its pinned
+    /// map; None when nothing is pinned (agent stopped cleanly).
+    pub fn xdp_action_counts(&self, i: usize) -> Result<Option<Vec<u64>>> {
+        use wackamole_common::{action, names};
+        let path = self.pin_dir(i)?.join(names::ACTIONS);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let data = aya::maps::MapData::from_pin(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let map: aya::maps::PerCpuArray<_, u64> =
+            aya::maps::PerCpuArray::try_from(aya::maps::Map::PerCpuArray(data))
+                .with_context(|| format!("{} is not the action counter array", path.display()))?;
+        let mut out = Vec::new();
+        for slot in 0..action::COUNT {
+            let per_cpu = map
+                .get(&slot, 0)
+                .with_context(|| format!("reading {} slot {slot}", path.display()))?;
+            out.push(per_cpu.iter().fold(0u64, |a, b| a.wrapping_add(*b)));
+        }
+        Ok(Some(out))
+    }
+
     /// Starts node `i` again after [`AgentCluster::stop_node`]: corosync, then the agent.
     pub fn start_node(&mut self, i: usize) -> Result<()> {
         self.corosync.start_corosync(i)?;
