@@ -2,7 +2,10 @@
 //! on a fast-profile Corosync cluster, with a client probing every VIP, and a
 //! narrated sequence: the nodes mature and balance, a node crashes (its cable
 //! is cut) and the client sees the outage, the node returns and the VIPs
-//! rebalance, a node is drained.
+//! rebalance, a node is drained and undrained. Every step after the first
+//! runs under the client's probes, and the demo ends with the lost probes of
+//! each step ([`LOST_PER_STEP`]): a crash loses what the failover takes;
+//! drain, undrain and the return should lose none.
 //!
 //! Everything lives in namespaces built by [`AgentCluster`] and is torn down
 //! by its `Drop` (agents, corosync, pinned objects, namespaces, /dev/shm). A
@@ -196,7 +199,9 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
     )?;
     let (run, res) = probe(&c, seg, |_| Ok(Vec::new()))?;
     traffic_summary(out, &run, &res)?;
-    outcome.lost_per_step.push(("traffic".into(), res.lost_probes));
+    outcome
+        .lost_per_step
+        .push(("traffic".into(), res.lost_probes));
     check()?;
 
     // 3. Crash.
@@ -243,7 +248,9 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
     outcome.answered_before_crash = pre.unwrap_or(0);
     outcome.answered_after_crash = after;
     outcome.crash_outage_ms = res.worst_outage.map(|o| o.len_ns() as f64 / 1e6);
-    outcome.lost_per_step.push(("crash".into(), res.lost_probes));
+    outcome
+        .lost_per_step
+        .push(("crash".into(), res.lost_probes));
     let worst = res.worst_outage.map_or("none".to_string(), |o| {
         format!(
             "{:.1} ms on {} ({} probes lost)",
@@ -328,7 +335,9 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
         ),
     )?;
     outcome.answered_at_end = answered_before_and_end(&run, &[]).1;
-    outcome.lost_per_step.push(("return".into(), res.lost_probes));
+    outcome
+        .lost_per_step
+        .push(("return".into(), res.lost_probes));
     watch_table(&c, out, &all, None, Duration::from_secs(30))?;
     check()?;
 
@@ -362,14 +371,18 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
             ),
         )?;
         outcome.drain_lost_probes = Some(res.lost_probes);
-        outcome.lost_per_step.push(("drain".into(), res.lost_probes));
+        outcome
+            .lost_per_step
+            .push(("drain".into(), res.lost_probes));
         let rest: Vec<usize> = (1..c.len()).collect();
         say(out, format!("   VIP table with {target} drained:"))?;
         watch_table(&c, out, &all, Some(&rest), Duration::from_secs(20))?;
         outcome.answered_at_end = answered_before_and_end(&run, &[]).1;
         say(
             out,
-            format!("   `wackamole ctl undrain` on {target} under traffic: it takes its share back."),
+            format!(
+                "   `wackamole ctl undrain` on {target} under traffic: it takes its share back."
+            ),
         )?;
         let (_, res) = probe(
             &c,
@@ -396,7 +409,9 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
                 ))
             ),
         )?;
-        outcome.lost_per_step.push(("undrain".into(), res.lost_probes));
+        outcome
+            .lost_per_step
+            .push(("undrain".into(), res.lost_probes));
         watch_table(&c, out, &all, None, Duration::from_secs(30))?;
     }
 

@@ -547,7 +547,11 @@ fn run_size(
                     .map(|(i, f)| format!(
                         "n{}{}={}",
                         i + 1,
-                        if c.name(i).ok() == Some(r.victim.as_str()) { "(victim)" } else { "" },
+                        if c.name(i).ok() == Some(r.victim.as_str()) {
+                            "(victim)"
+                        } else {
+                            ""
+                        },
                         f.map_or("-".into(), |v| v.to_string())
                     ))
                     .collect::<Vec<_>>()
@@ -1302,7 +1306,10 @@ mod tests {
     #[test]
     fn the_old_return_name_points_at_the_new_ones() {
         let e = Fault::parse("return").map_or_else(|e| e.to_string(), |f| format!("{f:?}"));
-        assert!(e.contains("return-crash") && e.contains("return-cable"), "{e}");
+        assert!(
+            e.contains("return-crash") && e.contains("return-cable"),
+            "{e}"
+        );
         let e = Fault::parse("nope").map_or_else(|e| e.to_string(), |f| format!("{f:?}"));
         assert!(e.contains("late-join"), "{e}");
     }
@@ -1343,7 +1350,10 @@ mod tests {
             after_window(Fault::LinkCut, base, ms(500), ms(500), 64, 3, 1),
             base
         );
-        assert_eq!(after_window(Fault::Move, base, ms(500), ms(500), 64, 3, 1), base);
+        assert_eq!(
+            after_window(Fault::Move, base, ms(500), ms(500), 64, 3, 1),
+            base
+        );
         // 3 VIPs on 3 nodes: one VIF to take, one round (+1 slack):
         // 1.5 s view + 0.5 s mature + 2 x 0.5 s + 1 s = 4 s.
         assert_eq!(
@@ -1370,7 +1380,10 @@ mod tests {
     #[test]
     fn fenced_deltas() {
         assert_eq!(
-            fenced_delta(&[Some(5), None, Some(9), Some(1)], &[Some(7), Some(3), Some(2), None]),
+            fenced_delta(
+                &[Some(5), None, Some(9), Some(1)],
+                &[Some(7), Some(3), Some(2), None]
+            ),
             // Grew by 2; unknown before (counts all); reset (counts from 0); gone.
             vec![Some(2), Some(3), Some(2), None]
         );

@@ -1,13 +1,16 @@
-//! The failover benchmark's smoke variant (3 nodes, 3 VIPs, one link cut, one
-//! repetition): the reports are written and well-formed, and every VIP was
-//! answered before the fault and again at the end of the run. Timing figures
-//! are printed, not asserted (they belong to the benchmark).
+//! The failover benchmark's smoke variant (3 nodes, 3 VIPs, a link cut and a
+//! cable return, one repetition each): the reports are written and
+//! well-formed, every VIP was answered before the cut and again at the end
+//! of its run, and the return scenario (the node cut off, the others settled
+//! without it, then the cable back) reports its loss, ARP and rebalance
+//! figures. Timing figures are printed, not asserted (they belong to the
+//! benchmark).
 //!
 //! `cargo test --release -p wackamole-agent --features corosync --test lab bench_smoke:: -- --include-ignored --nocapture`
 
 use anyhow::{ensure, Context, Result};
 use wackamole::lab::failover_bench::{
-    self, BenchOptions, VIPS_ANSWERED_AT_END, VIPS_ANSWERED_BEFORE,
+    self, BenchOptions, TWO_ARP_ANSWERERS_MS, VIPS_ANSWERED_AT_END, VIPS_ANSWERED_BEFORE,
 };
 use wackamole::lab::report;
 
@@ -64,6 +67,28 @@ fn smoke_bench_writes_reports_and_every_vip_answers_around_the_fault() -> Result
             cut.figures.keys()
         );
     }
+    // The return: the survivors served every VIP before the cable went back
+    // in; what it cost is reported.
+    let ret = records
+        .iter()
+        .find(|r| r.scenario.ends_with("-return-cable"))
+        .context("no return-cable record")?;
+    ensure!(ret.repetitions == 1, "repetitions {}", ret.repetitions);
+    let before = ret
+        .figures
+        .get(VIPS_ANSWERED_BEFORE)
+        .context("return-cable: no VIPs answered before")?;
+    ensure!(
+        before.max == 3.0,
+        "return-cable: {before:?}, want all 3 VIPs"
+    );
+    for figure in ["lost_probes", TWO_ARP_ANSWERERS_MS] {
+        ensure!(
+            ret.figures.contains_key(figure),
+            "return-cable: no {figure} in {:?}",
+            ret.figures.keys()
+        );
+    }
     let idle = records
         .iter()
         .find(|r| r.scenario.ends_with("-idle"))
@@ -82,7 +107,7 @@ fn smoke_bench_writes_reports_and_every_vip_answers_around_the_fault() -> Result
         png.display()
     );
     ensure!(
-        out.summary.contains("link-cut"),
+        out.summary.contains("link-cut") && out.summary.contains("return-cable"),
         "summary table: {}",
         out.summary
     );
