@@ -170,7 +170,8 @@ impl Fault {
 }
 
 /// The probing time after the fault: `base`, or for a [`Fault::rebalances`]
-/// fault long enough for the whole rebalance: the view (up to `JOIN_MARGIN`),
+/// fault long enough for the whole rebalance: the view (up to `JOIN_MARGIN`;
+/// twice that for a late join, a third more when an agent has to start),
 /// `mature`, one balance round per VIF the node takes (`share` = VIPs / nodes,
 /// rounded up, at `per_round` acquisitions a round) plus one round of slack,
 /// and `SETTLE_MARGIN` of steady traffic after it.
@@ -188,7 +189,14 @@ pub fn after_window(
     }
     let share = vips.div_ceil(nodes.max(1));
     let rounds = share.div_ceil(per_round.max(1)) + 1;
-    let need = JOIN_MARGIN + mature + interval * rounds as u32 + SETTLE_MARGIN;
+    // Starting corosync (late join) or an agent blocks the injection for a
+    // while, then the view still has to form.
+    let join = match fault {
+        Fault::LateJoin => JOIN_MARGIN * 2,
+        Fault::ReturnCrash | Fault::ReturnTerm | Fault::ReturnKill => JOIN_MARGIN + JOIN_MARGIN / 3,
+        _ => JOIN_MARGIN,
+    };
+    let need = join + mature + interval * rounds as u32 + SETTLE_MARGIN;
     base.max(need)
 }
 
@@ -1360,10 +1368,19 @@ mod tests {
             after_window(Fault::ReturnCable, base, ms(500), ms(500), 3, 3, 1),
             ms(4000)
         );
-        // 64 VIPs: 22 to take at one a round: 1.5 + 0.5 + 23 x 0.5 + 1 = 14.5 s.
+        // 64 VIPs: 22 to take at one a round: 1.5 + 0.5 + 23 x 0.5 + 1 = 14.5 s;
+        // an agent to start: 2 s; corosync and the agent: 3 s to the view.
+        assert_eq!(
+            after_window(Fault::ReturnStop, base, ms(500), ms(500), 64, 3, 1),
+            ms(14_500)
+        );
+        assert_eq!(
+            after_window(Fault::ReturnKill, base, ms(500), ms(500), 64, 3, 1),
+            ms(15_000)
+        );
         assert_eq!(
             after_window(Fault::LateJoin, base, ms(500), ms(500), 64, 3, 1),
-            ms(14_500)
+            ms(16_000)
         );
         // All in one round: 1.5 + 0.5 + 2 x 0.5 + 1 = 4 s.
         assert_eq!(
