@@ -704,15 +704,16 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
                 }
             },
         };
-        let trusted_uid = e.trusted_uid.as_ref().and_then(|v| {
-            match parse_trusted_uid(v.get_ref(), &daemon) {
-                Ok(uid) => Some(uid),
-                Err(msg) => {
-                    cx.at(v, "engine.trusted_uid", msg);
-                    None
-                }
-            }
-        });
+        let trusted_uid =
+            e.trusted_uid
+                .as_ref()
+                .and_then(|v| match parse_trusted_uid(v.get_ref(), &daemon) {
+                    Ok(uid) => Some(uid),
+                    Err(msg) => {
+                        cx.at(v, "engine.trusted_uid", msg);
+                        None
+                    }
+                });
         let group = group_name(cx, e.group.as_ref(), SPREAD_GROUP_MAX, "Spread");
         let reconnect_interval = cx.duration(
             e.reconnect_interval.as_ref(),
