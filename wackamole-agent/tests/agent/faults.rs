@@ -541,17 +541,22 @@ fn loss_10_and_30_percent_on_one_link() -> Result<()> {
     Ok(())
 }
 
-/// Known gap: 10 % loss on one node's cable makes the LAN-fast corosync ring
-/// re-form again and again (single-node views on every node, watchdog
-/// "ring stuck" releases), so VIPs get two answerers for up to ~150 ms at a
-/// time and a third or so of the probes are lost while the link is lossy.
+/// Known gap: 10 % or 30 % loss on one node's cable makes the LAN-fast
+/// corosync ring re-form again and again (single-node views on every node,
+/// watchdog "ring stuck" releases), so VIPs get two answerers for up to
+/// ~150 ms at a time (seen in about half the runs here, at either level)
+/// and a third or so of the probes are lost while the link is lossy.
 /// Wanted: no duplicate answerer while the LAN itself is connected.
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_loss_on_one_link_splits_the_ring() -> Result<()> {
     let (_guard, mut c) = cluster()?;
-    let seen = lossy_link(&mut c, 0.1)?;
-    seen.no_duplicates(0..u32::MAX, &c)
+    for p in loss_levels() {
+        let seen = lossy_link(&mut c, p)?;
+        seen.no_duplicates(0..u32::MAX, &c)
+            .with_context(|| format!("{:.0}% loss", p * 100.0))?;
+    }
+    Ok(())
 }
 
 #[test]
@@ -633,11 +638,13 @@ fn rolling_restart_under_traffic() -> Result<()> {
 }
 
 /// Known gap: planned hand-overs are make-before-break, yet a rolling
-/// restart loses a probe now and then (0 to 5 of ~9000, one 10 ms probe at a
-/// time), sent within a few ms of a hand-over: the old owner removes the
-/// address ~20 ms after the new owner acquired it, and a request that still
-/// reaches it then (the client has not processed the gratuitous ARP yet, or
-/// the reply is not sent yet on a loaded machine) is lost.
+/// restart loses probes in most runs here (0 to 70 of ~9000; mostly single
+/// 10 ms probes, sometimes of two or three VIPs at the same instant). The
+/// one case traced in the logs was sent 3 ms into the SIGTERM hand-over of
+/// its VIF: the old owner removes the address ~20 ms after the new owner
+/// acquired it, and a request that still reaches it then (the client has not
+/// processed the gratuitous ARP yet, or the reply is not sent yet on a loaded
+/// machine) is lost. The others are not traced yet.
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_rolling_restart_loses_a_probe_at_hand_overs() -> Result<()> {
