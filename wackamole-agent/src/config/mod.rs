@@ -188,6 +188,9 @@ pub struct SpreadConfig {
     /// the ~1.1 s LAN-fast failure detection of the other nodes). Detects a
     /// frozen daemon on a unix socket or TCP on this host, not a remote one.
     pub watchdog_deadline: Duration,
+    /// A unix-socket daemon may also run as this uid (besides root and the
+    /// agent's own uid); checked with SO_PEERCRED on connect.
+    pub trusted_uid: Option<u32>,
 }
 
 /// Where the Spread daemon listens: `"4803"` (its unix socket `/tmp/4803`) or

@@ -38,6 +38,7 @@ pub(crate) struct RawEngine {
     pub watchdog_interval: Option<S<toml::Value>>,
     pub watchdog_deadline: Option<S<toml::Value>>,
     pub require_quorum: Option<S<bool>>,
+    pub trusted_uid: Option<S<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -232,8 +232,10 @@ fn reloaded_engine(p: &mut ReloadPlan, old: &EngineConfig, new: &EngineConfig) -
                 reconnect_interval,
                 watchdog_interval,
                 watchdog_deadline,
+                trusted_uid,
             } = a;
             EngineConfig::Spread(SpreadConfig {
+                trusted_uid: p.refuse("engine.trusted_uid", trusted_uid, &b.trusted_uid, AT_START),
                 group: p.refuse("engine.group", group, &b.group, AGREED),
                 daemon: p.refuse("engine.daemon", daemon, &b.daemon, AT_START),
                 reconnect_interval: p.refuse(

@@ -651,6 +651,7 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         watchdog_interval: None,
         watchdog_deadline: None,
         require_quorum: None,
+        trusted_uid: None,
     };
     let e = e.unwrap_or(&none);
     let foreign = |cx: &mut Cx<'_>, present: Option<usize>, key: &str, owner: &str| {
@@ -703,6 +704,16 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
                 }
             },
         };
+        let trusted_uid =
+            e.trusted_uid
+                .as_ref()
+                .and_then(|v| match parse_trusted_uid(v.get_ref(), &daemon) {
+                    Ok(uid) => Some(uid),
+                    Err(msg) => {
+                        cx.at(v, "engine.trusted_uid", msg);
+                        None
+                    }
+                });
         let group = group_name(cx, e.group.as_ref(), SPREAD_GROUP_MAX, "Spread");
         let reconnect_interval = cx.duration(
             e.reconnect_interval.as_ref(),
@@ -717,10 +728,13 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             reconnect_interval,
             watchdog_interval,
             watchdog_deadline,
+            trusted_uid,
         })
     } else {
         let dl = e.daemon.as_ref().map(|v| cx.line(v));
         foreign(cx, dl, "daemon", "spread");
+        let tl = e.trusted_uid.as_ref().map(|v| cx.line(v));
+        foreign(cx, tl, "trusted_uid", "spread");
         let rl = e.reconnect_interval.as_ref().map(|v| cx.line(v));
         foreign(cx, rl, "reconnect_interval", "spread");
         let group = group_name(cx, e.group.as_ref(), CPG_GROUP_MAX, "Corosync CPG");
@@ -764,6 +778,30 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
                 .unwrap_or(false),
         })
     }
+}
+
+/// `engine.trusted_uid`: a numeric uid, meaningful only with a unix-socket
+/// daemon (over TCP there are no peer credentials to check).
+pub(crate) fn parse_trusted_uid(v: &toml::Value, daemon: &SpreadDaemon) -> Result<u32, String> {
+    let uid = match v {
+        // u32::MAX is (uid_t)-1, "no user".
+        toml::Value::Integer(i) => match u32::try_from(*i) {
+            Ok(uid) if uid != u32::MAX => uid,
+            _ => return Err(format!("{i} is not a uid (0..=4294967294)")),
+        },
+        other => {
+            return Err(format!(
+                "expected the numeric uid of the Spread daemon's user (`id -u spread`), found {}",
+                describe(other)
+            ))
+        }
+    };
+    if let SpreadDaemon::Tcp { .. } = daemon {
+        return Err(format!(
+            "only applies to a unix-socket daemon (daemon = \"PORT\"); over TCP ({daemon}) the daemon's credentials cannot be checked"
+        ));
+    }
+    Ok(uid)
 }
 
 /// `4803` / `"4803"` (unix socket) or `"4803@host"` (TCP).

@@ -302,11 +302,12 @@ impl<H: Host> Agent<H> {
             metrics,
             log,
         } = parts;
-        let alloc = Allocator::new(
+        let alloc = Allocator::with_wire_version(
             alloc_config(&cfg),
             NodeInfo {
                 name: cfg.node.clone(),
             },
+            super::wire_knob::wire_version(),
         );
         let hooks = HookRunner::start(hook_config(&cfg), cfg.node.clone());
         let (announced_tx, announced) = mpsc::unbounded_channel();

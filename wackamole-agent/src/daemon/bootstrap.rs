@@ -115,6 +115,7 @@ async fn start_engine(cfg: &Config) -> Result<MembershipHandle> {
             opts.retry_interval = s.reconnect_interval;
             opts.watchdog_interval = s.watchdog_interval;
             opts.watchdog_deadline = Some(s.watchdog_deadline);
+            opts.trusted_uid = s.trusted_uid;
             crate::membership::spread::start(opts).await
         }
     }

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod sdnotify;
 pub mod timers;
 pub mod vifs;
+pub mod wire_knob;
 
 pub use agent::{alloc_config, Agent, AgentParts, Signal, Trigger};
 pub use announce::{CONFLICT_HOLDOFF, CONFLICT_SETTLE};

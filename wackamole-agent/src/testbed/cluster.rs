@@ -25,6 +25,7 @@
 //! bpffs, then the corosync cluster cleans up its daemons and namespaces.
 
 use super::corosync::{CorosyncCluster, Profile};
+use super::impair::{LinkLoss, Loss};
 use super::{Netns, NsChild, Switch};
 use crate::control::client::request_blocking;
 use crate::control::protocol::{ListReply, Reply, Request, StatusReply};
@@ -395,6 +396,12 @@ impl AgentCluster {
     /// Starts node `i`'s agent (if not running) and waits until its control
     /// socket answers `status`.
     pub fn start_agent(&mut self, i: usize) -> Result<()> {
+        self.start_agent_with_env(i, &[])
+    }
+
+    /// [`AgentCluster::start_agent`] with extra environment variables for
+    /// the agent (e.g. a test knob of `lab` builds).
+    pub fn start_agent_with_env(&mut self, i: usize, env: &[(&str, &str)]) -> Result<()> {
         let binary = self.opts.binary.clone();
         let ns_name = self.ns(i)?.name().to_string();
         let node = self.agent(i)?;
@@ -413,6 +420,7 @@ impl AgentCluster {
             .arg("-c")
             .arg(&node.config)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = self.ns(i)?.spawn(&mut cmd)?;
@@ -914,6 +922,22 @@ impl AgentCluster {
     pub fn start_node(&mut self, i: usize) -> Result<()> {
         self.corosync.start_corosync(i)?;
         self.start_agent(i)
+    }
+
+    /// Whether node `i`'s agent has exited (then it is forgotten, as after
+    /// a crash): `Some(status)`, or `None` while it runs or was not started.
+    pub fn agent_exited(&mut self, i: usize) -> Result<Option<ExitStatus>> {
+        self.try_wait(i)
+    }
+
+    /// Random loss on node `i`'s cable (at its switch port) until the
+    /// returned guard drops. See [`super::impair`].
+    pub fn impair_link(&self, i: usize, loss: Loss) -> Result<LinkLoss> {
+        LinkLoss::apply(
+            self.corosync.switch().ns().name(),
+            self.corosync.switch_port(i)?,
+            loss,
+        )
     }
 }
 

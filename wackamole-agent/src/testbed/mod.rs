@@ -10,6 +10,7 @@
 
 pub mod cluster;
 pub mod corosync;
+pub mod impair;
 mod lan;
 mod netns;
 pub mod spread;

@@ -8,6 +8,7 @@ mod support;
 
 mod caps;
 mod cluster;
+mod faults;
 mod fencing;
 mod handover;
 mod inproc;

@@ -149,6 +149,7 @@ fn spread_engine() {
             reconnect_interval: Duration::from_secs(5),
             watchdog_interval: Some(Duration::from_millis(20)),
             watchdog_deadline: Duration::from_millis(500),
+            trusted_uid: None,
         })
     );
     let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = \"4803\"\n");
@@ -183,6 +184,64 @@ fn spread_engine() {
             ..
         })
     ));
+}
+
+/// `engine.trusted_uid`: the Spread daemon's uid, for a unix-socket daemon only.
+#[test]
+fn spread_trusted_uid() {
+    let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = \"4803\"\ntrusted_uid = 108\n");
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            trusted_uid: Some(108),
+            ..
+        })
+    ));
+    // The default unix socket too; absent: None.
+    let cfg = ok("[engine]\nkind = \"spread\"\ntrusted_uid = 0\n");
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            trusted_uid: Some(0),
+            ..
+        })
+    ));
+    let cfg = ok("[engine]\nkind = \"spread\"\n");
+    assert!(matches!(
+        cfg.engine,
+        EngineConfig::Spread(SpreadConfig {
+            trusted_uid: None,
+            ..
+        })
+    ));
+    for (value, why) in [
+        ("-1", "not a uid"),
+        ("4294967295", "not a uid"),
+        ("4294967296", "not a uid"),
+        ("\"spread\"", "numeric uid"),
+        ("1.5", "numeric uid"),
+    ] {
+        assert_issue(
+            &err(&format!(
+                "[engine]\nkind = \"spread\"\ntrusted_uid = {value}\n"
+            )),
+            3,
+            "engine.trusted_uid",
+            why,
+        );
+    }
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\ndaemon = \"4803@127.0.0.1\"\ntrusted_uid = 108\n"),
+        4,
+        "engine.trusted_uid",
+        "unix-socket daemon",
+    );
+    assert_issue(
+        &err("[engine]\nkind = \"corosync\"\ntrusted_uid = 108\n"),
+        3,
+        "engine.trusted_uid",
+        "only applies to kind = \"spread\"",
+    );
 }
 
 #[test]

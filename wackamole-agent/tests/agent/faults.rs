@@ -1,0 +1,794 @@
+//! The fault matrix of issue 14: real `wackamole` agents on a fast-profile
+//! Corosync cluster of network namespaces, under traffic from a client that
+//! probes every VIP over UDP every 10 ms (the lab prober, a responder on every
+//! node) and broadcasts ARP requests for every VIP every 10 ms (the lab ARP
+//! observer). Faults: random loss on one node's cable (10 %, 30 %), a cable
+//! that flaps every 2 s, a rolling restart, two nodes crashing at once, a
+//! partition that heals while a `ctl move` is in flight; and a mixed-version
+//! cluster (one agent speaking wire version N+1) failing over both ways.
+//!
+//! For each fault: full coverage at the end (every VIP answered over ARP by
+//! exactly one node, its owner), no duplicate answerers outside a partition
+//! (for loss and flapping: outside the membership splits the agents logged),
+//! no agent crashed; lost probes are printed (`--nocapture`). Known gaps,
+//! skipped in CI: `known_gap_loss_on_one_link_splits_the_ring` (duplicates
+//! while the LAN is connected) and
+//! `known_gap_rolling_restart_loses_a_probe_at_hand_overs` (0 lost probes).
+//!
+//! A duplicate answerer is a VIP answered by two MACs in two consecutive
+//! observer rounds or more: a single round can show both sides of a correct
+//! hand-over (the broadcast reaches the nodes at slightly different instants,
+//! see `handover.rs`).
+//!
+//! `WKT_SOAK=1` runs the flapping cable for the issue's 30 s; CI flaps it for
+//! 16 s (4 down/up cycles) to keep this file near two minutes.
+//!
+//! `cargo test --release -p wackamole-agent --features corosync --test agent faults:: -- --include-ignored --nocapture --test-threads 1`
+
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wackamole::lab::analysis::{analyse, Params, ProbeRun, RunResult};
+use wackamole::lab::arp_observer::{self, Observed, ROUND};
+use wackamole::lab::prober::{self, ProberConfig};
+use wackamole::lab::responder::Responder;
+use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions, CLIENT_ADDR};
+use wackamole::testbed::impair::{LinkLoss, Loss};
+use wackamole::testbed::{Netns, Switch};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
+const SETTLE: Duration = Duration::from_secs(20);
+const VIFS: usize = 6;
+/// The responders' UDP port.
+const PORT: u16 = 7411;
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+fn vips() -> Vec<Ipv4Addr> {
+    (1..=VIFS).map(AgentCluster::vip).collect()
+}
+
+fn soak() -> bool {
+    std::env::var_os("WKT_SOAK").is_some()
+}
+
+fn cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
+    wackamole::testbed::require_root();
+    let guard = crate::support::one_cluster_at_a_time();
+    let c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
+    c.wait_counts(&[2, 2, 2], SETTLE)?;
+    Ok((guard, c))
+}
+
+/// UDP probes and ARP observation from the client for a fixed time (the lab
+/// prober and observer run for a duration given up front).
+struct Traffic {
+    responders: Vec<Responder>,
+    prober: JoinHandle<Result<ProbeRun>>,
+    observer: JoinHandle<Result<Observed>>,
+    started: Instant,
+    wall: SystemTime,
+    mono_ns: u64,
+    until: Instant,
+}
+
+/// What the client saw.
+struct Seen {
+    probes: RunResult,
+    arp: Observed,
+    started: Instant,
+    /// Wall clock at `started`.
+    wall: SystemTime,
+    /// The prober's clock (CLOCK_MONOTONIC) at `started`.
+    mono_ns: u64,
+    run: ProbeRun,
+}
+
+impl Traffic {
+    fn start(c: &AgentCluster, how_long: Duration) -> Result<Self> {
+        let mut responders = Vec::new();
+        for i in 0..c.len() {
+            responders.push(Responder::start_in(c.ns(i)?, c.name(i)?, PORT)?);
+        }
+        let sock = c.client().in_thread(prober::bind_prober)??;
+        let mut cfg = ProberConfig::new(vips(), PORT, how_long);
+        cfg.interval = PROBE_EVERY;
+        let prober = std::thread::Builder::new()
+            .name("prober".into())
+            .spawn(move || prober::run(&sock, &cfg))
+            .context("spawning the prober")?;
+        let started = Instant::now();
+        let wall = SystemTime::now();
+        let mono_ns = wackamole::lab::now_ns();
+        let observer =
+            arp_observer::start(c.client().name(), "eth0", CLIENT_ADDR, vips(), how_long)?;
+        Ok(Traffic {
+            responders,
+            prober,
+            observer,
+            started,
+            wall,
+            mono_ns,
+            until: started + how_long,
+        })
+    }
+
+    /// Waits for the end of the run.
+    fn finish(self, c: &AgentCluster) -> Result<Seen> {
+        if Instant::now() > self.until {
+            eprintln!("note: the fault outlasted the measured window; its tail is not measured");
+        }
+        let run = self
+            .prober
+            .join()
+            .map_err(|_| anyhow::anyhow!("the prober panicked"))??;
+        let arp = arp_observer::join(self.observer)?;
+        for r in self.responders {
+            r.stop()?;
+        }
+        let probes = analyse(&run, &[], Params::default());
+        ensure!(
+            probes.never_answered.is_empty(),
+            "VIPs never answered: {:?}\n{}",
+            probes.never_answered,
+            c.log_tails()
+        );
+        Ok(Seen {
+            probes,
+            arp,
+            started: self.started,
+            wall: self.wall,
+            mono_ns: self.mono_ns,
+            run,
+        })
+    }
+}
+
+impl Seen {
+    /// The observer round in progress at `t`.
+    fn round_at(&self, t: Instant) -> u32 {
+        (t.saturating_duration_since(self.started).as_nanos() / ROUND.as_nanos()) as u32 + 1
+    }
+
+    /// Per VIP, runs of consecutive rounds (at least `min_len` long) within
+    /// `rounds` in which two MACs answered: (first round, length, MACs).
+    fn double_answers(
+        &self,
+        rounds: std::ops::Range<u32>,
+        min_len: u32,
+    ) -> Vec<(Ipv4Addr, u32, u32, usize)> {
+        let mut out = Vec::new();
+        for (vip, replies) in vips().iter().zip(&self.arp.replies) {
+            let mut per_round: BTreeMap<u32, BTreeSet<[u8; 6]>> = BTreeMap::new();
+            for (r, mac) in replies {
+                if rounds.contains(r) {
+                    per_round.entry(*r).or_default().insert(*mac);
+                }
+            }
+            let doubled: Vec<(u32, usize)> = per_round
+                .iter()
+                .filter(|(_, m)| m.len() > 1)
+                .map(|(r, m)| (*r, m.len()))
+                .collect();
+            let mut i = 0;
+            while i < doubled.len() {
+                let mut j = i;
+                while doubled.get(j + 1).is_some_and(|n| n.0 == doubled[j].0 + 1) {
+                    j += 1;
+                }
+                let len = doubled[j].0 - doubled[i].0 + 1;
+                if len >= min_len {
+                    let macs = doubled[i..=j].iter().map(|d| d.1).max().unwrap_or(0);
+                    out.push((*vip, doubled[i].0, len, macs));
+                }
+                i = j + 1;
+            }
+        }
+        out
+    }
+
+    /// Probes sent in `[from, to]` that nobody answered: (VIF name, send
+    /// time as seconds of the day, to compare with the agents' logs).
+    fn lost_between(&self, from: Instant, to: Instant) -> Vec<(String, String)> {
+        let at =
+            |t: Instant| self.mono_ns + t.saturating_duration_since(self.started).as_nanos() as u64;
+        let (from, to) = (at(from), at(to));
+        let rounds: Vec<u32> = (0..self.run.round_sent_ns.len() as u32)
+            .filter(|&r| {
+                let t = self.run.round_sent_ns[r as usize];
+                from <= t && t <= to
+            })
+            .collect();
+        let answered: BTreeSet<(u32, u32)> =
+            self.run.answers.iter().map(|a| (a.vip, a.round)).collect();
+        let unsent: BTreeSet<(u32, u32)> = self.run.unsent.iter().copied().collect();
+        let t0 = time_of_day(self.wall);
+        let mut lost = Vec::new();
+        for vip in 0..VIFS as u32 {
+            for &r in &rounds {
+                if !answered.contains(&(vip, r)) && !unsent.contains(&(vip, r)) {
+                    let sent = self.run.round_sent_ns[r as usize].saturating_sub(self.mono_ns);
+                    lost.push((
+                        AgentCluster::vif_name(vip as usize + 1),
+                        format!("{:.3}", t0 + sent as f64 / 1e9),
+                    ));
+                }
+            }
+        }
+        lost
+    }
+
+    /// Duplicate answerers (two rounds or more) that no membership split
+    /// explains: none of `splits` overlaps them, with half a second of slack
+    /// before (observer rounds can run late) and a second after (a merge's
+    /// state exchange and hand-overs resolve the duplicates after the view).
+    fn unexplained_duplicates(&self, splits: &[(f64, f64)]) -> Vec<(Ipv4Addr, u32, u32, usize)> {
+        let t0 = time_of_day(self.wall);
+        let round_s = ROUND.as_secs_f64();
+        self.double_answers(0..u32::MAX, 2)
+            .into_iter()
+            .filter(|(_, first, len, _)| {
+                let from = t0 + f64::from(first.saturating_sub(1)) * round_s;
+                let to = t0 + f64::from(first + len) * round_s;
+                !splits
+                    .iter()
+                    .any(|(s, e)| *s - 0.5 <= to && from <= *e + 1.0)
+            })
+            .collect()
+    }
+
+    /// Prints the figures of `fault`.
+    fn report(&self, fault: &str) {
+        let p = &self.probes;
+        let worst = p.worst_outage.map_or_else(
+            || "none".to_string(),
+            |o| {
+                format!(
+                    "{} ({}) {} ms, {} probes",
+                    AgentCluster::vif_name(o.vip as usize + 1),
+                    AgentCluster::vip(o.vip as usize + 1),
+                    o.len_ns() / 1_000_000,
+                    o.lost
+                )
+            },
+        );
+        let singles = self.double_answers(0..u32::MAX, 1).len();
+        let doubles = self.double_answers(0..u32::MAX, 2);
+        eprintln!(
+            "FAULT {fault}: lost probes {} of {} ({:.0} rounds/s, {} late, {} replies dropped at \
+             the prober's socket; worst outage {worst}); ARP: {} single-round overlaps (hand-over \
+             race), {} duplicate answerers {:?}; UDP answered by two nodes in {} ms of 1 ms windows",
+            p.lost_probes,
+            p.probes_sent,
+            p.round_rate_hz,
+            p.late_rounds,
+            p.prober_socket_drops,
+            singles,
+            doubles.len(),
+            doubles,
+            p.duplicate_owner_ns / 1_000_000
+        );
+    }
+
+    /// No duplicate answerer in `rounds` (see the module docs).
+    fn no_duplicates(&self, rounds: std::ops::Range<u32>, c: &AgentCluster) -> Result<()> {
+        let d = self.double_answers(rounds.clone(), 2);
+        ensure!(
+            d.is_empty(),
+            "duplicate answerers in rounds {rounds:?} (VIP, first round, rounds, MACs): {d:?}\n{}",
+            c.log_tails()
+        );
+        Ok(())
+    }
+}
+
+/// Seconds since midnight UTC of `t` (as the agents' log lines print it).
+fn time_of_day(t: SystemTime) -> f64 {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6
+}
+
+/// Seconds since midnight UTC of a log line's RFC 3339 timestamp.
+fn log_time(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split('T').nth(1)?;
+    let mut parts = t.trim_end_matches('Z').split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// When (seconds of the day) some agent's membership view had fewer than
+/// all `n` members: from such a view to its next full view, from the
+/// agents' "new view ... members=K" log lines.
+fn membership_splits(c: &AgentCluster, n: usize) -> Result<Vec<(f64, f64)>> {
+    let mut out = Vec::new();
+    for i in 0..c.len() {
+        let log = std::fs::read_to_string(c.log_path(i)?)?;
+        let mut since = None;
+        for line in log.lines().filter(|l| l.contains(" new view ")) {
+            let (Some(t), Some(members)) = (
+                log_time(line),
+                line.split("members=")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|m| m.parse::<usize>().ok()),
+            ) else {
+                continue;
+            };
+            match (members < n, since) {
+                (true, None) => since = Some(t),
+                (false, Some(s)) => {
+                    out.push((s, t));
+                    since = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = since {
+            out.push((s, f64::INFINITY));
+        }
+    }
+    Ok(out)
+}
+
+/// Every agent in `nodes` is still running (none exited or crashed).
+fn none_crashed(c: &mut AgentCluster, nodes: &[usize]) -> Result<()> {
+    for &i in nodes {
+        if let Some(status) = c.agent_exited(i)? {
+            bail!(
+                "agent {} exited ({status}) during the fault:\n{}",
+                c.name(i)?,
+                c.log_tail(i)
+            );
+        }
+        ensure!(c.agent_running(i), "agent {} is not running", c.name(i)?);
+        c.status(i)
+            .with_context(|| format!("agent {} does not answer", c.name(i).unwrap_or("?")))?;
+    }
+    Ok(())
+}
+
+/// Full coverage: the agents agree on an owner for every VIF with `counts`,
+/// and from the client every VIP is answered over ARP by exactly its owner.
+/// A VIP nobody answers is asked again for up to 3 s (an ARP request or
+/// reply may be late on this loaded machine); two answerers fail at once.
+fn covered(c: &AgentCluster, counts: &[usize]) -> Result<()> {
+    let snap = c.wait_counts(counts, SETTLE)?;
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let answers = c.who_answers_all(&vips())?;
+        let mut silent = Vec::new();
+        for (k, nodes) in (1..=VIFS).zip(&answers) {
+            let vif = AgentCluster::vif_name(k);
+            let owner = (0..c.len())
+                .find_map(|i| snap.owner_seen_by(i, &vif))
+                .with_context(|| format!("{vif}: no owner"))?;
+            let owner = c
+                .index_of(&owner)
+                .with_context(|| format!("unknown node {owner}"))?;
+            if nodes.is_empty() {
+                silent.push((k, owner));
+                continue;
+            }
+            ensure!(
+                nodes == &[owner],
+                "{vif} ({}) is owned by node {owner} but ARP is answered by {nodes:?}\n{}",
+                AgentCluster::vip(k),
+                c.log_tails()
+            );
+        }
+        if silent.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let detail: Vec<String> = silent
+                .iter()
+                .map(|&(k, owner)| {
+                    format!(
+                        "{} ({}) owned by node {owner}, whose XDP table is {:?} and addresses {:?}",
+                        AgentCluster::vif_name(k),
+                        AgentCluster::vip(k),
+                        c.xdp_entries(owner),
+                        c.addresses(owner)
+                    )
+                })
+                .collect();
+            bail!("no ARP answer for {}\n{}", detail.join("; "), c.log_tails());
+        }
+    }
+}
+
+/// The random-loss impairment drops about the asked fraction in each
+/// direction: two hosts on a switch, one host's port impaired with 10 % of
+/// what it sends and 30 % of what it receives, 4000 UDP datagrams each way.
+#[test]
+#[ignore = "needs root"]
+fn link_loss_drops_the_asked_fraction() -> Result<()> {
+    wackamole::testbed::require_root();
+    let switch = Switch::new("lsw")?;
+    let a = Netns::new("lossa")?;
+    let b = Netns::new("lossb")?;
+    switch.plug("pa", &a, "eth0", "10.77.0.1/24")?;
+    switch.plug("pb", &b, "eth0", "10.77.0.2/24")?;
+    // Resolve ARP before the loss starts.
+    a.run(&["ping", "-c", "1", "-W", "2", "10.77.0.2"])?;
+    b.run(&["ping", "-c", "1", "-W", "2", "10.77.0.1"])?;
+    let impair = LinkLoss::apply(
+        switch.ns().name(),
+        "pa",
+        Loss {
+            from_host: 0.1,
+            to_host: 0.3,
+        },
+    )?;
+    const N: u32 = 4000;
+    let a_to_b =
+        1.0 - f64::from(udp_through(&a, &b, Ipv4Addr::new(10, 77, 0, 2), N)?) / f64::from(N);
+    let b_to_a =
+        1.0 - f64::from(udp_through(&b, &a, Ipv4Addr::new(10, 77, 0, 1), N)?) / f64::from(N);
+    let (from, to) = impair.dropped()?;
+    eprintln!(
+        "loss from the host {:.1} % (asked 10 %), to the host {:.1} % (asked 30 %); filters dropped {from} and {to}",
+        a_to_b * 100.0,
+        b_to_a * 100.0
+    );
+    // Binomial, n = 4000: the standard deviation is under 0.8 %.
+    ensure!(
+        (0.06..0.14).contains(&a_to_b),
+        "loss from the host {a_to_b}"
+    );
+    ensure!((0.25..0.35).contains(&b_to_a), "loss to the host {b_to_a}");
+    drop(impair);
+    // Removed: nothing lost any more.
+    let after = udp_through(&a, &b, Ipv4Addr::new(10, 77, 0, 2), 500)?;
+    ensure!(after == 500, "{after} of 500 after removing the impairment");
+    Ok(())
+}
+
+/// Sends `n` datagrams from `from` to `to_addr` in `to`; returns how many arrived.
+fn udp_through(from: &Netns, to: &Netns, to_addr: Ipv4Addr, n: u32) -> Result<u32> {
+    let rx = to.in_thread(|| UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))??;
+    let port = rx.local_addr()?.port();
+    rx.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let done = Arc::new(AtomicBool::new(false));
+    let sent = done.clone();
+    let counter = std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        let mut got = 0u32;
+        loop {
+            match rx.recv(&mut buf) {
+                Ok(_) => got += 1,
+                Err(_) if sent.load(Ordering::Relaxed) => return got,
+                Err(_) => {}
+            }
+        }
+    });
+    let tx = from.in_thread(|| UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)))??;
+    for k in 0..n {
+        tx.send_to(&k.to_le_bytes(), SocketAddrV4::new(to_addr, port))?;
+        // Paced: the receiver's socket must never overflow.
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    done.store(true, Ordering::Relaxed);
+    counter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the counting thread panicked"))
+}
+
+/// `p` loss both ways on n1's cable for 10 s under traffic; the cluster
+/// settles again after it (coverage, no crash). Returns what the client saw.
+fn lossy_link(c: &mut AgentCluster, p: f64) -> Result<Seen> {
+    const LOSS_FOR: Duration = Duration::from_secs(10);
+    let traffic = Traffic::start(c, LOSS_FOR + Duration::from_secs(5))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let impair = c.impair_link(0, Loss::both(p))?;
+    std::thread::sleep(LOSS_FOR);
+    let (from, to) = impair.dropped()?;
+    drop(impair);
+    none_crashed(c, &[0, 1, 2])?;
+    covered(c, &[2, 2, 2])?;
+    let seen = traffic.finish(c)?;
+    eprintln!(
+        "{:.0} % loss on n1's cable for {LOSS_FOR:?}: {from} packets dropped from n1, {to} to it",
+        p * 100.0
+    );
+    seen.report(&format!("{:.0}% loss on n1", p * 100.0));
+    none_crashed(c, &[0, 1, 2])?;
+    Ok(seen)
+}
+
+/// After a fault has settled: 2 s of traffic with no duplicate answerer.
+fn quiet_after(c: &AgentCluster, fault: &str) -> Result<()> {
+    let seen = Traffic::start(c, Duration::from_secs(2))?.finish(c)?;
+    seen.no_duplicates(0..u32::MAX, c)
+        .with_context(|| format!("after {fault} settled"))?;
+    // Not asserted: on this shared two-core machine a starved prober or
+    // responder loses a few probes now and then with no fault at all.
+    eprintln!(
+        "after {fault} settled: {} probes lost in 2 s",
+        seen.probes.lost_probes
+    );
+    Ok(())
+}
+
+/// 10 % and 30 % loss on one node's cable. With the LAN-fast corosync
+/// profile (50 ms token, one retransmission before loss) this loss splits
+/// the ring, often into single-node views, and every side covers every VIP
+/// (availability first): duplicate answerers are allowed only around such
+/// membership splits (from the agents' logs), see
+/// `known_gap_loss_on_one_link_splits_the_ring`. Asserted: no agent
+/// crashes, full coverage once the loss ends, then a quiet cluster.
+#[test]
+#[ignore = "needs root and corosync"]
+fn loss_10_and_30_percent_on_one_link() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    for p in loss_levels() {
+        let seen = lossy_link(&mut c, p)?;
+        let splits = membership_splits(&c, 3)?;
+        let unexplained = seen.unexplained_duplicates(&splits);
+        ensure!(
+            unexplained.is_empty(),
+            "{:.0}% loss: duplicate answerers while every view was whole: {unexplained:?}\n{}",
+            p * 100.0,
+            c.log_tails()
+        );
+        quiet_after(&c, &format!("{:.0}% loss", p * 100.0))?;
+    }
+    Ok(())
+}
+
+/// Known gap: 10 % or 30 % loss on one node's cable makes the LAN-fast
+/// corosync ring re-form again and again (single-node views on every node,
+/// watchdog "ring stuck" releases), so VIPs get two answerers for up to
+/// ~150 ms at a time (seen in about half the runs here, at either level)
+/// and a third or so of the probes are lost while the link is lossy.
+/// Wanted: no duplicate answerer while the LAN itself is connected.
+#[test]
+#[ignore = "needs root and corosync"]
+fn known_gap_loss_on_one_link_splits_the_ring() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    for p in loss_levels() {
+        let seen = lossy_link(&mut c, p)?;
+        seen.no_duplicates(0..u32::MAX, &c)
+            .with_context(|| format!("{:.0}% loss", p * 100.0))?;
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root and corosync"]
+fn link_flapping_every_2s() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    let flap_for = if soak() { 30 } else { 16 };
+    let traffic = Traffic::start(&c, Duration::from_secs(flap_for + 6))?;
+    std::thread::sleep(Duration::from_secs(1));
+    for step in 0..flap_for / 2 {
+        if step % 2 == 0 {
+            c.link_down(0)?;
+        } else {
+            c.link_up(0)?;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    c.link_up(0)?;
+    none_crashed(&mut c, &[0, 1, 2])?;
+    covered(&c, &[2, 2, 2])?;
+    let seen = traffic.finish(&c)?;
+    seen.report(&format!("n1's cable flapping every 2 s for {flap_for} s"));
+    // n1 itself cannot answer with its cable out; when the cable returns,
+    // the ring re-forms and (on this loaded machine) n2 and n3 sometimes
+    // fall into single-node views too: duplicates only around such splits.
+    let splits = membership_splits(&c, 3)?;
+    let unexplained = seen.unexplained_duplicates(&splits);
+    ensure!(
+        unexplained.is_empty(),
+        "flapping: duplicate answerers while every view was whole: {unexplained:?}\n{}",
+        c.log_tails()
+    );
+    none_crashed(&mut c, &[0, 1, 2])?;
+    quiet_after(&c, "the flapping")?;
+    Ok(())
+}
+
+/// SIGTERM and restart of every node in turn under traffic; returns the
+/// probes lost from the first SIGTERM to the last settled allocation.
+fn rolling_restart(c: &mut AgentCluster) -> Result<Vec<(String, String)>> {
+    let traffic = Traffic::start(c, Duration::from_secs(15))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let began = Instant::now();
+    for i in 0..c.len() {
+        let others: Vec<usize> = (0..c.len()).filter(|&o| o != i).collect();
+        c.kill_agent(i, libc::SIGTERM)?;
+        let status = c.wait_agent_exit(i, Duration::from_secs(10))?;
+        ensure!(
+            status.success(),
+            "{} exited {status} on SIGTERM\n{}",
+            c.name(i)?,
+            c.log_tail(i)
+        );
+        c.wait_counts_among(&others, &[3, 3], SETTLE)?;
+        none_crashed(c, &others)?;
+        c.start_agent(i)?;
+        c.wait_counts(&[2, 2, 2], SETTLE)?;
+    }
+    let ended = Instant::now();
+    none_crashed(c, &[0, 1, 2])?;
+    covered(c, &[2, 2, 2])?;
+    let seen = traffic.finish(c)?;
+    seen.report("rolling restart (SIGTERM, restart) of n1, n2, n3");
+    seen.no_duplicates(0..u32::MAX, c)?;
+    let lost = seen.lost_between(began, ended);
+    eprintln!("lost during the restarts (VIF, sent at s of the day): {lost:?}");
+    Ok(lost)
+}
+
+/// Every node stopped (SIGTERM: hand-over first) and restarted in turn:
+/// exit 0, coverage, no duplicate answerer, no crash. Lost probes are
+/// printed; see `known_gap_rolling_restart_loses_a_probe_at_hand_overs`.
+#[test]
+#[ignore = "needs root and corosync"]
+fn rolling_restart_under_traffic() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    rolling_restart(&mut c)?;
+    Ok(())
+}
+
+/// Known gap: planned hand-overs are make-before-break, yet a rolling
+/// restart loses probes in most runs here (0 to 70 of ~9000; mostly single
+/// 10 ms probes, sometimes of two or three VIPs at the same instant). The
+/// one case traced in the logs was sent 3 ms into the SIGTERM hand-over of
+/// its VIF: the old owner removes the address ~20 ms after the new owner
+/// acquired it, and a request that still reaches it then (the client has not
+/// processed the gratuitous ARP yet, or the reply is not sent yet on a loaded
+/// machine) is lost. In another run every VIP, on every node, went
+/// unanswered for the same 80 ms just before a restarting agent attached its
+/// XDP program: not a hand-over; not traced yet (a machine-wide stall?).
+#[test]
+#[ignore = "needs root and corosync"]
+fn known_gap_rolling_restart_loses_a_probe_at_hand_overs() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    let lost = rolling_restart(&mut c)?;
+    ensure!(
+        lost.is_empty(),
+        "probes lost during the rolling restart (VIF, sent at s of the day): {lost:?}\n{}",
+        c.log_tails()
+    );
+    Ok(())
+}
+
+/// Two of three hosts crash at once (agents SIGKILLed, cables out): the last
+/// one covers everything (the test bed's agents do not require quorum). The
+/// cables come back before the agents restart: the dead agents' kernels still
+/// have their addresses, and their fenced XDP must keep them from answering.
+#[test]
+#[ignore = "needs root and corosync"]
+fn two_nodes_crash_at_once() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    let traffic = Traffic::start(&c, Duration::from_secs(14))?;
+    std::thread::sleep(Duration::from_secs(1));
+    c.link_down(1)?;
+    c.link_down(2)?;
+    c.crash_agent(1)?;
+    c.crash_agent(2)?;
+    c.wait_counts(&[6, 0, 0], SETTLE)?;
+    none_crashed(&mut c, &[0])?;
+    std::thread::sleep(Duration::from_secs(1));
+    c.link_up(1)?;
+    c.link_up(2)?;
+    std::thread::sleep(Duration::from_secs(2));
+    c.start_agent(1)?;
+    c.start_agent(2)?;
+    none_crashed(&mut c, &[0, 1, 2])?;
+    covered(&c, &[2, 2, 2])?;
+    let seen = traffic.finish(&c)?;
+    seen.report("n2 and n3 crash at once (SIGKILL, cables out), then return");
+    seen.no_duplicates(0..u32::MAX, &c)?;
+    none_crashed(&mut c, &[0, 1, 2])?;
+    Ok(())
+}
+
+/// n3 is partitioned off (it then covers every VIP on its side, the others
+/// on theirs); a `ctl move` is sent on the majority side and the partition
+/// heals right after it. Duplicates are allowed from the partition until the
+/// cluster settled again (both sides hold the VIPs when they meet), none
+/// after.
+#[test]
+#[ignore = "needs root and corosync"]
+fn partition_heals_during_a_move() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    let traffic = Traffic::start(&c, Duration::from_secs(16))?;
+    std::thread::sleep(Duration::from_secs(1));
+    let partitioned = Instant::now();
+    c.partition(&[2])?;
+    c.wait_counts_among(&[0, 1], &[3, 3], SETTLE)?;
+    c.wait_counts_among(&[2], &[6], SETTLE)?;
+    let snap = c.snapshot();
+    let vif = snap
+        .held_by(0)
+        .first()
+        .cloned()
+        .context("n1 holds nothing")?;
+    c.ctl_ok(0, &["move", &vif, "n2"])?;
+    c.heal(&[2])?;
+    covered(&c, &[2, 2, 2])?;
+    let settled = Instant::now();
+    none_crashed(&mut c, &[0, 1, 2])?;
+    let owner = c.snapshot().owner_seen_by(0, &vif);
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = traffic.finish(&c)?;
+    eprintln!("{vif} moved to n2 while the partition healed; it ended on {owner:?}");
+    seen.report("partition of n3 healed during a move");
+    seen.no_duplicates(0..seen.round_at(partitioned), &c)?;
+    seen.no_duplicates(seen.round_at(settled)..u32::MAX, &c)?;
+    none_crashed(&mut c, &[0, 1, 2])?;
+    Ok(())
+}
+
+/// Issue 14 item 4: one agent speaks wire version N+1 (the `lab` build's
+/// test knob), the group speaks N, and a cable cut fails over both ways:
+/// the newer node's VIPs to the older ones and an older node's to the newer.
+#[test]
+#[ignore = "needs root and corosync"]
+fn mixed_wire_versions_fail_over_both_ways() -> Result<()> {
+    use wackamole::alloc::wire;
+    use wackamole::daemon::wire_knob::TEST_WIRE_VERSION_ENV;
+    let (_guard, mut c) = cluster()?;
+    // n3 restarts speaking N+1.
+    c.kill_agent(2, libc::SIGTERM)?;
+    c.wait_agent_exit(2, Duration::from_secs(10))?;
+    c.wait_counts_among(&[0, 1], &[3, 3], SETTLE)?;
+    let newer = (wire::VERSION + 1).to_string();
+    let log_from = std::fs::metadata(c.log_path(0)?)?.len() as usize;
+    c.start_agent_with_env(2, &[(TEST_WIRE_VERSION_ENV, &newer)])?;
+    covered(&c, &[2, 2, 2])?;
+    let n3_log = std::fs::read_to_string(c.log_path(2)?)?;
+    ensure!(
+        n3_log.contains(&format!("speaking wire version {newer}")),
+        "n3 does not speak N+1: is the test knob compiled in?\n{}",
+        c.log_tail(2)
+    );
+    let n1_log = std::fs::read_to_string(c.log_path(0)?)?;
+    ensure!(
+        n1_log
+            .get(log_from..)
+            .unwrap_or_default()
+            .contains(&format!("of version {newer} from a newer wackamole")),
+        "n1 never saw an N+1 message from n3\n{}",
+        c.log_tail(0)
+    );
+
+    // The newer node's cable out: the older ones take its VIPs; back.
+    c.link_down(2)?;
+    c.wait_counts_among(&[0, 1], &[3, 3], SETTLE)?;
+    let answers = c.who_answers_all(&vips())?;
+    ensure!(
+        answers.iter().all(|a| a.len() == 1 && a[0] != 2),
+        "with n3's cable out: {answers:?}"
+    );
+    c.link_up(2)?;
+    covered(&c, &[2, 2, 2])?;
+    // An older node's cable out: the newer one takes part in the take-over.
+    c.link_down(0)?;
+    c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
+    let answers = c.who_answers_all(&vips())?;
+    ensure!(
+        answers.iter().all(|a| a.len() == 1 && a[0] != 0),
+        "with n1's cable out: {answers:?}"
+    );
+    c.link_up(0)?;
+    covered(&c, &[2, 2, 2])?;
+    none_crashed(&mut c, &[0, 1, 2])?;
+    Ok(())
+}
+
+/// `WKT_LOSS=0.1` runs one loss level only (diagnosis).
+fn loss_levels() -> Vec<f64> {
+    std::env::var("WKT_LOSS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or_else(|| vec![0.1, 0.3], |p| vec![p])
+}
