@@ -53,6 +53,11 @@ pub(crate) struct Handover {
     pub pending: BTreeSet<u32>,
     /// Members that stopped answering and keep the addresses until TAKEN.
     pub yielded: BTreeSet<u32>,
+    /// The table's owner holds the VIF already while it waits for `pending`
+    /// (it was a party the hand-over was redirected to, yielding, or it
+    /// answered before a merge). If the VIF is redirected again before the
+    /// owner answers, the owner becomes a party: it must be told to release.
+    pub owner_holds: bool,
 }
 
 /// What the simulator reads of the agreed state.
@@ -990,6 +995,7 @@ impl Allocator {
                 seq: 0,
                 pending: answering[v].iter().copied().collect(),
                 yielded: yielded[v].iter().copied().collect(),
+                owner_holds: false,
             };
             let Some(o) = owner else {
                 // Nobody may hold it: whoever does lets go.
@@ -998,8 +1004,7 @@ impl Allocator {
                 }
                 continue;
             };
-            h.pending.remove(&o);
-            h.yielded.remove(&o);
+            h.owner_holds = h.pending.remove(&o) | h.yielded.remove(&o);
             // Members the group knows to have no carrier hold nothing.
             h.pending.retain(|&p| view.has_carrier(p, v as u32));
             h.yielded.retain(|&p| view.has_carrier(p, v as u32));
@@ -1192,6 +1197,14 @@ impl Allocator {
     /// acquires, the old releases). Version 2: a hand-over: whoever answers
     /// for v now yields first (a hand-over in progress is redirected, its
     /// parties kept), and `to` answers once they all have.
+    ///
+    /// Every member that holds v and does not own it stays a party until it
+    /// releases: the old owner joins `pending` if it answered or held v
+    /// while waiting (redirected to it, or a merge winner), even if it is
+    /// already yielding; its HANDOVER then makes it `yielded`, and TAKEN
+    /// releases it. A redirected hand-over gets a fresh seq and its pending
+    /// members say HANDOVER again, so that a HANDOVER sent before the
+    /// redirect (maybe before the sender answered again) never counts for it.
     fn transfer(
         &mut self,
         view: &mut ViewState,
@@ -1204,25 +1217,19 @@ impl Allocator {
         if view.version < 2 {
             return self.move_vif(view, v, to, prio, out);
         }
+        let vu = v as u32;
         let from = view.table[v].owner;
-        let existing = view.handovers.remove(&(v as u32));
+        let existing = view.handovers.remove(&vu);
         let activated = existing.as_ref().is_none_or(|h| h.pending.is_empty());
+        let redirected = existing.is_some() && from != Some(to);
         let mut h = existing.unwrap_or_default();
         let me = view.me as u32;
-        if h.seq == 0 {
-            h.seq = view.seq();
-        }
+        let was_pending = h.pending.contains(&me);
         if let Some(o) = from.filter(|&o| o != to) {
-            // The old owner answers if it was let answer and has carrier.
-            if activated && view.has_carrier(o, v as u32) {
+            // The old owner holds v if it was let answer, or held it while
+            // waiting; without carrier it released it already.
+            if (activated || h.owner_holds) && view.has_carrier(o, vu) {
                 h.pending.insert(o);
-                if o == me {
-                    self.yield_vif(v, out);
-                    hb.push(HandoverItem {
-                        vif: v as u32,
-                        seq: h.seq,
-                    });
-                }
             }
             if let Some(m) = view.members.get_mut(o as usize) {
                 m.count = m.count.saturating_sub(1);
@@ -1235,8 +1242,19 @@ impl Allocator {
                 m.count += 1;
             }
         }
-        h.pending.remove(&to);
-        h.yielded.remove(&to);
+        if from != Some(to) {
+            h.owner_holds = h.pending.remove(&to) | h.yielded.remove(&to);
+        }
+        if h.seq == 0 || redirected {
+            h.seq = view.seq();
+        }
+        if h.pending.contains(&me) && (redirected || !was_pending) {
+            self.yield_vif(v, out);
+            hb.push(HandoverItem {
+                vif: vu,
+                seq: h.seq,
+            });
+        }
         view.table[v] = Slot {
             owner: Some(to),
             prio,
