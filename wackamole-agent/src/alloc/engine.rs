@@ -1,6 +1,7 @@
 //! The allocator state machine of one node.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use super::assign::{self, MemberInput, Recipients, Slot};
 use super::wire::{self, HandoverItem, Message, StateMsg, WireCommand, WireMove};
@@ -41,8 +42,21 @@ pub struct Allocator {
     /// heard only when the last one sent is delivered.
     eligibility_sent: u32,
     eligibility_heard: u32,
+    /// Carrier came back and no view with peers has been installed since:
+    /// I may still be alone in a partition of my own (the engine has not
+    /// merged yet), where taking VIFs would answer next to their owners.
+    await_peers: bool,
+    /// The eligibility timer runs past `mature_after`, waiting for peers
+    /// until `merge_wait` (then eligible anyway).
+    peer_wait: bool,
+    /// How long after carrier comes back I wait for a view with peers
+    /// before becoming eligible in a view of my own (see [`Allocator::set_merge_wait`]).
+    merge_wait: Duration,
     view: Option<ViewState>,
 }
+
+/// [`Allocator::set_merge_wait`] before the agent has set it.
+pub const DEFAULT_MERGE_WAIT: Duration = Duration::from_secs(2);
 
 /// A hand-over in progress (version-2 views): the table's owner of the VIF
 /// is the new owner; it answers once `pending` is empty.
@@ -213,6 +227,9 @@ impl Allocator {
             eligibility_timer: false,
             eligibility_sent: 0,
             eligibility_heard: 0,
+            await_peers: false,
+            peer_wait: false,
+            merge_wait: DEFAULT_MERGE_WAIT,
             view: None,
         }
     }
@@ -309,6 +326,23 @@ impl Allocator {
             .enumerate()
             .filter(|(_, y)| **y)
             .map(|(v, _)| VifIndex(v as u32))
+    }
+
+    /// After carrier comes back, a node is eligible again once `mature_after`
+    /// has passed *and* it has installed a view with peers since (the
+    /// engine's merge), so that a node cut off by its cable does not take
+    /// every VIF in its one-node partition while its peers still serve
+    /// them. Without such a view (a cluster of one, or peers that died
+    /// meanwhile) it is eligible after `wait` (at least `mature_after`).
+    /// The agent derives `wait` from the engine's timing; the default is
+    /// [`DEFAULT_MERGE_WAIT`].
+    pub fn set_merge_wait(&mut self, wait: Duration) {
+        self.merge_wait = wait;
+    }
+
+    /// See [`Allocator::set_merge_wait`].
+    pub fn merge_wait(&self) -> Duration {
+        self.merge_wait
     }
 
     /// The configuration in force.
@@ -477,7 +511,19 @@ impl Allocator {
         }
         self.eligibility_sent = 0;
         self.eligibility_heard = 0;
-        if self.advertised != self.no_carrier && !self.eligibility_timer {
+        // The merge after carrier came back: if `mature_after` has passed
+        // already, tell this view at once (after my STATE, below).
+        let peers_now = members.len() > 1 && self.await_peers;
+        let tell_now = peers_now && self.peer_wait;
+        if peers_now {
+            self.await_peers = false;
+        }
+        if tell_now {
+            self.peer_wait = false;
+            self.eligibility_timer = false;
+            out.push(Action::CancelTimer(TimerKind::Eligibility));
+        }
+        if self.advertised != self.no_carrier && !self.eligibility_timer && !tell_now {
             // A shrink the last view did not hear: tell this one.
             self.eligibility_timer = true;
             out.push(Action::ArmTimer {
@@ -572,6 +618,9 @@ impl Allocator {
                 kind: TimerKind::Exchange,
                 after,
             });
+        }
+        if tell_now {
+            self.carrier_back(out);
         }
     }
 
@@ -1457,7 +1506,10 @@ impl Allocator {
             self.send_eligibility(out);
         }
         if back {
-            // Eligible again only after `mature_after` of carrier.
+            // Eligible again only after `mature_after` of carrier, and a view
+            // with peers (or `merge_wait`; see `set_merge_wait`).
+            self.await_peers = true;
+            self.peer_wait = false;
             self.eligibility_timer = true;
             out.push(Action::ArmTimer {
                 kind: TimerKind::Eligibility,
@@ -1469,8 +1521,30 @@ impl Allocator {
     fn on_eligibility_timer(&mut self, out: &mut Vec<Action>) {
         self.eligibility_timer = false;
         if self.advertised == self.no_carrier {
+            self.peer_wait = false;
             return;
         }
+        if self.await_peers && !self.peer_wait {
+            // `mature_after` is over but no view with peers yet: wait for
+            // one until `merge_wait` (counted from the carrier's return).
+            let rest = self.merge_wait.saturating_sub(self.config.mature_after);
+            if !rest.is_zero() {
+                self.peer_wait = true;
+                self.eligibility_timer = true;
+                out.push(Action::ArmTimer {
+                    kind: TimerKind::Eligibility,
+                    after: rest,
+                });
+                return;
+            }
+        }
+        self.await_peers = false;
+        self.peer_wait = false;
+        self.carrier_back(out);
+    }
+
+    /// Carrier is back long enough: tell the group I may hold those VIFs.
+    fn carrier_back(&mut self, out: &mut Vec<Action>) {
         // Eligible again once the group has heard it (my ELIGIBILITY is
         // delivered), so that a stale "no carrier" never meets a VIF I hold.
         let can_tell = self
@@ -1937,6 +2011,8 @@ impl Allocator {
             // Indices of the old list: the agent feeds the set anew.
             self.no_carrier.clear();
             self.advertised.clear();
+            self.await_peers = false;
+            self.peer_wait = false;
             self.cancel_exchange(out);
             self.cancel_balance(out);
             if self.view.take().is_some() {

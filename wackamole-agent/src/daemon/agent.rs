@@ -41,6 +41,22 @@ pub const RELEASE_GRACE: Duration = Duration::from_secs(2);
 /// hand-over may drop the VIF's traffic).
 pub const ANNOUNCE_SETTLE: Duration = Duration::from_millis(10);
 
+/// The shortest wait for the engine's merge after carrier comes back (see
+/// [`merge_wait`]).
+pub const MERGE_WAIT_MIN: Duration = Duration::from_secs(2);
+
+/// How long a node whose carrier came back waits for a view with peers
+/// before it takes VIFs in a view of its own (a cluster of one): see
+/// `Allocator::set_merge_wait`. A merge takes the link's detection plus a
+/// membership round (about the takeover floor, token + consensus): with
+/// Corosync LAN-fast (floor 110 ms, knet pings every 200 ms) the merge came
+/// 0.5-0.7 s after the cable, with the defaults (floor ~8 s) several
+/// seconds. Two floors, at least [`MERGE_WAIT_MIN`]: waiting too long only
+/// delays a lone node's return; too short gives two ARP answerers.
+pub fn merge_wait(takeover_floor: Duration) -> Duration {
+    (takeover_floor * 2).max(MERGE_WAIT_MIN)
+}
+
 /// How often failed bring-ups are retried and released entries forgotten.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
@@ -393,6 +409,10 @@ impl<H: Host> Agent<H> {
                         let alive = *self.engine.alive.borrow_and_update();
                         if let Some(alive) = alive {
                             self.renew_lease(alive, &mut capped_warned);
+                            let wait = merge_wait(alive.takeover_floor);
+                            if self.alloc.merge_wait() != wait {
+                                self.alloc.set_merge_wait(wait);
+                            }
                         }
                     }
                     Err(_) => alive_open = false,

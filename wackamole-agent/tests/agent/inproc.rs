@@ -1526,7 +1526,7 @@ async fn drain_and_undrain_are_handovers() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn carrier_loss_releases_at_once_and_the_vifs_return_after_mature() {
+async fn carrier_loss_releases_at_once_and_the_vifs_return_later() {
     local(async {
         let c = two_balanced("").await;
         let mut lost = c.node("a").owned().await;
@@ -1546,7 +1546,9 @@ async fn carrier_loss_releases_at_once_and_the_vifs_return_after_mature() {
         assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
         assert_eq!(c.node("b").owned().await.len(), VIFS);
         assert!(!a_owns_since(&c, t0), "{}", c.journal.dump());
-        // Carrier back: eligible only after `mature` (1 s).
+        // Carrier back: eligible only after `mature` (1 s) and a view with
+        // peers since, or the merge wait (2 s) without one: this bus gives
+        // no new view (the engine never noticed the flap).
         let t1 = c.journal.now();
         c.node("a").carrier(true);
         wait(ms(600)).await;
@@ -1615,6 +1617,80 @@ async fn a_joining_node_takes_its_share_by_handover_with_the_fewest_moves() {
             "{}",
             c.journal.dump()
         );
+    })
+    .await;
+}
+
+/// Issue 10: a node cut off by its cable is alone in its own view. When the
+/// cable comes back the engine has not merged yet: past `mature` the node
+/// must still take nothing in that one-node view (its peers serve every
+/// VIP); the merge brings its share back by hand-over, and no VIP is ever
+/// answered twice.
+#[tokio::test(start_paused = true)]
+async fn a_node_whose_cable_comes_back_waits_for_the_merge() {
+    local(async {
+        let c = two_balanced("").await;
+        let t0 = c.journal.now();
+        c.node("a").carrier(false);
+        c.views(&[&["a"], &["b"]]);
+        wait(ms(3000)).await;
+        assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
+        assert_eq!(c.node("b").owned().await.len(), VIFS);
+        let t1 = c.journal.now();
+        c.node("a").carrier(true);
+        // Past `mature` (1 s), short of the merge wait (2 s): still nothing.
+        wait(ms(1800)).await;
+        assert!(!a_owns_since(&c, t1), "{}", c.journal.dump());
+        assert!(c.node("a").owned().await.is_empty());
+        // The merge: eligible at once (mature is over), share by hand-over.
+        let t2 = c.journal.now();
+        c.views(&[&["a", "b"]]);
+        wait(ms(2000)).await;
+        let back = c.node("a").owned().await;
+        assert_eq!(back.len(), 2, "{}", c.journal.dump());
+        for name in &back {
+            let k: usize = name[1..].parse().unwrap();
+            let yielded = at(&c, "b", t2, &Ev::Yield(vip(k)));
+            let own = at(&c, "a", t2, &Ev::Own(vip(k)));
+            assert!(yielded < own, "{}", c.journal.dump());
+        }
+        assert_eq!(
+            c.journal.two_answerers(&everyone(&c), t0),
+            None,
+            "{}",
+            c.journal.dump()
+        );
+        c.check_one_answerer(&[everyone(&c)])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+    })
+    .await;
+}
+
+/// The bound: a cluster of one gets no merge, so its node takes its VIFs
+/// back once the merge wait (2 s here: twice the floor, at least 2 s) is over.
+#[tokio::test(start_paused = true)]
+async fn a_lone_node_takes_its_vifs_back_after_the_merge_wait() {
+    local(async {
+        let c = Cluster::start(&["a"], "");
+        c.views(&[&["a"]]);
+        wait(ms(2000)).await;
+        assert_eq!(c.node("a").owned().await.len(), VIFS);
+        c.node("a").carrier(false);
+        wait(ms(500)).await;
+        assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
+        let t1 = c.journal.now();
+        c.node("a").carrier(true);
+        wait(ms(1800)).await;
+        assert!(!a_owns_since(&c, t1), "{}", c.journal.dump());
+        wait(ms(1000)).await;
+        assert_eq!(
+            c.node("a").owned().await.len(),
+            VIFS,
+            "{}",
+            c.journal.dump()
+        );
+        assert_eq!(answered_by(&c, "a").len(), VIFS);
     })
     .await;
 }

@@ -1063,3 +1063,55 @@ fn a_hand_over_redirected_twice_still_releases_every_old_holder() {
         assert_eq!(n.yielding().count(), 0);
     }
 }
+
+/// Issue 10: the cable comes back while the node is still alone in its own
+/// partition (the engine has not merged): past `mature` it takes nothing
+/// there; the merge brings its share back without a second answerer.
+#[test]
+fn carrier_back_waits_for_a_view_with_peers() {
+    let mut sim = Sim::uniform(29, 3, &config(6)).with_trace();
+    ok(&mut sim);
+    sim.cable(0, false);
+    ok(&mut sim);
+    assert!(sim.held(0).is_empty());
+    sim.carrier(0, &[]);
+    let t0 = sim.now_ms();
+    let wait = wackamole::alloc::DEFAULT_MERGE_WAIT.as_millis() as u64;
+    while sim.now_ms() < t0 + wait - 100 {
+        assert!(sim.fire_next_timer(), "no timer left");
+        sim.deliver_all();
+        if sim.now_ms() < t0 + wait {
+            assert!(
+                sim.held(0).is_empty(),
+                "took a VIF alone at {}",
+                sim.now_ms()
+            );
+        }
+    }
+    assert!(sim.now_ms() >= t0 + 1000, "past mature");
+    sim.heal();
+    sim.deliver_all();
+    every_vif_once(&sim, 6);
+    for v in 0..6 {
+        assert_eq!(sim.answerers(v).len(), 1, "#{v} after the merge");
+    }
+    ok(&mut sim);
+    assert_eq!(counts(&sim), vec![2, 2, 2]);
+}
+
+/// The bound: a cluster of one never merges; its node takes everything
+/// back after the merge wait.
+#[test]
+fn a_lone_node_is_eligible_again_after_the_merge_wait() {
+    let mut sim = Sim::uniform(30, 1, &config(3)).with_trace();
+    ok(&mut sim);
+    sim.carrier(0, &[0, 1, 2]);
+    ok(&mut sim);
+    assert!(sim.held(0).is_empty());
+    let t0 = sim.now_ms();
+    sim.carrier(0, &[]);
+    ok(&mut sim);
+    assert_eq!(sim.held(0), vec![0, 1, 2]);
+    let wait = wackamole::alloc::DEFAULT_MERGE_WAIT.as_millis() as u64;
+    assert!(sim.now_ms() >= t0 + wait, "eligible at {}", sim.now_ms());
+}
