@@ -159,6 +159,25 @@ impl Journal {
         None
     }
 
+    /// When `node`'s last lease renewal lets its XDP answer until.
+    fn fence_end(&self, node: &str) -> Option<Duration> {
+        self.of(node, Duration::ZERO)
+            .into_iter()
+            .filter_map(|e| match e.ev {
+                Ev::Lease(Some(v)) => Some(e.at + v),
+                _ => None,
+            })
+            .last()
+    }
+
+    /// Journal time of the first entry of `node` since `from` that is `ev`.
+    fn time_of(&self, node: &str, from: Duration, ev: &Ev) -> Option<Duration> {
+        self.of(node, from)
+            .into_iter()
+            .find(|e| e.ev == *ev)
+            .map(|e| e.at)
+    }
+
     /// Index of the first entry of `node` since `from` matching `f`.
     fn first(&self, node: &str, from: Duration, f: impl Fn(&Ev) -> bool) -> Option<usize> {
         self.entries
@@ -340,6 +359,10 @@ enum BusIn {
     /// The node's engine freezes (`true`: no probe comes back, nothing is
     /// delivered) or thaws.
     Freeze(String, bool),
+    /// The node's agent process is gone but its node stays in the ring: the
+    /// other members of its component hear `Departed` at once (CPG
+    /// PROCDOWN); the test gives the views.
+    Depart(String),
 }
 
 /// The fake engines' watchdog probes: every member of a component that is
@@ -451,6 +474,16 @@ impl Bus {
                     }
                     let reason = "engine lost (test)".to_string();
                     self.deliver(&node, MembershipEvent::Lost { reason }).await;
+                }
+                BusIn::Depart(node) => {
+                    let comp = self.components.iter().find(|c| c.contains(&node)).cloned();
+                    for m in comp.unwrap_or_default() {
+                        if m != node {
+                            let members = vec![MemberId(node.clone())];
+                            self.deliver(&m, MembershipEvent::Departed { members })
+                                .await;
+                        }
+                    }
                 }
                 BusIn::Freeze(node, true) => {
                     self.frozen.insert(node);
@@ -722,6 +755,12 @@ impl Cluster {
     fn freeze(&self, name: &str, frozen: bool) {
         self.bus
             .send(BusIn::Freeze(name.to_string(), frozen))
+            .expect("bus running");
+    }
+
+    fn depart(&self, name: &str) {
+        self.bus
+            .send(BusIn::Depart(name.to_string()))
             .expect("bus running");
     }
 
@@ -1693,4 +1732,57 @@ async fn a_lone_node_takes_its_vifs_back_after_the_merge_wait() {
         assert_eq!(answered_by(&c, "a").len(), VIFS);
     })
     .await;
+}
+
+/// Issue 11 item 1: only `a`'s agent dies; its engine reports the departure
+/// at once (CPG PROCDOWN, the node stays in the ring) and `b` gets a view
+/// without `a` right away. `b` takes a's VIFs in its table at once, but owns
+/// them in XDP (and announces) only after a's lease has run out. A node-down
+/// (no `Departed`) is taken over at once: its lease is shorter than the
+/// engine's detection anyway.
+#[tokio::test(start_paused = true)]
+async fn a_departed_members_vifs_answer_here_only_after_its_lease() {
+    for departed in [true, false] {
+        local(async {
+            let c = two_balanced("").await;
+            let held: Vec<usize> = c
+                .node("a")
+                .owned()
+                .await
+                .iter()
+                .map(|n| n[1..].parse().unwrap())
+                .collect();
+            assert_eq!(held.len(), 2);
+            let t0 = c.journal.now();
+            c.node("a").task.abort();
+            if departed {
+                c.depart("a");
+            }
+            c.views(&[&["b"]]);
+            wait(ms(1000)).await;
+            assert_eq!(
+                c.node("b").owned().await.len(),
+                VIFS,
+                "{}",
+                c.journal.dump()
+            );
+            let d = || c.journal.dump();
+            let fence = c.journal.fence_end("a").expect("a renewed its lease");
+            assert!(fence > t0, "a's lease still ran when it died\n{}", d());
+            for k in held {
+                let own = c
+                    .journal
+                    .time_of("b", t0, &Ev::Own(vip(k)))
+                    .unwrap_or_else(|| panic!("b never owned v{k}\n{}", d()));
+                let announced = c.journal.announced("b", &vif_name(k), t0);
+                assert!(announced.first().is_some_and(|at| *at >= own), "{}", d());
+                if departed {
+                    assert!(own >= fence, "b answers v{k} while a's lease runs\n{}", d());
+                } else {
+                    assert!(own < fence, "node-down: b took v{k} over at once\n{}", d());
+                }
+            }
+        })
+        .await;
+    }
 }
