@@ -163,11 +163,11 @@ impl Journal {
     fn fence_end(&self, node: &str) -> Option<Duration> {
         self.of(node, Duration::ZERO)
             .into_iter()
-            .filter_map(|e| match e.ev {
+            .rev()
+            .find_map(|e| match e.ev {
                 Ev::Lease(Some(v)) => Some(e.at + v),
                 _ => None,
             })
-            .last()
     }
 
     /// Journal time of the first entry of `node` since `from` that is `ev`.
