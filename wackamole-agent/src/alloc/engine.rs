@@ -1,6 +1,7 @@
 //! The allocator state machine of one node.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use super::assign::{self, MemberInput, Recipients, Slot};
 use super::wire::{self, HandoverItem, Message, StateMsg, WireCommand, WireMove};
@@ -41,8 +42,21 @@ pub struct Allocator {
     /// heard only when the last one sent is delivered.
     eligibility_sent: u32,
     eligibility_heard: u32,
+    /// Carrier came back and no view with peers has been installed since:
+    /// I may still be alone in a partition of my own (the engine has not
+    /// merged yet), where taking VIFs would answer next to their owners.
+    await_peers: bool,
+    /// The eligibility timer runs past `mature_after`, waiting for peers
+    /// until `merge_wait` (then eligible anyway).
+    peer_wait: bool,
+    /// How long after carrier comes back I wait for a view with peers
+    /// before becoming eligible in a view of my own (see [`Allocator::set_merge_wait`]).
+    merge_wait: Duration,
     view: Option<ViewState>,
 }
+
+/// [`Allocator::set_merge_wait`] before the agent has set it.
+pub const DEFAULT_MERGE_WAIT: Duration = Duration::from_secs(2);
 
 /// A hand-over in progress (version-2 views): the table's owner of the VIF
 /// is the new owner; it answers once `pending` is empty.
@@ -53,6 +67,11 @@ pub(crate) struct Handover {
     pub pending: BTreeSet<u32>,
     /// Members that stopped answering and keep the addresses until TAKEN.
     pub yielded: BTreeSet<u32>,
+    /// The table's owner holds the VIF already while it waits for `pending`
+    /// (it was a party the hand-over was redirected to, yielding, or it
+    /// answered before a merge). If the VIF is redirected again before the
+    /// owner answers, the owner becomes a party: it must be told to release.
+    pub owner_holds: bool,
 }
 
 /// What the simulator reads of the agreed state.
@@ -208,6 +227,9 @@ impl Allocator {
             eligibility_timer: false,
             eligibility_sent: 0,
             eligibility_heard: 0,
+            await_peers: false,
+            peer_wait: false,
+            merge_wait: DEFAULT_MERGE_WAIT,
             view: None,
         }
     }
@@ -304,6 +326,23 @@ impl Allocator {
             .enumerate()
             .filter(|(_, y)| **y)
             .map(|(v, _)| VifIndex(v as u32))
+    }
+
+    /// After carrier comes back, a node is eligible again once `mature_after`
+    /// has passed *and* it has installed a view with peers since (the
+    /// engine's merge), so that a node cut off by its cable does not take
+    /// every VIF in its one-node partition while its peers still serve
+    /// them. Without such a view (a cluster of one, or peers that died
+    /// meanwhile) it is eligible after `wait` (at least `mature_after`).
+    /// The agent derives `wait` from the engine's timing; the default is
+    /// [`DEFAULT_MERGE_WAIT`].
+    pub fn set_merge_wait(&mut self, wait: Duration) {
+        self.merge_wait = wait;
+    }
+
+    /// See [`Allocator::set_merge_wait`].
+    pub fn merge_wait(&self) -> Duration {
+        self.merge_wait
     }
 
     /// The configuration in force.
@@ -472,7 +511,19 @@ impl Allocator {
         }
         self.eligibility_sent = 0;
         self.eligibility_heard = 0;
-        if self.advertised != self.no_carrier && !self.eligibility_timer {
+        // The merge after carrier came back: if `mature_after` has passed
+        // already, tell this view at once (after my STATE, below).
+        let peers_now = members.len() > 1 && self.await_peers;
+        let tell_now = peers_now && self.peer_wait;
+        if peers_now {
+            self.await_peers = false;
+        }
+        if tell_now {
+            self.peer_wait = false;
+            self.eligibility_timer = false;
+            out.push(Action::CancelTimer(TimerKind::Eligibility));
+        }
+        if self.advertised != self.no_carrier && !self.eligibility_timer && !tell_now {
             // A shrink the last view did not hear: tell this one.
             self.eligibility_timer = true;
             out.push(Action::ArmTimer {
@@ -567,6 +618,9 @@ impl Allocator {
                 kind: TimerKind::Exchange,
                 after,
             });
+        }
+        if tell_now {
+            self.carrier_back(out);
         }
     }
 
@@ -990,6 +1044,7 @@ impl Allocator {
                 seq: 0,
                 pending: answering[v].iter().copied().collect(),
                 yielded: yielded[v].iter().copied().collect(),
+                owner_holds: false,
             };
             let Some(o) = owner else {
                 // Nobody may hold it: whoever does lets go.
@@ -998,8 +1053,7 @@ impl Allocator {
                 }
                 continue;
             };
-            h.pending.remove(&o);
-            h.yielded.remove(&o);
+            h.owner_holds = h.pending.remove(&o) | h.yielded.remove(&o);
             // Members the group knows to have no carrier hold nothing.
             h.pending.retain(|&p| view.has_carrier(p, v as u32));
             h.yielded.retain(|&p| view.has_carrier(p, v as u32));
@@ -1192,6 +1246,14 @@ impl Allocator {
     /// acquires, the old releases). Version 2: a hand-over: whoever answers
     /// for v now yields first (a hand-over in progress is redirected, its
     /// parties kept), and `to` answers once they all have.
+    ///
+    /// Every member that holds v and does not own it stays a party until it
+    /// releases: the old owner joins `pending` if it answered or held v
+    /// while waiting (redirected to it, or a merge winner), even if it is
+    /// already yielding; its HANDOVER then makes it `yielded`, and TAKEN
+    /// releases it. A redirected hand-over gets a fresh seq and its pending
+    /// members say HANDOVER again, so that a HANDOVER sent before the
+    /// redirect (maybe before the sender answered again) never counts for it.
     fn transfer(
         &mut self,
         view: &mut ViewState,
@@ -1204,25 +1266,19 @@ impl Allocator {
         if view.version < 2 {
             return self.move_vif(view, v, to, prio, out);
         }
+        let vu = v as u32;
         let from = view.table[v].owner;
-        let existing = view.handovers.remove(&(v as u32));
+        let existing = view.handovers.remove(&vu);
         let activated = existing.as_ref().is_none_or(|h| h.pending.is_empty());
+        let redirected = existing.is_some() && from != Some(to);
         let mut h = existing.unwrap_or_default();
         let me = view.me as u32;
-        if h.seq == 0 {
-            h.seq = view.seq();
-        }
+        let was_pending = h.pending.contains(&me);
         if let Some(o) = from.filter(|&o| o != to) {
-            // The old owner answers if it was let answer and has carrier.
-            if activated && view.has_carrier(o, v as u32) {
+            // The old owner holds v if it was let answer, or held it while
+            // waiting; without carrier it released it already.
+            if (activated || h.owner_holds) && view.has_carrier(o, vu) {
                 h.pending.insert(o);
-                if o == me {
-                    self.yield_vif(v, out);
-                    hb.push(HandoverItem {
-                        vif: v as u32,
-                        seq: h.seq,
-                    });
-                }
             }
             if let Some(m) = view.members.get_mut(o as usize) {
                 m.count = m.count.saturating_sub(1);
@@ -1235,8 +1291,19 @@ impl Allocator {
                 m.count += 1;
             }
         }
-        h.pending.remove(&to);
-        h.yielded.remove(&to);
+        if from != Some(to) {
+            h.owner_holds = h.pending.remove(&to) | h.yielded.remove(&to);
+        }
+        if h.seq == 0 || redirected {
+            h.seq = view.seq();
+        }
+        if h.pending.contains(&me) && (redirected || !was_pending) {
+            self.yield_vif(v, out);
+            hb.push(HandoverItem {
+                vif: vu,
+                seq: h.seq,
+            });
+        }
         view.table[v] = Slot {
             owner: Some(to),
             prio,
@@ -1439,7 +1506,10 @@ impl Allocator {
             self.send_eligibility(out);
         }
         if back {
-            // Eligible again only after `mature_after` of carrier.
+            // Eligible again only after `mature_after` of carrier, and a view
+            // with peers (or `merge_wait`; see `set_merge_wait`).
+            self.await_peers = true;
+            self.peer_wait = false;
             self.eligibility_timer = true;
             out.push(Action::ArmTimer {
                 kind: TimerKind::Eligibility,
@@ -1451,8 +1521,30 @@ impl Allocator {
     fn on_eligibility_timer(&mut self, out: &mut Vec<Action>) {
         self.eligibility_timer = false;
         if self.advertised == self.no_carrier {
+            self.peer_wait = false;
             return;
         }
+        if self.await_peers && !self.peer_wait {
+            // `mature_after` is over but no view with peers yet: wait for
+            // one until `merge_wait` (counted from the carrier's return).
+            let rest = self.merge_wait.saturating_sub(self.config.mature_after);
+            if !rest.is_zero() {
+                self.peer_wait = true;
+                self.eligibility_timer = true;
+                out.push(Action::ArmTimer {
+                    kind: TimerKind::Eligibility,
+                    after: rest,
+                });
+                return;
+            }
+        }
+        self.await_peers = false;
+        self.peer_wait = false;
+        self.carrier_back(out);
+    }
+
+    /// Carrier is back long enough: tell the group I may hold those VIFs.
+    fn carrier_back(&mut self, out: &mut Vec<Action>) {
         // Eligible again once the group has heard it (my ELIGIBILITY is
         // delivered), so that a stale "no carrier" never meets a VIF I hold.
         let can_tell = self
@@ -1919,6 +2011,8 @@ impl Allocator {
             // Indices of the old list: the agent feeds the set anew.
             self.no_carrier.clear();
             self.advertised.clear();
+            self.await_peers = false;
+            self.peer_wait = false;
             self.cancel_exchange(out);
             self.cancel_balance(out);
             if self.view.take().is_some() {

@@ -71,9 +71,13 @@
 //! set too, so no member assigns them to it, and VIFs it owned go elsewhere
 //! on delivery. A node whose cable is cut thus holds nothing while cut off
 //! and a merge has nothing to resolve. Carrier back: eligible again after
-//! `mature_after` (timer) once its ELIGIBILITY saying so is delivered (so a
-//! stale "no carrier" never meets a VIF it holds); then balance brings its
-//! share back, by hand-over. A VIF no eligible member may hold stays with a
+//! `mature_after` (timer) and once a view with peers has been installed
+//! since (the engine's merge: until then the node may be alone in a
+//! partition of its own, where it would claim every VIF next to their
+//! owners), or after [`Allocator::set_merge_wait`] without one (a cluster of
+//! one); then once its ELIGIBILITY saying so is delivered (so a stale "no
+//! carrier" never meets a VIF it holds); then balance brings its share
+//! back, by hand-over. A VIF no eligible member may hold stays with a
 //! drained owner, or has none.
 //!
 //! ## Wire versions (rolling upgrades)
@@ -136,7 +140,7 @@ use std::time::Duration;
 
 use crate::membership::{MemberId, ViewId};
 
-pub use engine::Allocator;
+pub use engine::{Allocator, DEFAULT_MERGE_WAIT};
 
 /// Position of a VIF in the configured list (the same on every node).
 #[derive(

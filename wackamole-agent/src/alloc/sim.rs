@@ -895,7 +895,8 @@ impl Sim {
 
     /// A planned release (agreed message, version-2 view, no view change
     /// under way) must leave the VIF answered: its owner answers for it,
-    /// unless nobody may hold it or the owner failed (crash, no carrier).
+    /// unless nobody may hold it or the owner failed (crash, no carrier now
+    /// or since).
     fn check_make_before_break(&mut self, i: usize, v: u32) {
         let n = &self.nodes[i];
         if n.alloc.phase() == super::Phase::Excluded {
@@ -925,6 +926,9 @@ impl Sim {
         if !owner.alive
             || owner.epoch != epoch
             || owner.carrier_down.contains(&v)
+            // Lost carrier and got it back since: still ineligible (a
+            // failure the group has yet to hear of).
+            || owner.alloc.advertised_ineligible().contains(&v)
             || owner.group_view != n.group_view
         {
             return;

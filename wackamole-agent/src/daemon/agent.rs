@@ -20,7 +20,7 @@ use crate::config::{self, Config};
 use crate::control::server::ControlRequest;
 use crate::dataplane::VipTable;
 use crate::hooks::{HookConfig, HookEvent, HookRunner};
-use crate::membership::{Alive, MembershipEvent, MembershipHandle, Outgoing, ViewId};
+use crate::membership::{Alive, MemberId, MembershipEvent, MembershipHandle, Outgoing, ViewId};
 use anyhow::{anyhow, Result};
 use futures::stream::{LocalBoxStream, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -40,6 +40,27 @@ pub const RELEASE_GRACE: Duration = Duration::from_secs(2);
 /// it in before the allocator hears `Announced` (and the old owner of a
 /// hand-over may drop the VIF's traffic).
 pub const ANNOUNCE_SETTLE: Duration = Duration::from_millis(10);
+
+/// The shortest wait for the engine's merge after carrier comes back (see
+/// [`merge_wait`]).
+pub const MERGE_WAIT_MIN: Duration = Duration::from_secs(2);
+
+/// How long a node whose carrier came back waits for a view with peers
+/// before it takes VIFs in a view of its own (a cluster of one): see
+/// `Allocator::set_merge_wait`. A merge takes the link's detection plus a
+/// membership round (about the takeover floor, token + consensus): with
+/// Corosync LAN-fast (floor 110 ms, knet pings every 200 ms) the merge came
+/// 0.5-0.7 s after the cable, with the defaults (floor ~8 s) several
+/// seconds. Two floors, at least [`MERGE_WAIT_MIN`]: waiting too long only
+/// delays a lone node's return; too short gives two ARP answerers.
+pub fn merge_wait(takeover_floor: Duration) -> Duration {
+    (takeover_floor * 2).max(MERGE_WAIT_MIN)
+}
+
+/// Added to a departed member's lease before its VIFs answer here: timer
+/// and scheduling slack (its lease counts from its last liveness evidence,
+/// before it died, and we hear of the death after it).
+pub const DEPARTED_MARGIN: Duration = Duration::from_millis(5);
 
 /// How often failed bring-ups are retried and released entries forgotten.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
@@ -220,6 +241,13 @@ pub struct Agent<H: Host> {
     ineligible: BTreeSet<VifIndex>,
     /// Members of the last completed view: a bigger one is a merge or a join.
     complete_members: usize,
+    /// The engine's takeover floor, from its latest liveness evidence.
+    floor: Option<Duration>,
+    /// VIFs a departed member (process gone, node up) held: its XDP may
+    /// answer for them until the given time (its lease), so we do not.
+    fenced: BTreeMap<usize, Instant>,
+    /// VIFs the allocator gave us whose bring-up waits for `fenced`.
+    deferred: BTreeSet<usize>,
     /// Set once a stop signal started handing our VIFs to the other members:
     /// the moment the agent stops anyway.
     pub(super) handover: Option<Instant>,
@@ -337,6 +365,9 @@ impl<H: Host> Agent<H> {
             metrics,
             arp_cache: HashMap::new(),
             complete_members: 0,
+            floor: None,
+            fenced: BTreeMap::new(),
+            deferred: BTreeSet::new(),
             announcing: Announcing {
                 tx: Some(announced_tx),
                 ..Default::default()
@@ -363,6 +394,7 @@ impl<H: Host> Agent<H> {
         let mut refresh_tick = ticker(self.cfg.announce.refresh_interval);
 
         loop {
+            let deferred_due = self.deferred_due();
             tokio::select! {
                 event = self.engine.events.recv() => match event {
                     Some(event) => self.on_membership(event).await,
@@ -393,11 +425,19 @@ impl<H: Host> Agent<H> {
                     Ok(()) => {
                         let alive = *self.engine.alive.borrow_and_update();
                         if let Some(alive) = alive {
+                            self.floor = Some(alive.takeover_floor);
                             self.renew_lease(alive, &mut capped_warned);
+                            let wait = merge_wait(alive.takeover_floor);
+                            if self.alloc.merge_wait() != wait {
+                                self.alloc.set_merge_wait(wait);
+                            }
                         }
                     }
                     Err(_) => alive_open = false,
                 },
+                _ = tokio::time::sleep_until(deferred_due.unwrap_or_else(Instant::now)), if deferred_due.is_some() => {
+                    self.bring_up_deferred().await;
+                }
                 _ = watchdog_tick.tick() => self.notifier.watchdog(),
                 _ = housekeeping.tick() => self.housekeeping().await,
                 _ = share_tick.tick() => self.share_arp_cache().await,
@@ -475,6 +515,7 @@ impl<H: Host> Agent<H> {
                 })
                 .await;
             }
+            MembershipEvent::Departed { members } => self.on_departed(&members),
             MembershipEvent::Transitional => self.feed(Input::Transitional).await,
             MembershipEvent::Message { sender, payload } => match GroupMessage::decode(payload) {
                 Ok(GroupMessage::Allocator(payload)) => {
@@ -492,6 +533,120 @@ impl<H: Host> Agent<H> {
                 self.feed(Input::EngineLost).await;
             }
         }
+    }
+
+    /// Members left while their nodes stay up (their agent died or left):
+    /// unlike a node-down, the engine says so at once, while their XDP may
+    /// still answer ARP for their VIFs until their lease runs out. The
+    /// allocator moves those VIFs at once; only our answering waits for the
+    /// lease (plus a margin). Their lease is at most half the takeover floor
+    /// (`lease::safe_lease`: "auto" is that, a fixed lease is capped to it),
+    /// and the floor comes from the engine's timing, the same on every node
+    /// (Corosync: token + consensus of the cluster-wide totem section;
+    /// Spread: `takeover_floor` as configured, like its `TokenTimeout`).
+    fn on_departed(&mut self, members: &[MemberId]) {
+        let Some(floor) = self.floor else {
+            warn!(
+                ?members,
+                "members left with their node up before any liveness evidence: not waiting for their leases"
+            );
+            return;
+        };
+        let until = Instant::now() + super::lease::safe_lease(floor) + DEPARTED_MARGIN;
+        let table = self.alloc.table();
+        let names: BTreeSet<&str> = table
+            .members
+            .iter()
+            .filter(|m| members.contains(&m.member))
+            .map(|m| m.node.as_str())
+            .collect();
+        let mut fenced = Vec::new();
+        for row in &table.vifs {
+            // The owner answers, and so does a hand-over's pending party.
+            let owner = row
+                .owner
+                .as_ref()
+                .is_some_and(|o| members.contains(&o.member));
+            let pending = table
+                .handovers
+                .iter()
+                .any(|h| h.vif == row.vif && h.pending.iter().any(|p| names.contains(p.as_str())));
+            if owner || pending {
+                let at = self.fenced.entry(row.vif.0 as usize).or_insert(until);
+                *at = (*at).max(until);
+                fenced.push(row.label.clone());
+            }
+        }
+        info!(
+            ?members,
+            ?fenced,
+            wait_ms = (super::lease::safe_lease(floor) + DEPARTED_MARGIN).as_millis() as u64,
+            "members left with their node up: their VIFs answer here only after their lease"
+        );
+    }
+
+    /// Whether VIF `i` must wait for a departed holder's lease: then it is
+    /// brought up by [`Agent::bring_up_deferred`].
+    fn wait_for_fence(&mut self, i: usize, name: &str) -> bool {
+        match self.fenced.get(&i) {
+            Some(until) if *until > Instant::now() => {
+                self.deferred.insert(i);
+                info!(
+                    vif = %name,
+                    wait_us = until.saturating_duration_since(Instant::now()).as_micros() as u64,
+                    "taken from a departed member: answering once its lease has run out"
+                );
+                true
+            }
+            _ => {
+                self.fenced.remove(&i);
+                false
+            }
+        }
+    }
+
+    /// When the next deferred VIF may answer.
+    fn deferred_due(&self) -> Option<Instant> {
+        self.deferred
+            .iter()
+            .map(|i| self.fenced.get(i).copied().unwrap_or_else(Instant::now))
+            .min()
+    }
+
+    /// Brings up the deferred VIFs whose departed holder's lease has run out
+    /// (if they are still ours and not yielding), then announces them.
+    async fn bring_up_deferred(&mut self) {
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .deferred
+            .iter()
+            .copied()
+            .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
+            .collect();
+        let answering = self.answering();
+        for i in due {
+            self.deferred.remove(&i);
+            self.fenced.remove(&i);
+            let Some(vif) = self.vifs.get(i).cloned() else {
+                continue;
+            };
+            if !answering.contains(&VifIndex(i as u32)) {
+                continue;
+            }
+            let (table, addresses) = self.host.parts();
+            match vifs::bring_up(table, addresses, &vif).await {
+                Ok(took) => {
+                    self.unplumbed.remove(&i);
+                    info!(vif = %vif.name, took_us = took.as_micros() as u64, "answering after the departed holder's lease");
+                }
+                Err(e) => {
+                    self.unplumbed.insert(i);
+                    error!("bringing up VIF {}: {e:#}; retrying", vif.name);
+                }
+            }
+            self.announce_owed(i);
+        }
+        self.update_metrics();
     }
 
     /// A VIF is ineligible while one of its interfaces has no carrier; the
@@ -621,6 +776,13 @@ impl<H: Host> Agent<H> {
             return false;
         };
         self.pending_forget.remove(&(i.0 as usize));
+        if self.wait_for_fence(i.0 as usize, &vif.name) {
+            drop(self.hooks.fire(HookEvent::Up {
+                vif: vif.name.clone(),
+                addresses: vif.address_texts(),
+            }));
+            return true;
+        }
         let (table, addresses) = self.host.parts();
         match vifs::bring_up(table, addresses, &vif).await {
             Ok(took) => {
@@ -648,6 +810,7 @@ impl<H: Host> Agent<H> {
             return;
         };
         self.unplumbed.remove(&(i.0 as usize));
+        self.deferred.remove(&(i.0 as usize));
         // Not one more frame claiming the VIF from here: an announcement
         // still in its burst (or waiting out a conflict) would point the
         // clients back at this node, which drops the VIF's traffic from now on.
@@ -675,6 +838,7 @@ impl<H: Host> Agent<H> {
             return;
         };
         // Not one more frame claiming it; no retry would own it again.
+        self.deferred.remove(&(i.0 as usize));
         self.host.cancel_announcement(i.0 as usize);
         self.announcing.drop_vif(i.0 as usize);
         self.unplumbed.remove(&(i.0 as usize));
@@ -691,6 +855,9 @@ impl<H: Host> Agent<H> {
             return;
         };
         self.pending_forget.remove(&(i.0 as usize));
+        if self.wait_for_fence(i.0 as usize, &vif.name) {
+            return;
+        }
         let (table, addresses) = self.host.parts();
         match vifs::bring_up(table, addresses, &vif).await {
             Ok(_) => info!(vif = %vif.name, "reclaimed"),

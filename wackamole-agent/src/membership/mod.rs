@@ -64,6 +64,15 @@ pub enum MembershipEvent {
     Transitional,
     /// An agreed (totally ordered) message from a member of the current view.
     Message { sender: MemberId, payload: Vec<u8> },
+    /// Members of the current view that left the group while their node
+    /// stays in the engine's membership: their agent process died or left
+    /// (Corosync: CPG reason PROCDOWN or LEAVE, no node-down; Spread: a
+    /// leave or disconnect, its daemon alive). Reported just before the
+    /// view that drops them. Unlike a node-down (reported only after the
+    /// engine's failure detection, which outlasts any lease) this comes at
+    /// once: their XDP may still answer ARP for what they held until their
+    /// fencing lease runs out, so their successors wait for it.
+    Departed { members: Vec<MemberId> },
     /// The engine is unreachable or frozen (dispatch error, lost connection,
     /// watchdog expired). The agent must stop claiming; the engine reconnects
     /// by itself and reports a fresh view when it is back.

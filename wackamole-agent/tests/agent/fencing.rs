@@ -77,8 +77,8 @@ fn run(fault: Fault) -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     match fault {
         Fault::EngineStopped => c.corosync().stop_corosync(victim)?,
-        // Corosync first: a killed agent alone is reported by CPG at once
-        // (see `known_gap_a_killed_agent_is_silent_before_the_survivors_answer`).
+        // Corosync first: a node-down, not the agent's departure (which CPG
+        // reports at once; see `a_killed_agent_is_silent_before_the_survivors_answer`).
         Fault::StackKilled => {
             c.corosync_mut().kill_corosync(victim)?;
             c.crash_agent(victim)?;
@@ -143,11 +143,12 @@ fn a_stopped_agent_goes_silent() -> Result<()> {
     run(Fault::AgentStopped)
 }
 
+/// CPG reports a killed agent's process at once (PROCDOWN, no token
+/// timeout) while its XDP answers until its lease runs out: the survivors
+/// take its VIFs in the table at once but answer only after that lease.
 #[test]
-#[ignore = "known gap: CPG reports a killed agent's process at once (no token timeout), so the survivors \
-            answer while its lease (up to 55 ms) still runs; the new owner must wait out the lease of a \
-            member whose process died (CPG_REASON_PROCDOWN) -- work for the acquire path"]
-fn known_gap_a_killed_agent_is_silent_before_the_survivors_answer() -> Result<()> {
+#[ignore = "needs root and corosync"]
+fn a_killed_agent_is_silent_before_the_survivors_answer() -> Result<()> {
     ensure!(wackamole::testbed::is_root(), "needs root");
     run(Fault::AgentKilled)
 }

@@ -159,6 +159,25 @@ impl Journal {
         None
     }
 
+    /// When `node`'s last lease renewal lets its XDP answer until.
+    fn fence_end(&self, node: &str) -> Option<Duration> {
+        self.of(node, Duration::ZERO)
+            .into_iter()
+            .rev()
+            .find_map(|e| match e.ev {
+                Ev::Lease(Some(v)) => Some(e.at + v),
+                _ => None,
+            })
+    }
+
+    /// Journal time of the first entry of `node` since `from` that is `ev`.
+    fn time_of(&self, node: &str, from: Duration, ev: &Ev) -> Option<Duration> {
+        self.of(node, from)
+            .into_iter()
+            .find(|e| e.ev == *ev)
+            .map(|e| e.at)
+    }
+
     /// Index of the first entry of `node` since `from` matching `f`.
     fn first(&self, node: &str, from: Duration, f: impl Fn(&Ev) -> bool) -> Option<usize> {
         self.entries
@@ -340,6 +359,10 @@ enum BusIn {
     /// The node's engine freezes (`true`: no probe comes back, nothing is
     /// delivered) or thaws.
     Freeze(String, bool),
+    /// The node's agent process is gone but its node stays in the ring: the
+    /// other members of its component hear `Departed` at once (CPG
+    /// PROCDOWN); the test gives the views.
+    Depart(String),
 }
 
 /// The fake engines' watchdog probes: every member of a component that is
@@ -451,6 +474,16 @@ impl Bus {
                     }
                     let reason = "engine lost (test)".to_string();
                     self.deliver(&node, MembershipEvent::Lost { reason }).await;
+                }
+                BusIn::Depart(node) => {
+                    let comp = self.components.iter().find(|c| c.contains(&node)).cloned();
+                    for m in comp.unwrap_or_default() {
+                        if m != node {
+                            let members = vec![MemberId(node.clone())];
+                            self.deliver(&m, MembershipEvent::Departed { members })
+                                .await;
+                        }
+                    }
                 }
                 BusIn::Freeze(node, true) => {
                     self.frozen.insert(node);
@@ -722,6 +755,12 @@ impl Cluster {
     fn freeze(&self, name: &str, frozen: bool) {
         self.bus
             .send(BusIn::Freeze(name.to_string(), frozen))
+            .expect("bus running");
+    }
+
+    fn depart(&self, name: &str) {
+        self.bus
+            .send(BusIn::Depart(name.to_string()))
             .expect("bus running");
     }
 
@@ -1526,7 +1565,7 @@ async fn drain_and_undrain_are_handovers() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn carrier_loss_releases_at_once_and_the_vifs_return_after_mature() {
+async fn carrier_loss_releases_at_once_and_the_vifs_return_later() {
     local(async {
         let c = two_balanced("").await;
         let mut lost = c.node("a").owned().await;
@@ -1546,7 +1585,9 @@ async fn carrier_loss_releases_at_once_and_the_vifs_return_after_mature() {
         assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
         assert_eq!(c.node("b").owned().await.len(), VIFS);
         assert!(!a_owns_since(&c, t0), "{}", c.journal.dump());
-        // Carrier back: eligible only after `mature` (1 s).
+        // Carrier back: eligible only after `mature` (1 s) and a view with
+        // peers since, or the merge wait (2 s) without one: this bus gives
+        // no new view (the engine never noticed the flap).
         let t1 = c.journal.now();
         c.node("a").carrier(true);
         wait(ms(600)).await;
@@ -1617,4 +1658,131 @@ async fn a_joining_node_takes_its_share_by_handover_with_the_fewest_moves() {
         );
     })
     .await;
+}
+
+/// Issue 10: a node cut off by its cable is alone in its own view. When the
+/// cable comes back the engine has not merged yet: past `mature` the node
+/// must still take nothing in that one-node view (its peers serve every
+/// VIP); the merge brings its share back by hand-over, and no VIP is ever
+/// answered twice.
+#[tokio::test(start_paused = true)]
+async fn a_node_whose_cable_comes_back_waits_for_the_merge() {
+    local(async {
+        let c = two_balanced("").await;
+        let t0 = c.journal.now();
+        c.node("a").carrier(false);
+        c.views(&[&["a"], &["b"]]);
+        wait(ms(3000)).await;
+        assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
+        assert_eq!(c.node("b").owned().await.len(), VIFS);
+        let t1 = c.journal.now();
+        c.node("a").carrier(true);
+        // Past `mature` (1 s), short of the merge wait (2 s): still nothing.
+        wait(ms(1800)).await;
+        assert!(!a_owns_since(&c, t1), "{}", c.journal.dump());
+        assert!(c.node("a").owned().await.is_empty());
+        // The merge: eligible at once (mature is over), share by hand-over.
+        let t2 = c.journal.now();
+        c.views(&[&["a", "b"]]);
+        wait(ms(2000)).await;
+        let back = c.node("a").owned().await;
+        assert_eq!(back.len(), 2, "{}", c.journal.dump());
+        for name in &back {
+            let k: usize = name[1..].parse().unwrap();
+            let yielded = at(&c, "b", t2, &Ev::Yield(vip(k)));
+            let own = at(&c, "a", t2, &Ev::Own(vip(k)));
+            assert!(yielded < own, "{}", c.journal.dump());
+        }
+        assert_eq!(
+            c.journal.two_answerers(&everyone(&c), t0),
+            None,
+            "{}",
+            c.journal.dump()
+        );
+        c.check_one_answerer(&[everyone(&c)])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+    })
+    .await;
+}
+
+/// The bound: a cluster of one gets no merge, so its node takes its VIFs
+/// back once the merge wait (2 s here: twice the floor, at least 2 s) is over.
+#[tokio::test(start_paused = true)]
+async fn a_lone_node_takes_its_vifs_back_after_the_merge_wait() {
+    local(async {
+        let c = Cluster::start(&["a"], "");
+        c.views(&[&["a"]]);
+        wait(ms(2000)).await;
+        assert_eq!(c.node("a").owned().await.len(), VIFS);
+        c.node("a").carrier(false);
+        wait(ms(500)).await;
+        assert!(c.node("a").owned().await.is_empty(), "{}", c.journal.dump());
+        let t1 = c.journal.now();
+        c.node("a").carrier(true);
+        wait(ms(1800)).await;
+        assert!(!a_owns_since(&c, t1), "{}", c.journal.dump());
+        wait(ms(1000)).await;
+        assert_eq!(
+            c.node("a").owned().await.len(),
+            VIFS,
+            "{}",
+            c.journal.dump()
+        );
+        assert_eq!(answered_by(&c, "a").len(), VIFS);
+    })
+    .await;
+}
+
+/// Issue 11 item 1: only `a`'s agent dies; its engine reports the departure
+/// at once (CPG PROCDOWN, the node stays in the ring) and `b` gets a view
+/// without `a` right away. `b` takes a's VIFs in its table at once, but owns
+/// them in XDP (and announces) only after a's lease has run out. A node-down
+/// (no `Departed`) is taken over at once: its lease is shorter than the
+/// engine's detection anyway.
+#[tokio::test(start_paused = true)]
+async fn a_departed_members_vifs_answer_here_only_after_its_lease() {
+    for departed in [true, false] {
+        local(async {
+            let c = two_balanced("").await;
+            let held: Vec<usize> = c
+                .node("a")
+                .owned()
+                .await
+                .iter()
+                .map(|n| n[1..].parse().unwrap())
+                .collect();
+            assert_eq!(held.len(), 2);
+            let t0 = c.journal.now();
+            c.node("a").task.abort();
+            if departed {
+                c.depart("a");
+            }
+            c.views(&[&["b"]]);
+            wait(ms(1000)).await;
+            assert_eq!(
+                c.node("b").owned().await.len(),
+                VIFS,
+                "{}",
+                c.journal.dump()
+            );
+            let d = || c.journal.dump();
+            let fence = c.journal.fence_end("a").expect("a renewed its lease");
+            assert!(fence > t0, "a's lease still ran when it died\n{}", d());
+            for k in held {
+                let own = c
+                    .journal
+                    .time_of("b", t0, &Ev::Own(vip(k)))
+                    .unwrap_or_else(|| panic!("b never owned v{k}\n{}", d()));
+                let announced = c.journal.announced("b", &vif_name(k), t0);
+                assert!(announced.first().is_some_and(|at| *at >= own), "{}", d());
+                if departed {
+                    assert!(own >= fence, "b answers v{k} while a's lease runs\n{}", d());
+                } else {
+                    assert!(own < fence, "node-down: b took v{k} over at once\n{}", d());
+                }
+            }
+        })
+        .await;
+    }
 }

@@ -890,3 +890,228 @@ fn an_older_node_makes_the_group_move_the_old_way() {
     ok(&mut sim);
     assert_eq!(sim.table(0).group_version, Some(wire::VERSION));
 }
+
+// ----- a hand-over redirected twice (three allocators, agreed order by hand) -----
+
+/// Three allocators on a hand-made agreed order: every multicast is queued
+/// and delivered to all members in index order when the test says so.
+struct Trio {
+    nodes: Vec<Allocator>,
+    queue: std::collections::VecDeque<(usize, Vec<u8>)>,
+    held: Vec<BTreeSet<u32>>,
+    yielding: Vec<BTreeSet<u32>>,
+    announce: Vec<Vec<VifIndex>>,
+}
+
+impl Trio {
+    fn new(vifs: usize) -> Self {
+        let mut cfg = me_cfg(vifs);
+        cfg.balance.enabled = false;
+        let mut t = Trio {
+            nodes: (0..3)
+                .map(|i| {
+                    Allocator::new(
+                        cfg.clone(),
+                        NodeInfo {
+                            name: format!("node{i}"),
+                        },
+                    )
+                })
+                .collect(),
+            queue: Default::default(),
+            held: vec![BTreeSet::new(); 3],
+            yielding: vec![BTreeSet::new(); 3],
+            announce: vec![Vec::new(); 3],
+        };
+        let members: Vec<MemberId> = (0..3).map(|i| MemberId(format!("m{i}"))).collect();
+        for i in 0..3 {
+            t.feed(i, Input::Timer(TimerKind::Mature));
+            t.feed(
+                i,
+                Input::View {
+                    id: ViewId(1),
+                    members: members.clone(),
+                    my_index: i,
+                },
+            );
+        }
+        t
+    }
+
+    fn feed(&mut self, i: usize, input: Input) {
+        for a in self.nodes[i].handle(input) {
+            match a {
+                Action::Acquire(v) => {
+                    assert!(self.held[i].insert(v.0), "node{i} acquired {v} twice");
+                    self.announce[i].push(v);
+                }
+                Action::Reclaim(v) => {
+                    assert!(self.yielding[i].remove(&v.0), "node{i} reclaimed {v}");
+                    self.announce[i].push(v);
+                }
+                Action::Announce(v) => self.announce[i].push(v),
+                Action::Yield(v) => {
+                    assert!(self.held[i].contains(&v.0) && self.yielding[i].insert(v.0));
+                }
+                Action::Release(v) => {
+                    assert!(self.held[i].remove(&v.0), "node{i} released {v}");
+                    self.yielding[i].remove(&v.0);
+                }
+                Action::Multicast(p) => self.queue.push_back((i, p)),
+                _ => {}
+            }
+        }
+        self.one_answerer();
+    }
+
+    fn one_answerer(&self) {
+        let vifs = self.nodes[0].config().vifs.len() as u32;
+        for v in 0..vifs {
+            let n = (0..3)
+                .filter(|&i| self.held[i].contains(&v) && !self.yielding[i].contains(&v))
+                .count();
+            assert!(n <= 1, "#{v} answered by {n} nodes");
+        }
+    }
+
+    /// Delivers the next agreed message to every member; false if none.
+    fn deliver(&mut self) -> bool {
+        let Some((sender, payload)) = self.queue.pop_front() else {
+            return false;
+        };
+        for i in 0..3 {
+            self.feed(
+                i,
+                Input::Message {
+                    sender: MemberId(format!("m{sender}")),
+                    payload: payload.clone(),
+                },
+            );
+        }
+        true
+    }
+
+    /// Delivers everything and feeds every announcement, until quiet.
+    fn settle(&mut self) {
+        loop {
+            while self.deliver() {}
+            let mut any = false;
+            for i in 0..3 {
+                let vifs = std::mem::take(&mut self.announce[i]);
+                if !vifs.is_empty() {
+                    any = true;
+                    self.feed(i, Input::Announced(vifs));
+                }
+            }
+            if !any && self.queue.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn drain(&mut self, at: usize, node: &str) {
+        self.feed(
+            at,
+            Input::Operator(OperatorCommand::Drain { node: node.into() }),
+        );
+    }
+}
+
+/// Seed 62919 of the simulator, by hand: a hand-over node1 -> node2 is
+/// redirected back to node1 (node2 drained after it answered, before
+/// TAKEN), then, before node2's HANDOVER, to node0 (node1 drained). node1
+/// still holds the VIF, yielding: it must stay a party of the hand-over
+/// and release on TAKEN (it used to be forgotten, keeping the addresses).
+#[test]
+fn a_hand_over_redirected_twice_still_releases_every_old_holder() {
+    let mut t = Trio::new(3);
+    t.settle();
+    assert_eq!(t.held, vec![[0].into(), [1].into(), [2].into()]);
+    t.feed(
+        0,
+        Input::Operator(OperatorCommand::Move {
+            vif: VifIndex(1),
+            node: "node2".into(),
+        }),
+    );
+    assert!(t.deliver(), "MOVE");
+    assert!(t.yielding[1].contains(&1));
+    assert!(t.deliver(), "node1's HANDOVER");
+    assert!(t.held[2].contains(&1), "node2 answers");
+    // node2's announcement is not out yet (no TAKEN): drain node2, then
+    // node1, both ordered before anything else.
+    t.announce[2].clear();
+    t.drain(0, "node2");
+    t.drain(0, "node1");
+    assert!(t.deliver(), "drain node2");
+    assert_eq!(
+        t.nodes[0].table().vifs[1].owner.as_ref().unwrap().node,
+        "node1"
+    );
+    assert!(t.deliver(), "drain node1");
+    let row = &t.nodes[0].table().handovers[0];
+    assert_eq!(row.to.as_deref(), Some("node0"));
+    assert!(row.pending.contains(&"node1".to_owned()), "{row:?}");
+    t.settle();
+    for v in 0..3 {
+        let holders: Vec<usize> = (0..3).filter(|&i| t.held[i].contains(&v)).collect();
+        assert_eq!(holders, vec![0], "#{v}");
+    }
+    assert!(t.yielding.iter().all(BTreeSet::is_empty));
+    for n in &t.nodes {
+        assert!(n.table().handovers.is_empty());
+        assert_eq!(n.yielding().count(), 0);
+    }
+}
+
+/// Issue 10: the cable comes back while the node is still alone in its own
+/// partition (the engine has not merged): past `mature` it takes nothing
+/// there; the merge brings its share back without a second answerer.
+#[test]
+fn carrier_back_waits_for_a_view_with_peers() {
+    let mut sim = Sim::uniform(29, 3, &config(6)).with_trace();
+    ok(&mut sim);
+    sim.cable(0, false);
+    ok(&mut sim);
+    assert!(sim.held(0).is_empty());
+    sim.carrier(0, &[]);
+    let t0 = sim.now_ms();
+    let wait = wackamole::alloc::DEFAULT_MERGE_WAIT.as_millis() as u64;
+    while sim.now_ms() < t0 + wait - 100 {
+        assert!(sim.fire_next_timer(), "no timer left");
+        sim.deliver_all();
+        if sim.now_ms() < t0 + wait {
+            assert!(
+                sim.held(0).is_empty(),
+                "took a VIF alone at {}",
+                sim.now_ms()
+            );
+        }
+    }
+    assert!(sim.now_ms() >= t0 + 1000, "past mature");
+    sim.heal();
+    sim.deliver_all();
+    every_vif_once(&sim, 6);
+    for v in 0..6 {
+        assert_eq!(sim.answerers(v).len(), 1, "#{v} after the merge");
+    }
+    ok(&mut sim);
+    assert_eq!(counts(&sim), vec![2, 2, 2]);
+}
+
+/// The bound: a cluster of one never merges; its node takes everything
+/// back after the merge wait.
+#[test]
+fn a_lone_node_is_eligible_again_after_the_merge_wait() {
+    let mut sim = Sim::uniform(30, 1, &config(3)).with_trace();
+    ok(&mut sim);
+    sim.carrier(0, &[0, 1, 2]);
+    ok(&mut sim);
+    assert!(sim.held(0).is_empty());
+    let t0 = sim.now_ms();
+    sim.carrier(0, &[]);
+    ok(&mut sim);
+    assert_eq!(sim.held(0), vec![0, 1, 2]);
+    let wait = wackamole::alloc::DEFAULT_MERGE_WAIT.as_millis() as u64;
+    assert!(sim.now_ms() >= t0 + wait, "eligible at {}", sim.now_ms());
+}

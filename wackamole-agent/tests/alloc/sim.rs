@@ -1,6 +1,6 @@
 //! Random schedules through the deterministic simulator: every invariant is
 //! checked after every step. `WACKAMOLE_SIM_SCHEDULES=N` runs more (default
-//! 60,000); `WACKAMOLE_SIM_SEED=S` replays one schedule with its trace.
+//! 100,000); `WACKAMOLE_SIM_SEED=S` replays one schedule with its trace.
 
 use wackamole::alloc::sim;
 
@@ -16,7 +16,7 @@ fn random_schedules_keep_every_invariant() {
             Err(f) => panic!("{f}"),
         }
     }
-    let count = env_u64("WACKAMOLE_SIM_SCHEDULES").unwrap_or(60_000);
+    let count = env_u64("WACKAMOLE_SIM_SCHEDULES").unwrap_or(100_000);
     let first = env_u64("WACKAMOLE_SIM_FIRST_SEED").unwrap_or(1);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get() as u64)
@@ -26,10 +26,3 @@ fn random_schedules_keep_every_invariant() {
         panic!("{f}");
     }
 }
-
-// Known allocator bug, not yet fixed: seed 62919 (`WACKAMOLE_SIM_SEED=62919`)
-// redirects a hand-over that has not started answering (drain of the new
-// owner, then drain of the old owner it fell back to); the table forgets that
-// the old owner still holds the VIF yielding, so it is never told to release
-// it (it keeps the addresses, silent in ARP, until its next view). The
-// default run (seeds 1..=60,000) stops short of it.

@@ -464,3 +464,46 @@ async fn a_unix_daemon_of_root_or_the_configured_uid_is_accepted() {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+/// A member that leaves or disconnects from its daemon (the daemon stays in
+/// the ring) is reported `Departed` just before the view that drops it; a
+/// network-caused view (a daemon gone) is not.
+#[tokio::test]
+async fn a_member_that_leaves_its_live_daemon_is_reported_departed() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let opts = SpreadOptions::new(&format!("{port}@127.0.0.1"), "e1", "g");
+    let mut h = start(opts).await.unwrap();
+    let (mut s, _) = accept_session(&l).await;
+    assert_eq!(read_client(&mut s).await, ClientMessage::Join("g".into()));
+    let caused = |index, members: &[&str], cause| {
+        let mut m = view(index, members);
+        if let DaemonMessage::View(v) = &mut m {
+            v.cause = cause;
+        }
+        m
+    };
+    const THIRD: &str = "#x3#fake";
+    send(&mut s, &view(1, &[PEER, ME, THIRD])).await;
+    assert!(matches!(event(&mut h).await, MembershipEvent::View(_)));
+    send(&mut s, &caused(2, &[ME, THIRD], ViewCause::Disconnect)).await;
+    assert_eq!(
+        event(&mut h).await,
+        MembershipEvent::Departed {
+            members: vec![MemberId(PEER.into())]
+        }
+    );
+    assert!(matches!(event(&mut h).await, MembershipEvent::View(v) if v.members.len() == 2));
+    send(&mut s, &caused(3, &[ME], ViewCause::Network)).await;
+    assert!(matches!(event(&mut h).await, MembershipEvent::View(v) if v.members.len() == 1));
+    send(&mut s, &view(4, &[ME, THIRD])).await;
+    assert!(matches!(event(&mut h).await, MembershipEvent::View(_)));
+    send(&mut s, &caused(5, &[ME], ViewCause::Leave)).await;
+    assert_eq!(
+        event(&mut h).await,
+        MembershipEvent::Departed {
+            members: vec![MemberId(THIRD.into())]
+        }
+    );
+    assert!(matches!(event(&mut h).await, MembershipEvent::View(_)));
+}

@@ -28,6 +28,8 @@ pub enum Raw {
     Confchg {
         members: Vec<Proc>,
         ring_change: bool,
+        /// Left without a node-down (PROCDOWN, LEAVE): the node stays.
+        departed: Vec<Proc>,
     },
     Totem {
         ring: Ring,
@@ -92,9 +94,15 @@ fn on_confchg(
         .iter()
         .chain(joined.iter())
         .any(|a| matches!(a.reason, cpg::Reason::NodeDown | cpg::Reason::NodeUp));
+    let departed = left
+        .iter()
+        .filter(|a| !matches!(a.reason, cpg::Reason::NodeDown | cpg::Reason::NodeUp))
+        .map(proc_of)
+        .collect();
     push(Raw::Confchg {
         members: members.iter().map(proc_of).collect(),
         ring_change,
+        departed,
     });
 }
 

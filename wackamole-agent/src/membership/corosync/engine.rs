@@ -314,7 +314,12 @@ impl Engine {
                 Raw::Confchg {
                     members,
                     ring_change,
-                } => s.tracker.confchg(members, ring_change),
+                    departed,
+                } => {
+                    let mut events = s.tracker.departed(&departed);
+                    events.extend(s.tracker.confchg(members, ring_change));
+                    events
+                }
                 Raw::Totem { ring } => s.tracker.totem(ring),
                 Raw::Quorum { quorate } => {
                     if !quorate && s.tracker.current().is_some() {

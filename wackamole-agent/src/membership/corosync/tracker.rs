@@ -178,6 +178,25 @@ impl Tracker {
         out
     }
 
+    /// Members that left without a node-down (CPG reason PROCDOWN or LEAVE),
+    /// reported before the confchg's view: [`MembershipEvent::Departed`]
+    /// for those of the view the agent holds (not me).
+    pub fn departed(&self, left: &[Proc]) -> Vec<MembershipEvent> {
+        let Some(view) = self.current.as_ref().filter(|_| !self.mute.any()) else {
+            return Vec::new();
+        };
+        let members: Vec<_> = left
+            .iter()
+            .filter(|p| **p != self.me)
+            .map(Proc::member_id)
+            .filter(|id| view.members.contains(id))
+            .collect();
+        if members.is_empty() {
+            return Vec::new();
+        }
+        vec![MembershipEvent::Departed { members }]
+    }
+
     /// A CPG `totem_confchg`: the ring changed (always after its confchgs).
     pub fn totem(&mut self, ring: Ring) -> Vec<MembershipEvent> {
         self.ring = ring;
@@ -472,6 +491,21 @@ mod tests {
     }
 
     #[test]
+    fn a_process_that_left_with_its_node_up_is_reported_departed() {
+        let mut t = Tracker::new(ME, R1);
+        // Before any view: nothing to report.
+        assert!(t.departed(&[A]).is_empty());
+        t.confchg(vec![A, ME, C], false);
+        assert_eq!(
+            t.departed(&[A, Proc { nodeid: 9, pid: 9 }, ME]),
+            vec![MembershipEvent::Departed {
+                members: vec![A.member_id()]
+            }]
+        );
+        assert!(t.departed(&[]).is_empty());
+    }
+
+    #[test]
     fn join_gives_transitional_then_view() {
         let mut t = Tracker::new(ME, R1);
         let ev = t.confchg(vec![C, ME, A], false);
@@ -734,7 +768,9 @@ mod tests {
                                 views.push(v);
                             }
                             MembershipEvent::Message { .. } => prop_assert!(in_view),
-                            MembershipEvent::Lost { .. } => prop_assert!(false),
+                            MembershipEvent::Lost { .. } | MembershipEvent::Departed { .. } => {
+                                prop_assert!(false)
+                            }
                         }
                     }
                 }

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 
 use super::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
 use client::{ClientError, ConnectOptions, Endpoint, SpreadReader, SpreadWriter};
-use codec::{service, DaemonMessage, Service};
+use codec::{service, DaemonMessage, Service, ViewCause};
 use watchdog::{Watchdog, APP_MESS_TYPE, PROBE_MESS_TYPE};
 
 /// Default probe period of the watchdog (as the corosync engine).
@@ -145,6 +145,7 @@ pub async fn start(opts: SpreadOptions) -> anyhow::Result<MembershipHandle> {
         outgoing: out_rx,
         want_joined: true,
         in_view: false,
+        view_members: Vec::new(),
     };
     tokio::spawn(engine.run());
     Ok(MembershipHandle {
@@ -168,6 +169,8 @@ struct Engine {
     /// transitional signals before the (re)join view or after a leave are
     /// not the agent's business.
     in_view: bool,
+    /// Members of the last view of the group (for `Departed`).
+    view_members: Vec<String>,
 }
 
 /// How a session or a pause ended.
@@ -268,6 +271,7 @@ impl Engine {
     ) -> Result<Next, ClientError> {
         let me = writer.private_group().to_owned();
         self.in_view = false;
+        self.view_members.clear();
         if self.want_joined {
             writer.join(&self.opts.group).await?;
         }
@@ -310,6 +314,12 @@ impl Engine {
                                 }
                             }
                             continue;
+                        }
+                    }
+                    if let Some(ev) = self.departed(&me, &msg) {
+                        if !self.emit(ev).await {
+                            let _ = writer.disconnect().await;
+                            return Ok(Next::Stop);
                         }
                     }
                     if let Some(ev) = self.map(&me, msg) {
@@ -402,6 +412,29 @@ impl Engine {
             wd.sent(seq, now, writer.written());
         }
         Ok(None)
+    }
+
+    /// A view of our group caused by a leave or a disconnect (the member's
+    /// process left its daemon, which stays in the ring): the members of the
+    /// last view it drops are [`MembershipEvent::Departed`]. Remembers the
+    /// members of every view of our group that lists me.
+    fn departed(&mut self, me: &str, msg: &DaemonMessage) -> Option<MembershipEvent> {
+        let DaemonMessage::View(v) = msg else {
+            return None;
+        };
+        if v.group != self.opts.group || !self.want_joined || !v.members.iter().any(|m| m == me) {
+            return None;
+        }
+        let last = std::mem::replace(&mut self.view_members, v.members.clone());
+        if !self.in_view || !matches!(v.cause, ViewCause::Leave | ViewCause::Disconnect) {
+            return None;
+        }
+        let members: Vec<MemberId> = last
+            .into_iter()
+            .filter(|m| m != me && !v.members.contains(m))
+            .map(MemberId)
+            .collect();
+        (!members.is_empty()).then_some(MembershipEvent::Departed { members })
     }
 
     /// Maps a daemon message to an agent event (None: not for the agent).
