@@ -259,7 +259,10 @@ mod tests {
         }
         fn own_router(&mut self, vip: &Vip, router: bool) -> dataplane::Result<()> {
             assert!(router, "own() is used without the flag");
-            self.0 .0.borrow_mut().push(format!("own {} router", vip.addr));
+            self.0
+                 .0
+                .borrow_mut()
+                .push(format!("own {} router", vip.addr));
             Ok(())
         }
         fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {

@@ -7,9 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressMessage, CacheInfo,
-};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::AddressFamily;
 
 use super::{errno, NetError, NetResult, Rtnl};

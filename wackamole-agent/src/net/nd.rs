@@ -465,7 +465,9 @@ impl Ipv6Prefix {
 
     /// Number of addresses, saturated at `u128::MAX` for a /0.
     pub fn size(&self) -> u128 {
-        1u128.checked_shl(128 - u32::from(self.len)).unwrap_or(u128::MAX)
+        1u128
+            .checked_shl(128 - u32::from(self.len))
+            .unwrap_or(u128::MAX)
     }
 }
 
@@ -624,7 +626,10 @@ mod tests {
         assert!(p.contains("2001:db8::ff".parse().unwrap()));
         assert!(!p.contains("2001:db8::100".parse().unwrap()));
         let all = Ipv6Prefix::new("2001:db8::1".parse().unwrap(), 0).unwrap();
-        assert_eq!((all.network, all.size()), (Ipv6Addr::UNSPECIFIED, u128::MAX));
+        assert_eq!(
+            (all.network, all.size()),
+            (Ipv6Addr::UNSPECIFIED, u128::MAX)
+        );
         assert!(all.contains(Ipv6Addr::LOCALHOST));
         assert_eq!(Ipv6Prefix::new(Ipv6Addr::LOCALHOST, 128).unwrap().size(), 1);
         assert!(Ipv6Prefix::new(Ipv6Addr::LOCALHOST, 129).is_none());
@@ -655,7 +660,13 @@ mod tests {
         // A /64: only the known neighbours inside it.
         let big = Ipv6Prefix::new(vip, 64).unwrap();
         let outside: Ipv6Addr = "2001:db9::1".parse().unwrap();
-        let f = plan_notify6(MAC, &[vip], &big, &[(router, rmac), (outside, rmac), (router, MAC)], false);
+        let f = plan_notify6(
+            MAC,
+            &[vip],
+            &big,
+            &[(router, rmac), (outside, rmac), (router, MAC)],
+            false,
+        );
         assert_eq!(f.len(), 1);
         assert!(plan_notify6(MAC, &[vip], &big, &[], false).is_empty());
     }

@@ -1735,9 +1735,10 @@ async fn a_dual_stack_vif_is_acquired_announced_handed_over_and_released_in_orde
         );
         // IPv4-only VIFs announce no NAs.
         assert!(
-            !c.journal.of(holder, Duration::ZERO).iter().any(
-                |e| matches!(&e.ev, Ev::Announced6 { vif, .. } if vif != "dual")
-            ),
+            !c.journal
+                .of(holder, Duration::ZERO)
+                .iter()
+                .any(|e| matches!(&e.ev, Ev::Announced6 { vif, .. } if vif != "dual")),
             "{}",
             c.journal.dump()
         );

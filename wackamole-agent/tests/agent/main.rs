@@ -11,4 +11,5 @@ mod cluster;
 mod fencing;
 mod handover;
 mod inproc;
+mod ipv6;
 mod outage;

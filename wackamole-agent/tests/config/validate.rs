@@ -1098,9 +1098,15 @@ fn ipv6_vifs_and_notify_ranges_are_accepted() {
          [notify]\ntargets = [{ range = \"eth0:2001:db8::1/128\", throttle = 10 }, { range = \"eth0:2001:db8::/64\" }]\n");
     assert_eq!(cfg.vifs[0].name, "2001:db8::10");
     assert!(!cfg.vifs[0].nd_router);
-    assert_eq!(cfg.vifs[1].addresses[1].to_string(), "eth1:2001:db8:1::10/128");
+    assert_eq!(
+        cfg.vifs[1].addresses[1].to_string(),
+        "eth1:2001:db8:1::10/128"
+    );
     assert!(cfg.vifs[1].nd_router);
-    assert_eq!(cfg.notify.targets[0].range.to_string(), "eth0:2001:db8::1/128");
+    assert_eq!(
+        cfg.notify.targets[0].range.to_string(),
+        "eth0:2001:db8::1/128"
+    );
     assert_eq!(cfg.notify.targets[1].range.prefix, 64);
     // The head address names the VIF in `prefer`, IPv6 too.
     let cfg = ok("prefer = \"2001:db8::10\"\n[[vif]]\naddresses = [\"eth0:2001:db8::10/64\"]\n");
@@ -1152,7 +1158,9 @@ fn ipv6_forms_run_cannot_use_are_refused() {
         "vif[0].nd_router",
         "the Router flag of neighbour advertisements applies to IPv6 addresses; this VIF has none",
     );
-    assert!(!ok("[[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\nnd_router = false\n").vifs[0].nd_router);
+    assert!(
+        !ok("[[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\nnd_router = false\n").vifs[0].nd_router
+    );
     assert_issue(
         &err("[[vif]]\naddresses = [\"eth0:2001:db8::1/64\"]\nnd_router = \"yes\"\n"),
         3,

@@ -208,3 +208,83 @@ fn solicited_node_membership_enters_and_leaves_the_filter() -> Result<()> {
     ensure!(!left.contains(group), "not left: {left}");
     Ok(())
 }
+
+/// B's neighbour entry for the VIP ("" when there is none).
+fn entry(b: &Netns) -> Result<String> {
+    Ok(b.run(&["ip", "-6", "neigh", "show", &VIP.to_string(), "dev", "vb"])?
+        .trim()
+        .to_string())
+}
+
+fn all_nodes_na(a: &Netns) -> Result<()> {
+    with_sender(a, async |s| {
+        Ok(s.unsolicited_burst(&[VIP], 1, Duration::ZERO, false).await?)
+    })?;
+    // Processed by B's stack right away; a moment for the netlink view.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(())
+}
+
+/// Known client behaviour (issue 13, item 4): Linux takes an unsolicited
+/// NA for an address only if it already has a neighbour entry for it, unless
+/// `accept_untracked_na` (Linux 5.19+) is set on the receiving interface. So
+/// a client that never talked to the VIP learns the new owner only when it
+/// asks (answered from XDP); one that did is moved by the NA.
+#[test]
+#[ignore = "needs root and Linux 5.19+ (accept_untracked_na)"]
+fn linux_ignores_an_untracked_na_unless_accept_untracked_na() -> Result<()> {
+    let sysctl = "/proc/sys/net/ipv6/conf/all/accept_untracked_na";
+    ensure!(
+        std::path::Path::new(sysctl).exists(),
+        "this kernel has no {sysctl} (Linux 5.19+)"
+    );
+    let (a, b) = pair("ndt")?;
+    let a_mac = wackamole::net::fmt_mac(&a.mac("va")?);
+    b.run(&["sysctl", "-qw", "net.ipv6.conf.vb.accept_untracked_na=0"])?;
+    all_nodes_na(&a)?;
+    ensure!(entry(&b)?.is_empty(), "untracked NA created: {}", entry(&b)?);
+    // Set: the same NA creates the entry (STALE: unconfirmed).
+    b.run(&["sysctl", "-qw", "net.ipv6.conf.vb.accept_untracked_na=1"])?;
+    all_nodes_na(&a)?;
+    let e = entry(&b)?;
+    ensure!(e.contains(&a_mac) && e.contains("STALE"), "with the sysctl: {e:?}");
+    // Mode 2 (Linux 6.1+): only for a source inside one of the
+    // interface's prefixes, which a VIP of the LAN is.
+    b.run(&["ip", "-6", "neigh", "flush", "dev", "vb"])?;
+    if b.succeeds(&["sysctl", "-qw", "net.ipv6.conf.vb.accept_untracked_na=2"]) {
+        all_nodes_na(&a)?;
+        let e = entry(&b)?;
+        ensure!(e.contains(&a_mac), "mode 2, VIP on the LAN's prefix: {e:?}");
+    }
+    Ok(())
+}
+
+/// The agent's advertisement to a notify target without a known MAC (a
+/// router's /128): sent to the target's solicited-node MAC with its unicast
+/// address as destination; the target takes it and moves its entry.
+#[test]
+#[ignore = "needs root"]
+fn a_directed_na_to_a_notify_target_moves_its_entry() -> Result<()> {
+    let (a, b) = pair("ndd")?;
+    let a_mac = a.mac("va")?;
+    b.run(&[
+        "ip", "-6", "neigh", "replace", &VIP.to_string(), "lladdr", OLD_MAC, "dev", "vb", "nud",
+        "stale",
+    ])?;
+    let b_ip: Ipv6Addr = "2001:db8::2".parse()?;
+    let range = wackamole::net::nd::Ipv6Prefix::new(b_ip, 128).expect("prefix");
+    let frames = wackamole::net::nd::plan_notify6(a_mac, &[VIP], &range, &[], false);
+    ensure!(frames.len() == 1, "{frames:?}");
+    let captured = capture(&b, 1, || {
+        with_sender(&a, async move |s| Ok(s.send_paced(&frames, 0).await?))?;
+        Ok(())
+    })?;
+    ensure!(captured.len() == 1, "captured {}", captured.len());
+    std::thread::sleep(Duration::from_millis(100));
+    let e = entry(&b)?;
+    ensure!(
+        e.contains(&wackamole::net::fmt_mac(&a_mac)),
+        "B's entry after the directed NA: {e:?}"
+    );
+    Ok(())
+}
