@@ -944,12 +944,10 @@ fn unusable_vip(addr: IpAddr) -> Option<String> {
         Some(format!(
             "{v6} is an IPv6 multicast group: a VIP must be a unicast address"
         ))
-    } else if let Some(v4) = v6.to_ipv4_mapped() {
-        Some(format!(
-            "{v6} is an IPv4-mapped IPv6 address: write the IPv4 address {v4} instead"
-        ))
     } else {
-        None
+        v6.to_ipv4_mapped().map(|v4| {
+            format!("{v6} is an IPv4-mapped IPv6 address: write the IPv4 address {v4} instead")
+        })
     }
 }
 
