@@ -1,9 +1,10 @@
 //! The agent's ports: everything it does to the machine, behind one trait.
 //!
 //! [`LinuxHost`] is the real machine (XDP maps, rtnetlink, ARP and neighbour
-//! discovery sockets, the config file); tests run whole agents in-process on a fake that keeps a
-//! journal. Time is not a port of its own: the agent uses tokio's clock
-//! everywhere (`tokio::time`), so a paused runtime clock drives it.
+//! discovery sockets, the config file); tests run whole agents in-process on
+//! a fake that keeps a journal. Time is not a port of its own: the agent
+//! uses tokio's clock everywhere (`tokio::time`), so a paused runtime clock
+//! drives it.
 
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
