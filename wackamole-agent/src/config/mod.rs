@@ -227,6 +227,10 @@ pub struct Vif {
     pub name: String,
     /// Its addresses (at least one), first one the head.
     pub addresses: Vec<VifAddress>,
+    /// Neighbour advertisements for its IPv6 addresses carry the Router
+    /// flag (the VIP is the clients' default gateway). Only allowed on a VIF
+    /// with an IPv6 address.
+    pub nd_router: bool,
 }
 
 /// Notification settings.

@@ -46,6 +46,7 @@ pub(crate) struct RawEngine {
 pub(crate) struct RawVif {
     pub name: Option<S<String>>,
     pub addresses: Option<S<Vec<S<String>>>>,
+    pub nd_router: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -874,6 +874,9 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
                         Err(e) => cx.at(a, &field, e.0),
                         Ok(va) => {
                             let line = cx.line(a);
+                            if let Some(why) = unusable_vip(va.addr) {
+                                cx.at(a, &field, why);
+                            }
                             if !host.interface_exists(&va.iface) {
                                 cx.at(
                                     a,
@@ -924,7 +927,12 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
                 // Two defaulted names clash only when their first addresses
                 // do, which is already reported as a duplicate VIP.
                 if !(explicit || other_explicit) {
-                    vifs.push(Vif { name, addresses });
+                    let nd_router = build_nd_router(cx, rv, i, &addresses);
+                    vifs.push(Vif {
+                        name,
+                        addresses,
+                        nd_router,
+                    });
                     continue;
                 }
                 let msg = format!(
@@ -940,7 +948,12 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
                 seen_name.insert(name.clone(), (i, line.unwrap_or(0), explicit));
             }
         }
-        vifs.push(Vif { name, addresses });
+        let nd_router = build_nd_router(cx, rv, i, &addresses);
+        vifs.push(Vif {
+            name,
+            addresses,
+            nd_router,
+        });
     }
     if let Some((field, line)) = over {
         cx.issues.push(Issue {
@@ -953,6 +966,48 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
         });
     }
     vifs
+}
+
+/// Why `addr` cannot be a VIP, for the IPv6 forms the agent cannot plumb
+/// or announce (the kernel or the XDP responder would refuse them at run
+/// time): the unspecified and loopback addresses, multicast groups (never
+/// the target of a solicitation) and IPv4-mapped addresses.
+fn unusable_vip(addr: IpAddr) -> Option<String> {
+    let IpAddr::V6(v6) = addr else { return None };
+    if v6.is_unspecified() {
+        Some(format!("{v6} is the unspecified address, not a usable VIP"))
+    } else if v6.is_loopback() {
+        Some(format!("{v6} is the loopback address, not a usable VIP"))
+    } else if v6.is_multicast() {
+        Some(format!(
+            "{v6} is an IPv6 multicast group: a VIP must be a unicast address"
+        ))
+    } else {
+        v6.to_ipv4_mapped().map(|v4| {
+            format!("{v6} is an IPv4-mapped IPv6 address: write the IPv4 address {v4} instead")
+        })
+    }
+}
+
+/// `vif[i].nd_router`: only meaningful with an IPv6 address on the VIF.
+fn build_nd_router(cx: &mut Cx<'_>, rv: &RawVif, i: usize, addresses: &[VifAddress]) -> bool {
+    let Some(flag) = &rv.nd_router else {
+        return false;
+    };
+    let on = *flag.get_ref();
+    // Unparsable addresses are reported already; judge only a full list.
+    let complete = rv
+        .addresses
+        .as_ref()
+        .is_some_and(|l| l.get_ref().len() == addresses.len() && !addresses.is_empty());
+    if on && complete && !addresses.iter().any(|a| a.addr.is_ipv6()) {
+        cx.at(
+            flag,
+            format!("vif[{i}].nd_router"),
+            "the Router flag of neighbour advertisements applies to IPv6 addresses; this VIF has none",
+        );
+    }
+    on
 }
 
 fn build_prefer(cx: &mut Cx<'_>, raw: Option<&S<toml::Value>>, vifs: &[Vif]) -> Vec<String> {

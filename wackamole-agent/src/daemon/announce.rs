@@ -1,12 +1,13 @@
-//! Announcements (gratuitous ARP and notifications when a VIF arrives) and
-//! the answer to conflicts (another host claiming a VIF we hold).
+//! Announcements (gratuitous ARP, unsolicited neighbour advertisements and
+//! notifications when a VIF arrives) and the answer to conflicts (another
+//! host claiming a VIF we hold, by ARP or by neighbour advertisement).
 
 use super::agent::Agent;
 use super::host::{Announcement, Host};
 use crate::alloc::VifIndex;
 use crate::dataplane::ConflictEvent;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, warn};
@@ -33,23 +34,28 @@ impl<H: Host> Agent<H> {
             return;
         };
         let mut addresses: BTreeMap<String, Vec<Ipv4Addr>> = BTreeMap::new();
+        let mut addresses6: BTreeMap<String, Vec<Ipv6Addr>> = BTreeMap::new();
         for a in &vif.addresses {
-            addresses
-                .entry(a.vip.iface.clone())
-                .or_default()
-                .extend(a.vip.ipv4());
+            let iface = a.vip.iface.clone();
+            match a.vip.addr {
+                IpAddr::V4(ip) => addresses.entry(iface).or_default().push(ip),
+                IpAddr::V6(ip) => addresses6.entry(iface).or_default().push(ip),
+            }
         }
-        let targets = self
-            .cfg
-            .notify
-            .targets
-            .iter()
-            .filter_map(|t| match t.range.addr {
-                IpAddr::V4(net) => crate::net::Ipv4Prefix::new(net, t.range.prefix)
-                    .map(|p| (t.range.iface.clone(), p, t.throttle.unwrap_or(0))),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
+        // A range is told about the VIF's addresses of its own family.
+        let mut targets = Vec::new();
+        let mut targets6 = Vec::new();
+        for t in &self.cfg.notify.targets {
+            let (iface, pps) = (t.range.iface.clone(), t.throttle.unwrap_or(0));
+            match t.range.addr {
+                IpAddr::V4(net) => targets.extend(
+                    crate::net::Ipv4Prefix::new(net, t.range.prefix).map(|p| (iface, p, pps)),
+                ),
+                IpAddr::V6(net) => targets6.extend(
+                    crate::net::nd::Ipv6Prefix::new(net, t.range.prefix).map(|p| (iface, p, pps)),
+                ),
+            }
+        }
         let cache = if self.cfg.notify.arp_cache {
             self.arp_cache.iter().map(|(ip, mac)| (*ip, *mac)).collect()
         } else {
@@ -59,12 +65,15 @@ impl<H: Host> Agent<H> {
             vif: vif.name.clone(),
             delay,
             addresses,
+            addresses6,
             burst: crate::net::arp::Burst {
                 count: self.cfg.announce.burst_count,
                 spacing: self.cfg.announce.burst_spacing,
                 form: crate::net::arp::GarpForm::Both,
             },
+            nd_router: vif.nd_router,
             targets,
+            targets6,
             cache,
         };
         // Every announcement completes what is owed for the VIF (one that

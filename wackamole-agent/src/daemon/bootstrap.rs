@@ -258,14 +258,25 @@ async fn clean_leftovers(plane: &mut DataPlane, vifs: &[PlannedVif]) {
     }
     for vif in vifs {
         for a in &vif.addresses {
-            // plan() admits IPv4 only so far.
-            let Some(ip) = a.vip.ipv4() else { continue };
-            let present = crate::net::addr::list(&a.vip.iface)
-                .await
-                .map(|l| l.iter().any(|(have, _)| *have == ip))
-                .unwrap_or(false);
+            let present = match a.vip.addr {
+                std::net::IpAddr::V4(ip) => crate::net::addr::list(&a.vip.iface)
+                    .await
+                    .map(|l| l.iter().any(|(have, _)| *have == ip))
+                    .unwrap_or(false),
+                std::net::IpAddr::V6(ip) => crate::net::addr::has6(&a.vip.iface, ip)
+                    .await
+                    .unwrap_or(false),
+            };
             if present {
-                match crate::net::addr::remove(&a.vip.iface, ip, a.prefix).await {
+                let removed = match a.vip.addr {
+                    std::net::IpAddr::V4(ip) => {
+                        crate::net::addr::remove(&a.vip.iface, ip, a.prefix).await
+                    }
+                    std::net::IpAddr::V6(ip) => {
+                        crate::net::addr::remove6(&a.vip.iface, ip, a.prefix).await
+                    }
+                };
+                match removed {
                     Ok(()) => info!(
                         "start-up: removed leftover address {} from {}",
                         a.text(),

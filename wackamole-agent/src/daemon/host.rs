@@ -1,22 +1,25 @@
 //! The agent's ports: everything it does to the machine, behind one trait.
 //!
-//! [`LinuxHost`] is the real machine (XDP maps, rtnetlink, ARP sockets, the
-//! config file); tests run whole agents in-process on a fake that keeps a
-//! journal. Time is not a port of its own: the agent uses tokio's clock
-//! everywhere (`tokio::time`), so a paused runtime clock drives it.
+//! [`LinuxHost`] is the real machine (XDP maps, rtnetlink, ARP and neighbour
+//! discovery sockets, the config file); tests run whole agents in-process on
+//! a fake that keeps a journal. Time is not a port of its own: the agent
+//! uses tokio's clock everywhere (`tokio::time`), so a paused runtime clock
+//! drives it.
 
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
 use crate::dataplane::{AsyncConflictReader, ConflictEvent, DataPlane, VipTable};
 use crate::net::arp::{ArpSender, Burst};
+use crate::net::nd::{Ipv6Prefix, NdSender};
 use crate::net::Ipv4Prefix;
 use anyhow::{anyhow, Context, Result};
 use futures::stream::{LocalBoxStream, StreamExt};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -29,14 +32,26 @@ pub struct Announcement {
     pub vif: String,
     /// Wait this long before the first frame (a conflict's settle delay).
     pub delay: Duration,
-    /// The VIF's addresses, by interface.
+    /// The VIF's IPv4 addresses, by interface.
     pub addresses: BTreeMap<String, Vec<Ipv4Addr>>,
-    /// The gratuitous ARP burst.
+    /// The VIF's IPv6 addresses, by interface.
+    pub addresses6: BTreeMap<String, Vec<Ipv6Addr>>,
+    /// The burst: gratuitous ARP for the IPv4 addresses, unsolicited
+    /// neighbour advertisements (Override set, to all-nodes) for the IPv6
+    /// ones, `count` rounds `spacing` apart.
     pub burst: Burst,
-    /// Ranges notified by unicast replies: interface, range, packets per
-    /// second (0: unthrottled).
+    /// The advertisements carry the Router flag.
+    pub nd_router: bool,
+    /// IPv4 ranges notified by unicast replies: interface, range, packets
+    /// per second (0: unthrottled).
     pub targets: Vec<(String, Ipv4Prefix, u32)>,
+    /// IPv6 ranges notified by unicast advertisements (see
+    /// [`crate::net::nd::plan_notify6`]): interface, range, packets per
+    /// second (0: unthrottled).
+    pub targets6: Vec<(String, Ipv6Prefix, u32)>,
     /// Neighbours of the cluster's shared ARP cache, told by unicast replies.
+    /// (The shared cache carries IPv4 neighbours only: IPv6 clients hear the
+    /// all-nodes advertisements and the IPv6 notify ranges.)
     pub cache: Vec<(Ipv4Addr, [u8; 6])>,
 }
 
@@ -149,29 +164,67 @@ impl AnnouncementTasks {
     }
 }
 
-/// Kernel addresses over rtnetlink.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Netlink;
-
-fn ipv4_only(ip: IpAddr) -> Result<Ipv4Addr> {
-    match ip {
-        IpAddr::V4(v4) => Ok(v4),
-        IpAddr::V6(v6) => Err(anyhow!(
-            "{v6}: IPv6 addresses are not handled by this agent yet"
-        )),
-    }
+/// Kernel addresses over rtnetlink, and the solicited-node memberships of
+/// IPv6 VIPs (held by one packet socket per interface).
+#[derive(Debug, Default)]
+pub struct Netlink {
+    groups: Mutex<HashMap<String, (NdSender, BTreeSet<Ipv6Addr>)>>,
 }
 
 impl AddressPlumbing for Netlink {
     async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
-        crate::net::addr::add(iface, ipv4_only(ip)?, prefix)
-            .await
-            .map_err(|e| anyhow!("{e}"))
+        match ip {
+            IpAddr::V4(ip) => crate::net::addr::add(iface, ip, prefix).await,
+            IpAddr::V6(ip) => crate::net::addr::add6(iface, ip, prefix).await,
+        }
+        .map_err(|e| anyhow!("{e}"))
     }
     async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
-        crate::net::addr::remove(iface, ipv4_only(ip)?, prefix)
-            .await
-            .map_err(|e| anyhow!("{e}"))
+        match ip {
+            IpAddr::V4(ip) => crate::net::addr::remove(iface, ip, prefix).await,
+            IpAddr::V6(ip) => crate::net::addr::remove6(iface, ip, prefix).await,
+        }
+        .map_err(|e| anyhow!("{e}"))
+    }
+    async fn join_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {
+        let mut groups = self
+            .groups
+            .lock()
+            .map_err(|_| anyhow!("solicited-node memberships: lock poisoned"))?;
+        let (sender, joined) = match groups.entry(iface.to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let sender = NdSender::open(iface).map_err(|e| anyhow!("{e}"))?;
+                e.insert((sender, BTreeSet::new()))
+            }
+        };
+        // The socket counts its joins; one per VIP keeps a shared group
+        // (VIPs with the same low 24 bits) joined until the last one leaves.
+        if joined.insert(ip) {
+            if let Err(e) = sender.join_solicited_node(ip) {
+                joined.remove(&ip);
+                return Err(anyhow!("{e}"));
+            }
+        }
+        Ok(())
+    }
+    async fn leave_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {
+        let mut groups = self
+            .groups
+            .lock()
+            .map_err(|_| anyhow!("solicited-node memberships: lock poisoned"))?;
+        let Some((sender, joined)) = groups.get_mut(iface) else {
+            return Ok(());
+        };
+        if !joined.remove(&ip) {
+            return Ok(());
+        }
+        let left = sender.leave_solicited_node(ip).map_err(|e| anyhow!("{e}"));
+        if joined.is_empty() {
+            // Closing the socket drops whatever membership is left.
+            groups.remove(iface);
+        }
+        left
     }
 }
 
@@ -202,7 +255,7 @@ impl LinuxHost {
             .map(conflict_stream);
         Ok(LinuxHost {
             plane,
-            netlink: Netlink,
+            netlink: Netlink::default(),
             conflicts,
             announcing: AnnouncementTasks::default(),
             config_path,
@@ -316,18 +369,22 @@ impl Host for LinuxHost {
         (&mut self.plane, &self.netlink)
     }
 
-    /// Gratuitous ARP burst, then unicast replies to the notify targets and
-    /// the shared ARP cache, in a task of its own.
-    /// The first round of the burst on every interface completes the
-    /// announcement (clients that heard it have moved); the rest of the
-    /// burst and the unicast notifications follow in the same task.
+    /// Gratuitous ARP and unsolicited NA burst, then unicast replies and
+    /// advertisements to the notify targets and the shared ARP cache, in a
+    /// task of its own. The first round of the burst on every interface
+    /// completes the announcement (clients that heard it have moved); the
+    /// rest of the burst and the unicast notifications follow in the same
+    /// task.
     fn announce(&mut self, vif: usize, a: Announcement, done: AnnounceDone) {
         let Announcement {
             vif: name,
             delay,
             addresses,
+            addresses6,
             burst,
+            nd_router,
             targets,
+            targets6,
             cache,
         } = a;
         self.announcing.start(vif, async move {
@@ -341,25 +398,36 @@ impl Host for LinuxHost {
                     Err(e) => warn!("announcing VIF {name}: {e}"),
                 }
             }
-            let first = Burst { count: 1, ..burst };
-            for (iface, ips, sender) in &senders {
-                if let Err(e) = sender.garp_burst(ips, first).await {
-                    warn!("announcing VIF {name} on {iface}: {e}");
+            let mut senders6 = Vec::new();
+            for (iface, ips) in addresses6 {
+                match NdSender::open(&iface) {
+                    Ok(s) => senders6.push((iface, ips, s)),
+                    Err(e) => warn!("announcing VIF {name}: {e}"),
                 }
             }
-            // Complete even if a send failed: a hand-over must not wait for
-            // ever on an interface that cannot send (the error is logged).
-            done.complete();
-            if burst.count > 1 {
-                tokio::time::sleep(burst.spacing).await;
-                let rest = Burst {
-                    count: burst.count - 1,
-                    ..burst
-                };
+            let one = Burst { count: 1, ..burst };
+            let mut done = Some(done);
+            for round in 0..burst.count.max(1) {
+                if round > 0 {
+                    tokio::time::sleep(burst.spacing).await;
+                }
                 for (iface, ips, sender) in &senders {
-                    if let Err(e) = sender.garp_burst(ips, rest).await {
+                    if let Err(e) = sender.garp_burst(ips, one).await {
                         warn!("announcing VIF {name} on {iface}: {e}");
                     }
+                }
+                for (iface, ips, sender) in &senders6 {
+                    if let Err(e) = sender
+                        .unsolicited_burst(ips, 1, Duration::ZERO, nd_router)
+                        .await
+                    {
+                        warn!("announcing VIF {name} on {iface}: {e}");
+                    }
+                }
+                // Complete even if a send failed: a hand-over must not wait
+                // for ever on an interface that cannot send (logged above).
+                if let Some(done) = done.take() {
+                    done.complete();
                 }
             }
             for (iface, ips, sender) in senders {
@@ -371,6 +439,15 @@ impl Host for LinuxHost {
                 if !cache.is_empty() {
                     if let Err(e) = sender.reply_to(&ips, &cache, 0).await {
                         warn!("notifying the shared ARP cache of VIF {name}: {e}");
+                    }
+                }
+            }
+            for (iface, ips, sender) in senders6 {
+                for (t_iface, range, pps) in targets6.iter().filter(|t| t.0 == iface) {
+                    let frames =
+                        crate::net::nd::plan_notify6(sender.mac(), &ips, range, &[], nd_router);
+                    if let Err(e) = sender.send_paced(&frames, *pps).await {
+                        warn!("notifying {t_iface}:{range} of VIF {name}: {e}");
                     }
                 }
             }

@@ -1,15 +1,17 @@
 //! Executing the allocator's decisions on this host: the ordered steps that
 //! bring a VIF up or down, with the silence-first rule.
 //!
-//! Acquire: XDP owns (ARP answered at once) → addresses added → announcements
-//! → `on_up`. Release: XDP releasing (silent at once) → addresses removed →
-//! XDP entry forgotten after a grace period → `on_down`.
+//! Acquire: XDP owns (ARP / NS answered at once) → the solicited-node group
+//! of each IPv6 address joined → addresses added (IPv6 without DAD) →
+//! announcements (gratuitous ARP, unsolicited NA) → `on_up`. Release: XDP
+//! releasing (silent at once) → addresses removed → solicited-node groups
+//! left → XDP entry forgotten after a grace period → `on_down`.
 
 use crate::config;
 use crate::dataplane::{Vip, VipTable};
 use anyhow::{anyhow, Result};
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -31,6 +33,8 @@ impl PlannedAddress {
 pub struct PlannedVif {
     pub name: String,
     pub addresses: Vec<PlannedAddress>,
+    /// Neighbour advertisements for its IPv6 addresses carry the Router flag.
+    pub nd_router: bool,
 }
 
 impl PlannedVif {
@@ -41,9 +45,22 @@ impl PlannedVif {
     pub fn ips(&self) -> Vec<Ipv4Addr> {
         self.addresses.iter().filter_map(|a| a.vip.ipv4()).collect()
     }
+
+    /// Its IPv6 addresses.
+    pub fn ips6(&self) -> Vec<Ipv6Addr> {
+        self.addresses.iter().filter_map(|a| ipv6(&a.vip)).collect()
+    }
 }
 
-/// Resolves the configured VIFs on this host (interface indexes).
+fn ipv6(vip: &Vip) -> Option<Ipv6Addr> {
+    match vip.addr {
+        IpAddr::V6(a) => Some(a),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// Resolves the configured VIFs on this host (interface indexes). Both
+/// families: an IPv6 address is keyed by its 16 bytes in the XDP maps.
 pub fn plan(cfg: &config::Config) -> Result<Vec<PlannedVif>> {
     cfg.vifs
         .iter()
@@ -52,15 +69,8 @@ pub fn plan(cfg: &config::Config) -> Result<Vec<PlannedVif>> {
                 .addresses
                 .iter()
                 .map(|a| {
-                    let IpAddr::V4(ip) = a.addr else {
-                        return Err(anyhow!(
-                            "VIF {}: {} is IPv6, which the data plane does not handle yet",
-                            vif.name,
-                            a
-                        ));
-                    };
-                    let vip =
-                        Vip::resolve(&a.iface, ip).map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
+                    let vip = Vip::resolve(&a.iface, a.addr)
+                        .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
                     Ok(PlannedAddress {
                         vip,
                         prefix: a.prefix,
@@ -70,6 +80,7 @@ pub fn plan(cfg: &config::Config) -> Result<Vec<PlannedVif>> {
             Ok(PlannedVif {
                 name: vif.name.clone(),
                 addresses,
+                nd_router: vif.nd_router,
             })
         })
         .collect()
@@ -87,14 +98,26 @@ pub fn alloc_specs(cfg: &config::Config) -> Vec<crate::alloc::VifSpec> {
 /// Kernel addresses, behind a trait so the executor can be tested without netlink.
 #[allow(async_fn_in_trait)]
 pub trait AddressPlumbing {
+    /// Adds `ip/prefix` to `iface` (IPv6: without duplicate address
+    /// detection, so it is usable at once). Already present is success.
     async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()>;
+    /// Removes `ip/prefix` from `iface`. Absent is success.
     async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()>;
+    /// Makes `iface` receive the solicited-node multicast group of `ip`, so
+    /// the NIC hands its neighbour solicitations to XDP (before the address
+    /// exists, and independent of the kernel's own membership). Joining
+    /// again is a no-op.
+    async fn join_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()>;
+    /// Drops the membership taken by [`AddressPlumbing::join_solicited_node`]
+    /// (not joined: a no-op).
+    async fn leave_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()>;
 }
 
-/// Brings `vif` up: XDP first (answers ARP within microseconds), then the
-/// kernel addresses. On a failure the VIF stays owned in XDP (the cluster
-/// believes we hold it, so answering ARP is right) and the error is returned
-/// for logging and retry.
+/// Brings `vif` up: XDP first (answers ARP and NS within microseconds), then
+/// the solicited-node groups of its IPv6 addresses, then the kernel
+/// addresses. On a failure the VIF stays owned in XDP (the cluster believes
+/// we hold it, so answering is right) and the error is returned for logging
+/// and retry.
 pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     table: &mut T,
     plumbing: &A,
@@ -102,9 +125,20 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
 ) -> Result<Duration> {
     let start = Instant::now();
     for a in &vif.addresses {
-        table
-            .own(&a.vip)
-            .map_err(|e| anyhow!("VIF {}: XDP own {}: {e}", vif.name, a.vip))?;
+        let owned = if vif.nd_router && a.vip.addr.is_ipv6() {
+            table.own_router(&a.vip, true)
+        } else {
+            table.own(&a.vip)
+        };
+        owned.map_err(|e| anyhow!("VIF {}: XDP own {}: {e}", vif.name, a.vip))?;
+    }
+    for a in &vif.addresses {
+        if let Some(ip) = ipv6(&a.vip) {
+            plumbing
+                .join_solicited_node(&a.vip.iface, ip)
+                .await
+                .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
+        }
     }
     for a in &vif.addresses {
         plumbing
@@ -157,8 +191,9 @@ pub async fn retry_bring_up<T: VipTable, A: AddressPlumbing>(
     (up, failed)
 }
 
-/// Takes `vif` down: XDP silence first, then address removal. Every step is
-/// attempted even if an earlier one failed; the first error is returned.
+/// Takes `vif` down: XDP silence first, then address removal, then the
+/// solicited-node groups. Every step is attempted even if an earlier one
+/// failed; the first error is returned.
 pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
     table: &mut T,
     plumbing: &A,
@@ -174,6 +209,13 @@ pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
     for a in &vif.addresses {
         if let Err(e) = plumbing.remove(&a.vip.iface, a.vip.addr, a.prefix).await {
             first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
+        }
+    }
+    for a in &vif.addresses {
+        if let Some(ip) = ipv6(&a.vip) {
+            if let Err(e) = plumbing.leave_solicited_node(&a.vip.iface, ip).await {
+                first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
+            }
         }
     }
     match first_error {
@@ -215,6 +257,14 @@ mod tests {
             }
             Ok(())
         }
+        fn own_router(&mut self, vip: &Vip, router: bool) -> dataplane::Result<()> {
+            assert!(router, "own() is used without the flag");
+            self.0
+                 .0
+                .borrow_mut()
+                .push(format!("own {} router", vip.addr));
+            Ok(())
+        }
         fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {
             self.0 .0.borrow_mut().push(format!("release {}", vip.addr));
             Ok(())
@@ -244,6 +294,14 @@ mod tests {
 
     struct FakePlumbing<'a>(&'a Journal, Option<Ipv4Addr>);
     impl AddressPlumbing for FakePlumbing<'_> {
+        async fn join_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {
+            self.0 .0.borrow_mut().push(format!("join {ip} {iface}"));
+            Ok(())
+        }
+        async fn leave_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {
+            self.0 .0.borrow_mut().push(format!("leave {ip} {iface}"));
+            Ok(())
+        }
         async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
             self.0
                  .0
@@ -274,6 +332,7 @@ mod tests {
         PlannedVif {
             name: "web".into(),
             addresses: vec![a(10), a(11)],
+            nd_router: false,
         }
     }
 
@@ -292,6 +351,44 @@ mod tests {
                 "add 192.0.2.11/24 eth0"
             ]
         );
+    }
+
+    /// A dual-stack VIF: every address owned in XDP first, then the IPv6
+    /// address's solicited-node group, then the addresses; down: silence,
+    /// addresses, group.
+    #[tokio::test]
+    async fn dual_stack_order() {
+        let j = Journal::default();
+        let v6: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let mut dual = vif();
+        dual.addresses[1] = PlannedAddress {
+            vip: Vip::new("eth0", 2, v6),
+            prefix: 64,
+        };
+        dual.nd_router = true;
+        bring_up(&mut FakeTable(&j, None), &FakePlumbing(&j, None), &dual)
+            .await
+            .expect("up");
+        bring_down(&mut FakeTable(&j, None), &FakePlumbing(&j, None), &dual)
+            .await
+            .expect("down");
+        assert_eq!(
+            *j.0.borrow(),
+            [
+                "own 192.0.2.10",
+                "own 2001:db8::10 router",
+                "join 2001:db8::10 eth0",
+                "add 192.0.2.10/24 eth0",
+                "add 2001:db8::10/64 eth0",
+                "release 192.0.2.10",
+                "release 2001:db8::10",
+                "del 192.0.2.10/24 eth0",
+                "del 2001:db8::10/64 eth0",
+                "leave 2001:db8::10 eth0",
+            ]
+        );
+        assert_eq!(dual.ips6(), [v6]);
+        assert_eq!(dual.ips(), [Ipv4Addr::new(192, 0, 2, 10)]);
     }
 
     #[test]
@@ -334,6 +431,7 @@ mod tests {
                 vip: Vip::new("eth0", 2, Ipv4Addr::new(192, 0, 2, 20)),
                 prefix: 24,
             }],
+            nd_router: false,
         };
         let vifs = [vif(), other];
         let bad = Some(Ipv4Addr::new(192, 0, 2, 11));

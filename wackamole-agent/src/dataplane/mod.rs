@@ -208,6 +208,13 @@ pub struct ActionCounters {
 pub trait VipTable {
     /// Answer ARP / NS for `vip` and let its traffic through.
     fn own(&mut self, vip: &Vip) -> Result<()>;
+    /// [`VipTable::own`], with the Router flag set (`router`) or clear in
+    /// the neighbour advertisements for an IPv6 `vip`. Tables that do not
+    /// answer solicitations ignore the flag.
+    fn own_router(&mut self, vip: &Vip, router: bool) -> Result<()> {
+        let _ = router;
+        self.own(vip)
+    }
     /// Silence `vip`: drop ARP requests, solicitations and traffic for it.
     fn release(&mut self, vip: &Vip) -> Result<()>;
     /// Hand `vip` over (make-before-break): stop answering ARP / NS for it
@@ -231,6 +238,16 @@ pub trait VipTable {
 impl VipTable for DataPlane {
     fn own(&mut self, vip: &Vip) -> Result<()> {
         DataPlane::own(self, vip)
+    }
+    fn own_router(&mut self, vip: &Vip, router: bool) -> Result<()> {
+        DataPlane::own_with(
+            self,
+            vip,
+            OwnOptions {
+                mac: None,
+                nd_router: router,
+            },
+        )
     }
     fn release(&mut self, vip: &Vip) -> Result<()> {
         DataPlane::release(self, vip)

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::AddressFamily;
 
 use super::{errno, NetError, NetResult, Rtnl};
@@ -37,7 +37,12 @@ impl Rtnl {
 
     /// Adds the IPv6 address `ip/prefix` to `iface` without duplicate
     /// address detection (IFA_F_NODAD: usable at once, and no DAD probe that
-    /// the VIP's current owner would defend). Already present is success.
+    /// the VIP's current owner would defend), valid for ever but with a
+    /// preferred lifetime of 0 ("deprecated"): it answers and accepts
+    /// connections as usual, but the kernel never picks it as the source of
+    /// this node's own traffic (which would break when the VIP moves; IPv4
+    /// VIPs are secondary addresses for the same reason). Already present is
+    /// success.
     pub async fn add_addr6(&self, iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
         if prefix > 128 {
             return Err(NetError::Invalid(format!(
@@ -46,9 +51,12 @@ impl Rtnl {
         }
         let index = self.ifindex(iface).await?;
         let mut req = self.handle().address().add(index, IpAddr::V6(ip), prefix);
-        req.message_mut()
-            .attributes
-            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        let attributes = &mut req.message_mut().attributes;
+        attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        let mut lifetimes = CacheInfo::default();
+        lifetimes.ifa_preferred = 0;
+        lifetimes.ifa_valid = u32::MAX;
+        attributes.push(AddressAttribute::CacheInfo(lifetimes));
         match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
@@ -88,6 +96,29 @@ impl Rtnl {
             }
         }
         Ok(())
+    }
+
+    /// Whether `iface` has the IPv6 address `ip` (any prefix).
+    pub async fn has_addr6(&self, iface: &str, ip: Ipv6Addr) -> NetResult<bool> {
+        let index = self.ifindex(iface).await?;
+        let mut req = self.handle().address().get().set_link_index_filter(index);
+        req.message_mut().header.family = AddressFamily::Inet6;
+        let found: Vec<AddressMessage> =
+            req.execute()
+                .try_collect()
+                .await
+                .map_err(|e| NetError::Netlink {
+                    iface: iface.to_string(),
+                    op: "list addresses",
+                    addr: String::new(),
+                    detail: e.to_string(),
+                })?;
+        Ok(found.iter().any(|m| {
+            m.header.index == index
+                && m.attributes
+                    .iter()
+                    .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V6(a)) if *a == ip))
+        }))
     }
 
     /// Removes `ip/prefix` from `iface`. Absent is success.
@@ -174,6 +205,21 @@ fn check_prefix(iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
 /// opened in the netns of the thread that first polls this future.
 pub async fn add(iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
     Rtnl::new()?.add_addr(iface, ip, prefix).await
+}
+
+/// Adds the IPv6 `ip/prefix` to `iface` as [`Rtnl::add_addr6`] does.
+pub async fn add6(iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
+    Rtnl::new()?.add_addr6(iface, ip, prefix).await
+}
+
+/// Removes the IPv6 `ip/prefix` from `iface`; absent is fine.
+pub async fn remove6(iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
+    Rtnl::new()?.remove_addr6(iface, ip, prefix).await
+}
+
+/// Whether `iface` has the IPv6 address `ip` (any prefix).
+pub async fn has6(iface: &str, ip: Ipv6Addr) -> NetResult<bool> {
+    Rtnl::new()?.has_addr6(iface, ip).await
 }
 
 /// Removes `ip/prefix` from `iface`; absent is fine.

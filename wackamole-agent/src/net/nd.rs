@@ -373,6 +373,34 @@ impl NdSender {
         Ok(())
     }
 
+    /// Sends `frames` at most `pps` per second (0: no limit). Frames the
+    /// kernel cannot queue right now are skipped with a warning; any other
+    /// error stops the run. Returns how many were sent.
+    pub async fn send_paced(&self, frames: &[NdFrame], pps: u32) -> NetResult<usize> {
+        let mut ticker = (pps > 0).then(|| {
+            let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(pps)));
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        let mut sent = 0;
+        for frame in frames {
+            if let Some(t) = ticker.as_mut() {
+                t.tick().await;
+            }
+            match self.send(frame) {
+                Ok(()) => sent += 1,
+                Err(NetError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::WouldBlock
+                        || source.raw_os_error() == Some(libc::ENOBUFS) =>
+                {
+                    tracing::warn!(iface = %self.iface, dst = %frame.dst, "NA dropped: transmit queue full");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+
     /// Unsolicited advertisements (Override set) for `vips` to all-nodes,
     /// `count` rounds `spacing` apart; returns the frames sent.
     pub async fn unsolicited_burst(
@@ -412,6 +440,95 @@ impl NdSender {
         }
         Ok(sent)
     }
+}
+
+/// An IPv6 prefix `network/len` (host bits cleared).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Prefix {
+    pub network: Ipv6Addr,
+    pub len: u8,
+}
+
+impl Ipv6Prefix {
+    /// Builds a prefix, clearing host bits; `None` if `len > 128`.
+    pub fn new(addr: Ipv6Addr, len: u8) -> Option<Self> {
+        (len <= 128).then(|| Ipv6Prefix {
+            network: Ipv6Addr::from(u128::from(addr) & mask6(len)),
+            len,
+        })
+    }
+
+    /// True when `ip` is inside the prefix.
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & mask6(self.len) == u128::from(self.network)
+    }
+
+    /// Number of addresses, saturated at `u128::MAX` for a /0.
+    pub fn size(&self) -> u128 {
+        1u128
+            .checked_shl(128 - u32::from(self.len))
+            .unwrap_or(u128::MAX)
+    }
+}
+
+impl std::fmt::Display for Ipv6Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.len)
+    }
+}
+
+fn mask6(len: u8) -> u128 {
+    u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0)
+}
+
+/// Ranges up to this many addresses (a /120) are notified address by address.
+pub const NOTIFY6_DIRECT: u128 = 256;
+
+/// The advertisements that tell `range` that `vips` are now at `mac` (the
+/// IPv6 side of [`super::arp::plan_notify`]).
+///
+/// Known neighbours inside the range (the shared neighbour cache) get a
+/// unicast NA at their MAC. In a range of at most [`NOTIFY6_DIRECT`]
+/// addresses (a router's /128, say) every other address gets an NA too, sent
+/// to its solicited-node multicast MAC (no MAC needed: the host listens
+/// there for its own address) with the address itself as IPv6 destination.
+/// A bigger range relies on the all-nodes advertisements of the burst. The
+/// VIPs themselves and our own MAC are skipped. All carry Override, not
+/// Solicited.
+pub fn plan_notify6(
+    mac: [u8; 6],
+    vips: &[Ipv6Addr],
+    range: &Ipv6Prefix,
+    neighbours: &[(Ipv6Addr, [u8; 6])],
+    router: bool,
+) -> Vec<NdFrame> {
+    let mut known: Vec<(Ipv6Addr, [u8; 6])> = neighbours
+        .iter()
+        .copied()
+        .filter(|(ip, m)| range.contains(*ip) && !vips.contains(ip) && *m != mac)
+        .collect();
+    known.sort();
+    known.dedup_by_key(|(ip, _)| *ip);
+    let mut hosts = known.clone();
+    if range.size() <= NOTIFY6_DIRECT {
+        let base = u128::from(range.network);
+        for k in 0..range.size() {
+            let ip = Ipv6Addr::from(base + k);
+            if vips.contains(&ip) || known.iter().any(|(have, _)| *have == ip) {
+                continue;
+            }
+            hosts.push((ip, multicast_mac(solicited_node(ip))));
+        }
+    }
+    vips.iter()
+        .flat_map(|&vip| {
+            hosts
+                .iter()
+                .map(move |&(ip, m)| unicast_advert(mac, vip, ip, m, router))
+        })
+        .collect()
 }
 
 /// An unsolicited advertisement (Override set, Solicited clear) for `vip`
@@ -499,6 +616,59 @@ mod tests {
         assert_eq!(uni.flags, NA_OVERRIDE);
         assert_eq!((uni.dst, uni.eth_dst), (me, [2, 0, 0, 0, 0, 9]));
         assert_eq!(NdFrame::parse(&uni.to_frame()), Some(uni));
+    }
+
+    #[test]
+    fn prefixes6() {
+        let p = Ipv6Prefix::new("2001:db8::77".parse().unwrap(), 120).unwrap();
+        assert_eq!(p.to_string(), "2001:db8::/120");
+        assert_eq!(p.size(), 256);
+        assert!(p.contains("2001:db8::ff".parse().unwrap()));
+        assert!(!p.contains("2001:db8::100".parse().unwrap()));
+        let all = Ipv6Prefix::new("2001:db8::1".parse().unwrap(), 0).unwrap();
+        assert_eq!(
+            (all.network, all.size()),
+            (Ipv6Addr::UNSPECIFIED, u128::MAX)
+        );
+        assert!(all.contains(Ipv6Addr::LOCALHOST));
+        assert_eq!(Ipv6Prefix::new(Ipv6Addr::LOCALHOST, 128).unwrap().size(), 1);
+        assert!(Ipv6Prefix::new(Ipv6Addr::LOCALHOST, 129).is_none());
+    }
+
+    #[test]
+    fn notify6_plans() {
+        let vip: Ipv6Addr = "2001:db8::10".parse().unwrap();
+        let router: Ipv6Addr = "2001:db8::1".parse().unwrap();
+        let rmac = [2, 0, 0, 0, 0, 0x99];
+        // A router's /128 with no known MAC: its solicited-node MAC.
+        let one = Ipv6Prefix::new(router, 128).unwrap();
+        let f = plan_notify6(MAC, &[vip], &one, &[], true);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].eth_dst, multicast_mac(solicited_node(router)));
+        assert_eq!((f[0].dst, f[0].target, f[0].src), (router, vip, vip));
+        assert_eq!(f[0].flags, NA_OVERRIDE | NA_ROUTER);
+        assert_eq!(f[0].lladdr(OPT_TARGET_LLADDR), Some(MAC));
+        // Known: its own MAC.
+        let f = plan_notify6(MAC, &[vip], &one, &[(router, rmac)], false);
+        assert_eq!((f.len(), f[0].eth_dst, f[0].flags), (1, rmac, NA_OVERRIDE));
+        // A /126 holding the VIP: three others, not the VIP, not ourselves.
+        let small = Ipv6Prefix::new(vip, 126).unwrap();
+        let f = plan_notify6(MAC, &[vip], &small, &[(vip, rmac)], false);
+        let dsts: Vec<Ipv6Addr> = f.iter().map(|n| n.dst).collect();
+        assert_eq!(dsts.len(), 3);
+        assert!(!dsts.contains(&vip));
+        // A /64: only the known neighbours inside it.
+        let big = Ipv6Prefix::new(vip, 64).unwrap();
+        let outside: Ipv6Addr = "2001:db9::1".parse().unwrap();
+        let f = plan_notify6(
+            MAC,
+            &[vip],
+            &big,
+            &[(router, rmac), (outside, rmac), (router, MAC)],
+            false,
+        );
+        assert_eq!(f.len(), 1);
+        assert!(plan_notify6(MAC, &[vip], &big, &[], false).is_empty());
     }
 
     #[test]

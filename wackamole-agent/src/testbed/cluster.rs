@@ -30,7 +30,7 @@ use super::{Netns, NsChild, Switch};
 use crate::control::client::request_blocking;
 use crate::control::protocol::{ListReply, Reply, Request, StatusReply};
 use anyhow::{anyhow, bail, Context, Result};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -40,6 +40,22 @@ static MOUNTS: AtomicU32 = AtomicU32::new(0);
 
 /// The client's address on the cluster LAN.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+
+/// The client's IPv6 address on the cluster LAN (with [`VipFamily::Ipv6`]
+/// or [`VipFamily::Dual`]).
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x200);
+
+/// Which addresses each VIF of a test cluster has.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum VipFamily {
+    /// One IPv4 address ([`AgentCluster::vip`]).
+    #[default]
+    Ipv4,
+    /// One IPv6 address ([`AgentCluster::vip6`]).
+    Ipv6,
+    /// Both, moving together.
+    Dual,
+}
 
 /// Most VIFs a cluster can place (see [`AgentCluster::vip`]).
 pub const MAX_VIFS: usize = 1000;
@@ -74,6 +90,8 @@ pub struct AgentClusterOptions {
     /// delivered only when the peer veth runs XDP too, and the switch-side
     /// ports here run none, so native ARP replies would be lost.
     pub xdp_mode: String,
+    /// The VIFs' address families (default IPv4 only).
+    pub family: VipFamily,
 }
 
 impl AgentClusterOptions {
@@ -90,6 +108,7 @@ impl AgentClusterOptions {
             watchdog: (Duration::from_millis(100), Duration::from_millis(500)),
             log_level: "debug".into(),
             xdp_mode: "skb".into(),
+            family: VipFamily::Ipv4,
         }
     }
 }
@@ -265,7 +284,20 @@ impl AgentCluster {
     fn attach_client(&self) -> Result<()> {
         self.corosync
             .switch()
-            .plug("swc", &self.client, "eth0", &format!("{CLIENT_ADDR}/16"))
+            .plug("swc", &self.client, "eth0", &format!("{CLIENT_ADDR}/16"))?;
+        if self.opts.family != VipFamily::Ipv4 {
+            self.client.run(&[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                &format!("{CLIENT_ADDR6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+        }
+        Ok(())
     }
 
     fn write_configs(&mut self, k: u32) -> Result<()> {
@@ -386,6 +418,73 @@ impl AgentCluster {
             let j = k - 100;
             Ipv4Addr::new(10, 0, 1 + (j / 250) as u8, 1 + (j % 250) as u8)
         }
+    }
+
+    /// VIF `k`'s IPv6 address (1-based): `fd77::1:<k>` in the client's /64.
+    pub fn vip6(k: usize) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 1, k.min(MAX_VIFS) as u16)
+    }
+
+    /// The IPv6 addresses on node `i`'s `eth0` (link-local ones too).
+    pub fn addresses6(&self, i: usize) -> Result<Vec<Ipv6Addr>> {
+        let out = self
+            .ns(i)?
+            .run(&["ip", "-6", "-o", "addr", "show", "dev", "eth0"])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                words.find(|w| *w == "inet6")?;
+                words.next()?.split('/').next()?.parse().ok()
+            })
+            .collect())
+    }
+
+    /// Which nodes answer a neighbour solicitation for `vip` from the client
+    /// (`ndisc6`, every reply within a second). Unknown MACs are an error.
+    pub fn who_answers6(&self, vip: Ipv6Addr) -> Result<Vec<usize>> {
+        let out = self
+            .client
+            .command("ndisc6")
+            .args([
+                "-m",
+                "-n",
+                "-r",
+                "1",
+                "-w",
+                "1000",
+                &vip.to_string(),
+                "eth0",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .with_context(|| format!("running ndisc6 for {vip} (is ndisc6 installed?)"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut macs = Vec::new();
+        for line in text.lines() {
+            if let Some(mac) = line.trim().strip_prefix("Target link-layer address:") {
+                macs.push(super::netns::parse_mac(mac.trim())?);
+            }
+        }
+        let mut nodes = Vec::new();
+        for mac in macs {
+            let i = self
+                .agents
+                .iter()
+                .position(|a| a.mac == mac)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{vip} answered by unknown MAC {}",
+                        crate::lab::arping::fmt_mac(&mac)
+                    )
+                })?;
+            if !nodes.contains(&i) {
+                nodes.push(i);
+            }
+        }
+        nodes.sort_unstable();
+        Ok(nodes)
     }
 
     /// Every VIF name, in order.
@@ -1026,10 +1125,16 @@ pub fn render_config(
         );
     }
     for k in 1..=opts.vifs {
+        let v4 = format!("\"eth0:{}/24\"", AgentCluster::vip(k));
+        let v6 = format!("\"eth0:{}/64\"", AgentCluster::vip6(k));
+        let addresses = match opts.family {
+            VipFamily::Ipv4 => v4,
+            VipFamily::Ipv6 => v6,
+            VipFamily::Dual => format!("{v4}, {v6}"),
+        };
         s.push_str(&format!(
-            "\n[[vif]]\nname = \"{}\"\naddresses = [\"eth0:{}/24\"]\n",
+            "\n[[vif]]\nname = \"{}\"\naddresses = [{addresses}]\n",
             AgentCluster::vif_name(k),
-            AgentCluster::vip(k)
         ));
     }
     s

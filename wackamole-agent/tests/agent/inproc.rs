@@ -9,7 +9,7 @@
 use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -50,6 +50,23 @@ enum Ev {
         burst: u32,
         targets: usize,
     },
+    /// The IPv6 side of the announcement that just got past its delay:
+    /// unsolicited NAs for these addresses, Router flag, IPv6 notify ranges.
+    Announced6 {
+        vif: String,
+        addresses: Vec<Ipv6Addr>,
+        router: bool,
+        targets: usize,
+    },
+    /// IPv6 steps (the IPv4 ones above keep their names).
+    Own6(Ipv6Addr, bool),
+    Yield6(Ipv6Addr),
+    Release6(Ipv6Addr),
+    Forget6(Ipv6Addr),
+    Join6(Ipv6Addr),
+    AddAddr6(Ipv6Addr),
+    DelAddr6(Ipv6Addr),
+    Leave6(Ipv6Addr),
     /// The host told the agent the announcement is on the wire.
     AnnounceDone(String),
     /// The agent multicast a hand-over message (HANDOVER or TAKEN) for
@@ -200,10 +217,12 @@ impl Journal {
 
 // ---------------------------------------------------------------- fake host
 
-fn v4(ip: IpAddr) -> Ipv4Addr {
+/// The journal entry of an XDP or address step: `four` for an IPv4
+/// address, `six` for an IPv6 one.
+fn step(ip: IpAddr, four: fn(Ipv4Addr) -> Ev, six: fn(Ipv6Addr) -> Ev) -> Ev {
     match ip {
-        IpAddr::V4(v) => v,
-        IpAddr::V6(v) => panic!("the fake host has no IPv6 ({v})"),
+        IpAddr::V4(v) => four(v),
+        IpAddr::V6(v) => six(v),
     }
 }
 
@@ -214,19 +233,29 @@ struct FakeTable {
 
 impl VipTable for FakeTable {
     fn own(&mut self, vip: &Vip) -> dataplane::Result<()> {
-        self.journal.push(&self.node, Ev::Own(v4(vip.addr)));
+        self.own_router(vip, false)
+    }
+    fn own_router(&mut self, vip: &Vip, router: bool) -> dataplane::Result<()> {
+        let ev = match vip.addr {
+            IpAddr::V4(v) => Ev::Own(v),
+            IpAddr::V6(v) => Ev::Own6(v, router),
+        };
+        self.journal.push(&self.node, ev);
         Ok(())
     }
     fn release(&mut self, vip: &Vip) -> dataplane::Result<()> {
-        self.journal.push(&self.node, Ev::Release(v4(vip.addr)));
+        let ev = step(vip.addr, Ev::Release, Ev::Release6);
+        self.journal.push(&self.node, ev);
         Ok(())
     }
     fn yield_vip(&mut self, vip: &Vip) -> dataplane::Result<()> {
-        self.journal.push(&self.node, Ev::Yield(v4(vip.addr)));
+        let ev = step(vip.addr, Ev::Yield, Ev::Yield6);
+        self.journal.push(&self.node, ev);
         Ok(())
     }
     fn forget(&mut self, vip: &Vip) -> dataplane::Result<()> {
-        self.journal.push(&self.node, Ev::Forget(v4(vip.addr)));
+        let ev = step(vip.addr, Ev::Forget, Ev::Forget6);
+        self.journal.push(&self.node, ev);
         Ok(())
     }
     fn renew_lease(&mut self, validity: Option<Duration>) -> dataplane::Result<()> {
@@ -245,11 +274,21 @@ struct FakeAddresses {
 
 impl AddressPlumbing for FakeAddresses {
     async fn add(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
-        self.journal.push(&self.node, Ev::AddAddr(v4(ip)));
+        self.journal
+            .push(&self.node, step(ip, Ev::AddAddr, Ev::AddAddr6));
         Ok(())
     }
     async fn remove(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
-        self.journal.push(&self.node, Ev::DelAddr(v4(ip)));
+        self.journal
+            .push(&self.node, step(ip, Ev::DelAddr, Ev::DelAddr6));
+        Ok(())
+    }
+    async fn join_solicited_node(&self, _iface: &str, ip: Ipv6Addr) -> Result<()> {
+        self.journal.push(&self.node, Ev::Join6(ip));
+        Ok(())
+    }
+    async fn leave_solicited_node(&self, _iface: &str, ip: Ipv6Addr) -> Result<()> {
+        self.journal.push(&self.node, Ev::Leave6(ip));
         Ok(())
     }
 }
@@ -295,6 +334,17 @@ impl Host for FakeHost {
                     targets: a.targets.len(),
                 },
             );
+            if !a.addresses6.is_empty() {
+                journal.push(
+                    &node,
+                    Ev::Announced6 {
+                        vif: a.vif.clone(),
+                        addresses: a.addresses6.values().flatten().copied().collect(),
+                        router: a.nd_router,
+                        targets: a.targets6.len(),
+                    },
+                );
+            }
             let mut held = held.lock().unwrap();
             match held.as_mut() {
                 Some(queue) => queue.push((a.vif, done)),
@@ -539,10 +589,11 @@ fn planned(cfg: &Config) -> Vec<PlannedVif> {
                 .addresses
                 .iter()
                 .map(|a| PlannedAddress {
-                    vip: Vip::new(&a.iface, 2, v4(a.addr)),
+                    vip: Vip::new(&a.iface, 2, a.addr),
                     prefix: a.prefix,
                 })
                 .collect(),
+            nd_router: v.nd_router,
         })
         .collect()
 }
@@ -1785,4 +1836,162 @@ async fn a_departed_members_vifs_answer_here_only_after_its_lease() {
         })
         .await;
     }
+}
+
+// ---------------------------------------------------------------- IPv6
+
+const V4_OF_DUAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+
+fn v6_of_dual() -> Ipv6Addr {
+    "2001:db8::50".parse().unwrap()
+}
+
+/// A fifth VIF, dual-stack (one IPv4 and one IPv6 address moving together,
+/// the Router flag set), and an IPv6 notify range (the router's /128).
+const DUAL: &str = "[[vif]]\nname = \"dual\"\naddresses = [\"eth0:192.0.2.50/24\", \"eth0:2001:db8::50/64\"]\nnd_router = true\n\n\
+    [notify]\ntargets = [{ range = \"eth0:2001:db8::1/128\" }]\n";
+
+/// Positions of `want`, in order, among `node`'s entries since `from`
+/// (each must be there, after the previous one).
+fn in_order(c: &Cluster, node: &str, from: Duration, want: &[Ev]) {
+    let got: Vec<Ev> = c.journal.of(node, from).into_iter().map(|e| e.ev).collect();
+    let mut at = 0;
+    for w in want {
+        match got[at..].iter().position(|e| e == w) {
+            Some(p) => at += p + 1,
+            None => panic!(
+                "{node}: {w:?} missing or out of order (want {want:?})\n{}",
+                c.journal.dump()
+            ),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dual_stack_vif_is_acquired_announced_handed_over_and_released_in_order() {
+    local(async {
+        let c = Cluster::start(&["a", "b"], DUAL);
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let holder = if c.node("a").owned().await.contains(&"dual".to_string()) {
+            "a"
+        } else {
+            "b"
+        };
+        let other = if holder == "a" { "b" } else { "a" };
+        let v6 = v6_of_dual();
+        // Acquire: both addresses owned in XDP (the IPv6 one with the
+        // Router flag), the solicited-node group joined, then the kernel
+        // addresses, then one announcement with NAs and the notify range.
+        in_order(
+            &c,
+            holder,
+            Duration::ZERO,
+            &[
+                Ev::Own(V4_OF_DUAL),
+                Ev::Own6(v6, true),
+                Ev::Join6(v6),
+                Ev::AddAddr(V4_OF_DUAL),
+                Ev::AddAddr6(v6),
+                Ev::Announced6 {
+                    vif: "dual".into(),
+                    addresses: vec![v6],
+                    router: true,
+                    targets: 1,
+                },
+            ],
+        );
+        // IPv4-only VIFs announce no NAs.
+        assert!(
+            !c.journal
+                .of(holder, Duration::ZERO)
+                .iter()
+                .any(|e| matches!(&e.ev, Ev::Announced6 { vif, .. } if vif != "dual")),
+            "{}",
+            c.journal.dump()
+        );
+        // A neighbour advertisement from another MAC for the IPv6 VIP is a
+        // conflict: the VIF is announced again after the settle delay.
+        let t0 = c.journal.now();
+        let key = Vip::new("eth0", 2, v6).key();
+        c.node(holder)
+            .conflicts
+            .send(vec![ConflictEvent {
+                key,
+                sender_mac: [2, 0, 0, 0, 0, 0x99],
+                _pad: [0; 2],
+            }])
+            .await
+            .expect("agent running");
+        wait(CONFLICT_SETTLE + ms(50)).await;
+        assert_eq!(
+            c.journal.announced(holder, "dual", t0).len(),
+            1,
+            "{}",
+            c.journal.dump()
+        );
+        // A move is a hand-over of both addresses: the old owner yields
+        // both, the new one owns and announces, then the old one releases.
+        let t1 = c.journal.now();
+        let reply = c
+            .node(holder)
+            .ctl(Request::Move {
+                vif: "dual".into(),
+                node: other.into(),
+            })
+            .await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(3000)).await;
+        in_order(&c, holder, t1, &[Ev::Yield(V4_OF_DUAL), Ev::Yield6(v6)]);
+        in_order(
+            &c,
+            other,
+            t1,
+            &[
+                Ev::Own(V4_OF_DUAL),
+                Ev::Own6(v6, true),
+                Ev::Join6(v6),
+                Ev::AddAddr6(v6),
+            ],
+        );
+        in_order(
+            &c,
+            holder,
+            t1,
+            &[
+                Ev::Release6(v6),
+                Ev::DelAddr6(v6),
+                Ev::Leave6(v6),
+                Ev::Forget6(v6),
+            ],
+        );
+        // Make-before-break across nodes: the old owner stops answering
+        // solicitations before the new one starts.
+        assert!(
+            at(&c, holder, t1, &Ev::Yield6(v6)) < at(&c, other, t1, &Ev::Own6(v6, true)),
+            "{}",
+            c.journal.dump()
+        );
+        // A failure (carrier lost) releases in the IPv4 order: silence
+        // first, then the addresses, then the group; forgotten after the
+        // grace period.
+        let t2 = c.journal.now();
+        c.node(other).carrier(false);
+        wait(ms(2500)).await;
+        in_order(
+            &c,
+            other,
+            t2,
+            &[
+                Ev::Release(V4_OF_DUAL),
+                Ev::Release6(v6),
+                Ev::DelAddr(V4_OF_DUAL),
+                Ev::DelAddr6(v6),
+                Ev::Leave6(v6),
+                Ev::Forget(V4_OF_DUAL),
+                Ev::Forget6(v6),
+            ],
+        );
+    })
+    .await;
 }

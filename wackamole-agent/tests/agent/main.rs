@@ -12,4 +12,5 @@ mod faults;
 mod fencing;
 mod handover;
 mod inproc;
+mod ipv6;
 mod outage;

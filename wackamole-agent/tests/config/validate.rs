@@ -1149,3 +1149,94 @@ fn bpffs_mount_point_matches_the_pin_layout() {
     assert_eq!(m("/run/bpf"), Path::new("/run/bpf"));
     assert_eq!(m("/wackamole"), Path::new("/wackamole"));
 }
+
+#[test]
+fn ipv6_vifs_and_notify_ranges_are_accepted() {
+    let cfg = ok("[[vif]]\naddresses = [\"eth0:2001:db8::10/64\"]\n\
+         [[vif]]\nname = \"dual\"\naddresses = [\"eth0:192.0.2.10/24\", \"eth1:2001:db8:1::10/128\", \"eth0:fe80::10/64\"]\nnd_router = true\n\
+         [notify]\ntargets = [{ range = \"eth0:2001:db8::1/128\", throttle = 10 }, { range = \"eth0:2001:db8::/64\" }]\n");
+    assert_eq!(cfg.vifs[0].name, "2001:db8::10");
+    assert!(!cfg.vifs[0].nd_router);
+    assert_eq!(
+        cfg.vifs[1].addresses[1].to_string(),
+        "eth1:2001:db8:1::10/128"
+    );
+    assert!(cfg.vifs[1].nd_router);
+    assert_eq!(
+        cfg.notify.targets[0].range.to_string(),
+        "eth0:2001:db8::1/128"
+    );
+    assert_eq!(cfg.notify.targets[1].range.prefix, 64);
+    // The head address names the VIF in `prefer`, IPv6 too.
+    let cfg = ok("prefer = \"2001:db8::10\"\n[[vif]]\naddresses = [\"eth0:2001:db8::10/64\"]\n");
+    assert_eq!(cfg.prefer, vec!["2001:db8::10"]);
+}
+
+#[test]
+fn ipv6_forms_run_cannot_use_are_refused() {
+    let cases = [
+        (
+            "eth0:::/64",
+            ":: is the unspecified address, not a usable VIP",
+        ),
+        ("eth0:::1/128", "::1 is the loopback address, not a usable VIP"),
+        (
+            "eth0:ff02::1:ff00:10/64",
+            "ff02::1:ff00:10 is an IPv6 multicast group: a VIP must be a unicast address",
+        ),
+        (
+            "eth0:::ffff:192.0.2.1/128",
+            "::ffff:192.0.2.1 is an IPv4-mapped IPv6 address: write the IPv4 address 192.0.2.1 instead",
+        ),
+        (
+            "eth0:2001:db8::1/129",
+            "prefix /129 is out of range (1..=128 for this address)",
+        ),
+        (
+            "eth0:2001:db8::1/64n24",
+            "the network hint n24 applies to IPv4 only",
+        ),
+        ("eth0:2001:db8::g/64", "\"2001:db8::g\" is not an IP address"),
+    ];
+    for (addr, want) in cases {
+        let e = err(&format!("[[vif]]\naddresses = [\"{addr}\"]\n"));
+        assert_issue(&e, 2, "vif[0].addresses[0]", want);
+        assert_eq!(e.issues.len(), 1, "{addr}: {e}");
+    }
+    // The same IPv6 VIP twice is a duplicate, on another interface too.
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:2001:db8::1/64\", \"eth1:2001:db8::1/64\"]\n"),
+        2,
+        "vif[0].addresses[1]",
+        "VIP 2001:db8::1 is listed twice",
+    );
+    // The Router flag needs an IPv6 address on the VIF.
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\nnd_router = true\n"),
+        3,
+        "vif[0].nd_router",
+        "the Router flag of neighbour advertisements applies to IPv6 addresses; this VIF has none",
+    );
+    assert!(
+        !ok("[[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\nnd_router = false\n").vifs[0].nd_router
+    );
+    assert_issue(
+        &err("[[vif]]\naddresses = [\"eth0:2001:db8::1/64\"]\nnd_router = \"yes\"\n"),
+        3,
+        "vif[0].nd_router",
+        "",
+    );
+    // IPv6 notify ranges: prefix up to 128, on an existing interface.
+    assert_issue(
+        &err("[notify]\ntargets = [{ range = \"eth0:2001:db8::/129\" }]\n"),
+        2,
+        "notify.targets[0].range",
+        "prefix /129 is out of range (0..=128 for this address)",
+    );
+    assert_issue(
+        &err("[notify]\ntargets = [{ range = \"eth7:2001:db8::1/128\" }]\n"),
+        2,
+        "notify.targets[0].range",
+        "interface eth7 does not exist on this host",
+    );
+}

@@ -2,7 +2,7 @@
 //! namespaces: the frames on the wire, the receiver's neighbour table and the
 //! sender's multicast filter. Needs root.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -206,5 +206,190 @@ fn solicited_node_membership_enters_and_leaves_the_filter() -> Result<()> {
     })?;
     ensure!(joined.contains(group), "not joined: {joined}");
     ensure!(!left.contains(group), "not left: {left}");
+    Ok(())
+}
+
+/// B's neighbour entry for the VIP ("" when there is none).
+fn entry(b: &Netns) -> Result<String> {
+    Ok(
+        b.run(&["ip", "-6", "neigh", "show", &VIP.to_string(), "dev", "vb"])?
+            .trim()
+            .to_string(),
+    )
+}
+
+fn all_nodes_na(a: &Netns) -> Result<()> {
+    with_sender(a, async |s| {
+        Ok(s.unsolicited_burst(&[VIP], 1, Duration::ZERO, false)
+            .await?)
+    })?;
+    // Processed by B's stack right away; a moment for the netlink view.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(())
+}
+
+/// Known client behaviour (issue 13, item 4): Linux takes an unsolicited
+/// NA for an address only if it already has a neighbour entry for it. The
+/// one exception (RFC 9131, Linux 5.19+) is a router: with forwarding on and
+/// `accept_untracked_na` set on the interface it creates a STALE entry. A
+/// host never does, whatever the sysctl says. So a client that never talked
+/// to the VIP learns the owner when it asks (answered from XDP); one that
+/// did is moved by the NA.
+#[test]
+#[ignore = "needs root and Linux 5.19+ (accept_untracked_na)"]
+fn linux_ignores_an_untracked_na_unless_a_router_sets_accept_untracked_na() -> Result<()> {
+    let sysctl = "/proc/sys/net/ipv6/conf/all/accept_untracked_na";
+    ensure!(
+        std::path::Path::new(sysctl).exists(),
+        "this kernel has no {sysctl} (Linux 5.19+)"
+    );
+    let (a, b) = pair("ndt")?;
+    let a_mac = wackamole::net::fmt_mac(&a.mac("va")?);
+    let set = |what: &str| b.run(&["sysctl", "-qw", &format!("net.ipv6.conf.vb.{what}")]);
+    // A host: ignored, with the sysctl or without.
+    set("forwarding=0")?;
+    for mode in ["accept_untracked_na=0", "accept_untracked_na=1"] {
+        set(mode)?;
+        all_nodes_na(&a)?;
+        ensure!(entry(&b)?.is_empty(), "host, {mode}: {}", entry(&b)?);
+    }
+    // A router without the sysctl: ignored too.
+    set("forwarding=1")?;
+    set("accept_untracked_na=0")?;
+    all_nodes_na(&a)?;
+    ensure!(entry(&b)?.is_empty(), "router, sysctl 0: {}", entry(&b)?);
+    // A router with it: the same NA creates the entry (STALE: unconfirmed).
+    set("accept_untracked_na=1")?;
+    all_nodes_na(&a)?;
+    let e = entry(&b)?;
+    ensure!(
+        e.contains(&a_mac) && e.contains("STALE"),
+        "router, sysctl 1: {e:?}"
+    );
+    // Mode 2: only for a source inside one of the interface's prefixes,
+    // which a VIP of the LAN is.
+    b.run(&["ip", "-6", "neigh", "flush", "dev", "vb"])?;
+    set("accept_untracked_na=2")?;
+    all_nodes_na(&a)?;
+    let e = entry(&b)?;
+    ensure!(
+        e.contains(&a_mac),
+        "router, sysctl 2, VIP on the LAN's prefix: {e:?}"
+    );
+    Ok(())
+}
+
+/// The agent's advertisement to a notify target without a known MAC (a
+/// router's /128): sent to the target's solicited-node MAC with its unicast
+/// address as destination; the target takes it and moves its entry.
+#[test]
+#[ignore = "needs root"]
+fn a_directed_na_to_a_notify_target_moves_its_entry() -> Result<()> {
+    let (a, b) = pair("ndd")?;
+    let a_mac = a.mac("va")?;
+    b.run(&[
+        "ip",
+        "-6",
+        "neigh",
+        "replace",
+        &VIP.to_string(),
+        "lladdr",
+        OLD_MAC,
+        "dev",
+        "vb",
+        "nud",
+        "stale",
+    ])?;
+    let b_ip: Ipv6Addr = "2001:db8::2".parse()?;
+    let range = wackamole::net::nd::Ipv6Prefix::new(b_ip, 128).expect("prefix");
+    let frames = wackamole::net::nd::plan_notify6(a_mac, &[VIP], &range, &[], false);
+    ensure!(frames.len() == 1, "{frames:?}");
+    let captured = capture(&b, 1, || {
+        with_sender(&a, async move |s| Ok(s.send_paced(&frames, 0).await?))?;
+        Ok(())
+    })?;
+    ensure!(captured.len() == 1, "captured {}", captured.len());
+    std::thread::sleep(Duration::from_millis(100));
+    let e = entry(&b)?;
+    ensure!(
+        e.contains(&wackamole::net::fmt_mac(&a_mac)),
+        "B's entry after the directed NA: {e:?}"
+    );
+    Ok(())
+}
+
+/// The agent's plumbing for an IPv6 VIP on a real interface: the address is
+/// added at once (no DAD: not tentative) and deprecated (never a source),
+/// removed again; solicited-node memberships are counted per VIP, so two
+/// VIPs sharing a group keep it until the last one leaves.
+#[test]
+#[ignore = "needs root"]
+fn the_agents_ipv6_plumbing_adds_deprecated_nodad_addresses_and_counts_groups() -> Result<()> {
+    use wackamole::daemon::host::Netlink;
+    use wackamole::daemon::vifs::AddressPlumbing;
+    let (a, _b) = pair("ndp")?;
+    // Same low 24 bits: the same solicited-node group as VIP.
+    let twin = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0xff01, 0x100);
+    let group = "33:33:ff:01:01:00";
+    let name = a.name().to_string();
+    let show = move |what: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &name])
+            .args(what)
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let steps = a.in_thread(move || -> Result<Vec<String>> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let n = Netlink::default();
+            let mut seen = Vec::new();
+            let ip = IpAddr::V6(VIP);
+            n.join_solicited_node("va", VIP).await?;
+            n.join_solicited_node("va", VIP).await?; // again: no second join
+            n.join_solicited_node("va", twin).await?;
+            n.leave_solicited_node("va", VIP).await?;
+            // No address yet: only the twin's membership holds the group.
+            seen.push(show(&["ip", "maddr", "show", "dev", "va"])?);
+            n.add("va", ip, 64).await?;
+            n.add("va", ip, 64).await?; // idempotent
+            seen.push(show(&["ip", "-6", "addr", "show", "dev", "va"])?);
+            n.remove("va", ip, 64).await?;
+            n.remove("va", ip, 64).await?; // absent is fine
+            n.leave_solicited_node("va", twin).await?;
+            n.leave_solicited_node("va", twin).await?; // not joined: no-op
+            seen.push(show(&["ip", "-6", "addr", "show", "dev", "va"])?);
+            seen.push(show(&["ip", "maddr", "show", "dev", "va"])?);
+            Ok(seen)
+        })
+    })??;
+    ensure!(
+        steps[0].contains(group),
+        "group left while the twin VIP holds it: {}",
+        steps[0]
+    );
+    let vip_line = steps[1]
+        .lines()
+        .find(|l| l.contains(&format!("{VIP}/64")))
+        .unwrap_or_default();
+    ensure!(
+        vip_line.contains("deprecated")
+            && vip_line.contains("nodad")
+            && !vip_line.contains("tentative"),
+        "address flags: {:?}",
+        steps[1]
+    );
+    ensure!(
+        !steps[2].contains(&VIP.to_string()),
+        "address not removed: {}",
+        steps[2]
+    );
+    ensure!(
+        !steps[3].contains(group),
+        "group kept after the last VIP left: {}",
+        steps[3]
+    );
     Ok(())
 }
