@@ -157,8 +157,13 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     opts.mode = attach_mode(cfg.xdp.mode);
     opts.allow_private_bpffs = cfg.xdp.allow_private_bpffs;
     opts.interfaces = ifaces;
+    // A crashed run's addresses go before the new program takes over its
+    // pinned links: the old program is fenced (its lease lapsed) and stays
+    // silent, but the new one starts with no entry for them, so the kernel
+    // would answer ARP for them (and draw traffic here) until removed.
+    remove_leftover_addresses(&vifs).await;
     let mut plane = DataPlane::open(&opts).context("data plane")?;
-    clean_leftovers(&mut plane, &vifs).await;
+    forget_leftover_entries(&mut plane);
     plane
         .renew_lease(None)
         .context("data plane: clearing the lease")?;
@@ -238,9 +243,8 @@ fn instance_name(node: &str) -> String {
     }
 }
 
-/// Removes what a crashed earlier run left: every XDP entry, and the
-/// configured VIP addresses (only those) on their interfaces.
-async fn clean_leftovers(plane: &mut DataPlane, vifs: &[PlannedVif]) {
+/// Forgets every XDP entry a crashed earlier run left.
+fn forget_leftover_entries(plane: &mut DataPlane) {
     match plane.entries() {
         Ok(entries) => {
             for e in entries {
@@ -256,6 +260,11 @@ async fn clean_leftovers(plane: &mut DataPlane, vifs: &[PlannedVif]) {
         }
         Err(e) => warn!("start-up: cannot list XDP entries: {e}"),
     }
+}
+
+/// Removes the configured VIP addresses (only those) a crashed earlier run
+/// left on their interfaces.
+async fn remove_leftover_addresses(vifs: &[PlannedVif]) {
     for vif in vifs {
         for a in &vif.addresses {
             let present = match a.vip.addr {
