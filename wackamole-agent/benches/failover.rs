@@ -2,7 +2,8 @@
 //! agents on a Corosync cluster under every fault. See
 //! [`wackamole::lab::failover_bench`] for what is measured; ARGS: `--smoke`,
 //! `--full`, `--nodes 3,5,8`, `--vips 3,64`, `--faults link-cut,move`,
-//! `--reps N`, `--profile fast|default`, `--out DIR` (default `target/bench`);
+//! `--reps N`, `--profile fast|default`, `--family ipv4|ipv6|dual`,
+//! `--out DIR` (default `target/bench`);
 //! `--help` lists the faults.
 //! Writes `failover.json` and `failover-timeline.png` there and prints a
 //! markdown table.

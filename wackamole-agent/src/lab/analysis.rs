@@ -30,7 +30,7 @@ pub struct Answer {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProbeRun {
     /// The probed addresses, in VIP index order.
-    pub vips: Vec<std::net::Ipv4Addr>,
+    pub vips: Vec<std::net::IpAddr>,
     /// Names of the nodes that answered, in node index order.
     pub nodes: Vec<String>,
     /// Target interval between rounds.
@@ -631,7 +631,7 @@ mod tests {
     ) -> ProbeRun {
         let mut run = ProbeRun {
             vips: (0..vips)
-                .map(|i| Ipv4Addr::new(192, 0, 2, i as u8 + 1))
+                .map(|i| Ipv4Addr::new(192, 0, 2, i as u8 + 1).into())
                 .collect(),
             nodes: nodes.iter().map(|s| s.to_string()).collect(),
             interval_ns: MS,

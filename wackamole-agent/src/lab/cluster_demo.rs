@@ -1,7 +1,8 @@
 //! `wackamole-lab demo` (`cargo xtask demo`): a simulated LAN of real agents
 //! on a fast-profile Corosync cluster, with a client probing every VIP, and a
 //! narrated sequence: the nodes mature and balance, a node crashes (its cable
-//! is cut) and the client sees the outage, the node returns and the VIPs
+//! is cut) and the client sees the outage (and one of its VIFs' IPv6
+//! address, every VIF being dual-stack, answered by another node), the node returns and the VIPs
 //! rebalance, a node is drained and undrained. Every step after the first
 //! runs under the client's probes, and the demo ends with the lost probes of
 //! each step ([`LOST_PER_STEP`]): a crash loses what the failover takes;
@@ -23,7 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::analysis::{self, Phase, ProbeRun, RunResult};
 use super::failover_bench::{after_window, answered_before_and_end, Fault};
 use super::{now_ns, prober, responder};
-use crate::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot};
+use crate::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot, VipFamily};
 
 /// UDP port of the demo's responders.
 const PORT: u16 = 7399;
@@ -149,7 +150,7 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
         format!(
             "Building a simulated LAN: a switch namespace with a bridge, {} node namespaces \
              (10.0.0.1..{}) each running corosync (fast profile: 50 ms token) and a wackamole agent, \
-             and a client (10.0.0.200). {} VIPs: 10.0.0.101..{}.",
+             and a client (10.0.0.200). {} VIPs: 10.0.0.101..{}, each dual-stack (also fd77::1:<k>).",
             opts.nodes,
             opts.nodes,
             opts.vips,
@@ -161,12 +162,21 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
     copts.vifs = opts.vips;
     copts.log_level = "info".into();
     copts.mature = Duration::from_secs(1);
+    // Every VIF also has an IPv6 address, to show one failing over (step 3).
+    copts.family = VipFamily::Dual;
     let c = AgentCluster::start(copts)?;
     check()?;
     let mut responders = Vec::new();
     for i in 0..c.len() {
         let name = c.name(i)?.to_string();
-        responders.push(responder::Responder::start_in(c.ns(i)?, &name, PORT)?);
+        responders.push(responder::Responder::start_in_families(
+            c.ns(i)?,
+            &name,
+            PORT,
+            1,
+            true,
+            true,
+        )?);
     }
     say(
         out,
@@ -217,6 +227,15 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
             snap.held_by(victim).join(", ")
         ),
     )?;
+    // One of its VIFs' IPv6 address, probed on its own before and after.
+    let v6k: Option<usize> = snap
+        .held_by(victim)
+        .first()
+        .and_then(|n| n.strip_prefix('v')?.parse().ok());
+    let v6_before = match v6k {
+        Some(k) => Some((k, ipv6_answerers(&c, k)?)),
+        None => None,
+    };
     let crash_window = if opts.quick {
         Duration::from_millis(2500)
     } else {
@@ -270,6 +289,18 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
             opts.vips
         ),
     )?;
+    if let Some((k, before)) = v6_before {
+        let after = ipv6_answerers(&c, k)?;
+        say(
+            out,
+            format!(
+                "   IPv6 VIP {} (v{k}): answered by {} before the cut, by {} after.",
+                AgentCluster::vip6(k),
+                names_or_none(&before),
+                names_or_none(&after)
+            ),
+        )?;
+    }
     if let Some(p) = res.phases.first() {
         say(
             out,
@@ -438,6 +469,21 @@ pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome> {
 
 fn fmt_ms(ns: Option<u64>) -> String {
     ns.map_or("-".into(), |n| format!("{:.1} ms", n as f64 / 1e6))
+}
+
+/// The nodes answering UDP probes to VIF `k`'s IPv6 address over 300 ms.
+fn ipv6_answerers(c: &AgentCluster, k: usize) -> Result<Vec<String>> {
+    check()?;
+    let cfg = prober::ProberConfig::new([AgentCluster::vip6(k)], PORT, Duration::from_millis(300));
+    Ok(prober::run_in(c.client(), &cfg)?.nodes)
+}
+
+fn names_or_none(nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        "no one".into()
+    } else {
+        nodes.join(" and ")
+    }
 }
 
 /// Probes every VIP for `window` while `during` runs on this thread (it

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use super::analysis::{self, Phase, ProbeRun, ResourceUsage, Summary};
 use super::report::{self, ScenarioRecord};
 use super::{arp_observer, now_ns, plot, prober, resources, responder};
-use crate::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot};
+use crate::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot, VipFamily};
 use crate::testbed::corosync::Profile;
 
 /// UDP port of the responders.
@@ -228,6 +228,8 @@ pub struct BenchOptions {
     pub idle: Duration,
     /// Where failover.json and the PNGs go.
     pub out_dir: PathBuf,
+    /// The VIFs' address family (IPv4 by default).
+    pub family: VipFamily,
 }
 
 impl BenchOptions {
@@ -245,6 +247,7 @@ impl BenchOptions {
             after: Duration::from_millis(3000),
             idle: Duration::from_secs(3),
             out_dir: out_dir.into(),
+            family: VipFamily::Ipv4,
         }
     }
 
@@ -302,8 +305,9 @@ impl BenchOptions {
                     }
                 }
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
+                "--family" => o.family = parse_family(&value("--family")?)?,
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --nodes, --vips, --faults, --reps, --profile, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --nodes, --vips, --faults, --reps, --profile, --family, --out)"
                 ),
             }
         }
@@ -336,7 +340,35 @@ cargo xtask bench failover [-- OPTIONS]
                                       judged by lost probes)
   --reps N            repetitions per scenario (default 5)
   --profile fast|default   corosync timers (default fast)
+  --family ipv4|ipv6|dual  VIF addresses (default ipv4; dual probes both;
+                      two ARP answerers covers the IPv4 addresses only)
   --out DIR           where failover.json, failover.md and the PNGs go";
+
+fn parse_family(s: &str) -> Result<VipFamily> {
+    Ok(match s {
+        "ipv4" => VipFamily::Ipv4,
+        "ipv6" => VipFamily::Ipv6,
+        "dual" => VipFamily::Dual,
+        other => bail!("failover bench: family {other:?} (ipv4, ipv6, dual)"),
+    })
+}
+
+fn family_name(f: VipFamily) -> &'static str {
+    match f {
+        VipFamily::Ipv4 => "ipv4",
+        VipFamily::Ipv6 => "ipv6",
+        VipFamily::Dual => "dual",
+    }
+}
+
+/// The addresses probed for VIF `k` (1-based) under `family`.
+fn probed_addresses(family: VipFamily, k: usize) -> Vec<IpAddr> {
+    match family {
+        VipFamily::Ipv4 => vec![AgentCluster::vip(k).into()],
+        VipFamily::Ipv6 => vec![AgentCluster::vip6(k).into()],
+        VipFamily::Dual => vec![AgentCluster::vip(k).into(), AgentCluster::vip6(k).into()],
+    }
+}
 
 fn parse_list(s: &str, what: &str) -> Result<Vec<usize>> {
     s.split(',')
@@ -413,6 +445,7 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
                 nodes,
                 vips,
                 profile: opts.profile,
+                family: opts.family,
             };
             run_size(opts, size, log, &mut records, &mut timeline, &mut skipped)?;
             // Partial results survive a later failure.
@@ -438,11 +471,17 @@ struct Size {
     nodes: usize,
     vips: usize,
     profile: Profile,
+    family: VipFamily,
 }
 
 impl Size {
+    /// `fast-3n-3v`, with the family appended when not IPv4 (`fast-3n-3v-ipv6`).
     fn prefix(&self) -> String {
-        format!("{}-{}n-{}v", self.profile.name(), self.nodes, self.vips)
+        let base = format!("{}-{}n-{}v", self.profile.name(), self.nodes, self.vips);
+        match self.family {
+            VipFamily::Ipv4 => base,
+            f => format!("{base}-{}", family_name(f)),
+        }
     }
 
     fn params(&self, fault: &str) -> BTreeMap<String, String> {
@@ -452,6 +491,7 @@ impl Size {
             ("nodes".to_string(), self.nodes.to_string()),
             ("vips".to_string(), self.vips.to_string()),
             ("fault".to_string(), fault.to_string()),
+            ("family".to_string(), family_name(self.family).to_string()),
         ])
     }
 }
@@ -476,11 +516,20 @@ fn run_size(
     copts.vifs = size.vips;
     copts.profile = size.profile;
     copts.log_level = "info".into();
+    copts.family = size.family;
     let mut c = AgentCluster::start(copts)?;
     let mut responders = Vec::new();
+    let v6 = size.family != VipFamily::Ipv4;
     for i in 0..c.len() {
         let name = c.name(i)?.to_string();
-        responders.push(responder::Responder::start_in(c.ns(i)?, &name, PORT)?);
+        responders.push(responder::Responder::start_in_families(
+            c.ns(i)?,
+            &name,
+            PORT,
+            1,
+            true,
+            v6,
+        )?);
     }
     settle(&mut c, &[])?;
 
@@ -530,12 +579,12 @@ fn run_size(
             let (b, e) = answered_before_and_end(&r.run, &r.phases);
             writeln!(
                 log,
-                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two ARP answerers {:.0} ms, failover {} (detection {}, agent {}), {:.0} probes/s{}",
+                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two ARP answerers {} ms, failover {} (detection {}, agent {}), {:.0} probes/s{}",
                 r.victim,
                 res.worst_outage.map_or("-".into(), |o| format!("{:.1}", o.len_ns() as f64 / 1e6)),
                 res.lost_probes,
                 res.duplicate_owner_ns as f64 / 1e6,
-                r.two_answerers_ms,
+                r.two_answerers_ms.map_or("n/a".into(), |ms| format!("{ms:.0}")),
                 fmt_opt_ms(res.phases.first().and_then(|p| p.failover_ns)),
                 fmt_opt_ms(res.phases.first().and_then(|p| p.detection_ns)),
                 fmt_opt_ms(res.phases.first().and_then(|p| p.agent_ns)),
@@ -576,7 +625,8 @@ fn run_size(
                     *timeline = Some(main);
                 }
             }
-            two_macs.push(r.two_answerers_ms);
+            // None with IPv6 only: the ARP observer sees no IPv6 (no NS observer).
+            two_macs.extend(r.two_answerers_ms);
             if let Some(ms) = r.rebalance_ms {
                 rebalance.push(ms);
             }
@@ -764,8 +814,9 @@ struct Repetition {
     phases: Vec<Phase>,
     usage: Vec<ResourceUsage>,
     victim: String,
-    /// Longest time an observed VIP had two ARP answerers (observer, ms).
-    two_answerers_ms: f64,
+    /// Longest time an observed VIP had two ARP answerers (observer, ms);
+    /// None when no IPv4 VIPs are observed (IPv6 only).
+    two_answerers_ms: Option<f64>,
     /// Fault → the cluster balanced again with the victim mature and holding
     /// its share ([`Fault::rebalances`] faults; None if not within the window).
     rebalance_ms: Option<f64>,
@@ -946,7 +997,11 @@ fn repetition(
 
     prepare(c, fault, victim)?;
 
-    let vips: Vec<Ipv4Addr> = (1..=c.vif_names().len()).map(AgentCluster::vip).collect();
+    let family = c.options().family;
+    let nvifs = c.vif_names().len();
+    let vips: Vec<IpAddr> = (1..=nvifs)
+        .flat_map(|k| probed_addresses(family, k))
+        .collect();
     let after = {
         let o = c.options();
         // The test bed balances in one round beyond 99 VIFs (see render_config).
@@ -966,7 +1021,10 @@ fn repetition(
     if vips.len() > 32 {
         cfg.senders = 2;
     }
-    let sock: UdpSocket = c.client().in_thread(prober::bind_prober)??;
+    let probed = vips.clone();
+    let sock: UdpSocket = c
+        .client()
+        .in_thread(move || prober::bind_prober_for(&probed))??;
     let fenced_before = fenced_counts(c);
     let sampler = resources::ProcessSampler::start(
         c.agent_pid(other).context("sampled agent has no pid")?,
@@ -979,8 +1037,11 @@ fn repetition(
     let started = std::time::Instant::now();
     // Who answers ARP across the fault, every 10 ms: the victim's VIPs, or
     // every VIP when the victim takes a share no one can name beforehand.
-    let observed: Vec<Ipv4Addr> = if fault.rebalances() {
-        vips.clone()
+    // ARP only: IPv4 addresses (none with IPv6 only).
+    let observed: Vec<Ipv4Addr> = if family == VipFamily::Ipv6 {
+        Vec::new()
+    } else if fault.rebalances() {
+        (1..=nvifs).map(AgentCluster::vip).collect()
     } else {
         snap.held_by(victim)
             .iter()
@@ -988,13 +1049,17 @@ fn repetition(
             .map(AgentCluster::vip)
             .collect()
     };
-    let observer = arp_observer::start(
-        c.client().name(),
-        "eth0",
-        crate::testbed::cluster::CLIENT_ADDR,
-        observed,
-        window,
-    )?;
+    let observer = if observed.is_empty() {
+        None
+    } else {
+        Some(arp_observer::start(
+            c.client().name(),
+            "eth0",
+            crate::testbed::cluster::CLIENT_ADDR,
+            observed,
+            window,
+        )?)
+    };
 
     std::thread::sleep(opts.before);
     let mut phases = vec![Phase {
@@ -1030,7 +1095,10 @@ fn repetition(
     let run = prober
         .join()
         .map_err(|_| anyhow!("prober thread panicked"))?;
-    let two_answerers_ms = arp_observer::join(observer)?.two_answerers_ms();
+    let two_answerers_ms = match observer {
+        Some(o) => Some(arp_observer::join(o)?.two_answerers_ms()),
+        None => None,
+    };
     let usage = sampler.stop()?;
     let fenced = fenced_delta(&fenced_before, &fenced_counts(c));
     injected?;
@@ -1253,6 +1321,51 @@ mod tests {
             breakdown_in("2026-11-22T02:11:21.000000Z  INFO new view mono_ns=9\n", 0),
             None
         );
+    }
+
+    #[test]
+    fn family_option_names_scenarios_and_probed_addresses() -> Result<()> {
+        let o = BenchOptions::from_args("w".into(), "o".into(), &[])?;
+        assert_eq!(o.family, VipFamily::Ipv4);
+        let size = |family| Size {
+            nodes: 3,
+            vips: 3,
+            profile: Profile::Fast,
+            family,
+        };
+        // IPv4 keeps the old names, so earlier results still compare.
+        assert_eq!(size(VipFamily::Ipv4).prefix(), "fast-3n-3v");
+        for (arg, family) in [("ipv6", VipFamily::Ipv6), ("dual", VipFamily::Dual)] {
+            let a = ["--family".to_string(), arg.to_string()];
+            let o = BenchOptions::from_args("w".into(), "o".into(), &a)?;
+            assert_eq!(o.family, family);
+            assert_eq!(size(family).prefix(), format!("fast-3n-3v-{arg}"));
+            assert_eq!(
+                size(family)
+                    .params("move")
+                    .get("family")
+                    .map(String::as_str),
+                Some(arg)
+            );
+        }
+        let bad = ["--family".to_string(), "ipx".to_string()];
+        assert!(BenchOptions::from_args("w".into(), "o".into(), &bad).is_err());
+        assert_eq!(
+            probed_addresses(VipFamily::Ipv4, 2),
+            vec![IpAddr::from(AgentCluster::vip(2))]
+        );
+        assert_eq!(
+            probed_addresses(VipFamily::Ipv6, 2),
+            vec![IpAddr::from(AgentCluster::vip6(2))]
+        );
+        assert_eq!(
+            probed_addresses(VipFamily::Dual, 2),
+            vec![
+                IpAddr::from(AgentCluster::vip(2)),
+                AgentCluster::vip6(2).into()
+            ]
+        );
+        Ok(())
     }
 
     #[test]

@@ -384,7 +384,10 @@ mod tests {
     #[test]
     fn raster_marks_nodes_lost_and_duplicates() {
         let run = ProbeRun {
-            vips: vec!["192.0.2.1".parse().unwrap_or(std::net::Ipv4Addr::LOCALHOST)],
+            vips: vec!["192.0.2.1"
+                .parse()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+                .into()],
             nodes: vec!["a".into(), "b".into()],
             interval_ns: 10,
             round_sent_ns: vec![0, 10, 20, 30],
@@ -436,7 +439,7 @@ mod tests {
     #[test]
     fn raster_extends_rounds_until_the_next_and_clips_to_the_window() {
         let run = ProbeRun {
-            vips: vec![std::net::Ipv4Addr::new(192, 0, 2, 1)],
+            vips: vec![std::net::Ipv4Addr::new(192, 0, 2, 1).into()],
             nodes: vec!["a".into()],
             interval_ns: 10,
             // The prober stalled between 0 and 30.
@@ -467,7 +470,7 @@ mod tests {
         const MS: u64 = 1_000_000;
         let mut run = ProbeRun {
             vips: (1..=12)
-                .map(|i| std::net::Ipv4Addr::new(192, 0, 2, i))
+                .map(|i| std::net::Ipv4Addr::new(192, 0, 2, i).into())
                 .collect(),
             nodes: vec!["n3".into(), "n1".into(), "n2".into()],
             interval_ns: MS,

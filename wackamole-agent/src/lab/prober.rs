@@ -20,10 +20,13 @@
 //! dropped on the way ([`ProbeRun::socket_drops`], responder `socket_drops`):
 //! losses there belong to the measurement, not to the failover.
 //!
-//! Probes go only to the addresses in [`ProberConfig::vips`].
+//! Probes go only to the addresses in [`ProberConfig::vips`], IPv4 or IPv6:
+//! an IPv4-only list uses an IPv4 socket exactly as before; a list with IPv6
+//! addresses needs a dual-stack IPv6 socket ([`bind_prober_for`]), where IPv4
+//! VIPs are reached as v4-mapped addresses.
 
 use anyhow::{bail, Context, Result};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,7 +35,8 @@ use std::time::Duration;
 use super::analysis::{Answer, ProbeRun};
 use super::now_ns;
 use super::responder::{
-    decode_reply, encode_probe, recv_info, CmsgBuf, ProbeHeader, CMSG_BUF, MAX_REPLY_LEN, PROBE_LEN,
+    decode_reply, encode_probe, ip_of, is_v6_socket, recv_info, sockaddr_of, CmsgBuf, ProbeHeader,
+    CMSG_BUF, MAX_REPLY_LEN, PROBE_LEN,
 };
 use crate::testbed::Netns;
 
@@ -49,7 +53,7 @@ const RECV_BATCH: usize = 64;
 #[derive(Debug, Clone)]
 pub struct ProberConfig {
     /// The addresses to probe (VIP index = position).
-    pub vips: Vec<Ipv4Addr>,
+    pub vips: Vec<IpAddr>,
     /// The responders' UDP port.
     pub port: u16,
     /// Time between rounds.
@@ -70,7 +74,12 @@ impl ProberConfig {
     /// Probes `vips` on `port` every millisecond for `duration`, with a 200 ms
     /// grace and room for every answer of a run without loss (capped at 8 M
     /// answers, 256 MiB).
-    pub fn new(vips: Vec<Ipv4Addr>, port: u16, duration: Duration) -> Self {
+    pub fn new<A: Into<IpAddr>>(
+        vips: impl IntoIterator<Item = A>,
+        port: u16,
+        duration: Duration,
+    ) -> Self {
+        let vips: Vec<IpAddr> = vips.into_iter().map(Into::into).collect();
         let interval = Duration::from_millis(1);
         let rounds = duration.as_nanos() / interval.as_nanos() + 1;
         let expected = rounds.saturating_mul(vips.len() as u128) * 11 / 10 + 1024;
@@ -110,7 +119,7 @@ impl ProberConfig {
             );
         }
         if let Some(ip) = self.vips.iter().find(|ip| !is_lab_address(**ip)) {
-            bail!("prober: {ip} is not a test address (10/8, 192.0.2/24, 198.51.100/24, 203.0.113/24, 127/8)");
+            bail!("prober: {ip} is not a test address (10/8, 192.0.2/24, 198.51.100/24, 203.0.113/24, 127/8, fd00::/8, 2001:db8::/32, ::1)");
         }
         if !(1..=64).contains(&self.senders) {
             bail!("prober: {} sender threads (1..=64)", self.senders);
@@ -123,14 +132,25 @@ impl ProberConfig {
 }
 
 /// True for the ranges tests may send to (RFC 5737 documentation nets, 10/8
-/// and loopback), which are only ever configured inside test namespaces.
-pub fn is_lab_address(ip: Ipv4Addr) -> bool {
+/// and loopback; for IPv6 unique local fd00::/8, the documentation prefix
+/// 2001:db8::/32 and ::1), which are only ever configured inside test
+/// namespaces.
+pub fn is_lab_address(ip: impl Into<IpAddr>) -> bool {
+    let ip = match ip.into() {
+        IpAddr::V4(ip) => ip,
+        IpAddr::V6(ip) => return is_lab_address6(ip),
+    };
     let o = ip.octets();
     o[0] == 10
         || o[0] == 127
         || (o[0], o[1], o[2]) == (192, 0, 2)
         || (o[0], o[1], o[2]) == (198, 51, 100)
         || (o[0], o[1], o[2]) == (203, 0, 113)
+}
+
+fn is_lab_address6(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    ip.is_loopback() || s[0] >> 8 == 0xfd || (s[0], s[1]) == (0x2001, 0x0db8)
 }
 
 /// `ioctl(SIOCGSKNS)`: an fd for the network namespace of a socket (Linux 4.9+;
@@ -176,16 +196,59 @@ pub fn bind_prober() -> Result<UdpSocket> {
     Ok(sock)
 }
 
-/// Binds a socket inside `ns` and runs the prober on the calling thread.
-pub fn run_in(ns: &Netns, cfg: &ProberConfig) -> Result<ProbeRun> {
-    let sock = ns
-        .in_thread(bind_prober)?
-        .with_context(|| format!("prober in namespace {}", ns.name()))?;
-    run(&sock, cfg)
+/// Binds the prober's socket for `vips`: [`bind_prober`] when all are IPv4,
+/// otherwise a dual-stack `[::]:0` socket.
+pub fn bind_prober_for(vips: &[IpAddr]) -> Result<UdpSocket> {
+    if vips.iter().all(IpAddr::is_ipv4) {
+        return bind_prober();
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2) call; the fd is owned by the UdpSocket right away.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!("prober IPv6 socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    let off: i32 = 0;
+    // SAFETY: setsockopt with a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            (&off as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!(
+            "prober: clearing IPV6_V6ONLY: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let (sa, len) = sockaddr_of(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, true);
+    // SAFETY: bind with a valid sockaddr_in6 of the stated size.
+    if unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_storage).cast(), len) } != 0 {
+        bail!(
+            "binding prober socket [::]:0: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    super::responder::big_buffers(&sock)?;
+    super::responder::report_drops(&sock)?;
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .context("setting prober read timeout")?;
+    Ok(sock)
 }
 
-fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-    super::responder::sockaddr_v4(SocketAddrV4::new(ip, port))
+/// Binds a socket inside `ns` and runs the prober on the calling thread.
+pub fn run_in(ns: &Netns, cfg: &ProberConfig) -> Result<ProbeRun> {
+    let vips = cfg.vips.clone();
+    let sock = ns
+        .in_thread(move || bind_prober_for(&vips))?
+        .with_context(|| format!("prober in namespace {}", ns.name()))?;
+    run(&sock, cfg)
 }
 
 fn sleep_until(deadline_ns: u64) {
@@ -210,16 +273,19 @@ struct SendSlice {
     /// VIP index of the first entry.
     base: usize,
     // The headers point into these heap buffers, which never move or grow.
-    _addrs: Vec<libc::sockaddr_in>,
+    _addrs: Vec<libc::sockaddr_storage>,
     payloads: Vec<[u8; PROBE_LEN]>,
     _iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
 }
 
 impl SendSlice {
-    fn new(vips: &[Ipv4Addr], base: usize, port: u16) -> Self {
+    fn new(vips: &[IpAddr], base: usize, port: u16, v6_socket: bool) -> Self {
         let n = vips.len();
-        let mut addrs: Vec<libc::sockaddr_in> = vips.iter().map(|&ip| sockaddr(ip, port)).collect();
+        let (mut addrs, lens): (Vec<libc::sockaddr_storage>, Vec<libc::socklen_t>) = vips
+            .iter()
+            .map(|&ip| sockaddr_of(ip, port, v6_socket))
+            .unzip();
         let mut payloads: Vec<[u8; PROBE_LEN]> = vec![[0u8; PROBE_LEN]; n];
         // SAFETY: all-zero is a valid value for these plain C structs.
         let mut iovs: Vec<libc::iovec> = vec![unsafe { std::mem::zeroed() }; n];
@@ -230,8 +296,8 @@ impl SendSlice {
                 iov_len: PROBE_LEN,
             };
             let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = lens[i];
             h.msg_iov = &mut iovs[i];
             h.msg_iovlen = 1;
         }
@@ -338,7 +404,7 @@ struct Received {
 /// of each batch in `last_rx`.
 fn receive(
     sock: UdpSocket,
-    vips: Vec<Ipv4Addr>,
+    vips: Vec<IpAddr>,
     cap: usize,
     stop: Arc<AtomicBool>,
     last_rx: Arc<AtomicU64>,
@@ -354,7 +420,7 @@ fn receive(
     let mut cmsgs = [CmsgBuf([0; CMSG_BUF]); RECV_BATCH];
     let mut bufs = [[0u8; MAX_REPLY_LEN + 1]; RECV_BATCH];
     // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut addrs: [libc::sockaddr_in; RECV_BATCH] = unsafe { std::mem::zeroed() };
+    let mut addrs: [libc::sockaddr_storage; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { std::mem::zeroed() };
     let mut hdrs: [libc::mmsghdr; RECV_BATCH] = unsafe { std::mem::zeroed() };
     loop {
@@ -365,8 +431,8 @@ fn receive(
                 iov_len: bufs[i].len(),
             };
             let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             h.msg_iov = &mut iovs[i];
             h.msg_iovlen = 1;
             h.msg_control = cmsgs[i].0.as_mut_ptr().cast();
@@ -407,8 +473,8 @@ fn receive(
                 got.invalid += 1;
                 continue;
             };
-            let from = Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr));
-            if vips.get(h.vip as usize) != Some(&from) {
+            let from = ip_of(&addrs[i]);
+            if from.is_none() || vips.get(h.vip as usize) != from.as_ref() {
                 got.invalid += 1;
                 continue;
             }
@@ -449,6 +515,10 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
             bail!("prober: refusing to probe {ip} from outside a named (test) network namespace");
         }
     }
+    let v6 = is_v6_socket(sock)?;
+    if let Some(ip) = cfg.vips.iter().find(|ip| ip.is_ipv6() && !v6) {
+        bail!("prober: cannot probe {ip} from an IPv4 socket (use bind_prober_for)");
+    }
     let fd = sock.as_raw_fd();
     let stop = Arc::new(AtomicBool::new(false));
     let rx_sock = sock.try_clone().context("cloning prober socket")?;
@@ -483,11 +553,11 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
     let mut workers: Vec<std::thread::JoinHandle<Vec<(u32, u32)>>> = Vec::new();
     for j in 1..k {
         let base = j * per;
-        let vips: Vec<Ipv4Addr> = cfg.vips.iter().skip(base).take(per).copied().collect();
+        let vips: Vec<IpAddr> = cfg.vips.iter().skip(base).take(per).copied().collect();
         let (port, sync) = (cfg.port, shared.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("prober-tx{j}"))
-            .spawn(move || sender_thread(&sync, SendSlice::new(&vips, base, port), fd));
+            .spawn(move || sender_thread(&sync, SendSlice::new(&vips, base, port, v6), fd));
         match spawned {
             Ok(w) => workers.push(w),
             Err(e) => {
@@ -500,7 +570,7 @@ pub fn run(sock: &UdpSocket, cfg: &ProberConfig) -> Result<ProbeRun> {
             }
         }
     }
-    let mut own = SendSlice::new(&cfg.vips[..per.min(cfg.vips.len())], 0, cfg.port);
+    let mut own = SendSlice::new(&cfg.vips[..per.min(cfg.vips.len())], 0, cfg.port, v6);
 
     let interval = cfg.interval.as_nanos() as u64;
     let start = now_ns();
@@ -617,9 +687,21 @@ mod tests {
         }
         let cfg = ProberConfig::new(vec![Ipv4Addr::new(8, 8, 8, 8)], 9, Duration::from_secs(1));
         assert!(cfg.validate().is_err());
-        let mut cfg = ProberConfig::new(vec![], 9, Duration::from_secs(1));
+        let mut cfg = ProberConfig::new(Vec::<IpAddr>::new(), 9, Duration::from_secs(1));
         assert!(cfg.validate().is_err());
-        cfg.vips = vec![Ipv4Addr::LOCALHOST];
+        cfg.vips = vec![Ipv4Addr::LOCALHOST.into()];
+        assert!(cfg.validate().is_ok());
+        for ok in ["fd77::1:1", "2001:db8::5", "::1"] {
+            let ip: Ipv6Addr = ok.parse().unwrap_or(Ipv6Addr::UNSPECIFIED);
+            assert!(is_lab_address(ip), "{ok}");
+        }
+        for bad in ["2001:4860::8888", "fe80::1", "fc00::1", "::"] {
+            let ip: Ipv6Addr = bad.parse().unwrap_or(Ipv6Addr::LOCALHOST);
+            assert!(!is_lab_address(ip), "{bad}");
+        }
+        cfg.vips = vec!["fd77::1:1"
+            .parse()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::BROADCAST))];
         assert!(cfg.validate().is_ok());
         cfg.interval = Duration::from_micros(1);
         assert!(cfg.validate().is_err());
@@ -706,6 +788,32 @@ mod tests {
         }
         cfg.senders = 0;
         assert!(run_cfg_err(&cfg));
+        Ok(())
+    }
+
+    #[test]
+    #[ignore = "needs root"]
+    fn probes_ipv4_and_ipv6_loopback_from_one_socket() -> Result<()> {
+        // SIOCGSKNS (which namespace a socket is in) needs CAP_NET_ADMIN.
+        crate::testbed::require_root();
+        let s4 = crate::lab::responder::bind_responder(0)?;
+        let port = s4.local_addr()?.port();
+        let s6 = crate::lab::responder::bind_responder6(port, false)?;
+        let r = Responder::start_many(vec![s4, s6], "lo-node")?;
+        let vips: Vec<IpAddr> = vec![
+            Ipv4Addr::new(127, 0, 0, 2).into(),
+            Ipv6Addr::LOCALHOST.into(),
+        ];
+        let cfg = ProberConfig::new(vips.clone(), port, Duration::from_millis(200));
+        // An IPv4 socket cannot reach the IPv6 VIP.
+        assert!(run(&bind_prober()?, &cfg).is_err());
+        let run = run(&bind_prober_for(&vips)?, &cfg)?;
+        r.stop()?;
+        assert_eq!(run.invalid_replies, 0);
+        assert!(run.unsent.is_empty());
+        for vip in 0..2u32 {
+            assert!(run.answers.iter().any(|a| a.vip == vip), "VIP {vip}");
+        }
         Ok(())
     }
 

@@ -10,6 +10,10 @@
 //! churn, and a node that has just lost a VIP cannot answer for it (the kernel
 //! rejects a non-local source), which is exactly the behaviour to measure.
 //!
+//! IPv6 works the same way on a second, IPv6-only socket on the same port
+//! (`IPV6_RECVPKTINFO` / `IPV6_PKTINFO`, [`bind_responder6`],
+//! [`Responder::start_in_families`]); the IPv4 socket is unchanged.
+//!
 //! Two ways to run it on a node:
 //! - as a thread of the benchmark process, [`Responder::start_in`]: the socket is
 //!   created in the node's namespace and served from here. The socket keeps
@@ -26,7 +30,7 @@
 //!   name length u8, node name (at most [`MAX_NODE_NAME`] bytes).
 
 use anyhow::{anyhow, bail, Context, Result};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -202,6 +206,45 @@ pub fn bind_responder_with(port: u16, reuse_port: bool) -> Result<UdpSocket> {
         );
     }
     setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, 1, "IP_PKTINFO")?;
+    finish_responder(sock)
+}
+
+/// Binds an IPv6-only responder socket (`[::]:port`, `IPV6_RECVPKTINFO` on),
+/// to run next to the IPv4 one on the same port.
+pub fn bind_responder6(port: u16, reuse_port: bool) -> Result<UdpSocket> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket(2) call; the fd is owned by the UdpSocket right away.
+    let fd = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        bail!("responder IPv6 socket: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh socket we own.
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    // IPv6 only, so the IPv4 socket on the same port keeps IPv4 probes.
+    setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1, "IPV6_V6ONLY")?;
+    if reuse_port {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1, "SO_REUSEPORT")?;
+    }
+    let (sa, len) = sockaddr_of(std::net::IpAddr::V6(Ipv6Addr::UNSPECIFIED), port, true);
+    // SAFETY: bind with a valid sockaddr_in6 of the stated size.
+    let rc = unsafe { libc::bind(fd, (&sa as *const libc::sockaddr_storage).cast(), len) };
+    if rc != 0 {
+        bail!(
+            "binding responder to [::]:{port}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    setsockopt_int(
+        fd,
+        libc::IPPROTO_IPV6,
+        libc::IPV6_RECVPKTINFO,
+        1,
+        "IPV6_RECVPKTINFO",
+    )?;
+    finish_responder(sock)
+}
+
+fn finish_responder(sock: UdpSocket) -> Result<UdpSocket> {
     big_buffers(&sock)?;
     report_drops(&sock)?;
     // Wake up regularly to notice a stop request.
@@ -221,6 +264,79 @@ pub(crate) fn sockaddr_v4(a: SocketAddrV4) -> libc::sockaddr_in {
     }
 }
 
+/// The socket address for `ip:port`, and its length: `sockaddr_in` for an
+/// IPv4 address on an IPv4 socket; `sockaddr_in6` on an IPv6 socket (IPv4
+/// addresses then v4-mapped, for a dual-stack socket).
+pub(crate) fn sockaddr_of(
+    ip: std::net::IpAddr,
+    port: u16,
+    v6_socket: bool,
+) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match (ip, v6_socket) {
+        (std::net::IpAddr::V4(v4), false) => {
+            let sa = sockaddr_v4(SocketAddrV4::new(v4, port));
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sa) };
+            (
+                ss,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        }
+        (ip, _) => {
+            let v6 = match ip {
+                std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                std::net::IpAddr::V6(v6) => v6,
+            };
+            let sa = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: port.to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sa) };
+            (
+                ss,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
+        }
+    }
+}
+
+/// The address in a socket address filled by the kernel (v4-mapped IPv6
+/// addresses as IPv4); `None` for another family.
+pub(crate) fn ip_of(ss: &libc::sockaddr_storage) -> Option<std::net::IpAddr> {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sa: libc::sockaddr_in =
+                unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
+            Some(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)).into())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sa: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((ss as *const libc::sockaddr_storage).cast()) };
+            let v6 = Ipv6Addr::from(sa.sin6_addr.s6_addr);
+            Some(match v6.to_ipv4_mapped() {
+                Some(v4) => v4.into(),
+                None => v6.into(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Whether `sock` is an IPv6 socket.
+pub(crate) fn is_v6_socket(sock: &UdpSocket) -> Result<bool> {
+    Ok(sock.local_addr().context("socket address")?.is_ipv6())
+}
+
 const BATCH: usize = 64;
 pub(crate) const CMSG_BUF: usize = 128;
 
@@ -234,11 +350,13 @@ pub(crate) struct CmsgBuf(pub(crate) [u8; CMSG_BUF]);
 pub(crate) struct RecvInfo {
     /// Destination address (`IP_PKTINFO`).
     pub dst: Option<libc::in_addr>,
+    /// Destination address (`IPV6_PKTINFO`).
+    pub dst6: Option<libc::in6_addr>,
     /// Datagrams dropped on the socket so far (`SO_RXQ_OVFL`).
     pub drops: Option<u32>,
 }
 
-/// Reads `IP_PKTINFO` and `SO_RXQ_OVFL` control messages.
+/// Reads `IP_PKTINFO`, `IPV6_PKTINFO` and `SO_RXQ_OVFL` control messages.
 ///
 /// # Safety
 /// `msg` must describe a control buffer filled by the kernel in `recvmmsg`.
@@ -250,6 +368,9 @@ pub(crate) unsafe fn recv_info(msg: &libc::msghdr) -> RecvInfo {
         if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
             let p: libc::in_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
             info.dst = Some(p.ipi_addr);
+        } else if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+            let p: libc::in6_pktinfo = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+            info.dst6 = Some(p.ipi6_addr);
         } else if level == libc::SOL_SOCKET && kind == SO_RXQ_OVFL {
             info.drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast()));
         }
@@ -266,19 +387,26 @@ pub fn serve(sock: &UdpSocket, node: &str, stop: &AtomicBool) -> Result<Responde
         bail!("node name {node:?} must be 1..={MAX_NODE_NAME} bytes");
     }
     let fd = sock.as_raw_fd();
+    let v6 = is_v6_socket(sock)?;
     let mut stats = ResponderStats::default();
     let mut rx_buf = [[0u8; 64]; BATCH];
-    let mut rx_addr: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+    let mut rx_addr: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
     let mut rx_cmsg = [CmsgBuf([0; CMSG_BUF]); BATCH];
     let mut rx_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
     let mut rx_hdr: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     let mut tx_buf = [[0u8; MAX_REPLY_LEN]; BATCH];
-    let mut tx_addr: [libc::sockaddr_in; BATCH] = unsafe { std::mem::zeroed() };
+    let mut tx_addr: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
     let mut tx_cmsg = [CmsgBuf([0; CMSG_BUF]); BATCH];
     let mut tx_iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
     let mut tx_hdr: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     // SAFETY: CMSG_SPACE is a pure size computation.
-    let pktinfo_space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32) };
+    let pktinfo_space = unsafe {
+        if v6 {
+            libc::CMSG_SPACE(std::mem::size_of::<libc::in6_pktinfo>() as u32)
+        } else {
+            libc::CMSG_SPACE(std::mem::size_of::<libc::in_pktinfo>() as u32)
+        }
+    };
 
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
@@ -287,8 +415,8 @@ pub fn serve(sock: &UdpSocket, node: &str, stop: &AtomicBool) -> Result<Responde
                 iov_len: rx_buf[i].len(),
             };
             let h = &mut rx_hdr[i].msg_hdr;
-            h.msg_name = (&mut rx_addr[i] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_name = (&mut rx_addr[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
             h.msg_iov = &mut rx_iov[i];
             h.msg_iovlen = 1;
             h.msg_control = rx_cmsg[i].0.as_mut_ptr().cast();
@@ -328,10 +456,10 @@ pub fn serve(sock: &UdpSocket, node: &str, stop: &AtomicBool) -> Result<Responde
             if let Some(d) = info.drops {
                 stats.socket_drops = stats.socket_drops.max(u64::from(d));
             }
-            let Some(dst) = info.dst else {
+            if (v6 && info.dst6.is_none()) || (!v6 && info.dst.is_none()) {
                 stats.invalid += 1;
                 continue;
-            };
+            }
             let reply_len = encode_reply(&probe, name, &mut tx_buf[out]);
             tx_addr[out] = rx_addr[i];
             tx_iov[out] = libc::iovec {
@@ -339,26 +467,44 @@ pub fn serve(sock: &UdpSocket, node: &str, stop: &AtomicBool) -> Result<Responde
                 iov_len: reply_len,
             };
             let h = &mut tx_hdr[out].msg_hdr;
-            h.msg_name = (&mut tx_addr[out] as *mut libc::sockaddr_in).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            h.msg_name = (&mut tx_addr[out] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = rx_hdr[i].msg_hdr.msg_namelen;
             h.msg_iov = &mut tx_iov[out];
             h.msg_iovlen = 1;
             h.msg_control = tx_cmsg[out].0.as_mut_ptr().cast();
             h.msg_controllen = pktinfo_space as usize;
             h.msg_flags = 0;
-            // SAFETY: the control buffer is CMSG_BUF >= CMSG_SPACE(in_pktinfo) bytes,
+            // SAFETY: the control buffer is CMSG_BUF >= CMSG_SPACE(in6_pktinfo) bytes,
             // aligned, and msg_control/msg_controllen describe it.
             unsafe {
                 let c = libc::CMSG_FIRSTHDR(h);
-                (*c).cmsg_level = libc::IPPROTO_IP;
-                (*c).cmsg_type = libc::IP_PKTINFO;
-                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as _;
-                let info = libc::in_pktinfo {
-                    ipi_ifindex: 0,
-                    ipi_spec_dst: dst,
-                    ipi_addr: libc::in_addr { s_addr: 0 },
-                };
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+                match (info.dst, info.dst6) {
+                    (Some(dst), _) if !v6 => {
+                        (*c).cmsg_level = libc::IPPROTO_IP;
+                        (*c).cmsg_type = libc::IP_PKTINFO;
+                        (*c).cmsg_len =
+                            libc::CMSG_LEN(std::mem::size_of::<libc::in_pktinfo>() as u32) as _;
+                        let info = libc::in_pktinfo {
+                            ipi_ifindex: 0,
+                            ipi_spec_dst: dst,
+                            ipi_addr: libc::in_addr { s_addr: 0 },
+                        };
+                        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+                    }
+                    (_, dst6) => {
+                        // The reply's source is the probed address; the kernel
+                        // refuses it once the address is no longer local.
+                        (*c).cmsg_level = libc::IPPROTO_IPV6;
+                        (*c).cmsg_type = libc::IPV6_PKTINFO;
+                        (*c).cmsg_len =
+                            libc::CMSG_LEN(std::mem::size_of::<libc::in6_pktinfo>() as u32) as _;
+                        let info = libc::in6_pktinfo {
+                            ipi6_addr: dst6.unwrap_or(libc::in6_addr { s6_addr: [0; 16] }),
+                            ipi6_ifindex: 0,
+                        };
+                        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+                    }
+                }
             }
             out += 1;
         }
@@ -451,6 +597,41 @@ impl Responder {
                 (0..threads)
                     .map(|_| bind_responder_with(port, threads > 1))
                     .collect()
+            })?
+            .with_context(|| format!("responder {node} in namespace {}", ns.name()))?;
+        Responder::start_many(socks, node)
+    }
+
+    /// Like [`Self::start_in_threads`], serving IPv4 and/or IPv6 probes: with
+    /// `ipv6`, each thread's IPv4 socket gets an IPv6-only sibling on the
+    /// same port, served by a thread of its own.
+    pub fn start_in_families(
+        ns: &Netns,
+        node: &str,
+        port: u16,
+        threads: usize,
+        ipv4: bool,
+        ipv6: bool,
+    ) -> Result<Responder> {
+        if !ipv6 {
+            return Responder::start_in_threads(ns, node, port, threads);
+        }
+        if threads == 0 || threads > 64 {
+            bail!("responder {node}: {threads} threads (1..=64)");
+        }
+        if port == 0 && (threads > 1 || ipv4) {
+            bail!("responder {node}: several sockets need a fixed port");
+        }
+        let socks = ns
+            .in_thread(move || -> Result<Vec<UdpSocket>> {
+                let mut socks = Vec::new();
+                for _ in 0..threads {
+                    if ipv4 {
+                        socks.push(bind_responder_with(port, threads > 1)?);
+                    }
+                    socks.push(bind_responder6(port, threads > 1)?);
+                }
+                Ok(socks)
             })?
             .with_context(|| format!("responder {node} in namespace {}", ns.name()))?;
         Responder::start_many(socks, node)
@@ -570,6 +751,81 @@ mod tests {
         assert_eq!(stats.received, 3);
         assert_eq!(stats.replied, 2);
         assert_eq!(stats.invalid, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn socket_addresses_round_trip() {
+        use std::net::IpAddr;
+        let v4: IpAddr = Ipv4Addr::new(10, 0, 0, 101).into();
+        let v6: IpAddr = "fd77::1:1"
+            .parse()
+            .unwrap_or(IpAddr::V6(Ipv6Addr::LOCALHOST));
+        // IPv4 on an IPv4 socket: a plain sockaddr_in, as before.
+        let (ss, len) = sockaddr_of(v4, 7399, false);
+        assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in>());
+        assert_eq!(i32::from(ss.ss_family), libc::AF_INET);
+        assert_eq!(ip_of(&ss), Some(v4));
+        let direct = sockaddr_v4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 101), 7399));
+        // SAFETY: the family says the storage holds a sockaddr_in.
+        let back: libc::sockaddr_in =
+            unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+        assert_eq!(
+            (back.sin_port, back.sin_addr.s_addr),
+            (direct.sin_port, direct.sin_addr.s_addr)
+        );
+        // IPv6, and IPv4 v4-mapped on a dual-stack socket.
+        for (ip, mapped) in [(v6, false), (v4, true)] {
+            let (ss, len) = sockaddr_of(ip, 7399, true);
+            assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in6>());
+            assert_eq!(i32::from(ss.ss_family), libc::AF_INET6);
+            assert_eq!(ip_of(&ss), Some(ip));
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sa: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            assert_eq!(u16::from_be(sa.sin6_port), 7399);
+            assert_eq!(
+                Ipv6Addr::from(sa.sin6_addr.s6_addr)
+                    .to_ipv4_mapped()
+                    .is_some(),
+                mapped
+            );
+        }
+        // SAFETY: all-zero is a valid sockaddr_storage (family AF_UNSPEC).
+        let none: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        assert_eq!(ip_of(&none), None);
+    }
+
+    #[test]
+    fn answers_ipv6_from_the_probed_address() -> Result<()> {
+        // Both sockets on one port; an IPv6 probe to ::1 is answered from ::1
+        // by the IPv6 socket, an IPv4 one by the IPv4 socket.
+        let s4 = bind_responder(0)?;
+        let port = s4.local_addr()?.port();
+        let s6 = bind_responder6(port, false)?;
+        let r = Responder::start_many(vec![s4, s6], "dual")?;
+        let mut p = [0u8; PROBE_LEN];
+        for (i, (bind, dst)) in [("[::1]:0", "::1"), ("127.0.0.1:0", "127.0.0.1")]
+            .iter()
+            .enumerate()
+        {
+            let client = UdpSocket::bind(bind)?;
+            client.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let h = ProbeHeader {
+                vip: i as u32,
+                round: 1,
+                sent_ns: 5,
+            };
+            encode_probe(&h, &mut p);
+            client.send_to(&p, (*dst, port))?;
+            let mut buf = [0u8; 256];
+            let (n, from) = client.recv_from(&mut buf)?;
+            assert_eq!(from.ip().to_string(), *dst);
+            let (got, name) = decode_reply(&buf[..n]).ok_or_else(|| anyhow!("bad reply"))?;
+            assert_eq!((got, name), (h, &b"dual"[..]));
+        }
+        let stats = r.stop()?;
+        assert_eq!((stats.received, stats.replied), (2, 2));
         Ok(())
     }
 

@@ -60,6 +60,20 @@ fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
         crash.contains("4 of 4 VIPs answered before the cut, 4 at the end"),
         "not every VIP answered around the crash: {crash}"
     );
+    // One dual-stack VIF's IPv6 address moves off the crashed node.
+    let v6 = stdout
+        .lines()
+        .find(|l| l.contains("IPv6 VIP fd77::1:"))
+        .context("no IPv6 VIP line")?;
+    let (before, after) = v6
+        .split_once("answered by ")
+        .and_then(|(_, r)| r.split_once(" before the cut, by "))
+        .and_then(|(b, r)| Some((b, r.strip_suffix(" after.")?)))
+        .with_context(|| format!("unparsable: {v6}"))?;
+    ensure!(
+        before != "no one" && after != "no one" && before != after,
+        "the IPv6 VIP did not fail over: {v6}"
+    );
     // The report of lost probes per probed step, in order.
     let line = stdout
         .lines()
