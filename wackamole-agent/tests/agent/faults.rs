@@ -667,36 +667,45 @@ fn known_gap_rolling_restart_loses_a_probe_at_hand_overs() -> Result<()> {
 #[test]
 #[ignore = "needs root and corosync"]
 fn two_nodes_crash_at_once() -> Result<()> {
-    let (_guard, mut c) = cluster()?;
-    let traffic = Traffic::start(&c, Duration::from_secs(14))?;
-    std::thread::sleep(Duration::from_secs(1));
-    c.link_down(1)?;
-    c.link_down(2)?;
-    c.crash_agent(1)?;
-    c.crash_agent(2)?;
-    c.wait_counts(&[6, 0, 0], SETTLE)?;
-    none_crashed(&mut c, &[0])?;
-    std::thread::sleep(Duration::from_secs(1));
-    c.link_up(1)?;
-    c.link_up(2)?;
-    std::thread::sleep(Duration::from_secs(2));
-    c.start_agent(1)?;
-    c.start_agent(2)?;
-    none_crashed(&mut c, &[0, 1, 2])?;
-    covered(&c, &[2, 2, 2])?;
-    let seen = traffic.finish(&c)?;
-    seen.report("n2 and n3 crash at once (SIGKILL, cables out), then return");
     // A survivor whose watchdog tripped (the whole machine stalled past the
     // stall limit: seen once on this shared 2-core host, every agent at the
     // same instant) released and re-took everything: the agents saw their
-    // engine fail, so duplicates around it are reported, not failed on.
-    match stalled_engine(&c)? {
-        Some(line) => {
-            eprintln!("an engine stalled during the test ({line}): duplicate check skipped")
+    // engine fail, which is not this fault. Such a run is repeated on a new
+    // cluster; every check holds on a run without a stall, and all attempts
+    // stalling is a failure.
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        let (_guard, mut c) = cluster()?;
+        let traffic = Traffic::start(&c, Duration::from_secs(14))?;
+        std::thread::sleep(Duration::from_secs(1));
+        c.link_down(1)?;
+        c.link_down(2)?;
+        c.crash_agent(1)?;
+        c.crash_agent(2)?;
+        c.wait_counts(&[6, 0, 0], SETTLE)?;
+        none_crashed(&mut c, &[0])?;
+        std::thread::sleep(Duration::from_secs(1));
+        c.link_up(1)?;
+        c.link_up(2)?;
+        std::thread::sleep(Duration::from_secs(2));
+        c.start_agent(1)?;
+        c.start_agent(2)?;
+        none_crashed(&mut c, &[0, 1, 2])?;
+        covered(&c, &[2, 2, 2])?;
+        let seen = traffic.finish(&c)?;
+        seen.report("n2 and n3 crash at once (SIGKILL, cables out), then return");
+        none_crashed(&mut c, &[0, 1, 2])?;
+        if let Some(line) = stalled_engine(&c)? {
+            ensure!(
+                attempt < ATTEMPTS,
+                "an engine stalled in every one of {ATTEMPTS} runs (last: {line})"
+            );
+            eprintln!("attempt {attempt}: an engine stalled ({line}); repeating");
+            continue;
         }
-        None => seen.no_duplicates(0..u32::MAX, &c)?,
+        seen.no_duplicates(0..u32::MAX, &c)?;
+        break;
     }
-    none_crashed(&mut c, &[0, 1, 2])?;
     Ok(())
 }
 

@@ -258,53 +258,59 @@ fn a_cut_holder_holds_nothing_and_returns_by_handover() -> Result<()> {
     c.wait_counts(&[2, 2, 2], SETTLE)?;
     ensure!(vip_addresses(&c, 0)?.len() == 2, "n1 holds two VIPs");
 
-    // Cable out: n1 loses carrier and drops everything at once, although its
-    // one-node partition "covers every VIP".
-    c.link_down(0)?;
-    wait_for("n1 to drop its addresses", Duration::from_secs(5), || {
-        let owned = vip_entries(&c, 0)?
-            .iter()
-            .any(|(_, s)| *s == vip_state::OWNED);
-        Ok(vip_addresses(&c, 0)?.is_empty() && !owned)
-    })
-    .with_context(|| c.log_tail(0))?;
-    c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
-    // Still nothing while the cable is out (released entries are forgotten
-    // after their grace period).
-    std::thread::sleep(Duration::from_secs(4));
-    ensure!(
-        vip_addresses(&c, 0)?.is_empty(),
-        "n1 took addresses while its cable was out\n{}",
-        c.log_tail(0)
-    );
-    let entries = vip_entries(&c, 0)?;
-    ensure!(
-        entries.is_empty(),
-        "n1 has XDP entries while its cable is out: {entries:?}\n{}",
-        c.log_tail(0)
-    );
-
-    // Cable back: n1 rejoins holding nothing and takes its share by hand-over.
-    let observer = Observer::start(&c)?;
-    let logged_before = [log_len(&c, 1)?, log_len(&c, 2)?];
-    std::thread::sleep(Duration::from_millis(300));
-    c.link_up(0)?;
-    c.wait_counts(&[2, 2, 2], SETTLE)
-        .with_context(|| c.log_tails())?;
-    std::thread::sleep(Duration::from_millis(500));
-    let rounds = observer.finish()?;
-    ensure!(rounds.len() == VIFS, "not every VIP answered: {rounds:?}");
     // On a loaded machine the fast-profile ring merge sometimes drops the
     // healthy nodes into one-node views for a few ms: a partition as far as
     // the agents can know, where each side covers every VIP. That is the
-    // engine's split, not the return; it is reported, and the return's
-    // claims (one answerer, fewest moves) are checked only without it.
-    let split = healthy_node_alone(&c, logged_before)?;
-    if let Some(line) = split {
-        eprintln!(
-            "the ring split while n1 returned ({line}): one-answerer and move checks skipped"
+    // engine's split, not the return: the cut and return are repeated, and
+    // the return's claims (one answerer, fewest moves) are asserted on a
+    // return without a split; all attempts split is a failure.
+    const ATTEMPTS: usize = 3;
+    for attempt in 1..=ATTEMPTS {
+        // Cable out: n1 loses carrier and drops everything at once, although
+        // its one-node partition "covers every VIP".
+        c.link_down(0)?;
+        wait_for("n1 to drop its addresses", Duration::from_secs(5), || {
+            let owned = vip_entries(&c, 0)?
+                .iter()
+                .any(|(_, s)| *s == vip_state::OWNED);
+            Ok(vip_addresses(&c, 0)?.is_empty() && !owned)
+        })
+        .with_context(|| c.log_tail(0))?;
+        c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
+        // Still nothing while the cable is out (released entries are
+        // forgotten after their grace period).
+        std::thread::sleep(Duration::from_secs(4));
+        ensure!(
+            vip_addresses(&c, 0)?.is_empty(),
+            "n1 took addresses while its cable was out\n{}",
+            c.log_tail(0)
         );
-    } else {
+        let entries = vip_entries(&c, 0)?;
+        ensure!(
+            entries.is_empty(),
+            "n1 has XDP entries while its cable is out: {entries:?}\n{}",
+            c.log_tail(0)
+        );
+
+        // Cable back: n1 rejoins holding nothing and takes its share by
+        // hand-over.
+        let observer = Observer::start(&c)?;
+        let logged_before = [log_len(&c, 1)?, log_len(&c, 2)?];
+        std::thread::sleep(Duration::from_millis(300));
+        c.link_up(0)?;
+        c.wait_counts(&[2, 2, 2], SETTLE)
+            .with_context(|| c.log_tails())?;
+        std::thread::sleep(Duration::from_millis(500));
+        let rounds = observer.finish()?;
+        ensure!(rounds.len() == VIFS, "not every VIP answered: {rounds:?}");
+        if let Some(line) = healthy_node_alone(&c, logged_before)? {
+            ensure!(
+                attempt < ATTEMPTS,
+                "the ring split on every one of {ATTEMPTS} returns (last: {line})"
+            );
+            eprintln!("attempt {attempt}: the ring split while n1 returned ({line}); repeating");
+            continue;
+        }
         check_never_two_answerers(&rounds).with_context(|| c.log_tails())?;
         // Fewest moves: exactly n1's two VIPs changed hands.
         ensure!(
@@ -312,6 +318,7 @@ fn a_cut_holder_holds_nothing_and_returns_by_handover() -> Result<()> {
             "{} VIPs moved on the return",
             moved(&rounds)
         );
+        break;
     }
 
     // Planned moves: drain and undrain, observed the same way.
