@@ -30,7 +30,7 @@ use super::{Netns, NsChild, Switch};
 use crate::control::client::request_blocking;
 use crate::control::protocol::{ListReply, Reply, Request, StatusReply};
 use anyhow::{anyhow, bail, Context, Result};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -467,24 +467,7 @@ impl AgentCluster {
                 macs.push(super::netns::parse_mac(mac.trim())?);
             }
         }
-        let mut nodes = Vec::new();
-        for mac in macs {
-            let i = self
-                .agents
-                .iter()
-                .position(|a| a.mac == mac)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "{vip} answered by unknown MAC {}",
-                        crate::lab::arping::fmt_mac(&mac)
-                    )
-                })?;
-            if !nodes.contains(&i) {
-                nodes.push(i);
-            }
-        }
-        nodes.sort_unstable();
-        Ok(nodes)
+        self.macs_to_nodes(vip, macs.into_iter())
     }
 
     /// Every VIF name, in order.
@@ -773,9 +756,10 @@ impl AgentCluster {
 
     fn macs_to_nodes(
         &self,
-        vip: Ipv4Addr,
+        vip: impl Into<IpAddr>,
         macs: impl Iterator<Item = [u8; 6]>,
     ) -> Result<Vec<usize>> {
+        let vip = vip.into();
         let mut nodes = Vec::new();
         for mac in macs {
             let i = self
