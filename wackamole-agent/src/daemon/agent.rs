@@ -247,7 +247,7 @@ pub struct Agent<H: Host> {
     /// answer for them until the given time (its lease), so we do not.
     fenced: BTreeMap<usize, Instant>,
     /// VIFs the allocator gave us whose bring-up waits for `fenced`.
-    deferred: BTreeSet<usize>,
+    pub(super) deferred: BTreeSet<usize>,
     /// Set once a stop signal started handing our VIFs to the other members:
     /// the moment the agent stops anyway.
     pub(super) handover: Option<Instant>,

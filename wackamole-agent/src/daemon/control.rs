@@ -156,6 +156,10 @@ impl<H: Host> Agent<H> {
                     state: if yielding.contains(&index) {
                         // Handing it over: no ARP answers, traffic accepted.
                         "yielding".into()
+                    } else if held.contains(&index) && self.deferred.contains(&i) {
+                        // Ours, silent until the departed holder's lease
+                        // has run out (it may still answer until then).
+                        "waiting".into()
                     } else if held.contains(&index) {
                         "owned".into()
                     } else if self.pending_forget.contains_key(&i) {

@@ -1810,6 +1810,15 @@ async fn a_departed_members_vifs_answer_here_only_after_its_lease() {
                 c.depart("a");
             }
             c.views(&[&["b"]]);
+            if departed {
+                // While a's lease may still run, b lists them as waiting.
+                wait(ms(20)).await;
+                let list = c.node("b").list().await;
+                for k in &held {
+                    let state = &list.vifs[k - 1].state;
+                    assert_eq!(state, "waiting", "v{k}\n{}", c.journal.dump());
+                }
+            }
             wait(ms(1000)).await;
             assert_eq!(
                 c.node("b").owned().await.len(),
