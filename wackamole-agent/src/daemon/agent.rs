@@ -15,7 +15,9 @@ use super::timers::Timers;
 use super::vifs::{self, PlannedVif};
 use super::LogHandle;
 use crate::alloc::VifIndex;
-use crate::alloc::{self, Action, AllocConfig, Allocator, Input, NodeInfo, Report, TimerKind};
+use crate::alloc::{
+    self, Action, AllocConfig, Allocator, Input, NodeInfo, Phase, Report, TimerKind,
+};
 use crate::config::{self, Config};
 use crate::control::server::ControlRequest;
 use crate::dataplane::VipTable;
@@ -62,8 +64,25 @@ pub fn merge_wait(takeover_floor: Duration) -> Duration {
 /// before it died, and we hear of the death after it).
 pub const DEPARTED_MARGIN: Duration = Duration::from_millis(5);
 
+/// After a hand-over, how long the old owner keeps a VIF's addresses and
+/// accepts its traffic (XDP "yielding": no ARP answer) before removing them.
+/// The new owner answers and announced before the hand-over completed, but a
+/// client may still send to the old MAC for a while (it has not taken the
+/// announcement in yet, or a request is queued on a loaded host); removing
+/// the address at once dropped those (lost probes in rolling restarts).
+pub const HANDOVER_LINGER: Duration = Duration::from_millis(500);
+
 /// How often failed bring-ups are retried and released entries forgotten.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
+
+/// A lapse of the fencing lease, until liveness evidence revives it.
+#[derive(Clone, Copy, Debug)]
+struct Lapse {
+    /// When XDP went silent.
+    since: Instant,
+    /// Whether a view was installed since.
+    view_changed: bool,
+}
 
 /// A signal from the service manager or the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,6 +267,15 @@ pub struct Agent<H: Host> {
     fenced: BTreeMap<usize, Instant>,
     /// VIFs the allocator gave us whose bring-up waits for `fenced`.
     pub(super) deferred: BTreeSet<usize>,
+    /// VIFs yielding in XDP (handing over): their release lingers.
+    yielded: BTreeSet<usize>,
+    /// Handed-over VIFs whose addresses stay (serving traffic in flight,
+    /// never answering ARP) until the given time: see [`HANDOVER_LINGER`].
+    pub(super) lingering: BTreeMap<usize, Instant>,
+    /// Until when the XDP lease was last renewed.
+    lease_until: Option<Instant>,
+    /// Set when the lease lapsed: see [`Agent::may_revive`].
+    lapse: Option<Lapse>,
     /// Set once a stop signal started handing our VIFs to the other members:
     /// the moment the agent stops anyway.
     pub(super) handover: Option<Instant>,
@@ -368,6 +396,10 @@ impl<H: Host> Agent<H> {
             floor: None,
             fenced: BTreeMap::new(),
             deferred: BTreeSet::new(),
+            yielded: BTreeSet::new(),
+            lingering: BTreeMap::new(),
+            lease_until: None,
+            lapse: None,
             announcing: Announcing {
                 tx: Some(announced_tx),
                 ..Default::default()
@@ -395,6 +427,7 @@ impl<H: Host> Agent<H> {
 
         loop {
             let deferred_due = self.deferred_due();
+            let linger_due = self.lingering.values().min().copied();
             tokio::select! {
                 event = self.engine.events.recv() => match event {
                     Some(event) => self.on_membership(event).await,
@@ -424,6 +457,11 @@ impl<H: Host> Agent<H> {
                 changed = self.engine.alive.changed(), if alive_open => match changed {
                     Ok(()) => {
                         let alive = *self.engine.alive.borrow_and_update();
+                        // The engine queued what it delivered before this
+                        // evidence (a view, above all): handle that first.
+                        while let Ok(event) = self.engine.events.try_recv() {
+                            self.on_membership(event).await;
+                        }
                         if let Some(alive) = alive {
                             self.floor = Some(alive.takeover_floor);
                             self.renew_lease(alive, &mut capped_warned);
@@ -437,6 +475,9 @@ impl<H: Host> Agent<H> {
                 },
                 _ = tokio::time::sleep_until(deferred_due.unwrap_or_else(Instant::now)), if deferred_due.is_some() => {
                     self.bring_up_deferred().await;
+                }
+                _ = tokio::time::sleep_until(linger_due.unwrap_or_else(Instant::now)), if linger_due.is_some() => {
+                    self.end_lingering(false).await;
                 }
                 _ = watchdog_tick.tick() => self.notifier.watchdog(),
                 _ = housekeeping.tick() => self.housekeeping().await,
@@ -473,7 +514,10 @@ impl<H: Host> Agent<H> {
                     return self.shutdown("stop").await;
                 }
             }
-            if self.handover.is_some() && self.alloc.held().next().is_none() {
+            if self.handover.is_some()
+                && self.alloc.held().next().is_none()
+                && self.lingering.is_empty()
+            {
                 return self.shutdown("stop after hand-over").await;
             }
         }
@@ -482,6 +526,7 @@ impl<H: Host> Agent<H> {
     async fn on_membership(&mut self, event: MembershipEvent) {
         match event {
             MembershipEvent::View(view) => {
+                self.note_lapse(true);
                 info!(
                     view = %view.id,
                     members = view.members.len(),
@@ -708,8 +753,9 @@ impl<H: Host> Agent<H> {
                     }
                 }
                 Action::Release(i) => {
-                    self.release(i).await;
-                    down.push(i);
+                    if self.release(i).await {
+                        down.push(i);
+                    }
                 }
                 Action::Yield(i) => self.yield_vif(i),
                 Action::Reclaim(i) => self.reclaim(i).await,
@@ -776,6 +822,8 @@ impl<H: Host> Agent<H> {
             return false;
         };
         self.pending_forget.remove(&(i.0 as usize));
+        self.yielded.remove(&(i.0 as usize));
+        self.lingering.remove(&(i.0 as usize));
         if self.wait_for_fence(i.0 as usize, &vif.name) {
             drop(self.hooks.fire(HookEvent::Up {
                 vif: vif.name.clone(),
@@ -804,11 +852,54 @@ impl<H: Host> Agent<H> {
         true
     }
 
-    pub(super) async fn release(&mut self, i: VifIndex) {
+    /// Releases VIF `i`; a handed-over (yielding) VIF lingers first (see
+    /// [`HANDOVER_LINGER`]). Returns whether it went down now.
+    pub(super) async fn release(&mut self, i: VifIndex) -> bool {
+        if self.yielded.remove(&(i.0 as usize)) && self.vif(i).is_some() {
+            self.unplumbed.remove(&(i.0 as usize));
+            self.deferred.remove(&(i.0 as usize));
+            self.lingering
+                .insert(i.0 as usize, Instant::now() + HANDOVER_LINGER);
+            if let Some(vif) = self.vif(i) {
+                info!(vif = %vif.name, linger_ms = HANDOVER_LINGER.as_millis() as u64,
+                    "handed over: keeping its addresses a while for traffic in flight");
+            }
+            return false;
+        }
+        self.release_now(i).await;
+        true
+    }
+
+    /// Handed-over VIFs whose linger is over (`all`: every one) go down.
+    pub(super) async fn end_lingering(&mut self, all: bool) {
+        let now = Instant::now();
+        let due: Vec<usize> = self
+            .lingering
+            .iter()
+            .filter(|(_, at)| all || **at <= now)
+            .map(|(i, _)| *i)
+            .collect();
+        let mut down = Vec::new();
+        for i in due {
+            self.lingering.remove(&i);
+            self.release_now(VifIndex(i as u32)).await;
+            if let Some(vif) = self.vifs.get(i) {
+                down.push(vif.name.clone());
+            }
+        }
+        if !down.is_empty() {
+            drop(self.hooks.fire(HookEvent::PostDown { vifs: down }));
+            self.update_metrics();
+        }
+    }
+
+    async fn release_now(&mut self, i: VifIndex) {
         let Some(vif) = self.vif(i).cloned() else {
             error!("allocator asked to release unknown VIF {i}");
             return;
         };
+        self.yielded.remove(&(i.0 as usize));
+        self.lingering.remove(&(i.0 as usize));
         self.unplumbed.remove(&(i.0 as usize));
         self.deferred.remove(&(i.0 as usize));
         // Not one more frame claiming the VIF from here: an announcement
@@ -842,6 +933,7 @@ impl<H: Host> Agent<H> {
         self.host.cancel_announcement(i.0 as usize);
         self.announcing.drop_vif(i.0 as usize);
         self.unplumbed.remove(&(i.0 as usize));
+        self.yielded.insert(i.0 as usize);
         match vifs::yield_vif(self.host.parts().0, &vif) {
             Ok(()) => info!(vif = %vif.name, "yielding (handing over)"),
             Err(e) => error!("yielding VIF {}: {e:#}", vif.name),
@@ -855,6 +947,8 @@ impl<H: Host> Agent<H> {
             return;
         };
         self.pending_forget.remove(&(i.0 as usize));
+        self.yielded.remove(&(i.0 as usize));
+        self.lingering.remove(&(i.0 as usize));
         if self.wait_for_fence(i.0 as usize, &vif.name) {
             return;
         }
@@ -884,6 +978,10 @@ impl<H: Host> Agent<H> {
         if !self.engine_up {
             return;
         }
+        self.note_lapse(false);
+        if !self.may_revive(alive) {
+            return;
+        }
         let setting = self.cfg.xdp.lease;
         if let Some(len) = super::lease::length(setting, alive.takeover_floor) {
             if len.capped && !*capped_warned {
@@ -900,7 +998,61 @@ impl<H: Host> Agent<H> {
         };
         if let Err(e) = self.host.parts().0.renew_lease(Some(validity)) {
             error!("data plane: renewing the lease: {e}");
+            return;
         }
+        self.lease_until = Some(Instant::now() + validity);
+    }
+
+    /// Records a lapse of the lease (XDP went silent) once it is over;
+    /// `view`: a view is being installed (the peers may have moved on).
+    fn note_lapse(&mut self, view: bool) {
+        let now = Instant::now();
+        if let (None, Some(until)) = (&self.lapse, self.lease_until) {
+            if until <= now {
+                warn!(
+                    silent_for_ms = now.saturating_duration_since(until).as_millis() as u64,
+                    "lease lapsed (no liveness evidence in time): XDP silent for our VIPs until the group is heard again"
+                );
+                self.lapse = Some(Lapse {
+                    since: until,
+                    view_changed: false,
+                });
+            }
+        }
+        if let (true, Some(lapse)) = (view, self.lapse.as_mut()) {
+            lapse.view_changed = true;
+        }
+    }
+
+    /// After a lapse the node was silent and the peers may have taken its
+    /// VIFs; a stale belief must not make it answer next to them. Only our
+    /// own probe sent after the lapse revives the lease (agreed order: the
+    /// views before it were delivered, and are handled first, see `run`).
+    /// No view since the lapse: nobody took anything over. A view: wait for
+    /// a view with peers whose exchange completed (their claims and ours
+    /// resolved; a lone view after a freeze still lists every VIF as ours),
+    /// or the merge wait without one (a cluster of one).
+    fn may_revive(&mut self, alive: Alive) -> bool {
+        let Some(lapse) = self.lapse else {
+            return true;
+        };
+        if !alive.revives || alive.at < lapse.since {
+            return false;
+        }
+        let settled = !lapse.view_changed
+            || (matches!(
+                self.alloc.phase(),
+                Phase::Run | Phase::Balance | Phase::Boot
+            ) && self.complete_members > 1)
+            || Instant::now() >= lapse.since + self.alloc.merge_wait();
+        if settled {
+            info!(
+                view_changed = lapse.view_changed,
+                "liveness evidence after the lapse: lease renewed"
+            );
+            self.lapse = None;
+        }
+        settled
     }
 
     /// An engine that never gives liveness evidence never arms the fence.

@@ -162,7 +162,9 @@ impl<H: Host> Agent<H> {
                         "waiting".into()
                     } else if held.contains(&index) {
                         "owned".into()
-                    } else if self.pending_forget.contains_key(&i) {
+                    } else if self.pending_forget.contains_key(&i)
+                        || self.lingering.contains_key(&i)
+                    {
                         "releasing".into()
                     } else if row.and_then(|r| r.owner.as_ref()).is_some() {
                         "remote".into()

@@ -114,6 +114,7 @@ mod tests {
         let alive = Alive {
             at,
             takeover_floor: ms(110),
+            revives: true,
         };
         assert_eq!(validity(Lease::Auto, alive, at), Some(ms(55)));
         assert_eq!(validity(Lease::Auto, alive, at + ms(30)), Some(ms(25)));

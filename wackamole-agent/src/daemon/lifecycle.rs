@@ -110,6 +110,8 @@ impl<H: Host> Agent<H> {
         for i in held {
             self.release(i).await;
         }
+        // Stopping now: lingering hand-overs (including those just made) end.
+        self.end_lingering(true).await;
         let _ = self.engine.outgoing.send(Outgoing::Shutdown).await;
         // Give the engine a moment to say goodbye so peers see us leave at once.
         let _ = tokio::time::timeout(GOODBYE, async {

@@ -32,7 +32,7 @@ pub mod timers;
 pub mod vifs;
 pub mod wire_knob;
 
-pub use agent::{alloc_config, Agent, AgentParts, Signal, Trigger};
+pub use agent::{alloc_config, Agent, AgentParts, Signal, Trigger, HANDOVER_LINGER};
 pub use announce::{CONFLICT_HOLDOFF, CONFLICT_SETTLE};
 pub use bootstrap::main;
 pub use control::members_mature;

@@ -107,6 +107,11 @@ pub struct Alive {
     /// this node fall silent then (the engine's failure detection: Corosync
     /// token + consensus). The lease must lapse well before.
     pub takeover_floor: Duration,
+    /// Whether this evidence may renew a lease that has lapsed: only our own
+    /// probe, sent after the lapse and delivered back in agreed order (the
+    /// views before it are delivered first). Evidence that the engine merely
+    /// answers (IPC while its ring re-forms) only extends a running lease.
+    pub revives: bool,
 }
 
 /// The agent's end of a running engine.

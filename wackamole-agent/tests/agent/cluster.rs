@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const SETTLE: Duration = Duration::from_secs(20);
 const VIFS: usize = 6;
 
-use crate::support::{TempDir, ONE_CLUSTER_AT_A_TIME};
+use crate::support::{wait_for, TempDir, ONE_CLUSTER_AT_A_TIME};
 
 fn cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
     wackamole::testbed::require_root();
@@ -108,10 +108,12 @@ fn link_crash_rejoin_and_operator_commands() -> Result<()> {
     c.ctl_ok(1, &["drain", "n1"])?;
     let snap = c.wait_counts(&[0, 3, 3], SETTLE)?;
     check_arp(&c, &snap, &[1, 2])?;
-    ensure!(
-        vip_addresses(&c, 0)?.is_empty(),
-        "drained n1 still has VIP addresses"
-    );
+    // Handed over: n1 keeps the addresses (silent) for the linger only.
+    wait_for(
+        "drained n1 to remove its VIP addresses",
+        wackamole::daemon::HANDOVER_LINGER + Duration::from_secs(2),
+        || Ok(vip_addresses(&c, 0)?.is_empty()),
+    )?;
     // undrain without a node: the local one (n1 asks for itself).
     c.ctl_ok(0, &["undrain"])?;
     settle(&c, &[2, 2, 2])?;

@@ -3,6 +3,7 @@
 //! seen from a client that broadcasts ARP requests for every VIP every 10 ms.
 //! Root only; one cluster at a time.
 
+use crate::support::wait_for;
 use anyhow::{ensure, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -39,17 +40,6 @@ fn vip_entries(c: &AgentCluster, i: usize) -> Result<Vec<(Ipv4Addr, u32)>> {
         .into_iter()
         .filter(|(a, _)| all.contains(a))
         .collect())
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if ok()? {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The ARP observer: from the client, a broadcast request for every VIP

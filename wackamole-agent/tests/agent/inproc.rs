@@ -24,7 +24,7 @@ use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
     Agent, AgentParts, Announcement, CarrierEvent, CarrierEvents, Conflicts, Host, Signal,
-    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT,
+    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT, HANDOVER_LINGER,
 };
 use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
 use wackamole::membership::{
@@ -443,6 +443,7 @@ impl Bus {
                 tx.send_replace(Some(Alive {
                     at: Instant::now(),
                     takeover_floor: FLOOR,
+                    revives: true,
                 }));
             }
         }
@@ -1021,7 +1022,25 @@ async fn held_vifs_are_announced_again_after_a_merge() {
                 "{loser} announced v{k} it gave up\n{}",
                 c.journal.dump()
             );
-            assert!(has(&c.journal.of(loser, merge), Ev::Release(vip(k))));
+            // Silent at once; the address goes after the hand-over linger.
+            assert!(!c.journal.answering(loser, vip(k)), "{}", c.journal.dump());
+        }
+        wait(HANDOVER_LINGER).await;
+        // (The balance round meanwhile may give a lingering VIF back.)
+        let now = c.owners().await.expect("one owner per VIF");
+        for (i, owner) in owners.iter().enumerate() {
+            let k = i + 1;
+            let loser = if owner.as_deref() == Some("a") {
+                "b"
+            } else {
+                "a"
+            };
+            assert!(
+                has(&c.journal.of(loser, merge), Ev::Release(vip(k)))
+                    || now[i].as_deref() == Some(loser),
+                "{loser} kept v{k}\n{}",
+                c.journal.dump()
+            );
         }
     })
     .await;
@@ -1406,6 +1425,48 @@ async fn the_lease_is_renewed_only_from_the_engines_probes() {
     .await;
 }
 
+/// The whole stack of `a` freezes: its lease lapses, b takes its VIFs over,
+/// and a's engine gives it a view of its own (as a real ring does after a
+/// freeze), where a claims every VIF (fenced). Thawed, a's probes come back
+/// before the merge: it must not answer on that stale claim, only once the
+/// merged view's exchange has settled who holds what.
+#[tokio::test(start_paused = true)]
+async fn a_thawed_holder_answers_again_only_once_the_merge_has_settled() {
+    local(async {
+        let c = two_balanced("").await;
+        c.freeze("a", true);
+        wait(FLOOR).await;
+        c.views(&[&["a"], &["b"]]);
+        wait(ms(100)).await;
+        assert_eq!(c.node("a").owned().await.len(), VIFS, "a's lone view");
+        assert_eq!(answered_by(&c, "a"), Vec::<usize>::new(), "a is fenced");
+        assert_eq!(answered_by(&c, "b").len(), VIFS, "b took over");
+        c.freeze("a", false);
+        let mut twice = None;
+        for step in 0..400 {
+            if step == 60 {
+                c.views(&[&["a", "b"]]);
+            }
+            wait(ms(5)).await;
+            let a = answered_by(&c, "a");
+            if let Some(k) = answered_by(&c, "b").iter().find(|k| a.contains(k)) {
+                twice.get_or_insert(format!("v{k} at step {step}"));
+            }
+        }
+        assert_eq!(twice, None, "two answerers\n{}", c.journal.dump());
+        wait(ms(3000)).await;
+        c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+        assert_eq!(
+            answered_by(&c, "a").len(),
+            VIFS / 2,
+            "a back with its share"
+        );
+    })
+    .await;
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Silence {
     /// The agent is gone (SIGKILL; a frozen loop renews nothing either).
@@ -1573,7 +1634,16 @@ async fn the_old_owner_keeps_the_addresses_until_the_announcement_is_on_the_wire
         assert!(!c.journal.answering("a", vip(k)));
         let t1 = c.journal.now();
         c.node("b").release_announcements(&c.journal);
-        wait(ms(500)).await;
+        // Handed over: a keeps the address (silent, serving traffic still
+        // sent to it) for the linger, then removes it.
+        wait(ms(100)).await;
+        assert!(
+            !has(&c.journal.of("a", t1), Ev::DelAddr(vip(k))),
+            "{}",
+            c.journal.dump()
+        );
+        assert_eq!(c.node("a").list().await.vifs[k - 1].state, "releasing");
+        wait(HANDOVER_LINGER).await;
         let a = c.journal.of("a", t1);
         assert!(has(&a, Ev::Release(vip(k))), "{}", c.journal.dump());
         assert!(has(&a, Ev::DelAddr(vip(k))), "{}", c.journal.dump());

@@ -59,3 +59,24 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Polls `ok` every 100 ms until it holds, failing after `timeout` with
+/// "timed out waiting for {what}".
+#[allow(dead_code)] // not every test binary polls
+pub fn wait_for(
+    what: &str,
+    timeout: std::time::Duration,
+    mut ok: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if ok()? {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -216,10 +216,11 @@ impl Engine {
     }
 
     /// Tells the agent the engine was alive at `at` (its lease renews).
-    fn alive(&self, s: &Session, at: Instant) {
+    fn alive(&self, s: &Session, at: Instant, revives: bool) {
         self.alive.send_replace(Some(Alive {
             at,
             takeover_floor: s.takeover_floor,
+            revives,
         }));
     }
 
@@ -300,10 +301,14 @@ impl Engine {
                 Raw::Deliver { sender, msg } => {
                     let (events, probe) = s.tracker.deliver(sender, &msg);
                     if let Some(seq) = probe {
-                        s.watchdog.returned(seq);
+                        let sent = s.watchdog.returned(seq);
                         // Not while frozen or left: the thaw reconnects first.
-                        if self.joined && !s.tracker.is_frozen() {
-                            self.alive(s, Instant::now());
+                        // Counted from the sending: a probe sent before a
+                        // freeze and delivered after it proves nothing now.
+                        if let (true, false, Some(sent)) =
+                            (self.joined, s.tracker.is_frozen(), sent)
+                        {
+                            self.alive(s, Instant::from_std(sent), true);
                         }
                         if s.tracker.thawed() {
                             thawed = true;
@@ -378,7 +383,7 @@ impl Engine {
             && tracker::ipc_counts(s.watchdog.overdue(now), s.interval, s.stall_limit)
         {
             if let Some(at) = Instant::now().checked_sub(s.liveness.silent_for()) {
-                self.alive(s, at);
+                self.alive(s, at, false);
             }
         }
         if let Some(seq) = s.watchdog.probe(now) {

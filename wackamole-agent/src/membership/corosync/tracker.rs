@@ -409,16 +409,18 @@ impl Watchdog {
     }
 
     /// Our probe `seq` came back: it and every earlier one are answered
-    /// (agreed order keeps our own probes in sending order).
-    pub fn returned(&mut self, seq: u64) {
+    /// (agreed order keeps our own probes in sending order). Returns when
+    /// it was sent (`None`: not one in flight, e.g. sent before a reset).
+    pub fn returned(&mut self, seq: u64) -> Option<Instant> {
         if !self.outstanding.iter().any(|(s, _)| *s == seq) {
-            return;
+            return None;
         }
-        while let Some((s, _)) = self.outstanding.pop_front() {
+        while let Some((s, sent)) = self.outstanding.pop_front() {
             if s == seq {
-                break;
+                return Some(sent);
             }
         }
+        None
     }
 
     /// True when the oldest probe in flight is older than the deadline.

@@ -307,9 +307,12 @@ impl Engine {
                             {
                                 if let Some(rtt) = wd.returned(seq, Instant::now()) {
                                     tracing::trace!("spread {}: probe {seq} back in {rtt:?}", self.endpoint);
+                                    // Counted from the sending (see `Alive`).
+                                    let now = tokio::time::Instant::now();
                                     self.alive.send_replace(Some(crate::membership::Alive {
-                                        at: tokio::time::Instant::now(),
+                                        at: now.checked_sub(rtt).unwrap_or(now),
                                         takeover_floor: self.opts.takeover_floor,
+                                        revives: true,
                                     }));
                                 }
                             }
@@ -390,6 +393,7 @@ impl Engine {
             self.alive.send_replace(Some(crate::membership::Alive {
                 at: tokio::time::Instant::now(),
                 takeover_floor: self.opts.takeover_floor,
+                revives: false,
             }));
         }
         if let Some(age) = wd.frozen(now, reading) {
