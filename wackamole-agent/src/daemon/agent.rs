@@ -27,7 +27,6 @@ use anyhow::{anyhow, Result};
 use futures::stream::{LocalBoxStream, StreamExt};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -253,7 +252,7 @@ pub struct Agent<H: Host> {
     pub(super) last_failover: Option<Failover>,
     metrics: Arc<Mutex<MetricsSnapshot>>,
     /// The cluster's shared ARP cache: IP → MAC, merged from every member.
-    pub(super) arp_cache: HashMap<Ipv4Addr, [u8; 6]>,
+    pub(super) arp_cache: super::arp_share::SharedCache,
     pub(super) announcing: Announcing,
     /// Interfaces without carrier, and the ineligible VIFs last fed.
     carrier_down: BTreeSet<String>,
@@ -391,7 +390,7 @@ impl<H: Host> Agent<H> {
             trigger: None,
             last_failover: None,
             metrics,
-            arp_cache: HashMap::new(),
+            arp_cache: Default::default(),
             complete_members: 0,
             floor: None,
             fenced: BTreeMap::new(),
@@ -566,7 +565,7 @@ impl<H: Host> Agent<H> {
                 Ok(GroupMessage::Allocator(payload)) => {
                     self.feed(Input::Message { sender, payload }).await
                 }
-                Ok(GroupMessage::Neighbours(share)) => self.merge_arp_cache(share),
+                Ok(GroupMessage::Neighbours(share)) => self.merge_arp_cache(&sender, share),
                 Err(e) => warn!("ARP cache: ignoring a share message from {sender}: {e}"),
             },
             MembershipEvent::Lost { reason } => {
@@ -1026,8 +1025,8 @@ impl<H: Host> Agent<H> {
 
     /// After a lapse the node was silent and the peers may have taken its
     /// VIFs; a stale belief must not make it answer next to them. Only our
-    /// own probe sent after the lapse revives the lease (agreed order: the
-    /// views before it were delivered, and are handled first, see `run`).
+    /// own probe revives the lease (agreed order: the views before it were
+    /// delivered, and are handled first, see `run`).
     /// No view since the lapse: nobody took anything over. A view: wait for
     /// a view with peers whose exchange completed (their claims and ours
     /// resolved; a lone view after a freeze still lists every VIF as ours),
@@ -1036,7 +1035,9 @@ impl<H: Host> Agent<H> {
         let Some(lapse) = self.lapse else {
             return true;
         };
-        if !alive.revives || alive.at < lapse.since {
+        // (A probe sent before a freeze and delivered after it is counted
+        // from its sending: `validity` finds it too old.)
+        if !alive.revives {
             return false;
         }
         let settled = !lapse.view_changed

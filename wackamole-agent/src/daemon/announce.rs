@@ -56,11 +56,7 @@ impl<H: Host> Agent<H> {
                 ),
             }
         }
-        let cache = if self.cfg.notify.arp_cache {
-            self.arp_cache.iter().map(|(ip, mac)| (*ip, *mac)).collect()
-        } else {
-            Vec::new()
-        };
+        let cache = self.cache_for(i);
         let a = Announcement {
             vif: vif.name.clone(),
             delay,

@@ -437,7 +437,10 @@ impl Host for LinuxHost {
                     }
                 }
                 if !cache.is_empty() {
-                    if let Err(e) = sender.reply_to(&ips, &cache, 0).await {
+                    if let Err(e) = sender
+                        .reply_to(&ips, &cache, super::arp_share::CACHE_REPLY_PPS)
+                        .await
+                    {
                         warn!("notifying the shared ARP cache of VIF {name}: {e}");
                     }
                 }
