@@ -380,7 +380,7 @@ impl Engine {
         // A ring re-forming moves no probe: corosync answering IPC is the
         // evidence meanwhile (a frozen corosync does not answer).
         if !s.tracker.is_frozen()
-            && tracker::ipc_counts(s.watchdog.overdue(now), s.interval, s.stall_limit)
+            && tracker::ipc_counts(s.watchdog.stalled(now), s.interval, s.stall_limit)
         {
             if let Some(at) = Instant::now().checked_sub(s.liveness.silent_for()) {
                 self.alive(s, at, false);
@@ -388,7 +388,7 @@ impl Engine {
         }
         if let Some(seq) = s.watchdog.probe(now) {
             match s.conn.mcast(&encode_watchdog(seq)) {
-                Ok(()) => {}
+                Ok(()) => s.watchdog.accepted(),
                 Err(CsError::CsErrTryAgain) => s.watchdog.unsent(seq),
                 Err(err) => {
                     return Err(self.lost(CallError {

@@ -371,6 +371,9 @@ pub struct Watchdog {
     deadline: Duration,
     next_seq: u64,
     outstanding: VecDeque<(u64, Instant)>,
+    /// Since when corosync refuses our probes (try again: its ring is
+    /// re-forming), until one is accepted or comes back.
+    refused_since: Option<Instant>,
 }
 
 /// At most this many probes in flight: a frozen corosync must not have its
@@ -383,6 +386,7 @@ impl Watchdog {
             deadline,
             next_seq: 0,
             outstanding: VecDeque::new(),
+            refused_since: None,
         }
     }
 
@@ -404,7 +408,9 @@ impl Watchdog {
     /// A probe could not be handed to corosync (try again): forget it.
     pub fn unsent(&mut self, seq: u64) {
         if self.outstanding.back().is_some_and(|(s, _)| *s == seq) {
-            self.outstanding.pop_back();
+            if let Some((_, sent)) = self.outstanding.pop_back() {
+                self.refused_since.get_or_insert(sent);
+            }
         }
     }
 
@@ -412,6 +418,7 @@ impl Watchdog {
     /// (agreed order keeps our own probes in sending order). Returns when
     /// it was sent (`None`: not one in flight, e.g. sent before a reset).
     pub fn returned(&mut self, seq: u64) -> Option<Instant> {
+        self.refused_since = None;
         if !self.outstanding.iter().any(|(s, _)| *s == seq) {
             return None;
         }
@@ -435,10 +442,26 @@ impl Watchdog {
             .map(|(_, sent)| now.saturating_duration_since(*sent))
     }
 
+    /// A probe was handed to corosync.
+    pub fn accepted(&mut self) {
+        self.refused_since = None;
+    }
+
+    /// How long our probes have stalled: the oldest in flight, or since
+    /// corosync began refusing them (a re-forming ring refuses new messages
+    /// with "try again", so none is in flight while it re-forms).
+    pub fn stalled(&self, now: Instant) -> Option<Duration> {
+        let refused = self
+            .refused_since
+            .map(|since| now.saturating_duration_since(since));
+        self.overdue(now).max(refused)
+    }
+
     /// Forget every probe in flight (new connection, or after a trip so that
     /// the deadline restarts from the next probe).
     pub fn reset(&mut self) {
         self.outstanding.clear();
+        self.refused_since = None;
     }
 
     pub fn in_flight(&self) -> usize {
@@ -621,6 +644,14 @@ mod tests {
         let s = w.probe(t0).unwrap();
         w.unsent(s);
         assert_eq!(w.in_flight(), 0);
+        // Refused probes count as a stall (a re-forming ring), not as late.
+        assert_eq!(w.stalled(t0 + ms(40)), Some(ms(40)));
+        assert_eq!(w.overdue(t0 + ms(40)), None);
+        let s = w.probe(t0 + ms(20)).unwrap();
+        w.unsent(s);
+        assert_eq!(w.stalled(t0 + ms(40)), Some(ms(40)), "since the first");
+        w.accepted();
+        assert_eq!(w.stalled(t0 + ms(40)), None);
         for _ in 0..MAX_OUTSTANDING {
             assert!(w.probe(t0).is_some());
         }
