@@ -27,6 +27,11 @@ impl Observed {
             .map_or_else(Vec::new, |r| r.iter().map(|(_, m)| *m).collect())
     }
 
+    /// Answers recorded, every VIP.
+    pub fn answers(&self) -> usize {
+        self.replies.iter().map(Vec::len).sum()
+    }
+
     /// The longest time any VIP had two answering MACs: rounds in which
     /// two different MACs answered one request, times [`ROUND`], for the
     /// worst VIP (ms).

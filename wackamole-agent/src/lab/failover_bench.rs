@@ -202,6 +202,20 @@ pub fn after_window(
     base.max(need)
 }
 
+/// Probing after an unplanned fault long enough for corosync to see it:
+/// none needed for the fast profile (any window fits its ~100 ms); for the
+/// default one its token (3 s + 650 ms per node above two), the consensus
+/// (1.2 tokens) and a second to fail over and be seen.
+pub fn detection_window(profile: Profile, nodes: usize) -> Duration {
+    match profile {
+        Profile::Fast => Duration::ZERO,
+        Profile::Default => {
+            let token = 3000 + 650 * nodes.saturating_sub(2) as u64;
+            Duration::from_millis(token + token * 6 / 5 + 1000)
+        }
+    }
+}
+
 /// Time allowed for the view that brings a node back (merge, corosync start).
 pub const JOIN_MARGIN: Duration = Duration::from_millis(1500);
 /// Steady probing after the expected end of a rebalance.
@@ -790,6 +804,13 @@ fn run_size(
                 if never > 0 { format!(", {never} controls NEVER answered") } else { String::new() },
                 if gap_ms > 0.0 || never > 0 { "  <-- a VIP nobody moved had a gap" } else { "" },
             )?;
+            let said = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
+            writeln!(
+                log,
+                "      observers heard {} ARP and {} NA answers",
+                said(r.observer_answers.0),
+                said(r.observer_answers.1)
+            )?;
             writeln!(
                 log,
                 "      lease-lapse (fenced) XDP drops per node: {}",
@@ -1055,6 +1076,8 @@ struct Repetition {
     two_answerers_ms: Option<f64>,
     /// The control VIPs (indices into the run's VIPs).
     controls: Vec<u32>,
+    /// Answers the ARP and NS observers recorded (None: not run).
+    observer_answers: (Option<usize>, Option<usize>),
     /// Addresses in the pool (the run probes all or a sample).
     pool: usize,
     /// Fault → the cluster balanced again with the victim mature and holding
@@ -1248,7 +1271,12 @@ fn repetition(
         let per_round = if pool > 99 { pool } else { 1 };
         after_window(
             fault,
-            opts.after,
+            // A crash under corosync's default timers is seen seconds later.
+            if fault.planned() {
+                opts.after
+            } else {
+                opts.after.max(detection_window(o.profile, c.len()))
+            },
             o.mature,
             o.balance_interval,
             pool,
@@ -1397,13 +1425,21 @@ fn repetition(
     let run = prober
         .join()
         .map_err(|_| anyhow!("prober thread panicked"))?;
-    let two4 = match observer {
-        Some(o) => Some(arp_observer::join(o)?.two_answerers_ms()),
-        None => None,
+    // An observer that heard no answer at all measured nothing: None, not 0.
+    let heard = |o: arp_observer::Observed| (o.answers() > 0).then(|| o.two_answerers_ms());
+    let (two4, arp_answers) = match observer {
+        Some(o) => {
+            let o = arp_observer::join(o)?;
+            (heard(o.clone()), Some(o.answers()))
+        }
+        None => (None, None),
     };
-    let two6 = match observer6 {
-        Some(o) => Some(ns_observer::join(o)?.two_answerers_ms()),
-        None => None,
+    let (two6, na_answers) = match observer6 {
+        Some(o) => {
+            let o = ns_observer::join(o)?;
+            (heard(o.clone()), Some(o.answers()))
+        }
+        None => (None, None),
     };
     // Dual stack: the worse family.
     let two_answerers_ms = match (two4, two6) {
@@ -1435,6 +1471,7 @@ fn repetition(
         two_answerers_ms,
         controls,
         pool,
+        observer_answers: (arp_answers, na_answers),
         rebalance_ms,
         fenced,
     })
@@ -1817,6 +1854,21 @@ mod tests {
         assert_eq!(
             after_window(Fault::ReturnTerm, ms(20_000), ms(500), ms(500), 3, 3, 1),
             ms(20_000)
+        );
+    }
+
+    #[test]
+    fn default_profile_windows_cover_detection() {
+        assert_eq!(detection_window(Profile::Fast, 8), Duration::ZERO);
+        // 3 nodes: 3.65 s token + 4.38 s consensus + 1 s.
+        assert_eq!(
+            detection_window(Profile::Default, 3),
+            Duration::from_millis(9030)
+        );
+        // 8 nodes: 6.9 s + 8.28 s + 1 s.
+        assert_eq!(
+            detection_window(Profile::Default, 8),
+            Duration::from_millis(16_180)
         );
     }
 
