@@ -3,7 +3,7 @@
 //! [`wackamole::lab::failover_bench`] for what is measured; ARGS: `--smoke`,
 //! `--full`, `--nodes 3,5,8`, `--vips 3,64`, `--faults link-cut,move`,
 //! `--reps N`, `--profile fast|default`, `--family ipv4|ipv6|dual`,
-//! `--out DIR` (default `target/bench`);
+//! `--sample auto|all|N`, `--out DIR` (default `target/bench`);
 //! `--help` lists the faults.
 //! Writes `failover.json` and `failover-timeline.png` there and prints a
 //! markdown table.

@@ -498,6 +498,7 @@ pub mod figure {
     pub const PROBE_RATE_HZ: &str = "probe_rate_hz";
     pub const ROUND_RATE_HZ: &str = "round_rate_hz";
     pub const LATE_ROUNDS: &str = "late_rounds";
+    pub const RTT_MEDIAN_MS: &str = "rtt_median_ms";
     pub const RTT_P99_MS: &str = "rtt_p99_ms";
     pub const RTT_MAX_MS: &str = "rtt_max_ms";
     pub const PROBER_SOCKET_DROPS: &str = "prober_socket_drops";
@@ -525,6 +526,7 @@ pub fn aggregate(runs: &[RunResult], usage: &[ResourceUsage]) -> BTreeMap<String
         push(figure::PROBE_RATE_HZ, r.probe_rate_hz);
         push(figure::ROUND_RATE_HZ, r.round_rate_hz);
         push(figure::LATE_ROUNDS, r.late_rounds as f64);
+        push(figure::RTT_MEDIAN_MS, ms(r.rtt_median_ns));
         push(figure::RTT_P99_MS, ms(r.rtt_p99_ns));
         push(figure::RTT_MAX_MS, ms(r.rtt_max_ns));
         push(figure::PROBER_SOCKET_DROPS, r.prober_socket_drops as f64);

@@ -27,6 +27,11 @@ impl Observed {
             .map_or_else(Vec::new, |r| r.iter().map(|(_, m)| *m).collect())
     }
 
+    /// Answers recorded, every VIP.
+    pub fn answers(&self) -> usize {
+        self.replies.iter().map(Vec::len).sum()
+    }
+
     /// The longest time any VIP had two answering MACs: rounds in which
     /// two different MACs answered one request, times [`ROUND`], for the
     /// worst VIP (ms).
@@ -71,6 +76,16 @@ pub fn join(h: JoinHandle<Result<Observed>>) -> Result<Observed> {
     h.join().map_err(|_| anyhow!("the ARP observer panicked"))?
 }
 
+/// Moves the calling thread into the network namespace at path `ns`.
+pub(crate) fn enter_netns(ns: &str) -> Result<()> {
+    let file = std::fs::File::open(ns).with_context(|| format!("opening {ns}"))?;
+    // SAFETY: setns on a valid namespace fd; affects only this thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        bail!("setns({ns}): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn observe(
     ns: &str,
     iface: &str,
@@ -78,11 +93,7 @@ fn observe(
     vips: &[Ipv4Addr],
     how_long: Duration,
 ) -> Result<Observed> {
-    let file = std::fs::File::open(ns).with_context(|| format!("opening {ns}"))?;
-    // SAFETY: setns on a valid namespace fd; affects only this thread.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("setns({ns}): {}", std::io::Error::last_os_error());
-    }
+    enter_netns(ns)?;
     let tx = ArpSender::open(iface)?;
     let rx = arp_socket(iface)?;
     let mut seen = Observed {
@@ -136,11 +147,16 @@ fn observe(
 
 /// A raw socket receiving the ARP frames of `iface`.
 fn arp_socket(iface: &str) -> Result<OwnedFd> {
+    packet_socket(iface, libc::ETH_P_ARP as u16)
+}
+
+/// A raw `AF_PACKET` socket receiving the frames of ethertype `ethertype` on `iface`.
+pub(crate) fn packet_socket(iface: &str, ethertype: u16) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(iface)?;
     // SAFETY: valid NUL-terminated string.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     ensure!(ifindex != 0, "no interface {iface}");
-    let proto = (libc::ETH_P_ARP as u16).to_be();
+    let proto = ethertype.to_be();
     // SAFETY: plain socket(2); the fd is owned right below.
     let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
     ensure!(raw >= 0, "AF_PACKET: {}", std::io::Error::last_os_error());

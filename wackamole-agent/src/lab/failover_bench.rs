@@ -1,6 +1,8 @@
 //! The failover benchmark (`cargo xtask bench failover`): real agents on a
 //! Corosync cluster ([`AgentCluster`]), a responder on every node, the client
-//! probing every VIP each millisecond, and one fault per repetition.
+//! probing every VIP (or a fixed [`Sample`] of them: the VIPs that move and a
+//! control set that does not) each millisecond, and one fault per repetition.
+//! ARP and NS observers record which MACs answer the moving VIPs every 10 ms.
 //!
 //! Per repetition: the cluster settles (everyone mature, balanced), the
 //! prober runs for `before + after`, the fault is injected after `before`,
@@ -20,7 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::analysis::{self, Phase, ProbeRun, ResourceUsage, Summary};
 use super::report::{self, ScenarioRecord};
-use super::{arp_observer, now_ns, plot, prober, resources, responder};
+use super::{arp_observer, now_ns, ns_observer, plot, prober, resources, responder};
 use crate::testbed::cluster::{AgentCluster, AgentClusterOptions, Snapshot, VipFamily};
 use crate::testbed::corosync::Profile;
 
@@ -200,6 +202,20 @@ pub fn after_window(
     base.max(need)
 }
 
+/// Probing after an unplanned fault long enough for corosync to see it:
+/// none needed for the fast profile (any window fits its ~100 ms); for the
+/// default one its token (3 s + 650 ms per node above two), the consensus
+/// (1.2 tokens) and a second to fail over and be seen.
+pub fn detection_window(profile: Profile, nodes: usize) -> Duration {
+    match profile {
+        Profile::Fast => Duration::ZERO,
+        Profile::Default => {
+            let token = 3000 + 650 * nodes.saturating_sub(2) as u64;
+            Duration::from_millis(token + token * 6 / 5 + 1000)
+        }
+    }
+}
+
 /// Time allowed for the view that brings a node back (merge, corosync start).
 pub const JOIN_MARGIN: Duration = Duration::from_millis(1500);
 /// Steady probing after the expected end of a rebalance.
@@ -230,6 +246,164 @@ pub struct BenchOptions {
     pub out_dir: PathBuf,
     /// The VIFs' address family (IPv4 by default).
     pub family: VipFamily,
+    /// Which VIPs the prober probes.
+    pub sample: Sample,
+}
+
+/// Which VIPs the prober probes. At many VIPs one prober cannot probe them
+/// all at 1 kHz on a small machine (64 VIPs: 27-36k of 64k probes/s on two
+/// cores) and the lag shows as gaps in VIPs nobody moved; a fixed sample
+/// keeps the harness out of the figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sample {
+    /// [`Sample::Controls`] with [`DEFAULT_CONTROLS`] above [`SAMPLE_ABOVE`] VIFs, else [`Sample::All`].
+    Auto,
+    /// Every VIP (the VIPs of nodes the fault does not touch are the control set).
+    All,
+    /// The VIPs that move plus up to N that do not (the control set), or,
+    /// when the fault's moves are not known beforehand (a node returning),
+    /// [`REBALANCE_SAMPLE`] VIFs spread over the pool.
+    Controls(usize),
+}
+
+/// [`Sample::Auto`] samples pools larger than this (VIFs).
+pub const SAMPLE_ABOVE: usize = 16;
+/// Control VIFs of [`Sample::Auto`].
+pub const DEFAULT_CONTROLS: usize = 8;
+/// VIFs a sampled rebalancing fault probes (spread over the pool).
+pub const REBALANCE_SAMPLE: usize = 16;
+
+impl Sample {
+    /// Control VIFs to pick for a pool of `vifs`, or None to probe all.
+    pub fn controls(self, vifs: usize) -> Option<usize> {
+        match self {
+            Sample::All => None,
+            Sample::Controls(n) => Some(n),
+            Sample::Auto => (vifs > SAMPLE_ABOVE).then_some(DEFAULT_CONTROLS),
+        }
+    }
+
+    fn parse(s: &str) -> Result<Sample> {
+        Ok(match s {
+            "auto" => Sample::Auto,
+            "all" => Sample::All,
+            n => Sample::Controls(n.parse().with_context(|| {
+                format!("failover bench: --sample {n:?} (auto, all or a number)")
+            })?),
+        })
+    }
+}
+
+/// The VIFs (1-based) one repetition probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSample {
+    /// Every probed VIF, ascending.
+    pub vifs: Vec<usize>,
+    /// Those that do not move in the fault (a subset of `vifs`).
+    pub controls: Vec<usize>,
+    /// False when every VIF is probed.
+    pub sampled: bool,
+}
+
+/// Picks the probed VIFs of a pool of `nvifs`: `moving` are the VIFs the
+/// fault moves (None: not known beforehand), `still[j]` the VIFs of the j-th
+/// node the fault leaves alone; `controls` from [`Sample::controls`]. The
+/// controls are taken round robin over those nodes, so each survivor
+/// contributes.
+pub fn choose_sample(
+    nvifs: usize,
+    moving: Option<&[usize]>,
+    still: &[Vec<usize>],
+    controls: Option<usize>,
+) -> ProbeSample {
+    let all: Vec<usize> = (1..=nvifs).collect();
+    let Some(moving) = moving else {
+        let vifs = match controls {
+            None => all,
+            Some(_) => {
+                let n = REBALANCE_SAMPLE.min(nvifs).max(1);
+                let mut v: Vec<usize> = (0..n).map(|j| 1 + j * nvifs / n).collect();
+                v.dedup();
+                v
+            }
+        };
+        let sampled = vifs.len() < nvifs;
+        return ProbeSample {
+            vifs,
+            controls: Vec::new(),
+            sampled,
+        };
+    };
+    let Some(n) = controls else {
+        let mut controls: Vec<usize> = still.iter().flatten().copied().collect();
+        controls.sort_unstable();
+        controls.dedup();
+        controls.retain(|k| !moving.contains(k));
+        return ProbeSample {
+            vifs: all,
+            controls,
+            sampled: false,
+        };
+    };
+    let mut picked: Vec<usize> = Vec::new();
+    let longest = still.iter().map(Vec::len).max().unwrap_or(0);
+    'pick: for depth in 0..longest {
+        for node in still {
+            if picked.len() >= n {
+                break 'pick;
+            }
+            if let Some(&k) = node.get(depth) {
+                if !moving.contains(&k) && !picked.contains(&k) && (1..=nvifs).contains(&k) {
+                    picked.push(k);
+                }
+            }
+        }
+    }
+    let mut vifs: Vec<usize> = moving
+        .iter()
+        .copied()
+        .filter(|k| (1..=nvifs).contains(k))
+        .chain(picked.iter().copied())
+        .collect();
+    vifs.sort_unstable();
+    vifs.dedup();
+    picked.sort_unstable();
+    let sampled = vifs.len() < nvifs;
+    ProbeSample {
+        vifs,
+        controls: picked,
+        sampled,
+    }
+}
+
+/// The longest gap between two answered probes of any of `vips` (indices
+/// into the run's VIPs), in ms, and how many of them were never answered.
+/// A VIP nobody moved should show neither.
+pub fn control_gap(run: &ProbeRun, vips: &[u32]) -> (f64, usize) {
+    let mut rounds: Vec<Vec<u32>> = vec![Vec::new(); vips.len()];
+    for a in &run.answers {
+        if let Some(j) = vips.iter().position(|&v| v == a.vip) {
+            rounds[j].push(a.round);
+        }
+    }
+    let sent = |r: u32| run.round_sent_ns.get(r as usize).copied();
+    let mut worst = 0u64;
+    let mut never = 0;
+    for r in &mut rounds {
+        r.sort_unstable();
+        r.dedup();
+        if r.is_empty() {
+            never += 1;
+        }
+        for w in r.windows(2) {
+            if w[1] > w[0] + 1 {
+                if let (Some(a), Some(b)) = (sent(w[0] + 1), sent(w[1])) {
+                    worst = worst.max(b.saturating_sub(a));
+                }
+            }
+        }
+    }
+    (worst as f64 / 1e6, never)
 }
 
 impl BenchOptions {
@@ -248,6 +422,7 @@ impl BenchOptions {
             idle: Duration::from_secs(3),
             out_dir: out_dir.into(),
             family: VipFamily::Ipv4,
+            sample: Sample::Auto,
         }
     }
 
@@ -306,8 +481,9 @@ impl BenchOptions {
                 }
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
                 "--family" => o.family = parse_family(&value("--family")?)?,
+                "--sample" => o.sample = Sample::parse(&value("--sample")?)?,
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --nodes, --vips, --faults, --reps, --profile, --family, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --out)"
                 ),
             }
         }
@@ -341,7 +517,11 @@ cargo xtask bench failover [-- OPTIONS]
   --reps N            repetitions per scenario (default 5)
   --profile fast|default   corosync timers (default fast)
   --family ipv4|ipv6|dual  VIF addresses (default ipv4; dual probes both;
-                      two ARP answerers covers the IPv4 addresses only)
+                      two answerers: ARP for IPv4, NS/NA for IPv6)
+  --sample auto|all|N which VIPs are probed at 1 kHz: N = the VIPs that move
+                      plus up to N that do not (the control set; a node
+                      returning: 16 spread over the pool); all = every VIP;
+                      auto (default) = 8 controls above 16 VIFs, else all
   --out DIR           where failover.json, failover.md and the PNGs go";
 
 fn parse_family(s: &str) -> Result<VipFamily> {
@@ -397,9 +577,20 @@ pub struct BenchOutput {
     pub skipped: Vec<String>,
 }
 
-/// Figure: the longest time one of the victim's VIPs had two ARP answerers
-/// (10 ms rounds of the ARP observer in which two MACs answered).
+/// Figure: the longest time one of the victim's VIPs had two answerers
+/// (10 ms rounds of the ARP observer, or for IPv6 the NS observer, in which
+/// two MACs answered). The name predates the NS observer.
 pub const TWO_ARP_ANSWERERS_MS: &str = "two_arp_answerers_ms";
+
+/// Figure: VIPs (addresses) the prober probed ([`Sample`]).
+pub const PROBED_VIPS: &str = "probed_vips";
+/// Figure: control VIPs among them (held by nodes the fault leaves alone).
+pub const CONTROL_VIPS: &str = "control_vips";
+/// Figure: the longest gap between answered probes of any control VIP (ms;
+/// must be 0: nobody moved them, so a gap is the harness or a bug).
+pub const CONTROL_GAP_MS: &str = "control_gap_ms";
+/// Figure: control VIPs never answered.
+pub const CONTROL_NEVER_ANSWERED: &str = "control_never_answered";
 
 /// Figure: fault → the cluster balanced again, the returning node mature
 /// and holding its share ([`Fault::rebalances`] faults only).
@@ -561,6 +752,10 @@ fn run_size(
         let mut to_acquired = Vec::new();
         let mut rebalance = Vec::new();
         let mut fenced_others = Vec::new();
+        let mut probed = Vec::new();
+        let mut controls = Vec::new();
+        let mut control_gaps = Vec::new();
+        let mut control_never = Vec::new();
         for rep in 0..opts.repetitions {
             let r = match repetition(&mut c, opts, fault, rep) {
                 Ok(r) => r,
@@ -577,9 +772,10 @@ fn run_size(
             };
             let res = analysis::analyse(&r.run, &r.phases, analysis::Params::default());
             let (b, e) = answered_before_and_end(&r.run, &r.phases);
+            let (gap_ms, never) = control_gap(&r.run, &r.controls);
             writeln!(
                 log,
-                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two ARP answerers {} ms, failover {} (detection {}, agent {}), {:.0} probes/s{}",
+                "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two answerers {} ms, failover {} (detection {}, agent {}), {:.0} probes/s{}",
                 r.victim,
                 res.worst_outage.map_or("-".into(), |o| format!("{:.1}", o.len_ns() as f64 / 1e6)),
                 res.lost_probes,
@@ -594,6 +790,26 @@ fn run_size(
                     (true, Some(ms)) => format!(", balanced again after {ms:.0} ms"),
                     (true, None) => ", NOT balanced again within the window".to_string(),
                 }
+            )?;
+            writeln!(
+                log,
+                "      probed {} of {} VIPs ({} controls): {:.0} rounds/s, RTT median {:.2} / p99 {:.2} / max {:.2} ms, control gap {gap_ms:.1} ms{}{}",
+                r.run.vips.len(),
+                r.pool,
+                r.controls.len(),
+                res.round_rate_hz,
+                res.rtt_median_ns as f64 / 1e6,
+                res.rtt_p99_ns as f64 / 1e6,
+                res.rtt_max_ns as f64 / 1e6,
+                if never > 0 { format!(", {never} controls NEVER answered") } else { String::new() },
+                if gap_ms > 0.0 || never > 0 { "  <-- a VIP nobody moved had a gap" } else { "" },
+            )?;
+            let said = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
+            writeln!(
+                log,
+                "      observers heard {} ARP and {} NA answers",
+                said(r.observer_answers.0),
+                said(r.observer_answers.1)
             )?;
             writeln!(
                 log,
@@ -625,7 +841,6 @@ fn run_size(
                     *timeline = Some(main);
                 }
             }
-            // None with IPv6 only: the ARP observer sees no IPv6 (no NS observer).
             two_macs.extend(r.two_answerers_ms);
             if let Some(ms) = r.rebalance_ms {
                 rebalance.push(ms);
@@ -641,6 +856,12 @@ fn run_size(
             );
             before.push(b as f64);
             at_end.push(e as f64);
+            probed.push(r.run.vips.len() as f64);
+            controls.push(r.controls.len() as f64);
+            if !r.controls.is_empty() {
+                control_gaps.push(gap_ms);
+                control_never.push(never as f64);
+            }
             if let Some(p) = r.phases.first() {
                 if let Some(bd) = agent_breakdown(&c, p.fault_ns) {
                     exchange.push(bd.exchange_ms);
@@ -660,6 +881,10 @@ fn run_size(
         insert_summary(&mut rec, VIEW_TO_ACQUIRED_MS, &to_acquired);
         insert_summary(&mut rec, REBALANCE_MS, &rebalance);
         insert_summary(&mut rec, FENCED_DROPS_OTHERS, &fenced_others);
+        insert_summary(&mut rec, PROBED_VIPS, &probed);
+        insert_summary(&mut rec, CONTROL_VIPS, &controls);
+        insert_summary(&mut rec, CONTROL_GAP_MS, &control_gaps);
+        insert_summary(&mut rec, CONTROL_NEVER_ANSWERED, &control_never);
         records.push(rec);
         if failed {
             break;
@@ -682,9 +907,9 @@ pub fn meets_lossless_goal(lost: &Summary) -> bool {
 /// unless said otherwise); `-` where a figure does not apply.
 pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
     let mut s = String::from(
-        "| scenario | reps | probes/s | worst outage ms | lost probes | dup-owner ms | two ARP answerers ms | failover ms | detection ms | agent ms | rebalance ms | RSS KiB (max) | CPU % | lossless goal |\n",
+        "| scenario | reps | probes/s | worst outage ms | lost probes | dup-owner ms | two ARP/NS answerers ms | failover ms | detection ms | agent ms | rebalance ms | RSS KiB (max) | CPU % | lossless goal | probed (controls) | rounds/s | RTT ms med/p99/max | control gap ms |\n",
     );
-    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    s.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
     for r in records {
         let f = |name: &str| -> String {
             r.figures.get(name).map_or("-".into(), |x| {
@@ -710,8 +935,34 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
                 f(name)
             }
         };
+        // The harness: what was probed, how fast, how late the replies came,
+        // and whether a VIP nobody moved went unanswered (flagged).
+        let med = |name: &str| r.figures.get(name).map(|x| x.median);
+        let probed = match (med(PROBED_VIPS), med(CONTROL_VIPS)) {
+            (Some(p), Some(c)) => format!("{} ({})", short(p), short(c)),
+            _ => "-".into(),
+        };
+        let rtt = match (
+            med(analysis::figure::RTT_MEDIAN_MS),
+            r.figures.get(analysis::figure::RTT_P99_MS).map(|x| x.max),
+            r.figures.get(analysis::figure::RTT_MAX_MS).map(|x| x.max),
+        ) {
+            (Some(m), Some(p), Some(x)) => format!("{m:.2}/{p:.2}/{x:.1}"),
+            _ => "-".into(),
+        };
+        let gap = match (
+            r.figures.get(CONTROL_GAP_MS),
+            r.figures.get(CONTROL_NEVER_ANSWERED),
+        ) {
+            (Some(g), never) => {
+                let silent = never.is_some_and(|n| n.max > 0.0);
+                let flag = if g.max > 0.0 || silent { " GAP" } else { "" };
+                format!("{}{flag}", f(CONTROL_GAP_MS))
+            }
+            (None, _) => "-".into(),
+        };
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scenario,
             r.repetitions,
             r.figures
@@ -730,10 +981,16 @@ pub fn summary_markdown(records: &[ScenarioRecord]) -> String {
                 .map_or("-".into(), |x| format!("{:.0}", x.max)),
             f(analysis::figure::CPU_PERCENT),
             goal,
+            probed,
+            r.figures
+                .get(analysis::figure::ROUND_RATE_HZ)
+                .map_or("-".into(), |x| format!("{:.0}", x.median)),
+            rtt,
+            gap,
         ));
         if phase == Fault::Partition.name() {
             s.push_str(&format!(
-                "| {} (heal) | | | | | | | {} | {} | {} | | | | |\n",
+                "| {} (heal) | | | | | | | {} | {} | {} | | | | | | | | |\n",
                 r.scenario,
                 f("failover_ms[heal]"),
                 f("detection_ms[heal]"),
@@ -814,9 +1071,15 @@ struct Repetition {
     phases: Vec<Phase>,
     usage: Vec<ResourceUsage>,
     victim: String,
-    /// Longest time an observed VIP had two ARP answerers (observer, ms);
-    /// None when no IPv4 VIPs are observed (IPv6 only).
+    /// Longest time an observed VIP had two answerers (ARP and NS
+    /// observers, ms); None when nothing was observed.
     two_answerers_ms: Option<f64>,
+    /// The control VIPs (indices into the run's VIPs).
+    controls: Vec<u32>,
+    /// Answers the ARP and NS observers recorded (None: not run).
+    observer_answers: (Option<usize>, Option<usize>),
+    /// Addresses in the pool (the run probes all or a sample).
+    pool: usize,
     /// Fault → the cluster balanced again with the victim mature and holding
     /// its share ([`Fault::rebalances`] faults; None if not within the window).
     rebalance_ms: Option<f64>,
@@ -999,23 +1262,70 @@ fn repetition(
 
     let family = c.options().family;
     let nvifs = c.vif_names().len();
-    let vips: Vec<IpAddr> = (1..=nvifs)
-        .flat_map(|k| probed_addresses(family, k))
-        .collect();
+    let pool = (1..=nvifs)
+        .map(|k| probed_addresses(family, k).len())
+        .sum::<usize>();
     let after = {
         let o = c.options();
         // The test bed balances in one round beyond 99 VIFs (see render_config).
-        let per_round = if vips.len() > 99 { vips.len() } else { 1 };
+        let per_round = if pool > 99 { pool } else { 1 };
         after_window(
             fault,
-            opts.after,
+            // A crash under corosync's default timers is seen seconds later.
+            if fault.planned() {
+                opts.after
+            } else {
+                opts.after.max(detection_window(o.profile, c.len()))
+            },
             o.mature,
             o.balance_interval,
-            vips.len(),
+            pool,
             c.len(),
             per_round,
         )
     };
+    // Who the fault moves: the victim's VIFs (the minority side's in a
+    // partition, one VIF in a move), unknown when a node comes back.
+    let vif_numbers = |i: usize| -> Vec<usize> {
+        snap.held_by(i)
+            .iter()
+            .filter_map(|n| n.strip_prefix('v')?.parse().ok())
+            .collect()
+    };
+    let movers: Vec<usize> = if fault == Fault::Partition {
+        side_b.clone()
+    } else {
+        vec![victim]
+    };
+    let moving: Option<Vec<usize>> = if fault.rebalances() {
+        None
+    } else if fault == Fault::Move {
+        vif.strip_prefix('v')
+            .and_then(|k| k.parse().ok())
+            .map(|k| vec![k])
+    } else {
+        Some(movers.iter().flat_map(|&i| vif_numbers(i)).collect())
+    };
+    let still: Vec<Vec<usize>> = (0..c.len())
+        .filter(|i| !movers.contains(i))
+        .map(vif_numbers)
+        .collect();
+    let sample = choose_sample(
+        nvifs,
+        moving.as_deref(),
+        &still,
+        opts.sample.controls(nvifs),
+    );
+    let mut vips: Vec<IpAddr> = Vec::new();
+    let mut controls: Vec<u32> = Vec::new();
+    for &k in &sample.vifs {
+        for ip in probed_addresses(family, k) {
+            if sample.controls.contains(&k) {
+                controls.push(vips.len() as u32);
+            }
+            vips.push(ip);
+        }
+    }
     let window = opts.before + after;
     let mut cfg = prober::ProberConfig::new(vips.clone(), PORT, window);
     if vips.len() > 32 {
@@ -1035,28 +1345,47 @@ fn repetition(
         .spawn(move || prober::run(&sock, &cfg))
         .context("spawning the prober")?;
     let started = std::time::Instant::now();
-    // Who answers ARP across the fault, every 10 ms: the victim's VIPs, or
-    // every VIP when the victim takes a share no one can name beforehand.
-    // ARP only: IPv4 addresses (none with IPv6 only).
-    let observed: Vec<Ipv4Addr> = if family == VipFamily::Ipv6 {
-        Vec::new()
-    } else if fault.rebalances() {
-        (1..=nvifs).map(AgentCluster::vip).collect()
+    // Who answers ARP (IPv4) and NS (IPv6) across the fault, every 10 ms:
+    // the movers' VIPs, or every VIP when the victim takes a share no one
+    // can name beforehand.
+    let observed: Vec<usize> = if fault.rebalances() {
+        (1..=nvifs).collect()
     } else {
-        snap.held_by(victim)
-            .iter()
-            .filter_map(|n| n.strip_prefix('v')?.parse().ok())
-            .map(AgentCluster::vip)
-            .collect()
+        movers.iter().flat_map(|&i| vif_numbers(i)).collect()
     };
-    let observer = if observed.is_empty() {
+    let (observed4, observed6): (Vec<Ipv4Addr>, Vec<std::net::Ipv6Addr>) = match family {
+        VipFamily::Ipv4 => (
+            observed.iter().map(|&k| AgentCluster::vip(k)).collect(),
+            Vec::new(),
+        ),
+        VipFamily::Ipv6 => (
+            Vec::new(),
+            observed.iter().map(|&k| AgentCluster::vip6(k)).collect(),
+        ),
+        VipFamily::Dual => (
+            observed.iter().map(|&k| AgentCluster::vip(k)).collect(),
+            observed.iter().map(|&k| AgentCluster::vip6(k)).collect(),
+        ),
+    };
+    let observer = if observed4.is_empty() {
         None
     } else {
         Some(arp_observer::start(
             c.client().name(),
             "eth0",
             crate::testbed::cluster::CLIENT_ADDR,
-            observed,
+            observed4,
+            window,
+        )?)
+    };
+    let observer6 = if observed6.is_empty() {
+        None
+    } else {
+        Some(ns_observer::start(
+            c.client().name(),
+            "eth0",
+            crate::testbed::cluster::CLIENT_ADDR6,
+            observed6,
             window,
         )?)
     };
@@ -1081,7 +1410,8 @@ fn repetition(
     let mut rebalance_ms = None;
     if injected.is_ok() && fault.rebalances() {
         let all: Vec<usize> = (0..c.len()).collect();
-        let nv = vips.len();
+        // Held counts are VIFs (a dual-stack VIF has two addresses; a sample fewer).
+        let nv = nvifs;
         let fault_ns = phases.first().map_or(0, |p| p.fault_ns);
         while started.elapsed() < window {
             let s = c.snapshot_of(&all);
@@ -1095,9 +1425,26 @@ fn repetition(
     let run = prober
         .join()
         .map_err(|_| anyhow!("prober thread panicked"))?;
-    let two_answerers_ms = match observer {
-        Some(o) => Some(arp_observer::join(o)?.two_answerers_ms()),
-        None => None,
+    // An observer that heard no answer at all measured nothing: None, not 0.
+    let heard = |o: arp_observer::Observed| (o.answers() > 0).then(|| o.two_answerers_ms());
+    let (two4, arp_answers) = match observer {
+        Some(o) => {
+            let o = arp_observer::join(o)?;
+            (heard(o.clone()), Some(o.answers()))
+        }
+        None => (None, None),
+    };
+    let (two6, na_answers) = match observer6 {
+        Some(o) => {
+            let o = ns_observer::join(o)?;
+            (heard(o.clone()), Some(o.answers()))
+        }
+        None => (None, None),
+    };
+    // Dual stack: the worse family.
+    let two_answerers_ms = match (two4, two6) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     };
     let usage = sampler.stop()?;
     let fenced = fenced_delta(&fenced_before, &fenced_counts(c));
@@ -1122,6 +1469,9 @@ fn repetition(
         usage: vec![usage],
         victim: victim_name,
         two_answerers_ms,
+        controls,
+        pool,
+        observer_answers: (arp_answers, na_answers),
         rebalance_ms,
         fenced,
     })
@@ -1508,6 +1858,21 @@ mod tests {
     }
 
     #[test]
+    fn default_profile_windows_cover_detection() {
+        assert_eq!(detection_window(Profile::Fast, 8), Duration::ZERO);
+        // 3 nodes: 3.65 s token + 4.38 s consensus + 1 s.
+        assert_eq!(
+            detection_window(Profile::Default, 3),
+            Duration::from_millis(9030)
+        );
+        // 8 nodes: 6.9 s + 8.28 s + 1 s.
+        assert_eq!(
+            detection_window(Profile::Default, 8),
+            Duration::from_millis(16_180)
+        );
+    }
+
+    #[test]
     fn fenced_deltas() {
         assert_eq!(
             fenced_delta(
@@ -1534,6 +1899,75 @@ mod tests {
         assert!(meets_lossless_goal(&s(&[0.0, 0.0, 2.0])));
         assert!(!meets_lossless_goal(&s(&[0.0, 0.0, 3.0])));
         assert!(!meets_lossless_goal(&s(&[1.0, 1.0, 0.0])));
+    }
+
+    #[test]
+    fn the_sample_holds_every_mover_and_controls_from_each_survivor() {
+        // 3 nodes, 12 VIFs; n1 (the victim) holds 1..=4.
+        let still = vec![vec![5, 6, 7, 8], vec![9, 10, 11, 12]];
+        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, Some(3));
+        assert_eq!(s.controls, vec![5, 6, 9]);
+        assert_eq!(s.vifs, vec![1, 2, 3, 4, 5, 6, 9]);
+        assert!(s.sampled);
+        // All: every VIF, every survivor's VIF a control.
+        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, None);
+        assert_eq!(s.vifs, (1..=12).collect::<Vec<_>>());
+        assert_eq!(s.controls, (5..=12).collect::<Vec<_>>());
+        assert!(!s.sampled);
+        // More controls asked than there are: all of them.
+        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, Some(50));
+        assert_eq!(s.controls.len(), 8);
+        assert!(!s.sampled);
+        // A returning node: a spread sample, no controls.
+        let s = choose_sample(64, None, &still, Some(8));
+        assert_eq!(s.vifs.len(), REBALANCE_SAMPLE);
+        assert_eq!(s.vifs.first(), Some(&1));
+        assert!(s.vifs.iter().all(|k| (1..=64).contains(k)) && s.controls.is_empty());
+        assert_eq!(choose_sample(3, None, &still, Some(8)).vifs, vec![1, 2, 3]);
+        // Auto samples large pools only.
+        assert_eq!(Sample::Auto.controls(3), None);
+        assert_eq!(Sample::Auto.controls(64), Some(DEFAULT_CONTROLS));
+        assert_eq!(Sample::All.controls(1000), None);
+        assert_eq!(Sample::Controls(2).controls(3), Some(2));
+    }
+
+    #[test]
+    fn sample_option_parses() -> Result<()> {
+        let a = |v: &str| ["--sample".to_string(), v.to_string()];
+        let o = BenchOptions::from_args("w".into(), "o".into(), &[])?;
+        assert_eq!(o.sample, Sample::Auto);
+        let o = BenchOptions::from_args("w".into(), "o".into(), &a("all"))?;
+        assert_eq!(o.sample, Sample::All);
+        let o = BenchOptions::from_args("w".into(), "o".into(), &a("4"))?;
+        assert_eq!(o.sample, Sample::Controls(4));
+        assert!(BenchOptions::from_args("w".into(), "o".into(), &a("some")).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn control_gap_is_the_longest_unanswered_stretch() {
+        use crate::lab::analysis::Answer;
+        let answer = |vip, round| Answer {
+            vip,
+            round,
+            node: 0,
+            sent_ns: 0,
+            recv_ns: 0,
+        };
+        let mut run = ProbeRun {
+            round_sent_ns: (0..10).map(|r| r * 1_000_000).collect(),
+            ..ProbeRun::default()
+        };
+        // VIP 0 every round; VIP 1 misses rounds 3..=5; VIP 2 never answers.
+        for r in 0..10 {
+            run.answers.push(answer(0, r));
+            if !(3..=5).contains(&r) {
+                run.answers.push(answer(1, r));
+            }
+        }
+        assert_eq!(control_gap(&run, &[0]), (0.0, 0));
+        assert_eq!(control_gap(&run, &[0, 1]), (3.0, 0));
+        assert_eq!(control_gap(&run, &[0, 2]), (0.0, 1));
     }
 
     #[test]

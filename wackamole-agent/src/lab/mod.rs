@@ -53,6 +53,7 @@ pub mod arping;
 pub mod cluster_demo;
 pub mod dataplane_demo;
 pub mod failover_bench;
+pub mod ns_observer;
 pub mod plot;
 pub mod prober;
 pub mod report;

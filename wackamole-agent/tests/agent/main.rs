@@ -14,3 +14,4 @@ mod handover;
 mod inproc;
 mod ipv6;
 mod outage;
+mod scale;
