@@ -484,6 +484,36 @@ mod tests {
         assert_eq!(j.0.borrow().len(), 6);
     }
 
+    /// A batch: each result belongs to its VIF (a failed address fails only
+    /// its own VIF), and a removal failure does not stop the others.
+    #[tokio::test]
+    async fn batches_match_each_result_to_its_vif() {
+        let j = Journal::default();
+        let other = PlannedVif {
+            name: "mail".into(),
+            addresses: vec![PlannedAddress {
+                vip: Vip::new("eth0", 2, Ipv4Addr::new(192, 0, 2, 20)),
+                prefix: 24,
+            }],
+            nd_router: false,
+        };
+        let vifs = [vif(), other];
+        let bad = Some(Ipv4Addr::new(192, 0, 2, 11));
+        let mut up = plumb_many(&FakePlumbing(&j, bad), [(7, &vifs[0]), (9, &vifs[1])]).await;
+        up.sort_by_key(|(k, _)| *k);
+        assert_eq!(up.len(), 2);
+        let err = up[0].1.as_ref().expect_err("VIF 7 has the bad address");
+        assert!(err.to_string().contains("web"), "{err}");
+        assert_eq!(up[1].0, 9);
+        assert!(up[1].1.is_ok());
+        j.0.borrow_mut().clear();
+        let mut down = unplumb_many(&FakePlumbing(&j, bad), [(7, &vifs[0]), (9, &vifs[1])]).await;
+        down.sort_by_key(|(k, _)| *k);
+        assert!(down[0].1.is_err() && down[1].1.is_ok());
+        // Every removal was attempted.
+        assert_eq!(j.0.borrow().len(), 3, "{:?}", j.0.borrow());
+    }
+
     #[tokio::test]
     async fn failed_bring_ups_are_retried_while_held() {
         let j = Journal::default();
