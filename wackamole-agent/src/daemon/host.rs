@@ -561,3 +561,32 @@ impl Host for LinuxHost {
         self.plane.shutdown().context("data plane shutdown")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// An idle interface sends a burst at once; beyond it, frames go at the
+    /// paced rate, whoever reserves them.
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_lets_a_burst_through_then_paces() {
+        let pacer = Pacer::default();
+        let t0 = Instant::now();
+        pacer.reserve(ANNOUNCE_BURST as usize).await;
+        assert_eq!(Instant::now(), t0, "a burst goes out at once");
+        // 1 ms worth of frames more: they wait for 1 ms of credit.
+        pacer.reserve(ANNOUNCE_FRAMES_PER_MS as usize).await;
+        assert_eq!(Instant::now() - t0, Duration::from_millis(1));
+        // Ten tasks' worth: the last waits for all of them.
+        for _ in 0..10 {
+            pacer.reserve(ANNOUNCE_FRAMES_PER_MS as usize).await;
+        }
+        assert_eq!(Instant::now() - t0, Duration::from_millis(11));
+        // Idle long enough: a full burst at once again.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t1 = Instant::now();
+        pacer.reserve(ANNOUNCE_BURST as usize).await;
+        assert_eq!(Instant::now(), t1);
+    }
+}
