@@ -724,19 +724,24 @@ impl<H: Host> Agent<H> {
         let mut down = Vec::new();
         let mut batch = Batch::default();
         for action in actions {
+            if let Action::Acquire(i)
+            | Action::Release(i)
+            | Action::Yield(i)
+            | Action::Reclaim(i)
+            | Action::Announce(i) = &action
+            {
+                // Each VIF's own steps stay in the allocator's order.
+                if batch.touches(i.0 as usize) {
+                    self.flush(&mut batch).await;
+                }
+            }
             match action {
                 Action::Acquire(i) => {
-                    if batch.touches(i.0 as usize) {
-                        self.flush(&mut batch).await;
-                    }
                     if self.acquire(i, &mut batch) {
                         up.push(i);
                     }
                 }
                 Action::Release(i) => {
-                    if batch.touches(i.0 as usize) {
-                        self.flush(&mut batch).await;
-                    }
                     self.release(i, &mut batch);
                     down.push(i);
                 }
