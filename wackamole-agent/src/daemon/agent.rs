@@ -228,6 +228,23 @@ impl Announcing {
     }
 }
 
+/// The acquisitions and releases of one decision whose XDP step is done
+/// and whose kernel steps wait for [`Agent::flush`]: (VIF, XDP step done).
+#[derive(Default)]
+pub(super) struct Batch {
+    up: Vec<(usize, bool)>,
+    down: Vec<(usize, bool)>,
+    /// Every VIF in `up` or `down`.
+    vifs: BTreeSet<usize>,
+}
+
+impl Batch {
+    /// Whether VIF `i` already has a step waiting here.
+    fn touches(&self, i: usize) -> bool {
+        self.vifs.contains(&i)
+    }
+}
+
 /// One node's agent.
 pub struct Agent<H: Host> {
     pub(super) cfg: Config,
@@ -741,18 +758,35 @@ impl<H: Host> Agent<H> {
         self.execute(actions).await;
     }
 
+    /// Executes one decision of the allocator. Acquisitions and releases
+    /// are batched: each one's XDP step runs when its action comes (ARP
+    /// answers start, or stop, at once), their kernel addresses all together
+    /// and pipelined before the next message goes out (and at the end), then
+    /// the announcements.
     pub(super) async fn execute(&mut self, actions: Vec<Action>) {
         let mut up = Vec::new();
         let mut down = Vec::new();
+        let mut batch = Batch::default();
         for action in actions {
+            if let Action::Acquire(i)
+            | Action::Release(i)
+            | Action::Yield(i)
+            | Action::Reclaim(i)
+            | Action::Announce(i) = &action
+            {
+                // Each VIF's own steps stay in the allocator's order.
+                if batch.touches(i.0 as usize) {
+                    self.flush(&mut batch).await;
+                }
+            }
             match action {
                 Action::Acquire(i) => {
-                    if self.acquire(i).await {
+                    if self.acquire(i, &mut batch) {
                         up.push(i);
                     }
                 }
                 Action::Release(i) => {
-                    if self.release(i).await {
+                    if self.release(i, &mut batch) {
                         down.push(i);
                     }
                 }
@@ -760,16 +794,26 @@ impl<H: Host> Agent<H> {
                 Action::Reclaim(i) => self.reclaim(i).await,
                 Action::Announce(i) => self.announce_owed(i.0 as usize),
                 Action::Multicast(bytes) => {
+                    // Peers hear of the decision once it is in place, as
+                    // when each VIF was done on its own.
+                    self.flush(&mut batch).await;
                     self.send(Outgoing::Send(GroupMessage::Allocator(bytes).encode()))
                         .await
                 }
                 Action::ArmTimer { kind, after } => self.timers.arm(kind, after),
                 Action::CancelTimer(kind) => self.timers.cancel(kind),
-                Action::Leave => self.send(Outgoing::Leave).await,
-                Action::Join => self.send(Outgoing::Join).await,
+                Action::Leave => {
+                    self.flush(&mut batch).await;
+                    self.send(Outgoing::Leave).await
+                }
+                Action::Join => {
+                    self.flush(&mut batch).await;
+                    self.send(Outgoing::Join).await
+                }
                 Action::Report(r) => self.report(r),
             }
         }
+        self.flush(&mut batch).await;
         if !up.is_empty() {
             if let Some((at, trigger)) = &self.trigger {
                 let took = at.elapsed();
@@ -815,7 +859,9 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    async fn acquire(&mut self, i: VifIndex) -> bool {
+    /// Acquire, XDP step: the VIF answers from here; its addresses and
+    /// announcement follow in [`Agent::flush`].
+    fn acquire(&mut self, i: VifIndex, batch: &mut Batch) -> bool {
         let Some(vif) = self.vif(i).cloned() else {
             error!("allocator asked to acquire unknown VIF {i}");
             return false;
@@ -830,30 +876,24 @@ impl<H: Host> Agent<H> {
             }));
             return true;
         }
-        let (table, addresses) = self.host.parts();
-        match vifs::bring_up(table, addresses, &vif).await {
-            Ok(took) => {
-                self.unplumbed.remove(&(i.0 as usize));
-                info!(vif = %vif.name, took_us = took.as_micros() as u64, "acquired");
-            }
+        let owned = match vifs::own(self.host.parts().0, &vif) {
+            Ok(()) => true,
             Err(e) => {
                 // The VIF is ours for the cluster either way; housekeeping
                 // retries the missing steps until they are done.
                 self.unplumbed.insert(i.0 as usize);
                 error!("acquiring VIF {}: {e:#}; retrying", vif.name);
+                false
             }
-        }
-        self.announce_owed(i.0 as usize);
-        drop(self.hooks.fire(HookEvent::Up {
-            vif: vif.name.clone(),
-            addresses: vif.address_texts(),
-        }));
+        };
+        batch.up.push((i.0 as usize, owned));
+        batch.vifs.insert(i.0 as usize);
         true
     }
 
     /// Releases VIF `i`; a handed-over (yielding) VIF lingers first (see
-    /// [`HANDOVER_LINGER`]). Returns whether it went down now.
-    pub(super) async fn release(&mut self, i: VifIndex) -> bool {
+    /// [`HANDOVER_LINGER`]). Returns whether it goes down now (in `batch`).
+    pub(super) fn release(&mut self, i: VifIndex, batch: &mut Batch) -> bool {
         if self.yielded.remove(&(i.0 as usize)) && self.vif(i).is_some() {
             self.unplumbed.remove(&(i.0 as usize));
             self.deferred.remove(&(i.0 as usize));
@@ -865,7 +905,7 @@ impl<H: Host> Agent<H> {
             }
             return false;
         }
-        self.release_now(i).await;
+        self.release_now(i, batch);
         true
     }
 
@@ -879,20 +919,24 @@ impl<H: Host> Agent<H> {
             .map(|(i, _)| *i)
             .collect();
         let mut down = Vec::new();
+        let mut batch = Batch::default();
         for i in due {
             self.lingering.remove(&i);
-            self.release_now(VifIndex(i as u32)).await;
+            self.release_now(VifIndex(i as u32), &mut batch);
             if let Some(vif) = self.vifs.get(i) {
                 down.push(vif.name.clone());
             }
         }
+        self.flush(&mut batch).await;
         if !down.is_empty() {
             drop(self.hooks.fire(HookEvent::PostDown { vifs: down }));
             self.update_metrics();
         }
     }
 
-    async fn release_now(&mut self, i: VifIndex) {
+    /// Release, XDP step: silent from here; its addresses go in
+    /// [`Agent::flush`].
+    fn release_now(&mut self, i: VifIndex, batch: &mut Batch) {
         let Some(vif) = self.vif(i).cloned() else {
             error!("allocator asked to release unknown VIF {i}");
             return;
@@ -906,17 +950,85 @@ impl<H: Host> Agent<H> {
         // clients back at this node, which drops the VIF's traffic from now on.
         self.host.cancel_announcement(i.0 as usize);
         self.announcing.drop_vif(i.0 as usize);
-        let (table, addresses) = self.host.parts();
-        match vifs::bring_down(table, addresses, &vif).await {
-            Ok(took) => info!(vif = %vif.name, took_us = took.as_micros() as u64, "released"),
-            Err(e) => error!("releasing VIF {}: {e:#}", vif.name),
+        let silenced = vifs::silence(self.host.parts().0, &vif);
+        if let Err(e) = &silenced {
+            error!("releasing VIF {}: {e:#}", vif.name);
         }
-        self.pending_forget
-            .insert(i.0 as usize, Instant::now() + RELEASE_GRACE);
-        drop(self.hooks.fire(HookEvent::Down {
-            vif: vif.name.clone(),
-            addresses: vif.address_texts(),
-        }));
+        batch.down.push((i.0 as usize, silenced.is_ok()));
+        batch.vifs.insert(i.0 as usize);
+    }
+
+    /// The kernel steps of a batch, all XDP steps being done: the released
+    /// VIFs' addresses removed, then the acquired ones' added (each set
+    /// pipelined), then the acquired VIFs announced, in the allocator's order.
+    pub(super) async fn flush(&mut self, batch: &mut Batch) {
+        let down = std::mem::take(&mut batch.down);
+        let up = std::mem::take(&mut batch.up);
+        batch.vifs.clear();
+        if !down.is_empty() {
+            let (_, addresses) = self.host.parts();
+            let done = vifs::unplumb_many(
+                addresses,
+                down.iter()
+                    .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
+            )
+            .await;
+            let silenced: BTreeMap<usize, bool> = down.iter().copied().collect();
+            for (i, result) in done {
+                let name = &self.vifs[i].name;
+                match result {
+                    Ok(took) if silenced.get(&i) == Some(&true) => {
+                        info!(vif = %name, took_us = took.as_micros() as u64, "released")
+                    }
+                    Ok(_) => {}
+                    Err(e) => error!("releasing VIF {name}: {e:#}"),
+                }
+            }
+            let grace_end = Instant::now() + RELEASE_GRACE;
+            for &(i, _) in &down {
+                self.pending_forget.insert(i, grace_end);
+                if let Some(vif) = self.vifs.get(i) {
+                    drop(self.hooks.fire(HookEvent::Down {
+                        vif: vif.name.clone(),
+                        addresses: vif.address_texts(),
+                    }));
+                }
+            }
+        }
+        if !up.is_empty() {
+            let (_, addresses) = self.host.parts();
+            let done = vifs::plumb_many(
+                addresses,
+                up.iter()
+                    .filter(|(_, owned)| *owned)
+                    .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
+            )
+            .await;
+            for (i, result) in done {
+                let name = &self.vifs[i].name;
+                match result {
+                    Ok(took) => {
+                        self.unplumbed.remove(&i);
+                        info!(vif = %name, took_us = took.as_micros() as u64, "acquired");
+                    }
+                    Err(e) => {
+                        self.unplumbed.insert(i);
+                        error!("acquiring VIF {name}: {e:#}; retrying");
+                    }
+                }
+            }
+            for &(i, _) in &up {
+                self.announce_owed(i);
+            }
+            for &(i, _) in &up {
+                if let Some(vif) = self.vifs.get(i) {
+                    drop(self.hooks.fire(HookEvent::Up {
+                        vif: vif.name.clone(),
+                        addresses: vif.address_texts(),
+                    }));
+                }
+            }
+        }
     }
 
     /// Hand-over step 1: stop answering ARP for the VIF at once (XDP

@@ -9,7 +9,7 @@
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
 use crate::dataplane::{AsyncConflictReader, ConflictEvent, DataPlane, VipTable};
-use crate::net::arp::{ArpSender, Burst};
+use crate::net::arp::{ArpSender, Burst, GarpForm};
 use crate::net::nd::{Ipv6Prefix, NdSender};
 use crate::net::Ipv4Prefix;
 use anyhow::{anyhow, Context, Result};
@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -164,6 +164,47 @@ impl AnnouncementTasks {
     }
 }
 
+/// Announcement frames per millisecond on one interface, over all its VIFs.
+/// A decision taking thousands of VIFs starts as many announcements at once:
+/// unpaced, their frames would overrun a NIC queue (dropped with ENOBUFS) or
+/// a switch's ARP policer. 200 000 frames/s is a seventh of gigabit line
+/// rate at minimum frame size.
+pub const ANNOUNCE_FRAMES_PER_MS: u32 = 200;
+
+/// Frames an idle interface sends without waiting (a small decision goes
+/// out at once).
+pub const ANNOUNCE_BURST: u32 = 512;
+
+/// Paces the announcement frames of one interface, shared by every VIF's
+/// announcement task (a token bucket kept as the theoretical arrival time
+/// of the next frame, GCRA style).
+#[derive(Debug, Default)]
+pub struct Pacer {
+    /// When the frames reserved so far have all gone at the paced rate.
+    tat: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    /// Waits until `frames` more frames may go out.
+    pub async fn reserve(&self, frames: usize) {
+        let per_frame = Duration::from_micros(1000) / ANNOUNCE_FRAMES_PER_MS;
+        let tolerance = per_frame * ANNOUNCE_BURST;
+        let now = tokio::time::Instant::now();
+        let at = {
+            // A poisoned lock only means a task panicked mid-update: the
+            // instant inside is still a valid schedule.
+            let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
+            let start = tat.map_or(now, |t| t.max(now));
+            let end = start + per_frame * frames.min(u32::MAX as usize) as u32;
+            *tat = Some(end);
+            end.checked_sub(tolerance).map_or(now, |t| t.max(now))
+        };
+        if at > now {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+}
+
 /// Kernel addresses over rtnetlink, and the solicited-node memberships of
 /// IPv6 VIPs (held by one packet socket per interface).
 #[derive(Debug, Default)]
@@ -234,6 +275,8 @@ pub struct LinuxHost {
     netlink: Netlink,
     conflicts: Option<Conflicts>,
     announcing: AnnouncementTasks,
+    /// Announcement pacing, by interface.
+    pacers: HashMap<String, Arc<Pacer>>,
     config_path: PathBuf,
     /// The interfaces that carry VIPs (their carrier is watched).
     carrier_ifaces: Vec<String>,
@@ -258,6 +301,7 @@ impl LinuxHost {
             netlink: Netlink::default(),
             conflicts,
             announcing: AnnouncementTasks::default(),
+            pacers: HashMap::new(),
             config_path,
             carrier_ifaces,
         })
@@ -387,7 +431,23 @@ impl Host for LinuxHost {
             targets6,
             cache,
         } = a;
+        let mut pacers = self.pacers.clone();
+        for iface in addresses.keys().chain(addresses6.keys()) {
+            if !pacers.contains_key(iface) {
+                let pacer = Arc::new(Pacer::default());
+                self.pacers.insert(iface.clone(), pacer.clone());
+                pacers.insert(iface.clone(), pacer);
+            }
+        }
         self.announcing.start(vif, async move {
+            let pace = |iface: &str, frames: usize| {
+                let pacer = pacers.get(iface).cloned();
+                async move {
+                    if let Some(p) = pacer {
+                        p.reserve(frames).await;
+                    }
+                }
+            };
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -406,17 +466,20 @@ impl Host for LinuxHost {
                 }
             }
             let one = Burst { count: 1, ..burst };
+            let frames_per_ip = if one.form == GarpForm::Both { 2 } else { 1 };
             let mut done = Some(done);
             for round in 0..burst.count.max(1) {
                 if round > 0 {
                     tokio::time::sleep(burst.spacing).await;
                 }
                 for (iface, ips, sender) in &senders {
+                    pace(iface, ips.len() * frames_per_ip).await;
                     if let Err(e) = sender.garp_burst(ips, one).await {
                         warn!("announcing VIF {name} on {iface}: {e}");
                     }
                 }
                 for (iface, ips, sender) in &senders6 {
+                    pace(iface, ips.len()).await;
                     if let Err(e) = sender
                         .unsolicited_burst(ips, 1, Duration::ZERO, nd_router)
                         .await
@@ -499,5 +562,34 @@ impl Host for LinuxHost {
 
     fn shutdown(self) -> Result<()> {
         self.plane.shutdown().context("data plane shutdown")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// An idle interface sends a burst at once; beyond it, frames go at the
+    /// paced rate, whoever reserves them.
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_lets_a_burst_through_then_paces() {
+        let pacer = Pacer::default();
+        let t0 = Instant::now();
+        pacer.reserve(ANNOUNCE_BURST as usize).await;
+        assert_eq!(Instant::now(), t0, "a burst goes out at once");
+        // 1 ms worth of frames more: they wait for 1 ms of credit.
+        pacer.reserve(ANNOUNCE_FRAMES_PER_MS as usize).await;
+        assert_eq!(Instant::now() - t0, Duration::from_millis(1));
+        // Ten tasks' worth: the last waits for all of them.
+        for _ in 0..10 {
+            pacer.reserve(ANNOUNCE_FRAMES_PER_MS as usize).await;
+        }
+        assert_eq!(Instant::now() - t0, Duration::from_millis(11));
+        // Idle long enough: a full burst at once again.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t1 = Instant::now();
+        pacer.reserve(ANNOUNCE_BURST as usize).await;
+        assert_eq!(Instant::now(), t1);
     }
 }

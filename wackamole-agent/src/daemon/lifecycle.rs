@@ -1,7 +1,7 @@
 //! The agent's lifecycle after start: reload (SIGHUP), the hand-over of a
 //! planned stop (SIGTERM/SIGINT) and the shutdown.
 
-use super::agent::{alloc_config, hook_config, Agent, Trigger};
+use super::agent::{alloc_config, hook_config, Agent, Batch, Trigger};
 use super::bootstrap::filter_for;
 use super::control::Operation;
 use super::host::Host;
@@ -107,9 +107,11 @@ impl<H: Host> Agent<H> {
         info!("{why}: releasing everything and leaving the group");
         self.notifier.stopping();
         let held: Vec<VifIndex> = self.alloc.held().collect();
+        let mut batch = Batch::default();
         for i in held {
-            self.release(i).await;
+            self.release(i, &mut batch);
         }
+        self.flush(&mut batch).await;
         // Stopping now: lingering hand-overs (including those just made) end.
         self.end_lingering(true).await;
         let _ = self.engine.outgoing.send(Outgoing::Shutdown).await;

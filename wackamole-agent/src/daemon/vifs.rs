@@ -10,6 +10,7 @@
 use crate::config;
 use crate::dataplane::{Vip, VipTable};
 use anyhow::{anyhow, Result};
+use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -124,6 +125,13 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     vif: &PlannedVif,
 ) -> Result<Duration> {
     let start = Instant::now();
+    own(table, vif)?;
+    plumb(plumbing, vif).await?;
+    Ok(start.elapsed())
+}
+
+/// The XDP step of [`bring_up`]: every address of `vif` owned (answered).
+pub fn own<T: VipTable>(table: &mut T, vif: &PlannedVif) -> Result<()> {
     for a in &vif.addresses {
         let owned = if vif.nd_router && a.vip.addr.is_ipv6() {
             table.own_router(&a.vip, true)
@@ -132,6 +140,12 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
         };
         owned.map_err(|e| anyhow!("VIF {}: XDP own {}: {e}", vif.name, a.vip))?;
     }
+    Ok(())
+}
+
+/// The kernel steps of [`bring_up`], after [`own`]: the solicited-node
+/// groups of the IPv6 addresses, then the addresses.
+pub async fn plumb<A: AddressPlumbing>(plumbing: &A, vif: &PlannedVif) -> Result<()> {
     for a in &vif.addresses {
         if let Some(ip) = ipv6(&a.vip) {
             plumbing
@@ -146,7 +160,74 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
             .await
             .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
     }
-    Ok(start.elapsed())
+    Ok(())
+}
+
+/// How many VIFs of one batch have their kernel steps in flight at once.
+/// Bounded so the netlink replies of a batch of thousands never overrun a
+/// socket's receive buffer.
+pub const PIPELINE: usize = 64;
+
+/// [`plumb`] for a batch of VIFs (already owned in XDP), up to [`PIPELINE`]
+/// of them in flight at once. Each result is matched to its VIF's key, with
+/// the time from the start of the batch to that VIF's last step, in the
+/// order they finish.
+pub async fn plumb_many<'v, K: Copy, A: AddressPlumbing>(
+    plumbing: &A,
+    vifs: impl IntoIterator<Item = (K, &'v PlannedVif)>,
+) -> Vec<(K, Result<Duration>)> {
+    let start = Instant::now();
+    futures::stream::iter(vifs)
+        .map(|(k, vif)| async move { (k, plumb(plumbing, vif).await.map(|()| start.elapsed())) })
+        .buffer_unordered(PIPELINE)
+        .collect()
+        .await
+}
+
+/// The XDP step of [`bring_down`]: every address of `vif` silenced. Every
+/// address is attempted; the first error is returned.
+pub fn silence<T: VipTable>(table: &mut T, vif: &PlannedVif) -> Result<()> {
+    let mut first_error = None;
+    for a in &vif.addresses {
+        if let Err(e) = table.release(&a.vip) {
+            first_error.get_or_insert(anyhow!("VIF {}: XDP release {}: {e}", vif.name, a.vip));
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// The kernel steps of [`bring_down`], after [`silence`]: the addresses
+/// removed, then the solicited-node groups left. Every step is attempted;
+/// the first error is returned.
+pub async fn unplumb<A: AddressPlumbing>(plumbing: &A, vif: &PlannedVif) -> Result<()> {
+    let mut first_error = None;
+    for a in &vif.addresses {
+        if let Err(e) = plumbing.remove(&a.vip.iface, a.vip.addr, a.prefix).await {
+            first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
+        }
+    }
+    for a in &vif.addresses {
+        if let Some(ip) = ipv6(&a.vip) {
+            if let Err(e) = plumbing.leave_solicited_node(&a.vip.iface, ip).await {
+                first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
+            }
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// [`unplumb`] for a batch of VIFs (already silenced), pipelined as
+/// [`plumb_many`] is.
+pub async fn unplumb_many<'v, K: Copy, A: AddressPlumbing>(
+    plumbing: &A,
+    vifs: impl IntoIterator<Item = (K, &'v PlannedVif)>,
+) -> Vec<(K, Result<Duration>)> {
+    let start = Instant::now();
+    futures::stream::iter(vifs)
+        .map(|(k, vif)| async move { (k, unplumb(plumbing, vif).await.map(|()| start.elapsed())) })
+        .buffer_unordered(PIPELINE)
+        .collect()
+        .await
 }
 
 /// Hand-over step 1 for `vif`: XDP stops answering ARP for its addresses but
@@ -200,28 +281,9 @@ pub async fn bring_down<T: VipTable, A: AddressPlumbing>(
     vif: &PlannedVif,
 ) -> Result<Duration> {
     let start = Instant::now();
-    let mut first_error = None;
-    for a in &vif.addresses {
-        if let Err(e) = table.release(&a.vip) {
-            first_error.get_or_insert(anyhow!("VIF {}: XDP release {}: {e}", vif.name, a.vip));
-        }
-    }
-    for a in &vif.addresses {
-        if let Err(e) = plumbing.remove(&a.vip.iface, a.vip.addr, a.prefix).await {
-            first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
-        }
-    }
-    for a in &vif.addresses {
-        if let Some(ip) = ipv6(&a.vip) {
-            if let Err(e) = plumbing.leave_solicited_node(&a.vip.iface, ip).await {
-                first_error.get_or_insert(anyhow!("VIF {}: {e}", vif.name));
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(start.elapsed()),
-    }
+    let silenced = silence(table, vif);
+    let unplumbed = unplumb(plumbing, vif).await;
+    silenced.and(unplumbed).map(|()| start.elapsed())
 }
 
 /// Drops the XDP entries of a released VIF (after the grace period), so the
@@ -420,6 +482,36 @@ mod tests {
         );
         forget(&mut FakeTable(&j, None), &vif()).expect("forget");
         assert_eq!(j.0.borrow().len(), 6);
+    }
+
+    /// A batch: each result belongs to its VIF (a failed address fails only
+    /// its own VIF), and a removal failure does not stop the others.
+    #[tokio::test]
+    async fn batches_match_each_result_to_its_vif() {
+        let j = Journal::default();
+        let other = PlannedVif {
+            name: "mail".into(),
+            addresses: vec![PlannedAddress {
+                vip: Vip::new("eth0", 2, Ipv4Addr::new(192, 0, 2, 20)),
+                prefix: 24,
+            }],
+            nd_router: false,
+        };
+        let vifs = [vif(), other];
+        let bad = Some(Ipv4Addr::new(192, 0, 2, 11));
+        let mut up = plumb_many(&FakePlumbing(&j, bad), [(7, &vifs[0]), (9, &vifs[1])]).await;
+        up.sort_by_key(|(k, _)| *k);
+        assert_eq!(up.len(), 2);
+        let err = up[0].1.as_ref().expect_err("VIF 7 has the bad address");
+        assert!(err.to_string().contains("web"), "{err}");
+        assert_eq!(up[1].0, 9);
+        assert!(up[1].1.is_ok());
+        j.0.borrow_mut().clear();
+        let mut down = unplumb_many(&FakePlumbing(&j, bad), [(7, &vifs[0]), (9, &vifs[1])]).await;
+        down.sort_by_key(|(k, _)| *k);
+        assert!(down[0].1.is_err() && down[1].1.is_ok());
+        // Every removal was attempted.
+        assert_eq!(j.0.borrow().len(), 3, "{:?}", j.0.borrow());
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -270,17 +271,53 @@ impl VipTable for FakeTable {
 struct FakeAddresses {
     node: String,
     journal: Journal,
+    /// Kernel round trips that take time (`None`: they complete at once).
+    slow: Option<Arc<SlowAddresses>>,
+}
+
+/// Address requests that each take `delay` on the paused clock, counting
+/// how many are in flight at once.
+struct SlowAddresses {
+    delay: Duration,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl SlowAddresses {
+    fn new(delay: Duration) -> Arc<Self> {
+        Arc::new(SlowAddresses {
+            delay,
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// The most requests in flight at once since the last call.
+    fn take_peak(&self) -> usize {
+        self.peak.swap(0, Ordering::SeqCst)
+    }
+}
+
+impl FakeAddresses {
+    /// One round trip: journaled when the request goes out.
+    async fn request(&self, ev: Ev) {
+        self.journal.push(&self.node, ev);
+        if let Some(slow) = &self.slow {
+            let now = slow.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            slow.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(slow.delay).await;
+            slow.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl AddressPlumbing for FakeAddresses {
     async fn add(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
-        self.journal
-            .push(&self.node, step(ip, Ev::AddAddr, Ev::AddAddr6));
+        self.request(step(ip, Ev::AddAddr, Ev::AddAddr6)).await;
         Ok(())
     }
     async fn remove(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
-        self.journal
-            .push(&self.node, step(ip, Ev::DelAddr, Ev::DelAddr6));
+        self.request(step(ip, Ev::DelAddr, Ev::DelAddr6)).await;
         Ok(())
     }
     async fn join_solicited_node(&self, _iface: &str, ip: Ipv6Addr) -> Result<()> {
@@ -693,6 +730,17 @@ impl Cluster {
 
     /// As [`Cluster::start`] with `xdp.lease = lease`.
     fn start_with_lease(names: &[&str], extra: &str, lease: &str) -> Self {
+        Self::start_full(names, extra, lease, None)
+    }
+
+    /// As [`Cluster::start_with_lease`], the address requests of every node
+    /// taking time as `slow` says.
+    fn start_full(
+        names: &[&str],
+        extra: &str,
+        lease: &str,
+        slow: Option<Arc<SlowAddresses>>,
+    ) -> Self {
         let journal = Journal::new();
         let (bus_tx, bus_rx) = mpsc::unbounded_channel();
         let mut events = HashMap::new();
@@ -733,6 +781,7 @@ impl Cluster {
                 addresses: FakeAddresses {
                     node: name.to_string(),
                     journal: journal.clone(),
+                    slow: slow.clone(),
                 },
                 announcing: AnnouncementTasks::default(),
                 conflicts: Some(conf_rx),
@@ -1119,6 +1168,89 @@ async fn engine_loss_releases_everything() {
 /// Whether `entries` hold `ev`.
 fn has(entries: &[Entry], ev: Ev) -> bool {
     entries.iter().any(|e| e.ev == ev)
+}
+
+/// `n` VIFs more than the usual four ("bulk1"...), on 10.1.0.0/16.
+fn bulk_vifs(n: usize) -> String {
+    (1..=n)
+        .map(|k| {
+            format!(
+                "[[vif]]\nname = \"bulk{k}\"\naddresses = [\"eth0:10.1.{}.{}/16\"]\n\n",
+                k / 250,
+                k % 250 + 1
+            )
+        })
+        .collect()
+}
+
+/// Positions in `entries` of the events `f` picks.
+fn positions(entries: &[Entry], f: impl Fn(&Ev) -> bool) -> Vec<usize> {
+    (0..entries.len()).filter(|&i| f(&entries[i].ev)).collect()
+}
+
+/// One decision acquiring a hundred VIFs (a failover) owns every one in
+/// XDP before the first address request goes out, has many address
+/// requests in flight at once (bounded), and announces after the
+/// addresses; one releasing them all (engine lost) silences every VIF
+/// before removing any address, the removals pipelined too.
+#[tokio::test(start_paused = true)]
+async fn a_decision_on_many_vifs_answers_all_first_then_plumbs_them_pipelined() {
+    local(async {
+        let slow = SlowAddresses::new(ms(1));
+        let c = Cluster::start_full(&["a", "b"], &bulk_vifs(200), "auto", Some(slow.clone()));
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let held_by_b = c.node("b").owned().await.len();
+        let held_by_a = c.node("a").owned().await.len();
+        assert_eq!(held_by_a + held_by_b, VIFS + 200);
+        assert!(held_by_b >= 50, "b holds only {held_by_b}");
+
+        // b's node crashes: a takes its VIFs in one decision.
+        slow.take_peak();
+        let t0 = c.journal.now();
+        c.views(&[&["a"]]);
+        wait(ms(1000)).await;
+        let a = c.journal.of("a", t0);
+        let owns = positions(&a, |e| matches!(e, Ev::Own(_)));
+        let adds = positions(&a, |e| matches!(e, Ev::AddAddr(_)));
+        let announced = positions(&a, |e| matches!(e, Ev::Announced { .. }));
+        assert_eq!(owns.len(), held_by_b, "{a:?}");
+        assert_eq!(adds.len(), held_by_b, "{a:?}");
+        assert!(
+            owns.last() < adds.first(),
+            "an address request went out before every VIF answered: {a:?}"
+        );
+        assert!(
+            announced.len() >= held_by_b && adds.last() < announced.first(),
+            "announced before the addresses were requested: {a:?}"
+        );
+        let peak = slow.take_peak();
+        assert!(
+            peak > 1 && peak <= wackamole::daemon::vifs::PIPELINE,
+            "address adds in flight at once: {peak}"
+        );
+        assert_eq!(c.node("a").owned().await.len(), VIFS + 200);
+
+        // The engine is lost: a releases everything in one decision.
+        let t1 = c.journal.now();
+        c.lose("a");
+        wait(ms(1000)).await;
+        let a = c.journal.of("a", t1);
+        let silenced = positions(&a, |e| matches!(e, Ev::Release(_)));
+        let removed = positions(&a, |e| matches!(e, Ev::DelAddr(_)));
+        assert_eq!(silenced.len(), VIFS + 200, "{a:?}");
+        assert_eq!(removed.len(), VIFS + 200, "{a:?}");
+        assert!(
+            silenced.last() < removed.first(),
+            "an address was removed before every VIF was silent: {a:?}"
+        );
+        let peak = slow.take_peak();
+        assert!(
+            peak > 1 && peak <= wackamole::daemon::vifs::PIPELINE,
+            "address removals in flight at once: {peak}"
+        );
+    })
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
