@@ -31,6 +31,7 @@ use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
 use wackamole::membership::{
     Alive, MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId,
 };
+use wackamole::net::neigh::NeighShare;
 
 // ---------------------------------------------------------------- journal
 
@@ -45,6 +46,11 @@ enum Ev {
     AddAddr(Ipv4Addr),
     DelAddr(Ipv4Addr),
     Lease(Option<Duration>),
+    /// An announcement tells these neighbours of the shared ARP cache.
+    Told {
+        vif: String,
+        cache: Vec<Ipv4Addr>,
+    },
     /// An announcement got past its delay: its first frame goes out now.
     Announced {
         vif: String,
@@ -371,6 +377,16 @@ impl Host for FakeHost {
                     targets: a.targets.len(),
                 },
             );
+            if !a.cache.is_empty() {
+                let cache = a.cache.iter().map(|(ip, _)| *ip).collect();
+                journal.push(
+                    &node,
+                    Ev::Told {
+                        vif: a.vif.clone(),
+                        cache,
+                    },
+                );
+            }
             if !a.addresses6.is_empty() {
                 journal.push(
                     &node,
@@ -450,6 +466,12 @@ enum BusIn {
     /// other members of its component hear `Departed` at once (CPG
     /// PROCDOWN); the test gives the views.
     Depart(String),
+    /// A message as if multicast by `from` (a member or not), to `to` only.
+    Inject {
+        from: String,
+        to: String,
+        payload: Vec<u8>,
+    },
 }
 
 /// The fake engines' watchdog probes: every member of a component that is
@@ -562,6 +584,11 @@ impl Bus {
                     }
                     let reason = "engine lost (test)".to_string();
                     self.deliver(&node, MembershipEvent::Lost { reason }).await;
+                }
+                BusIn::Inject { from, to, payload } => {
+                    let sender = MemberId(from);
+                    self.deliver(&to, MembershipEvent::Message { sender, payload })
+                        .await;
                 }
                 BusIn::Depart(node) => {
                     let comp = self.components.iter().find(|c| c.contains(&node)).cloned();
@@ -856,6 +883,16 @@ impl Cluster {
     fn freeze(&self, name: &str, frozen: bool) {
         self.bus
             .send(BusIn::Freeze(name.to_string(), frozen))
+            .expect("bus running");
+    }
+
+    fn inject(&self, from: &str, to: &str, payload: Vec<u8>) {
+        self.bus
+            .send(BusIn::Inject {
+                from: from.into(),
+                to: to.into(),
+                payload,
+            })
             .expect("bus running");
     }
 
@@ -1499,6 +1536,50 @@ async fn reloaded_periods_take_effect_at_once() {
             let n = c.journal.announced("a", &vif_name(k), t1).len();
             assert!(n >= 3, "v{k} refreshed {n} times\n{}", c.journal.dump());
         }
+    })
+    .await;
+}
+
+/// The shared ARP cache (#14): a share counts only from a member in good
+/// standing, and a VIF tells only the neighbours inside its prefixes.
+#[tokio::test(start_paused = true)]
+async fn the_shared_arp_cache_hears_only_members_and_tells_only_reachable_neighbours() {
+    local(async {
+        let c = two_balanced("[notify]\narp_cache = true\narp_cache_interval = \"1s\"\n").await;
+        let mac = [2, 0, 0, 0, 0, 1];
+        let near = Ipv4Addr::new(192, 0, 2, 201);
+        let far = Ipv4Addr::new(198, 51, 100, 7);
+        let strangers = Ipv4Addr::new(192, 0, 2, 202);
+        let share = |pairs: &[(Ipv4Addr, [u8; 6])]| {
+            GroupMessage::Neighbours(NeighShare::from_pairs(pairs)).encode()
+        };
+        c.inject("x", "a", share(&[(strangers, mac)]));
+        c.inject("b", "a", share(&[(near, mac), (far, mac)]));
+        wait(ms(1500)).await;
+        // One of b's VIFs moves to a: a tells its cache (b's own neighbour
+        // from the fake host, 192.0.2.200, shared every second, and `near`).
+        let k = one_held_by(&c, "b").await;
+        let t0 = c.journal.now();
+        let reply = c
+            .node("b")
+            .ctl(Request::Move {
+                vif: vif_name(k),
+                node: "a".into(),
+            })
+            .await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(1000)).await;
+        let told: Vec<Vec<Ipv4Addr>> = c
+            .journal
+            .of("a", t0)
+            .into_iter()
+            .filter_map(|e| match e.ev {
+                Ev::Told { vif, cache } if vif == vif_name(k) => Some(cache),
+                _ => None,
+            })
+            .collect();
+        let want = vec![Ipv4Addr::new(192, 0, 2, 200), near];
+        assert_eq!(told, [want], "{}", c.journal.dump());
     })
     .await;
 }
