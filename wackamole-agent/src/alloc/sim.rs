@@ -1498,6 +1498,7 @@ fn short(m: &super::wire::Message) -> String {
             format!("ELIGIBILITY v{view} no carrier {ineligible:?}")
         }
         Message::ExchangeTimeout { view } => format!("EXCHANGE_TIMEOUT v{view}"),
+        Message::Evict { view, index, .. } => format!("EVICT v{view} idx{index}"),
         Message::Future { view } => format!("FUTURE v{view}"),
     }
 }
