@@ -921,11 +921,10 @@ impl Allocator {
         let reference = tally.iter().find(|(_, n)| *n == best).map(|(k, _)| *k);
         for m in &mut view.members {
             let key = m.state.as_ref().map(|s| (s.digest, s.vif_count));
-            m.valid = key.is_some() && key == reference && !m.evicted;
+            m.valid = key.is_some() && key == reference;
             if !m.valid {
                 let detail = match (&m.bad, key, reference) {
                     (Some(bad), _, _) => bad.clone(),
-                    _ if m.evicted => EVICTED.into(),
                     (None, Some(key), Some(reference)) => format!(
                         "has a different VIF list ({} VIFs, digest {:016x}; the group's has {} VIFs, digest {:016x})",
                         key.1, key.0, reference.1, reference.0
@@ -2099,7 +2098,8 @@ impl Allocator {
         if view.transitional
             || self.speak < 2
             || self.phase == Phase::Excluded
-            || (view.complete && view.version < 2)
+            || !view.complete
+            || view.version < 2
         {
             return;
         }
@@ -2111,9 +2111,11 @@ impl Allocator {
         if silent.is_empty() {
             return;
         }
-        let sender = view.members.iter().enumerate().position(|(i, m)| {
-            !silent.contains(&i) && !m.evicted && m.bad.is_none() && (!view.complete || m.valid)
-        });
+        let sender = view
+            .members
+            .iter()
+            .enumerate()
+            .position(|(i, m)| !silent.contains(&i) && m.valid);
         if sender != Some(view.me) {
             return;
         }
@@ -2137,7 +2139,12 @@ impl Allocator {
     /// nothing; its VIFs go to others at once, the same way everywhere.
     /// Me: I release everything and rejoin immature (see `on_message`).
     fn apply_evict(&mut self, view: &mut ViewState, t: usize, out: &mut Vec<Action>) {
-        if view.members[t].evicted {
+        // Only once every member is known to understand it (the exchange
+        // is complete and the group speaks version 2): a version-1 member,
+        // maybe the silent one itself, must not be left deciding otherwise.
+        // A member silent during an exchange is left out by the exchange
+        // timeout first.
+        if view.members[t].evicted || !view.complete || view.version < 2 {
             return;
         }
         view.members[t].evicted = true;
@@ -2153,19 +2160,6 @@ impl Allocator {
                 node: view.members[t].node.clone(),
             },
         );
-        if !view.complete {
-            // Its STATE never comes (or does not count): the exchange goes
-            // on without it.
-            let m = &mut view.members[t];
-            if m.state.is_none() && m.bad.is_none() {
-                m.bad = Some(EVICTED.into());
-                view.received += 1;
-                if view.received == view.members.len() {
-                    self.complete(view, out);
-                }
-            }
-            return;
-        }
         let m = &mut view.members[t];
         if m.valid {
             m.valid = false;

@@ -102,9 +102,12 @@
 //! on its delivery every member treats the evicted one like a member that
 //! left: it holds nothing and may hold nothing (it counts as invalid for
 //! the rest of the view), and its VIFs move to others at once, with no
-//! hand-over (it no longer answers). During a state exchange an evicted
-//! member's STATE no longer counts (as after EXCHANGE_TIMEOUT). The
-//! evicted member, when it delivers its own eviction, releases everything
+//! hand-over (it no longer answers). EVICT counts only in a view whose
+//! exchange is complete and whose group speaks version 2 (every member
+//! understands it); a member silent during an exchange is left out by the
+//! exchange timeout first. EVICT is a version-2 kind added after version 2
+//! shipped: a build that predates it ignores it, so every member must run
+//! a build that knows it before eviction is relied on. The evicted member, when it delivers its own eviction, releases everything
 //! and leaves and rejoins the group, immature ([`Report::EvictedMe`]); in
 //! practice its engine notices the gap in its own liveness evidence first
 //! and reports itself lost (same effect). The next view drops the flag:
