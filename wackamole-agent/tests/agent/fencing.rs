@@ -5,7 +5,9 @@
 //! victim's VIPs every 10 ms across the fault and records the answering MACs
 //! in order. The victim answers first; if a survivor answers later, the
 //! victim must never answer again once it has (no interleaving = never two
-//! answering hosts). No timing is asserted.
+//! answering hosts). No timing is asserted, except that a stopped agent's
+//! VIPs are answered by a survivor within the eviction deadline (from the
+//! Corosync profile) plus a generous slack.
 
 use anyhow::{ensure, Context, Result};
 use std::net::Ipv4Addr;

@@ -2194,7 +2194,7 @@ async fn a_stopped_agent_is_evicted_after_the_deadline_and_rejoins() {
                 let n = owners.iter().filter(|o| o.as_deref() == Some(name)).count();
                 assert_eq!(n, 2, "{thaw:?}: {owners:?}\n{}", d());
             }
-            c.check_one_answerer(&[everyone.clone()])
+            c.check_one_answerer(std::slice::from_ref(&everyone))
                 .await
                 .unwrap_or_else(|e| panic!("{e:#}\n{}", d()));
             // Since a released everything, the XDP steps alone never

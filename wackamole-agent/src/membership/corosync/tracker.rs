@@ -228,7 +228,11 @@ impl Tracker {
     /// probe in the agreed order, which lets peers watch each other's
     /// liveness ([`MembershipEvent::Heard`]).
     pub fn prober(&self, sender: Proc, msg: &[u8]) -> Option<crate::membership::MemberId> {
-        let view = self.current.as_ref().filter(|_| !self.mute.any())?;
+        // Not once the view is ending: its silence judges nothing.
+        let view = self
+            .current
+            .as_ref()
+            .filter(|_| !self.mute.any() && !self.transitional_sent)?;
         let Some(Wire::Watchdog(_)) = decode(msg) else {
             return None;
         };
