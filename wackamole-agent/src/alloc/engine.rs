@@ -53,6 +53,8 @@ pub struct Allocator {
     /// before becoming eligible in a view of my own (see [`Allocator::set_merge_wait`]).
     merge_wait: Duration,
     view: Option<ViewState>,
+    /// An agreed EVICT named me while I applied the current message.
+    evicted_me: bool,
 }
 
 /// [`Allocator::set_merge_wait`] before the agent has set it.
@@ -100,6 +102,8 @@ struct Member {
     ineligible: BTreeSet<u32>,
     /// Why its STATE is unusable (garbage, or none before the timeout).
     bad: Option<String>,
+    /// An agreed EVICT named it: gone for this view (holds nothing).
+    evicted: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -125,6 +129,8 @@ struct ViewState {
     version: u8,
     handovers: BTreeMap<u32, Handover>,
     next_seq: u32,
+    /// Members I asked the group to evict in this view.
+    evict_sent: BTreeSet<usize>,
 }
 
 impl ViewState {
@@ -186,6 +192,7 @@ fn placeholder_view() -> ViewState {
         version: 1,
         handovers: BTreeMap::new(),
         next_seq: 0,
+        evict_sent: BTreeSet::new(),
     }
 }
 
@@ -231,6 +238,7 @@ impl Allocator {
             peer_wait: false,
             merge_wait: DEFAULT_MERGE_WAIT,
             view: None,
+            evicted_me: false,
         }
     }
 
@@ -259,6 +267,7 @@ impl Allocator {
             Input::ConfigChanged(config) => self.on_config(config, &mut out),
             Input::Announced(vifs) => self.on_announced(&vifs, &mut out),
             Input::Eligibility { ineligible } => self.on_eligibility(&ineligible, &mut out),
+            Input::Suspects(members) => self.on_suspects(&members, &mut out),
             Input::EngineLost => {
                 self.release_all(&mut out);
                 self.cancel_balance(&mut out);
@@ -553,6 +562,7 @@ impl Allocator {
                 yielding: BTreeSet::new(),
                 ineligible: BTreeSet::new(),
                 bad: None,
+                evicted: false,
             })
             .collect();
         self.view = Some(ViewState {
@@ -572,6 +582,7 @@ impl Allocator {
             version: self.speak,
             handovers: BTreeMap::new(),
             next_seq: 0,
+            evict_sent: BTreeSet::new(),
         });
         self.phase = Phase::Gather;
         let state = StateMsg {
@@ -629,7 +640,12 @@ impl Allocator {
             return;
         };
         self.message_in_view(&mut view, sender, payload, out);
-        self.view = Some(view);
+        if std::mem::take(&mut self.evicted_me) {
+            report(out, Report::EvictedMe { view: view.id });
+            self.rejoin_evicted(out);
+        } else {
+            self.view = Some(view);
+        }
     }
 
     /// Encodes a message in the version I speak.
@@ -685,7 +701,7 @@ impl Allocator {
         // members in good standing (their VIF list is the group's).
         let standing = |view: &ViewState| {
             let m = &view.members[i];
-            m.state.is_some() && (!view.complete || m.valid)
+            m.state.is_some() && (!view.complete || m.valid) && !m.evicted
         };
         let refuse = |out: &mut Vec<Action>, sender: MemberId, what: &str| {
             report(
@@ -832,7 +848,7 @@ impl Allocator {
                     }
                 }
                 if view.complete && view.mature && view.version >= 2 {
-                    self.lost_carrier(view, i as u32, out);
+                    self.lost_carrier(view, i as u32, "no carrier", out);
                     let mut hb = Vec::new();
                     self.fixups(view, &mut hb, out);
                     self.send_handover(view, hb, out);
@@ -855,6 +871,32 @@ impl Allocator {
                     }
                 }
                 self.complete(view, out);
+            }
+            Message::Evict {
+                view: id,
+                index,
+                member,
+            } => {
+                if id != view.id {
+                    return;
+                }
+                if !standing(view) {
+                    return refuse(out, sender, "EVICT");
+                }
+                let t = index as usize;
+                if view.members.get(t).is_none_or(|m| m.id.0 != member) {
+                    report(
+                        out,
+                        Report::BadMessage {
+                            sender,
+                            error: format!(
+                                "EVICT names {member} at index {index}, not a member there"
+                            ),
+                        },
+                    );
+                    return;
+                }
+                self.apply_evict(view, t, out);
             }
             Message::Future { .. } => {}
         }
@@ -1322,7 +1364,13 @@ impl Allocator {
     /// ELIGIBILITY delivered from member s: it released at once what it has
     /// no carrier for (a failure: no hand-over). Its VIFs go elsewhere, to
     /// the hand-over's other parties first (the old owner keeps them).
-    fn lost_carrier(&mut self, view: &mut ViewState, s: u32, out: &mut Vec<Action>) {
+    fn lost_carrier(
+        &mut self,
+        view: &mut ViewState,
+        s: u32,
+        reason: &'static str,
+        out: &mut Vec<Action>,
+    ) {
         let me = view.me as u32;
         let mut hb = Vec::new();
         let mut moves = Vec::new();
@@ -1387,13 +1435,7 @@ impl Allocator {
         }
         self.send_handover(view, hb, out);
         if !moves.is_empty() {
-            report(
-                out,
-                Report::Moves {
-                    reason: "no carrier",
-                    moves,
-                },
-            );
+            report(out, Report::Moves { reason, moves });
         }
     }
 
@@ -2037,5 +2079,125 @@ impl Allocator {
                 }
             }
         }
+    }
+}
+
+/// Why an evicted member takes no part (`ctl status` lists it so).
+const EVICTED: &str = "was evicted: silent in the group past the eviction deadline";
+
+// ----- eviction of a silent member -----
+impl Allocator {
+    /// The agent saw these members silent in the group past the eviction
+    /// deadline (their fencing lease has lapsed): the lowest-index member
+    /// that is neither silent nor evicted asks the group to evict them,
+    /// once per member and view. Only in version-2 views.
+    fn on_suspects(&mut self, suspects: &[MemberId], out: &mut Vec<Action>) {
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        if view.transitional
+            || self.speak < 2
+            || self.phase == Phase::Excluded
+            || !view.complete
+            || view.version < 2
+        {
+            return;
+        }
+        let silent: BTreeSet<usize> = suspects
+            .iter()
+            .filter_map(|m| view.index_of.get(m).copied())
+            .filter(|&i| i != view.me && !view.members[i].evicted)
+            .collect();
+        if silent.is_empty() {
+            return;
+        }
+        let sender = view
+            .members
+            .iter()
+            .enumerate()
+            .position(|(i, m)| !silent.contains(&i) && m.valid);
+        if sender != Some(view.me) {
+            return;
+        }
+        let mut msgs = Vec::new();
+        for t in silent {
+            if view.evict_sent.insert(t) {
+                msgs.push(Message::Evict {
+                    view: view.id,
+                    index: t as u32,
+                    member: view.members[t].id.0.clone(),
+                });
+            }
+        }
+        for m in msgs {
+            self.send(&m, out);
+        }
+    }
+
+    /// EVICT delivered: member t is gone for this view, like a member that
+    /// left: it holds nothing (its lease has silenced it) and may hold
+    /// nothing; its VIFs go to others at once, the same way everywhere.
+    /// Me: I release everything and rejoin immature (see `on_message`).
+    fn apply_evict(&mut self, view: &mut ViewState, t: usize, out: &mut Vec<Action>) {
+        // Only once every member is known to understand it (the exchange
+        // is complete and the group speaks version 2): a version-1 member,
+        // maybe the silent one itself, must not be left deciding otherwise.
+        // A member silent during an exchange is left out by the exchange
+        // timeout first.
+        if view.members[t].evicted || !view.complete || view.version < 2 {
+            return;
+        }
+        view.members[t].evicted = true;
+        if t == view.me {
+            self.evicted_me = true;
+            return;
+        }
+        report(
+            out,
+            Report::Evicted {
+                view: view.id,
+                member: view.members[t].id.clone(),
+                node: view.members[t].node.clone(),
+            },
+        );
+        let m = &mut view.members[t];
+        if m.valid {
+            m.valid = false;
+            view.config_errors
+                .push(format!("node {} ({}) {EVICTED}", m.node, m.id));
+        }
+        view.compute_eligibility();
+        let leader = view.leader;
+        view.leader = view.members.iter().position(|m| m.valid);
+        if self.phase == Phase::Excluded || !view.mature {
+            return;
+        }
+        // It holds nothing: no VIF waits for it, its VIFs move on.
+        view.members[t].ineligible = (0..view.table.len() as u32).collect();
+        self.lost_carrier(view, t as u32, "eviction", out);
+        let mut hb = Vec::new();
+        self.fixups(view, &mut hb, out);
+        self.send_handover(view, hb, out);
+        if view.leader != leader && view.leader == Some(view.me) && !self.balance_timer {
+            self.rearm_balance(view, out);
+        }
+    }
+
+    /// The group evicted me (I was silent too long: frozen or starved, and
+    /// my lease lapsed): let go of everything, then leave and rejoin
+    /// immature, as a new member the group takes in with a fresh view.
+    fn rejoin_evicted(&mut self, out: &mut Vec<Action>) {
+        self.release_all(out);
+        self.cancel_balance(out);
+        self.cancel_exchange(out);
+        self.mature = false;
+        if self.mature_timer {
+            self.mature_timer = false;
+            out.push(Action::CancelTimer(TimerKind::Mature));
+        }
+        self.view = None;
+        self.phase = Phase::Disconnected;
+        out.push(Action::Leave);
+        out.push(Action::Join);
     }
 }

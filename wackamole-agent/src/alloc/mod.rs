@@ -91,6 +91,28 @@
 //! exchange timeout. A newer node sends what older ones skip or ignore, so
 //! it never stalls them.
 //!
+//! ## Eviction of a silent member
+//! A member whose agent is frozen (SIGSTOP, starved) stays in the engine's
+//! group while its node is up, so no view removes it; its fencing lease
+//! has silenced its XDP, and its VIFs would stay dark. The agents watch
+//! every member's liveness probes in the agreed stream and feed
+//! [`Input::Suspects`] with the members silent past the eviction deadline
+//! (longer than any member's lease plus a margin, from the engine's
+//! takeover floor). The lowest-index member not silent multicasts EVICT;
+//! on its delivery every member treats the evicted one like a member that
+//! left: it holds nothing and may hold nothing (it counts as invalid for
+//! the rest of the view), and its VIFs move to others at once, with no
+//! hand-over (it no longer answers). EVICT counts only in a view whose
+//! exchange is complete and whose group speaks version 2 (every member
+//! understands it); a member silent during an exchange is left out by the
+//! exchange timeout first. EVICT is a version-2 kind added after version 2
+//! shipped: a build that predates it ignores it, so every member must run
+//! a build that knows it before eviction is relied on. The evicted member, when it delivers its own eviction, releases everything
+//! and leaves and rejoins the group, immature ([`Report::EvictedMe`]); in
+//! practice its engine notices the gap in its own liveness evidence first
+//! and reports itself lost (same effect). The next view drops the flag:
+//! a member that came back is a member again.
+//!
 //! ## Hostile or broken members
 //! - A member's first message in a view is its STATE. Garbage in its place
 //!   counts as an unusable STATE: the member is treated like one with a
@@ -359,6 +381,11 @@ pub enum Input {
     Eligibility {
         ineligible: BTreeSet<VifIndex>,
     },
+    /// Members of the current view whose liveness probes the group has not
+    /// delivered for the eviction deadline while mine were (the agent
+    /// watches them). The lowest-index member that is not silent multicasts
+    /// EVICT for them; see the module docs on eviction.
+    Suspects(Vec<MemberId>),
 }
 
 /// What the allocator asks the daemon to do, in order.
@@ -466,6 +493,16 @@ pub enum Report {
         view: ViewId,
         version: u8,
     },
+    /// An agreed EVICT removed a silent member from this view's allocation.
+    Evicted {
+        view: ViewId,
+        member: MemberId,
+        node: String,
+    },
+    /// An agreed EVICT named me: I released everything and rejoin.
+    EvictedMe {
+        view: ViewId,
+    },
 }
 
 impl fmt::Display for Report {
@@ -519,6 +556,14 @@ impl fmt::Display for Report {
                 f,
                 "view {view}: a member speaks wire version {version} only; the group speaks {version} (this node speaks {})",
                 wire::VERSION
+            ),
+            Report::Evicted { view, member, node } => write!(
+                f,
+                "view {view}: node {node} ({member}) evicted: silent in the group past the deadline; its VIFs move on"
+            ),
+            Report::EvictedMe { view } => write!(
+                f,
+                "view {view}: the group evicted this node (it was silent past the deadline): released everything, rejoining"
             ),
         }
     }

@@ -101,6 +101,19 @@ struct Node {
     reports: Vec<Report>,
     /// Bumped at every restart and recover: (node, epoch) names one life.
     epoch: u32,
+    /// The agent is frozen (SIGSTOP): it stays in the group but processes
+    /// nothing; its fencing lease lapses (`fenced`).
+    frozen: bool,
+    /// Frozen past the eviction deadline: its peers may evict it.
+    overdue: bool,
+    /// Its XDP answers nothing (lease lapsed): from a freeze until the
+    /// first view after it let go (EngineLost, or its own eviction).
+    fenced: bool,
+    /// Fenced and it let go: the next view lifts the fence.
+    refresh: bool,
+    /// Thawed reading a backlog with its own eviction: fenced until it has
+    /// let go and installed a view (a later freeze and thaw do not renew).
+    stale: bool,
 }
 
 struct GroupView {
@@ -200,6 +213,11 @@ impl Sim {
                 version,
                 reports: Vec::new(),
                 epoch: 0,
+                frozen: false,
+                overdue: false,
+                fenced: false,
+                refresh: false,
+                stale: false,
             });
             let i = sim.nodes.len() - 1;
             sim.nodes[i].member = sim.fresh_member(i);
@@ -350,9 +368,19 @@ impl Sim {
             Input::View { id, .. } => {
                 self.nodes[i].installed = Some(*id);
                 self.nodes[i].position = 0;
+                let n = &mut self.nodes[i];
+                if n.fenced && n.refresh && !n.frozen {
+                    // Fresh evidence in a fresh view: the lease renews.
+                    n.fenced = false;
+                    n.refresh = false;
+                    n.stale = false;
+                }
             }
             Input::Message { .. } => self.nodes[i].position += 1,
-            Input::EngineLost | Input::Fail => self.nodes[i].installed = None,
+            Input::EngineLost | Input::Fail => {
+                self.nodes[i].installed = None;
+                self.nodes[i].refresh = self.nodes[i].fenced;
+            }
             _ => {}
         }
         if self.trace.is_some() {
@@ -468,6 +496,7 @@ impl Sim {
                 }
                 Action::CancelTimer(kind) => self.nodes[i].timers[timer_slot(kind)] = None,
                 Action::Leave => {
+                    self.nodes[i].refresh = self.nodes[i].fenced;
                     self.nodes[i].joined = false;
                     self.nodes[i].inbox.clear();
                     self.nodes[i].installed = None;
@@ -534,7 +563,7 @@ impl Sim {
         let ready: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| {
                 let n = &self.nodes[i];
-                n.alive && (!n.inbox.is_empty() || !n.announce.is_empty())
+                n.alive && !n.frozen && (!n.inbox.is_empty() || !n.announce.is_empty())
             })
             .collect();
         if ready.is_empty() {
@@ -611,7 +640,7 @@ impl Sim {
     pub fn fire_next_timer(&mut self) -> bool {
         let mut best: Option<(u64, usize, usize)> = None;
         for (i, n) in self.nodes.iter().enumerate() {
-            if !n.alive {
+            if !n.alive || n.frozen {
                 continue;
             }
             for (k, t) in n.timers.iter().enumerate() {
@@ -703,6 +732,11 @@ impl Sim {
         self.log(|| format!("CRASH n{i}"));
         let n = &mut self.nodes[i];
         n.alive = false;
+        n.frozen = false;
+        n.overdue = false;
+        n.fenced = false;
+        n.refresh = false;
+        n.stale = false;
         n.inbox.clear();
         n.timers = [None; 4];
         n.held.clear();
@@ -794,6 +828,83 @@ impl Sim {
         self.partition(&[]);
     }
 
+    /// Node i's agent freezes (SIGSTOP): it stays in the group, processes
+    /// nothing, and its lease lapses (its XDP answers nothing).
+    pub fn freeze(&mut self, i: usize) {
+        if !self.nodes[i].alive || self.nodes[i].frozen {
+            return;
+        }
+        self.log(|| format!("FREEZE n{i}"));
+        let n = &mut self.nodes[i];
+        n.frozen = true;
+        n.fenced = true;
+        if !n.stale {
+            n.refresh = false;
+        }
+    }
+
+    /// Frozen node i has been silent past the eviction deadline: every
+    /// other member of its group view that is not frozen tells its
+    /// allocator (the agents watch the probes).
+    pub fn overdue(&mut self, i: usize) {
+        if !self.nodes[i].frozen {
+            return;
+        }
+        self.log(|| format!("OVERDUE n{i}"));
+        self.nodes[i].overdue = true;
+        let Some(g) = self.nodes[i].group_view else {
+            return;
+        };
+        let member = self.nodes[i].member.clone();
+        for j in 0..self.nodes.len() {
+            let n = &self.nodes[j];
+            if j != i && n.alive && !n.frozen && n.group_view == Some(g) {
+                self.feed(j, Input::Suspects(vec![member.clone()]));
+            }
+        }
+    }
+
+    /// Node i's agent thaws. Frozen past the deadline, it lets go before
+    /// its lease renews: its engine reports a gap in its own liveness
+    /// (EngineLost, then a fresh connection), or, if its own EVICT is in
+    /// its backlog, it may read that first (still fenced until its next
+    /// view). Otherwise it just goes on (its lease renews).
+    pub fn thaw(&mut self, i: usize) {
+        if !self.nodes[i].frozen {
+            return;
+        }
+        self.log(|| format!("THAW n{i}"));
+        self.nodes[i].frozen = false;
+        if !std::mem::take(&mut self.nodes[i].overdue) {
+            if !self.nodes[i].stale {
+                self.nodes[i].fenced = false;
+            }
+            return;
+        }
+        let me = self.nodes[i].member.0.clone();
+        let evicted_in_backlog = self.nodes[i].inbox.iter().any(|input| {
+            matches!(input, Input::Message { payload, .. }
+                if matches!(wire::decode(payload), Ok(wire::Message::Evict { member, .. }) if member == me))
+        });
+        if evicted_in_backlog && self.rng.pct(50) {
+            self.nodes[i].stale = true;
+            return;
+        }
+        self.nodes[i].stale = false;
+        self.engine_lost(i);
+        self.engine_back(i);
+    }
+
+    /// Thaws every frozen node (and lets a fenced one that never heard of
+    /// its eviction reconnect), so that schedules can settle.
+    fn thaw_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].frozen {
+                self.thaw(i);
+            }
+        }
+    }
+
     /// Operator `fail` on node i.
     pub fn fail_node(&mut self, i: usize) {
         self.feed(i, Input::Fail);
@@ -859,7 +970,7 @@ impl Sim {
         (0..self.nodes.len())
             .filter(|&i| {
                 let n = &self.nodes[i];
-                n.alive && n.held.contains(&v) && !n.yielding.contains(&v)
+                n.alive && !n.fenced && n.held.contains(&v) && !n.yielding.contains(&v)
             })
             .collect()
     }
@@ -1060,7 +1171,9 @@ impl Sim {
             for &i in &members {
                 let n = &self.nodes[i];
                 for &v in &n.held {
-                    if v2 && n.yielding.contains(&v) {
+                    // A fenced node's XDP answers nothing (v2: it holds
+                    // nothing others answer for once it is evicted).
+                    if v2 && (n.yielding.contains(&v) || n.fenced) {
                         continue;
                     }
                     if let Some(j) = seen.insert(v, i) {
@@ -1127,6 +1240,9 @@ impl Sim {
             let mut seen: HashMap<u32, usize> = HashMap::new();
             for &i in &g.members {
                 let n = &self.nodes[i];
+                if n.fenced {
+                    continue;
+                }
                 for &v in n.held.difference(&n.yielding) {
                     if let Some(j) = seen.insert(v, i) {
                         let msg = format!(
@@ -1320,7 +1436,7 @@ impl Sim {
     /// operator command.
     pub fn random_step(&mut self, faults: bool) {
         let n = self.nodes.len();
-        let r = self.rng.below(102);
+        let r = self.rng.below(106);
         match r {
             0..=44 => {
                 if !self.deliver_one() {
@@ -1448,8 +1564,21 @@ impl Sim {
                     self.operator(i, cmd);
                 }
             }
+            102..=105 => {
+                // A frozen agent: frozen, silent past the deadline (its
+                // peers evict it), thawed; racing with everything else.
+                let i = self.rng.below(n);
+                if !self.nodes[i].frozen {
+                    self.freeze(i);
+                } else if !self.nodes[i].overdue && self.rng.pct(70) {
+                    self.overdue(i);
+                } else {
+                    self.thaw(i);
+                }
+            }
             _ => {
                 // Bring everyone back so that schedules do not die out.
+                self.thaw_all();
                 for i in 0..n {
                     if !self.nodes[i].alive {
                         self.restart(i);
@@ -1498,6 +1627,7 @@ fn short(m: &super::wire::Message) -> String {
             format!("ELIGIBILITY v{view} no carrier {ineligible:?}")
         }
         Message::ExchangeTimeout { view } => format!("EXCHANGE_TIMEOUT v{view}"),
+        Message::Evict { view, index, .. } => format!("EVICT v{view} idx{index}"),
         Message::Future { view } => format!("FUTURE v{view}"),
     }
 }
@@ -1619,6 +1749,7 @@ pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
             }
         }
     }
+    sim.thaw_all();
     let result = if sim.error.is_none() {
         sim.settle()
     } else {

@@ -23,7 +23,10 @@
 //!   version is ignored by the older members.
 //! - Version 1: STATE, MATURE, BALANCE, COMMAND, UPDATE. Version 2 (this
 //!   build): STATE gains `max_version`, the yielding VIFs and the ineligible
-//!   VIFs; new kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT.
+//!   VIFs; new kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT, EVICT
+//!   (EVICT came later within version 2: a build without it reports it as
+//!   an unknown kind and ignores it, so a group evicts only when every
+//!   member knows it; see `Allocator` on eviction).
 //! - Names (node names, member ids) are at most [`MAX_NAME_LEN`] bytes:
 //!   decode refuses longer ones and encode never produces them.
 
@@ -50,6 +53,7 @@ const KIND_HANDOVER: u8 = 6;
 const KIND_TAKEN: u8 = 7;
 const KIND_ELIGIBILITY: u8 = 8;
 const KIND_EXCHANGE_TIMEOUT: u8 = 9;
+const KIND_EVICT: u8 = 10;
 /// Test hook: a kind of a future version 3 (see `Allocator::with_wire_version`).
 const KIND_FUTURE: u8 = 0x7f;
 
@@ -57,7 +61,9 @@ const KIND_FUTURE: u8 = 0x7f;
 fn kind_version(kind: u8) -> Option<u8> {
     match kind {
         KIND_STATE | KIND_MATURE | KIND_BALANCE | KIND_COMMAND | KIND_UPDATE => Some(1),
-        KIND_HANDOVER | KIND_TAKEN | KIND_ELIGIBILITY | KIND_EXCHANGE_TIMEOUT => Some(2),
+        KIND_HANDOVER | KIND_TAKEN | KIND_ELIGIBILITY | KIND_EXCHANGE_TIMEOUT | KIND_EVICT => {
+            Some(2)
+        }
         KIND_FUTURE => Some(3),
         _ => None,
     }
@@ -155,6 +161,14 @@ pub enum Message {
     /// has not arrived are left out of this view's allocation.
     ExchangeTimeout {
         view: ViewId,
+    },
+    /// Version 2: the member at `index` of this view (`member`, its id) has
+    /// been silent in the group past the eviction deadline (its fencing
+    /// lease has lapsed): every member treats it as gone on delivery.
+    Evict {
+        view: ViewId,
+        index: u32,
+        member: String,
     },
     /// Test hook: a message only a version-3 node knows.
     Future {
@@ -312,6 +326,16 @@ pub fn encode_as(msg: &Message, version: u8) -> Vec<u8> {
         Message::ExchangeTimeout { view } => {
             w.u8(KIND_EXCHANGE_TIMEOUT);
             w.u128(view.0);
+        }
+        Message::Evict {
+            view,
+            index,
+            member,
+        } => {
+            w.u8(KIND_EVICT);
+            w.u128(view.0);
+            w.u32(*index);
+            w.str(member);
         }
         Message::Future { view } => {
             w.u8(KIND_FUTURE);
@@ -498,6 +522,11 @@ pub fn decode_as(bytes: &[u8], ours: u8) -> Result<Message, WireError> {
         },
         KIND_EXCHANGE_TIMEOUT => Message::ExchangeTimeout {
             view: ViewId(r.u128("view id")?),
+        },
+        KIND_EVICT => Message::Evict {
+            view: ViewId(r.u128("view id")?),
+            index: r.u32("evicted index")?,
+            member: r.name("evicted member")?,
         },
         _ => Message::Future {
             view: ViewId(r.u128("view id")?),
@@ -730,7 +759,15 @@ mod tests {
                 }),
             (view.clone(), proptest::collection::vec(any::<u32>(), 0..10))
                 .prop_map(|(view, ineligible)| Message::Eligibility { view, ineligible }),
-            view.prop_map(|view| Message::ExchangeTimeout { view }),
+            view.clone()
+                .prop_map(|view| Message::ExchangeTimeout { view }),
+            (view, any::<u32>(), "[a-z0-9]{0,20}").prop_map(|(view, index, member)| {
+                Message::Evict {
+                    view,
+                    index,
+                    member,
+                }
+            }),
         ]
     }
 
@@ -747,7 +784,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(kind in 0u8..11, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_bodies_never_panic(kind in 0u8..12, body in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut bytes = MAGIC.to_vec();
             bytes.push(VERSION);
             bytes.push(kind);

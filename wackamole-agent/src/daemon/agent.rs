@@ -133,6 +133,8 @@ pub enum Trigger {
     Undrain { node: String },
     /// Operator `balance`.
     Balance,
+    /// A silent member's eviction.
+    Evict,
 }
 
 impl fmt::Display for Trigger {
@@ -150,6 +152,7 @@ impl fmt::Display for Trigger {
             } => write!(f, "drain {node} for stop"),
             Trigger::Undrain { node } => write!(f, "undrain {node}"),
             Trigger::Balance => f.write_str("balance"),
+            Trigger::Evict => f.write_str("eviction of a silent member"),
         }
     }
 }
@@ -295,6 +298,8 @@ pub struct Agent<H: Host> {
     /// Set once a stop signal started handing our VIFs to the other members:
     /// the moment the agent stops anyway.
     pub(super) handover: Option<Instant>,
+    /// The members' liveness probes, to evict a silent one.
+    watch: super::evict::Watch,
     inputs: Inputs,
 }
 
@@ -423,6 +428,7 @@ impl<H: Host> Agent<H> {
             carrier_down: BTreeSet::new(),
             ineligible: BTreeSet::new(),
             handover: None,
+            watch: Default::default(),
             inputs,
             cfg,
         }
@@ -569,6 +575,8 @@ impl<H: Host> Agent<H> {
                     m.members = view.members.len();
                     m.engine_up = true;
                 }
+                self.watch
+                    .view(&view.members, view.my_index, Instant::now());
                 self.feed(Input::View {
                     id: view.id,
                     members: view.members,
@@ -577,6 +585,7 @@ impl<H: Host> Agent<H> {
                 .await;
             }
             MembershipEvent::Departed { members } => self.on_departed(&members),
+            MembershipEvent::Heard { member, at } => self.on_heard(&member, at).await,
             MembershipEvent::Transitional => self.feed(Input::Transitional).await,
             MembershipEvent::Message { sender, payload } => match GroupMessage::decode(payload) {
                 Ok(GroupMessage::Allocator(payload)) => {
@@ -588,6 +597,7 @@ impl<H: Host> Agent<H> {
             MembershipEvent::Lost { reason } => {
                 warn!("membership engine lost: {reason}; releasing everything until it is back");
                 self.engine_up = false;
+                self.watch.clear();
                 if let Ok(mut m) = self.metrics.lock() {
                     m.engine_up = false;
                 }
@@ -644,6 +654,32 @@ impl<H: Host> Agent<H> {
             wait_ms = (super::lease::safe_lease(floor) + DEPARTED_MARGIN).as_millis() as u64,
             "members left with their node up: their VIFs answer here only after their lease"
         );
+    }
+
+    /// A member's probe was delivered: on mine, the members silent past the
+    /// eviction deadline go to the allocator (which asks the group to evict
+    /// them). Only when this node fences itself: the deadline assumes every
+    /// member's XDP goes silent within its lease (see `lease::evict_after`).
+    async fn on_heard(&mut self, member: &MemberId, at: Instant) {
+        let Some(floor) = self.floor else { return };
+        if self.cfg.xdp.lease == config::Lease::Off {
+            return;
+        }
+        let deadline = super::lease::evict_after(floor);
+        let before = self.watch.suspects().len();
+        let Some(suspects) = self.watch.heard(member, at, deadline) else {
+            return;
+        };
+        if suspects.len() != before {
+            warn!(
+                ?suspects,
+                deadline_ms = deadline.as_millis() as u64,
+                mono_ns = crate::dataplane::monotonic_now().as_nanos() as u64,
+                "members silent in the group past the eviction deadline (frozen agent?)"
+            );
+            self.trigger = Some((Instant::now(), Trigger::Evict));
+        }
+        self.feed(Input::Suspects(suspects)).await;
     }
 
     /// Whether VIF `i` must wait for a departed holder's lease: then it is

@@ -37,6 +37,29 @@ pub fn safe_lease(floor: Duration) -> Duration {
     floor * AUTO_FRACTION.0 / AUTO_FRACTION.1
 }
 
+/// How long a member may go without a liveness probe of it delivered in
+/// the group (while others' are) before its peers evict it (issue 11: a
+/// frozen agent is replaced): its longest lease ([`safe_lease`]) plus as
+/// much again as margin, i.e. the takeover floor. Its XDP has been silent
+/// for at least the margin when the eviction is decided, so its VIFs may
+/// answer elsewhere at once. LAN-fast: 110 ms.
+pub fn evict_after(floor: Duration) -> Duration {
+    let lease = safe_lease(floor);
+    lease + floor.saturating_sub(lease)
+}
+
+/// A gap this long in a node's own liveness evidence means its peers may
+/// have evicted it (or will before it hears of it): the engine then
+/// reports itself lost, so the agent releases everything and rejoins
+/// immature instead of renewing its lease on stale membership. Between
+/// the lease and [`evict_after`], so that it trips before any peer can
+/// evict (the probes it did not see were not seen by the peers either).
+/// LAN-fast: 82.5 ms.
+pub fn self_evict_gap(floor: Duration) -> Duration {
+    let lease = safe_lease(floor);
+    lease + evict_after(floor).saturating_sub(lease) / 2
+}
+
 /// The lease length to use under `setting` for a takeover floor: `None` for
 /// no fencing; `capped` when a fixed lease had to be shortened to the safe
 /// value (it would outlast the peers' earliest takeover).
@@ -106,6 +129,17 @@ mod tests {
             })
         );
         assert_eq!(length(Lease::Off, floor), None);
+    }
+
+    #[test]
+    fn eviction_comes_after_the_lease_and_the_self_check_between() {
+        for floor in [ms(110), ms(500), ms(8030)] {
+            let lease = safe_lease(floor);
+            assert!(self_evict_gap(floor) > lease, "{floor:?}");
+            assert!(evict_after(floor) > self_evict_gap(floor), "{floor:?}");
+        }
+        assert_eq!(evict_after(ms(110)), ms(110));
+        assert_eq!(self_evict_gap(ms(110)), Duration::from_micros(82_500));
     }
 
     #[tokio::test(start_paused = true)]

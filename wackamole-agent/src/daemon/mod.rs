@@ -12,6 +12,7 @@
 //! - `lifecycle`: reload, the hand-over of a planned stop, shutdown.
 //! - `arp_share`: the cluster's shared ARP cache.
 //! - [`lease`]: the fencing lease, renewed from the engine's liveness.
+//! - [`evict`]: watching the members' probes to evict a silent one.
 //! - [`messages`]: the envelope of every group message.
 //!
 //! Slow side work (announcements, hooks) runs in spawned tasks and never
@@ -22,6 +23,7 @@ mod announce;
 mod arp_share;
 pub mod bootstrap;
 mod control;
+pub mod evict;
 pub mod host;
 pub mod lease;
 mod lifecycle;

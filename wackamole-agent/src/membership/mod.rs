@@ -73,6 +73,15 @@ pub enum MembershipEvent {
     /// once: their XDP may still answer ARP for what they held until their
     /// fencing lease runs out, so their successors wait for it.
     Departed { members: Vec<MemberId> },
+    /// A member's liveness probe (its engine's watchdog probe, mine
+    /// included) was delivered in the group's agreed order, read at `at`.
+    /// Peers watch each other's with it and evict a member silent past a
+    /// deadline while their own probes keep coming (issue 11). Engines
+    /// whose probes the group does not see never send it (Spread).
+    Heard {
+        member: MemberId,
+        at: tokio::time::Instant,
+    },
     /// The engine is unreachable or frozen (dispatch error, lost connection,
     /// watchdog expired). The agent must stop claiming; the engine reconnects
     /// by itself and reports a fresh view when it is back.

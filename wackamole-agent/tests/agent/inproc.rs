@@ -472,6 +472,22 @@ enum BusIn {
         to: String,
         payload: Vec<u8>,
     },
+    /// From now on every member's probe is also delivered to the members
+    /// of its component as `Heard` (as the Corosync engine does).
+    WatchProbes,
+    /// The node's agent process is stopped (SIGSTOP: nothing of it reaches
+    /// the group, nothing reaches it, no probe of it) or continued. On
+    /// SIGCONT after the self-eviction gap its engine, as the real one,
+    /// reports `Lost` (`Thaw::Lost`), or delivers its backlog first but
+    /// renews nothing until its next view (`Thaw::Backlog`).
+    Stop(String, Option<Thaw>),
+}
+
+/// How a stopped agent's engine comes back (see [`BusIn::Stop`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Thaw {
+    Lost,
+    Backlog,
 }
 
 /// The fake engines' watchdog probes: every member of a component that is
@@ -487,23 +503,46 @@ struct Bus {
     components: Vec<Vec<String>>,
     seq: u128,
     journal: Journal,
+    watch_probes: bool,
+    /// Stopped agents and what was delivered to them meanwhile.
+    stopped: HashMap<String, Vec<MembershipEvent>>,
+    /// Thawed after an eviction: no renewal until the next view.
+    stale: HashSet<String>,
 }
 
 impl Bus {
     async fn deliver(&mut self, to: &str, ev: MembershipEvent) {
+        if let Some(backlog) = self.stopped.get_mut(to) {
+            backlog.push(ev);
+            return;
+        }
         if let Some(tx) = self.events.get(to) {
             let _ = tx.send(ev).await;
         }
     }
 
-    fn probe(&self) {
-        for m in self.components.iter().flatten() {
-            if let (false, Some(tx)) = (self.frozen.contains(m), self.alive.get(m)) {
-                tx.send_replace(Some(Alive {
-                    at: Instant::now(),
-                    takeover_floor: FLOOR,
-                    revives: true,
-                }));
+    async fn probe(&mut self) {
+        for comp in self.components.clone() {
+            for m in &comp {
+                let silent = self.frozen.contains(m)
+                    || self.stopped.contains_key(m)
+                    || self.stale.contains(m);
+                if let (false, Some(tx)) = (silent, self.alive.get(m)) {
+                    tx.send_replace(Some(Alive {
+                        at: Instant::now(),
+                        takeover_floor: FLOOR,
+                        revives: true,
+                    }));
+                    if self.watch_probes {
+                        for to in &comp {
+                            let ev = MembershipEvent::Heard {
+                                member: MemberId(m.clone()),
+                                at: Instant::now(),
+                            };
+                            self.deliver(to, ev).await;
+                        }
+                    }
+                }
             }
         }
     }
@@ -517,11 +556,13 @@ impl Bus {
                     None => return,
                 },
                 _ = probes.tick() => {
-                    self.probe();
+                    self.probe().await;
                     continue;
                 }
             };
             match input {
+                // A stopped process sends nothing.
+                BusIn::Out(node, _) if self.stopped.contains_key(&node) => {}
                 BusIn::Out(node, Outgoing::Send(payload)) => {
                     match GroupMessage::decode(payload.clone()) {
                         Ok(GroupMessage::Neighbours(_)) => self.journal.push(&node, Ev::Shared),
@@ -550,9 +591,14 @@ impl Bus {
                         self.deliver(&m, ev).await;
                     }
                 }
-                BusIn::Out(node, Outgoing::Leave | Outgoing::Join) => {
-                    panic!("{node}: leave/join is not modelled by this bus")
+                BusIn::Out(node, Outgoing::Leave) => {
+                    // Out of the group; the test gives the views.
+                    self.journal.push(&node, Ev::Left);
+                    for c in &mut self.components {
+                        c.retain(|m| *m != node);
+                    }
                 }
+                BusIn::Out(_, Outgoing::Join) => {}
                 BusIn::Out(node, Outgoing::Shutdown) => {
                     self.journal.push(&node, Ev::Left);
                     for c in &mut self.components {
@@ -562,6 +608,9 @@ impl Bus {
                     self.events.remove(&node);
                 }
                 BusIn::Views(components) => {
+                    for m in components.iter().flatten() {
+                        self.stale.remove(m);
+                    }
                     for comp in &components {
                         self.seq += 1;
                         let members: Vec<MemberId> =
@@ -597,6 +646,28 @@ impl Bus {
                             let members = vec![MemberId(node.clone())];
                             self.deliver(&m, MembershipEvent::Departed { members })
                                 .await;
+                        }
+                    }
+                }
+                BusIn::WatchProbes => self.watch_probes = true,
+                BusIn::Stop(node, None) => {
+                    self.stopped.insert(node, Vec::new());
+                }
+                BusIn::Stop(node, Some(thaw)) => {
+                    let backlog = self.stopped.remove(&node).unwrap_or_default();
+                    match thaw {
+                        Thaw::Lost => {
+                            for c in &mut self.components {
+                                c.retain(|m| *m != node);
+                            }
+                            let reason = "no liveness evidence for too long (test)".to_string();
+                            self.deliver(&node, MembershipEvent::Lost { reason }).await;
+                        }
+                        Thaw::Backlog => {
+                            self.stale.insert(node.clone());
+                            for ev in backlog {
+                                self.deliver(&node, ev).await;
+                            }
                         }
                     }
                 }
@@ -850,6 +921,9 @@ impl Cluster {
             components: Vec::new(),
             seq: 0,
             journal: journal.clone(),
+            watch_probes: false,
+            stopped: HashMap::new(),
+            stale: HashSet::new(),
         };
         tokio::task::spawn_local(bus.run(bus_rx));
         Cluster {
@@ -893,6 +967,17 @@ impl Cluster {
                 to: to.into(),
                 payload,
             })
+            .expect("bus running");
+    }
+
+    fn watch_probes(&self) {
+        self.bus.send(BusIn::WatchProbes).expect("bus running");
+    }
+
+    /// SIGSTOP (`None`) or SIGCONT (how its engine comes back) of `name`'s agent.
+    fn stop(&self, name: &str, thaw: Option<Thaw>) {
+        self.bus
+            .send(BusIn::Stop(name.to_string(), thaw))
             .expect("bus running");
     }
 
@@ -2286,4 +2371,119 @@ async fn a_dual_stack_vif_is_acquired_announced_handed_over_and_released_in_orde
         );
     })
     .await;
+}
+
+// ---------------------------------------------------------------- eviction
+
+/// Waits `d` in 5 ms steps; the first moment two nodes answered ARP for
+/// one VIP, fences (lapsed leases) included.
+async fn two_answer_while(c: &Cluster, d: Duration) -> Option<String> {
+    let nodes = everyone(c);
+    let mut seen = None;
+    let steps = (d.as_millis() / 5).max(1);
+    for _ in 0..steps {
+        wait(ms(5)).await;
+        for k in 1..=VIFS {
+            let who: Vec<&String> = nodes
+                .iter()
+                .filter(|n| c.journal.answering(n, vip(k)))
+                .collect();
+            if who.len() > 1 && seen.is_none() {
+                seen = Some(format!("{who:?} answer v{k} at {:?}", c.journal.now()));
+            }
+        }
+    }
+    seen
+}
+
+/// Issue 11 item 2: only `a`'s agent is stopped (SIGSTOP); its node and
+/// engine stay in the group, so no view removes it. Its lease lapses; `b`
+/// sees a's probes stop while its own come, and once a has been silent for
+/// the eviction deadline (the takeover floor) the group evicts it by one
+/// agreed message: b answers a's VIFs at once, after a's lease has ended,
+/// never next to it. On SIGCONT a lets go of everything (its engine reports
+/// the gap, or it reads its own eviction first) and rejoins; the
+/// allocation settles back, one answerer per VIP throughout.
+#[tokio::test(start_paused = true)]
+async fn a_stopped_agent_is_evicted_after_the_deadline_and_rejoins() {
+    for thaw in [Thaw::Lost, Thaw::Backlog] {
+        local(async {
+            let c = Cluster::start(&["a", "b"], "");
+            c.watch_probes();
+            c.views(&[&["a", "b"]]);
+            wait(ms(3000)).await;
+            c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+            let held: Vec<usize> = c
+                .node("a")
+                .owned()
+                .await
+                .iter()
+                .map(|n| n[1..].parse().unwrap())
+                .collect();
+            assert_eq!(held.len(), 2);
+            let d = || c.journal.dump();
+            let t0 = c.journal.now();
+            c.stop("a", None);
+            // Just before the deadline (counted from a's last probe, at most
+            // one period before the stop) nothing has moved.
+            assert_eq!(two_answer_while(&c, FLOOR - PROBE_EVERY).await, None);
+            for k in &held {
+                assert!(
+                    !c.journal.answering("b", vip(*k)),
+                    "v{k} moved early\n{}",
+                    d()
+                );
+            }
+            assert_eq!(two_answer_while(&c, ms(300)).await, None, "{}", d());
+            assert_eq!(c.node("b").owned().await.len(), VIFS, "{}", d());
+            let fence = c.journal.fence_end("a").expect("a renewed its lease");
+            for k in &held {
+                let own = c
+                    .journal
+                    .time_of("b", t0, &Ev::Own(vip(*k)))
+                    .unwrap_or_else(|| panic!("b never owned v{k}\n{}", d()));
+                assert!(own >= fence, "b answers v{k} while a's lease runs\n{}", d());
+                // The deadline plus a probe period or two of detection.
+                assert!(
+                    own - t0 <= FLOOR + 3 * PROBE_EVERY,
+                    "v{k} dark for {:?}\n{}",
+                    own - t0,
+                    d()
+                );
+            }
+            let everyone = everyone(&c);
+
+            // SIGCONT: a releases everything it held and rejoins immature.
+            let t1 = c.journal.now();
+            c.stop("a", Some(thaw));
+            assert_eq!(two_answer_while(&c, ms(50)).await, None, "{}", d());
+            for k in &held {
+                assert!(
+                    c.journal.time_of("a", t1, &Ev::Release(vip(*k))).is_some(),
+                    "{thaw:?}: a did not release v{k}\n{}",
+                    d()
+                );
+            }
+            assert!(c.node("a").owned().await.is_empty(), "{}", d());
+            if thaw == Thaw::Backlog {
+                assert!(c.journal.time_of("a", t1, &Ev::Left).is_some(), "{}", d());
+            }
+            c.views(&[&["a", "b"]]);
+            assert_eq!(two_answer_while(&c, ms(6000)).await, None, "{}", d());
+            let owners = c.owners().await.expect("one owner each");
+            for name in ["a", "b"] {
+                let n = owners.iter().filter(|o| o.as_deref() == Some(name)).count();
+                assert_eq!(n, 2, "{thaw:?}: {owners:?}\n{}", d());
+            }
+            c.check_one_answerer(std::slice::from_ref(&everyone))
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}\n{}", d()));
+            // Since a released everything, the XDP steps alone never
+            // overlap (a's own entries before were fenced by its lease).
+            assert_eq!(c.journal.two_answerers(&everyone, t1), None, "{}", d());
+        })
+        .await;
+    }
 }

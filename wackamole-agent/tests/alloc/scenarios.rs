@@ -1115,3 +1115,37 @@ fn a_lone_node_is_eligible_again_after_the_merge_wait() {
     let wait = wackamole::alloc::DEFAULT_MERGE_WAIT.as_millis() as u64;
     assert!(sim.now_ms() >= t0 + wait, "eligible at {}", sim.now_ms());
 }
+
+#[test]
+fn a_frozen_node_is_evicted_its_vifs_move_and_it_comes_back_on_thaw() {
+    for seed in 11..21 {
+        let mut sim = Sim::uniform(seed, 3, &config(9));
+        ok(&mut sim);
+        let frozen = sim.held(1);
+        assert!(!frozen.is_empty());
+        sim.freeze(1);
+        sim.deliver_all();
+        // Before the deadline its VIFs stay with it, silent (lease lapsed).
+        for &v in &frozen {
+            assert_eq!(sim.holders(v), vec![1]);
+            assert!(sim.answerers(v).is_empty());
+        }
+        sim.overdue(1);
+        sim.deliver_all();
+        for &v in &frozen {
+            let answerers = sim.answerers(v);
+            assert_eq!(answerers.len(), 1, "#{v}: {answerers:?}");
+            assert_ne!(answerers[0], 1);
+        }
+        let evicted = (0..3).any(|i| {
+            sim.reports(i)
+                .iter()
+                .any(|r| matches!(r, Report::Evicted { node, .. } if node == "node1"))
+        });
+        assert!(evicted, "{}", sim.trace().join("\n"));
+        sim.thaw(1);
+        ok(&mut sim);
+        every_vif_once(&sim, 9);
+        assert_eq!(counts(&sim), vec![3, 3, 3], "seed {seed}");
+    }
+}

@@ -118,6 +118,11 @@ struct Session {
     takeover_floor: Duration,
     /// Probe period of this connection.
     interval: Duration,
+    /// The latest liveness evidence given to the agent.
+    last_evidence: Option<Instant>,
+    /// A longer gap in the evidence (this process frozen or starved) means
+    /// the peers may have evicted us: report `Lost` and rejoin instead.
+    evict_gap: Duration,
 }
 
 impl Engine {
@@ -224,6 +229,39 @@ impl Engine {
         }));
     }
 
+    /// Liveness evidence at `at`: why it must not renew the lease if the
+    /// evidence before it is older than the self-eviction gap. Then this
+    /// process was frozen or starved long enough for the peers to evict it
+    /// (issue 11), and renewing would let XDP answer next to its VIFs' new
+    /// owners before the agent has read its eviction.
+    fn evidence_gap_trips(&self, s: &mut Session, at: Instant) -> Option<String> {
+        let gap = s
+            .last_evidence
+            .map(|prev| at.saturating_duration_since(prev));
+        s.last_evidence = Some(s.last_evidence.map_or(at, |prev| prev.max(at)));
+        let gap = gap.filter(|g| *g > s.evict_gap)?;
+        Some(format!(
+            "corosync group {}: no liveness evidence for {gap:?} (this process frozen or starved; \
+             peers evict a member silent for {:?}): rejoining afresh",
+            self.opts.group,
+            crate::daemon::lease::evict_after(s.takeover_floor)
+        ))
+    }
+
+    /// The evidence came after too long a gap: tell the agent it has lost
+    /// the engine (it releases everything) and reconnect for a fresh view
+    /// (the group sees us leave and come back, immature).
+    async fn evidence_gap(&mut self, s: &mut Session, reason: String) -> End {
+        tracing::warn!("{reason}");
+        s.tracker.frozen();
+        s.watchdog.reset();
+        self.queue.clear();
+        if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
+            return End::Shutdown;
+        }
+        End::Reconnect
+    }
+
     async fn serve(&mut self, conn: Conn) -> End {
         let (deadline, stall_limit, takeover_floor) = self.watchdog_limits(&conn);
         tracing::debug!(
@@ -251,6 +289,8 @@ impl Engine {
             liveness,
             takeover_floor,
             interval,
+            last_evidence: None,
+            evict_gap: crate::daemon::lease::self_evict_gap(takeover_floor),
             conn,
             retry_at: None,
             send_pause: Duration::from_millis(1),
@@ -299,7 +339,9 @@ impl Engine {
             tracing::trace!(group = %self.opts.group, ?raw, "callback");
             let events = match raw {
                 Raw::Deliver { sender, msg } => {
-                    let (events, probe) = s.tracker.deliver(sender, &msg);
+                    let prober = s.tracker.prober(sender, &msg);
+                    let (mut events, probe) = s.tracker.deliver(sender, &msg);
+                    let now = Instant::now();
                     if let Some(seq) = probe {
                         let sent = s.watchdog.returned(seq);
                         // Not while frozen or left: the thaw reconnects first.
@@ -308,11 +350,18 @@ impl Engine {
                         if let (true, false, Some(sent)) =
                             (self.joined, s.tracker.is_frozen(), sent)
                         {
-                            self.alive(s, Instant::from_std(sent), true);
+                            let at = Instant::from_std(sent);
+                            if let Some(reason) = self.evidence_gap_trips(s, at) {
+                                return Err(self.evidence_gap(s, reason).await);
+                            }
+                            self.alive(s, at, true);
                         }
                         if s.tracker.thawed() {
                             thawed = true;
                         }
+                    }
+                    if let Some(member) = prober.filter(|_| !thawed) {
+                        events.push(MembershipEvent::Heard { member, at: now });
                     }
                     events
                 }
@@ -383,6 +432,9 @@ impl Engine {
             && tracker::ipc_counts(s.watchdog.stalled(now), s.interval, s.stall_limit)
         {
             if let Some(at) = Instant::now().checked_sub(s.liveness.silent_for()) {
+                if let Some(reason) = self.evidence_gap_trips(s, at) {
+                    return Err(self.evidence_gap(s, reason).await);
+                }
                 self.alive(s, at, false);
             }
         }

@@ -223,6 +223,23 @@ impl Tracker {
         }
     }
 
+    /// The member whose watchdog probe `msg` is, if it is one from a member
+    /// of the view the agent holds (me included): every member sees every
+    /// probe in the agreed order, which lets peers watch each other's
+    /// liveness ([`MembershipEvent::Heard`]).
+    pub fn prober(&self, sender: Proc, msg: &[u8]) -> Option<crate::membership::MemberId> {
+        // Not once the view is ending: its silence judges nothing.
+        let view = self
+            .current
+            .as_ref()
+            .filter(|_| !self.mute.any() && !self.transitional_sent)?;
+        let Some(Wire::Watchdog(_)) = decode(msg) else {
+            return None;
+        };
+        let id = sender.member_id();
+        view.members.contains(&id).then_some(id)
+    }
+
     /// The watchdog tripped: the agent has been told `Lost`; deliver nothing
     /// until [`Tracker::thawed`].
     pub fn frozen(&mut self) {
@@ -586,6 +603,14 @@ mod tests {
         assert_eq!(t.deliver(ME, &encode_watchdog(3)), (vec![], Some(3)));
         assert_eq!(t.deliver(A, &encode_watchdog(3)), (vec![], None));
         assert_eq!(t.deliver(A, b"garbage"), (vec![], None));
+        // Probes of view members (me too) are visible as such; others not.
+        assert_eq!(t.prober(A, &encode_watchdog(3)), Some(A.member_id()));
+        assert_eq!(t.prober(ME, &encode_watchdog(4)), Some(ME.member_id()));
+        assert_eq!(t.prober(A, &encode_app(b"x")), None);
+        assert_eq!(
+            t.prober(Proc { nodeid: 9, pid: 9 }, &encode_watchdog(1)),
+            None
+        );
     }
 
     #[test]
@@ -801,7 +826,9 @@ mod tests {
                                 views.push(v);
                             }
                             MembershipEvent::Message { .. } => prop_assert!(in_view),
-                            MembershipEvent::Lost { .. } | MembershipEvent::Departed { .. } => {
+                            MembershipEvent::Lost { .. }
+                            | MembershipEvent::Departed { .. }
+                            | MembershipEvent::Heard { .. } => {
                                 prop_assert!(false)
                             }
                         }

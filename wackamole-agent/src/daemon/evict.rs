@@ -1,0 +1,128 @@
+//! Watching the other members' liveness through the group, to evict a
+//! member whose agent is frozen while its node stays in the engine's ring
+//! (issue 11). Pure logic on the engine's [`Heard`] events, no I/O.
+//!
+//! The engine reports every member's watchdog probe as it is delivered in
+//! the agreed order. A member none of whose probes was delivered for
+//! [`lease::evict_after`] (counted from its last one, or from the view)
+//! while *my* probes kept coming is a suspect: the group's order moved on
+//! without it. Measuring against my own probes, never against my clock
+//! alone, keeps a ring re-formation (nobody's probe moves) or a stall of
+//! this agent (it reads a backlog at once) from looking like silence.
+//!
+//! [`Heard`]: crate::membership::MembershipEvent::Heard
+//! [`lease::evict_after`]: super::lease::evict_after
+
+use crate::membership::MemberId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Default)]
+pub struct Watch {
+    me: Option<MemberId>,
+    /// When each other member of the view was last heard (or the view began).
+    last: BTreeMap<MemberId, Instant>,
+    suspects: BTreeSet<MemberId>,
+}
+
+impl Watch {
+    /// A new view: every member gets the whole deadline from now.
+    pub fn view(&mut self, members: &[MemberId], my_index: usize, now: Instant) {
+        self.me = members.get(my_index).cloned();
+        self.last = members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != my_index)
+            .map(|(_, m)| (m.clone(), now))
+            .collect();
+        self.suspects.clear();
+    }
+
+    /// No view (engine lost, left).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// A probe of `member` delivered at `at`. On my own probe: the members
+    /// silent for longer than `deadline` before it, if any (all of them,
+    /// also those reported before: the allocator asks once per view).
+    pub fn heard(
+        &mut self,
+        member: &MemberId,
+        at: Instant,
+        deadline: Duration,
+    ) -> Option<Vec<MemberId>> {
+        if self.me.as_ref() != Some(member) {
+            if let Some(t) = self.last.get_mut(member) {
+                *t = (*t).max(at);
+            }
+            return None;
+        }
+        for (m, t) in &self.last {
+            if at.saturating_duration_since(*t) > deadline {
+                self.suspects.insert(m.clone());
+            }
+        }
+        (!self.suspects.is_empty()).then(|| self.suspects.iter().cloned().collect())
+    }
+
+    /// Members suspected in this view so far.
+    pub fn suspects(&self) -> &BTreeSet<MemberId> {
+        &self.suspects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> MemberId {
+        MemberId(s.into())
+    }
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_silent_while_my_probes_come_is_suspected() {
+        let t0 = Instant::now();
+        let d = ms(110);
+        let mut w = Watch::default();
+        w.view(&[m("a"), m("b"), m("c")], 0, t0);
+        // Everyone probes every 20 ms until c falls silent after 40 ms.
+        let mut first = None;
+        for k in 1..=20u64 {
+            let at = t0 + ms(20 * k);
+            assert_eq!(w.heard(&m("b"), at, d), None);
+            if k <= 2 {
+                assert_eq!(w.heard(&m("c"), at, d), None);
+            }
+            if let Some(s) = w.heard(&m("a"), at, d) {
+                assert_eq!(s, vec![m("c")]);
+                first.get_or_insert(at);
+            }
+        }
+        // c last heard at 40 ms: suspect from my first probe past 150 ms.
+        assert_eq!(first, Some(t0 + ms(160)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_probe_of_mine_no_suspicion_and_a_view_resets() {
+        let t0 = Instant::now();
+        let d = ms(110);
+        let mut w = Watch::default();
+        w.view(&[m("a"), m("b")], 1, t0);
+        // A ring re-forming: nothing delivered for 400 ms, then my probe
+        // and b's together (b's first: the backlog in agreed order).
+        assert_eq!(w.heard(&m("a"), t0 + ms(400), d), None);
+        assert_eq!(w.heard(&m("b"), t0 + ms(400), d), None);
+        // Not heard since the view (the view's start counts).
+        w.view(&[m("a"), m("b")], 1, t0 + ms(500));
+        assert_eq!(w.heard(&m("b"), t0 + ms(600), d), None);
+        assert_eq!(w.heard(&m("b"), t0 + ms(700), d), Some(vec![m("a")]));
+        assert!(w.suspects().contains(&m("a")));
+        w.clear();
+        assert_eq!(w.heard(&m("b"), t0 + ms(900), d), None);
+    }
+}
