@@ -841,6 +841,27 @@ mod tests {
         }
     }
 
+    /// The largest STATE a member can send (every one of `MAX_VIPS` VIFs
+    /// held, preferred, yielding and ineligible; names at their limit) fits
+    /// in one Spread message (144000 data bytes in 4.4) and round-trips.
+    #[test]
+    fn the_largest_state_fits_one_spread_message() {
+        let all: Vec<u32> = (0..wackamole_common::MAX_VIPS).collect();
+        let s = StateMsg {
+            member: "m".repeat(MAX_NAME_LEN),
+            node: "n".repeat(MAX_NAME_LEN),
+            vif_count: wackamole_common::MAX_VIPS,
+            held: all.iter().map(|&i| (i, Priority::PreferClaimed)).collect(),
+            prefer: all.clone(),
+            yielding: all.clone(),
+            ineligible: all,
+            ..sample_state()
+        };
+        let bytes = encode(&Message::State(s.clone()));
+        assert!(bytes.len() <= 144_000, "{} bytes", bytes.len());
+        assert_eq!(decode(&bytes), Ok(Message::State(s)));
+    }
+
     #[test]
     fn newer_messages_are_read_as_far_as_known() {
         // A version-3 STATE: its extra field is skipped, everything else read.
