@@ -123,6 +123,23 @@ pub struct Alive {
     pub revives: bool,
 }
 
+impl Alive {
+    /// Publishes `new` unless the evidence there is fresher: the agent reads
+    /// only the latest value, and a probe that took long to come back
+    /// (counted from its sending) must not hide fresher evidence published
+    /// just before it (corosync answering while the ring is slow), or the
+    /// lease lapses although the engine was heard.
+    pub fn publish(tx: &tokio::sync::watch::Sender<Option<Alive>>, new: Alive) {
+        tx.send_if_modified(|cur| match cur {
+            Some(old) if old.at > new.at || (old.at == new.at && old.revives) => false,
+            _ => {
+                *cur = Some(new);
+                true
+            }
+        });
+    }
+}
+
 /// The agent's end of a running engine.
 pub struct MembershipHandle {
     /// Which engine and endpoint, for logs and `ctl status`.
@@ -132,4 +149,31 @@ pub struct MembershipHandle {
     /// The latest liveness evidence (`None` until the first; never updated
     /// by an engine without a watchdog).
     pub alive: tokio::sync::watch::Receiver<Option<Alive>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn older_evidence_never_hides_fresher() {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let t0 = Instant::now();
+        let ev = |at, revives| Alive {
+            at,
+            takeover_floor: Duration::from_millis(110),
+            revives,
+        };
+        // Corosync answered just now; a probe sent 80 ms ago comes back.
+        Alive::publish(&tx, ev(t0 + Duration::from_millis(80), false));
+        Alive::publish(&tx, ev(t0, true));
+        assert_eq!(*rx.borrow(), Some(ev(t0 + Duration::from_millis(80), false)));
+        // A fresher probe replaces it; at the same instant a probe wins.
+        let t1 = t0 + Duration::from_millis(100);
+        Alive::publish(&tx, ev(t1, true));
+        Alive::publish(&tx, ev(t1, false));
+        assert_eq!(*rx.borrow(), Some(ev(t1, true)));
+    }
 }

@@ -222,11 +222,14 @@ impl Engine {
 
     /// Tells the agent the engine was alive at `at` (its lease renews).
     fn alive(&self, s: &Session, at: Instant, revives: bool) {
-        self.alive.send_replace(Some(Alive {
-            at,
-            takeover_floor: s.takeover_floor,
-            revives,
-        }));
+        Alive::publish(
+            &self.alive,
+            Alive {
+                at,
+                takeover_floor: s.takeover_floor,
+                revives,
+            },
+        );
     }
 
     /// Liveness evidence at `at`: why it must not renew the lease if the

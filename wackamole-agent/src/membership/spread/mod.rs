@@ -309,11 +309,11 @@ impl Engine {
                                     tracing::trace!("spread {}: probe {seq} back in {rtt:?}", self.endpoint);
                                     // Counted from the sending (see `Alive`).
                                     let now = tokio::time::Instant::now();
-                                    self.alive.send_replace(Some(crate::membership::Alive {
+                                    crate::membership::Alive::publish(&self.alive, crate::membership::Alive {
                                         at: now.checked_sub(rtt).unwrap_or(now),
                                         takeover_floor: self.opts.takeover_floor,
                                         revives: true,
-                                    }));
+                                    });
                                 }
                             }
                             continue;
@@ -390,11 +390,14 @@ impl Engine {
         // local one: Unix socket or TCP on this host) is not frozen, and that
         // is the lease's evidence meanwhile. A frozen daemon reads nothing.
         if wd.consumed_in_flight(reading) {
-            self.alive.send_replace(Some(crate::membership::Alive {
-                at: tokio::time::Instant::now(),
-                takeover_floor: self.opts.takeover_floor,
-                revives: false,
-            }));
+            crate::membership::Alive::publish(
+                &self.alive,
+                crate::membership::Alive {
+                    at: tokio::time::Instant::now(),
+                    takeover_floor: self.opts.takeover_floor,
+                    revives: false,
+                },
+            );
         }
         if let Some(age) = wd.frozen(now, reading) {
             return Ok(Some(format!(
