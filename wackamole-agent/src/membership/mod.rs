@@ -169,7 +169,10 @@ mod tests {
         // Corosync answered just now; a probe sent 80 ms ago comes back.
         Alive::publish(&tx, ev(t0 + Duration::from_millis(80), false));
         Alive::publish(&tx, ev(t0, true));
-        assert_eq!(*rx.borrow(), Some(ev(t0 + Duration::from_millis(80), false)));
+        assert_eq!(
+            *rx.borrow(),
+            Some(ev(t0 + Duration::from_millis(80), false))
+        );
         // A fresher probe replaces it; at the same instant a probe wins.
         let t1 = t0 + Duration::from_millis(100);
         Alive::publish(&tx, ev(t1, true));
