@@ -44,8 +44,7 @@ pub fn safe_lease(floor: Duration) -> Duration {
 /// for at least the margin when the eviction is decided, so its VIFs may
 /// answer elsewhere at once. LAN-fast: 110 ms.
 pub fn evict_after(floor: Duration) -> Duration {
-    let lease = safe_lease(floor);
-    lease + floor.saturating_sub(lease)
+    floor
 }
 
 /// A gap this long in a node's own liveness evidence means its peers may

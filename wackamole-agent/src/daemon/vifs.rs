@@ -176,9 +176,19 @@ pub async fn plumb_many<'v, K: Copy, A: AddressPlumbing>(
     plumbing: &A,
     vifs: impl IntoIterator<Item = (K, &'v PlannedVif)>,
 ) -> Vec<(K, Result<Duration>)> {
+    pipelined(vifs, |vif| plumb(plumbing, vif)).await
+}
+
+/// Runs `step` for each VIF, up to [`PIPELINE`] at once; each result with
+/// its key and the time from the start to that VIF's step done.
+async fn pipelined<'v, K: Copy, F: std::future::Future<Output = Result<()>>>(
+    vifs: impl IntoIterator<Item = (K, &'v PlannedVif)>,
+    step: impl Fn(&'v PlannedVif) -> F,
+) -> Vec<(K, Result<Duration>)> {
     let start = Instant::now();
+    let step = &step;
     futures::stream::iter(vifs)
-        .map(|(k, vif)| async move { (k, plumb(plumbing, vif).await.map(|()| start.elapsed())) })
+        .map(|(k, vif)| async move { (k, step(vif).await.map(|()| start.elapsed())) })
         .buffer_unordered(PIPELINE)
         .collect()
         .await
@@ -222,12 +232,7 @@ pub async fn unplumb_many<'v, K: Copy, A: AddressPlumbing>(
     plumbing: &A,
     vifs: impl IntoIterator<Item = (K, &'v PlannedVif)>,
 ) -> Vec<(K, Result<Duration>)> {
-    let start = Instant::now();
-    futures::stream::iter(vifs)
-        .map(|(k, vif)| async move { (k, unplumb(plumbing, vif).await.map(|()| start.elapsed())) })
-        .buffer_unordered(PIPELINE)
-        .collect()
-        .await
+    pipelined(vifs, |vif| unplumb(plumbing, vif)).await
 }
 
 /// Hand-over step 1 for `vif`: XDP stops answering ARP for its addresses but

@@ -232,6 +232,18 @@ impl Engine {
         );
     }
 
+    /// Liveness evidence at `at` for the agent; after too long a gap (see
+    /// [`Engine::evidence_gap_trips`]) the engine reports itself lost and
+    /// reconnects instead.
+    async fn evidence(&mut self, s: &mut Session, at: Instant, revives: bool) -> Result<(), End> {
+        if let Some(reason) = self.evidence_gap_trips(s, at) {
+            self.report_lost(s, reason).await?;
+            return Err(End::Reconnect);
+        }
+        self.alive(s, at, revives);
+        Ok(())
+    }
+
     /// Liveness evidence at `at`: why it must not renew the lease if the
     /// evidence before it is older than the self-eviction gap. Then this
     /// process was frozen or starved long enough for the peers to evict it
@@ -251,18 +263,17 @@ impl Engine {
         ))
     }
 
-    /// The evidence came after too long a gap: tell the agent it has lost
-    /// the engine (it releases everything) and reconnect for a fresh view
-    /// (the group sees us leave and come back, immature).
-    async fn evidence_gap(&mut self, s: &mut Session, reason: String) -> End {
+    /// Tells the agent it has lost the engine (it releases everything) and
+    /// delivers nothing more until the thaw or a reconnection (after too
+    /// long an evidence gap the group sees us leave and come back, immature).
+    async fn report_lost(&mut self, s: &mut Session, reason: String) -> Result<(), End> {
         tracing::warn!("{reason}");
         s.tracker.frozen();
         s.watchdog.reset();
         self.queue.clear();
-        if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
-            return End::Shutdown;
-        }
-        End::Reconnect
+        self.emit(MembershipEvent::Lost { reason })
+            .await
+            .map_err(|_| End::Shutdown)
     }
 
     async fn serve(&mut self, conn: Conn) -> End {
@@ -353,11 +364,7 @@ impl Engine {
                         if let (true, false, Some(sent)) =
                             (self.joined, s.tracker.is_frozen(), sent)
                         {
-                            let at = Instant::from_std(sent);
-                            if let Some(reason) = self.evidence_gap_trips(s, at) {
-                                return Err(self.evidence_gap(s, reason).await);
-                            }
-                            self.alive(s, at, true);
+                            self.evidence(s, Instant::from_std(sent), true).await?;
                         }
                         if s.tracker.thawed() {
                             thawed = true;
@@ -420,13 +427,7 @@ impl Engine {
         let now = std::time::Instant::now();
         if !s.tracker.is_frozen() {
             if let Some(reason) = self.watchdog_verdict(s, now) {
-                s.tracker.frozen();
-                s.watchdog.reset();
-                self.queue.clear();
-                tracing::warn!("{reason}");
-                self.emit(MembershipEvent::Lost { reason })
-                    .await
-                    .map_err(|_| End::Shutdown)?;
+                self.report_lost(s, reason).await?;
             }
         }
         // A ring re-forming moves no probe: corosync answering IPC is the
@@ -435,10 +436,7 @@ impl Engine {
             && tracker::ipc_counts(s.watchdog.stalled(now), s.interval, s.stall_limit)
         {
             if let Some(at) = Instant::now().checked_sub(s.liveness.silent_for()) {
-                if let Some(reason) = self.evidence_gap_trips(s, at) {
-                    return Err(self.evidence_gap(s, reason).await);
-                }
-                self.alive(s, at, false);
+                self.evidence(s, at, false).await?;
             }
         }
         if let Some(seq) = s.watchdog.probe(now) {
