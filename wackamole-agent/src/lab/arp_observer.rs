@@ -1,6 +1,13 @@
 //! An ARP observer for the "two answering hosts" figure: from a namespace,
 //! broadcasts an ARP request for every VIP every 10 ms (iputils arping
 //! cannot go below one a second) and records which MACs answer, by round.
+//!
+//! Each round asks from its own sender address (a pool of addresses nobody
+//! else uses), and a reply is addressed to the request's sender: so a reply
+//! names the request it answers. Counting a reply for the round in which it
+//! arrived instead made a late reply to round k from the old owner and the
+//! new owner's answer to round k+1 look like two answerers at one instant;
+//! that figure is still kept (`by_arrival`) for comparison.
 
 use crate::net::arp::{ArpFrame, ArpOp, ArpSender};
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -12,11 +19,14 @@ use std::time::{Duration, Instant};
 /// One request per VIP per round.
 pub const ROUND: Duration = Duration::from_millis(10);
 
-/// What the observer saw: per VIP, (round, answering MAC) in arrival order.
-/// A reply counts for the latest round sent before it arrived.
+/// What the observer saw, per VIP, in arrival order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
+    /// (round of the request answered, answering MAC).
     pub replies: Vec<Vec<(u32, [u8; 6])>>,
+    /// (latest round sent before the reply arrived, MAC), every reply for
+    /// the VIP including unsolicited ones (gratuitous, unicast notices).
+    pub by_arrival: Vec<Vec<(u32, [u8; 6])>>,
 }
 
 impl Observed {
@@ -36,39 +46,67 @@ impl Observed {
     /// two different MACs answered one request, times [`ROUND`], for the
     /// worst VIP (ms).
     pub fn two_answerers_ms(&self) -> f64 {
-        let worst = self
-            .replies
-            .iter()
-            .map(|r| {
-                let mut rounds: Vec<u32> = r
-                    .iter()
-                    .filter(|(round, mac)| r.iter().any(|(o, m)| o == round && m != mac))
-                    .map(|(round, _)| *round)
-                    .collect();
-                rounds.dedup();
-                rounds.len()
-            })
-            .max()
-            .unwrap_or(0);
-        worst as f64 * ROUND.as_secs_f64() * 1e3
+        two_macs_ms(&self.replies)
+    }
+
+    /// [`Observed::two_answerers_ms`] counting every reply for the round in
+    /// which it arrived (the figure before requests were told apart).
+    pub fn two_answerers_by_arrival_ms(&self) -> f64 {
+        two_macs_ms(&self.by_arrival)
     }
 }
 
+/// Rounds in which two MACs answered, for the worst VIP, in ms.
+fn two_macs_ms(replies: &[Vec<(u32, [u8; 6])>]) -> f64 {
+    let worst = replies
+        .iter()
+        .map(|r| {
+            let mut rounds: Vec<u32> = r
+                .iter()
+                .filter(|(round, mac)| r.iter().any(|(o, m)| o == round && m != mac))
+                .map(|(round, _)| *round)
+                .collect();
+            // A late reply comes after later rounds' replies.
+            rounds.sort_unstable();
+            rounds.dedup();
+            rounds.len()
+        })
+        .max()
+        .unwrap_or(0);
+    worst as f64 * ROUND.as_secs_f64() * 1e3
+}
+
 /// Starts observing `vips` from network namespace `netns` (a name under
-/// /run/netns) through `iface`, asking as `me`, for `how_long`.
+/// /run/netns) through `iface`, for `how_long`. Round `r` asks from
+/// `senders[r % senders.len()]`: addresses on the LAN that nobody uses (so
+/// no host has a neighbour entry the requests would rewrite), enough of them
+/// that no reply is still on its way when its address comes round again.
 pub fn start(
     netns: &str,
     iface: &str,
-    me: Ipv4Addr,
+    senders: Vec<Ipv4Addr>,
     vips: Vec<Ipv4Addr>,
     how_long: Duration,
 ) -> Result<JoinHandle<Result<Observed>>> {
+    ensure!(
+        !senders.is_empty(),
+        "the ARP observer needs a sender address"
+    );
     let ns = format!("/run/netns/{netns}");
     let iface = iface.to_string();
     std::thread::Builder::new()
         .name("arp-observer".into())
-        .spawn(move || observe(&ns, &iface, me, &vips, how_long))
+        .spawn(move || observe(&ns, &iface, &senders, &vips, how_long))
         .context("spawning the ARP observer")
+}
+
+/// The round a reply to `tpa` answers, if `tpa` is one of `senders`: the
+/// latest round up to `current` that asked from it.
+fn answered_round(senders: &[Ipv4Addr], tpa: Ipv4Addr, current: u32) -> Option<u32> {
+    let n = u32::try_from(senders.len()).ok()?;
+    let slot = u32::try_from(senders.iter().position(|s| *s == tpa)?).ok()?;
+    let back = (current % n + n - slot) % n;
+    current.checked_sub(back).filter(|r| *r > 0)
 }
 
 /// Joins an observer.
@@ -89,7 +127,7 @@ pub(crate) fn enter_netns(ns: &str) -> Result<()> {
 fn observe(
     ns: &str,
     iface: &str,
-    me: Ipv4Addr,
+    senders: &[Ipv4Addr],
     vips: &[Ipv4Addr],
     how_long: Duration,
 ) -> Result<Observed> {
@@ -98,6 +136,7 @@ fn observe(
     let rx = arp_socket(iface)?;
     let mut seen = Observed {
         replies: vec![Vec::new(); vips.len()],
+        by_arrival: vec![Vec::new(); vips.len()],
     };
     let start = Instant::now();
     let end = start + how_long;
@@ -107,6 +146,7 @@ fn observe(
     while Instant::now() < end {
         if Instant::now() >= next {
             round += 1;
+            let me = senders[round as usize % senders.len()];
             for vip in vips {
                 tx.send(&ArpFrame {
                     eth_dst: [0xff; 6],
@@ -138,7 +178,10 @@ fn observe(
         };
         if f.op == ArpOp::Reply {
             if let Some(i) = vips.iter().position(|v| *v == f.spa) {
-                seen.replies[i].push((round, f.sha));
+                seen.by_arrival[i].push((round, f.sha));
+                if let Some(asked) = answered_round(senders, f.tpa, round) {
+                    seen.replies[i].push((asked, f.sha));
+                }
             }
         }
     }
@@ -190,12 +233,36 @@ mod tests {
         let dup = vec![(1, a), (2, a), (2, b), (3, b), (3, a), (4, b)];
         let o = Observed {
             replies: vec![clean.clone(), dup],
+            by_arrival: Vec::new(),
         };
         assert_eq!(o.two_answerers_ms(), 20.0);
         let o = Observed {
-            replies: vec![clean],
+            replies: vec![clean.clone()],
+            by_arrival: Vec::new(),
         };
         assert_eq!(o.two_answerers_ms(), 0.0);
         assert_eq!(o.macs(0), [a, a, b, b]);
+        // A late reply to round 2, after round 3's: one round, counted once.
+        let late = vec![(2, a), (3, b), (2, b), (3, b)];
+        let o = Observed {
+            replies: vec![late],
+            by_arrival: vec![clean],
+        };
+        assert_eq!(o.two_answerers_ms(), 10.0);
+        assert_eq!(o.two_answerers_by_arrival_ms(), 0.0);
+    }
+
+    #[test]
+    fn a_reply_names_the_round_it_answers() {
+        let pool: Vec<Ipv4Addr> = (0..4).map(|i| Ipv4Addr::new(10, 0, 0, 210 + i)).collect();
+        // Round r asks from pool[r % 4]; now at round 9 (slot 1).
+        assert_eq!(answered_round(&pool, pool[1], 9), Some(9));
+        assert_eq!(answered_round(&pool, pool[0], 9), Some(8));
+        assert_eq!(answered_round(&pool, pool[2], 9), Some(6));
+        assert_eq!(answered_round(&pool, pool[3], 9), Some(7));
+        // Not one of ours (a gratuitous reply or a notice to the client).
+        assert_eq!(answered_round(&pool, Ipv4Addr::new(10, 0, 0, 200), 9), None);
+        // No round 0 exists.
+        assert_eq!(answered_round(&pool, pool[2], 1), None);
     }
 }

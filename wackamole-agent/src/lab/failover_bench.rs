@@ -807,9 +807,10 @@ fn run_size(
             let said = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
             writeln!(
                 log,
-                "      observers heard {} ARP and {} NA answers",
+                "      observers heard {} ARP and {} NA answers (two answerers counted by arrival: {} ms)",
                 said(r.observer_answers.0),
-                said(r.observer_answers.1)
+                said(r.observer_answers.1),
+                r.two_by_arrival_ms.map_or("n/a".into(), |ms| format!("{ms:.0}")),
             )?;
             writeln!(
                 log,
@@ -1074,6 +1075,9 @@ struct Repetition {
     /// Longest time an observed VIP had two answerers (ARP and NS
     /// observers, ms); None when nothing was observed.
     two_answerers_ms: Option<f64>,
+    /// The same counting every reply (also unsolicited ones) for the round
+    /// in which it arrived, as before requests were told apart.
+    two_by_arrival_ms: Option<f64>,
     /// The control VIPs (indices into the run's VIPs).
     controls: Vec<u32>,
     /// Answers the ARP and NS observers recorded (None: not run).
@@ -1373,7 +1377,7 @@ fn repetition(
         Some(arp_observer::start(
             c.client().name(),
             "eth0",
-            crate::testbed::cluster::CLIENT_ADDR,
+            crate::testbed::cluster::observer_addrs(),
             observed4,
             window,
         )?)
@@ -1426,25 +1430,30 @@ fn repetition(
         .join()
         .map_err(|_| anyhow!("prober thread panicked"))?;
     // An observer that heard no answer at all measured nothing: None, not 0.
-    let heard = |o: arp_observer::Observed| (o.answers() > 0).then(|| o.two_answerers_ms());
+    let heard = |o: &arp_observer::Observed| {
+        (o.answers() > 0).then(|| (o.two_answerers_ms(), o.two_answerers_by_arrival_ms()))
+    };
     let (two4, arp_answers) = match observer {
         Some(o) => {
             let o = arp_observer::join(o)?;
-            (heard(o.clone()), Some(o.answers()))
+            (heard(&o), Some(o.answers()))
         }
         None => (None, None),
     };
     let (two6, na_answers) = match observer6 {
         Some(o) => {
             let o = ns_observer::join(o)?;
-            (heard(o.clone()), Some(o.answers()))
+            (heard(&o), Some(o.answers()))
         }
         None => (None, None),
     };
     // Dual stack: the worse family.
-    let two_answerers_ms = match (two4, two6) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
+    let (two_answerers_ms, two_by_arrival_ms) = match (two4, two6) {
+        (Some(a), Some(b)) => (Some(a.0.max(b.0)), Some(a.1.max(b.1))),
+        (a, b) => {
+            let w = a.or(b);
+            (w.map(|w| w.0), w.map(|w| w.1))
+        }
     };
     let usage = sampler.stop()?;
     let fenced = fenced_delta(&fenced_before, &fenced_counts(c));
@@ -1469,6 +1478,7 @@ fn repetition(
         usage: vec![usage],
         victim: victim_name,
         two_answerers_ms,
+        two_by_arrival_ms,
         controls,
         pool,
         observer_answers: (arp_answers, na_answers),

@@ -66,8 +66,11 @@ fn observe(
         .iter()
         .map(|&vip| NdFrame::solicitation(tx.mac(), me, vip))
         .collect();
+    // Solicited NAs only, each counted for the round in which it arrived
+    // (the solicitations are not told apart: both figures are this one).
     let mut seen = Observed {
         replies: vec![Vec::new(); vips.len()],
+        by_arrival: vec![Vec::new(); vips.len()],
     };
     let start = Instant::now();
     let end = start + how_long;
@@ -101,6 +104,7 @@ fn observe(
         if let Some((target, mac)) = answer_of(&buf[..n.min(buf.len())], me) {
             if let Some(i) = vips.iter().position(|v| *v == target) {
                 seen.replies[i].push((round, mac));
+                seen.by_arrival[i].push((round, mac));
             }
         }
     }

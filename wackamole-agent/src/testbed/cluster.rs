@@ -41,6 +41,13 @@ static MOUNTS: AtomicU32 = AtomicU32::new(0);
 /// The client's address on the cluster LAN.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
 
+/// Addresses on the cluster LAN that nobody has: the ARP observer asks from
+/// a different one each round (see `lab::arp_observer`), 400 ms before one
+/// comes round again.
+pub fn observer_addrs() -> Vec<Ipv4Addr> {
+    (210..250).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect()
+}
+
 /// The client's IPv6 address on the cluster LAN (with [`VipFamily::Ipv6`]
 /// or [`VipFamily::Dual`]).
 pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x200);

@@ -36,7 +36,7 @@ use wackamole::lab::analysis::{analyse, Params, ProbeRun, RunResult};
 use wackamole::lab::arp_observer::{self, Observed, ROUND};
 use wackamole::lab::prober::{self, ProberConfig};
 use wackamole::lab::responder::Responder;
-use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions, CLIENT_ADDR};
+use wackamole::testbed::cluster::{observer_addrs, AgentCluster, AgentClusterOptions};
 use wackamole::testbed::impair::{LinkLoss, Loss};
 use wackamole::testbed::{Netns, Switch};
 
@@ -103,8 +103,13 @@ impl Traffic {
         let started = Instant::now();
         let wall = SystemTime::now();
         let mono_ns = wackamole::lab::now_ns();
-        let observer =
-            arp_observer::start(c.client().name(), "eth0", CLIENT_ADDR, vips(), how_long)?;
+        let observer = arp_observer::start(
+            c.client().name(),
+            "eth0",
+            observer_addrs(),
+            vips(),
+            how_long,
+        )?;
         Ok(Traffic {
             responders,
             prober,

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wackamole::lab::arp_observer::{self, Observed};
-use wackamole::testbed::cluster::CLIENT_ADDR;
+use wackamole::testbed::cluster::observer_addrs;
 use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
@@ -99,7 +99,7 @@ fn run(fault: Fault) -> Result<()> {
     let observer = arp_observer::start(
         c.client().name(),
         "eth0",
-        CLIENT_ADDR,
+        observer_addrs(),
         vips.clone(),
         OBSERVE,
     )?;
@@ -211,7 +211,7 @@ fn a_restarted_agent_never_answers_for_its_crashed_runs_addresses() -> Result<()
     let observer = arp_observer::start(
         c.client().name(),
         "eth0",
-        CLIENT_ADDR,
+        observer_addrs(),
         vips.clone(),
         OBSERVE,
     )?;
