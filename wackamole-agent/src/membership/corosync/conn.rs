@@ -202,14 +202,20 @@ pub struct Conn {
     pub quorate: bool,
     /// (token, consensus) in ms from cmap, if readable.
     pub totem_timers: Option<(u32, u32)>,
+    /// Corosync's process id (the IPC socket's peer), if visible here.
+    pub corosync_pid: Option<u32>,
 }
 
-/// Whether corosync still answers local IPC: a thread with its own cmap
-/// connection asks corosync for a key every `interval` and records when it
-/// last got an answer. A frozen corosync (SIGSTOP) answers nothing, while one
-/// re-forming its ring answers at once; the watchdog uses this to tell the two
-/// apart. The thread blocks in the call while corosync is frozen and ends when
-/// the guard is dropped or the connection fails.
+/// Whether corosync is alive: a thread with its own cmap connection asks
+/// corosync for a key every `interval` and records when it last got an
+/// answer, and (when corosync's pid is known) another reads the process's
+/// state every `interval` and records when it last saw it neither stopped
+/// nor gone. A frozen corosync (SIGSTOP) passes neither. One re-forming its
+/// ring answers IPC at once, except while it synchronises its services after
+/// a view change: then it holds every IPC request back (seen for 0.8-3 s on
+/// this loaded 2-core host when a node came back), and only the process
+/// state tells it from a frozen one. The IPC thread blocks in the call
+/// meanwhile; both end when the guard is dropped (or the connection fails).
 pub struct Liveness {
     epoch: Instant,
     last_ok_ms: Arc<AtomicU64>,
@@ -217,11 +223,15 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    pub fn start(interval: Duration) -> Result<Liveness, CallError> {
+    pub fn start(interval: Duration, corosync_pid: Option<u32>) -> Result<Liveness, CallError> {
         let h = call("cmap_initialize", cmap::initialize(cmap::Map::Icmap))?;
         let epoch = Instant::now();
         let last_ok_ms = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let spawn_failed = |_| CallError {
+            call: "spawn liveness thread",
+            err: CsError::CsErrNoResources,
+        };
         let (last, halt) = (last_ok_ms.clone(), stop.clone());
         std::thread::Builder::new()
             .name("corosync-liveness".into())
@@ -230,15 +240,31 @@ impl Liveness {
                     if cmap::get(&h, "runtime.config.totem.token").is_err() {
                         return;
                     }
-                    let ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    last.store(ms, Ordering::Relaxed);
+                    seen_alive(&last, epoch);
                     std::thread::sleep(interval);
                 }
             })
-            .map_err(|_| CallError {
-                call: "spawn liveness thread",
-                err: CsError::CsErrNoResources,
-            })?;
+            .map_err(spawn_failed)?;
+        if let Some(pid) = corosync_pid {
+            let (last, halt) = (last_ok_ms.clone(), stop.clone());
+            let path = format!("/proc/{pid}/stat");
+            std::thread::Builder::new()
+                .name("corosync-proc".into())
+                .spawn(move || {
+                    while !halt.load(Ordering::Relaxed) {
+                        match std::fs::read_to_string(&path) {
+                            Ok(stat) if super::tracker::process_runs(&stat) => {
+                                seen_alive(&last, epoch)
+                            }
+                            Ok(_) => {}
+                            // Gone: the IPC connection reports it.
+                            Err(_) => return,
+                        }
+                        std::thread::sleep(interval);
+                    }
+                })
+                .map_err(spawn_failed)?;
+        }
         Ok(Liveness {
             epoch,
             last_ok_ms,
@@ -246,11 +272,38 @@ impl Liveness {
         })
     }
 
-    /// How long corosync has not answered.
+    /// How long corosync has shown no sign of life.
     pub fn silent_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_ok_ms.load(Ordering::Relaxed));
         self.epoch.elapsed().saturating_sub(last)
     }
+}
+
+/// Records "alive now" (the later of the two threads' sightings).
+fn seen_alive(last: &AtomicU64, epoch: Instant) {
+    let ms = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    last.fetch_max(ms, Ordering::Relaxed);
+}
+
+/// The process at the other end of a Unix socket (SO_PEERCRED), if it is
+/// visible in our pid namespace.
+fn peer_pid(fd: RawFd) -> Option<u32> {
+    // SAFETY: an all-zero ucred is valid; getsockopt fills it.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt on a descriptor we hold, into a buffer of `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && cred.pid > 0)
+        .then(|| u32::try_from(cred.pid).ok())
+        .flatten()
 }
 
 impl Drop for Liveness {
@@ -338,6 +391,7 @@ impl Conn {
         };
 
         let fd = call("cpg_fd_get", cpg::fd_get(&cpg_handle))?;
+        let corosync_pid = peer_pid(fd);
         let cpg_fd = register(fd, "register cpg fd")?;
         let conn = Conn {
             cpg_fd,
@@ -348,6 +402,7 @@ impl Conn {
             ring,
             quorate: quorate || !track_quorum,
             totem_timers: totem_timers(),
+            corosync_pid,
         };
         if join {
             conn.join_group(group).await?;

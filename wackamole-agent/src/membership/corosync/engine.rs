@@ -292,7 +292,15 @@ impl Engine {
                 self.opts.watchdog_interval
             );
         }
-        let liveness = match Liveness::start(interval) {
+        if conn.corosync_pid.is_none() {
+            tracing::warn!(
+                "corosync group {}: corosync's process is not visible here (another pid namespace?): \
+                 while it synchronises after a view change (it answers no IPC then) this node may \
+                 release its VIFs as if corosync were frozen",
+                self.opts.group
+            );
+        }
+        let liveness = match Liveness::start(interval, conn.corosync_pid) {
             Ok(l) => l,
             Err(e) => return self.lost(e),
         };

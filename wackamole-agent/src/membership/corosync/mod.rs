@@ -70,12 +70,14 @@ pub struct CorosyncOptions {
     /// LAN-fast profile, 1.8 s with corosync's defaults on 3 nodes, whose
     /// failure detection takes 8 s).
     pub watchdog_deadline: Option<Duration>,
-    /// Stalled ring: `Lost` when a probe is this late although corosync still
-    /// answers IPC. While totem re-forms the ring after a failure, no agreed
-    /// message moves anywhere for about token + consensus, and that must not
-    /// count as a loss at the survivors. `None` (the default) derives it from
-    /// the running corosync's `runtime.config.totem.{token,consensus}` at each
-    /// connection: `2 x (token + consensus) + 200 ms` (420 ms with the
+    /// Stalled ring: `Lost` when a probe is this late although corosync is
+    /// still alive (answers IPC, or its process runs). While totem re-forms
+    /// the ring after a failure, no agreed message moves anywhere for about
+    /// token + consensus, then corosync synchronises (and answers no IPC);
+    /// that must not count as a loss at the survivors. `None` (the default)
+    /// derives it from the running corosync's
+    /// `runtime.config.totem.{token,consensus}` at each connection:
+    /// `2 x (token + consensus) + 200 ms`, at least 3 s (3 s with the
     /// LAN-fast profile, ~16 s with corosync's defaults on 3 nodes).
     pub watchdog_stall_limit: Option<Duration>,
     /// First pause before reconnecting to a lost corosync.

@@ -344,13 +344,30 @@ pub fn ipc_counts(overdue: Option<Duration>, interval: Duration, stall_limit: Du
     overdue.is_some_and(|late| late > interval / 2 && late < stall_limit)
 }
 
-/// How long probes may stall while corosync still answers IPC (the ring is
-/// re-forming: no agreed message moves for about token + consensus).
+/// How long probes may stall while corosync is alive (it answers IPC or its
+/// process runs): the ring is re-forming, and no agreed message moves for
+/// about token + consensus, then corosync synchronises its services (no IPC
+/// answered). Twice the nominal time plus 200 ms, and at least 3 s: on a
+/// loaded host (2 shared cores) the fast profile's re-formation took up to
+/// ~430 ms, and the synchronisation after a node came back 0.8-3 s, while
+/// every member waited alike (no peer can take a VIF over before the view).
+/// Beyond it the ring counts as stuck: `Lost`.
 pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
-    // Twice the nominal time plus 200 ms: on a loaded host (2 shared cores)
-    // the fast profile's re-formation was seen to take up to ~430 ms.
     let ring = u64::from(token_ms) + u64::from(consensus_ms);
-    Duration::from_millis(ring * 2 + 200)
+    Duration::from_millis(ring * 2 + 200).max(MIN_STALL_LIMIT)
+}
+
+/// The shortest automatic stall limit (see [`auto_stall_limit`]).
+pub const MIN_STALL_LIMIT: Duration = Duration::from_secs(3);
+
+/// Whether a `/proc/<pid>/stat` line shows a process that is neither
+/// stopped (SIGSTOP, traced) nor dead. The state follows the last `)` (the
+/// command name may itself contain one).
+pub fn process_runs(stat: &str) -> bool {
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some("R" | "S" | "D" | "I"))
 }
 
 /// Why the watchdog trips.
@@ -751,8 +768,25 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_or_dead_process_does_not_run() {
+        let stat = |state: &str| format!("4242 (corosync) {state} 1 4242 4242 0 -1 4194560 3 0");
+        for s in ["R", "S", "D", "I"] {
+            assert!(process_runs(&stat(s)), "{s}");
+        }
+        for s in ["T", "t", "Z", "X", "x"] {
+            assert!(!process_runs(&stat(s)), "{s}");
+        }
+        // A ')' in the command name, and nonsense.
+        assert!(process_runs("7 (a) b) S 1 7"));
+        assert!(!process_runs("7 (a) b) T 1 7"));
+        assert!(!process_runs(""));
+        assert!(!process_runs("no parenthesis S"));
+    }
+
+    #[test]
     fn auto_stall_limit_covers_ring_reformation() {
-        assert_eq!(auto_stall_limit(50, 60), Duration::from_millis(420));
+        assert_eq!(auto_stall_limit(50, 60), MIN_STALL_LIMIT);
+        assert_eq!(auto_stall_limit(1000, 1200), Duration::from_millis(4600));
         assert_eq!(
             auto_stall_limit(DEFAULT_TOKEN_MS, DEFAULT_CONSENSUS_MS),
             Duration::from_millis(16_260)
