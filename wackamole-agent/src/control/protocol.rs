@@ -434,7 +434,9 @@ mod tests {
             ..VifRow::default()
         };
         let mut line = ListLine::default();
-        let results: Vec<bool> = (0..17).map(|_| line.rows(&[row.clone()]).is_ok()).collect();
+        let results: Vec<bool> = (0..17)
+            .map(|_| line.rows(std::slice::from_ref(&row)).is_ok())
+            .collect();
         assert!(results[..15].iter().all(|ok| *ok), "{results:?}");
         assert!(!results[16], "{results:?}");
     }
