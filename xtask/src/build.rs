@@ -153,7 +153,7 @@ pub fn run_agent(args: &[String]) -> Result<()> {
 /// Benchmarks are bench targets of the agent crate (harness = false) that
 /// print a table and write target/bench/<name>.json.
 pub fn bench(name: &str, args: &[String]) -> Result<()> {
-    const BENCHES: &[&str] = &["dataplane", "allocation", "membership", "failover"];
+    const BENCHES: &[&str] = &["dataplane", "allocation", "membership", "failover", "sizes"];
     if !BENCHES.contains(&name) {
         bail!("unknown benchmark `{name}`; one of: {}", BENCHES.join(", "));
     }

@@ -379,6 +379,14 @@ impl Allocator {
         self.speak
     }
 
+    /// The node owning `vif` in the current view (what [`Self::table`]
+    /// says, without copying the whole table: `ctl list` asks per page).
+    pub fn owner_node(&self, vif: VifIndex) -> Option<&str> {
+        let view = self.view.as_ref()?;
+        let owner = view.table.get(vif.0 as usize)?.owner?;
+        view.members.get(owner as usize).map(|m| m.node.as_str())
+    }
+
     /// A snapshot of the table and members, for `ctl status`.
     pub fn table(&self) -> TableView {
         let view = self.view.as_ref();

@@ -2,7 +2,8 @@
 //!
 //! - [`protocol`]: the line-delimited JSON requests and replies (pure).
 //! - [`server`]: the daemon's Unix socket listener; it hands each request to
-//!   the daemon over an mpsc channel with a oneshot for the reply.
+//!   the daemon over an mpsc channel with a oneshot for the reply, and
+//!   streams a `list` to the client page by page.
 //! - [`client`]: one request, one reply, with a timeout (the CLI side).
 //! - [`render`]: human tables for `list` and `status`, or JSON passthrough.
 
@@ -12,8 +13,8 @@ pub mod render;
 pub mod server;
 
 pub use protocol::{
-    parse_request, FailoverInfo, ListReply, MemberRow, Reply, Request, StatusReply, VifRow,
-    MAX_LINE,
+    parse_request, FailoverInfo, ListLine, ListReply, MemberRow, Reply, Request, StatusReply,
+    VifRow, LIST_PAGE, MAX_LINE,
 };
 pub use server::{ControlRequest, ControlServer};
 

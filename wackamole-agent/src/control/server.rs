@@ -21,6 +21,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `list` is streamed: the connection asks the daemon for
+//! [`Request::ListPage`]s of [`LIST_PAGE`] rows and writes each before asking
+//! for the next, so a client that reads slowly holds one page, never the
+//! whole reply, and the daemon's loop never waits on a socket. Every write
+//! has a timeout ([`Limits::write`]): a client that stops reading is cut off.
+//! The client still receives the one JSON line of `Reply::list`, so the wire
+//! protocol is unchanged for any `ctl` version; rows of different pages may
+//! be a few milliseconds apart (the VIF set itself only changes on restart).
+//!
 //! Access: the socket is mode 0600 in a directory we create 0700, and every
 //! connection's peer credentials (SO_PEERCRED) are checked: only uid 0 and
 //! the daemon's own effective uid are served; others get an error reply and
@@ -37,7 +46,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::protocol::{parse_request, Reply, Request, MAX_LINE};
+use super::protocol::{parse_request, ListLine, Reply, Request, LIST_PAGE, MAX_LINE};
 
 /// A request for the daemon, with the channel its reply goes back on.
 #[derive(Debug)]
@@ -57,6 +66,9 @@ pub struct Limits {
     pub idle: Duration,
     /// How long to wait for the daemon's answer.
     pub answer: Duration,
+    /// How long one write (a reply, or a page of a `list`) may wait for the
+    /// client to read; then the connection is closed.
+    pub write: Duration,
 }
 
 impl Default for Limits {
@@ -65,6 +77,7 @@ impl Default for Limits {
             max_connections: 32,
             idle: Duration::from_secs(60),
             answer: Duration::from_secs(30),
+            write: Duration::from_secs(10),
         }
     }
 }
@@ -248,18 +261,85 @@ async fn connection(
             let reply = Reply::error(format!(
                 "request line exceeds the limit of {MAX_LINE} bytes"
             ));
-            write.write_all(reply.to_line().as_bytes()).await?;
+            send(&mut write, reply.to_line().as_bytes(), limits.write).await?;
             return Ok(());
         }
-        let reply = match parse_request(&line) {
-            Err(e) => Reply::error(e),
-            Ok(request) => ask_daemon(&to_daemon, request, uid, limits.answer).await,
-        };
-        write.write_all(reply.to_line().as_bytes()).await?;
+        match parse_request(&line) {
+            Err(e) => {
+                send(
+                    &mut write,
+                    Reply::error(e).to_line().as_bytes(),
+                    limits.write,
+                )
+                .await?
+            }
+            Ok(Request::List) => stream_list(&mut write, &to_daemon, uid, limits).await?,
+            Ok(request) => {
+                let reply = ask_daemon(&to_daemon, request, uid, limits.answer).await;
+                send(&mut write, reply.to_line().as_bytes(), limits.write).await?;
+            }
+        }
         if !complete {
             return Ok(()); // EOF without newline: that was the last request
         }
     }
+}
+
+/// Writes `bytes` unless the client stops reading for `wait`.
+async fn send<W: AsyncWriteExt + Unpin>(
+    write: &mut W,
+    bytes: &[u8],
+    wait: Duration,
+) -> io::Result<()> {
+    match tokio::time::timeout(wait, write.write_all(bytes)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("client read nothing for {wait:?}"),
+        )),
+    }
+}
+
+/// Answers `list` page by page (see the module documentation). An error
+/// before the first row is the reply; after it, the line cannot be finished
+/// and the connection is closed (the client reports an incomplete reply).
+async fn stream_list<W: AsyncWriteExt + Unpin>(
+    write: &mut W,
+    to_daemon: &mpsc::Sender<ControlRequest>,
+    uid: u32,
+    limits: Limits,
+) -> io::Result<()> {
+    let mut line = ListLine::default();
+    loop {
+        let from = line.count();
+        let page = Request::ListPage {
+            from,
+            max: LIST_PAGE,
+        };
+        let reply = ask_daemon(to_daemon, page, uid, limits.answer).await;
+        let rows = match reply.list {
+            Some(list) if reply.ok => list.vifs,
+            _ if from == 0 => return send(write, reply.to_line().as_bytes(), limits.write).await,
+            _ => {
+                let why = reply.error.unwrap_or_default();
+                return Err(io::Error::other(format!("list cut at row {from}: {why}")));
+            }
+        };
+        let bytes = match line.rows(&rows) {
+            Ok(b) => b,
+            Err(e) if from == 0 => {
+                return send(write, Reply::error(e).to_line().as_bytes(), limits.write).await
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        };
+        send(write, &bytes, limits.write).await?;
+        // A short page is the last; so is a longer one (a daemon that
+        // ignores paging sent everything).
+        if rows.len() != LIST_PAGE {
+            break;
+        }
+    }
+    send(write, &line.end(), limits.write).await
 }
 
 async fn ask_daemon(

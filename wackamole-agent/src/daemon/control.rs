@@ -94,7 +94,8 @@ impl<H: Host> Agent<H> {
 
     async fn answer(&mut self, request: Request) -> Reply {
         match request {
-            Request::List => Reply::list(self.list()),
+            Request::List => Reply::list(self.list(0, usize::MAX)),
+            Request::ListPage { from, max } => Reply::list(self.list(from, max)),
             Request::Status => Reply::status(self.status()),
             Request::Fail => self.operator(Input::Fail, Operation::Fail).await,
             Request::Recover => self.operator(Input::Recover, Operation::Recover).await,
@@ -138,21 +139,23 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    fn list(&self) -> ListReply {
-        let table = self.alloc.table();
+    /// The `list` rows of VIFs `from..from + max` (fewer at the end).
+    fn list(&self, from: usize, max: usize) -> ListReply {
         let held: BTreeSet<VifIndex> = self.alloc.held().collect();
         let yielding: BTreeSet<VifIndex> = self.alloc.yielding().collect();
         let vifs = self
             .vifs
             .iter()
             .enumerate()
+            .skip(from)
+            .take(max)
             .map(|(i, vif)| {
-                let row = table.vifs.get(i);
                 let index = VifIndex(i as u32);
+                let owner = self.alloc.owner_node(index);
                 let mut out = CtlVif {
                     name: vif.name.clone(),
                     addresses: vif.address_texts(),
-                    owner: row.and_then(|r| r.owner.as_ref()).map(|o| o.node.clone()),
+                    owner: owner.map(str::to_owned),
                     state: if yielding.contains(&index) {
                         // Handing it over: no ARP answers, traffic accepted.
                         "yielding".into()
@@ -166,7 +169,7 @@ impl<H: Host> Agent<H> {
                         || self.lingering.contains_key(&i)
                     {
                         "releasing".into()
-                    } else if row.and_then(|r| r.owner.as_ref()).is_some() {
+                    } else if owner.is_some() {
                         "remote".into()
                     } else {
                         "unowned".into()

@@ -2487,3 +2487,91 @@ async fn a_stopped_agent_is_evicted_after_the_deadline_and_rejoins() {
         .await;
     }
 }
+
+/// `ctl list` of an agent with MAX_VIPS (4096) VIFs through the real control
+/// socket: every row arrives in one reply, and while a client that asked for
+/// the list stops reading, the agent answers other commands. Real clock:
+/// the socket's timeouts must not be skipped by the paused one.
+#[tokio::test]
+async fn ctl_list_of_4096_vifs_streams_and_a_stalled_reader_blocks_nobody() {
+    use tokio::io::AsyncWriteExt;
+    use wackamole::control::{client, server::Limits, ControlServer};
+    local(async {
+        let total = VIFS + 4092;
+        let c = Cluster::start(&["a"], &bulk_vifs(total - VIFS));
+        let started = Instant::now();
+        c.views(&[&["a"]]);
+        let a = c.node("a");
+        // Until a holds all of them (matured after 1 s, then one decision).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while a.owned().await.len() < total {
+            assert!(Instant::now() < deadline, "a never took all {total} VIFs");
+            wait(ms(100)).await;
+        }
+        println!(
+            "{total} VIFs: owned {:?} after the first view (1 s of it maturing)",
+            started.elapsed()
+        );
+        let dir = crate::support::TempDir::new("inproc-ctl").expect("temp dir");
+        let path = dir.0.join("control.sock");
+        let write = ms(1000);
+        let server = ControlServer::bind(&path)
+            .expect("bind")
+            .with_limits(Limits {
+                write,
+                ..Limits::default()
+            });
+        tokio::spawn(server.serve(a.control.clone()));
+
+        let t0 = Instant::now();
+        let reply = client::request(&path, &Request::List, Duration::from_secs(10))
+            .await
+            .expect("list");
+        let took = t0.elapsed();
+        let line = reply.to_line().len();
+        let list = reply.list.expect("a list");
+        assert_eq!(list.vifs.len(), total);
+        assert_eq!(
+            list,
+            a.list().await,
+            "the streamed list is the agent's list"
+        );
+        assert!(list
+            .vifs
+            .iter()
+            .all(|v| v.state == "owned" && v.owner.as_deref() == Some("a")));
+        println!("ctl list, {total} VIFs: {line} bytes in {took:?}");
+
+        let mut stalled = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connect");
+        stalled
+            .write_all(Request::List.to_line().as_bytes())
+            .await
+            .expect("send");
+        wait(ms(300)).await;
+        for _ in 0..3 {
+            let status = client::request(&path, &Request::Status, Duration::from_secs(2))
+                .await
+                .expect("status while a reader stalls");
+            assert_eq!(status.status.map(|s| s.node).as_deref(), Some("a"));
+        }
+        assert!(a.ctl(Request::Status).await.ok, "the agent loop answers");
+        // The stalled connection is cut after the write timeout.
+        wait(write + ms(500)).await;
+        let mut got = Vec::new();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut got),
+        )
+        .await
+        .expect("the stalled connection is closed")
+        .expect("read");
+        assert!(
+            got.len() < line && !got.ends_with(b"\n"),
+            "{} bytes",
+            got.len()
+        );
+    })
+    .await;
+}

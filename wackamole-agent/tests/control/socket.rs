@@ -11,8 +11,9 @@ use crate::support::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
+use wackamole::control::server::Limits;
 use wackamole::control::{
-    client, ControlRequest, ControlServer, ListReply, Reply, Request, VifRow, MAX_LINE,
+    client, ControlRequest, ControlServer, ListReply, Reply, Request, VifRow, LIST_PAGE, MAX_LINE,
 };
 
 /// A fake daemon: answers list with one VIF, move with a message, the rest with an error.
@@ -21,7 +22,7 @@ fn fake_daemon(mut rx: mpsc::Receiver<ControlRequest>) -> tokio::task::JoinHandl
         let mut seen = Vec::new();
         while let Some(req) = rx.recv().await {
             let reply = match &req.request {
-                Request::List => Reply::list(ListReply {
+                Request::List | Request::ListPage { .. } => Reply::list(ListReply {
                     vifs: vec![VifRow {
                         name: "web".into(),
                         addresses: vec!["192.0.2.10/24".into()],
@@ -317,6 +318,132 @@ async fn large_list_replies_reach_the_client() -> Result<()> {
     Ok(())
 }
 
+/// A daemon holding `rows` that answers pages as the agent does, and
+/// `status` with a message; it records each page asked for.
+fn paged_daemon(
+    mut rx: mpsc::Receiver<ControlRequest>,
+    rows: Vec<VifRow>,
+) -> std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>> {
+    let pages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = pages.clone();
+    tokio::spawn(async move {
+        while let Some(req) = rx.recv().await {
+            let reply = match req.request {
+                Request::ListPage { from, max } => {
+                    seen.lock().unwrap().push((from, max));
+                    let end = from.saturating_add(max).min(rows.len());
+                    Reply::list(ListReply {
+                        vifs: rows.get(from..end).unwrap_or_default().to_vec(),
+                    })
+                }
+                Request::Status => Reply::done("serving"),
+                other => Reply::error(format!("{} not supported here", other.name())),
+            };
+            let _ = req.reply.send(reply);
+        }
+    });
+    pages
+}
+
+fn rows_4096() -> Vec<VifRow> {
+    (0..4096)
+        .map(|k| VifRow {
+            name: format!("bulk{k}"),
+            addresses: vec![format!("10.1.{}.{}/16", k / 250, k % 250 + 1)],
+            owner: Some(format!("node-{}", k % 8)),
+            state: "owned".into(),
+            packets: u64::MAX,
+            bytes: u64::MAX,
+            arp_replies: 3,
+            drops: 0,
+        })
+        .collect()
+}
+
+/// `list` of MAX_VIPS VIFs: the server asks the daemon page by page and the
+/// client gets exactly the one-line reply it always got.
+#[tokio::test]
+async fn a_list_of_4096_vifs_is_streamed_page_by_page() -> Result<()> {
+    let dir = TempDir::new("pages")?;
+    let path = dir.0.join("control.sock");
+    let server = ControlServer::bind(&path)?;
+    let (tx, rx) = mpsc::channel::<ControlRequest>(4);
+    tokio::spawn(server.serve(tx));
+    let rows = rows_4096();
+    let pages = paged_daemon(rx, rows.clone());
+    let reply = client::request(&path, &Request::List, Duration::from_secs(10)).await?;
+    let line = reply.to_line();
+    assert_eq!(reply, Reply::list(ListReply { vifs: rows }));
+    let pages = pages.lock().unwrap().clone();
+    let want: Vec<(usize, usize)> = (0..=4096 / LIST_PAGE)
+        .map(|p| (p * LIST_PAGE, LIST_PAGE))
+        .collect();
+    assert_eq!(pages, want, "one request per page, in order");
+    println!(
+        "4096 VIFs: reply line {} bytes in {} pages of {LIST_PAGE}",
+        line.len(),
+        pages.len()
+    );
+    Ok(())
+}
+
+/// A client that asks for a big `list` and never reads holds one page in the
+/// server (the rest is never asked of the daemon), other clients are served
+/// meanwhile, and the write timeout closes the stalled connection.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_and_others_are_served() -> Result<()> {
+    let dir = TempDir::new("stall")?;
+    let path = dir.0.join("control.sock");
+    let write = Duration::from_millis(1500);
+    let server = ControlServer::bind(&path)?.with_limits(Limits {
+        write,
+        ..Limits::default()
+    });
+    let (tx, rx) = mpsc::channel::<ControlRequest>(4);
+    tokio::spawn(server.serve(tx));
+    let pages = paged_daemon(rx, rows_4096());
+    let all_pages = 4096 / LIST_PAGE + 1;
+
+    let mut stalled = UnixStream::connect(&path).await?;
+    stalled
+        .write_all(Request::List.to_line().as_bytes())
+        .await?;
+    // Let the server fill the socket buffer and block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = pages.lock().unwrap().len();
+    assert!(
+        (1..all_pages).contains(&asked),
+        "the stalled list asked {asked} of {all_pages} pages"
+    );
+    for _ in 0..3 {
+        let other = client::request(&path, &Request::Status, Duration::from_secs(2)).await?;
+        assert_eq!(other.message.as_deref(), Some("serving"));
+    }
+    assert_eq!(pages.lock().unwrap().len(), asked, "no page asked unread");
+
+    // Past the write timeout the server hangs up: the client finds a cut
+    // line (no newline), never the rest of the list.
+    tokio::time::sleep(write + Duration::from_millis(500)).await;
+    let mut got = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut got),
+    )
+    .await
+    .context("the stalled connection is closed")??;
+    assert!(
+        !got.is_empty() && !got.ends_with(b"\n"),
+        "{} bytes",
+        got.len()
+    );
+    assert!(pages.lock().unwrap().len() < all_pages);
+    println!(
+        "stalled reader: {asked} of {all_pages} pages asked, {} bytes delivered before the cut",
+        got.len()
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn ctl_prints_hostile_names_escaped() -> Result<()> {
     // A peer named with a terminal escape and a newline (a forged row).
@@ -329,7 +456,7 @@ async fn ctl_prints_hostile_names_escaped() -> Result<()> {
     tokio::spawn(async move {
         while let Some(req) = rx.recv().await {
             let reply = match &req.request {
-                Request::List => Reply::list(ListReply {
+                Request::List | Request::ListPage { .. } => Reply::list(ListReply {
                     vifs: vec![VifRow {
                         name: EVIL.into(),
                         addresses: vec!["192.0.2.10/24".into()],
