@@ -1156,7 +1156,6 @@ fn a_frozen_node_is_evicted_its_vifs_move_and_it_comes_back_on_thaw() {
 /// member is the old one or a new one; the group says eviction is off.
 #[test]
 fn a_view_with_a_version_2_member_never_evicts() {
-    assert!(wire::EVICT_VERSION > 2 && wire::VERSION >= wire::EVICT_VERSION);
     for (seed, frozen) in [(31, 1), (32, 2), (33, 1), (34, 2)] {
         let c = config(9);
         let mut sim = Sim::mixed(
