@@ -41,6 +41,9 @@ pub const MAGIC: [u8; 4] = *b"WKAM";
 pub const VERSION: u8 = 3;
 /// The version that introduced EVICT (agreed eviction of a silent member).
 pub const EVICT_VERSION: u8 = 3;
+/// The version whose members read IPv6 neighbours in the neighbour share
+/// (`net::neigh::NeighShare` version 2).
+pub const NEIGH6_VERSION: u8 = 3;
 /// The oldest version this build decodes.
 pub const MIN_VERSION: u8 = 1;
 /// Longest node name or member id on the wire, in bytes.
