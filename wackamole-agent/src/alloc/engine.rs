@@ -207,9 +207,9 @@ impl Allocator {
     }
 
     /// Test hook for mixed-version groups: a node that speaks wire version
-    /// `version` (1: before hand-overs; 3: a future version that sends a
-    /// STATE field and a message kind this build does not know). Clamped to
-    /// 1..=VERSION+1.
+    /// `version` (1: before hand-overs; 2: before eviction; VERSION+1: a
+    /// future version that sends a STATE field and a message kind this build
+    /// does not know). Clamped to 1..=VERSION+1.
     #[doc(hidden)]
     pub fn with_wire_version(config: AllocConfig, mut me: NodeInfo, version: u8) -> Self {
         let digest = vif_digest(&config.vifs);
@@ -2098,16 +2098,17 @@ impl Allocator {
     /// The agent saw these members silent in the group past the eviction
     /// deadline (their fencing lease has lapsed): the lowest-index member
     /// that is neither silent nor evicted asks the group to evict them,
-    /// once per member and view. Only in version-2 views.
+    /// once per member and view. Only in views whose group speaks
+    /// [`wire::EVICT_VERSION`]: an older member would ignore EVICT.
     fn on_suspects(&mut self, suspects: &[MemberId], out: &mut Vec<Action>) {
         let Some(view) = self.view.as_mut() else {
             return;
         };
         if view.transitional
-            || self.speak < 2
+            || self.speak < wire::EVICT_VERSION
             || self.phase == Phase::Excluded
             || !view.complete
-            || view.version < 2
+            || view.version < wire::EVICT_VERSION
         {
             return;
         }
@@ -2148,11 +2149,11 @@ impl Allocator {
     /// Me: I release everything and rejoin immature (see `on_message`).
     fn apply_evict(&mut self, view: &mut ViewState, t: usize, out: &mut Vec<Action>) {
         // Only once every member is known to understand it (the exchange
-        // is complete and the group speaks version 2): a version-1 member,
+        // is complete and the group speaks version 3): an older member,
         // maybe the silent one itself, must not be left deciding otherwise.
         // A member silent during an exchange is left out by the exchange
         // timeout first.
-        if view.members[t].evicted || !view.complete || view.version < 2 {
+        if view.members[t].evicted || !view.complete || view.version < wire::EVICT_VERSION {
             return;
         }
         view.members[t].evicted = true;

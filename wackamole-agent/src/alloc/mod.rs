@@ -102,12 +102,13 @@
 //! on its delivery every member treats the evicted one like a member that
 //! left: it holds nothing and may hold nothing (it counts as invalid for
 //! the rest of the view), and its VIFs move to others at once, with no
-//! hand-over (it no longer answers). EVICT counts only in a view whose
-//! exchange is complete and whose group speaks version 2 (every member
-//! understands it); a member silent during an exchange is left out by the
-//! exchange timeout first. EVICT is a version-2 kind added after version 2
-//! shipped: a build that predates it ignores it, so every member must run
-//! a build that knows it before eviction is relied on. The evicted member, when it delivers its own eviction, releases everything
+//! hand-over (it no longer answers). EVICT is a version-3 kind: it is sent
+//! and counts only in a view whose exchange is complete and whose group
+//! speaks version 3 (every member understands it; a version-2 build would
+//! ignore it and keep the evicted member's VIFs assigned to it). In a view
+//! whose group speaks 2 eviction is off, and [`Report::GroupVersion`] says
+//! so. A member silent during an exchange is left out by the exchange
+//! timeout first. The evicted member, when it delivers its own eviction, releases everything
 //! and leaves and rejoins the group, immature ([`Report::EvictedMe`]); in
 //! practice its engine notices the gap in its own liveness evidence first
 //! and reports itself lost (same effect). The next view drops the flag:
@@ -552,11 +553,21 @@ impl fmt::Display for Report {
             Report::BadMessage { sender, error } => {
                 write!(f, "ignored a message from {sender}: {error}")
             }
-            Report::GroupVersion { view, version } => write!(
-                f,
-                "view {view}: a member speaks wire version {version} only; the group speaks {version} (this node speaks {})",
-                wire::VERSION
-            ),
+            Report::GroupVersion { view, version } => {
+                write!(
+                    f,
+                    "view {view}: a member speaks wire version {version} only; the group speaks {version} (this node speaks {})",
+                    wire::VERSION
+                )?;
+                if *version < wire::EVICT_VERSION {
+                    write!(
+                        f,
+                        "; eviction of silent members is off in this view (needs version {})",
+                        wire::EVICT_VERSION
+                    )?;
+                }
+                Ok(())
+            }
             Report::Evicted { view, member, node } => write!(
                 f,
                 "view {view}: node {node} ({member}) evicted: silent in the group past the deadline; its VIFs move on"

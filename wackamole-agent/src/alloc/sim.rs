@@ -1656,7 +1656,7 @@ impl std::fmt::Display for Failure {
 }
 
 /// Builds the random group of a schedule: mostly this build's version; some
-/// groups have a node of version 1 (no hand-overs) or 3 (a newer node).
+/// groups have a node of an older version or of the next one.
 fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig, u8)> {
     let nodes = 1 + rng.below(6);
     let vif_count = rng.below(13);
@@ -1675,7 +1675,8 @@ fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig, u8)> {
     let odd_version = if rng.pct(20) {
         Some((
             rng.below(nodes),
-            if rng.pct(50) { 1 } else { wire::VERSION + 1 },
+            // 1: no hand-overs; 2: no eviction; VERSION + 1: a newer node.
+            [1, 2, wire::VERSION + 1][rng.below(3)],
         ))
     } else {
         None

@@ -21,12 +21,12 @@
 //!   that introduced it (see [`Allocator`](super::Allocator)). A newer node
 //!   thus never stalls an older one; anything it sends beyond the group's
 //!   version is ignored by the older members.
-//! - Version 1: STATE, MATURE, BALANCE, COMMAND, UPDATE. Version 2 (this
-//!   build): STATE gains `max_version`, the yielding VIFs and the ineligible
-//!   VIFs; new kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT, EVICT
-//!   (EVICT came later within version 2: a build without it reports it as
-//!   an unknown kind and ignores it, so a group evicts only when every
-//!   member knows it; see `Allocator` on eviction).
+//! - Version 1: STATE, MATURE, BALANCE, COMMAND, UPDATE. Version 2: STATE
+//!   gains `max_version`, the yielding VIFs and the ineligible VIFs; new
+//!   kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT. Version 3 (this
+//!   build): new kind EVICT (a version-2 build ignores it, so it is sent and
+//!   honoured only in views whose group speaks 3), and the neighbour share
+//!   may carry IPv6 neighbours (see `net::neigh`).
 //! - Names (node names, member ids) are at most [`MAX_NAME_LEN`] bytes:
 //!   decode refuses longer ones and encode never produces them.
 
@@ -38,7 +38,12 @@ use crate::membership::ViewId;
 /// First bytes of every allocator message.
 pub const MAGIC: [u8; 4] = *b"WKAM";
 /// The version this build speaks.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
+/// The version that introduced EVICT (agreed eviction of a silent member).
+pub const EVICT_VERSION: u8 = 3;
+/// The version whose members read IPv6 neighbours in the neighbour share
+/// (`net::neigh::NeighShare` version 2).
+pub const NEIGH6_VERSION: u8 = 3;
 /// The oldest version this build decodes.
 pub const MIN_VERSION: u8 = 1;
 /// Longest node name or member id on the wire, in bytes.
@@ -54,17 +59,18 @@ const KIND_TAKEN: u8 = 7;
 const KIND_ELIGIBILITY: u8 = 8;
 const KIND_EXCHANGE_TIMEOUT: u8 = 9;
 const KIND_EVICT: u8 = 10;
-/// Test hook: a kind of a future version 3 (see `Allocator::with_wire_version`).
+/// Test hook: a kind of the next version (see `Allocator::with_wire_version`).
 const KIND_FUTURE: u8 = 0x7f;
+/// The next version, spoken only by the test hook.
+const FUTURE_VERSION: u8 = VERSION + 1;
 
 /// The version that introduced a kind (None: unknown kind).
 fn kind_version(kind: u8) -> Option<u8> {
     match kind {
         KIND_STATE | KIND_MATURE | KIND_BALANCE | KIND_COMMAND | KIND_UPDATE => Some(1),
-        KIND_HANDOVER | KIND_TAKEN | KIND_ELIGIBILITY | KIND_EXCHANGE_TIMEOUT | KIND_EVICT => {
-            Some(2)
-        }
-        KIND_FUTURE => Some(3),
+        KIND_HANDOVER | KIND_TAKEN | KIND_ELIGIBILITY | KIND_EXCHANGE_TIMEOUT => Some(2),
+        KIND_EVICT => Some(EVICT_VERSION),
+        KIND_FUTURE => Some(FUTURE_VERSION),
         _ => None,
     }
 }
@@ -162,7 +168,7 @@ pub enum Message {
     ExchangeTimeout {
         view: ViewId,
     },
-    /// Version 2: the member at `index` of this view (`member`, its id) has
+    /// Version 3: the member at `index` of this view (`member`, its id) has
     /// been silent in the group past the eviction deadline (its fencing
     /// lease has lapsed): every member treats it as gone on delivery.
     Evict {
@@ -170,7 +176,7 @@ pub enum Message {
         index: u32,
         member: String,
     },
-    /// Test hook: a message only a version-3 node knows.
+    /// Test hook: a message only a node of the next version knows.
     Future {
         view: ViewId,
     },
@@ -228,8 +234,8 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 }
 
 /// Encodes a message as a node speaking `version` does (test hook for mixed
-/// versions): a version-1 STATE has no version-2 fields; a version-3 STATE
-/// appends a field older nodes skip.
+/// versions): a version-1 STATE has no version-2 fields; a STATE of the
+/// next version (`VERSION + 1`) appends a field older nodes skip.
 pub fn encode_as(msg: &Message, version: u8) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(64));
     w.0.extend_from_slice(&MAGIC);
@@ -256,7 +262,7 @@ pub fn encode_as(msg: &Message, version: u8) -> Vec<u8> {
                 w.u32s(&s.yielding);
                 w.u32s(&s.ineligible);
             }
-            if version >= 3 {
+            if version >= FUTURE_VERSION {
                 // A field of the future: older nodes skip it.
                 w.u32(0x4655_5455);
             }
@@ -433,9 +439,9 @@ pub fn decode_as(bytes: &[u8], ours: u8) -> Result<Message, WireError> {
                 yielding = r.u32s("yielding list")?;
                 ineligible = r.u32s("ineligible list")?;
             }
-            if known >= 3 {
-                // Test hook: the version-3 field (see `encode_as`).
-                r.u32("version-3 field")?;
+            if known >= FUTURE_VERSION {
+                // Test hook: the next version's field (see `encode_as`).
+                r.u32("next version's field")?;
             }
             Message::State(StateMsg {
                 view,
@@ -864,24 +870,27 @@ mod tests {
 
     #[test]
     fn newer_messages_are_read_as_far_as_known() {
-        // A version-3 STATE: its extra field is skipped, everything else read.
+        // A next-version STATE: its extra field is skipped, everything else read.
         let mut s = sample_state();
-        s.max_version = 3;
-        let bytes = encode_as(&Message::State(s.clone()), 3);
+        s.max_version = FUTURE_VERSION;
+        let bytes = encode_as(&Message::State(s.clone()), FUTURE_VERSION);
         assert_eq!(decode(&bytes), Ok(Message::State(s.clone())));
         // The same bytes at our version would be trailing garbage.
         let mut strict = bytes.clone();
         strict[4] = VERSION;
         assert_eq!(decode(&strict), Err(WireError::Trailing(4)));
-        // A newer known kind (MATURE stamped version 3) decodes.
+        // A newer known kind (MATURE stamped the next version) decodes.
         let mut m = encode(&Message::Mature { view: ViewId(1) });
-        m[4] = 3;
+        m[4] = FUTURE_VERSION;
         m.extend([1, 2, 3]);
         assert_eq!(decode(&m), Ok(Message::Mature { view: ViewId(1) }));
-        // A kind of version 3 is "newer" for us and known to a v3 node.
-        let f = encode_as(&Message::Future { view: ViewId(1) }, 3);
+        // A kind of the next version is "newer" for us and known to it.
+        let f = encode_as(&Message::Future { view: ViewId(1) }, FUTURE_VERSION);
         assert!(decode(&f).unwrap_err().is_newer());
-        assert_eq!(decode_as(&f, 3), Ok(Message::Future { view: ViewId(1) }));
+        assert_eq!(
+            decode_as(&f, FUTURE_VERSION),
+            Ok(Message::Future { view: ViewId(1) })
+        );
     }
 
     #[test]
@@ -911,6 +920,41 @@ mod tests {
         // Version 0 does not exist.
         bad[4] = 0;
         assert_eq!(decode(&bad), Err(WireError::OldVersion(0)));
+    }
+
+    /// EVICT is a version-3 kind: a version-2 node reads it as a newer
+    /// kind (reported, ignored), a version-2 header cannot carry it, and
+    /// every version-2 message still decodes in this build.
+    #[test]
+    fn evict_is_version_3_and_version_2_still_decodes() {
+        let e = Message::Evict {
+            view: ViewId(4),
+            index: 1,
+            member: "m1".into(),
+        };
+        let bytes = encode(&e);
+        assert_eq!(bytes[4], EVICT_VERSION);
+        assert_eq!(decode(&bytes), Ok(e.clone()));
+        assert!(matches!(
+            decode_as(&bytes, 2),
+            Err(WireError::NewerKind {
+                kind: KIND_EVICT,
+                ..
+            })
+        ));
+        let mut v2 = bytes.clone();
+        v2[4] = 2;
+        assert!(matches!(decode(&v2), Err(WireError::BadValue { .. })));
+        // A version-2 node's STATE and hand-over decode unchanged.
+        let mut s = sample_state();
+        s.max_version = 2;
+        let st = encode_as(&Message::State(s.clone()), 2);
+        assert_eq!(decode(&st), Ok(Message::State(s)));
+        let h = Message::Handover {
+            view: ViewId(4),
+            items: vec![HandoverItem { vif: 3, seq: 9 }],
+        };
+        assert_eq!(decode(&encode_as(&h, 2)), Ok(h));
     }
 
     #[test]

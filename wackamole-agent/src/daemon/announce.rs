@@ -57,6 +57,7 @@ impl<H: Host> Agent<H> {
             }
         }
         let cache = self.cache_for(i);
+        let cache6 = self.cache6_for(i);
         let a = Announcement {
             vif: vif.name.clone(),
             delay,
@@ -71,6 +72,7 @@ impl<H: Host> Agent<H> {
             targets,
             targets6,
             cache,
+            cache6,
         };
         // Every announcement completes what is owed for the VIF (one that
         // replaces an owed one must not leave it waiting).

@@ -49,10 +49,12 @@ pub struct Announcement {
     /// [`crate::net::nd::plan_notify6`]): interface, range, packets per
     /// second (0: unthrottled).
     pub targets6: Vec<(String, Ipv6Prefix, u32)>,
-    /// Neighbours of the cluster's shared ARP cache, told by unicast replies.
-    /// (The shared cache carries IPv4 neighbours only: IPv6 clients hear the
-    /// all-nodes advertisements and the IPv6 notify ranges.)
+    /// IPv4 neighbours of the cluster's shared ARP cache, told by unicast
+    /// replies.
     pub cache: Vec<(Ipv4Addr, [u8; 6])>,
+    /// IPv6 neighbours of the shared cache, told by unicast advertisements
+    /// (Override set) on the interfaces of the VIF's IPv6 addresses.
+    pub cache6: Vec<(Ipv6Addr, [u8; 6])>,
 }
 
 /// Tells the agent that an announcement is on the wire (its first round of
@@ -127,6 +129,9 @@ pub trait Host {
 
     /// The kernel's neighbour table of `iface` (IPv4 address, MAC).
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>>;
+
+    /// The kernel's IPv6 neighbour table of `iface` (IPv6 address, MAC).
+    async fn neighbours6(&self, iface: &str) -> Result<Vec<(Ipv6Addr, [u8; 6])>>;
 
     /// The data plane's conflict reports; taken once (later calls: `None`).
     fn conflicts(&mut self) -> Option<Conflicts>;
@@ -430,6 +435,7 @@ impl Host for LinuxHost {
             targets,
             targets6,
             cache,
+            cache6,
         } = a;
         let mut pacers = self.pacers.clone();
         for iface in addresses.keys().chain(addresses6.keys()) {
@@ -509,11 +515,24 @@ impl Host for LinuxHost {
                 }
             }
             for (iface, ips, sender) in senders6 {
-                for (t_iface, range, pps) in targets6.iter().filter(|t| t.0 == iface) {
+                let ranges: Vec<_> = targets6.iter().filter(|t| t.0 == iface).collect();
+                for (t_iface, range, pps) in &ranges {
                     let frames =
-                        crate::net::nd::plan_notify6(sender.mac(), &ips, range, &[], nd_router);
+                        crate::net::nd::plan_notify6(sender.mac(), &ips, range, &cache6, nd_router);
                     if let Err(e) = sender.send_paced(&frames, *pps).await {
                         warn!("notifying {t_iface}:{range} of VIF {name}: {e}");
+                    }
+                }
+                // The cache's neighbours a notify range above did not tell.
+                let told: Vec<_> = ranges.iter().map(|t| t.1).collect();
+                let frames =
+                    crate::net::nd::plan_cache6(sender.mac(), &ips, &cache6, &told, nd_router);
+                if !frames.is_empty() {
+                    if let Err(e) = sender
+                        .send_paced(&frames, super::arp_share::CACHE_REPLY_PPS)
+                        .await
+                    {
+                        warn!("notifying the shared neighbour cache of VIF {name}: {e}");
                     }
                 }
             }
@@ -526,6 +545,12 @@ impl Host for LinuxHost {
 
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
         crate::net::neigh::list(iface)
+            .await
+            .map_err(|e| anyhow!("{e}"))
+    }
+
+    async fn neighbours6(&self, iface: &str) -> Result<Vec<(Ipv6Addr, [u8; 6])>> {
+        crate::net::neigh::list6(iface)
             .await
             .map_err(|e| anyhow!("{e}"))
     }

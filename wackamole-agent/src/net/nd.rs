@@ -531,6 +531,33 @@ pub fn plan_notify6(
         .collect()
 }
 
+/// The advertisements that tell the shared neighbour cache's IPv6 hosts
+/// that `vips` are now at `mac`: one unicast NA (Override set, Solicited
+/// clear) per VIP and neighbour, leaving out the VIPs, our own MAC and the
+/// neighbours inside `told` (notify ranges that [`plan_notify6`] covers).
+pub fn plan_cache6(
+    mac: [u8; 6],
+    vips: &[Ipv6Addr],
+    neighbours: &[(Ipv6Addr, [u8; 6])],
+    told: &[Ipv6Prefix],
+    router: bool,
+) -> Vec<NdFrame> {
+    let mut hosts: Vec<(Ipv6Addr, [u8; 6])> = neighbours
+        .iter()
+        .copied()
+        .filter(|(ip, m)| !vips.contains(ip) && *m != mac && !told.iter().any(|r| r.contains(*ip)))
+        .collect();
+    hosts.sort();
+    hosts.dedup_by_key(|(ip, _)| *ip);
+    vips.iter()
+        .flat_map(|&vip| {
+            hosts
+                .iter()
+                .map(move |&(ip, m)| unicast_advert(mac, vip, ip, m, router))
+        })
+        .collect()
+}
+
 /// An unsolicited advertisement (Override set, Solicited clear) for `vip`
 /// sent straight to one host.
 pub fn unicast_advert(
@@ -550,6 +577,29 @@ mod tests {
     use super::*;
 
     const MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+
+    #[test]
+    fn the_cache_gets_one_unicast_override_na_per_vip_and_neighbour() {
+        let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        let vips = [ip("2001:db8::50"), ip("2001:db8::51")];
+        let hosts = [
+            (ip("2001:db8::7"), [2, 0, 0, 0, 0, 7]),
+            (ip("2001:db8::7"), [2, 0, 0, 0, 0, 7]),
+            (ip("2001:db8::1"), [2, 0, 0, 0, 0, 1]),
+            (ip("2001:db8::50"), [2, 0, 0, 0, 0, 5]),
+            (ip("2001:db8::9"), MAC),
+        ];
+        let told = [Ipv6Prefix::new(ip("2001:db8::1"), 128).unwrap()];
+        let frames = plan_cache6(MAC, &vips, &hosts, &told, true);
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        for (f, vip) in frames.iter().zip(vips) {
+            assert_eq!((f.dst, f.eth_dst), (ip("2001:db8::7"), [2, 0, 0, 0, 0, 7]));
+            assert_eq!((f.target, f.src), (vip, vip));
+            assert_eq!(f.flags, NA_OVERRIDE | NA_ROUTER);
+            assert_eq!(f.eth_src, MAC);
+        }
+        assert!(plan_cache6(MAC, &vips, &[], &[], false).is_empty());
+    }
 
     #[test]
     fn solicited_node_and_multicast_mac() {

@@ -766,6 +766,7 @@ fn partition_heals_during_a_move() -> Result<()> {
 /// Issue 14 item 4: one agent speaks wire version N+1 (the `lab` build's
 /// test knob), the group speaks N, and a cable cut fails over both ways:
 /// the newer node's VIPs to the older ones and an older node's to the newer.
+/// Then it speaks version 2 (before EVICT): the group turns eviction off.
 #[test]
 #[ignore = "needs root and corosync"]
 fn mixed_wire_versions_fail_over_both_ways() -> Result<()> {
@@ -816,6 +817,26 @@ fn mixed_wire_versions_fail_over_both_ways() -> Result<()> {
     );
     c.link_up(0)?;
     covered(&c, &[2, 2, 2])?;
+
+    // n3 restarts speaking the version before eviction (a build that
+    // predates EVICT): the group speaks it, says eviction is off, and still
+    // covers every VIP.
+    let older = (wire::EVICT_VERSION - 1).to_string();
+    c.kill_agent(2, libc::SIGTERM)?;
+    c.wait_agent_exit(2, Duration::from_secs(10))?;
+    c.wait_counts_among(&[0, 1], &[3, 3], SETTLE)?;
+    let log_from = std::fs::metadata(c.log_path(0)?)?.len() as usize;
+    c.start_agent_with_env(2, &[(TEST_WIRE_VERSION_ENV, &older)])?;
+    covered(&c, &[2, 2, 2])?;
+    let n1_log = std::fs::read_to_string(c.log_path(0)?)?;
+    ensure!(
+        n1_log
+            .get(log_from..)
+            .unwrap_or_default()
+            .contains("eviction of silent members is off in this view"),
+        "n1 never said eviction is off with n3 at version {older}\n{}",
+        c.log_tail(0)
+    );
     none_crashed(&mut c, &[0, 1, 2])?;
     Ok(())
 }

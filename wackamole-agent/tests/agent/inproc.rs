@@ -51,6 +51,11 @@ enum Ev {
         vif: String,
         cache: Vec<Ipv4Addr>,
     },
+    /// An announcement tells these IPv6 neighbours of the shared cache.
+    Told6 {
+        vif: String,
+        cache: Vec<Ipv6Addr>,
+    },
     /// An announcement got past its delay: its first frame goes out now.
     Announced {
         vif: String,
@@ -387,6 +392,16 @@ impl Host for FakeHost {
                     },
                 );
             }
+            if !a.cache6.is_empty() {
+                let cache = a.cache6.iter().map(|(ip, _)| *ip).collect();
+                journal.push(
+                    &node,
+                    Ev::Told6 {
+                        vif: a.vif.clone(),
+                        cache,
+                    },
+                );
+            }
             if !a.addresses6.is_empty() {
                 journal.push(
                     &node,
@@ -415,6 +430,14 @@ impl Host for FakeHost {
 
     async fn neighbours(&self, _iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
         Ok(vec![(Ipv4Addr::new(192, 0, 2, 200), [2, 0, 0, 0, 0, 0xc8])])
+    }
+
+    /// One global neighbour and one link-local one (never shared).
+    async fn neighbours6(&self, _iface: &str) -> Result<Vec<(Ipv6Addr, [u8; 6])>> {
+        Ok(vec![
+            (OWN_NEIGHBOUR6.parse().expect("ip"), [2, 0, 0, 0, 0, 0xc9]),
+            ("fe80::c9".parse().expect("ip"), [2, 0, 0, 0, 0, 0xc9]),
+        ])
     }
 
     fn conflicts(&mut self) -> Option<Conflicts> {
@@ -1669,6 +1692,84 @@ async fn the_shared_arp_cache_hears_only_members_and_tells_only_reachable_neighb
     .await;
 }
 
+/// The IPv6 side (#13 item 2): a member's IPv6 neighbours are shared (the
+/// group speaks version 3), and a dual-stack VIF arriving tells those inside
+/// its IPv6 prefix with NAs, next to the IPv4 ones with ARP replies; not the
+/// far ones, not link-local ones, and nothing a stranger shared.
+#[tokio::test(start_paused = true)]
+async fn the_shared_cache_tells_ipv6_neighbours_when_a_dual_stack_vif_moves() {
+    local(async {
+        let c = Cluster::start(
+            &["a", "b"],
+            &format!("{DUAL}arp_cache = true\narp_cache_interval = \"1s\"\n"),
+        );
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let mac = [2, 0, 0, 0, 0, 1];
+        let near: Ipv6Addr = "2001:db8::201".parse().unwrap();
+        let far: Ipv6Addr = "2001:db8:1::7".parse().unwrap();
+        let link_local: Ipv6Addr = "fe80::7".parse().unwrap();
+        let strangers: Ipv6Addr = "2001:db8::202".parse().unwrap();
+        let share = |pairs6: &[(Ipv6Addr, [u8; 6])]| {
+            GroupMessage::Neighbours(NeighShare::from_pairs46(&[], pairs6)).encode()
+        };
+        let holder = if c.node("a").owned().await.contains(&"dual".to_string()) {
+            "a"
+        } else {
+            "b"
+        };
+        let other = if holder == "a" { "b" } else { "a" };
+        c.inject("x", other, share(&[(strangers, mac)]));
+        c.inject(
+            holder,
+            other,
+            share(&[(near, mac), (far, mac), (link_local, mac)]),
+        );
+        wait(ms(1500)).await;
+        let t0 = c.journal.now();
+        let reply = c
+            .node(holder)
+            .ctl(Request::Move {
+                vif: "dual".into(),
+                node: other.into(),
+            })
+            .await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(1000)).await;
+        let entries = c.journal.of(other, t0);
+        let told6: Vec<Vec<Ipv6Addr>> = entries
+            .iter()
+            .filter_map(|e| match &e.ev {
+                Ev::Told6 { vif, cache } if vif == "dual" => Some(cache.clone()),
+                _ => None,
+            })
+            .collect();
+        // The holder's own neighbour (shared every second) and `near`.
+        let own: Ipv6Addr = OWN_NEIGHBOUR6.parse().unwrap();
+        let mut want = vec![own, near];
+        want.sort();
+        assert_eq!(told6, [want], "{}", c.journal.dump());
+        let told: Vec<&Vec<Ipv4Addr>> = entries
+            .iter()
+            .filter_map(|e| match &e.ev {
+                Ev::Told { vif, cache } if vif == "dual" => Some(cache),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(told, [&vec![Ipv4Addr::new(192, 0, 2, 200)]]);
+        // IPv4-only VIFs tell no IPv6 neighbour.
+        assert!(
+            !c.journal
+                .of(other, Duration::ZERO)
+                .iter()
+                .any(|e| matches!(&e.ev, Ev::Told6 { vif, .. } if vif != "dual")),
+            "{}",
+            c.journal.dump()
+        );
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------- fencing lease
 
 /// The VIFs (numbers) `node` answers ARP for now, on the XDP model.
@@ -2218,6 +2319,9 @@ async fn a_departed_members_vifs_answer_here_only_after_its_lease() {
 // ---------------------------------------------------------------- IPv6
 
 const V4_OF_DUAL: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+
+/// The fake host's own global IPv6 neighbour (see `neighbours6`).
+const OWN_NEIGHBOUR6: &str = "2001:db8::c9";
 
 fn v6_of_dual() -> Ipv6Addr {
     "2001:db8::50".parse().unwrap()

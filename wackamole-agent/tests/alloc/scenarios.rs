@@ -1149,3 +1149,58 @@ fn a_frozen_node_is_evicted_its_vifs_move_and_it_comes_back_on_thaw() {
         assert_eq!(counts(&sim), vec![3, 3, 3], "seed {seed}");
     }
 }
+
+/// EVICT is a version-3 kind: in a view with a member speaking version 2
+/// (which would ignore it and keep the evicted member's VIFs assigned to
+/// it) nobody multicasts EVICT and nobody is evicted, whether the frozen
+/// member is the old one or a new one; the group says eviction is off.
+#[test]
+fn a_view_with_a_version_2_member_never_evicts() {
+    for (seed, frozen) in [(31, 1), (32, 2), (33, 1), (34, 2)] {
+        let c = config(9);
+        let mut sim = Sim::mixed(
+            seed,
+            vec![
+                ("node0".into(), c.clone(), wire::VERSION),
+                ("node1".into(), c.clone(), wire::VERSION),
+                ("node2".into(), c.clone(), 2),
+            ],
+        )
+        .with_trace();
+        ok(&mut sim);
+        assert_eq!(sim.table(0).group_version, Some(2));
+        assert!(sim.reports(0).iter().any(|r| matches!(
+            r,
+            Report::GroupVersion { version: 2, .. }
+        ) && r
+            .to_string()
+            .contains("eviction of silent members is off")));
+        let held = sim.held(frozen);
+        assert!(!held.is_empty());
+        sim.freeze(frozen);
+        sim.deliver_all();
+        sim.overdue(frozen);
+        sim.deliver_all();
+        let evicts: Vec<&String> = sim
+            .trace()
+            .iter()
+            .filter(|l| l.contains("EVICT v"))
+            .collect();
+        assert!(evicts.is_empty(), "seed {seed}: {evicts:?}");
+        for i in 0..3 {
+            assert!(
+                !sim.reports(i)
+                    .iter()
+                    .any(|r| matches!(r, Report::Evicted { .. })),
+                "seed {seed}: node{i} evicted someone"
+            );
+        }
+        // Its VIFs stay assigned to it, the same on every member.
+        for &v in &held {
+            assert_eq!(sim.holders(v), vec![frozen], "seed {seed} #{v}");
+        }
+        sim.thaw(frozen);
+        ok(&mut sim);
+        every_vif_once(&sim, 9);
+    }
+}
