@@ -216,17 +216,40 @@ pub struct Conn {
 /// this loaded 2-core host when a node came back), and only the process
 /// state tells it from a frozen one. The IPC thread blocks in the call
 /// meanwhile; both end when the guard is dropped (or the connection fails).
+///
+/// The engine's own thread blocks too, in its next `cpg_mcast_joined`, and
+/// can publish no evidence then: the process thread vouches for it (see
+/// [`Vouch`]).
 pub struct Liveness {
     epoch: Instant,
     last_ok_ms: Arc<AtomicU64>,
+    /// When (ms after `epoch`, 0: not) the engine thread entered a corosync
+    /// call it is still in.
+    in_call_ms: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
+/// What the process thread needs to give the agent liveness evidence while
+/// the engine thread is held in a corosync call: corosync's process running
+/// and the call younger than the stall limit, the rule by which the engine
+/// counts corosync's signs of life while probes stall
+/// ([`super::tracker::ipc_counts`]).
+pub struct Vouch {
+    pub alive: tokio::sync::watch::Sender<Option<crate::membership::Alive>>,
+    pub takeover_floor: Duration,
+    pub stall_limit: Duration,
+}
+
 impl Liveness {
-    pub fn start(interval: Duration, corosync_pid: Option<u32>) -> Result<Liveness, CallError> {
+    pub fn start(
+        interval: Duration,
+        corosync_pid: Option<u32>,
+        vouch: Vouch,
+    ) -> Result<Liveness, CallError> {
         let h = call("cmap_initialize", cmap::initialize(cmap::Map::Icmap))?;
         let epoch = Instant::now();
         let last_ok_ms = Arc::new(AtomicU64::new(0));
+        let in_call_ms = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let spawn_failed = |_| CallError {
             call: "spawn liveness thread",
@@ -246,7 +269,7 @@ impl Liveness {
             })
             .map_err(spawn_failed)?;
         if let Some(pid) = corosync_pid {
-            let (last, halt) = (last_ok_ms.clone(), stop.clone());
+            let (last, halt, in_call) = (last_ok_ms.clone(), stop.clone(), in_call_ms.clone());
             let path = format!("/proc/{pid}/stat");
             std::thread::Builder::new()
                 .name("corosync-proc".into())
@@ -254,7 +277,21 @@ impl Liveness {
                     while !halt.load(Ordering::Relaxed) {
                         match std::fs::read_to_string(&path) {
                             Ok(stat) if super::tracker::process_runs(&stat) => {
-                                seen_alive(&last, epoch)
+                                seen_alive(&last, epoch);
+                                let since = in_call.load(Ordering::Relaxed);
+                                let held = (since != 0).then(|| {
+                                    epoch.elapsed().saturating_sub(Duration::from_millis(since))
+                                });
+                                if super::tracker::ipc_counts(held, interval, vouch.stall_limit) {
+                                    crate::membership::Alive::publish(
+                                        &vouch.alive,
+                                        crate::membership::Alive {
+                                            at: tokio::time::Instant::now(),
+                                            takeover_floor: vouch.takeover_floor,
+                                            revives: false,
+                                        },
+                                    );
+                                }
                             }
                             Ok(_) => {}
                             // Gone: the IPC connection reports it.
@@ -268,8 +305,19 @@ impl Liveness {
         Ok(Liveness {
             epoch,
             last_ok_ms,
+            in_call_ms,
             stop,
         })
+    }
+
+    /// Runs `f`, a corosync call that may block (corosync holds IPC back
+    /// while it synchronises), marked as such for the process thread.
+    pub fn in_call<T>(&self, f: impl FnOnce() -> T) -> T {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.in_call_ms.store(ms.max(1), Ordering::Relaxed);
+        let r = f();
+        self.in_call_ms.store(0, Ordering::Relaxed);
+        r
     }
 
     /// How long corosync has shown no sign of life.

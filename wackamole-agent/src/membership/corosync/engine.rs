@@ -1,7 +1,7 @@
 //! The engine proper: its thread, the CPG connection and the watchdog (built
 //! with the `corosync` cargo feature, which links the Corosync libraries).
 
-use super::conn::{CallError, Conn, Liveness, Raw};
+use super::conn::{CallError, Conn, Liveness, Raw, Vouch};
 use super::tracker::{self, encode_app, encode_watchdog, Tracker, Trip, Watchdog};
 use super::CorosyncOptions;
 use crate::membership::{Alive, MembershipEvent, MembershipHandle, Outgoing};
@@ -105,6 +105,9 @@ struct Engine {
 
 /// Per-connection state.
 struct Session {
+    /// When this connection began: evidence published before it (by an
+    /// earlier connection) says nothing about this one.
+    since: Instant,
     conn: Conn,
     tracker: Tracker,
     watchdog: Watchdog,
@@ -250,6 +253,18 @@ impl Engine {
     /// (issue 11), and renewing would let XDP answer next to its VIFs' new
     /// owners before the agent has read its eviction.
     fn evidence_gap_trips(&self, s: &mut Session, at: Instant) -> Option<String> {
+        // Evidence the process thread published while this thread was held
+        // in a corosync call counts too.
+        let vouched = self
+            .alive
+            .borrow()
+            .map(|a| a.at)
+            .filter(|at| *at >= s.since);
+        let prev = match (s.last_evidence, vouched) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        s.last_evidence = prev;
         let gap = s
             .last_evidence
             .map(|prev| at.saturating_duration_since(prev));
@@ -300,7 +315,12 @@ impl Engine {
                 self.opts.group
             );
         }
-        let liveness = match Liveness::start(interval, conn.corosync_pid) {
+        let vouch = Vouch {
+            alive: self.alive.clone(),
+            takeover_floor,
+            stall_limit,
+        };
+        let liveness = match Liveness::start(interval, conn.corosync_pid, vouch) {
             Ok(l) => l,
             Err(e) => return self.lost(e),
         };
@@ -312,6 +332,7 @@ impl Engine {
             takeover_floor,
             interval,
             last_evidence: None,
+            since: Instant::now(),
             evict_gap: crate::daemon::lease::self_evict_gap(takeover_floor),
             conn,
             retry_at: None,
@@ -448,7 +469,7 @@ impl Engine {
             }
         }
         if let Some(seq) = s.watchdog.probe(now) {
-            match s.conn.mcast(&encode_watchdog(seq)) {
+            match s.liveness.in_call(|| s.conn.mcast(&encode_watchdog(seq))) {
                 Ok(()) => s.watchdog.accepted(),
                 Err(CsError::CsErrTryAgain) => s.watchdog.unsent(seq),
                 Err(err) => {
@@ -527,7 +548,7 @@ impl Engine {
             return Ok(());
         }
         while let Some(msg) = self.queue.front() {
-            match s.conn.mcast(msg) {
+            match s.liveness.in_call(|| s.conn.mcast(msg)) {
                 Ok(()) => {
                     self.queue.pop_front();
                     s.send_pause = Duration::from_millis(1);
