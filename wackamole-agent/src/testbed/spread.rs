@@ -256,6 +256,16 @@ impl SpreadCluster {
             .ok_or_else(|| anyhow!("spread test bed: no node index {i}"))
     }
 
+    /// The LAN switch.
+    pub fn switch(&self) -> &Switch {
+        &self.switch
+    }
+
+    /// Node `i`'s port on the switch.
+    pub fn switch_port(&self, i: usize) -> Result<&str> {
+        Ok(&self.node(i)?.switch_port)
+    }
+
     /// The unix socket `/tmp/<port>`.
     pub fn unix_socket(&self) -> PathBuf {
         PathBuf::from(format!("/tmp/{}", self.port))
