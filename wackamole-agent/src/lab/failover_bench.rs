@@ -264,6 +264,9 @@ pub struct BenchOptions {
     /// instead of Corosync (`--engine spread`, daemon from
     /// `WACKAMOLE_SPREAD_DAEMON`).
     pub spread: Option<PathBuf>,
+    /// The `<Name>Timeout` lines of a Spread configuration replacing the
+    /// LAN-fast ones (`--spread-conf FILE`).
+    pub spread_timeouts: Option<String>,
 }
 
 /// Which VIPs the prober probes. At many VIPs one prober cannot probe them
@@ -440,6 +443,7 @@ impl BenchOptions {
             family: VipFamily::Ipv4,
             sample: Sample::Auto,
             spread: None,
+            spread_timeouts: None,
         }
     }
 
@@ -488,6 +492,12 @@ impl BenchOptions {
                     o.faults = Fault::parse_list(&value("--faults")?)?;
                     faults_given = true;
                 }
+                "--spread-conf" => {
+                    let path = value("--spread-conf")?;
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("failover bench: reading {path}"))?;
+                    o.spread_timeouts = Some(crate::testbed::spread::timeout_lines(&text));
+                }
                 "--engine" => {
                     o.spread = match value("--engine")?.as_str() {
                         "corosync" => None,
@@ -514,9 +524,12 @@ impl BenchOptions {
                 "--family" => o.family = parse_family(&value("--family")?)?,
                 "--sample" => o.sample = Sample::parse(&value("--sample")?)?,
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --out)"
                 ),
             }
+        }
+        if o.spread.is_none() && o.spread_timeouts.is_some() {
+            bail!("failover bench: --spread-conf needs --engine spread");
         }
         if o.spread.is_some() {
             let only: Vec<&str> = o
@@ -553,6 +566,8 @@ cargo xtask bench failover [-- OPTIONS]
   --engine corosync|spread  membership (default corosync; spread: daemons
                       from WACKAMOLE_SPREAD_DAEMON with conf/spread-lan-fast.conf's
                       timeouts; the corosync-only faults are left out)
+  --spread-conf FILE  with --engine spread: that file's <Name>Timeout lines
+                      instead of conf/spread-lan-fast.conf's
   --full              nodes 3,5,8 and VIPs 3,64,1000
   --nodes N,M         cluster sizes (2..=16; default 3)
   --vips N,M          VIP counts (default 3,64; at most 1000)
@@ -777,6 +792,7 @@ fn run_size(
     copts.family = size.family;
     if let Some(daemon) = &opts.spread {
         copts = copts.on_spread(daemon);
+        copts.spread_timeouts = opts.spread_timeouts.clone();
     }
     let mut c = AgentCluster::start(copts)?;
     let mut responders = Vec::new();

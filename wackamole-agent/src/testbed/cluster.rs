@@ -101,6 +101,8 @@ pub struct AgentClusterOptions {
     pub family: VipFamily,
     /// Some(Spread 4.4 daemon binary): Spread membership instead of Corosync.
     pub spread: Option<PathBuf>,
+    /// Spread timeout lines replacing the LAN-fast ones (measurements).
+    pub spread_timeouts: Option<String>,
 }
 
 impl AgentClusterOptions {
@@ -119,6 +121,7 @@ impl AgentClusterOptions {
             xdp_mode: "skb".into(),
             family: VipFamily::Ipv4,
             spread: None,
+            spread_timeouts: None,
         }
     }
 
@@ -318,7 +321,12 @@ impl AgentCluster {
         let bed = match &opts.spread {
             None => Bed::Corosync(CorosyncCluster::start(opts.nodes, opts.profile)?),
             Some(daemon) => {
-                let s = SpreadCluster::start(daemon, opts.nodes, SpreadProfile::LanFast)?;
+                let s = SpreadCluster::start_with(
+                    daemon,
+                    opts.nodes,
+                    SpreadProfile::LanFast,
+                    opts.spread_timeouts.as_deref(),
+                )?;
                 // The agents' LAN addresses, as on Corosync (the VIPs' subnet).
                 for (i, n) in s.nodes.iter().enumerate() {
                     n.ns.run(&[
