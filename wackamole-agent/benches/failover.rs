@@ -1,7 +1,8 @@
 //! `cargo xtask bench failover [-- ARGS]`: client-visible failover of real
 //! agents on a Corosync cluster under every fault. See
 //! [`wackamole::lab::failover_bench`] for what is measured; ARGS: `--smoke`,
-//! `--full`, `--nodes 3,5,8`, `--vips 3,64`, `--faults link-cut,move`,
+//! `--full`, `--engine corosync|spread`, `--nodes 3,5,8`, `--vips 3,64`,
+//! `--faults link-cut,move`,
 //! `--reps N`, `--profile fast|default`, `--family ipv4|ipv6|dual`,
 //! `--sample auto|all|N`, `--out DIR` (default `target/bench`);
 //! `--help` lists the faults.

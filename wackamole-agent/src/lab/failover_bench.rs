@@ -169,6 +169,18 @@ impl Fault {
     pub fn lossless_goal(self) -> bool {
         self.planned() || self.rebalances()
     }
+
+    /// Acts on corosync itself: not run with `--engine spread`.
+    pub fn corosync_only(self) -> bool {
+        matches!(
+            self,
+            Fault::CorosyncKill
+                | Fault::CorosyncStop
+                | Fault::StackKill
+                | Fault::ReturnStop
+                | Fault::LateJoin
+        )
+    }
 }
 
 /// The probing time after the fault: `base`, or for a [`Fault::rebalances`]
@@ -248,6 +260,13 @@ pub struct BenchOptions {
     pub family: VipFamily,
     /// Which VIPs the prober probes.
     pub sample: Sample,
+    /// Some(Spread 4.4 daemon binary): agents on Spread (LAN-fast profile)
+    /// instead of Corosync (`--engine spread`, daemon from
+    /// `WACKAMOLE_SPREAD_DAEMON`).
+    pub spread: Option<PathBuf>,
+    /// The `<Name>Timeout` lines of a Spread configuration replacing the
+    /// LAN-fast ones (`--spread-conf FILE`).
+    pub spread_timeouts: Option<String>,
 }
 
 /// Which VIPs the prober probes. At many VIPs one prober cannot probe them
@@ -423,6 +442,8 @@ impl BenchOptions {
             out_dir: out_dir.into(),
             family: VipFamily::Ipv4,
             sample: Sample::Auto,
+            spread: None,
+            spread_timeouts: None,
         }
     }
 
@@ -447,6 +468,7 @@ impl BenchOptions {
     /// `--reps N`, `--profile fast|default`, `--out DIR`.
     pub fn from_args(binary: PathBuf, out_dir: PathBuf, args: &[String]) -> Result<Self> {
         let mut o = Self::default_set(binary, out_dir);
+        let mut faults_given = false;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| {
@@ -466,7 +488,26 @@ impl BenchOptions {
                 }
                 "--nodes" => o.nodes = parse_list(&value("--nodes")?, "--nodes")?,
                 "--vips" => o.vips = parse_list(&value("--vips")?, "--vips")?,
-                "--faults" => o.faults = Fault::parse_list(&value("--faults")?)?,
+                "--faults" => {
+                    o.faults = Fault::parse_list(&value("--faults")?)?;
+                    faults_given = true;
+                }
+                "--spread-conf" => {
+                    let path = value("--spread-conf")?;
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("failover bench: reading {path}"))?;
+                    o.spread_timeouts = Some(crate::testbed::spread::timeout_lines(&text));
+                }
+                "--engine" => {
+                    o.spread = match value("--engine")?.as_str() {
+                        "corosync" => None,
+                        "spread" => Some(
+                            crate::testbed::spread::daemon_from_env()
+                                .map_err(|why| anyhow!("failover bench: --engine spread: {why}"))?,
+                        ),
+                        other => bail!("failover bench: engine {other:?} (corosync, spread)"),
+                    }
+                }
                 "--reps" => {
                     o.repetitions = value("--reps")?
                         .parse()
@@ -483,8 +524,26 @@ impl BenchOptions {
                 "--family" => o.family = parse_family(&value("--family")?)?,
                 "--sample" => o.sample = Sample::parse(&value("--sample")?)?,
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --out)"
                 ),
+            }
+        }
+        if o.spread.is_none() && o.spread_timeouts.is_some() {
+            bail!("failover bench: --spread-conf needs --engine spread");
+        }
+        if o.spread.is_some() {
+            let only: Vec<&str> = o
+                .faults
+                .iter()
+                .filter(|f| f.corosync_only())
+                .map(|f| f.name())
+                .collect();
+            if faults_given && !only.is_empty() {
+                bail!("failover bench: --engine spread: {only:?} act on corosync");
+            }
+            o.faults.retain(|f| !f.corosync_only());
+            if o.profile != Profile::Fast {
+                bail!("failover bench: --engine spread runs the LAN-fast Spread profile only");
             }
         }
         if o.repetitions == 0 {
@@ -504,6 +563,11 @@ impl BenchOptions {
 pub const USAGE: &str = "\
 cargo xtask bench failover [-- OPTIONS]
   --smoke             3 nodes, 3 VIPs, link-cut and return-cable, 1 repetition
+  --engine corosync|spread  membership (default corosync; spread: daemons
+                      from WACKAMOLE_SPREAD_DAEMON with conf/spread-lan-fast.conf's
+                      timeouts; the corosync-only faults are left out)
+  --spread-conf FILE  with --engine spread: that file's <Name>Timeout lines
+                      instead of conf/spread-lan-fast.conf's
   --full              nodes 3,5,8 and VIPs 3,64,1000
   --nodes N,M         cluster sizes (2..=16; default 3)
   --vips N,M          VIP counts (default 3,64; at most 1000)
@@ -637,6 +701,7 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
                 vips,
                 profile: opts.profile,
                 family: opts.family,
+                spread: opts.spread.is_some(),
             };
             run_size(opts, size, log, &mut records, &mut timeline, &mut skipped)?;
             // Partial results survive a later failure.
@@ -663,12 +728,29 @@ struct Size {
     vips: usize,
     profile: Profile,
     family: VipFamily,
+    /// On Spread (LAN-fast) instead of Corosync.
+    spread: bool,
 }
 
 impl Size {
-    /// `fast-3n-3v`, with the family appended when not IPv4 (`fast-3n-3v-ipv6`).
+    fn engine(&self) -> &'static str {
+        if self.spread {
+            "spread"
+        } else {
+            "corosync"
+        }
+    }
+
+    /// `fast-3n-3v`, with the family appended when not IPv4 (`fast-3n-3v-ipv6`);
+    /// on Spread `spread-fast-3n-3v`.
     fn prefix(&self) -> String {
-        let base = format!("{}-{}n-{}v", self.profile.name(), self.nodes, self.vips);
+        let engine = if self.spread { "spread-" } else { "" };
+        let base = format!(
+            "{engine}{}-{}n-{}v",
+            self.profile.name(),
+            self.nodes,
+            self.vips
+        );
         match self.family {
             VipFamily::Ipv4 => base,
             f => format!("{base}-{}", family_name(f)),
@@ -677,7 +759,7 @@ impl Size {
 
     fn params(&self, fault: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("engine".to_string(), "corosync".to_string()),
+            ("engine".to_string(), self.engine().to_string()),
             ("profile".to_string(), self.profile.name().to_string()),
             ("nodes".to_string(), self.nodes.to_string()),
             ("vips".to_string(), self.vips.to_string()),
@@ -708,6 +790,10 @@ fn run_size(
     copts.profile = size.profile;
     copts.log_level = "info".into();
     copts.family = size.family;
+    if let Some(daemon) = &opts.spread {
+        copts = copts.on_spread(daemon);
+        copts.spread_timeouts = opts.spread_timeouts.clone();
+    }
     let mut c = AgentCluster::start(copts)?;
     let mut responders = Vec::new();
     let v6 = size.family != VipFamily::Ipv4;
@@ -1684,6 +1770,35 @@ mod tests {
     }
 
     #[test]
+    fn engine_option_names_scenarios_and_leaves_out_corosync_faults() -> Result<()> {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let o = BenchOptions::from_args("w".into(), "o".into(), &args(&["--engine", "corosync"]))?;
+        assert_eq!(o.spread, None);
+        assert!(
+            BenchOptions::from_args("w".into(), "o".into(), &args(&["--engine", "x"])).is_err()
+        );
+        let spread = Size {
+            nodes: 3,
+            vips: 3,
+            profile: Profile::Fast,
+            family: VipFamily::Ipv4,
+            spread: true,
+        };
+        assert_eq!(spread.prefix(), "spread-fast-3n-3v");
+        assert_eq!(
+            spread.params("link-cut").get("engine").map(String::as_str),
+            Some("spread")
+        );
+        let usable: Vec<Fault> = Fault::ALL
+            .into_iter()
+            .filter(|f| !f.corosync_only())
+            .collect();
+        assert!(usable.contains(&Fault::LinkCut) && usable.contains(&Fault::AgentStop));
+        assert!(!usable.contains(&Fault::CorosyncStop));
+        Ok(())
+    }
+
+    #[test]
     fn family_option_names_scenarios_and_probed_addresses() -> Result<()> {
         let o = BenchOptions::from_args("w".into(), "o".into(), &[])?;
         assert_eq!(o.family, VipFamily::Ipv4);
@@ -1692,6 +1807,7 @@ mod tests {
             vips: 3,
             profile: Profile::Fast,
             family,
+            spread: false,
         };
         // IPv4 keeps the old names, so earlier results still compare.
         assert_eq!(size(VipFamily::Ipv4).prefix(), "fast-3n-3v");

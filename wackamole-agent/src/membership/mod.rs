@@ -76,8 +76,9 @@ pub enum MembershipEvent {
     /// A member's liveness probe (its engine's watchdog probe, mine
     /// included) was delivered in the group's agreed order, read at `at`.
     /// Peers watch each other's with it and evict a member silent past a
-    /// deadline while their own probes keep coming (issue 11). Engines
-    /// whose probes the group does not see never send it (Spread).
+    /// deadline while their own probes keep coming (issue 11). Both engines
+    /// multicast their probes to the group (Spread: to the group and the
+    /// private group in one message).
     Heard {
         member: MemberId,
         at: tokio::time::Instant,

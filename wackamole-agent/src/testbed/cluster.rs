@@ -23,9 +23,16 @@
 //!
 //! Dropping the cluster stops the agents (SIGTERM, then SIGKILL), unmounts the
 //! bpffs, then the corosync cluster cleans up its daemons and namespaces.
+//!
+//! With [`AgentClusterOptions::on_spread`] the membership is a
+//! [`SpreadCluster`] (LAN-fast timeouts) instead: each node's namespace also
+//! has its Spread address (10.97.0.x) on `eth0`, its agent talks TCP to its
+//! own daemon; the Corosync-only helpers ([`AgentCluster::corosync`],
+//! [`AgentCluster::stop_node`]) are not available there.
 
 use super::corosync::{CorosyncCluster, Profile};
 use super::impair::{LinkLoss, Loss};
+use super::spread::{SpreadCluster, SpreadProfile};
 use super::{Netns, NsChild, Switch};
 use crate::control::client::request_blocking;
 use crate::control::protocol::{ListReply, Reply, Request, StatusReply};
@@ -99,6 +106,10 @@ pub struct AgentClusterOptions {
     pub xdp_mode: String,
     /// The VIFs' address families (default IPv4 only).
     pub family: VipFamily,
+    /// Some(Spread 4.4 daemon binary): Spread membership instead of Corosync.
+    pub spread: Option<PathBuf>,
+    /// Spread timeout lines replacing the LAN-fast ones (measurements).
+    pub spread_timeouts: Option<String>,
 }
 
 impl AgentClusterOptions {
@@ -116,6 +127,66 @@ impl AgentClusterOptions {
             log_level: "debug".into(),
             xdp_mode: "skb".into(),
             family: VipFamily::Ipv4,
+            spread: None,
+            spread_timeouts: None,
+        }
+    }
+
+    /// The same on Spread daemons (`daemon`: the binary) with LAN-fast
+    /// timeouts and the Spread engine's watchdog defaults (a probe every
+    /// 20 ms: several per fencing lease of its 500 ms takeover floor).
+    pub fn on_spread(mut self, daemon: impl Into<PathBuf>) -> Self {
+        self.spread = Some(daemon.into());
+        self.watchdog = (
+            crate::membership::spread::DEFAULT_WATCHDOG_INTERVAL,
+            crate::membership::spread::DEFAULT_WATCHDOG_DEADLINE,
+        );
+        self
+    }
+}
+
+/// The membership under the agents.
+#[derive(Debug)]
+enum Bed {
+    Corosync(CorosyncCluster),
+    Spread(SpreadCluster),
+}
+
+impl Bed {
+    fn switch(&self) -> &Switch {
+        match self {
+            Bed::Corosync(c) => c.switch(),
+            Bed::Spread(s) => s.switch(),
+        }
+    }
+
+    fn switch_port(&self, i: usize) -> Result<&str> {
+        match self {
+            Bed::Corosync(c) => c.switch_port(i),
+            Bed::Spread(s) => s.switch_port(i),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        match self {
+            Bed::Corosync(c) => c.dir(),
+            Bed::Spread(s) => s.dir(),
+        }
+    }
+
+    fn namespaces(&self) -> Vec<&Netns> {
+        match self {
+            Bed::Corosync(c) => c.nodes.iter().map(|n| &n.ns).collect(),
+            Bed::Spread(s) => s.nodes.iter().map(|n| &n.ns).collect(),
+        }
+    }
+
+    fn link(&self, i: usize, up: bool) -> Result<()> {
+        match (self, up) {
+            (Bed::Corosync(c), true) => c.link_up(i),
+            (Bed::Corosync(c), false) => c.link_down(i),
+            (Bed::Spread(s), true) => s.link_up(i),
+            (Bed::Spread(s), false) => s.link_down(i),
         }
     }
 }
@@ -238,7 +309,7 @@ pub struct AgentCluster {
     bpffs: PathBuf,
     bpffs_mounted: bool,
     // Declared last: dropped after the agents and the client.
-    corosync: CorosyncCluster,
+    bed: Bed,
 }
 
 impl AgentCluster {
@@ -254,7 +325,29 @@ impl AgentCluster {
         if !opts.binary.exists() {
             bail!("agent test bed: no binary at {}", opts.binary.display());
         }
-        let corosync = CorosyncCluster::start(opts.nodes, opts.profile)?;
+        let bed = match &opts.spread {
+            None => Bed::Corosync(CorosyncCluster::start(opts.nodes, opts.profile)?),
+            Some(daemon) => {
+                let s = SpreadCluster::start_with(
+                    daemon,
+                    opts.nodes,
+                    SpreadProfile::LanFast,
+                    opts.spread_timeouts.as_deref(),
+                )?;
+                // The agents' LAN addresses, as on Corosync (the VIPs' subnet).
+                for (i, n) in s.nodes.iter().enumerate() {
+                    n.ns.run(&[
+                        "ip",
+                        "addr",
+                        "add",
+                        &format!("10.0.0.{}/24", i + 1),
+                        "dev",
+                        "eth0",
+                    ])?;
+                }
+                Bed::Spread(s)
+            }
+        };
         let k = MOUNTS.fetch_add(1, Ordering::Relaxed);
         let bpffs = PathBuf::from(format!("/run/wkt-bpf-{}-{k}", std::process::id()));
         let client = Netns::new("client")?;
@@ -264,7 +357,7 @@ impl AgentCluster {
             client,
             bpffs,
             bpffs_mounted: false,
-            corosync,
+            bed,
         };
         cluster.mount_bpffs()?;
         cluster.attach_client()?;
@@ -289,7 +382,7 @@ impl AgentCluster {
     }
 
     fn attach_client(&self) -> Result<()> {
-        self.corosync
+        self.bed
             .switch()
             .plug("swc", &self.client, "eth0", &format!("{CLIENT_ADDR}/16"))?;
         if self.opts.family != VipFamily::Ipv4 {
@@ -308,17 +401,28 @@ impl AgentCluster {
     }
 
     fn write_configs(&mut self, k: u32) -> Result<()> {
-        let dir = self.corosync.dir().to_path_buf();
+        let dir = self.bed.dir().to_path_buf();
         let group = format!("wkt{}x{k}", std::process::id());
-        for (i, node) in self.corosync.nodes.iter().enumerate() {
+        let mut agents = Vec::new();
+        for (i, ns) in self.bed.namespaces().into_iter().enumerate() {
             let name = format!("n{}", i + 1);
             let socket = dir.join(format!("ctl-{name}")).join("control.sock");
             let config = dir.join(format!("agent-{name}.toml"));
-            let text = render_config(&self.opts, &name, &group, &socket, &self.pin_root());
+            let mut text = render_config(&self.opts, &name, &group, &socket, &self.pin_root());
+            if let Bed::Spread(s) = &self.bed {
+                text = text.replacen(
+                    "kind = \"corosync\"\n",
+                    &format!(
+                        "kind = \"spread\"\ndaemon = \"{}\"\nreconnect_interval = \"1s\"\n",
+                        s.endpoint(i)?
+                    ),
+                    1,
+                );
+            }
             std::fs::write(&config, text)
                 .with_context(|| format!("writing {}", config.display()))?;
-            self.agents.push(AgentNode {
-                mac: node.ns.mac("eth0")?,
+            agents.push(AgentNode {
+                mac: ns.mac("eth0")?,
                 log: dir.join(format!("agent-{name}.log")),
                 name,
                 config,
@@ -326,6 +430,7 @@ impl AgentCluster {
                 agent: None,
             });
         }
+        self.agents = agents;
         Ok(())
     }
 
@@ -362,21 +467,42 @@ impl AgentCluster {
     }
 
     /// The underlying corosync cluster (namespaces, corosync faults).
+    ///
+    /// # Panics
+    /// On a Spread test bed ([`AgentClusterOptions::on_spread`]): a test
+    /// of Corosync faults has no meaning there.
     pub fn corosync(&self) -> &CorosyncCluster {
-        &self.corosync
+        match &self.bed {
+            Bed::Corosync(c) => c,
+            Bed::Spread(_) => panic!("agent test bed: a Spread bed has no corosync"),
+        }
     }
 
     /// Mutable access, e.g. to kill or restart a corosync.
+    ///
+    /// # Panics
+    /// On a Spread test bed, as [`AgentCluster::corosync`].
     pub fn corosync_mut(&mut self) -> &mut CorosyncCluster {
-        &mut self.corosync
+        match &mut self.bed {
+            Bed::Corosync(c) => c,
+            Bed::Spread(_) => panic!("agent test bed: a Spread bed has no corosync"),
+        }
+    }
+
+    /// The underlying Spread cluster, on a Spread test bed.
+    pub fn spread(&self) -> Option<&SpreadCluster> {
+        match &self.bed {
+            Bed::Spread(s) => Some(s),
+            Bed::Corosync(_) => None,
+        }
     }
 
     /// Node `i`'s namespace.
     pub fn ns(&self, i: usize) -> Result<&Netns> {
-        self.corosync
-            .nodes
+        self.bed
+            .namespaces()
             .get(i)
-            .map(|n| &n.ns)
+            .copied()
             .ok_or_else(|| anyhow!("agent test bed: no node index {i}"))
     }
 
@@ -829,12 +955,12 @@ impl AgentCluster {
 
     /// Takes node `i`'s cable out.
     pub fn link_down(&self, i: usize) -> Result<()> {
-        self.corosync.link_down(i)
+        self.bed.link(i, false)
     }
 
     /// Puts node `i`'s cable back.
     pub fn link_up(&self, i: usize) -> Result<()> {
-        self.corosync.link_up(i)
+        self.bed.link(i, true)
     }
 
     /// The last lines of node `i`'s agent log.
@@ -888,19 +1014,19 @@ impl AgentCluster {
     /// Splits the LAN in two: the switch ports of `side_b` move to a second
     /// bridge (created on first use), the client stays with the others.
     pub fn partition(&self, side_b: &[usize]) -> Result<()> {
-        let switch = self.corosync.switch();
+        let switch = self.bed.switch();
         switch.add_bridge(PARTITION_BRIDGE)?;
         for &i in side_b {
-            switch.move_port(self.corosync.switch_port(i)?, PARTITION_BRIDGE)?;
+            switch.move_port(self.bed.switch_port(i)?, PARTITION_BRIDGE)?;
         }
         Ok(())
     }
 
     /// Undoes [`AgentCluster::partition`]: `side_b`'s ports go back to the main bridge.
     pub fn heal(&self, side_b: &[usize]) -> Result<()> {
-        let switch = self.corosync.switch();
+        let switch = self.bed.switch();
         for &i in side_b {
-            switch.move_port(self.corosync.switch_port(i)?, Switch::BRIDGE)?;
+            switch.move_port(self.bed.switch_port(i)?, Switch::BRIDGE)?;
         }
         Ok(())
     }
@@ -968,8 +1094,10 @@ impl AgentCluster {
         if self.agent_running(i) {
             self.terminate_agent(i, Duration::from_secs(10))?;
         }
-        let node = self
-            .corosync
+        let Bed::Corosync(corosync) = &mut self.bed else {
+            bail!("agent test bed: stop_node is for Corosync beds");
+        };
+        let node = corosync
             .nodes
             .get(i)
             .ok_or_else(|| anyhow!("agent test bed: no node index {i}"))?;
@@ -981,7 +1109,7 @@ impl AgentCluster {
             }
         }
         // Reaps it (SIGKILL if it did not finish leaving).
-        self.corosync.kill_corosync(i)
+        corosync.kill_corosync(i)
     }
 
     /// Node `i`'s global XDP action counters (indexed by
@@ -1010,7 +1138,10 @@ impl AgentCluster {
 
     /// Starts node `i` again after [`AgentCluster::stop_node`]: corosync, then the agent.
     pub fn start_node(&mut self, i: usize) -> Result<()> {
-        self.corosync.start_corosync(i)?;
+        let Bed::Corosync(corosync) = &mut self.bed else {
+            bail!("agent test bed: start_node is for Corosync beds");
+        };
+        corosync.start_corosync(i)?;
         self.start_agent(i)
     }
 
@@ -1024,8 +1155,8 @@ impl AgentCluster {
     /// returned guard drops. See [`super::impair`].
     pub fn impair_link(&self, i: usize, loss: Loss) -> Result<LinkLoss> {
         LinkLoss::apply(
-            self.corosync.switch().ns().name(),
-            self.corosync.switch_port(i)?,
+            self.bed.switch().ns().name(),
+            self.bed.switch_port(i)?,
             loss,
         )
     }

@@ -183,6 +183,18 @@ impl SpreadCluster {
     /// (last to first, see the module docs). The daemons form their ring by
     /// themselves; wait for it through the engines' views.
     pub fn start(daemon: &Path, n: usize, profile: SpreadProfile) -> Result<Self> {
+        Self::start_with(daemon, n, profile, None)
+    }
+
+    /// [`SpreadCluster::start`] with `timeouts` (`<Name>Timeout = <ms>`
+    /// lines, see [`timeout_lines`]) instead of the profile's, to measure
+    /// other timers.
+    pub fn start_with(
+        daemon: &Path,
+        n: usize,
+        profile: SpreadProfile,
+        timeouts: Option<&str>,
+    ) -> Result<Self> {
         if n == 0 || n > 16 {
             bail!("spread test bed: {n} nodes (1..=16 supported)");
         }
@@ -198,7 +210,10 @@ impl SpreadCluster {
             dir,
             switch,
         };
-        let conf = render_conf(port, n, profile);
+        let mut conf = render_conf(port, n, profile);
+        if let Some(t) = timeouts {
+            conf = render_conf(port, n, SpreadProfile::Default) + t;
+        }
         for i in 0..n {
             let ns = Netns::new(&format!("sp{}", i + 1))?;
             let switch_port = format!("sw{}", i + 1);
@@ -254,6 +269,16 @@ impl SpreadCluster {
         self.nodes
             .get(i)
             .ok_or_else(|| anyhow!("spread test bed: no node index {i}"))
+    }
+
+    /// The LAN switch.
+    pub fn switch(&self) -> &Switch {
+        &self.switch
+    }
+
+    /// Node `i`'s port on the switch.
+    pub fn switch_port(&self, i: usize) -> Result<&str> {
+        Ok(&self.node(i)?.switch_port)
     }
 
     /// The unix socket `/tmp/<port>`.

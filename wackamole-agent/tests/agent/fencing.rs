@@ -85,8 +85,13 @@ const ROUND_MS: u128 = arp_observer::ROUND.as_millis();
 const STOPPED: Duration = Duration::from_millis(2000);
 
 fn run(fault: Fault) -> Result<()> {
+    run_on(AgentClusterOptions::new(BIN), fast_profile_floor()?, fault)
+}
+
+/// `run` on the cluster `opts` builds, whose agents' takeover floor is `floor`.
+fn run_on(opts: AgentClusterOptions, floor: Duration, fault: Fault) -> Result<()> {
     let _guard = crate::support::one_cluster_at_a_time();
-    let mut c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
+    let mut c = AgentCluster::start(opts)?;
     let snap = c.wait_counts(&[2, 2, 2], Duration::from_secs(20))?;
     let victim = 0;
     let vips: Vec<Ipv4Addr> = snap
@@ -125,7 +130,7 @@ fn run(fault: Fault) -> Result<()> {
     match fault {
         Fault::EngineStopped => c.corosync().cont_corosync(victim)?,
         Fault::AgentStopped => {
-            stopped_agent_checks(&c, &vips, &observed, &seen)?;
+            stopped_agent_checks(&c, floor, &vips, &observed, &seen)?;
             return Ok(());
         }
         Fault::StackKilled | Fault::AgentKilled => {}
@@ -240,12 +245,12 @@ fn a_restarted_agent_never_answers_for_its_crashed_runs_addresses() -> Result<()
 /// settles back to two VIFs each.
 fn stopped_agent_checks(
     c: &AgentCluster,
+    floor: Duration,
     vips: &[Ipv4Addr],
     observed: &Observed,
     seen: &[Vec<usize>],
 ) -> Result<()> {
     let victim = 0;
-    let floor = fast_profile_floor()?;
     let bound = wackamole::daemon::lease::evict_after(floor) + Duration::from_millis(500);
     let round_ms = arp_observer::ROUND.as_millis() as u32;
     let victim_mac = c.mac(victim)?;
@@ -309,4 +314,25 @@ fn stopped_agent_checks(
     c.wait_counts(&[2, 2, 2], Duration::from_secs(20))
         .context("after SIGCONT the victim rejoins and takes its share back")?;
     Ok(())
+}
+
+/// The same faults on Spread daemons (LAN-fast profile): Spread live tests,
+/// run when `WACKAMOLE_SPREAD_DAEMON` names a Spread 4.4 daemon.
+mod live {
+    use super::*;
+
+    /// Issue 11 item 2 on Spread: every agent's watchdog probe goes to the
+    /// group too, so a stopped agent (its daemon fine) falls silent in the
+    /// group and is evicted within the deadline of the Spread engine's
+    /// takeover floor; never two answering hosts; it rejoins after SIGCONT.
+    #[test]
+    #[ignore = "needs root and a Spread 4.4 daemon in WACKAMOLE_SPREAD_DAEMON"]
+    fn a_stopped_agent_on_spread_is_evicted_and_rejoins_on_sigcont() -> Result<()> {
+        let daemon = wackamole::testbed::spread::require_daemon();
+        run_on(
+            AgentClusterOptions::new(BIN).on_spread(daemon),
+            wackamole::membership::spread::DEFAULT_TAKEOVER_FLOOR,
+            Fault::AgentStopped,
+        )
+    }
 }

@@ -242,7 +242,7 @@ async fn bad_options_are_refused() {
 }
 
 /// Reads the next client message, which must be a watchdog probe to my own
-/// private group; returns its payload.
+/// private group and the group "g" (one message); returns its payload.
 async fn read_probe(s: &mut TcpStream) -> Vec<u8> {
     match read_client(s).await {
         ClientMessage::Multicast {
@@ -251,7 +251,7 @@ async fn read_probe(s: &mut TcpStream) -> Vec<u8> {
             groups,
             mess_type: PROBE_MESS_TYPE,
             data,
-        } if groups == [ME] => {
+        } if groups == [ME, "g"] => {
             assert_eq!(data.len(), 8, "probe payload: a sequence number");
             data
         }
@@ -259,7 +259,8 @@ async fn read_probe(s: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-/// Delivers a probe back like the daemon does (to my private group).
+/// Delivers a probe back like the daemon does (to me; the daemon names
+/// the groups of the message it delivers).
 async fn echo_probe(s: &mut TcpStream, payload: &[u8]) {
     let mut d = data(service::AGREED_MESS, ME, ME, payload);
     if let DaemonMessage::Data(m) = &mut d {
@@ -269,7 +270,7 @@ async fn echo_probe(s: &mut TcpStream, payload: &[u8]) {
 }
 
 #[tokio::test]
-async fn watchdog_probes_stay_private_stalls_pass_and_a_silent_daemon_is_lost() {
+async fn watchdog_probes_are_heard_stalls_pass_and_a_silent_daemon_is_lost() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let deadline = Duration::from_millis(300);
@@ -283,21 +284,33 @@ async fn watchdog_probes_stay_private_stalls_pass_and_a_silent_daemon_is_lost() 
     send(&mut s, &view(1, &[ME, PEER])).await;
     assert!(matches!(event(&mut h).await, MembershipEvent::View(_)));
 
-    // A healthy daemon: probes come one at a time, numbered, and their
-    // echoes never reach the agent; nor does an engine-typed message to the
-    // group. The next event is the application message, byte for byte.
+    // A healthy daemon: probes come one at a time, numbered, and each echo
+    // is `Heard` for me, never a message; a peer's probe to the group is
+    // `Heard` for the peer. The next other event is the application
+    // message, byte for byte.
     let mut seqs = Vec::new();
     for _ in 0..10 {
         let p = read_probe(&mut s).await;
         seqs.push(u64::from_le_bytes(p.clone().try_into().unwrap()));
         echo_probe(&mut s, &p).await;
+        assert!(
+            matches!(event(&mut h).await, MembershipEvent::Heard { member, .. } if member.0 == ME)
+        );
     }
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-    let mut forged = data(service::AGREED_MESS, PEER, "g", &encode_probe(1));
-    if let DaemonMessage::Data(m) = &mut forged {
-        m.mess_type = PROBE_MESS_TYPE;
-    }
-    send(&mut s, &forged).await;
+    let peer_probe = |from: &str| {
+        let mut d = data(service::AGREED_MESS, from, "g", &encode_probe(1));
+        if let DaemonMessage::Data(m) = &mut d {
+            m.mess_type = PROBE_MESS_TYPE;
+        }
+        d
+    };
+    send(&mut s, &peer_probe(PEER)).await;
+    assert!(
+        matches!(event(&mut h).await, MembershipEvent::Heard { member, .. } if member.0 == PEER)
+    );
+    // Not a member of the view: not heard.
+    send(&mut s, &peer_probe("#xx#fake")).await;
     let app = [0u8, 1, 0x57, 0x44, 255];
     send(&mut s, &data(service::AGREED_MESS, PEER, "g", &app)).await;
     assert_eq!(
@@ -334,14 +347,20 @@ async fn watchdog_probes_stay_private_stalls_pass_and_a_silent_daemon_is_lost() 
 
     // A ring re-forming: the daemon reads the probe but delivers it only
     // after four deadlines. No Lost, no second probe meanwhile.
+    // Drain the Heard events of the probes echoed in the loop above.
+    while let Ok(Some(ev)) = timeout(Duration::from_millis(50), h.events.recv()).await {
+        assert!(matches!(ev, MembershipEvent::Heard { .. }), "{ev:?}");
+    }
     let late = read_probe(&mut s).await;
     assert!(
         timeout(4 * deadline, h.events.recv()).await.is_err(),
         "no event while the daemon reads but does not deliver"
     );
+    // The late probe is not heard (the order stalled), the next one is.
     echo_probe(&mut s, &late).await;
     let next = read_probe(&mut s).await;
     echo_probe(&mut s, &next).await;
+    assert!(matches!(event(&mut h).await, MembershipEvent::Heard { member, .. } if member.0 == ME));
     assert_eq!(
         u64::from_le_bytes(next.try_into().unwrap()),
         u64::from_le_bytes(late.try_into().unwrap()) + 1

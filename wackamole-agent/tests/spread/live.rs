@@ -156,6 +156,9 @@ fn run(daemon: &Path) -> Result<()> {
 async fn unix_session(port: u16) -> Result<View> {
     let mut opts = SpreadOptions::new(&port.to_string(), "cu", GROUP);
     opts.retry_interval = Duration::from_millis(200);
+    // The test bed's daemons run as `nobody`: trust the socket's owner.
+    use std::os::unix::fs::MetadataExt;
+    opts.trusted_uid = Some(std::fs::metadata(format!("/tmp/{port}"))?.uid());
     let mut h = start(opts).await?;
     let view = loop {
         match next(&mut h, "a view over the Unix socket").await? {
@@ -345,10 +348,21 @@ fn freeze_scenario(cluster: &SpreadCluster) -> Result<()> {
             wait_view(handles[i], i, 2, "the survivors' view").await?;
             detect.push(frozen_at.elapsed());
         }
-        // Quiet period: survivors' probes flow again, nothing else happens.
+        // Quiet period: survivors' probes flow again (each hears the other's
+        // and its own, issue 11), nothing else happens.
         for i in (0..3).filter(|&i| i != VICTIM) {
-            if let Ok(Some(ev)) = timeout(Duration::from_secs(1), handles[i].events.recv()).await {
-                bail!("survivor {i}: unexpected {ev:?} after the new view");
+            let mut heard = std::collections::BTreeSet::new();
+            let quiet = tokio::time::Instant::now() + Duration::from_secs(1);
+            while let Ok(Some(ev)) = tokio::time::timeout_at(quiet, handles[i].events.recv()).await {
+                match ev {
+                    MembershipEvent::Heard { member, .. } => {
+                        heard.insert(member.0);
+                    }
+                    ev => bail!("survivor {i}: unexpected {ev:?} after the new view"),
+                }
+            }
+            if heard.len() != 2 || heard.iter().any(|m| m.contains(&format!("w{VICTIM}#"))) {
+                bail!("survivor {i}: heard {heard:?} after the new view, not both survivors");
             }
         }
         cluster.signal_daemon(VICTIM, libc::SIGCONT)?;

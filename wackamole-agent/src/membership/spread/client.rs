@@ -477,6 +477,26 @@ impl SpreadWriter {
         self.multicast(service, &me, mess_type, data).await
     }
 
+    /// Sends `data` to my own private group and to `group` as one message:
+    /// delivered once to me (also while I am not in `group`) and to every
+    /// member of `group`, in the same agreed order.
+    pub async fn multicast_with_self(
+        &mut self,
+        service: Service,
+        group: &str,
+        mess_type: i16,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
+        self.send(&ClientMessage::Multicast {
+            service,
+            self_discard: false,
+            groups: vec![self.private_group.clone(), group.to_owned()],
+            mess_type,
+            data: data.to_vec(),
+        })
+        .await
+    }
+
     /// Multicasts `data` to `group` (delivered to me as well).
     pub async fn multicast(
         &mut self,

@@ -16,9 +16,11 @@
 //! - [`watchdog`]: a frozen daemon (SIGSTOP, hung) keeps its socket open and
 //!   says nothing, while the other nodes see us leave after the failure
 //!   detection time and take our addresses. Every `watchdog_interval` the
-//!   engine sends an AGREED probe to its *own private group* (the daemon
-//!   orders it through the ring and delivers it back to us alone, so other
-//!   members never see it) with `mess_type` [`watchdog::PROBE_MESS_TYPE`];
+//!   engine sends an AGREED probe to its *own private group* and, while it
+//!   wants to be in the group, to the group as well (one message: delivered
+//!   to us once, and to the other members, who report it as
+//!   [`MembershipEvent::Heard`] so that a frozen agent is evicted, issue 11)
+//!   with `mess_type` [`watchdog::PROBE_MESS_TYPE`];
 //!   agent payloads go out unchanged with `mess_type` 0 and only `mess_type`
 //!   0 reaches the agent as [`MembershipEvent::Message`]. A probe late by
 //!   `watchdog_deadline` that the daemon has not even read from our socket
@@ -37,7 +39,7 @@ use tokio::sync::mpsc;
 use super::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
 use client::{ClientError, ConnectOptions, Endpoint, SpreadReader, SpreadWriter};
 use codec::{service, DaemonMessage, Service, ViewCause};
-use watchdog::{Watchdog, APP_MESS_TYPE, PROBE_MESS_TYPE};
+use watchdog::{EvidenceGap, Hearing, Watchdog, APP_MESS_TYPE, PROBE_MESS_TYPE};
 
 /// Default probe period of the watchdog (as the corosync engine).
 pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_millis(20);
@@ -146,6 +148,7 @@ pub async fn start(opts: SpreadOptions) -> anyhow::Result<MembershipHandle> {
         want_joined: true,
         in_view: false,
         view_members: Vec::new(),
+        hearing: Hearing::default(),
     };
     tokio::spawn(engine.run());
     Ok(MembershipHandle {
@@ -171,6 +174,8 @@ struct Engine {
     in_view: bool,
     /// Members of the last view of the group (for `Departed`).
     view_members: Vec<String>,
+    /// Whose delivered probes are [`MembershipEvent::Heard`].
+    hearing: Hearing,
 }
 
 /// How a session or a pause ended.
@@ -272,9 +277,18 @@ impl Engine {
         let me = writer.private_group().to_owned();
         self.in_view = false;
         self.view_members.clear();
+        self.hearing.clear();
         if self.want_joined {
             writer.join(&self.opts.group).await?;
         }
+        // Only where a frozen daemon is told from a frozen agent (the daemon
+        // reads our probes while its ring re-forms): with a remote daemon no
+        // evidence comes during a re-formation, which is no freeze of ours.
+        let mut gap = writer.unread_by_daemon().map(|_| {
+            EvidenceGap::new(crate::daemon::lease::self_evict_gap(
+                self.opts.takeover_floor,
+            ))
+        });
         let mut watchdog = self.opts.watchdog_interval.map(|period| {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -293,7 +307,7 @@ impl Engine {
                 // Unbiased: a busy daemon stream must not starve the watchdog.
                 () = tick => {
                     if let Some((_, wd)) = watchdog.as_mut() {
-                        if let Some(reason) = self.check(wd, &mut writer).await? {
+                        if let Some(reason) = self.check(wd, &mut gap, &mut writer).await? {
                             return Ok(Next::Lost(reason));
                         }
                     }
@@ -302,18 +316,36 @@ impl Engine {
                     let msg = msg?;
                     if let DaemonMessage::Data(d) = &msg {
                         if d.mess_type == PROBE_MESS_TYPE {
+                            let now = tokio::time::Instant::now();
+                            let mut own_rtt = None;
                             if let (true, Some((_, wd)), Some(seq)) =
                                 (d.sender == me, watchdog.as_mut(), watchdog::decode_probe(&d.payload))
                             {
                                 if let Some(rtt) = wd.returned(seq, Instant::now()) {
                                     tracing::trace!("spread {}: probe {seq} back in {rtt:?}", self.endpoint);
+                                    own_rtt = Some(rtt);
                                     // Counted from the sending (see `Alive`).
-                                    let now = tokio::time::Instant::now();
+                                    let at = now.checked_sub(rtt).unwrap_or(now);
+                                    if let Some(reason) = self.evidence_gap(&mut gap, at) {
+                                        return Ok(Next::Lost(reason));
+                                    }
                                     crate::membership::Alive::publish(&self.alive, crate::membership::Alive {
-                                        at: now.checked_sub(rtt).unwrap_or(now),
+                                        at,
                                         takeover_floor: self.opts.takeover_floor,
                                         revives: true,
                                     });
+                                }
+                            }
+                            // Mine only as the probe in flight (not a stale one).
+                            let stall = watchdog::stall_limit(self.opts.takeover_floor);
+                            let mine = d.sender == me;
+                            if (!mine || own_rtt.is_some())
+                                && self.hearing.heard(&d.sender, own_rtt, stall)
+                            {
+                                let member = MemberId(d.sender.clone());
+                                if !self.emit(MembershipEvent::Heard { member, at: now }).await {
+                                    let _ = writer.disconnect().await;
+                                    return Ok(Next::Stop);
                                 }
                             }
                             continue;
@@ -356,6 +388,7 @@ impl Engine {
                         if self.want_joined {
                             self.want_joined = false;
                             self.in_view = false;
+                            self.hearing.clear();
                             writer.leave(&self.opts.group).await?;
                         }
                     }
@@ -375,6 +408,7 @@ impl Engine {
     async fn check(
         &self,
         wd: &mut Watchdog,
+        gap: &mut Option<EvidenceGap>,
         writer: &mut SpreadWriter,
     ) -> Result<Option<String>, ClientError> {
         let now = Instant::now();
@@ -390,10 +424,14 @@ impl Engine {
         // local one: Unix socket or TCP on this host) is not frozen, and that
         // is the lease's evidence meanwhile. A frozen daemon reads nothing.
         if wd.consumed_in_flight(reading) {
+            let at = tokio::time::Instant::now();
+            if let Some(reason) = self.evidence_gap(gap, at) {
+                return Ok(Some(reason));
+            }
             crate::membership::Alive::publish(
                 &self.alive,
                 crate::membership::Alive {
-                    at: tokio::time::Instant::now(),
+                    at,
                     takeover_floor: self.opts.takeover_floor,
                     revives: false,
                 },
@@ -409,16 +447,39 @@ impl Engine {
             )));
         }
         if let Some(seq) = wd.due() {
-            writer
-                .send_to_self(
-                    Service::Agreed,
-                    PROBE_MESS_TYPE,
-                    &watchdog::encode_probe(seq),
-                )
-                .await?;
+            let probe = watchdog::encode_probe(seq);
+            if self.want_joined {
+                // The peers see it too (8 bytes per member and period).
+                writer
+                    .multicast_with_self(Service::Agreed, &self.opts.group, PROBE_MESS_TYPE, &probe)
+                    .await?;
+            } else {
+                writer
+                    .send_to_self(Service::Agreed, PROBE_MESS_TYPE, &probe)
+                    .await?;
+            }
             wd.sent(seq, now, writer.written());
         }
         Ok(None)
+    }
+
+    /// Why my liveness evidence at `at` must not renew the lease: the
+    /// evidence before it is older than the self-eviction gap (this process
+    /// was frozen or starved; the peers may have evicted it). The session
+    /// ends with `Lost` and the agent rejoins afresh.
+    fn evidence_gap(
+        &self,
+        gap: &mut Option<EvidenceGap>,
+        at: tokio::time::Instant,
+    ) -> Option<String> {
+        let g = gap.as_mut()?.at(at)?;
+        Some(format!(
+            "spread {} group {}: no liveness evidence for {g:?} (this process frozen or starved; \
+             peers evict a member silent for {:?}): rejoining afresh",
+            self.endpoint,
+            self.opts.group,
+            crate::daemon::lease::evict_after(self.opts.takeover_floor)
+        ))
     }
 
     /// A view of our group caused by a leave or a disconnect (the member's
@@ -458,6 +519,7 @@ impl Engine {
                     return None;
                 };
                 self.in_view = true;
+                self.hearing.view(&v.members);
                 Some(MembershipEvent::View(View {
                     id: ViewId(v.group_id.to_u128()),
                     members: v.members.into_iter().map(MemberId).collect(),
@@ -467,6 +529,7 @@ impl Engine {
             DaemonMessage::Transitional { group, .. }
                 if group == self.opts.group && self.in_view =>
             {
+                self.hearing.transitional();
                 Some(MembershipEvent::Transitional)
             }
             DaemonMessage::Data(d) if d.mess_type != APP_MESS_TYPE => {
@@ -497,6 +560,7 @@ impl Engine {
             DaemonMessage::SelfLeave { group } => {
                 if group == self.opts.group {
                     self.in_view = false;
+                    self.hearing.clear();
                 }
                 tracing::debug!("spread {ep}: left {group}");
                 None

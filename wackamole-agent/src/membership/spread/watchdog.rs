@@ -1,5 +1,6 @@
 //! Watchdog bookkeeping (pure, no I/O): one probe in flight at a time, sent
-//! to our own private group, and the verdict on whether the daemon is frozen.
+//! to our own private group (and the group, see [`Hearing`]), and the
+//! verdict on whether the daemon is frozen.
 //!
 //! A probe to our private group travels the daemon ring like any AGREED
 //! message (Spread has no local shortcut), so it also pauses while the ring
@@ -132,6 +133,86 @@ pub fn reading(written: u64, unread: Option<u64>) -> Reading {
     }
 }
 
+/// Which delivered probes the agent hears of ([`MembershipEvent::Heard`]):
+/// every member multicasts its probe to the group as well, so peers watch
+/// each other's liveness (issue 11) as on Corosync. Pure bookkeeping of the
+/// group's current view.
+///
+/// [`MembershipEvent::Heard`]: crate::membership::MembershipEvent::Heard
+#[derive(Debug, Default)]
+pub struct Hearing {
+    /// Members of the view the agent holds (empty: none).
+    members: Vec<String>,
+    /// A transitional signal came: the view is ending, its silence judges
+    /// nothing.
+    ending: bool,
+}
+
+impl Hearing {
+    /// A regular view of the group that lists me.
+    pub fn view(&mut self, members: &[String]) {
+        self.members = members.to_vec();
+        self.ending = false;
+    }
+
+    /// The group's transitional signal.
+    pub fn transitional(&mut self) {
+        self.ending = true;
+    }
+
+    /// No view (left, session over).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Whether the probe of `sender` is heard. `own_rtt`: the round trip
+    /// when it is mine. My own probe counts only when it came back within
+    /// `stall`: one held up by a ring re-forming is delivered in a burst
+    /// with the others' probes held up as well, maybe before them, and
+    /// would make them look silent for the whole re-formation.
+    pub fn heard(&self, sender: &str, own_rtt: Option<Duration>, stall: Duration) -> bool {
+        !self.ending
+            && self.members.iter().any(|m| m == sender)
+            && own_rtt.is_none_or(|rtt| rtt <= stall)
+    }
+}
+
+/// The longest round trip of my own probe that still shows the group's
+/// order moving: a quarter of the takeover floor (125 ms by default; a
+/// probe normally returns within a few ms, a re-formation takes at least
+/// the token timeout, i.e. the floor).
+pub fn stall_limit(takeover_floor: Duration) -> Duration {
+    takeover_floor / 4
+}
+
+/// Gaps in my own liveness evidence. A gap longer than `limit`
+/// ([`lease::self_evict_gap`]) means this process was frozen or starved
+/// long enough for the peers to evict it: evidence after it must not renew
+/// the lease before the agent has read the eviction (the engine reports
+/// `Lost` and reconnects instead), as on Corosync.
+///
+/// [`lease::self_evict_gap`]: crate::daemon::lease::self_evict_gap
+#[derive(Debug)]
+pub struct EvidenceGap {
+    limit: Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl EvidenceGap {
+    /// No evidence yet (a new session).
+    pub fn new(limit: Duration) -> Self {
+        EvidenceGap { limit, last: None }
+    }
+
+    /// Evidence at `at`: Some(gap) when the evidence before it is older
+    /// than the limit. Older evidence than the last is never a gap.
+    pub fn at(&mut self, at: tokio::time::Instant) -> Option<Duration> {
+        let gap = self.last.map(|prev| at.saturating_duration_since(prev));
+        self.last = Some(self.last.map_or(at, |prev| prev.max(at)));
+        gap.filter(|g| *g > self.limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +278,47 @@ mod tests {
         assert_eq!(reading(500, Some(120)), Reading::Consumed(380));
         assert_eq!(reading(5, Some(120)), Reading::Consumed(0));
         assert_eq!(reading(500, None), Reading::Unknown);
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn probes_of_view_members_are_heard_until_the_view_ends() {
+        let stall = stall_limit(Duration::from_millis(500));
+        assert_eq!(stall, Duration::from_millis(125));
+        let mut h = Hearing::default();
+        assert!(!h.heard("#a#sda", None, stall), "no view yet");
+        h.view(&names(&["#a#sda", "#b#sdb"]));
+        assert!(h.heard("#b#sdb", None, stall));
+        assert!(!h.heard("#c#sdc", None, stall), "not a member");
+        assert!(h.heard("#a#sda", Some(Duration::from_millis(3)), stall));
+        // My probe held up by a re-formation does not show the order moving.
+        assert!(!h.heard("#a#sda", Some(Duration::from_millis(400)), stall));
+        h.transitional();
+        assert!(!h.heard("#b#sdb", None, stall), "view ending");
+        assert!(!h.heard("#a#sda", Some(Duration::from_millis(3)), stall));
+        h.view(&names(&["#a#sda", "#c#sdc"]));
+        assert!(h.heard("#c#sdc", None, stall));
+        assert!(!h.heard("#b#sdb", None, stall), "left with the last view");
+        h.clear();
+        assert!(!h.heard("#c#sdc", None, stall));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evidence_gap_past_the_limit_is_reported() {
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        let mut g = EvidenceGap::new(ms(375));
+        assert_eq!(g.at(t0), None, "first evidence");
+        assert_eq!(g.at(t0 + ms(20)), None);
+        // A probe sent before a freeze, read after it: older, no gap.
+        assert_eq!(g.at(t0 + ms(10)), None);
+        assert_eq!(g.at(t0 + ms(395)), None, "exactly the limit");
+        // Frozen 2 s: the first fresh evidence after the thaw.
+        assert_eq!(g.at(t0 + ms(2395)), Some(ms(2000)));
+        assert_eq!(g.at(t0 + ms(2415)), None);
     }
 
     proptest! {
