@@ -260,6 +260,8 @@ pub struct BenchOptions {
     pub family: VipFamily,
     /// Which VIPs the prober probes.
     pub sample: Sample,
+    /// The agents' `mature` (None: the test bed's 500 ms).
+    pub mature: Option<Duration>,
     /// Some(Spread 4.4 daemon binary): agents on Spread (LAN-fast profile)
     /// instead of Corosync (`--engine spread`, daemon from
     /// `WACKAMOLE_SPREAD_DAEMON`).
@@ -442,6 +444,7 @@ impl BenchOptions {
             out_dir: out_dir.into(),
             family: VipFamily::Ipv4,
             sample: Sample::Auto,
+            mature: None,
             spread: None,
             spread_timeouts: None,
         }
@@ -523,8 +526,17 @@ impl BenchOptions {
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
                 "--family" => o.family = parse_family(&value("--family")?)?,
                 "--sample" => o.sample = Sample::parse(&value("--sample")?)?,
+                "--mature" => {
+                    let v = value("--mature")?;
+                    let ms: u64 = v
+                        .parse()
+                        .ok()
+                        .filter(|ms| (1..=600_000).contains(ms))
+                        .ok_or_else(|| anyhow!("failover bench: --mature {v:?} (milliseconds, 1..=600000)"))?;
+                    o.mature = Some(Duration::from_millis(ms));
+                }
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --mature, --out)"
                 ),
             }
         }
@@ -586,6 +598,10 @@ cargo xtask bench failover [-- OPTIONS]
                       plus up to N that do not (the control set; a node
                       returning: 16 spread over the pool); all = every VIP;
                       auto (default) = 8 controls above 16 VIFs, else all
+  --mature MS         the agents' mature (default: the test bed's 500 ms);
+                      a returning node alone in its view claims every VIP
+                      once mature, so a mature shorter than its engine's
+                      merge shows as two answerers on returns
   --out DIR           where failover.json, failover.md and the PNGs go";
 
 fn parse_family(s: &str) -> Result<VipFamily> {
@@ -790,6 +806,9 @@ fn run_size(
     copts.profile = size.profile;
     copts.log_level = "info".into();
     copts.family = size.family;
+    if let Some(m) = opts.mature {
+        copts.mature = m;
+    }
     if let Some(daemon) = &opts.spread {
         copts = copts.on_spread(daemon);
         copts.spread_timeouts = opts.spread_timeouts.clone();
