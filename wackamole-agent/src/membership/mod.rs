@@ -152,6 +152,40 @@ pub struct MembershipHandle {
     pub alive: tokio::sync::watch::Receiver<Option<Alive>>,
 }
 
+/// Gaps in an engine's own liveness evidence (both engines). A gap longer
+/// than `limit` ([`lease::self_evict_gap`]) means this process was frozen or
+/// starved long enough for the peers to evict it: evidence after it must
+/// not renew the lease before the agent has read the eviction (the engine
+/// reports `Lost` and reconnects instead).
+///
+/// [`lease::self_evict_gap`]: crate::daemon::lease::self_evict_gap
+#[derive(Debug)]
+pub struct EvidenceGap {
+    limit: Duration,
+    last: Option<tokio::time::Instant>,
+}
+
+impl EvidenceGap {
+    /// No evidence yet (a new session).
+    pub fn new(limit: Duration) -> Self {
+        EvidenceGap { limit, last: None }
+    }
+
+    /// Evidence at `at` that needs no check (published by another thread
+    /// of the engine meanwhile).
+    pub fn note(&mut self, at: tokio::time::Instant) {
+        self.last = Some(self.last.map_or(at, |prev| prev.max(at)));
+    }
+
+    /// Evidence at `at`: Some(gap) when the evidence before it is older
+    /// than the limit. Older evidence than the last is never a gap.
+    pub fn at(&mut self, at: tokio::time::Instant) -> Option<Duration> {
+        let gap = self.last.map(|prev| at.saturating_duration_since(prev));
+        self.note(at);
+        gap.filter(|g| *g > self.limit)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +213,25 @@ mod tests {
         Alive::publish(&tx, ev(t1, true));
         Alive::publish(&tx, ev(t1, false));
         assert_eq!(*rx.borrow(), Some(ev(t1, true)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_evidence_gap_past_the_limit_is_reported() {
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        let mut g = EvidenceGap::new(ms(375));
+        assert_eq!(g.at(t0), None, "first evidence");
+        assert_eq!(g.at(t0 + ms(20)), None);
+        // A probe sent before a freeze, read after it: older, no gap.
+        assert_eq!(g.at(t0 + ms(10)), None);
+        assert_eq!(g.at(t0 + ms(395)), None, "exactly the limit");
+        // Frozen 2 s: the first fresh evidence after the thaw.
+        assert_eq!(g.at(t0 + ms(2395)), Some(ms(2000)));
+        assert_eq!(g.at(t0 + ms(2415)), None);
+        // Evidence noted meanwhile (vouched for by another thread) closes
+        // the gap it falls in.
+        g.note(t0 + ms(2700));
+        assert_eq!(g.at(t0 + ms(3000)), None);
+        assert_eq!(g.at(t0 + ms(3400)), Some(ms(400)));
     }
 }

@@ -4,7 +4,7 @@
 use super::conn::{CallError, Conn, Liveness, Raw, Vouch};
 use super::tracker::{self, encode_app, encode_watchdog, Tracker, Trip, Watchdog};
 use super::CorosyncOptions;
-use crate::membership::{Alive, MembershipEvent, MembershipHandle, Outgoing};
+use crate::membership::{Alive, EvidenceGap, MembershipEvent, MembershipHandle, Outgoing};
 use anyhow::{anyhow, Context, Result};
 use rust_corosync::CsError;
 use std::collections::VecDeque;
@@ -121,11 +121,10 @@ struct Session {
     takeover_floor: Duration,
     /// Probe period of this connection.
     interval: Duration,
-    /// The latest liveness evidence given to the agent.
-    last_evidence: Option<Instant>,
-    /// A longer gap in the evidence (this process frozen or starved) means
-    /// the peers may have evicted us: report `Lost` and rejoin instead.
-    evict_gap: Duration,
+    /// Gaps in the evidence given to the agent: a long one (this process
+    /// frozen or starved) means the peers may have evicted us: report
+    /// `Lost` and rejoin instead.
+    gap: EvidenceGap,
 }
 
 impl Engine {
@@ -260,16 +259,10 @@ impl Engine {
             .borrow()
             .map(|a| a.at)
             .filter(|at| *at >= s.since);
-        let prev = match (s.last_evidence, vouched) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        s.last_evidence = prev;
-        let gap = s
-            .last_evidence
-            .map(|prev| at.saturating_duration_since(prev));
-        s.last_evidence = Some(s.last_evidence.map_or(at, |prev| prev.max(at)));
-        let gap = gap.filter(|g| *g > s.evict_gap)?;
+        if let Some(v) = vouched {
+            s.gap.note(v);
+        }
+        let gap = s.gap.at(at)?;
         Some(format!(
             "corosync group {}: no liveness evidence for {gap:?} (this process frozen or starved; \
              peers evict a member silent for {:?}): rejoining afresh",
@@ -331,9 +324,8 @@ impl Engine {
             liveness,
             takeover_floor,
             interval,
-            last_evidence: None,
             since: Instant::now(),
-            evict_gap: crate::daemon::lease::self_evict_gap(takeover_floor),
+            gap: EvidenceGap::new(crate::daemon::lease::self_evict_gap(takeover_floor)),
             conn,
             retry_at: None,
             send_pause: Duration::from_millis(1),

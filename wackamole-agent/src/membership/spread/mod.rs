@@ -36,10 +36,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::mpsc;
 
+use super::EvidenceGap;
 use super::{MemberId, MembershipEvent, MembershipHandle, Outgoing, View, ViewId};
 use client::{ClientError, ConnectOptions, Endpoint, SpreadReader, SpreadWriter};
 use codec::{service, DaemonMessage, Service, ViewCause};
-use watchdog::{EvidenceGap, Hearing, Watchdog, APP_MESS_TYPE, PROBE_MESS_TYPE};
+use watchdog::{Hearing, Watchdog, APP_MESS_TYPE, PROBE_MESS_TYPE};
 
 /// Default probe period of the watchdog (as the corosync engine).
 pub const DEFAULT_WATCHDOG_INTERVAL: Duration = Duration::from_millis(20);

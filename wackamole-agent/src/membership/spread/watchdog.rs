@@ -185,34 +185,6 @@ pub fn stall_limit(takeover_floor: Duration) -> Duration {
     takeover_floor / 4
 }
 
-/// Gaps in my own liveness evidence. A gap longer than `limit`
-/// ([`lease::self_evict_gap`]) means this process was frozen or starved
-/// long enough for the peers to evict it: evidence after it must not renew
-/// the lease before the agent has read the eviction (the engine reports
-/// `Lost` and reconnects instead), as on Corosync.
-///
-/// [`lease::self_evict_gap`]: crate::daemon::lease::self_evict_gap
-#[derive(Debug)]
-pub struct EvidenceGap {
-    limit: Duration,
-    last: Option<tokio::time::Instant>,
-}
-
-impl EvidenceGap {
-    /// No evidence yet (a new session).
-    pub fn new(limit: Duration) -> Self {
-        EvidenceGap { limit, last: None }
-    }
-
-    /// Evidence at `at`: Some(gap) when the evidence before it is older
-    /// than the limit. Older evidence than the last is never a gap.
-    pub fn at(&mut self, at: tokio::time::Instant) -> Option<Duration> {
-        let gap = self.last.map(|prev| at.saturating_duration_since(prev));
-        self.last = Some(self.last.map_or(at, |prev| prev.max(at)));
-        gap.filter(|g| *g > self.limit)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,21 +276,6 @@ mod tests {
         assert!(!h.heard("#b#sdb", None, stall), "left with the last view");
         h.clear();
         assert!(!h.heard("#c#sdc", None, stall));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_evidence_gap_past_the_limit_is_reported() {
-        let t0 = tokio::time::Instant::now();
-        let ms = Duration::from_millis;
-        let mut g = EvidenceGap::new(ms(375));
-        assert_eq!(g.at(t0), None, "first evidence");
-        assert_eq!(g.at(t0 + ms(20)), None);
-        // A probe sent before a freeze, read after it: older, no gap.
-        assert_eq!(g.at(t0 + ms(10)), None);
-        assert_eq!(g.at(t0 + ms(395)), None, "exactly the limit");
-        // Frozen 2 s: the first fresh evidence after the thaw.
-        assert_eq!(g.at(t0 + ms(2395)), Some(ms(2000)));
-        assert_eq!(g.at(t0 + ms(2415)), None);
     }
 
     proptest! {
