@@ -138,14 +138,12 @@ fn observe(
         replies: vec![Vec::new(); vips.len()],
         by_arrival: vec![Vec::new(); vips.len()],
     };
-    let start = Instant::now();
-    let end = start + how_long;
-    let mut round = 0u32;
-    let mut next = start;
     let mut buf = [0u8; 128];
-    while Instant::now() < end {
-        if Instant::now() >= next {
-            round += 1;
+    rounds(
+        &rx,
+        how_long,
+        &mut buf,
+        |round| {
             let me = senders[round as usize % senders.len()];
             for vip in vips {
                 tx.send(&ArpFrame {
@@ -158,6 +156,43 @@ fn observe(
                     tpa: *vip,
                 })?;
             }
+            Ok(())
+        },
+        |frame, round| {
+            let Some(f) = ArpFrame::parse(frame) else {
+                return;
+            };
+            if f.op == ArpOp::Reply {
+                if let Some(i) = vips.iter().position(|v| *v == f.spa) {
+                    seen.by_arrival[i].push((round, f.sha));
+                    if let Some(asked) = answered_round(senders, f.tpa, round) {
+                        seen.replies[i].push((asked, f.sha));
+                    }
+                }
+            }
+        },
+    )?;
+    Ok(seen)
+}
+
+/// The observers' loop, for `how_long`: every [`ROUND`] `ask(round)` sends
+/// the round's requests (rounds count from 1); every frame read from `rx`
+/// meanwhile goes to `heard(frame, round)` with the latest round sent.
+pub(crate) fn rounds(
+    rx: &OwnedFd,
+    how_long: Duration,
+    buf: &mut [u8],
+    mut ask: impl FnMut(u32) -> Result<()>,
+    mut heard: impl FnMut(&[u8], u32),
+) -> Result<()> {
+    let start = Instant::now();
+    let end = start + how_long;
+    let mut round = 0u32;
+    let mut next = start;
+    while Instant::now() < end {
+        if Instant::now() >= next {
+            round += 1;
+            ask(round)?;
             next += ROUND;
         }
         // SAFETY: recv into a buffer we own, with its length.
@@ -173,19 +208,9 @@ fn observe(
             std::thread::sleep(Duration::from_micros(300));
             continue;
         };
-        let Some(f) = ArpFrame::parse(&buf[..n.min(buf.len())]) else {
-            continue;
-        };
-        if f.op == ArpOp::Reply {
-            if let Some(i) = vips.iter().position(|v| *v == f.spa) {
-                seen.by_arrival[i].push((round, f.sha));
-                if let Some(asked) = answered_round(senders, f.tpa, round) {
-                    seen.replies[i].push((asked, f.sha));
-                }
-            }
-        }
+        heard(&buf[..n.min(buf.len())], round);
     }
-    Ok(seen)
+    Ok(())
 }
 
 /// A raw socket receiving the ARP frames of `iface`.

@@ -1,18 +1,19 @@
 //! The IPv6 twin of [`super::arp_observer`]: from a namespace, sends a
 //! Neighbor Solicitation for every IPv6 VIP to its solicited-node group every
-//! [`ROUND`] and records which MACs answer with a solicited Neighbor
-//! Advertisement, by round. Frames are built and parsed by [`crate::net::nd`];
+//! [`ROUND`](super::arp_observer::ROUND) and records which MACs answer with
+//! a solicited Neighbor Advertisement, by round (the loop is the ARP
+//! observer's [`rounds`]). Frames are built and parsed by [`crate::net::nd`];
 //! the result is an [`Observed`], so the two-answerer time is computed the
 //! same way for both families.
 
-use super::arp_observer::{enter_netns, packet_socket, Observed, ROUND};
+use super::arp_observer::{enter_netns, packet_socket, rounds, Observed};
 use crate::net::nd::OPT_TARGET_LLADDR;
 use crate::net::nd::{NdFrame, NdSender, ETH_P_IPV6, NA_SOLICITED, ND_NEIGHBOR_ADVERT};
 use anyhow::{anyhow, ensure, Context, Result};
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Starts observing `vips` from network namespace `netns` (a name under
 /// /run/netns) through `iface`, soliciting as `me`, for `how_long`.
@@ -72,42 +73,29 @@ fn observe(
         replies: vec![Vec::new(); vips.len()],
         by_arrival: vec![Vec::new(); vips.len()],
     };
-    let start = Instant::now();
-    let end = start + how_long;
-    let mut round = 0u32;
-    let mut next = start;
     let mut buf = [0u8; 256];
-    while Instant::now() < end {
-        if Instant::now() >= next {
-            round += 1;
+    rounds(
+        &rx,
+        how_long,
+        &mut buf,
+        |_| {
             for ns in &solicitations {
                 // A full transmit queue loses one solicitation, not the run.
                 if let Err(e) = tx.send(ns) {
                     tracing::debug!("NS observer: {e}");
                 }
             }
-            next += ROUND;
-        }
-        // SAFETY: recv into a buffer we own, with its length.
-        let n = unsafe {
-            libc::recv(
-                rx.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
-        let Ok(n @ 1..) = usize::try_from(n) else {
-            std::thread::sleep(Duration::from_micros(300));
-            continue;
-        };
-        if let Some((target, mac)) = answer_of(&buf[..n.min(buf.len())], me) {
-            if let Some(i) = vips.iter().position(|v| *v == target) {
-                seen.replies[i].push((round, mac));
-                seen.by_arrival[i].push((round, mac));
+            Ok(())
+        },
+        |frame, round| {
+            if let Some((target, mac)) = answer_of(frame, me) {
+                if let Some(i) = vips.iter().position(|v| *v == target) {
+                    seen.replies[i].push((round, mac));
+                    seen.by_arrival[i].push((round, mac));
+                }
             }
-        }
-    }
+        },
+    )?;
     Ok(seen)
 }
 
