@@ -5,7 +5,9 @@
 //!
 //! Run: `cargo bench -p wackamole-agent --bench allocation`
 
+mod support;
 use std::time::{Duration, Instant};
+use support::stats;
 
 use wackamole::alloc::wire::{encode, Message, StateMsg};
 use wackamole::alloc::{
@@ -83,14 +85,6 @@ fn exchange(a: &mut Allocator, view: ViewId, members: usize, others: &[Vec<u8>])
             payload: p.clone(),
         });
     }
-}
-
-fn stats(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort_unstable();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let median = us(samples[samples.len() / 2]);
-    let p95 = us(samples[(samples.len() * 95 / 100).min(samples.len() - 1)]);
-    (median, p95)
 }
 
 fn main() {

@@ -7,7 +7,9 @@
 //!
 //! Run: `cargo xtask bench sizes`
 
-use std::time::{Duration, Instant};
+mod support;
+use std::time::Instant;
+use support::stats;
 
 use wackamole::config::{self, AnyInterface};
 use wackamole::control::{ListLine, VifRow, LIST_PAGE};
@@ -68,14 +70,6 @@ fn config_text(vifs: usize) -> String {
         );
     }
     s
-}
-
-fn stats(mut samples: Vec<Duration>) -> (f64, f64) {
-    samples.sort_unstable();
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let median = us(samples[samples.len() / 2]);
-    let p95 = us(samples[(samples.len() * 95 / 100).min(samples.len() - 1)]);
-    (median, p95)
 }
 
 /// Times `f` `iters` times; returns (median µs, p95 µs, bytes of its output).

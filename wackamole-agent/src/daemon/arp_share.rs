@@ -112,27 +112,26 @@ impl SharedCache {
 
     /// The IPv4 neighbours inside one of `prefixes`, sorted by address.
     pub fn within(&self, prefixes: &[Ipv4Prefix]) -> Vec<(Ipv4Addr, [u8; 6])> {
-        let mut out: Vec<(Ipv4Addr, [u8; 6])> = self
-            .entries
-            .iter()
-            .filter_map(|(ip, (mac, _))| match ip {
-                IpAddr::V4(ip) if prefixes.iter().any(|p| p.contains(*ip)) => Some((*ip, *mac)),
-                _ => None,
-            })
-            .collect();
-        out.sort_unstable();
-        out
+        self.sorted(|ip| match ip {
+            IpAddr::V4(ip) if prefixes.iter().any(|p| p.contains(ip)) => Some(ip),
+            _ => None,
+        })
     }
 
     /// The IPv6 neighbours inside one of `prefixes`, sorted by address.
     pub fn within6(&self, prefixes: &[Ipv6Prefix]) -> Vec<(Ipv6Addr, [u8; 6])> {
-        let mut out: Vec<(Ipv6Addr, [u8; 6])> = self
+        self.sorted(|ip| match ip {
+            IpAddr::V6(ip) if prefixes.iter().any(|p| p.contains(ip)) => Some(ip),
+            _ => None,
+        })
+    }
+
+    /// The entries `pick` keeps (as its address type), sorted by address.
+    fn sorted<A: Ord>(&self, pick: impl Fn(IpAddr) -> Option<A>) -> Vec<(A, [u8; 6])> {
+        let mut out: Vec<(A, [u8; 6])> = self
             .entries
             .iter()
-            .filter_map(|(ip, (mac, _))| match ip {
-                IpAddr::V6(ip) if prefixes.iter().any(|p| p.contains(*ip)) => Some((*ip, *mac)),
-                _ => None,
-            })
+            .filter_map(|(ip, (mac, _))| Some((pick(*ip)?, *mac)))
             .collect();
         out.sort_unstable();
         out

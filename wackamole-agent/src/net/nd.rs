@@ -522,13 +522,7 @@ pub fn plan_notify6(
             hosts.push((ip, multicast_mac(solicited_node(ip))));
         }
     }
-    vips.iter()
-        .flat_map(|&vip| {
-            hosts
-                .iter()
-                .map(move |&(ip, m)| unicast_advert(mac, vip, ip, m, router))
-        })
-        .collect()
+    unicast_adverts(mac, vips, &hosts, router)
 }
 
 /// The advertisements that tell the shared neighbour cache's IPv6 hosts
@@ -549,6 +543,16 @@ pub fn plan_cache6(
         .collect();
     hosts.sort();
     hosts.dedup_by_key(|(ip, _)| *ip);
+    unicast_adverts(mac, vips, &hosts, router)
+}
+
+/// One [`unicast_advert`] per VIP and host.
+fn unicast_adverts(
+    mac: [u8; 6],
+    vips: &[Ipv6Addr],
+    hosts: &[(Ipv6Addr, [u8; 6])],
+    router: bool,
+) -> Vec<NdFrame> {
     vips.iter()
         .flat_map(|&vip| {
             hosts

@@ -487,14 +487,8 @@ impl SpreadWriter {
         mess_type: i16,
         data: &[u8],
     ) -> Result<(), ClientError> {
-        self.send(&ClientMessage::Multicast {
-            service,
-            self_discard: false,
-            groups: vec![self.private_group.clone(), group.to_owned()],
-            mess_type,
-            data: data.to_vec(),
-        })
-        .await
+        let groups = vec![self.private_group.clone(), group.to_owned()];
+        self.multicast_to(service, groups, mess_type, data).await
     }
 
     /// Multicasts `data` to `group` (delivered to me as well).
@@ -505,10 +499,22 @@ impl SpreadWriter {
         mess_type: i16,
         data: &[u8],
     ) -> Result<(), ClientError> {
+        self.multicast_to(service, vec![group.to_owned()], mess_type, data)
+            .await
+    }
+
+    /// One message to every group in `groups` (delivered to me as well).
+    async fn multicast_to(
+        &mut self,
+        service: Service,
+        groups: Vec<String>,
+        mess_type: i16,
+        data: &[u8],
+    ) -> Result<(), ClientError> {
         self.send(&ClientMessage::Multicast {
             service,
             self_discard: false,
-            groups: vec![group.to_owned()],
+            groups,
             mess_type,
             data: data.to_vec(),
         })
