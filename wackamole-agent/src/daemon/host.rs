@@ -6,10 +6,11 @@
 //! uses tokio's clock everywhere (`tokio::time`), so a paused runtime clock
 //! drives it.
 
+use super::senders::Senders;
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
 use crate::dataplane::{AsyncConflictReader, ConflictEvent, DataPlane, VipTable};
-use crate::net::arp::{ArpSender, Burst, GarpForm};
+use crate::net::arp::{Burst, GarpForm};
 use crate::net::nd::{Ipv6Prefix, NdSender};
 use crate::net::Ipv4Prefix;
 use anyhow::{anyhow, Context, Result};
@@ -265,12 +266,9 @@ impl AddressPlumbing for Netlink {
         if !joined.remove(&ip) {
             return Ok(());
         }
-        let left = sender.leave_solicited_node(ip).map_err(|e| anyhow!("{e}"));
-        if joined.is_empty() {
-            // Closing the socket drops whatever membership is left.
-            groups.remove(iface);
-        }
-        left
+        // The socket stays open with no group left: closing it would block
+        // the agent's thread for an RCU grace period (see `senders`).
+        sender.leave_solicited_node(ip).map_err(|e| anyhow!("{e}"))
     }
 }
 
@@ -282,6 +280,8 @@ pub struct LinuxHost {
     announcing: AnnouncementTasks,
     /// Announcement pacing, by interface.
     pacers: HashMap<String, Arc<Pacer>>,
+    /// The sockets announcements send on, kept (see `senders`).
+    senders: Senders,
     config_path: PathBuf,
     /// The interfaces that carry VIPs (their carrier is watched).
     carrier_ifaces: Vec<String>,
@@ -307,6 +307,7 @@ impl LinuxHost {
             conflicts,
             announcing: AnnouncementTasks::default(),
             pacers: HashMap::new(),
+            senders: Senders::default(),
             config_path,
             carrier_ifaces,
         })
@@ -445,6 +446,20 @@ impl Host for LinuxHost {
                 pacers.insert(iface.clone(), pacer);
             }
         }
+        let mut senders = Vec::new();
+        for (iface, ips) in addresses {
+            match self.senders.arp.get(&iface) {
+                Ok(s) => senders.push((iface, ips, s)),
+                Err(e) => warn!("announcing VIF {name}: {e}"),
+            }
+        }
+        let mut senders6 = Vec::new();
+        for (iface, ips) in addresses6 {
+            match self.senders.nd.get(&iface) {
+                Ok(s) => senders6.push((iface, ips, s)),
+                Err(e) => warn!("announcing VIF {name}: {e}"),
+            }
+        }
         self.announcing.start(vif, async move {
             let pace = |iface: &str, frames: usize| {
                 let pacer = pacers.get(iface).cloned();
@@ -456,20 +471,6 @@ impl Host for LinuxHost {
             };
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
-            }
-            let mut senders = Vec::new();
-            for (iface, ips) in addresses {
-                match ArpSender::open(&iface) {
-                    Ok(s) => senders.push((iface, ips, s)),
-                    Err(e) => warn!("announcing VIF {name}: {e}"),
-                }
-            }
-            let mut senders6 = Vec::new();
-            for (iface, ips) in addresses6 {
-                match NdSender::open(&iface) {
-                    Ok(s) => senders6.push((iface, ips, s)),
-                    Err(e) => warn!("announcing VIF {name}: {e}"),
-                }
             }
             let one = Burst { count: 1, ..burst };
             let frames_per_ip = if one.form == GarpForm::Both { 2 } else { 1 };

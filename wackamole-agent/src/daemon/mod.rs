@@ -14,6 +14,7 @@
 //! - [`lease`]: the fencing lease, renewed from the engine's liveness.
 //! - [`evict`]: watching the members' probes to evict a silent one.
 //! - [`messages`]: the envelope of every group message.
+//! - [`senders`]: the packet sockets announcements send on, kept open.
 //!
 //! Slow side work (announcements, hooks) runs in spawned tasks and never
 //! delays the next decision. The agent runs on tokio's clock only.
@@ -30,6 +31,7 @@ mod lifecycle;
 pub mod messages;
 pub mod metrics;
 pub mod sdnotify;
+pub mod senders;
 pub mod timers;
 pub mod vifs;
 pub mod wire_knob;

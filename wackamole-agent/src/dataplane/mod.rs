@@ -25,7 +25,7 @@ use wackamole_common::VipKey;
 pub use conflicts::{AsyncConflictReader, ConflictReader};
 pub use error::{BoxError, DataPlaneError, Result};
 pub use plane::{DataPlane, OwnOptions};
-pub use sys::monotonic_now;
+pub use sys::{ifindex, monotonic_now};
 pub use wackamole_common::{ConflictEvent, VipCounters};
 
 /// A virtual IP address (either family) on one interface.

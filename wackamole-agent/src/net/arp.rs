@@ -355,6 +355,11 @@ impl ArpSender {
         self.mac
     }
 
+    /// The index of the interface the socket sends on.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
     /// The interface name.
     pub fn iface(&self) -> &str {
         &self.iface

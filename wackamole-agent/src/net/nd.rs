@@ -295,6 +295,11 @@ impl NdSender {
         self.mac
     }
 
+    /// The index of the interface the socket sends on.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
     fn membership(&self, vip: Ipv6Addr, add: bool) -> NetResult<()> {
         let group = multicast_mac(solicited_node(vip));
         // SAFETY: packet_mreq is plain data; zeroed is valid.
