@@ -213,25 +213,62 @@ impl Pacer {
 
 /// Kernel addresses over rtnetlink, and the solicited-node memberships of
 /// IPv6 VIPs (held by one packet socket per interface).
-#[derive(Debug, Default)]
+///
+/// One netlink connection serves every request (opened on first use, in
+/// the agent's namespace), and interface indexes come from
+/// `if_nametoindex`: a connection and a link query per address made a
+/// thousand-VIP decision open a thousand sockets.
+#[derive(Default)]
 pub struct Netlink {
+    rtnl: Mutex<Option<crate::net::Rtnl>>,
     groups: Mutex<HashMap<String, (NdSender, BTreeSet<Ipv6Addr>)>>,
+}
+
+impl std::fmt::Debug for Netlink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Netlink").finish_non_exhaustive()
+    }
+}
+
+impl Netlink {
+    /// The shared connection and `iface`'s index.
+    fn target(&self, iface: &str) -> Result<(crate::net::Rtnl, u32)> {
+        let index =
+            crate::dataplane::ifindex(iface).map_err(|e| anyhow!("interface {iface}: {e}"))?;
+        let mut rtnl = self
+            .rtnl
+            .lock()
+            .map_err(|_| anyhow!("netlink connection: lock poisoned"))?;
+        let rtnl = match rtnl.as_ref() {
+            Some(r) => r.clone(),
+            None => rtnl.insert(crate::net::Rtnl::new()?).clone(),
+        };
+        Ok((rtnl, index))
+    }
+
+    /// A failed request may mean a dead connection: the next one opens a
+    /// fresh connection (the agent retries failed VIFs).
+    fn reset(&self) {
+        if let Ok(mut rtnl) = self.rtnl.lock() {
+            *rtnl = None;
+        }
+    }
 }
 
 impl AddressPlumbing for Netlink {
     async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
-        match ip {
-            IpAddr::V4(ip) => crate::net::addr::add(iface, ip, prefix).await,
-            IpAddr::V6(ip) => crate::net::addr::add6(iface, ip, prefix).await,
-        }
-        .map_err(|e| anyhow!("{e}"))
+        let (rtnl, index) = self.target(iface)?;
+        rtnl.add_at(iface, index, ip, prefix).await.map_err(|e| {
+            self.reset();
+            anyhow!("{e}")
+        })
     }
     async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
-        match ip {
-            IpAddr::V4(ip) => crate::net::addr::remove(iface, ip, prefix).await,
-            IpAddr::V6(ip) => crate::net::addr::remove6(iface, ip, prefix).await,
-        }
-        .map_err(|e| anyhow!("{e}"))
+        let (rtnl, index) = self.target(iface)?;
+        rtnl.remove_at(iface, index, ip, prefix).await.map_err(|e| {
+            self.reset();
+            anyhow!("{e}")
+        })
     }
     async fn join_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {
         let mut groups = self

@@ -15,48 +15,40 @@ use super::{errno, NetError, NetResult, Rtnl};
 impl Rtnl {
     /// Adds `ip/prefix` to `iface`. Already present (same prefix) is success.
     pub async fn add_addr(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
-        check_prefix(iface, ip, prefix)?;
+        check_prefix(iface, IpAddr::V4(ip), prefix)?;
         let index = self.ifindex(iface).await?;
-        let res = self
-            .handle()
-            .address()
-            .add(index, IpAddr::V4(ip), prefix)
-            .execute()
-            .await;
-        match res {
-            Ok(()) => Ok(()),
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-            Err(e) => Err(NetError::Netlink {
-                iface: iface.to_string(),
-                op: "add address",
-                addr: format!("{ip}/{prefix}"),
-                detail: e.to_string(),
-            }),
-        }
+        self.add_at(iface, index, IpAddr::V4(ip), prefix).await
     }
 
-    /// Adds the IPv6 address `ip/prefix` to `iface` without duplicate
-    /// address detection (IFA_F_NODAD: usable at once, and no DAD probe that
-    /// the VIP's current owner would defend), valid for ever but with a
-    /// preferred lifetime of 0 ("deprecated"): it answers and accepts
-    /// connections as usual, but the kernel never picks it as the source of
-    /// this node's own traffic (which would break when the VIP moves; IPv4
-    /// VIPs are secondary addresses for the same reason). Already present is
-    /// success.
+    /// Adds the IPv6 address `ip/prefix` to `iface` (see [`Rtnl::add_at`]).
+    /// Already present is success.
     pub async fn add_addr6(&self, iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
-        if prefix > 128 {
-            return Err(NetError::Invalid(format!(
-                "interface {iface}: address {ip}/{prefix}: prefix length over 128"
-            )));
-        }
+        check_prefix(iface, IpAddr::V6(ip), prefix)?;
         let index = self.ifindex(iface).await?;
-        let mut req = self.handle().address().add(index, IpAddr::V6(ip), prefix);
-        let attributes = &mut req.message_mut().attributes;
-        attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
-        let mut lifetimes = CacheInfo::default();
-        lifetimes.ifa_preferred = 0;
-        lifetimes.ifa_valid = u32::MAX;
-        attributes.push(AddressAttribute::CacheInfo(lifetimes));
+        self.add_at(iface, index, IpAddr::V6(ip), prefix).await
+    }
+
+    /// Adds `ip/prefix` to interface `index` (`iface`: its name, for
+    /// errors). Already present is success.
+    ///
+    /// An IPv6 address goes without duplicate address detection
+    /// (IFA_F_NODAD: usable at once, and no DAD probe that the VIP's current
+    /// owner would defend), valid for ever but with a preferred lifetime of
+    /// 0 ("deprecated"): it answers and accepts connections as usual, but
+    /// the kernel never picks it as the source of this node's own traffic
+    /// (which would break when the VIP moves; IPv4 VIPs are secondary
+    /// addresses for the same reason).
+    pub async fn add_at(&self, iface: &str, index: u32, ip: IpAddr, prefix: u8) -> NetResult<()> {
+        check_prefix(iface, ip, prefix)?;
+        let mut req = self.handle().address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            let attributes = &mut req.message_mut().attributes;
+            attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+            let mut lifetimes = CacheInfo::default();
+            lifetimes.ifa_preferred = 0;
+            lifetimes.ifa_valid = u32::MAX;
+            attributes.push(AddressAttribute::CacheInfo(lifetimes));
+        }
         match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
@@ -71,31 +63,9 @@ impl Rtnl {
 
     /// Removes the IPv6 address `ip/prefix` from `iface`. Absent is success.
     pub async fn remove_addr6(&self, iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
+        check_prefix(iface, IpAddr::V6(ip), prefix)?;
         let index = self.ifindex(iface).await?;
-        let netlink_err = |e: rtnetlink::Error| NetError::Netlink {
-            iface: iface.to_string(),
-            op: "remove address",
-            addr: format!("{ip}/{prefix}"),
-            detail: e.to_string(),
-        };
-        let mut req = self.handle().address().get().set_link_index_filter(index);
-        req.message_mut().header.family = AddressFamily::Inet6;
-        let found: Vec<AddressMessage> = req.execute().try_collect().await.map_err(netlink_err)?;
-        for msg in found {
-            let has = msg
-                .attributes
-                .iter()
-                .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V6(a)) if *a == ip));
-            if !has || msg.header.prefix_len != prefix {
-                continue;
-            }
-            match self.handle().address().del(msg).execute().await {
-                Ok(()) => {}
-                Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
-                Err(e) => return Err(netlink_err(e)),
-            }
-        }
-        Ok(())
+        self.remove_at(iface, index, IpAddr::V6(ip), prefix).await
     }
 
     /// Whether `iface` has the IPv6 address `ip` (any prefix).
@@ -123,38 +93,47 @@ impl Rtnl {
 
     /// Removes `ip/prefix` from `iface`. Absent is success.
     pub async fn remove_addr(&self, iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
-        check_prefix(iface, ip, prefix)?;
+        check_prefix(iface, IpAddr::V4(ip), prefix)?;
         let index = self.ifindex(iface).await?;
-        let netlink_err = |e: rtnetlink::Error| NetError::Netlink {
-            iface: iface.to_string(),
-            op: "remove address",
-            addr: format!("{ip}/{prefix}"),
-            detail: e.to_string(),
+        self.remove_at(iface, index, IpAddr::V4(ip), prefix).await
+    }
+
+    /// Removes exactly the local address `ip/prefix` from interface `index`
+    /// (`iface`: its name, for errors); absent, or present with another
+    /// prefix, is success and touches nothing.
+    ///
+    /// One RTM_DELADDR naming the address as both local (IFA_LOCAL, so a
+    /// peer address never matches) and address, as `ip addr del` sends it.
+    /// No listing first: the kernel only dumps every address of the
+    /// namespace, so releasing n VIPs cost n dumps of n addresses.
+    pub async fn remove_at(
+        &self,
+        iface: &str,
+        index: u32,
+        ip: IpAddr,
+        prefix: u8,
+    ) -> NetResult<()> {
+        check_prefix(iface, ip, prefix)?;
+        let mut msg = AddressMessage::default();
+        msg.header.family = match ip {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
         };
-        let found: Vec<AddressMessage> = self
-            .handle()
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_prefix_length_filter(prefix)
-            .set_address_filter(IpAddr::V4(ip))
-            .execute()
-            .try_collect()
-            .await
-            .map_err(netlink_err)?;
-        for msg in found {
-            // Only the exact local address: the filter also matches a peer address.
-            if local_v4(&msg) != Some(ip) {
-                continue;
-            }
-            match self.handle().address().del(msg).execute().await {
-                Ok(()) => {}
-                // Raced with another remover: the address is gone, as wanted.
-                Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => {}
-                Err(e) => return Err(netlink_err(e)),
-            }
+        msg.header.prefix_len = prefix;
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(ip));
+        msg.attributes.push(AddressAttribute::Address(ip));
+        match self.handle().address().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            // Absent (or another prefix): nothing to remove, as wanted.
+            Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
+            Err(e) => Err(NetError::Netlink {
+                iface: iface.to_string(),
+                op: "remove address",
+                addr: format!("{ip}/{prefix}"),
+                detail: e.to_string(),
+            }),
         }
-        Ok(())
     }
 
     /// The IPv4 addresses on `iface` with their prefix lengths, in kernel order.
@@ -192,10 +171,11 @@ fn local_v4(msg: &AddressMessage) -> Option<Ipv4Addr> {
     pick(true).or_else(|| pick(false))
 }
 
-fn check_prefix(iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
-    if prefix > 32 {
+fn check_prefix(iface: &str, ip: IpAddr, prefix: u8) -> NetResult<()> {
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if prefix > max {
         return Err(NetError::Invalid(format!(
-            "interface {iface}: address {ip}/{prefix}: prefix length over 32"
+            "interface {iface}: address {ip}/{prefix}: prefix length over {max}"
         )));
     }
     Ok(())
