@@ -958,14 +958,11 @@ fn run_size(
                     .join(format!("failover-{scenario}-rep{rep}.png")),
             };
             draw(&r.run, &r.phases, &scenario, &png)?;
-            if rep == 0 {
-                if timeline.is_none() {
-                    let main = opts.out_dir.join("failover-timeline.png");
-                    std::fs::copy(&png, &main).with_context(|| {
-                        format!("copying {} to {}", png.display(), main.display())
-                    })?;
-                    *timeline = Some(main);
-                }
+            if rep == 0 && timeline.is_none() {
+                let main = opts.out_dir.join("failover-timeline.png");
+                std::fs::copy(&png, &main)
+                    .with_context(|| format!("copying {} to {}", png.display(), main.display()))?;
+                *timeline = Some(main);
             }
             two_macs.extend(r.two_answerers_ms);
             if let Some(ms) = r.rebalance_ms {
