@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// What to send when a VIF arrives here, or when another host claims it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,6 +322,9 @@ pub struct LinuxHost {
     config_path: PathBuf,
     /// The interfaces that carry VIPs (their carrier is watched).
     carrier_ifaces: Vec<String>,
+    /// Interfaces whose `promote_secondaries` we turned on, with the value
+    /// to put back at a clean stop (see `net::sysctl`).
+    promoted: Vec<(String, String)>,
 }
 
 impl LinuxHost {
@@ -338,7 +341,27 @@ impl LinuxHost {
             .transpose()
             .context("data plane: conflict ring buffer")?
             .map(conflict_stream);
+        let mut promoted = Vec::new();
+        for iface in &carrier_ifaces {
+            match crate::net::sysctl::ensure_promote_secondaries(iface) {
+                Ok(None) => {}
+                Ok(Some(was)) => {
+                    info!(
+                        %iface,
+                        was = %was,
+                        "net.ipv4.conf.{iface}.promote_secondaries = 1: releasing one VIP of a subnet must not remove the others"
+                    );
+                    promoted.push((iface.clone(), was));
+                }
+                Err(e) => warn!(
+                    "{e}: could not turn on promote_secondaries; releasing the first VIP of a subnet \
+                     this node has no address of its own in removes the others (set \
+                     net.ipv4.conf.{iface}.promote_secondaries = 1)"
+                ),
+            }
+        }
         Ok(LinuxHost {
+            promoted,
             plane,
             netlink: Netlink::default(),
             conflicts,
@@ -624,6 +647,12 @@ impl Host for LinuxHost {
     }
 
     fn shutdown(self) -> Result<()> {
+        // Every VIP is gone by now: the old setting can come back.
+        for (iface, was) in &self.promoted {
+            if let Err(e) = crate::net::sysctl::write(iface, "promote_secondaries", was) {
+                warn!("putting promote_secondaries back: {e}");
+            }
+        }
         self.plane.shutdown().context("data plane shutdown")
     }
 }

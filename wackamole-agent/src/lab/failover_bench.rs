@@ -891,6 +891,20 @@ fn run_size(
             let res = analysis::analyse(&r.run, &r.phases, analysis::Params::default());
             let (b, e) = answered_before_and_end(&r.run, &r.phases);
             let (gap_ms, never) = control_gap(&r.run, &r.controls);
+            let dark = dark_before_fault(&r.run, &r.phases, 100_000_000);
+            if !dark.is_empty() {
+                let list: Vec<String> = dark
+                    .iter()
+                    .take(12)
+                    .map(|(ip, ms, node)| format!("{ip} (last answer {ms:.0} ms before, {node})"))
+                    .collect();
+                writeln!(
+                    log,
+                    "      DARK before the fault (no answer in the last 100 ms, nobody moved them): {} VIPs: {}",
+                    dark.len(),
+                    list.join(", ")
+                )?;
+            }
             writeln!(
                 log,
                 "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two answerers {} ms, failover {} (detection {}, agent {}), {:.0} probes/s{}",
@@ -1187,6 +1201,42 @@ pub fn answered_before_and_end(run: &ProbeRun, phases: &[Phase]) -> (usize, usiz
         before.iter().filter(|b| **b).count(),
         end.iter().filter(|b| **b).count(),
     )
+}
+
+/// VIPs that were answered once but not in the last `quiet_ns` before the
+/// fault: (address, ms before the fault of its last answer, answering node).
+/// A VIP going dark with nobody moving it is a fault of its own.
+pub fn dark_before_fault(
+    run: &ProbeRun,
+    phases: &[Phase],
+    quiet_ns: u64,
+) -> Vec<(IpAddr, f64, String)> {
+    let fault = phases.first().map_or(u64::MAX, |p| p.fault_ns);
+    let mut last: Vec<Option<(u64, u16)>> = vec![None; run.vips.len()];
+    for a in run.answers.iter().filter(|a| a.sent_ns < fault) {
+        if let Some(l) = last.get_mut(a.vip as usize) {
+            if l.is_none_or(|(t, _)| a.sent_ns > t) {
+                *l = Some((a.sent_ns, a.node));
+            }
+        }
+    }
+    let probing_from = run.round_sent_ns.first().copied().unwrap_or(0);
+    last.iter()
+        .enumerate()
+        .filter_map(|(v, l)| {
+            let ip = *run.vips.get(v)?;
+            let node = |n: u16| run.nodes.get(n as usize).cloned().unwrap_or_default();
+            match *l {
+                Some((t, n)) if fault.saturating_sub(t) > quiet_ns => {
+                    Some((ip, fault.saturating_sub(t) as f64 / 1e6, node(n)))
+                }
+                None if fault.saturating_sub(probing_from) > quiet_ns => {
+                    Some((ip, f64::INFINITY, String::from("nobody")))
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 struct Repetition {

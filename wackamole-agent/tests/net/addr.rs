@@ -158,3 +158,54 @@ fn ipv6_addresses_are_added_without_dad_and_removed() -> Result<()> {
     assert!(!shown.contains("2001:db8::100"), "still there: {shown}");
     Ok(())
 }
+
+/// Without `promote_secondaries`, removing the first VIP of a subnet the
+/// node has no address in removes every other VIP of it (the kernel's
+/// default, and a fresh namespace's); the agent turns it on first.
+#[test]
+#[ignore = "needs root"]
+fn releasing_the_first_vip_of_a_subnet_keeps_the_others_once_promoted() -> Result<()> {
+    let ns = Netns::new("promote")?;
+    ns.run(&[
+        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d0p",
+    ])?;
+    ns.run(&["ip", "link", "set", "d0", "up"])?;
+    ns.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "d0"])?;
+    let vip = |s: &str| -> Ipv4Addr { s.parse().expect("test address") };
+    let left =
+        |ns: &Netns| -> Result<String> { ns.run(&["ip", "-4", "-o", "addr", "show", "dev", "d0"]) };
+
+    // The kernel's default: the second VIP goes with the first.
+    ns.in_thread(move || {
+        net::block_on(async move |rtnl| {
+            rtnl.add_addr("d0", vip("198.51.100.1"), 24).await?;
+            rtnl.add_addr("d0", vip("198.51.100.2"), 24).await?;
+            rtnl.remove_addr("d0", vip("198.51.100.1"), 24).await
+        })
+    })??;
+    let shown = left(&ns)?;
+    assert!(
+        !shown.contains("198.51.100.2/"),
+        "the default kept it?\n{shown}"
+    );
+
+    let (first, again) = ns.in_thread(|| {
+        Ok::<_, NetError>((
+            net::sysctl::ensure_promote_secondaries("d0")?,
+            net::sysctl::ensure_promote_secondaries("d0")?,
+        ))
+    })??;
+    assert_eq!(first.as_deref(), Some("0"));
+    assert_eq!(again, None, "already on: nothing to put back");
+    ns.in_thread(move || {
+        net::block_on(async move |rtnl| {
+            rtnl.add_addr("d0", vip("198.51.100.1"), 24).await?;
+            rtnl.add_addr("d0", vip("198.51.100.2"), 24).await?;
+            rtnl.remove_addr("d0", vip("198.51.100.1"), 24).await
+        })
+    })??;
+    let shown = left(&ns)?;
+    assert!(shown.contains("198.51.100.2/24"), "{shown}");
+    assert!(!shown.contains("198.51.100.1/"), "{shown}");
+    Ok(())
+}
