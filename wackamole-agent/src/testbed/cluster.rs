@@ -71,8 +71,9 @@ pub enum VipFamily {
     Dual,
 }
 
-/// Most VIFs a cluster can place (see [`AgentCluster::vip`]).
-pub const MAX_VIFS: usize = 1000;
+/// Most VIFs a cluster can place (see [`AgentCluster::vip`]): the XDP
+/// map's capacity.
+pub const MAX_VIFS: usize = wackamole_common::MAX_VIPS as usize;
 
 /// How long a control request may take before the test gives up on it.
 const CTL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -1275,6 +1276,7 @@ mod tests {
         assert_eq!(AgentCluster::vip(99), Ipv4Addr::new(10, 0, 0, 199));
         assert_eq!(AgentCluster::vip(100), Ipv4Addr::new(10, 0, 1, 1));
         assert_eq!(AgentCluster::vip(1000), Ipv4Addr::new(10, 0, 4, 151));
+        assert_eq!(AgentCluster::vip(4096), Ipv4Addr::new(10, 0, 16, 247));
         for v in &vips {
             let [a, b, c, d] = v.octets();
             assert_eq!((a, b), (10, 0), "{v} outside the client's /16");
