@@ -375,6 +375,11 @@ fn totem_timers() -> Option<(u32, u32)> {
 
 const CALL_BUDGET: Duration = Duration::from_secs(5);
 
+/// How long joining the group may meet "try again": corosync holds joins
+/// back while it synchronises a new ring, which took over 5 s with eight
+/// nodes on a loaded 2-core host (the agent then exited at start).
+pub const JOIN_BUDGET: Duration = Duration::from_secs(30);
+
 impl Conn {
     /// Connects, learns the current ring and quorum state, and (if `join`)
     /// joins `group`. Must run on the engine's thread and runtime.
@@ -459,7 +464,7 @@ impl Conn {
     }
 
     pub async fn join_group(&self, group: &str) -> Result<(), CallError> {
-        retry("cpg_join", CALL_BUDGET, || cpg::join(&self.cpg, group)).await
+        retry("cpg_join", JOIN_BUDGET, || cpg::join(&self.cpg, group)).await
     }
 
     pub async fn leave_group(&self, group: &str) -> Result<(), CallError> {

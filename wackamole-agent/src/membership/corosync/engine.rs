@@ -44,10 +44,13 @@ pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
                 let first = match Conn::open(&opts.group, true, opts.require_quorum).await {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow!(
-                            "corosync group {}: {e} (is corosync running in this network namespace?)",
-                            opts.group
-                        )));
+                        let hint = if e.err == CsError::CsErrTryAgain {
+                            "corosync kept answering \"try again\": busy synchronising a ring?"
+                        } else {
+                            "is corosync running in this network namespace?"
+                        };
+                        let _ = ready_tx
+                            .send(Err(anyhow!("corosync group {}: {e} ({hint})", opts.group)));
                         return;
                     }
                 };
