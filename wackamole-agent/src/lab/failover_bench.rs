@@ -1830,6 +1830,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn vips_that_stopped_answering_before_the_fault_are_named() {
+        use crate::lab::analysis::Answer;
+        let ms = 1_000_000u64;
+        let vips: Vec<IpAddr> = (1..=3)
+            .map(|d| Ipv4Addr::new(192, 0, 2, d).into())
+            .collect();
+        let mut run = ProbeRun {
+            vips: vips.clone(),
+            nodes: vec!["n1".into(), "n2".into()],
+            interval_ns: ms,
+            round_sent_ns: (0..1000).map(|r| r * ms).collect(),
+            ..ProbeRun::default()
+        };
+        // VIP 0 answers throughout, VIP 1 stops at 300 ms, VIP 2 never.
+        for r in 0..1000u64 {
+            for (v, until, node) in [(0u32, 1000u64, 0u16), (1, 300, 1)] {
+                if r < until {
+                    run.answers.push(Answer {
+                        vip: v,
+                        round: r as u32,
+                        node,
+                        sent_ns: r * ms,
+                        recv_ns: r * ms + 100_000,
+                    });
+                }
+            }
+        }
+        let phases = [Phase {
+            name: "cut".into(),
+            fault_ns: 900 * ms,
+            view_ns: None,
+        }];
+        let dark = dark_before_fault(&run, &phases, 100 * ms);
+        assert_eq!(dark.len(), 2, "{dark:?}");
+        assert_eq!((dark[0].0, dark[0].2.as_str()), (vips[1], "n2"));
+        assert!((dark[0].1 - 601.0).abs() < 1e-9, "{dark:?}");
+        assert_eq!(
+            (dark[1].0, dark[1].1, dark[1].2.as_str()),
+            (vips[2], f64::INFINITY, "nobody")
+        );
+        // A quiet spell shorter than the threshold is not dark.
+        assert!(dark_before_fault(&run, &phases, 700 * ms).len() == 1);
+    }
+
+    #[test]
     fn view_times_from_agent_log_lines() {
         let log = "2026-11-22T02:00:00Z  INFO wackamole::daemon: new view view=1:2 members=3 my_index=0 mono_ns=12345\n\
                    2026-11-22T02:00:01Z  INFO wackamole::daemon: acquired vif=v1 took_us=80\n\
