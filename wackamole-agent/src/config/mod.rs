@@ -477,11 +477,37 @@ pub fn read_text(path: &Path) -> Result<String, (Option<usize>, String)> {
     })
 }
 
+/// A `mature` shorter than this draws an advisory (see [`advisories`]).
+pub const MATURE_ADVISED_MIN: Duration = Duration::from_secs(2);
+
+/// Valid settings an operator should still hear about: `check-config`
+/// prints them as warnings (exit 0), `run` logs them at start.
+pub fn advisories(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    if cfg.mature < MATURE_ADVISED_MIN {
+        // Measured: corosync's merge after a node came back took about a
+        // second (knet sees the link again), and with mature = 500 ms the
+        // returning node answered next to the cluster for 120-360 ms.
+        out.push(format!(
+            "mature = {:?} is under {:?}: a node that starts or comes back alone in its view \
+             claims every VIF once mature, and until the engine merges it with the cluster \
+             (about a second after a restart) two hosts answer for them; keep it above the \
+             engine's merge time (default 5s)",
+            cfg.mature, MATURE_ADVISED_MIN
+        ));
+    }
+    out
+}
+
 /// `wackamole check-config FILE`: prints each problem on stderr (or `OK`
-/// and a summary on stdout) and returns the exit code: 0 valid, 2 invalid.
+/// and a summary on stdout, advisories on stderr) and returns the exit
+/// code: 0 valid, 2 invalid.
 pub fn check_config_main(path: &Path) -> i32 {
     match load(path) {
         Ok(cfg) => {
+            for a in advisories(&cfg) {
+                eprintln!("{}: warning: {a}", file_label(&path.display().to_string()));
+            }
             println!(
                 "{}: OK ({} VIFs, {} addresses, engine {}, node {})",
                 file_label(&path.display().to_string()),

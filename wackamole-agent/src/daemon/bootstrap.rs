@@ -31,6 +31,9 @@ pub fn main(config_path: &Path) -> ExitCode {
         }
     };
     let log = init_tracing(cfg.log.level.as_str());
+    for a in config::advisories(&cfg) {
+        warn!("{a}");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

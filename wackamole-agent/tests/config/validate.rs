@@ -1240,3 +1240,19 @@ fn ipv6_forms_run_cannot_use_are_refused() {
         "interface eth7 does not exist on this host",
     );
 }
+
+/// A valid but risky `mature` is an advisory, not an error: check-config
+/// still exits 0, and the default draws none.
+#[test]
+fn a_short_mature_draws_an_advisory_not_an_error() {
+    let base = "node = \"n1\"\n[engine]\nkind = \"corosync\"\n\n[[vif]]\nname = \"web\"\naddresses = [\"eth0:192.0.2.10/24\"]\n";
+    assert_eq!(advisories(&ok(base)), Vec::<String>::new());
+    let short = ok(&format!("mature = \"500ms\"\n{base}"));
+    let said = advisories(&short);
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("mature = 500ms") && said[0].contains("two hosts answer"),
+        "{said:?}"
+    );
+    assert!(advisories(&ok(&format!("mature = \"2s\"\n{base}"))).is_empty());
+}
