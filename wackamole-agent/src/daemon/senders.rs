@@ -101,6 +101,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[ignore = "needs root (CAP_NET_RAW for a packet socket)"]
     fn loopback_sockets_are_opened_once_and_kept() {
         let mut senders = Senders::default();
         let first = senders.arp.get("lo").expect("a packet socket on lo");
