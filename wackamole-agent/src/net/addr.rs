@@ -49,16 +49,15 @@ impl Rtnl {
             lifetimes.ifa_valid = u32::MAX;
             attributes.push(AddressAttribute::CacheInfo(lifetimes));
         }
-        match req.execute().await {
-            Ok(()) => Ok(()),
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-            Err(e) => Err(NetError::Netlink {
-                iface: iface.to_string(),
-                op: "add address",
-                addr: format!("{ip}/{prefix}"),
-                detail: e.to_string(),
-            }),
-        }
+        // Already there: as wanted.
+        settled(
+            req.execute().await,
+            libc::EEXIST,
+            iface,
+            "add address",
+            ip,
+            prefix,
+        )
     }
 
     /// Removes the IPv6 address `ip/prefix` from `iface`. Absent is success.
@@ -123,17 +122,16 @@ impl Rtnl {
         msg.header.index = index;
         msg.attributes.push(AddressAttribute::Local(ip));
         msg.attributes.push(AddressAttribute::Address(ip));
-        match self.handle().address().del(msg).execute().await {
-            Ok(()) => Ok(()),
-            // Absent (or another prefix): nothing to remove, as wanted.
-            Err(e) if errno(&e) == Some(libc::EADDRNOTAVAIL) => Ok(()),
-            Err(e) => Err(NetError::Netlink {
-                iface: iface.to_string(),
-                op: "remove address",
-                addr: format!("{ip}/{prefix}"),
-                detail: e.to_string(),
-            }),
-        }
+        // Absent (or another prefix): nothing to remove, as wanted.
+        let res = self.handle().address().del(msg).execute().await;
+        settled(
+            res,
+            libc::EADDRNOTAVAIL,
+            iface,
+            "remove address",
+            ip,
+            prefix,
+        )
     }
 
     /// The IPv4 addresses on `iface` with their prefix lengths, in kernel order.
@@ -169,6 +167,28 @@ fn local_v4(msg: &AddressMessage) -> Option<Ipv4Addr> {
         })
     };
     pick(true).or_else(|| pick(false))
+}
+
+/// The outcome of an address request: `done_errno` says the kernel already
+/// is as asked (success); any other error names the interface and address.
+fn settled(
+    res: Result<(), rtnetlink::Error>,
+    done_errno: i32,
+    iface: &str,
+    op: &'static str,
+    ip: IpAddr,
+    prefix: u8,
+) -> NetResult<()> {
+    match res {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(done_errno) => Ok(()),
+        Err(e) => Err(NetError::Netlink {
+            iface: iface.to_string(),
+            op,
+            addr: format!("{ip}/{prefix}"),
+            detail: e.to_string(),
+        }),
+    }
 }
 
 fn check_prefix(iface: &str, ip: IpAddr, prefix: u8) -> NetResult<()> {
