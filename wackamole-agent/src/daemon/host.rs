@@ -649,7 +649,7 @@ impl Host for LinuxHost {
     fn shutdown(self) -> Result<()> {
         // Every VIP is gone by now: the old setting can come back.
         for (iface, was) in &self.promoted {
-            if let Err(e) = crate::net::sysctl::write(iface, "promote_secondaries", was) {
+            if let Err(e) = crate::net::sysctl::restore_promote_secondaries(iface, was) {
                 warn!("putting promote_secondaries back: {e}");
             }
         }

@@ -55,14 +55,20 @@ pub fn write(iface: &str, key: &str, value: &str) -> NetResult<()> {
 /// (see the module comment). Returns the previous value when it had to be
 /// changed (to put back when the agent stops), `None` when it was already on.
 pub fn ensure_promote_secondaries(iface: &str) -> NetResult<Option<String>> {
-    const KEY: &str = "promote_secondaries";
-    let was = read(iface, KEY)?;
+    let was = read(iface, PROMOTE_SECONDARIES)?;
     if was == "1" {
         return Ok(None);
     }
-    write(iface, KEY, "1")?;
+    write(iface, PROMOTE_SECONDARIES, "1")?;
     Ok(Some(was))
 }
+
+/// Puts back the value [`ensure_promote_secondaries`] replaced.
+pub fn restore_promote_secondaries(iface: &str, was: &str) -> NetResult<()> {
+    write(iface, PROMOTE_SECONDARIES, was)
+}
+
+const PROMOTE_SECONDARIES: &str = "promote_secondaries";
 
 #[cfg(test)]
 mod tests {
@@ -71,7 +77,7 @@ mod tests {
     #[test]
     fn names_that_are_not_interfaces_never_become_paths() {
         for bad in ["", "..", ".", "a/b", "../../etc", "0123456789abcdef"] {
-            let err = read(bad, "promote_secondaries").expect_err(bad);
+            let err = read(bad, PROMOTE_SECONDARIES).expect_err(bad);
             assert!(
                 matches!(err, NetError::NoSuchInterface { .. }),
                 "{bad}: {err}"
@@ -81,7 +87,7 @@ mod tests {
 
     #[test]
     fn a_missing_interface_is_an_error_naming_it() {
-        let err = read("nosuchif7", "promote_secondaries").expect_err("absent");
+        let err = read("nosuchif7", PROMOTE_SECONDARIES).expect_err("absent");
         assert!(err.to_string().contains("nosuchif7"), "{err}");
     }
 }
