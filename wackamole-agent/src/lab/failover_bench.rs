@@ -891,20 +891,6 @@ fn run_size(
             let res = analysis::analyse(&r.run, &r.phases, analysis::Params::default());
             let (b, e) = answered_before_and_end(&r.run, &r.phases);
             let (gap_ms, never) = control_gap(&r.run, &r.controls);
-            let dark = dark_before_fault(&r.run, &r.phases, 100_000_000);
-            if !dark.is_empty() {
-                let list: Vec<String> = dark
-                    .iter()
-                    .take(12)
-                    .map(|(ip, ms, node)| format!("{ip} (last answer {ms:.0} ms before, {node})"))
-                    .collect();
-                writeln!(
-                    log,
-                    "      DARK before the fault (no answer in the last 100 ms, nobody moved them): {} VIPs: {}",
-                    dark.len(),
-                    list.join(", ")
-                )?;
-            }
             writeln!(
                 log,
                 "   {scenario} #{rep}: victim {}, worst outage {} ms, lost {}, dup {:.1} ms, two answerers {} ms, failover {} (detection {}, agent {}), {:.0} probes/s{}",
@@ -963,6 +949,20 @@ fn run_size(
                     .collect::<Vec<_>>()
                     .join(" ")
             )?;
+            let dark = dark_before_fault(&r.run, &r.phases, 100_000_000);
+            if !dark.is_empty() {
+                let list: Vec<String> = dark
+                    .iter()
+                    .take(12)
+                    .map(|(ip, ms, node)| format!("{ip} (last answer {ms:.0} ms before, {node})"))
+                    .collect();
+                writeln!(
+                    log,
+                    "      DARK before the fault (no answer in the last 100 ms, nobody moved them): {} VIPs: {}",
+                    dark.len(),
+                    list.join(", ")
+                )?;
+            }
             // Every repetition's timeline (the first keeps the plain name):
             // an outlier is read off its own picture.
             let png = match rep {
