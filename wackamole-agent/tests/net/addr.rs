@@ -13,11 +13,7 @@ fn ip(s: &str) -> Ipv4Addr {
 #[test]
 #[ignore = "needs root"]
 fn add_list_remove_touch_only_what_is_asked() -> Result<()> {
-    let ns = Netns::new("addr")?;
-    ns.run(&[
-        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d0p",
-    ])?;
-    ns.run(&["ip", "link", "set", "d0", "up"])?;
+    let ns = crate::veth_namespace("addr", "d0", false)?;
     ns.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "d0"])?;
     let want_index = ns.ifindex("d0")?;
     let want_mac = ns.mac("d0")?;
@@ -122,12 +118,7 @@ fn errors_name_interface_and_address() -> Result<()> {
 #[test]
 #[ignore = "needs root"]
 fn ipv6_addresses_are_added_without_dad_and_removed() -> Result<()> {
-    let ns = Netns::new("addr6")?;
-    ns.run(&[
-        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d0p",
-    ])?;
-    ns.run(&["ip", "link", "set", "d0p", "up"])?;
-    ns.run(&["ip", "link", "set", "d0", "up"])?;
+    let ns = crate::veth_namespace("addr6", "d0", true)?;
     let vip: std::net::Ipv6Addr = "2001:db8::100".parse()?;
     ns.in_thread(move || {
         net::block_on(async |rtnl| {
@@ -165,25 +156,23 @@ fn ipv6_addresses_are_added_without_dad_and_removed() -> Result<()> {
 #[test]
 #[ignore = "needs root"]
 fn releasing_the_first_vip_of_a_subnet_keeps_the_others_once_promoted() -> Result<()> {
-    let ns = Netns::new("promote")?;
-    ns.run(&[
-        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d0p",
-    ])?;
-    ns.run(&["ip", "link", "set", "d0", "up"])?;
+    let ns = crate::veth_namespace("promote", "d0", false)?;
     ns.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "d0"])?;
     let vip = |s: &str| -> Ipv4Addr { s.parse().expect("test address") };
-    let left =
-        |ns: &Netns| -> Result<String> { ns.run(&["ip", "-4", "-o", "addr", "show", "dev", "d0"]) };
+    // Two VIPs of a subnet the node has no address in; the first goes.
+    let release_first = |ns: &Netns| -> Result<String> {
+        ns.in_thread(move || {
+            net::block_on(async move |rtnl| {
+                rtnl.add_addr("d0", vip("198.51.100.1"), 24).await?;
+                rtnl.add_addr("d0", vip("198.51.100.2"), 24).await?;
+                rtnl.remove_addr("d0", vip("198.51.100.1"), 24).await
+            })
+        })??;
+        ns.run(&["ip", "-4", "-o", "addr", "show", "dev", "d0"])
+    };
 
     // The kernel's default: the second VIP goes with the first.
-    ns.in_thread(move || {
-        net::block_on(async move |rtnl| {
-            rtnl.add_addr("d0", vip("198.51.100.1"), 24).await?;
-            rtnl.add_addr("d0", vip("198.51.100.2"), 24).await?;
-            rtnl.remove_addr("d0", vip("198.51.100.1"), 24).await
-        })
-    })??;
-    let shown = left(&ns)?;
+    let shown = release_first(&ns)?;
     assert!(
         !shown.contains("198.51.100.2/"),
         "the default kept it?\n{shown}"
@@ -197,14 +186,7 @@ fn releasing_the_first_vip_of_a_subnet_keeps_the_others_once_promoted() -> Resul
     })??;
     assert_eq!(first.as_deref(), Some("0"));
     assert_eq!(again, None, "already on: nothing to put back");
-    ns.in_thread(move || {
-        net::block_on(async move |rtnl| {
-            rtnl.add_addr("d0", vip("198.51.100.1"), 24).await?;
-            rtnl.add_addr("d0", vip("198.51.100.2"), 24).await?;
-            rtnl.remove_addr("d0", vip("198.51.100.1"), 24).await
-        })
-    })??;
-    let shown = left(&ns)?;
+    let shown = release_first(&ns)?;
     assert!(shown.contains("198.51.100.2/24"), "{shown}");
     assert!(!shown.contains("198.51.100.1/"), "{shown}");
     Ok(())

@@ -311,12 +311,7 @@ fn ranges_are_paced_independently() -> Result<()> {
 #[test]
 #[ignore = "needs root"]
 fn paced_sends_respect_the_rate_limit() -> Result<()> {
-    let ns = Netns::new("pace")?;
-    ns.run(&[
-        "ip", "link", "add", "d0", "type", "veth", "peer", "name", "d0p",
-    ])?;
-    ns.run(&["ip", "link", "set", "d0", "up"])?;
-    ns.run(&["ip", "link", "set", "d0p", "up"])?;
+    let ns = crate::veth_namespace("pace", "d0", true)?;
     let (sent, took) = with_sender(&ns, "d0", async |s| {
         let targets: Vec<_> = (1..=10u8)
             .map(|i| (Ipv4Addr::new(192, 0, 2, i), [2, 0, 0, 0, 0, i]))
