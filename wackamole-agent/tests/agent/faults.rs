@@ -848,3 +848,43 @@ fn loss_levels() -> Vec<f64> {
         .and_then(|s| s.parse().ok())
         .map_or_else(|| vec![0.1, 0.3], |p| vec![p])
 }
+
+/// The whole machine stalls: every agent and every corosync frozen at the
+/// same instant, then thawed together (seen on this shared host: every
+/// agent's watchdog trips at once, they all rejoin afresh while the rings
+/// re-form). Each time the cluster must settle with one owner per VIF, as
+/// every agent agrees and as the LAN sees it.
+#[test]
+#[ignore = "needs root and corosync"]
+fn whole_cluster_frozen_and_thawed_settles_with_one_owner_per_vip() -> Result<()> {
+    let (_guard, mut c) = cluster()?;
+    let rounds: Vec<u64> = match std::env::var("WKT_FREEZE_ROUNDS") {
+        Ok(n) => (0..n.parse::<u64>().unwrap_or(4))
+            .map(|k| 300 + (k * 200) % 800)
+            .collect(),
+        Err(_) => vec![300, 700],
+    };
+    let stagger_ms: u64 = std::env::var("WKT_FREEZE_STAGGER")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
+    for freeze_ms in rounds {
+        for i in 0..c.len() {
+            c.corosync().stop_corosync(i)?;
+            c.kill_agent(i, libc::SIGSTOP)?;
+        }
+        std::thread::sleep(Duration::from_millis(freeze_ms));
+        // Thawed one after another, as a stalled host lets them run again:
+        // the rings re-form while the agents rejoin at different moments.
+        for i in 0..c.len() {
+            c.corosync().cont_corosync(i)?;
+        }
+        for i in 0..c.len() {
+            std::thread::sleep(Duration::from_millis(stagger_ms));
+            c.kill_agent(i, libc::SIGCONT)?;
+        }
+        covered(&c, &[2, 2, 2]).with_context(|| format!("after a {freeze_ms} ms freeze"))?;
+        none_crashed(&mut c, &[0, 1, 2])?;
+    }
+    Ok(())
+}
