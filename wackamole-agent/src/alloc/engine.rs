@@ -55,6 +55,13 @@ pub struct Allocator {
     view: Option<ViewState>,
     /// An agreed EVICT named me while I applied the current message.
     evicted_me: bool,
+    /// I left the last exchange because my delivery lost a STATE (see
+    /// `Allocator::exchange_gap`); until an exchange completes with every
+    /// STATE, the timeout decides instead (a member that speaks before its
+    /// STATE on purpose must not keep the group rejoining).
+    gap_rejoined: bool,
+    /// `exchange_gap` decided to leave while I applied the current message.
+    left_on_gap: bool,
 }
 
 /// [`Allocator::set_merge_wait`] before the agent has set it.
@@ -104,6 +111,10 @@ struct Member {
     bad: Option<String>,
     /// An agreed EVICT named it: gone for this view (holds nothing).
     evicted: bool,
+    /// A message it sent in this view was delivered here before its STATE.
+    /// Every member sends its STATE first, so if that STATE never comes,
+    /// this node's delivery lost it (see `Allocator::exchange_gap`).
+    spoke_first: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -239,6 +250,8 @@ impl Allocator {
             merge_wait: DEFAULT_MERGE_WAIT,
             view: None,
             evicted_me: false,
+            gap_rejoined: false,
+            left_on_gap: false,
         }
     }
 
@@ -571,6 +584,7 @@ impl Allocator {
                 ineligible: BTreeSet::new(),
                 bad: None,
                 evicted: false,
+                spoke_first: false,
             })
             .collect();
         self.view = Some(ViewState {
@@ -651,6 +665,8 @@ impl Allocator {
         if std::mem::take(&mut self.evicted_me) {
             report(out, Report::EvictedMe { view: view.id });
             self.rejoin_evicted(out);
+        } else if std::mem::take(&mut self.left_on_gap) {
+            self.leave_and_rejoin(out);
         } else {
             self.view = Some(view);
         }
@@ -705,6 +721,12 @@ impl Allocator {
                 return;
             }
         };
+        if msg.view() == view.id && !matches!(msg, Message::State(_)) {
+            let m = &mut view.members[i];
+            if m.state.is_none() && m.bad.is_none() {
+                m.spoke_first = true;
+            }
+        }
         // Commands, updates, maturity and hand-over messages count only from
         // members in good standing (their VIF list is the group's).
         let standing = |view: &ViewState| {
@@ -762,6 +784,7 @@ impl Allocator {
                 view.received += 1;
                 view.order.push(i);
                 if view.received == view.members.len() {
+                    self.gap_rejoined = false;
                     self.complete(view, out);
                 }
             }
@@ -870,6 +893,9 @@ impl Allocator {
                     .iter()
                     .any(|m| m.state.is_some() && m.max_version < 2);
                 if id != view.id || view.complete || older {
+                    return;
+                }
+                if self.exchange_gap(view, out) {
                     return;
                 }
                 for m in &mut view.members {
@@ -2192,21 +2218,61 @@ impl Allocator {
         }
     }
 
+    /// The agreed exchange timeout with STATEs missing: the verdict leaves
+    /// those members out, the same at every member still waiting. But a
+    /// member that spoke in this view before its STATE was delivered sent
+    /// that STATE (every member sends it first), so the others may well
+    /// have it and have completed without me: my delivery of this view is
+    /// broken (seen after a machine-wide stall, when every agent rejoined
+    /// at once with the same member ids while the rings re-formed). A
+    /// verdict of my own would then give me VIFs that their owners keep.
+    /// Instead let go of everything and rejoin: the group's next views
+    /// start a fresh exchange. Not twice in a row: a member that speaks
+    /// before its STATE on purpose must not keep the group rejoining; the
+    /// second time the verdict applies. Returns whether I left.
+    fn exchange_gap(&mut self, view: &ViewState, out: &mut Vec<Action>) -> bool {
+        let lost: Vec<MemberId> = view
+            .members
+            .iter()
+            .filter(|m| m.state.is_none() && m.bad.is_none() && m.spoke_first)
+            .map(|m| m.id.clone())
+            .collect();
+        if lost.is_empty() || self.gap_rejoined {
+            return false;
+        }
+        self.gap_rejoined = true;
+        self.left_on_gap = true;
+        report(
+            out,
+            Report::ExchangeGap {
+                view: view.id,
+                members: lost,
+            },
+        );
+        true
+    }
+
+    /// Lets go of everything and leaves the view, then rejoins the group:
+    /// the whole group redoes the exchange with me as a new member.
+    fn leave_and_rejoin(&mut self, out: &mut Vec<Action>) {
+        self.release_all(out);
+        self.cancel_balance(out);
+        self.cancel_exchange(out);
+        self.view = None;
+        self.phase = Phase::Disconnected;
+        out.push(Action::Leave);
+        out.push(Action::Join);
+    }
+
     /// The group evicted me (I was silent too long: frozen or starved, and
     /// my lease lapsed): let go of everything, then leave and rejoin
     /// immature, as a new member the group takes in with a fresh view.
     fn rejoin_evicted(&mut self, out: &mut Vec<Action>) {
-        self.release_all(out);
-        self.cancel_balance(out);
-        self.cancel_exchange(out);
         self.mature = false;
         if self.mature_timer {
             self.mature_timer = false;
             out.push(Action::CancelTimer(TimerKind::Mature));
         }
-        self.view = None;
-        self.phase = Phase::Disconnected;
-        out.push(Action::Leave);
-        out.push(Action::Join);
+        self.leave_and_rejoin(out);
     }
 }

@@ -121,6 +121,12 @@
 //!   never arrives, the exchange timer (`exchange_timeout`) makes the node
 //!   multicast EXCHANGE_TIMEOUT; on its delivery every member leaves the
 //!   missing members out, at the same point of the agreed order.
+//! - Except when a missing member spoke in the view (a message of it was
+//!   delivered before its STATE, which it sent first): then this node's
+//!   delivery lost that STATE and the others may have completed without
+//!   it, so a verdict of its own would overlap their owners. It releases
+//!   everything and rejoins instead ([`Report::ExchangeGap`]), once: the
+//!   next time in a row the verdict applies.
 //! - Commands, updates, maturity, eligibility and hand-over messages count
 //!   only from members in good standing (their VIF list is the group's).
 //! - Node names are bounded to [`wire::MAX_NAME_LEN`] bytes.
@@ -504,6 +510,12 @@ pub enum Report {
     EvictedMe {
         view: ViewId,
     },
+    /// The exchange timed out without the STATEs of `members`, which spoke
+    /// in the view: my delivery lost them. I released everything and rejoin.
+    ExchangeGap {
+        view: ViewId,
+        members: Vec<MemberId>,
+    },
 }
 
 impl fmt::Display for Report {
@@ -576,6 +588,15 @@ impl fmt::Display for Report {
                 f,
                 "view {view}: the group evicted this node (it was silent past the deadline): released everything, rejoining"
             ),
+            Report::ExchangeGap { view, members } => {
+                write!(f, "view {view}: the state exchange timed out without the STATE of")?;
+                for m in members {
+                    write!(f, " {m}")?;
+                }
+                f.write_str(
+                    ", which spoke in this view after sending it: this node's delivery lost it; released everything, rejoining",
+                )
+            }
         }
     }
 }

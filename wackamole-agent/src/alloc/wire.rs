@@ -182,6 +182,25 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The view a message was sent in (every kind names one).
+    pub fn view(&self) -> ViewId {
+        match self {
+            Message::State(s) => s.view,
+            Message::Mature { view }
+            | Message::Balance { view, .. }
+            | Message::Command { view, .. }
+            | Message::Update { view, .. }
+            | Message::Handover { view, .. }
+            | Message::Taken { view, .. }
+            | Message::Eligibility { view, .. }
+            | Message::ExchangeTimeout { view }
+            | Message::Evict { view, .. }
+            | Message::Future { view } => *view,
+        }
+    }
+}
+
 /// Why bytes are not an allocator message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {

@@ -566,8 +566,10 @@ fn the_exchange_is_bounded_by_an_agreed_timeout() {
     };
     assert!(matches!(decode(p), Ok(Message::ExchangeTimeout { .. })));
     assert_eq!(a.held().count(), 0, "nothing happens before it is agreed");
+    // My own EXCHANGE_TIMEOUT comes back (one from m1 would show that m1
+    // sent its STATE before it: see the lost-STATE test below).
     let out = a.handle(Input::Message {
-        sender: MemberId("m1".into()),
+        sender: MemberId("m0".into()),
         payload: p.clone(),
     });
     assert!(out
@@ -585,6 +587,81 @@ fn the_exchange_is_bounded_by_an_agreed_timeout() {
         [Action::Report(Report::BadMessage { .. })]
     ));
     assert_eq!(a.held().count(), 2);
+}
+
+/// The exchange timer fires in view `id` and its EXCHANGE_TIMEOUT comes back.
+fn exchange_times_out(a: &mut Allocator, id: ViewId) -> Vec<Action> {
+    let out = a.handle(Input::Timer(TimerKind::Exchange));
+    let [Action::Multicast(p)] = &out[..] else {
+        panic!("{out:?}");
+    };
+    assert!(matches!(decode(p), Ok(Message::ExchangeTimeout { view }) if view == id));
+    a.handle(Input::Message {
+        sender: MemberId("m0".into()),
+        payload: p.clone(),
+    })
+}
+
+#[test]
+fn a_lost_state_of_a_member_that_spoke_makes_me_rejoin_instead_of_deciding_alone() {
+    let cfg = me_cfg(2);
+    let mut a = Allocator::new(cfg.clone(), NodeInfo { name: "n0".into() });
+    two_member_view(&mut a);
+    // m1's MATURE arrives, its STATE (sent before it) never does: my
+    // delivery lost it, and m1 may well have completed with mine.
+    let mature = encode(&Message::Mature { view: ViewId(5) });
+    a.handle(Input::Message {
+        sender: MemberId("m1".into()),
+        payload: mature.clone(),
+    });
+    let out = exchange_times_out(&mut a, ViewId(5));
+    assert!(
+        out.iter().any(|x| matches!(x, Action::Report(Report::ExchangeGap { members, .. }) if members == &[MemberId("m1".into())])),
+        "{out:?}"
+    );
+    let pos = |want: &Action| out.iter().position(|x| x == want);
+    assert!(pos(&Action::Leave) < pos(&Action::Join) && pos(&Action::Leave).is_some());
+    assert!(
+        !out.iter().any(|x| matches!(x, Action::Acquire(_))),
+        "decided alone: {out:?}"
+    );
+    assert_eq!(a.held().count(), 0);
+    assert!(a.table().members.is_empty(), "still in the view");
+
+    // The same again in the next view: the timeout decides this time (a
+    // member that speaks before its STATE on purpose cannot keep the
+    // group rejoining).
+    let mut out = a.handle(Input::View {
+        id: ViewId(6),
+        members: vec![MemberId("m0".into()), MemberId("m1".into())],
+        my_index: 0,
+    });
+    let mine = out.iter().find_map(|x| match x {
+        Action::Multicast(p) if matches!(decode(p), Ok(Message::State(_))) => Some(p.clone()),
+        _ => None,
+    });
+    out.extend(a.handle(Input::Message {
+        sender: MemberId("m0".into()),
+        payload: mine.expect("my STATE"),
+    }));
+    a.handle(Input::Message {
+        sender: MemberId("m1".into()),
+        payload: encode(&Message::Mature { view: ViewId(6) }),
+    });
+    let out = exchange_times_out(&mut a, ViewId(6));
+    assert!(!out.iter().any(|x| matches!(x, Action::Leave)), "{out:?}");
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("no STATE"))));
+    assert_eq!(a.held().count(), 2);
+
+    // A member silent since the view began (frozen, say) is left out by
+    // the timeout as before, even right after a completed exchange.
+    let mut b = Allocator::new(cfg, NodeInfo { name: "n0".into() });
+    two_member_view(&mut b);
+    let out = exchange_times_out(&mut b, ViewId(5));
+    assert!(!out.iter().any(|x| matches!(x, Action::Leave)), "{out:?}");
+    assert_eq!(b.held().count(), 2);
 }
 
 #[test]
