@@ -1259,7 +1259,9 @@ impl<H: Host> Agent<H> {
     fn report(&mut self, r: Report) {
         match &r {
             Report::ConfigMismatch { .. } | Report::BadMessage { .. } => error!("{r}"),
-            Report::Rejected { .. } => warn!("{r}"),
+            Report::Rejected { .. } | Report::ExchangeGap { .. } | Report::EvictedMe { .. } => {
+                warn!("{r}")
+            }
             Report::ViewComplete { members, .. } => {
                 info!("{r}");
                 self.notifier.status(&r.to_string());
