@@ -142,6 +142,9 @@ struct ViewState {
     next_seq: u32,
     /// Members I asked the group to evict in this view.
     evict_sent: BTreeSet<usize>,
+    /// An EXCHANGE_TIMEOUT for members silent past the eviction deadline
+    /// was sent before the exchange timer ran out.
+    early_timeout_sent: bool,
 }
 
 impl ViewState {
@@ -204,6 +207,7 @@ fn placeholder_view() -> ViewState {
         handovers: BTreeMap::new(),
         next_seq: 0,
         evict_sent: BTreeSet::new(),
+        early_timeout_sent: false,
     }
 }
 
@@ -605,6 +609,7 @@ impl Allocator {
             handovers: BTreeMap::new(),
             next_seq: 0,
             evict_sent: BTreeSet::new(),
+            early_timeout_sent: false,
         });
         self.phase = Phase::Gather;
         let state = StateMsg {
@@ -2130,6 +2135,27 @@ impl Allocator {
         let Some(view) = self.view.as_mut() else {
             return;
         };
+        if !view.complete && !view.transitional {
+            // Silent during the exchange: every STATE still missing is a
+            // suspect's, so the exchange timeout would only wait longer for
+            // the same verdict (and keep its VIFs dark, its lease having
+            // lapsed). Ask for it now, once, if my timer would.
+            let missing = view
+                .members
+                .iter()
+                .filter(|m| m.state.is_none() && m.bad.is_none());
+            let all_silent = missing.clone().count() > 0
+                && missing.clone().all(|m| suspects.contains(&m.id))
+                && !missing.clone().any(|m| m.spoke_first);
+            if all_silent && self.exchange_timer && !view.early_timeout_sent {
+                view.early_timeout_sent = true;
+                let id = view.id;
+                let members = missing.map(|m| m.id.clone()).collect();
+                report(out, Report::SilentInExchange { view: id, members });
+                self.send(&Message::ExchangeTimeout { view: id }, out);
+            }
+            return;
+        }
         if view.transitional
             || self.speak < wire::EVICT_VERSION
             || self.phase == Phase::Excluded

@@ -108,7 +108,9 @@
 //! ignore it and keep the evicted member's VIFs assigned to it). In a view
 //! whose group speaks 2 eviction is off, and [`Report::GroupVersion`] says
 //! so. A member silent during an exchange is left out by the exchange
-//! timeout first. The evicted member, when it delivers its own eviction, releases everything
+//! timeout first, which a member asks for as soon as every missing STATE
+//! is a suspect's ([`Report::SilentInExchange`]), not after the full
+//! `exchange_timeout`. The evicted member, when it delivers its own eviction, releases everything
 //! and leaves and rejoins the group, immature ([`Report::EvictedMe`]); in
 //! practice its engine notices the gap in its own liveness evidence first
 //! and reports itself lost (same effect). The next view drops the flag:
@@ -510,6 +512,12 @@ pub enum Report {
     EvictedMe {
         view: ViewId,
     },
+    /// `members`, whose STATEs are missing, have been silent in the group
+    /// past the eviction deadline: I asked for the exchange timeout now.
+    SilentInExchange {
+        view: ViewId,
+        members: Vec<MemberId>,
+    },
     /// The exchange timed out without the STATEs of `members`, which spoke
     /// in the view: my delivery lost them. I released everything and rejoin.
     ExchangeGap {
@@ -588,6 +596,15 @@ impl fmt::Display for Report {
                 f,
                 "view {view}: the group evicted this node (it was silent past the deadline): released everything, rejoining"
             ),
+            Report::SilentInExchange { view, members } => {
+                write!(f, "view {view}: no STATE yet from")?;
+                for m in members {
+                    write!(f, " {m}")?;
+                }
+                f.write_str(
+                    ", silent in the group past the eviction deadline: asking the group to go on without them",
+                )
+            }
             Report::ExchangeGap { view, members } => {
                 write!(f, "view {view}: the state exchange timed out without the STATE of")?;
                 for m in members {

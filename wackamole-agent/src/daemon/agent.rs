@@ -1259,7 +1259,10 @@ impl<H: Host> Agent<H> {
     fn report(&mut self, r: Report) {
         match &r {
             Report::ConfigMismatch { .. } | Report::BadMessage { .. } => error!("{r}"),
-            Report::Rejected { .. } | Report::ExchangeGap { .. } | Report::EvictedMe { .. } => {
+            Report::Rejected { .. }
+            | Report::ExchangeGap { .. }
+            | Report::EvictedMe { .. }
+            | Report::SilentInExchange { .. } => {
                 warn!("{r}")
             }
             Report::ViewComplete { members, .. } => {

@@ -189,6 +189,52 @@ fn a_killed_agent_is_silent_before_the_survivors_answer() -> Result<()> {
     run(Fault::AgentKilled)
 }
 
+/// An agent stopped just as the view changes never sends its STATE: the
+/// survivor asks the group to go on without it as soon as it has been
+/// silent past the eviction deadline (the log says so), not after the 5 s
+/// exchange timer, and takes every VIF; the stopped node's lease has
+/// silenced it, so each VIP has one answerer. SIGCONT: it rejoins.
+#[test]
+#[ignore = "needs root and corosync"]
+fn an_agent_stopped_as_the_view_changes_is_left_out_of_the_exchange() -> Result<()> {
+    ensure!(wackamole::testbed::is_root(), "needs root");
+    let _guard = crate::support::one_cluster_at_a_time();
+    let mut c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
+    c.wait_counts(&[2, 2, 2], Duration::from_secs(20))?;
+    let (stopped, cut, survivor) = (0, 1, 2);
+    c.link_down(cut)?;
+    c.kill_agent(stopped, libc::SIGSTOP)?;
+    let result = c
+        .wait_until_among(
+            &[survivor],
+            "the survivor holds every VIF",
+            Duration::from_secs(20),
+            |s| s.held_by(survivor).len() == 6,
+        )
+        .and_then(|_| {
+            let log = std::fs::read_to_string(c.log_path(survivor)?)?;
+            ensure!(
+                log.contains("past the eviction deadline: asking the group to go on without them"),
+                "the survivor did not ask for the exchange timeout early\n{}",
+                c.log_tails()
+            );
+            let vips: Vec<Ipv4Addr> = (1..=6).map(AgentCluster::vip).collect();
+            let answers = c.who_answers_all(&vips)?;
+            ensure!(
+                answers.iter().all(|a| a == &[survivor]),
+                "answers with n1 stopped and n2 cut: {answers:?}\n{}",
+                c.log_tails()
+            );
+            Ok(())
+        });
+    c.kill_agent(stopped, libc::SIGCONT)?;
+    result?;
+    c.link_up(cut)?;
+    c.wait_counts(&[2, 2, 2], Duration::from_secs(20))
+        .context("after SIGCONT and the cable back")?;
+    Ok(())
+}
+
 /// A killed agent restarted: the addresses its crashed run left must go
 /// before its new program takes over the pinned links, or the kernel answers
 /// ARP for them (and draws their traffic to a node that drops it) while the

@@ -665,6 +665,64 @@ fn a_lost_state_of_a_member_that_spoke_makes_me_rejoin_instead_of_deciding_alone
 }
 
 #[test]
+fn a_member_silent_past_the_eviction_deadline_during_the_exchange_is_left_out_at_once() {
+    let cfg = me_cfg(2);
+    let mut a = Allocator::new(cfg.clone(), NodeInfo { name: "n0".into() });
+    two_member_view(&mut a);
+    // m1 (its STATE missing) is silent in the group past the deadline: the
+    // exchange timeout is asked for now, not when the timer runs out.
+    let out = a.handle(Input::Suspects(vec![MemberId("m1".into())]));
+    let [Action::Report(Report::SilentInExchange { members, .. }), Action::Multicast(p)] = &out[..]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(members, &[MemberId("m1".into())]);
+    assert!(matches!(decode(p), Ok(Message::ExchangeTimeout { view }) if view == ViewId(5)));
+    assert!(
+        a.handle(Input::Suspects(vec![MemberId("m1".into())]))
+            .is_empty(),
+        "asked twice"
+    );
+    let out = a.handle(Input::Message {
+        sender: MemberId("m0".into()),
+        payload: p.clone(),
+    });
+    assert!(out
+        .iter()
+        .any(|x| matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("no STATE"))));
+    assert_eq!(a.held().count(), 2);
+
+    // Three members, two STATEs missing, one of them heard: wait.
+    let mut b = Allocator::new(cfg, NodeInfo { name: "n0".into() });
+    let mut out = b.handle(Input::Timer(TimerKind::Mature));
+    out.extend(b.handle(Input::View {
+        id: ViewId(7),
+        members: ["m0", "m1", "m2"].map(|m| MemberId(m.into())).to_vec(),
+        my_index: 0,
+    }));
+    let mine = out.iter().find_map(|x| match x {
+        Action::Multicast(p) if matches!(decode(p), Ok(Message::State(_))) => Some(p.clone()),
+        _ => None,
+    });
+    b.handle(Input::Message {
+        sender: MemberId("m0".into()),
+        payload: mine.expect("my STATE"),
+    });
+    assert!(b
+        .handle(Input::Suspects(vec![MemberId("m2".into())]))
+        .is_empty());
+    // Both silent: now.
+    let out = b.handle(Input::Suspects(vec![
+        MemberId("m1".into()),
+        MemberId("m2".into()),
+    ]));
+    assert!(
+        matches!(&out[..], [Action::Report(_), Action::Multicast(p)] if matches!(decode(p), Ok(Message::ExchangeTimeout { .. }))),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn commands_and_updates_count_only_from_members_in_good_standing() {
     let cfg = me_cfg(2);
     let mut a = Allocator::new(cfg.clone(), NodeInfo { name: "n0".into() });
