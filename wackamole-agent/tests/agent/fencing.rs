@@ -199,7 +199,7 @@ fn a_killed_agent_is_silent_before_the_survivors_answer() -> Result<()> {
 fn an_agent_stopped_as_the_view_changes_is_left_out_of_the_exchange() -> Result<()> {
     ensure!(wackamole::testbed::is_root(), "needs root");
     let _guard = crate::support::one_cluster_at_a_time();
-    let mut c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
+    let c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
     c.wait_counts(&[2, 2, 2], Duration::from_secs(20))?;
     let (stopped, cut, survivor) = (0, 1, 2);
     c.link_down(cut)?;
