@@ -971,7 +971,7 @@ impl Allocator {
                     _ => "has no usable STATE".into(),
                 };
                 view.config_errors
-                    .push(format!("node {} ({}) {detail}", m.node, m.id));
+                    .push(format!("{} {detail}", super::who(&m.node, &m.id)));
                 report(
                     out,
                     Report::ConfigMismatch {
@@ -2225,7 +2225,7 @@ impl Allocator {
         if m.valid {
             m.valid = false;
             view.config_errors
-                .push(format!("node {} ({}) {EVICTED}", m.node, m.id));
+                .push(format!("{} {EVICTED}", super::who(&m.node, &m.id)));
         }
         view.compute_eligibility();
         let leader = view.leader;

@@ -546,7 +546,8 @@ impl fmt::Display for Report {
                 detail,
             } => write!(
                 f,
-                "configuration error in view {view}: node {node} ({member}) {detail}; it takes no part in allocation"
+                "configuration error in view {view}: {} {detail}; it takes no part in allocation",
+                who(node, member)
             ),
             Report::Matured => f.write_str("mature"),
             Report::Moves { reason, moves } => {
@@ -590,7 +591,8 @@ impl fmt::Display for Report {
             }
             Report::Evicted { view, member, node } => write!(
                 f,
-                "view {view}: node {node} ({member}) evicted: silent in the group past the deadline; its VIFs move on"
+                "view {view}: {} evicted: silent in the group past the deadline; its VIFs move on",
+                who(node, member)
             ),
             Report::EvictedMe { view } => write!(
                 f,
@@ -615,6 +617,15 @@ impl fmt::Display for Report {
                 )
             }
         }
+    }
+}
+
+/// "node NAME (member id)", or "member ID" before its STATE named it.
+pub(crate) fn who(node: &str, member: &MemberId) -> String {
+    if node.is_empty() {
+        format!("member {member}")
+    } else {
+        format!("node {node} ({member})")
     }
 }
 
