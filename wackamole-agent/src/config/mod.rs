@@ -67,6 +67,9 @@ pub mod limits {
     pub const WATCHDOG_DEADLINE: Duration = MINUTE;
     /// `engine.reconnect_interval`.
     pub const RECONNECT_INTERVAL: Duration = HOUR;
+    /// `engine.takeover_floor` (Spread): shortest and longest.
+    pub const TAKEOVER_FLOOR_MIN: Duration = Duration::from_millis(20);
+    pub const TAKEOVER_FLOOR: Duration = MINUTE;
     /// `notify.arp_cache_interval`.
     pub const ARP_CACHE_INTERVAL: Duration = DAY;
     /// `balance.interval`.
@@ -191,6 +194,11 @@ pub struct SpreadConfig {
     /// A unix-socket daemon may also run as this uid (besides root and the
     /// agent's own uid); checked with SO_PEERCRED on connect.
     pub trusted_uid: Option<u32>,
+    /// The peers' earliest takeover after this node falls silent: the
+    /// daemons' `TokenTimeout` (the client cannot read it). The fencing
+    /// lease is half of it and a silent member is evicted after it. Default
+    /// 500 ms, the shipped LAN-fast profile's token.
+    pub takeover_floor: Duration,
 }
 
 /// Where the Spread daemon listens: `"4803"` (its unix socket `/tmp/4803`) or

@@ -39,6 +39,7 @@ pub(crate) struct RawEngine {
     pub watchdog_deadline: Option<S<toml::Value>>,
     pub require_quorum: Option<S<bool>>,
     pub trusted_uid: Option<S<toml::Value>>,
+    pub takeover_floor: Option<S<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

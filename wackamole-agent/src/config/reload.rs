@@ -233,8 +233,15 @@ fn reloaded_engine(p: &mut ReloadPlan, old: &EngineConfig, new: &EngineConfig) -
                 watchdog_interval,
                 watchdog_deadline,
                 trusted_uid,
+                takeover_floor,
             } = a;
             EngineConfig::Spread(SpreadConfig {
+                takeover_floor: p.refuse(
+                    "engine.takeover_floor",
+                    takeover_floor,
+                    &b.takeover_floor,
+                    AT_START,
+                ),
                 trusted_uid: p.refuse("engine.trusted_uid", trusted_uid, &b.trusted_uid, AT_START),
                 group: p.refuse("engine.group", group, &b.group, AGREED),
                 daemon: p.refuse("engine.daemon", daemon, &b.daemon, AT_START),

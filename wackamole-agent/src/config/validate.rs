@@ -652,6 +652,7 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         watchdog_deadline: None,
         require_quorum: None,
         trusted_uid: None,
+        takeover_floor: None,
     };
     let e = e.unwrap_or(&none);
     let foreign = |cx: &mut Cx<'_>, present: Option<usize>, key: &str, owner: &str| {
@@ -689,6 +690,33 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             {
                 Some(v) => cx.at(v, "engine.watchdog_deadline", msg),
                 None => cx.nowhere("engine.watchdog_deadline", msg),
+            }
+        }
+        let takeover_floor = cx.duration(
+            e.takeover_floor.as_ref(),
+            "engine.takeover_floor",
+            crate::membership::spread::DEFAULT_TAKEOVER_FLOOR,
+            true,
+            limits::TAKEOVER_FLOOR,
+        );
+        if let Some(v) = &e.takeover_floor {
+            if takeover_floor < limits::TAKEOVER_FLOOR_MIN {
+                let msg = format!(
+                    "{takeover_floor:?} is below {:?}: no Spread ring re-forms that fast; use the daemons' TokenTimeout",
+                    limits::TAKEOVER_FLOOR_MIN
+                );
+                cx.at(v, "engine.takeover_floor", msg);
+            } else if !watchdog_interval.is_zero()
+                && watchdog_interval * 3 > crate::daemon::lease::safe_lease(takeover_floor)
+            {
+                // The lease is renewed only by probes that came back: fewer
+                // than three per lease and one late probe lapses it.
+                let msg = format!(
+                    "{takeover_floor:?} gives a {:?} fencing lease, which needs a watchdog probe at least every {:?} (three per lease); engine.watchdog_interval is {watchdog_interval:?}",
+                    crate::daemon::lease::safe_lease(takeover_floor),
+                    crate::daemon::lease::safe_lease(takeover_floor) / 3
+                );
+                cx.at(v, "engine.takeover_floor", msg);
             }
         }
         let watchdog_interval = (!watchdog_interval.is_zero()).then_some(watchdog_interval);
@@ -729,6 +757,7 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             watchdog_interval,
             watchdog_deadline,
             trusted_uid,
+            takeover_floor,
         })
     } else {
         let dl = e.daemon.as_ref().map(|v| cx.line(v));
@@ -737,6 +766,9 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         foreign(cx, tl, "trusted_uid", "spread");
         let rl = e.reconnect_interval.as_ref().map(|v| cx.line(v));
         foreign(cx, rl, "reconnect_interval", "spread");
+        // Corosync's is read from the running totem timers.
+        let fl = e.takeover_floor.as_ref().map(|v| cx.line(v));
+        foreign(cx, fl, "takeover_floor", "spread");
         let group = group_name(cx, e.group.as_ref(), CPG_GROUP_MAX, "Corosync CPG");
         let watchdog_interval = cx.duration(
             e.watchdog_interval.as_ref(),

@@ -119,6 +119,7 @@ async fn start_engine(cfg: &Config) -> Result<MembershipHandle> {
             opts.watchdog_interval = s.watchdog_interval;
             opts.watchdog_deadline = Some(s.watchdog_deadline);
             opts.trusted_uid = s.trusted_uid;
+            opts.takeover_floor = s.takeover_floor;
             crate::membership::spread::start(opts).await
         }
     }

@@ -419,6 +419,25 @@ impl AgentCluster {
                     ),
                     1,
                 );
+                // Daemons with their own timeouts: the agents' takeover
+                // floor is their TokenTimeout, probed three times per lease.
+                let token = self
+                    .opts
+                    .spread_timeouts
+                    .as_deref()
+                    .and_then(super::spread::token_timeout);
+                if let Some(token) = token {
+                    let probe = self.opts.watchdog.0.min(token / 6);
+                    text = text.replacen(
+                        &format!("watchdog_interval = \"{}\"\n", ms(self.opts.watchdog.0)),
+                        &format!(
+                            "watchdog_interval = \"{}\"\ntakeover_floor = \"{}\"\n",
+                            ms(probe),
+                            ms(token)
+                        ),
+                        1,
+                    );
+                }
             }
             std::fs::write(&config, text)
                 .with_context(|| format!("writing {}", config.display()))?;

@@ -101,6 +101,16 @@ pub fn timeout_lines(conf: &str) -> String {
         .collect()
 }
 
+/// The `TokenTimeout` of [`timeout_lines`] output (milliseconds), if set.
+pub fn token_timeout(lines: &str) -> Option<Duration> {
+    lines.lines().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == "TokenTimeout")
+            .then(|| v.trim().parse().ok().map(Duration::from_millis))
+            .flatten()
+    })
+}
+
 /// Daemon name of node `i`: `sda`, `sdb`, ...
 pub fn daemon_name(i: usize) -> String {
     format!("sd{}", char::from(b'a' + (i % 26) as u8))
@@ -458,6 +468,18 @@ mod tests {
         );
         assert!(t.contains("TokenTimeout = 500\n"));
         assert_eq!(SpreadProfile::Default.timeouts(), "");
+    }
+
+    #[test]
+    fn the_token_timeout_is_read_from_the_timeout_lines() {
+        let lines = timeout_lines("# TokenTimeout = 1\nHurryTimeout = 40\nTokenTimeout = 100\n");
+        assert_eq!(token_timeout(&lines), Some(Duration::from_millis(100)));
+        assert_eq!(token_timeout("HurryTimeout = 40\n"), None);
+        assert_eq!(token_timeout("TokenTimeout = soon\n"), None);
+        assert_eq!(
+            token_timeout(&SpreadProfile::LanFast.timeouts()),
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]

@@ -157,3 +157,25 @@ fn engine_kind_change_and_mixed_changes() {
     let fields: Vec<&str> = plan.refused.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(fields, vec!["engine.daemon", "engine.reconnect_interval"]);
 }
+
+#[test]
+fn the_spread_takeover_floor_needs_a_restart() {
+    let spread = |floor: &str| {
+        let s = sample()
+            .replace("kind = \"corosync\"", "kind = \"spread\"")
+            .replace("require_quorum = false\n", "")
+            .replace(
+                "# takeover_floor = \"500ms\"",
+                &format!("takeover_floor = \"{floor}\""),
+            );
+        cfg(&s)
+    };
+    let plan = reload_diff(&spread("500ms"), &spread("400ms"));
+    assert!(plan.apply.is_empty(), "{:?}", plan.apply);
+    assert_eq!(plan.refused.len(), 1, "{:?}", plan.refused);
+    assert!(
+        plan.refused[0].0 == "engine.takeover_floor",
+        "{:?}",
+        plan.refused
+    );
+}

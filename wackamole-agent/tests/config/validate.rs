@@ -150,6 +150,7 @@ fn spread_engine() {
             watchdog_interval: Some(Duration::from_millis(20)),
             watchdog_deadline: Duration::from_millis(500),
             trusted_uid: None,
+            takeover_floor: Duration::from_millis(500),
         })
     );
     let cfg = ok("[engine]\nkind = \"spread\"\ndaemon = \"4803\"\n");
@@ -240,6 +241,60 @@ fn spread_trusted_uid() {
         &err("[engine]\nkind = \"corosync\"\ntrusted_uid = 108\n"),
         3,
         "engine.trusted_uid",
+        "only applies to kind = \"spread\"",
+    );
+}
+
+/// `engine.takeover_floor`: the Spread daemons' TokenTimeout, which sets
+/// the fencing lease (half) and the eviction deadline.
+#[test]
+fn spread_takeover_floor() {
+    let floor = |text: &str| match ok(text).engine {
+        EngineConfig::Spread(s) => s.takeover_floor,
+        other => panic!("not spread: {other:?}"),
+    };
+    assert_eq!(
+        floor("[engine]\nkind = \"spread\"\n"),
+        Duration::from_millis(500)
+    );
+    assert_eq!(
+        floor("[engine]\nkind = \"spread\"\ntakeover_floor = \"100ms\"\nwatchdog_interval = \"15ms\"\n"),
+        Duration::from_millis(100)
+    );
+    // With the watchdog off no probe renews a lease: nothing to check.
+    assert_eq!(
+        floor(
+            "[engine]\nkind = \"spread\"\ntakeover_floor = \"100ms\"\nwatchdog_interval = \"0\"\n"
+        ),
+        Duration::from_millis(100)
+    );
+    // A 50 ms lease with probes every 20 ms: fewer than three per lease.
+    assert_issue(
+        &err("[engine]\nkind = \"spread\"\ntakeover_floor = \"100ms\"\n"),
+        3,
+        "engine.takeover_floor",
+        "three per lease",
+    );
+    for (value, why) in [
+        ("\"5ms\"", "below 20ms"),
+        ("\"0s\"", "must be"),
+        ("\"2h\"", "the most this setting allows"),
+        ("100", "duration string"),
+    ] {
+        assert_issue(
+            &err(&format!(
+                "[engine]\nkind = \"spread\"\ntakeover_floor = {value}\n"
+            )),
+            3,
+            "engine.takeover_floor",
+            why,
+        );
+    }
+    // Corosync's comes from its running totem timers.
+    assert_issue(
+        &err("[engine]\nkind = \"corosync\"\ntakeover_floor = \"100ms\"\n"),
+        3,
+        "engine.takeover_floor",
         "only applies to kind = \"spread\"",
     );
 }
