@@ -4,7 +4,8 @@
 //! `--full`, `--engine corosync|spread`, `--nodes 3,5,8`, `--vips 3,64`,
 //! `--faults link-cut,move`,
 //! `--reps N`, `--profile fast|default`, `--family ipv4|ipv6|dual`,
-//! `--sample auto|all|N`, `--out DIR` (default `target/bench`);
+//! `--sample auto|all|N`, `--idle S`, `--idle-samples N`, `--out DIR`
+//! (default `target/bench`);
 //! `--help` lists the faults.
 //! Writes `failover.json` and `failover-timeline.png` there and prints a
 //! markdown table.

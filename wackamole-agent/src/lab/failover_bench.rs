@@ -252,8 +252,10 @@ pub struct BenchOptions {
     pub before: Duration,
     /// Probing after the fault.
     pub after: Duration,
-    /// Idle measurement of an agent per cluster.
+    /// Idle measurement of an agent per cluster: one sample's length.
     pub idle: Duration,
+    /// Idle samples per cluster (one after the other; the host is noisy).
+    pub idle_samples: usize,
     /// Where failover.json and the PNGs go.
     pub out_dir: PathBuf,
     /// The VIFs' address family (IPv4 by default).
@@ -453,6 +455,7 @@ impl BenchOptions {
             before: Duration::from_millis(1000),
             after: Duration::from_millis(3000),
             idle: Duration::from_secs(3),
+            idle_samples: 1,
             out_dir: out_dir.into(),
             family: VipFamily::Ipv4,
             sample: Sample::Auto,
@@ -538,6 +541,23 @@ impl BenchOptions {
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
                 "--family" => o.family = parse_family(&value("--family")?)?,
                 "--sample" => o.sample = Sample::parse(&value("--sample")?)?,
+                "--idle" => {
+                    let v = value("--idle")?;
+                    let s: u64 = v
+                        .parse()
+                        .ok()
+                        .filter(|s| (1..=3600).contains(s))
+                        .ok_or_else(|| anyhow!("failover bench: --idle {v:?} (seconds, 1..=3600)"))?;
+                    o.idle = Duration::from_secs(s);
+                }
+                "--idle-samples" => {
+                    let v = value("--idle-samples")?;
+                    o.idle_samples = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=100).contains(n))
+                        .ok_or_else(|| anyhow!("failover bench: --idle-samples {v:?} (1..=100)"))?;
+                }
                 "--mature" => {
                     let v = value("--mature")?;
                     let ms: u64 = v
@@ -548,7 +568,7 @@ impl BenchOptions {
                     o.mature = Some(Duration::from_millis(ms));
                 }
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --mature, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --out)"
                 ),
             }
         }
@@ -611,6 +631,10 @@ cargo xtask bench failover [-- OPTIONS]
                       plus up to N that do not (the control set; a node
                       returning: 16 spread over the pool); all = every VIP;
                       auto (default) = 8 controls above 16 VIFs, else all
+  --idle S            length of an idle sample of agent n1's CPU and RSS
+                      (seconds; default 3)
+  --idle-samples N    idle samples per cluster, one after the other
+                      (default 1; the record gives their median and max)
   --mature MS         the agents' mature (default: the test bed's 500 ms);
                       a returning node alone in its view claims every VIP
                       once mature, so a mature shorter than its engine's
@@ -844,17 +868,21 @@ fn run_size(
 
     // Idle: one agent, nothing happening.
     let pid = c.agent_pid(0).context("agent n1 has no pid")?;
-    let idle = resources::measure_process(pid, opts.idle)?;
-    writeln!(
-        log,
-        "   idle agent n1: {} KiB RSS, {:.3}% CPU over {:?}",
-        idle.rss_kib, idle.cpu_percent, opts.idle
-    )?;
+    let mut idle = Vec::with_capacity(opts.idle_samples);
+    for _ in 0..opts.idle_samples.max(1) {
+        let u = resources::measure_process(pid, opts.idle)?;
+        writeln!(
+            log,
+            "   idle agent n1 (pid {pid}): {} KiB RSS, {:.3}% CPU over {:?}",
+            u.rss_kib, u.cpu_percent, opts.idle
+        )?;
+        idle.push(u);
+    }
     records.push(ScenarioRecord::new(
         &format!("{}-idle", size.prefix()),
         size.params("none"),
         &[],
-        &[idle],
+        &idle,
     ));
 
     for &fault in &opts.faults {
@@ -1976,6 +2004,23 @@ mod tests {
                 AgentCluster::vip6(2).into()
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn args_set_the_idle_samples() -> Result<()> {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let d = BenchOptions::from_args("w".into(), "o".into(), &[])?;
+        assert_eq!((d.idle, d.idle_samples), (Duration::from_secs(3), 1));
+        let o = BenchOptions::from_args(
+            "w".into(),
+            "o".into(),
+            &args(&["--idle", "10", "--idle-samples", "5"]),
+        )?;
+        assert_eq!((o.idle, o.idle_samples), (Duration::from_secs(10), 5));
+        for bad in [["--idle", "0"], ["--idle", "x"], ["--idle-samples", "0"]] {
+            assert!(BenchOptions::from_args("w".into(), "o".into(), &args(&bad)).is_err());
+        }
         Ok(())
     }
 

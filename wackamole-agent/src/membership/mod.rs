@@ -78,7 +78,9 @@ pub enum MembershipEvent {
     /// Peers watch each other's with it and evict a member silent past a
     /// deadline while their own probes keep coming (issue 11). Both engines
     /// multicast their probes to the group (Spread: to the group and the
-    /// private group in one message).
+    /// private group in one message). A peer's may be reported late, just
+    /// before the engine's next event (Corosync does, to wake the agent
+    /// once per period): peers' probes only count when mine comes.
     Heard {
         member: MemberId,
         at: tokio::time::Instant,

@@ -274,8 +274,17 @@ impl Liveness {
             std::thread::Builder::new()
                 .name("corosync-proc".into())
                 .spawn(move || {
+                    // Opened once and re-read in place (procfs regenerates
+                    // it on every read at offset 0): no open, stat, close and
+                    // allocation every period. A dead process fails the read.
+                    let Ok(file) = std::fs::File::open(&path) else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
                     while !halt.load(Ordering::Relaxed) {
-                        match std::fs::read_to_string(&path) {
+                        let stat = std::os::unix::fs::FileExt::read_at(&file, &mut buf, 0)
+                            .map(|n| String::from_utf8_lossy(&buf[..n]));
+                        match stat {
                             Ok(stat) if super::tracker::process_runs(&stat) => {
                                 seen_alive(&last, epoch);
                                 let since = in_call.load(Ordering::Relaxed);

@@ -2,7 +2,7 @@
 //! with the `corosync` cargo feature, which links the Corosync libraries).
 
 use super::conn::{CallError, Conn, Liveness, Raw, Vouch};
-use super::tracker::{self, encode_app, encode_watchdog, Tracker, Trip, Watchdog};
+use super::tracker::{self, encode_app, encode_watchdog, PendingHeard, Tracker, Trip, Watchdog};
 use super::CorosyncOptions;
 use crate::membership::{Alive, EvidenceGap, MembershipEvent, MembershipHandle, Outgoing};
 use anyhow::{anyhow, Context, Result};
@@ -128,6 +128,8 @@ struct Session {
     /// frozen or starved) means the peers may have evicted us: report
     /// `Lost` and rejoin instead.
     gap: EvidenceGap,
+    /// Peers' probes waiting for the next event to the agent.
+    heard: PendingHeard,
 }
 
 impl Engine {
@@ -192,6 +194,14 @@ impl Engine {
 
     async fn emit(&self, ev: MembershipEvent) -> Result<(), ()> {
         self.events.send(ev).await.map_err(|_| ())
+    }
+
+    /// Emits `ev` in a session: after the peers' probes waiting for it.
+    async fn emit_in(&self, s: &mut Session, ev: MembershipEvent) -> Result<(), End> {
+        for heard in s.heard.take() {
+            self.emit(heard).await.map_err(|_| End::Shutdown)?;
+        }
+        self.emit(ev).await.map_err(|_| End::Shutdown)
     }
 
     fn lost(&self, e: CallError) -> End {
@@ -282,9 +292,7 @@ impl Engine {
         s.tracker.frozen();
         s.watchdog.reset();
         self.queue.clear();
-        self.emit(MembershipEvent::Lost { reason })
-            .await
-            .map_err(|_| End::Shutdown)
+        self.emit_in(s, MembershipEvent::Lost { reason }).await
     }
 
     async fn serve(&mut self, conn: Conn) -> End {
@@ -329,6 +337,7 @@ impl Engine {
             interval,
             since: Instant::now(),
             gap: EvidenceGap::new(crate::daemon::lease::self_evict_gap(takeover_floor)),
+            heard: PendingHeard::default(),
             conn,
             retry_at: None,
             send_pause: Duration::from_millis(1),
@@ -395,7 +404,14 @@ impl Engine {
                         }
                     }
                     if let Some(member) = prober.filter(|_| !thawed) {
-                        events.push(MembershipEvent::Heard { member, at: now });
+                        // A peer's probe waits for the next event (mine
+                        // comes every period): one wakeup of the agent per
+                        // period instead of one per member.
+                        if sender == s.tracker.me() {
+                            events.push(MembershipEvent::Heard { member, at: now });
+                        } else {
+                            s.heard.note(member, now);
+                        }
                     }
                     events
                 }
@@ -413,16 +429,14 @@ impl Engine {
                     if !quorate && s.tracker.current().is_some() {
                         let reason =
                             format!("corosync group {}: partition not quorate", self.opts.group);
-                        self.emit(MembershipEvent::Lost { reason })
-                            .await
-                            .map_err(|_| End::Shutdown)?;
+                        self.emit_in(s, MembershipEvent::Lost { reason }).await?;
                     }
                     s.tracker.quorate(quorate)
                 }
                 Raw::Nodelist { .. } => Vec::new(),
             };
             for ev in events {
-                self.emit(ev).await.map_err(|_| End::Shutdown)?;
+                self.emit_in(s, ev).await?;
             }
         }
         if thawed {

@@ -503,10 +503,59 @@ impl Watchdog {
     }
 }
 
+/// Peers' delivered probes not yet told to the agent. The agent only
+/// weighs them when my own probe comes ([`crate::daemon::evict`] keeps the
+/// latest per member and judges on mine), so they wait for the next event
+/// instead of waking the agent two or more times per probe period: the
+/// agent sees the same events in the same order, each with the time it was
+/// read, a little later. Latest per member (the agent keeps the maximum).
+#[derive(Debug, Default)]
+pub struct PendingHeard(Vec<(MemberId, tokio::time::Instant)>);
+
+impl PendingHeard {
+    /// A peer's probe read at `at`.
+    pub fn note(&mut self, member: MemberId, at: tokio::time::Instant) {
+        match self.0.iter_mut().find(|(m, _)| *m == member) {
+            Some(e) => e.1 = e.1.max(at),
+            None => self.0.push((member, at)),
+        }
+    }
+
+    /// The waiting `Heard` events, to go before the next event of any kind.
+    pub fn take(&mut self) -> impl Iterator<Item = MembershipEvent> + '_ {
+        self.0
+            .drain(..)
+            .map(|(member, at)| MembershipEvent::Heard { member, at })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_heard_keeps_the_latest_per_member_until_taken() {
+        let t0 = tokio::time::Instant::now();
+        let ms = Duration::from_millis;
+        let (a, b) = (MemberId("a".into()), MemberId("b".into()));
+        let mut p = PendingHeard::default();
+        assert_eq!(p.take().count(), 0);
+        p.note(a.clone(), t0 + ms(6));
+        p.note(b.clone(), t0 + ms(12));
+        p.note(a.clone(), t0 + ms(24));
+        // An older reading never replaces a newer one.
+        p.note(b.clone(), t0 + ms(1));
+        let got: Vec<_> = p
+            .take()
+            .map(|e| match e {
+                MembershipEvent::Heard { member, at } => (member, at),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![(a, t0 + ms(24)), (b, t0 + ms(12))]);
+        assert_eq!(p.take().count(), 0);
+    }
 
     const ME: Proc = Proc {
         nodeid: 2,
