@@ -600,24 +600,25 @@ impl fmt::Display for Report {
             ),
             Report::SilentInExchange { view, members } => {
                 write!(f, "view {view}: no STATE yet from")?;
-                for m in members {
-                    write!(f, " {m}")?;
-                }
+                write_members(f, members)?;
                 f.write_str(
                     ", silent in the group past the eviction deadline: asking the group to go on without them",
                 )
             }
             Report::ExchangeGap { view, members } => {
                 write!(f, "view {view}: the state exchange timed out without the STATE of")?;
-                for m in members {
-                    write!(f, " {m}")?;
-                }
+                write_members(f, members)?;
                 f.write_str(
                     ", which spoke in this view after sending it: this node's delivery lost it; released everything, rejoining",
                 )
             }
         }
     }
+}
+
+/// " ID ID ...": member ids after a report's text.
+fn write_members(f: &mut fmt::Formatter<'_>, members: &[MemberId]) -> fmt::Result {
+    members.iter().try_for_each(|m| write!(f, " {m}"))
 }
 
 /// "node NAME (member id)", or "member ID" before its STATE named it.

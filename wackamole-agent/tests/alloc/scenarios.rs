@@ -572,9 +572,7 @@ fn the_exchange_is_bounded_by_an_agreed_timeout() {
         sender: MemberId("m0".into()),
         payload: p.clone(),
     });
-    assert!(out
-        .iter()
-        .any(|x| matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("no STATE"))));
+    assert!(left_out_for_no_state(&out), "{out:?}");
     assert_eq!(a.held().count(), 2);
     // A late STATE is refused.
     let cfg = me_cfg(2);
@@ -587,6 +585,13 @@ fn the_exchange_is_bounded_by_an_agreed_timeout() {
         [Action::Report(Report::BadMessage { .. })]
     ));
     assert_eq!(a.held().count(), 2);
+}
+
+/// Whether `out` reports a member left out for sending no STATE in time.
+fn left_out_for_no_state(out: &[Action]) -> bool {
+    out.iter().any(|x| {
+        matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("no STATE"))
+    })
 }
 
 /// The exchange timer fires in view `id` and its EXCHANGE_TIMEOUT comes back.
@@ -650,9 +655,7 @@ fn a_lost_state_of_a_member_that_spoke_makes_me_rejoin_instead_of_deciding_alone
     });
     let out = exchange_times_out(&mut a, ViewId(6));
     assert!(!out.iter().any(|x| matches!(x, Action::Leave)), "{out:?}");
-    assert!(out
-        .iter()
-        .any(|x| matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("no STATE"))));
+    assert!(left_out_for_no_state(&out), "{out:?}");
     assert_eq!(a.held().count(), 2);
 
     // A member silent since the view began (frozen, say) is left out by
@@ -687,9 +690,7 @@ fn a_member_silent_past_the_eviction_deadline_during_the_exchange_is_left_out_at
         sender: MemberId("m0".into()),
         payload: p.clone(),
     });
-    assert!(out
-        .iter()
-        .any(|x| matches!(x, Action::Report(Report::ConfigMismatch { detail, .. }) if detail.contains("no STATE"))));
+    assert!(left_out_for_no_state(&out), "{out:?}");
     assert_eq!(a.held().count(), 2);
 
     // Three members, two STATEs missing, one of them heard: wait.
