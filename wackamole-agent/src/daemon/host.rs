@@ -170,6 +170,10 @@ impl AnnouncementTasks {
     }
 }
 
+/// The longest an announcement waits for its IPv6 addresses to become
+/// usable (their local route, see `Rtnl::wait_local6`).
+pub const USABLE_WAIT: Duration = Duration::from_secs(1);
+
 /// Announcement frames per millisecond on one interface, over all its VIFs.
 /// A decision taking thousands of VIFs starts as many announcements at once:
 /// unpaced, their frames would overrun a NIC queue (dropped with ENOBUFS) or
@@ -235,15 +239,19 @@ impl Netlink {
     fn target(&self, iface: &str) -> Result<(crate::net::Rtnl, u32)> {
         let index =
             crate::dataplane::ifindex(iface).map_err(|e| anyhow!("interface {iface}: {e}"))?;
+        Ok((self.connection()?, index))
+    }
+
+    /// The shared connection (opened on first use).
+    fn connection(&self) -> Result<crate::net::Rtnl> {
         let mut rtnl = self
             .rtnl
             .lock()
             .map_err(|_| anyhow!("netlink connection: lock poisoned"))?;
-        let rtnl = match rtnl.as_ref() {
+        Ok(match rtnl.as_ref() {
             Some(r) => r.clone(),
             None => rtnl.insert(crate::net::Rtnl::new()?).clone(),
-        };
-        Ok((rtnl, index))
+        })
     }
 
     /// A failed request may mean a dead connection: the next one opens a
@@ -520,6 +528,15 @@ impl Host for LinuxHost {
                 Err(e) => warn!("announcing VIF {name}: {e}"),
             }
         }
+        // Only needed (and opened) for IPv6 addresses, see below.
+        let rtnl = match senders6.is_empty() {
+            true => None,
+            false => self
+                .netlink
+                .connection()
+                .map_err(|e| warn!("announcing VIF {name}: {e:#}"))
+                .ok(),
+        };
         self.announcing.start(vif, async move {
             let pace = |iface: &str, frames: usize| {
                 let pacer = pacers.get(iface).cloned();
@@ -531,6 +548,20 @@ impl Host for LinuxHost {
             };
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
+            }
+            // An IPv6 address is usable a moment after the kernel acknowledged
+            // it (see `Rtnl::wait_local6`): announcing before would draw the
+            // clients away from the old owner to a host that drops their
+            // traffic (lost probes on hand-overs of loaded hosts). Past the
+            // limit, announce anyway: a hand-over must complete.
+            if let Some(rtnl) = &rtnl {
+                for (iface, ips, _) in &senders6 {
+                    for ip in ips {
+                        if let Err(e) = rtnl.wait_local6(iface, *ip, USABLE_WAIT).await {
+                            warn!("announcing VIF {name}: {e}; announcing anyway");
+                        }
+                    }
+                }
             }
             let one = Burst { count: 1, ..burst };
             let frames_per_ip = if one.form == GarpForm::Both { 2 } else { 1 };

@@ -5,10 +5,13 @@
 //! are idempotent so the daemon can re-apply its table after a restart.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
+use rtnetlink::packet_route::route::{RouteMessage, RouteType};
 use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::RouteMessageBuilder;
 
 use super::{errno, NetError, NetResult, Rtnl};
 
@@ -58,6 +61,54 @@ impl Rtnl {
             ip,
             prefix,
         )
+    }
+
+    /// Waits until the kernel delivers traffic for `ip` to this host (its
+    /// route lookup says "local"), at most `limit`.
+    ///
+    /// The kernel acknowledges an IPv6 address before it is usable: the
+    /// address's local route is inserted later by the address
+    /// configuration work queue, even without DAD (an IPv4 address gets
+    /// its route within the request). Announcing before that drew clients
+    /// to a host that dropped their traffic as not its own. One route
+    /// lookup (no lock, no dump) in the usual case, where the route is
+    /// already there.
+    pub async fn wait_local6(&self, iface: &str, ip: Ipv6Addr, limit: Duration) -> NetResult<()> {
+        let start = tokio::time::Instant::now();
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let lookup = RouteMessageBuilder::<Ipv6Addr>::new()
+                .destination_prefix(ip, 128)
+                .build();
+            let routes: Vec<RouteMessage> = self
+                .handle()
+                .route()
+                .get(lookup)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| NetError::Netlink {
+                    iface: iface.to_string(),
+                    op: "route lookup of",
+                    addr: ip.to_string(),
+                    detail: e.to_string(),
+                })?;
+            if routes.iter().any(|r| r.header.kind == RouteType::Local) {
+                return Ok(());
+            }
+            if start.elapsed() >= limit {
+                return Err(NetError::Netlink {
+                    iface: iface.to_string(),
+                    op: "add address",
+                    addr: ip.to_string(),
+                    detail: format!(
+                        "added, but the kernel does not route it to this host after {limit:?}"
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
     }
 
     /// Removes the IPv6 address `ip/prefix` from `iface`. Absent is success.

@@ -150,6 +150,40 @@ fn ipv6_addresses_are_added_without_dad_and_removed() -> Result<()> {
     Ok(())
 }
 
+/// An announcement waits for its IPv6 address's local route (the kernel
+/// inserts it after acknowledging the address, from a work queue that ran
+/// 8-180 ms late on a loaded host): the wait returns once the address is
+/// routed here, and an address that never is fails at the limit, named.
+#[test]
+#[ignore = "needs root"]
+fn waiting_for_an_ipv6_address_to_be_usable() -> Result<()> {
+    let ns = crate::veth_namespace("usable6", "d0", true)?;
+    let vip: std::net::Ipv6Addr = "2001:db8::200".parse()?;
+    let absent: std::net::Ipv6Addr = "2001:db8::201".parse()?;
+    let limit = std::time::Duration::from_millis(50);
+    let (usable, missing, waited) = ns.in_thread(move || {
+        net::block_on(async move |rtnl| {
+            rtnl.add_addr6("d0", vip, 64).await?;
+            let usable = rtnl.wait_local6("d0", vip, limit).await;
+            let start = std::time::Instant::now();
+            let missing = rtnl.wait_local6("d0", absent, limit).await;
+            Ok((usable, missing, start.elapsed()))
+        })
+    })??;
+    usable?;
+    let route = ns.run(&["ip", "-6", "route", "get", "2001:db8::200"])?;
+    assert!(route.starts_with("local"), "not routed here: {route}");
+    let err = missing
+        .expect_err("an address never added is never usable")
+        .to_string();
+    assert!(err.contains("d0") && err.contains("2001:db8::201"), "{err}");
+    assert!(
+        waited >= limit,
+        "gave up after {waited:?}, before the limit"
+    );
+    Ok(())
+}
+
 /// Without `promote_secondaries`, removing the first VIP of a subnet the
 /// node has no address in removes every other VIP of it (the kernel's
 /// default, and a fresh namespace's); the agent turns it on first.
