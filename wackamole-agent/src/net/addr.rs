@@ -80,30 +80,30 @@ impl Rtnl {
             let lookup = RouteMessageBuilder::<Ipv6Addr>::new()
                 .destination_prefix(ip, 128)
                 .build();
-            let routes: Vec<RouteMessage> = self
+            // A lookup error (no route at all, as for a /128 VIP outside
+            // the node's prefixes before its local route) is "not yet".
+            let looked_up: Result<Vec<RouteMessage>, _> = self
                 .handle()
                 .route()
                 .get(lookup)
                 .execute()
                 .try_collect()
-                .await
-                .map_err(|e| NetError::Netlink {
-                    iface: iface.to_string(),
-                    op: "route lookup of",
-                    addr: ip.to_string(),
-                    detail: e.to_string(),
-                })?;
-            if routes.iter().any(|r| r.header.kind == RouteType::Local) {
-                return Ok(());
-            }
+                .await;
+            let detail = match looked_up {
+                Ok(routes) if routes.iter().any(|r| r.header.kind == RouteType::Local) => {
+                    return Ok(());
+                }
+                Ok(_) => {
+                    format!("added, but the kernel does not route it to this host after {limit:?}")
+                }
+                Err(e) => format!("added, but its route lookup still fails after {limit:?}: {e}"),
+            };
             if start.elapsed() >= limit {
                 return Err(NetError::Netlink {
                     iface: iface.to_string(),
                     op: "add address",
                     addr: ip.to_string(),
-                    detail: format!(
-                        "added, but the kernel does not route it to this host after {limit:?}"
-                    ),
+                    detail,
                 });
             }
             tokio::time::sleep(pause).await;

@@ -160,14 +160,19 @@ fn waiting_for_an_ipv6_address_to_be_usable() -> Result<()> {
     let ns = crate::veth_namespace("usable6", "d0", true)?;
     let vip: std::net::Ipv6Addr = "2001:db8::200".parse()?;
     let absent: std::net::Ipv6Addr = "2001:db8::201".parse()?;
+    // No route at all (outside every prefix): the lookup itself fails.
+    let unroutable: std::net::Ipv6Addr = "2001:db9::1".parse()?;
     let limit = std::time::Duration::from_millis(50);
-    let (usable, missing, waited) = ns.in_thread(move || {
+    let (usable, missing, waited, unrouted, waited_unrouted) = ns.in_thread(move || {
         net::block_on(async move |rtnl| {
             rtnl.add_addr6("d0", vip, 64).await?;
             let usable = rtnl.wait_local6("d0", vip, limit).await;
             let start = std::time::Instant::now();
             let missing = rtnl.wait_local6("d0", absent, limit).await;
-            Ok((usable, missing, start.elapsed()))
+            let waited = start.elapsed();
+            let start = std::time::Instant::now();
+            let unrouted = rtnl.wait_local6("d0", unroutable, limit).await;
+            Ok((usable, missing, waited, unrouted, start.elapsed()))
         })
     })??;
     usable?;
@@ -180,6 +185,17 @@ fn waiting_for_an_ipv6_address_to_be_usable() -> Result<()> {
     assert!(
         waited >= limit,
         "gave up after {waited:?}, before the limit"
+    );
+    let err = unrouted
+        .expect_err("an unroutable address is never usable")
+        .to_string();
+    assert!(
+        err.contains("2001:db9::1") && err.contains("lookup"),
+        "{err}"
+    );
+    assert!(
+        waited_unrouted >= limit,
+        "a failing lookup gave up after {waited_unrouted:?}, before the limit"
     );
     Ok(())
 }
