@@ -89,16 +89,22 @@ impl Rtnl {
                 .execute()
                 .try_collect()
                 .await;
-            let detail = match looked_up {
+            let failure = match looked_up {
                 Ok(routes) if routes.iter().any(|r| r.header.kind == RouteType::Local) => {
                     return Ok(());
                 }
-                Ok(_) => {
-                    format!("added, but the kernel does not route it to this host after {limit:?}")
-                }
-                Err(e) => format!("added, but its route lookup still fails after {limit:?}: {e}"),
+                Ok(_) => None,
+                Err(e) => Some(e),
             };
             if start.elapsed() >= limit {
+                let detail = match failure {
+                    None => format!(
+                        "added, but the kernel does not route it to this host after {limit:?}"
+                    ),
+                    Some(e) => {
+                        format!("added, but its route lookup still fails after {limit:?}: {e}")
+                    }
+                };
                 return Err(NetError::Netlink {
                     iface: iface.to_string(),
                     op: "add address",

@@ -152,8 +152,8 @@ fn ipv6_addresses_are_added_without_dad_and_removed() -> Result<()> {
 
 /// An announcement waits for its IPv6 address's local route (the kernel
 /// inserts it after acknowledging the address, from a work queue that ran
-/// 8-180 ms late on a loaded host): the wait returns once the address is
-/// routed here, and an address that never is fails at the limit, named.
+/// 3 ms to 1.7 s late on a loaded host): the wait returns once the address
+/// is routed here, and an address that never is fails at the limit, named.
 #[test]
 #[ignore = "needs root"]
 fn waiting_for_an_ipv6_address_to_be_usable() -> Result<()> {
