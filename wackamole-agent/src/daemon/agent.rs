@@ -7,7 +7,7 @@
 //! goes through the [`Host`]; every input arrives on a channel, so a test can
 //! build an agent in-process and drive it.
 
-use super::host::{AnnounceDone, CarrierEvent, CarrierEvents, Conflicts, Host};
+use super::host::{AnnounceDone, AnnounceStage, CarrierEvent, CarrierEvents, Conflicts, Host};
 use super::messages::GroupMessage;
 use super::metrics::{MetricsSnapshot, VifMetrics};
 use super::sdnotify::Notifier;
@@ -177,14 +177,14 @@ struct Inputs {
     control: mpsc::Receiver<ControlRequest>,
     conflicts: Option<Conflicts>,
     carrier: Option<CarrierEvents>,
-    /// Completions of announcements: (VIF, generation).
-    announced: mpsc::UnboundedReceiver<(usize, u64)>,
+    /// Progress of announcements: (VIF, generation, stage).
+    announced: mpsc::UnboundedReceiver<(usize, u64, AnnounceStage)>,
 }
 
 /// Announcements the allocator waits for (`Input::Announced`).
 #[derive(Default)]
 pub(super) struct Announcing {
-    tx: Option<mpsc::UnboundedSender<(usize, u64)>>,
+    tx: Option<mpsc::UnboundedSender<(usize, u64, AnnounceStage)>>,
     /// The generation of each VIF's newest announcement.
     generation: HashMap<usize, u64>,
     next: u64,
@@ -207,6 +207,11 @@ impl Announcing {
     pub(super) fn drop_vif(&mut self, vif: usize) {
         self.owed.remove(&vif);
         self.settling.remove(&vif);
+    }
+
+    /// Whether `generation` is VIF `vif`'s newest announcement.
+    fn is_current(&self, vif: usize, generation: u64) -> bool {
+        self.generation.get(&vif) == Some(&generation)
     }
 
     fn completed(&mut self, vif: usize, generation: u64) {
@@ -294,6 +299,10 @@ pub struct Agent<H: Host> {
     pub(super) deferred: BTreeSet<usize>,
     /// VIFs yielding in XDP (handing over): their release lingers.
     yielded: BTreeSet<usize>,
+    /// Held VIFs whose IPv6 addresses XDP keeps silent until the kernel
+    /// routes them here (see [`vifs::own`]): answered at their
+    /// announcement's `Usable`.
+    silent6: BTreeSet<usize>,
     /// Handed-over VIFs whose addresses stay (serving traffic in flight,
     /// never answering ARP) until the given time: see [`HANDOVER_LINGER`].
     pub(super) lingering: BTreeMap<usize, Instant>,
@@ -424,6 +433,7 @@ impl<H: Host> Agent<H> {
             fenced: BTreeMap::new(),
             deferred: BTreeSet::new(),
             yielded: BTreeSet::new(),
+            silent6: BTreeSet::new(),
             lingering: BTreeMap::new(),
             lease_until: None,
             lapse: None,
@@ -475,8 +485,8 @@ impl<H: Host> Agent<H> {
                 Some(req) = self.inputs.control.recv() => self.on_control(req).await,
                 Some(batch) = next_of(&mut self.inputs.conflicts) => self.on_conflicts(batch),
                 Some(event) = next_of(&mut self.inputs.carrier) => self.on_carrier(event).await,
-                Some((vif, generation)) = self.inputs.announced.recv() => {
-                    self.announcing.completed(vif, generation);
+                Some((vif, generation, stage)) = self.inputs.announced.recv() => {
+                    self.on_announce_progress(vif, generation, stage);
                 }
                 _ = tokio::time::sleep_until(self.announcing.next_due().unwrap_or_else(Instant::now)), if self.announcing.next_due().is_some() => {
                     let due = self.announcing.take_due(Instant::now());
@@ -739,6 +749,7 @@ impl<H: Host> Agent<H> {
             if !answering.contains(&VifIndex(i as u32)) {
                 continue;
             }
+            self.hold_silent6(i);
             let (table, addresses) = self.host.parts();
             match vifs::bring_up(table, addresses, &vif).await {
                 Ok(took) => {
@@ -932,6 +943,7 @@ impl<H: Host> Agent<H> {
             }));
             return true;
         }
+        self.hold_silent6(i.0 as usize);
         let owned = match vifs::own(self.host.parts().0, &vif) {
             Ok(()) => true,
             Err(e) => {
@@ -1001,6 +1013,7 @@ impl<H: Host> Agent<H> {
         self.lingering.remove(&(i.0 as usize));
         self.unplumbed.remove(&(i.0 as usize));
         self.deferred.remove(&(i.0 as usize));
+        self.silent6.remove(&(i.0 as usize));
         // Not one more frame claiming the VIF from here: an announcement
         // still in its burst (or waiting out a conflict) would point the
         // clients back at this node, which drops the VIF's traffic from now on.
@@ -1100,6 +1113,7 @@ impl<H: Host> Agent<H> {
         self.host.cancel_announcement(i.0 as usize);
         self.announcing.drop_vif(i.0 as usize);
         self.unplumbed.remove(&(i.0 as usize));
+        self.silent6.remove(&(i.0 as usize));
         self.yielded.insert(i.0 as usize);
         match vifs::yield_vif(self.host.parts().0, &vif) {
             Ok(()) => info!(vif = %vif.name, "yielding (handing over)"),
@@ -1119,6 +1133,7 @@ impl<H: Host> Agent<H> {
         if self.wait_for_fence(i.0 as usize, &vif.name) {
             return;
         }
+        self.hold_silent6(i.0 as usize);
         let (table, addresses) = self.host.parts();
         match vifs::bring_up(table, addresses, &vif).await {
             Ok(_) => info!(vif = %vif.name, "reclaimed"),
@@ -1128,6 +1143,40 @@ impl<H: Host> Agent<H> {
             }
         }
         self.announce_owed(i.0 as usize);
+    }
+
+    /// VIF `i`'s IPv6 addresses (if any) stay silent in XDP until its next
+    /// announcement finds them usable.
+    fn hold_silent6(&mut self, i: usize) {
+        if self.vifs.get(i).is_some_and(|v| !v.ips6().is_empty()) {
+            self.silent6.insert(i);
+        }
+    }
+
+    /// An announcement's progress: its VIF's IPv6 addresses usable (XDP
+    /// answers them from now), then on the wire (the allocator hears it
+    /// after the settle). Being on the wire implies usable, for hosts that
+    /// do not report that stage.
+    fn on_announce_progress(&mut self, i: usize, generation: u64, stage: AnnounceStage) {
+        // An older announcement's word is stale: the VIF was released or
+        // re-acquired since, and its addresses may be new again.
+        if self.announcing.is_current(i, generation) && self.silent6.remove(&i) {
+            if let Some(vif) = self.vifs.get(i) {
+                match vifs::answer6(self.host.parts().0, vif) {
+                    Ok(()) => {
+                        debug!(vif = %vif.name, "IPv6 addresses usable: answering solicitations")
+                    }
+                    Err(e) => {
+                        // Housekeeping brings it up (and announces) again.
+                        error!("answering for VIF {}: {e:#}; retrying", vif.name);
+                        self.unplumbed.insert(i);
+                    }
+                }
+            }
+        }
+        if stage == AnnounceStage::OnWire {
+            self.announcing.completed(i, generation);
+        }
     }
 
     /// Announces VIF `i` now; the allocator hears `Announced` once it is on
@@ -1239,6 +1288,15 @@ impl<H: Host> Agent<H> {
     async fn housekeeping(&mut self) {
         if !self.unplumbed.is_empty() {
             let held: BTreeSet<usize> = self.answering().iter().map(|i| i.0 as usize).collect();
+            // A retry holds the IPv6 addresses silent again until usable.
+            for i in self
+                .unplumbed
+                .intersection(&held)
+                .copied()
+                .collect::<Vec<_>>()
+            {
+                self.hold_silent6(i);
+            }
             let (table, addresses) = self.host.parts();
             let (up, failed) =
                 vifs::retry_bring_up(table, addresses, &self.vifs, &mut self.unplumbed, &held)

@@ -58,19 +58,35 @@ pub struct Announcement {
     pub cache6: Vec<(Ipv6Addr, [u8; 6])>,
 }
 
-/// Tells the agent that an announcement is on the wire (its first round of
-/// gratuitous ARP went out on every interface). An announcement replaced or
-/// cancelled before that never completes: the agent waits for the newest one.
+/// How far an announcement got, as reported to the agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnnounceStage {
+    /// The VIF's IPv6 addresses are usable (the kernel routes them to this
+    /// host): XDP may answer solicitations for them. Reported before the
+    /// first frame.
+    Usable,
+    /// The first round of the burst is on the wire on every interface.
+    OnWire,
+}
+
+/// Tells the agent how far an announcement got: its IPv6 addresses usable,
+/// then its first round of gratuitous ARP and unsolicited NAs on the wire.
+/// An announcement replaced or cancelled before that never completes: the
+/// agent waits for the newest one.
 #[derive(Debug)]
 pub struct AnnounceDone {
     vif: usize,
     generation: u64,
-    tx: mpsc::UnboundedSender<(usize, u64)>,
+    tx: mpsc::UnboundedSender<(usize, u64, AnnounceStage)>,
 }
 
 impl AnnounceDone {
     /// A completion for announcement `generation` of VIF `vif`, sent on `tx`.
-    pub fn new(vif: usize, generation: u64, tx: mpsc::UnboundedSender<(usize, u64)>) -> Self {
+    pub fn new(
+        vif: usize,
+        generation: u64,
+        tx: mpsc::UnboundedSender<(usize, u64, AnnounceStage)>,
+    ) -> Self {
         AnnounceDone {
             vif,
             generation,
@@ -83,10 +99,19 @@ impl AnnounceDone {
         self.vif
     }
 
+    /// The VIF's IPv6 addresses are usable (or waited for long enough).
+    pub fn usable(&self) {
+        // The agent may be gone (stopping): nothing to tell then.
+        let _ = self
+            .tx
+            .send((self.vif, self.generation, AnnounceStage::Usable));
+    }
+
     /// The announcement is on the wire.
     pub fn complete(self) {
-        // The agent may be gone (stopping): nothing to tell then.
-        let _ = self.tx.send((self.vif, self.generation));
+        let _ = self
+            .tx
+            .send((self.vif, self.generation, AnnounceStage::OnWire));
     }
 }
 
@@ -120,9 +145,10 @@ pub trait Host {
     fn parts(&mut self) -> (&mut Self::Table, &Self::Addresses);
 
     /// Starts announcing VIF `vif` (after `a.delay`), replacing an
-    /// announcement of that VIF still under way; calls `done.complete()`
-    /// once the announcement is on the wire (not if it is replaced or
-    /// cancelled first).
+    /// announcement of that VIF still under way; calls `done.usable()` once
+    /// the VIF's IPv6 addresses are usable, before the first frame, and
+    /// `done.complete()` once the announcement is on the wire (neither if it
+    /// is replaced or cancelled first).
     fn announce(&mut self, vif: usize, a: Announcement, done: AnnounceDone);
 
     /// Stops the announcement of VIF `vif` at once, if one is under way.
@@ -563,6 +589,9 @@ impl Host for LinuxHost {
                     }
                 }
             }
+            // The agent holds the IPv6 addresses silent in XDP until now: an
+            // answered solicitation draws clients here as an announcement does.
+            done.usable();
             let one = Burst { count: 1, ..burst };
             let frames_per_ip = if one.form == GarpForm::Both { 2 } else { 1 };
             let mut done = Some(done);

@@ -1,9 +1,11 @@
 //! Executing the allocator's decisions on this host: the ordered steps that
 //! bring a VIF up or down, with the silence-first rule.
 //!
-//! Acquire: XDP owns (ARP / NS answered at once) → the solicited-node group
-//! of each IPv6 address joined → addresses added (IPv6 without DAD) →
-//! announcements (gratuitous ARP, unsolicited NA) → `on_up`. Release: XDP
+//! Acquire: XDP owns the IPv4 addresses (ARP answered at once) and holds the
+//! IPv6 ones silent (traffic accepted, solicitations dropped) → the
+//! solicited-node group of each IPv6 address joined → addresses added (IPv6
+//! without DAD) → once the kernel routes the IPv6 addresses, XDP answers
+//! them too → announcements (gratuitous ARP, unsolicited NA) → `on_up`. Release: XDP
 //! releasing (silent at once) → addresses removed → solicited-node groups
 //! left → XDP entry forgotten after a grace period → `on_down`.
 
@@ -114,11 +116,11 @@ pub trait AddressPlumbing {
     async fn leave_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()>;
 }
 
-/// Brings `vif` up: XDP first (answers ARP and NS within microseconds), then
-/// the solicited-node groups of its IPv6 addresses, then the kernel
+/// Brings `vif` up: XDP first (answers ARP within microseconds, see [`own`]),
+/// then the solicited-node groups of its IPv6 addresses, then the kernel
 /// addresses. On a failure the VIF stays owned in XDP (the cluster believes
 /// we hold it, so answering is right) and the error is returned for logging
-/// and retry.
+/// and retry. Its IPv6 addresses are answered once usable ([`answer6`]).
 pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     table: &mut T,
     plumbing: &A,
@@ -130,13 +132,32 @@ pub async fn bring_up<T: VipTable, A: AddressPlumbing>(
     Ok(start.elapsed())
 }
 
-/// The XDP step of [`bring_up`]: every address of `vif` owned (answered).
+/// The XDP step of [`bring_up`]: every IPv4 address of `vif` owned
+/// (answered); every IPv6 address accepted but silent, until [`answer6`].
+///
+/// Linux acknowledges an IPv6 address before it can receive on it: the
+/// local route comes later from a work queue (milliseconds to over a second
+/// on a loaded host, see `Rtnl::wait_local6`). A neighbour advertisement
+/// before then draws the clients away from the old owner, which still
+/// accepts their traffic during a hand-over, to a host that drops it.
 pub fn own<T: VipTable>(table: &mut T, vif: &PlannedVif) -> Result<()> {
     for a in &vif.addresses {
-        let owned = if vif.nd_router && a.vip.addr.is_ipv6() {
-            table.own_router(&a.vip, true)
-        } else {
-            table.own(&a.vip)
+        let step = match a.vip.addr {
+            IpAddr::V4(_) => table.own(&a.vip),
+            IpAddr::V6(_) => table.yield_vip(&a.vip),
+        };
+        step.map_err(|e| anyhow!("VIF {}: XDP own {}: {e}", vif.name, a.vip))?;
+    }
+    Ok(())
+}
+
+/// XDP answers `vif`'s IPv6 addresses (neighbour solicitations), with the
+/// Router flag if configured: the kernel routes them to this host now.
+pub fn answer6<T: VipTable>(table: &mut T, vif: &PlannedVif) -> Result<()> {
+    for a in vif.addresses.iter().filter(|a| a.vip.addr.is_ipv6()) {
+        let owned = match vif.nd_router {
+            true => table.own_router(&a.vip, true),
+            false => table.own(&a.vip),
         };
         owned.map_err(|e| anyhow!("VIF {}: XDP own {}: {e}", vif.name, a.vip))?;
     }
@@ -420,9 +441,10 @@ mod tests {
         );
     }
 
-    /// A dual-stack VIF: every address owned in XDP first, then the IPv6
-    /// address's solicited-node group, then the addresses; down: silence,
-    /// addresses, group.
+    /// A dual-stack VIF: the IPv4 address owned and the IPv6 one held
+    /// silent in XDP first, then the IPv6 address's solicited-node group,
+    /// then the addresses, then (usable) the IPv6 address answered; down:
+    /// silence, addresses, group.
     #[tokio::test]
     async fn dual_stack_order() {
         let j = Journal::default();
@@ -436,6 +458,7 @@ mod tests {
         bring_up(&mut FakeTable(&j, None), &FakePlumbing(&j, None), &dual)
             .await
             .expect("up");
+        answer6(&mut FakeTable(&j, None), &dual).expect("usable");
         bring_down(&mut FakeTable(&j, None), &FakePlumbing(&j, None), &dual)
             .await
             .expect("down");
@@ -443,10 +466,11 @@ mod tests {
             *j.0.borrow(),
             [
                 "own 192.0.2.10",
-                "own 2001:db8::10 router",
+                "yield 2001:db8::10",
                 "join 2001:db8::10 eth0",
                 "add 192.0.2.10/24 eth0",
                 "add 2001:db8::10/64 eth0",
+                "own 2001:db8::10 router",
                 "release 192.0.2.10",
                 "release 2001:db8::10",
                 "del 192.0.2.10/24 eth0",

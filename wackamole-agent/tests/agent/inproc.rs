@@ -164,6 +164,23 @@ impl Journal {
         owned && fence.is_none_or(|deadline| now < deadline)
     }
 
+    /// Whether `node`'s XDP answers solicitations for `ip` now (replaying
+    /// its IPv6 steps; the lease as for IPv4).
+    fn answering6(&self, node: &str, ip: Ipv6Addr) -> bool {
+        let now = self.now();
+        let mut owned = false;
+        let mut fence: Option<Duration> = None;
+        for e in self.of(node, Duration::ZERO) {
+            match e.ev {
+                Ev::Own6(a, _) if a == ip => owned = true,
+                Ev::Release6(a) | Ev::Forget6(a) | Ev::Yield6(a) if a == ip => owned = false,
+                Ev::Lease(validity) => fence = validity.map(|v| e.at + v),
+                _ => {}
+            }
+        }
+        owned && fence.is_none_or(|deadline| now < deadline)
+    }
+
     /// The first moment since `from` at which two nodes of `nodes` answered
     /// ARP for the same VIP at once (replaying every XDP step in order).
     fn two_answerers(&self, nodes: &[String], from: Duration) -> Option<String> {
@@ -413,10 +430,13 @@ impl Host for FakeHost {
                     },
                 );
             }
+            // Held: neither usable (as on a loaded host whose kernel routes
+            // new IPv6 addresses late) nor on the wire.
             let mut held = held.lock().unwrap();
             match held.as_mut() {
                 Some(queue) => queue.push((a.vif, done)),
                 None => {
+                    done.usable();
                     journal.push(&node, Ev::AnnounceDone(a.vif));
                     done.complete();
                 }
@@ -2361,18 +2381,29 @@ async fn a_dual_stack_vif_is_acquired_announced_handed_over_and_released_in_orde
         };
         let other = if holder == "a" { "b" } else { "a" };
         let v6 = v6_of_dual();
-        // Acquire: both addresses owned in XDP (the IPv6 one with the
-        // Router flag), the solicited-node group joined, then the kernel
-        // addresses, then one announcement with NAs and the notify range.
+        // Acquire: the IPv4 address owned and the IPv6 one held silent in
+        // XDP, the solicited-node group joined, then the kernel addresses,
+        // then (the announcement finds it usable) the IPv6 address owned
+        // with the Router flag, and one announcement with NAs and the
+        // notify range.
         in_order(
             &c,
             holder,
             Duration::ZERO,
             &[
                 Ev::Own(V4_OF_DUAL),
-                Ev::Own6(v6, true),
+                Ev::Yield6(v6),
                 Ev::Join6(v6),
                 Ev::AddAddr(V4_OF_DUAL),
+                Ev::AddAddr6(v6),
+                Ev::Own6(v6, true),
+            ],
+        );
+        in_order(
+            &c,
+            holder,
+            Duration::ZERO,
+            &[
                 Ev::AddAddr6(v6),
                 Ev::Announced6 {
                     vif: "dual".into(),
@@ -2430,9 +2461,10 @@ async fn a_dual_stack_vif_is_acquired_announced_handed_over_and_released_in_orde
             t1,
             &[
                 Ev::Own(V4_OF_DUAL),
-                Ev::Own6(v6, true),
+                Ev::Yield6(v6),
                 Ev::Join6(v6),
                 Ev::AddAddr6(v6),
+                Ev::Own6(v6, true),
             ],
         );
         in_order(
@@ -2473,6 +2505,59 @@ async fn a_dual_stack_vif_is_acquired_announced_handed_over_and_released_in_orde
                 Ev::Forget6(v6),
             ],
         );
+    })
+    .await;
+}
+
+/// Linux routes a new IPv6 address to the host a moment after acknowledging
+/// it (up to seconds on a loaded host). Until the announcement finds it
+/// usable, the new owner keeps it silent, the old owner keeps it (silent,
+/// accepting traffic), and clients stay with the old owner.
+#[tokio::test(start_paused = true)]
+async fn a_new_owner_answers_for_an_ipv6_address_only_once_it_is_usable() {
+    local(async {
+        let c = Cluster::start(&["a", "b"], DUAL);
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let holder = if c.node("a").owned().await.contains(&"dual".to_string()) {
+            "a"
+        } else {
+            "b"
+        };
+        let other = if holder == "a" { "b" } else { "a" };
+        let v6 = v6_of_dual();
+        assert!(c.journal.answering6(holder, v6), "{}", c.journal.dump());
+        // The new owner's kernel is slow to route the address.
+        c.node(other).hold_announcements();
+        let t0 = c.journal.now();
+        let reply = c
+            .node(holder)
+            .ctl(Request::Move {
+                vif: "dual".into(),
+                node: other.into(),
+            })
+            .await;
+        assert!(reply.ok, "{reply:?}");
+        wait(ms(2000)).await;
+        let d = || c.journal.dump();
+        // The new owner answers ARP for the IPv4 address, holds the IPv6
+        // one silent with the address plumbed; nobody answers solicitations
+        // for it, and the old owner still has it.
+        assert!(c.journal.answering(other, V4_OF_DUAL), "{}", d());
+        in_order(&c, other, t0, &[Ev::Yield6(v6), Ev::AddAddr6(v6)]);
+        assert!(!c.journal.answering6(other, v6), "{}", d());
+        assert!(!c.journal.answering6(holder, v6), "{}", d());
+        assert!(!has(&c.journal.of(holder, t0), Ev::DelAddr6(v6)), "{}", d());
+        // Usable and on the wire: the new owner answers, then the old one
+        // lets go.
+        let t1 = c.journal.now();
+        c.node(other).release_announcements(&c.journal);
+        wait(ms(100) + HANDOVER_LINGER).await;
+        assert!(c.journal.answering6(other, v6), "{}", d());
+        let owned = at(&c, other, t1, &Ev::Own6(v6, true));
+        let released = at(&c, holder, t1, &Ev::Release6(v6));
+        assert!(owned < released, "{}", d());
+        assert!(has(&c.journal.of(holder, t1), Ev::DelAddr6(v6)), "{}", d());
     })
     .await;
 }
