@@ -1579,7 +1579,7 @@ fn repetition(
         None
     } else {
         Some(arp_observer::start(
-            c.client().name(),
+            c.observer().name(),
             "eth0",
             crate::testbed::cluster::observer_addrs(),
             observed4,
@@ -1590,9 +1590,9 @@ fn repetition(
         None
     } else {
         Some(ns_observer::start(
-            c.client().name(),
+            c.observer().name(),
             "eth0",
-            crate::testbed::cluster::CLIENT_ADDR6,
+            crate::testbed::cluster::OBSERVER_ADDR6,
             observed6,
             window,
         )?)

@@ -6,11 +6,14 @@
 //!   [n2: eth0 10.0.0.2, corosync, wackamole run] --+-- br0 (switch ns)
 //!   [n3: eth0 10.0.0.3, corosync, wackamole run] --+
 //!   [client: eth0 10.0.0.200]                    --+
+//!   [observer: eth0 10.0.0.251]                  --+
 //! ```
 //! VIF k (1-based) is `eth0:10.0.0.(100+k)/24` for k up to 99, in the nodes'
 //! subnet, and `10.0.(1+j/250).(1+j%250)/24` with j = k-100 beyond (up to
 //! 1000 VIFs); the client is on the /16, so it ARPs for every VIP directly and
-//! the answering MAC tells which node holds it.
+//! the answering MAC tells which node holds it. The observer is a LAN
+//! bystander of its own: its ARP requests and neighbour solicitations (see
+//! `lab::arp_observer`) must not move the client's neighbour entries.
 //!
 //! Every agent is the real binary (`wackamole run -c FILE`) started in its
 //! node's namespace, with its stderr appended to `agent-nI.log` in the
@@ -47,6 +50,13 @@ static MOUNTS: AtomicU32 = AtomicU32::new(0);
 
 /// The client's address on the cluster LAN.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 200);
+
+/// The observer's address on the cluster LAN.
+pub const OBSERVER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 251);
+
+/// The observer's IPv6 address on the cluster LAN (with IPv6 VIPs): its
+/// solicitations ask from it, so their answers reach only the observer.
+pub const OBSERVER_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 0x251);
 
 /// Addresses on the cluster LAN that nobody has: the ARP observer asks from
 /// a different one each round (see `lab::arp_observer`), 400 ms before one
@@ -306,6 +316,8 @@ pub struct AgentCluster {
     opts: AgentClusterOptions,
     agents: Vec<AgentNode>,
     client: Netns,
+    /// A bystander on the LAN for the ARP and NS observers.
+    observer: Netns,
     /// bpffs mount point on the host.
     bpffs: PathBuf,
     bpffs_mounted: bool,
@@ -352,10 +364,12 @@ impl AgentCluster {
         let k = MOUNTS.fetch_add(1, Ordering::Relaxed);
         let bpffs = PathBuf::from(format!("/run/wkt-bpf-{}-{k}", std::process::id()));
         let client = Netns::new("client")?;
+        let observer = Netns::new("observer")?;
         let mut cluster = AgentCluster {
             opts,
             agents: Vec::new(),
             client,
+            observer,
             bpffs,
             bpffs_mounted: false,
             bed,
@@ -383,20 +397,30 @@ impl AgentCluster {
     }
 
     fn attach_client(&self) -> Result<()> {
-        self.bed
-            .switch()
-            .plug("swc", &self.client, "eth0", &format!("{CLIENT_ADDR}/16"))?;
+        let switch = self.bed.switch();
+        switch.plug("swc", &self.client, "eth0", &format!("{CLIENT_ADDR}/16"))?;
+        switch.plug(
+            "swo",
+            &self.observer,
+            "eth0",
+            &format!("{OBSERVER_ADDR}/16"),
+        )?;
         if self.opts.family != VipFamily::Ipv4 {
-            self.client.run(&[
-                "ip",
-                "-6",
-                "addr",
-                "add",
-                &format!("{CLIENT_ADDR6}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ])?;
+            for (ns, addr) in [
+                (&self.client, CLIENT_ADDR6),
+                (&self.observer, OBSERVER_ADDR6),
+            ] {
+                ns.run(&[
+                    "ip",
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{addr}/64"),
+                    "dev",
+                    "eth0",
+                    "nodad",
+                ])?;
+            }
         }
         Ok(())
     }
@@ -529,6 +553,12 @@ impl AgentCluster {
     /// The client's namespace (interface `eth0`, address [`CLIENT_ADDR`]).
     pub fn client(&self) -> &Netns {
         &self.client
+    }
+
+    /// The observer's namespace (interface `eth0`, address
+    /// [`OBSERVER_ADDR`]): where the ARP and NS observers run.
+    pub fn observer(&self) -> &Netns {
+        &self.observer
     }
 
     /// Node `i`'s name (`n1`...).

@@ -1,9 +1,9 @@
 //! The fencing lease beats the takeover, with real agents on a fast-profile
 //! Corosync cluster in namespaces and the default `xdp.lease = "auto"`.
 //!
-//! An observer in the client namespace sends an ARP request for each of the
-//! victim's VIPs every 10 ms across the fault and records the answering MACs
-//! in order. The victim answers first; if a survivor answers later, the
+//! An observer in its own namespace on the LAN sends an ARP request for
+//! each of the victim's VIPs every 10 ms across the fault and records the
+//! answering MACs in order. The victim answers first; if a survivor answers later, the
 //! victim must never answer again once it has (no interleaving = never two
 //! answering hosts). No timing is asserted, except that a stopped agent's
 //! VIPs are answered by a survivor within the eviction deadline (from the
@@ -102,7 +102,7 @@ fn run_on(opts: AgentClusterOptions, floor: Duration, fault: Fault) -> Result<()
         .collect();
     ensure!(vips.len() == 2, "{vips:?}");
     let observer = arp_observer::start(
-        c.client().name(),
+        c.observer().name(),
         "eth0",
         observer_addrs(),
         vips.clone(),
@@ -260,7 +260,7 @@ fn a_restarted_agent_never_answers_for_its_crashed_runs_addresses() -> Result<()
     // Past the dead agent's lease: only the survivors answer now.
     std::thread::sleep(Duration::from_millis(500));
     let observer = arp_observer::start(
-        c.client().name(),
+        c.observer().name(),
         "eth0",
         observer_addrs(),
         vips.clone(),

@@ -42,7 +42,7 @@ fn vip_entries(c: &AgentCluster, i: usize) -> Result<Vec<(Ipv4Addr, u32)>> {
         .collect())
 }
 
-/// The ARP observer: from the client, a broadcast request for every VIP
+/// The ARP observer: from the observer's namespace, a broadcast request for every VIP
 /// every 10 ms (round), recording which MACs answer each round. Replies are
 /// matched to their round by the request's sender address (the reply's
 /// target), not by arrival time: a loaded machine may deliver a reply after
@@ -57,7 +57,7 @@ type Rounds = BTreeMap<Ipv4Addr, BTreeMap<u32, BTreeMap<[u8; 6], String>>>;
 
 impl Observer {
     fn start(c: &AgentCluster) -> Result<Self> {
-        let path = format!("/run/netns/{}", c.client().name());
+        let path = format!("/run/netns/{}", c.observer().name());
         let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
@@ -80,7 +80,7 @@ impl Observer {
 }
 
 /// Rounds asked from 10.0.0.201..=250 in turn (free addresses of the LAN:
-/// nodes are .1-.16, VIPs .101-.199, the client .200).
+/// nodes are .1-.16, VIPs .101-.199, the client .200, the observer .251).
 const ROUND_ADDRS: u32 = 50;
 
 fn round_addr(round: u32) -> Ipv4Addr {
