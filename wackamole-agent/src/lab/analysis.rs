@@ -81,6 +81,40 @@ impl ProbeRun {
         self.probe_rate_hz() / self.vips.len() as f64
     }
 
+    /// The same run restricted to the probed addresses `keep` selects
+    /// (renumbered in order), e.g. one family of a dual-stack run: both
+    /// families then have figures from the same faults at the same instants.
+    pub fn only(&self, keep: impl Fn(&std::net::IpAddr) -> bool) -> ProbeRun {
+        let mut renumber = vec![None; self.vips.len()];
+        let mut vips = Vec::new();
+        for (i, ip) in self.vips.iter().enumerate() {
+            if keep(ip) {
+                renumber[i] = Some(vips.len() as u32);
+                vips.push(*ip);
+            }
+        }
+        let new = |v: u32| renumber.get(v as usize).copied().flatten();
+        ProbeRun {
+            vips,
+            unsent: self
+                .unsent
+                .iter()
+                .filter_map(|&(v, r)| Some((new(v)?, r)))
+                .collect(),
+            answers: self
+                .answers
+                .iter()
+                .filter_map(|a| {
+                    Some(Answer {
+                        vip: new(a.vip)?,
+                        ..*a
+                    })
+                })
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// Looks up a node index by name.
     pub fn node_index(&self, name: &str) -> Option<u16> {
         self.nodes
@@ -678,6 +712,41 @@ mod tests {
             (100_000, 100_000, 100_000)
         );
         assert!((r.probe_rate_hz - 3000.0).abs() < 1e-6);
+    }
+
+    /// A dual-stack run split by family: each half keeps its own VIPs'
+    /// answers, losses and unsent probes, renumbered.
+    #[test]
+    fn a_run_restricted_to_some_vips_keeps_only_their_figures() {
+        // VIPs 0 and 2 are IPv4 (never lose), 1 and 3 IPv6 (1 loses 10..20).
+        let mut run = synth(4, 100, &["a"], |v, r| match (v, r) {
+            (1, 10..20) => vec![],
+            _ => vec![0],
+        });
+        run.vips = vec![
+            "10.0.0.1".parse().unwrap(),
+            "fd77::1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            "fd77::2".parse().unwrap(),
+        ];
+        run.unsent = vec![(3, 50), (2, 60)];
+        let v4 = run.only(|ip| ip.is_ipv4());
+        let v6 = run.only(|ip| ip.is_ipv6());
+        assert_eq!(v4.vips, [run.vips[0], run.vips[2]]);
+        assert_eq!(v6.vips, [run.vips[1], run.vips[3]]);
+        assert_eq!(
+            (v4.unsent.clone(), v6.unsent.clone()),
+            (vec![(1, 60)], vec![(1, 50)])
+        );
+        assert_eq!(v4.round_sent_ns, run.round_sent_ns);
+        let (r4, r6) = (
+            analyse(&v4, &[], Params::default()),
+            analyse(&v6, &[], Params::default()),
+        );
+        assert_eq!((r4.lost_probes, r6.lost_probes), (0, 10));
+        assert_eq!(r4.worst_outage, None);
+        assert_eq!(r6.worst_outage.map(|o| (o.vip, o.lost)), Some((0, 10)));
+        assert_eq!(r4.answers + r6.answers, run.answers.len() as u64);
     }
 
     #[test]

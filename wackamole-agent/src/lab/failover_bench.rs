@@ -624,7 +624,8 @@ cargo xtask bench failover [-- OPTIONS]
                                       judged by lost probes)
   --reps N            repetitions per scenario (default 5)
   --profile fast|default   corosync timers (default fast)
-  --family ipv4|ipv6|dual  VIF addresses (default ipv4; dual probes both;
+  --family ipv4|ipv6|dual  VIF addresses (default ipv4; dual probes both
+                      and adds a row per family from the same repetitions;
                       two answerers: ARP for IPv4, NS/NA for IPv6)
   --sample auto|all|N which VIPs are probed at 1 kHz: N = the VIPs that move
                       (at most 64, spread over them)
@@ -902,6 +903,8 @@ fn run_size(
         let mut controls = Vec::new();
         let mut control_gaps = Vec::new();
         let mut control_never = Vec::new();
+        // Dual stack: each family's figures, from the same repetitions.
+        let mut by_family: [Vec<analysis::RunResult>; 2] = Default::default();
         for rep in 0..opts.repetitions {
             let r = match repetition(&mut c, opts, fault, rep) {
                 Ok(r) => r,
@@ -950,6 +953,22 @@ fn run_size(
                 if never > 0 { format!(", {never} controls NEVER answered") } else { String::new() },
                 if gap_ms > 0.0 || never > 0 { "  <-- a VIP nobody moved had a gap" } else { "" },
             )?;
+            if size.family == VipFamily::Dual {
+                let mut line = String::from("     ");
+                for (k, (name, v6)) in [("IPv4", false), ("IPv6", true)].into_iter().enumerate() {
+                    let half = r.run.only(|ip| ip.is_ipv6() == v6);
+                    let f = analysis::analyse(&half, &r.phases, analysis::Params::default());
+                    line += &format!(
+                        " {name}: worst outage {} ms, lost {}, failover {};",
+                        f.worst_outage
+                            .map_or("-".into(), |o| format!("{:.1}", o.len_ns() as f64 / 1e6)),
+                        f.lost_probes,
+                        fmt_opt_ms(f.phases.first().and_then(|p| p.failover_ns)),
+                    );
+                    by_family[k].push(f);
+                }
+                writeln!(log, "{}", line.trim_end_matches(';'))?;
+            }
             let said = |n: Option<usize>| n.map_or("-".to_string(), |n| n.to_string());
             writeln!(
                 log,
@@ -1051,6 +1070,19 @@ fn run_size(
         insert_summary(&mut rec, CONTROL_GAP_MS, &control_gaps);
         insert_summary(&mut rec, CONTROL_NEVER_ANSWERED, &control_never);
         records.push(rec);
+        // The families of a dual-stack run as rows of their own.
+        for (family, runs) in ["ipv4", "ipv6"].into_iter().zip(&by_family) {
+            if !runs.is_empty() {
+                let mut params = size.params(fault.name());
+                params.insert("probed family".to_string(), family.to_string());
+                records.push(ScenarioRecord::new(
+                    &format!("{scenario}-{family}"),
+                    params,
+                    runs,
+                    &[],
+                ));
+            }
+        }
         if failed {
             break;
         }
