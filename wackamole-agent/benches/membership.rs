@@ -23,6 +23,12 @@
 //! `WACKAMOLE_SPREAD_DAEMON` (without it those rows are skipped, with a note).
 //! Spread profiles: `fast` = `conf/spread-lan-fast.conf`, `default` = Spread's
 //! built-in timeouts; agents reconnect every 1 s after losing their daemon.
+//! `--spread-conf FILE` runs the Spread rows on that file's `<Name>Timeout`
+//! lines instead (a candidate profile).
+//!
+//! `--soak S` first watches the settled cluster for S seconds idle, then S
+//! seconds with two busy-loop CPU hogs, and counts every view and `Lost`
+//! each agent got (a stable profile: none), before the faults.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -64,6 +70,9 @@ trait Bed {
     fn daemon(&self) -> &'static str;
     fn taps(&self) -> &[EventTap];
     fn inject(&mut self, fault: Fault, victim: usize) -> Result<()>;
+    fn nodes(&self) -> usize {
+        NODES
+    }
     fn repair(&mut self, fault: Fault, victim: usize) -> Result<()>;
     /// What the victim's agent is expected to report.
     fn victim_expect(&self, fault: Fault) -> Expect {
@@ -151,11 +160,18 @@ struct SpreadBed {
     taps: Vec<EventTap>,
     _runtimes: Vec<tokio::runtime::Runtime>,
     cluster: SpreadCluster,
+    /// On `--spread-conf` timeouts, not the profile's.
+    custom: bool,
 }
 
 impl SpreadBed {
-    fn start(daemon: &std::path::Path, profile: SpreadProfile) -> Result<Self> {
-        let cluster = SpreadCluster::start(daemon, NODES, profile)?;
+    /// `timeouts`: `<Name>Timeout` lines replacing the profile's.
+    fn start(
+        daemon: &std::path::Path,
+        profile: SpreadProfile,
+        timeouts: Option<&str>,
+    ) -> Result<Self> {
+        let cluster = SpreadCluster::start_with(daemon, NODES, profile, timeouts)?;
         let (mut taps, mut runtimes) = (Vec::new(), Vec::new());
         for i in 0..NODES {
             let mut opts = SpreadOptions::new(&cluster.endpoint(i)?, &format!("b{i}"), "wkbench")
@@ -169,13 +185,17 @@ impl SpreadBed {
             taps,
             _runtimes: runtimes,
             cluster,
+            custom: timeouts.is_some(),
         })
     }
 }
 
 impl Bed for SpreadBed {
     fn label(&self) -> String {
-        format!("spread {}", self.cluster.profile().name())
+        match self.custom {
+            true => "spread --spread-conf".to_string(),
+            false => format!("spread {}", self.cluster.profile().name()),
+        }
     }
     fn daemon(&self) -> &'static str {
         "spread"
@@ -366,6 +386,86 @@ fn measure(bed: &mut dyn Bed, fault: Fault, reps: usize, rows: &mut Vec<Row>) ->
     Ok(())
 }
 
+/// What a soak saw: views and `Lost` events per agent, idle and loaded.
+#[derive(Serialize)]
+struct SoakRow {
+    engine: String,
+    load: &'static str,
+    seconds: u64,
+    views: Vec<usize>,
+    lost: Vec<usize>,
+}
+
+/// Two busy-loop shells, killed when dropped.
+struct Hogs(Vec<std::process::Child>);
+
+impl Hogs {
+    fn start() -> Result<Self> {
+        let hog = || {
+            std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .context("starting a CPU hog")
+        };
+        Ok(Hogs(vec![hog()?, hog()?]))
+    }
+}
+
+impl Drop for Hogs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Counts each agent's views and `Lost` events for `seconds`.
+fn watch(bed: &dyn Bed, seconds: u64, load: &'static str) -> SoakRow {
+    let n = bed.nodes();
+    let (mut views, mut lost) = (vec![0; n], vec![0; n]);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        for (i, tap) in bed.taps().iter().enumerate() {
+            while let Some((_, e)) = tap.next(Duration::from_millis(5)) {
+                match e {
+                    MembershipEvent::View(_) => views[i] += 1,
+                    MembershipEvent::Lost { .. } => lost[i] += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    SoakRow {
+        engine: bed.label(),
+        load,
+        seconds,
+        views,
+        lost,
+    }
+}
+
+/// `seconds` idle, then `seconds` with two CPU hogs.
+fn soak(bed: &dyn Bed, seconds: u64, rows: &mut Vec<SoakRow>) -> Result<()> {
+    let idle = watch(bed, seconds, "idle");
+    eprintln!(
+        "{} soak, idle {seconds} s: views {:?}, Lost {:?}",
+        idle.engine, idle.views, idle.lost
+    );
+    rows.push(idle);
+    let hogs = Hogs::start()?;
+    let loaded = watch(bed, seconds, "two CPU hogs");
+    drop(hogs);
+    eprintln!(
+        "{} soak, two CPU hogs {seconds} s: views {:?}, Lost {:?}",
+        loaded.engine, loaded.views, loaded.lost
+    );
+    rows.push(loaded);
+    // A split seen by the soak heals before the faults are measured.
+    settle(bed)?;
+    Ok(())
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Engine {
     Corosync,
@@ -377,6 +477,8 @@ struct Args {
     profiles: Vec<Profile>,
     faults: Vec<Fault>,
     engines: Vec<Engine>,
+    soak: Option<u64>,
+    spread_timeouts: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -385,6 +487,8 @@ fn parse_args() -> Result<Args> {
         profiles: vec![Profile::Fast, Profile::Default],
         faults: vec![Fault::LinkDown, Fault::Kill, Fault::Stop],
         engines: vec![Engine::Corosync, Engine::Spread],
+        soak: None,
+        spread_timeouts: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -418,6 +522,24 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--engine corosync|spread|all, not {other:?}"),
                 }
             }
+            "--soak" => {
+                let v = it.next().context("--soak needs seconds")?;
+                let secs: u64 = v.parse().with_context(|| format!("--soak {v:?}"))?;
+                if !(1..=3600).contains(&secs) {
+                    bail!("--soak {secs}: 1..=3600 seconds");
+                }
+                args.soak = Some(secs);
+            }
+            "--spread-conf" => {
+                let path = it.next().context("--spread-conf needs a file")?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("--spread-conf {path}"))?;
+                let lines = wackamole::testbed::spread::timeout_lines(&text);
+                if lines.trim().is_empty() {
+                    bail!("--spread-conf {path}: no <Name>Timeout lines");
+                }
+                args.spread_timeouts = Some(lines);
+            }
             // cargo bench passes --bench to harness = false targets.
             _ => {}
         }
@@ -440,11 +562,15 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .try_init();
     let mut rows = Vec::new();
+    let mut soaks = Vec::new();
     let mut notes = Vec::new();
     if args.engines.contains(&Engine::Corosync) {
         for &profile in &args.profiles {
             let mut bed = CorosyncBed::start(profile)?;
             settle(&bed)?;
+            if let Some(secs) = args.soak {
+                soak(&bed, secs, &mut soaks)?;
+            }
             for &fault in &args.faults {
                 measure(&mut bed, fault, args.reps, &mut rows)?;
             }
@@ -463,8 +589,12 @@ fn main() -> Result<()> {
                         Profile::Fast => SpreadProfile::LanFast,
                         Profile::Default => SpreadProfile::Default,
                     };
-                    let mut bed = SpreadBed::start(&daemon, spread_profile)?;
+                    let mut bed =
+                        SpreadBed::start(&daemon, spread_profile, args.spread_timeouts.as_deref())?;
                     settle(&bed).with_context(|| bed.cluster.log_tails())?;
+                    if let Some(secs) = args.soak {
+                        soak(&bed, secs, &mut soaks).with_context(|| bed.cluster.log_tails())?;
+                    }
                     for &fault in &args.faults {
                         measure(&mut bed, fault, args.reps, &mut rows)
                             .with_context(|| bed.cluster.log_tails())?;
@@ -507,6 +637,19 @@ fn main() -> Result<()> {
             r.limit_ms / 1000.0,
             r.spurious_lost
         );
+    }
+    if !soaks.is_empty() {
+        println!("\n| engine | soak | seconds | views per agent | Lost per agent |");
+        println!("|---|---|---|---|---|");
+        for r in &soaks {
+            println!(
+                "| {} | {} | {} | {:?} | {:?} |",
+                r.engine, r.load, r.seconds, r.views, r.lost
+            );
+        }
+        let path = out_dir.join("membership-soak.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&soaks)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     for n in &notes {
         println!("\n{n}");
