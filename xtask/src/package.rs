@@ -121,6 +121,7 @@ const EXAMPLES: &[&str] = &[
     "corosync-lan-fast.conf",
     "corosync-default.conf",
     "spread-lan-fast.conf",
+    "spread-lan-faster.conf",
     "grafana-dashboard.json",
 ];
 

@@ -470,6 +470,37 @@ mod tests {
         assert_eq!(SpreadProfile::Default.timeouts(), "");
     }
 
+    /// The shipped faster profile: all nine timeouts (a partial set makes
+    /// the daemon abort), its 100 ms token, and the agent settings its
+    /// header asks for pass `check-config`.
+    #[test]
+    fn lan_faster_has_all_nine_timeouts_and_a_valid_agent_snippet() {
+        let conf = include_str!("../../../conf/spread-lan-faster.conf");
+        let t = timeout_lines(conf);
+        let keys = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim().to_string()))
+                .collect()
+        };
+        assert_eq!(keys(&t), keys(&SpreadProfile::LanFast.timeouts()));
+        assert_eq!(token_timeout(&t), Some(Duration::from_millis(100)));
+        // The [engine] lines of the header, uncommented.
+        let engine: String = conf
+            .lines()
+            .filter_map(|l| l.strip_prefix("#     "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .take_while(|l| !l.starts_with("soak"))
+            .map(|l| format!("{}\n", l.split('#').next().unwrap_or(l).trim()))
+            .collect();
+        assert!(engine.contains("takeover_floor = \"100ms\""), "{engine}");
+        let text = format!(
+            "node = \"n1\"\n{engine}\n[[vif]]\nname = \"v\"\naddresses = [\"eth0:192.0.2.10/24\"]\n"
+        );
+        let host = crate::config::FakeInterfaces::new(["eth0"]);
+        let cfg = crate::config::parse(&text, "snippet.toml", &host);
+        assert!(cfg.is_ok(), "{text}\n{cfg:?}");
+    }
+
     #[test]
     fn the_token_timeout_is_read_from_the_timeout_lines() {
         let lines = timeout_lines("# TokenTimeout = 1\nHurryTimeout = 40\nTokenTimeout = 100\n");
