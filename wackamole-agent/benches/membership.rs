@@ -394,6 +394,9 @@ struct SoakRow {
     seconds: u64,
     views: Vec<usize>,
     lost: Vec<usize>,
+    /// Whether any agent's last event was not a full view (still split).
+    #[serde(skip)]
+    split_at_end: bool,
 }
 
 /// Two busy-loop shells, killed when dropped.
@@ -424,13 +427,20 @@ impl Drop for Hogs {
 fn watch(bed: &dyn Bed, seconds: u64, load: &'static str) -> SoakRow {
     let n = bed.nodes();
     let (mut views, mut lost) = (vec![0; n], vec![0; n]);
+    let mut whole = vec![true; n];
     let end = Instant::now() + Duration::from_secs(seconds);
     while Instant::now() < end {
         for (i, tap) in bed.taps().iter().enumerate() {
             while let Some((_, e)) = tap.next(Duration::from_millis(5)) {
                 match e {
-                    MembershipEvent::View(_) => views[i] += 1,
-                    MembershipEvent::Lost { .. } => lost[i] += 1,
+                    MembershipEvent::View(v) => {
+                        views[i] += 1;
+                        whole[i] = v.members.len() == n;
+                    }
+                    MembershipEvent::Lost { .. } => {
+                        lost[i] += 1;
+                        whole[i] = false;
+                    }
                     _ => {}
                 }
             }
@@ -442,6 +452,7 @@ fn watch(bed: &dyn Bed, seconds: u64, load: &'static str) -> SoakRow {
         seconds,
         views,
         lost,
+        split_at_end: whole.contains(&false),
     }
 }
 
@@ -459,12 +470,11 @@ fn soak(bed: &dyn Bed, seconds: u64, rows: &mut Vec<SoakRow>) -> Result<()> {
         "{} soak, two CPU hogs {seconds} s: views {:?}, Lost {:?}",
         loaded.engine, loaded.views, loaded.lost
     );
-    let split = [&idle, &loaded]
-        .iter()
-        .any(|r| r.views.iter().chain(&r.lost).any(|n| *n > 0));
+    let quiet_after = |r: &SoakRow| r.views.iter().chain(&r.lost).all(|n| *n == 0);
+    let split = loaded.split_at_end || (idle.split_at_end && quiet_after(&loaded));
     rows.extend([idle, loaded]);
-    // A split seen by the soak heals before the faults are measured (a
-    // stable cluster delivers no view to wait for).
+    // A split still open at the end heals before the faults are measured
+    // (a healed or stable cluster delivers no view to wait for).
     if split {
         settle(bed)?;
     }
