@@ -215,7 +215,7 @@ impl Announcing {
     }
 
     fn completed(&mut self, vif: usize, generation: u64) {
-        if self.generation.get(&vif) == Some(&generation) && self.owed.contains(&vif) {
+        if self.is_current(vif, generation) && self.owed.contains(&vif) {
             self.settling
                 .entry(vif)
                 .or_insert_with(|| Instant::now() + ANNOUNCE_SETTLE);

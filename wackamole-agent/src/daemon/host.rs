@@ -101,17 +101,17 @@ impl AnnounceDone {
 
     /// The VIF's IPv6 addresses are usable (or waited for long enough).
     pub fn usable(&self) {
-        // The agent may be gone (stopping): nothing to tell then.
-        let _ = self
-            .tx
-            .send((self.vif, self.generation, AnnounceStage::Usable));
+        self.report(AnnounceStage::Usable);
     }
 
     /// The announcement is on the wire.
     pub fn complete(self) {
-        let _ = self
-            .tx
-            .send((self.vif, self.generation, AnnounceStage::OnWire));
+        self.report(AnnounceStage::OnWire);
+    }
+
+    fn report(&self, stage: AnnounceStage) {
+        // The agent may be gone (stopping): nothing to tell then.
+        let _ = self.tx.send((self.vif, self.generation, stage));
     }
 }
 

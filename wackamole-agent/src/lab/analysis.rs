@@ -94,8 +94,12 @@ impl ProbeRun {
             }
         }
         let new = |v: u32| renumber.get(v as usize).copied().flatten();
+        // Every field named: `..self.clone()` would copy every answer first.
         ProbeRun {
             vips,
+            nodes: self.nodes.clone(),
+            interval_ns: self.interval_ns,
+            round_sent_ns: self.round_sent_ns.clone(),
             unsent: self
                 .unsent
                 .iter()
@@ -111,7 +115,10 @@ impl ProbeRun {
                     })
                 })
                 .collect(),
-            ..self.clone()
+            dropped_answers: self.dropped_answers,
+            invalid_replies: self.invalid_replies,
+            late_rounds: self.late_rounds,
+            socket_drops: self.socket_drops,
         }
     }
 

@@ -146,35 +146,18 @@ impl Journal {
             .collect()
     }
 
-    /// Whether `node`'s XDP program answers ARP for `ip` now, replaying its
-    /// journal: owned (not released or forgotten since) and not fenced by a
-    /// lapsed lease.
-    fn answering(&self, node: &str, ip: Ipv4Addr) -> bool {
+    /// Whether `node`'s XDP program answers ARP (IPv4) or solicitations
+    /// (IPv6) for `ip` now, replaying its journal: owned (not released,
+    /// yielded or forgotten since) and not fenced by a lapsed lease.
+    fn answering(&self, node: &str, ip: impl Into<IpAddr>) -> bool {
+        let ip = ip.into();
         let now = self.now();
         let mut owned = false;
         let mut fence: Option<Duration> = None;
         for e in self.of(node, Duration::ZERO) {
-            match e.ev {
-                Ev::Own(a) if a == ip => owned = true,
-                Ev::Release(a) | Ev::Forget(a) | Ev::Yield(a) if a == ip => owned = false,
-                Ev::Lease(validity) => fence = validity.map(|v| e.at + v),
-                _ => {}
-            }
-        }
-        owned && fence.is_none_or(|deadline| now < deadline)
-    }
-
-    /// Whether `node`'s XDP answers solicitations for `ip` now (replaying
-    /// its IPv6 steps; the lease as for IPv4).
-    fn answering6(&self, node: &str, ip: Ipv6Addr) -> bool {
-        let now = self.now();
-        let mut owned = false;
-        let mut fence: Option<Duration> = None;
-        for e in self.of(node, Duration::ZERO) {
-            match e.ev {
-                Ev::Own6(a, _) if a == ip => owned = true,
-                Ev::Release6(a) | Ev::Forget6(a) | Ev::Yield6(a) if a == ip => owned = false,
-                Ev::Lease(validity) => fence = validity.map(|v| e.at + v),
+            match (xdp_step(&e.ev), &e.ev) {
+                (Some((a, on)), _) if a == ip => owned = on,
+                (_, Ev::Lease(validity)) => fence = validity.map(|v| e.at + v),
                 _ => {}
             }
         }
@@ -186,10 +169,8 @@ impl Journal {
     fn two_answerers(&self, nodes: &[String], from: Duration) -> Option<String> {
         let mut answering: HashMap<(String, Ipv4Addr), bool> = HashMap::new();
         for e in self.entries.lock().unwrap().iter() {
-            let (ip, on) = match e.ev {
-                Ev::Own(ip) => (ip, true),
-                Ev::Yield(ip) | Ev::Release(ip) | Ev::Forget(ip) => (ip, false),
-                _ => continue,
+            let Some((IpAddr::V4(ip), on)) = xdp_step(&e.ev) else {
+                continue;
             };
             answering.insert((e.node.clone(), ip), on);
             if on && e.at >= from && nodes.contains(&e.node) {
@@ -241,6 +222,17 @@ impl Journal {
             .map(|e| format!("{:>8.3}s {} {:?}", e.at.as_secs_f64(), e.node, e.ev))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// The XDP step a journal entry records: (address, answered from now on).
+fn xdp_step(ev: &Ev) -> Option<(IpAddr, bool)> {
+    match *ev {
+        Ev::Own(a) => Some((a.into(), true)),
+        Ev::Own6(a, _) => Some((a.into(), true)),
+        Ev::Release(a) | Ev::Forget(a) | Ev::Yield(a) => Some((a.into(), false)),
+        Ev::Release6(a) | Ev::Forget6(a) | Ev::Yield6(a) => Some((a.into(), false)),
+        _ => None,
     }
 }
 
@@ -1733,12 +1725,7 @@ async fn the_shared_cache_tells_ipv6_neighbours_when_a_dual_stack_vif_moves() {
         let share = |pairs6: &[(Ipv6Addr, [u8; 6])]| {
             GroupMessage::Neighbours(NeighShare::from_pairs46(&[], pairs6)).encode()
         };
-        let holder = if c.node("a").owned().await.contains(&"dual".to_string()) {
-            "a"
-        } else {
-            "b"
-        };
-        let other = if holder == "a" { "b" } else { "a" };
+        let (holder, other) = dual_holder(&c).await;
         c.inject("x", other, share(&[(strangers, mac)]));
         c.inject(
             holder,
@@ -2352,6 +2339,14 @@ fn v6_of_dual() -> Ipv6Addr {
 const DUAL: &str = "[[vif]]\nname = \"dual\"\naddresses = [\"eth0:192.0.2.50/24\", \"eth0:2001:db8::50/64\"]\nnd_router = true\n\n\
     [notify]\ntargets = [{ range = \"eth0:2001:db8::1/128\" }]\n";
 
+/// Which of nodes "a" and "b" holds the dual-stack VIF, and the other one.
+async fn dual_holder(c: &Cluster) -> (&'static str, &'static str) {
+    match c.node("a").owned().await.contains(&"dual".to_string()) {
+        true => ("a", "b"),
+        false => ("b", "a"),
+    }
+}
+
 /// Positions of `want`, in order, among `node`'s entries since `from`
 /// (each must be there, after the previous one).
 fn in_order(c: &Cluster, node: &str, from: Duration, want: &[Ev]) {
@@ -2374,12 +2369,7 @@ async fn a_dual_stack_vif_is_acquired_announced_handed_over_and_released_in_orde
         let c = Cluster::start(&["a", "b"], DUAL);
         c.views(&[&["a", "b"]]);
         wait(ms(3000)).await;
-        let holder = if c.node("a").owned().await.contains(&"dual".to_string()) {
-            "a"
-        } else {
-            "b"
-        };
-        let other = if holder == "a" { "b" } else { "a" };
+        let (holder, other) = dual_holder(&c).await;
         let v6 = v6_of_dual();
         // Acquire: the IPv4 address owned and the IPv6 one held silent in
         // XDP, the solicited-node group joined, then the kernel addresses,
@@ -2519,14 +2509,9 @@ async fn a_new_owner_answers_for_an_ipv6_address_only_once_it_is_usable() {
         let c = Cluster::start(&["a", "b"], DUAL);
         c.views(&[&["a", "b"]]);
         wait(ms(3000)).await;
-        let holder = if c.node("a").owned().await.contains(&"dual".to_string()) {
-            "a"
-        } else {
-            "b"
-        };
-        let other = if holder == "a" { "b" } else { "a" };
+        let (holder, other) = dual_holder(&c).await;
         let v6 = v6_of_dual();
-        assert!(c.journal.answering6(holder, v6), "{}", c.journal.dump());
+        assert!(c.journal.answering(holder, v6), "{}", c.journal.dump());
         // The new owner's kernel is slow to route the address.
         c.node(other).hold_announcements();
         let t0 = c.journal.now();
@@ -2545,15 +2530,15 @@ async fn a_new_owner_answers_for_an_ipv6_address_only_once_it_is_usable() {
         // for it, and the old owner still has it.
         assert!(c.journal.answering(other, V4_OF_DUAL), "{}", d());
         in_order(&c, other, t0, &[Ev::Yield6(v6), Ev::AddAddr6(v6)]);
-        assert!(!c.journal.answering6(other, v6), "{}", d());
-        assert!(!c.journal.answering6(holder, v6), "{}", d());
+        assert!(!c.journal.answering(other, v6), "{}", d());
+        assert!(!c.journal.answering(holder, v6), "{}", d());
         assert!(!has(&c.journal.of(holder, t0), Ev::DelAddr6(v6)), "{}", d());
         // Usable and on the wire: the new owner answers, then the old one
         // lets go.
         let t1 = c.journal.now();
         c.node(other).release_announcements(&c.journal);
         wait(ms(100) + HANDOVER_LINGER).await;
-        assert!(c.journal.answering6(other, v6), "{}", d());
+        assert!(c.journal.answering(other, v6), "{}", d());
         let owned = at(&c, other, t1, &Ev::Own6(v6, true));
         let released = at(&c, holder, t1, &Ev::Release6(v6));
         assert!(owned < released, "{}", d());
