@@ -1021,12 +1021,22 @@ impl AgentCluster {
         }
     }
 
-    /// The last lines of every agent's log.
+    /// The last lines of every agent's log; with `WKT_STACKS` set, also
+    /// every running agent's thread stacks (gdb), to diagnose a hang.
     pub fn log_tails(&self) -> String {
-        (0..self.agents.len())
+        let mut out = (0..self.agents.len())
             .map(|i| self.log_tail(i))
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n");
+        if std::env::var_os("WKT_STACKS").is_some() {
+            for i in 0..self.agents.len() {
+                if let Some(pid) = self.agent_pid(i) {
+                    out.push_str(&format!("\n--- agent {} (pid {pid}) threads:\n", i + 1));
+                    out.push_str(&thread_stacks(pid));
+                }
+            }
+        }
+        out
     }
 
     /// Stops every agent: SIGTERM, up to 5 s to exit, then SIGKILL.
@@ -1310,6 +1320,27 @@ pub fn render_config(
         ));
     }
     s
+}
+
+/// Every thread's backtrace of process `pid`, from gdb (or why not).
+fn thread_stacks(pid: u32) -> String {
+    let out = std::process::Command::new("gdb")
+        .args([
+            "-batch",
+            "-p",
+            &pid.to_string(),
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output();
+    match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with('#') || l.starts_with("Thread"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Err(e) => format!("gdb: {e}"),
+    }
 }
 
 #[cfg(test)]
