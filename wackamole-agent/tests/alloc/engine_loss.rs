@@ -34,3 +34,49 @@ fn a_node_back_alone_from_engine_loss_waits_for_maturity() {
     counts.sort();
     assert_eq!(counts, [2, 2]);
 }
+
+/// When every member loses its engine together (a host-wide stall trips
+/// every engine's evidence-gap check; corosync restarted everywhere), no
+/// member is mature after the reconnection. Before, every VIF then stayed
+/// dark for `mature_after`; a node that was mature is mature again in its
+/// first view with peers, so the group assigns at its exchange.
+#[test]
+fn nodes_that_lose_their_engines_together_are_mature_again_in_a_view_with_peers() {
+    let mut sim = Sim::uniform(22, 3, &config(6));
+    sim.settle().expect("boot");
+    for i in 0..3 {
+        sim.engine_lost(i);
+        assert!(sim.held(i).is_empty(), "node {i} held VIFs after the loss");
+    }
+    for i in 0..3 {
+        sim.engine_back(i);
+    }
+    // Messages only, no timers: maturity comes from the STATEs.
+    sim.deliver_all();
+    for i in 0..3 {
+        assert!(sim.table(i).mature, "node {i} immature after the exchange");
+    }
+    let held: usize = (0..3).map(|i| sim.held(i).len()).sum();
+    assert_eq!(held, 6, "every VIF held at once after the exchange");
+    sim.settle().expect("settled");
+    let mut counts: Vec<usize> = (0..3).map(|i| sim.held(i).len()).collect();
+    counts.sort();
+    assert_eq!(counts, [2, 2, 2]);
+}
+
+/// A node that was never mature gains nothing from losing its engine.
+#[test]
+fn an_immature_node_that_loses_its_engine_still_waits() {
+    let mut sim = Sim::uniform(23, 2, &config(4));
+    sim.deliver_all();
+    assert!(!sim.table(0).mature, "mature before its timer");
+    sim.engine_lost(0);
+    sim.engine_lost(1);
+    sim.engine_back(0);
+    sim.engine_back(1);
+    sim.deliver_all();
+    for i in 0..2 {
+        assert!(!sim.table(i).mature, "node {i} mature without its timer");
+        assert!(sim.held(i).is_empty(), "node {i} claimed while immature");
+    }
+}
