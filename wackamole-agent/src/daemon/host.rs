@@ -289,20 +289,47 @@ impl Netlink {
     }
 }
 
+/// How long an address request may wait for the kernel's reply. A reply
+/// lost on the way (a full netlink socket buffer drops it) would leave the
+/// request pending for ever, and with it the agent's loop.
+const NETLINK_REPLY_LIMIT: Duration = Duration::from_secs(5);
+
+impl Netlink {
+    /// Runs one request on the shared connection; on an error or no reply
+    /// within [`NETLINK_REPLY_LIMIT`], the next request opens a fresh
+    /// connection (the agent retries failed VIFs).
+    async fn request<F>(&self, what: &str, req: F) -> Result<()>
+    where
+        F: std::future::Future<Output = crate::net::NetResult<()>>,
+    {
+        match tokio::time::timeout(NETLINK_REPLY_LIMIT, req).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.reset();
+                Err(anyhow!("{e}"))
+            }
+            Err(_) => {
+                self.reset();
+                Err(anyhow!(
+                    "{what}: no reply from the kernel within {NETLINK_REPLY_LIMIT:?}"
+                ))
+            }
+        }
+    }
+}
+
 impl AddressPlumbing for Netlink {
     async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
         let (rtnl, index) = self.target(iface)?;
-        rtnl.add_at(iface, index, ip, prefix).await.map_err(|e| {
-            self.reset();
-            anyhow!("{e}")
-        })
+        let what = format!("interface {iface}: adding {ip}/{prefix}");
+        self.request(&what, rtnl.add_at(iface, index, ip, prefix))
+            .await
     }
     async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
         let (rtnl, index) = self.target(iface)?;
-        rtnl.remove_at(iface, index, ip, prefix).await.map_err(|e| {
-            self.reset();
-            anyhow!("{e}")
-        })
+        let what = format!("interface {iface}: removing {ip}/{prefix}");
+        self.request(&what, rtnl.remove_at(iface, index, ip, prefix))
+            .await
     }
     async fn join_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {
         let mut groups = self
