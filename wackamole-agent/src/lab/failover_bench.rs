@@ -73,11 +73,20 @@ pub enum Fault {
     /// The last node, out of the cluster (agent and corosync stopped cleanly,
     /// the others settled), starts: the VIPs rebalance onto it.
     LateJoin,
+    /// Every node's whole stack gets SIGSTOP for [`CLUSTER_STALL`], then
+    /// SIGCONT (corosyncs first, then the agents one after another): a
+    /// host-wide stall, as a paused hypervisor or a starved host gives.
+    /// Every engine trips its evidence-gap check and rejoins.
+    ClusterStall,
 }
+
+/// How long [`Fault::ClusterStall`] keeps every node stopped: past the
+/// agents' self-eviction gap with the fast profile (about 200 ms).
+pub const CLUSTER_STALL: Duration = Duration::from_millis(400);
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 16] = [
+    pub const ALL: [Fault; 17] = [
         Fault::LinkCut,
         Fault::AgentKill,
         Fault::AgentStop,
@@ -94,6 +103,7 @@ impl Fault {
         Fault::ReturnKill,
         Fault::ReturnStop,
         Fault::LateJoin,
+        Fault::ClusterStall,
     ];
 
     /// Short name used in scenario names and on the command line.
@@ -115,6 +125,7 @@ impl Fault {
             Fault::ReturnKill => "return-kill",
             Fault::ReturnStop => "return-stop",
             Fault::LateJoin => "late-join",
+            Fault::ClusterStall => "cluster-stall",
         }
     }
 
@@ -179,6 +190,7 @@ impl Fault {
                 | Fault::StackKill
                 | Fault::ReturnStop
                 | Fault::LateJoin
+                | Fault::ClusterStall
         )
     }
 }
@@ -198,6 +210,11 @@ pub fn after_window(
     nodes: usize,
     per_round: usize,
 ) -> Duration {
+    if fault == Fault::ClusterStall {
+        // Long enough to see every VIF come back even if the group waited
+        // for `mature` after rejoining.
+        return base.max(CLUSTER_STALL + JOIN_MARGIN + mature + SETTLE_MARGIN);
+    }
     if !fault.rebalances() {
         return base;
     }
@@ -539,6 +556,8 @@ impl BenchOptions {
                     }
                 }
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
+                // Another build side by side (e.g. before a change).
+                "--binary" => o.binary = PathBuf::from(value("--binary")?),
                 "--family" => o.family = parse_family(&value("--family")?)?,
                 "--sample" => o.sample = Sample::parse(&value("--sample")?)?,
                 "--idle" => {
@@ -622,6 +641,7 @@ cargo xtask bench failover [-- OPTIONS]
       return-crash return-cable return-term return-kill return-stop late-join
                                      (a node comes back and takes its share;
                                       judged by lost probes)
+      cluster-stall                  (every node's stack stopped 400 ms)
   --reps N            repetitions per scenario (default 5)
   --profile fast|default   corosync timers (default fast)
   --family ipv4|ipv6|dual  VIF addresses (default ipv4; dual probes both
@@ -640,7 +660,9 @@ cargo xtask bench failover [-- OPTIONS]
                       a returning node alone in its view claims every VIP
                       once mature, so a mature shorter than its engine's
                       merge shows as two answerers on returns
-  --out DIR           where failover.json, failover.md and the PNGs go";
+  --out DIR           where failover.json, failover.md and the PNGs go
+  --binary PATH       the agent binary (default target/release/wackamole;
+                      another build side by side, e.g. before a change)";
 
 fn parse_family(s: &str) -> Result<VipFamily> {
     Ok(match s {
@@ -1408,7 +1430,8 @@ fn restore(
         | Fault::ReturnTerm
         | Fault::ReturnKill
         | Fault::ReturnStop
-        | Fault::LateJoin => {}
+        | Fault::LateJoin
+        | Fault::ClusterStall => {}
     }
     if settle(c, &[]).is_err() {
         // E.g. an agent that gave up on a dead corosync: start it afresh.
@@ -1530,6 +1553,8 @@ fn repetition(
     };
     let movers: Vec<usize> = if fault == Fault::Partition {
         side_b.clone()
+    } else if fault == Fault::ClusterStall {
+        (0..c.len()).collect()
     } else {
         vec![victim]
     };
@@ -1785,6 +1810,20 @@ fn inject(
             c.kill_agent(victim, libc::SIGCONT)
         }
         Fault::LateJoin => c.start_node(victim),
+        Fault::ClusterStall => {
+            for i in 0..c.len() {
+                c.kill_agent(i, libc::SIGSTOP)?;
+                c.corosync_mut().stop_corosync(i)?;
+            }
+            std::thread::sleep(CLUSTER_STALL);
+            for i in 0..c.len() {
+                c.corosync_mut().cont_corosync(i)?;
+            }
+            for i in 0..c.len() {
+                c.kill_agent(i, libc::SIGCONT)?;
+            }
+            Ok(())
+        }
     }
 }
 
