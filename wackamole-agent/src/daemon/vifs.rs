@@ -340,7 +340,7 @@ mod tests {
                 return Err(dataplane::DataPlaneError::Vip {
                     vip: vip.addr.to_string(),
                     action: "own",
-                    source: "refused by the test".into(),
+                    cause: "refused by the test".into(),
                 });
             }
             Ok(())
@@ -363,7 +363,7 @@ mod tests {
                 return Err(dataplane::DataPlaneError::Vip {
                     vip: vip.addr.to_string(),
                     action: "yield",
-                    source: "refused by the test".into(),
+                    cause: "refused by the test".into(),
                 });
             }
             Ok(())

@@ -7,45 +7,42 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong in the data plane, and where.
 #[derive(Debug, thiserror::Error)]
+/// Each variant prints its cause in its message and does not return it as
+/// `source()`: an error chain printed with `{:#}` would show it twice.
 pub enum DataPlaneError {
     /// The bpffs mount or the pin directory.
-    #[error("bpffs {path}: {action}: {source}")]
+    #[error("bpffs {path}: {action}: {cause}")]
     Bpffs {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: BoxError,
+        cause: BoxError,
     },
     /// Loading the embedded eBPF object or its program.
-    #[error("XDP program: {action}: {source}")]
+    #[error("XDP program: {action}: {cause}")]
     Program {
         action: &'static str,
-        #[source]
-        source: BoxError,
+        cause: BoxError,
     },
     /// Attaching, detaching or inspecting one interface.
-    #[error("interface {iface}: {action}: {source}")]
+    #[error("interface {iface}: {action}: {cause}")]
     Interface {
         iface: String,
         action: &'static str,
-        #[source]
-        source: BoxError,
+        cause: BoxError,
     },
     /// A map operation for one VIP.
-    #[error("VIP {vip}: {action}: {source}")]
+    #[error("VIP {vip}: {action}: {cause}")]
     Vip {
         vip: String,
         action: &'static str,
-        #[source]
-        source: BoxError,
+        cause: BoxError,
     },
     /// A map operation not tied to one VIP.
-    #[error("map {map}: {action}: {source}")]
+    #[error("map {map}: {action}: {cause}")]
     Map {
         map: &'static str,
         action: &'static str,
-        #[source]
-        source: BoxError,
+        cause: BoxError,
     },
 }
 

@@ -124,7 +124,7 @@ pub fn test_run(prog: &Xdp, frame: &[u8], cx: RunContext) -> Result<XdpRun> {
     };
     let r = prog.test_run(opts).map_err(|e| DataPlaneError::Program {
         action: "BPF_PROG_TEST_RUN",
-        source: boxed(e),
+        cause: boxed(e),
     })?;
     let len = usize::try_from(r.data_size_out).unwrap_or(0).min(out.len());
     out.truncate(len);

@@ -53,7 +53,7 @@ impl Vip {
         let ifindex = sys::ifindex(iface).map_err(|e| DataPlaneError::Interface {
             iface: iface.to_string(),
             action: "looking up its index",
-            source: error::boxed(e),
+            cause: error::boxed(e),
         })?;
         Ok(Vip::new(iface, ifindex, addr))
     }
@@ -224,7 +224,7 @@ pub trait VipTable {
         Err(DataPlaneError::Vip {
             vip: vip.to_string(),
             action: "yielding it",
-            source: "this VIP table does not support hand-over".into(),
+            cause: "this VIP table does not support hand-over".into(),
         })
     }
     /// Remove `vip` (and its counters): the kernel handles it normally again.

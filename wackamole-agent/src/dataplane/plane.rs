@@ -97,7 +97,7 @@ fn map_err(map: &'static str, action: &'static str) -> impl FnOnce(MapError) -> 
     move |e| DataPlaneError::Map {
         map,
         action,
-        source: boxed(e),
+        cause: boxed(e),
     }
 }
 
@@ -105,7 +105,7 @@ fn vip_err<'a>(vip: &'a Vip, action: &'static str) -> impl FnOnce(MapError) -> D
     move |e| DataPlaneError::Vip {
         vip: vip.to_string(),
         action,
-        source: boxed(e),
+        cause: boxed(e),
     }
 }
 
@@ -114,7 +114,7 @@ fn bpffs_err(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -
     move |e| DataPlaneError::Bpffs {
         path,
         action,
-        source: boxed(e),
+        cause: boxed(e),
     }
 }
 
@@ -158,7 +158,7 @@ fn check_bpffs_scope(bpffs: &Path, mounted_here: bool, allow: bool) -> Result<()
         sys::BpffsScope::Private(why) => Err(DataPlaneError::Bpffs {
             path: bpffs.to_path_buf(),
             action: "checking that the pins outlive the agent",
-            source: boxed(format!(
+            cause: boxed(format!(
                 "this bpffs is private to the agent's mount namespace ({why}): the pinned \
                  XDP program, maps and lease fence would vanish with the agent, and the \
                  kernel would then answer for a killed agent's addresses. Fix: run the agent \
@@ -247,7 +247,7 @@ impl DataPlane {
         if OBJECT.is_empty() {
             return Err(DataPlaneError::Program {
                 action: "loading the object",
-                source: boxed(
+                cause: boxed(
                     "this binary was built without the XDP program; build with `cargo xtask build`",
                 ),
             });
@@ -273,7 +273,7 @@ impl DataPlane {
         loader.override_global(aya_log::LEVEL, &log_level, true);
         let mut ebpf = loader.load(OBJECT).map_err(|e| DataPlaneError::Program {
             action: "loading the object (maps pinned in the instance directory)",
-            source: boxed(e),
+            cause: boxed(e),
         })?;
         let mut ebpf_log: Option<Box<dyn FnMut() + Send>> = None;
         if opts.ebpf_debug_log {
@@ -286,7 +286,7 @@ impl DataPlane {
             .load()
             .map_err(|e| DataPlaneError::Program {
                 action: "verifying and loading",
-                source: boxed(e),
+                cause: boxed(e),
             })?;
 
         let vips = HashMap::try_from(take(&mut ebpf, names::VIPS)?)
@@ -332,11 +332,11 @@ impl DataPlane {
             .program(names::PROGRAM)
             .ok_or_else(|| DataPlaneError::Program {
                 action: "finding the program in the object",
-                source: boxed(format!("no program named {}", names::PROGRAM)),
+                cause: boxed(format!("no program named {}", names::PROGRAM)),
             })?;
         prog.try_into().map_err(|e| DataPlaneError::Program {
             action: "program type",
-            source: boxed(e),
+            cause: boxed(e),
         })
     }
 
@@ -368,7 +368,7 @@ impl DataPlane {
             move |e: BoxError| DataPlaneError::Interface {
                 iface,
                 action,
-                source: e,
+                cause: e,
             }
         };
         let ifindex =
@@ -439,7 +439,7 @@ impl DataPlane {
                 return Err(DataPlaneError::Interface {
                     iface,
                     action: "removing the pinned XDP link",
-                    source: boxed(e),
+                    cause: boxed(e),
                 })
             }
         }
@@ -654,7 +654,7 @@ impl DataPlane {
                 move |e: BoxError| DataPlaneError::Interface {
                     iface,
                     action,
-                    source: e,
+                    cause: e,
                 }
             };
             let pinned = PinnedLink::from_pin(&path)
@@ -730,7 +730,7 @@ impl DataPlane {
             let mac = sys::mac(&vip.iface).map_err(|e| DataPlaneError::Interface {
                 iface: vip.iface.clone(),
                 action: "reading its MAC address",
-                source: boxed(e),
+                cause: boxed(e),
             })?;
             a.mac = Some(mac);
             return Ok(mac);
@@ -740,7 +740,7 @@ impl DataPlane {
             return Err(DataPlaneError::Vip {
                 vip: vip.to_string(),
                 action: "attaching to its interface",
-                source: boxed(format!(
+                cause: boxed(format!(
                     "{} has ifindex {ifindex} here, not {}",
                     vip.iface, vip.ifindex
                 )),
@@ -752,7 +752,7 @@ impl DataPlane {
             .ok_or_else(|| DataPlaneError::Interface {
                 iface: vip.iface.clone(),
                 action: "reading its MAC address",
-                source: boxed("no MAC recorded"),
+                cause: boxed("no MAC recorded"),
             })
     }
 }
@@ -761,7 +761,7 @@ fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map> {
     ebpf.take_map(name).ok_or_else(|| DataPlaneError::Map {
         map: name,
         action: "finding it in the object",
-        source: boxed("missing"),
+        cause: boxed("missing"),
     })
 }
 
@@ -770,10 +770,10 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         .program_mut(names::PROGRAM)
         .ok_or_else(|| DataPlaneError::Program {
             action: "finding the program in the object",
-            source: boxed(format!("no program named {}", names::PROGRAM)),
+            cause: boxed(format!("no program named {}", names::PROGRAM)),
         })?;
     prog.try_into().map_err(|e| DataPlaneError::Program {
         action: "program type",
-        source: boxed(e),
+        cause: boxed(e),
     })
 }

@@ -336,7 +336,7 @@ impl ArpSender {
         if raw < 0 {
             return Err(NetError::Socket {
                 what: "AF_PACKET",
-                source: std::io::Error::last_os_error(),
+                cause: std::io::Error::last_os_error(),
             });
         }
         // SAFETY: raw is a fresh, valid fd that nothing else owns.
@@ -391,7 +391,7 @@ impl ArpSender {
             return Err(NetError::Io {
                 iface: self.iface.clone(),
                 op: format!("send ARP for {} to {}", frame.spa, frame.tpa),
-                source: std::io::Error::last_os_error(),
+                cause: std::io::Error::last_os_error(),
             });
         }
         Ok(())
@@ -413,7 +413,7 @@ impl ArpSender {
             }
             match self.send(frame) {
                 Ok(()) => sent += 1,
-                Err(NetError::Io { source, .. })
+                Err(NetError::Io { cause: source, .. })
                     if source.kind() == std::io::ErrorKind::WouldBlock
                         || source.raw_os_error() == Some(libc::ENOBUFS) =>
                 {
@@ -503,7 +503,7 @@ pub(super) fn hwaddr(fd: &OwnedFd, iface: &str) -> NetResult<[u8; 6]> {
         return Err(NetError::Io {
             iface: iface.to_string(),
             op: "read MAC address (SIOCGIFHWADDR)".into(),
-            source: std::io::Error::last_os_error(),
+            cause: std::io::Error::last_os_error(),
         });
     }
     // SAFETY: SIOCGIFHWADDR filled the hwaddr member of the union.

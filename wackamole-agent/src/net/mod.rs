@@ -17,15 +17,15 @@ use std::net::Ipv4Addr;
 use rtnetlink::packet_route::link::LinkAttribute;
 
 /// Errors of the network edges; each names the interface and, where there is
-/// one, the address.
+/// one, the address. A cause is printed in the message, not returned as
+/// `source()` (an error chain printed with `{:#}` would show it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// Opening a socket failed.
-    #[error("opening {what} socket: {source}")]
+    #[error("opening {what} socket: {cause}")]
     Socket {
         what: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The interface does not exist (in this namespace).
     #[error("interface {iface}: not found")]
@@ -39,12 +39,11 @@ pub enum NetError {
         detail: String,
     },
     /// A packet socket operation failed.
-    #[error("interface {iface}: {op}: {source}")]
+    #[error("interface {iface}: {op}: {cause}")]
     Io {
         iface: String,
         op: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Malformed input (a notify target, a MAC address...).
     #[error("{0}")]
@@ -68,11 +67,11 @@ impl Rtnl {
     pub fn new() -> NetResult<Self> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| NetError::Socket {
             what: "netlink route (no tokio runtime)",
-            source: std::io::Error::other(e),
+            cause: std::io::Error::other(e),
         })?;
         let (conn, handle, _) = rtnetlink::new_connection().map_err(|source| NetError::Socket {
             what: "netlink route",
-            source,
+            cause: source,
         })?;
         runtime.spawn(conn);
         Ok(Rtnl { handle })
@@ -213,7 +212,7 @@ pub fn block_on<T>(f: impl AsyncFnOnce(&Rtnl) -> NetResult<T>) -> NetResult<T> {
         .build()
         .map_err(|source| NetError::Socket {
             what: "tokio runtime",
-            source,
+            cause: source,
         })?;
     rt.block_on(async {
         let rtnl = Rtnl::new()?;

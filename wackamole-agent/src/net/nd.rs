@@ -276,7 +276,7 @@ impl NdSender {
         if raw < 0 {
             return Err(NetError::Socket {
                 what: "AF_PACKET",
-                source: std::io::Error::last_os_error(),
+                cause: std::io::Error::last_os_error(),
             });
         }
         // SAFETY: raw is a fresh, valid fd that nothing else owns.
@@ -330,7 +330,7 @@ impl NdSender {
                     "{} the solicited-node group of {vip}",
                     if add { "join" } else { "leave" }
                 ),
-                source: std::io::Error::last_os_error(),
+                cause: std::io::Error::last_os_error(),
             });
         }
         Ok(())
@@ -372,7 +372,7 @@ impl NdSender {
             return Err(NetError::Io {
                 iface: self.iface.clone(),
                 op: format!("send NA for {} to {}", frame.target, frame.dst),
-                source: std::io::Error::last_os_error(),
+                cause: std::io::Error::last_os_error(),
             });
         }
         Ok(())
@@ -394,7 +394,7 @@ impl NdSender {
             }
             match self.send(frame) {
                 Ok(()) => sent += 1,
-                Err(NetError::Io { source, .. })
+                Err(NetError::Io { cause: source, .. })
                     if source.kind() == std::io::ErrorKind::WouldBlock
                         || source.raw_os_error() == Some(libc::ENOBUFS) =>
                 {

@@ -33,7 +33,7 @@ fn io_err(iface: &str, op: String) -> impl FnOnce(std::io::Error) -> NetError + 
     move |source| NetError::Io {
         iface: iface.to_string(),
         op,
-        source,
+        cause: source,
     }
 }
 
