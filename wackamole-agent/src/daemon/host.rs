@@ -298,7 +298,7 @@ impl Netlink {
     /// Runs one request on the shared connection; on an error or no reply
     /// within [`NETLINK_REPLY_LIMIT`], the next request opens a fresh
     /// connection (the agent retries failed VIFs).
-    async fn request<F>(&self, what: &str, req: F) -> Result<()>
+    async fn request<F>(&self, what: impl FnOnce() -> String, req: F) -> Result<()>
     where
         F: std::future::Future<Output = crate::net::NetResult<()>>,
     {
@@ -311,7 +311,8 @@ impl Netlink {
             Err(_) => {
                 self.reset();
                 Err(anyhow!(
-                    "{what}: no reply from the kernel within {NETLINK_REPLY_LIMIT:?}"
+                    "{}: no reply from the kernel within {NETLINK_REPLY_LIMIT:?}",
+                    what()
                 ))
             }
         }
@@ -321,14 +322,16 @@ impl Netlink {
 impl AddressPlumbing for Netlink {
     async fn add(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
         let (rtnl, index) = self.target(iface)?;
-        let what = format!("interface {iface}: adding {ip}/{prefix}");
-        self.request(&what, rtnl.add_at(iface, index, ip, prefix))
+        // The message is built only on a timeout: a decision may plumb
+        // thousands of addresses.
+        let what = || format!("interface {iface}: adding {ip}/{prefix}");
+        self.request(what, rtnl.add_at(iface, index, ip, prefix))
             .await
     }
     async fn remove(&self, iface: &str, ip: IpAddr, prefix: u8) -> Result<()> {
         let (rtnl, index) = self.target(iface)?;
-        let what = format!("interface {iface}: removing {ip}/{prefix}");
-        self.request(&what, rtnl.remove_at(iface, index, ip, prefix))
+        let what = || format!("interface {iface}: removing {ip}/{prefix}");
+        self.request(what, rtnl.remove_at(iface, index, ip, prefix))
             .await
     }
     async fn join_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {

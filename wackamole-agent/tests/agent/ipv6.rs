@@ -48,7 +48,7 @@ fn check_answers(
             "{vif} owned by {owner}, not in {allowed:?}"
         );
         let v6 = AgentCluster::vip6(k);
-        let nodes = answerers6_once_usable(c, v6)?;
+        let nodes = answerers_once_heard(|| c.who_answers6(v6))?;
         ensure!(
             nodes == [owner_index],
             "{vif} ({v6}) is owned by {owner} but solicitations are answered by nodes {nodes:?}\n{}",
@@ -56,7 +56,7 @@ fn check_answers(
         );
         if family == VipFamily::Dual {
             let v4 = AgentCluster::vip(k);
-            let nodes = answerers4(c, v4)?;
+            let nodes = answerers_once_heard(|| c.who_answers(v4))?;
             ensure!(
                 nodes == [owner_index],
                 "{vif} ({v4}): ARP answered by {nodes:?}, owner {owner}\n{}",
@@ -93,26 +93,15 @@ fn check_answers(
     Ok(())
 }
 
-/// Who answers solicitations for `v6`, asked again while nobody does: a
-/// new owner stays silent until the kernel routes its new address, which
-/// under CPU load comes up to seconds after the agents agree.
-fn answerers6_once_usable(c: &AgentCluster, v6: Ipv6Addr) -> Result<Vec<usize>> {
+/// Who answers, from `ask` (one ARP or NS query), asked again while nobody
+/// does, up to [`NA_WAIT`]. A new owner stays silent on an IPv6 address
+/// until the kernel routes it, which under CPU load comes seconds after
+/// the agents agree; a CI run on a loaded host once saw no reply to either
+/// of arping's two requests from an owner that answered its IPv6 address.
+fn answerers_once_heard(mut ask: impl FnMut() -> Result<Vec<usize>>) -> Result<Vec<usize>> {
     let deadline = Instant::now() + NA_WAIT;
     loop {
-        let nodes = c.who_answers6(v6)?;
-        if !nodes.is_empty() || Instant::now() > deadline {
-            return Ok(nodes);
-        }
-    }
-}
-
-/// Who answers ARP for `v4`, asked again while nobody does (up to
-/// [`NA_WAIT`]): a CI run on a loaded host once saw no reply to either of
-/// arping's two requests from an owner that answered its IPv6 address.
-fn answerers4(c: &AgentCluster, v4: std::net::Ipv4Addr) -> Result<Vec<usize>> {
-    let deadline = Instant::now() + NA_WAIT;
-    loop {
-        let nodes = c.who_answers(v4)?;
+        let nodes = ask()?;
         if !nodes.is_empty() || Instant::now() > deadline {
             return Ok(nodes);
         }
