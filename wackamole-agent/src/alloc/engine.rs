@@ -20,12 +20,6 @@ pub struct Allocator {
     me: NodeInfo,
     /// Local maturity: my timer fired, or the group was mature.
     mature: bool,
-    /// I was mature when my engine was lost. A view with peers makes me
-    /// mature again at once: when every member loses its engine together
-    /// (a host-wide stall, corosync restarted everywhere), no member would
-    /// be mature and every VIF would stay dark for `mature_after`. Alone in
-    /// a view I wait like a new node (I may not have merged yet).
-    rejoin_mature: bool,
     /// An agreed `drain` named me; cleared by `undrain` or `recover`.
     drained: bool,
     phase: Phase,
@@ -242,7 +236,6 @@ impl Allocator {
             digest,
             me,
             mature: false,
-            rejoin_mature: false,
             drained: false,
             phase: Phase::Disconnected,
             held: vec![Priority::Unclaimed; n],
@@ -298,9 +291,7 @@ impl Allocator {
                 self.cancel_exchange(&mut out);
                 // Reconnecting is connecting anew: immature, so a node whose
                 // engine comes back alone (its corosync restarted or thawed
-                // before it merged) does not grab every VIF for a moment;
-                // with peers it is mature again at once (`rejoin_mature`).
-                self.rejoin_mature |= self.mature;
+                // before it merged) does not grab every VIF for a moment.
                 self.mature = false;
                 if self.mature_timer {
                     self.mature_timer = false;
@@ -328,7 +319,6 @@ impl Allocator {
             Input::Recover => {
                 if self.phase == Phase::Failed {
                     self.mature = false;
-                    self.rejoin_mature = false;
                     self.drained = false;
                     self.phase = Phase::Disconnected;
                     out.push(Action::Join);
@@ -545,9 +535,6 @@ impl Allocator {
             self.view = None;
             self.phase = Phase::Disconnected;
             return;
-        }
-        if !self.mature && self.rejoin_mature && members.len() > 1 {
-            self.become_mature(out);
         }
         if !self.mature && !self.mature_timer {
             self.mature_timer = true;
@@ -1040,7 +1027,6 @@ impl Allocator {
     }
 
     fn become_mature(&mut self, out: &mut Vec<Action>) {
-        self.rejoin_mature = false;
         if !self.mature {
             self.mature = true;
             report(out, Report::Matured);
@@ -1731,7 +1717,6 @@ impl Allocator {
             return;
         }
         self.mature = true;
-        self.rejoin_mature = false;
         report(out, Report::Matured);
         if let Some(view) = &self.view {
             if !view.transitional && self.phase != Phase::Excluded {
@@ -2309,7 +2294,6 @@ impl Allocator {
     /// my lease lapsed): let go of everything, then leave and rejoin
     /// immature, as a new member the group takes in with a fresh view.
     fn rejoin_evicted(&mut self, out: &mut Vec<Action>) {
-        self.rejoin_mature |= self.mature;
         self.mature = false;
         if self.mature_timer {
             self.mature_timer = false;

@@ -17,12 +17,6 @@
 //! - Maturity is claimed through the agreed order: a mature timer makes the
 //!   node multicast MATURE, and members claim when MATURE is delivered, so no
 //!   node ever claims on a purely local event.
-//! - A node whose engine was lost (or that was evicted) rejoins immature,
-//!   so that coming back alone before its engine merges claims nothing. If
-//!   it was mature, its first view with peers makes it mature again at once
-//!   (its STATE says so): when every member loses its engine together (a
-//!   host-wide stall, corosync restarted everywhere) the VIFs would
-//!   otherwise stay dark for `mature_after`.
 //! - `move VIF NODE` is one agreed message; the moved VIF is pinned
 //!   (PREFER_CLAIMED): balance never moves it back, and it keeps that
 //!   priority across view changes while its owner stays up.
@@ -378,8 +372,7 @@ pub enum Input {
     Timer(TimerKind),
     Operator(OperatorCommand),
     ConfigChanged(AllocConfig),
-    /// The engine is gone: hold nothing until a new view, immature (mature
-    /// again in a view with peers if mature now).
+    /// The engine is gone: hold nothing until a new view, immature.
     EngineLost,
     /// Operator `fail`: release everything and leave the group.
     Fail,
