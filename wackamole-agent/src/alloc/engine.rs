@@ -20,6 +20,15 @@ pub struct Allocator {
     me: NodeInfo,
     /// Local maturity: my timer fired, or the group was mature.
     mature: bool,
+    /// I was mature when my engine was lost (or the group evicted me). My
+    /// STATE in a view with peers then says mature, so a group whose
+    /// members all lost their engines together (a host-wide stall,
+    /// corosync restarted everywhere) assigns at its exchange instead of
+    /// leaving every VIF dark for `mature_after`. Only an exchange that
+    /// completes makes me mature again: alone in a view (before the engine
+    /// has merged), or if the view shrinks to me before its exchange
+    /// completes, I wait like a new node.
+    mature_before_loss: bool,
     /// An agreed `drain` named me; cleared by `undrain` or `recover`.
     drained: bool,
     phase: Phase,
@@ -236,6 +245,7 @@ impl Allocator {
             digest,
             me,
             mature: false,
+            mature_before_loss: false,
             drained: false,
             phase: Phase::Disconnected,
             held: vec![Priority::Unclaimed; n],
@@ -292,6 +302,8 @@ impl Allocator {
                 // Reconnecting is connecting anew: immature, so a node whose
                 // engine comes back alone (its corosync restarted or thawed
                 // before it merged) does not grab every VIF for a moment.
+                // With peers, its STATE says mature (`mature_before_loss`).
+                self.mature_before_loss |= self.mature;
                 self.mature = false;
                 if self.mature_timer {
                     self.mature_timer = false;
@@ -319,6 +331,7 @@ impl Allocator {
             Input::Recover => {
                 if self.phase == Phase::Failed {
                     self.mature = false;
+                    self.mature_before_loss = false;
                     self.drained = false;
                     self.phase = Phase::Disconnected;
                     out.push(Action::Join);
@@ -565,6 +578,7 @@ impl Allocator {
                 after: self.config.mature_after,
             });
         }
+        let peers = members.len() > 1;
         let index_of = members
             .iter()
             .enumerate()
@@ -622,7 +636,7 @@ impl Allocator {
                 .unwrap_or_default(),
             index: me as u32,
             node: self.me.name.clone(),
-            mature: self.mature,
+            mature: self.mature || (self.mature_before_loss && peers),
             drained: self.drained,
             weight: self.config.weight.max(1),
             vif_count: self.config.vifs.len() as u32,
@@ -1027,6 +1041,7 @@ impl Allocator {
     }
 
     fn become_mature(&mut self, out: &mut Vec<Action>) {
+        self.mature_before_loss = false;
         if !self.mature {
             self.mature = true;
             report(out, Report::Matured);
@@ -1717,6 +1732,7 @@ impl Allocator {
             return;
         }
         self.mature = true;
+        self.mature_before_loss = false;
         report(out, Report::Matured);
         if let Some(view) = &self.view {
             if !view.transitional && self.phase != Phase::Excluded {
@@ -2294,6 +2310,7 @@ impl Allocator {
     /// my lease lapsed): let go of everything, then leave and rejoin
     /// immature, as a new member the group takes in with a fresh view.
     fn rejoin_evicted(&mut self, out: &mut Vec<Action>) {
+        self.mature_before_loss |= self.mature;
         self.mature = false;
         if self.mature_timer {
             self.mature_timer = false;

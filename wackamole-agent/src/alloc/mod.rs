@@ -17,6 +17,14 @@
 //! - Maturity is claimed through the agreed order: a mature timer makes the
 //!   node multicast MATURE, and members claim when MATURE is delivered, so no
 //!   node ever claims on a purely local event.
+//! - A node whose engine was lost (or that was evicted) rejoins immature,
+//!   so that coming back alone before its engine merges claims nothing. If
+//!   it was mature, its STATE in a view with peers says mature: when every
+//!   member loses its engine together (a host-wide stall, corosync
+//!   restarted everywhere) the group assigns at its exchange instead of
+//!   leaving every VIF dark for `mature_after`. Only a completed exchange
+//!   makes it mature again; a view that shrinks to the node alone before
+//!   that leaves it waiting like a new node.
 //! - `move VIF NODE` is one agreed message; the moved VIF is pinned
 //!   (PREFER_CLAIMED): balance never moves it back, and it keeps that
 //!   priority across view changes while its owner stays up.
@@ -372,7 +380,8 @@ pub enum Input {
     Timer(TimerKind),
     Operator(OperatorCommand),
     ConfigChanged(AllocConfig),
-    /// The engine is gone: hold nothing until a new view, immature.
+    /// The engine is gone: hold nothing until a new view, immature (but
+    /// mature again at an exchange with peers if mature now).
     EngineLost,
     /// Operator `fail`: release everything and leave the group.
     Fail,
