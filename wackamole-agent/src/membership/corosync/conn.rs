@@ -389,6 +389,12 @@ const CALL_BUDGET: Duration = Duration::from_secs(5);
 /// nodes on a loaded 2-core host (the agent then exited at start).
 pub const JOIN_BUDGET: Duration = Duration::from_secs(30);
 
+/// How long joining may meet "try again" before the engine looks for a
+/// ghost of this process in the group (a leave corosync lost). A leave
+/// that is merely late is delivered well within this (a ring change and
+/// a sync).
+pub const GHOST_AFTER: Duration = Duration::from_secs(3);
+
 impl Conn {
     /// Connects, learns the current ring and quorum state, and (if `join`)
     /// joins `group`. Must run on the engine's thread and runtime.
@@ -472,8 +478,47 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Joins `group`, retrying while corosync answers "try again". If that
+    /// lasts [`GHOST_AFTER`] and the group lists this process, its leave was
+    /// lost (see [`super::ghost`]): send it again, then go on joining.
     pub async fn join_group(&self, group: &str) -> Result<(), CallError> {
-        retry("cpg_join", JOIN_BUDGET, || cpg::join(&self.cpg, group)).await
+        let start = tokio::time::Instant::now();
+        let mut next_check = start + GHOST_AFTER;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match cpg::join(&self.cpg, group) {
+                Err(CsError::CsErrTryAgain) if start.elapsed() < JOIN_BUDGET => {
+                    let now = tokio::time::Instant::now();
+                    if now >= next_check {
+                        next_check = now + GHOST_AFTER;
+                        self.lay_ghost(group).await;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                r => return call("cpg_join", r),
+            }
+        }
+    }
+
+    async fn lay_ghost(&self, group: &str) {
+        match super::ghost::listed(&self.cpg, group) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::debug!("corosync group {group}: looking for a ghost of ours: {e}");
+                return;
+            }
+        }
+        tracing::warn!(
+            "corosync group {group}: joining keeps meeting \"try again\" and the group still \
+             lists this process: corosync lost our last leave; sending it again"
+        );
+        match super::ghost::lay(group).await {
+            Ok(true) => tracing::info!("corosync group {group}: our lost leave is delivered"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("corosync group {group}: sending our lost leave: {e}"),
+        }
     }
 
     pub async fn leave_group(&self, group: &str) -> Result<(), CallError> {

@@ -45,6 +45,8 @@
 mod conn;
 #[cfg(feature = "corosync")]
 mod engine;
+#[cfg(feature = "corosync")]
+pub mod ghost;
 pub mod tracker;
 
 #[cfg(feature = "corosync")]
