@@ -516,7 +516,9 @@ impl Conn {
         );
         match super::ghost::lay(group).await {
             Ok(true) => tracing::info!("corosync group {group}: our lost leave is delivered"),
-            Ok(false) => {}
+            Ok(false) => tracing::info!(
+                "corosync group {group}: our last leave was late, not lost: it arrived meanwhile"
+            ),
             Err(e) => tracing::warn!("corosync group {group}: sending our lost leave: {e}"),
         }
     }
