@@ -14,6 +14,12 @@ use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const ROUNDS: usize = 3;
+/// How long the client pings (s); the cable goes out 1.5 s in. Long enough
+/// for service to come back even when the ring re-forming after the cut
+/// stalls this shared two-core host and every agent rejoins (seen: the
+/// VIP back about 4 s after the cut). How fast it comes back is the
+/// failover benchmark's to judge.
+const PING_FOR: u32 = 10;
 
 /// Reply timestamps (seconds) from `ping -D` output.
 fn reply_times(output: &str) -> Vec<f64> {
@@ -88,11 +94,12 @@ fn link_down_outage_seen_by_a_pinging_client() -> Result<()> {
             .context("victim holds nothing")?;
         let k: usize = vif.trim_start_matches('v').parse()?;
         let vip = AgentCluster::vip(k);
-        // 10 ms pings for 5 s; the cable goes out after 1.5 s.
+        // 10 ms pings for PING_FOR s; the cable goes out after 1.5 s.
         let ping = c
             .client()
             .command("ping")
-            .args(["-D", "-n", "-i", "0.01", "-W", "1", "-w", "5"])
+            .args(["-D", "-n", "-i", "0.01", "-W", "1", "-w"])
+            .arg(PING_FOR.to_string())
             .arg(vip.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -109,7 +116,7 @@ fn link_down_outage_seen_by_a_pinging_client() -> Result<()> {
         let first = times.first().copied().unwrap_or_default();
         // Service is back: replies continue well after the cut.
         ensure!(
-            last - first > 3.0,
+            last - first > f64::from(PING_FOR) - 2.0,
             "{vip}: replies stop after the cut (gap {gap:?}, {replies} replies)\n{}",
             c.log_tails()
         );
