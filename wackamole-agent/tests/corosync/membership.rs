@@ -109,11 +109,29 @@ fn views_agree_and_link_down_gives_new_view() -> Result<()> {
     Ok(())
 }
 
+/// 2 x 2000 agreed messages from two members at once: every member gets them
+/// all in one order. A run in which an engine reports `Lost` (its
+/// evidence-gap check trips when this shared host stalls it past the
+/// eviction deadline, 110 ms here, under this flood; it then rejoins
+/// afresh and rightly misses messages) proves nothing either way: it is
+/// reported and run again once on a fresh cluster.
 #[test]
 #[ignore = "needs root and corosync"]
 fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
     setup();
     let _g = SERIAL.lock();
+    for attempt in 1..=2 {
+        match agreed_order_run()? {
+            None => return Ok(()),
+            Some(lost) => eprintln!("attempt {attempt}: an engine was lost mid-run: {lost:?}"),
+        }
+    }
+    anyhow::bail!("an engine was lost in both attempts (host stalled)")
+}
+
+/// One run of the agreed-order test; `Some(event)` if an engine reported
+/// `Lost` meanwhile.
+fn agreed_order_run() -> Result<Option<MembershipEvent>> {
     let (_cluster, taps, full) = cluster_with_engines()?;
     const N: u32 = 2000;
     std::thread::scope(|s| -> Result<()> {
@@ -142,9 +160,15 @@ fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
     for (n, tap) in taps.iter().enumerate() {
         let mut got = Vec::new();
         while got.len() < 2 * N as usize {
-            let (_, ev, _) = tap.wait_for(T, |e| matches!(e, MembershipEvent::Message { .. }))?;
-            if let MembershipEvent::Message { sender, payload } = ev {
-                got.push((sender, payload));
+            let (_, ev, _) = tap.wait_for(T, |e| {
+                matches!(
+                    e,
+                    MembershipEvent::Message { .. } | MembershipEvent::Lost { .. }
+                )
+            })?;
+            match ev {
+                MembershipEvent::Message { sender, payload } => got.push((sender, payload)),
+                lost => return Ok(Some(lost)),
             }
         }
         // Per sender FIFO, and senders identified as the view's members.
@@ -171,7 +195,7 @@ fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
     // The two senders really interleave (otherwise the test proves little).
     let switches = seqs[0].windows(2).filter(|w| w[0].0 != w[1].0).count();
     eprintln!("sender switches in the agreed order: {switches}");
-    Ok(())
+    Ok(None)
 }
 
 #[test]
