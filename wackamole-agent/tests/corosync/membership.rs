@@ -308,17 +308,6 @@ fn a_ghost_of_this_process_is_laid_and_a_fresh_connection_joins() -> Result<()> 
     let _g = SERIAL.lock();
     let cluster = CorosyncCluster::start(2, Profile::Fast)?;
     const GROUP: &str = "wackamole-ghost";
-    let connect = || {
-        cpg::initialize(
-            &cpg::ModelData::ModelV1(cpg::Model1Data {
-                flags: cpg::Model1Flags::None,
-                deliver_fn: None,
-                confchg_fn: None,
-                totem_confchg_fn: None,
-            }),
-            0,
-        )
-    };
     let until_listed = |h: &cpg::Handle, want: bool| -> Result<()> {
         let start = std::time::Instant::now();
         while ghost::listed(h, GROUP)? != want {
@@ -342,7 +331,7 @@ fn a_ghost_of_this_process_is_laid_and_a_fresh_connection_joins() -> Result<()> 
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let stand_in = connect()?;
+        let stand_in = ghost::side_connection()?;
         join(&stand_in)?;
         until_listed(&stand_in, true)?;
         ensure!(rt.block_on(ghost::lay(GROUP))?, "lay found no ghost");
@@ -351,11 +340,11 @@ fn a_ghost_of_this_process_is_laid_and_a_fresh_connection_joins() -> Result<()> 
             "still listed after the leave"
         );
         drop(stand_in);
-        let fresh = connect()?;
+        let fresh = ghost::side_connection()?;
         join(&fresh)?;
         until_listed(&fresh, true)?;
         // With nothing to lay, nothing is sent.
-        let other = connect()?;
+        let other = ghost::side_connection()?;
         cpg::leave(&fresh, GROUP)?;
         until_listed(&other, false)?;
         ensure!(!rt.block_on(ghost::lay(GROUP))?, "a ghost where none was");

@@ -164,7 +164,7 @@ pub struct CallError {
     pub err: CsError,
 }
 
-fn call<T>(call: &'static str, r: Result<T, CsError>) -> Result<T, CallError> {
+pub(super) fn call<T>(call: &'static str, r: Result<T, CsError>) -> Result<T, CallError> {
     r.map_err(|err| CallError { call, err })
 }
 
@@ -483,20 +483,14 @@ impl Conn {
     /// lost (see [`super::ghost`]): send it again, then go on joining.
     pub async fn join_group(&self, group: &str) -> Result<(), CallError> {
         let start = tokio::time::Instant::now();
-        let mut next_check = start + GHOST_AFTER;
-        let mut pause = Duration::from_millis(1);
         loop {
-            match cpg::join(&self.cpg, group) {
-                Err(CsError::CsErrTryAgain) if start.elapsed() < JOIN_BUDGET => {
-                    let now = tokio::time::Instant::now();
-                    if now >= next_check {
-                        next_check = now + GHOST_AFTER;
-                        self.lay_ghost(group).await;
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                r => return call("cpg_join", r),
+            let budget = GHOST_AFTER.min(JOIN_BUDGET.saturating_sub(start.elapsed()));
+            match retry("cpg_join", budget, || cpg::join(&self.cpg, group)).await {
+                Err(CallError {
+                    err: CsError::CsErrTryAgain,
+                    ..
+                }) if start.elapsed() < JOIN_BUDGET => self.lay_ghost(group).await,
+                r => return r,
             }
         }
     }

@@ -20,7 +20,7 @@
 //! each repair leaves one stale entry in a side group nobody else joins
 //! (`<group>~<pid>.<n>`, a few bytes in corosync).
 
-use super::conn::CallError;
+use super::conn::{call, CallError};
 use rust_corosync::{cpg, CsError};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -33,12 +33,8 @@ const POLL: Duration = Duration::from_millis(10);
 /// Side groups made so far by this process (part of their names).
 static SIDE_GROUPS: AtomicU32 = AtomicU32::new(0);
 
-fn call<T>(call: &'static str, r: Result<T, CsError>) -> Result<T, CallError> {
-    r.map_err(|err| CallError { call, err })
-}
-
 /// A connection with no callbacks: it is never dispatched.
-fn side_connection() -> Result<cpg::Handle, CallError> {
+pub fn side_connection() -> Result<cpg::Handle, CallError> {
     let model = cpg::ModelData::ModelV1(cpg::Model1Data {
         flags: cpg::Model1Flags::None,
         deliver_fn: None,
