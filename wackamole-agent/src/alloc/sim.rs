@@ -679,10 +679,12 @@ impl Sim {
             firings += 1;
             if self.activity() == before {
                 idle += 1;
-                let mature_pending = self
-                    .nodes
-                    .iter()
-                    .any(|n| n.alive && (n.timers[0].is_some() || n.timers[3].is_some()));
+                // Timers that end a phase (maturity, a state exchange, an
+                // eligibility wait) still change something when they fire.
+                let mature_pending = self.nodes.iter().any(|n| {
+                    n.alive
+                        && (n.timers[0].is_some() || n.timers[2].is_some() || n.timers[3].is_some())
+                });
                 if idle > 2 * self.nodes.len() + 2 && !mature_pending {
                     break;
                 }
@@ -1049,7 +1051,18 @@ impl Sim {
         // still holds the addresses and accepts the traffic, and the agreed
         // step it took is the one this node has yet to deliver.
         let ahead = owner.position > n.position;
-        if !owner.held.contains(&v) || (owner.yielding.contains(&v) && !ahead) {
+        // The same message may also have begun the next hand-over (a
+        // preference right after TAKEN): the member it took the VIF from
+        // answers until the new owner does.
+        let someone_answers = self.nodes.iter().enumerate().any(|(k, m)| {
+            k != i
+                && m.alive
+                && m.group_view == n.group_view
+                && m.held.contains(&v)
+                && !m.yielding.contains(&v)
+        });
+        if (!owner.held.contains(&v) || (owner.yielding.contains(&v) && !ahead)) && !someone_answers
+        {
             self.fail(format!(
                 "n{i} released #{v} in view {} while its new owner n{j} does not answer for it (break before make)",
                 ag.view
