@@ -154,6 +154,11 @@ struct ViewState {
     /// An EXCHANGE_TIMEOUT for members silent past the eviction deadline
     /// was sent before the exchange timer ran out.
     early_timeout_sent: bool,
+    /// Indices the exchange timeout left out (sorted; empty when every
+    /// STATE arrived): what this node's VERDICT says.
+    timed_out: Vec<u32>,
+    /// This node multicast its VERDICT in this view.
+    verdict_sent: bool,
 }
 
 impl ViewState {
@@ -217,6 +222,8 @@ fn placeholder_view() -> ViewState {
         next_seq: 0,
         evict_sent: BTreeSet::new(),
         early_timeout_sent: false,
+        timed_out: Vec::new(),
+        verdict_sent: false,
     }
 }
 
@@ -624,6 +631,8 @@ impl Allocator {
             next_seq: 0,
             evict_sent: BTreeSet::new(),
             early_timeout_sent: false,
+            timed_out: Vec::new(),
+            verdict_sent: false,
         });
         self.phase = Phase::Gather;
         let state = StateMsg {
@@ -917,13 +926,35 @@ impl Allocator {
                 if self.exchange_gap(view, out) {
                     return;
                 }
-                for m in &mut view.members {
+                for (k, m) in view.members.iter_mut().enumerate() {
                     if m.state.is_none() && m.bad.is_none() {
                         m.bad = Some("sent no STATE before the exchange timeout".into());
                         view.received += 1;
+                        view.timed_out.push(k as u32);
                     }
                 }
                 self.complete(view, out);
+                // Also when it excluded me: the others may count me.
+                if !view.timed_out.is_empty() && view.version >= wire::VERDICT_VERSION {
+                    view.verdict_sent = true;
+                    self.send(
+                        &Message::Verdict {
+                            view: id,
+                            missing: view.timed_out.clone(),
+                        },
+                        out,
+                    );
+                }
+            }
+            Message::Verdict { view: id, missing } => {
+                if id != view.id
+                    || !view.complete
+                    || view.version < wire::VERDICT_VERSION
+                    || i == view.me
+                {
+                    return;
+                }
+                self.on_verdict(view, i, missing, out);
             }
             Message::Evict {
                 view: id,
@@ -2292,6 +2323,63 @@ impl Allocator {
             },
         );
         true
+    }
+
+    /// Member `i`'s VERDICT (the members its exchange timeout left out) in
+    /// my complete view. Under EVS it equals my own outcome. A delivery
+    /// that loses a STATE only ever adds to the missing set, so if `i`'s
+    /// verdict lacks a member mine lacks too little, it holds a STATE I
+    /// lost: my table is wrong, and I release everything and rejoin (my
+    /// leaving gives everyone a fresh exchange). If it lacks a STATE I
+    /// have, its table is wrong: I tell it with my own VERDICT (once per
+    /// view), and it finds itself wrong the same way.
+    fn on_verdict(
+        &mut self,
+        view: &mut ViewState,
+        i: usize,
+        missing: Vec<u32>,
+        out: &mut Vec<Action>,
+    ) {
+        let n = view.members.len() as u32;
+        if missing.iter().any(|&k| k >= n) || missing.windows(2).any(|w| w[0] >= w[1]) {
+            report(
+                out,
+                Report::BadMessage {
+                    sender: view.members[i].id.clone(),
+                    error: format!(
+                        "VERDICT names members {missing:?}, not sorted indices of a view of {n}"
+                    ),
+                },
+            );
+            return;
+        }
+        if missing == view.timed_out {
+            return;
+        }
+        let i_lost = view.timed_out.iter().any(|k| !missing.contains(k));
+        report(
+            out,
+            Report::ExchangeDiverged {
+                view: view.id,
+                member: view.members[i].id.clone(),
+                node: view.members[i].node.clone(),
+                mine: view.timed_out.clone(),
+                theirs: missing,
+                rejoining: i_lost,
+            },
+        );
+        if i_lost {
+            self.left_on_gap = true;
+        } else if !view.verdict_sent {
+            view.verdict_sent = true;
+            self.send(
+                &Message::Verdict {
+                    view: view.id,
+                    missing: view.timed_out.clone(),
+                },
+                out,
+            );
+        }
     }
 
     /// Lets go of everything and leaves the view, then rejoins the group:

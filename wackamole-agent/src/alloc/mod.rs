@@ -137,6 +137,20 @@
 //!   it, so a verdict of its own would overlap their owners. It releases
 //!   everything and rejoins instead ([`Report::ExchangeGap`]), once: the
 //!   next time in a row the verdict applies.
+//! - A member that completed an exchange by the timeout with members left
+//!   out multicasts VERDICT naming them (version 4). Within one EVS
+//!   configuration every member delivers the same STATEs before the same
+//!   EXCHANGE_TIMEOUT, so every VERDICT matches the receiver's own outcome.
+//!   One that does not shows a delivery that lost a STATE (seen once with
+//!   Corosync, when an agent's old and new connections, the same member
+//!   id, overlapped), and the two tables differ: the member whose delivery
+//!   lost it may answer for VIFs their owners keep. A lost STATE only adds
+//!   to a missing set, so each side can tell: a member that lacks a STATE
+//!   the other has releases everything and rejoins (the views that brings
+//!   give everyone a fresh exchange); one that has a STATE the other lacks
+//!   answers with its own VERDICT, once per view, so that the other finds
+//!   out ([`Report::ExchangeDiverged`]). Nothing else moves: no member
+//!   takes a VIF until the wrong one has let go of it.
 //! - Commands, updates, maturity, eligibility and hand-over messages count
 //!   only from members in good standing (their VIF list is the group's).
 //! - Node names are bounded to [`wire::MAX_NAME_LEN`] bytes.
@@ -533,6 +547,18 @@ pub enum Report {
         view: ViewId,
         members: Vec<MemberId>,
     },
+    /// `member`'s VERDICT for this view left out the members at `theirs`
+    /// (view indices), this node's exchange left out `mine`: a delivery lost
+    /// a STATE. `rejoining`: mine did (it has a STATE I lack), so I released
+    /// everything and rejoin; else its did, and I sent my VERDICT to tell it.
+    ExchangeDiverged {
+        view: ViewId,
+        member: MemberId,
+        node: String,
+        mine: Vec<u32>,
+        theirs: Vec<u32>,
+        rejoining: bool,
+    },
 }
 
 impl fmt::Display for Report {
@@ -620,6 +646,25 @@ impl fmt::Display for Report {
                 f.write_str(
                     ", which spoke in this view after sending it: this node's delivery lost it; released everything, rejoining",
                 )
+            }
+            Report::ExchangeDiverged {
+                view,
+                member,
+                node,
+                mine,
+                theirs,
+                rejoining,
+            } => {
+                write!(
+                    f,
+                    "view {view}: {} completed the state exchange without the STATEs of members {theirs:?}, this node without {mine:?}: ",
+                    who(node, member)
+                )?;
+                f.write_str(if *rejoining {
+                    "this node's delivery lost one: released everything, rejoining"
+                } else {
+                    "its delivery lost one: sent this node's verdict to tell it"
+                })
             }
         }
     }

@@ -114,6 +114,10 @@ struct Node {
     /// Thawed reading a backlog with its own eviction: fenced until it has
     /// let go and installed a view (a later freeze and thaw do not renew).
     stale: bool,
+    /// The views in which its delivery lost a STATE (`Sim::lose_next_state`):
+    /// outside EVS, its table may differ from the others' until the group
+    /// has noticed, so the agreement checks leave it out in those views.
+    broken: BTreeSet<ViewId>,
 }
 
 struct GroupView {
@@ -139,6 +143,9 @@ pub struct Sim {
     view_lives: HashMap<ViewId, Vec<(usize, u32)>>,
     /// Every STATE delivered, per view and sender index.
     view_states: HashMap<ViewId, HashMap<u32, super::wire::StateMsg>>,
+    /// Broken delivery: (at, from): the next STATE of node `from` is lost
+    /// at node `at` only (the rest of its view delivers it).
+    lose_state: Vec<(usize, usize)>,
 }
 
 fn timer_slot(kind: TimerKind) -> usize {
@@ -184,6 +191,7 @@ impl Sim {
             matured: BTreeSet::new(),
             view_lives: HashMap::new(),
             view_states: HashMap::new(),
+            lose_state: Vec::new(),
         };
         for (name, config, version) in nodes {
             let member = MemberId(String::new());
@@ -218,6 +226,7 @@ impl Sim {
                 fenced: false,
                 refresh: false,
                 stale: false,
+                broken: BTreeSet::new(),
             });
             let i = sim.nodes.len() - 1;
             sim.nodes[i].member = sim.fresh_member(i);
@@ -606,8 +615,21 @@ impl Sim {
             return false;
         };
         let members = view.members.clone();
+        let from = sender;
         let sender = self.nodes[sender].member.clone();
+        let is_state = matches!(
+            super::wire::decode(&payload),
+            Ok(super::wire::Message::State(_))
+        );
         for i in members {
+            if is_state {
+                if let Some(k) = self.lose_state.iter().position(|&l| l == (i, from)) {
+                    self.lose_state.remove(k);
+                    self.nodes[i].broken.insert(g);
+                    self.log(|| format!("n{i} LOSES the STATE of n{from}"));
+                    continue;
+                }
+            }
             if self.nodes[i].group_view == Some(g) {
                 self.nodes[i].inbox.push_back(Input::Message {
                     sender: sender.clone(),
@@ -729,6 +751,15 @@ impl Sim {
     }
 
     // ----- faults and operators -----
+
+    /// Breaks EVS once: the next STATE node `from` multicasts is delivered
+    /// to every member of its view but node `at` (a delivery bug of the
+    /// engine, which the allocator must survive without owning a VIF twice
+    /// once it has noticed).
+    pub fn lose_next_state(&mut self, at: usize, from: usize) {
+        self.log(|| format!("BREAK n{at} will lose the next STATE of n{from}"));
+        self.lose_state.push((at, from));
+    }
 
     pub fn crash(&mut self, i: usize) {
         self.log(|| format!("CRASH n{i}"));
@@ -1166,7 +1197,7 @@ impl Sim {
                     }
                 }
             }
-            if let Some(v) = n.installed {
+            if let Some(v) = n.installed.filter(|v| !n.broken.contains(v)) {
                 groups.entry((v, n.position)).or_default().push(i);
             }
         }
@@ -1253,7 +1284,7 @@ impl Sim {
             let mut seen: HashMap<u32, usize> = HashMap::new();
             for &i in &g.members {
                 let n = &self.nodes[i];
-                if n.fenced {
+                if n.fenced || n.broken.contains(id) {
                     continue;
                 }
                 for &v in n.held.difference(&n.yielding) {
@@ -1449,7 +1480,7 @@ impl Sim {
     /// operator command.
     pub fn random_step(&mut self, faults: bool) {
         let n = self.nodes.len();
-        let r = self.rng.below(106);
+        let r = self.rng.below(107);
         match r {
             0..=44 => {
                 if !self.deliver_one() {
@@ -1589,6 +1620,20 @@ impl Sim {
                     self.thaw(i);
                 }
             }
+            106 => {
+                // Broken delivery (outside EVS): one STATE lost at one
+                // member. Only the exchange timeout ends such an exchange,
+                // and only a group speaking VERDICT notices.
+                let (at, from) = (self.rng.below(n), self.rng.below(n));
+                let able = self.nodes.iter().all(|n| {
+                    n.config.exchange_timeout.is_some() && n.version >= wire::VERDICT_VERSION
+                });
+                if able && at != from && self.lose_state.is_empty() {
+                    self.lose_next_state(at, from);
+                } else {
+                    self.deliver_one();
+                }
+            }
             _ => {
                 // Bring everyone back so that schedules do not die out.
                 self.thaw_all();
@@ -1641,6 +1686,7 @@ fn short(m: &super::wire::Message) -> String {
         }
         Message::ExchangeTimeout { view } => format!("EXCHANGE_TIMEOUT v{view}"),
         Message::Evict { view, index, .. } => format!("EVICT v{view} idx{index}"),
+        Message::Verdict { view, missing } => format!("VERDICT v{view} missing {missing:?}"),
         Message::Future { view } => format!("FUTURE v{view}"),
     }
 }

@@ -23,10 +23,13 @@
 //!   version is ignored by the older members.
 //! - Version 1: STATE, MATURE, BALANCE, COMMAND, UPDATE. Version 2: STATE
 //!   gains `max_version`, the yielding VIFs and the ineligible VIFs; new
-//!   kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT. Version 3 (this
-//!   build): new kind EVICT (a version-2 build ignores it, so it is sent and
+//!   kinds HANDOVER, TAKEN, ELIGIBILITY, EXCHANGE_TIMEOUT. Version 3: new kind
+//!   EVICT (a version-2 build ignores it, so it is sent and
 //!   honoured only in views whose group speaks 3), and the neighbour share
-//!   may carry IPv6 neighbours (see `net::neigh`).
+//!   may carry IPv6 neighbours (see `net::neigh`). Version 4 (this build):
+//!   new kind VERDICT (a member that completed an exchange by the timeout
+//!   says whom it left out, so that a member whose delivery lost a STATE
+//!   is found; sent and honoured only in views whose group speaks 4).
 //! - Names (node names, member ids) are at most [`MAX_NAME_LEN`] bytes:
 //!   decode refuses longer ones and encode never produces them.
 
@@ -38,9 +41,11 @@ use crate::membership::ViewId;
 /// First bytes of every allocator message.
 pub const MAGIC: [u8; 4] = *b"WKAM";
 /// The version this build speaks.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// The version that introduced EVICT (agreed eviction of a silent member).
 pub const EVICT_VERSION: u8 = 3;
+/// The version that introduced VERDICT (who an exchange timeout left out).
+pub const VERDICT_VERSION: u8 = 4;
 /// The version whose members read IPv6 neighbours in the neighbour share
 /// (`net::neigh::NeighShare` version 2).
 pub const NEIGH6_VERSION: u8 = 3;
@@ -59,6 +64,7 @@ const KIND_TAKEN: u8 = 7;
 const KIND_ELIGIBILITY: u8 = 8;
 const KIND_EXCHANGE_TIMEOUT: u8 = 9;
 const KIND_EVICT: u8 = 10;
+const KIND_VERDICT: u8 = 11;
 /// Test hook: a kind of the next version (see `Allocator::with_wire_version`).
 const KIND_FUTURE: u8 = 0x7f;
 /// The next version, spoken only by the test hook.
@@ -70,6 +76,7 @@ fn kind_version(kind: u8) -> Option<u8> {
         KIND_STATE | KIND_MATURE | KIND_BALANCE | KIND_COMMAND | KIND_UPDATE => Some(1),
         KIND_HANDOVER | KIND_TAKEN | KIND_ELIGIBILITY | KIND_EXCHANGE_TIMEOUT => Some(2),
         KIND_EVICT => Some(EVICT_VERSION),
+        KIND_VERDICT => Some(VERDICT_VERSION),
         KIND_FUTURE => Some(FUTURE_VERSION),
         _ => None,
     }
@@ -176,6 +183,14 @@ pub enum Message {
         index: u32,
         member: String,
     },
+    /// Version 4: the sender completed this view's exchange on an
+    /// EXCHANGE_TIMEOUT without the STATEs of the members at these indices
+    /// (sorted). Every member that completed the same exchange left out the
+    /// same ones, or someone's delivery lost a STATE (see the allocator).
+    Verdict {
+        view: ViewId,
+        missing: Vec<u32>,
+    },
     /// Test hook: a message only a node of the next version knows.
     Future {
         view: ViewId,
@@ -196,6 +211,7 @@ impl Message {
             | Message::Eligibility { view, .. }
             | Message::ExchangeTimeout { view }
             | Message::Evict { view, .. }
+            | Message::Verdict { view, .. }
             | Message::Future { view } => *view,
         }
     }
@@ -361,6 +377,11 @@ pub fn encode_as(msg: &Message, version: u8) -> Vec<u8> {
             w.u128(view.0);
             w.u32(*index);
             w.str(member);
+        }
+        Message::Verdict { view, missing } => {
+            w.u8(KIND_VERDICT);
+            w.u128(view.0);
+            w.u32s(missing);
         }
         Message::Future { view } => {
             w.u8(KIND_FUTURE);
@@ -552,6 +573,10 @@ pub fn decode_as(bytes: &[u8], ours: u8) -> Result<Message, WireError> {
             view: ViewId(r.u128("view id")?),
             index: r.u32("evicted index")?,
             member: r.name("evicted member")?,
+        },
+        KIND_VERDICT => Message::Verdict {
+            view: ViewId(r.u128("view id")?),
+            missing: r.u32s("missing list")?,
         },
         _ => Message::Future {
             view: ViewId(r.u128("view id")?),
@@ -786,13 +811,15 @@ mod tests {
                 .prop_map(|(view, ineligible)| Message::Eligibility { view, ineligible }),
             view.clone()
                 .prop_map(|view| Message::ExchangeTimeout { view }),
-            (view, any::<u32>(), "[a-z0-9]{0,20}").prop_map(|(view, index, member)| {
+            (view.clone(), any::<u32>(), "[a-z0-9]{0,20}").prop_map(|(view, index, member)| {
                 Message::Evict {
                     view,
                     index,
                     member,
                 }
             }),
+            (view, proptest::collection::vec(any::<u32>(), 0..10))
+                .prop_map(|(view, missing)| Message::Verdict { view, missing }),
         ]
     }
 
@@ -809,7 +836,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bodies_never_panic(kind in 0u8..12, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn arbitrary_bodies_never_panic(kind in 0u8..13, body in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut bytes = MAGIC.to_vec();
             bytes.push(VERSION);
             bytes.push(kind);
@@ -951,8 +978,7 @@ mod tests {
             index: 1,
             member: "m1".into(),
         };
-        let bytes = encode(&e);
-        assert_eq!(bytes[4], EVICT_VERSION);
+        let bytes = encode_as(&e, EVICT_VERSION);
         assert_eq!(decode(&bytes), Ok(e.clone()));
         assert!(matches!(
             decode_as(&bytes, 2),
@@ -974,6 +1000,35 @@ mod tests {
             items: vec![HandoverItem { vif: 3, seq: 9 }],
         };
         assert_eq!(decode(&encode_as(&h, 2)), Ok(h));
+    }
+
+    /// VERDICT is a version-4 kind: a version-3 node reads it as a newer
+    /// kind (reported, ignored), a version-3 header cannot carry it, and a
+    /// version-3 node's messages still decode in this build.
+    #[test]
+    fn verdict_is_version_4_and_version_3_still_decodes() {
+        let m = Message::Verdict {
+            view: ViewId(4),
+            missing: vec![1, 2],
+        };
+        let bytes = encode(&m);
+        assert_eq!(bytes[4], VERDICT_VERSION);
+        assert_eq!(decode(&bytes), Ok(m));
+        let err = decode_as(&bytes, EVICT_VERSION).unwrap_err();
+        assert!(err.is_newer(), "{err}");
+        let mut v3 = bytes.clone();
+        v3[4] = EVICT_VERSION;
+        assert!(matches!(decode(&v3), Err(WireError::BadValue { .. })));
+        let mut s = sample_state();
+        s.max_version = EVICT_VERSION;
+        let st = encode_as(&Message::State(s.clone()), EVICT_VERSION);
+        assert_eq!(decode(&st), Ok(Message::State(s)));
+        let e = Message::Evict {
+            view: ViewId(4),
+            index: 1,
+            member: "m1".into(),
+        };
+        assert_eq!(decode(&encode_as(&e, EVICT_VERSION)), Ok(e));
     }
 
     #[test]

@@ -1339,6 +1339,7 @@ impl<H: Host> Agent<H> {
             Report::ConfigMismatch { .. } | Report::BadMessage { .. } => error!("{r}"),
             Report::Rejected { .. }
             | Report::ExchangeGap { .. }
+            | Report::ExchangeDiverged { .. }
             | Report::EvictedMe { .. }
             | Report::SilentInExchange { .. } => {
                 warn!("{r}")
