@@ -1067,31 +1067,38 @@ impl<H: Host> Agent<H> {
             }
         }
         if !up.is_empty() {
-            let keep = self.keep_lease();
-            let (table, addresses) = self.host.parts();
-            let work = vifs::plumb_many(
-                addresses,
-                up.iter()
-                    .filter(|(_, owned)| *owned)
-                    .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
-            );
-            let (done, until) = renewing(table, &self.engine.alive, keep, work).await;
-            self.lease_until = until.or(self.lease_until);
-            for (i, result) in done {
-                let name = &self.vifs[i].name;
-                match result {
-                    Ok(took) => {
-                        self.unplumbed.remove(&i);
-                        info!(vif = %name, took_us = took.as_micros() as u64, "acquired");
-                    }
-                    Err(e) => {
-                        self.unplumbed.insert(i);
-                        error!("acquiring VIF {name}: {e:#}; retrying");
+            // Chunk by chunk, each announced as soon as its addresses are
+            // in: of thousands of moved VIPs the first come back without
+            // waiting for the last (none is announced before it can
+            // receive).
+            for chunk in up.chunks(PLUMB_CHUNK) {
+                let keep = self.keep_lease();
+                let (table, addresses) = self.host.parts();
+                let work = vifs::plumb_many(
+                    addresses,
+                    chunk
+                        .iter()
+                        .filter(|(_, owned)| *owned)
+                        .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
+                );
+                let (done, until) = renewing(table, &self.engine.alive, keep, work).await;
+                self.lease_until = until.or(self.lease_until);
+                for (i, result) in done {
+                    let name = &self.vifs[i].name;
+                    match result {
+                        Ok(took) => {
+                            self.unplumbed.remove(&i);
+                            info!(vif = %name, took_us = took.as_micros() as u64, "acquired");
+                        }
+                        Err(e) => {
+                            self.unplumbed.insert(i);
+                            error!("acquiring VIF {name}: {e:#}; retrying");
+                        }
                     }
                 }
-            }
-            for &(i, _) in &up {
-                self.announce_owed(i);
+                for &(i, _) in chunk {
+                    self.announce_owed(i);
+                }
             }
             for &(i, _) in &up {
                 if let Some(vif) = self.vifs.get(i) {
@@ -1416,6 +1423,11 @@ struct KeepLease {
     setting: config::Lease,
     until: Instant,
 }
+
+/// Acquired VIFs whose addresses are added before they are announced
+/// (four pipelines' worth, see `vifs::PIPELINE`): a batch of thousands comes
+/// back chunk by chunk instead of all at its end.
+const PLUMB_CHUNK: usize = 4 * vifs::PIPELINE;
 
 /// How often [`renewing`] looks for fresh liveness evidence: a few times
 /// per probe period of the fastest profile (probes every ~18 ms).

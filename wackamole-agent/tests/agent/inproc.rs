@@ -1410,6 +1410,79 @@ async fn a_decision_on_many_vifs_answers_all_first_then_plumbs_them_pipelined() 
     .await;
 }
 
+/// A takeover of hundreds of VIFs whose address requests take longer than
+/// the lease: the survivor keeps its lease renewed from the probes the
+/// whole time (its own VIFs never go silent), and the VIFs come back chunk
+/// by chunk, each announced only after its own address request.
+#[tokio::test(start_paused = true)]
+async fn a_long_takeover_keeps_the_lease_and_announces_chunk_by_chunk() {
+    local(async {
+        let slow = SlowAddresses::new(ms(40));
+        let c = Cluster::start_full(&["a", "b"], &bulk_vifs(700), "auto", Some(slow.clone()));
+        c.views(&[&["a", "b"]]);
+        wait(ms(5000)).await;
+        let held_by_b = c.node("b").owned().await.len();
+        assert!(held_by_b > 256, "b holds only {held_by_b}");
+
+        let t0 = c.journal.now();
+        c.views(&[&["a"]]);
+        wait(ms(3000)).await;
+        let a = c.journal.of("a", t0);
+        let adds = positions(&a, |e| matches!(e, Ev::AddAddr(_)));
+        assert_eq!(adds.len(), held_by_b);
+        let (first_add, last_add) = (a[adds[0]].at, a[adds[adds.len() - 1]].at);
+        assert!(
+            last_add - first_add > FLOOR,
+            "the batch took {:?}, not longer than two leases",
+            last_add - first_add
+        );
+        // Never without a lease from the view to the end of the batch.
+        let mut until: Option<Duration> = None;
+        for e in a.iter().filter(|e| e.at <= last_add) {
+            if let Ev::Lease(Some(v)) = e.ev {
+                if let Some(u) = until {
+                    assert!(e.at <= u, "lease lapsed at {u:?}, renewed at {:?}", e.at);
+                }
+                until = Some(e.at + v);
+            }
+        }
+        assert!(
+            until.is_some_and(|u| u >= last_add),
+            "lease ended at {until:?}, batch at {last_add:?}"
+        );
+        // Announced chunk by chunk, and never before its own address.
+        let announced: Vec<(usize, String)> = (0..a.len())
+            .filter_map(|k| match &a[k].ev {
+                Ev::Announced { vif, .. } => Some((k, vif.clone())),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            announced
+                .first()
+                .is_some_and(|(k, _)| *k < adds[adds.len() - 1]),
+            "nothing was announced before the last address request ({} requests)",
+            adds.len()
+        );
+        for (k, vif) in &announced {
+            // `bulk_vifs`' addresses.
+            let Some(n) = vif
+                .strip_prefix("bulk")
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let ip = Ipv4Addr::new(10, 1, (n / 250) as u8, (n % 250 + 1) as u8);
+            let added = positions(&a, |e| *e == Ev::AddAddr(ip));
+            assert!(
+                added.first().is_some_and(|p| p < k),
+                "{vif} announced before its address request"
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn reload_applies_or_refuses_each_change() {
     local(async {
