@@ -936,14 +936,7 @@ impl Allocator {
                 self.complete(view, out);
                 // Also when it excluded me: the others may count me.
                 if !view.timed_out.is_empty() && view.version >= wire::VERDICT_VERSION {
-                    view.verdict_sent = true;
-                    self.send(
-                        &Message::Verdict {
-                            view: id,
-                            missing: view.timed_out.clone(),
-                        },
-                        out,
-                    );
+                    self.send_verdict(view, out);
                 }
             }
             Message::Verdict { view: id, missing } => {
@@ -2327,9 +2320,9 @@ impl Allocator {
 
     /// Member `i`'s VERDICT (the members its exchange timeout left out) in
     /// my complete view. Under EVS it equals my own outcome. A delivery
-    /// that loses a STATE only ever adds to the missing set, so if `i`'s
-    /// verdict lacks a member mine lacks too little, it holds a STATE I
-    /// lost: my table is wrong, and I release everything and rejoin (my
+    /// that loses a STATE only ever adds to the missing set, so if mine
+    /// names a member `i`'s does not, `i` holds a STATE I lost: my table
+    /// is wrong, and I release everything and rejoin (my
     /// leaving gives everyone a fresh exchange). If it lacks a STATE I
     /// have, its table is wrong: I tell it with my own VERDICT (once per
     /// view), and it finds itself wrong the same way.
@@ -2371,15 +2364,20 @@ impl Allocator {
         if i_lost {
             self.left_on_gap = true;
         } else if !view.verdict_sent {
-            view.verdict_sent = true;
-            self.send(
-                &Message::Verdict {
-                    view: view.id,
-                    missing: view.timed_out.clone(),
-                },
-                out,
-            );
+            self.send_verdict(view, out);
         }
+    }
+
+    /// Multicasts my VERDICT: the members my exchange timeout left out.
+    fn send_verdict(&self, view: &mut ViewState, out: &mut Vec<Action>) {
+        view.verdict_sent = true;
+        self.send(
+            &Message::Verdict {
+                view: view.id,
+                missing: view.timed_out.clone(),
+            },
+            out,
+        );
     }
 
     /// Lets go of everything and leaves the view, then rejoins the group:
