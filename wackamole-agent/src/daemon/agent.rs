@@ -1220,14 +1220,9 @@ impl<H: Host> Agent<H> {
                 );
             }
         }
-        let Some(validity) = super::lease::validity(setting, alive, Instant::now()) else {
-            return;
-        };
-        if let Err(e) = self.host.parts().0.renew_lease(Some(validity)) {
-            error!("data plane: renewing the lease: {e}");
-            return;
+        if let Some(until) = extend_lease(self.host.parts().0, setting, alive) {
+            self.lease_until = Some(until);
         }
-        self.lease_until = Some(Instant::now() + validity);
     }
 
     /// Whether the lease may be extended while a batch's kernel steps run
@@ -1417,6 +1412,25 @@ impl<H: Host> Agent<H> {
     }
 }
 
+/// Writes the lease `evidence` earns under `setting` (counted from the
+/// evidence) into the data plane. Returns its new end; `None` if the
+/// evidence is too old to renew anything or the write failed (logged).
+fn extend_lease<T: VipTable>(
+    table: &mut T,
+    setting: config::Lease,
+    evidence: Alive,
+) -> Option<Instant> {
+    let now = Instant::now();
+    let validity = super::lease::validity(setting, evidence, now)?;
+    match table.renew_lease(Some(validity)) {
+        Ok(()) => Some(now + validity),
+        Err(e) => {
+            error!("data plane: renewing the lease: {e}");
+            None
+        }
+    }
+}
+
 /// An unexpired lease that [`renewing`] may extend.
 #[derive(Clone, Copy, Debug)]
 struct KeepLease {
@@ -1463,20 +1477,13 @@ async fn renewing<T: VipTable, F: std::future::Future>(
             _ = tick.tick() => {
                 // Not marked seen: the main loop handles this evidence too.
                 let Some(evidence) = *alive.borrow() else { continue };
-                let now = Instant::now();
-                if seen == Some(evidence.at) || keep.until <= now {
+                if seen == Some(evidence.at) || keep.until <= Instant::now() {
                     continue;
                 }
                 seen = Some(evidence.at);
-                let Some(validity) = super::lease::validity(keep.setting, evidence, now) else {
-                    continue;
-                };
-                match table.renew_lease(Some(validity)) {
-                    Ok(()) => {
-                        keep.until = now + validity;
-                        renewed = Some(keep.until);
-                    }
-                    Err(e) => error!("data plane: renewing the lease: {e}"),
+                if let Some(until) = extend_lease(table, keep.setting, evidence) {
+                    keep.until = until;
+                    renewed = Some(until);
                 }
             }
         }
