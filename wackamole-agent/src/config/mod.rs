@@ -165,8 +165,10 @@ impl EngineConfig {
 pub struct CorosyncConfig {
     /// CPG group name.
     pub group: String,
-    /// How often the agent pets its watchdog.
-    pub watchdog_interval: Duration,
+    /// How often the engine sends itself a watchdog probe; `None` ("auto",
+    /// the default): derived from the freeze deadline and the takeover
+    /// floor (`tracker::probe_interval`).
+    pub watchdog_interval: Option<Duration>,
     /// Silence after which the watchdog declares corosync frozen (> interval);
     /// `None`: derived from the running corosync's token timeout.
     pub watchdog_deadline: Option<Duration>,

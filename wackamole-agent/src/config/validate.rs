@@ -666,9 +666,14 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         }
     };
     if spread {
-        // "0" turns the watchdog off.
+        // "0" turns the watchdog off; "auto" (the sample's, for Corosync)
+        // is the default.
+        let given = e
+            .watchdog_interval
+            .as_ref()
+            .filter(|v| v.get_ref().as_str() != Some("auto"));
         let watchdog_interval = cx.duration(
-            e.watchdog_interval.as_ref(),
+            given,
             "engine.watchdog_interval",
             crate::membership::spread::DEFAULT_WATCHDOG_INTERVAL,
             false,
@@ -683,11 +688,7 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         );
         if watchdog_deadline <= watchdog_interval {
             let msg = "must be longer than engine.watchdog_interval";
-            match e
-                .watchdog_deadline
-                .as_ref()
-                .or(e.watchdog_interval.as_ref())
-            {
+            match e.watchdog_deadline.as_ref().or(given) {
                 Some(v) => cx.at(v, "engine.watchdog_deadline", msg),
                 None => cx.nowhere("engine.watchdog_deadline", msg),
             }
@@ -770,13 +771,20 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         let fl = e.takeover_floor.as_ref().map(|v| cx.line(v));
         foreign(cx, fl, "takeover_floor", "spread");
         let group = group_name(cx, e.group.as_ref(), CPG_GROUP_MAX, "Corosync CPG");
-        let watchdog_interval = cx.duration(
-            e.watchdog_interval.as_ref(),
-            "engine.watchdog_interval",
-            Duration::from_millis(20),
-            true,
-            limits::WATCHDOG_INTERVAL,
-        );
+        // "auto" or none: the engine derives the probe period from the
+        // deadline and the takeover floor (a probe every 18 ms with the
+        // LAN-fast profile, 228 ms with corosync's defaults).
+        let watchdog_interval = match e.watchdog_interval.as_ref() {
+            Some(v) if v.get_ref().as_str() == Some("auto") => None,
+            None => None,
+            v => Some(cx.duration(
+                v,
+                "engine.watchdog_interval",
+                Duration::from_millis(20),
+                true,
+                limits::WATCHDOG_INTERVAL,
+            )),
+        };
         // No deadline: the engine derives it from the running corosync's totem
         // timers (200 ms with the LAN-fast profile).
         let watchdog_deadline = e.watchdog_deadline.as_ref().map(|v| {
@@ -788,7 +796,7 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
                 limits::WATCHDOG_DEADLINE,
             )
         });
-        if watchdog_deadline.is_some_and(|d| d <= watchdog_interval) {
+        if watchdog_deadline.is_some_and(|d| watchdog_interval.is_some_and(|i| d <= i)) {
             let msg = "must be longer than engine.watchdog_interval";
             match e
                 .watchdog_deadline

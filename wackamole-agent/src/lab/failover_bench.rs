@@ -864,6 +864,11 @@ fn run_size(
     copts.nodes = size.nodes;
     copts.vifs = size.vips;
     copts.profile = size.profile;
+    if size.profile == Profile::Default {
+        // What an operator gets: the freeze deadline (and with it the
+        // probe period) derived from corosync's default token.
+        copts.watchdog.1 = None;
+    }
     copts.log_level = "info".into();
     copts.family = size.family;
     if let Some(m) = opts.mature {

@@ -107,8 +107,10 @@ pub struct AgentClusterOptions {
     pub lease: Option<Duration>,
     /// `engine.watchdog_interval` / `engine.watchdog_deadline`: how soon an
     /// agent notices its corosync is frozen (the others notice after the
-    /// token timeout, ~100 ms with the fast profile).
-    pub watchdog: (Duration, Duration),
+    /// token timeout, ~100 ms with the fast profile). `None`: not in the
+    /// config (the engine's default: with Corosync, derived from its totem
+    /// timers; use that with [`Profile::Default`]).
+    pub watchdog: (Option<Duration>, Option<Duration>),
     /// `log.level` of every agent.
     pub log_level: String,
     /// `xdp.mode` of every agent. Default "skb": native XDP_TX on a veth is
@@ -134,7 +136,9 @@ impl AgentClusterOptions {
             mature: Duration::from_millis(500),
             balance_interval: Duration::from_millis(500),
             lease: None,
-            watchdog: (Duration::from_millis(100), Duration::from_millis(500)),
+            // Automatic probes (18 ms with the fast profile); a 500 ms
+            // deadline rides out the hiccups of two shared cores.
+            watchdog: (None, Some(Duration::from_millis(500))),
             log_level: "debug".into(),
             xdp_mode: "skb".into(),
             family: VipFamily::Ipv4,
@@ -149,8 +153,8 @@ impl AgentClusterOptions {
     pub fn on_spread(mut self, daemon: impl Into<PathBuf>) -> Self {
         self.spread = Some(daemon.into());
         self.watchdog = (
-            crate::membership::spread::DEFAULT_WATCHDOG_INTERVAL,
-            crate::membership::spread::DEFAULT_WATCHDOG_DEADLINE,
+            Some(crate::membership::spread::DEFAULT_WATCHDOG_INTERVAL),
+            Some(crate::membership::spread::DEFAULT_WATCHDOG_DEADLINE),
         );
         self
     }
@@ -450,10 +454,10 @@ impl AgentCluster {
                     .spread_timeouts
                     .as_deref()
                     .and_then(super::spread::token_timeout);
-                if let Some(token) = token {
-                    let probe = self.opts.watchdog.0.min(token / 6);
+                if let (Some(token), Some(interval)) = (token, self.opts.watchdog.0) {
+                    let probe = interval.min(token / 6);
                     text = text.replacen(
-                        &format!("watchdog_interval = \"{}\"\n", ms(self.opts.watchdog.0)),
+                        &format!("watchdog_interval = \"{}\"\n", ms(interval)),
                         &format!(
                             "watchdog_interval = \"{}\"\ntakeover_floor = \"{}\"\n",
                             ms(probe),
@@ -1283,15 +1287,21 @@ pub fn render_config(
          bpffs_dir = \"{}\"\n\
          mature = \"{}\"\n\n\
          [engine]\nkind = \"corosync\"\ngroup = \"{group}\"\n\
-         watchdog_interval = \"{}\"\nwatchdog_deadline = \"{}\"\n\n\
+         {}{}\n\
          [balance]\nenabled = true\ninterval = \"{}\"\n\n\
          [xdp]\nmode = \"{}\"\nlease = \"{}\"\n\n\
          [log]\nlevel = \"{}\"\n",
         socket.display(),
         bpffs_dir.display(),
         ms(opts.mature),
-        ms(opts.watchdog.0),
-        ms(opts.watchdog.1),
+        opts.watchdog.0.map_or_else(String::new, |d| format!(
+            "watchdog_interval = \"{}\"\n",
+            ms(d)
+        )),
+        opts.watchdog.1.map_or_else(String::new, |d| format!(
+            "watchdog_deadline = \"{}\"\n",
+            ms(d)
+        )),
         ms(opts.balance_interval),
         opts.xdp_mode,
         opts.lease.map_or_else(|| "auto".to_string(), ms),

@@ -89,7 +89,7 @@ fn other_fields_are_refused_with_a_reason() {
         ("weight = 1", "weight = 2", "weight"),
         ("group = \"wackamole\"", "group = \"other\"", "engine.group"),
         (
-            "watchdog_interval = \"20ms\"",
+            "watchdog_interval = \"auto\"",
             "watchdog_interval = \"30ms\"",
             "engine.watchdog_interval",
         ),

@@ -77,11 +77,43 @@ fn sample_parses_and_validates() {
     match &cfg.engine {
         EngineConfig::Corosync(c) => {
             assert_eq!(c.group, "wackamole");
-            assert_eq!(c.watchdog_interval, Duration::from_millis(20));
+            assert_eq!(c.watchdog_interval, None);
             assert_eq!(c.watchdog_deadline, None);
         }
         other => panic!("engine {other:?}"),
     }
+}
+
+#[test]
+fn corosync_watchdog_interval_is_auto_unless_given() {
+    let interval = |text: &str| match ok(text).engine {
+        EngineConfig::Corosync(c) => c.watchdog_interval,
+        other => panic!("engine {other:?}"),
+    };
+    assert_eq!(interval("[engine]\n"), None);
+    assert_eq!(interval("[engine]\nwatchdog_interval = \"auto\"\n"), None);
+    assert_eq!(
+        interval("[engine]\nwatchdog_interval = \"auto\"\nwatchdog_deadline = \"150ms\"\n"),
+        None
+    );
+    assert_eq!(
+        interval("[engine]\nwatchdog_interval = \"20ms\"\n"),
+        Some(Duration::from_millis(20))
+    );
+    let spread = ok("[engine]\nkind = \"spread\"\nwatchdog_interval = \"auto\"\n");
+    match spread.engine {
+        EngineConfig::Spread(s) => assert_eq!(
+            s.watchdog_interval,
+            Some(wackamole::membership::spread::DEFAULT_WATCHDOG_INTERVAL)
+        ),
+        other => panic!("engine {other:?}"),
+    }
+    assert_issue(
+        &err("[engine]\nwatchdog_interval = \"automatic\"\n"),
+        2,
+        "engine.watchdog_interval",
+        "",
+    );
 }
 
 #[test]

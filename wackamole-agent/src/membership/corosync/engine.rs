@@ -221,12 +221,11 @@ impl Engine {
             );
             (tracker::DEFAULT_TOKEN_MS, tracker::DEFAULT_CONSENSUS_MS)
         });
-        let interval = self.opts.watchdog_interval;
         let deadline = self
             .opts
             .watchdog_deadline
             .unwrap_or_else(|| tracker::auto_freeze_deadline(token))
-            .max(interval * 2);
+            .max(self.opts.watchdog_interval.unwrap_or_default() * 2);
         let stall = self
             .opts
             .watchdog_stall_limit
@@ -303,13 +302,18 @@ impl Engine {
         );
         // Probes renew the agent's lease: often enough for it (see
         // `tracker::probe_interval`), whatever the configured period.
-        let interval = tracker::probe_interval(self.opts.watchdog_interval, takeover_floor);
-        if interval < self.opts.watchdog_interval {
-            tracing::info!(
-                "corosync group {}: watchdog probes every {interval:?} (configured {:?}): three per fencing lease",
+        let interval =
+            tracker::probe_interval(self.opts.watchdog_interval, takeover_floor, deadline);
+        match self.opts.watchdog_interval {
+            Some(configured) if interval < configured => tracing::info!(
+                "corosync group {}: watchdog probes every {interval:?} (configured {configured:?}): three per fencing lease",
                 self.opts.group,
-                self.opts.watchdog_interval
-            );
+            ),
+            Some(_) => {}
+            None => tracing::debug!(
+                "corosync group {}: watchdog probes every {interval:?} (auto)",
+                self.opts.group
+            ),
         }
         if conn.corosync_pid.is_none() {
             tracing::warn!(

@@ -60,8 +60,10 @@ use std::time::Duration;
 pub struct CorosyncOptions {
     /// CPG group name (at most 127 bytes).
     pub group: String,
-    /// How often the engine sends itself a watchdog probe.
-    pub watchdog_interval: Duration,
+    /// How often the engine sends itself a watchdog probe (never less often
+    /// than three per fencing lease); `None`: derived from the freeze
+    /// deadline and the takeover floor ([`tracker::probe_interval`]).
+    pub watchdog_interval: Option<Duration>,
     /// Frozen corosync: `Lost` when a probe is this late *and* corosync has
     /// not answered local IPC for as long. Must stay well below the ring's
     /// failure detection time, so that a frozen node lets go of its
@@ -96,7 +98,7 @@ impl CorosyncOptions {
     pub fn new(group: impl Into<String>) -> Self {
         CorosyncOptions {
             group: group.into(),
-            watchdog_interval: Duration::from_millis(20),
+            watchdog_interval: None,
             watchdog_deadline: None,
             watchdog_stall_limit: None,
             reconnect_min: Duration::from_millis(100),
@@ -110,14 +112,13 @@ impl CorosyncOptions {
         if g.is_empty() || g.len() > 127 {
             bail!("corosync: group name {g:?} must be 1..=127 bytes");
         }
-        if self.watchdog_interval.is_zero()
-            || self
-                .watchdog_deadline
-                .is_some_and(|d| d <= self.watchdog_interval)
+        if let Some(interval) = self
+            .watchdog_interval
+            .filter(|i| i.is_zero() || self.watchdog_deadline.is_some_and(|d| d <= *i))
         {
             bail!(
                 "corosync group {g}: watchdog interval ({:?}) must be > 0 and below the deadline ({:?})",
-                self.watchdog_interval,
+                interval,
                 self.watchdog_deadline
             );
         }

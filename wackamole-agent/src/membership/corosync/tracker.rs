@@ -322,11 +322,28 @@ pub fn takeover_floor(token_ms: u32, consensus_ms: u32) -> Duration {
     Duration::from_millis(u64::from(token_ms) + u64::from(consensus_ms))
 }
 
-/// The probe period for a takeover floor: at most the configured one, and
-/// at least three probes per automatic lease (half the floor), so the lease
-/// survives one lost or late probe. Not below 5 ms.
-pub fn probe_interval(configured: Duration, floor: Duration) -> Duration {
-    configured.min((floor / 6).max(Duration::from_millis(5)))
+/// The probe period for a takeover floor and a freeze deadline: at most
+/// the configured one, and at least three probes per automatic lease (half
+/// the floor), so the lease survives one lost or late probe. Not configured
+/// ("auto"): also eight per freeze deadline, so a frozen corosync is still
+/// noticed within about the deadline. Not below 5 ms.
+///
+/// The LAN-fast profile (deadline 200 ms, floor 110 ms) probes every
+/// 18 ms either way; corosync's defaults (1825 ms, 8030 ms) every 228 ms
+/// instead of a fixed 20 ms: each probe is an agreed multicast that every
+/// member's agent and corosync handle, most of an idle agent's CPU.
+pub fn probe_interval(
+    configured: Option<Duration>,
+    floor: Duration,
+    deadline: Duration,
+) -> Duration {
+    let lease_bound = (floor / 6).max(Duration::from_millis(5));
+    match configured {
+        Some(c) => c.min(lease_bound),
+        None => (deadline / 8)
+            .max(Duration::from_millis(5))
+            .min(lease_bound),
+    }
 }
 
 /// Whether corosync answering local IPC counts as liveness evidence now: only
@@ -796,9 +813,14 @@ mod tests {
     #[test]
     fn probes_come_three_times_per_lease() {
         let ms = Duration::from_millis;
-        assert_eq!(probe_interval(ms(100), ms(110)), ms(110) / 6);
-        assert_eq!(probe_interval(ms(20), ms(8030)), ms(20));
-        assert_eq!(probe_interval(ms(20), ms(12)), ms(5));
+        let fast = (ms(110), ms(200));
+        let default = (ms(8030), ms(1825));
+        assert_eq!(probe_interval(Some(ms(100)), fast.0, fast.1), ms(110) / 6);
+        assert_eq!(probe_interval(None, fast.0, fast.1), ms(110) / 6);
+        assert_eq!(probe_interval(Some(ms(20)), default.0, default.1), ms(20));
+        assert_eq!(probe_interval(None, default.0, default.1), ms(1825) / 8);
+        assert_eq!(probe_interval(Some(ms(20)), ms(12), ms(200)), ms(5));
+        assert_eq!(probe_interval(None, ms(12), ms(20)), ms(5));
     }
 
     #[test]
