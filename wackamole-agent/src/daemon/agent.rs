@@ -80,6 +80,12 @@ pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 /// input, a balance round twice a second included.
 pub const METRICS_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
+/// A batch moving at least this many VIFs leaves the heap to be trimmed
+/// ([`release_freed_heap`]) once its announcements are over.
+const TRIM_AFTER_VIFS: usize = 256;
+/// How long after such a batch: its announcement bursts have gone out.
+const TRIM_DELAY: Duration = Duration::from_secs(5);
+
 /// A lapse of the fencing lease, until liveness evidence revives it.
 #[derive(Clone, Copy, Debug)]
 struct Lapse {
@@ -276,6 +282,8 @@ pub struct Agent<H: Host> {
     unplumbed: BTreeSet<usize>,
     /// When each VIF was last re-announced because of a conflict.
     pub(super) conflict_announced: HashMap<usize, Instant>,
+    /// When to give the heap's free pages back after a large batch.
+    trim_heap_at: Option<Instant>,
     pub(super) hooks: HookRunner,
     pub(super) notifier: Notifier,
     ready_sent: bool,
@@ -421,6 +429,7 @@ impl<H: Host> Agent<H> {
             pending_forget: BTreeMap::new(),
             unplumbed: BTreeSet::new(),
             conflict_announced: HashMap::new(),
+            trim_heap_at: None,
             hooks,
             notifier: Notifier::from_env(),
             ready_sent: false,
@@ -1034,6 +1043,9 @@ impl<H: Host> Agent<H> {
         let down = std::mem::take(&mut batch.down);
         let up = std::mem::take(&mut batch.up);
         batch.vifs.clear();
+        if down.len() + up.len() >= TRIM_AFTER_VIFS {
+            self.trim_heap_at = Some(Instant::now() + TRIM_DELAY);
+        }
         if !down.is_empty() {
             let keep = self.keep_lease();
             let (table, addresses) = self.host.parts();
@@ -1329,6 +1341,10 @@ impl<H: Host> Agent<H> {
             self.update_metrics();
         }
         let now = Instant::now();
+        if self.trim_heap_at.is_some_and(|at| at <= now) {
+            self.trim_heap_at = None;
+            release_freed_heap();
+        }
         let due: Vec<usize> = self
             .pending_forget
             .iter()
@@ -1409,6 +1425,18 @@ impl<H: Host> Agent<H> {
             m.vifs = rows;
             m.mature = self.alloc.is_mature();
         }
+    }
+}
+
+/// Gives the heap's free pages back to the system. glibc keeps what a
+/// burst freed (the requests and announcement tasks of thousands of VIFs):
+/// 1.4 MB of an idle agent's 22 MB at 4000 VIPs.
+fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it walks glibc's own free lists
+    // under their locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
