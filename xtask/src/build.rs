@@ -169,7 +169,6 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
             .args(["--skip", KNOWN_GAP_FILTER]);
         run(&mut alone)?;
     }
-    run(&mut cmd)?;
     crate::package::package(true)
 }
 
