@@ -665,13 +665,14 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
             });
         }
     };
+    // `engine.watchdog_interval` unless absent or "auto" (the sample's):
+    // each engine's default.
+    let given = e
+        .watchdog_interval
+        .as_ref()
+        .filter(|v| v.get_ref().as_str() != Some("auto"));
     if spread {
-        // "0" turns the watchdog off; "auto" (the sample's, for Corosync)
-        // is the default.
-        let given = e
-            .watchdog_interval
-            .as_ref()
-            .filter(|v| v.get_ref().as_str() != Some("auto"));
+        // "0" turns the watchdog off.
         let watchdog_interval = cx.duration(
             given,
             "engine.watchdog_interval",
@@ -771,20 +772,18 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         let fl = e.takeover_floor.as_ref().map(|v| cx.line(v));
         foreign(cx, fl, "takeover_floor", "spread");
         let group = group_name(cx, e.group.as_ref(), CPG_GROUP_MAX, "Corosync CPG");
-        // "auto" or none: the engine derives the probe period from the
-        // deadline and the takeover floor (a probe every 18 ms with the
-        // LAN-fast profile, 228 ms with corosync's defaults).
-        let watchdog_interval = match e.watchdog_interval.as_ref() {
-            Some(v) if v.get_ref().as_str() == Some("auto") => None,
-            None => None,
-            v => Some(cx.duration(
-                v,
+        // Not given: the engine derives the probe period from the deadline
+        // and the takeover floor (a probe every 18 ms with the LAN-fast
+        // profile, 228 ms with corosync's defaults).
+        let watchdog_interval = given.map(|v| {
+            cx.duration(
+                Some(v),
                 "engine.watchdog_interval",
                 Duration::from_millis(20),
                 true,
                 limits::WATCHDOG_INTERVAL,
-            )),
-        };
+            )
+        });
         // No deadline: the engine derives it from the running corosync's totem
         // timers (200 ms with the LAN-fast profile).
         let watchdog_deadline = e.watchdog_deadline.as_ref().map(|v| {
@@ -798,11 +797,7 @@ fn build_engine(cx: &mut Cx<'_>, e: Option<&RawEngine>) -> EngineConfig {
         });
         if watchdog_deadline.is_some_and(|d| watchdog_interval.is_some_and(|i| d <= i)) {
             let msg = "must be longer than engine.watchdog_interval";
-            match e
-                .watchdog_deadline
-                .as_ref()
-                .or(e.watchdog_interval.as_ref())
-            {
+            match e.watchdog_deadline.as_ref().or(given) {
                 Some(v) => cx.at(v, "engine.watchdog_deadline", msg),
                 None => cx.nowhere("engine.watchdog_deadline", msg),
             }
