@@ -267,37 +267,62 @@ fn forget_leftover_entries(plane: &mut DataPlane) {
 }
 
 /// Removes the configured VIP addresses (only those) a crashed earlier run
-/// left on their interfaces.
+/// left on their interfaces: one address dump per interface and family,
+/// then the removals pipelined on one netlink connection (with standby
+/// addresses a crash leaves every VIP's address; one dump and one
+/// connection per address made a restart with thousands take minutes).
 async fn remove_leftover_addresses(vifs: &[PlannedVif]) {
-    for vif in vifs {
-        for a in &vif.addresses {
-            let present = match a.vip.addr {
-                std::net::IpAddr::V4(ip) => crate::net::addr::list(&a.vip.iface)
-                    .await
-                    .map(|l| l.iter().any(|(have, _)| *have == ip))
-                    .unwrap_or(false),
-                std::net::IpAddr::V6(ip) => crate::net::addr::has6(&a.vip.iface, ip)
-                    .await
-                    .unwrap_or(false),
-            };
-            if present {
-                let removed = match a.vip.addr {
-                    std::net::IpAddr::V4(ip) => {
-                        crate::net::addr::remove(&a.vip.iface, ip, a.prefix).await
-                    }
-                    std::net::IpAddr::V6(ip) => {
-                        crate::net::addr::remove6(&a.vip.iface, ip, a.prefix).await
-                    }
-                };
-                match removed {
-                    Ok(()) => info!(
-                        "start-up: removed leftover address {} from {}",
-                        a.text(),
-                        a.vip.iface
-                    ),
-                    Err(e) => warn!("start-up: cannot remove leftover {}: {e}", a.text()),
-                }
-            }
+    use super::vifs::AddressPlumbing;
+    use futures::StreamExt;
+    use std::collections::{BTreeMap, HashSet};
+    use std::net::IpAddr;
+    let ifaces: BTreeSet<&str> = vifs
+        .iter()
+        .flat_map(|v| v.addresses.iter().map(|a| a.vip.iface.as_str()))
+        .collect();
+    let mut present: BTreeMap<&str, HashSet<IpAddr>> = BTreeMap::new();
+    for iface in ifaces {
+        let mut have = HashSet::new();
+        match crate::net::addr::list(iface).await {
+            Ok(l) => have.extend(l.into_iter().map(|(ip, _)| IpAddr::V4(ip))),
+            Err(e) => warn!("start-up: cannot list the addresses of {iface}: {e}"),
+        }
+        match crate::net::addr::list6(iface).await {
+            Ok(l) => have.extend(l.into_iter().map(IpAddr::V6)),
+            Err(e) => warn!("start-up: cannot list the IPv6 addresses of {iface}: {e}"),
+        }
+        present.insert(iface, have);
+    }
+    let leftover: Vec<_> = vifs
+        .iter()
+        .flat_map(|v| &v.addresses)
+        .filter(|a| {
+            present
+                .get(a.vip.iface.as_str())
+                .is_some_and(|have| have.contains(&a.vip.addr))
+        })
+        .collect();
+    if leftover.is_empty() {
+        return;
+    }
+    let netlink = super::host::Netlink::default();
+    let netlink = &netlink;
+    let results: Vec<_> = futures::stream::iter(leftover)
+        .map(|a| async move {
+            let removed = netlink.remove(&a.vip.iface, a.vip.addr, a.prefix).await;
+            (a, removed)
+        })
+        .buffer_unordered(vifs::PIPELINE)
+        .collect()
+        .await;
+    for (a, removed) in results {
+        match removed {
+            Ok(()) => info!(
+                "start-up: removed leftover address {} from {}",
+                a.text(),
+                a.vip.iface
+            ),
+            Err(e) => warn!("start-up: cannot remove leftover {}: {e:#}", a.text()),
         }
     }
 }

@@ -124,8 +124,8 @@ impl Rtnl {
         self.remove_at(iface, index, IpAddr::V6(ip), prefix).await
     }
 
-    /// Whether `iface` has the IPv6 address `ip` (any prefix).
-    pub async fn has_addr6(&self, iface: &str, ip: Ipv6Addr) -> NetResult<bool> {
+    /// The IPv6 addresses of `iface`.
+    pub async fn list_addrs6(&self, iface: &str) -> NetResult<Vec<Ipv6Addr>> {
         let index = self.ifindex(iface).await?;
         let mut req = self.handle().address().get().set_link_index_filter(index);
         req.message_mut().header.family = AddressFamily::Inet6;
@@ -139,12 +139,15 @@ impl Rtnl {
                     addr: String::new(),
                     detail: e.to_string(),
                 })?;
-        Ok(found.iter().any(|m| {
-            m.header.index == index
-                && m.attributes
-                    .iter()
-                    .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V6(a)) if *a == ip))
-        }))
+        Ok(found
+            .iter()
+            .filter(|m| m.header.index == index)
+            .flat_map(|m| &m.attributes)
+            .filter_map(|a| match a {
+                AddressAttribute::Address(IpAddr::V6(a)) => Some(*a),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Removes `ip/prefix` from `iface`. Absent is success.
@@ -274,9 +277,9 @@ pub async fn remove6(iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
     Rtnl::new()?.remove_addr6(iface, ip, prefix).await
 }
 
-/// Whether `iface` has the IPv6 address `ip` (any prefix).
-pub async fn has6(iface: &str, ip: Ipv6Addr) -> NetResult<bool> {
-    Rtnl::new()?.has_addr6(iface, ip).await
+/// Lists the IPv6 addresses of `iface`.
+pub async fn list6(iface: &str) -> NetResult<Vec<Ipv6Addr>> {
+    Rtnl::new()?.list_addrs6(iface).await
 }
 
 /// Removes `ip/prefix` from `iface`; absent is fine.
