@@ -322,6 +322,11 @@ pub struct XdpConfig {
     /// Start even on a bpffs private to the agent's mount namespace (pins and
     /// fence die with the agent). Default false: such a start is refused.
     pub allow_private_bpffs: bool,
+    /// Every node keeps every VIF's addresses plumbed, XDP silent (and
+    /// dropping their traffic) where it does not hold them: taking a VIF
+    /// over is then an XDP update and an announcement, no address change,
+    /// so thousands of VIPs move as fast as three. Default false.
+    pub standby_addresses: bool,
 }
 
 /// `xdp.lease`: how long the XDP program answers for our VIPs after the last

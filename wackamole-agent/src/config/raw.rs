@@ -91,6 +91,7 @@ pub(crate) struct RawXdp {
     pub mode: Option<S<String>>,
     pub lease: Option<S<toml::Value>>,
     pub allow_private_bpffs: Option<S<bool>>,
+    pub standby_addresses: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -105,6 +105,7 @@ impl Config {
             mode,
             lease,
             allow_private_bpffs,
+            standby_addresses,
         } = xdp;
         let AnnounceConfig {
             burst_count,
@@ -133,6 +134,12 @@ impl Config {
                     "xdp.allow_private_bpffs",
                     allow_private_bpffs,
                     &new.xdp.allow_private_bpffs,
+                    AT_START,
+                ),
+                standby_addresses: p.refuse(
+                    "xdp.standby_addresses",
+                    standby_addresses,
+                    &new.xdp.standby_addresses,
                     AT_START,
                 ),
             },
@@ -284,6 +291,23 @@ mod tests {
              [[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\n"
         );
         parse(&text, "t.toml", &AnyInterface).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn standby_addresses_default_off_and_need_a_restart() {
+        let off = cfg("");
+        assert!(!off.xdp.standby_addresses);
+        let on = cfg("[xdp]\nstandby_addresses = true");
+        assert!(on.xdp.standby_addresses);
+        let (next, plan) = off.reloaded(&on);
+        let refused: Vec<&str> = plan.refused.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(refused, ["xdp.standby_addresses"]);
+        assert!(!next.xdp.standby_addresses);
+        let wrong =
+            "node = \"n\"\n[xdp]\nstandby_addresses = \"yes\"\n[engine]\nkind = \"corosync\"\n\
+                     [[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\n";
+        let err = parse(wrong, "t.toml", &AnyInterface).expect_err("a string is not a bool");
+        assert!(err.to_string().contains("standby_addresses"), "{err}");
     }
 
     #[test]

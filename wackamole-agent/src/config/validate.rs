@@ -1298,6 +1298,9 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
         allow_private_bpffs: raw
             .and_then(|x| x.allow_private_bpffs.as_ref())
             .is_some_and(|b| *b.get_ref()),
+        standby_addresses: raw
+            .and_then(|x| x.standby_addresses.as_ref())
+            .is_some_and(|b| *b.get_ref()),
     }
 }
 

@@ -280,6 +280,9 @@ pub struct Agent<H: Host> {
     /// Held VIFs whose bring-up failed (XDP or addresses): housekeeping
     /// retries them until they are complete or no longer ours.
     unplumbed: BTreeSet<usize>,
+    /// With standby addresses: the VIFs whose addresses are in the kernel
+    /// (held or not), so taking one over adds nothing.
+    pub(super) plumbed: BTreeSet<usize>,
     /// When each VIF was last re-announced because of a conflict.
     pub(super) conflict_announced: HashMap<usize, Instant>,
     /// When to give the heap's free pages back after a large batch.
@@ -428,6 +431,7 @@ impl<H: Host> Agent<H> {
             timers: Timers::default(),
             pending_forget: BTreeMap::new(),
             unplumbed: BTreeSet::new(),
+            plumbed: BTreeSet::new(),
             conflict_announced: HashMap::new(),
             trim_heap_at: None,
             hooks,
@@ -472,6 +476,7 @@ impl<H: Host> Agent<H> {
         let mut share_tick = ticker(share_every(&self.cfg));
         let mut refresh_tick = ticker(self.cfg.announce.refresh_interval);
         let mut metrics_tick = ticker(self.cfg.metrics_listen.map(|_| METRICS_REFRESH_EVERY));
+        self.plumb_standby().await;
         self.update_metrics();
 
         loop {
@@ -739,7 +744,10 @@ impl<H: Host> Agent<H> {
     }
 
     /// Brings up the deferred VIFs whose departed holder's lease has run out
-    /// (if they are still ours and not yielding), then announces them.
+    /// (if they are still ours and not yielding), then announces them: all
+    /// answered in XDP first, then their addresses pipelined (a crashed
+    /// holder of thousands of VIFs leaves as many), as [`Agent::flush`]
+    /// does. Their hooks ran when they were deferred.
     async fn bring_up_deferred(&mut self) {
         let now = Instant::now();
         let due: Vec<usize> = self
@@ -749,6 +757,10 @@ impl<H: Host> Agent<H> {
             .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
             .collect();
         let answering = self.answering();
+        let mut up = Vec::new();
+        // Announced all the same (as every acquisition is): housekeeping
+        // retries the bring-up.
+        let mut not_owned = Vec::new();
         for i in due {
             self.deferred.remove(&i);
             self.fenced.remove(&i);
@@ -759,18 +771,57 @@ impl<H: Host> Agent<H> {
                 continue;
             }
             self.hold_silent6(i);
-            let (table, addresses) = self.host.parts();
-            match vifs::bring_up(table, addresses, &vif).await {
-                Ok(took) => {
-                    self.unplumbed.remove(&i);
-                    info!(vif = %vif.name, took_us = took.as_micros() as u64, "answering after the departed holder's lease");
-                }
+            match vifs::own(self.host.parts().0, &vif) {
+                Ok(()) => up.push(i),
                 Err(e) => {
                     self.unplumbed.insert(i);
+                    not_owned.push(i);
                     error!("bringing up VIF {}: {e:#}; retrying", vif.name);
                 }
             }
+        }
+        for i in not_owned {
             self.announce_owed(i);
+        }
+        for chunk in up.chunks(PLUMB_CHUNK) {
+            let keep = self.keep_lease();
+            let plumbed = &self.plumbed;
+            let (table, addresses) = self.host.parts();
+            let work = vifs::plumb_many(
+                addresses,
+                chunk
+                    .iter()
+                    .filter(|i| !plumbed.contains(i))
+                    .filter_map(|&i| Some((i, self.vifs.get(i)?))),
+            );
+            let (mut done, until) = renewing(table, &self.engine.alive, keep, work).await;
+            self.lease_until = until.or(self.lease_until);
+            // Standby addresses already in: nothing to add.
+            done.extend(
+                chunk
+                    .iter()
+                    .filter(|i| self.plumbed.contains(i))
+                    .map(|&i| (i, Ok(Duration::ZERO))),
+            );
+            for (i, result) in done {
+                let name = &self.vifs[i].name;
+                match result {
+                    Ok(took) => {
+                        self.unplumbed.remove(&i);
+                        if self.cfg.xdp.standby_addresses {
+                            self.plumbed.insert(i);
+                        }
+                        info!(vif = %name, took_us = took.as_micros() as u64, "answering after the departed holder's lease");
+                    }
+                    Err(e) => {
+                        self.unplumbed.insert(i);
+                        error!("bringing up VIF {name}: {e:#}; retrying");
+                    }
+                }
+            }
+            for &i in chunk {
+                self.announce_owed(i);
+            }
         }
         self.update_metrics();
     }
@@ -1048,10 +1099,13 @@ impl<H: Host> Agent<H> {
         }
         if !down.is_empty() {
             let keep = self.keep_lease();
+            // Standby addresses stay, silenced (see `standby`).
+            let standby = self.standby();
             let (table, addresses) = self.host.parts();
             let work = vifs::unplumb_many(
                 addresses,
                 down.iter()
+                    .filter(|_| !standby)
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
             let (done, until) = renewing(table, &self.engine.alive, keep, work).await;
@@ -1068,8 +1122,15 @@ impl<H: Host> Agent<H> {
                 }
             }
             let grace_end = Instant::now() + RELEASE_GRACE;
-            for &(i, _) in &down {
-                self.pending_forget.insert(i, grace_end);
+            for &(i, silenced) in &down {
+                if standby {
+                    // Its silencing entry stays while its addresses do.
+                    if silenced {
+                        info!(vif = %self.vifs[i].name, "released (standby addresses kept)");
+                    }
+                } else {
+                    self.pending_forget.insert(i, grace_end);
+                }
                 if let Some(vif) = self.vifs.get(i) {
                     drop(self.hooks.fire(HookEvent::Down {
                         vif: vif.name.clone(),
@@ -1086,20 +1147,31 @@ impl<H: Host> Agent<H> {
             for chunk in up.chunks(PLUMB_CHUNK) {
                 let keep = self.keep_lease();
                 let (table, addresses) = self.host.parts();
+                let plumbed = &self.plumbed;
                 let work = vifs::plumb_many(
                     addresses,
                     chunk
                         .iter()
-                        .filter(|(_, owned)| *owned)
+                        .filter(|(i, owned)| *owned && !plumbed.contains(i))
                         .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
                 );
-                let (done, until) = renewing(table, &self.engine.alive, keep, work).await;
+                let (mut done, until) = renewing(table, &self.engine.alive, keep, work).await;
                 self.lease_until = until.or(self.lease_until);
+                // Standby addresses already in: nothing to add.
+                done.extend(
+                    chunk
+                        .iter()
+                        .filter(|(i, owned)| *owned && self.plumbed.contains(i))
+                        .map(|&(i, _)| (i, Ok(Duration::ZERO))),
+                );
                 for (i, result) in done {
                     let name = &self.vifs[i].name;
                     match result {
                         Ok(took) => {
                             self.unplumbed.remove(&i);
+                            if self.cfg.xdp.standby_addresses {
+                                self.plumbed.insert(i);
+                            }
                             info!(vif = %name, took_us = took.as_micros() as u64, "acquired");
                         }
                         Err(e) => {
@@ -1158,8 +1230,13 @@ impl<H: Host> Agent<H> {
         }
         self.hold_silent6(i.0 as usize);
         let (table, addresses) = self.host.parts();
-        match vifs::bring_up(table, addresses, &vif).await {
-            Ok(_) => info!(vif = %vif.name, "reclaimed"),
+        let up = match self.plumbed.contains(&(i.0 as usize)) {
+            // Standby addresses in: answering is all it takes.
+            true => vifs::own(table, &vif),
+            false => vifs::bring_up(table, addresses, &vif).await.map(|_| ()),
+        };
+        match up {
+            Ok(()) => info!(vif = %vif.name, "reclaimed"),
             Err(e) => {
                 self.unplumbed.insert(i.0 as usize);
                 error!("reclaiming VIF {}: {e:#}; retrying", vif.name);
@@ -1333,12 +1410,18 @@ impl<H: Host> Agent<H> {
                 debug!(vif = i, "bring-up retry failed: {e:#}");
             }
             for i in up {
+                if self.standby() {
+                    self.plumbed.insert(i);
+                }
                 if let Some(name) = self.vifs.get(i).map(|v| v.name.clone()) {
                     info!(vif = %name, "acquired on retry");
                     self.announce(i, Duration::ZERO);
                 }
             }
             self.update_metrics();
+        }
+        if self.standby() && self.plumbed.len() < self.vifs.len() {
+            self.plumb_standby().await;
         }
         let now = Instant::now();
         if self.trim_heap_at.is_some_and(|at| at <= now) {

@@ -32,6 +32,7 @@ pub mod messages;
 pub mod metrics;
 pub mod sdnotify;
 pub mod senders;
+mod standby;
 pub mod timers;
 pub mod vifs;
 pub mod wire_knob;

@@ -281,6 +281,9 @@ pub struct BenchOptions {
     pub sample: Sample,
     /// The agents' `mature` (None: the test bed's 500 ms).
     pub mature: Option<Duration>,
+    /// `xdp.standby_addresses` settings to run, each size once per entry
+    /// (`--addresses holder|standby|both`; default holder only).
+    pub standby: Vec<bool>,
     /// Some(Spread 4.4 daemon binary): agents on Spread (LAN-fast profile)
     /// instead of Corosync (`--engine spread`, daemon from
     /// `WACKAMOLE_SPREAD_DAEMON`).
@@ -477,6 +480,7 @@ impl BenchOptions {
             family: VipFamily::Ipv4,
             sample: Sample::Auto,
             mature: None,
+            standby: vec![false],
             spread: None,
             spread_timeouts: None,
         }
@@ -555,6 +559,16 @@ impl BenchOptions {
                         other => bail!("failover bench: profile {other:?} (fast, default)"),
                     }
                 }
+                "--addresses" => {
+                    o.standby = match value("--addresses")?.as_str() {
+                        "holder" => vec![false],
+                        "standby" => vec![true],
+                        "both" => vec![false, true],
+                        other => bail!(
+                            "failover bench: --addresses {other:?} (holder, standby, both)"
+                        ),
+                    }
+                }
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
                 // Another build side by side (e.g. before a change).
                 "--binary" => o.binary = PathBuf::from(value("--binary")?),
@@ -587,7 +601,7 @@ impl BenchOptions {
                     o.mature = Some(Duration::from_millis(ms));
                 }
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --addresses, --out)"
                 ),
             }
         }
@@ -660,6 +674,10 @@ cargo xtask bench failover [-- OPTIONS]
                       a returning node alone in its view claims every VIP
                       once mature, so a mature shorter than its engine's
                       merge shows as two answerers on returns
+  --addresses holder|standby|both   xdp.standby_addresses off (holder: only
+                      the holder has a VIF's addresses; default), on (every
+                      node has them, XDP silent where not held; scenario
+                      names end in -standby) or each size both ways
   --out DIR           where failover.json, failover.md and the PNGs go
   --binary PATH       the agent binary (default target/release/wackamole;
                       another build side by side, e.g. before a change)";
@@ -772,16 +790,19 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
                 skipped.push(why);
                 continue;
             }
-            let size = Size {
-                nodes,
-                vips,
-                profile: opts.profile,
-                family: opts.family,
-                spread: opts.spread.is_some(),
-            };
-            run_size(opts, size, log, &mut records, &mut timeline, &mut skipped)?;
-            // Partial results survive a later failure.
-            report::write_json(&json, &records)?;
+            for &standby in &opts.standby {
+                let size = Size {
+                    nodes,
+                    vips,
+                    profile: opts.profile,
+                    family: opts.family,
+                    spread: opts.spread.is_some(),
+                    standby,
+                };
+                run_size(opts, size, log, &mut records, &mut timeline, &mut skipped)?;
+                // Partial results survive a later failure.
+                report::write_json(&json, &records)?;
+            }
         }
     }
     report::write_json(&json, &records)?;
@@ -806,6 +827,8 @@ struct Size {
     family: VipFamily,
     /// On Spread (LAN-fast) instead of Corosync.
     spread: bool,
+    /// `xdp.standby_addresses` on.
+    standby: bool,
 }
 
 impl Size {
@@ -817,8 +840,8 @@ impl Size {
         }
     }
 
-    /// `fast-3n-3v`, with the family appended when not IPv4 (`fast-3n-3v-ipv6`);
-    /// on Spread `spread-fast-3n-3v`.
+    /// `fast-3n-3v`, with the family appended when not IPv4 (`fast-3n-3v-ipv6`)
+    /// and `-standby` with standby addresses; on Spread `spread-fast-3n-3v`.
     fn prefix(&self) -> String {
         let engine = if self.spread { "spread-" } else { "" };
         let base = format!(
@@ -827,9 +850,13 @@ impl Size {
             self.nodes,
             self.vips
         );
-        match self.family {
+        let base = match self.family {
             VipFamily::Ipv4 => base,
             f => format!("{base}-{}", family_name(f)),
+        };
+        match self.standby {
+            true => format!("{base}-standby"),
+            false => base,
         }
     }
 
@@ -841,6 +868,10 @@ impl Size {
             ("vips".to_string(), self.vips.to_string()),
             ("fault".to_string(), fault.to_string()),
             ("family".to_string(), family_name(self.family).to_string()),
+            (
+                "addresses".to_string(),
+                if self.standby { "standby" } else { "holder" }.to_string(),
+            ),
         ])
     }
 }
@@ -871,6 +902,7 @@ fn run_size(
     }
     copts.log_level = "info".into();
     copts.family = size.family;
+    copts.standby_addresses = size.standby;
     if let Some(m) = opts.mature {
         copts.mature = m;
     }
@@ -2022,6 +2054,7 @@ mod tests {
             profile: Profile::Fast,
             family: VipFamily::Ipv4,
             spread: true,
+            standby: false,
         };
         assert_eq!(spread.prefix(), "spread-fast-3n-3v");
         assert_eq!(
@@ -2047,6 +2080,7 @@ mod tests {
             profile: Profile::Fast,
             family,
             spread: false,
+            standby: false,
         };
         // IPv4 keeps the old names, so earlier results still compare.
         assert_eq!(size(VipFamily::Ipv4).prefix(), "fast-3n-3v");

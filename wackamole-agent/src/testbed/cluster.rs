@@ -123,6 +123,8 @@ pub struct AgentClusterOptions {
     pub spread: Option<PathBuf>,
     /// Spread timeout lines replacing the LAN-fast ones (measurements).
     pub spread_timeouts: Option<String>,
+    /// `xdp.standby_addresses` of every agent.
+    pub standby_addresses: bool,
 }
 
 impl AgentClusterOptions {
@@ -144,6 +146,7 @@ impl AgentClusterOptions {
             family: VipFamily::Ipv4,
             spread: None,
             spread_timeouts: None,
+            standby_addresses: false,
         }
     }
 
@@ -1289,7 +1292,7 @@ pub fn render_config(
          [engine]\nkind = \"corosync\"\ngroup = \"{group}\"\n\
          {}{}\n\
          [balance]\nenabled = true\ninterval = \"{}\"\n\n\
-         [xdp]\nmode = \"{}\"\nlease = \"{}\"\n\n\
+         [xdp]\nmode = \"{}\"\nlease = \"{}\"\nstandby_addresses = {}\n\n\
          [log]\nlevel = \"{}\"\n",
         socket.display(),
         bpffs_dir.display(),
@@ -1305,6 +1308,7 @@ pub fn render_config(
         ms(opts.balance_interval),
         opts.xdp_mode,
         opts.lease.map_or_else(|| "auto".to_string(), ms),
+        opts.standby_addresses,
         opts.log_level,
     );
     // Beyond one /24 of VIFs, one move per balance round (the default) would

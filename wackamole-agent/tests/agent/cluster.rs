@@ -432,3 +432,87 @@ fn corosync_loss_freeze_and_reload() -> Result<()> {
     settle(&c, &[2, 2, 2])?;
     Ok(())
 }
+
+/// `xdp.standby_addresses`: every node has every VIP's address, yet each
+/// VIP is answered by its holder alone (the others' XDP drops the ARP
+/// requests); a cut node's VIPs move without an address change and it
+/// keeps them silent; a stopped agent takes every address with it.
+#[test]
+#[ignore = "needs root and corosync"]
+fn standby_addresses_everywhere_one_answerer() -> Result<()> {
+    wackamole::testbed::require_root();
+    let _guard = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut opts = AgentClusterOptions::new(BIN);
+    opts.standby_addresses = true;
+    let mut c = AgentCluster::start(opts)?;
+    let all = vips();
+    let has_all = |c: &AgentCluster, i: usize| -> Result<bool> {
+        let mut plumbed = vip_addresses(c, i)?;
+        plumbed.sort();
+        Ok(plumbed == all)
+    };
+    // Silent (RELEASING) in XDP where not held, answered where held.
+    let check_xdp = |c: &AgentCluster, snap: &Snapshot, i: usize| -> Result<()> {
+        let held = snap.held_by(i);
+        for (vip, state) in c.xdp_entries(i)? {
+            let Some(k) = (1..=VIFS).find(|&k| AgentCluster::vip(k) == vip) else {
+                continue;
+            };
+            let want = match held.contains(&AgentCluster::vif_name(k)) {
+                true => vip_state::OWNED,
+                false => vip_state::RELEASING,
+            };
+            ensure!(
+                state == want,
+                "node {i}: {vip} in XDP state {state}, want {want} (holds {held:?})"
+            );
+        }
+        Ok(())
+    };
+
+    let snap = settle(&c, &[2, 2, 2])?;
+    for i in 0..3 {
+        wait_for(
+            &format!("node {i} to plumb every VIP"),
+            Duration::from_secs(5),
+            || has_all(&c, i),
+        )?;
+        check_xdp(&c, &snap, i)?;
+    }
+
+    // n1's cable out: the survivors answer for its VIPs, their addresses
+    // were there all along; n1 keeps its addresses, silent.
+    c.link_down(0)?;
+    let snap = c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
+    check_arp(&c, &snap, &[1, 2])?;
+    for i in 1..3 {
+        ensure!(has_all(&c, i)?, "node {i} lost standby addresses");
+        check_xdp(&c, &snap, i)?;
+    }
+    c.link_up(0)?;
+    let snap = settle(&c, &[2, 2, 2])?;
+    for i in 0..3 {
+        ensure!(has_all(&c, i)?, "node {i} lost standby addresses");
+        check_xdp(&c, &snap, i)?;
+    }
+
+    // SIGTERM n1: it hands over, then removes every address (none may stay
+    // behind once its XDP program is gone), and exits 0.
+    c.kill_agent(0, libc::SIGTERM)?;
+    let status = c.wait_agent_exit(0, Duration::from_secs(10))?;
+    ensure!(
+        status.success(),
+        "SIGTERM exit: {status}\n{}",
+        c.log_tail(0)
+    );
+    ensure!(
+        vip_addresses(&c, 0)?.is_empty(),
+        "addresses left after SIGTERM: {:?}",
+        vip_addresses(&c, 0)?
+    );
+    let snap = c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
+    check_arp(&c, &snap, &[1, 2])?;
+    Ok(())
+}

@@ -866,8 +866,14 @@ impl Cluster {
         Self::start_full(names, extra, lease, None)
     }
 
+    /// As [`Cluster::start`] with `xdp.standby_addresses = true`.
+    fn start_standby(names: &[&str]) -> Self {
+        Self::start_full(names, "", "auto\"\nstandby_addresses = true\n#\"", None)
+    }
+
     /// As [`Cluster::start_with_lease`], the address requests of every node
-    /// taking time as `slow` says.
+    /// taking time as `slow` says. (`lease` is pasted into the `[xdp]`
+    /// table between quotes: `start_standby` adds a key through it.)
     fn start_full(
         names: &[&str],
         extra: &str,
@@ -2819,6 +2825,69 @@ async fn ctl_list_of_4096_vifs_streams_and_a_stalled_reader_blocks_nobody() {
             "{} bytes",
             got.len()
         );
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn standby_addresses_are_added_once_silenced_and_removed_only_at_stop() {
+    local(async {
+        let c = Cluster::start_standby(&["a", "b"]);
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let d = || c.journal.dump();
+        c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", d()));
+        // Every node has every address, each silenced in XDP before it was
+        // added (the kernel would answer ARP for it otherwise).
+        for node in ["a", "b"] {
+            for k in 1..=VIFS {
+                let silenced = at(&c, node, Duration::ZERO, &Ev::Release(vip(k)));
+                let added = at(&c, node, Duration::ZERO, &Ev::AddAddr(vip(k)));
+                assert!(silenced < added, "{node} v{k}\n{}", d());
+            }
+        }
+        let b_held: Vec<usize> = c
+            .node("b")
+            .owned()
+            .await
+            .iter()
+            .map(|n| n[1..].parse().unwrap())
+            .collect();
+        assert_eq!(b_held.len(), 2, "{}", d());
+
+        // b crashes: a answers for its VIFs without an address request.
+        let t0 = c.journal.now();
+        c.node("b").task.abort();
+        c.depart("b");
+        c.views(&[&["a"]]);
+        wait(ms(1000)).await;
+        assert_eq!(c.node("a").owned().await.len(), VIFS, "{}", d());
+        for &k in &b_held {
+            assert!(c.journal.answering("a", vip(k)), "v{k}\n{}", d());
+        }
+        let after = c.journal.of("a", t0);
+        assert!(
+            !after
+                .iter()
+                .any(|e| matches!(e.ev, Ev::AddAddr(_) | Ev::DelAddr(_))),
+            "a changed addresses on a takeover\n{}",
+            d()
+        );
+
+        // A stop removes every address, silenced first, before the data
+        // plane goes.
+        let t1 = c.journal.now();
+        c.node("a").signals.send(Signal::Term).await.unwrap();
+        wait(HANDOVER_LIMIT * 2).await;
+        assert!(c.node("a").task.is_finished(), "a did not stop\n{}", d());
+        let shutdown = at(&c, "a", t1, &Ev::Shutdown);
+        for k in 1..=VIFS {
+            let silenced = at(&c, "a", t1, &Ev::Release(vip(k)));
+            let removed = at(&c, "a", t1, &Ev::DelAddr(vip(k)));
+            assert!(silenced < removed && removed < shutdown, "v{k}\n{}", d());
+        }
     })
     .await;
 }
