@@ -82,9 +82,9 @@ pub const METRICS_REFRESH_EVERY: Duration = Duration::from_secs(5);
 
 /// A batch moving at least this many VIFs leaves the heap to be trimmed
 /// ([`release_freed_heap`]) once its announcements are over.
-const TRIM_AFTER_VIFS: usize = 256;
+pub(super) const TRIM_AFTER_VIFS: usize = 256;
 /// How long after such a batch: its announcement bursts have gone out.
-const TRIM_DELAY: Duration = Duration::from_secs(5);
+pub(super) const TRIM_DELAY: Duration = Duration::from_secs(5);
 
 /// A lapse of the fencing lease, until liveness evidence revives it.
 #[derive(Clone, Copy, Debug)]
@@ -286,7 +286,7 @@ pub struct Agent<H: Host> {
     /// When each VIF was last re-announced because of a conflict.
     pub(super) conflict_announced: HashMap<usize, Instant>,
     /// When to give the heap's free pages back after a large batch.
-    trim_heap_at: Option<Instant>,
+    pub(super) trim_heap_at: Option<Instant>,
     pub(super) hooks: HookRunner,
     pub(super) notifier: Notifier,
     ready_sent: bool,

@@ -14,6 +14,7 @@ use super::agent::Agent;
 use super::host::Host;
 use super::vifs;
 use std::collections::BTreeSet;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 impl<H: Host> Agent<H> {
@@ -37,6 +38,10 @@ impl<H: Host> Agent<H> {
             .collect();
         if wanted.is_empty() {
             return;
+        }
+        // As after a large decision: the requests' memory goes back.
+        if wanted.len() >= super::agent::TRIM_AFTER_VIFS {
+            self.trim_heap_at = Some(Instant::now() + super::agent::TRIM_DELAY);
         }
         let mut silenced = Vec::new();
         for i in wanted {
