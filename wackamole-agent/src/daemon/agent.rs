@@ -279,10 +279,12 @@ pub struct Agent<H: Host> {
     pub(super) pending_forget: BTreeMap<usize, Instant>,
     /// Held VIFs whose bring-up failed (XDP or addresses): housekeeping
     /// retries them until they are complete or no longer ours.
-    unplumbed: BTreeSet<usize>,
+    pub(super) unplumbed: BTreeSet<usize>,
     /// With standby addresses: the VIFs whose addresses are in the kernel
     /// (held or not), so taking one over adds nothing.
     pub(super) plumbed: BTreeSet<usize>,
+    /// When the standby addresses were last checked (see `check_standby`).
+    pub(super) standby_checked: Option<Instant>,
     /// When each VIF was last re-announced because of a conflict.
     pub(super) conflict_announced: HashMap<usize, Instant>,
     /// When to give the heap's free pages back after a large batch.
@@ -432,6 +434,7 @@ impl<H: Host> Agent<H> {
             pending_forget: BTreeMap::new(),
             unplumbed: BTreeSet::new(),
             plumbed: BTreeSet::new(),
+            standby_checked: None,
             conflict_announced: HashMap::new(),
             trim_heap_at: None,
             hooks,
@@ -1391,6 +1394,7 @@ impl<H: Host> Agent<H> {
     }
 
     async fn housekeeping(&mut self) {
+        self.check_standby(Instant::now()).await;
         if !self.unplumbed.is_empty() {
             let held: BTreeSet<usize> = self.answering().iter().map(|i| i.0 as usize).collect();
             // A retry holds the IPv6 addresses silent again until usable.

@@ -356,6 +356,19 @@ impl AddressPlumbing for Netlink {
         }
         Ok(())
     }
+    async fn present(&self, iface: &str) -> Result<Vec<IpAddr>> {
+        let rtnl = self.connection()?;
+        let mut all: Vec<IpAddr> = rtnl
+            .list_addrs(iface)
+            .await
+            .map_err(|e| anyhow!("{e}"))?
+            .into_iter()
+            .map(|(ip, _)| IpAddr::V4(ip))
+            .collect();
+        let six = rtnl.list_addrs6(iface).await.map_err(|e| anyhow!("{e}"))?;
+        all.extend(six.into_iter().map(IpAddr::V6));
+        Ok(all)
+    }
     async fn leave_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()> {
         let mut groups = self
             .groups

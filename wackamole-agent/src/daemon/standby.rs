@@ -12,10 +12,15 @@
 
 use super::agent::Agent;
 use super::host::Host;
-use super::vifs;
-use std::collections::BTreeSet;
+use super::vifs::{self, AddressPlumbing};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
+use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
+
+/// How often a node with standby addresses checks they are all still in.
+pub const STANDBY_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 impl<H: Host> Agent<H> {
     /// Whether this node keeps standby addresses.
@@ -73,6 +78,57 @@ impl<H: Host> Agent<H> {
                 vifs = plumbed,
                 "standby addresses in, silent in XDP until this node holds them"
             );
+        }
+    }
+
+    /// Every [`STANDBY_CHECK_EVERY`], finds the VIFs whose addresses went
+    /// behind the agent's back (an operator's `ip addr flush`, another
+    /// tool): a takeover trusts `plumbed` and would answer ARP for an
+    /// address the kernel then drops the traffic of. They are added again:
+    /// a held one by the bring-up retry, the others by [`Agent::plumb_standby`].
+    pub(super) async fn check_standby(&mut self, now: Instant) {
+        if !self.standby()
+            || self
+                .standby_checked
+                .is_some_and(|at| now < at + STANDBY_CHECK_EVERY)
+        {
+            return;
+        }
+        self.standby_checked = Some(now);
+        let ifaces: BTreeSet<String> = self
+            .vifs
+            .iter()
+            .flat_map(|v| v.addresses.iter().map(|a| a.vip.iface.clone()))
+            .collect();
+        let mut present: BTreeMap<String, HashSet<IpAddr>> = BTreeMap::new();
+        for iface in ifaces {
+            match self.host.parts().1.present(&iface).await {
+                Ok(have) => {
+                    present.insert(iface, have.into_iter().collect());
+                }
+                // Not knowing is not "gone": nothing is re-added on a guess.
+                Err(e) => warn!("standby addresses: listing {iface}: {e:#}"),
+            }
+        }
+        let held: BTreeSet<usize> = self.alloc.held().map(|h| h.0 as usize).collect();
+        let gone: Vec<usize> = self
+            .plumbed
+            .iter()
+            .copied()
+            .filter(|&i| {
+                self.vifs[i].addresses.iter().any(|a| {
+                    present
+                        .get(&a.vip.iface)
+                        .is_some_and(|have| !have.contains(&a.vip.addr))
+                })
+            })
+            .collect();
+        for i in gone {
+            warn!(vif = %self.vifs[i].name, "standby addresses: an address went behind our back; adding it again");
+            self.plumbed.remove(&i);
+            if held.contains(&i) {
+                self.unplumbed.insert(i);
+            }
         }
     }
 

@@ -114,6 +114,8 @@ pub trait AddressPlumbing {
     /// Drops the membership taken by [`AddressPlumbing::join_solicited_node`]
     /// (not joined: a no-op).
     async fn leave_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()>;
+    /// The addresses `iface` has now, both families (one dump each).
+    async fn present(&self, iface: &str) -> Result<Vec<IpAddr>>;
 }
 
 /// Brings `vif` up: XDP first (answers ARP within microseconds, see [`own`]),
@@ -409,6 +411,9 @@ mod tests {
                 return Err(anyhow!("cannot remove {ip}"));
             }
             Ok(())
+        }
+        async fn present(&self, _iface: &str) -> Result<Vec<IpAddr>> {
+            Ok(Vec::new())
         }
     }
 

@@ -482,6 +482,18 @@ fn standby_addresses_everywhere_one_answerer() -> Result<()> {
         check_xdp(&c, &snap, i)?;
     }
 
+    // An address taken away behind the agent's back comes back (silenced
+    // first where not held, so still one answerer).
+    let gone = AgentCluster::vip(1);
+    c.ns(2)?
+        .run(&["ip", "addr", "del", &format!("{gone}/24"), "dev", "eth0"])?;
+    wait_for(
+        "node 2 to add its missing address again",
+        wackamole::daemon::STANDBY_CHECK_EVERY + Duration::from_secs(5),
+        || has_all(&c, 2),
+    )?;
+    check_arp(&c, &snap, &[0, 1, 2])?;
+
     // n1's cable out: the survivors answer for its VIPs, their addresses
     // were there all along; n1 keeps its addresses, silent.
     c.link_down(0)?;

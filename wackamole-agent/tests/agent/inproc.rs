@@ -8,7 +8,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,7 @@ use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
     Agent, AgentParts, Announcement, CarrierEvent, CarrierEvents, Conflicts, Host, Signal,
-    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT, HANDOVER_LINGER,
+    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT, HANDOVER_LINGER, STANDBY_CHECK_EVERY,
 };
 use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
 use wackamole::membership::{
@@ -293,6 +293,9 @@ struct FakeAddresses {
     journal: Journal,
     /// Kernel round trips that take time (`None`: they complete at once).
     slow: Option<Arc<SlowAddresses>>,
+    /// The addresses "in the kernel" (shared with the test: it may take
+    /// one away behind the agent's back).
+    present: Arc<Mutex<BTreeSet<IpAddr>>>,
 }
 
 /// Address requests that each take `delay` on the paused clock, counting
@@ -334,11 +337,16 @@ impl FakeAddresses {
 impl AddressPlumbing for FakeAddresses {
     async fn add(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
         self.request(step(ip, Ev::AddAddr, Ev::AddAddr6)).await;
+        self.present.lock().unwrap().insert(ip);
         Ok(())
     }
     async fn remove(&self, _iface: &str, ip: IpAddr, _prefix: u8) -> Result<()> {
         self.request(step(ip, Ev::DelAddr, Ev::DelAddr6)).await;
+        self.present.lock().unwrap().remove(&ip);
         Ok(())
+    }
+    async fn present(&self, _iface: &str) -> Result<Vec<IpAddr>> {
+        Ok(self.present.lock().unwrap().iter().copied().collect())
     }
     async fn join_solicited_node(&self, _iface: &str, ip: Ipv6Addr) -> Result<()> {
         self.journal.push(&self.node, Ev::Join6(ip));
@@ -777,6 +785,8 @@ struct Node {
     carrier: mpsc::UnboundedSender<CarrierEvent>,
     held: Held,
     config: Arc<Mutex<Option<Config>>>,
+    /// The addresses in this node's (fake) kernel.
+    present: Arc<Mutex<BTreeSet<IpAddr>>>,
     task: JoinHandle<Result<()>>,
 }
 
@@ -910,6 +920,7 @@ impl Cluster {
             let (carrier_tx, carrier_rx) = mpsc::unbounded_channel();
             let held: Held = Arc::default();
             let config = Arc::new(Mutex::new(Some(cfg.clone())));
+            let present = Arc::new(Mutex::new(BTreeSet::new()));
             let host = FakeHost {
                 node: name.to_string(),
                 journal: journal.clone(),
@@ -921,6 +932,7 @@ impl Cluster {
                     node: name.to_string(),
                     journal: journal.clone(),
                     slow: slow.clone(),
+                    present: present.clone(),
                 },
                 announcing: AnnouncementTasks::default(),
                 conflicts: Some(conf_rx),
@@ -952,6 +964,7 @@ impl Cluster {
                 carrier: carrier_tx,
                 held,
                 config,
+                present,
                 task,
             });
         }
@@ -2888,6 +2901,42 @@ async fn standby_addresses_are_added_once_silenced_and_removed_only_at_stop() {
             let removed = at(&c, "a", t1, &Ev::DelAddr(vip(k)));
             assert!(silenced < removed && removed < shutdown, "v{k}\n{}", d());
         }
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_address_removed_behind_the_agents_back_is_added_again() {
+    local(async {
+        let c = Cluster::start_standby(&["a", "b"]);
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let d = || c.journal.dump();
+        let a = c.node("a");
+        let held: usize = one_held_by(&c, "a").await;
+        let other = (1..=VIFS)
+            .find(|k| !c.journal.answering("a", vip(*k)))
+            .expect("a VIF a does not hold");
+        let t0 = c.journal.now();
+        for k in [held, other] {
+            a.present.lock().unwrap().remove(&IpAddr::V4(vip(k)));
+        }
+        wait(STANDBY_CHECK_EVERY + ms(1000)).await;
+        // Both back; the one a does not hold silenced again first; the held
+        // one still answered throughout.
+        for k in [held, other] {
+            assert!(
+                a.present.lock().unwrap().contains(&IpAddr::V4(vip(k))),
+                "v{k} not added again\n{}",
+                d()
+            );
+        }
+        let silenced = at(&c, "a", t0, &Ev::Release(vip(other)));
+        let added = at(&c, "a", t0, &Ev::AddAddr(vip(other)));
+        assert!(silenced < added, "{}", d());
+        assert!(c.journal.answering("a", vip(held)), "{}", d());
+        assert!(!c.journal.answering("a", vip(other)), "{}", d());
+        assert_eq!(c.journal.two_answerers(&everyone(&c), t0), None, "{}", d());
     })
     .await;
 }
