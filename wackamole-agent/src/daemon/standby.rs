@@ -110,6 +110,11 @@ impl<H: Host> Agent<H> {
                 Err(e) => warn!("standby addresses: listing {iface}: {e:#}"),
             }
         }
+        // The dumps of thousands of addresses leave their memory with
+        // glibc: give it back now (housekeeping trims right after this).
+        if self.vifs.len() >= super::agent::TRIM_AFTER_VIFS {
+            self.trim_heap_at.get_or_insert(now);
+        }
         let held: BTreeSet<usize> = self.alloc.held().map(|h| h.0 as usize).collect();
         let gone: Vec<usize> = self
             .plumbed
