@@ -761,9 +761,6 @@ impl<H: Host> Agent<H> {
             .collect();
         let answering = self.answering();
         let mut up = Vec::new();
-        // Announced all the same (as every acquisition is): housekeeping
-        // retries the bring-up.
-        let mut not_owned = Vec::new();
         for i in due {
             self.deferred.remove(&i);
             self.fenced.remove(&i);
@@ -774,58 +771,22 @@ impl<H: Host> Agent<H> {
                 continue;
             }
             self.hold_silent6(i);
-            match vifs::own(self.host.parts().0, &vif) {
-                Ok(()) => up.push(i),
+            let owned = match vifs::own(self.host.parts().0, &vif) {
+                Ok(()) => true,
                 Err(e) => {
                     self.unplumbed.insert(i);
-                    not_owned.push(i);
                     error!("bringing up VIF {}: {e:#}; retrying", vif.name);
+                    false
                 }
-            }
+            };
+            up.push((i, owned));
         }
-        for i in not_owned {
-            self.announce_owed(i);
-        }
-        for chunk in up.chunks(PLUMB_CHUNK) {
-            let keep = self.keep_lease();
-            let plumbed = &self.plumbed;
-            let (table, addresses) = self.host.parts();
-            let work = vifs::plumb_many(
-                addresses,
-                chunk
-                    .iter()
-                    .filter(|i| !plumbed.contains(i))
-                    .filter_map(|&i| Some((i, self.vifs.get(i)?))),
-            );
-            let (mut done, until) = renewing(table, &self.engine.alive, keep, work).await;
-            self.lease_until = until.or(self.lease_until);
-            // Standby addresses already in: nothing to add.
-            done.extend(
-                chunk
-                    .iter()
-                    .filter(|i| self.plumbed.contains(i))
-                    .map(|&i| (i, Ok(Duration::ZERO))),
-            );
-            for (i, result) in done {
-                let name = &self.vifs[i].name;
-                match result {
-                    Ok(took) => {
-                        self.unplumbed.remove(&i);
-                        if self.cfg.xdp.standby_addresses {
-                            self.plumbed.insert(i);
-                        }
-                        info!(vif = %name, took_us = took.as_micros() as u64, "answering after the departed holder's lease");
-                    }
-                    Err(e) => {
-                        self.unplumbed.insert(i);
-                        error!("bringing up VIF {name}: {e:#}; retrying");
-                    }
-                }
-            }
-            for &i in chunk {
-                self.announce_owed(i);
-            }
-        }
+        self.plumb_and_announce(
+            &up,
+            "answering after the departed holder's lease",
+            "bringing up",
+        )
+        .await;
         self.update_metrics();
     }
 
@@ -1143,50 +1104,7 @@ impl<H: Host> Agent<H> {
             }
         }
         if !up.is_empty() {
-            // Chunk by chunk, each announced as soon as its addresses are
-            // in: of thousands of moved VIPs the first come back without
-            // waiting for the last (none is announced before it can
-            // receive).
-            for chunk in up.chunks(PLUMB_CHUNK) {
-                let keep = self.keep_lease();
-                let (table, addresses) = self.host.parts();
-                let plumbed = &self.plumbed;
-                let work = vifs::plumb_many(
-                    addresses,
-                    chunk
-                        .iter()
-                        .filter(|(i, owned)| *owned && !plumbed.contains(i))
-                        .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
-                );
-                let (mut done, until) = renewing(table, &self.engine.alive, keep, work).await;
-                self.lease_until = until.or(self.lease_until);
-                // Standby addresses already in: nothing to add.
-                done.extend(
-                    chunk
-                        .iter()
-                        .filter(|(i, owned)| *owned && self.plumbed.contains(i))
-                        .map(|&(i, _)| (i, Ok(Duration::ZERO))),
-                );
-                for (i, result) in done {
-                    let name = &self.vifs[i].name;
-                    match result {
-                        Ok(took) => {
-                            self.unplumbed.remove(&i);
-                            if self.cfg.xdp.standby_addresses {
-                                self.plumbed.insert(i);
-                            }
-                            info!(vif = %name, took_us = took.as_micros() as u64, "acquired");
-                        }
-                        Err(e) => {
-                            self.unplumbed.insert(i);
-                            error!("acquiring VIF {name}: {e:#}; retrying");
-                        }
-                    }
-                }
-                for &(i, _) in chunk {
-                    self.announce_owed(i);
-                }
-            }
+            self.plumb_and_announce(&up, "acquired", "acquiring").await;
             for &(i, _) in &up {
                 if let Some(vif) = self.vifs.get(i) {
                     drop(self.hooks.fire(HookEvent::Up {
@@ -1194,6 +1112,55 @@ impl<H: Host> Agent<H> {
                         addresses: vif.address_texts(),
                     }));
                 }
+            }
+        }
+    }
+
+    /// The kernel steps of VIFs already answered in XDP, `(VIF, XDP step
+    /// done)`: their addresses added pipelined (none for standby addresses
+    /// already in), then announced, chunk by chunk (see [`PLUMB_CHUNK`]): of
+    /// thousands of VIFs the first come back without waiting for the last,
+    /// and none is announced before it can receive. One whose XDP step
+    /// failed is announced but not plumbed (housekeeping retries it).
+    /// `done` and `failing` name the step in the log.
+    async fn plumb_and_announce(&mut self, vifs: &[(usize, bool)], done: &str, failing: &str) {
+        for chunk in vifs.chunks(PLUMB_CHUNK) {
+            let keep = self.keep_lease();
+            let (table, addresses) = self.host.parts();
+            let plumbed = &self.plumbed;
+            let work = vifs::plumb_many(
+                addresses,
+                chunk
+                    .iter()
+                    .filter(|(i, owned)| *owned && !plumbed.contains(i))
+                    .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
+            );
+            let (mut results, until) = renewing(table, &self.engine.alive, keep, work).await;
+            self.lease_until = until.or(self.lease_until);
+            results.extend(
+                chunk
+                    .iter()
+                    .filter(|(i, owned)| *owned && self.plumbed.contains(i))
+                    .map(|&(i, _)| (i, Ok(Duration::ZERO))),
+            );
+            for (i, result) in results {
+                let name = &self.vifs[i].name;
+                match result {
+                    Ok(took) => {
+                        self.unplumbed.remove(&i);
+                        if self.standby() {
+                            self.plumbed.insert(i);
+                        }
+                        info!(vif = %name, took_us = took.as_micros() as u64, "{done}");
+                    }
+                    Err(e) => {
+                        self.unplumbed.insert(i);
+                        error!("{failing} VIF {name}: {e:#}; retrying");
+                    }
+                }
+            }
+            for &(i, _) in chunk {
+                self.announce_owed(i);
             }
         }
     }
