@@ -274,24 +274,11 @@ fn forget_leftover_entries(plane: &mut DataPlane) {
 async fn remove_leftover_addresses(vifs: &[PlannedVif]) {
     use super::vifs::AddressPlumbing;
     use futures::StreamExt;
-    use std::collections::{BTreeMap, HashSet};
-    use std::net::IpAddr;
-    let ifaces: BTreeSet<&str> = vifs
-        .iter()
-        .flat_map(|v| v.addresses.iter().map(|a| a.vip.iface.as_str()))
-        .collect();
-    let mut present: BTreeMap<&str, HashSet<IpAddr>> = BTreeMap::new();
-    for iface in ifaces {
-        let mut have = HashSet::new();
-        match crate::net::addr::list(iface).await {
-            Ok(l) => have.extend(l.into_iter().map(|(ip, _)| IpAddr::V4(ip))),
-            Err(e) => warn!("start-up: cannot list the addresses of {iface}: {e}"),
-        }
-        match crate::net::addr::list6(iface).await {
-            Ok(l) => have.extend(l.into_iter().map(IpAddr::V6)),
-            Err(e) => warn!("start-up: cannot list the IPv6 addresses of {iface}: {e}"),
-        }
-        present.insert(iface, have);
+    let netlink = super::host::Netlink::default();
+    let netlink = &netlink;
+    let (present, failed) = vifs::present_addresses(netlink, vifs).await;
+    for (iface, e) in failed {
+        warn!("start-up: cannot list the addresses of {iface}: {e:#}");
     }
     let leftover: Vec<_> = vifs
         .iter()
@@ -305,8 +292,6 @@ async fn remove_leftover_addresses(vifs: &[PlannedVif]) {
     if leftover.is_empty() {
         return;
     }
-    let netlink = super::host::Netlink::default();
-    let netlink = &netlink;
     let results: Vec<_> = futures::stream::iter(leftover)
         .map(|a| async move {
             let removed = netlink.remove(&a.vip.iface, a.vip.addr, a.prefix).await;

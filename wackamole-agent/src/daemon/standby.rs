@@ -12,9 +12,8 @@
 
 use super::agent::Agent;
 use super::host::Host;
-use super::vifs::{self, AddressPlumbing};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::IpAddr;
+use super::vifs;
+use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
@@ -95,20 +94,10 @@ impl<H: Host> Agent<H> {
             return;
         }
         self.standby_checked = Some(now);
-        let ifaces: BTreeSet<String> = self
-            .vifs
-            .iter()
-            .flat_map(|v| v.addresses.iter().map(|a| a.vip.iface.clone()))
-            .collect();
-        let mut present: BTreeMap<String, HashSet<IpAddr>> = BTreeMap::new();
-        for iface in ifaces {
-            match self.host.parts().1.present(&iface).await {
-                Ok(have) => {
-                    present.insert(iface, have.into_iter().collect());
-                }
-                // Not knowing is not "gone": nothing is re-added on a guess.
-                Err(e) => warn!("standby addresses: listing {iface}: {e:#}"),
-            }
+        // Not knowing is not "gone": nothing is re-added on a guess.
+        let (present, failed) = vifs::present_addresses(self.host.parts().1, &self.vifs).await;
+        for (iface, e) in failed {
+            warn!("standby addresses: listing {iface}: {e:#}");
         }
         // The dumps of thousands of addresses leave their memory with
         // glibc: give it back now (housekeeping trims right after this).

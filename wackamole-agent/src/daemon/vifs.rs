@@ -13,7 +13,7 @@ use crate::config;
 use crate::dataplane::{Vip, VipTable};
 use anyhow::{anyhow, Result};
 use futures::StreamExt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -116,6 +116,33 @@ pub trait AddressPlumbing {
     async fn leave_solicited_node(&self, iface: &str, ip: Ipv6Addr) -> Result<()>;
     /// The addresses `iface` has now, both families (one dump each).
     async fn present(&self, iface: &str) -> Result<Vec<IpAddr>>;
+}
+
+/// The addresses each interface of `vifs` has now, one
+/// [`AddressPlumbing::present`] per interface; the interfaces that could not
+/// be listed come apart with their error (not knowing is not "absent").
+pub async fn present_addresses<A: AddressPlumbing>(
+    plumbing: &A,
+    vifs: &[PlannedVif],
+) -> (
+    BTreeMap<String, HashSet<IpAddr>>,
+    Vec<(String, anyhow::Error)>,
+) {
+    let ifaces: BTreeSet<&str> = vifs
+        .iter()
+        .flat_map(|v| v.addresses.iter().map(|a| a.vip.iface.as_str()))
+        .collect();
+    let mut present = BTreeMap::new();
+    let mut failed = Vec::new();
+    for iface in ifaces {
+        match plumbing.present(iface).await {
+            Ok(have) => {
+                present.insert(iface.to_string(), have.into_iter().collect());
+            }
+            Err(e) => failed.push((iface.to_string(), e)),
+        }
+    }
+    (present, failed)
 }
 
 /// Brings `vif` up: XDP first (answers ARP within microseconds, see [`own`]),

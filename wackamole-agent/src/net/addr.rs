@@ -277,11 +277,6 @@ pub async fn remove6(iface: &str, ip: Ipv6Addr, prefix: u8) -> NetResult<()> {
     Rtnl::new()?.remove_addr6(iface, ip, prefix).await
 }
 
-/// Lists the IPv6 addresses of `iface`.
-pub async fn list6(iface: &str) -> NetResult<Vec<Ipv6Addr>> {
-    Rtnl::new()?.list_addrs6(iface).await
-}
-
 /// Removes `ip/prefix` from `iface`; absent is fine.
 pub async fn remove(iface: &str, ip: Ipv4Addr, prefix: u8) -> NetResult<()> {
     Rtnl::new()?.remove_addr(iface, ip, prefix).await
