@@ -17,12 +17,33 @@ const VIFS: usize = 6;
 use crate::support::{wait_for, TempDir, ONE_CLUSTER_AT_A_TIME};
 
 fn cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
+    cluster_with(AgentClusterOptions::new(BIN))
+}
+
+fn cluster_with(
+    opts: AgentClusterOptions,
+) -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
     wackamole::testbed::require_root();
     let guard = ONE_CLUSTER_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
+    let c = AgentCluster::start(opts)?;
     Ok((guard, c))
+}
+
+/// SIGTERM to node `i`'s agent: it exits 0 within 10 s and leaves none of
+/// the VIP addresses behind.
+fn stop_cleanly(c: &mut AgentCluster, i: usize) -> Result<()> {
+    c.kill_agent(i, libc::SIGTERM)?;
+    let status = c.wait_agent_exit(i, Duration::from_secs(10))?;
+    ensure!(
+        status.success(),
+        "SIGTERM exit: {status}\n{}",
+        c.log_tail(i)
+    );
+    let left = vip_addresses(c, i)?;
+    ensure!(left.is_empty(), "addresses left after SIGTERM: {left:?}");
+    Ok(())
 }
 
 fn vips() -> Vec<Ipv4Addr> {
@@ -181,17 +202,7 @@ fn stop_kill_restart_and_control_access() -> Result<()> {
     let held = snap.held_by(0);
     ensure!(held.len() == 2 && vip_addresses(&c, 0)?.len() == 2);
     ensure!(c.pin_dir(0)?.exists(), "no pins while running");
-    c.kill_agent(0, libc::SIGTERM)?;
-    let status = c.wait_agent_exit(0, Duration::from_secs(10))?;
-    ensure!(
-        status.success(),
-        "SIGTERM exit: {status}\n{}",
-        c.log_tail(0)
-    );
-    ensure!(
-        vip_addresses(&c, 0)?.is_empty(),
-        "addresses left after SIGTERM"
-    );
+    stop_cleanly(&mut c, 0)?;
     ensure!(!c.pin_dir(0)?.exists(), "pins left after SIGTERM");
     // A planned stop hands the VIFs over (one agreed drain) before leaving.
     let log = std::fs::read_to_string(c.log_path(0)?)?;
@@ -440,13 +451,9 @@ fn corosync_loss_freeze_and_reload() -> Result<()> {
 #[test]
 #[ignore = "needs root and corosync"]
 fn standby_addresses_everywhere_one_answerer() -> Result<()> {
-    wackamole::testbed::require_root();
-    let _guard = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut opts = AgentClusterOptions::new(BIN);
     opts.standby_addresses = true;
-    let mut c = AgentCluster::start(opts)?;
+    let (_guard, mut c) = cluster_with(opts)?;
     let all = vips();
     let has_all = |c: &AgentCluster, i: usize| -> Result<bool> {
         let mut plumbed = vip_addresses(c, i)?;
@@ -512,18 +519,7 @@ fn standby_addresses_everywhere_one_answerer() -> Result<()> {
 
     // SIGTERM n1: it hands over, then removes every address (none may stay
     // behind once its XDP program is gone), and exits 0.
-    c.kill_agent(0, libc::SIGTERM)?;
-    let status = c.wait_agent_exit(0, Duration::from_secs(10))?;
-    ensure!(
-        status.success(),
-        "SIGTERM exit: {status}\n{}",
-        c.log_tail(0)
-    );
-    ensure!(
-        vip_addresses(&c, 0)?.is_empty(),
-        "addresses left after SIGTERM: {:?}",
-        vip_addresses(&c, 0)?
-    );
+    stop_cleanly(&mut c, 0)?;
     let snap = c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
     check_arp(&c, &snap, &[1, 2])?;
     Ok(())
