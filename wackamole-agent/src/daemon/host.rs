@@ -6,24 +6,24 @@
 //! uses tokio's clock everywhere (`tokio::time`), so a paused runtime clock
 //! drives it.
 
+use super::announcer::{Announcer, GarpWire, Job, NaWire};
 use super::senders::Senders;
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
 use crate::dataplane::{AsyncConflictReader, ConflictEvent, DataPlane, VipTable};
-use crate::net::arp::{Burst, GarpForm};
+use crate::net::arp::{ArpSender, Burst};
 use crate::net::nd::{Ipv6Prefix, NdSender};
 use crate::net::Ipv4Prefix;
 use anyhow::{anyhow, Context, Result};
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{LocalBoxStream, StreamExt};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 /// What to send when a VIF arrives here, or when another host claims it.
@@ -174,72 +174,9 @@ pub trait Host {
     fn shutdown(self) -> Result<()>;
 }
 
-/// The announcement task of each VIF, so a new one replaces the old and a
-/// release cancels it (a released node goes silent at once).
-#[derive(Debug, Default)]
-pub struct AnnouncementTasks(HashMap<usize, AbortHandle>);
-
-impl AnnouncementTasks {
-    /// Spawns `task` as VIF `vif`'s announcement, aborting the previous one.
-    pub fn start(&mut self, vif: usize, task: impl Future<Output = ()> + Send + 'static) {
-        let handle = tokio::spawn(task).abort_handle();
-        if let Some(old) = self.0.insert(vif, handle) {
-            old.abort();
-        }
-    }
-
-    /// Aborts VIF `vif`'s announcement.
-    pub fn cancel(&mut self, vif: usize) {
-        if let Some(task) = self.0.remove(&vif) {
-            task.abort();
-        }
-    }
-}
-
 /// The longest an announcement waits for its IPv6 addresses to become
 /// usable (their local route, see `Rtnl::wait_local6`).
 pub const USABLE_WAIT: Duration = Duration::from_secs(1);
-
-/// Announcement frames per millisecond on one interface, over all its VIFs.
-/// A decision taking thousands of VIFs starts as many announcements at once:
-/// unpaced, their frames would overrun a NIC queue (dropped with ENOBUFS) or
-/// a switch's ARP policer. 200 000 frames/s is a seventh of gigabit line
-/// rate at minimum frame size.
-pub const ANNOUNCE_FRAMES_PER_MS: u32 = 200;
-
-/// Frames an idle interface sends without waiting (a small decision goes
-/// out at once).
-pub const ANNOUNCE_BURST: u32 = 512;
-
-/// Paces the announcement frames of one interface, shared by every VIF's
-/// announcement task (a token bucket kept as the theoretical arrival time
-/// of the next frame, GCRA style).
-#[derive(Debug, Default)]
-pub struct Pacer {
-    /// When the frames reserved so far have all gone at the paced rate.
-    tat: Mutex<Option<tokio::time::Instant>>,
-}
-
-impl Pacer {
-    /// Waits until `frames` more frames may go out.
-    pub async fn reserve(&self, frames: usize) {
-        let per_frame = Duration::from_micros(1000) / ANNOUNCE_FRAMES_PER_MS;
-        let tolerance = per_frame * ANNOUNCE_BURST;
-        let now = tokio::time::Instant::now();
-        let at = {
-            // A poisoned lock only means a task panicked mid-update: the
-            // instant inside is still a valid schedule.
-            let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
-            let start = tat.map_or(now, |t| t.max(now));
-            let end = start + per_frame * frames.min(u32::MAX as usize) as u32;
-            *tat = Some(end);
-            end.checked_sub(tolerance).map_or(now, |t| t.max(now))
-        };
-        if at > now {
-            tokio::time::sleep_until(at).await;
-        }
-    }
-}
 
 /// Kernel addresses over rtnetlink, and the solicited-node memberships of
 /// IPv6 VIPs (held by one packet socket per interface).
@@ -391,9 +328,8 @@ pub struct LinuxHost {
     plane: DataPlane,
     netlink: Netlink,
     conflicts: Option<Conflicts>,
-    announcing: AnnouncementTasks,
-    /// Announcement pacing, by interface.
-    pacers: HashMap<String, Arc<Pacer>>,
+    /// Every VIF's announcement, in one schedule.
+    announcer: Announcer,
     /// The sockets announcements send on, kept (see `senders`).
     senders: Senders,
     config_path: PathBuf,
@@ -442,8 +378,7 @@ impl LinuxHost {
             plane,
             netlink: Netlink::default(),
             conflicts,
-            announcing: AnnouncementTasks::default(),
-            pacers: HashMap::new(),
+            announcer: Announcer::default(),
             senders: Senders::default(),
             config_path,
             carrier_ifaces,
@@ -544,125 +479,31 @@ fn conflict_stream(reader: AsyncConflictReader) -> Conflicts {
     .boxed_local()
 }
 
-impl Host for LinuxHost {
-    type Table = DataPlane;
-    type Addresses = Netlink;
-
-    fn table(&self) -> &DataPlane {
-        &self.plane
+/// The unicast notifications of an announcement, once its burst is over:
+/// replies to the notify ranges and the shared ARP cache, advertisements to
+/// the IPv6 ranges and the shared neighbour cache (each at its throttle).
+/// `None` when there is nobody to tell.
+#[allow(clippy::too_many_arguments)]
+fn notifications(
+    name: String,
+    senders: Vec<(String, Vec<Ipv4Addr>, Arc<ArpSender>)>,
+    senders6: Vec<(String, Vec<Ipv6Addr>, Arc<NdSender>)>,
+    targets: Vec<(String, Ipv4Prefix, u32)>,
+    targets6: Vec<(String, Ipv6Prefix, u32)>,
+    cache: Vec<(Ipv4Addr, [u8; 6])>,
+    cache6: Vec<(Ipv6Addr, [u8; 6])>,
+    nd_router: bool,
+) -> Option<BoxFuture<'static, ()>> {
+    // Somebody to tell on an interface the VIF has addresses on.
+    let for_v4 = !senders.is_empty()
+        && (!cache.is_empty() || senders.iter().any(|s| targets.iter().any(|t| t.0 == s.0)));
+    let for_v6 = !senders6.is_empty()
+        && (!cache6.is_empty() || senders6.iter().any(|s| targets6.iter().any(|t| t.0 == s.0)));
+    if !for_v4 && !for_v6 {
+        return None;
     }
-
-    fn parts(&mut self) -> (&mut DataPlane, &Netlink) {
-        (&mut self.plane, &self.netlink)
-    }
-
-    /// Gratuitous ARP and unsolicited NA burst, then unicast replies and
-    /// advertisements to the notify targets and the shared ARP cache, in a
-    /// task of its own. The first round of the burst on every interface
-    /// completes the announcement (clients that heard it have moved); the
-    /// rest of the burst and the unicast notifications follow in the same
-    /// task.
-    fn announce(&mut self, vif: usize, a: Announcement, done: AnnounceDone) {
-        let Announcement {
-            vif: name,
-            delay,
-            addresses,
-            addresses6,
-            burst,
-            nd_router,
-            targets,
-            targets6,
-            cache,
-            cache6,
-        } = a;
-        let mut pacers = self.pacers.clone();
-        for iface in addresses.keys().chain(addresses6.keys()) {
-            if !pacers.contains_key(iface) {
-                let pacer = Arc::new(Pacer::default());
-                self.pacers.insert(iface.clone(), pacer.clone());
-                pacers.insert(iface.clone(), pacer);
-            }
-        }
-        let mut senders = Vec::new();
-        for (iface, ips) in addresses {
-            match self.senders.arp.get(&iface) {
-                Ok(s) => senders.push((iface, ips, s)),
-                Err(e) => warn!("announcing VIF {name}: {e}"),
-            }
-        }
-        let mut senders6 = Vec::new();
-        for (iface, ips) in addresses6 {
-            match self.senders.nd.get(&iface) {
-                Ok(s) => senders6.push((iface, ips, s)),
-                Err(e) => warn!("announcing VIF {name}: {e}"),
-            }
-        }
-        // Only needed (and opened) for IPv6 addresses, see below.
-        let rtnl = match senders6.is_empty() {
-            true => None,
-            false => self
-                .netlink
-                .connection()
-                .map_err(|e| warn!("announcing VIF {name}: {e:#}"))
-                .ok(),
-        };
-        self.announcing.start(vif, async move {
-            let pace = |iface: &str, frames: usize| {
-                let pacer = pacers.get(iface).cloned();
-                async move {
-                    if let Some(p) = pacer {
-                        p.reserve(frames).await;
-                    }
-                }
-            };
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            // An IPv6 address is usable a moment after the kernel acknowledged
-            // it (see `Rtnl::wait_local6`): announcing before would draw the
-            // clients away from the old owner to a host that drops their
-            // traffic (lost probes on hand-overs of loaded hosts). Past the
-            // limit, announce anyway: a hand-over must complete.
-            if let Some(rtnl) = &rtnl {
-                for (iface, ips, _) in &senders6 {
-                    for ip in ips {
-                        if let Err(e) = rtnl.wait_local6(iface, *ip, USABLE_WAIT).await {
-                            warn!("announcing VIF {name}: {e}; announcing anyway");
-                        }
-                    }
-                }
-            }
-            // The agent holds the IPv6 addresses silent in XDP until now: an
-            // answered solicitation draws clients here as an announcement does.
-            done.usable();
-            let one = Burst { count: 1, ..burst };
-            let frames_per_ip = if one.form == GarpForm::Both { 2 } else { 1 };
-            let mut done = Some(done);
-            for round in 0..burst.count.max(1) {
-                if round > 0 {
-                    tokio::time::sleep(burst.spacing).await;
-                }
-                for (iface, ips, sender) in &senders {
-                    pace(iface, ips.len() * frames_per_ip).await;
-                    if let Err(e) = sender.garp_burst(ips, one).await {
-                        warn!("announcing VIF {name} on {iface}: {e}");
-                    }
-                }
-                for (iface, ips, sender) in &senders6 {
-                    pace(iface, ips.len()).await;
-                    if let Err(e) = sender
-                        .unsolicited_burst(ips, 1, Duration::ZERO, nd_router)
-                        .await
-                    {
-                        warn!("announcing VIF {name} on {iface}: {e}");
-                    }
-                }
-                // Complete even if a send failed: a hand-over must not wait
-                // for ever on an interface that cannot send (logged above).
-                if let Some(done) = done.take() {
-                    done.complete();
-                }
-            }
+    Some(
+        async move {
             for (iface, ips, sender) in senders {
                 for (t_iface, range, pps) in targets.iter().filter(|t| t.0 == iface) {
                     if let Err(e) = sender.notify(&ips, range, &cache, *pps).await {
@@ -700,11 +541,109 @@ impl Host for LinuxHost {
                     }
                 }
             }
-        });
+        }
+        .boxed(),
+    )
+}
+
+impl Host for LinuxHost {
+    type Table = DataPlane;
+    type Addresses = Netlink;
+
+    fn table(&self) -> &DataPlane {
+        &self.plane
+    }
+
+    fn parts(&mut self) -> (&mut DataPlane, &Netlink) {
+        (&mut self.plane, &self.netlink)
+    }
+
+    /// Gratuitous ARP and unsolicited NA burst in the host's announcement
+    /// schedule (see `announcer`), then unicast replies and advertisements
+    /// to the notify targets and the shared ARP cache in a task of its own.
+    /// The first round of the burst on every interface completes the
+    /// announcement (clients that heard it have moved).
+    fn announce(&mut self, vif: usize, a: Announcement, done: AnnounceDone) {
+        let Announcement {
+            vif: name,
+            delay,
+            addresses,
+            addresses6,
+            burst,
+            nd_router,
+            targets,
+            targets6,
+            cache,
+            cache6,
+        } = a;
+        let mut senders = Vec::new();
+        for (iface, ips) in addresses {
+            match self.senders.arp.get(&iface) {
+                Ok(s) => senders.push((iface, ips, s)),
+                Err(e) => warn!("announcing VIF {name}: {e}"),
+            }
+        }
+        let mut senders6 = Vec::new();
+        for (iface, ips) in addresses6 {
+            match self.senders.nd.get(&iface) {
+                Ok(s) => senders6.push((iface, ips, s)),
+                Err(e) => warn!("announcing VIF {name}: {e}"),
+            }
+        }
+        // An IPv6 address is usable a moment after the kernel acknowledged
+        // it (see `Rtnl::wait_local6`): announcing before would draw the
+        // clients away from the old owner to a host that drops their
+        // traffic (lost probes on hand-overs of loaded hosts). Past the
+        // limit, announce anyway: a hand-over must complete.
+        let usable = match senders6.is_empty() {
+            true => None,
+            false => self
+                .netlink
+                .connection()
+                .map_err(|e| warn!("announcing VIF {name}: {e:#}"))
+                .ok()
+                .map(|rtnl| {
+                    let (name, wait): (String, Vec<(String, Ipv6Addr)>) = (
+                        name.clone(),
+                        senders6
+                            .iter()
+                            .flat_map(|(iface, ips, _)| ips.iter().map(|ip| (iface.clone(), *ip)))
+                            .collect(),
+                    );
+                    async move {
+                        for (iface, ip) in wait {
+                            if let Err(e) = rtnl.wait_local6(&iface, ip, USABLE_WAIT).await {
+                                warn!("announcing VIF {name}: {e}; announcing anyway");
+                            }
+                        }
+                    }
+                    .boxed()
+                }),
+        };
+        let job = Job {
+            name: name.clone(),
+            delay,
+            arp: senders
+                .iter()
+                .map(|(iface, ips, s)| (iface.clone(), s.clone() as Arc<dyn GarpWire>, ips.clone()))
+                .collect(),
+            nd: senders6
+                .iter()
+                .map(|(iface, ips, s)| (iface.clone(), s.clone() as Arc<dyn NaWire>, ips.clone()))
+                .collect(),
+            burst,
+            nd_router,
+            usable,
+            follow_up: notifications(
+                name, senders, senders6, targets, targets6, cache, cache6, nd_router,
+            ),
+            done,
+        };
+        self.announcer.start(vif, job);
     }
 
     fn cancel_announcement(&mut self, vif: usize) {
-        self.announcing.cancel(vif);
+        self.announcer.cancel(vif);
     }
 
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
@@ -757,34 +696,5 @@ impl Host for LinuxHost {
             }
         }
         self.plane.shutdown().context("data plane shutdown")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::time::Instant;
-
-    /// An idle interface sends a burst at once; beyond it, frames go at the
-    /// paced rate, whoever reserves them.
-    #[tokio::test(start_paused = true)]
-    async fn the_pacer_lets_a_burst_through_then_paces() {
-        let pacer = Pacer::default();
-        let t0 = Instant::now();
-        pacer.reserve(ANNOUNCE_BURST as usize).await;
-        assert_eq!(Instant::now(), t0, "a burst goes out at once");
-        // 1 ms worth of frames more: they wait for 1 ms of credit.
-        pacer.reserve(ANNOUNCE_FRAMES_PER_MS as usize).await;
-        assert_eq!(Instant::now() - t0, Duration::from_millis(1));
-        // Ten tasks' worth: the last waits for all of them.
-        for _ in 0..10 {
-            pacer.reserve(ANNOUNCE_FRAMES_PER_MS as usize).await;
-        }
-        assert_eq!(Instant::now() - t0, Duration::from_millis(11));
-        // Idle long enough: a full burst at once again.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let t1 = Instant::now();
-        pacer.reserve(ANNOUNCE_BURST as usize).await;
-        assert_eq!(Instant::now(), t1);
     }
 }

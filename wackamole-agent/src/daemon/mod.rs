@@ -21,6 +21,7 @@
 
 pub mod agent;
 mod announce;
+pub mod announcer;
 mod arp_share;
 pub mod bootstrap;
 mod control;

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
 use tokio::task::{JoinHandle, LocalSet};
 use tokio::time::Instant;
 use wackamole::alloc::wire::{self, Message};
 use wackamole::config::{self, AnyInterface, Config};
 use wackamole::control::protocol::{ListReply, Reply, Request, StatusReply};
 use wackamole::control::server::ControlRequest;
-use wackamole::daemon::host::{AnnounceDone, AnnouncementTasks};
+use wackamole::daemon::host::AnnounceDone;
 use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
@@ -355,6 +356,27 @@ impl AddressPlumbing for FakeAddresses {
     async fn leave_solicited_node(&self, _iface: &str, ip: Ipv6Addr) -> Result<()> {
         self.journal.push(&self.node, Ev::Leave6(ip));
         Ok(())
+    }
+}
+
+/// The fake's announcement of each VIF, a task replaced by the next one and
+/// aborted by a release (the real host keeps one schedule, see
+/// `daemon::announcer`; here a task per VIF keeps the journal simple).
+#[derive(Debug, Default)]
+struct AnnouncementTasks(std::collections::HashMap<usize, AbortHandle>);
+
+impl AnnouncementTasks {
+    fn start(&mut self, vif: usize, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        if let Some(old) = self.0.insert(vif, handle) {
+            old.abort();
+        }
+    }
+
+    fn cancel(&mut self, vif: usize) {
+        if let Some(task) = self.0.remove(&vif) {
+            task.abort();
+        }
     }
 }
 

@@ -1,0 +1,805 @@
+//! The host's announcement schedule: every VIF's gratuitous ARP and
+//! unsolicited neighbour advertisements, sent by one task.
+//!
+//! A decision that moves thousands of VIFs used to start as many tasks, each
+//! sending both gratuitous ARP forms of its own addresses: the last VIF's
+//! first frame waited behind every earlier VIF's two (at the paced rate,
+//! 4000 VIFs put it ~40 ms late). Here the announcements due at one instant
+//! go out as one pass per round: every address's first frame on every
+//! interface, then the second forms, paced per interface. One task and one
+//! ordered queue hold every VIF's schedule (settle delay, rounds, spacing);
+//! only the rare slow parts run beside it as tasks of their own: waiting
+//! for IPv6 addresses to become usable, and the throttled unicast
+//! notifications after the burst.
+
+use super::host::AnnounceDone;
+use crate::net::arp::{ArpFrame, ArpSender, Burst, GarpForm};
+use crate::net::nd::{NdFrame, NdSender};
+use crate::net::NetResult;
+use futures::future::BoxFuture;
+use std::collections::{BTreeSet, HashMap};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tracing::warn;
+
+/// Announcement frames per millisecond on one interface, over all its VIFs.
+/// A decision taking thousands of VIFs starts as many announcements at once:
+/// unpaced, their frames would overrun a NIC queue (dropped with ENOBUFS) or
+/// a switch's ARP policer. 200 000 frames/s is a seventh of gigabit line
+/// rate at minimum frame size.
+pub const ANNOUNCE_FRAMES_PER_MS: u32 = 200;
+
+/// Frames an idle interface sends without waiting (a small decision goes
+/// out at once).
+pub const ANNOUNCE_BURST: u32 = 512;
+
+/// Frames sent between two looks at new commands: a release cancels its
+/// VIF's announcement within this many frames even mid-pass.
+const CHUNK: usize = 64;
+
+/// Paces the announcement frames of one interface (a token bucket kept as
+/// the theoretical arrival time of the next frame, GCRA style).
+#[derive(Debug, Default)]
+pub struct Pacer {
+    /// When the frames reserved so far have all gone at the paced rate.
+    tat: Option<Instant>,
+}
+
+impl Pacer {
+    /// Reserves `frames` more frames; returns when they may go out.
+    pub fn reserve(&mut self, frames: usize, now: Instant) -> Instant {
+        let per_frame = Duration::from_micros(1000) / ANNOUNCE_FRAMES_PER_MS;
+        let tolerance = per_frame * ANNOUNCE_BURST;
+        let start = self.tat.map_or(now, |t| t.max(now));
+        let end = start + per_frame * frames.min(u32::MAX as usize) as u32;
+        self.tat = Some(end);
+        end.checked_sub(tolerance).map_or(now, |t| t.max(now))
+    }
+}
+
+/// Sends gratuitous ARP on one interface.
+pub trait GarpWire: Send + Sync + 'static {
+    /// One gratuitous frame for `ip` in `form` (`Request` or `Reply`).
+    fn garp(&self, ip: Ipv4Addr, form: GarpForm) -> NetResult<()>;
+}
+
+/// Sends unsolicited neighbour advertisements on one interface.
+pub trait NaWire: Send + Sync + 'static {
+    /// One unsolicited advertisement (Override set, to all-nodes) for `ip`.
+    fn unsolicited(&self, ip: Ipv6Addr, router: bool) -> NetResult<()>;
+}
+
+impl GarpWire for ArpSender {
+    fn garp(&self, ip: Ipv4Addr, form: GarpForm) -> NetResult<()> {
+        let frame = match form {
+            GarpForm::Reply => ArpFrame::gratuitous_reply(self.mac(), ip),
+            GarpForm::Request | GarpForm::Both => ArpFrame::gratuitous_request(self.mac(), ip),
+        };
+        self.send(&frame)
+    }
+}
+
+impl NaWire for NdSender {
+    fn unsolicited(&self, ip: Ipv6Addr, router: bool) -> NetResult<()> {
+        self.send(&NdFrame::unsolicited_advert(self.mac(), ip, router))
+    }
+}
+
+/// One VIF's announcement.
+pub struct Job {
+    /// The VIF's name (for logs).
+    pub name: String,
+    /// Wait this long before anything (a conflict's settle delay).
+    pub delay: Duration,
+    /// IPv4 addresses by interface, with the interface's socket.
+    pub arp: Vec<(String, Arc<dyn GarpWire>, Vec<Ipv4Addr>)>,
+    /// IPv6 addresses by interface, with the interface's socket.
+    pub nd: Vec<(String, Arc<dyn NaWire>, Vec<Ipv6Addr>)>,
+    /// Rounds, their spacing, the gratuitous ARP form(s).
+    pub burst: Burst,
+    /// The advertisements carry the Router flag.
+    pub nd_router: bool,
+    /// Resolves once the IPv6 addresses are usable (or waited for long
+    /// enough); the first frame waits for it.
+    pub usable: Option<BoxFuture<'static, ()>>,
+    /// The unicast notifications, run once the burst is over.
+    pub follow_up: Option<BoxFuture<'static, ()>>,
+    /// Told `usable` before the first frame, `complete` once the first round
+    /// is on the wire.
+    pub done: AnnounceDone,
+}
+
+enum Command {
+    Start(usize, Box<Job>),
+    Cancel(usize),
+    /// The IPv6 wait of a VIF's announcement `epoch` is over.
+    Usable(usize, u64),
+}
+
+/// The handle to the schedule: start and cancel announcements. The task
+/// starts on first use (inside the agent's runtime) and ends with the handle.
+#[derive(Default)]
+pub struct Announcer {
+    tx: Option<mpsc::UnboundedSender<Command>>,
+    task: Option<AbortHandle>,
+}
+
+impl std::fmt::Debug for Announcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Announcer").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Announcer {
+    /// Schedules VIF `vif`'s announcement, replacing one still under way.
+    pub fn start(&mut self, vif: usize, job: Job) {
+        self.send(Command::Start(vif, Box::new(job)));
+    }
+
+    /// Stops VIF `vif`'s announcement at once (within [`CHUNK`] frames).
+    pub fn cancel(&mut self, vif: usize) {
+        if self.tx.is_some() {
+            self.send(Command::Cancel(vif));
+        }
+    }
+
+    fn send(&mut self, cmd: Command) {
+        let tx = self.tx.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let schedule = Schedule::new(tx.clone());
+            self.task = Some(tokio::spawn(schedule.run(rx)).abort_handle());
+            tx
+        });
+        // The task only ends when this handle aborts it.
+        let _ = tx.send(cmd);
+    }
+}
+
+/// Where an announcement is.
+enum Stage {
+    /// Waiting for its delay, then for its IPv6 addresses.
+    Starting,
+    /// Waiting for its IPv6 addresses (a task of its own).
+    AwaitingUsable(AbortHandle),
+    /// Round `n` of the burst is next.
+    Round(u32),
+}
+
+/// A scheduled announcement: the job, where it is, its place in the queue.
+struct Running {
+    name: String,
+    arp: Vec<(String, Arc<dyn GarpWire>, Vec<Ipv4Addr>)>,
+    nd: Vec<(String, Arc<dyn NaWire>, Vec<Ipv6Addr>)>,
+    burst: Burst,
+    nd_router: bool,
+    usable: Option<BoxFuture<'static, ()>>,
+    follow_up: Option<BoxFuture<'static, ()>>,
+    /// Taken when the first round is on the wire.
+    done: Option<AnnounceDone>,
+    /// Tells a current `Usable` or pass from one of a replaced announcement.
+    epoch: u64,
+    stage: Stage,
+    /// Its place in the queue, if queued.
+    due: Option<(Instant, u64)>,
+}
+
+struct Schedule {
+    tx: mpsc::UnboundedSender<Command>,
+    running: HashMap<usize, Running>,
+    /// (when, order, VIF): the next step of each queued announcement.
+    queue: BTreeSet<(Instant, u64, usize)>,
+    seq: u64,
+    pacers: HashMap<String, Pacer>,
+    /// The notifications still being sent after a finished burst.
+    follow_ups: HashMap<usize, AbortHandle>,
+}
+
+impl Schedule {
+    fn new(tx: mpsc::UnboundedSender<Command>) -> Self {
+        Schedule {
+            tx,
+            running: HashMap::new(),
+            queue: BTreeSet::new(),
+            seq: 0,
+            pacers: HashMap::new(),
+            follow_ups: HashMap::new(),
+        }
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let next = self.queue.first().map(|q| q.0);
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.apply(cmd),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                    // A decision's announcements arrive together: take them
+                    // all before the pass, so they share it.
+                    while let Ok(cmd) = rx.try_recv() {
+                        self.apply(cmd);
+                    }
+                    self.step(&mut rx).await;
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start(vif, job) => {
+                self.stop(vif);
+                self.seq += 1;
+                let Job {
+                    name,
+                    delay,
+                    arp,
+                    nd,
+                    burst,
+                    nd_router,
+                    usable,
+                    follow_up,
+                    done,
+                } = *job;
+                let mut r = Running {
+                    name,
+                    arp,
+                    nd,
+                    burst,
+                    nd_router,
+                    usable,
+                    follow_up,
+                    done: Some(done),
+                    epoch: self.seq,
+                    stage: Stage::Starting,
+                    due: None,
+                };
+                self.enqueue(vif, &mut r, Instant::now() + delay);
+                self.running.insert(vif, r);
+            }
+            Command::Cancel(vif) => self.stop(vif),
+            Command::Usable(vif, epoch) => {
+                let Some(r) = self.running.get_mut(&vif) else {
+                    return;
+                };
+                if r.epoch == epoch && matches!(r.stage, Stage::AwaitingUsable(_)) {
+                    if let Some(done) = &r.done {
+                        done.usable();
+                    }
+                    r.stage = Stage::Round(0);
+                    self.seq += 1;
+                    let key = (Instant::now(), self.seq);
+                    r.due = Some(key);
+                    self.queue.insert((key.0, key.1, vif));
+                }
+            }
+        }
+    }
+
+    /// Forgets VIF `vif`'s announcement and its side tasks.
+    fn stop(&mut self, vif: usize) {
+        if let Some(r) = self.running.remove(&vif) {
+            if let Some((at, seq)) = r.due {
+                self.queue.remove(&(at, seq, vif));
+            }
+            if let Stage::AwaitingUsable(task) = r.stage {
+                task.abort();
+            }
+        }
+        if let Some(task) = self.follow_ups.remove(&vif) {
+            task.abort();
+        }
+    }
+
+    fn enqueue(&mut self, vif: usize, r: &mut Running, at: Instant) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq, vif));
+        r.due = Some((at, self.seq));
+    }
+
+    /// Everything due now: starts move on, due rounds go out as one pass.
+    async fn step(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
+        let now = Instant::now();
+        let mut rounds = Vec::new();
+        while let Some(&(at, seq, vif)) = self.queue.first() {
+            if at > now {
+                break;
+            }
+            self.queue.remove(&(at, seq, vif));
+            let Some(r) = self.running.get_mut(&vif) else {
+                continue;
+            };
+            r.due = None;
+            if matches!(r.stage, Stage::Starting) {
+                if let Some(wait) = r.usable.take() {
+                    let (tx, epoch) = (self.tx.clone(), r.epoch);
+                    let task = tokio::spawn(async move {
+                        wait.await;
+                        let _ = tx.send(Command::Usable(vif, epoch));
+                    });
+                    r.stage = Stage::AwaitingUsable(task.abort_handle());
+                    continue;
+                }
+                if let Some(done) = &r.done {
+                    done.usable();
+                }
+                r.stage = Stage::Round(0);
+            }
+            if matches!(r.stage, Stage::Round(_)) {
+                rounds.push((vif, r.epoch));
+            }
+        }
+        if !rounds.is_empty() {
+            self.pass(&rounds, rx).await;
+        }
+    }
+
+    /// One round of every listed announcement: the first frame of every
+    /// address on every interface, then the second gratuitous ARP form.
+    async fn pass(&mut self, due: &[(usize, u64)], rx: &mut mpsc::UnboundedReceiver<Command>) {
+        for phase in [Phase::First, Phase::Second] {
+            // Every frame of this phase, by interface, in the agent's order.
+            let mut frames: Vec<(String, usize, u64, Frame)> = Vec::new();
+            for &(vif, epoch) in due {
+                let Some(r) = self.running.get(&vif).filter(|r| r.epoch == epoch) else {
+                    continue;
+                };
+                if let Some(form) = phase.garp_form(r.burst.form) {
+                    for (line, (iface, _, ips)) in r.arp.iter().enumerate() {
+                        for ip in ips {
+                            frames.push((iface.clone(), vif, epoch, Frame::Garp(line, *ip, form)));
+                        }
+                    }
+                }
+                if phase == Phase::First {
+                    for (line, (iface, _, ips)) in r.nd.iter().enumerate() {
+                        for ip in ips {
+                            frames.push((iface.clone(), vif, epoch, Frame::Na(line, *ip)));
+                        }
+                    }
+                }
+            }
+            // Stable: each interface keeps the agent's order.
+            frames.sort_by(|a, b| a.0.cmp(&b.0));
+            for on_iface in frames.chunk_by(|a, b| a.0 == b.0) {
+                for chunk in on_iface.chunks(CHUNK) {
+                    self.send_chunk(chunk, rx).await;
+                }
+            }
+        }
+        // The round is on the wire: complete the first, schedule the next.
+        let now = Instant::now();
+        for &(vif, epoch) in due {
+            let Some(r) = self.running.get_mut(&vif).filter(|r| r.epoch == epoch) else {
+                continue;
+            };
+            let Stage::Round(n) = r.stage else {
+                continue;
+            };
+            if let Some(done) = r.done.take() {
+                done.complete();
+            }
+            if n + 1 < r.burst.count.max(1) {
+                r.stage = Stage::Round(n + 1);
+                let at = now + r.burst.spacing;
+                self.seq += 1;
+                r.due = Some((at, self.seq));
+                self.queue.insert((at, self.seq, vif));
+            } else if let Some(r) = self.running.remove(&vif) {
+                if let Some(follow) = r.follow_up {
+                    self.follow_ups
+                        .insert(vif, tokio::spawn(follow).abort_handle());
+                }
+            }
+        }
+        self.follow_ups.retain(|_, t| !t.is_finished());
+    }
+
+    /// Sends a chunk of one interface's frames once its pacer allows,
+    /// taking new commands before and after the wait: a cancelled or
+    /// replaced announcement sends not a frame more, nor uses up the pace.
+    async fn send_chunk(
+        &mut self,
+        chunk: &[(String, usize, u64, Frame)],
+        rx: &mut mpsc::UnboundedReceiver<Command>,
+    ) {
+        let Some((iface, ..)) = chunk.first() else {
+            return;
+        };
+        while let Ok(cmd) = rx.try_recv() {
+            self.apply(cmd);
+        }
+        let live = |s: &Self, vif: &usize, epoch: &u64| {
+            s.running.get(vif).is_some_and(|r| r.epoch == *epoch)
+        };
+        let frames = chunk.iter().filter(|f| live(self, &f.1, &f.2)).count();
+        if frames == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let go = self
+            .pacers
+            .entry(iface.clone())
+            .or_default()
+            .reserve(frames, now);
+        if go > now {
+            tokio::time::sleep_until(go).await;
+            while let Ok(cmd) = rx.try_recv() {
+                self.apply(cmd);
+            }
+        }
+        for (iface, vif, epoch, frame) in chunk {
+            let Some(r) = self.running.get(vif).filter(|r| r.epoch == *epoch) else {
+                continue;
+            };
+            let sent = match *frame {
+                Frame::Garp(line, ip, form) => r.arp[line].1.garp(ip, form),
+                Frame::Na(line, ip) => r.nd[line].1.unsolicited(ip, r.nd_router),
+            };
+            if let Err(e) = sent {
+                // A full queue drops a frame (the later rounds repeat it);
+                // the round completes anyway: a hand-over must not wait for
+                // ever on an interface that cannot send.
+                warn!("announcing VIF {} on {iface}: {e}", r.name);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Every address's first frame (gratuitous ARP's first form, the NA).
+    First,
+    /// The second gratuitous ARP form, when both are sent.
+    Second,
+}
+
+impl Phase {
+    /// The gratuitous ARP form this phase sends, if any, for `forms`.
+    fn garp_form(self, forms: GarpForm) -> Option<GarpForm> {
+        match (self, forms) {
+            (Phase::First, GarpForm::Reply) => Some(GarpForm::Reply),
+            (Phase::First, _) => Some(GarpForm::Request),
+            (Phase::Second, GarpForm::Both) => Some(GarpForm::Reply),
+            (Phase::Second, _) => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Frame {
+    /// Line `.0` of the job's `arp`.
+    Garp(usize, Ipv4Addr, GarpForm),
+    /// Line `.0` of the job's `nd`.
+    Na(usize, Ipv6Addr),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::host::AnnounceStage;
+    use futures::FutureExt;
+    use std::sync::Mutex;
+
+    /// Records every frame with the paused clock's time since the start.
+    #[derive(Default)]
+    struct Wire {
+        t0: Mutex<Option<Instant>>,
+        frames: Mutex<Vec<(Duration, String)>>,
+    }
+
+    impl Wire {
+        fn record(&self, what: String) {
+            let now = Instant::now();
+            let t0 = *self.t0.lock().unwrap().get_or_insert(now);
+            self.frames.lock().unwrap().push((now - t0, what));
+        }
+        fn sent(&self) -> Vec<String> {
+            self.frames
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|f| f.1.clone())
+                .collect()
+        }
+        fn times(&self) -> Vec<Duration> {
+            self.frames.lock().unwrap().iter().map(|f| f.0).collect()
+        }
+    }
+
+    impl GarpWire for Wire {
+        fn garp(&self, ip: Ipv4Addr, form: GarpForm) -> NetResult<()> {
+            self.record(format!("{form:?} {ip}"));
+            Ok(())
+        }
+    }
+
+    impl NaWire for Wire {
+        fn unsolicited(&self, ip: Ipv6Addr, router: bool) -> NetResult<()> {
+            self.record(format!("NA {ip} router={router}"));
+            Ok(())
+        }
+    }
+
+    type Reports = mpsc::UnboundedReceiver<(usize, u64, AnnounceStage)>;
+
+    fn job(
+        wire: &Arc<Wire>,
+        ips: &[&str],
+        count: u32,
+        done: &mpsc::UnboundedSender<(usize, u64, AnnounceStage)>,
+        vif: usize,
+    ) -> Job {
+        Job {
+            name: format!("vif{vif}"),
+            delay: Duration::ZERO,
+            arp: vec![(
+                "eth0".into(),
+                wire.clone() as Arc<dyn GarpWire>,
+                ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+            )],
+            nd: vec![],
+            burst: Burst {
+                count,
+                spacing: Duration::from_millis(200),
+                form: GarpForm::Both,
+            },
+            nd_router: false,
+            usable: None,
+            follow_up: None,
+            done: AnnounceDone::new(vif, 1, done.clone()),
+        }
+    }
+
+    /// Lets the schedule run until nothing more happens for `for_`.
+    async fn settle(for_: Duration) {
+        tokio::time::sleep(for_).await;
+    }
+
+    fn reports(rx: &mut Reports) -> Vec<(usize, AnnounceStage)> {
+        let mut out = Vec::new();
+        while let Ok((vif, _, stage)) = rx.try_recv() {
+            out.push((vif, stage));
+        }
+        out
+    }
+
+    /// A decision's announcements share one pass: every address's first
+    /// frame goes out before any address's second form, and each VIF is
+    /// usable, then on the wire once its first round is.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_sends_every_first_frame_before_any_second_form() {
+        let wire = Arc::new(Wire::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut a = Announcer::default();
+        a.start(0, job(&wire, &["10.0.0.1", "10.0.0.2"], 1, &tx, 0));
+        a.start(1, job(&wire, &["10.0.0.3"], 1, &tx, 1));
+        settle(Duration::from_millis(1)).await;
+        assert_eq!(
+            wire.sent(),
+            [
+                "Request 10.0.0.1",
+                "Request 10.0.0.2",
+                "Request 10.0.0.3",
+                "Reply 10.0.0.1",
+                "Reply 10.0.0.2",
+                "Reply 10.0.0.3"
+            ]
+        );
+        use AnnounceStage::*;
+        assert_eq!(
+            reports(&mut rx),
+            [(0, Usable), (1, Usable), (0, OnWire), (1, OnWire)]
+        );
+    }
+
+    /// The burst's rounds go `spacing` apart; only the first completes.
+    #[tokio::test(start_paused = true)]
+    async fn rounds_are_spaced_and_only_the_first_completes() {
+        let wire = Arc::new(Wire::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut a = Announcer::default();
+        a.start(0, job(&wire, &["10.0.0.1"], 3, &tx, 0));
+        settle(Duration::from_secs(2)).await;
+        let ms: Vec<u128> = wire.times().iter().map(|t| t.as_millis()).collect();
+        assert_eq!(ms, [0, 0, 200, 200, 400, 400]);
+        assert_eq!(
+            reports(&mut rx),
+            [(0, AnnounceStage::Usable), (0, AnnounceStage::OnWire)]
+        );
+    }
+
+    /// A conflict's settle delay holds the first frame back.
+    #[tokio::test(start_paused = true)]
+    async fn the_delay_holds_the_first_frame_back() {
+        let wire = Arc::new(Wire::default());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut a = Announcer::default();
+        *wire.t0.lock().unwrap() = Some(Instant::now());
+        let mut j = job(&wire, &["10.0.0.1"], 1, &tx, 0);
+        j.delay = Duration::from_millis(100);
+        a.start(0, j);
+        settle(Duration::from_millis(500)).await;
+        assert_eq!(wire.times()[0], Duration::from_millis(100));
+    }
+
+    /// A cancel stops a VIF's announcement between chunks, mid-pass, and it
+    /// never completes; the others go on. A start replaces the VIF's
+    /// announcement still under way.
+    #[tokio::test(start_paused = true)]
+    async fn cancel_stops_mid_pass_and_start_replaces() {
+        let wire = Arc::new(Wire::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut a = Announcer::default();
+        // Far more than a burst: the pass paces, and yields between chunks.
+        let many: Vec<String> = (0..4000)
+            .map(|i| format!("10.1.{}.{}", i / 250, i % 250))
+            .collect();
+        let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+        a.start(0, job(&wire, &many, 3, &tx, 0));
+        a.start(1, job(&wire, &["10.0.0.9"], 3, &tx, 1));
+        settle(Duration::from_millis(5)).await;
+        let before = wire.sent().len();
+        assert!(before > 0 && before < 4000, "{before} frames in 5 ms");
+        a.cancel(0);
+        settle(Duration::from_secs(2)).await;
+        let sent = wire.sent();
+        let vif0_after = sent[before..]
+            .iter()
+            .filter(|f| f.contains("10.1."))
+            .count();
+        assert!(
+            vif0_after <= CHUNK,
+            "{vif0_after} frames of a cancelled VIF"
+        );
+        assert_eq!(
+            sent.iter().filter(|f| f.ends_with("10.0.0.9")).count(),
+            6,
+            "the other VIF's three rounds"
+        );
+        let r = reports(&mut rx);
+        assert!(!r.contains(&(0, AnnounceStage::OnWire)), "{r:?}");
+        assert!(r.contains(&(1, AnnounceStage::OnWire)), "{r:?}");
+
+        // Replaced: the new one runs its own rounds, the old one stops.
+        let wire2 = Arc::new(Wire::default());
+        a.start(2, job(&wire2, &["10.0.0.7"], 3, &tx, 2));
+        settle(Duration::from_millis(100)).await;
+        a.start(2, job(&wire2, &["10.0.0.8"], 1, &tx, 2));
+        settle(Duration::from_secs(2)).await;
+        assert_eq!(
+            wire2.sent(),
+            [
+                "Request 10.0.0.7",
+                "Reply 10.0.0.7",
+                "Request 10.0.0.8",
+                "Reply 10.0.0.8"
+            ]
+        );
+    }
+
+    /// A burst goes out at once; beyond it, frames go at the paced rate.
+    #[tokio::test(start_paused = true)]
+    async fn the_pass_is_paced_per_interface() {
+        let wire = Arc::new(Wire::default());
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut a = Announcer::default();
+        let ips: Vec<String> = (0..1000)
+            .map(|i| format!("10.2.{}.{}", i / 250, i % 250))
+            .collect();
+        let ips: Vec<&str> = ips.iter().map(|s| s.as_str()).collect();
+        a.start(0, job(&wire, &ips, 1, &tx, 0));
+        settle(Duration::from_secs(1)).await;
+        let times = wire.times();
+        assert_eq!(times.len(), 2000);
+        // The first chunks within the burst go at once; 2000 frames at 200
+        // per ms after a 512-frame burst end near 7.5 ms.
+        assert_eq!(times[0], Duration::ZERO);
+        assert!(times[ANNOUNCE_BURST as usize - CHUNK] == Duration::ZERO);
+        let last = times[1999];
+        assert!(
+            last >= Duration::from_millis(7) && last <= Duration::from_millis(8),
+            "{last:?}"
+        );
+    }
+
+    /// IPv6: the first frame waits for the addresses to be usable, which is
+    /// reported first; an NA goes in the first phase.
+    #[tokio::test(start_paused = true)]
+    async fn ipv6_waits_for_usable_then_advertises() {
+        let wire = Arc::new(Wire::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut a = Announcer::default();
+        *wire.t0.lock().unwrap() = Some(Instant::now());
+        let mut j = job(&wire, &["10.0.0.1"], 1, &tx, 0);
+        j.nd = vec![(
+            "eth0".into(),
+            wire.clone() as Arc<dyn NaWire>,
+            vec!["fd00::1".parse().unwrap()],
+        )];
+        j.nd_router = true;
+        j.usable = Some(tokio::time::sleep(Duration::from_millis(30)).boxed());
+        let told = Arc::new(Mutex::new(None));
+        let t = told.clone();
+        j.follow_up = Some(
+            async move {
+                *t.lock().unwrap() = Some(Instant::now());
+            }
+            .boxed(),
+        );
+        let start = Instant::now();
+        a.start(0, j);
+        settle(Duration::from_millis(10)).await;
+        assert!(wire.sent().is_empty());
+        assert!(reports(&mut rx).is_empty());
+        settle(Duration::from_millis(100)).await;
+        assert_eq!(
+            wire.sent(),
+            [
+                "Request 10.0.0.1",
+                "NA fd00::1 router=true",
+                "Reply 10.0.0.1"
+            ]
+        );
+        assert_eq!(wire.times()[0], Duration::from_millis(30));
+        assert_eq!(
+            reports(&mut rx),
+            [(0, AnnounceStage::Usable), (0, AnnounceStage::OnWire)]
+        );
+        let told = told.lock().unwrap().expect("the notifications ran");
+        assert_eq!(told - start, Duration::from_millis(30));
+    }
+
+    /// A start or cancel while the IPv6 wait runs ends that announcement:
+    /// no frame, no report, its follow-up never runs.
+    #[tokio::test(start_paused = true)]
+    async fn cancel_during_the_ipv6_wait_sends_nothing() {
+        let wire = Arc::new(Wire::default());
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut a = Announcer::default();
+        let mut j = job(&wire, &["10.0.0.1"], 1, &tx, 0);
+        j.usable = Some(tokio::time::sleep(Duration::from_millis(30)).boxed());
+        let ran = Arc::new(Mutex::new(false));
+        let r = ran.clone();
+        j.follow_up = Some(async move { *r.lock().unwrap() = true }.boxed());
+        a.start(0, j);
+        settle(Duration::from_millis(10)).await;
+        a.cancel(0);
+        settle(Duration::from_millis(500)).await;
+        assert!(wire.sent().is_empty());
+        assert!(reports(&mut rx).is_empty());
+        assert!(!*ran.lock().unwrap());
+    }
+
+    /// The pacer: an idle interface sends a burst at once; beyond it frames
+    /// wait for credit, whoever reserves them.
+    #[test]
+    fn the_pacer_lets_a_burst_through_then_paces() {
+        let t0 = Instant::now();
+        let mut p = Pacer::default();
+        assert_eq!(p.reserve(ANNOUNCE_BURST as usize, t0), t0);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(p.reserve(ANNOUNCE_FRAMES_PER_MS as usize, t0), ms(1));
+        let mut at = t0;
+        for _ in 0..10 {
+            at = p.reserve(ANNOUNCE_FRAMES_PER_MS as usize, t0);
+        }
+        assert_eq!(at, ms(11));
+        // Idle long enough: a full burst at once again.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(p.reserve(ANNOUNCE_BURST as usize, later), later);
+    }
+}
