@@ -220,20 +220,26 @@ impl Schedule {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
+            // A decision's announcements arrive together: take them all
+            // before the pass, so they share it.
+            while let Ok(cmd) = rx.try_recv() {
+                self.apply(cmd);
+            }
             let next = self.queue.first().map(|q| q.0);
+            if next.is_some_and(|at| at <= Instant::now()) {
+                // Due now: no timer (it fires on the next millisecond tick,
+                // and later still while the agent keeps the thread busy).
+                self.step(&mut rx).await;
+                // The agent's loop shares the thread: let it in between passes.
+                tokio::task::yield_now().await;
+                continue;
+            }
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => self.apply(cmd),
                     None => return,
                 },
-                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
-                    // A decision's announcements arrive together: take them
-                    // all before the pass, so they share it.
-                    while let Ok(cmd) = rx.try_recv() {
-                        self.apply(cmd);
-                    }
-                    self.step(&mut rx).await;
-                }
+                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
             }
         }
     }
