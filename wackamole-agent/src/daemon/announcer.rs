@@ -412,6 +412,11 @@ impl Schedule {
             }
         }
         self.follow_ups.retain(|_, t| !t.is_finished());
+        if self.running.is_empty() {
+            // A burst of thousands grew the table: an idle agent keeps none
+            // of it (the idle RSS goal at 4000 VIPs).
+            self.running.shrink_to_fit();
+        }
     }
 
     /// Sends a chunk of one interface's frames once its pacer allows,
