@@ -283,7 +283,7 @@ pub struct Agent<H: Host> {
     /// With standby addresses: the VIFs whose addresses are in the kernel
     /// (held or not), so taking one over adds nothing.
     pub(super) plumbed: BTreeSet<usize>,
-    /// When the standby addresses were last checked (see `check_standby`).
+    /// When the kept addresses were last checked (see `check_addresses`).
     pub(super) standby_checked: Option<Instant>,
     /// When each VIF was last re-announced because of a conflict.
     pub(super) conflict_announced: HashMap<usize, Instant>,
@@ -1361,7 +1361,7 @@ impl<H: Host> Agent<H> {
     }
 
     async fn housekeeping(&mut self) {
-        self.check_standby(Instant::now()).await;
+        self.check_addresses(Instant::now()).await;
         if !self.unplumbed.is_empty() {
             let held: BTreeSet<usize> = self.answering().iter().map(|i| i.0 as usize).collect();
             // A retry holds the IPv6 addresses silent again until usable.

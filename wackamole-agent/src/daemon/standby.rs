@@ -12,13 +12,14 @@
 
 use super::agent::Agent;
 use super::host::Host;
-use super::vifs;
+use super::vifs::{self, PlannedVif};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-/// How often a node with standby addresses checks they are all still in.
+/// How often a node checks that the addresses it keeps (those of the VIFs
+/// it holds; with standby addresses, every VIF's) are all still in.
 pub const STANDBY_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 impl<H: Host> Agent<H> {
@@ -82,32 +83,52 @@ impl<H: Host> Agent<H> {
 
     /// Every [`STANDBY_CHECK_EVERY`], finds the VIFs whose addresses went
     /// behind the agent's back (an operator's `ip addr flush`, another
-    /// tool): a takeover trusts `plumbed` and would answer ARP for an
-    /// address the kernel then drops the traffic of. They are added again:
-    /// a held one by the bring-up retry, the others by [`Agent::plumb_standby`].
-    pub(super) async fn check_standby(&mut self, now: Instant) {
-        if !self.standby()
-            || self
-                .standby_checked
-                .is_some_and(|at| now < at + STANDBY_CHECK_EVERY)
+    /// tool): XDP would go on answering ARP for an address the kernel then
+    /// drops the traffic of. They are added again: a held one by the
+    /// bring-up retry, the others (standby) by [`Agent::plumb_standby`].
+    /// Without standby addresses only the held VIFs are checked (those
+    /// answering, complete, not handed over).
+    pub(super) async fn check_addresses(&mut self, now: Instant) {
+        if self
+            .standby_checked
+            .is_some_and(|at| now < at + STANDBY_CHECK_EVERY)
         {
             return;
         }
         self.standby_checked = Some(now);
+        let held: BTreeSet<usize> = self.answering().iter().map(|h| h.0 as usize).collect();
+        let expected: BTreeSet<usize> = match self.standby() {
+            true => self.plumbed.clone(),
+            false => held
+                .iter()
+                .copied()
+                .filter(|i| !self.unplumbed.contains(i) && !self.deferred.contains(i))
+                .collect(),
+        };
+        if expected.is_empty() {
+            return;
+        }
+        let checked: Vec<PlannedVif> = expected
+            .iter()
+            .filter_map(|&i| self.vifs.get(i).cloned())
+            .collect();
         // Not knowing is not "gone": nothing is re-added on a guess.
-        let (present, failed) = vifs::present_addresses(self.host.parts().1, &self.vifs).await;
+        let (present, failed) = vifs::present_addresses(self.host.parts().1, &checked).await;
         for (iface, e) in failed {
-            warn!("standby addresses: listing {iface}: {e:#}");
+            warn!("address check: listing {iface}: {e:#}");
         }
         // The dumps of thousands of addresses leave their memory with
         // glibc: give it back now (housekeeping trims right after this).
-        if self.vifs.len() >= super::agent::TRIM_AFTER_VIFS {
+        if checked.len() >= super::agent::TRIM_AFTER_VIFS {
             self.trim_heap_at.get_or_insert(now);
         }
-        let held: BTreeSet<usize> = self.alloc.held().map(|h| h.0 as usize).collect();
-        let gone: Vec<usize> = self
-            .plumbed
-            .iter()
+        // Still expected: the dumps awaited, and the VIF may have moved.
+        let still: BTreeSet<usize> = match self.standby() {
+            true => self.plumbed.clone(),
+            false => self.answering().iter().map(|h| h.0 as usize).collect(),
+        };
+        let gone: Vec<usize> = expected
+            .intersection(&still)
             .copied()
             .filter(|&i| {
                 self.vifs[i].addresses.iter().any(|a| {
@@ -118,7 +139,7 @@ impl<H: Host> Agent<H> {
             })
             .collect();
         for i in gone {
-            warn!(vif = %self.vifs[i].name, "standby addresses: an address went behind our back; adding it again");
+            warn!(vif = %self.vifs[i].name, "an address of this VIF went behind our back; adding it again");
             self.plumbed.remove(&i);
             if held.contains(&i) {
                 self.unplumbed.insert(i);

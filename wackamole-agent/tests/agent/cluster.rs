@@ -150,7 +150,23 @@ fn link_crash_rejoin_and_operator_commands() -> Result<()> {
         "failed n3 still has VIP addresses"
     );
     c.ctl_ok(2, &["recover"])?;
-    settle(&c, &[2, 2, 2])?;
+    let snap = settle(&c, &[2, 2, 2])?;
+
+    // An address of a held VIF taken away behind the agent's back (XDP
+    // would answer ARP for it while the kernel drops its traffic): the
+    // holder adds it again at its next address check.
+    let holder = (0..3)
+        .find(|&i| snap.held_by(i).contains(&"v1".to_string()))
+        .context("a holder of v1")?;
+    let gone = AgentCluster::vip(1);
+    c.ns(holder)?
+        .run(&["ip", "addr", "del", &format!("{gone}/24"), "dev", "eth0"])?;
+    wait_for(
+        "the holder of v1 to add its address again",
+        wackamole::daemon::STANDBY_CHECK_EVERY + Duration::from_secs(5),
+        || Ok(vip_addresses(&c, holder)?.contains(&gone)),
+    )?;
+    check_arp(&c, &snap, &[0, 1, 2])?;
     Ok(())
 }
 

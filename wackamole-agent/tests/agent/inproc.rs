@@ -2927,6 +2927,40 @@ async fn standby_addresses_are_added_once_silenced_and_removed_only_at_stop() {
     .await;
 }
 
+/// Without standby addresses the held VIFs' addresses are checked too: one
+/// removed behind the agent's back (XDP would keep answering ARP for an
+/// address whose traffic the kernel drops) is added again, and nothing is
+/// added for a VIF this node does not hold.
+#[tokio::test(start_paused = true)]
+async fn a_held_address_removed_behind_the_agents_back_is_added_again() {
+    local(async {
+        let c = Cluster::start(&["a", "b"], "");
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let d = || c.journal.dump();
+        let a = c.node("a");
+        let held: usize = one_held_by(&c, "a").await;
+        let t0 = c.journal.now();
+        a.present.lock().unwrap().remove(&IpAddr::V4(vip(held)));
+        wait(STANDBY_CHECK_EVERY + ms(1000)).await;
+        assert!(
+            a.present.lock().unwrap().contains(&IpAddr::V4(vip(held))),
+            "v{held} not added again\n{}",
+            d()
+        );
+        assert!(c.journal.answering("a", vip(held)), "{}", d());
+        for k in (1..=VIFS).filter(|k| !c.journal.answering("a", vip(*k))) {
+            assert!(
+                !a.present.lock().unwrap().contains(&IpAddr::V4(vip(k))),
+                "v{k} is not a's but was added\n{}",
+                d()
+            );
+        }
+        assert_eq!(c.journal.two_answerers(&everyone(&c), t0), None, "{}", d());
+    })
+    .await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_standby_address_removed_behind_the_agents_back_is_added_again() {
     local(async {
