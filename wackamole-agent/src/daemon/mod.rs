@@ -44,7 +44,7 @@ pub use bootstrap::main;
 pub use control::members_mature;
 pub use host::{Announcement, CarrierEvent, CarrierEvents, Conflicts, Host, LinuxHost};
 pub use lifecycle::HANDOVER_LIMIT;
-pub use standby::STANDBY_CHECK_EVERY;
+pub use standby::{HELD_CHECK_EVERY, STANDBY_CHECK_EVERY};
 
 /// Changes the log filter of the running process (`log.level` on reload).
 pub type LogHandle =

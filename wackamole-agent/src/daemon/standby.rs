@@ -22,6 +22,12 @@ use tracing::{error, info, warn};
 /// it holds; with standby addresses, every VIF's) are all still in.
 pub const STANDBY_CHECK_EVERY: Duration = Duration::from_secs(10);
 
+/// How often a node without standby addresses checks that the addresses of
+/// the VIFs it holds are still in: each check dumps the interfaces'
+/// addresses, and at 4000 VIPs every 10 s that showed in the idle CPU
+/// (0.4-0.5 % against 0.2-0.3 %).
+pub const HELD_CHECK_EVERY: Duration = Duration::from_secs(30);
+
 impl<H: Host> Agent<H> {
     /// Whether this node keeps standby addresses.
     pub(super) fn standby(&self) -> bool {
@@ -81,7 +87,8 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    /// Every [`STANDBY_CHECK_EVERY`], finds the VIFs whose addresses went
+    /// Every [`STANDBY_CHECK_EVERY`] ([`HELD_CHECK_EVERY`] without standby
+    /// addresses), finds the VIFs whose addresses went
     /// behind the agent's back (an operator's `ip addr flush`, another
     /// tool): XDP would go on answering ARP for an address the kernel then
     /// drops the traffic of. They are added again: a held one by the
@@ -89,10 +96,11 @@ impl<H: Host> Agent<H> {
     /// Without standby addresses only the held VIFs are checked (those
     /// answering, complete, not handed over).
     pub(super) async fn check_addresses(&mut self, now: Instant) {
-        if self
-            .standby_checked
-            .is_some_and(|at| now < at + STANDBY_CHECK_EVERY)
-        {
+        let every = match self.standby() {
+            true => STANDBY_CHECK_EVERY,
+            false => HELD_CHECK_EVERY,
+        };
+        if self.standby_checked.is_some_and(|at| now < at + every) {
             return;
         }
         self.standby_checked = Some(now);

@@ -163,7 +163,7 @@ fn link_crash_rejoin_and_operator_commands() -> Result<()> {
         .run(&["ip", "addr", "del", &format!("{gone}/24"), "dev", "eth0"])?;
     wait_for(
         "the holder of v1 to add its address again",
-        wackamole::daemon::STANDBY_CHECK_EVERY + Duration::from_secs(5),
+        wackamole::daemon::HELD_CHECK_EVERY + Duration::from_secs(5),
         || Ok(vip_addresses(&c, holder)?.contains(&gone)),
     )?;
     check_arp(&c, &snap, &[0, 1, 2])?;

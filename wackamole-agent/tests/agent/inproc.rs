@@ -26,7 +26,8 @@ use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
     Agent, AgentParts, Announcement, CarrierEvent, CarrierEvents, Conflicts, Host, Signal,
-    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT, HANDOVER_LINGER, STANDBY_CHECK_EVERY,
+    CONFLICT_HOLDOFF, CONFLICT_SETTLE, HANDOVER_LIMIT, HANDOVER_LINGER, HELD_CHECK_EVERY,
+    STANDBY_CHECK_EVERY,
 };
 use wackamole::dataplane::{self, ConflictEvent, Vip, VipCounters, VipTable};
 use wackamole::membership::{
@@ -2942,7 +2943,7 @@ async fn a_held_address_removed_behind_the_agents_back_is_added_again() {
         let held: usize = one_held_by(&c, "a").await;
         let t0 = c.journal.now();
         a.present.lock().unwrap().remove(&IpAddr::V4(vip(held)));
-        wait(STANDBY_CHECK_EVERY + ms(1000)).await;
+        wait(HELD_CHECK_EVERY + ms(1000)).await;
         assert!(
             a.present.lock().unwrap().contains(&IpAddr::V4(vip(held))),
             "v{held} not added again\n{}",
