@@ -284,7 +284,7 @@ pub struct Agent<H: Host> {
     /// (held or not), so taking one over adds nothing.
     pub(super) plumbed: BTreeSet<usize>,
     /// When the kept addresses were last checked (see `check_addresses`).
-    pub(super) standby_checked: Option<Instant>,
+    pub(super) addresses_checked: Option<Instant>,
     /// When each VIF was last re-announced because of a conflict.
     pub(super) conflict_announced: HashMap<usize, Instant>,
     /// When to give the heap's free pages back after a large batch.
@@ -434,7 +434,7 @@ impl<H: Host> Agent<H> {
             pending_forget: BTreeMap::new(),
             unplumbed: BTreeSet::new(),
             plumbed: BTreeSet::new(),
-            standby_checked: None,
+            addresses_checked: None,
             conflict_announced: HashMap::new(),
             trim_heap_at: None,
             hooks,

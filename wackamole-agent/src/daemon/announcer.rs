@@ -108,13 +108,10 @@ pub struct Job {
     pub usable: Option<BoxFuture<'static, ()>>,
     /// The unicast notifications, run once the burst is over.
     pub follow_up: Option<BoxFuture<'static, ()>>,
-    /// Told `usable` before the first frame, `complete` once the first round
-    /// is on the wire.
-    pub done: AnnounceDone,
 }
 
 enum Command {
-    Start(usize, Box<Job>),
+    Start(usize, Box<Job>, AnnounceDone),
     Cancel(usize),
     /// The IPv6 wait of a VIF's announcement `epoch` is over.
     Usable(usize, u64),
@@ -143,9 +140,11 @@ impl Drop for Announcer {
 }
 
 impl Announcer {
-    /// Schedules VIF `vif`'s announcement, replacing one still under way.
-    pub fn start(&mut self, vif: usize, job: Job) {
-        self.send(Command::Start(vif, Box::new(job)));
+    /// Schedules VIF `vif`'s announcement, replacing one still under way;
+    /// `done` is told `usable` before the first frame, `complete` once the
+    /// first round is on the wire.
+    pub fn start(&mut self, vif: usize, job: Job, done: AnnounceDone) {
+        self.send(Command::Start(vif, Box::new(job), done));
     }
 
     /// Stops VIF `vif`'s announcement at once (within [`CHUNK`] frames).
@@ -179,13 +178,7 @@ enum Stage {
 
 /// A scheduled announcement: the job, where it is, its place in the queue.
 struct Running {
-    name: String,
-    arp: Vec<(String, Arc<dyn GarpWire>, Vec<Ipv4Addr>)>,
-    nd: Vec<(String, Arc<dyn NaWire>, Vec<Ipv6Addr>)>,
-    burst: Burst,
-    nd_router: bool,
-    usable: Option<BoxFuture<'static, ()>>,
-    follow_up: Option<BoxFuture<'static, ()>>,
+    job: Job,
     /// Taken when the first round is on the wire.
     done: Option<AnnounceDone>,
     /// Tells a current `Usable` or pass from one of a replaced announcement.
@@ -193,6 +186,29 @@ struct Running {
     stage: Stage,
     /// Its place in the queue, if queued.
     due: Option<(Instant, u64)>,
+}
+
+impl Running {
+    /// Its IPv6 addresses are usable (or it has none): the burst is next.
+    fn begin_burst(&mut self) {
+        if let Some(done) = &self.done {
+            done.usable();
+        }
+        self.stage = Stage::Round(0);
+    }
+}
+
+/// Queues `r` (VIF `vif`) for `at`, after what is already queued for then.
+fn enqueue(
+    queue: &mut BTreeSet<(Instant, u64, usize)>,
+    seq: &mut u64,
+    vif: usize,
+    r: &mut Running,
+    at: Instant,
+) {
+    *seq += 1;
+    queue.insert((at, *seq, vif));
+    r.due = Some((at, *seq));
 }
 
 struct Schedule {
@@ -246,34 +262,18 @@ impl Schedule {
 
     fn apply(&mut self, cmd: Command) {
         match cmd {
-            Command::Start(vif, job) => {
+            Command::Start(vif, job, done) => {
                 self.stop(vif);
                 self.seq += 1;
-                let Job {
-                    name,
-                    delay,
-                    arp,
-                    nd,
-                    burst,
-                    nd_router,
-                    usable,
-                    follow_up,
-                    done,
-                } = *job;
+                let at = Instant::now() + job.delay;
                 let mut r = Running {
-                    name,
-                    arp,
-                    nd,
-                    burst,
-                    nd_router,
-                    usable,
-                    follow_up,
+                    job: *job,
                     done: Some(done),
                     epoch: self.seq,
                     stage: Stage::Starting,
                     due: None,
                 };
-                self.enqueue(vif, &mut r, Instant::now() + delay);
+                enqueue(&mut self.queue, &mut self.seq, vif, &mut r, at);
                 self.running.insert(vif, r);
             }
             Command::Cancel(vif) => self.stop(vif),
@@ -282,14 +282,8 @@ impl Schedule {
                     return;
                 };
                 if r.epoch == epoch && matches!(r.stage, Stage::AwaitingUsable(_)) {
-                    if let Some(done) = &r.done {
-                        done.usable();
-                    }
-                    r.stage = Stage::Round(0);
-                    self.seq += 1;
-                    let key = (Instant::now(), self.seq);
-                    r.due = Some(key);
-                    self.queue.insert((key.0, key.1, vif));
+                    r.begin_burst();
+                    enqueue(&mut self.queue, &mut self.seq, vif, r, Instant::now());
                 }
             }
         }
@@ -310,12 +304,6 @@ impl Schedule {
         }
     }
 
-    fn enqueue(&mut self, vif: usize, r: &mut Running, at: Instant) {
-        self.seq += 1;
-        self.queue.insert((at, self.seq, vif));
-        r.due = Some((at, self.seq));
-    }
-
     /// Everything due now: starts move on, due rounds go out as one pass.
     async fn step(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
         let now = Instant::now();
@@ -330,7 +318,7 @@ impl Schedule {
             };
             r.due = None;
             if matches!(r.stage, Stage::Starting) {
-                if let Some(wait) = r.usable.take() {
+                if let Some(wait) = r.job.usable.take() {
                     let (tx, epoch) = (self.tx.clone(), r.epoch);
                     let task = tokio::spawn(async move {
                         wait.await;
@@ -339,10 +327,7 @@ impl Schedule {
                     r.stage = Stage::AwaitingUsable(task.abort_handle());
                     continue;
                 }
-                if let Some(done) = &r.done {
-                    done.usable();
-                }
-                r.stage = Stage::Round(0);
+                r.begin_burst();
             }
             if matches!(r.stage, Stage::Round(_)) {
                 rounds.push((vif, r.epoch));
@@ -363,15 +348,15 @@ impl Schedule {
                 let Some(r) = self.running.get(&vif).filter(|r| r.epoch == epoch) else {
                     continue;
                 };
-                if let Some(form) = phase.garp_form(r.burst.form) {
-                    for (line, (iface, _, ips)) in r.arp.iter().enumerate() {
+                if let Some(form) = phase.garp_form(r.job.burst.form) {
+                    for (line, (iface, _, ips)) in r.job.arp.iter().enumerate() {
                         for ip in ips {
                             frames.push((iface.clone(), vif, epoch, Frame::Garp(line, *ip, form)));
                         }
                     }
                 }
                 if phase == Phase::First {
-                    for (line, (iface, _, ips)) in r.nd.iter().enumerate() {
+                    for (line, (iface, _, ips)) in r.job.nd.iter().enumerate() {
                         for ip in ips {
                             frames.push((iface.clone(), vif, epoch, Frame::Na(line, *ip)));
                         }
@@ -398,14 +383,12 @@ impl Schedule {
             if let Some(done) = r.done.take() {
                 done.complete();
             }
-            if n + 1 < r.burst.count.max(1) {
+            if n + 1 < r.job.burst.count.max(1) {
                 r.stage = Stage::Round(n + 1);
-                let at = now + r.burst.spacing;
-                self.seq += 1;
-                r.due = Some((at, self.seq));
-                self.queue.insert((at, self.seq, vif));
+                let at = now + r.job.burst.spacing;
+                enqueue(&mut self.queue, &mut self.seq, vif, r, at);
             } else if let Some(r) = self.running.remove(&vif) {
-                if let Some(follow) = r.follow_up {
+                if let Some(follow) = r.job.follow_up {
                     self.follow_ups
                         .insert(vif, tokio::spawn(follow).abort_handle());
                 }
@@ -457,14 +440,14 @@ impl Schedule {
                 continue;
             };
             let sent = match *frame {
-                Frame::Garp(line, ip, form) => r.arp[line].1.garp(ip, form),
-                Frame::Na(line, ip) => r.nd[line].1.unsolicited(ip, r.nd_router),
+                Frame::Garp(line, ip, form) => r.job.arp[line].1.garp(ip, form),
+                Frame::Na(line, ip) => r.job.nd[line].1.unsolicited(ip, r.job.nd_router),
             };
             if let Err(e) = sent {
                 // A full queue drops a frame (the later rounds repeat it);
                 // the round completes anyway: a hand-over must not wait for
                 // ever on an interface that cannot send.
-                warn!("announcing VIF {} on {iface}: {e}", r.name);
+                warn!("announcing VIF {} on {iface}: {e}", r.job.name);
             }
         }
     }
@@ -546,21 +529,16 @@ mod tests {
     }
 
     type Reports = mpsc::UnboundedReceiver<(usize, u64, AnnounceStage)>;
+    type Done = mpsc::UnboundedSender<(usize, u64, AnnounceStage)>;
 
-    fn job(
-        wire: &Arc<Wire>,
-        ips: &[&str],
-        count: u32,
-        done: &mpsc::UnboundedSender<(usize, u64, AnnounceStage)>,
-        vif: usize,
-    ) -> Job {
+    fn job(wire: &Arc<Wire>, ips: &[impl AsRef<str>], count: u32, vif: usize) -> Job {
         Job {
             name: format!("vif{vif}"),
             delay: Duration::ZERO,
             arp: vec![(
                 "eth0".into(),
                 wire.clone() as Arc<dyn GarpWire>,
-                ips.iter().map(|ip| ip.parse().unwrap()).collect(),
+                ips.iter().map(|ip| ip.as_ref().parse().unwrap()).collect(),
             )],
             nd: vec![],
             burst: Burst {
@@ -571,8 +549,25 @@ mod tests {
             nd_router: false,
             usable: None,
             follow_up: None,
-            done: AnnounceDone::new(vif, 1, done.clone()),
         }
+    }
+
+    /// VIF `vif`'s completion, reported on `tx`.
+    fn done(tx: &Done, vif: usize) -> AnnounceDone {
+        AnnounceDone::new(vif, 1, tx.clone())
+    }
+
+    /// A fake interface, the agent's end of the completions, an announcer.
+    fn rig() -> (Arc<Wire>, Done, Reports, Announcer) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Arc::new(Wire::default()), tx, rx, Announcer::default())
+    }
+
+    /// `n` IPv4 addresses in 10.`net`.0.0/16.
+    fn many(net: u8, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("10.{net}.{}.{}", i / 250, i % 250))
+            .collect()
     }
 
     /// Lets the schedule run until nothing more happens for `for_`.
@@ -593,11 +588,9 @@ mod tests {
     /// usable, then on the wire once its first round is.
     #[tokio::test(start_paused = true)]
     async fn a_batch_sends_every_first_frame_before_any_second_form() {
-        let wire = Arc::new(Wire::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut a = Announcer::default();
-        a.start(0, job(&wire, &["10.0.0.1", "10.0.0.2"], 1, &tx, 0));
-        a.start(1, job(&wire, &["10.0.0.3"], 1, &tx, 1));
+        let (wire, tx, mut rx, mut a) = rig();
+        a.start(0, job(&wire, &["10.0.0.1", "10.0.0.2"], 1, 0), done(&tx, 0));
+        a.start(1, job(&wire, &["10.0.0.3"], 1, 1), done(&tx, 1));
         settle(Duration::from_millis(1)).await;
         assert_eq!(
             wire.sent(),
@@ -620,10 +613,8 @@ mod tests {
     /// The burst's rounds go `spacing` apart; only the first completes.
     #[tokio::test(start_paused = true)]
     async fn rounds_are_spaced_and_only_the_first_completes() {
-        let wire = Arc::new(Wire::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut a = Announcer::default();
-        a.start(0, job(&wire, &["10.0.0.1"], 3, &tx, 0));
+        let (wire, tx, mut rx, mut a) = rig();
+        a.start(0, job(&wire, &["10.0.0.1"], 3, 0), done(&tx, 0));
         settle(Duration::from_secs(2)).await;
         let ms: Vec<u128> = wire.times().iter().map(|t| t.as_millis()).collect();
         assert_eq!(ms, [0, 0, 200, 200, 400, 400]);
@@ -636,13 +627,11 @@ mod tests {
     /// A conflict's settle delay holds the first frame back.
     #[tokio::test(start_paused = true)]
     async fn the_delay_holds_the_first_frame_back() {
-        let wire = Arc::new(Wire::default());
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let mut a = Announcer::default();
+        let (wire, tx, _rx, mut a) = rig();
         *wire.t0.lock().unwrap() = Some(Instant::now());
-        let mut j = job(&wire, &["10.0.0.1"], 1, &tx, 0);
+        let mut j = job(&wire, &["10.0.0.1"], 1, 0);
         j.delay = Duration::from_millis(100);
-        a.start(0, j);
+        a.start(0, j, done(&tx, 0));
         settle(Duration::from_millis(500)).await;
         assert_eq!(wire.times()[0], Duration::from_millis(100));
     }
@@ -652,16 +641,10 @@ mod tests {
     /// announcement still under way.
     #[tokio::test(start_paused = true)]
     async fn cancel_stops_mid_pass_and_start_replaces() {
-        let wire = Arc::new(Wire::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut a = Announcer::default();
+        let (wire, tx, mut rx, mut a) = rig();
         // Far more than a burst: the pass paces, and yields between chunks.
-        let many: Vec<String> = (0..4000)
-            .map(|i| format!("10.1.{}.{}", i / 250, i % 250))
-            .collect();
-        let many: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
-        a.start(0, job(&wire, &many, 3, &tx, 0));
-        a.start(1, job(&wire, &["10.0.0.9"], 3, &tx, 1));
+        a.start(0, job(&wire, &many(1, 4000), 3, 0), done(&tx, 0));
+        a.start(1, job(&wire, &["10.0.0.9"], 3, 1), done(&tx, 1));
         settle(Duration::from_millis(5)).await;
         let before = wire.sent().len();
         assert!(before > 0 && before < 4000, "{before} frames in 5 ms");
@@ -687,9 +670,9 @@ mod tests {
 
         // Replaced: the new one runs its own rounds, the old one stops.
         let wire2 = Arc::new(Wire::default());
-        a.start(2, job(&wire2, &["10.0.0.7"], 3, &tx, 2));
+        a.start(2, job(&wire2, &["10.0.0.7"], 3, 2), done(&tx, 2));
         settle(Duration::from_millis(100)).await;
-        a.start(2, job(&wire2, &["10.0.0.8"], 1, &tx, 2));
+        a.start(2, job(&wire2, &["10.0.0.8"], 1, 2), done(&tx, 2));
         settle(Duration::from_secs(2)).await;
         assert_eq!(
             wire2.sent(),
@@ -705,14 +688,8 @@ mod tests {
     /// A burst goes out at once; beyond it, frames go at the paced rate.
     #[tokio::test(start_paused = true)]
     async fn the_pass_is_paced_per_interface() {
-        let wire = Arc::new(Wire::default());
-        let (tx, _rx) = mpsc::unbounded_channel();
-        let mut a = Announcer::default();
-        let ips: Vec<String> = (0..1000)
-            .map(|i| format!("10.2.{}.{}", i / 250, i % 250))
-            .collect();
-        let ips: Vec<&str> = ips.iter().map(|s| s.as_str()).collect();
-        a.start(0, job(&wire, &ips, 1, &tx, 0));
+        let (wire, tx, _rx, mut a) = rig();
+        a.start(0, job(&wire, &many(2, 1000), 1, 0), done(&tx, 0));
         settle(Duration::from_secs(1)).await;
         let times = wire.times();
         assert_eq!(times.len(), 2000);
@@ -731,11 +708,9 @@ mod tests {
     /// reported first; an NA goes in the first phase.
     #[tokio::test(start_paused = true)]
     async fn ipv6_waits_for_usable_then_advertises() {
-        let wire = Arc::new(Wire::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut a = Announcer::default();
+        let (wire, tx, mut rx, mut a) = rig();
         *wire.t0.lock().unwrap() = Some(Instant::now());
-        let mut j = job(&wire, &["10.0.0.1"], 1, &tx, 0);
+        let mut j = job(&wire, &["10.0.0.1"], 1, 0);
         j.nd = vec![(
             "eth0".into(),
             wire.clone() as Arc<dyn NaWire>,
@@ -752,7 +727,7 @@ mod tests {
             .boxed(),
         );
         let start = Instant::now();
-        a.start(0, j);
+        a.start(0, j, done(&tx, 0));
         settle(Duration::from_millis(10)).await;
         assert!(wire.sent().is_empty());
         assert!(reports(&mut rx).is_empty());
@@ -778,15 +753,13 @@ mod tests {
     /// no frame, no report, its follow-up never runs.
     #[tokio::test(start_paused = true)]
     async fn cancel_during_the_ipv6_wait_sends_nothing() {
-        let wire = Arc::new(Wire::default());
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut a = Announcer::default();
-        let mut j = job(&wire, &["10.0.0.1"], 1, &tx, 0);
+        let (wire, tx, mut rx, mut a) = rig();
+        let mut j = job(&wire, &["10.0.0.1"], 1, 0);
         j.usable = Some(tokio::time::sleep(Duration::from_millis(30)).boxed());
         let ran = Arc::new(Mutex::new(false));
         let r = ran.clone();
         j.follow_up = Some(async move { *r.lock().unwrap() = true }.boxed());
-        a.start(0, j);
+        a.start(0, j, done(&tx, 0));
         settle(Duration::from_millis(10)).await;
         a.cancel(0);
         settle(Duration::from_millis(500)).await;

@@ -485,9 +485,9 @@ fn conflict_stream(reader: AsyncConflictReader) -> Conflicts {
 /// `None` when there is nobody to tell.
 #[allow(clippy::too_many_arguments)]
 fn notifications(
-    name: String,
-    senders: Vec<(String, Vec<Ipv4Addr>, Arc<ArpSender>)>,
-    senders6: Vec<(String, Vec<Ipv6Addr>, Arc<NdSender>)>,
+    name: &str,
+    senders: &[(String, Vec<Ipv4Addr>, Arc<ArpSender>)],
+    senders6: &[(String, Vec<Ipv6Addr>, Arc<NdSender>)],
     targets: Vec<(String, Ipv4Prefix, u32)>,
     targets6: Vec<(String, Ipv6Prefix, u32)>,
     cache: Vec<(Ipv4Addr, [u8; 6])>,
@@ -502,6 +502,7 @@ fn notifications(
     if !for_v4 && !for_v6 {
         return None;
     }
+    let (name, senders, senders6) = (name.to_string(), senders.to_vec(), senders6.to_vec());
     Some(
         async move {
             for (iface, ips, sender) in senders {
@@ -603,13 +604,11 @@ impl Host for LinuxHost {
                 .map_err(|e| warn!("announcing VIF {name}: {e:#}"))
                 .ok()
                 .map(|rtnl| {
-                    let (name, wait): (String, Vec<(String, Ipv6Addr)>) = (
-                        name.clone(),
-                        senders6
-                            .iter()
-                            .flat_map(|(iface, ips, _)| ips.iter().map(|ip| (iface.clone(), *ip)))
-                            .collect(),
-                    );
+                    let name = name.clone();
+                    let wait: Vec<(String, Ipv6Addr)> = senders6
+                        .iter()
+                        .flat_map(|(iface, ips, _)| ips.iter().map(|ip| (iface.clone(), *ip)))
+                        .collect();
                     async move {
                         for (iface, ip) in wait {
                             if let Err(e) = rtnl.wait_local6(&iface, ip, USABLE_WAIT).await {
@@ -620,26 +619,27 @@ impl Host for LinuxHost {
                     .boxed()
                 }),
         };
+        // Cloned for the notifications only when there is somebody to tell.
+        let follow_up = notifications(
+            &name, &senders, &senders6, targets, targets6, cache, cache6, nd_router,
+        );
         let job = Job {
-            name: name.clone(),
+            name,
             delay,
             arp: senders
-                .iter()
-                .map(|(iface, ips, s)| (iface.clone(), s.clone() as Arc<dyn GarpWire>, ips.clone()))
+                .into_iter()
+                .map(|(iface, ips, s)| (iface, s as Arc<dyn GarpWire>, ips))
                 .collect(),
             nd: senders6
-                .iter()
-                .map(|(iface, ips, s)| (iface.clone(), s.clone() as Arc<dyn NaWire>, ips.clone()))
+                .into_iter()
+                .map(|(iface, ips, s)| (iface, s as Arc<dyn NaWire>, ips))
                 .collect(),
             burst,
             nd_router,
             usable,
-            follow_up: notifications(
-                name, senders, senders6, targets, targets6, cache, cache6, nd_router,
-            ),
-            done,
+            follow_up,
         };
-        self.announcer.start(vif, job);
+        self.announcer.start(vif, job, done);
     }
 
     fn cancel_announcement(&mut self, vif: usize) {

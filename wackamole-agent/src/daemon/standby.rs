@@ -100,10 +100,10 @@ impl<H: Host> Agent<H> {
             true => STANDBY_CHECK_EVERY,
             false => HELD_CHECK_EVERY,
         };
-        if self.standby_checked.is_some_and(|at| now < at + every) {
+        if self.addresses_checked.is_some_and(|at| now < at + every) {
             return;
         }
-        self.standby_checked = Some(now);
+        self.addresses_checked = Some(now);
         let held: BTreeSet<usize> = self.answering().iter().map(|h| h.0 as usize).collect();
         let expected: BTreeSet<usize> = match self.standby() {
             true => self.plumbed.clone(),
