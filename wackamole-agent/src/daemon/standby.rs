@@ -12,14 +12,14 @@
 
 use super::agent::Agent;
 use super::host::Host;
-use super::vifs::{self, PlannedVif};
+use super::vifs;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-/// How often a node checks that the addresses it keeps (those of the VIFs
-/// it holds; with standby addresses, every VIF's) are all still in.
+/// How often a node with standby addresses checks that every VIF's
+/// addresses are still in.
 pub const STANDBY_CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// How often a node without standby addresses checks that the addresses of
@@ -116,18 +116,15 @@ impl<H: Host> Agent<H> {
         if expected.is_empty() {
             return;
         }
-        let checked: Vec<PlannedVif> = expected
-            .iter()
-            .filter_map(|&i| self.vifs.get(i).cloned())
-            .collect();
         // Not knowing is not "gone": nothing is re-added on a guess.
-        let (present, failed) = vifs::present_addresses(self.host.parts().1, &checked).await;
+        let checked = expected.iter().filter_map(|&i| self.vifs.get(i));
+        let (present, failed) = vifs::present_addresses(self.host.parts().1, checked).await;
         for (iface, e) in failed {
             warn!("address check: listing {iface}: {e:#}");
         }
         // The dumps of thousands of addresses leave their memory with
         // glibc: give it back now (housekeeping trims right after this).
-        if checked.len() >= super::agent::TRIM_AFTER_VIFS {
+        if expected.len() >= super::agent::TRIM_AFTER_VIFS {
             self.trim_heap_at.get_or_insert(now);
         }
         // Still expected: the dumps awaited, and the VIF may have moved.

@@ -121,15 +121,15 @@ pub trait AddressPlumbing {
 /// The addresses each interface of `vifs` has now, one
 /// [`AddressPlumbing::present`] per interface; the interfaces that could not
 /// be listed come apart with their error (not knowing is not "absent").
-pub async fn present_addresses<A: AddressPlumbing>(
+pub async fn present_addresses<'v, A: AddressPlumbing>(
     plumbing: &A,
-    vifs: &[PlannedVif],
+    vifs: impl IntoIterator<Item = &'v PlannedVif>,
 ) -> (
     BTreeMap<String, HashSet<IpAddr>>,
     Vec<(String, anyhow::Error)>,
 ) {
     let ifaces: BTreeSet<&str> = vifs
-        .iter()
+        .into_iter()
         .flat_map(|v| v.addresses.iter().map(|a| a.vip.iface.as_str()))
         .collect();
     let mut present = BTreeMap::new();
