@@ -556,6 +556,9 @@ impl Allocator {
             self.phase = Phase::Disconnected;
             return;
         }
+        // Before the old view is replaced: what it says the departed
+        // members' VIFs become (see `shrink_takeover`).
+        let takeover = self.shrink_takeover(&members, me);
         if !self.mature && !self.mature_timer {
             self.mature_timer = true;
             out.push(Action::ArmTimer {
@@ -635,6 +638,10 @@ impl Allocator {
             verdict_sent: false,
         });
         self.phase = Phase::Gather;
+        // My STATE claims them: the exchange keeps them with me.
+        for &(v, prio) in &takeover {
+            self.held[v] = prio;
+        }
         let state = StateMsg {
             view: id,
             member: self
@@ -673,6 +680,18 @@ impl Allocator {
                 self.speak,
             )));
         }
+        if !takeover.is_empty() {
+            report(
+                out,
+                Report::TookOver {
+                    view: id,
+                    vifs: takeover.len(),
+                },
+            );
+        }
+        for &(v, _) in &takeover {
+            out.push(Action::Acquire(VifIndex(v as u32)));
+        }
         if let (true, Some(after)) = (self.speak >= 2, self.config.exchange_timeout) {
             self.exchange_timer = true;
             out.push(Action::ArmTimer {
@@ -683,6 +702,89 @@ impl Allocator {
         if tell_now {
             self.carrier_back(out);
         }
+    }
+
+    /// A view that only lost members of my current, settled view: the VIFs
+    /// of the departed that the old view's agreed state gives me now, to
+    /// take at the view instead of after its exchange (a crash failover
+    /// then costs no exchange round). Every survivor computes the same
+    /// answer: EVS gives the members that move on together the same old
+    /// view, and only its agreed state is read (its table, and each
+    /// member's weight, preferences, drain and carrier as agreed), plus the
+    /// new member list. My STATE claims what I take, and the exchange
+    /// keeps claims, so the table it agrees on is this one for those VIFs.
+    /// Anything unusual (a hand-over or balance round in flight, an
+    /// excluded or evicted member, an older group, a merge) leaves it all
+    /// to the exchange.
+    fn shrink_takeover(&self, members: &[MemberId], me: usize) -> Vec<(usize, Priority)> {
+        let Some(old) = self.view.as_ref() else {
+            return Vec::new();
+        };
+        let settled = self.config.takeover_at_view
+            && old.complete
+            && old.mature
+            && self.phase == Phase::Run
+            && self.mature
+            && old.version >= 2
+            && self.speak >= 2
+            && old.handovers.is_empty()
+            && old.members.iter().all(|m| m.valid && !m.evicted);
+        if !settled || members.len() >= old.members.len() {
+            return Vec::new();
+        }
+        let Some(olds) = members
+            .iter()
+            .map(|m| old.index_of.get(m).copied())
+            .collect::<Option<Vec<usize>>>()
+        else {
+            return Vec::new();
+        };
+        if olds.get(me) != Some(&old.me) {
+            return Vec::new();
+        }
+        let held: Vec<Vec<(u32, Priority)>> = olds
+            .iter()
+            .map(|&o| {
+                old.table
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.owner == Some(o as u32))
+                    .map(|(v, s)| (v as u32, s.prio))
+                    .collect()
+            })
+            .collect();
+        let undrained = olds.iter().any(|&o| !old.members[o].drained);
+        let none = BTreeSet::new();
+        let inputs: Vec<MemberInput<'_>> = olds
+            .iter()
+            .zip(&held)
+            .map(|(&o, held)| {
+                let m = &old.members[o];
+                MemberInput {
+                    valid: true,
+                    eligible: !m.drained || !undrained,
+                    weight: m.weight,
+                    held,
+                    prefer: &m.prefer,
+                    yielding: &none,
+                    ineligible: &m.ineligible,
+                }
+            })
+            .collect();
+        let order: Vec<usize> = (0..olds.len()).collect();
+        let (table, _) = assign::resolve(self.held.len(), &inputs, &order);
+        let survivors: BTreeSet<u32> = olds.iter().map(|&o| o as u32).collect();
+        table
+            .iter()
+            .enumerate()
+            .filter(|(v, slot)| {
+                slot.owner == Some(me as u32)
+                    && old.table[*v].owner.is_some_and(|o| !survivors.contains(&o))
+                    && self.held[*v] == Priority::Unclaimed
+                    && !self.advertised.contains(&(*v as u32))
+            })
+            .map(|(v, slot)| (v, slot.prio))
+            .collect()
     }
 
     fn on_message(&mut self, sender: MemberId, payload: &[u8], out: &mut Vec<Action>) {

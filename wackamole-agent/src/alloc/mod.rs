@@ -25,6 +25,15 @@
 //!   leaving every VIF dark for `mature_after`. Only a completed exchange
 //!   makes it mature again; a view that shrinks to the node alone before
 //!   that leaves it waiting like a new node.
+//! - A crash costs no exchange round: at a view that only lost members of
+//!   a settled view (no hand-over in flight, every member in good
+//!   standing, version 2 or later), each survivor takes at once the
+//!   departed members' VIFs that the old view's agreed state gives it
+//!   (`resolve` over the old table minus the departed), and its STATE
+//!   claims them, so the exchange keeps them where they are. EVS gives the
+//!   survivors the same old view, so they compute the same answer. Only
+//!   with a fencing lease (`takeover_at_view`): an agent that applies the
+//!   view late, after an exchange timeout left it out, is silent in XDP.
 //! - `move VIF NODE` is one agreed message; the moved VIF is pinned
 //!   (PREFER_CLAIMED): balance never moves it back, and it keeps that
 //!   priority across view changes while its owner stays up.
@@ -325,6 +334,12 @@ pub struct AllocConfig {
     /// an EXCHANGE_TIMEOUT message). None: wait for ever (version 1). An
     /// older member that is itself the slow one does not hear the timeout.
     pub exchange_timeout: Option<Duration>,
+    /// At a view that only lost members of a settled view, take the
+    /// departed members' VIFs the old view's agreed state gives me at once,
+    /// before the exchange (see `Allocator::shrink_takeover`). Only with a
+    /// fencing lease: a node that applies such a view late (stalled past
+    /// an exchange timeout that left it out) is silent in XDP by then.
+    pub takeover_at_view: bool,
 }
 
 impl AllocConfig {
@@ -338,6 +353,7 @@ impl AllocConfig {
             mature_after: Duration::from_secs(5),
             weight: 1,
             exchange_timeout: Some(Duration::from_secs(5)),
+            takeover_at_view: false,
         }
     }
 }
@@ -493,6 +509,12 @@ pub enum Report {
         mature: bool,
         held: usize,
     },
+    /// The view only lost members of my settled view: I took the departed
+    /// members' VIFs that its agreed state gives me, before the exchange.
+    TookOver {
+        view: ViewId,
+        vifs: usize,
+    },
     /// A member's VIF list differs from the reference list of the view.
     ConfigMismatch {
         view: ViewId,
@@ -573,6 +595,10 @@ impl fmt::Display for Report {
                 f,
                 "view {view} complete: {members} members, {}, I hold {held} VIFs",
                 if *mature { "mature" } else { "immature" }
+            ),
+            Report::TookOver { view, vifs } => write!(
+                f,
+                "view {view} only lost members: took {vifs} of their VIFs at once (the exchange confirms)"
             ),
             Report::ConfigMismatch {
                 view,

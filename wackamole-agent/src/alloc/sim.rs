@@ -66,6 +66,7 @@ pub fn config(count: usize) -> AllocConfig {
     // Virtual time jumps to the next timer: only schedules that test the
     // exchange timeout have one.
     c.exchange_timeout = None;
+    c.takeover_at_view = true;
     c
 }
 
@@ -118,6 +119,11 @@ struct Node {
     /// outside EVS, its table may differ from the others' until the group
     /// has noticed, so the agreement checks leave it out in those views.
     broken: BTreeSet<ViewId>,
+    /// VIFs it took at a view that only lost members (before that view's
+    /// exchange), with (that view, the view it shrank from); cleared when
+    /// the exchange completes or the node leaves the view.
+    early: BTreeSet<u32>,
+    early_views: Option<(ViewId, ViewId)>,
 }
 
 struct GroupView {
@@ -141,12 +147,19 @@ pub struct Sim {
     /// that acquired, and the lives that formed each view.
     matured: BTreeSet<(usize, u32)>,
     view_lives: HashMap<ViewId, Vec<(usize, u32)>>,
+    /// When each view was formed (virtual ms): the engine's evidence.
+    view_born: HashMap<ViewId, u64>,
     /// Every STATE delivered, per view and sender index.
     view_states: HashMap<ViewId, HashMap<u32, super::wire::StateMsg>>,
     /// Broken delivery: (at, from): the next STATE of node `from` is lost
     /// at node `at` only (the rest of its view delivers it).
     lose_state: Vec<(usize, usize)>,
 }
+
+/// A view applied within this long (virtual ms) of its forming is applied
+/// within the agent's lease of the engine's evidence (the shortest timer
+/// is hundreds of ms; the LAN-fast lease 55 ms).
+const EARLY_FRESH_MS: u64 = 100;
 
 fn timer_slot(kind: TimerKind) -> usize {
     match kind {
@@ -190,6 +203,7 @@ impl Sim {
             error: None,
             matured: BTreeSet::new(),
             view_lives: HashMap::new(),
+            view_born: HashMap::new(),
             view_states: HashMap::new(),
             lose_state: Vec::new(),
         };
@@ -227,6 +241,8 @@ impl Sim {
                 refresh: false,
                 stale: false,
                 broken: BTreeSet::new(),
+                early: BTreeSet::new(),
+                early_views: None,
             });
             let i = sim.nodes.len() - 1;
             sim.nodes[i].member = sim.fresh_member(i);
@@ -359,6 +375,7 @@ impl Sim {
             self.log(|| format!("view {id} = {comp:?}"));
             let lives = comp.iter().map(|&i| (i, self.nodes[i].epoch)).collect();
             self.view_lives.insert(id, lives);
+            self.view_born.insert(id, self.now);
             self.views.insert(
                 id,
                 GroupView {
@@ -373,6 +390,11 @@ impl Sim {
 
     /// Feeds one input to node `i` and carries out its actions.
     fn feed(&mut self, i: usize, input: Input) {
+        let before = self.nodes[i].installed;
+        if matches!(input, Input::View { .. } | Input::EngineLost | Input::Fail) {
+            self.nodes[i].early.clear();
+            self.nodes[i].early_views = None;
+        }
         match &input {
             Input::View { id, .. } => {
                 self.nodes[i].installed = Some(*id);
@@ -412,6 +434,7 @@ impl Sim {
         }
         let was_complete = self.nodes[i].alloc.exchange_complete();
         let is_message = matches!(input, Input::Message { .. });
+        let is_view = matches!(input, Input::View { .. });
         // A planned release (on an agreed message of the node's current view,
         // no view change under way) must find the VIF answered elsewhere.
         let planned = is_message
@@ -419,11 +442,11 @@ impl Sim {
             && self.nodes[i].installed == self.nodes[i].group_view;
         let actions = self.nodes[i].alloc.handle(input);
         let completed_now = is_message && !was_complete && self.nodes[i].alloc.exchange_complete();
-        let mut acquired = false;
+        let mut acquired = BTreeSet::new();
         for a in actions {
             match a {
                 Action::Acquire(v) => {
-                    acquired = true;
+                    acquired.insert(v.0);
                     if !self.nodes[i].held.insert(v.0) {
                         self.fail(format!("n{i} acquired {v} twice"));
                     }
@@ -535,8 +558,77 @@ impl Sim {
                 self.matured.insert(life);
             }
         }
-        if acquired && !self.nodes[i].alloc.exchange_complete() {
-            self.fail(format!("n{i} acquired before its state exchange completed"));
+        if completed_now {
+            self.nodes[i].early.clear();
+            self.nodes[i].early_views = None;
+        }
+        if !acquired.is_empty() && !self.nodes[i].alloc.exchange_complete() {
+            // Only at a view that merely lost members of the node's last
+            // view (checked here on the lives, independently of the
+            // allocator): the departed members' VIFs, taken at once.
+            let new = self.nodes[i].installed;
+            let shrink = match (is_view, before, new) {
+                (true, Some(old), Some(new)) if old != new => {
+                    let lives = |v: ViewId| self.view_lives.get(&v).cloned().unwrap_or_default();
+                    let (o, n) = (lives(old), lives(new));
+                    n.len() < o.len() && n.iter().all(|l| o.contains(l))
+                }
+                _ => false,
+            };
+            match (shrink, before, new) {
+                (true, Some(old), Some(new)) => {
+                    // Applied after a timer fired: far more than a lease
+                    // after the engine's evidence, so the node's XDP is
+                    // fenced until it hears the rest of the view (the
+                    // agent takes over at a view only with a lease).
+                    let born = self.view_born.get(&new).copied().unwrap_or(0);
+                    if self.now.saturating_sub(born) <= EARLY_FRESH_MS {
+                        self.nodes[i].early = acquired;
+                        self.nodes[i].early_views = Some((new, old));
+                    }
+                }
+                _ => self.fail(format!("n{i} acquired before its state exchange completed")),
+            }
+        }
+    }
+
+    /// VIFs taken at a shrinking view, before its exchange: nobody else in
+    /// that view answers them (members still applying the old view
+    /// included), at every step until the exchange completes.
+    fn check_early(&mut self) {
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            let Some((new, old)) = n.early_views else {
+                continue;
+            };
+            // Outside EVS (a lost STATE) the old tables differ anyway.
+            let broken = |x: &Node| x.broken.contains(&old) || x.broken.contains(&new);
+            if !n.alive || n.fenced || n.installed != Some(new) || broken(n) {
+                continue;
+            }
+            let mine: BTreeSet<u32> = n
+                .early
+                .iter()
+                .filter(|v| n.held.contains(v) && !n.yielding.contains(v))
+                .copied()
+                .collect();
+            let lives = self.view_lives.get(&new).cloned().unwrap_or_default();
+            for &(j, epoch) in &lives {
+                let m = &self.nodes[j];
+                if j == i || !m.alive || m.fenced || m.epoch != epoch || broken(m) {
+                    continue;
+                }
+                if m.installed != Some(new) && m.installed != Some(old) {
+                    continue;
+                }
+                let answering: BTreeSet<u32> = m.held.difference(&m.yielding).copied().collect();
+                if let Some(v) = mine.iter().find(|v| answering.contains(v)) {
+                    let msg = format!(
+                        "n{i} took #{v} at view {new} (shrunk from {old}) while n{j} answers for it"
+                    );
+                    return self.fail(msg);
+                }
+            }
         }
     }
 
@@ -591,6 +683,27 @@ impl Sim {
             self.feed(i, Input::Announced(vifs));
         } else if let Some(input) = n.inbox.pop_front() {
             self.feed(i, input);
+        }
+        true
+    }
+
+    /// Node `i` applies its inbox up to and including its next view (none
+    /// of that view's messages); false if it has no view waiting.
+    pub fn deliver_view(&mut self, i: usize) -> bool {
+        if !self.nodes[i]
+            .inbox
+            .iter()
+            .any(|x| matches!(x, Input::View { .. }))
+        {
+            return false;
+        }
+        while let Some(input) = self.nodes[i].inbox.pop_front() {
+            let view = matches!(input, Input::View { .. });
+            self.feed(i, input);
+            self.check();
+            if view {
+                break;
+            }
         }
         true
     }
@@ -1127,6 +1240,10 @@ impl Sim {
     /// Every hand-over completes or rolls back: at quiescence no table has
     /// one and no node yields ([`Sim::settle`]).
     pub fn check(&mut self) {
+        if self.error.is_some() {
+            return;
+        }
+        self.check_early();
         if self.error.is_some() {
             return;
         }
@@ -1760,6 +1877,8 @@ fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig, u8)> {
                     .map(|_| VifIndex(rng.below(vif_count) as u32))
                     .collect();
             }
+            // Mostly with a lease (the agent's default), some nodes without.
+            c.takeover_at_view = !rng.pct(15);
             if mismatch == Some(i) {
                 if rng.pct(50) || c.vifs.is_empty() {
                     c.vifs.push(VifSpec::new(["198.51.100.1/24"]));

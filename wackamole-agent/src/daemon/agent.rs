@@ -350,6 +350,9 @@ pub fn alloc_config(cfg: &Config) -> AllocConfig {
     };
     a.mature_after = cfg.mature;
     a.weight = cfg.weight.max(1);
+    // A crash is taken over at the view, before the exchange, only where
+    // the lease silences an agent that applies a view late.
+    a.takeover_at_view = cfg.xdp.lease != config::Lease::Off;
     a
 }
 

@@ -107,6 +107,61 @@ fn crash_of_the_busiest_node_moves_only_its_vifs() {
     ok(&mut sim);
 }
 
+/// A view that only lost a member: each survivor takes the departed
+/// member's VIFs the old table's state gives it as soon as it applies the
+/// view, before any STATE of the new view; the exchange then agrees on
+/// exactly that (no further move).
+#[test]
+fn a_crash_is_taken_over_at_the_view_and_the_exchange_agrees() {
+    for takeover in [true, false] {
+        let mut c = config(9);
+        c.balance.enabled = false;
+        c.takeover_at_view = takeover;
+        let mut sim = Sim::uniform(31, 3, &c);
+        ok(&mut sim);
+        let lost: BTreeSet<u32> = sim.held(0).into_iter().collect();
+        assert_eq!(lost.len(), 3);
+        let before: Vec<BTreeSet<u32>> =
+            (1..3).map(|i| sim.held(i).into_iter().collect()).collect();
+        sim.crash(0);
+        assert!(sim.deliver_view(1) && sim.deliver_view(2));
+        let early: Vec<BTreeSet<u32>> = (1..3).map(|i| sim.held(i).into_iter().collect()).collect();
+        if let Some(e) = sim.error() {
+            panic!("{e}\n{}", sim.trace().join("\n"));
+        }
+        if !takeover {
+            assert_eq!(
+                early, before,
+                "took over before the exchange without the setting"
+            );
+            ok(&mut sim);
+            continue;
+        }
+        let taken: BTreeSet<u32> = early[0]
+            .difference(&before[0])
+            .chain(early[1].difference(&before[1]))
+            .copied()
+            .collect();
+        assert_eq!(
+            taken, lost,
+            "the survivors took every departed VIF at the view"
+        );
+        assert!(early[0].is_disjoint(&early[1]), "{early:?}");
+        assert!(
+            sim.reports(1)
+                .iter()
+                .chain(sim.reports(2))
+                .any(|r| matches!(r, Report::TookOver { .. })),
+            "no TookOver report"
+        );
+        ok(&mut sim);
+        let settled: Vec<BTreeSet<u32>> =
+            (1..3).map(|i| sim.held(i).into_iter().collect()).collect();
+        assert_eq!(settled, early, "the exchange moved a VIF taken at the view");
+        every_vif_once(&sim, 9);
+    }
+}
+
 #[test]
 fn merge_of_two_partitions_that_each_hold_every_vif() {
     let mut sim = Sim::uniform(4, 4, &config(8));
