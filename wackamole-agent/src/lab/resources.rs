@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::analysis::{
-    parse_stat_cpu_ticks, parse_vmrss_kib, usage_between, ProcSample, ResourceUsage,
+    parse_schedstat_run_ns, parse_stat_cpu_ticks, parse_vmrss_kib, usage_between, ProcSample,
+    ResourceUsage,
 };
 use super::now_ns;
 
@@ -24,7 +25,19 @@ pub fn clock_ticks_per_s() -> u64 {
     }
 }
 
-/// Reads `/proc/PID/status` (VmRSS) and `/proc/PID/stat` (utime + stime).
+/// The run time of every thread of `pid` (`/proc/PID/task/*/schedstat`),
+/// ns; None if any of them cannot be read (the ticks are used then).
+fn threads_run_ns(pid: u32) -> Option<u64> {
+    let mut sum = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let text = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        sum = sum.checked_add(parse_schedstat_run_ns(&text)?)?;
+    }
+    Some(sum)
+}
+
+/// Reads `/proc/PID/status` (VmRSS), `/proc/PID/stat` (utime + stime) and
+/// its threads' run times.
 pub fn sample_process(pid: u32) -> Result<ProcSample> {
     let status_path = format!("/proc/{pid}/status");
     let stat_path = format!("/proc/{pid}/stat");
@@ -38,6 +51,7 @@ pub fn sample_process(pid: u32) -> Result<ProcSample> {
             .with_context(|| format!("no VmRSS line in {status_path}"))?,
         cpu_ticks: parse_stat_cpu_ticks(&stat)
             .with_context(|| format!("no utime/stime fields in {stat_path}"))?,
+        cpu_ns: threads_run_ns(pid),
     })
 }
 
