@@ -174,7 +174,7 @@ impl ViewState {
     fn compute_eligibility(&mut self) {
         let undrained = self.members.iter().any(|m| m.valid && !m.drained);
         for m in &mut self.members {
-            m.eligible = m.valid && (!m.drained || !undrained);
+            m.eligible = m.valid && may_receive(m.drained, undrained);
         }
     }
     /// Member i may hold VIF v (eligible, and carrier in version-2 views).
@@ -199,6 +199,13 @@ impl ViewState {
             .map(|m| m.node.clone())
             .unwrap_or_default()
     }
+}
+
+/// A valid member may receive VIFs unless drained; if every valid member
+/// is drained (`undrained` false), drain is set aside so that no VIF is
+/// left unserved.
+fn may_receive(drained: bool, undrained: bool) -> bool {
+    !drained || !undrained
 }
 
 /// An empty view, to lend the view to `&mut self` helpers for a moment.
@@ -742,17 +749,19 @@ impl Allocator {
         if olds.get(me) != Some(&old.me) {
             return Vec::new();
         }
-        let held: Vec<Vec<(u32, Priority)>> = olds
-            .iter()
-            .map(|&o| {
-                old.table
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, s)| s.owner == Some(o as u32))
-                    .map(|(v, s)| (v as u32, s.prio))
-                    .collect()
-            })
-            .collect();
+        // Old index -> new index (None: departed), and the survivors'
+        // holdings in one pass over the old table.
+        let mut new_of: Vec<Option<usize>> = vec![None; old.members.len()];
+        for (n, &o) in olds.iter().enumerate() {
+            new_of[o] = Some(n);
+        }
+        let survivor = |o: u32| new_of.get(o as usize).copied().flatten();
+        let mut held: Vec<Vec<(u32, Priority)>> = vec![Vec::new(); olds.len()];
+        for (v, slot) in old.table.iter().enumerate() {
+            if let Some(n) = slot.owner.and_then(survivor) {
+                held[n].push((v as u32, slot.prio));
+            }
+        }
         let undrained = olds.iter().any(|&o| !old.members[o].drained);
         let none = BTreeSet::new();
         let inputs: Vec<MemberInput<'_>> = olds
@@ -762,7 +771,7 @@ impl Allocator {
                 let m = &old.members[o];
                 MemberInput {
                     valid: true,
-                    eligible: !m.drained || !undrained,
+                    eligible: may_receive(m.drained, undrained),
                     weight: m.weight,
                     held,
                     prefer: &m.prefer,
@@ -773,13 +782,12 @@ impl Allocator {
             .collect();
         let order: Vec<usize> = (0..olds.len()).collect();
         let (table, _) = assign::resolve(self.held.len(), &inputs, &order);
-        let survivors: BTreeSet<u32> = olds.iter().map(|&o| o as u32).collect();
         table
             .iter()
             .enumerate()
             .filter(|(v, slot)| {
                 slot.owner == Some(me as u32)
-                    && old.table[*v].owner.is_some_and(|o| !survivors.contains(&o))
+                    && old.table[*v].owner.is_some_and(|o| survivor(o).is_none())
                     && self.held[*v] == Priority::Unclaimed
                     && !self.advertised.contains(&(*v as u32))
             })
