@@ -109,31 +109,34 @@ fn views_agree_and_link_down_gives_new_view() -> Result<()> {
     Ok(())
 }
 
-/// 2 x 2000 agreed messages from two members at once: every member gets them
-/// all in one order. A run in which an engine reports `Lost` (its
-/// evidence-gap check trips when this shared host stalls it past the
-/// eviction deadline, 110 ms here, under this flood; it then rejoins
-/// afresh and rightly misses messages) proves nothing either way: it is
-/// reported and run again once on a fresh cluster.
+/// 2 x 1000 agreed messages from two members at once: every member gets them
+/// all in one order. The senders are paced (a message per millisecond each,
+/// far below what the ring carries) so that the test is about ordering, not
+/// about a backlog: an unpaced flood queues each engine's own watchdog probe
+/// behind thousands of messages, past the 110 ms evidence deadline, and the
+/// engine then rightly reports `Lost` and rejoins afresh. A run that is
+/// disturbed anyway (an engine `Lost`, or any view change on any node: this
+/// shared host can stall a process past the deadline) proves nothing either
+/// way: it is reported and run again on a fresh cluster, up to three times.
 #[test]
 #[ignore = "needs root and corosync"]
 fn concurrent_agreed_messages_arrive_in_one_order() -> Result<()> {
     setup();
     let _g = SERIAL.lock();
-    for attempt in 1..=2 {
+    for attempt in 1..=3 {
         match agreed_order_run()? {
             None => return Ok(()),
-            Some(lost) => eprintln!("attempt {attempt}: an engine was lost mid-run: {lost:?}"),
+            Some(why) => eprintln!("attempt {attempt}: run disturbed: {why:?}"),
         }
     }
-    anyhow::bail!("an engine was lost in both attempts (host stalled)")
+    anyhow::bail!("every attempt was disturbed (host stalled)")
 }
 
-/// One run of the agreed-order test; `Some(event)` if an engine reported
-/// `Lost` meanwhile.
+/// One run of the agreed-order test; `Some(event)` if a node's membership
+/// changed meanwhile (an engine `Lost`, a view), which loses messages.
 fn agreed_order_run() -> Result<Option<MembershipEvent>> {
     let (_cluster, taps, full) = cluster_with_engines()?;
-    const N: u32 = 2000;
+    const N: u32 = 1000;
     std::thread::scope(|s| -> Result<()> {
         let senders: Vec<_> = taps[..2]
             .iter()
@@ -146,6 +149,7 @@ fn agreed_order_run() -> Result<Option<MembershipEvent>> {
                         p.extend_from_slice(&i.to_be_bytes());
                         out.blocking_send(Outgoing::Send(p))
                             .map_err(|_| anyhow::anyhow!("engine {k} ended"))?;
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                     Ok(())
                 })
@@ -157,20 +161,21 @@ fn agreed_order_run() -> Result<Option<MembershipEvent>> {
         Ok(())
     })?;
     let mut seqs: Vec<Vec<(MemberId, Vec<u8>)>> = Vec::new();
-    for (n, tap) in taps.iter().enumerate() {
+    for tap in &taps {
         let mut got = Vec::new();
         while got.len() < 2 * N as usize {
-            let (_, ev, _) = tap.wait_for(T, |e| {
-                matches!(
-                    e,
-                    MembershipEvent::Message { .. } | MembershipEvent::Lost { .. }
-                )
-            })?;
+            // Anything but a message disturbs the run. A node that was not
+            // disturbed itself waits for messages a disturbed sender never
+            // sent, and sees the view of its leaving.
+            let (_, ev, _) = tap.wait_for(T, |_| true)?;
             match ev {
                 MembershipEvent::Message { sender, payload } => got.push((sender, payload)),
-                lost => return Ok(Some(lost)),
+                other => return Ok(Some(other)),
             }
         }
+        seqs.push(got);
+    }
+    for (n, got) in seqs.iter().enumerate() {
         // Per sender FIFO, and senders identified as the view's members.
         for k in 0..2u8 {
             let mine: Vec<u32> = got
@@ -186,7 +191,6 @@ fn agreed_order_run() -> Result<Option<MembershipEvent>> {
                 "node {n}: sender {k} out of order"
             );
         }
-        seqs.push(got);
     }
     ensure!(
         seqs[0] == seqs[1] && seqs[1] == seqs[2],
@@ -195,6 +199,10 @@ fn agreed_order_run() -> Result<Option<MembershipEvent>> {
     // The two senders really interleave (otherwise the test proves little).
     let switches = seqs[0].windows(2).filter(|w| w[0].0 != w[1].0).count();
     eprintln!("sender switches in the agreed order: {switches}");
+    ensure!(
+        switches > 10,
+        "the senders hardly interleaved ({switches} switches)"
+    );
     Ok(None)
 }
 
