@@ -74,11 +74,20 @@ pub fn render_conf(
             )
         })
         .collect();
+    // WKT_COROSYNC_NO_RT=1: corosync without real-time scheduling. On one
+    // small host every node's corosync runs at SCHED_RR 99 next to every
+    // other node's agent, which no real cluster does: corosyncs re-forming
+    // a ring can starve every agent of the host (merges, eight nodes).
+    let no_rt = std::env::var_os("WKT_COROSYNC_NO_RT").is_some_and(|v| v == "1");
+    let state_dir = match no_rt {
+        true => format!("{}\n    sched_rr: no", state_dir.display()),
+        false => state_dir.display().to_string(),
+    };
     profile
         .template()
         .replace("{{CLUSTER_NAME}}", cluster)
         .replace("{{KEYFILE}}", &keyfile.display().to_string())
-        .replace("{{STATE_DIR}}", &state_dir.display().to_string())
+        .replace("{{STATE_DIR}}", &state_dir)
         .replace("{{NODELIST}}", nodelist.trim_end_matches('\n'))
 }
 
