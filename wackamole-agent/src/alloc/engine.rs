@@ -393,6 +393,13 @@ impl Allocator {
         self.merge_wait = wait;
     }
 
+    /// Whether a view that only loses members is taken over at once (see
+    /// [`AllocConfig::takeover_at_view`]); the agent turns it off for a
+    /// view it applies with its lease lapsed (its old view is stale).
+    pub fn set_takeover_at_view(&mut self, on: bool) {
+        self.config.takeover_at_view = on;
+    }
+
     /// See [`Allocator::set_merge_wait`].
     pub fn merge_wait(&self) -> Duration {
         self.merge_wait

@@ -614,6 +614,16 @@ impl<H: Host> Agent<H> {
                     m.members = view.members.len();
                     m.engine_up = true;
                 }
+                // A node whose lease lapsed (frozen, starved) applies a
+                // stale view: a thawed holder was seen alone in a ring at
+                // once and took every peer's VIF at the view, drawing their
+                // traffic to its fenced XDP. It takes nothing before the
+                // exchange (its engine judges the gap meanwhile).
+                let fresh = self.lapse.is_none()
+                    && self.lease_until.is_some_and(|until| until > Instant::now());
+                self.alloc
+                    .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
+                self.fence_the_recently_heard(&view.members);
                 self.watch
                     .view(&view.members, view.my_index, Instant::now());
                 self.feed(Input::View {
@@ -663,6 +673,18 @@ impl<H: Host> Agent<H> {
             return;
         };
         let until = Instant::now() + super::lease::safe_lease(floor) + DEPARTED_MARGIN;
+        let fenced = self.fence_vifs_of(members, until);
+        info!(
+            ?members,
+            ?fenced,
+            wait_ms = (super::lease::safe_lease(floor) + DEPARTED_MARGIN).as_millis() as u64,
+            "members left with their node up: their VIFs answer here only after their lease"
+        );
+    }
+
+    /// The VIFs `members` answer for (as owners, or as a hand-over's pending
+    /// party) answer here no earlier than `until`; returns their labels.
+    fn fence_vifs_of(&mut self, members: &[MemberId], until: Instant) -> Vec<String> {
         let table = self.alloc.table();
         let names: BTreeSet<&str> = table
             .members
@@ -672,7 +694,6 @@ impl<H: Host> Agent<H> {
             .collect();
         let mut fenced = Vec::new();
         for row in &table.vifs {
-            // The owner answers, and so does a hand-over's pending party.
             let owner = row
                 .owner
                 .as_ref()
@@ -687,12 +708,47 @@ impl<H: Host> Agent<H> {
                 fenced.push(row.label.clone());
             }
         }
-        info!(
-            ?members,
-            ?fenced,
-            wait_ms = (super::lease::safe_lease(floor) + DEPARTED_MARGIN).as_millis() as u64,
-            "members left with their node up: their VIFs answer here only after their lease"
-        );
+        fenced
+    }
+
+    /// A view drops members whose probes were delivered here less than a
+    /// lease ago: the engine excluded them faster than a crash can be
+    /// detected (the fencing premise: no view without a member before the
+    /// takeover floor after its last probe). Corosync does that when a
+    /// frozen node thaws: a healthy survivor was seen alone in a ring for
+    /// ~20 ms while the member it dropped never left its own. Such a member
+    /// may still be answering (its lease renews from its own ring), so its
+    /// VIFs answer here only once its lease, counted from its last probe,
+    /// has run out; a view that merges it back first costs nothing. A
+    /// crashed member's view comes after the floor, past that already.
+    fn fence_the_recently_heard(&mut self, members: &[MemberId]) {
+        let Some(floor) = self.floor else { return };
+        if self.cfg.xdp.lease == config::Lease::Off {
+            return;
+        }
+        let now = Instant::now();
+        let wait = super::lease::safe_lease(floor) + DEPARTED_MARGIN;
+        let early: Vec<(MemberId, Instant)> = self
+            .alloc
+            .table()
+            .members
+            .iter()
+            .map(|m| &m.member)
+            .filter(|m| !members.contains(m))
+            .filter_map(|m| Some((m.clone(), self.watch.last_heard(m)? + wait)))
+            .filter(|(_, until)| *until > now)
+            .collect();
+        for (member, until) in early {
+            let fenced = self.fence_vifs_of(std::slice::from_ref(&member), until);
+            if !fenced.is_empty() {
+                warn!(
+                    %member,
+                    ?fenced,
+                    wait_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "a view dropped a member heard less than a lease ago: its VIFs answer here only after its lease"
+                );
+            }
+        }
     }
 
     /// A member's probe was delivered: on mine, the members silent past the

@@ -67,6 +67,12 @@ impl Watch {
         (!self.suspects.is_empty()).then(|| self.suspects.iter().cloned().collect())
     }
 
+    /// When `member` (another member of the current view) was last heard,
+    /// or the view began if later.
+    pub fn last_heard(&self, member: &MemberId) -> Option<Instant> {
+        self.last.get(member).copied()
+    }
+
     /// Members suspected in this view so far.
     pub fn suspects(&self) -> &BTreeSet<MemberId> {
         &self.suspects
