@@ -18,11 +18,41 @@ fn crash_line(out: &str) -> Option<&str> {
     out.lines().find(|l| l.contains("client-visible outage"))
 }
 
+/// Whether the crash step's survivors' table shows a survivor immature:
+/// its engine was lost (an evidence gap: this shared host starved it past
+/// the eviction deadline, seen as 600 ms without CPU in a passing run's
+/// logs) and it rejoined afresh, so the step measures the host, not the
+/// failover.
+fn survivors_rejoined(out: &str) -> bool {
+    out.split("3. Crash")
+        .nth(1)
+        .and_then(|rest| rest.split("\n4. ").next())
+        .is_some_and(|step| step.contains("(immature)"))
+}
+
 #[test]
 #[ignore = "needs root and corosync"]
 fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
     wackamole::testbed::require_root();
     let _one = crate::support::one_cluster_at_a_time();
+    // A run whose survivors lost their engine at the crash is reported and
+    // run once more; a second such run fails.
+    match quick_demo_run()? {
+        None => Ok(()),
+        Some(crash) => {
+            eprintln!("attempt 1 disturbed (a survivor rejoined afresh): {crash}");
+            match quick_demo_run()? {
+                None => Ok(()),
+                Some(crash) => anyhow::bail!("not every VIP answered around the crash: {crash}"),
+            }
+        }
+    }
+}
+
+/// One run of the quick demo; `Some(crash line)` if not every VIP was
+/// answered around the crash *and* a survivor had rejoined afresh (any
+/// other failure is an error).
+fn quick_demo_run() -> Result<Option<String>> {
     let child = Command::new(LAB)
         .args([
             "demo", "--quick", "--nodes", "3", "--vips", "4", "--binary", BIN,
@@ -56,6 +86,10 @@ fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
         "some VIP never answered before the crash"
     );
     let crash = crash_line(&stdout).context("no outage line")?;
+    let all_answered = crash.contains("4 of 4 VIPs answered before the cut, 4 at the end");
+    if !all_answered && survivors_rejoined(&stdout) {
+        return Ok(Some(crash.to_string()));
+    }
     ensure!(
         crash.contains("4 of 4 VIPs answered before the cut, 4 at the end"),
         "not every VIP answered around the crash: {crash}"
@@ -108,7 +142,7 @@ fn quick_demo_runs_through_and_every_vip_answers() -> Result<()> {
         !mounts.contains(&format!("/run/wkt-bpf-{pid}-")),
         "bpffs left mounted"
     );
-    Ok(())
+    Ok(None)
 }
 
 #[test]
