@@ -694,6 +694,7 @@ impl<H: Host> Agent<H> {
             .collect();
         let mut fenced = Vec::new();
         for row in &table.vifs {
+            // The owner answers, and so does a hand-over's pending party.
             let owner = row
                 .owner
                 .as_ref()
@@ -728,17 +729,13 @@ impl<H: Host> Agent<H> {
         }
         let now = Instant::now();
         let wait = super::lease::safe_lease(floor) + DEPARTED_MARGIN;
-        let early: Vec<(MemberId, Instant)> = self
-            .alloc
-            .table()
-            .members
-            .iter()
-            .map(|m| &m.member)
-            .filter(|m| !members.contains(m))
-            .filter_map(|m| Some((m.clone(), self.watch.last_heard(m)? + wait)))
-            .filter(|(_, until)| *until > now)
-            .collect();
-        for (member, until) in early {
+        // Asked of the watch first: the table is only read (a snapshot of
+        // every VIF) when the view really is that early.
+        let Some(since) = now.checked_sub(wait) else {
+            return;
+        };
+        for (member, heard) in self.watch.heard_since_outside(members, since) {
+            let until = heard + wait;
             let fenced = self.fence_vifs_of(std::slice::from_ref(&member), until);
             if !fenced.is_empty() {
                 warn!(

@@ -67,10 +67,18 @@ impl Watch {
         (!self.suspects.is_empty()).then(|| self.suspects.iter().cloned().collect())
     }
 
-    /// When `member` (another member of the current view) was last heard,
-    /// or the view began if later.
-    pub fn last_heard(&self, member: &MemberId) -> Option<Instant> {
-        self.last.get(member).copied()
+    /// The other members of the current view that are not in `members`
+    /// and were last heard (or the view began) after `since`.
+    pub fn heard_since_outside(
+        &self,
+        members: &[MemberId],
+        since: Instant,
+    ) -> Vec<(MemberId, Instant)> {
+        self.last
+            .iter()
+            .filter(|(m, at)| **at > since && !members.contains(m))
+            .map(|(m, at)| (m.clone(), *at))
+            .collect()
     }
 
     /// Members suspected in this view so far.
@@ -111,6 +119,24 @@ mod tests {
         }
         // c last heard at 40 ms: suspect from my first probe past 150 ms.
         assert_eq!(first, Some(t0 + ms(160)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn members_a_view_drops_are_named_only_if_heard_since() {
+        let t0 = Instant::now();
+        let mut w = Watch::default();
+        w.view(&[m("a"), m("b"), m("c")], 0, t0);
+        w.heard(&m("b"), t0 + ms(100), ms(110));
+        w.heard(&m("c"), t0 + ms(40), ms(110));
+        // The next view keeps a and c: b, heard at 100 ms, is named if
+        // heard after 60 ms; c (kept) never; nobody is after 100 ms.
+        let next = [m("a"), m("c")];
+        assert_eq!(
+            w.heard_since_outside(&next, t0 + ms(60)),
+            vec![(m("b"), t0 + ms(100))]
+        );
+        assert_eq!(w.heard_since_outside(&next, t0 + ms(100)), vec![]);
+        assert_eq!(w.heard_since_outside(&[m("a")], t0 + ms(10)).len(), 2);
     }
 
     #[tokio::test(start_paused = true)]
