@@ -619,8 +619,7 @@ impl<H: Host> Agent<H> {
                 // once and took every peer's VIF at the view, drawing their
                 // traffic to its fenced XDP. It takes nothing before the
                 // exchange (its engine judges the gap meanwhile).
-                let fresh = self.lapse.is_none()
-                    && self.lease_until.is_some_and(|until| until > Instant::now());
+                let fresh = self.keep_lease().is_some();
                 self.alloc
                     .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
                 self.fence_the_recently_heard(&view.members);
@@ -673,7 +672,8 @@ impl<H: Host> Agent<H> {
             return;
         };
         let until = Instant::now() + super::lease::safe_lease(floor) + DEPARTED_MARGIN;
-        let fenced = self.fence_vifs_of(members, until);
+        let until_of = members.iter().map(|m| (m.clone(), until)).collect();
+        let fenced = self.fence_vifs_of(&until_of);
         info!(
             ?members,
             ?fenced,
@@ -682,28 +682,27 @@ impl<H: Host> Agent<H> {
         );
     }
 
-    /// The VIFs `members` answer for (as owners, or as a hand-over's pending
-    /// party) answer here no earlier than `until`; returns their labels.
-    fn fence_vifs_of(&mut self, members: &[MemberId], until: Instant) -> Vec<String> {
+    /// The VIFs each member of `until_of` answers for (as owner, or as a
+    /// hand-over's pending party) answer here no earlier than its instant;
+    /// returns their labels. One table snapshot for all of them.
+    fn fence_vifs_of(&mut self, until_of: &BTreeMap<MemberId, Instant>) -> Vec<String> {
         let table = self.alloc.table();
-        let names: BTreeSet<&str> = table
+        let by_node: BTreeMap<&str, Instant> = table
             .members
             .iter()
-            .filter(|m| members.contains(&m.member))
-            .map(|m| m.node.as_str())
+            .filter_map(|m| Some((m.node.as_str(), *until_of.get(&m.member)?)))
             .collect();
         let mut fenced = Vec::new();
         for row in &table.vifs {
             // The owner answers, and so does a hand-over's pending party.
-            let owner = row
-                .owner
-                .as_ref()
-                .is_some_and(|o| members.contains(&o.member));
+            let owner = row.owner.as_ref().and_then(|o| until_of.get(&o.member));
             let pending = table
                 .handovers
                 .iter()
-                .any(|h| h.vif == row.vif && h.pending.iter().any(|p| names.contains(p.as_str())));
-            if owner || pending {
+                .filter(|h| h.vif == row.vif)
+                .flat_map(|h| h.pending.iter().filter_map(|p| by_node.get(p.as_str())))
+                .max();
+            if let Some(until) = owner.max(pending).copied() {
                 let at = self.fenced.entry(row.vif.0 as usize).or_insert(until);
                 *at = (*at).max(until);
                 fenced.push(row.label.clone());
@@ -734,17 +733,26 @@ impl<H: Host> Agent<H> {
         let Some(since) = now.checked_sub(wait) else {
             return;
         };
-        for (member, heard) in self.watch.heard_since_outside(members, since) {
-            let until = heard + wait;
-            let fenced = self.fence_vifs_of(std::slice::from_ref(&member), until);
-            if !fenced.is_empty() {
-                warn!(
-                    %member,
-                    ?fenced,
-                    wait_ms = until.saturating_duration_since(now).as_millis() as u64,
-                    "a view dropped a member heard less than a lease ago: its VIFs answer here only after its lease"
-                );
-            }
+        let until_of: BTreeMap<MemberId, Instant> = self
+            .watch
+            .heard_since_outside(members, since)
+            .into_iter()
+            .map(|(m, heard)| (m, heard + wait))
+            .collect();
+        if until_of.is_empty() {
+            return;
+        }
+        let fenced = self.fence_vifs_of(&until_of);
+        if !fenced.is_empty() {
+            let waits_ms: Vec<(&MemberId, u64)> = until_of
+                .iter()
+                .map(|(m, until)| (m, until.saturating_duration_since(now).as_millis() as u64))
+                .collect();
+            warn!(
+                ?waits_ms,
+                ?fenced,
+                "a view dropped members heard less than a lease ago: their VIFs answer here only after their lease"
+            );
         }
     }
 
@@ -1340,8 +1348,9 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    /// Whether the lease may be extended while a batch's kernel steps run
-    /// (see [`renewing`]): the engine is up and the lease has not lapsed.
+    /// Whether the lease is live: the engine is up and the lease has not
+    /// lapsed. Then it may be extended while a batch's kernel steps run
+    /// (see [`renewing`]), and a view may be taken over at once.
     fn keep_lease(&self) -> Option<KeepLease> {
         let until = self.lease_until?;
         (self.engine_up && self.lapse.is_none() && until > Instant::now()).then_some(KeepLease {
