@@ -74,21 +74,27 @@ pub fn render_conf(
             )
         })
         .collect();
-    // WKT_COROSYNC_NO_RT=1: corosync without real-time scheduling. On one
-    // small host every node's corosync runs at SCHED_RR 99 next to every
-    // other node's agent, which no real cluster does: corosyncs re-forming
-    // a ring can starve every agent of the host (merges, eight nodes).
-    let no_rt = std::env::var_os("WKT_COROSYNC_NO_RT").is_some_and(|v| v == "1");
-    let state_dir = match no_rt {
-        true => format!("{}\n    sched_rr: no", state_dir.display()),
-        false => state_dir.display().to_string(),
-    };
     profile
         .template()
         .replace("{{CLUSTER_NAME}}", cluster)
         .replace("{{KEYFILE}}", &keyfile.display().to_string())
-        .replace("{{STATE_DIR}}", &state_dir)
+        .replace("{{STATE_DIR}}", &state_dir.display().to_string())
         .replace("{{NODELIST}}", nodelist.trim_end_matches('\n'))
+}
+
+/// `conf` (a rendered template) with corosync's real-time scheduling off
+/// (`system.sched_rr: no`).
+pub fn without_real_time(conf: &str) -> String {
+    conf.replacen("\nsystem {\n", "\nsystem {\n    sched_rr: no\n", 1)
+}
+
+/// `WKT_COROSYNC_NO_RT=1`: the test bed's corosyncs run without real-time
+/// scheduling. On one small host every node's corosync runs at SCHED_RR 99
+/// next to every other node's agent, which no real cluster does:
+/// corosyncs re-forming a ring can starve every agent of the host (merges,
+/// eight nodes).
+fn real_time_off() -> bool {
+    std::env::var_os("WKT_COROSYNC_NO_RT").is_some_and(|v| v == "1")
 }
 
 static CLUSTERS: AtomicU32 = AtomicU32::new(0);
@@ -393,7 +399,10 @@ impl CorosyncCluster {
             std::fs::create_dir_all(&state_dir)
                 .with_context(|| format!("creating {}", state_dir.display()))?;
             let conf = self.dir.join(format!("corosync-n{id}.conf"));
-            let text = render_conf(self.profile, &cluster_name, &members, &keyfile, &state_dir);
+            let mut text = render_conf(self.profile, &cluster_name, &members, &keyfile, &state_dir);
+            if real_time_off() {
+                text = without_real_time(&text);
+            }
             std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
             self.nodes.push(CorosyncNode {
                 ns,
@@ -606,6 +615,16 @@ mod tests {
             Path::new("/tmp/key"),
             Path::new("/tmp/state"),
         )
+    }
+
+    #[test]
+    fn real_time_can_be_turned_off_in_both_profiles() {
+        for p in [Profile::Default, Profile::Fast] {
+            let conf = without_real_time(&rendered(p));
+            assert!(conf.contains("\nsystem {\n    sched_rr: no\n"), "{conf}");
+            assert_eq!(conf.matches("sched_rr").count(), 1);
+            assert!(!rendered(p).contains("sched_rr"));
+        }
     }
 
     #[test]
