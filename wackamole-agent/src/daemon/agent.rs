@@ -1137,7 +1137,9 @@ impl<H: Host> Agent<H> {
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
             let (done, until) = renewing(table, &self.engine.alive, keep, work).await;
-            self.lease_until = until.or(self.lease_until);
+            if let Some(until) = until {
+                self.lease_renewed(until);
+            }
             let silenced: BTreeMap<usize, bool> = down.iter().copied().collect();
             for (i, result) in done {
                 let name = &self.vifs[i].name;
@@ -1200,7 +1202,9 @@ impl<H: Host> Agent<H> {
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
             let (mut results, until) = renewing(table, &self.engine.alive, keep, work).await;
-            self.lease_until = until.or(self.lease_until);
+            if let Some(until) = until {
+                self.lease_renewed(until);
+            }
             results.extend(
                 chunk
                     .iter()
@@ -1344,8 +1348,14 @@ impl<H: Host> Agent<H> {
             }
         }
         if let Some(until) = extend_lease(self.host.parts().0, setting, alive) {
-            self.lease_until = Some(until);
+            self.lease_renewed(until);
         }
+    }
+
+    /// The XDP lease runs until `until`: the host's announcements may go out.
+    fn lease_renewed(&mut self, until: Instant) {
+        self.lease_until = Some(until);
+        self.host.lease_renewed(until);
     }
 
     /// Whether the lease is live: the engine is up and the lease has not

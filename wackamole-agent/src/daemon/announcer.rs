@@ -11,6 +11,12 @@
 //! only the rare slow parts run beside it as tasks of their own: waiting
 //! for IPv6 addresses to become usable, and the throttled unicast
 //! notifications after the burst.
+//!
+//! Rounds go out only while the fencing lease runs: an announcement from a
+//! node whose XDP is silent (its lease lapsed: a starved or frozen node, an
+//! engine re-forming its ring) would draw the clients into the fence, which
+//! drops their traffic. Such a round waits, not lost, for the lease's
+//! renewal (the agent tells the schedule of every renewal).
 
 use super::host::AnnounceDone;
 use crate::net::arp::{ArpFrame, ArpSender, Burst, GarpForm};
@@ -21,10 +27,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Announcement frames per millisecond on one interface, over all its VIFs.
 /// A decision taking thousands of VIFs starts as many announcements at once:
@@ -119,10 +125,23 @@ enum Command {
 
 /// The handle to the schedule: start and cancel announcements. The task
 /// starts on first use (inside the agent's runtime) and ends with the handle.
-#[derive(Default)]
 pub struct Announcer {
     tx: Option<mpsc::UnboundedSender<Command>>,
     task: Option<AbortHandle>,
+    /// The end of the fencing lease as last renewed (`None`: XDP answers
+    /// without one). A watch, not a command: renewals come every probe
+    /// period, and only a schedule holding rounds back wakes for them.
+    lease: watch::Sender<Option<Instant>>,
+}
+
+impl Default for Announcer {
+    fn default() -> Self {
+        Announcer {
+            tx: None,
+            task: None,
+            lease: watch::channel(None).0,
+        }
+    }
 }
 
 impl std::fmt::Debug for Announcer {
@@ -154,11 +173,18 @@ impl Announcer {
         }
     }
 
+    /// The XDP lease now runs until `until`: rounds held back since it
+    /// lapsed go out.
+    pub fn lease_renewed(&self, until: Instant) {
+        self.lease.send_replace(Some(until));
+    }
+
     fn send(&mut self, cmd: Command) {
         let tx = self.tx.get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let schedule = Schedule::new(tx.clone());
-            self.task = Some(tokio::spawn(schedule.run(rx)).abort_handle());
+            let schedule = Schedule::new(tx.clone(), self.lease.subscribe());
+            let lease = self.lease.subscribe();
+            self.task = Some(tokio::spawn(schedule.run(rx, lease)).abort_handle());
             tx
         });
         // The task only ends when this handle aborts it.
@@ -220,10 +246,15 @@ struct Schedule {
     pacers: HashMap<String, Pacer>,
     /// The notifications still being sent after a finished burst.
     follow_ups: HashMap<usize, AbortHandle>,
+    /// The end of the fencing lease (read only; `run` waits on its own
+    /// receiver for renewals).
+    lease: watch::Receiver<Option<Instant>>,
+    /// Announcements whose next round waits for the lease's renewal.
+    fenced: BTreeSet<usize>,
 }
 
 impl Schedule {
-    fn new(tx: mpsc::UnboundedSender<Command>) -> Self {
+    fn new(tx: mpsc::UnboundedSender<Command>, lease: watch::Receiver<Option<Instant>>) -> Self {
         Schedule {
             tx,
             running: HashMap::new(),
@@ -231,10 +262,34 @@ impl Schedule {
             seq: 0,
             pacers: HashMap::new(),
             follow_ups: HashMap::new(),
+            lease,
+            fenced: BTreeSet::new(),
         }
     }
 
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
+    /// XDP is silent for our VIPs: the lease has run out.
+    fn silent(&self, now: Instant) -> bool {
+        self.lease.borrow().is_some_and(|until| until <= now)
+    }
+
+    /// The lease was renewed: the rounds it held back are due now.
+    fn unfence(&mut self) {
+        let now = Instant::now();
+        if self.silent(now) {
+            return;
+        }
+        for vif in std::mem::take(&mut self.fenced) {
+            if let Some(r) = self.running.get_mut(&vif).filter(|r| r.due.is_none()) {
+                enqueue(&mut self.queue, &mut self.seq, vif, r, now);
+            }
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Command>,
+        mut lease: watch::Receiver<Option<Instant>>,
+    ) {
         loop {
             // A decision's announcements arrive together: take them all
             // before the pass, so they share it.
@@ -256,6 +311,11 @@ impl Schedule {
                     None => return,
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
+                renewed = lease.changed(), if !self.fenced.is_empty() => match renewed {
+                    Ok(()) => self.unfence(),
+                    // The handle (and with it this task) is going away.
+                    Err(_) => return,
+                },
             }
         }
     }
@@ -302,11 +362,13 @@ impl Schedule {
         if let Some(task) = self.follow_ups.remove(&vif) {
             task.abort();
         }
+        self.fenced.remove(&vif);
     }
 
     /// Everything due now: starts move on, due rounds go out as one pass.
     async fn step(&mut self, rx: &mut mpsc::UnboundedReceiver<Command>) {
         let now = Instant::now();
+        let silent = self.silent(now);
         let mut rounds = Vec::new();
         while let Some(&(at, seq, vif)) = self.queue.first() {
             if at > now {
@@ -330,8 +392,19 @@ impl Schedule {
                 r.begin_burst();
             }
             if matches!(r.stage, Stage::Round(_)) {
-                rounds.push((vif, r.epoch));
+                match silent {
+                    true => {
+                        self.fenced.insert(vif);
+                    }
+                    false => rounds.push((vif, r.epoch)),
+                }
             }
+        }
+        if silent && !self.fenced.is_empty() {
+            debug!(
+                held = self.fenced.len(),
+                "announcements held back: the lease lapsed (XDP silent)"
+            );
         }
         if !rounds.is_empty() {
             self.pass(&rounds, rx).await;
@@ -371,9 +444,13 @@ impl Schedule {
                 }
             }
         }
-        // The round is on the wire: complete the first, schedule the next.
+        // The round is on the wire: complete the first, schedule the next
+        // (not one the lease's lapse cut short: it goes out again whole).
         let now = Instant::now();
         for &(vif, epoch) in due {
+            if self.fenced.contains(&vif) {
+                continue;
+            }
             let Some(r) = self.running.get_mut(&vif).filter(|r| r.epoch == epoch) else {
                 continue;
             };
@@ -417,7 +494,7 @@ impl Schedule {
             self.apply(cmd);
         }
         let live = |s: &Self, vif: &usize, epoch: &u64| {
-            s.running.get(vif).is_some_and(|r| r.epoch == *epoch)
+            s.running.get(vif).is_some_and(|r| r.epoch == *epoch) && !s.fenced.contains(vif)
         };
         let frames = chunk.iter().filter(|f| live(self, &f.1, &f.2)).count();
         if frames == 0 {
@@ -435,7 +512,19 @@ impl Schedule {
                 self.apply(cmd);
             }
         }
+        // The lease lapsed during the pass: the rest of it waits.
+        if self.silent(Instant::now()) {
+            for (_, vif, epoch, _) in chunk {
+                if live(self, vif, epoch) {
+                    self.fenced.insert(*vif);
+                }
+            }
+            return;
+        }
         for (iface, vif, epoch, frame) in chunk {
+            if self.fenced.contains(vif) {
+                continue;
+            }
             let Some(r) = self.running.get(vif).filter(|r| r.epoch == *epoch) else {
                 continue;
             };
@@ -622,6 +711,101 @@ mod tests {
             reports(&mut rx),
             [(0, AnnounceStage::Usable), (0, AnnounceStage::OnWire)]
         );
+    }
+
+    /// A round due while the lease is out waits for its renewal, then goes
+    /// out whole; the later rounds keep their spacing from it.
+    #[tokio::test(start_paused = true)]
+    async fn a_lapsed_lease_holds_the_next_round_until_renewed() {
+        let (wire, tx, mut rx, mut a) = rig();
+        *wire.t0.lock().unwrap() = Some(Instant::now());
+        let t0 = Instant::now();
+        a.lease_renewed(t0 + Duration::from_millis(150));
+        a.start(0, job(&wire, &["10.0.0.1"], 3, 0), done(&tx, 0));
+        // Round 1 at 0 (lease live); round 2 due at 200, the lease ran out
+        // at 150: nothing until the renewal at 350.
+        settle(Duration::from_millis(350)).await;
+        let ms = |w: &Wire| -> Vec<u128> { w.times().iter().map(|t| t.as_millis()).collect() };
+        assert_eq!(ms(&wire), [0, 0]);
+        a.lease_renewed(Instant::now() + Duration::from_secs(5));
+        settle(Duration::from_secs(1)).await;
+        assert_eq!(ms(&wire), [0, 0, 350, 350, 550, 550]);
+        assert_eq!(
+            reports(&mut rx),
+            [(0, AnnounceStage::Usable), (0, AnnounceStage::OnWire)]
+        );
+    }
+
+    /// An announcement started while the lease is out sends nothing and
+    /// does not complete (a hand-over waits for it) until the renewal; one
+    /// cancelled meanwhile never goes out.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_round_waits_for_the_lease_and_a_cancel_drops_it() {
+        let (wire, tx, mut rx, mut a) = rig();
+        a.lease_renewed(Instant::now() - Duration::from_millis(1));
+        a.start(0, job(&wire, &["10.0.0.1"], 1, 0), done(&tx, 0));
+        a.start(1, job(&wire, &["10.0.0.2"], 1, 1), done(&tx, 1));
+        settle(Duration::from_millis(500)).await;
+        assert!(wire.sent().is_empty(), "{:?}", wire.sent());
+        assert_eq!(
+            reports(&mut rx),
+            [(0, AnnounceStage::Usable), (1, AnnounceStage::Usable)]
+        );
+        a.cancel(1);
+        // A renewal that has already run out (evidence too old) is no renewal.
+        a.lease_renewed(Instant::now());
+        settle(Duration::from_millis(100)).await;
+        assert!(wire.sent().is_empty(), "{:?}", wire.sent());
+        a.lease_renewed(Instant::now() + Duration::from_millis(55));
+        settle(Duration::from_millis(10)).await;
+        assert_eq!(wire.sent(), ["Request 10.0.0.1", "Reply 10.0.0.1"]);
+        assert_eq!(reports(&mut rx), [(0, AnnounceStage::OnWire)]);
+    }
+
+    /// A lease that runs out in the middle of a long pass stops it between
+    /// chunks: no frame goes out while XDP is silent, and the announcements
+    /// cut short go out again whole, and complete, once it is renewed.
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_lapsing_mid_pass_stops_it_between_chunks() {
+        let (wire, tx, mut rx, mut a) = rig();
+        *wire.t0.lock().unwrap() = Some(Instant::now());
+        let lapse = Duration::from_millis(4);
+        a.lease_renewed(Instant::now() + lapse);
+        // 40 VIFs of 100 addresses: 8000 frames, ~38 ms at the paced rate.
+        for vif in 0..40 {
+            let ips: Vec<String> = (0..100)
+                .map(|i| format!("10.{}.{}.{}", 1 + vif / 200, vif % 200, i + 1))
+                .collect();
+            a.start(vif, job(&wire, &ips, 1, vif), done(&tx, vif));
+        }
+        settle(Duration::from_millis(100)).await;
+        let before = wire.times();
+        assert!(
+            !before.is_empty() && before.len() < 8000,
+            "{}",
+            before.len()
+        );
+        assert!(before.iter().all(|t| *t <= lapse), "{before:?}");
+        let completed = |rx: &mut Reports| {
+            reports(rx)
+                .into_iter()
+                .filter(|r| r.1 == AnnounceStage::OnWire)
+                .count()
+        };
+        assert_eq!(completed(&mut rx), 0, "the first phase had not ended");
+        a.lease_renewed(Instant::now() + Duration::from_secs(5));
+        settle(Duration::from_millis(200)).await;
+        assert_eq!(completed(&mut rx), 40);
+        let sent = wire.sent();
+        for vif in 0..40 {
+            let ip = format!("10.1.{vif}.100");
+            let of_it = |form: &str| {
+                sent.iter()
+                    .filter(|f| **f == format!("{form} {ip}"))
+                    .count()
+            };
+            assert!(of_it("Request") >= 1 && of_it("Reply") >= 1, "VIF {vif}");
+        }
     }
 
     /// A conflict's settle delay holds the first frame back.

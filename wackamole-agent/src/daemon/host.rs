@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// What to send when a VIF arrives here, or when another host claims it.
@@ -153,6 +154,11 @@ pub trait Host {
 
     /// Stops the announcement of VIF `vif` at once, if one is under way.
     fn cancel_announcement(&mut self, vif: usize);
+
+    /// The XDP lease was renewed until `until`. Announcements go out only
+    /// while it runs (one from a silent node draws traffic into its fence);
+    /// those held back since it lapsed go out now.
+    fn lease_renewed(&mut self, until: Instant);
 
     /// The kernel's neighbour table of `iface` (IPv4 address, MAC).
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>>;
@@ -644,6 +650,10 @@ impl Host for LinuxHost {
 
     fn cancel_announcement(&mut self, vif: usize) {
         self.announcer.cancel(vif);
+    }
+
+    fn lease_renewed(&mut self, until: Instant) {
+        self.announcer.lease_renewed(until);
     }
 
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
