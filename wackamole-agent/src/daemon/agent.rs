@@ -7,6 +7,7 @@
 //! goes through the [`Host`]; every input arrives on a channel, so a test can
 //! build an agent in-process and drive it.
 
+use super::announcer::LeaseSignal;
 use super::host::{AnnounceDone, AnnounceStage, CarrierEvent, CarrierEvents, Conflicts, Host};
 use super::messages::GroupMessage;
 use super::metrics::{MetricsSnapshot, VifMetrics};
@@ -321,6 +322,9 @@ pub struct Agent<H: Host> {
     pub(super) lingering: BTreeMap<usize, Instant>,
     /// Until when the XDP lease was last renewed.
     lease_until: Option<Instant>,
+    /// Tells the host's announcements of every renewal (also those made
+    /// in the middle of a batch).
+    lease_signal: LeaseSignal,
     /// Set when the lease lapsed: see [`Agent::may_revive`].
     lapse: Option<Lapse>,
     /// Set once a stop signal started handing our VIFs to the other members:
@@ -429,6 +433,7 @@ impl<H: Host> Agent<H> {
         Agent {
             log,
             alloc,
+            lease_signal: host.lease_signal(),
             host,
             vifs,
             engine,
@@ -1136,7 +1141,8 @@ impl<H: Host> Agent<H> {
                     .filter(|_| !standby)
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
-            let (done, until) = renewing(table, &self.engine.alive, keep, work).await;
+            let (done, until) =
+                renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
             if let Some(until) = until {
                 self.lease_renewed(until);
             }
@@ -1201,7 +1207,8 @@ impl<H: Host> Agent<H> {
                     .filter(|(i, owned)| *owned && !plumbed.contains(i))
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
-            let (mut results, until) = renewing(table, &self.engine.alive, keep, work).await;
+            let (mut results, until) =
+                renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
             if let Some(until) = until {
                 self.lease_renewed(until);
             }
@@ -1355,7 +1362,7 @@ impl<H: Host> Agent<H> {
     /// The XDP lease runs until `until`: the host's announcements may go out.
     fn lease_renewed(&mut self, until: Instant) {
         self.lease_until = Some(until);
-        self.host.lease_renewed(until);
+        self.lease_signal.renewed(until);
     }
 
     /// Whether the lease is live: the engine is up and the lease has not
@@ -1616,6 +1623,7 @@ const RENEW_CHECK: Duration = Duration::from_millis(5);
 async fn renewing<T: VipTable, F: std::future::Future>(
     table: &mut T,
     alive: &tokio::sync::watch::Receiver<Option<Alive>>,
+    signal: &LeaseSignal,
     keep: Option<KeepLease>,
     work: F,
 ) -> (F::Output, Option<Instant>) {
@@ -1641,6 +1649,7 @@ async fn renewing<T: VipTable, F: std::future::Future>(
                 if let Some(until) = extend_lease(table, keep.setting, evidence) {
                     keep.until = until;
                     renewed = Some(until);
+                    signal.renewed(until);
                 }
             }
         }
@@ -1714,8 +1723,22 @@ mod tests {
         let mut table = Leases::default();
         let start = Instant::now();
         let batch = tokio::time::sleep(Duration::from_millis(400));
-        let ((), until) = renewing(&mut table, &rx, keep(start + LEASE), batch).await;
+        // The announcements hear of every renewal as it is made.
+        let signal = LeaseSignal::default();
+        let mut heard = signal.subscribe();
+        let told = tokio::spawn(async move {
+            let mut told = Vec::new();
+            while heard.changed().await.is_ok() {
+                told.extend(*heard.borrow_and_update());
+            }
+            told
+        });
+        let ((), until) = renewing(&mut table, &rx, &signal, keep(start + LEASE), batch).await;
         engine.abort();
+        drop(signal);
+        let told = told.await.expect("listener");
+        let made: Vec<Instant> = table.0.iter().map(|(at, v)| *at + *v).collect();
+        assert_eq!(told, made);
         // Never a moment without a lease, each counted from its evidence.
         let mut end = start + LEASE;
         for &(at, validity) in &table.0 {
@@ -1734,10 +1757,10 @@ mod tests {
         let mut table = Leases::default();
         let batch = tokio::time::sleep(Duration::from_millis(100));
         // Lapsed (or never granted): the main loop decides after the views.
-        let ((), until) = renewing(&mut table, &rx, None, batch).await;
+        let ((), until) = renewing(&mut table, &rx, &LeaseSignal::default(), None, batch).await;
         let batch = tokio::time::sleep(Duration::from_millis(100));
         let lapsed = keep(Instant::now() - Duration::from_millis(1));
-        let ((), until2) = renewing(&mut table, &rx, lapsed, batch).await;
+        let ((), until2) = renewing(&mut table, &rx, &LeaseSignal::default(), lapsed, batch).await;
         engine.abort();
         assert_eq!((until, until2), (None, None));
         assert!(table.0.is_empty(), "{:?}", table.0);
@@ -1745,7 +1768,14 @@ mod tests {
         let (_tx, rx) = watch::channel(evidence());
         let start = Instant::now();
         let batch = tokio::time::sleep(Duration::from_millis(200));
-        let ((), until) = renewing(&mut table, &rx, keep(start + LEASE), batch).await;
+        let ((), until) = renewing(
+            &mut table,
+            &rx,
+            &LeaseSignal::default(),
+            keep(start + LEASE),
+            batch,
+        )
+        .await;
         assert_eq!(until, None);
         assert!(table.0.is_empty(), "{:?}", table.0);
     }

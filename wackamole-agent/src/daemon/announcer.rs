@@ -16,7 +16,7 @@
 //! node whose XDP is silent (its lease lapsed: a starved or frozen node, an
 //! engine re-forming its ring) would draw the clients into the fence, which
 //! drops their traffic. Such a round waits, not lost, for the lease's
-//! renewal (the agent tells the schedule of every renewal).
+//! renewal (the agent tells the schedule of every renewal: [`LeaseSignal`]).
 
 use super::host::AnnounceDone;
 use crate::net::arp::{ArpFrame, ArpSender, Burst, GarpForm};
@@ -125,24 +125,38 @@ enum Command {
 
 /// The handle to the schedule: start and cancel announcements. The task
 /// starts on first use (inside the agent's runtime) and ends with the handle.
+#[derive(Default)]
 pub struct Announcer {
     tx: Option<mpsc::UnboundedSender<Command>>,
     task: Option<AbortHandle>,
-    /// The end of the fencing lease as last renewed (`None`: XDP answers
-    /// without one). A watch, not a command: renewals come every probe
-    /// period, and only a schedule holding rounds back wakes for them.
-    lease: watch::Sender<Option<Instant>>,
+    lease: LeaseSignal,
 }
 
-impl Default for Announcer {
+/// Where the agent tells the schedule of every renewal of the XDP lease.
+/// A watch, not a command: renewals come every probe period, and only a
+/// schedule holding rounds back wakes for them. Until the first renewal
+/// XDP answers without a lease, and so do the announcements.
+#[derive(Clone, Debug)]
+pub struct LeaseSignal(Arc<watch::Sender<Option<Instant>>>);
+
+impl Default for LeaseSignal {
     fn default() -> Self {
-        Announcer {
-            tx: None,
-            task: None,
-            lease: watch::channel(None).0,
-        }
+        LeaseSignal(Arc::new(watch::channel(None).0))
     }
 }
+
+impl LeaseSignal {
+    /// The XDP lease now runs until `until`: rounds held back since it
+    /// lapsed go out.
+    pub fn renewed(&self, until: Instant) {
+        self.0.send_replace(Some(until));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Instant>> {
+        self.0.subscribe()
+    }
+}
+
 
 impl std::fmt::Debug for Announcer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,10 +187,9 @@ impl Announcer {
         }
     }
 
-    /// The XDP lease now runs until `until`: rounds held back since it
-    /// lapsed go out.
-    pub fn lease_renewed(&self, until: Instant) {
-        self.lease.send_replace(Some(until));
+    /// The signal for the lease's renewals.
+    pub fn lease_signal(&self) -> LeaseSignal {
+        self.lease.clone()
     }
 
     fn send(&mut self, cmd: Command) {
@@ -720,14 +733,15 @@ mod tests {
         let (wire, tx, mut rx, mut a) = rig();
         *wire.t0.lock().unwrap() = Some(Instant::now());
         let t0 = Instant::now();
-        a.lease_renewed(t0 + Duration::from_millis(150));
+        a.lease_signal().renewed(t0 + Duration::from_millis(150));
         a.start(0, job(&wire, &["10.0.0.1"], 3, 0), done(&tx, 0));
         // Round 1 at 0 (lease live); round 2 due at 200, the lease ran out
         // at 150: nothing until the renewal at 350.
         settle(Duration::from_millis(350)).await;
         let ms = |w: &Wire| -> Vec<u128> { w.times().iter().map(|t| t.as_millis()).collect() };
         assert_eq!(ms(&wire), [0, 0]);
-        a.lease_renewed(Instant::now() + Duration::from_secs(5));
+        a.lease_signal()
+            .renewed(Instant::now() + Duration::from_secs(5));
         settle(Duration::from_secs(1)).await;
         assert_eq!(ms(&wire), [0, 0, 350, 350, 550, 550]);
         assert_eq!(
@@ -742,7 +756,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_first_round_waits_for_the_lease_and_a_cancel_drops_it() {
         let (wire, tx, mut rx, mut a) = rig();
-        a.lease_renewed(Instant::now() - Duration::from_millis(1));
+        a.lease_signal()
+            .renewed(Instant::now() - Duration::from_millis(1));
         a.start(0, job(&wire, &["10.0.0.1"], 1, 0), done(&tx, 0));
         a.start(1, job(&wire, &["10.0.0.2"], 1, 1), done(&tx, 1));
         settle(Duration::from_millis(500)).await;
@@ -753,10 +768,11 @@ mod tests {
         );
         a.cancel(1);
         // A renewal that has already run out (evidence too old) is no renewal.
-        a.lease_renewed(Instant::now());
+        a.lease_signal().renewed(Instant::now());
         settle(Duration::from_millis(100)).await;
         assert!(wire.sent().is_empty(), "{:?}", wire.sent());
-        a.lease_renewed(Instant::now() + Duration::from_millis(55));
+        a.lease_signal()
+            .renewed(Instant::now() + Duration::from_millis(55));
         settle(Duration::from_millis(10)).await;
         assert_eq!(wire.sent(), ["Request 10.0.0.1", "Reply 10.0.0.1"]);
         assert_eq!(reports(&mut rx), [(0, AnnounceStage::OnWire)]);
@@ -770,7 +786,7 @@ mod tests {
         let (wire, tx, mut rx, mut a) = rig();
         *wire.t0.lock().unwrap() = Some(Instant::now());
         let lapse = Duration::from_millis(4);
-        a.lease_renewed(Instant::now() + lapse);
+        a.lease_signal().renewed(Instant::now() + lapse);
         // 40 VIFs of 100 addresses: 8000 frames, ~38 ms at the paced rate.
         for vif in 0..40 {
             let ips: Vec<String> = (0..100)
@@ -793,7 +809,8 @@ mod tests {
                 .count()
         };
         assert_eq!(completed(&mut rx), 0, "the first phase had not ended");
-        a.lease_renewed(Instant::now() + Duration::from_secs(5));
+        a.lease_signal()
+            .renewed(Instant::now() + Duration::from_secs(5));
         settle(Duration::from_millis(200)).await;
         assert_eq!(completed(&mut rx), 40);
         let sent = wire.sent();

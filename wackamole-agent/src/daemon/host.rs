@@ -6,7 +6,7 @@
 //! uses tokio's clock everywhere (`tokio::time`), so a paused runtime clock
 //! drives it.
 
-use super::announcer::{Announcer, GarpWire, Job, NaWire};
+use super::announcer::{Announcer, GarpWire, Job, LeaseSignal, NaWire};
 use super::senders::Senders;
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
@@ -24,7 +24,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tracing::{info, warn};
 
 /// What to send when a VIF arrives here, or when another host claims it.
@@ -155,10 +154,10 @@ pub trait Host {
     /// Stops the announcement of VIF `vif` at once, if one is under way.
     fn cancel_announcement(&mut self, vif: usize);
 
-    /// The XDP lease was renewed until `until`. Announcements go out only
-    /// while it runs (one from a silent node draws traffic into its fence);
-    /// those held back since it lapsed go out now.
-    fn lease_renewed(&mut self, until: Instant);
+    /// Where the agent tells of every renewal of the XDP lease:
+    /// announcements go out only while it runs (one from a silent node
+    /// draws traffic into its fence).
+    fn lease_signal(&self) -> LeaseSignal;
 
     /// The kernel's neighbour table of `iface` (IPv4 address, MAC).
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>>;
@@ -652,8 +651,8 @@ impl Host for LinuxHost {
         self.announcer.cancel(vif);
     }
 
-    fn lease_renewed(&mut self, until: Instant) {
-        self.announcer.lease_renewed(until);
+    fn lease_signal(&self) -> LeaseSignal {
+        self.announcer.lease_signal()
     }
 
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
