@@ -155,8 +155,33 @@ impl LeaseSignal {
     pub(crate) fn subscribe(&self) -> watch::Receiver<Option<Instant>> {
         self.0.subscribe()
     }
+
+    /// For a task of its own (the notifications after a burst): waits for
+    /// the lease before each of its steps.
+    pub fn waiter(&self) -> LeaseWait {
+        LeaseWait(self.subscribe())
+    }
 }
 
+/// Waits, in a task of its own, until the XDP lease runs.
+pub struct LeaseWait(watch::Receiver<Option<Instant>>);
+
+impl LeaseWait {
+    /// Resolves at once while the lease runs (or XDP answers without one),
+    /// else at its renewal (or when the agent, and with it the signal, is
+    /// gone).
+    pub async fn running(&mut self) {
+        loop {
+            let silent = self
+                .0
+                .borrow_and_update()
+                .is_some_and(|until| until <= Instant::now());
+            if !silent || self.0.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
 
 impl std::fmt::Debug for Announcer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -823,6 +848,39 @@ mod tests {
             };
             assert!(of_it("Request") >= 1 && of_it("Reply") >= 1, "VIF {vif}");
         }
+    }
+
+    /// The notifications' wait: none while the lease runs or before the
+    /// first renewal, until the renewal once it has run out.
+    #[tokio::test(start_paused = true)]
+    async fn the_notifications_wait_for_the_lease() {
+        let signal = LeaseSignal::default();
+        let mut wait = signal.waiter();
+        let quick = Duration::from_millis(1);
+        let now = Instant::now;
+        assert!(
+            tokio::time::timeout(quick, wait.running()).await.is_ok(),
+            "no lease yet"
+        );
+        signal.renewed(now() + Duration::from_millis(50));
+        assert!(
+            tokio::time::timeout(quick, wait.running()).await.is_ok(),
+            "running"
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let waiting = tokio::spawn(async move {
+            wait.running().await;
+            Instant::now()
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished(), "ran on while the lease was out");
+        // A renewal that has already run out wakes it, and it waits on.
+        signal.renewed(now());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!waiting.is_finished());
+        let renewed_at = now();
+        signal.renewed(renewed_at + Duration::from_millis(55));
+        assert_eq!(waiting.await.expect("waiter"), renewed_at);
     }
 
     /// A conflict's settle delay holds the first frame back.

@@ -6,7 +6,7 @@
 //! uses tokio's clock everywhere (`tokio::time`), so a paused runtime clock
 //! drives it.
 
-use super::announcer::{Announcer, GarpWire, Job, LeaseSignal, NaWire};
+use super::announcer::{Announcer, GarpWire, Job, LeaseSignal, LeaseWait, NaWire};
 use super::senders::Senders;
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
@@ -498,6 +498,7 @@ fn notifications(
     cache: Vec<(Ipv4Addr, [u8; 6])>,
     cache6: Vec<(Ipv6Addr, [u8; 6])>,
     nd_router: bool,
+    mut lease: LeaseWait,
 ) -> Option<BoxFuture<'static, ()>> {
     // Somebody to tell on an interface the VIF has addresses on.
     let for_v4 = !senders.is_empty()
@@ -510,13 +511,17 @@ fn notifications(
     let (name, senders, senders6) = (name.to_string(), senders.to_vec(), senders6.to_vec());
     Some(
         async move {
+            // Each step waits for the lease: a node whose XDP went silent
+            // must not tell its neighbours to send it traffic.
             for (iface, ips, sender) in senders {
                 for (t_iface, range, pps) in targets.iter().filter(|t| t.0 == iface) {
+                    lease.running().await;
                     if let Err(e) = sender.notify(&ips, range, &cache, *pps).await {
                         warn!("notifying {t_iface}:{range:?} of VIF {name}: {e}");
                     }
                 }
                 if !cache.is_empty() {
+                    lease.running().await;
                     if let Err(e) = sender
                         .reply_to(&ips, &cache, super::arp_share::CACHE_REPLY_PPS)
                         .await
@@ -528,6 +533,7 @@ fn notifications(
             for (iface, ips, sender) in senders6 {
                 let ranges: Vec<_> = targets6.iter().filter(|t| t.0 == iface).collect();
                 for (t_iface, range, pps) in &ranges {
+                    lease.running().await;
                     let frames =
                         crate::net::nd::plan_notify6(sender.mac(), &ips, range, &cache6, nd_router);
                     if let Err(e) = sender.send_paced(&frames, *pps).await {
@@ -539,6 +545,7 @@ fn notifications(
                 let frames =
                     crate::net::nd::plan_cache6(sender.mac(), &ips, &cache6, &told, nd_router);
                 if !frames.is_empty() {
+                    lease.running().await;
                     if let Err(e) = sender
                         .send_paced(&frames, super::arp_share::CACHE_REPLY_PPS)
                         .await
@@ -626,7 +633,15 @@ impl Host for LinuxHost {
         };
         // Cloned for the notifications only when there is somebody to tell.
         let follow_up = notifications(
-            &name, &senders, &senders6, targets, targets6, cache, cache6, nd_router,
+            &name,
+            &senders,
+            &senders6,
+            targets,
+            targets6,
+            cache,
+            cache6,
+            nd_router,
+            self.announcer.lease_signal().waiter(),
         );
         let job = Job {
             name,
