@@ -21,6 +21,7 @@ use wackamole::alloc::wire::{self, Message};
 use wackamole::config::{self, AnyInterface, Config};
 use wackamole::control::protocol::{ListReply, Reply, Request, StatusReply};
 use wackamole::control::server::ControlRequest;
+use wackamole::daemon::announcer::LeaseSignal;
 use wackamole::daemon::host::AnnounceDone;
 use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
@@ -138,6 +139,23 @@ impl Journal {
             .filter(|e| e.node == node && e.at >= from)
             .cloned()
             .collect()
+    }
+
+    /// The announcements `node` made while its lease had run out (its XDP
+    /// silent): (VIF, when). Each would draw clients into the fence.
+    fn announced_while_fenced(&self, node: &str) -> Vec<(String, Duration)> {
+        let mut fence: Option<Duration> = None;
+        let mut out = Vec::new();
+        for e in self.of(node, Duration::ZERO) {
+            match &e.ev {
+                Ev::Lease(validity) => fence = validity.map(|v| e.at + v),
+                Ev::Announced { vif, .. } if fence.is_some_and(|end| e.at >= end) => {
+                    out.push((vif.clone(), e.at))
+                }
+                _ => {}
+            }
+        }
+        out
     }
 
     fn announced(&self, node: &str, vif: &str, from: Duration) -> Vec<Duration> {
@@ -394,6 +412,9 @@ struct FakeHost {
     held: Held,
     /// What a reload reads; `None`: the file is broken.
     config: Arc<Mutex<Option<Config>>>,
+    /// The agent's lease renewals: an announcement waits for a running
+    /// lease, as the real schedule's rounds do.
+    lease: LeaseSignal,
 }
 
 impl Host for FakeHost {
@@ -412,8 +433,10 @@ impl Host for FakeHost {
         let journal = self.journal.clone();
         let node = self.node.clone();
         let held = self.held.clone();
+        let mut lease = self.lease.waiter();
         self.announcing.start(vif, async move {
             tokio::time::sleep(a.delay).await;
+            lease.running().await;
             journal.push(
                 &node,
                 Ev::Announced {
@@ -471,10 +494,8 @@ impl Host for FakeHost {
         self.announcing.cancel(vif);
     }
 
-    // Nobody listens: the announcer's own tests hold rounds back while the
-    // lease is out.
-    fn lease_signal(&self) -> wackamole::daemon::announcer::LeaseSignal {
-        Default::default()
+    fn lease_signal(&self) -> LeaseSignal {
+        self.lease.clone()
     }
 
     async fn neighbours(&self, _iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
@@ -968,6 +989,7 @@ impl Cluster {
                 carrier: Some(carrier_rx),
                 held: held.clone(),
                 config: config.clone(),
+                lease: LeaseSignal::default(),
             };
             let agent = Agent::new(AgentParts {
                 vifs: planned(&cfg),
@@ -1982,6 +2004,13 @@ async fn a_thawed_holder_answers_again_only_once_the_merge_has_settled() {
         }
         assert_eq!(twice, None, "two answerers\n{}", c.journal.dump());
         wait(ms(3000)).await;
+        // Its lone view's claims were never announced while it was fenced.
+        assert_eq!(
+            c.journal.announced_while_fenced("a"),
+            [],
+            "{}",
+            c.journal.dump()
+        );
         c.check_one_answerer(&[vec!["a".into(), "b".into()]])
             .await
             .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
