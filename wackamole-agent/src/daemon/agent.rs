@@ -1143,9 +1143,8 @@ impl<H: Host> Agent<H> {
             );
             let (done, until) =
                 renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
-            if let Some(until) = until {
-                self.lease_renewed(until);
-            }
+            // renewing() told the announcements of it already.
+            self.lease_until = until.or(self.lease_until);
             let silenced: BTreeMap<usize, bool> = down.iter().copied().collect();
             for (i, result) in done {
                 let name = &self.vifs[i].name;
@@ -1209,9 +1208,8 @@ impl<H: Host> Agent<H> {
             );
             let (mut results, until) =
                 renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
-            if let Some(until) = until {
-                self.lease_renewed(until);
-            }
+            // renewing() told the announcements of it already.
+            self.lease_until = until.or(self.lease_until);
             results.extend(
                 chunk
                     .iter()

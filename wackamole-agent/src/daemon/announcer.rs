@@ -139,6 +139,12 @@ pub struct Announcer {
 #[derive(Clone, Debug)]
 pub struct LeaseSignal(Arc<watch::Sender<Option<Instant>>>);
 
+/// Whether XDP is silent at `now` under the lease `until` (`None`: no
+/// lease yet, XDP answers).
+fn lease_out(until: Option<Instant>, now: Instant) -> bool {
+    until.is_some_and(|until| until <= now)
+}
+
 impl Default for LeaseSignal {
     fn default() -> Self {
         LeaseSignal(Arc::new(watch::channel(None).0))
@@ -172,10 +178,7 @@ impl LeaseWait {
     /// gone).
     pub async fn running(&mut self) {
         loop {
-            let silent = self
-                .0
-                .borrow_and_update()
-                .is_some_and(|until| until <= Instant::now());
+            let silent = lease_out(*self.0.borrow_and_update(), Instant::now());
             if !silent || self.0.changed().await.is_err() {
                 return;
             }
@@ -307,7 +310,7 @@ impl Schedule {
 
     /// XDP is silent for our VIPs: the lease has run out.
     fn silent(&self, now: Instant) -> bool {
-        self.lease.borrow().is_some_and(|until| until <= now)
+        lease_out(*self.lease.borrow(), now)
     }
 
     /// The lease was renewed: the rounds it held back are due now.
