@@ -162,14 +162,15 @@ impl LeaseSignal {
         self.0.subscribe()
     }
 
-    /// For a task of its own (the notifications after a burst): waits for
-    /// the lease before each of its steps.
+    /// For a task of its own (the notifications after a burst): its paced
+    /// senders wait for the lease before each frame.
     pub fn waiter(&self) -> LeaseWait {
         LeaseWait(self.subscribe())
     }
 }
 
 /// Waits, in a task of its own, until the XDP lease runs.
+#[derive(Clone)]
 pub struct LeaseWait(watch::Receiver<Option<Instant>>);
 
 impl LeaseWait {
@@ -183,6 +184,13 @@ impl LeaseWait {
                 return;
             }
         }
+    }
+}
+
+/// The notifications' paced senders stop mid-range while the lease is out.
+impl crate::net::Gate for LeaseWait {
+    fn open(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        self.running()
     }
 }
 

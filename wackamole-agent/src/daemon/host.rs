@@ -486,8 +486,9 @@ fn conflict_stream(reader: AsyncConflictReader) -> Conflicts {
 
 /// The unicast notifications of an announcement, once its burst is over:
 /// replies to the notify ranges and the shared ARP cache, advertisements to
-/// the IPv6 ranges and the shared neighbour cache (each at its throttle).
-/// `None` when there is nobody to tell.
+/// the IPv6 ranges and the shared neighbour cache (each at its throttle),
+/// every frame only while the XDP lease runs. `None` when there is nobody
+/// to tell.
 #[allow(clippy::too_many_arguments)]
 fn notifications(
     name: &str,
@@ -511,19 +512,17 @@ fn notifications(
     let (name, senders, senders6) = (name.to_string(), senders.to_vec(), senders6.to_vec());
     Some(
         async move {
-            // Each step waits for the lease: a node whose XDP went silent
+            // Every frame waits for the lease: a node whose XDP went silent
             // must not tell its neighbours to send it traffic.
             for (iface, ips, sender) in senders {
                 for (t_iface, range, pps) in targets.iter().filter(|t| t.0 == iface) {
-                    lease.running().await;
-                    if let Err(e) = sender.notify(&ips, range, &cache, *pps).await {
+                    if let Err(e) = sender.notify(&ips, range, &cache, *pps, &mut lease).await {
                         warn!("notifying {t_iface}:{range:?} of VIF {name}: {e}");
                     }
                 }
                 if !cache.is_empty() {
-                    lease.running().await;
                     if let Err(e) = sender
-                        .reply_to(&ips, &cache, super::arp_share::CACHE_REPLY_PPS)
+                        .reply_to(&ips, &cache, super::arp_share::CACHE_REPLY_PPS, &mut lease)
                         .await
                     {
                         warn!("notifying the shared ARP cache of VIF {name}: {e}");
@@ -533,10 +532,9 @@ fn notifications(
             for (iface, ips, sender) in senders6 {
                 let ranges: Vec<_> = targets6.iter().filter(|t| t.0 == iface).collect();
                 for (t_iface, range, pps) in &ranges {
-                    lease.running().await;
                     let frames =
                         crate::net::nd::plan_notify6(sender.mac(), &ips, range, &cache6, nd_router);
-                    if let Err(e) = sender.send_paced(&frames, *pps).await {
+                    if let Err(e) = sender.send_paced(&frames, *pps, &mut lease).await {
                         warn!("notifying {t_iface}:{range} of VIF {name}: {e}");
                     }
                 }
@@ -545,9 +543,8 @@ fn notifications(
                 let frames =
                     crate::net::nd::plan_cache6(sender.mac(), &ips, &cache6, &told, nd_router);
                 if !frames.is_empty() {
-                    lease.running().await;
                     if let Err(e) = sender
-                        .send_paced(&frames, super::arp_share::CACHE_REPLY_PPS)
+                        .send_paced(&frames, super::arp_share::CACHE_REPLY_PPS, &mut lease)
                         .await
                     {
                         warn!("notifying the shared neighbour cache of VIF {name}: {e}");

@@ -21,7 +21,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::{Ipv4Prefix, NetError, NetResult};
+use super::{Gate, Ipv4Prefix, NetError, NetResult, Ungated};
 
 /// Ethertype of ARP.
 pub const ETH_P_ARP: u16 = 0x0806;
@@ -397,10 +397,16 @@ impl ArpSender {
         Ok(())
     }
 
-    /// Sends `frames` at most `pps` per second (0: no limit). Frames the
-    /// kernel cannot queue right now (EAGAIN/ENOBUFS) are skipped with a
-    /// warning; any other error stops the run. Returns how many were sent.
-    pub async fn send_paced(&self, frames: &[ArpFrame], pps: u32) -> NetResult<usize> {
+    /// Sends `frames` at most `pps` per second (0: no limit), each once
+    /// `gate` is open. Frames the kernel cannot queue right now
+    /// (EAGAIN/ENOBUFS) are skipped with a warning; any other error stops
+    /// the run. Returns how many were sent.
+    pub async fn send_paced(
+        &self,
+        frames: &[ArpFrame],
+        pps: u32,
+        gate: &mut impl Gate,
+    ) -> NetResult<usize> {
         let mut ticker = (pps > 0).then(|| {
             let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(pps)));
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -411,6 +417,7 @@ impl ArpSender {
             if let Some(t) = ticker.as_mut() {
                 t.tick().await;
             }
+            gate.open().await;
             match self.send(frame) {
                 Ok(()) => sent += 1,
                 Err(NetError::Io { cause: source, .. })
@@ -433,7 +440,7 @@ impl ArpSender {
             if round > 0 {
                 tokio::time::sleep(burst.spacing).await;
             }
-            sent += self.send_paced(&frames, 0).await?;
+            sent += self.send_paced(&frames, 0, &mut Ungated).await?;
         }
         Ok(sent)
     }
@@ -444,6 +451,7 @@ impl ArpSender {
         vips: &[Ipv4Addr],
         targets: &[(Ipv4Addr, [u8; 6])],
         pps: u32,
+        gate: &mut impl Gate,
     ) -> NetResult<usize> {
         let frames: Vec<ArpFrame> = vips
             .iter()
@@ -453,7 +461,7 @@ impl ArpSender {
                     .map(move |&(ip, m)| ArpFrame::unicast_reply(self.mac, vip, ip, m))
             })
             .collect();
-        self.send_paced(&frames, pps).await
+        self.send_paced(&frames, pps, gate).await
     }
 
     /// Notifies a target range (see [`plan_notify`]) at most `pps` frames/s.
@@ -463,25 +471,29 @@ impl ArpSender {
         range: &Ipv4Prefix,
         neighbours: &[(Ipv4Addr, [u8; 6])],
         pps: u32,
+        gate: &mut impl Gate,
     ) -> NetResult<usize> {
         let frames = plan_notify(self.mac, vips, range, neighbours);
-        self.send_paced(&frames, pps).await
+        self.send_paced(&frames, pps, gate).await
     }
 }
 
 impl ArpSender {
     /// Notifies several ranges at once, each paced at `pps` on its own
-    /// (a large range does not hold up a small one). Returns frames sent.
-    pub async fn notify_ranges(
+    /// (a large range does not hold up a small one) behind its own copy of
+    /// `gate`. Returns frames sent.
+    pub async fn notify_ranges<G: Gate + Clone>(
         &self,
         vips: &[Ipv4Addr],
         ranges: &[Ipv4Prefix],
         neighbours: &[(Ipv4Addr, [u8; 6])],
         pps: u32,
+        gate: &G,
     ) -> NetResult<usize> {
-        let runs = ranges
-            .iter()
-            .map(|range| self.notify(vips, range, neighbours, pps));
+        let runs = ranges.iter().map(|range| {
+            let mut gate = gate.clone();
+            async move { self.notify(vips, range, neighbours, pps, &mut gate).await }
+        });
         let mut sent = 0;
         for r in futures::future::join_all(runs).await {
             sent += r?;

@@ -53,6 +53,23 @@ pub enum NetError {
 /// Result alias for this module.
 pub type NetResult<T> = Result<T, NetError>;
 
+/// What a paced sender waits on before each frame: the node's fencing
+/// lease, so that a run of notifications stops, mid-range, the moment XDP
+/// goes silent and resumes at the renewal (a node whose XDP drops a VIP's
+/// traffic must not tell its neighbours to send that traffic to it).
+pub trait Gate {
+    /// Resolves once the next frame may go out.
+    fn open(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// A gate that is always open (tests, and bursts the caller gates itself).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ungated;
+
+impl Gate for Ungated {
+    async fn open(&mut self) {}
+}
+
 /// A route-netlink connection. Its socket is opened by [`Rtnl::new`] in the
 /// calling thread's network namespace; its I/O task runs on the current
 /// tokio runtime (so `new` must be called inside one).

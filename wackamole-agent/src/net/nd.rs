@@ -7,7 +7,7 @@ use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use super::{NetError, NetResult};
+use super::{Gate, NetError, NetResult};
 
 /// Ethertype of IPv6.
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -378,10 +378,16 @@ impl NdSender {
         Ok(())
     }
 
-    /// Sends `frames` at most `pps` per second (0: no limit). Frames the
-    /// kernel cannot queue right now are skipped with a warning; any other
-    /// error stops the run. Returns how many were sent.
-    pub async fn send_paced(&self, frames: &[NdFrame], pps: u32) -> NetResult<usize> {
+    /// Sends `frames` at most `pps` per second (0: no limit), each once
+    /// `gate` is open. Frames the kernel cannot queue right now are skipped
+    /// with a warning; any other error stops the run. Returns how many were
+    /// sent.
+    pub async fn send_paced(
+        &self,
+        frames: &[NdFrame],
+        pps: u32,
+        gate: &mut impl Gate,
+    ) -> NetResult<usize> {
         let mut ticker = (pps > 0).then(|| {
             let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(pps)));
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -392,6 +398,7 @@ impl NdSender {
             if let Some(t) = ticker.as_mut() {
                 t.tick().await;
             }
+            gate.open().await;
             match self.send(frame) {
                 Ok(()) => sent += 1,
                 Err(NetError::Io { cause: source, .. })

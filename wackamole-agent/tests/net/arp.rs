@@ -7,8 +7,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use wackamole::daemon::announcer::LeaseSignal;
 use wackamole::net::arp::{ArpFrame, ArpOp, ArpSender, Burst, GarpForm, BROADCAST};
-use wackamole::net::{neigh, Ipv4Prefix};
+use wackamole::net::{neigh, Ipv4Prefix, Ungated};
 use wackamole::testbed::{veth_pair, Netns};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
@@ -141,7 +142,8 @@ fn unicast_reply_moves_a_cached_vip_to_the_new_owner() -> Result<()> {
     assert_eq!(wait_neigh(&b, VIP, OLD_MAC)?, Some(OLD_MAC));
     let (a_mac, b_mac) = (a.mac("va")?, b.mac("vb")?);
     let sent = with_sender(&a, "va", async move |s| {
-        Ok(s.reply_to(&[VIP], &[(B_IP, b_mac)], 100).await?)
+        Ok(s.reply_to(&[VIP], &[(B_IP, b_mac)], 100, &mut Ungated)
+            .await?)
     })?;
     assert_eq!(sent, 1);
     assert_eq!(wait_neigh(&b, VIP, a_mac)?, Some(a_mac));
@@ -151,9 +153,27 @@ fn unicast_reply_moves_a_cached_vip_to_the_new_owner() -> Result<()> {
 /// Captures ARP frames arriving on `vb` in B until `n` or 3 s; the capture
 /// socket is open before `send` runs.
 fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel();
+    let handle = spawn_capture(b, n, Duration::from_secs(3), tx)?;
+    send()?;
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    Ok(rx.try_iter().collect())
+}
+
+/// Starts capturing ARP frames arriving on `vb` in B on a thread of its
+/// own, each sent to `frames` as it arrives, until `n` or `limit` pass;
+/// returns once the capture socket is open.
+fn spawn_capture(
+    b: &Netns,
+    n: usize,
+    limit: Duration,
+    frames: mpsc::Sender<Vec<u8>>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let path = format!("/run/netns/{}", b.name());
-    let handle = std::thread::spawn(move || -> Result<Vec<Vec<u8>>> {
+    let handle = std::thread::spawn(move || -> Result<()> {
         let file = std::fs::File::open(&path)?;
         // SAFETY: setns on a valid namespace fd, for this thread only.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -195,23 +215,23 @@ fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec
             );
         }
         let _ = ready_tx.send(());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut frames = Vec::new();
-        while frames.len() < n && Instant::now() < deadline {
+        let deadline = Instant::now() + limit;
+        let mut seen = 0;
+        while seen < n && Instant::now() < deadline {
             let mut buf = [0u8; 1600];
             // SAFETY: buf is valid for its length.
             let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if got > 0 {
-                frames.push(buf[..got as usize].to_vec());
+                seen += 1;
+                if frames.send(buf[..got as usize].to_vec()).is_err() {
+                    break;
+                }
             }
         }
-        Ok(frames)
+        Ok(())
     });
     ready_rx.recv_timeout(Duration::from_secs(3))?;
-    send()?;
-    handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
+    Ok(handle)
 }
 
 #[test]
@@ -254,7 +274,8 @@ fn notify_unicasts_known_hosts_and_broadcasts_once_for_the_rest() -> Result<()> 
     let range: Ipv4Prefix = "192.0.2.0/24".parse()?;
     let frames = capture(&b, 2, || {
         let sent = with_sender(&a, "va", async move |s| {
-            Ok(s.notify(&[VIP], &range, &[(B_IP, b_mac)], 50).await?)
+            Ok(s.notify(&[VIP], &range, &[(B_IP, b_mac)], 50, &mut Ungated)
+                .await?)
         })?;
         assert_eq!(sent, 2);
         Ok(())
@@ -290,7 +311,8 @@ fn ranges_are_paced_independently() -> Result<()> {
     // 21 frames for the /24 at 10/s take 2 s; the /32's single reply must not wait for them.
     let frames = capture(&b, 3, || {
         let sent = with_sender(&a, "va", async move |s| {
-            Ok(s.notify_ranges(&[VIP], &[big, small], &hosts, 10).await?)
+            Ok(s.notify_ranges(&[VIP], &[big, small], &hosts, 10, &Ungated)
+                .await?)
         })?;
         assert_eq!(sent, 22);
         Ok(())
@@ -308,6 +330,60 @@ fn ranges_are_paced_independently() -> Result<()> {
     Ok(())
 }
 
+/// A paced run behind the fencing lease stops mid-range the moment the
+/// lease runs out and goes on at the renewal: a node whose XDP went silent
+/// tells no neighbour to send it traffic.
+#[test]
+#[ignore = "needs root"]
+fn a_lapsed_lease_stops_a_paced_run_mid_range() -> Result<()> {
+    let (a, b) = pair("gate")?;
+    let b_mac = b.mac("vb")?;
+    let (tx, rx) = mpsc::channel();
+    let capture = spawn_capture(&b, usize::MAX, Duration::from_secs(2), tx)?;
+    let ours = move || {
+        rx.try_iter()
+            .filter(|f| ArpFrame::parse(f).is_some_and(|p| p.spa == VIP && p.op == ArpOp::Reply))
+            .count()
+    };
+    let (sent, before, fenced, after) = with_sender(&a, "va", async move |s| {
+        let targets: Vec<_> = (11..=20u8)
+            .map(|i| (Ipv4Addr::new(192, 0, 2, i), b_mac))
+            .collect();
+        let signal = LeaseSignal::default();
+        // At 20 frames/s three replies (0, 50, 100 ms) go out before the
+        // lease runs out at 120 ms; the other seven wait for the renewal.
+        signal.renewed(tokio::time::Instant::now() + Duration::from_millis(120));
+        let mut gate = signal.waiter();
+        let run = s.reply_to(&[VIP], &targets, 20, &mut gate);
+        let script = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let before = ours();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let fenced = ours();
+            signal.renewed(tokio::time::Instant::now() + Duration::from_secs(5));
+            (before, fenced)
+        };
+        let (sent, (before, fenced)) = tokio::join!(run, script);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok((sent?, before, fenced, ours()))
+    })?;
+    capture
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    assert_eq!(sent, 10);
+    assert!(
+        (1..=4).contains(&before),
+        "{before} replies before the lapse"
+    );
+    assert_eq!(fenced, 0, "replies sent while the lease was out");
+    assert_eq!(
+        before + after,
+        10,
+        "{before} before, {after} after the renewal"
+    );
+    Ok(())
+}
+
 #[test]
 #[ignore = "needs root"]
 fn paced_sends_respect_the_rate_limit() -> Result<()> {
@@ -317,7 +393,7 @@ fn paced_sends_respect_the_rate_limit() -> Result<()> {
             .map(|i| (Ipv4Addr::new(192, 0, 2, i), [2, 0, 0, 0, 0, i]))
             .collect();
         let t0 = Instant::now();
-        let sent = s.reply_to(&[VIP], &targets, 20).await?;
+        let sent = s.reply_to(&[VIP], &targets, 20, &mut Ungated).await?;
         Ok((sent, t0.elapsed()))
     })?;
     assert_eq!(sent, 10);

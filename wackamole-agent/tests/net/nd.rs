@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
 use wackamole::net::nd::{NdFrame, NdSender, ND_NEIGHBOR_ADVERT};
+use wackamole::net::Ungated;
 use wackamole::testbed::{veth_pair, Netns};
 
 const VIP: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0x1, 0x100);
@@ -305,7 +306,9 @@ fn a_directed_na_to_a_notify_target_moves_its_entry() -> Result<()> {
     let frames = wackamole::net::nd::plan_notify6(a_mac, &[VIP], &range, &[], false);
     ensure!(frames.len() == 1, "{frames:?}");
     let captured = capture(&b, 1, || {
-        with_sender(&a, async move |s| Ok(s.send_paced(&frames, 0).await?))?;
+        with_sender(&a, async move |s| {
+            Ok(s.send_paced(&frames, 0, &mut Ungated).await?)
+        })?;
         Ok(())
     })?;
     ensure!(captured.len() == 1, "captured {}", captured.len());
