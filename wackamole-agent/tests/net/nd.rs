@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Result};
+use wackamole::daemon::announcer::LeaseSignal;
 use wackamole::net::nd::{NdFrame, NdSender, ND_NEIGHBOR_ADVERT};
 use wackamole::net::Ungated;
 use wackamole::testbed::{veth_pair, Netns};
@@ -59,9 +60,27 @@ fn with_sender<T: Send + 'static>(
 
 /// NAs for `VIP` seen on B's `vb` while `send` runs (up to `n`, 3 s at most).
 fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel();
+    let handle = spawn_capture(b, n, Duration::from_secs(3), tx)?;
+    send()?;
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    Ok(rx.try_iter().collect())
+}
+
+/// Starts capturing NAs for `VIP` arriving on B's `vb` on a thread of its
+/// own, each sent to `frames` as it arrives, until `n` or `limit` pass;
+/// returns once the capture socket is open.
+fn spawn_capture(
+    b: &Netns,
+    n: usize,
+    limit: Duration,
+    frames: mpsc::Sender<Vec<u8>>,
+) -> Result<std::thread::JoinHandle<Result<()>>> {
     let (ready_tx, ready_rx) = mpsc::channel();
     let path = format!("/run/netns/{}", b.name());
-    let handle = std::thread::spawn(move || -> Result<Vec<Vec<u8>>> {
+    let handle = std::thread::spawn(move || -> Result<()> {
         let file = std::fs::File::open(&path)?;
         // SAFETY: setns on a valid namespace fd, for this thread only.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -104,9 +123,9 @@ fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec
             );
         }
         let _ = ready_tx.send(());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut frames = Vec::new();
-        while frames.len() < n && Instant::now() < deadline {
+        let deadline = Instant::now() + limit;
+        let mut seen = 0;
+        while seen < n && Instant::now() < deadline {
             let mut buf = [0u8; 1600];
             // SAFETY: buf is valid for its length.
             let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -115,17 +134,63 @@ fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec
                 if NdFrame::parse(&f)
                     .is_some_and(|p| p.icmp_type == ND_NEIGHBOR_ADVERT && p.target == VIP)
                 {
-                    frames.push(f);
+                    seen += 1;
+                    if frames.send(f).is_err() {
+                        break;
+                    }
                 }
             }
         }
-        Ok(frames)
+        Ok(())
     });
     ready_rx.recv_timeout(Duration::from_secs(3))?;
-    send()?;
-    handle
+    Ok(handle)
+}
+
+/// Paced advertisements behind the fencing lease stop mid-run the moment
+/// the lease runs out and go on at the renewal (the IPv6 side of
+/// `arp::a_lapsed_lease_stops_a_paced_run_mid_range`).
+#[test]
+#[ignore = "needs root"]
+fn a_lapsed_lease_stops_paced_advertisements_mid_run() -> Result<()> {
+    let (a, b) = pair("ndgate")?;
+    let a_mac = a.mac("va")?;
+    let (tx, rx) = mpsc::channel();
+    let capture = spawn_capture(&b, usize::MAX, Duration::from_secs(2), tx)?;
+    let seen = move || rx.try_iter().count();
+    let (sent, before, fenced, after) = with_sender(&a, async move |s| {
+        let frames: Vec<NdFrame> = (0..10)
+            .map(|_| NdFrame::unsolicited_advert(a_mac, VIP, false))
+            .collect();
+        let signal = LeaseSignal::default();
+        // At 20 frames/s three go out (0, 50, 100 ms) before the lease runs
+        // out at 120 ms; the other seven wait for the renewal.
+        signal.renewed(tokio::time::Instant::now() + Duration::from_millis(120));
+        let mut gate = signal.waiter();
+        let run = s.send_paced(&frames, 20, &mut gate);
+        let script = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let before = seen();
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let fenced = seen();
+            signal.renewed(tokio::time::Instant::now() + Duration::from_secs(5));
+            (before, fenced)
+        };
+        let (sent, (before, fenced)) = tokio::join!(run, script);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok((sent?, before, fenced, seen()))
+    })?;
+    capture
         .join()
-        .map_err(|_| anyhow::anyhow!("capture thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
+    ensure!(sent == 10, "sent {sent}");
+    ensure!((1..=4).contains(&before), "{before} NAs before the lapse");
+    ensure!(fenced == 0, "{fenced} NAs sent while the lease was out");
+    ensure!(
+        before + after == 10,
+        "{before} before, {after} after the renewal"
+    );
+    Ok(())
 }
 
 #[test]
