@@ -7,7 +7,8 @@
 //! Per repetition: the cluster settles (everyone mature, balanced), the
 //! prober runs for `before + after`, the fault is injected after `before`,
 //! then the cluster is restored. The view time of a phase is the first
-//! `new view ... mono_ns=` line any agent logged after the fault, so
+//! `new view ... mono_ns=` line an agent other than the victim logged after
+//! the fault (any agent's in a partition), so
 //! `failover = detection (fault → view) + agent (view → first answer)`.
 //!
 //! Both `benches/failover.rs` and the smoke test call [`run`].
@@ -1762,12 +1763,19 @@ fn repetition(
     } else {
         settle(c, &[])?;
     }
+    // The view that moves the victim's VIFs is the survivors': a victim
+    // cut off by its cable forms a view of its own too, often first, and
+    // counting from it put part of the detection into the agents' share.
+    // A partition has two sides that both act: every view counts.
+    let viewers: Vec<usize> = (0..c.len())
+        .filter(|&i| fault == Fault::Partition || i != victim)
+        .collect();
     for p in &mut phases {
         // A planned change has no view: its trigger is the command.
         p.view_ns = if fault.planned() {
             None
         } else {
-            first_view_after(c, p.fault_ns)
+            first_view_after(c, &viewers, p.fault_ns)
         };
     }
     Ok(Repetition {
@@ -1938,10 +1946,12 @@ pub fn breakdown_in(log: &str, after_ns: u64) -> Option<AgentBreakdown> {
     })
 }
 
-/// The earliest `new view` any agent logged at or after `after_ns` (monotonic ns).
-pub fn first_view_after(c: &AgentCluster, after_ns: u64) -> Option<u64> {
-    (0..c.len())
-        .filter_map(|i| c.agent_log(i).ok())
+/// The earliest `new view` any of the agents `nodes` logged at or after
+/// `after_ns` (monotonic ns).
+pub fn first_view_after(c: &AgentCluster, nodes: &[usize], after_ns: u64) -> Option<u64> {
+    nodes
+        .iter()
+        .filter_map(|&i| c.agent_log(i).ok())
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .flat_map(|text| view_times(&text))
         .filter(|&t| t >= after_ns)
