@@ -2,13 +2,11 @@
 //! and the frames on the wire.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
-use wackamole::daemon::announcer::LeaseSignal;
-use wackamole::net::arp::{ArpFrame, ArpOp, ArpSender, Burst, GarpForm, BROADCAST};
+use anyhow::Result;
+use wackamole::net::arp::{ArpFrame, ArpOp, ArpSender, Burst, GarpForm, BROADCAST, ETH_P_ARP};
 use wackamole::net::{neigh, Ipv4Prefix, Ungated};
 use wackamole::testbed::{veth_pair, Netns};
 
@@ -153,85 +151,7 @@ fn unicast_reply_moves_a_cached_vip_to_the_new_owner() -> Result<()> {
 /// Captures ARP frames arriving on `vb` in B until `n` or 3 s; the capture
 /// socket is open before `send` runs.
 fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec<Vec<u8>>> {
-    let (tx, rx) = mpsc::channel();
-    let handle = spawn_capture(b, n, Duration::from_secs(3), tx)?;
-    send()?;
-    handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
-    Ok(rx.try_iter().collect())
-}
-
-/// Starts capturing ARP frames arriving on `vb` in B on a thread of its
-/// own, each sent to `frames` as it arrives, until `n` or `limit` pass;
-/// returns once the capture socket is open.
-fn spawn_capture(
-    b: &Netns,
-    n: usize,
-    limit: Duration,
-    frames: mpsc::Sender<Vec<u8>>,
-) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let path = format!("/run/netns/{}", b.name());
-    let handle = std::thread::spawn(move || -> Result<()> {
-        let file = std::fs::File::open(&path)?;
-        // SAFETY: setns on a valid namespace fd, for this thread only.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
-        let proto = (libc::ETH_P_ARP as u16).to_be();
-        // SAFETY: plain socket(2); owned right below.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-        if raw < 0 {
-            bail!("capture socket: {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: fresh fd owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = unsafe { libc::if_nametoindex(c"vb".as_ptr()) } as i32;
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 200_000,
-        };
-        // SAFETY: valid pointers and lengths.
-        unsafe {
-            if libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            ) != 0
-            {
-                bail!("bind capture: {}", std::io::Error::last_os_error());
-            }
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-        }
-        let _ = ready_tx.send(());
-        let deadline = Instant::now() + limit;
-        let mut seen = 0;
-        while seen < n && Instant::now() < deadline {
-            let mut buf = [0u8; 1600];
-            // SAFETY: buf is valid for its length.
-            let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if got > 0 {
-                seen += 1;
-                if frames.send(buf[..got as usize].to_vec()).is_err() {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    });
-    ready_rx.recv_timeout(Duration::from_secs(3))?;
-    Ok(handle)
+    crate::capture::during(b, ETH_P_ARP, |_| true, n, send)
 }
 
 #[test]
@@ -339,49 +259,30 @@ fn a_lapsed_lease_stops_a_paced_run_mid_range() -> Result<()> {
     let (a, b) = pair("gate")?;
     let b_mac = b.mac("vb")?;
     let (tx, rx) = mpsc::channel();
-    let capture = spawn_capture(&b, usize::MAX, Duration::from_secs(2), tx)?;
+    let capture = crate::capture::spawn(
+        &b,
+        ETH_P_ARP,
+        |_| true,
+        usize::MAX,
+        Duration::from_secs(2),
+        tx,
+    )?;
     let ours = move || {
         rx.try_iter()
             .filter(|f| ArpFrame::parse(f).is_some_and(|p| p.spa == VIP && p.op == ArpOp::Reply))
             .count()
     };
-    let (sent, before, fenced, after) = with_sender(&a, "va", async move |s| {
-        let targets: Vec<_> = (11..=20u8)
-            .map(|i| (Ipv4Addr::new(192, 0, 2, i), b_mac))
-            .collect();
-        let signal = LeaseSignal::default();
-        // At 20 frames/s three replies (0, 50, 100 ms) go out before the
-        // lease runs out at 120 ms; the other seven wait for the renewal.
-        signal.renewed(tokio::time::Instant::now() + Duration::from_millis(120));
-        let mut gate = signal.waiter();
-        let run = s.reply_to(&[VIP], &targets, 20, &mut gate);
-        let script = async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            let before = ours();
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            let fenced = ours();
-            signal.renewed(tokio::time::Instant::now() + Duration::from_secs(5));
-            (before, fenced)
-        };
-        let (sent, (before, fenced)) = tokio::join!(run, script);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Ok((sent?, before, fenced, ours()))
+    let targets: Vec<_> = (11..=20u8)
+        .map(|i| (Ipv4Addr::new(192, 0, 2, i), b_mac))
+        .collect();
+    let lapse = with_sender(&a, "va", async move |s| {
+        let run = async move |mut gate| s.reply_to(&[VIP], &targets, 20, &mut gate).await;
+        crate::capture::across_a_lapse(run, ours).await
     })?;
     capture
         .join()
         .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
-    assert_eq!(sent, 10);
-    assert!(
-        (1..=4).contains(&before),
-        "{before} replies before the lapse"
-    );
-    assert_eq!(fenced, 0, "replies sent while the lease was out");
-    assert_eq!(
-        before + after,
-        10,
-        "{before} before, {after} after the renewal"
-    );
-    Ok(())
+    lapse.check("replies")
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod support;
 
 mod addr;
 mod arp;
+mod capture;
 mod nd;
 mod neigh;
 

@@ -3,13 +3,11 @@
 //! sender's multicast filter. Needs root.
 
 use std::net::{IpAddr, Ipv6Addr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, ensure, Result};
-use wackamole::daemon::announcer::LeaseSignal;
-use wackamole::net::nd::{NdFrame, NdSender, ND_NEIGHBOR_ADVERT};
+use anyhow::{ensure, Result};
+use wackamole::net::nd::{NdFrame, NdSender, ETH_P_IPV6, ND_NEIGHBOR_ADVERT};
 use wackamole::net::Ungated;
 use wackamole::testbed::{veth_pair, Netns};
 
@@ -60,91 +58,12 @@ fn with_sender<T: Send + 'static>(
 
 /// NAs for `VIP` seen on B's `vb` while `send` runs (up to `n`, 3 s at most).
 fn capture(b: &Netns, n: usize, send: impl FnOnce() -> Result<()>) -> Result<Vec<Vec<u8>>> {
-    let (tx, rx) = mpsc::channel();
-    let handle = spawn_capture(b, n, Duration::from_secs(3), tx)?;
-    send()?;
-    handle
-        .join()
-        .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
-    Ok(rx.try_iter().collect())
+    crate::capture::during(b, ETH_P_IPV6, is_vip_na, n, send)
 }
 
-/// Starts capturing NAs for `VIP` arriving on B's `vb` on a thread of its
-/// own, each sent to `frames` as it arrives, until `n` or `limit` pass;
-/// returns once the capture socket is open.
-fn spawn_capture(
-    b: &Netns,
-    n: usize,
-    limit: Duration,
-    frames: mpsc::Sender<Vec<u8>>,
-) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let path = format!("/run/netns/{}", b.name());
-    let handle = std::thread::spawn(move || -> Result<()> {
-        let file = std::fs::File::open(&path)?;
-        // SAFETY: setns on a valid namespace fd, for this thread only.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!("setns {path}: {}", std::io::Error::last_os_error());
-        }
-        let proto = 0x86ddu16.to_be();
-        // SAFETY: plain socket(2); owned right below.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-        if raw < 0 {
-            bail!("capture socket: {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: fresh fd owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        // SAFETY: NUL-terminated name.
-        sll.sll_ifindex = unsafe { libc::if_nametoindex(c"vb".as_ptr()) } as i32;
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 200_000,
-        };
-        // SAFETY: valid pointers and lengths.
-        unsafe {
-            if libc::bind(
-                fd.as_raw_fd(),
-                (&sll as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            ) != 0
-            {
-                bail!("bind capture: {}", std::io::Error::last_os_error());
-            }
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as u32,
-            );
-        }
-        let _ = ready_tx.send(());
-        let deadline = Instant::now() + limit;
-        let mut seen = 0;
-        while seen < n && Instant::now() < deadline {
-            let mut buf = [0u8; 1600];
-            // SAFETY: buf is valid for its length.
-            let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if got > 0 {
-                let f = buf[..got as usize].to_vec();
-                if NdFrame::parse(&f)
-                    .is_some_and(|p| p.icmp_type == ND_NEIGHBOR_ADVERT && p.target == VIP)
-                {
-                    seen += 1;
-                    if frames.send(f).is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    });
-    ready_rx.recv_timeout(Duration::from_secs(3))?;
-    Ok(handle)
+/// Whether `frame` is a neighbour advertisement for `VIP`.
+fn is_vip_na(frame: &[u8]) -> bool {
+    NdFrame::parse(frame).is_some_and(|p| p.icmp_type == ND_NEIGHBOR_ADVERT && p.target == VIP)
 }
 
 /// Paced advertisements behind the fencing lease stop mid-run the moment
@@ -156,41 +75,26 @@ fn a_lapsed_lease_stops_paced_advertisements_mid_run() -> Result<()> {
     let (a, b) = pair("ndgate")?;
     let a_mac = a.mac("va")?;
     let (tx, rx) = mpsc::channel();
-    let capture = spawn_capture(&b, usize::MAX, Duration::from_secs(2), tx)?;
+    let capture = crate::capture::spawn(
+        &b,
+        ETH_P_IPV6,
+        is_vip_na,
+        usize::MAX,
+        Duration::from_secs(2),
+        tx,
+    )?;
     let seen = move || rx.try_iter().count();
-    let (sent, before, fenced, after) = with_sender(&a, async move |s| {
-        let frames: Vec<NdFrame> = (0..10)
-            .map(|_| NdFrame::unsolicited_advert(a_mac, VIP, false))
-            .collect();
-        let signal = LeaseSignal::default();
-        // At 20 frames/s three go out (0, 50, 100 ms) before the lease runs
-        // out at 120 ms; the other seven wait for the renewal.
-        signal.renewed(tokio::time::Instant::now() + Duration::from_millis(120));
-        let mut gate = signal.waiter();
-        let run = s.send_paced(&frames, 20, &mut gate);
-        let script = async {
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            let before = seen();
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            let fenced = seen();
-            signal.renewed(tokio::time::Instant::now() + Duration::from_secs(5));
-            (before, fenced)
-        };
-        let (sent, (before, fenced)) = tokio::join!(run, script);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        Ok((sent?, before, fenced, seen()))
+    let frames: Vec<NdFrame> = (0..10)
+        .map(|_| NdFrame::unsolicited_advert(a_mac, VIP, false))
+        .collect();
+    let lapse = with_sender(&a, async move |s| {
+        let run = async move |mut gate| s.send_paced(&frames, 20, &mut gate).await;
+        crate::capture::across_a_lapse(run, seen).await
     })?;
     capture
         .join()
         .map_err(|_| anyhow::anyhow!("capture thread panicked"))??;
-    ensure!(sent == 10, "sent {sent}");
-    ensure!((1..=4).contains(&before), "{before} NAs before the lapse");
-    ensure!(fenced == 0, "{fenced} NAs sent while the lease was out");
-    ensure!(
-        before + after == 10,
-        "{before} before, {after} after the renewal"
-    );
-    Ok(())
+    lapse.check("NAs")
 }
 
 #[test]
