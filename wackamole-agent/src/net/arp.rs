@@ -407,29 +407,14 @@ impl ArpSender {
         pps: u32,
         gate: &mut impl Gate,
     ) -> NetResult<usize> {
-        let mut ticker = (pps > 0).then(|| {
-            let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(pps)));
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        });
-        let mut sent = 0;
-        for frame in frames {
-            if let Some(t) = ticker.as_mut() {
-                t.tick().await;
-            }
-            gate.open().await;
-            match self.send(frame) {
-                Ok(()) => sent += 1,
-                Err(NetError::Io { cause: source, .. })
-                    if source.kind() == std::io::ErrorKind::WouldBlock
-                        || source.raw_os_error() == Some(libc::ENOBUFS) =>
-                {
-                    tracing::warn!(iface = %self.iface, tpa = %frame.tpa, "ARP frame dropped: transmit queue full");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(sent)
+        super::send_paced(
+            frames,
+            pps,
+            gate,
+            |frame| self.send(frame),
+            |frame| tracing::warn!(iface = %self.iface, tpa = %frame.tpa, "ARP frame dropped: transmit queue full"),
+        )
+        .await
     }
 
     /// Sends a gratuitous ARP burst for `vips`; returns the frames sent.

@@ -70,6 +70,43 @@ impl Gate for Ungated {
     async fn open(&mut self) {}
 }
 
+/// The loop of both paced senders (ARP and ND): each of `frames` handed to
+/// `send` at most `pps` per second (0: no limit), once `gate` is open. A
+/// frame the kernel cannot queue right now (EAGAIN/ENOBUFS) is skipped and
+/// handed to `dropped` (to log it); any other error stops the run. Returns
+/// how many were sent.
+pub(crate) async fn send_paced<F>(
+    frames: &[F],
+    pps: u32,
+    gate: &mut impl Gate,
+    send: impl Fn(&F) -> NetResult<()>,
+    dropped: impl Fn(&F),
+) -> NetResult<usize> {
+    let mut ticker = (pps > 0).then(|| {
+        let mut t = tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / f64::from(pps)));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut sent = 0;
+    for frame in frames {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
+        gate.open().await;
+        match send(frame) {
+            Ok(()) => sent += 1,
+            Err(NetError::Io { cause, .. })
+                if cause.kind() == std::io::ErrorKind::WouldBlock
+                    || cause.raw_os_error() == Some(libc::ENOBUFS) =>
+            {
+                dropped(frame)
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}
+
 /// A route-netlink connection. Its socket is opened by [`Rtnl::new`] in the
 /// calling thread's network namespace; its I/O task runs on the current
 /// tokio runtime (so `new` must be called inside one).
