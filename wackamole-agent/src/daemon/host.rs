@@ -6,7 +6,7 @@
 //! uses tokio's clock everywhere (`tokio::time`), so a paused runtime clock
 //! drives it.
 
-use super::announcer::{Announcer, GarpWire, Job, LeaseSignal, LeaseWait, NaWire};
+use super::announcer::{Announcer, GarpWire, Job, LeaseSignal, NaWire};
 use super::senders::Senders;
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
@@ -499,7 +499,7 @@ fn notifications(
     cache: Vec<(Ipv4Addr, [u8; 6])>,
     cache6: Vec<(Ipv6Addr, [u8; 6])>,
     nd_router: bool,
-    mut lease: LeaseWait,
+    lease: &LeaseSignal,
 ) -> Option<BoxFuture<'static, ()>> {
     // Somebody to tell on an interface the VIF has addresses on.
     let for_v4 = !senders.is_empty()
@@ -510,6 +510,7 @@ fn notifications(
         return None;
     }
     let (name, senders, senders6) = (name.to_string(), senders.to_vec(), senders6.to_vec());
+    let mut lease = lease.waiter();
     Some(
         async move {
             // Every frame waits for the lease: a node whose XDP went silent
@@ -638,7 +639,7 @@ impl Host for LinuxHost {
             cache,
             cache6,
             nd_router,
-            self.announcer.lease_signal().waiter(),
+            &self.announcer.lease_signal(),
         );
         let job = Job {
             name,
