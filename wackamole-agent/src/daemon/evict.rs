@@ -10,6 +10,13 @@
 //! alone, keeps a ring re-formation (nobody's probe moves) or a stall of
 //! this agent (it reads a backlog at once) from looking like silence.
 //!
+//! A member not heard yet in a view gets [`SYNC_SKEW`] more: corosync ends
+//! a view's synchronisation on each node in turn (a member behind a lossy
+//! cable got the view ~100 ms after the others, and its first message
+//! ~200 ms after), and it refuses that member's messages until then. Its
+//! silence counted from my view alone evicted live members (whose leases
+//! were still renewed: two answerers) in every lossy-link run.
+//!
 //! [`Heard`]: crate::membership::MembershipEvent::Heard
 //! [`lease::evict_after`]: super::lease::evict_after
 
@@ -18,11 +25,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How much longer a member may stay silent after a view before it has
+/// been heard in it (see the module's comment).
+pub const SYNC_SKEW: Duration = Duration::from_millis(500);
+
 #[derive(Debug, Default)]
 pub struct Watch {
     me: Option<MemberId>,
     /// When each other member of the view was last heard (or the view began).
     last: BTreeMap<MemberId, Instant>,
+    /// The members heard in this view (the others get [`SYNC_SKEW`] more).
+    heard: BTreeSet<MemberId>,
     suspects: BTreeSet<MemberId>,
 }
 
@@ -36,6 +49,7 @@ impl Watch {
             .filter(|(i, _)| *i != my_index)
             .map(|(_, m)| (m.clone(), now))
             .collect();
+        self.heard.clear();
         self.suspects.clear();
     }
 
@@ -45,8 +59,9 @@ impl Watch {
     }
 
     /// A probe of `member` delivered at `at`. On my own probe: the members
-    /// silent for longer than `deadline` before it, if any (all of them,
-    /// also those reported before: the allocator asks once per view).
+    /// silent for longer than `deadline` before it (`deadline` plus
+    /// [`SYNC_SKEW`] for those not heard in this view yet), if any (all of
+    /// them, also those reported before: the allocator asks once per view).
     pub fn heard(
         &mut self,
         member: &MemberId,
@@ -56,11 +71,17 @@ impl Watch {
         if self.me.as_ref() != Some(member) {
             if let Some(t) = self.last.get_mut(member) {
                 *t = (*t).max(at);
+                self.heard.insert(member.clone());
             }
             return None;
         }
         for (m, t) in &self.last {
-            if at.saturating_duration_since(*t) > deadline {
+            let allowed = if self.heard.contains(m) {
+                deadline
+            } else {
+                deadline + SYNC_SKEW
+            };
+            if at.saturating_duration_since(*t) > allowed {
                 self.suspects.insert(m.clone());
             }
         }
@@ -149,12 +170,41 @@ mod tests {
         // and b's together (b's first: the backlog in agreed order).
         assert_eq!(w.heard(&m("a"), t0 + ms(400), d), None);
         assert_eq!(w.heard(&m("b"), t0 + ms(400), d), None);
-        // Not heard since the view (the view's start counts).
+        // Not heard since the view (the view's start counts, plus the
+        // synchronisation skew).
         w.view(&[m("a"), m("b")], 1, t0 + ms(500));
         assert_eq!(w.heard(&m("b"), t0 + ms(600), d), None);
-        assert_eq!(w.heard(&m("b"), t0 + ms(700), d), Some(vec![m("a")]));
+        assert_eq!(w.heard(&m("b"), t0 + ms(1100), d), None);
+        assert_eq!(w.heard(&m("b"), t0 + ms(1120), d), Some(vec![m("a")]));
         assert!(w.suspects().contains(&m("a")));
         w.clear();
-        assert_eq!(w.heard(&m("b"), t0 + ms(900), d), None);
+        assert_eq!(w.heard(&m("b"), t0 + ms(1200), d), None);
+    }
+
+    /// The lossy-cable run: a got the view late and was first heard 300 ms
+    /// into it; then it falls silent and gets the plain deadline.
+    #[tokio::test(start_paused = true)]
+    async fn a_member_late_into_a_view_is_not_suspected_until_heard_and_silent() {
+        let t0 = Instant::now();
+        let d = ms(110);
+        let mut w = Watch::default();
+        w.view(&[m("a"), m("b"), m("c")], 1, t0);
+        for k in 1..=15u64 {
+            let at = t0 + ms(20 * k);
+            assert_eq!(w.heard(&m("c"), at, d), None);
+            assert_eq!(w.heard(&m("b"), at, d), None, "at {} ms", 20 * k);
+        }
+        assert_eq!(w.heard(&m("a"), t0 + ms(300), d), None);
+        let mut first = None;
+        for k in 16..=40u64 {
+            let at = t0 + ms(20 * k);
+            assert_eq!(w.heard(&m("c"), at, d), None);
+            if let Some(s) = w.heard(&m("b"), at, d) {
+                assert_eq!(s, vec![m("a")]);
+                first.get_or_insert(at);
+            }
+        }
+        // Heard at 300 ms: suspect from my first probe past 410 ms.
+        assert_eq!(first, Some(t0 + ms(420)));
     }
 }
