@@ -36,6 +36,8 @@ pub enum Raw {
     },
     Quorum {
         quorate: bool,
+        /// The ring the quorum state is for.
+        ring: Ring,
     },
     Nodelist {
         ring: Ring,
@@ -115,8 +117,14 @@ fn on_totem(_h: &cpg::Handle, ring: cpg::RingId, _members: Vec<NodeId>) {
     });
 }
 
-fn on_quorum(_h: &quorum::Handle, quorate: bool, _ring: quorum::RingId, _members: Vec<NodeId>) {
-    push(Raw::Quorum { quorate });
+fn on_quorum(_h: &quorum::Handle, quorate: bool, ring: quorum::RingId, _members: Vec<NodeId>) {
+    push(Raw::Quorum {
+        quorate,
+        ring: Ring {
+            nodeid: u32::from(ring.nodeid),
+            seq: ring.seq,
+        },
+    });
 }
 
 fn on_nodelist(
@@ -443,7 +451,7 @@ impl Conn {
             for raw in drain() {
                 match raw {
                     Raw::Nodelist { ring: r } => ring = Some(r),
-                    Raw::Quorum { quorate: q } => quorate = Some(q),
+                    Raw::Quorum { quorate: q, .. } => quorate = Some(q),
                     _ => {}
                 }
             }

@@ -333,7 +333,13 @@ impl Engine {
             Err(e) => return self.lost(e),
         };
         let mut s = Session {
-            tracker: Tracker::new(conn.me, conn.ring),
+            tracker: {
+                let mut t = Tracker::new(conn.me, conn.ring);
+                if self.opts.require_quorum {
+                    t.track_quorum();
+                }
+                t
+            },
             watchdog: Watchdog::new(deadline),
             stall_limit,
             liveness,
@@ -347,7 +353,7 @@ impl Engine {
             send_pause: Duration::from_millis(1),
         };
         if !s.conn.quorate {
-            s.tracker.quorate(false);
+            s.tracker.quorate(false, s.conn.ring);
             let reason = format!("corosync group {}: partition not quorate", self.opts.group);
             if self.emit(MembershipEvent::Lost { reason }).await.is_err() {
                 return End::Shutdown;
@@ -428,14 +434,18 @@ impl Engine {
                     events.extend(s.tracker.confchg(members, ring_change));
                     events
                 }
-                Raw::Totem { ring } => s.tracker.totem(ring),
-                Raw::Quorum { quorate } => {
+                Raw::Totem { ring } => {
+                    tracing::debug!(group = %self.opts.group, ?ring, "totem ring");
+                    s.tracker.totem(ring)
+                }
+                Raw::Quorum { quorate, ring } => {
+                    tracing::debug!(group = %self.opts.group, quorate, ?ring, "quorum notification");
                     if !quorate && s.tracker.current().is_some() {
                         let reason =
                             format!("corosync group {}: partition not quorate", self.opts.group);
                         self.emit_in(s, MembershipEvent::Lost { reason }).await?;
                     }
-                    s.tracker.quorate(quorate)
+                    s.tracker.quorate(quorate, ring)
                 }
                 Raw::Nodelist { .. } => Vec::new(),
             };

@@ -135,7 +135,21 @@ pub struct Tracker {
     /// The view the agent currently holds (None: not a member, or muted).
     current: Option<View>,
     mute: Mute,
+    /// `require_quorum`: the ring of the last quorum notification. A new
+    /// ring's view waits for the notification of that ring: the CPG and
+    /// quorum callbacks come on two connections, and a one-node ring's view
+    /// came first by up to 62 ms (a partition without quorum then claimed
+    /// every VIF until its `Lost`: two answerers).
+    quorum_ring: Option<Ring>,
+    /// The view waits for its ring's quorum notification; messages
+    /// delivered meanwhile wait in `held` to follow it.
+    awaiting_quorum: bool,
+    held: Vec<MembershipEvent>,
 }
+
+/// At most this many messages wait for a quorum notification (it comes
+/// within milliseconds; beyond this they are dropped with the view).
+const MAX_HELD: usize = 4096;
 
 impl Tracker {
     /// `ring` is the ring current when the connection was made (from the
@@ -149,7 +163,17 @@ impl Tracker {
             transitional_sent: false,
             current: None,
             mute: Mute::default(),
+            quorum_ring: None,
+            awaiting_quorum: false,
+            held: Vec::new(),
         }
+    }
+
+    /// `require_quorum`: from now on a new ring's view waits for that ring's
+    /// quorum notification. The quorum state at connect time is the
+    /// connection's ring's.
+    pub fn track_quorum(&mut self) {
+        self.quorum_ring = Some(self.ring);
     }
 
     pub fn me(&self) -> Proc {
@@ -212,6 +236,15 @@ impl Tracker {
     pub fn deliver(&mut self, sender: Proc, msg: &[u8]) -> (Vec<MembershipEvent>, Option<u64>) {
         match decode(msg) {
             Some(Wire::Watchdog(seq)) if sender == self.me => (Vec::new(), Some(seq)),
+            Some(Wire::App(payload)) if self.awaiting_quorum && !self.mute.any() => {
+                if self.held.len() < MAX_HELD {
+                    self.held.push(MembershipEvent::Message {
+                        sender: sender.member_id(),
+                        payload: payload.to_vec(),
+                    });
+                }
+                (Vec::new(), None)
+            }
             Some(Wire::App(payload)) if self.current.is_some() && !self.mute.any() => (
                 vec![MembershipEvent::Message {
                     sender: sender.member_id(),
@@ -260,17 +293,25 @@ impl Tracker {
 
     /// Quorum changed (only with `require_quorum`). Losing quorum mutes (the
     /// caller reports `Lost`); regaining it re-delivers the current view.
-    pub fn quorate(&mut self, quorate: bool) -> Vec<MembershipEvent> {
+    /// A view waiting for this notification's ring follows it if quorate.
+    pub fn quorate(&mut self, quorate: bool, ring: Ring) -> Vec<MembershipEvent> {
+        if let Some(q) = self.quorum_ring.as_mut() {
+            *q = ring;
+        }
         let mut out = Vec::new();
         if !quorate {
             self.mute.inquorate = true;
             self.current = None;
+            self.awaiting_quorum = false;
+            self.held.clear();
         } else if self.mute.inquorate {
             self.mute.inquorate = false;
             if !self.awaiting_totem {
                 self.transition(&mut out);
                 self.emit_view(&mut out);
             }
+        } else if self.awaiting_quorum && !self.awaiting_totem {
+            self.emit_view(&mut out);
         }
         out
     }
@@ -292,6 +333,11 @@ impl Tracker {
         if self.mute.any() {
             return;
         }
+        if self.quorum_ring.is_some_and(|q| q != self.ring) {
+            self.awaiting_quorum = true;
+            return;
+        }
+        self.awaiting_quorum = false;
         let view = View {
             id: view_id(self.ring, &self.members),
             members: self.members.iter().map(Proc::member_id).collect(),
@@ -300,6 +346,7 @@ impl Tracker {
         self.transitional_sent = false;
         self.current = Some(view.clone());
         out.push(MembershipEvent::View(view));
+        out.append(&mut self.held);
     }
 }
 
@@ -714,13 +761,54 @@ mod tests {
     fn quorum_loss_mutes_and_regain_redelivers() {
         let mut t = Tracker::new(ME, R1);
         t.confchg(vec![A, ME], false);
-        assert!(t.quorate(false).is_empty());
+        assert!(t.quorate(false, R1).is_empty());
         assert!(t.confchg(vec![ME], true).is_empty());
         assert!(t.totem(R2).is_empty());
-        let ev = t.quorate(true);
+        let ev = t.quorate(true, R2);
         assert_eq!(ev.first(), Some(&MembershipEvent::Transitional));
         assert_eq!(view_of(&ev).unwrap().id, view_id(R2, &[ME]));
-        assert!(t.quorate(true).is_empty());
+        assert!(t.quorate(true, R2).is_empty());
+    }
+
+    /// `require_quorum`: a new ring's view (and the messages after it)
+    /// waits for that ring's quorum notification, whichever comes first.
+    #[test]
+    fn with_quorum_tracked_a_new_rings_view_waits_for_its_quorum() {
+        let mut t = Tracker::new(ME, R1);
+        t.track_quorum();
+        // Same ring: a join needs no notification.
+        assert!(view_of(&t.confchg(vec![A, ME, C], false)).is_some());
+        // A split: the one-node ring's view waits; a message waits too.
+        assert_eq!(
+            t.confchg(vec![ME], true),
+            vec![MembershipEvent::Transitional]
+        );
+        assert!(t.totem(R2).is_empty());
+        assert!(t.deliver(ME, &encode_app(b"state")).0.is_empty());
+        // Not quorate: never delivered (the engine reports Lost).
+        assert!(t.quorate(false, R2).is_empty());
+        assert!(t.current().is_none());
+        // The merge: its notification first, then the ring.
+        let r3 = Ring { nodeid: 1, seq: 20 };
+        assert!(view_of(&t.quorate(true, r3)).is_none());
+        t.confchg(vec![A, ME, C], true);
+        let ev = t.totem(r3);
+        assert_eq!(view_of(&ev).unwrap().id, view_id(r3, &[A, ME, C]));
+        // The ring first: the view and a held message follow the notification.
+        let r4 = Ring { nodeid: 1, seq: 24 };
+        t.confchg(vec![A, ME], true);
+        assert!(t.totem(r4).is_empty());
+        assert!(t.deliver(A, &encode_app(b"x")).0.is_empty());
+        let ev = t.quorate(true, r4);
+        assert_eq!(view_of(&ev).unwrap().id, view_id(r4, &[A, ME]));
+        assert_eq!(
+            ev.last(),
+            Some(&MembershipEvent::Message {
+                sender: A.member_id(),
+                payload: b"x".to_vec()
+            })
+        );
+        assert_eq!(ev.len(), 2);
     }
 
     #[test]
