@@ -125,6 +125,9 @@ pub struct AgentClusterOptions {
     pub spread_timeouts: Option<String>,
     /// `xdp.standby_addresses` of every agent.
     pub standby_addresses: bool,
+    /// `engine.require_quorum` of every agent (Corosync only): a partition
+    /// without votequorum's majority holds no VIF.
+    pub require_quorum: bool,
 }
 
 impl AgentClusterOptions {
@@ -147,6 +150,7 @@ impl AgentClusterOptions {
             spread: None,
             spread_timeouts: None,
             standby_addresses: false,
+            require_quorum: false,
         }
     }
 
@@ -1311,6 +1315,13 @@ pub fn render_config(
         opts.standby_addresses,
         opts.log_level,
     );
+    if opts.require_quorum {
+        s = s.replacen(
+            "kind = \"corosync\"\n",
+            "kind = \"corosync\"\nrequire_quorum = true\n",
+            1,
+        );
+    }
     // Beyond one /24 of VIFs, one move per balance round (the default) would
     // take minutes to spread them after a late join: balance in one round.
     if opts.vifs > 99 {
