@@ -292,6 +292,8 @@ pub struct BenchOptions {
     /// The `<Name>Timeout` lines of a Spread configuration replacing the
     /// LAN-fast ones (`--spread-conf FILE`).
     pub spread_timeouts: Option<String>,
+    /// `engine.require_quorum` on every agent (`--quorum`; Corosync only).
+    pub require_quorum: bool,
 }
 
 /// Which VIPs the prober probes. At many VIPs one prober cannot probe them
@@ -484,6 +486,7 @@ impl BenchOptions {
             standby: vec![false],
             spread: None,
             spread_timeouts: None,
+            require_quorum: false,
         }
     }
 
@@ -570,6 +573,7 @@ impl BenchOptions {
                         ),
                     }
                 }
+                "--quorum" => o.require_quorum = true,
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
                 // Another build side by side (e.g. before a change).
                 "--binary" => o.binary = PathBuf::from(value("--binary")?),
@@ -602,9 +606,12 @@ impl BenchOptions {
                     o.mature = Some(Duration::from_millis(ms));
                 }
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --addresses, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --addresses, --quorum, --out)"
                 ),
             }
+        }
+        if o.spread.is_some() && o.require_quorum {
+            bail!("failover bench: --quorum is Corosync's (votequorum), not Spread's");
         }
         if o.spread.is_none() && o.spread_timeouts.is_some() {
             bail!("failover bench: --spread-conf needs --engine spread");
@@ -679,6 +686,8 @@ cargo xtask bench failover [-- OPTIONS]
                       the holder has a VIF's addresses; default), on (every
                       node has them, XDP silent where not held; scenario
                       names end in -standby) or each size both ways
+  --quorum            engine.require_quorum on every agent (Corosync's
+                      votequorum; scenario names end in -quorum)
   --out DIR           where failover.json, failover.md and the PNGs go
   --binary PATH       the agent binary (default target/release/wackamole;
                       another build side by side, e.g. before a change)";
@@ -799,6 +808,7 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
                     family: opts.family,
                     spread: opts.spread.is_some(),
                     standby,
+                    quorum: opts.require_quorum,
                 };
                 run_size(opts, size, log, &mut records, &mut timeline, &mut skipped)?;
                 // Partial results survive a later failure.
@@ -830,6 +840,8 @@ struct Size {
     spread: bool,
     /// `xdp.standby_addresses` on.
     standby: bool,
+    /// `engine.require_quorum` on.
+    quorum: bool,
 }
 
 impl Size {
@@ -855,14 +867,18 @@ impl Size {
             VipFamily::Ipv4 => base,
             f => format!("{base}-{}", family_name(f)),
         };
-        match self.standby {
+        let base = match self.standby {
             true => format!("{base}-standby"),
+            false => base,
+        };
+        match self.quorum {
+            true => format!("{base}-quorum"),
             false => base,
         }
     }
 
     fn params(&self, fault: &str) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut p = BTreeMap::from([
             ("engine".to_string(), self.engine().to_string()),
             ("profile".to_string(), self.profile.name().to_string()),
             ("nodes".to_string(), self.nodes.to_string()),
@@ -873,7 +889,11 @@ impl Size {
                 "addresses".to_string(),
                 if self.standby { "standby" } else { "holder" }.to_string(),
             ),
-        ])
+        ]);
+        if self.quorum {
+            p.insert("quorum".to_string(), "required".to_string());
+        }
+        p
     }
 }
 
@@ -904,6 +924,7 @@ fn run_size(
     copts.log_level = "info".into();
     copts.family = size.family;
     copts.standby_addresses = size.standby;
+    copts.require_quorum = size.quorum;
     if let Some(m) = opts.mature {
         copts.mature = m;
     }
@@ -2065,6 +2086,7 @@ mod tests {
             family: VipFamily::Ipv4,
             spread: true,
             standby: false,
+            quorum: false,
         };
         assert_eq!(spread.prefix(), "spread-fast-3n-3v");
         assert_eq!(
@@ -2081,6 +2103,28 @@ mod tests {
     }
 
     #[test]
+    fn quorum_option_sets_the_agents_and_names_the_scenarios() -> Result<()> {
+        let o = BenchOptions::from_args("w".into(), "o".into(), &["--quorum".to_string()])?;
+        assert!(o.require_quorum);
+        assert!(!BenchOptions::from_args("w".into(), "o".into(), &[])?.require_quorum);
+        let size = Size {
+            nodes: 3,
+            vips: 3,
+            profile: Profile::Fast,
+            family: VipFamily::Ipv4,
+            spread: false,
+            standby: true,
+            quorum: true,
+        };
+        assert_eq!(size.prefix(), "fast-3n-3v-standby-quorum");
+        assert_eq!(
+            size.params("link-cut").get("quorum").map(String::as_str),
+            Some("required")
+        );
+        Ok(())
+    }
+
+    #[test]
     fn family_option_names_scenarios_and_probed_addresses() -> Result<()> {
         let o = BenchOptions::from_args("w".into(), "o".into(), &[])?;
         assert_eq!(o.family, VipFamily::Ipv4);
@@ -2091,6 +2135,7 @@ mod tests {
             family,
             spread: false,
             standby: false,
+            quorum: false,
         };
         // IPv4 keeps the old names, so earlier results still compare.
         assert_eq!(size(VipFamily::Ipv4).prefix(), "fast-3n-3v");
