@@ -128,9 +128,10 @@
 //! timeout first, which a member asks for as soon as every missing STATE
 //! is a suspect's ([`Report::SilentInExchange`]), not after the full
 //! `exchange_timeout`. The evicted member, when it delivers its own eviction, releases everything
-//! and leaves and rejoins the group, immature ([`Report::EvictedMe`]); in
-//! practice its engine notices the gap in its own liveness evidence first
-//! and reports itself lost (same effect). The next view drops the flag:
+//! and leaves and rejoins the group, immature ([`Report::EvictedMe`]); its
+//! engine reports the gap in its own liveness evidence after the backlog
+//! that holds the eviction, and the lease stays lapsed until then (and a
+//! little longer, for an eviction decided just before). The next view drops the flag:
 //! a member that came back is a member again.
 //!
 //! ## Hostile or broken members

@@ -94,6 +94,9 @@ struct Lapse {
     since: Instant,
     /// Whether a view was installed since.
     view_changed: bool,
+    /// After this process was frozen or starved: no revival before this
+    /// (see [`MembershipEvent::Resumed`]).
+    settle_until: Option<Instant>,
 }
 
 /// A signal from the service manager or the operator.
@@ -639,6 +642,7 @@ impl<H: Host> Agent<H> {
             }
             MembershipEvent::Departed { members } => self.on_departed(&members),
             MembershipEvent::Heard { member, at } => self.on_heard(&member, at).await,
+            MembershipEvent::Resumed { gap } => self.on_resumed(gap),
             MembershipEvent::Transitional => self.feed(Input::Transitional).await,
             MembershipEvent::Message { sender, payload } => match GroupMessage::decode(payload) {
                 Ok(GroupMessage::Allocator(payload)) => {
@@ -657,6 +661,31 @@ impl<H: Host> Agent<H> {
                 self.feed(Input::EngineLost).await;
             }
         }
+    }
+
+    /// This process was frozen or starved for `gap`: the engine says so
+    /// before the evidence that ended the gap, and everything it read before
+    /// (an eviction of this node, above all) has been handled by now. The
+    /// lease, lapsed meanwhile, revives only after half the eviction deadline
+    /// more: time for a peer's eviction decided just before our evidence
+    /// reached it to be delivered (it releases everything, as above). Nobody
+    /// is judged silent over our own gap. No rejoin: a stall the whole host
+    /// shared (all agents starved while the engines merged) used to make
+    /// every agent release everything and wait to mature again.
+    fn on_resumed(&mut self, gap: Duration) {
+        let settle = self
+            .floor
+            .map_or(Duration::ZERO, |f| super::lease::evict_after(f) / 2);
+        warn!(
+            gap_ms = gap.as_millis() as u64,
+            settle_ms = settle.as_millis() as u64,
+            "this process was frozen or starved: the lease waits until a peer's eviction would have come"
+        );
+        self.note_lapse(false);
+        if let Some(lapse) = self.lapse.as_mut() {
+            lapse.settle_until = Some(Instant::now() + settle);
+        }
+        self.watch.resumed(Instant::now());
     }
 
     /// Members left while their nodes stay up (their agent died or left):
@@ -1387,6 +1416,7 @@ impl<H: Host> Agent<H> {
                 self.lapse = Some(Lapse {
                     since: until,
                     view_changed: false,
+                    settle_until: None,
                 });
             }
         }
@@ -1409,7 +1439,7 @@ impl<H: Host> Agent<H> {
         };
         // (A probe sent before a freeze and delivered after it is counted
         // from its sending: `validity` finds it too old.)
-        if !alive.revives {
+        if !alive.revives || lapse.settle_until.is_some_and(|t| Instant::now() < t) {
             return false;
         }
         let settled = !lapse.view_changed

@@ -102,6 +102,16 @@ impl Watch {
             .collect()
     }
 
+    /// This process was frozen or starved until `now`: every other member
+    /// gets the whole deadline from now (their probes during our gap were
+    /// read in a burst, or not at all), and earlier suspicions go.
+    pub fn resumed(&mut self, now: Instant) {
+        for t in self.last.values_mut() {
+            *t = (*t).max(now);
+        }
+        self.suspects.clear();
+    }
+
     /// Members suspected in this view so far.
     pub fn suspects(&self) -> &BTreeSet<MemberId> {
         &self.suspects
@@ -206,5 +216,25 @@ mod tests {
         }
         // Heard at 300 ms: suspect from my first probe past 410 ms.
         assert_eq!(first, Some(t0 + ms(420)));
+    }
+
+    /// After this process's own gap nobody is suspected for it: every
+    /// member gets the whole deadline from the resumption.
+    #[tokio::test(start_paused = true)]
+    async fn my_own_gap_judges_nobody() {
+        let t0 = Instant::now();
+        let d = ms(110);
+        let mut w = Watch::default();
+        w.view(&[m("a"), m("b")], 0, t0);
+        assert_eq!(w.heard(&m("b"), t0 + ms(20), d), None);
+        assert_eq!(w.heard(&m("a"), t0 + ms(20), d), None);
+        // Frozen for 400 ms; my probe comes before b's in the backlog.
+        w.resumed(t0 + ms(420));
+        assert_eq!(w.heard(&m("a"), t0 + ms(420), d), None);
+        assert_eq!(w.heard(&m("a"), t0 + ms(520), d), None);
+        // b stays silent: suspected a deadline after the resumption.
+        assert_eq!(w.heard(&m("a"), t0 + ms(540), d), Some(vec![m("b")]));
+        w.resumed(t0 + ms(600));
+        assert!(w.suspects().is_empty());
     }
 }

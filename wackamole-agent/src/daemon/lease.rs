@@ -48,11 +48,12 @@ pub fn evict_after(floor: Duration) -> Duration {
 }
 
 /// A gap this long in a node's own liveness evidence means its peers may
-/// have evicted it (or will before it hears of it): the engine then
-/// reports itself lost, so the agent releases everything and rejoins
-/// immature instead of renewing its lease on stale membership. Between
-/// the lease and [`evict_after`], so that it trips before any peer can
-/// evict (the probes it did not see were not seen by the peers either).
+/// have evicted it (or will before it hears of it): the engine then tells
+/// the agent (`MembershipEvent::Resumed`) before that evidence, so it reads
+/// any eviction first and waits a little for one decided just before,
+/// instead of renewing its lease on stale membership. Between the lease
+/// and [`evict_after`], so that it is noticed before any peer can evict
+/// (the probes it did not see were not seen by the peers either).
 /// LAN-fast: 82.5 ms.
 pub fn self_evict_gap(floor: Duration) -> Duration {
     let lease = safe_lease(floor);

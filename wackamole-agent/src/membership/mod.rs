@@ -85,6 +85,14 @@ pub enum MembershipEvent {
         member: MemberId,
         at: tokio::time::Instant,
     },
+    /// This process was frozen or starved: no liveness evidence of its own
+    /// for `gap`, longer than the self-eviction gap (see [`EvidenceGap`]).
+    /// Everything the engine read before the evidence that ended the gap
+    /// comes before this event (an eviction of this node, above all); the
+    /// evidence itself is published after it. The agent revives its lease
+    /// only once a peer's eviction decided before that evidence would have
+    /// been delivered, and judges nobody's silence over its own gap.
+    Resumed { gap: Duration },
     /// The engine is unreachable or frozen (dispatch error, lost connection,
     /// watchdog expired). The agent must stop claiming; the engine reconnects
     /// by itself and reports a fresh view when it is back.
@@ -158,7 +166,7 @@ pub struct MembershipHandle {
 /// than `limit` ([`lease::self_evict_gap`]) means this process was frozen or
 /// starved long enough for the peers to evict it: evidence after it must
 /// not renew the lease before the agent has read the eviction (the engine
-/// reports `Lost` and reconnects instead).
+/// reports [`MembershipEvent::Resumed`] before that evidence).
 ///
 /// [`lease::self_evict_gap`]: crate::daemon::lease::self_evict_gap
 #[derive(Debug)]

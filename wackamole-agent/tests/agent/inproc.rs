@@ -571,8 +571,10 @@ enum BusIn {
     /// The node's agent process is stopped (SIGSTOP: nothing of it reaches
     /// the group, nothing reaches it, no probe of it) or continued. On
     /// SIGCONT after the self-eviction gap its engine, as the real one,
-    /// reports `Lost` (`Thaw::Lost`), or delivers its backlog first but
-    /// renews nothing until its next view (`Thaw::Backlog`).
+    /// delivers its backlog, then `Resumed`, and its probes renew again
+    /// (`Thaw::Resumed`); or, as older engines, reports `Lost`
+    /// (`Thaw::Lost`), or delivers its backlog but renews nothing until its
+    /// next view (`Thaw::Backlog`).
     Stop(String, Option<Thaw>),
 }
 
@@ -581,6 +583,7 @@ enum BusIn {
 enum Thaw {
     Lost,
     Backlog,
+    Resumed(Duration),
 }
 
 /// The fake engines' watchdog probes: every member of a component that is
@@ -761,6 +764,12 @@ impl Bus {
                             for ev in backlog {
                                 self.deliver(&node, ev).await;
                             }
+                        }
+                        Thaw::Resumed(gap) => {
+                            for ev in backlog {
+                                self.deliver(&node, ev).await;
+                            }
+                            self.deliver(&node, MembershipEvent::Resumed { gap }).await;
                         }
                     }
                 }
@@ -2787,7 +2796,7 @@ async fn two_answer_while(c: &Cluster, d: Duration) -> Option<String> {
 /// allocation settles back, one answerer per VIP throughout.
 #[tokio::test(start_paused = true)]
 async fn a_stopped_agent_is_evicted_after_the_deadline_and_rejoins() {
-    for thaw in [Thaw::Lost, Thaw::Backlog] {
+    for thaw in [Thaw::Lost, Thaw::Backlog, Thaw::Resumed(ms(400))] {
         local(async {
             let c = Cluster::start(&["a", "b"], "");
             c.watch_probes();
@@ -2848,7 +2857,7 @@ async fn a_stopped_agent_is_evicted_after_the_deadline_and_rejoins() {
                 );
             }
             assert!(c.node("a").owned().await.is_empty(), "{}", d());
-            if thaw == Thaw::Backlog {
+            if thaw != Thaw::Lost {
                 assert!(c.journal.time_of("a", t1, &Ev::Left).is_some(), "{}", d());
             }
             c.views(&[&["a", "b"]]);
@@ -2867,6 +2876,50 @@ async fn a_stopped_agent_is_evicted_after_the_deadline_and_rejoins() {
         })
         .await;
     }
+}
+
+/// A short stall: `a`'s agent stopped for 60 ms (past its 55 ms lease, not
+/// the 110 ms eviction deadline), so nobody evicts it. On SIGCONT its
+/// engine reports `Resumed`: `a` keeps its VIFs (no release, no rejoin) and
+/// answers again once the settle is over, one answerer per VIP throughout.
+/// Engines used to report `Lost` instead: it released everything and
+/// waited to mature again (on a shared host every agent at once, when they
+/// all starved while the engines merged).
+#[tokio::test(start_paused = true)]
+async fn a_short_stall_keeps_the_vifs_and_answers_again_after_the_settle() {
+    local(async {
+        let c = Cluster::start(&["a", "b"], "");
+        c.watch_probes();
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let held = c.node("a").owned().await;
+        assert_eq!(held.len(), 2);
+        let d = || c.journal.dump();
+        c.stop("a", None);
+        assert_eq!(two_answer_while(&c, ms(60)).await, None, "{}", d());
+        let t1 = c.journal.now();
+        c.stop("a", Some(Thaw::Resumed(ms(90))));
+        assert_eq!(two_answer_while(&c, ms(500)).await, None, "{}", d());
+        assert_eq!(c.node("a").owned().await, held, "{}", d());
+        assert!(c.journal.time_of("a", t1, &Ev::Left).is_none(), "{}", d());
+        for name in &held {
+            let k: usize = name[1..].parse().expect("VIF names are vN");
+            assert!(
+                c.journal.time_of("a", t1, &Ev::Release(vip(k))).is_none(),
+                "a released {name}\n{}",
+                d()
+            );
+            assert!(
+                c.journal.answering("a", vip(k)),
+                "a does not answer {name}\n{}",
+                d()
+            );
+        }
+        c.check_one_answerer(&[everyone(&c)])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", d()));
+    })
+    .await;
 }
 
 /// `ctl list` of an agent with MAX_VIPS (4096) VIFs through the real control

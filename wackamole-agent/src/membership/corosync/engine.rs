@@ -247,23 +247,27 @@ impl Engine {
     }
 
     /// Liveness evidence at `at` for the agent; after too long a gap (see
-    /// [`Engine::evidence_gap_trips`]) the engine reports itself lost and
-    /// reconnects instead.
+    /// [`Engine::evidence_gap`]) the agent is told first, in order.
     async fn evidence(&mut self, s: &mut Session, at: Instant, revives: bool) -> Result<(), End> {
-        if let Some(reason) = self.evidence_gap_trips(s, at) {
-            self.report_lost(s, reason).await?;
-            return Err(End::Reconnect);
+        if let Some(gap) = self.evidence_gap(s, at) {
+            tracing::warn!(
+                "corosync group {}: no liveness evidence for {gap:?} (this process frozen or starved; \
+                 peers evict a member silent for {:?}): the lease waits until an eviction would have come",
+                self.opts.group,
+                crate::daemon::lease::evict_after(s.takeover_floor)
+            );
+            self.emit_in(s, MembershipEvent::Resumed { gap }).await?;
         }
         self.alive(s, at, revives);
         Ok(())
     }
 
-    /// Liveness evidence at `at`: why it must not renew the lease if the
-    /// evidence before it is older than the self-eviction gap. Then this
-    /// process was frozen or starved long enough for the peers to evict it
-    /// (issue 11), and renewing would let XDP answer next to its VIFs' new
-    /// owners before the agent has read its eviction.
-    fn evidence_gap_trips(&self, s: &mut Session, at: Instant) -> Option<String> {
+    /// Liveness evidence at `at`: the gap before it, if longer than the
+    /// self-eviction gap. Then this process was frozen or starved long
+    /// enough for the peers to evict it (issue 11): the agent must read
+    /// whatever was delivered before (its eviction, if any) and wait a
+    /// little for an eviction decided just before, before renewing.
+    fn evidence_gap(&self, s: &mut Session, at: Instant) -> Option<Duration> {
         // Evidence the process thread published while this thread was held
         // in a corosync call counts too.
         let vouched = self
@@ -274,13 +278,7 @@ impl Engine {
         if let Some(v) = vouched {
             s.gap.note(v);
         }
-        let gap = s.gap.at(at)?;
-        Some(format!(
-            "corosync group {}: no liveness evidence for {gap:?} (this process frozen or starved; \
-             peers evict a member silent for {:?}): rejoining afresh",
-            self.opts.group,
-            crate::daemon::lease::evict_after(s.takeover_floor)
-        ))
+        s.gap.at(at)
     }
 
     /// Tells the agent it has lost the engine (it releases everything) and

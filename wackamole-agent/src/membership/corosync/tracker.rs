@@ -1021,6 +1021,7 @@ mod tests {
                             MembershipEvent::Message { .. } => prop_assert!(in_view),
                             MembershipEvent::Lost { .. }
                             | MembershipEvent::Departed { .. }
+                            | MembershipEvent::Resumed { .. }
                             | MembershipEvent::Heard { .. } => {
                                 prop_assert!(false)
                             }

@@ -327,8 +327,11 @@ impl Engine {
                                     own_rtt = Some(rtt);
                                     // Counted from the sending (see `Alive`).
                                     let at = now.checked_sub(rtt).unwrap_or(now);
-                                    if let Some(reason) = self.evidence_gap(&mut gap, at) {
-                                        return Ok(Next::Lost(reason));
+                                    if let Some(gap) = self.evidence_gap(&mut gap, at) {
+                                        if !self.emit(MembershipEvent::Resumed { gap }).await {
+                                            let _ = writer.disconnect().await;
+                                            return Ok(Next::Stop);
+                                        }
                                     }
                                     crate::membership::Alive::publish(&self.alive, crate::membership::Alive {
                                         at,
@@ -426,8 +429,10 @@ impl Engine {
         // is the lease's evidence meanwhile. A frozen daemon reads nothing.
         if wd.consumed_in_flight(reading) {
             let at = tokio::time::Instant::now();
-            if let Some(reason) = self.evidence_gap(gap, at) {
-                return Ok(Some(reason));
+            if let Some(gap) = self.evidence_gap(gap, at) {
+                if !self.emit(MembershipEvent::Resumed { gap }).await {
+                    return Ok(Some(format!("spread {}: the agent is gone", self.endpoint)));
+                }
             }
             crate::membership::Alive::publish(
                 &self.alive,
@@ -464,23 +469,24 @@ impl Engine {
         Ok(None)
     }
 
-    /// Why my liveness evidence at `at` must not renew the lease: the
-    /// evidence before it is older than the self-eviction gap (this process
-    /// was frozen or starved; the peers may have evicted it). The session
-    /// ends with `Lost` and the agent rejoins afresh.
+    /// The gap before my liveness evidence at `at`, if it is longer than
+    /// the self-eviction gap (this process was frozen or starved; the peers
+    /// may have evicted it): the agent is told ([`MembershipEvent::Resumed`])
+    /// before the evidence.
     fn evidence_gap(
         &self,
         gap: &mut Option<EvidenceGap>,
         at: tokio::time::Instant,
-    ) -> Option<String> {
+    ) -> Option<Duration> {
         let g = gap.as_mut()?.at(at)?;
-        Some(format!(
+        tracing::warn!(
             "spread {} group {}: no liveness evidence for {g:?} (this process frozen or starved; \
-             peers evict a member silent for {:?}): rejoining afresh",
+             peers evict a member silent for {:?}): the lease waits until an eviction would have come",
             self.endpoint,
             self.opts.group,
             crate::daemon::lease::evict_after(self.opts.takeover_floor)
-        ))
+        );
+        Some(g)
     }
 
     /// A view of our group caused by a leave or a disconnect (the member's
