@@ -64,9 +64,16 @@ fn soak() -> bool {
 }
 
 fn cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
+    cluster_of(AgentClusterOptions::new(BIN))
+}
+
+/// A settled cluster of `opts` (3 nodes holding 2 VIFs each).
+fn cluster_of(
+    opts: AgentClusterOptions,
+) -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
     wackamole::testbed::require_root();
     let guard = crate::support::one_cluster_at_a_time();
-    let c = AgentCluster::start(AgentClusterOptions::new(BIN))?;
+    let c = AgentCluster::start(opts)?;
     c.wait_counts(&[2, 2, 2], SETTLE)?;
     Ok((guard, c))
 }
@@ -579,13 +586,9 @@ fn known_gap_loss_on_one_link_splits_the_ring() -> Result<()> {
 
 /// A cluster whose agents set `require_quorum` (votequorum: 2 of 3).
 fn quorum_cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
-    wackamole::testbed::require_root();
-    let guard = crate::support::one_cluster_at_a_time();
     let mut opts = AgentClusterOptions::new(BIN);
     opts.require_quorum = true;
-    let c = AgentCluster::start(opts)?;
-    c.wait_counts(&[2, 2, 2], SETTLE)?;
-    Ok((guard, c))
+    cluster_of(opts)
 }
 
 /// `p` loss on n1's cable with `require_quorum`: no VIP ever has two

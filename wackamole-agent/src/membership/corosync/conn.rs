@@ -120,11 +120,16 @@ fn on_totem(_h: &cpg::Handle, ring: cpg::RingId, _members: Vec<NodeId>) {
 fn on_quorum(_h: &quorum::Handle, quorate: bool, ring: quorum::RingId, _members: Vec<NodeId>) {
     push(Raw::Quorum {
         quorate,
-        ring: Ring {
-            nodeid: u32::from(ring.nodeid),
-            seq: ring.seq,
-        },
+        ring: ring_of(ring),
     });
+}
+
+/// The quorum service's ring id as the tracker's.
+fn ring_of(ring: quorum::RingId) -> Ring {
+    Ring {
+        nodeid: u32::from(ring.nodeid),
+        seq: ring.seq,
+    }
 }
 
 fn on_nodelist(
@@ -135,10 +140,7 @@ fn on_nodelist(
     _left: Vec<NodeId>,
 ) {
     push(Raw::Nodelist {
-        ring: Ring {
-            nodeid: u32::from(ring.nodeid),
-            seq: ring.seq,
-        },
+        ring: ring_of(ring),
     });
 }
 

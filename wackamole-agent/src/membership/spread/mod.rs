@@ -308,8 +308,11 @@ impl Engine {
                 // Unbiased: a busy daemon stream must not starve the watchdog.
                 () = tick => {
                     if let Some((_, wd)) = watchdog.as_mut() {
-                        if let Some(reason) = self.check(wd, &mut gap, &mut writer).await? {
-                            return Ok(Next::Lost(reason));
+                        if let Some(next) = self.check(wd, &mut gap, &mut writer).await? {
+                            if let Next::Stop = next {
+                                let _ = writer.disconnect().await;
+                            }
+                            return Ok(next);
                         }
                     }
                 }
@@ -408,13 +411,14 @@ impl Engine {
     }
 
     /// One watchdog tick: the verdict on the probe in flight, then the next
-    /// probe if none is in flight. Some(reason) when the daemon is frozen.
+    /// probe if none is in flight. Some(next) when the session ends: `Lost`
+    /// when the daemon is frozen, `Stop` when the agent is gone.
     async fn check(
         &self,
         wd: &mut Watchdog,
         gap: &mut Option<EvidenceGap>,
         writer: &mut SpreadWriter,
-    ) -> Result<Option<String>, ClientError> {
+    ) -> Result<Option<Next>, ClientError> {
         let now = Instant::now();
         let interval = self.opts.watchdog_interval.unwrap_or_default();
         // Only a late probe is worth asking the socket (a file read for TCP).
@@ -431,7 +435,7 @@ impl Engine {
             let at = tokio::time::Instant::now();
             if let Some(gap) = self.evidence_gap(gap, at) {
                 if !self.emit(MembershipEvent::Resumed { gap }).await {
-                    return Ok(Some(format!("spread {}: the agent is gone", self.endpoint)));
+                    return Ok(Some(Next::Stop));
                 }
             }
             crate::membership::Alive::publish(
@@ -444,13 +448,13 @@ impl Engine {
             );
         }
         if let Some(age) = wd.frozen(now, reading) {
-            return Ok(Some(format!(
+            return Ok(Some(Next::Lost(format!(
                 "spread daemon at {} did not deliver our watchdog probe within {} ms (frozen? \
                  the probe is {} ms old and the daemon has not read it)",
                 self.endpoint,
                 wd.deadline().as_millis(),
                 age.as_millis()
-            )));
+            ))));
         }
         if let Some(seq) = wd.due() {
             let probe = watchdog::encode_probe(seq);
