@@ -398,6 +398,7 @@ impl Engine {
                     let (mut events, probe) = s.tracker.deliver(sender, &msg);
                     let now = Instant::now();
                     if let Some(seq) = probe {
+                        s.liveness.probe_back();
                         let sent = s.watchdog.returned(seq);
                         // Not while frozen or left: the thaw reconnects first.
                         // Counted from the sending: a probe sent before a
