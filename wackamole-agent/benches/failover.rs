@@ -3,7 +3,7 @@
 //! [`wackamole::lab::failover_bench`] for what is measured; ARGS: `--smoke`,
 //! `--full`, `--engine corosync|spread`, `--nodes 3,5,8`, `--vips 3,64`,
 //! `--faults link-cut,move`,
-//! `--reps N`, `--profile fast|default`, `--family ipv4|ipv6|dual`,
+//! `--reps N`, `--profile fast|faster|default`, `--family ipv4|ipv6|dual`,
 //! `--sample auto|all|N`, `--idle S`, `--idle-samples N`, `--out DIR`
 //! (default `target/bench`);
 //! `--help` lists the faults.

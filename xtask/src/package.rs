@@ -119,6 +119,7 @@ const COMPLETIONS: &[(&str, &str, &str)] = &[
 /// Files of `conf/` installed as examples.
 const EXAMPLES: &[&str] = &[
     "corosync-lan-fast.conf",
+    "corosync-lan-faster.conf",
     "corosync-default.conf",
     "spread-lan-fast.conf",
     "spread-lan-faster.conf",

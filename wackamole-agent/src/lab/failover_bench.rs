@@ -238,7 +238,7 @@ pub fn after_window(
 /// (1.2 tokens) and a second to fail over and be seen.
 pub fn detection_window(profile: Profile, nodes: usize) -> Duration {
     match profile {
-        Profile::Fast => Duration::ZERO,
+        Profile::Fast | Profile::Faster => Duration::ZERO,
         Profile::Default => {
             let token = 3000 + 650 * nodes.saturating_sub(2) as u64;
             Duration::from_millis(token + token * 6 / 5 + 1000)
@@ -508,7 +508,7 @@ impl BenchOptions {
     /// Parses the bench's arguments (after `--`) onto [`BenchOptions::default_set`]
     /// (see [`USAGE`]):
     /// `--smoke`, `--full`, `--nodes 3,5`, `--vips 3,64`, `--faults a,b`,
-    /// `--reps N`, `--profile fast|default`, `--out DIR`.
+    /// `--reps N`, `--profile fast|faster|default`, `--out DIR`.
     pub fn from_args(binary: PathBuf, out_dir: PathBuf, args: &[String]) -> Result<Self> {
         let mut o = Self::default_set(binary, out_dir);
         let mut faults_given = false;
@@ -559,8 +559,9 @@ impl BenchOptions {
                 "--profile" => {
                     o.profile = match value("--profile")?.as_str() {
                         "fast" => Profile::Fast,
+                        "faster" => Profile::Faster,
                         "default" => Profile::Default,
-                        other => bail!("failover bench: profile {other:?} (fast, default)"),
+                        other => bail!("failover bench: profile {other:?} (fast, faster, default)"),
                     }
                 }
                 "--addresses" => {
@@ -665,7 +666,8 @@ cargo xtask bench failover [-- OPTIONS]
                                       judged by lost probes)
       cluster-stall                  (every node's stack stopped 400 ms)
   --reps N            repetitions per scenario (default 5)
-  --profile fast|default   corosync timers (default fast)
+  --profile fast|faster|default   corosync timers (default fast; faster:
+                      conf/corosync-lan-faster.conf)
   --family ipv4|ipv6|dual  VIF addresses (default ipv4; dual probes both
                       and adds a row per family from the same repetitions;
                       two answerers: ARP for IPv4, NS/NA for IPv6)

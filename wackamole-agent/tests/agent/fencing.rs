@@ -1,5 +1,6 @@
 //! The fencing lease beats the takeover, with real agents on a fast-profile
-//! Corosync cluster in namespaces and the default `xdp.lease = "auto"`.
+//! Corosync cluster in namespaces (two faults also on the faster profile)
+//! and the default `xdp.lease = "auto"`.
 //!
 //! An observer in its own namespace on the LAN sends an ARP request for
 //! each of the victim's VIPs every 10 ms across the fault and records the
@@ -68,13 +69,17 @@ enum Fault {
 /// The takeover floor of the testbed's Corosync profile (token + consensus,
 /// consensus 1.2 x token unless set), as the agents read it from cmap.
 fn fast_profile_floor() -> Result<Duration> {
-    let conf = include_str!("../../../conf/corosync-lan-fast.conf");
+    profile_floor(include_str!("../../../conf/corosync-lan-fast.conf"))
+}
+
+/// The takeover floor a Corosync profile's `conf` gives the agents.
+fn profile_floor(conf: &str) -> Result<Duration> {
     let value = |key: &str| -> Option<u64> {
         conf.lines()
             .map(str::trim)
             .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
     };
-    let token = value("token:").context("no token in the fast profile")?;
+    let token = value("token:").context("no token in the profile")?;
     let consensus = value("consensus:").unwrap_or(token * 12 / 10);
     Ok(Duration::from_millis(token + consensus))
 }
@@ -170,6 +175,32 @@ fn a_stopped_corosync_is_silent_before_the_survivors_answer() -> Result<()> {
 fn a_killed_stack_is_silent_before_the_survivors_answer() -> Result<()> {
     ensure!(wackamole::testbed::is_root(), "needs root");
     run(Fault::StackKilled)
+}
+
+/// `conf/corosync-lan-faster.conf` (corosync's smallest timers): the
+/// peers take over ~80 ms after a crash, and the lease derived from it
+/// (40 ms) still silences the dead or frozen node first.
+fn run_faster(fault: Fault) -> Result<()> {
+    let mut opts = AgentClusterOptions::new(BIN);
+    opts.profile = wackamole::testbed::corosync::Profile::Faster;
+    let floor = profile_floor(include_str!("../../../conf/corosync-lan-faster.conf"))?;
+    ensure!(floor == Duration::from_millis(80), "{floor:?}");
+    run_on(opts, floor, fault)
+}
+
+#[test]
+#[ignore = "needs root and corosync"]
+fn with_the_faster_profile_a_killed_stack_is_silent_before_the_survivors_answer() -> Result<()> {
+    ensure!(wackamole::testbed::is_root(), "needs root");
+    run_faster(Fault::StackKilled)
+}
+
+#[test]
+#[ignore = "needs root and corosync"]
+fn with_the_faster_profile_a_stopped_corosync_is_silent_before_the_survivors_answer() -> Result<()>
+{
+    ensure!(wackamole::testbed::is_root(), "needs root");
+    run_faster(Fault::EngineStopped)
 }
 
 #[test]
