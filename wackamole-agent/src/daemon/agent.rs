@@ -673,11 +673,11 @@ impl<H: Host> Agent<H> {
     /// shared (all agents starved while the engines merged) used to make
     /// every agent release everything and wait to mature again.
     fn on_resumed(&mut self, gap: Duration) {
-        let settle = self
-            .floor
-            .map_or(Duration::ZERO, |f| super::lease::evict_after(f) / 2);
+        let evict_after = self.floor.map_or(Duration::ZERO, super::lease::evict_after);
+        let settle = evict_after / 2;
         warn!(
             gap_ms = gap.as_millis() as u64,
+            evict_after_ms = evict_after.as_millis() as u64,
             settle_ms = settle.as_millis() as u64,
             "this process was frozen or starved: the lease waits until a peer's eviction would have come"
         );

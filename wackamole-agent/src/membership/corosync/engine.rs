@@ -249,13 +249,8 @@ impl Engine {
     /// Liveness evidence at `at` for the agent; after too long a gap (see
     /// [`Engine::evidence_gap`]) the agent is told first, in order.
     async fn evidence(&mut self, s: &mut Session, at: Instant, revives: bool) -> Result<(), End> {
+        // The agent logs it, with what it does about it.
         if let Some(gap) = self.evidence_gap(s, at) {
-            tracing::warn!(
-                "corosync group {}: no liveness evidence for {gap:?} (this process frozen or starved; \
-                 peers evict a member silent for {:?}): the lease waits until an eviction would have come",
-                self.opts.group,
-                crate::daemon::lease::evict_after(s.takeover_floor)
-            );
             self.emit_in(s, MembershipEvent::Resumed { gap }).await?;
         }
         self.alive(s, at, revives);

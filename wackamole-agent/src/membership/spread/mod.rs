@@ -475,22 +475,14 @@ impl Engine {
 
     /// The gap before my liveness evidence at `at`, if it is longer than
     /// the self-eviction gap (this process was frozen or starved; the peers
-    /// may have evicted it): the agent is told ([`MembershipEvent::Resumed`])
-    /// before the evidence.
+    /// may have evicted it): the agent is told ([`MembershipEvent::Resumed`],
+    /// which it logs) before the evidence.
     fn evidence_gap(
         &self,
         gap: &mut Option<EvidenceGap>,
         at: tokio::time::Instant,
     ) -> Option<Duration> {
-        let g = gap.as_mut()?.at(at)?;
-        tracing::warn!(
-            "spread {} group {}: no liveness evidence for {g:?} (this process frozen or starved; \
-             peers evict a member silent for {:?}): the lease waits until an eviction would have come",
-            self.endpoint,
-            self.opts.group,
-            crate::daemon::lease::evict_after(self.opts.takeover_floor)
-        );
-        Some(g)
+        gap.as_mut()?.at(at)
     }
 
     /// A view of our group caused by a leave or a disconnect (the member's
