@@ -7,6 +7,8 @@
 //!   (no I/O, no clock), with its wire messages and a deterministic simulator.
 //! - [`membership`]: group-communication engines (Corosync CPG, Spread 4) behind
 //!   one event interface.
+//! - [`detect`]: the fast failure detector on the LAN (beats, lost and
+//!   condemned peers, the fence that keeps a condemned node silent first).
 //! - [`dataplane`]: loads the XDP program and drives its maps (own, release,
 //!   forget, lease, counters).
 //! - [`config`]: the TOML configuration, its validation and the importer for the
@@ -31,6 +33,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod dataplane;
+pub mod detect;
 pub mod hooks;
 #[cfg(feature = "lab")]
 pub mod lab;

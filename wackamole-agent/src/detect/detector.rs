@@ -1,0 +1,712 @@
+//! The detector's state machine: beats in and out, which peers are lost
+//! and condemned, and how long this node may keep answering. Pure logic on
+//! [`Beat`]s and instants, no I/O, no clock of its own.
+//!
+//! The rules, and why they make a condemned node silent first:
+//!
+//! - **Echo.** Every beat echoes the latest stamp of each peer the sender
+//!   hears. A node's *echo* from peer p, `e_p`, is its own latest stamp that
+//!   p echoed back, on its own clock: p received it no earlier than `e_p`.
+//! - **Armed.** p may only ever report S lost once S is known to count p's
+//!   echoes: S echoed a stamp of p's at or after the first beat in which p
+//!   echoed S (a three-way handshake). Before that, S cannot know p watches
+//!   it, and p's silence about S means nothing.
+//! - **Lost.** p loses an armed S after `deadline` without a beat from it,
+//!   and then never echoes S again while S stays in its view, and lists S as
+//!   lost in every beat. So every stamp of S's that p ever echoed was
+//!   received at least `deadline` before p reported the loss.
+//! - **Condemned.** S is condemned at node C when C has lost it and more
+//!   than half of the view's n members have: C plus the peers C heard
+//!   within `deadline` whose latest beat lists S as lost.
+//! - **Lease.** S answers only until `kth(e_p) + lease`, where kth is the
+//!   k-th most recent echo among its peers and k = (n - 1) / 2 (no limit
+//!   when k = 0, i.e. two members, or when no peer has echoed S yet: nobody
+//!   armed it, nobody can condemn it). If C condemns S at t, more than n/2
+//!   members lost S, each with every echo of S at or before t - deadline, so
+//!   at most floor(n/2) = n - 1 - k of S's peers echoed S after t -
+//!   deadline, so kth(e_p) <= t - deadline and S fell silent at t -
+//!   (deadline - lease) at the latest: the margin covers the kernel's last
+//!   answers and the successor's own processing.
+//!
+//! A crash, a frozen agent or a cut cable on S makes every peer lose S one
+//! deadline after its last beat; they report it in their next beats, and the
+//! first to see a majority condemns. An asymmetric fault (one link, one
+//! direction) loses S at one peer only: no majority, nobody condemns, and
+//! S's lease lives on the other peers' echoes; the engine's view decides.
+//! Two members alone never condemn (no majority without the other).
+
+use super::beat::{Beat, Echo, MAX_ECHOES, MAX_ID};
+use super::Timing;
+use crate::membership::MemberId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Default)]
+struct Peer {
+    /// When its latest beat came (my clock).
+    heard: Option<Instant>,
+    /// Its latest stamp (echoed back to it).
+    stamp: u64,
+    /// My latest stamp it echoed back, on my clock.
+    echoed: Option<Instant>,
+    /// My first beat that echoed it (the handshake, see the module).
+    echo_since: Option<u64>,
+    /// It echoed a beat of mine that echoed it: it counts my echoes in its
+    /// lease, so it may be lost and condemned.
+    armed: bool,
+    /// I lost it (final while it stays in the view).
+    lost: bool,
+    /// The members its latest beat lists as lost.
+    reports: BTreeSet<MemberId>,
+}
+
+/// Why a beat was not counted (for the metrics; never an error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// Another cluster's (its group tag differs).
+    OtherGroup,
+    /// Sent by a process not in my view (yet), or by me.
+    NotAPeer,
+    /// Older than a beat already counted (reordered).
+    Stale,
+}
+
+#[derive(Debug)]
+pub struct Detector {
+    timing: Timing,
+    group: u64,
+    /// Stamps are nanoseconds since this instant.
+    epoch: Instant,
+    me: MemberId,
+    /// The view's size (mine included); 0: no view, or one too large.
+    n: usize,
+    peers: BTreeMap<MemberId, Peer>,
+    /// My latest stamp sent (an echo of a later one is forged or corrupt).
+    sent: u64,
+    condemned: BTreeSet<MemberId>,
+}
+
+impl Detector {
+    pub fn new(me: MemberId, group: u64, timing: Timing, now: Instant) -> Self {
+        Detector {
+            timing,
+            group,
+            epoch: now,
+            me,
+            n: 0,
+            peers: BTreeMap::new(),
+            sent: 0,
+            condemned: BTreeSet::new(),
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// A new view. Peers that stay keep what is known of them (lost and
+    /// condemned included: only leaving the view clears them); new ones
+    /// start unheard. A view of more than `MAX_ECHOES + 1` members, or with
+    /// an id too long for a beat, switches the detector off until the next.
+    pub fn view(&mut self, members: &[MemberId]) {
+        let fits = members.len() <= MAX_ECHOES + 1
+            && members
+                .iter()
+                .all(|m| !m.0.is_empty() && m.0.len() <= MAX_ID)
+            && members.contains(&self.me);
+        if !fits {
+            self.clear();
+            return;
+        }
+        self.n = members.len();
+        let keep: BTreeSet<&MemberId> = members.iter().filter(|m| **m != self.me).collect();
+        self.peers.retain(|m, _| keep.contains(m));
+        self.condemned.retain(|m| keep.contains(m));
+        for m in keep {
+            self.peers.entry(m.clone()).or_default();
+        }
+        for p in self.peers.values_mut() {
+            p.reports.retain(|m| members.contains(m));
+        }
+    }
+
+    /// No view (the engine is lost, or this node left).
+    pub fn clear(&mut self) {
+        self.n = 0;
+        self.peers.clear();
+        self.condemned.clear();
+    }
+
+    fn stamp_of(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// My beat, to send to every peer now.
+    pub fn beat(&mut self, now: Instant) -> Beat {
+        let stamp = self.stamp_of(now).max(self.sent);
+        self.sent = stamp;
+        let mut echoes = Vec::new();
+        let mut lost = Vec::new();
+        for (m, p) in &mut self.peers {
+            if p.lost {
+                lost.push(m.clone());
+                continue;
+            }
+            let Some(heard) = p.heard else { continue };
+            let age = now.saturating_duration_since(heard).as_micros();
+            echoes.push(Echo {
+                member: m.clone(),
+                stamp: p.stamp,
+                age_us: u32::try_from(age).unwrap_or(u32::MAX),
+            });
+            p.echo_since.get_or_insert(stamp);
+        }
+        Beat {
+            group: self.group,
+            sender: self.me.clone(),
+            stamp,
+            echoes,
+            lost,
+        }
+    }
+
+    /// A peer's beat, received at `now`.
+    pub fn receive(&mut self, beat: &Beat, now: Instant) -> Result<(), Ignored> {
+        if beat.group != self.group {
+            return Err(Ignored::OtherGroup);
+        }
+        let sent = self.sent;
+        let epoch = self.epoch;
+        let me = self.me.clone();
+        let Some(p) = self.peers.get_mut(&beat.sender) else {
+            return Err(Ignored::NotAPeer);
+        };
+        if p.heard.is_some() && beat.stamp <= p.stamp {
+            return Err(Ignored::Stale);
+        }
+        p.heard = Some(now);
+        p.stamp = beat.stamp;
+        // Its news of me, unless it claims a stamp I never sent.
+        if let Some(e) = beat.echoes.iter().find(|e| e.member == me) {
+            if e.stamp <= sent {
+                let at = epoch + Duration::from_nanos(e.stamp);
+                p.echoed = Some(p.echoed.map_or(at, |old| old.max(at)));
+                if p.echo_since.is_some_and(|since| e.stamp >= since) {
+                    p.armed = true;
+                }
+            }
+        }
+        p.reports = beat.lost.iter().cloned().collect();
+        Ok(())
+    }
+
+    /// Loses the armed peers silent for the deadline, and returns those
+    /// that became condemned now (each once while it stays in the view).
+    pub fn poll(&mut self, now: Instant) -> Vec<MemberId> {
+        if self.n == 0 {
+            return Vec::new();
+        }
+        let deadline = self.timing.deadline;
+        for p in self.peers.values_mut() {
+            if p.armed && !p.lost && p.heard.is_some_and(|h| h + deadline <= now) {
+                p.lost = true;
+            }
+        }
+        let mut newly = Vec::new();
+        for (s, p) in &self.peers {
+            if !p.lost || self.condemned.contains(s) {
+                continue;
+            }
+            let witnesses = self
+                .peers
+                .iter()
+                .filter(|(x, xp)| {
+                    *x != s
+                        && xp.heard.is_some_and(|h| h + deadline > now)
+                        && xp.reports.contains(s)
+                })
+                .count();
+            if 2 * (1 + witnesses) > self.n {
+                newly.push(s.clone());
+            }
+        }
+        self.condemned.extend(newly.iter().cloned());
+        newly
+    }
+
+    /// Until when this node may answer, by its peers' echoes; `None`: no
+    /// limit from the detector (no view, two members, or nobody has echoed
+    /// it: nobody can condemn it).
+    pub fn lease_until(&self) -> Option<Instant> {
+        let k = self.n.saturating_sub(1) / 2;
+        if k == 0 {
+            return None;
+        }
+        let mut echoes: Vec<Instant> = self.peers.values().filter_map(|p| p.echoed).collect();
+        if echoes.is_empty() {
+            return None;
+        }
+        echoes.sort_unstable_by(|a, b| b.cmp(a));
+        // Fewer echoers than k: silent (the epoch is long past).
+        let kth = echoes.get(k - 1).copied().unwrap_or(self.epoch);
+        Some(kth.max(self.epoch) + self.timing.lease())
+    }
+
+    /// When [`poll`](Self::poll) may next lose a peer (the earliest
+    /// deadline of an armed peer not lost yet).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|p| p.armed && !p.lost)
+            .filter_map(|p| p.heard)
+            .min()
+            .map(|h| h + self.timing.deadline)
+    }
+
+    /// The peers I lost (while they stay in the view).
+    pub fn lost(&self) -> impl Iterator<Item = &MemberId> {
+        self.peers.iter().filter(|(_, p)| p.lost).map(|(m, _)| m)
+    }
+
+    pub fn condemned(&self) -> &BTreeSet<MemberId> {
+        &self.condemned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A small seeded network of detectors: beats every interval with
+    //! jitter, delays, loss, cut links, frozen and crashed nodes. Inline
+    //! checks: whenever a node condemns S, the lease S last wrote to its
+    //! data path ended one margin before (the module's proof).
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// xorshift64*: deterministic per seed.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+        fn chance(&mut self, per_mille: u64) -> bool {
+            self.below(1000) < per_mille
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Life {
+        Alive,
+        Frozen { until: u64 },
+        Crashed,
+    }
+
+    struct Node {
+        d: Detector,
+        life: Life,
+        /// Beats that arrived while frozen, read at the thaw.
+        backlog: Vec<Beat>,
+        /// What the data path holds: the lease last written (`None`: no limit).
+        written: Option<Instant>,
+        next_beat: u64,
+    }
+
+    struct Net {
+        t0: Instant,
+        now_us: u64,
+        nodes: Vec<Node>,
+        /// `up[i][j]`: i's beats reach j.
+        up: Vec<Vec<bool>>,
+        loss_per_mille: u64,
+        max_delay_us: u64,
+        flight: Vec<(u64, usize, Beat)>,
+        rng: Rng,
+        timing: Timing,
+        /// (time µs, condemner, condemned).
+        condemnations: Vec<(u64, usize, usize)>,
+    }
+
+    fn id(i: usize) -> MemberId {
+        MemberId(format!("m{i}"))
+    }
+
+    impl Net {
+        fn new(n: usize, seed: u64) -> Net {
+            let t0 = Instant::now();
+            let timing = Timing::DEFAULT;
+            let members: Vec<MemberId> = (0..n).map(id).collect();
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let nodes = (0..n)
+                .map(|i| {
+                    let mut d = Detector::new(id(i), 42, timing, t0);
+                    d.view(&members);
+                    Node {
+                        d,
+                        life: Life::Alive,
+                        backlog: Vec::new(),
+                        written: None,
+                        next_beat: rng.below(timing.interval.as_micros() as u64),
+                    }
+                })
+                .collect();
+            Net {
+                t0,
+                now_us: 0,
+                nodes,
+                up: vec![vec![true; n]; n],
+                loss_per_mille: 0,
+                max_delay_us: 500,
+                flight: Vec::new(),
+                rng,
+                timing,
+                condemnations: Vec::new(),
+            }
+        }
+
+        fn at(&self, us: u64) -> Instant {
+            self.t0 + Duration::from_micros(us)
+        }
+
+        fn margin(&self) -> Duration {
+            self.timing.deadline - self.timing.lease()
+        }
+
+        /// Node i takes in a beat and runs its checks, then writes its lease.
+        fn process(&mut self, i: usize, beat: Option<Beat>) {
+            let now = self.at(self.now_us);
+            if let Some(b) = beat {
+                let _ = self.nodes[i].d.receive(&b, now);
+            }
+            for s in self.nodes[i].d.poll(now) {
+                let s = (0..self.nodes.len()).find(|&k| id(k) == s).unwrap();
+                let written = self.nodes[s].written;
+                let until = written.unwrap_or_else(|| {
+                    panic!(
+                        "{i} condemned {s} at {} µs, whose lease has no limit",
+                        self.now_us
+                    )
+                });
+                assert!(
+                    until + self.margin() <= now,
+                    "{i} condemned {s} at {} µs; its lease runs to {:?} µs",
+                    self.now_us,
+                    until.duration_since(self.t0).as_micros()
+                );
+                self.condemnations.push((self.now_us, i, s));
+            }
+            self.nodes[i].written = self.nodes[i].d.lease_until();
+        }
+
+        fn step_to(&mut self, end_us: u64) {
+            let step = 100;
+            while self.now_us < end_us {
+                self.now_us += step;
+                let now_us = self.now_us;
+                // Thaws: the backlog is read at once.
+                for i in 0..self.nodes.len() {
+                    if let Life::Frozen { until } = self.nodes[i].life {
+                        if until <= now_us {
+                            self.nodes[i].life = Life::Alive;
+                            for b in std::mem::take(&mut self.nodes[i].backlog) {
+                                self.process(i, Some(b));
+                            }
+                        }
+                    }
+                }
+                // Deliveries due.
+                let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flight)
+                    .into_iter()
+                    .partition(|f| f.0 <= now_us);
+                self.flight = later;
+                for (_, to, beat) in due {
+                    match self.nodes[to].life {
+                        Life::Alive => self.process(to, Some(beat)),
+                        Life::Frozen { .. } => self.nodes[to].backlog.push(beat),
+                        Life::Crashed => {}
+                    }
+                }
+                // Beats and checks of the live nodes.
+                for i in 0..self.nodes.len() {
+                    if self.nodes[i].life != Life::Alive {
+                        continue;
+                    }
+                    self.process(i, None);
+                    if self.nodes[i].next_beat <= now_us {
+                        let jitter = self.rng.below(1000);
+                        self.nodes[i].next_beat =
+                            now_us + self.timing.interval.as_micros() as u64 - 500 + jitter;
+                        let at = self.at(now_us);
+                        let beat = self.nodes[i].d.beat(at);
+                        for j in 0..self.nodes.len() {
+                            if j == i || !self.up[i][j] || self.rng.chance(self.loss_per_mille) {
+                                continue;
+                            }
+                            let delay = self.rng.below(self.max_delay_us + 1);
+                            self.flight.push((now_us + 20 + delay, j, beat.clone()));
+                        }
+                    }
+                }
+            }
+        }
+
+        fn cut(&mut self, i: usize) {
+            for j in 0..self.nodes.len() {
+                self.up[i][j] = false;
+                self.up[j][i] = false;
+            }
+        }
+
+        fn condemned_by(&self, s: usize) -> BTreeSet<usize> {
+            self.condemnations
+                .iter()
+                .filter(|c| c.2 == s)
+                .map(|c| c.1)
+                .collect()
+        }
+
+        fn answering(&self, i: usize) -> bool {
+            self.nodes[i]
+                .written
+                .is_none_or(|u| u > self.at(self.now_us))
+        }
+    }
+
+    #[test]
+    fn a_quiet_lan_condemns_nobody_and_keeps_every_lease() {
+        for n in 2..=7 {
+            let mut net = Net::new(n, n as u64);
+            net.step_to(3_000_000);
+            assert!(net.condemnations.is_empty(), "{n} nodes");
+            for i in 0..n {
+                assert!(net.answering(i), "{n} nodes: node {i} fenced");
+                assert_eq!(net.nodes[i].d.lost().count(), 0);
+                // Two members: no limit (nobody could condemn); more: one.
+                assert_eq!(net.nodes[i].written.is_none(), n == 2, "{n} nodes");
+            }
+        }
+    }
+
+    #[test]
+    fn a_crashed_or_cut_off_node_is_condemned_within_the_deadline_and_two_beats() {
+        for n in 3..=7 {
+            for cut in [false, true] {
+                let mut net = Net::new(n, 7 + n as u64);
+                net.step_to(1_000_000);
+                let t = net.now_us;
+                if cut {
+                    net.cut(0);
+                } else {
+                    net.nodes[0].life = Life::Crashed;
+                }
+                net.step_to(t + 200_000);
+                let by = net.condemned_by(0);
+                assert_eq!(by, (1..n).collect(), "{n} nodes, cut {cut}");
+                let latest = net.condemnations.iter().map(|c| c.0).max().unwrap();
+                let bound = (net.timing.deadline + 2 * net.timing.interval).as_micros() as u64;
+                assert!(
+                    latest - t <= bound + 1_000,
+                    "{n} nodes: condemned {} µs after the fault",
+                    latest - t
+                );
+                assert!(!net.answering(0), "the cut-off node is fenced");
+                for i in 1..n {
+                    assert!(net.answering(i), "survivor {i} keeps answering");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_members_never_condemn_each_other() {
+        let mut net = Net::new(2, 3);
+        net.step_to(500_000);
+        net.cut(0);
+        net.step_to(1_500_000);
+        assert!(net.condemnations.is_empty());
+        assert!(net.answering(0) && net.answering(1));
+    }
+
+    #[test]
+    fn one_broken_link_condemns_nobody_and_fences_nobody() {
+        for n in 3..=6 {
+            for both_ways in [false, true] {
+                let mut net = Net::new(n, 11 + n as u64);
+                net.step_to(500_000);
+                net.up[0][1] = false;
+                if both_ways {
+                    net.up[1][0] = false;
+                }
+                net.step_to(2_000_000);
+                assert!(net.condemnations.is_empty(), "{n} nodes");
+                for i in 0..n {
+                    assert!(
+                        net.answering(i),
+                        "{n} nodes, both ways {both_ways}: {i} fenced"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_frozen_node_is_condemned_and_stays_silent_after_its_thaw() {
+        let mut net = Net::new(3, 5);
+        net.step_to(500_000);
+        net.nodes[2].life = Life::Frozen { until: 600_000 };
+        net.step_to(1_500_000);
+        assert_eq!(net.condemned_by(2), [0, 1].into());
+        assert!(!net.answering(2), "echoes never come back in this view");
+        assert!(net.answering(0) && net.answering(1));
+        // A new view without it (the engine's verdict) and one with it
+        // again (it rejoined): a fresh start, answering again.
+        let without: Vec<MemberId> = (0..2).map(id).collect();
+        for i in 0..2 {
+            net.nodes[i].d.view(&without);
+        }
+        net.step_to(1_600_000);
+        let all: Vec<MemberId> = (0..3).map(id).collect();
+        for i in 0..3 {
+            net.nodes[i].d.view(&all);
+        }
+        net.nodes[2].d.clear();
+        net.nodes[2].d.view(&all);
+        net.step_to(2_000_000);
+        assert!(net.answering(2));
+        assert!(net.nodes.iter().all(|n| n.d.lost().count() == 0));
+    }
+
+    #[test]
+    fn a_short_stall_is_not_a_loss() {
+        let mut net = Net::new(3, 9);
+        net.step_to(500_000);
+        let stall = (net.timing.deadline - ms(10)).as_micros() as u64;
+        net.nodes[1].life = Life::Frozen {
+            until: 500_000 + stall,
+        };
+        net.step_to(1_500_000);
+        assert!(net.condemnations.is_empty());
+    }
+
+    #[test]
+    fn random_faults_never_condemn_a_node_still_answering() {
+        // The invariant is checked inside `process`; here only schedules.
+        for seed in 0..300u64 {
+            let n = 3 + (seed % 5) as usize;
+            let mut net = Net::new(n, seed);
+            net.loss_per_mille = [0, 20, 100, 300][(seed % 4) as usize];
+            net.max_delay_us = [200, 2_000, 10_000][(seed % 3) as usize];
+            // Some links broken from the start: pairs that never finish
+            // their handshake.
+            for _ in 0..seed % 3 {
+                let i = net.rng.below(n as u64) as usize;
+                let j = net.rng.below(n as u64) as usize;
+                net.up[i][j] = false;
+            }
+            let mut t = 200_000;
+            net.step_to(t);
+            for _ in 0..12 {
+                let i = net.rng.below(n as u64) as usize;
+                let j = net.rng.below(n as u64) as usize;
+                match net.rng.below(6) {
+                    0 => net.up[i][j] = !net.up[i][j],
+                    1 => net.cut(i),
+                    2 if net.nodes[i].life == Life::Alive => {
+                        let f = t + 10_000 + net.rng.below(120_000);
+                        net.nodes[i].life = Life::Frozen { until: f };
+                    }
+                    3 => net.nodes[i].life = Life::Crashed,
+                    4 => {
+                        for row in net.up.iter_mut() {
+                            row.iter_mut().for_each(|u| *u = true);
+                        }
+                    }
+                    _ => {}
+                }
+                t += 20_000 + net.rng.below(80_000);
+                net.step_to(t);
+            }
+        }
+    }
+
+    #[test]
+    fn an_echo_of_a_beat_that_did_not_echo_back_arms_nothing() {
+        // B and C beat before they hear A; A hears them and echoes; then
+        // nothing of theirs reaches A again, and A falls silent. A never got
+        // an echo (no limit on its lease): they must not condemn it.
+        let t0 = Instant::now();
+        let members: Vec<MemberId> = (0..3).map(id).collect();
+        let mut d: Vec<Detector> = (0..3)
+            .map(|i| {
+                let mut d = Detector::new(id(i), 42, Timing::DEFAULT, t0);
+                d.view(&members);
+                d
+            })
+            .collect();
+        let b1 = d[1].beat(t0 + ms(1));
+        let c1 = d[2].beat(t0 + ms(1));
+        d[0].receive(&b1, t0 + ms(2)).unwrap();
+        d[0].receive(&c1, t0 + ms(2)).unwrap();
+        let a1 = d[0].beat(t0 + ms(3));
+        for peer in &mut d[1..] {
+            peer.receive(&a1, t0 + ms(4)).unwrap();
+            // Their beats now echo A, but none reaches it.
+            let _ = peer.beat(t0 + ms(5));
+        }
+        assert_eq!(d[0].lease_until(), None);
+        for k in 6..200 {
+            let now = t0 + ms(k);
+            let b = d[1].beat(now);
+            let c = d[2].beat(now);
+            d[1].receive(&c, now).unwrap();
+            d[2].receive(&b, now).unwrap();
+            assert!(
+                d[1].poll(now).is_empty() && d[2].poll(now).is_empty(),
+                "{k} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn forged_and_foreign_beats_change_nothing() {
+        let t0 = Instant::now();
+        let members: Vec<MemberId> = (0..3).map(id).collect();
+        let mut d = Detector::new(id(0), 42, Timing::DEFAULT, t0);
+        d.view(&members);
+        let mut b = Beat {
+            group: 43,
+            sender: id(1),
+            stamp: 5,
+            echoes: vec![Echo {
+                member: id(0),
+                stamp: u64::MAX,
+                age_us: 0,
+            }],
+            lost: vec![id(2)],
+        };
+        assert_eq!(d.receive(&b, t0), Err(Ignored::OtherGroup));
+        b.group = 42;
+        b.sender = id(9);
+        assert_eq!(d.receive(&b, t0), Err(Ignored::NotAPeer));
+        b.sender = id(0);
+        assert_eq!(d.receive(&b, t0), Err(Ignored::NotAPeer), "my own");
+        b.sender = id(1);
+        assert_eq!(d.receive(&b, t0), Ok(()));
+        assert_eq!(d.lease_until(), None, "an echo of a stamp never sent");
+        assert_eq!(d.receive(&b, t0), Err(Ignored::Stale));
+        // A view too large for a beat switches the detector off.
+        let big: Vec<MemberId> = (0..=MAX_ECHOES + 1).map(id).collect();
+        d.view(&big);
+        assert_eq!(d.poll(t0 + ms(1000)), Vec::<MemberId>::new());
+        assert_eq!(d.lease_until(), None);
+        assert!(d.beat(t0).echoes.is_empty());
+    }
+}

@@ -1,0 +1,59 @@
+//! A fast failure detector on the VIP LAN (issue 11): agents beat to each
+//! other every few milliseconds, a node silent for a deadline is *lost*,
+//! and one lost by a majority of the view is *condemned*; a node keeps
+//! answering ARP only while enough peers echo its beats, so it is silent
+//! before anyone can condemn it. The agreed view stays the source of truth:
+//! condemnation only lets the pre-agreed successors act first, and the
+//! engine's view (or an agreed EVICT) settles it.
+//!
+//! - [`beat`]: the datagram (pure codec).
+//! - [`detector`]: the state machine and the proof of its fence (pure).
+
+pub mod beat;
+pub mod detector;
+
+pub use beat::{group_tag, Beat};
+pub use detector::{Detector, Ignored};
+
+use std::time::Duration;
+
+/// How often a node beats and how long a silence loses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub interval: Duration,
+    pub deadline: Duration,
+}
+
+impl Timing {
+    /// Beats every 5 ms, lost after 30 ms: six beats in a row missing.
+    pub const DEFAULT: Timing = Timing {
+        interval: Duration::from_millis(5),
+        deadline: Duration::from_millis(30),
+    };
+
+    /// The smallest deadline, in beat intervals: a node must survive a few
+    /// lost or late beats, and the fence's margin (a third of the
+    /// deadline) must cover two of them.
+    pub const MIN_BEATS: u32 = 6;
+
+    pub fn new(interval: Duration, deadline: Duration) -> Result<Timing, String> {
+        if interval < Duration::from_millis(1) {
+            return Err(format!("beat interval {interval:?} is under 1 ms"));
+        }
+        if deadline < interval * Self::MIN_BEATS {
+            return Err(format!(
+                "deadline {deadline:?} is under {} beat intervals of {interval:?}",
+                Self::MIN_BEATS
+            ));
+        }
+        Ok(Timing { interval, deadline })
+    }
+
+    /// How long a node answers after the k-th freshest echo (see
+    /// `detector`): two thirds of the deadline; the last third is the margin
+    /// before the earliest condemnation (the kernel's last answers in
+    /// flight, the successor's processing, scheduling).
+    pub fn lease(&self) -> Duration {
+        self.deadline * 2 / 3
+    }
+}
