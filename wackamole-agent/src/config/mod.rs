@@ -82,6 +82,10 @@ pub mod limits {
     pub const BURST_SPACING: Duration = Duration::from_secs(10);
     /// `announce.refresh_interval`.
     pub const REFRESH_INTERVAL: Duration = DAY;
+    /// `detector.interval`.
+    pub const DETECTOR_INTERVAL: Duration = Duration::from_secs(1);
+    /// `detector.deadline`.
+    pub const DETECTOR_DEADLINE: Duration = MINUTE;
 }
 
 /// A validated agent configuration.
@@ -112,6 +116,9 @@ pub struct Config {
     pub hooks: HooksConfig,
     /// XDP attachment and fencing lease.
     pub xdp: XdpConfig,
+    /// The fast LAN failure detector (`[detector]`); `None` when the
+    /// section is absent.
+    pub detector: Option<DetectorConfig>,
     /// Gratuitous ARP / unsolicited NA policy.
     pub announce: AnnounceConfig,
     /// Prometheus listen address, if metrics are served.
@@ -341,6 +348,28 @@ pub enum Lease {
     Fixed(Duration),
     /// `"0s"`: no fencing.
     Off,
+}
+
+/// What the LAN failure detector may do with what it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectorMode {
+    /// Log and count lost and condemned peers and its fence; the agreed
+    /// view still decides every takeover.
+    Observe,
+}
+
+/// `[detector]`: the fast failure detector on the LAN (see [`crate::detect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectorConfig {
+    /// This node's UDP address for beats.
+    pub listen: SocketAddr,
+    /// Every other node's `listen` (1..=[`MAX_ECHOES`](crate::detect::beat::MAX_ECHOES),
+    /// distinct, of `listen`'s address family).
+    pub peers: Vec<SocketAddr>,
+    /// Beat period and the silence that loses a peer.
+    pub timing: crate::detect::Timing,
+    /// What the detector may do.
+    pub mode: DetectorMode,
 }
 
 /// Announcement policy when a VIP arrives.

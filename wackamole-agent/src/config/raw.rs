@@ -22,6 +22,7 @@ pub(crate) struct RawConfig {
     pub mature: Option<S<toml::Value>>,
     pub hooks: Option<RawHooks>,
     pub xdp: Option<RawXdp>,
+    pub detector: Option<S<RawDetector>>,
     pub announce: Option<RawAnnounce>,
     pub metrics_listen: Option<S<String>>,
     pub log: Option<RawLog>,
@@ -92,6 +93,18 @@ pub(crate) struct RawXdp {
     pub lease: Option<S<toml::Value>>,
     pub allow_private_bpffs: Option<S<bool>>,
     pub standby_addresses: Option<S<bool>>,
+}
+
+/// `[detector]`: spanned as a whole so a missing key can name its line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDetector {
+    pub enabled: Option<S<bool>>,
+    pub listen: Option<S<String>>,
+    pub peers: Option<S<Vec<S<String>>>>,
+    pub interval: Option<S<toml::Value>>,
+    pub deadline: Option<S<toml::Value>>,
+    pub mode: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

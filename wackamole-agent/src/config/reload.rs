@@ -79,6 +79,7 @@ impl Config {
             mature,
             hooks,
             xdp,
+            detector,
             announce,
             metrics_listen,
             log,
@@ -143,6 +144,7 @@ impl Config {
                     AT_START,
                 ),
             },
+            detector: p.refuse("detector", detector, &new.detector, AGREED),
             metrics_listen: p.refuse(
                 "metrics_listen",
                 metrics_listen,
@@ -308,6 +310,28 @@ mod tests {
                      [[vif]]\naddresses = [\"eth0:192.0.2.1/24\"]\n";
         let err = parse(wrong, "t.toml", &AnyInterface).expect_err("a string is not a bool");
         assert!(err.to_string().contains("standby_addresses"), "{err}");
+    }
+
+    #[test]
+    fn a_detector_change_needs_a_restart() {
+        let section = |listen: &str, interval: &str| {
+            format!(
+                "[detector]\nenabled = true\nlisten = \"{listen}\"\npeers = [\"10.0.0.2:5407\"]\ninterval = \"{interval}\""
+            )
+        };
+        let none = cfg("");
+        let on = cfg(&section("10.0.0.1:5407", "5ms"));
+        let moved = cfg(&section("10.0.0.9:5407", "5ms"));
+        let slower = cfg(&section("10.0.0.1:5407", "10ms\"\ndeadline = \"60ms"));
+        for (old, new) in [(&none, &on), (&on, &none), (&on, &moved), (&on, &slower)] {
+            let (next, plan) = old.reloaded(new);
+            assert!(plan.apply.is_empty(), "{:?}", plan.apply);
+            let refused: Vec<&str> = plan.refused.iter().map(|r| r.0.as_str()).collect();
+            assert_eq!(refused, ["detector"]);
+            assert!(plan.refused[0].1.contains("restart"), "{:?}", plan.refused);
+            assert_eq!(next.detector, old.detector);
+        }
+        assert!(on.reloaded(&on.clone()).1.is_empty());
     }
 
     #[test]

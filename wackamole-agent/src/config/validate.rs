@@ -557,6 +557,12 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
     );
     let hooks = build_hooks(cx, raw.hooks.as_ref());
     let xdp = build_xdp(cx, raw.xdp.as_ref());
+    // Off unless `enabled = true` (the sample's empty table is off).
+    let detector = raw
+        .detector
+        .as_ref()
+        .filter(|d| d.get_ref().enabled.as_ref().is_some_and(|e| *e.get_ref()))
+        .and_then(|d| build_detector(cx, d));
     let announce = build_announce(cx, raw.announce.as_ref());
     let metrics_listen = raw.metrics_listen.as_ref().and_then(|m| {
         m.get_ref()
@@ -607,6 +613,7 @@ fn build(cx: &mut Cx<'_>, raw: RawConfig, host: &dyn InterfaceCheck) -> Config {
         mature,
         hooks,
         xdp,
+        detector,
         announce,
         metrics_listen,
         log: LogConfig { level },
@@ -1304,6 +1311,204 @@ fn build_xdp(cx: &mut Cx<'_>, raw: Option<&RawXdp>) -> XdpConfig {
     }
 }
 
+/// `[detector]`: `None` (with the problems recorded) unless every key is
+/// usable.
+fn build_detector(cx: &mut Cx<'_>, raw: &S<RawDetector>) -> Option<DetectorConfig> {
+    let d = raw.get_ref();
+    let listen = match &d.listen {
+        None => {
+            cx.at(
+                raw,
+                "detector.listen",
+                "missing: this node's UDP address for beats, e.g. \"10.0.0.1:5407\"",
+            );
+            None
+        }
+        Some(l) => match l.get_ref().trim().parse::<SocketAddr>() {
+            Err(_) => {
+                cx.at(
+                    l,
+                    "detector.listen",
+                    format!(
+                        "{} is not an IP:port address (e.g. \"10.0.0.1:5407\")",
+                        shown(l.get_ref())
+                    ),
+                );
+                None
+            }
+            Ok(a) if a.port() == 0 => {
+                cx.at(
+                    l,
+                    "detector.listen",
+                    format!("{a}: port 0 is not a port the peers can send beats to"),
+                );
+                None
+            }
+            Ok(a) => Some(a),
+        },
+    };
+    let peers = build_detector_peers(cx, raw, listen);
+    let before = cx.issues.len();
+    let interval = cx.duration(
+        d.interval.as_ref(),
+        "detector.interval",
+        crate::detect::Timing::DEFAULT.interval,
+        false,
+        limits::DETECTOR_INTERVAL,
+    );
+    let deadline = cx.duration(
+        d.deadline.as_ref(),
+        "detector.deadline",
+        crate::detect::Timing::DEFAULT.deadline,
+        false,
+        limits::DETECTOR_DEADLINE,
+    );
+    // Judged together only when both were read (no error about a default
+    // standing in for a refused value).
+    let timing = if cx.issues.len() == before {
+        match crate::detect::Timing::new(interval, deadline) {
+            Ok(t) => Some(t),
+            Err(mut msg) => {
+                // Timing refuses the interval itself, or the deadline for it.
+                let (field, at) = if interval < Duration::from_millis(1) {
+                    ("detector.interval", d.interval.as_ref())
+                } else if let Some(v) = &d.deadline {
+                    ("detector.deadline", Some(v))
+                } else {
+                    msg.push_str(&format!(
+                        " (the default): set `deadline` to at least {:?}",
+                        interval * crate::detect::Timing::MIN_BEATS
+                    ));
+                    ("detector.deadline", d.interval.as_ref())
+                };
+                match at {
+                    Some(v) => cx.at(v, field, msg),
+                    None => cx.at(raw, field, msg),
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mode = match &d.mode {
+        None => Some(DetectorMode::Observe),
+        Some(m) => match m.get_ref().as_str() {
+            "observe" => Some(DetectorMode::Observe),
+            other => {
+                cx.at(
+                    m,
+                    "detector.mode",
+                    format!(
+                        "{} is not supported: only \"observe\" is supported in this version",
+                        shown(other)
+                    ),
+                );
+                None
+            }
+        },
+    };
+    Some(DetectorConfig {
+        listen: listen?,
+        peers: peers?,
+        timing: timing?,
+        mode: mode?,
+    })
+}
+
+/// `detector.peers`: 1..=`MAX_ECHOES` distinct `IP:port` addresses of other
+/// nodes, of `listen`'s family (when `listen` is known). `None` unless every
+/// entry is usable.
+fn build_detector_peers(
+    cx: &mut Cx<'_>,
+    raw: &S<RawDetector>,
+    listen: Option<SocketAddr>,
+) -> Option<Vec<SocketAddr>> {
+    use crate::detect::beat::MAX_ECHOES;
+    let Some(list) = &raw.get_ref().peers else {
+        cx.at(
+            raw,
+            "detector.peers",
+            "missing: list every other node's `listen` address, e.g. [\"10.0.0.2:5407\"]",
+        );
+        return None;
+    };
+    let entries = list.get_ref();
+    if entries.is_empty() {
+        cx.at(
+            list,
+            "detector.peers",
+            "empty: list every other node's `listen` address (at least one)",
+        );
+        return None;
+    }
+    let mut ok = true;
+    if entries.len() > MAX_ECHOES {
+        cx.at(
+            list,
+            "detector.peers",
+            format!(
+                "{} peers is more than the detector serves ({MAX_ECHOES}, clusters of up to {} nodes)",
+                entries.len(),
+                MAX_ECHOES + 1
+            ),
+        );
+        ok = false;
+    }
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut peers = Vec::with_capacity(entries.len());
+    for (j, e) in entries.iter().enumerate() {
+        let field = format!("detector.peers[{j}]");
+        let addr = match e.get_ref().trim().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                cx.at(
+                    e,
+                    &field,
+                    format!(
+                        "{} is not an IP:port address (e.g. \"10.0.0.2:5407\")",
+                        shown(e.get_ref())
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let problem = if addr.port() == 0 {
+            Some(format!("{addr}: port 0 is not a port beats can be sent to"))
+        } else if addr.ip().is_unspecified() {
+            Some(format!(
+                "{} is the unspecified address: a peer is another node's `listen` address",
+                addr.ip()
+            ))
+        } else if let Some(k) = seen.get(&addr) {
+            Some(format!("{addr} is listed twice (also detector.peers[{k}])"))
+        } else if listen == Some(addr) {
+            Some(format!(
+                "{addr} is this node's own `listen` address: list only the other nodes"
+            ))
+        } else {
+            match listen {
+                Some(l) if l.is_ipv4() != addr.is_ipv4() => Some(format!(
+                    "{addr} is {} but `listen` ({l}) is {}: beats go out of that one socket, so every peer must be of its address family",
+                    if addr.is_ipv4() { "IPv4" } else { "IPv6" },
+                    if l.is_ipv4() { "IPv4" } else { "IPv6" },
+                )),
+                _ => None,
+            }
+        };
+        seen.entry(addr).or_insert(j);
+        match problem {
+            Some(msg) => {
+                cx.at(e, &field, msg);
+                ok = false;
+            }
+            None => peers.push(addr),
+        }
+    }
+    ok.then_some(peers)
+}
+
 fn build_announce(cx: &mut Cx<'_>, raw: Option<&RawAnnounce>) -> AnnounceConfig {
     let burst_count = match raw.and_then(|a| a.burst_count.as_ref()) {
         None => 3,
@@ -1355,6 +1560,305 @@ mod tests {
         let two = t.find("2]").unwrap();
         assert_eq!(field_path_at(t, two, None), "v[1].e.f[1][1]");
         assert_eq!(field_path_at(t, t.find("[x]").unwrap() + 1, Some("x")), "x");
+    }
+
+    fn host() -> FakeInterfaces {
+        FakeInterfaces::new(["lo", "eth0", "eth1"])
+    }
+
+    fn ok(text: &str) -> Config {
+        match parse(text, "test.toml", &host()) {
+            Ok(c) => c,
+            Err(e) => panic!("expected valid config, got:\n{e}"),
+        }
+    }
+
+    fn err(text: &str) -> ConfigError {
+        match parse(text, "test.toml", &host()) {
+            Ok(c) => panic!("expected an error, got {c:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Asserts an issue is at `line` on `field` and its message contains
+    /// `needle`; also checks the displayed form.
+    fn assert_issue(e: &ConfigError, line: usize, field: &str, needle: &str) {
+        let issue = e
+            .issues
+            .iter()
+            .find(|i| i.field == field)
+            .unwrap_or_else(|| panic!("no issue on field {field}: {e}"));
+        assert_eq!(issue.line, Some(line), "wrong line for {field}: {e}");
+        assert!(
+            issue.message.contains(needle),
+            "message {:?} lacks {needle:?}",
+            issue.message
+        );
+        let shown = issue.to_string();
+        let prefix = format!("test.toml:{line}: field `{field}`: ");
+        assert!(
+            shown.starts_with(&prefix),
+            "display {shown:?} does not start with {prefix:?}"
+        );
+    }
+
+    /// A `[detector]` section (line 1) with `listen` (line 2), `peers`
+    /// (line 3) and then `extra`.
+    fn detector(listen: &str, peers: &str, extra: &str) -> String {
+        format!("[detector]\nlisten = {listen}\npeers = {peers}\n{extra}enabled = true\n")
+    }
+
+    const PEERS: &str = "[\"10.0.0.2:5407\", \"10.0.0.3:5407\"]";
+
+    #[test]
+    fn detector_absent_is_none() {
+        assert_eq!(ok("").detector, None);
+        assert_eq!(ok("[xdp]\nlease = \"auto\"\n").detector, None);
+    }
+
+    #[test]
+    fn detector_not_enabled_is_none() {
+        // The sample's empty table, or keys without `enabled = true`: off,
+        // and the keys are not judged.
+        assert_eq!(ok("[detector]\n").detector, None);
+        let text = format!("[detector]\nlisten = \"10.0.0.1:5407\"\npeers = {PEERS}\n");
+        assert_eq!(ok(&text).detector, None);
+        let off = "[detector]\nenabled = false\nlisten = \"bad\"\n";
+        assert_eq!(ok(off).detector, None);
+    }
+
+    #[test]
+    fn detector_with_defaults() {
+        let cfg = ok(&detector("\"10.0.0.1:5407\"", PEERS, ""));
+        assert_eq!(
+            cfg.detector,
+            Some(DetectorConfig {
+                listen: "10.0.0.1:5407".parse().unwrap(),
+                peers: vec![
+                    "10.0.0.2:5407".parse().unwrap(),
+                    "10.0.0.3:5407".parse().unwrap()
+                ],
+                timing: crate::detect::Timing::DEFAULT,
+                mode: DetectorMode::Observe,
+            })
+        );
+        assert_eq!(
+            crate::detect::Timing::DEFAULT,
+            crate::detect::Timing::new(Duration::from_millis(5), Duration::from_millis(30))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn detector_every_key() {
+        let cfg = ok(&detector(
+            "\"[fd00::1]:6000\"",
+            "[\"[fd00::2]:6000\", \"[fd00::3]:6001\"]",
+            "interval = \"10ms\"\ndeadline = \"1m\"\nmode = \"observe\"\n",
+        ));
+        let d = cfg.detector.expect("configured");
+        assert_eq!(d.listen, "[fd00::1]:6000".parse().unwrap());
+        assert_eq!(d.peers.len(), 2);
+        assert_eq!(d.timing.interval, Duration::from_millis(10));
+        assert_eq!(d.timing.deadline, Duration::from_secs(60));
+        assert_eq!(d.mode, DetectorMode::Observe);
+        // The most peers, and the least deadline for an interval.
+        let sixteen: Vec<String> = (2..18).map(|n| format!("\"10.0.0.{n}:5407\"")).collect();
+        let cfg = ok(&detector(
+            "\"10.0.0.1:5407\"",
+            &format!("[{}]", sixteen.join(", ")),
+            "interval = \"1ms\"\ndeadline = \"6ms\"\n",
+        ));
+        assert_eq!(cfg.detector.expect("configured").peers.len(), 16);
+        // An unspecified `listen` binds every address.
+        assert!(ok(&detector("\"0.0.0.0:5407\"", PEERS, ""))
+            .detector
+            .is_some());
+    }
+
+    #[test]
+    fn detector_listen_refusals() {
+        assert_issue(
+            &err(&format!("[detector]\npeers = {PEERS}\nenabled = true\n")),
+            1,
+            "detector.listen",
+            "missing",
+        );
+        for bad in [
+            "\"10.0.0.1\"",
+            "\"host:5407\"",
+            "\"10.0.0.1:99999\"",
+            "\"\"",
+        ] {
+            assert_issue(
+                &err(&detector(bad, PEERS, "")),
+                2,
+                "detector.listen",
+                "not an IP:port address",
+            );
+        }
+        assert_issue(
+            &err(&detector("\"10.0.0.1:0\"", PEERS, "")),
+            2,
+            "detector.listen",
+            "port 0",
+        );
+    }
+
+    #[test]
+    fn detector_peers_refusals() {
+        let listen = "\"10.0.0.1:5407\"";
+        assert_issue(
+            &err(&format!("[detector]\nlisten = {listen}\nenabled = true\n")),
+            1,
+            "detector.peers",
+            "missing",
+        );
+        assert_issue(
+            &err(&detector(listen, "[]", "")),
+            3,
+            "detector.peers",
+            "empty",
+        );
+        let seventeen: Vec<String> = (2..19).map(|n| format!("\"10.0.0.{n}:5407\"")).collect();
+        assert_issue(
+            &err(&detector(
+                listen,
+                &format!("[{}]", seventeen.join(", ")),
+                "",
+            )),
+            3,
+            "detector.peers",
+            "17 peers is more than the detector serves (16",
+        );
+        let cases = [
+            (
+                "[\"10.0.0.2:5407\", \"node3\"]",
+                1,
+                "not an IP:port address",
+            ),
+            (
+                "[\"10.0.0.2:5407\", \"10.0.0.3\"]",
+                1,
+                "not an IP:port address",
+            ),
+            ("[\"10.0.0.2:5407\", \"10.0.0.2:5407\"]", 1, "listed twice"),
+            ("[\"10.0.0.1:5407\"]", 0, "own `listen` address"),
+            (
+                "[\"10.0.0.2:5407\", \"[fd00::2]:5407\"]",
+                1,
+                "address family",
+            ),
+            ("[\"0.0.0.0:5407\"]", 0, "unspecified address"),
+            ("[\"10.0.0.2:0\"]", 0, "port 0"),
+        ];
+        for (peers, k, needle) in cases {
+            assert_issue(
+                &err(&detector(listen, peers, "")),
+                3,
+                &format!("detector.peers[{k}]"),
+                needle,
+            );
+        }
+        let v6 = "\"[fd00::1]:5407\"";
+        assert_issue(
+            &err(&detector(v6, "[\"[::]:5407\"]", "")),
+            3,
+            "detector.peers[0]",
+            "unspecified address",
+        );
+        assert_issue(
+            &err(&detector(v6, "[\"10.0.0.2:5407\"]", "")),
+            3,
+            "detector.peers[0]",
+            "address family",
+        );
+        // A peer entry that is not a string is the parser's refusal.
+        let e = err(&detector(listen, "[5407]", ""));
+        assert!(e.issues[0].field.starts_with("detector.peers"), "{e}");
+    }
+
+    #[test]
+    fn detector_timing_refusals() {
+        let base = |extra: &str| err(&detector("\"10.0.0.1:5407\"", PEERS, extra));
+        assert_issue(
+            &base("interval = \"0\"\n"),
+            4,
+            "detector.interval",
+            "under 1 ms",
+        );
+        assert_issue(
+            &base("interval = \"fast\"\n"),
+            4,
+            "detector.interval",
+            "bad duration",
+        );
+        assert_issue(
+            &base("interval = \"2s\"\n"),
+            4,
+            "detector.interval",
+            "longer than the most",
+        );
+        assert_issue(
+            &base("deadline = \"20ms\"\n"),
+            4,
+            "detector.deadline",
+            "under 6 beat intervals",
+        );
+        assert_issue(
+            &base("interval = \"10ms\"\ndeadline = \"59ms\"\n"),
+            5,
+            "detector.deadline",
+            "under 6 beat intervals",
+        );
+        // A default deadline too short for the interval given: named at the
+        // interval, on the deadline.
+        assert_issue(
+            &base("interval = \"10ms\"\n"),
+            4,
+            "detector.deadline",
+            "under 6 beat intervals of 10ms (the default): set `deadline` to at least 60ms",
+        );
+        assert_issue(
+            &base("deadline = 30\n"),
+            4,
+            "detector.deadline",
+            "expected a duration string",
+        );
+        // A refused value is not judged again against its default.
+        let e = base("interval = \"fast\"\ndeadline = \"20ms\"\n");
+        assert_eq!(e.issues.len(), 1, "{e}");
+    }
+
+    #[test]
+    fn detector_mode_and_unknown_keys() {
+        let base = |extra: &str| err(&detector("\"10.0.0.1:5407\"", PEERS, extra));
+        assert_issue(
+            &base("mode = \"enforce\"\n"),
+            4,
+            "detector.mode",
+            "only \"observe\" is supported in this version",
+        );
+        assert_issue(
+            &base("port = 5407\n"),
+            4,
+            "detector.port",
+            "unknown field `port`",
+        );
+        // Every problem of the section at once.
+        let e = err(&detector(
+            "\"10.0.0.1\"",
+            "[]",
+            "deadline = \"1ms\"\nmode = \"fence\"\n",
+        ));
+        for field in [
+            "detector.listen",
+            "detector.peers",
+            "detector.deadline",
+            "detector.mode",
+        ] {
+            assert!(e.for_field(field).is_some(), "{field}: {e}");
+        }
     }
 
     proptest! {

@@ -134,6 +134,8 @@ pub struct AgentParts<H> {
     pub metrics: Arc<Mutex<MetricsSnapshot>>,
     /// The log filter, changed by a reload of `log.level`.
     pub log: Option<LogHandle>,
+    /// The LAN failure detector's thread, when `[detector]` is configured.
+    pub beats: Option<super::beats::BeatsHandle>,
 }
 
 /// What started the current round of acquisitions (for failover timing).
@@ -189,6 +191,8 @@ struct Inputs {
     carrier: Option<CarrierEvents>,
     /// Progress of announcements: (VIF, generation, stage).
     announced: mpsc::UnboundedReceiver<(usize, u64, AnnounceStage)>,
+    /// The LAN failure detector (see `beats`).
+    beats: Option<super::beats::BeatsHandle>,
 }
 
 /// Announcements the allocator waits for (`Input::Announced`).
@@ -390,6 +394,16 @@ fn share_every(cfg: &Config) -> Option<Duration> {
 }
 
 /// The next item of an optional stream; pending forever once it is gone.
+/// The detector's next report; pending forever without a detector.
+async fn next_report(
+    beats: &mut Option<super::beats::BeatsHandle>,
+) -> Option<super::beats::Report> {
+    match beats {
+        Some(b) => b.reports.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_of<T>(stream: &mut Option<LocalBoxStream<'static, T>>) -> Option<T> {
     match stream {
         Some(s) => match s.next().await {
@@ -416,6 +430,7 @@ impl<H: Host> Agent<H> {
             control,
             metrics,
             log,
+            beats,
         } = parts;
         let alloc = Allocator::with_wire_version(
             alloc_config(&cfg),
@@ -432,6 +447,7 @@ impl<H: Host> Agent<H> {
             conflicts: host.conflicts(),
             carrier: host.carrier_events(),
             announced,
+            beats,
         };
         Agent {
             log,
@@ -513,6 +529,7 @@ impl<H: Host> Agent<H> {
                 Some(req) = self.inputs.control.recv() => self.on_control(req).await,
                 Some(batch) = next_of(&mut self.inputs.conflicts) => self.on_conflicts(batch),
                 Some(event) = next_of(&mut self.inputs.carrier) => self.on_carrier(event).await,
+                Some(report) = next_report(&mut self.inputs.beats) => self.on_detector(report),
                 Some((vif, generation, stage)) = self.inputs.announced.recv() => {
                     self.on_announce_progress(vif, generation, stage);
                 }
@@ -592,6 +609,38 @@ impl<H: Host> Agent<H> {
         }
     }
 
+    /// What the LAN detector saw. In `observe` mode it is logged and
+    /// counted only: the agreed view still makes every takeover.
+    fn on_detector(&mut self, report: super::beats::Report) {
+        use super::beats::Report;
+        match report {
+            Report::Lost { member, mono_ns } => {
+                info!(%member, mono_ns, "detector: lost a peer (silent past the deadline)");
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.detector.get_or_insert_default().lost += 1;
+                }
+            }
+            Report::Condemned { member, mono_ns } => {
+                info!(%member, mono_ns, "detector: condemned a peer (lost by a majority; observe mode, no action)");
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.detector.get_or_insert_default().condemned += 1;
+                }
+            }
+            Report::Fenced { fenced, mono_ns } => {
+                if fenced {
+                    warn!(mono_ns, "detector: too few peers echo this node: its fence would silence it (observe mode, no action)");
+                } else {
+                    info!(mono_ns, "detector: the peers' echoes hold this node's fence again");
+                }
+                if let Ok(mut m) = self.metrics.lock() {
+                    let d = m.detector.get_or_insert_default();
+                    d.fenced = fenced;
+                    d.fence_lapses += u64::from(fenced);
+                }
+            }
+        }
+    }
+
     async fn on_membership(&mut self, event: MembershipEvent) {
         match event {
             MembershipEvent::View(view) => {
@@ -631,6 +680,12 @@ impl<H: Host> Agent<H> {
                 self.alloc
                     .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
                 self.fence_the_recently_heard(&view.members);
+                if let Some(b) = &self.inputs.beats {
+                    b.tell(super::beats::Command::View {
+                        members: view.members.clone(),
+                        my_index: view.my_index,
+                    });
+                }
                 self.watch
                     .view(&view.members, view.my_index, Instant::now());
                 self.feed(Input::View {
@@ -657,6 +712,9 @@ impl<H: Host> Agent<H> {
                 self.watch.clear();
                 if let Ok(mut m) = self.metrics.lock() {
                     m.engine_up = false;
+                }
+                if let Some(b) = &self.inputs.beats {
+                    b.tell(super::beats::Command::Clear);
                 }
                 self.feed(Input::EngineLost).await;
             }
@@ -989,6 +1047,9 @@ impl<H: Host> Agent<H> {
                 Action::CancelTimer(kind) => self.timers.cancel(kind),
                 Action::Leave => {
                     self.flush(&mut batch).await;
+                    if let Some(b) = &self.inputs.beats {
+                        b.tell(super::beats::Command::Clear);
+                    }
                     self.send(Outgoing::Leave).await
                 }
                 Action::Join => {
@@ -1585,9 +1646,16 @@ impl<H: Host> Agent<H> {
             }
             rows.push(row);
         }
+        let beats = self.inputs.beats.as_ref().map(|b| b.counts());
         if let Ok(mut m) = self.metrics.lock() {
             m.vifs = rows;
             m.mature = self.alloc.is_mature();
+            if let Some(c) = beats {
+                let d = m.detector.get_or_insert_default();
+                d.beats_sent = c.sent;
+                d.beats_received = c.received;
+                d.beats_ignored = c.ignored;
+            }
         }
     }
 }

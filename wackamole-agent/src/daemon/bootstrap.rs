@@ -198,6 +198,21 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         vifs = vifs.len(),
         "started"
     );
+    let beats = match &cfg.detector {
+        Some(d) => {
+            let b = super::beats::start(d, cfg.engine.group(), None)?;
+            info!(
+                listen = %d.listen,
+                peers = d.peers.len(),
+                interval_ms = d.timing.interval.as_millis() as u64,
+                deadline_ms = d.timing.deadline.as_millis() as u64,
+                mode = "observe",
+                "detector started"
+            );
+            Some(b)
+        }
+        None => None,
+    };
     let signals = forward_signals()?;
     Agent::new(AgentParts {
         cfg,
@@ -208,6 +223,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
         control: control_rx,
         metrics,
         log,
+        beats,
     })
     .run()
     .await

@@ -70,6 +70,20 @@ pub struct MetricsSnapshot {
     pub failover_bucket_counts: Vec<u64>,
     pub failover_count: u64,
     pub failover_sum_seconds: f64,
+    /// The LAN failure detector's figures (`None`: not configured).
+    pub detector: Option<DetectorMetrics>,
+}
+
+/// What the LAN failure detector counted (see `daemon::beats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DetectorMetrics {
+    pub lost: u64,
+    pub condemned: u64,
+    pub fence_lapses: u64,
+    pub fenced: bool,
+    pub beats_sent: u64,
+    pub beats_received: u64,
+    pub beats_ignored: u64,
 }
 
 impl MetricsSnapshot {
@@ -160,6 +174,27 @@ impl Collector for SnapshotCollector {
             MetricType::Counter,
         )?
         .encode_counter::<NoLabelSet, _, u64>(&m.view_changes, None)?;
+        if let Some(d) = &m.detector {
+            let counters: [(&str, &str, u64); 6] = [
+                ("wackamole_detector_lost", "Peers the LAN detector lost (silent past its deadline).", d.lost),
+                ("wackamole_detector_condemned", "Peers the LAN detector condemned (lost by a majority of the view).", d.condemned),
+                ("wackamole_detector_fence_lapses", "Times too few peers echoed this node's beats for its detector fence.", d.fence_lapses),
+                ("wackamole_detector_beats_sent", "Beats sent to peers.", d.beats_sent),
+                ("wackamole_detector_beats_received", "Beats received from peers and counted.", d.beats_received),
+                ("wackamole_detector_beats_ignored", "Datagrams on the beat socket that were not a current peer's beat.", d.beats_ignored),
+            ];
+            for (name, help, v) in counters {
+                enc.encode_descriptor(name, help, None, MetricType::Counter)?
+                    .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
+            }
+            enc.encode_descriptor(
+                "wackamole_detector_fenced",
+                "1 while too few peers echo this node's beats (its detector fence would silence it).",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&u64::from(d.fenced))?;
+        }
         for (name, kind, help, get) in PER_VIF {
             let mut family = enc.encode_descriptor(name, help, None, kind)?;
             for v in &m.vifs {

@@ -23,6 +23,7 @@ pub mod agent;
 mod announce;
 pub mod announcer;
 mod arp_share;
+pub mod beats;
 pub mod bootstrap;
 mod control;
 pub mod evict;

@@ -101,6 +101,10 @@ impl Detector {
         }
     }
 
+    pub fn me(&self) -> &MemberId {
+        &self.me
+    }
+
     pub fn timing(&self) -> Timing {
         self.timing
     }

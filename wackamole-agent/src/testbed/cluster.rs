@@ -128,7 +128,14 @@ pub struct AgentClusterOptions {
     /// `engine.require_quorum` of every agent (Corosync only): a partition
     /// without votequorum's majority holds no VIF.
     pub require_quorum: bool,
+    /// A `[detector]` section on every agent (beats between the nodes'
+    /// LAN addresses 10.0.0.N, port [`DETECTOR_PORT`]): `Some(mode)`. The
+    /// environment's `WKT_DETECTOR=observe` turns it on for every cluster.
+    pub detector: Option<String>,
 }
+
+/// The beat port of the test bed's detectors.
+pub const DETECTOR_PORT: u16 = 5407;
 
 impl AgentClusterOptions {
     /// 3 nodes, 6 VIFs, fast corosync, 500 ms maturity and balance rounds, automatic lease.
@@ -151,6 +158,7 @@ impl AgentClusterOptions {
             spread_timeouts: None,
             standby_addresses: false,
             require_quorum: false,
+            detector: std::env::var("WKT_DETECTOR").ok().filter(|m| !m.is_empty()),
         }
     }
 
@@ -1321,6 +1329,18 @@ pub fn render_config(
             "kind = \"corosync\"\nrequire_quorum = true\n",
             1,
         );
+    }
+    if let Some(mode) = &opts.detector {
+        // Node nK's LAN address is 10.0.0.K on both beds.
+        let me: usize = node.trim_start_matches('n').parse().unwrap_or(1);
+        let peers: Vec<String> = (1..=opts.nodes)
+            .filter(|&k| k != me)
+            .map(|k| format!("\"10.0.0.{k}:{DETECTOR_PORT}\""))
+            .collect();
+        s.push_str(&format!(
+            "\n[detector]\nlisten = \"10.0.0.{me}:{DETECTOR_PORT}\"\npeers = [{}]\nmode = \"{mode}\"\n",
+            peers.join(", ")
+        ));
     }
     // Beyond one /24 of VIFs, one move per balance round (the default) would
     // take minutes to spread them after a late join: balance in one round.

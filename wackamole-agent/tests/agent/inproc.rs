@@ -1014,6 +1014,7 @@ impl Cluster {
                 control: ctl_rx,
                 metrics: Arc::default(),
                 log: None,
+                beats: None,
             });
             let task = tokio::task::spawn_local(agent.run());
             nodes.push(Node {
