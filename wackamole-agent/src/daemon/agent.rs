@@ -630,7 +630,10 @@ impl<H: Host> Agent<H> {
                 if fenced {
                     warn!(mono_ns, "detector: too few peers echo this node: its fence would silence it (observe mode, no action)");
                 } else {
-                    info!(mono_ns, "detector: the peers' echoes hold this node's fence again");
+                    info!(
+                        mono_ns,
+                        "detector: the peers' echoes hold this node's fence again"
+                    );
                 }
                 if let Ok(mut m) = self.metrics.lock() {
                     let d = m.detector.get_or_insert_default();

@@ -10,7 +10,7 @@
 //! `observe`: nothing else is done with them yet).
 
 use crate::config::DetectorConfig;
-use crate::dataplane::{monotonic_now, DetectorLease};
+use crate::dataplane::monotonic_now;
 use crate::detect::{Beat, Detector, Ignored};
 use crate::membership::MemberId;
 use std::net::{SocketAddr, UdpSocket};
@@ -72,14 +72,8 @@ impl BeatsHandle {
 }
 
 /// Binds the beat socket and starts the thread. The group name tags the
-/// beats, so two clusters on one LAN ignore each other. `fence`: the data
-/// path's detector lease, written by the thread (mode `act`); `None`:
-/// observe only.
-pub fn start(
-    cfg: &DetectorConfig,
-    group: &str,
-    fence: Option<DetectorLease>,
-) -> anyhow::Result<BeatsHandle> {
+/// beats, so two clusters on one LAN ignore each other.
+pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
     let socket = UdpSocket::bind(cfg.listen)
         .map_err(|e| anyhow::anyhow!("detector: cannot bind {}: {e}", cfg.listen))?;
     let (tx, reports) = mpsc::unbounded_channel();
@@ -96,7 +90,6 @@ pub fn start(
         counts: counts.clone(),
         fenced: false,
         lost: Default::default(),
-        fence,
     };
     std::thread::Builder::new()
         .name("wackamole-beats".into())
@@ -137,7 +130,6 @@ struct Thread {
     counts: std::sync::Arc<std::sync::Mutex<Counts>>,
     fenced: bool,
     lost: std::collections::BTreeSet<MemberId>,
-    fence: Option<DetectorLease>,
 }
 
 fn now() -> Instant {
@@ -277,20 +269,6 @@ impl Thread {
             });
         }
         let until = d.lease_until();
-        if let Some(fence) = self.fence.as_mut() {
-            // Written before the next beat goes out: a peer is armed (may
-            // condemn this node) only by an echo of a beat sent after the
-            // echo that limits this lease was read.
-            let deadline_ns = until.map_or(0, |u| {
-                let left = u.saturating_duration_since(t);
-                u64::try_from((monotonic_now() + left).as_nanos())
-                    .unwrap_or(u64::MAX)
-                    .max(1)
-            });
-            if let Err(e) = fence.set(deadline_ns) {
-                tracing::error!("detector: {e}; its fence is not written");
-            }
-        }
         let fenced = until.is_some_and(|u| u <= t);
         if fenced != self.fenced {
             self.fenced = fenced;

@@ -200,7 +200,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     );
     let beats = match &cfg.detector {
         Some(d) => {
-            let b = super::beats::start(d, cfg.engine.group(), None)?;
+            let b = super::beats::start(d, cfg.engine.group())?;
             info!(
                 listen = %d.listen,
                 peers = d.peers.len(),

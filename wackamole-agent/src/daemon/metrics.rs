@@ -176,12 +176,36 @@ impl Collector for SnapshotCollector {
         .encode_counter::<NoLabelSet, _, u64>(&m.view_changes, None)?;
         if let Some(d) = &m.detector {
             let counters: [(&str, &str, u64); 6] = [
-                ("wackamole_detector_lost", "Peers the LAN detector lost (silent past its deadline).", d.lost),
-                ("wackamole_detector_condemned", "Peers the LAN detector condemned (lost by a majority of the view).", d.condemned),
-                ("wackamole_detector_fence_lapses", "Times too few peers echoed this node's beats for its detector fence.", d.fence_lapses),
-                ("wackamole_detector_beats_sent", "Beats sent to peers.", d.beats_sent),
-                ("wackamole_detector_beats_received", "Beats received from peers and counted.", d.beats_received),
-                ("wackamole_detector_beats_ignored", "Datagrams on the beat socket that were not a current peer's beat.", d.beats_ignored),
+                (
+                    "wackamole_detector_lost",
+                    "Peers the LAN detector lost (silent past its deadline).",
+                    d.lost,
+                ),
+                (
+                    "wackamole_detector_condemned",
+                    "Peers the LAN detector condemned (lost by a majority of the view).",
+                    d.condemned,
+                ),
+                (
+                    "wackamole_detector_fence_lapses",
+                    "Times too few peers echoed this node's beats for its detector fence.",
+                    d.fence_lapses,
+                ),
+                (
+                    "wackamole_detector_beats_sent",
+                    "Beats sent to peers.",
+                    d.beats_sent,
+                ),
+                (
+                    "wackamole_detector_beats_received",
+                    "Beats received from peers and counted.",
+                    d.beats_received,
+                ),
+                (
+                    "wackamole_detector_beats_ignored",
+                    "Datagrams on the beat socket that were not a current peer's beat.",
+                    d.beats_ignored,
+                ),
             ];
             for (name, help, v) in counters {
                 enc.encode_descriptor(name, help, None, MetricType::Counter)?

@@ -1338,7 +1338,7 @@ pub fn render_config(
             .map(|k| format!("\"10.0.0.{k}:{DETECTOR_PORT}\""))
             .collect();
         s.push_str(&format!(
-            "\n[detector]\nlisten = \"10.0.0.{me}:{DETECTOR_PORT}\"\npeers = [{}]\nmode = \"{mode}\"\n",
+            "\n[detector]\nenabled = true\nlisten = \"10.0.0.{me}:{DETECTOR_PORT}\"\npeers = [{}]\nmode = \"{mode}\"\n",
             peers.join(", ")
         ));
     }
