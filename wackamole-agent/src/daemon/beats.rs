@@ -76,6 +76,9 @@ impl BeatsHandle {
 pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
     let socket = UdpSocket::bind(cfg.listen)
         .map_err(|e| anyhow::anyhow!("detector: cannot bind {}: {e}", cfg.listen))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| anyhow::anyhow!("detector: {}: {e}", cfg.listen))?;
     let (tx, reports) = mpsc::unbounded_channel();
     let (commands, rx) = std_mpsc::channel();
     let counts = std::sync::Arc::new(std::sync::Mutex::new(Counts::default()));
@@ -132,6 +135,23 @@ struct Thread {
     lost: std::collections::BTreeSet<MemberId>,
 }
 
+/// Sleeps until the socket has a datagram or `wait` has passed (to the
+/// microsecond: ppoll uses high-resolution timers).
+fn wait_readable(socket: &UdpSocket, wait: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = libc::timespec {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_nsec: wait.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    unsafe { libc::ppoll(&mut fds, 1, &ts, std::ptr::null()) };
+}
+
 fn now() -> Instant {
     Instant::from_std(std::time::Instant::now())
 }
@@ -178,22 +198,14 @@ impl Thread {
                 .as_ref()
                 .and_then(|d| d.next_deadline())
                 .map_or(next_beat, |d| d.min(next_beat));
-            let wait = due
-                .saturating_duration_since(now())
-                .max(Duration::from_micros(200));
-            if self.socket.set_read_timeout(Some(wait)).is_err() {
-                std::thread::sleep(wait);
-            }
+            let wait = due.saturating_duration_since(now());
+            // ppoll, not SO_RCVTIMEO: a socket timeout counts in scheduler
+            // ticks (4 ms here: a 200 µs timeout slept 8 ms, and beats
+            // came late enough to lapse the fence a dozen times a second).
+            wait_readable(&self.socket, wait);
             // Read everything waiting before judging anyone's silence (a
             // stall of this thread is not the peers' fault).
-            let mut got = self.read(&mut buf, &mut counts);
-            if got {
-                let _ = self.socket.set_nonblocking(true);
-                while got {
-                    got = self.read(&mut buf, &mut counts);
-                }
-                let _ = self.socket.set_nonblocking(false);
-            }
+            while self.read(&mut buf, &mut counts) {}
             self.check();
         }
     }
@@ -276,6 +288,49 @@ impl Thread {
                 fenced,
                 mono_ns: mono_ns(),
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DetectorMode;
+    use crate::detect::Timing;
+
+    /// Three beat threads on loopback (real sockets, real clock), one view:
+    /// a quiet second loses nobody and never lets a fence lapse.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_threads_on_loopback_stay_quiet() {
+        let base = 40_000 + (std::process::id() % 10_000) as u16 * 2;
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
+            .collect();
+        let members: Vec<MemberId> = (0..3).map(|k| MemberId(format!("m{k}"))).collect();
+        let mut handles = Vec::new();
+        for k in 0..3 {
+            let cfg = DetectorConfig {
+                listen: addrs[k],
+                peers: addrs.iter().copied().filter(|a| *a != addrs[k]).collect(),
+                timing: Timing::DEFAULT,
+                mode: DetectorMode::Observe,
+            };
+            let h = start(&cfg, "test").expect("bind on loopback");
+            h.tell(Command::View {
+                members: members.clone(),
+                my_index: k,
+            });
+            handles.push(h);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for (k, h) in handles.iter_mut().enumerate() {
+            let mut reports = Vec::new();
+            while let Ok(r) = h.reports.try_recv() {
+                reports.push(r);
+            }
+            assert!(reports.is_empty(), "node {k}: {reports:?}");
+            let c = h.counts();
+            assert!(c.received > 100, "node {k}: {c:?}");
         }
     }
 }

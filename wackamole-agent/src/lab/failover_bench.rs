@@ -1023,6 +1023,9 @@ fn run_size(
                     (true, None) => ", NOT balanced again within the window".to_string(),
                 }
             )?;
+            if let Some(ms) = r.condemned_ms {
+                writeln!(log, "      LAN detector: a survivor condemned the victim {ms:.1} ms after the fault")?;
+            }
             writeln!(
                 log,
                 "      probed {} of {} VIPs ({} controls): {:.0} rounds/s, RTT median {:.2} / p99 {:.2} / max {:.2} ms, control gap {gap_ms:.1} ms{}{}",
@@ -1404,6 +1407,9 @@ struct Repetition {
     rebalance_ms: Option<f64>,
     /// Lease-lapse drops per node during the window (None: nothing pinned).
     fenced: Vec<Option<u64>>,
+    /// Fault → the first survivor's LAN detector condemned a peer (ms;
+    /// None without a detector or without a condemnation).
+    condemned_ms: Option<f64>,
 }
 
 /// Balanced: every VIP has an agreed owner and counts differ by at most one.
@@ -1801,6 +1807,10 @@ fn repetition(
             first_view_after(c, &viewers, p.fault_ns)
         };
     }
+    let condemned_ms = phases.first().and_then(|p| {
+        let t = first_condemnation_after(c, &viewers, p.fault_ns)?;
+        Some(t.saturating_sub(p.fault_ns) as f64 / 1e6)
+    });
     Ok(Repetition {
         run,
         phases,
@@ -1813,6 +1823,7 @@ fn repetition(
         observer_answers: (arp_answers, na_answers),
         rebalance_ms,
         fenced,
+        condemned_ms,
     })
 }
 
@@ -1979,6 +1990,26 @@ pub fn first_view_after(c: &AgentCluster, nodes: &[usize], after_ns: u64) -> Opt
         .flat_map(|text| view_times(&text))
         .filter(|&t| t >= after_ns)
         .min()
+}
+
+/// The earliest `detector: condemned` any of the agents `nodes` logged at
+/// or after `after_ns` (monotonic ns).
+pub fn first_condemnation_after(c: &AgentCluster, nodes: &[usize], after_ns: u64) -> Option<u64> {
+    nodes
+        .iter()
+        .filter_map(|&i| c.agent_log(i).ok())
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .flat_map(|text| stamped(&text, "detector: condemned"))
+        .filter(|&t| t >= after_ns)
+        .min()
+}
+
+/// The `mono_ns` of every line of an agent log that contains `what`.
+pub fn stamped(log: &str, what: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| field(l, "mono_ns")?.parse().ok())
+        .collect()
 }
 
 /// The `mono_ns` of every `new view` line of an agent log.

@@ -540,3 +540,69 @@ fn standby_addresses_everywhere_one_answerer() -> Result<()> {
     check_arp(&c, &snap, &[1, 2])?;
     Ok(())
 }
+
+/// Node `i`'s agent log.
+fn log_of(c: &AgentCluster, i: usize) -> Result<String> {
+    let path = c.agent_log(i)?;
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The LAN failure detector in observe mode on a real cluster (issue 11):
+/// quiet, it loses nobody; with a node's cable out, both survivors lose
+/// and condemn that node (and only it), the cut-off node sees its fence
+/// lapse, and the agreed view still makes the takeover.
+#[test]
+#[ignore = "needs root and corosync"]
+fn the_lan_detector_condemns_a_cut_off_node_and_nobody_else() -> Result<()> {
+    let mut opts = AgentClusterOptions::new(BIN);
+    opts.detector = Some("observe".into());
+    let (_guard, c) = cluster_with(opts)?;
+    settle(&c, &[2, 2, 2])?;
+    for i in 0..3 {
+        let log = log_of(&c, i)?;
+        ensure!(
+            log.contains("detector started"),
+            "n{}: no detector\n{}",
+            i + 1,
+            c.log_tail(i)
+        );
+    }
+    // Quiet for two seconds (a few hundred beats each): nobody lost.
+    std::thread::sleep(Duration::from_secs(2));
+    for i in 0..3 {
+        ensure!(
+            !log_of(&c, i)?.contains("detector: lost"),
+            "n{} lost a peer on a quiet LAN\n{}",
+            i + 1,
+            c.log_tail(i)
+        );
+    }
+
+    // n1's cable out (corosync node id 1: member ids "n0000000001p…").
+    c.link_down(0)?;
+    for i in [1, 2] {
+        wait_for(&format!("n{} to condemn n1", i + 1), SETTLE, || {
+            Ok(log_of(&c, i)?
+                .lines()
+                .any(|l| l.contains("detector: condemned") && l.contains("member=n0000000001p")))
+        })?;
+    }
+    wait_for("n1 to see its detector fence lapse", SETTLE, || {
+        Ok(log_of(&c, 0)?.contains("too few peers echo this node"))
+    })?;
+    let snap = c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
+    check_arp(&c, &snap, &[1, 2])?;
+    for i in [1, 2] {
+        let log = log_of(&c, i)?;
+        ensure!(
+            !log.lines()
+                .any(|l| l.contains("detector: condemned") && !l.contains("member=n0000000001p")),
+            "n{} condemned a node that was not cut off\n{}",
+            i + 1,
+            c.log_tail(i)
+        );
+    }
+    c.link_up(0)?;
+    settle(&c, &[2, 2, 2])?;
+    Ok(())
+}
