@@ -1343,3 +1343,264 @@ fn a_short_mature_draws_an_advisory_not_an_error() {
     );
     assert!(advisories(&ok(&format!("mature = \"2s\"\n{base}"))).is_empty());
 }
+
+// ----- [detector] (the LAN failure detector, issue 11) -----
+
+/// A `[detector]` section (line 1) with `listen` (line 2), `peers`
+/// (line 3) and then `extra`.
+fn detector(listen: &str, peers: &str, extra: &str) -> String {
+    format!("[detector]\nlisten = {listen}\npeers = {peers}\n{extra}enabled = true\n")
+}
+
+const PEERS: &str = "[\"10.0.0.2:5407\", \"10.0.0.3:5407\"]";
+
+#[test]
+fn detector_absent_is_none() {
+    assert_eq!(ok("").detector, None);
+    assert_eq!(ok("[xdp]\nlease = \"auto\"\n").detector, None);
+}
+
+#[test]
+fn detector_not_enabled_is_none() {
+    // The sample's empty table, or keys without `enabled = true`: off,
+    // and the keys are not judged.
+    assert_eq!(ok("[detector]\n").detector, None);
+    let text = format!("[detector]\nlisten = \"10.0.0.1:5407\"\npeers = {PEERS}\n");
+    assert_eq!(ok(&text).detector, None);
+    let off = "[detector]\nenabled = false\nlisten = \"bad\"\n";
+    assert_eq!(ok(off).detector, None);
+}
+
+#[test]
+fn detector_with_defaults() {
+    let cfg = ok(&detector("\"10.0.0.1:5407\"", PEERS, ""));
+    assert_eq!(
+        cfg.detector,
+        Some(DetectorConfig {
+            listen: "10.0.0.1:5407".parse().unwrap(),
+            peers: vec![
+                "10.0.0.2:5407".parse().unwrap(),
+                "10.0.0.3:5407".parse().unwrap()
+            ],
+            timing: wackamole::detect::Timing::DEFAULT,
+            mode: DetectorMode::Observe,
+        })
+    );
+    assert_eq!(
+        wackamole::detect::Timing::DEFAULT,
+        wackamole::detect::Timing::new(Duration::from_millis(5), Duration::from_millis(30))
+            .unwrap()
+    );
+}
+
+#[test]
+fn detector_every_key() {
+    let cfg = ok(&detector(
+        "\"[fd00::1]:6000\"",
+        "[\"[fd00::2]:6000\", \"[fd00::3]:6001\"]",
+        "interval = \"10ms\"\ndeadline = \"1m\"\nmode = \"observe\"\n",
+    ));
+    let d = cfg.detector.expect("configured");
+    assert_eq!(d.listen, "[fd00::1]:6000".parse().unwrap());
+    assert_eq!(d.peers.len(), 2);
+    assert_eq!(d.timing.interval, Duration::from_millis(10));
+    assert_eq!(d.timing.deadline, Duration::from_secs(60));
+    assert_eq!(d.mode, DetectorMode::Observe);
+    // The most peers, and the least deadline for an interval.
+    let sixteen: Vec<String> = (2..18).map(|n| format!("\"10.0.0.{n}:5407\"")).collect();
+    let cfg = ok(&detector(
+        "\"10.0.0.1:5407\"",
+        &format!("[{}]", sixteen.join(", ")),
+        "interval = \"1ms\"\ndeadline = \"6ms\"\n",
+    ));
+    assert_eq!(cfg.detector.expect("configured").peers.len(), 16);
+    // An unspecified `listen` binds every address.
+    assert!(ok(&detector("\"0.0.0.0:5407\"", PEERS, ""))
+        .detector
+        .is_some());
+}
+
+#[test]
+fn detector_listen_refusals() {
+    assert_issue(
+        &err(&format!("[detector]\npeers = {PEERS}\nenabled = true\n")),
+        1,
+        "detector.listen",
+        "missing",
+    );
+    for bad in [
+        "\"10.0.0.1\"",
+        "\"host:5407\"",
+        "\"10.0.0.1:99999\"",
+        "\"\"",
+    ] {
+        assert_issue(
+            &err(&detector(bad, PEERS, "")),
+            2,
+            "detector.listen",
+            "not an IP:port address",
+        );
+    }
+    assert_issue(
+        &err(&detector("\"10.0.0.1:0\"", PEERS, "")),
+        2,
+        "detector.listen",
+        "port 0",
+    );
+}
+
+#[test]
+fn detector_peers_refusals() {
+    let listen = "\"10.0.0.1:5407\"";
+    assert_issue(
+        &err(&format!("[detector]\nlisten = {listen}\nenabled = true\n")),
+        1,
+        "detector.peers",
+        "missing",
+    );
+    assert_issue(
+        &err(&detector(listen, "[]", "")),
+        3,
+        "detector.peers",
+        "empty",
+    );
+    let seventeen: Vec<String> = (2..19).map(|n| format!("\"10.0.0.{n}:5407\"")).collect();
+    assert_issue(
+        &err(&detector(
+            listen,
+            &format!("[{}]", seventeen.join(", ")),
+            "",
+        )),
+        3,
+        "detector.peers",
+        "17 peers is more than the detector serves (16",
+    );
+    let cases = [
+        (
+            "[\"10.0.0.2:5407\", \"node3\"]",
+            1,
+            "not an IP:port address",
+        ),
+        (
+            "[\"10.0.0.2:5407\", \"10.0.0.3\"]",
+            1,
+            "not an IP:port address",
+        ),
+        ("[\"10.0.0.2:5407\", \"10.0.0.2:5407\"]", 1, "listed twice"),
+        ("[\"10.0.0.1:5407\"]", 0, "own `listen` address"),
+        (
+            "[\"10.0.0.2:5407\", \"[fd00::2]:5407\"]",
+            1,
+            "address family",
+        ),
+        ("[\"0.0.0.0:5407\"]", 0, "unspecified address"),
+        ("[\"10.0.0.2:0\"]", 0, "port 0"),
+    ];
+    for (peers, k, needle) in cases {
+        assert_issue(
+            &err(&detector(listen, peers, "")),
+            3,
+            &format!("detector.peers[{k}]"),
+            needle,
+        );
+    }
+    let v6 = "\"[fd00::1]:5407\"";
+    assert_issue(
+        &err(&detector(v6, "[\"[::]:5407\"]", "")),
+        3,
+        "detector.peers[0]",
+        "unspecified address",
+    );
+    assert_issue(
+        &err(&detector(v6, "[\"10.0.0.2:5407\"]", "")),
+        3,
+        "detector.peers[0]",
+        "address family",
+    );
+    // A peer entry that is not a string is the parser's refusal.
+    let e = err(&detector(listen, "[5407]", ""));
+    assert!(e.issues[0].field.starts_with("detector.peers"), "{e}");
+}
+
+#[test]
+fn detector_timing_refusals() {
+    let base = |extra: &str| err(&detector("\"10.0.0.1:5407\"", PEERS, extra));
+    assert_issue(
+        &base("interval = \"0\"\n"),
+        4,
+        "detector.interval",
+        "under 1 ms",
+    );
+    assert_issue(
+        &base("interval = \"fast\"\n"),
+        4,
+        "detector.interval",
+        "bad duration",
+    );
+    assert_issue(
+        &base("interval = \"2s\"\n"),
+        4,
+        "detector.interval",
+        "longer than the most",
+    );
+    assert_issue(
+        &base("deadline = \"20ms\"\n"),
+        4,
+        "detector.deadline",
+        "under 6 beat intervals",
+    );
+    assert_issue(
+        &base("interval = \"10ms\"\ndeadline = \"59ms\"\n"),
+        5,
+        "detector.deadline",
+        "under 6 beat intervals",
+    );
+    // A default deadline too short for the interval given: named at the
+    // interval, on the deadline.
+    assert_issue(
+        &base("interval = \"10ms\"\n"),
+        4,
+        "detector.deadline",
+        "under 6 beat intervals of 10ms (the default): set `deadline` to at least 60ms",
+    );
+    assert_issue(
+        &base("deadline = 30\n"),
+        4,
+        "detector.deadline",
+        "expected a duration string",
+    );
+    // A refused value is not judged again against its default.
+    let e = base("interval = \"fast\"\ndeadline = \"20ms\"\n");
+    assert_eq!(e.issues.len(), 1, "{e}");
+}
+
+#[test]
+fn detector_mode_and_unknown_keys() {
+    let base = |extra: &str| err(&detector("\"10.0.0.1:5407\"", PEERS, extra));
+    assert_issue(
+        &base("mode = \"enforce\"\n"),
+        4,
+        "detector.mode",
+        "only \"observe\" is supported in this version",
+    );
+    assert_issue(
+        &base("port = 5407\n"),
+        4,
+        "detector.port",
+        "unknown field `port`",
+    );
+    // Every problem of the section at once.
+    let e = err(&detector(
+        "\"10.0.0.1\"",
+        "[]",
+        "deadline = \"1ms\"\nmode = \"fence\"\n",
+    ));
+    for field in [
+        "detector.listen",
+        "detector.peers",
+        "detector.deadline",
+        "detector.mode",
+    ] {
+        assert!(e.for_field(field).is_some(), "{field}: {e}");
+    }
+}
