@@ -275,6 +275,25 @@ pub struct StatusReply {
     pub mature: bool,
     pub leader: Option<String>,
     pub last_failover: Option<FailoverInfo>,
+    /// The LAN failure detector (`None`: not configured).
+    pub detector: Option<DetectorStatus>,
+}
+
+/// What the LAN failure detector sees now.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DetectorStatus {
+    /// `observe`.
+    pub mode: String,
+    /// Members of the view it lost (node names where known).
+    pub lost: Vec<String>,
+    /// Members of the view it condemned.
+    pub condemned: Vec<String>,
+    /// Too few peers echo this node: its fence would silence it.
+    pub fenced: bool,
+    pub beats_sent: u64,
+    pub beats_received: u64,
+    pub beats_ignored: u64,
 }
 
 /// One member of the current view.

@@ -99,6 +99,33 @@ pub fn render_status(s: &StatusReply, now_unix_ms: u64) -> String {
         ),
     };
     line(&mut out, "last failover", &failover);
+    if let Some(d) = &s.detector {
+        let names = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        line(
+            &mut out,
+            "detector",
+            &format!(
+                "{}, fence {}, lost {}, condemned {}; beats {} sent, {} received, {} ignored",
+                d.mode,
+                if d.fenced {
+                    "LAPSED (too few peers echo)"
+                } else {
+                    "holds"
+                },
+                names(&d.lost),
+                names(&d.condemned),
+                d.beats_sent,
+                d.beats_received,
+                d.beats_ignored
+            ),
+        );
+    }
     out += &format!("members ({})\n", s.members.len());
     let rows: Vec<Vec<String>> = s
         .members
@@ -296,6 +323,7 @@ db   192.0.2.20/24                -      unowned        0       0    0      0
                 took_us: 182_400,
                 reason: "node n3 left".into(),
             }),
+            detector: None,
         };
         let want = "\
 node          n1
@@ -312,6 +340,26 @@ members (2)
         assert_eq!(render_status(&s, 1_090_000), want);
         let never = render_status(&StatusReply::default(), 0);
         assert!(never.contains("last failover never\n"), "{never}");
+        assert!(!never.contains("detector"), "{never}");
+        let with = StatusReply {
+            detector: Some(crate::control::protocol::DetectorStatus {
+                mode: "observe".into(),
+                lost: vec!["n3".into()],
+                condemned: vec!["n3".into()],
+                fenced: false,
+                beats_sent: 10,
+                beats_received: 8,
+                beats_ignored: 1,
+            }),
+            ..StatusReply::default()
+        };
+        assert!(
+            render_status(&with, 0).contains(
+                "detector      observe, fence holds, lost n3, condemned n3; beats 10 sent, 8 received, 1 ignored\n"
+            ),
+            "{}",
+            render_status(&with, 0)
+        );
     }
 
     #[test]

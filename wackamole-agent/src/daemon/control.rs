@@ -4,7 +4,8 @@ use super::agent::{Agent, Trigger};
 use super::host::Host;
 use crate::alloc::{Action, Input, MemberRow, OperatorCommand, Report, TableView, VifIndex};
 use crate::control::protocol::{
-    FailoverInfo, ListReply, MemberRow as CtlMember, Reply, Request, StatusReply, VifRow as CtlVif,
+    DetectorStatus, FailoverInfo, ListReply, MemberRow as CtlMember, Reply, Request, StatusReply,
+    VifRow as CtlVif,
 };
 use crate::control::server::ControlRequest;
 use crate::dataplane::VipTable;
@@ -223,7 +224,34 @@ impl<H: Host> Agent<H> {
                 took_us: f.took.as_micros() as u64,
                 reason: f.reason.clone(),
             }),
+            detector: self.detector_status(&table),
         }
+    }
+
+    /// The detector's view for `status`: ids shown as node names where the
+    /// table knows them.
+    fn detector_status(&self, table: &TableView) -> Option<DetectorStatus> {
+        let d = self.cfg.detector.as_ref()?;
+        let name = |id: &crate::membership::MemberId| {
+            table
+                .members
+                .iter()
+                .find(|m| &m.member == id)
+                .map_or_else(|| id.to_string(), member_name)
+        };
+        let seen = &self.detector_seen;
+        let counts = self.beat_counts().unwrap_or_default();
+        Some(DetectorStatus {
+            mode: match d.mode {
+                crate::config::DetectorMode::Observe => "observe".into(),
+            },
+            lost: seen.lost.iter().map(name).collect(),
+            condemned: seen.condemned.iter().map(name).collect(),
+            fenced: seen.fenced,
+            beats_sent: counts.sent,
+            beats_received: counts.received,
+            beats_ignored: counts.ignored,
+        })
     }
 }
 

@@ -578,6 +578,12 @@ fn the_lan_detector_condemns_a_cut_off_node_and_nobody_else() -> Result<()> {
         );
     }
 
+    let status = c.ctl_ok(0, &["status"])?;
+    ensure!(
+        status.contains("detector      observe, fence holds, lost none, condemned none; beats "),
+        "n1's status:\n{status}"
+    );
+
     // n1's cable out (corosync node id 1: member ids "n0000000001p…").
     c.link_down(0)?;
     for i in [1, 2] {
@@ -592,6 +598,13 @@ fn the_lan_detector_condemns_a_cut_off_node_and_nobody_else() -> Result<()> {
     })?;
     let snap = c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
     check_arp(&c, &snap, &[1, 2])?;
+    // `ctl status` says so too, by node name once the view is agreed (n1
+    // has left it by now: its loss is no longer listed).
+    let status = c.ctl_ok(1, &["status"])?;
+    ensure!(
+        status.contains("detector      observe, fence holds"),
+        "n2's status:\n{status}"
+    );
     for i in [1, 2] {
         let log = log_of(&c, i)?;
         ensure!(
