@@ -766,6 +766,10 @@ pub const CONTROL_NEVER_ANSWERED: &str = "control_never_answered";
 /// and holding its share ([`Fault::rebalances`] faults only).
 pub const REBALANCE_MS: &str = "rebalance_ms";
 
+/// Figure: fault → the first survivor's LAN detector condemned the victim
+/// (agent logs; only with `WKT_DETECTOR`, and only for faults it sees).
+pub const DETECTOR_CONDEMNED_MS: &str = "detector_condemned_ms";
+
 /// Figure: frames the XDP programs of the nodes other than the victim
 /// dropped because their lease had lapsed, during the probing window (a
 /// healthy owner going silent: the engine's liveness evidence came late).
@@ -981,6 +985,7 @@ fn run_size(
         let mut acquire = Vec::new();
         let mut to_acquired = Vec::new();
         let mut rebalance = Vec::new();
+        let mut condemned = Vec::new();
         let mut fenced_others = Vec::new();
         let mut probed = Vec::new();
         let mut controls = Vec::new();
@@ -1115,6 +1120,7 @@ fn run_size(
             if let Some(ms) = r.rebalance_ms {
                 rebalance.push(ms);
             }
+            condemned.extend(r.condemned_ms);
             let victim_idx = c.index_of(&r.victim);
             fenced_others.push(
                 r.fenced
@@ -1150,6 +1156,7 @@ fn run_size(
         insert_summary(&mut rec, ACQUIRE_MS, &acquire);
         insert_summary(&mut rec, VIEW_TO_ACQUIRED_MS, &to_acquired);
         insert_summary(&mut rec, REBALANCE_MS, &rebalance);
+        insert_summary(&mut rec, DETECTOR_CONDEMNED_MS, &condemned);
         insert_summary(&mut rec, FENCED_DROPS_OTHERS, &fenced_others);
         insert_summary(&mut rec, PROBED_VIPS, &probed);
         insert_summary(&mut rec, CONTROL_VIPS, &controls);
@@ -2081,6 +2088,15 @@ mod tests {
                    2026-11-22T02:00:02Z  INFO wackamole::daemon: new view view=1:3 members=2 my_index=1 mono_ns=99\n\
                    garbage new view mono_ns=x\n";
         assert_eq!(view_times(log), vec![12345, 99]);
+    }
+
+    #[test]
+    fn condemnation_times_from_agent_log_lines() {
+        let log = "2026-12-05T07:33:17Z  INFO detector: lost a peer (silent past the deadline) member=n0000000001p0000000042 mono_ns=10\n\
+                   2026-12-05T07:33:17Z  INFO detector: condemned a peer (lost by a majority; observe mode, no action) member=n0000000001p0000000042 mono_ns=12\n\
+                   detector: condemned mono_ns=bad\n";
+        assert_eq!(stamped(log, "detector: condemned"), vec![12]);
+        assert_eq!(stamped(log, "detector: lost"), vec![10]);
     }
 
     #[test]
