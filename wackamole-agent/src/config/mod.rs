@@ -358,6 +358,15 @@ pub enum DetectorMode {
     Observe,
 }
 
+impl DetectorMode {
+    /// Its name in the configuration (and in logs and `ctl status`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorMode::Observe => "observe",
+        }
+    }
+}
+
 /// `[detector]`: the fast failure detector on the LAN (see [`crate::detect`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectorConfig {

@@ -1324,19 +1324,9 @@ fn build_detector(cx: &mut Cx<'_>, raw: &S<RawDetector>) -> Option<DetectorConfi
             );
             None
         }
-        Some(l) => match l.get_ref().trim().parse::<SocketAddr>() {
-            Err(_) => {
-                cx.at(
-                    l,
-                    "detector.listen",
-                    format!(
-                        "{} is not an IP:port address (e.g. \"10.0.0.1:5407\")",
-                        shown(l.get_ref())
-                    ),
-                );
-                None
-            }
-            Ok(a) if a.port() == 0 => {
+        Some(l) => match ip_port(cx, l, "detector.listen", "10.0.0.1:5407") {
+            None => None,
+            Some(a) if a.port() == 0 => {
                 cx.at(
                     l,
                     "detector.listen",
@@ -1344,7 +1334,7 @@ fn build_detector(cx: &mut Cx<'_>, raw: &S<RawDetector>) -> Option<DetectorConfi
                 );
                 None
             }
-            Ok(a) => Some(a),
+            Some(a) => Some(a),
         },
     };
     let peers = build_detector_peers(cx, raw, listen);
@@ -1416,6 +1406,23 @@ fn build_detector(cx: &mut Cx<'_>, raw: &S<RawDetector>) -> Option<DetectorConfi
     })
 }
 
+/// An `IP:port` address (surrounding blanks allowed), or the problem
+/// recorded on `field` with `example`.
+fn ip_port(cx: &mut Cx<'_>, v: &S<String>, field: &str, example: &str) -> Option<SocketAddr> {
+    let parsed = v.get_ref().trim().parse::<SocketAddr>().ok();
+    if parsed.is_none() {
+        cx.at(
+            v,
+            field,
+            format!(
+                "{} is not an IP:port address (e.g. \"{example}\")",
+                shown(v.get_ref())
+            ),
+        );
+    }
+    parsed
+}
+
 /// `detector.peers`: 1..=`MAX_ECHOES` distinct `IP:port` addresses of other
 /// nodes, of `listen`'s family (when `listen` is known). `None` unless every
 /// entry is usable.
@@ -1459,20 +1466,9 @@ fn build_detector_peers(
     let mut peers = Vec::with_capacity(entries.len());
     for (j, e) in entries.iter().enumerate() {
         let field = format!("detector.peers[{j}]");
-        let addr = match e.get_ref().trim().parse::<SocketAddr>() {
-            Ok(a) => a,
-            Err(_) => {
-                cx.at(
-                    e,
-                    &field,
-                    format!(
-                        "{} is not an IP:port address (e.g. \"10.0.0.2:5407\")",
-                        shown(e.get_ref())
-                    ),
-                );
-                ok = false;
-                continue;
-            }
+        let Some(addr) = ip_port(cx, e, &field, "10.0.0.2:5407") else {
+            ok = false;
+            continue;
         };
         let problem = if addr.port() == 0 {
             Some(format!("{addr}: port 0 is not a port beats can be sent to"))

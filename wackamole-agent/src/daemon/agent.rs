@@ -339,18 +339,7 @@ pub struct Agent<H: Host> {
     pub(super) handover: Option<Instant>,
     /// The members' liveness probes, to evict a silent one.
     watch: super::evict::Watch,
-    /// What the LAN detector reported, for `ctl status`.
-    pub(super) detector_seen: DetectorSeen,
     inputs: Inputs,
-}
-
-/// The LAN detector's reports, kept for `ctl status` (members of the
-/// current view only).
-#[derive(Debug, Default)]
-pub(super) struct DetectorSeen {
-    pub lost: BTreeSet<MemberId>,
-    pub condemned: BTreeSet<MemberId>,
-    pub fenced: bool,
 }
 
 /// The allocator's view of the configuration.
@@ -404,7 +393,6 @@ fn share_every(cfg: &Config) -> Option<Duration> {
         .then(|| cfg.notify.arp_cache_interval.max(Duration::from_secs(1)))
 }
 
-/// The next item of an optional stream; pending forever once it is gone.
 /// The detector's next report; pending forever without a detector.
 async fn next_report(
     beats: &mut Option<super::beats::BeatsHandle>,
@@ -415,6 +403,7 @@ async fn next_report(
     }
 }
 
+/// The next item of an optional stream; pending forever once it is gone.
 async fn next_of<T>(stream: &mut Option<LocalBoxStream<'static, T>>) -> Option<T> {
     match stream {
         Some(s) => match s.next().await {
@@ -499,7 +488,6 @@ impl<H: Host> Agent<H> {
             ineligible: BTreeSet::new(),
             handover: None,
             watch: Default::default(),
-            detector_seen: Default::default(),
             inputs,
             cfg,
         }
@@ -621,9 +609,9 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    /// The beat thread's counters (`None` without a detector).
-    pub(super) fn beat_counts(&self) -> Option<super::beats::Counts> {
-        self.inputs.beats.as_ref().map(|b| b.counts())
+    /// What the beat thread sees now (`None` without a detector).
+    pub(super) fn detector_snapshot(&self) -> Option<super::beats::Snapshot> {
+        self.inputs.beats.as_ref().map(|b| b.snapshot())
     }
 
     /// What the LAN detector saw. In `observe` mode it is logged and
@@ -633,20 +621,17 @@ impl<H: Host> Agent<H> {
         match report {
             Report::Lost { member, mono_ns } => {
                 info!(%member, mono_ns, "detector: lost a peer (silent past the deadline)");
-                self.detector_seen.lost.insert(member);
                 if let Ok(mut m) = self.metrics.lock() {
                     m.detector.get_or_insert_default().lost += 1;
                 }
             }
             Report::Condemned { member, mono_ns } => {
                 info!(%member, mono_ns, "detector: condemned a peer (lost by a majority; observe mode, no action)");
-                self.detector_seen.condemned.insert(member);
                 if let Ok(mut m) = self.metrics.lock() {
                     m.detector.get_or_insert_default().condemned += 1;
                 }
             }
             Report::Fenced { fenced, mono_ns } => {
-                self.detector_seen.fenced = fenced;
                 if fenced {
                     warn!(mono_ns, "detector: too few peers echo this node: its fence would silence it (observe mode, no action)");
                 } else {
@@ -708,9 +693,6 @@ impl<H: Host> Agent<H> {
                         members: view.members.clone(),
                         my_index: view.my_index,
                     });
-                    let seen = &mut self.detector_seen;
-                    seen.lost.retain(|m| view.members.contains(m));
-                    seen.condemned.retain(|m| view.members.contains(m));
                 }
                 self.watch
                     .view(&view.members, view.my_index, Instant::now());
@@ -1672,7 +1654,7 @@ impl<H: Host> Agent<H> {
             }
             rows.push(row);
         }
-        let beats = self.inputs.beats.as_ref().map(|b| b.counts());
+        let beats = self.detector_snapshot().map(|s| s.counts);
         if let Ok(mut m) = self.metrics.lock() {
             m.vifs = rows;
             m.mature = self.alloc.is_mature();

@@ -11,7 +11,7 @@
 
 use crate::config::DetectorConfig;
 use crate::dataplane::monotonic_now;
-use crate::detect::{Beat, Detector, Ignored};
+use crate::detect::{Beat, Detector};
 use crate::membership::MemberId;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc as std_mpsc;
@@ -44,19 +44,30 @@ pub enum Report {
     Fenced { fenced: bool, mono_ns: u64 },
 }
 
-/// Counters the metrics page shows.
+/// Beat counters (the metrics page, `ctl status`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub sent: u64,
     pub received: u64,
     pub ignored: u64,
-    pub send_errors: u64,
+}
+
+/// What the thread sees now, published for the agent (at every beat and
+/// with every report).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub counts: Counts,
+    /// Peers of the view it lost, and those it condemned.
+    pub lost: Vec<MemberId>,
+    pub condemned: Vec<MemberId>,
+    /// Too few peers echo this node (its fence would silence it).
+    pub fenced: bool,
 }
 
 pub struct BeatsHandle {
     pub reports: mpsc::UnboundedReceiver<Report>,
     commands: std_mpsc::Sender<Command>,
-    counts: std::sync::Arc<std::sync::Mutex<Counts>>,
+    shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
 }
 
 impl BeatsHandle {
@@ -66,8 +77,8 @@ impl BeatsHandle {
         let _ = self.commands.send(c);
     }
 
-    pub fn counts(&self) -> Counts {
-        self.counts.lock().map(|c| *c).unwrap_or_default()
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.lock().map(|s| s.clone()).unwrap_or_default()
     }
 }
 
@@ -81,7 +92,7 @@ pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
         .map_err(|e| anyhow::anyhow!("detector: {}: {e}", cfg.listen))?;
     let (tx, reports) = mpsc::unbounded_channel();
     let (commands, rx) = std_mpsc::channel();
-    let counts = std::sync::Arc::new(std::sync::Mutex::new(Counts::default()));
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
     let mut thread = Thread {
         socket,
         peers: cfg.peers.clone(),
@@ -90,9 +101,9 @@ pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
         detector: None,
         commands: rx,
         reports: tx,
-        counts: counts.clone(),
+        shared: shared.clone(),
+        counts: Counts::default(),
         fenced: false,
-        lost: Default::default(),
     };
     std::thread::Builder::new()
         .name("wackamole-beats".into())
@@ -104,7 +115,7 @@ pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
     Ok(BeatsHandle {
         reports,
         commands,
-        counts,
+        shared,
     })
 }
 
@@ -130,9 +141,9 @@ struct Thread {
     detector: Option<Detector>,
     commands: std_mpsc::Receiver<Command>,
     reports: mpsc::UnboundedSender<Report>,
-    counts: std::sync::Arc<std::sync::Mutex<Counts>>,
+    shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
+    counts: Counts,
     fenced: bool,
-    lost: std::collections::BTreeSet<MemberId>,
 }
 
 /// Sleeps until the socket has a datagram or `wait` has passed (to the
@@ -164,7 +175,6 @@ impl Thread {
     fn run(&mut self) {
         let mut next_beat = now();
         let mut buf = vec![0u8; crate::detect::beat::MAX_LEN + 1];
-        let mut counts = Counts::default();
         loop {
             loop {
                 match self.commands.try_recv() {
@@ -178,9 +188,8 @@ impl Thread {
                 if let Some(d) = self.detector.as_mut() {
                     let bytes = d.beat(t).encode();
                     for p in &self.peers {
-                        match self.socket.send_to(&bytes, p) {
-                            Ok(_) => counts.sent += 1,
-                            Err(_) => counts.send_errors += 1,
+                        if self.socket.send_to(&bytes, p).is_ok() {
+                            self.counts.sent += 1;
                         }
                     }
                 }
@@ -189,9 +198,7 @@ impl Thread {
                 if next_beat <= t {
                     next_beat = t + self.timing.interval;
                 }
-                if let Ok(mut c) = self.counts.lock() {
-                    *c = counts;
-                }
+                self.publish();
             }
             let due = self
                 .detector
@@ -209,13 +216,13 @@ impl Thread {
             wait_readable(&self.socket, wait);
             // Read everything waiting before judging anyone's silence (a
             // stall of this thread is not the peers' fault).
-            while self.read(&mut buf, &mut counts) {}
+            while self.read(&mut buf) {}
             self.check();
         }
     }
 
     /// One datagram, if any: `false` when none came.
-    fn read(&mut self, buf: &mut [u8], counts: &mut Counts) -> bool {
+    fn read(&mut self, buf: &mut [u8]) -> bool {
         let (n, from) = match self.socket.recv_from(buf) {
             Ok(r) => r,
             Err(_) => return false,
@@ -224,18 +231,12 @@ impl Thread {
         let Some(d) = self.detector.as_mut() else {
             return true;
         };
-        if !self.peers.contains(&from) {
-            counts.ignored += 1;
-            return true;
-        }
-        match Beat::decode(&buf[..n]) {
-            Ok(beat) => match d.receive(&beat, t) {
-                Ok(()) => counts.received += 1,
-                Err(Ignored::OtherGroup | Ignored::NotAPeer | Ignored::Stale) => {
-                    counts.ignored += 1
-                }
-            },
-            Err(_) => counts.ignored += 1,
+        let counted = self.peers.contains(&from)
+            && Beat::decode(&buf[..n]).is_ok_and(|beat| d.receive(&beat, t).is_ok());
+        if counted {
+            self.counts.received += 1;
+        } else {
+            self.counts.ignored += 1;
         }
         true
     }
@@ -248,18 +249,15 @@ impl Thread {
                 };
                 if self.detector.as_ref().is_none_or(|d| d.me() != &me) {
                     self.detector = Some(Detector::new(me, self.group, self.timing, now()));
-                    self.lost.clear();
                 }
                 if let Some(d) = self.detector.as_mut() {
                     d.view(&members);
                 }
-                self.lost.retain(|m| members.contains(m));
             }
             Command::Clear => {
                 if let Some(d) = self.detector.as_mut() {
                     d.clear();
                 }
-                self.lost.clear();
             }
         }
     }
@@ -269,29 +267,49 @@ impl Thread {
             return;
         };
         let t = now();
-        let condemned = d.poll(t);
-        for m in d.lost() {
-            if self.lost.insert(m.clone()) {
-                let _ = self.reports.send(Report::Lost {
-                    member: m.clone(),
-                    mono_ns: mono_ns(),
-                });
-            }
+        let polled = d.poll(t);
+        let fenced = d.lease_until().is_some_and(|u| u <= t);
+        let changed =
+            !polled.lost.is_empty() || !polled.condemned.is_empty() || fenced != self.fenced;
+        for member in polled.lost {
+            let _ = self.reports.send(Report::Lost {
+                member,
+                mono_ns: mono_ns(),
+            });
         }
-        for member in condemned {
+        for member in polled.condemned {
             let _ = self.reports.send(Report::Condemned {
                 member,
                 mono_ns: mono_ns(),
             });
         }
-        let until = d.lease_until();
-        let fenced = until.is_some_and(|u| u <= t);
         if fenced != self.fenced {
             self.fenced = fenced;
             let _ = self.reports.send(Report::Fenced {
                 fenced,
                 mono_ns: mono_ns(),
             });
+        }
+        if changed {
+            self.publish();
+        }
+    }
+
+    /// Shares the counters and what the detector sees now.
+    fn publish(&self) {
+        let (lost, condemned) = self.detector.as_ref().map_or_else(Default::default, |d| {
+            (
+                d.lost().cloned().collect(),
+                d.condemned().iter().cloned().collect(),
+            )
+        });
+        if let Ok(mut s) = self.shared.lock() {
+            *s = Snapshot {
+                counts: self.counts,
+                lost,
+                condemned,
+                fenced: self.fenced,
+            };
         }
     }
 }
@@ -333,8 +351,12 @@ mod tests {
                 reports.push(r);
             }
             assert!(reports.is_empty(), "node {k}: {reports:?}");
-            let c = h.counts();
-            assert!(c.received > 100, "node {k}: {c:?}");
+            let s = h.snapshot();
+            assert!(s.counts.received > 100, "node {k}: {s:?}");
+            assert!(
+                s.lost.is_empty() && s.condemned.is_empty() && !s.fenced,
+                "{s:?}"
+            );
         }
     }
 }

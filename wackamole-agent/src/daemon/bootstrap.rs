@@ -206,7 +206,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
                 peers = d.peers.len(),
                 interval_ms = d.timing.interval.as_millis() as u64,
                 deadline_ms = d.timing.deadline.as_millis() as u64,
-                mode = "observe",
+                mode = d.mode.name(),
                 "detector started"
             );
             Some(b)

@@ -239,18 +239,15 @@ impl<H: Host> Agent<H> {
                 .find(|m| &m.member == id)
                 .map_or_else(|| id.to_string(), member_name)
         };
-        let seen = &self.detector_seen;
-        let counts = self.beat_counts().unwrap_or_default();
+        let seen = self.detector_snapshot().unwrap_or_default();
         Some(DetectorStatus {
-            mode: match d.mode {
-                crate::config::DetectorMode::Observe => "observe".into(),
-            },
+            mode: d.mode.name().into(),
             lost: seen.lost.iter().map(name).collect(),
             condemned: seen.condemned.iter().map(name).collect(),
             fenced: seen.fenced,
-            beats_sent: counts.sent,
-            beats_received: counts.received,
-            beats_ignored: counts.ignored,
+            beats_sent: seen.counts.sent,
+            beats_received: seen.counts.received,
+            beats_ignored: seen.counts.ignored,
         })
     }
 }

@@ -61,6 +61,15 @@ struct Peer {
     reports: BTreeSet<MemberId>,
 }
 
+/// What one [`Detector::poll`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Polled {
+    /// Peers lost now.
+    pub lost: Vec<MemberId>,
+    /// Peers condemned now.
+    pub condemned: Vec<MemberId>,
+}
+
 /// Why a beat was not counted (for the metrics; never an error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ignored {
@@ -205,16 +214,19 @@ impl Detector {
         Ok(())
     }
 
-    /// Loses the armed peers silent for the deadline, and returns those
-    /// that became condemned now (each once while it stays in the view).
-    pub fn poll(&mut self, now: Instant) -> Vec<MemberId> {
+    /// Loses the armed peers silent for the deadline; returns the peers
+    /// lost and those condemned by this call (each once while it stays in
+    /// the view).
+    pub fn poll(&mut self, now: Instant) -> Polled {
+        let mut polled = Polled::default();
         if self.n == 0 {
-            return Vec::new();
+            return polled;
         }
         let deadline = self.timing.deadline;
-        for p in self.peers.values_mut() {
+        for (m, p) in &mut self.peers {
             if p.armed && !p.lost && p.heard.is_some_and(|h| h + deadline <= now) {
                 p.lost = true;
+                polled.lost.push(m.clone());
             }
         }
         let mut newly = Vec::new();
@@ -236,7 +248,8 @@ impl Detector {
             }
         }
         self.condemned.extend(newly.iter().cloned());
-        newly
+        polled.condemned = newly;
+        polled
     }
 
     /// Until when this node may answer, by its peers' echoes; `None`: no
@@ -390,7 +403,7 @@ mod tests {
             if let Some(b) = beat {
                 let _ = self.nodes[i].d.receive(&b, now);
             }
-            for s in self.nodes[i].d.poll(now) {
+            for s in self.nodes[i].d.poll(now).condemned {
                 let s = (0..self.nodes.len()).find(|&k| id(k) == s).unwrap();
                 let written = self.nodes[s].written;
                 let until = written.unwrap_or_else(|| {
@@ -673,7 +686,7 @@ mod tests {
             d[1].receive(&c, now).unwrap();
             d[2].receive(&b, now).unwrap();
             assert!(
-                d[1].poll(now).is_empty() && d[2].poll(now).is_empty(),
+                d[1].poll(now).condemned.is_empty() && d[2].poll(now).condemned.is_empty(),
                 "{k} ms"
             );
         }
@@ -709,7 +722,7 @@ mod tests {
         // A view too large for a beat switches the detector off.
         let big: Vec<MemberId> = (0..=MAX_ECHOES + 1).map(id).collect();
         d.view(&big);
-        assert_eq!(d.poll(t0 + ms(1000)), Vec::<MemberId>::new());
+        assert_eq!(d.poll(t0 + ms(1000)), Polled::default());
         assert_eq!(d.lease_until(), None);
         assert!(d.beat(t0).echoes.is_empty());
     }

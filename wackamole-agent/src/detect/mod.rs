@@ -13,7 +13,7 @@ pub mod beat;
 pub mod detector;
 
 pub use beat::{group_tag, Beat};
-pub use detector::{Detector, Ignored};
+pub use detector::{Detector, Ignored, Polled};
 
 use std::time::Duration;
 

@@ -1990,23 +1990,23 @@ pub fn breakdown_in(log: &str, after_ns: u64) -> Option<AgentBreakdown> {
 /// The earliest `new view` any of the agents `nodes` logged at or after
 /// `after_ns` (monotonic ns).
 pub fn first_view_after(c: &AgentCluster, nodes: &[usize], after_ns: u64) -> Option<u64> {
-    nodes
-        .iter()
-        .filter_map(|&i| c.agent_log(i).ok())
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|text| view_times(&text))
-        .filter(|&t| t >= after_ns)
-        .min()
+    first_logged_after(c, nodes, "new view", after_ns)
 }
 
 /// The earliest `detector: condemned` any of the agents `nodes` logged at
 /// or after `after_ns` (monotonic ns).
 pub fn first_condemnation_after(c: &AgentCluster, nodes: &[usize], after_ns: u64) -> Option<u64> {
+    first_logged_after(c, nodes, "detector: condemned", after_ns)
+}
+
+/// The earliest `mono_ns` of a line containing `what` that any of the
+/// agents `nodes` logged at or after `after_ns`.
+fn first_logged_after(c: &AgentCluster, nodes: &[usize], what: &str, after_ns: u64) -> Option<u64> {
     nodes
         .iter()
         .filter_map(|&i| c.agent_log(i).ok())
         .filter_map(|p| std::fs::read_to_string(p).ok())
-        .flat_map(|text| stamped(&text, "detector: condemned"))
+        .flat_map(|text| stamped(&text, what))
         .filter(|&t| t >= after_ns)
         .min()
 }
@@ -2021,15 +2021,7 @@ pub fn stamped(log: &str, what: &str) -> Vec<u64> {
 
 /// The `mono_ns` of every `new view` line of an agent log.
 pub fn view_times(log: &str) -> Vec<u64> {
-    log.lines()
-        .filter(|l| l.contains("new view"))
-        .filter_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("mono_ns="))?
-                .parse()
-                .ok()
-        })
-        .collect()
+    stamped(log, "new view")
 }
 
 #[cfg(test)]
