@@ -8,7 +8,11 @@
 //! "WKB" version(1) | group u64 | id | stamp u64
 //!   | n u8 | n x (id | stamp u64 | age_us u32)   echoes
 //!   | m u8 | m x id                              lost
+//!   | flags u8 | view u64                        (version 2)
 //! id = len u8 (1..=MAX_ID) + UTF-8 bytes
+//! flags: bit 0 = silent (the sender's data path answers no VIP now);
+//!        other bits are ignored (room for later versions' news)
+//! view: a digest of the sender's view (see [`view_digest`]; 0: none)
 //! ```
 //!
 //! `stamp` is the sender's own clock (nanoseconds since its detector
@@ -19,12 +23,21 @@
 //! hears without trusting its clock either. `lost` lists the members the
 //! sender heard in this view and then went without for the detector's
 //! deadline: it never echoes them again in this view (see `detector`).
+//! `silent` tells the peers whether the sender answers any VIP at all, and
+//! `view` in which view: a member that left their view but still beats and
+//! answers keeps its VIFs until it falls silent, and a lapsed node does
+//! not answer again while a member of another view does (see `detector`
+//! and the agent's guard). Version 1 (neither) is still read, as not
+//! silent and of an unknown view.
 
 use crate::membership::MemberId;
 use std::fmt;
 
 const MAGIC: &[u8; 3] = b"WKB";
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
+/// The first version, without the flags byte (read, never written).
+const VERSION_1: u8 = 1;
+const FLAG_SILENT: u8 = 1;
 /// The longest member id on the wire (Corosync's are 22 bytes, Spread's
 /// private group names at most 31).
 pub const MAX_ID: usize = 32;
@@ -40,7 +53,9 @@ pub const MAX_LEN: usize = 4
     + 1
     + MAX_ECHOES * (1 + MAX_ID + 8 + 4)
     + 1
-    + MAX_ECHOES * (1 + MAX_ID);
+    + MAX_ECHOES * (1 + MAX_ID)
+    + 1
+    + 8;
 // One IPv4 UDP datagram in a 1500-byte frame.
 const _: () = assert!(MAX_LEN <= 1472);
 
@@ -64,6 +79,11 @@ pub struct Beat {
     pub echoes: Vec<Echo>,
     /// Members the sender has lost in this view (see the module's comment).
     pub lost: Vec<MemberId>,
+    /// The sender's data path answers no VIP now (it holds none, or its
+    /// lease lapsed).
+    pub silent: bool,
+    /// The sender's view ([`view_digest`]; 0: no view, or unknown).
+    pub view: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +123,17 @@ pub fn group_tag(group: &str) -> u64 {
     })
 }
 
+/// A view's digest in beats: FNV-1a of its member ids in order (the
+/// engine's order, the same at every member), never 0.
+pub fn view_digest(members: &[MemberId]) -> u64 {
+    let h = members.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, m| {
+        m.0.bytes().chain(std::iter::once(0)).fold(h, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    });
+    h.max(1)
+}
+
 impl Beat {
     /// The datagram. Ids longer than [`MAX_ID`] and echoes past
     /// [`MAX_ECHOES`] are the caller's bug: the detector never builds them
@@ -126,6 +157,8 @@ impl Beat {
         for m in lost {
             put_id(&mut out, m);
         }
+        out.push(if self.silent { FLAG_SILENT } else { 0 });
+        out.extend_from_slice(&self.view.to_be_bytes());
         out
     }
 
@@ -138,8 +171,9 @@ impl Beat {
         if &head[..3] != MAGIC {
             return Err(BeatError::NotABeat);
         }
-        if head[3] != VERSION {
-            return Err(BeatError::Version(head[3]));
+        let version = head[3];
+        if version != VERSION && version != VERSION_1 {
+            return Err(BeatError::Version(version));
         }
         let group = r.u64()?;
         let sender = r.id()?;
@@ -164,6 +198,11 @@ impl Beat {
             return Err(BeatError::TooManyEchoes(m));
         }
         let lost = (0..m).map(|_| r.id()).collect::<Result<Vec<_>, _>>()?;
+        let (flags, view) = if version == VERSION_1 {
+            (0, 0)
+        } else {
+            (r.take(1)?[0], r.u64()?)
+        };
         if !r.0.is_empty() {
             return Err(BeatError::Trailing(r.0.len()));
         }
@@ -173,6 +212,8 @@ impl Beat {
             stamp,
             echoes,
             lost,
+            silent: flags & FLAG_SILENT != 0,
+            view,
         })
     }
 }
@@ -242,6 +283,8 @@ mod tests {
                 },
             ],
             lost: vec![id("n0000000003p0000000007")],
+            silent: false,
+            view: 0x1234_5678_9abc_def0,
         }
     }
 
@@ -262,10 +305,39 @@ mod tests {
                 MAX_ECHOES
             ],
             lost: vec![id(&"z".repeat(MAX_ID)); MAX_ECHOES],
+            silent: true,
+            view: u64::MAX,
         };
         let bytes = longest.encode();
         assert_eq!(bytes.len(), MAX_LEN);
         assert_eq!(Beat::decode(&bytes), Ok(longest));
+    }
+
+    #[test]
+    fn silence_round_trips_and_unknown_flags_are_ignored() {
+        let mut b = sample();
+        b.silent = true;
+        let mut bytes = b.encode();
+        assert_eq!(Beat::decode(&bytes), Ok(b.clone()));
+        let flags_at = bytes.len() - 9;
+        bytes[flags_at] = 0xfe;
+        assert_eq!(Beat::decode(&bytes).map(|d| d.silent), Ok(false));
+        bytes[flags_at] = 0xff;
+        assert_eq!(Beat::decode(&bytes), Ok(b));
+    }
+
+    #[test]
+    fn a_version_1_beat_reads_as_not_silent() {
+        let mut bytes = sample().encode();
+        bytes[3] = VERSION_1;
+        bytes.truncate(bytes.len() - 9);
+        let mut v1 = sample();
+        v1.view = 0;
+        assert_eq!(Beat::decode(&bytes), Ok(v1));
+        // Version 2 without its flags byte or view is truncated.
+        let mut short = sample().encode();
+        short.pop();
+        assert_eq!(Beat::decode(&short), Err(BeatError::TooShort));
     }
 
     #[test]
@@ -332,6 +404,16 @@ mod tests {
                 .collect();
             let _ = Beat::decode(&buf);
         }
+    }
+
+    #[test]
+    fn view_digests_differ_by_member_and_order_and_are_never_0() {
+        let (a, b) = (id("a"), id("b"));
+        let ab = view_digest(&[a.clone(), b.clone()]);
+        assert_ne!(ab, view_digest(&[b.clone(), a.clone()]));
+        assert_ne!(ab, view_digest(std::slice::from_ref(&a)));
+        assert_ne!(view_digest(&[id("ab")]), view_digest(&[a, b]));
+        assert_ne!(view_digest(&[]), 0);
     }
 
     #[test]

@@ -34,8 +34,17 @@
 //! direction) loses S at one peer only: no majority, nobody condemns, and
 //! S's lease lives on the other peers' echoes; the engine's view decides.
 //! Two members alone never condemn (no majority without the other).
+//!
+//! **Answering.** Every beat says whether its sender answers any VIP at
+//! all. A member that leaves the view but keeps beating stays known as a
+//! *ghost* (never echoed, never counted in a lease) until it falls silent
+//! or goes unheard for [`Timing::silent_after`]: [`Detector::answering`]
+//! names the members, in the view or not, that beat lately and still
+//! answer, so the agent leaves their VIFs alone until they stop (a ring
+//! split by a lossy link while the LAN still carries beats is not a
+//! partition: both sides would answer).
 
-use super::beat::{Beat, Echo, MAX_ECHOES, MAX_ID};
+use super::beat::{view_digest, Beat, Echo, MAX_ECHOES, MAX_ID};
 use super::Timing;
 use crate::membership::MemberId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,7 +68,24 @@ struct Peer {
     lost: bool,
     /// The members its latest beat lists as lost.
     reports: BTreeSet<MemberId>,
+    /// Its latest beat said it answers no VIP.
+    silent: bool,
+    /// The view its latest beat named (0: none or unknown).
+    view: u64,
 }
+
+/// A member that left the view and still beats (see the module).
+#[derive(Debug)]
+struct Ghost {
+    heard: Instant,
+    stamp: u64,
+    silent: bool,
+    view: u64,
+}
+
+/// The most ghosts kept (the least recently heard go first): views come
+/// and go, each restarted agent is a new member.
+const MAX_GHOSTS: usize = 64;
 
 /// What one [`Detector::poll`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -94,6 +120,11 @@ pub struct Detector {
     /// My latest stamp sent (an echo of a later one is forged or corrupt).
     sent: u64,
     condemned: BTreeSet<MemberId>,
+    ghosts: BTreeMap<MemberId, Ghost>,
+    /// What my beats say: this node answers no VIP now.
+    silent: bool,
+    /// My view's digest (0: none).
+    digest: u64,
 }
 
 impl Detector {
@@ -107,6 +138,9 @@ impl Detector {
             peers: BTreeMap::new(),
             sent: 0,
             condemned: BTreeSet::new(),
+            ghosts: BTreeMap::new(),
+            silent: false,
+            digest: 0,
         }
     }
 
@@ -133,8 +167,18 @@ impl Detector {
             return;
         }
         self.n = members.len();
+        self.digest = view_digest(members);
         let keep: BTreeSet<&MemberId> = members.iter().filter(|m| **m != self.me).collect();
-        self.peers.retain(|m, _| keep.contains(m));
+        let departed: Vec<MemberId> = self
+            .peers
+            .keys()
+            .filter(|m| !keep.contains(m))
+            .cloned()
+            .collect();
+        for m in departed {
+            self.haunt(m);
+        }
+        self.ghosts.retain(|m, _| !keep.contains(m));
         self.condemned.retain(|m| keep.contains(m));
         for m in keep {
             self.peers.entry(m.clone()).or_default();
@@ -147,8 +191,106 @@ impl Detector {
     /// No view (the engine is lost, or this node left).
     pub fn clear(&mut self) {
         self.n = 0;
+        self.digest = 0;
         self.peers.clear();
         self.condemned.clear();
+        self.ghosts.clear();
+    }
+
+    /// A peer left the view: kept as a ghost if it was ever heard.
+    fn haunt(&mut self, m: MemberId) {
+        let Some(p) = self.peers.remove(&m) else {
+            return;
+        };
+        let Some(heard) = p.heard else { return };
+        self.ghosts.insert(
+            m,
+            Ghost {
+                heard,
+                stamp: p.stamp,
+                silent: p.silent,
+                view: p.view,
+            },
+        );
+        self.bound_ghosts();
+    }
+
+    /// A beat from a member outside the view: a ghost's news of itself
+    /// only (its echoes and reports count for nothing). Any member may
+    /// become one, not only those that left the view: a ghost forgotten
+    /// after a silence (a stall of this host, a burst of loss) must be
+    /// known again as soon as it beats, and so must a member that was in
+    /// another view all along.
+    fn haunted(&mut self, beat: &Beat, now: Instant) -> Result<(), Ignored> {
+        if let Some(g) = self.ghosts.get_mut(&beat.sender) {
+            if beat.stamp <= g.stamp {
+                return Err(Ignored::Stale);
+            }
+            g.heard = now;
+            g.stamp = beat.stamp;
+            g.silent = beat.silent;
+            g.view = beat.view;
+            return Ok(());
+        }
+        self.ghosts.insert(
+            beat.sender.clone(),
+            Ghost {
+                heard: now,
+                stamp: beat.stamp,
+                silent: beat.silent,
+                view: beat.view,
+            },
+        );
+        self.bound_ghosts();
+        Ok(())
+    }
+
+    /// At most [`MAX_GHOSTS`]: the least recently heard go.
+    fn bound_ghosts(&mut self) {
+        while self.ghosts.len() > MAX_GHOSTS {
+            let oldest = (self.ghosts.iter())
+                .min_by_key(|(_, g)| g.heard)
+                .map(|(m, _)| m.clone());
+            match oldest {
+                Some(m) => self.ghosts.remove(&m),
+                None => break,
+            };
+        }
+    }
+
+    /// Whether this node answers no VIP now (said in every beat from the
+    /// next one on).
+    pub fn set_silent(&mut self, silent: bool) {
+        self.silent = silent;
+    }
+
+    /// The members, in the view or ghosts, heard within
+    /// [`Timing::silent_after`] whose latest beat says they answer.
+    pub fn answering(&self, now: Instant) -> BTreeSet<MemberId> {
+        self.answerers(now).map(|(m, _)| m.clone()).collect()
+    }
+
+    /// Those of [`answering`](Self::answering) whose latest beat named
+    /// another view than mine (none known: not counted): a ring split
+    /// while the LAN still carries their beats and ARP answers.
+    pub fn answering_elsewhere(&self, now: Instant) -> BTreeSet<MemberId> {
+        self.answerers(now)
+            .filter(|(_, view)| *view != 0 && *view != self.digest)
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    /// The members heard within `silent_after` that answer, with the view
+    /// each named.
+    fn answerers(&self, now: Instant) -> impl Iterator<Item = (&MemberId, u64)> {
+        let recent = move |heard: Instant| heard + self.timing.silent_after() > now;
+        let peers = (self.peers.iter())
+            .filter(move |(_, p)| !p.silent && p.heard.is_some_and(recent))
+            .map(|(m, p)| (m, p.view));
+        let ghosts = (self.ghosts.iter())
+            .filter(move |(_, g)| !g.silent && recent(g.heard))
+            .map(|(m, g)| (m, g.view));
+        peers.chain(ghosts)
     }
 
     fn stamp_of(&self, at: Instant) -> u64 {
@@ -181,6 +323,8 @@ impl Detector {
             stamp,
             echoes,
             lost,
+            silent: self.silent,
+            view: self.digest,
         }
     }
 
@@ -192,14 +336,19 @@ impl Detector {
         let sent = self.sent;
         let epoch = self.epoch;
         let me = self.me.clone();
-        let Some(p) = self.peers.get_mut(&beat.sender) else {
+        if beat.sender == me {
             return Err(Ignored::NotAPeer);
+        }
+        let Some(p) = self.peers.get_mut(&beat.sender) else {
+            return self.haunted(beat, now);
         };
         if p.heard.is_some() && beat.stamp <= p.stamp {
             return Err(Ignored::Stale);
         }
         p.heard = Some(now);
         p.stamp = beat.stamp;
+        p.silent = beat.silent;
+        p.view = beat.view;
         // Its news of me, unless it claims a stamp I never sent.
         if let Some(e) = beat.echoes.iter().find(|e| e.member == me) {
             if e.stamp <= sent {
@@ -219,6 +368,8 @@ impl Detector {
     /// the view).
     pub fn poll(&mut self, now: Instant) -> Polled {
         let mut polled = Polled::default();
+        let silent_after = self.timing.silent_after();
+        self.ghosts.retain(|_, g| g.heard + silent_after > now);
         if self.n == 0 {
             return polled;
         }
@@ -708,11 +859,17 @@ mod tests {
                 age_us: 0,
             }],
             lost: vec![id(2)],
+            silent: false,
+            view: 0,
         };
         assert_eq!(d.receive(&b, t0), Err(Ignored::OtherGroup));
         b.group = 42;
+        // A stranger is a ghost: its news of itself counts, nothing else.
         b.sender = id(9);
-        assert_eq!(d.receive(&b, t0), Err(Ignored::NotAPeer));
+        assert_eq!(d.receive(&b, t0), Ok(()));
+        assert_eq!(d.lease_until(), None);
+        assert_eq!(d.answering(t0), [id(9)].into());
+        assert!(d.beat(t0).echoes.is_empty());
         b.sender = id(0);
         assert_eq!(d.receive(&b, t0), Err(Ignored::NotAPeer), "my own");
         b.sender = id(1);
@@ -725,5 +882,107 @@ mod tests {
         assert_eq!(d.poll(t0 + ms(1000)), Polled::default());
         assert_eq!(d.lease_until(), None);
         assert!(d.beat(t0).echoes.is_empty());
+    }
+
+    /// Three detectors that beat to each other once at `at`.
+    fn exchange(d: &mut [Detector], at: Instant) {
+        let beats: Vec<Beat> = d.iter_mut().map(|x| x.beat(at)).collect();
+        for (i, x) in d.iter_mut().enumerate() {
+            for (j, b) in beats.iter().enumerate() {
+                if i != j {
+                    let _ = x.receive(b, at);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_member_that_leaves_the_view_and_beats_on_still_answers_until_silent() {
+        let t0 = Instant::now();
+        let all: Vec<MemberId> = (0..3).map(id).collect();
+        let mut d: Vec<Detector> = (0..3)
+            .map(|i| {
+                let mut x = Detector::new(id(i), 42, Timing::DEFAULT, t0);
+                x.view(&all);
+                x
+            })
+            .collect();
+        for k in 0..10 {
+            exchange(&mut d, t0 + ms(5 * k));
+        }
+        let now = t0 + ms(50);
+        assert_eq!(d[0].answering(now), [id(1), id(2)].into());
+        assert_eq!(d[0].answering_elsewhere(now), BTreeSet::new());
+        // Node 0's ring loses m2 (a lossy link) while its beats still come.
+        d[0].view(&[id(0), id(1)]);
+        exchange(&mut d, t0 + ms(55));
+        assert_eq!(d[0].answering(t0 + ms(55)), [id(1), id(2)].into());
+        // Both m1 and m2 still name the old view (m1 has not installed the
+        // new one yet); once m1 does, only m2 answers elsewhere.
+        assert_eq!(d[0].answering_elsewhere(t0 + ms(55)), [id(1), id(2)].into());
+        d[1].view(&[id(0), id(1)]);
+        exchange(&mut d, t0 + ms(56));
+        assert_eq!(d[0].answering_elsewhere(t0 + ms(56)), [id(2)].into());
+        // A ghost is neither echoed nor counted in the lease.
+        let beat = d[0].beat(t0 + ms(56));
+        assert!(beat.echoes.iter().all(|e| e.member != id(2)));
+        assert_eq!(d[0].lease_until(), None, "two members: no limit");
+        // It says it answers nothing now: no longer answering.
+        d[2].set_silent(true);
+        exchange(&mut d, t0 + ms(60));
+        assert_eq!(d[0].answering(t0 + ms(60)), [id(1)].into());
+        // It answers again (its beats say so).
+        d[2].set_silent(false);
+        exchange(&mut d, t0 + ms(65));
+        assert_eq!(d[0].answering(t0 + ms(65)), [id(1), id(2)].into());
+        // Unheard for `silent_after`: silent, and forgotten; known again
+        // at its next beat.
+        let later = t0 + ms(65) + Timing::DEFAULT.silent_after();
+        let _ = d[0].poll(later);
+        assert_eq!(d[0].answering(later), BTreeSet::new());
+        assert!(d[0].ghosts.is_empty());
+        let b = d[2].beat(later + ms(1));
+        assert_eq!(d[0].receive(&b, later + ms(1)), Ok(()));
+        assert_eq!(d[0].answering(later + ms(1)), [id(2)].into());
+    }
+
+    #[test]
+    fn a_ghost_that_rejoins_is_a_peer_again_and_stale_ghost_beats_are_ignored() {
+        let t0 = Instant::now();
+        let all: Vec<MemberId> = (0..3).map(id).collect();
+        let mut d: Vec<Detector> = (0..3)
+            .map(|i| {
+                let mut x = Detector::new(id(i), 42, Timing::DEFAULT, t0);
+                x.view(&all);
+                x
+            })
+            .collect();
+        exchange(&mut d, t0);
+        let old = d[2].beat(t0 + ms(1));
+        let new = d[2].beat(t0 + ms(2));
+        d[0].view(&[id(0), id(1)]);
+        assert_eq!(d[0].receive(&new, t0 + ms(3)), Ok(()));
+        assert_eq!(d[0].receive(&old, t0 + ms(3)), Err(Ignored::Stale));
+        d[0].view(&all);
+        assert_eq!(
+            d[0].answering(t0 + ms(3)),
+            [id(1)].into(),
+            "unheard in the new view"
+        );
+        let back = d[2].beat(t0 + ms(4));
+        assert_eq!(d[0].receive(&back, t0 + ms(4)), Ok(()));
+        assert_eq!(d[0].answering(t0 + ms(4)), [id(1), id(2)].into());
+        // Never more than MAX_GHOSTS: the least recently heard go.
+        let mut x = Detector::new(id(0), 42, Timing::DEFAULT, t0);
+        for k in 1..=MAX_GHOSTS + 5 {
+            x.view(&[id(0), id(k)]);
+            let mut peer = Detector::new(id(k), 42, Timing::DEFAULT, t0);
+            peer.view(&[id(0), id(k)]);
+            x.receive(&peer.beat(t0 + ms(k as u64)), t0 + ms(k as u64))
+                .unwrap();
+        }
+        x.view(&[id(0)]);
+        assert_eq!(x.ghosts.len(), MAX_GHOSTS);
+        assert!(!x.ghosts.contains_key(&id(1)));
     }
 }

@@ -56,4 +56,13 @@ impl Timing {
     pub fn lease(&self) -> Duration {
         self.deadline * 2 / 3
     }
+
+    /// How long a member may go unheard and still count as answering:
+    /// two deadlines (a third lost beat in a row is common on a lossy
+    /// link, twelve in a row at 30 % loss is one in two million). Past
+    /// it, a member that left the view is taken to be silent: crashed, or
+    /// cut off (a partition, where each side answers).
+    pub fn silent_after(&self) -> Duration {
+        self.deadline * 2
+    }
 }
