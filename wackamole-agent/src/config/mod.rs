@@ -356,6 +356,12 @@ pub enum DetectorMode {
     /// Log and count lost and condemned peers and its fence; the agreed
     /// view still decides every takeover.
     Observe,
+    /// As `Observe`, and a member the view dropped while its beats still
+    /// come and say it answers keeps its VIFs: they answer here only once
+    /// it falls silent (says so, or goes unheard). A ring split by a lossy
+    /// link, while the LAN still connects everyone, then never gives a
+    /// VIP two answerers.
+    Guard,
 }
 
 impl DetectorMode {
@@ -363,6 +369,7 @@ impl DetectorMode {
     pub fn name(self) -> &'static str {
         match self {
             DetectorMode::Observe => "observe",
+            DetectorMode::Guard => "guard",
         }
     }
 }

@@ -1385,12 +1385,13 @@ fn build_detector(cx: &mut Cx<'_>, raw: &S<RawDetector>) -> Option<DetectorConfi
         None => Some(DetectorMode::Observe),
         Some(m) => match m.get_ref().as_str() {
             "observe" => Some(DetectorMode::Observe),
+            "guard" => Some(DetectorMode::Guard),
             other => {
                 cx.at(
                     m,
                     "detector.mode",
                     format!(
-                        "{} is not supported: only \"observe\" is supported in this version",
+                        "{} is not supported: \"observe\" or \"guard\" (this version)",
                         shown(other)
                     ),
                 );

@@ -97,6 +97,9 @@ struct Lapse {
     /// After this process was frozen or starved: no revival before this
     /// (see [`MembershipEvent::Resumed`]).
     settle_until: Option<Instant>,
+    /// Revival was held back for members outside the view that answer
+    /// (said once per lapse).
+    held_back: bool,
 }
 
 /// A signal from the service manager or the operator.
@@ -316,7 +319,16 @@ pub struct Agent<H: Host> {
     /// VIFs a departed member (process gone, node up) held: its XDP may
     /// answer for them until the given time (its lease), so we do not.
     fenced: BTreeMap<usize, Instant>,
-    /// VIFs the allocator gave us whose bring-up waits for `fenced`.
+    /// Detector mode `guard`: the VIFs each member the view dropped held,
+    /// while it stays out of the view (see [`Agent::guard_departed`]).
+    origin: BTreeMap<usize, MemberId>,
+    /// Those of `origin` whose member's beats say it answers: they answer
+    /// here only once it falls silent.
+    awaiting: BTreeMap<usize, MemberId>,
+    /// The members of the current view.
+    view_members: Vec<MemberId>,
+    /// VIFs the allocator gave us whose bring-up waits for `fenced` or
+    /// `awaiting`.
     pub(super) deferred: BTreeSet<usize>,
     /// VIFs yielding in XDP (handing over): their release lingers.
     yielded: BTreeSet<usize>,
@@ -474,6 +486,9 @@ impl<H: Host> Agent<H> {
             complete_members: 0,
             floor: None,
             fenced: BTreeMap::new(),
+            origin: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
+            view_members: Vec::new(),
             deferred: BTreeSet::new(),
             yielded: BTreeSet::new(),
             silent6: BTreeSet::new(),
@@ -529,7 +544,7 @@ impl<H: Host> Agent<H> {
                 Some(req) = self.inputs.control.recv() => self.on_control(req).await,
                 Some(batch) = next_of(&mut self.inputs.conflicts) => self.on_conflicts(batch),
                 Some(event) = next_of(&mut self.inputs.carrier) => self.on_carrier(event).await,
-                Some(report) = next_report(&mut self.inputs.beats) => self.on_detector(report),
+                Some(report) = next_report(&mut self.inputs.beats) => self.on_detector(report).await,
                 Some((vif, generation, stage)) = self.inputs.announced.recv() => {
                     self.on_announce_progress(vif, generation, stage);
                 }
@@ -616,9 +631,11 @@ impl<H: Host> Agent<H> {
 
     /// What the LAN detector saw. In `observe` mode it is logged and
     /// counted only: the agreed view still makes every takeover.
-    fn on_detector(&mut self, report: super::beats::Report) {
+    async fn on_detector(&mut self, report: super::beats::Report) {
         use super::beats::Report;
         match report {
+            Report::FellSilent { member, mono_ns } => self.fell_silent(&member, mono_ns).await,
+            Report::SpokeUp { member, mono_ns } => self.spoke_up(&member, mono_ns),
             Report::Lost { member, mono_ns } => {
                 info!(%member, mono_ns, "detector: lost a peer (silent past the deadline)");
                 if let Ok(mut m) = self.metrics.lock() {
@@ -626,14 +643,14 @@ impl<H: Host> Agent<H> {
                 }
             }
             Report::Condemned { member, mono_ns } => {
-                info!(%member, mono_ns, "detector: condemned a peer (lost by a majority; observe mode, no action)");
+                info!(%member, mono_ns, "detector: condemned a peer (lost by a majority; no action yet)");
                 if let Ok(mut m) = self.metrics.lock() {
                     m.detector.get_or_insert_default().condemned += 1;
                 }
             }
             Report::Fenced { fenced, mono_ns } => {
                 if fenced {
-                    warn!(mono_ns, "detector: too few peers echo this node: its fence would silence it (observe mode, no action)");
+                    warn!(mono_ns, "detector: too few peers echo this node: its fence would silence it (no action yet)");
                 } else {
                     info!(
                         mono_ns,
@@ -688,6 +705,8 @@ impl<H: Host> Agent<H> {
                 self.alloc
                     .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
                 self.fence_the_recently_heard(&view.members);
+                self.guard_departed(&view.members);
+                self.view_members.clone_from(&view.members);
                 if let Some(b) = &self.inputs.beats {
                     b.tell(super::beats::Command::View {
                         members: view.members.clone(),
@@ -717,6 +736,7 @@ impl<H: Host> Agent<H> {
             MembershipEvent::Lost { reason } => {
                 warn!("membership engine lost: {reason}; releasing everything until it is back");
                 self.engine_up = false;
+                self.view_members.clear();
                 self.watch.clear();
                 if let Ok(mut m) = self.metrics.lock() {
                     m.engine_up = false;
@@ -882,9 +902,156 @@ impl<H: Host> Agent<H> {
         self.feed(Input::Suspects(suspects)).await;
     }
 
-    /// Whether VIF `i` must wait for a departed holder's lease: then it is
-    /// brought up by [`Agent::bring_up_deferred`].
+    /// Whether the detector guards departed members' VIFs (mode `guard`).
+    fn guarding(&self) -> bool {
+        self.inputs.beats.is_some()
+            && (self.cfg.detector.as_ref()).is_some_and(|d| d.mode == config::DetectorMode::Guard)
+    }
+
+    /// Detector mode `guard`: the VIFs of the members this view drops (as
+    /// owner or a hand-over's pending party) are remembered while those
+    /// members stay out, and they answer here only while their member is
+    /// silent by its beats: those whose beats still say they answer keep
+    /// them ([`Agent::fell_silent`], [`Agent::spoke_up`]). A crashed or
+    /// cut-off member has been unheard for longer than that by the time its
+    /// view comes; one behind a lossy cable whose ring split (the LAN still
+    /// carries its beats and its ARP answers) keeps answering, and so
+    /// nobody else does.
+    fn guard_departed(&mut self, members: &[MemberId]) {
+        if !self.guarding() {
+            return;
+        }
+        let answering = self
+            .detector_snapshot()
+            .map(|s| s.answering)
+            .unwrap_or_default();
+        let table = self.alloc.table();
+        let node_of: BTreeMap<&str, &MemberId> = table
+            .members
+            .iter()
+            .filter(|m| !members.contains(&m.member))
+            .map(|m| (m.node.as_str(), &m.member))
+            .collect();
+        if node_of.is_empty() {
+            return;
+        }
+        let mut kept = Vec::new();
+        for row in &table.vifs {
+            let owner = (row.owner.as_ref())
+                .map(|o| &o.member)
+                .filter(|m| !members.contains(m));
+            let pending = (table.handovers.iter())
+                .filter(|h| h.vif == row.vif)
+                .flat_map(|h| h.pending.iter().filter_map(|p| node_of.get(p.as_str())))
+                .next()
+                .copied();
+            let Some(member) = owner.or(pending) else {
+                continue;
+            };
+            let i = row.vif.0 as usize;
+            self.origin.insert(i, member.clone());
+            if answering.contains(member) {
+                self.awaiting.insert(i, member.clone());
+                kept.push(row.label.clone());
+            }
+        }
+        if !kept.is_empty() {
+            let still: BTreeSet<&MemberId> = node_of
+                .values()
+                .copied()
+                .filter(|m| answering.contains(*m))
+                .collect();
+            warn!(
+                members = ?still,
+                vifs = ?kept,
+                "the view dropped members whose beats say they still answer: their VIFs answer here once they fall silent"
+            );
+        }
+    }
+
+    /// A view completed (its exchange settled who holds what): members back
+    /// in it hold their VIFs by the agreed table again, and nothing here
+    /// waits for them any more (the deferred VIFs still ours come up at
+    /// once, see [`Agent::deferred_due`]). Not at the view itself: until the
+    /// exchange, a merged member and this node may both claim a VIF.
+    fn stop_awaiting_the_view(&mut self) {
+        let members = &self.view_members;
+        self.origin.retain(|_, m| !members.contains(m));
+        self.awaiting.retain(|_, m| !members.contains(m));
+    }
+
+    /// The beat thread says `member` answers nothing now (or went unheard):
+    /// the VIFs waiting for it answer here. Its latest snapshot is asked
+    /// again: a member may have spoken up again since the report was sent.
+    async fn fell_silent(&mut self, member: &MemberId, mono_ns: u64) {
+        let answering = self
+            .detector_snapshot()
+            .is_some_and(|s| s.answering.contains(member));
+        if answering || !self.awaiting.values().any(|m| m == member) {
+            return;
+        }
+        self.awaiting.retain(|_, m| m != member);
+        info!(%member, mono_ns, "detector: a departed member fell silent: its VIFs answer here");
+        self.bring_up_deferred().await;
+    }
+
+    /// The beat thread says `member`, silent until now, answers again (a
+    /// lapsed lease revived, or its beats came back): the VIFs taken from it
+    /// while it was out of the view and silent go quiet here (XDP stops
+    /// answering ARP for them, their traffic is still taken) and wait for
+    /// it to fall silent again. It has the agreed claim on none of them,
+    /// but two answerers are worse than one that is not ours.
+    fn spoke_up(&mut self, member: &MemberId, mono_ns: u64) {
+        let answering = self
+            .detector_snapshot()
+            .is_some_and(|s| s.answering.contains(member));
+        if !answering {
+            return;
+        }
+        let theirs: Vec<usize> = (self.origin.iter())
+            .filter(|(i, m)| *m == member && !self.awaiting.contains_key(i))
+            .map(|(i, _)| *i)
+            .collect();
+        if theirs.is_empty() {
+            return;
+        }
+        let held: BTreeSet<usize> = self.answering().iter().map(|i| i.0 as usize).collect();
+        let mut quiet = Vec::new();
+        for i in theirs {
+            self.awaiting.insert(i, member.clone());
+            if !held.contains(&i) || self.deferred.contains(&i) {
+                continue;
+            }
+            let Some(vif) = self.vifs.get(i).cloned() else {
+                continue;
+            };
+            self.host.cancel_announcement(i);
+            self.announcing.drop_vif(i);
+            self.silent6.remove(&i);
+            self.deferred.insert(i);
+            if let Err(e) = vifs::yield_vif(self.host.parts().0, &vif) {
+                error!("quieting VIF {}: {e:#}", vif.name);
+            }
+            quiet.push(vif.name);
+        }
+        if !quiet.is_empty() {
+            warn!(%member, mono_ns, vifs = ?quiet, "detector: a departed member answers again: its VIFs go quiet here until it falls silent");
+            self.publish_answering();
+        }
+    }
+
+    /// Whether VIF `i` must wait for a departed holder's lease or its
+    /// silence: then it is brought up by [`Agent::bring_up_deferred`].
     fn wait_for_fence(&mut self, i: usize, name: &str) -> bool {
+        if let Some(member) = self.awaiting.get(&i) {
+            self.deferred.insert(i);
+            info!(
+                vif = %name,
+                %member,
+                "taken from a departed member that still answers: answering once it falls silent"
+            );
+            return true;
+        }
         match self.fenced.get(&i) {
             Some(until) if *until > Instant::now() => {
                 self.deferred.insert(i);
@@ -906,6 +1073,7 @@ impl<H: Host> Agent<H> {
     fn deferred_due(&self) -> Option<Instant> {
         self.deferred
             .iter()
+            .filter(|i| !self.awaiting.contains_key(i))
             .map(|i| self.fenced.get(i).copied().unwrap_or_else(Instant::now))
             .min()
     }
@@ -922,8 +1090,9 @@ impl<H: Host> Agent<H> {
             .iter()
             .copied()
             .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
+            .filter(|i| !self.awaiting.contains_key(i))
             .collect();
-        let answering = self.answering();
+        let answering = self.held_not_yielding();
         let mut up = Vec::new();
         for i in due {
             self.deferred.remove(&i);
@@ -952,6 +1121,7 @@ impl<H: Host> Agent<H> {
         )
         .await;
         self.update_metrics();
+        self.publish_answering();
     }
 
     /// A VIF is ineligible while one of its interfaces has no carrier; the
@@ -988,7 +1158,17 @@ impl<H: Host> Agent<H> {
     }
 
     /// The VIFs this node answers ARP for: held and not yielding.
+    /// Not one waiting for a departed holder (deferred): those are not
+    /// announced, checked or retried until they are brought up.
     pub(super) fn answering(&self) -> BTreeSet<VifIndex> {
+        let mut held = self.held_not_yielding();
+        held.retain(|i| !self.deferred.contains(&(i.0 as usize)));
+        held
+    }
+
+    /// The VIFs the agreed table gives this node, not handing over: those
+    /// it answers for, and those deferred.
+    fn held_not_yielding(&self) -> BTreeSet<VifIndex> {
         let yielding: BTreeSet<VifIndex> = self.alloc.yielding().collect();
         self.alloc
             .held()
@@ -1102,9 +1282,35 @@ impl<H: Host> Agent<H> {
         }
         if answering_changes {
             self.update_metrics();
+            self.publish_answering();
         } else if let Ok(mut m) = self.metrics.lock() {
             m.mature = self.alloc.is_mature();
         }
+    }
+
+    /// Tells the beat thread until when this node answers any VIP: past
+    /// it, its beats say "silent" (see [`Agent::await_the_still_answering`]
+    /// at the peers). Until the lease runs out while something answers in
+    /// XDP; 0 when nothing does (none held, or all yielding or deferred).
+    pub(super) fn publish_answering(&self) {
+        let Some(beats) = &self.inputs.beats else {
+            return;
+        };
+        let yielding: BTreeSet<VifIndex> = self.alloc.yielding().collect();
+        let any = self
+            .alloc
+            .held()
+            .any(|i| !yielding.contains(&i) && !self.deferred.contains(&(i.0 as usize)));
+        let until = match (any, self.lease_until) {
+            (false, _) => 0,
+            (true, Some(until)) if self.cfg.xdp.lease != config::Lease::Off => {
+                let left = until.saturating_duration_since(Instant::now());
+                u64::try_from((crate::dataplane::monotonic_now() + left).as_nanos())
+                    .unwrap_or(u64::MAX)
+            }
+            (true, _) => u64::MAX,
+        };
+        beats.answer_until(until);
     }
 
     pub(super) fn vif(&self, i: VifIndex) -> Option<&PlannedVif> {
@@ -1156,6 +1362,8 @@ impl<H: Host> Agent<H> {
         if self.yielded.remove(&(i.0 as usize)) && self.vif(i).is_some() {
             self.unplumbed.remove(&(i.0 as usize));
             self.deferred.remove(&(i.0 as usize));
+            self.awaiting.remove(&(i.0 as usize));
+            self.origin.remove(&(i.0 as usize));
             self.lingering
                 .insert(i.0 as usize, Instant::now() + HANDOVER_LINGER);
             if let Some(vif) = self.vif(i) {
@@ -1204,6 +1412,8 @@ impl<H: Host> Agent<H> {
         self.lingering.remove(&(i.0 as usize));
         self.unplumbed.remove(&(i.0 as usize));
         self.deferred.remove(&(i.0 as usize));
+        self.awaiting.remove(&(i.0 as usize));
+        self.origin.remove(&(i.0 as usize));
         self.silent6.remove(&(i.0 as usize));
         // Not one more frame claiming the VIF from here: an announcement
         // still in its burst (or waiting out a conflict) would point the
@@ -1346,6 +1556,8 @@ impl<H: Host> Agent<H> {
         };
         // Not one more frame claiming it; no retry would own it again.
         self.deferred.remove(&(i.0 as usize));
+        self.awaiting.remove(&(i.0 as usize));
+        self.origin.remove(&(i.0 as usize));
         self.host.cancel_announcement(i.0 as usize);
         self.announcing.drop_vif(i.0 as usize);
         self.unplumbed.remove(&(i.0 as usize));
@@ -1459,6 +1671,7 @@ impl<H: Host> Agent<H> {
     fn lease_renewed(&mut self, until: Instant) {
         self.lease_until = Some(until);
         self.lease_signal.renewed(until);
+        self.publish_answering();
     }
 
     /// Whether the lease is live: the engine is up and the lease has not
@@ -1486,6 +1699,7 @@ impl<H: Host> Agent<H> {
                     since: until,
                     view_changed: false,
                     settle_until: None,
+                    held_back: false,
                 });
             }
         }
@@ -1511,6 +1725,22 @@ impl<H: Host> Agent<H> {
         if !alive.revives || lapse.settle_until.is_some_and(|t| Instant::now() < t) {
             return false;
         }
+        // Detector mode `guard`: members of another view that answer may
+        // have taken our VIFs while we were silent (we said so in our
+        // beats); answering again would give them two answerers. (Of
+        // another view, not outside ours: a node stuck re-forming still
+        // lists the members that formed a ring without it.)
+        let outside = self.answering_elsewhere();
+        if !outside.is_empty() {
+            if let Some(lapse) = self.lapse.as_mut().filter(|l| !l.held_back) {
+                lapse.held_back = true;
+                warn!(
+                    members = ?outside,
+                    "lease not renewed after the lapse: members of another view answer (their beats say so); silent until they stop or share our view"
+                );
+            }
+            return false;
+        }
         let settled = !lapse.view_changed
             || (matches!(
                 self.alloc.phase(),
@@ -1525,6 +1755,15 @@ impl<H: Host> Agent<H> {
             self.lapse = None;
         }
         settled
+    }
+
+    /// Members whose beats say they answer in another view than this
+    /// node's (detector mode `guard` only).
+    fn answering_elsewhere(&self) -> Vec<MemberId> {
+        match self.detector_snapshot().filter(|_| self.guarding()) {
+            Some(snapshot) => snapshot.elsewhere.into_iter().collect(),
+            None => Vec::new(),
+        }
     }
 
     /// An engine that never gives liveness evidence never arms the fence.
@@ -1615,6 +1854,7 @@ impl<H: Host> Agent<H> {
                 // After a merge, a VIF I kept (so never re-acquired) may have
                 // been announced by the other side's owner meanwhile: clients
                 // would keep that node's MAC, which now drops the traffic.
+                self.stop_awaiting_the_view();
                 if *members > self.complete_members && self.complete_members > 0 {
                     self.refresh_announcements();
                 }

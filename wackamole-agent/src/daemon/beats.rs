@@ -5,15 +5,18 @@
 //! wait behind the agent's batches (thousands of netlink requests), and the
 //! thread asks for real-time scheduling where it may (as corosync does), so
 //! a busy host does not make its beats look like a crash. The agent tells
-//! it the views; it tells the agent who was lost and condemned, and whether
-//! the fence it would impose holds ([`mode`](crate::config::DetectorMode)
-//! `observe`: nothing else is done with them yet).
+//! it the views and until when it answers any VIP (said in every beat); it
+//! tells the agent who was lost and condemned, whether the fence it would
+//! impose holds (logged and counted only), and which members, in the view
+//! or departed from it, still beat and answer (mode `guard`: the agent
+//! leaves a departed member's VIFs alone until it falls silent).
 
 use crate::config::DetectorConfig;
 use crate::dataplane::monotonic_now;
 use crate::detect::{Beat, Detector};
 use crate::membership::MemberId;
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -42,6 +45,11 @@ pub enum Report {
     Condemned { member: MemberId, mono_ns: u64 },
     /// The fence from the peers' echoes lapsed (`true`) or holds again.
     Fenced { fenced: bool, mono_ns: u64 },
+    /// A member that beat and answered says it answers nothing now, or went
+    /// unheard for `Timing::silent_after` (see [`Snapshot::answering`]).
+    FellSilent { member: MemberId, mono_ns: u64 },
+    /// A member heard before says it answers again (or its beats came back).
+    SpokeUp { member: MemberId, mono_ns: u64 },
 }
 
 /// Beat counters (the metrics page, `ctl status`).
@@ -62,12 +70,19 @@ pub struct Snapshot {
     pub condemned: Vec<MemberId>,
     /// Too few peers echo this node (its fence would silence it).
     pub fenced: bool,
+    /// The members, in the view or departed from it, that beat lately and
+    /// whose latest beat says they answer (`Detector::answering`).
+    pub answering: std::collections::BTreeSet<MemberId>,
+    /// Those of them whose latest beat names another view than this
+    /// node's (`Detector::answering_elsewhere`).
+    pub elsewhere: std::collections::BTreeSet<MemberId>,
 }
 
 pub struct BeatsHandle {
     pub reports: mpsc::UnboundedReceiver<Report>,
     commands: std_mpsc::Sender<Command>,
     shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
+    answer_until: std::sync::Arc<AtomicU64>,
 }
 
 impl BeatsHandle {
@@ -79,6 +94,12 @@ impl BeatsHandle {
 
     pub fn snapshot(&self) -> Snapshot {
         self.shared.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Until when this node answers any VIP (CLOCK_MONOTONIC ns; 0: it
+    /// answers none, `u64::MAX`: no lease): the beats say "silent" past it.
+    pub fn answer_until(&self, mono_ns: u64) {
+        self.answer_until.store(mono_ns, Ordering::Relaxed);
     }
 }
 
@@ -93,6 +114,8 @@ pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
     let (tx, reports) = mpsc::unbounded_channel();
     let (commands, rx) = std_mpsc::channel();
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
+    // Silent until the agent says it answers something.
+    let answer_until = std::sync::Arc::new(AtomicU64::new(0));
     let mut thread = Thread {
         socket,
         peers: cfg.peers.clone(),
@@ -104,6 +127,9 @@ pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
         shared: shared.clone(),
         counts: Counts::default(),
         fenced: false,
+        answering: Default::default(),
+        elsewhere: Default::default(),
+        answer_until: answer_until.clone(),
     };
     std::thread::Builder::new()
         .name("wackamole-beats".into())
@@ -116,6 +142,7 @@ pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
         reports,
         commands,
         shared,
+        answer_until,
     })
 }
 
@@ -144,6 +171,10 @@ struct Thread {
     shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
     counts: Counts,
     fenced: bool,
+    /// The members last published as answering, and those of another view.
+    answering: std::collections::BTreeSet<MemberId>,
+    elsewhere: std::collections::BTreeSet<MemberId>,
+    answer_until: std::sync::Arc<AtomicU64>,
 }
 
 /// Sleeps until the socket has a datagram or `wait` has passed (to the
@@ -186,6 +217,7 @@ impl Thread {
             let t = now();
             if t >= next_beat {
                 if let Some(d) = self.detector.as_mut() {
+                    d.set_silent(mono_ns() >= self.answer_until.load(Ordering::Relaxed));
                     let bytes = d.beat(t).encode();
                     for p in &self.peers {
                         if self.socket.send_to(&bytes, p).is_ok() {
@@ -269,29 +301,43 @@ impl Thread {
         let t = now();
         let polled = d.poll(t);
         let fenced = d.lease_until().is_some_and(|u| u <= t);
-        let changed =
-            !polled.lost.is_empty() || !polled.condemned.is_empty() || fenced != self.fenced;
-        for member in polled.lost {
-            let _ = self.reports.send(Report::Lost {
-                member,
-                mono_ns: mono_ns(),
-            });
-        }
-        for member in polled.condemned {
-            let _ = self.reports.send(Report::Condemned {
-                member,
-                mono_ns: mono_ns(),
-            });
-        }
-        if fenced != self.fenced {
-            self.fenced = fenced;
-            let _ = self.reports.send(Report::Fenced {
-                fenced,
-                mono_ns: mono_ns(),
-            });
-        }
+        let answering = d.answering(t);
+        let elsewhere = d.answering_elsewhere(t);
+        let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
+        let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
+        let fence_changed = fenced != self.fenced;
+        let changed = !polled.lost.is_empty()
+            || !polled.condemned.is_empty()
+            || fence_changed
+            || answering != self.answering
+            || elsewhere != self.elsewhere;
+        self.fenced = fenced;
+        self.answering = answering;
+        self.elsewhere = elsewhere;
+        // Published before the reports: an agent that reads the snapshot
+        // after a report was sent sees at least as much as it says.
         if changed {
             self.publish();
+        }
+        let mono_ns = mono_ns();
+        let reports = (polled.lost.into_iter())
+            .map(|member| Report::Lost { member, mono_ns })
+            .chain(
+                (polled.condemned.into_iter()).map(|member| Report::Condemned { member, mono_ns }),
+            )
+            .chain(fence_changed.then_some(Report::Fenced { fenced, mono_ns }))
+            .chain(
+                fell_silent
+                    .into_iter()
+                    .map(|member| Report::FellSilent { member, mono_ns }),
+            )
+            .chain(
+                spoke_up
+                    .into_iter()
+                    .map(|member| Report::SpokeUp { member, mono_ns }),
+            );
+        for r in reports {
+            let _ = self.reports.send(r);
         }
     }
 
@@ -309,6 +355,8 @@ impl Thread {
                 lost,
                 condemned,
                 fenced: self.fenced,
+                answering: self.answering.clone(),
+                elsewhere: self.elsewhere.clone(),
             };
         }
     }

@@ -112,6 +112,7 @@ impl<H: Host> Agent<H> {
             self.release(i, &mut batch);
         }
         self.flush(&mut batch).await;
+        self.publish_answering();
         // Stopping now: lingering hand-overs (including those just made) end.
         self.end_lingering(true).await;
         self.unplumb_standby().await;

@@ -1406,6 +1406,11 @@ fn detector_every_key() {
     assert_eq!(d.timing.interval, Duration::from_millis(10));
     assert_eq!(d.timing.deadline, Duration::from_secs(60));
     assert_eq!(d.mode, DetectorMode::Observe);
+    let guard = ok(&detector("\"10.0.0.1:5407\"", PEERS, "mode = \"guard\"\n"));
+    assert_eq!(
+        guard.detector.expect("configured").mode,
+        DetectorMode::Guard
+    );
     // The most peers, and the least deadline for an interval.
     let sixteen: Vec<String> = (2..18).map(|n| format!("\"10.0.0.{n}:5407\"")).collect();
     let cfg = ok(&detector(
@@ -1581,7 +1586,7 @@ fn detector_mode_and_unknown_keys() {
         &base("mode = \"enforce\"\n"),
         4,
         "detector.mode",
-        "only \"observe\" is supported in this version",
+        "\"observe\" or \"guard\" (this version)",
     );
     assert_issue(
         &base("port = 5407\n"),
