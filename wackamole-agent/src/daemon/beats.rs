@@ -103,6 +103,49 @@ impl BeatsHandle {
     }
 }
 
+/// The thread's end of a [`BeatsHandle`] made by [`detached`]: a test of
+/// the agent plays the beat thread through it (its reports, its snapshot)
+/// and reads what the agent tells it.
+pub struct Detached {
+    pub reports: mpsc::UnboundedSender<Report>,
+    pub shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
+    pub answer_until: std::sync::Arc<AtomicU64>,
+}
+
+impl Detached {
+    /// What the thread would publish and report: `answering` now, those of
+    /// them `elsewhere`, and `report`, in that order (as the thread does).
+    pub fn say(&self, answering: &[&str], elsewhere: &[&str], report: Option<Report>) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.answering = answering.iter().map(|m| MemberId((*m).into())).collect();
+            s.elsewhere = elsewhere.iter().map(|m| MemberId((*m).into())).collect();
+        }
+        if let Some(r) = report {
+            let _ = self.reports.send(r);
+        }
+    }
+}
+
+/// A handle with no thread and no socket behind it (tests of the agent).
+pub fn detached() -> (BeatsHandle, Detached) {
+    let (tx, reports) = mpsc::unbounded_channel();
+    let (commands, _) = std_mpsc::channel();
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
+    let answer_until = std::sync::Arc::new(AtomicU64::new(0));
+    let handle = BeatsHandle {
+        reports,
+        commands,
+        shared: shared.clone(),
+        answer_until: answer_until.clone(),
+    };
+    let end = Detached {
+        reports: tx,
+        shared,
+        answer_until,
+    };
+    (handle, end)
+}
+
 /// Binds the beat socket and starts the thread. The group name tags the
 /// beats, so two clusters on one LAN ignore each other.
 pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {

@@ -22,6 +22,7 @@ use wackamole::config::{self, AnyInterface, Config};
 use wackamole::control::protocol::{ListReply, Reply, Request, StatusReply};
 use wackamole::control::server::ControlRequest;
 use wackamole::daemon::announcer::LeaseSignal;
+use wackamole::daemon::beats::Report;
 use wackamole::daemon::host::AnnounceDone;
 use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
@@ -846,6 +847,8 @@ struct Node {
     config: Arc<Mutex<Option<Config>>>,
     /// The addresses in this node's (fake) kernel.
     present: Arc<Mutex<BTreeSet<IpAddr>>>,
+    /// The beat thread's end, played by the test (with a `[detector]`).
+    detached: Option<wackamole::daemon::beats::Detached>,
     task: JoinHandle<Result<()>>,
 }
 
@@ -1000,6 +1003,14 @@ impl Cluster {
                 config: config.clone(),
                 lease: LeaseSignal::default(),
             };
+            // With a `[detector]`, the test plays its beat thread.
+            let (beats, detached) = match cfg.detector.is_some() {
+                true => {
+                    let (handle, end) = wackamole::daemon::beats::detached();
+                    (Some(handle), Some(end))
+                }
+                false => (None, None),
+            };
             let agent = Agent::new(AgentParts {
                 vifs: planned(&cfg),
                 cfg,
@@ -1014,7 +1025,7 @@ impl Cluster {
                 control: ctl_rx,
                 metrics: Arc::default(),
                 log: None,
-                beats: None,
+                beats,
             });
             let task = tokio::task::spawn_local(agent.run());
             nodes.push(Node {
@@ -1026,6 +1037,7 @@ impl Cluster {
                 held,
                 config,
                 present,
+                detached,
                 task,
             });
         }
@@ -3140,6 +3152,160 @@ async fn a_standby_address_removed_behind_the_agents_back_is_added_again() {
         assert!(c.journal.answering("a", vip(held)), "{}", d());
         assert!(!c.journal.answering("a", vip(other)), "{}", d());
         assert_eq!(c.journal.two_answerers(&everyone(&c), t0), None, "{}", d());
+    })
+    .await;
+}
+
+/// A LAN detector in mode `guard` (its beat thread played by the test).
+const GUARD: &str = "[detector]\nenabled = true\nlisten = \"127.0.0.1:5407\"\n\
+                     peers = [\"127.0.0.2:5407\"]\nmode = \"guard\"\n";
+
+impl Node {
+    /// The beat thread of this node says `answering` (those of another
+    /// view: `elsewhere`), then sends `report`.
+    fn beats(&self, answering: &[&str], elsewhere: &[&str], report: Option<Report>) {
+        self.detached
+            .as_ref()
+            .expect("a node with a [detector]")
+            .say(answering, elsewhere, report);
+    }
+
+    /// Until when this node told its beat thread it answers (0: nothing).
+    fn answer_until(&self) -> u64 {
+        (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .answer_until
+            .load(Ordering::Relaxed)
+    }
+}
+
+fn report(member: &str, silent: bool) -> Option<Report> {
+    let member = MemberId(member.into());
+    Some(match silent {
+        true => Report::FellSilent { member, mono_ns: 0 },
+        false => Report::SpokeUp { member, mono_ns: 0 },
+    })
+}
+
+/// Detector mode `guard`: a ring split while each side still hears the
+/// other's beats saying it answers. Each side keeps only its own VIFs
+/// (the one-node views would each answer all four); a side that falls
+/// silent has its VIFs answered by the other, and they go quiet again when
+/// it speaks up; once merged, one answerer per VIF.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_split_never_answers_what_the_other_side_still_answers() {
+    local(async {
+        let c = two_balanced(GUARD).await;
+        let (a, b) = (c.node("a"), c.node("b"));
+        let of_a = answered_by(&c, "a");
+        let of_b = answered_by(&c, "b");
+        assert_eq!((of_a.len(), of_b.len()), (2, 2), "{}", c.journal.dump());
+        assert!(a.answer_until() > 0 && b.answer_until() > 0);
+        // Both still beat and answer when the ring splits in two.
+        a.beats(&["b"], &[], None);
+        b.beats(&["a"], &[], None);
+        c.views(&[&["a"], &["b"]]);
+        a.beats(&["b"], &["b"], None);
+        b.beats(&["a"], &["a"], None);
+        wait(ms(3000)).await;
+        assert_eq!(answered_by(&c, "a"), of_a, "{}", c.journal.dump());
+        assert_eq!(answered_by(&c, "b"), of_b, "{}", c.journal.dump());
+        assert_eq!(
+            a.list()
+                .await
+                .vifs
+                .iter()
+                .filter(|v| v.state == "waiting")
+                .count(),
+            2
+        );
+        // b falls silent (its engine lost: it releases everything).
+        c.lose("b");
+        wait(ms(100)).await;
+        assert_eq!(answered_by(&c, "b"), Vec::<usize>::new());
+        assert_eq!(b.answer_until(), 0, "b's beats say it is silent");
+        a.beats(&[], &[], report("b", true));
+        wait(ms(100)).await;
+        assert_eq!(answered_by(&c, "a"), (1..=VIFS).collect::<Vec<_>>());
+        // b speaks up again (say its engine came back alone): a's copies of
+        // b's VIFs go quiet (yielded: traffic still taken), a's own stay.
+        a.beats(&["b"], &["b"], report("b", false));
+        wait(ms(100)).await;
+        assert_eq!(answered_by(&c, "a"), of_a, "{}", c.journal.dump());
+        for k in &of_b {
+            assert!(has(&c.journal.of("a", Duration::ZERO), Ev::Yield(vip(*k))));
+        }
+        // Silent again: answered again, and announced.
+        a.beats(&[], &[], report("b", true));
+        wait(ms(100)).await;
+        assert_eq!(answered_by(&c, "a"), (1..=VIFS).collect::<Vec<_>>());
+        // The ring whole again: one answerer each, as the owners say.
+        a.beats(&["b"], &[], None);
+        b.beats(&["a"], &[], None);
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        c.check_one_answerer(&[vec!["a".into(), "b".into()]])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+    })
+    .await;
+}
+
+/// A VIF both `a` and `b` answer for now (the lease fence counted).
+fn both_answer(c: &Cluster) -> Option<usize> {
+    let b = answered_by(c, "b");
+    answered_by(c, "a").into_iter().find(|k| b.contains(k))
+}
+
+/// Waits `steps` times 5 ms; panics at the first VIF both answer.
+async fn never_both(c: &Cluster, steps: usize) {
+    for step in 0..steps {
+        wait(ms(5)).await;
+        if let Some(k) = both_answer(c) {
+            panic!(
+                "v{k} answered by a and b (step {step})\n{}",
+                c.journal.dump()
+            );
+        }
+    }
+}
+
+/// Detector mode `guard`: after a split, a's engine freezes and its lease
+/// lapses (its beats say silent), so b answers a's VIFs too. Thawed, a's
+/// lease stays lapsed while b, of another view, answers: never two
+/// answerers. Once b falls silent, a answers again.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_lapsed_node_stays_silent_while_another_view_answers() {
+    local(async {
+        let c = two_balanced(GUARD).await;
+        let (a, b) = (c.node("a"), c.node("b"));
+        a.beats(&["b"], &[], None);
+        b.beats(&["a"], &[], None);
+        c.views(&[&["a"], &["b"]]);
+        a.beats(&["b"], &["b"], None);
+        b.beats(&["a"], &["a"], None);
+        never_both(&c, 600).await;
+        c.freeze("a", true);
+        wait(FLOOR).await;
+        assert_eq!(answered_by(&c, "a"), Vec::<usize>::new(), "a is fenced");
+        b.beats(&[], &[], report("a", true));
+        never_both(&c, 20).await;
+        assert_eq!(answered_by(&c, "b").len(), VIFS, "b took a's VIFs");
+        c.freeze("a", false);
+        never_both(&c, 600).await;
+        assert_eq!(
+            answered_by(&c, "a"),
+            Vec::<usize>::new(),
+            "{}",
+            c.journal.dump()
+        );
+        // b's engine is lost (it releases everything; its beats say so).
+        c.lose("b");
+        wait(ms(50)).await;
+        a.beats(&[], &[], report("b", true));
+        never_both(&c, 600).await;
+        assert_eq!(answered_by(&c, "b"), Vec::<usize>::new());
+        assert_eq!(answered_by(&c, "a").len(), VIFS, "{}", c.journal.dump());
     })
     .await;
 }
