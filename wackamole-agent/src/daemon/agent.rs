@@ -918,7 +918,8 @@ impl<H: Host> Agent<H> {
     /// carries its beats and its ARP answers) keeps answering, and so
     /// nobody else does.
     fn guard_departed(&mut self, members: &[MemberId]) {
-        if !self.guarding() {
+        // The table (every VIF) is read only when someone left.
+        if !self.guarding() || self.view_members.iter().all(|m| members.contains(m)) {
             return;
         }
         let answering = self
@@ -1019,7 +1020,7 @@ impl<H: Host> Agent<H> {
         let mut quiet = Vec::new();
         for i in theirs {
             self.awaiting.insert(i, member.clone());
-            if !held.contains(&i) || self.deferred.contains(&i) {
+            if !held.contains(&i) {
                 continue;
             }
             let Some(vif) = self.vifs.get(i).cloned() else {
