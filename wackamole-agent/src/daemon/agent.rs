@@ -325,6 +325,13 @@ pub struct Agent<H: Host> {
     /// Those of `origin` whose member's beats say it answers: they answer
     /// here only once it falls silent.
     awaiting: BTreeMap<usize, MemberId>,
+    /// VIFs this node took while it answered nothing and a member of
+    /// another view answered: they wait until none does (see
+    /// [`Agent::wait_for_fence`]).
+    awaiting_elsewhere: BTreeSet<usize>,
+    /// Set for one decision of the allocator: this node answered nothing
+    /// when it came, and members of another view answer.
+    quiet_start: bool,
     /// The members of the current view.
     view_members: Vec<MemberId>,
     /// VIFs the allocator gave us whose bring-up waits for `fenced` or
@@ -488,6 +495,8 @@ impl<H: Host> Agent<H> {
             fenced: BTreeMap::new(),
             origin: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            awaiting_elsewhere: BTreeSet::new(),
+            quiet_start: false,
             view_members: Vec::new(),
             deferred: BTreeSet::new(),
             yielded: BTreeSet::new(),
@@ -636,6 +645,7 @@ impl<H: Host> Agent<H> {
         match report {
             Report::FellSilent { member, mono_ns } => self.fell_silent(&member, mono_ns).await,
             Report::SpokeUp { member, mono_ns } => self.spoke_up(&member, mono_ns),
+            Report::NoneElsewhere { mono_ns } => self.none_elsewhere(mono_ns).await,
             Report::Lost { member, mono_ns } => {
                 info!(%member, mono_ns, "detector: lost a peer (silent past the deadline)");
                 if let Ok(mut m) = self.metrics.lock() {
@@ -1041,9 +1051,37 @@ impl<H: Host> Agent<H> {
         }
     }
 
+    /// No member of another view answers any more: the VIFs this node took
+    /// while it answered nothing and one did answer here now.
+    async fn none_elsewhere(&mut self, mono_ns: u64) {
+        if self.awaiting_elsewhere.is_empty() || !self.answering_elsewhere().is_empty() {
+            return;
+        }
+        info!(
+            mono_ns,
+            vifs = self.awaiting_elsewhere.len(),
+            "detector: no member of another view answers: the VIFs taken meanwhile answer here"
+        );
+        self.awaiting_elsewhere.clear();
+        self.bring_up_deferred().await;
+    }
+
     /// Whether VIF `i` must wait for a departed holder's lease or its
     /// silence: then it is brought up by [`Agent::bring_up_deferred`].
     fn wait_for_fence(&mut self, i: usize, name: &str) -> bool {
+        // Detector mode `guard`: a node that answered nothing (it rejoined
+        // alone after losing its engine, or matured alone) and takes VIFs
+        // while a member of another view answers would answer next to it:
+        // nobody left its view, so nothing says whose VIFs those are.
+        if self.quiet_start || self.awaiting_elsewhere.contains(&i) {
+            self.awaiting_elsewhere.insert(i);
+            self.deferred.insert(i);
+            info!(
+                vif = %name,
+                "taken while members of another view answer and this node answered nothing: answering once none does"
+            );
+            return true;
+        }
         if let Some(member) = self.awaiting.get(&i) {
             self.deferred.insert(i);
             info!(
@@ -1074,7 +1112,7 @@ impl<H: Host> Agent<H> {
     fn deferred_due(&self) -> Option<Instant> {
         self.deferred
             .iter()
-            .filter(|i| !self.awaiting.contains_key(i))
+            .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
             .map(|i| self.fenced.get(i).copied().unwrap_or_else(Instant::now))
             .min()
     }
@@ -1091,7 +1129,7 @@ impl<H: Host> Agent<H> {
             .iter()
             .copied()
             .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
-            .filter(|i| !self.awaiting.contains_key(i))
+            .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
             .collect();
         let answering = self.held_not_yielding();
         let mut up = Vec::new();
@@ -1179,6 +1217,10 @@ impl<H: Host> Agent<H> {
 
     /// Feeds one input to the allocator and executes its actions in order.
     pub(super) async fn feed(&mut self, input: Input) {
+        // Asked before the allocator decides (its table then holds what
+        // it takes): see `quiet_start`.
+        self.quiet_start =
+            self.guarding() && !self.answering_elsewhere().is_empty() && !self.answers_any();
         let actions = self.alloc.handle(input);
         self.execute(actions).await;
     }
@@ -1281,12 +1323,22 @@ impl<H: Host> Agent<H> {
                 .collect();
             drop(self.hooks.fire(HookEvent::PostDown { vifs: names }));
         }
+        self.quiet_start = false;
         if answering_changes {
             self.update_metrics();
             self.publish_answering();
         } else if let Ok(mut m) = self.metrics.lock() {
             m.mature = self.alloc.is_mature();
         }
+    }
+
+    /// Whether the agreed table gives this node a VIF it answers for (not
+    /// handing over, not deferred); stops at the first.
+    fn answers_any(&self) -> bool {
+        let yielding: BTreeSet<VifIndex> = self.alloc.yielding().collect();
+        self.alloc
+            .held()
+            .any(|i| !yielding.contains(&i) && !self.deferred.contains(&(i.0 as usize)))
     }
 
     /// Tells the beat thread until when this node answers any VIP: past
@@ -1297,12 +1349,7 @@ impl<H: Host> Agent<H> {
         let Some(beats) = &self.inputs.beats else {
             return;
         };
-        let yielding: BTreeSet<VifIndex> = self.alloc.yielding().collect();
-        let any = self
-            .alloc
-            .held()
-            .any(|i| !yielding.contains(&i) && !self.deferred.contains(&(i.0 as usize)));
-        let until = match (any, self.lease_until) {
+        let until = match (self.answers_any(), self.lease_until) {
             (false, _) => 0,
             (true, Some(until)) if self.cfg.xdp.lease != config::Lease::Off => {
                 let left = until.saturating_duration_since(Instant::now());
@@ -1364,6 +1411,7 @@ impl<H: Host> Agent<H> {
             self.unplumbed.remove(&(i.0 as usize));
             self.deferred.remove(&(i.0 as usize));
             self.awaiting.remove(&(i.0 as usize));
+            self.awaiting_elsewhere.remove(&(i.0 as usize));
             self.origin.remove(&(i.0 as usize));
             self.lingering
                 .insert(i.0 as usize, Instant::now() + HANDOVER_LINGER);
@@ -1414,6 +1462,7 @@ impl<H: Host> Agent<H> {
         self.unplumbed.remove(&(i.0 as usize));
         self.deferred.remove(&(i.0 as usize));
         self.awaiting.remove(&(i.0 as usize));
+        self.awaiting_elsewhere.remove(&(i.0 as usize));
         self.origin.remove(&(i.0 as usize));
         self.silent6.remove(&(i.0 as usize));
         // Not one more frame claiming the VIF from here: an announcement
@@ -1450,10 +1499,14 @@ impl<H: Host> Agent<H> {
                     .filter(|_| !standby)
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
+            if let Some(b) = &self.inputs.beats {
+                b.hold_answering();
+            }
             let (done, until) =
                 renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
             // renewing() told the announcements of it already.
             self.lease_until = until.or(self.lease_until);
+            self.publish_answering();
             let silenced: BTreeMap<usize, bool> = down.iter().copied().collect();
             for (i, result) in done {
                 let name = &self.vifs[i].name;
@@ -1515,10 +1568,14 @@ impl<H: Host> Agent<H> {
                     .filter(|(i, owned)| *owned && !plumbed.contains(i))
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
+            if let Some(b) = &self.inputs.beats {
+                b.hold_answering();
+            }
             let (mut results, until) =
                 renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
             // renewing() told the announcements of it already.
             self.lease_until = until.or(self.lease_until);
+            self.publish_answering();
             results.extend(
                 chunk
                     .iter()
@@ -1558,6 +1615,7 @@ impl<H: Host> Agent<H> {
         // Not one more frame claiming it; no retry would own it again.
         self.deferred.remove(&(i.0 as usize));
         self.awaiting.remove(&(i.0 as usize));
+        self.awaiting_elsewhere.remove(&(i.0 as usize));
         self.origin.remove(&(i.0 as usize));
         self.host.cancel_announcement(i.0 as usize);
         self.announcing.drop_vif(i.0 as usize);

@@ -50,6 +50,9 @@ pub enum Report {
     FellSilent { member: MemberId, mono_ns: u64 },
     /// A member heard before says it answers again (or its beats came back).
     SpokeUp { member: MemberId, mono_ns: u64 },
+    /// No member of another view answers any more (see
+    /// [`Snapshot::elsewhere`]).
+    NoneElsewhere { mono_ns: u64 },
 }
 
 /// Beat counters (the metrics page, `ctl status`).
@@ -100,6 +103,17 @@ impl BeatsHandle {
     /// answers none, `u64::MAX`: no lease): the beats say "silent" past it.
     pub fn answer_until(&self, mono_ns: u64) {
         self.answer_until.store(mono_ns, Ordering::Relaxed);
+    }
+
+    /// While a batch may extend the lease behind the agent's back (see
+    /// `agent::renewing`): a node that answers says so with no end, until
+    /// [`answer_until`](Self::answer_until) is told again. Saying
+    /// "answering" too long only makes peers wait; "silent" too early
+    /// would let them answer next to it.
+    pub fn hold_answering(&self) {
+        let _ = (self.answer_until).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            (v != 0).then_some(u64::MAX)
+        });
     }
 }
 
@@ -349,6 +363,7 @@ impl Thread {
         let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
         let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
         let fence_changed = fenced != self.fenced;
+        let none_elsewhere = elsewhere.is_empty() && !self.elsewhere.is_empty();
         let changed = !polled.lost.is_empty()
             || !polled.condemned.is_empty()
             || fence_changed
@@ -378,7 +393,8 @@ impl Thread {
                 spoke_up
                     .into_iter()
                     .map(|member| Report::SpokeUp { member, mono_ns }),
-            );
+            )
+            .chain(none_elsewhere.then_some(Report::NoneElsewhere { mono_ns }));
         for r in reports {
             let _ = self.reports.send(r);
         }

@@ -3309,3 +3309,59 @@ async fn a_guarded_lapsed_node_stays_silent_while_another_view_answers() {
     })
     .await;
 }
+
+/// A VIF two of `nodes` answer for now (the lease fence counted).
+fn two_of(c: &Cluster, nodes: &[&str]) -> Option<usize> {
+    (1..=VIFS).find(|&k| {
+        nodes
+            .iter()
+            .filter(|n| c.journal.answering(n, vip(k)))
+            .count()
+            > 1
+    })
+}
+
+/// Detector mode `guard`: x comes up alone (its ring never merged) while
+/// a and b, of another view, answer every VIF. Matured, x takes every VIF
+/// of its one-node view, but it answered nothing and members of another
+/// view answer, so none answers at x (nobody left x's view: nothing says
+/// whose they are) until a and b fall silent. Never two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_node_that_answered_nothing_waits_while_another_view_answers() {
+    local(async {
+        let c = Cluster::start(&["a", "b", "x"], GUARD);
+        let all = ["a", "b", "x"];
+        c.node("x").beats(&["a", "b"], &["a", "b"], None);
+        c.views(&[&["a", "b"], &["x"]]);
+        for step in 0..600 {
+            wait(ms(5)).await;
+            if let Some(k) = two_of(&c, &all) {
+                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+            }
+        }
+        assert_eq!(
+            answered_by(&c, "a").len() + answered_by(&c, "b").len(),
+            VIFS
+        );
+        assert_eq!(
+            answered_by(&c, "x"),
+            Vec::<usize>::new(),
+            "{}",
+            c.journal.dump()
+        );
+        let waiting = c.node("x").list().await.vifs;
+        assert!(waiting.iter().all(|v| v.state == "waiting"), "{waiting:?}");
+        // a and b lose their engines (they release everything).
+        c.lose("a");
+        c.lose("b");
+        wait(ms(50)).await;
+        let x = c.node("x");
+        x.beats(&[], &[], report("a", true));
+        x.beats(&[], &[], report("b", true));
+        x.beats(&[], &[], Some(Report::NoneElsewhere { mono_ns: 0 }));
+        wait(ms(200)).await;
+        assert_eq!(answered_by(&c, "x").len(), VIFS, "{}", c.journal.dump());
+        assert_eq!(two_of(&c, &all), None);
+    })
+    .await;
+}
