@@ -319,8 +319,11 @@ pub struct Agent<H: Host> {
     /// VIFs a departed member (process gone, node up) held: its XDP may
     /// answer for them until the given time (its lease), so we do not.
     fenced: BTreeMap<usize, Instant>,
-    /// Detector mode `guard`: the VIFs each member the view dropped held,
-    /// while it stays out of the view (see [`Agent::guard_departed`]).
+    /// Detector mode `guard`: who held each VIF (as owner, or a
+    /// hand-over's pending party) when the table was last settled.
+    holders: BTreeMap<usize, Vec<MemberId>>,
+    /// The VIFs each member the view dropped held, while it stays out of
+    /// the view (see [`Agent::guard_departed`]).
     origin: BTreeMap<usize, MemberId>,
     /// Those of `origin` whose member's beats say it answers: they answer
     /// here only once it falls silent.
@@ -493,6 +496,7 @@ impl<H: Host> Agent<H> {
             complete_members: 0,
             floor: None,
             fenced: BTreeMap::new(),
+            holders: BTreeMap::new(),
             origin: BTreeMap::new(),
             awaiting: BTreeMap::new(),
             awaiting_elsewhere: BTreeSet::new(),
@@ -747,6 +751,7 @@ impl<H: Host> Agent<H> {
                 warn!("membership engine lost: {reason}; releasing everything until it is back");
                 self.engine_up = false;
                 self.view_members.clear();
+                self.holders.clear();
                 self.watch.clear();
                 if let Ok(mut m) = self.metrics.lock() {
                     m.engine_up = false;
@@ -928,56 +933,67 @@ impl<H: Host> Agent<H> {
     /// carries its beats and its ARP answers) keeps answering, and so
     /// nobody else does.
     fn guard_departed(&mut self, members: &[MemberId]) {
-        // The table (every VIF) is read only when someone left.
-        if !self.guarding() || self.view_members.iter().all(|m| members.contains(m)) {
+        if !self.guarding() {
+            return;
+        }
+        // The table as last settled: a view that re-forms the ring (the same
+        // members or not) empties it until its exchange completes, and the
+        // next view may come first (a lossy link: many in a row).
+        if matches!(self.alloc.phase(), Phase::Run | Phase::Balance) {
+            self.holders = self.holders_now();
+        }
+        if self.view_members.iter().all(|m| members.contains(m)) {
             return;
         }
         let answering = self
             .detector_snapshot()
             .map(|s| s.answering)
             .unwrap_or_default();
-        let table = self.alloc.table();
-        let node_of: BTreeMap<&str, &MemberId> = table
-            .members
-            .iter()
-            .filter(|m| !members.contains(&m.member))
-            .map(|m| (m.node.as_str(), &m.member))
-            .collect();
-        if node_of.is_empty() {
-            return;
-        }
         let mut kept = Vec::new();
-        for row in &table.vifs {
-            let owner = (row.owner.as_ref())
-                .map(|o| &o.member)
-                .filter(|m| !members.contains(m));
-            let pending = (table.handovers.iter())
-                .filter(|h| h.vif == row.vif)
-                .flat_map(|h| h.pending.iter().filter_map(|p| node_of.get(p.as_str())))
-                .next()
-                .copied();
-            let Some(member) = owner.or(pending) else {
+        let mut still = BTreeSet::new();
+        for (&i, held_by) in &self.holders {
+            let Some(member) = held_by.iter().find(|m| !members.contains(m)) else {
                 continue;
             };
-            let i = row.vif.0 as usize;
             self.origin.insert(i, member.clone());
             if answering.contains(member) {
                 self.awaiting.insert(i, member.clone());
-                kept.push(row.label.clone());
+                still.insert(member.clone());
+                if let Some(vif) = self.vifs.get(i) {
+                    kept.push(vif.name.clone());
+                }
             }
         }
         if !kept.is_empty() {
-            let still: BTreeSet<&MemberId> = node_of
-                .values()
-                .copied()
-                .filter(|m| answering.contains(*m))
-                .collect();
             warn!(
                 members = ?still,
                 vifs = ?kept,
                 "the view dropped members whose beats say they still answer: their VIFs answer here once they fall silent"
             );
         }
+    }
+
+    /// Who holds each VIF in the allocator's table now: its owner and a
+    /// hand-over's pending parties (they answer too).
+    fn holders_now(&self) -> BTreeMap<usize, Vec<MemberId>> {
+        let table = self.alloc.table();
+        let member_of: BTreeMap<&str, &MemberId> = (table.members.iter())
+            .map(|m| (m.node.as_str(), &m.member))
+            .collect();
+        let mut holders = BTreeMap::new();
+        for row in &table.vifs {
+            let pending = (table.handovers.iter())
+                .filter(|h| h.vif == row.vif)
+                .flat_map(|h| h.pending.iter().filter_map(|p| member_of.get(p.as_str())));
+            let held_by: Vec<MemberId> = (row.owner.as_ref().map(|o| &o.member).into_iter())
+                .chain(pending.copied())
+                .cloned()
+                .collect();
+            if !held_by.is_empty() {
+                holders.insert(row.vif.0 as usize, held_by);
+            }
+        }
+        holders
     }
 
     /// A view completed (its exchange settled who holds what): members back

@@ -3365,3 +3365,27 @@ async fn a_guarded_node_that_answered_nothing_waits_while_another_view_answers()
     })
     .await;
 }
+
+/// Detector mode `guard`: the ring re-forms with the same members and
+/// splits before that view's exchange completes (a lossy link does that
+/// again and again): the table being rebuilt holds nobody, so the guard
+/// goes by the table as last settled. Each side keeps its own VIFs.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_split_right_after_a_re_formation_goes_by_the_settled_table() {
+    local(async {
+        let c = two_balanced(GUARD).await;
+        let (a, b) = (c.node("a"), c.node("b"));
+        let of_a = answered_by(&c, "a");
+        let of_b = answered_by(&c, "b");
+        a.beats(&["b"], &[], None);
+        b.beats(&["a"], &[], None);
+        c.views(&[&["a", "b"]]);
+        c.views(&[&["a"], &["b"]]);
+        a.beats(&["b"], &["b"], None);
+        b.beats(&["a"], &["a"], None);
+        never_both(&c, 600).await;
+        assert_eq!(answered_by(&c, "a"), of_a, "{}", c.journal.dump());
+        assert_eq!(answered_by(&c, "b"), of_b, "{}", c.journal.dump());
+    })
+    .await;
+}
