@@ -811,14 +811,7 @@ mod tests {
         // nothing of theirs reaches A again, and A falls silent. A never got
         // an echo (no limit on its lease): they must not condemn it.
         let t0 = Instant::now();
-        let members: Vec<MemberId> = (0..3).map(id).collect();
-        let mut d: Vec<Detector> = (0..3)
-            .map(|i| {
-                let mut d = Detector::new(id(i), 42, Timing::DEFAULT, t0);
-                d.view(&members);
-                d
-            })
-            .collect();
+        let mut d = three(t0);
         let b1 = d[1].beat(t0 + ms(1));
         let c1 = d[2].beat(t0 + ms(1));
         d[0].receive(&b1, t0 + ms(2)).unwrap();
@@ -884,6 +877,18 @@ mod tests {
         assert!(d.beat(t0).echoes.is_empty());
     }
 
+    /// Three detectors, m0 to m2, in one view.
+    fn three(t0: Instant) -> Vec<Detector> {
+        let members: Vec<MemberId> = (0..3).map(id).collect();
+        (0..3)
+            .map(|i| {
+                let mut d = Detector::new(id(i), 42, Timing::DEFAULT, t0);
+                d.view(&members);
+                d
+            })
+            .collect()
+    }
+
     /// Three detectors that beat to each other once at `at`.
     fn exchange(d: &mut [Detector], at: Instant) {
         let beats: Vec<Beat> = d.iter_mut().map(|x| x.beat(at)).collect();
@@ -899,14 +904,7 @@ mod tests {
     #[test]
     fn a_member_that_leaves_the_view_and_beats_on_still_answers_until_silent() {
         let t0 = Instant::now();
-        let all: Vec<MemberId> = (0..3).map(id).collect();
-        let mut d: Vec<Detector> = (0..3)
-            .map(|i| {
-                let mut x = Detector::new(id(i), 42, Timing::DEFAULT, t0);
-                x.view(&all);
-                x
-            })
-            .collect();
+        let mut d = three(t0);
         for k in 0..10 {
             exchange(&mut d, t0 + ms(5 * k));
         }
@@ -950,13 +948,7 @@ mod tests {
     fn a_ghost_that_rejoins_is_a_peer_again_and_stale_ghost_beats_are_ignored() {
         let t0 = Instant::now();
         let all: Vec<MemberId> = (0..3).map(id).collect();
-        let mut d: Vec<Detector> = (0..3)
-            .map(|i| {
-                let mut x = Detector::new(id(i), 42, Timing::DEFAULT, t0);
-                x.view(&all);
-                x
-            })
-            .collect();
+        let mut d = three(t0);
         exchange(&mut d, t0);
         let old = d[2].beat(t0 + ms(1));
         let new = d[2].beat(t0 + ms(2));

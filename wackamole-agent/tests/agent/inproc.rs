@@ -3179,6 +3179,21 @@ impl Node {
     }
 }
 
+/// a and b split into two views while each still hears the other beat
+/// and answer (`re_form`: the ring re-forms with both first, and splits
+/// before that view's exchange completes).
+fn split_beating(c: &Cluster, re_form: bool) {
+    let (a, b) = (c.node("a"), c.node("b"));
+    a.beats(&["b"], &[], None);
+    b.beats(&["a"], &[], None);
+    if re_form {
+        c.views(&[&["a", "b"]]);
+    }
+    c.views(&[&["a"], &["b"]]);
+    a.beats(&["b"], &["b"], None);
+    b.beats(&["a"], &["a"], None);
+}
+
 fn report(member: &str, silent: bool) -> Option<Report> {
     let member = MemberId(member.into());
     Some(match silent {
@@ -3202,11 +3217,7 @@ async fn a_guarded_split_never_answers_what_the_other_side_still_answers() {
         assert_eq!((of_a.len(), of_b.len()), (2, 2), "{}", c.journal.dump());
         assert!(a.answer_until() > 0 && b.answer_until() > 0);
         // Both still beat and answer when the ring splits in two.
-        a.beats(&["b"], &[], None);
-        b.beats(&["a"], &[], None);
-        c.views(&[&["a"], &["b"]]);
-        a.beats(&["b"], &["b"], None);
-        b.beats(&["a"], &["a"], None);
+        split_beating(&c, false);
         wait(ms(3000)).await;
         assert_eq!(answered_by(&c, "a"), of_a, "{}", c.journal.dump());
         assert_eq!(answered_by(&c, "b"), of_b, "{}", c.journal.dump());
@@ -3279,11 +3290,7 @@ async fn a_guarded_lapsed_node_stays_silent_while_another_view_answers() {
     local(async {
         let c = two_balanced(GUARD).await;
         let (a, b) = (c.node("a"), c.node("b"));
-        a.beats(&["b"], &[], None);
-        b.beats(&["a"], &[], None);
-        c.views(&[&["a"], &["b"]]);
-        a.beats(&["b"], &["b"], None);
-        b.beats(&["a"], &["a"], None);
+        split_beating(&c, false);
         never_both(&c, 600).await;
         c.freeze("a", true);
         wait(FLOOR).await;
@@ -3374,15 +3381,9 @@ async fn a_guarded_node_that_answered_nothing_waits_while_another_view_answers()
 async fn a_guarded_split_right_after_a_re_formation_goes_by_the_settled_table() {
     local(async {
         let c = two_balanced(GUARD).await;
-        let (a, b) = (c.node("a"), c.node("b"));
         let of_a = answered_by(&c, "a");
         let of_b = answered_by(&c, "b");
-        a.beats(&["b"], &[], None);
-        b.beats(&["a"], &[], None);
-        c.views(&[&["a", "b"]]);
-        c.views(&[&["a"], &["b"]]);
-        a.beats(&["b"], &["b"], None);
-        b.beats(&["a"], &["a"], None);
+        split_beating(&c, true);
         never_both(&c, 600).await;
         assert_eq!(answered_by(&c, "a"), of_a, "{}", c.journal.dump());
         assert_eq!(answered_by(&c, "b"), of_b, "{}", c.journal.dump());
