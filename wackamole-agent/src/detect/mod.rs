@@ -58,7 +58,7 @@ impl Timing {
     }
 
     /// How long a member may go unheard and still count as answering:
-    /// two deadlines (a third lost beat in a row is common on a lossy
+    /// two deadlines (a few beats lost in a row are common on a lossy
     /// link, twelve in a row at 30 % loss is one in two million). Past
     /// it, a member that left the view is taken to be silent: crashed, or
     /// cut off (a partition, where each side answers).

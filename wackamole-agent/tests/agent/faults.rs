@@ -12,11 +12,16 @@
 //! (for loss and flapping: outside the membership splits the agents logged),
 //! no agent crashed; lost probes are printed (`--nocapture`), and a rolling
 //! restart loses none. With `require_quorum`, 10 % loss gives no duplicate
-//! answerer at all, and with the LAN detector in mode `guard` neither 10 %
-//! nor 30 % loss does, with or without quorum. Known gaps without the
-//! detector, skipped in CI: `known_gap_loss_on_one_link_splits_the_ring`
-//! (duplicates while the LAN is connected, without quorum) and
-//! `known_gap_30_percent_loss_with_quorum_lets_a_reforming_node_answer`.
+//! answerer at all. Known gaps, skipped in CI: without the detector,
+//! `known_gap_loss_on_one_link_splits_the_ring` (duplicates while the LAN
+//! is connected, without quorum) and
+//! `known_gap_30_percent_loss_with_quorum_lets_a_reforming_node_answer`;
+//! with the LAN detector in mode `guard` neither 10 % nor 30 % loss gives
+//! a duplicate on a quiet host (or one with a CPU hog), but under the full
+//! test suite's load (agents starved for up to 1.4 s) a few 10-50 ms
+//! duplicates still slip through in some runs:
+//! `known_gap_under_load_loss_on_one_link_with_the_detector_guard` and
+//! `known_gap_under_load_30_percent_loss_with_quorum_and_the_detector_guard`.
 //!
 //! A duplicate answerer is a VIP answered by two MACs in two consecutive
 //! observer rounds or more: a single round can show both sides of a correct
@@ -567,15 +572,18 @@ fn loss_10_and_30_percent_on_one_link() -> Result<()> {
     Ok(())
 }
 
-/// The same loss with the LAN detector guarding departed members' VIFs
-/// (`[detector] mode = "guard"`): the ring splits as often, but a member
-/// the view dropped whose beats still say it answers keeps its VIFs, and a
-/// lapsed node stays silent while members outside its view answer, so no
-/// VIP ever has two answerers; full coverage once the loss ends, a quiet
-/// cluster after.
+/// Known gap under load: the same loss with the LAN detector guarding
+/// departed members' VIFs (`[detector] mode = "guard"`): the ring splits
+/// as often, but a member the view dropped whose beats still say it
+/// answers keeps its VIFs, and a lapsed node stays silent while members
+/// of another view answer, so no VIP has two answerers; full coverage
+/// once the loss ends, a quiet cluster after. Passes alone (15 of 15
+/// runs, 9 of them next to a CPU hog); inside the full test suite 2 runs
+/// of 3 showed a few 10-50 ms duplicates (agents starved for a second
+/// act on news that is stale by then).
 #[test]
 #[ignore = "needs root and corosync"]
-fn loss_on_one_link_with_the_detector_guard_never_gives_two_answerers() -> Result<()> {
+fn known_gap_under_load_loss_on_one_link_with_the_detector_guard() -> Result<()> {
     let (_guard, mut c) = guarded_cluster(false)?;
     for p in loss_levels() {
         let seen = lossy_link(&mut c, p)?;
@@ -586,13 +594,13 @@ fn loss_on_one_link_with_the_detector_guard_never_gives_two_answerers() -> Resul
     Ok(())
 }
 
-/// 30 % loss with `require_quorum` and the detector's guard: the lossy
-/// node, re-forming while its lease lives on, keeps its VIFs until it
-/// falls silent (no quorum) instead of answering next to their new owners.
+/// Known gap under load (as above): 30 % loss with `require_quorum` and
+/// the detector's guard: the lossy node, re-forming while its lease lives
+/// on, keeps its VIFs until it falls silent (no quorum) instead of
+/// answering next to their new owners.
 #[test]
 #[ignore = "needs root and corosync"]
-fn thirty_percent_loss_with_quorum_and_the_detector_guard_never_gives_two_answerers() -> Result<()>
-{
+fn known_gap_under_load_30_percent_loss_with_quorum_and_the_detector_guard() -> Result<()> {
     let (_guard, mut c) = guarded_cluster(true)?;
     let seen = lossy_link(&mut c, 0.3)?;
     seen.no_duplicates(0..u32::MAX, &c)
@@ -616,7 +624,8 @@ fn guarded_cluster(
 /// ~150 ms at a time (seen in about half the runs here, at either level)
 /// and a third or so of the probes are lost while the link is lossy.
 /// Wanted: no duplicate answerer while the LAN itself is connected.
-/// Closed by the LAN detector's guard (the test above), not without it.
+/// The LAN detector's guard closes it on a host that is not overloaded
+/// (the test above).
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_loss_on_one_link_splits_the_ring() -> Result<()> {
@@ -664,8 +673,8 @@ fn loss_on_one_link_with_quorum_never_gives_two_answerers() -> Result<()> {
 /// through a ring re-formation, up to the 3 s stall limit), so it answers
 /// next to them until its own ring comes up without quorum (~0.8 s seen,
 /// 20-80 ms at a time through the loss). Wanted: a node re-forming for
-/// longer than the takeover floor goes silent. Closed by the LAN
-/// detector's guard (its new owners wait for it), not without it.
+/// longer than the takeover floor goes silent. The LAN detector's guard
+/// closes it on a host that is not overloaded (its new owners wait).
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_30_percent_loss_with_quorum_lets_a_reforming_node_answer() -> Result<()> {
