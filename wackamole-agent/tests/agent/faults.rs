@@ -577,10 +577,10 @@ fn loss_10_and_30_percent_on_one_link() -> Result<()> {
 /// as often, but a member the view dropped whose beats still say it
 /// answers keeps its VIFs, and a lapsed node stays silent while members
 /// of another view answer, so no VIP has two answerers; full coverage
-/// once the loss ends, a quiet cluster after. Passes alone (15 of 15
-/// runs, 9 of them next to a CPU hog); inside the full test suite 2 runs
-/// of 3 showed a few 10-50 ms duplicates (agents starved for a second
-/// act on news that is stale by then).
+/// once the loss ends, a quiet cluster after. Passes alone (9 of 9 runs
+/// next to a CPU hog); inside the full test suite, one run of two showed
+/// a few 10-50 ms duplicates (agents starved for a second act on news
+/// that is stale by then).
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_under_load_loss_on_one_link_with_the_detector_guard() -> Result<()> {
