@@ -821,26 +821,20 @@ impl<H: Host> Agent<H> {
     /// hand-over's pending party) answer here no earlier than its instant;
     /// returns their labels. One table snapshot for all of them.
     fn fence_vifs_of(&mut self, until_of: &BTreeMap<MemberId, Instant>) -> Vec<String> {
-        let table = self.alloc.table();
-        let by_node: BTreeMap<&str, Instant> = table
-            .members
-            .iter()
-            .filter_map(|m| Some((m.node.as_str(), *until_of.get(&m.member)?)))
-            .collect();
         let mut fenced = Vec::new();
-        for row in &table.vifs {
-            // The owner answers, and so does a hand-over's pending party.
-            let owner = row.owner.as_ref().and_then(|o| until_of.get(&o.member));
-            let pending = table
-                .handovers
+        for (i, held_by) in self.holders_now() {
+            let Some(until) = held_by
                 .iter()
-                .filter(|h| h.vif == row.vif)
-                .flat_map(|h| h.pending.iter().filter_map(|p| by_node.get(p.as_str())))
-                .max();
-            if let Some(until) = owner.max(pending).copied() {
-                let at = self.fenced.entry(row.vif.0 as usize).or_insert(until);
-                *at = (*at).max(until);
-                fenced.push(row.label.clone());
+                .filter_map(|m| until_of.get(m))
+                .max()
+                .copied()
+            else {
+                continue;
+            };
+            let at = self.fenced.entry(i).or_insert(until);
+            *at = (*at).max(until);
+            if let Some(spec) = self.alloc.config().vifs.get(i) {
+                fenced.push(spec.label().to_owned());
             }
         }
         fenced
@@ -1011,15 +1005,20 @@ impl<H: Host> Agent<H> {
     /// the VIFs waiting for it answer here. Its latest snapshot is asked
     /// again: a member may have spoken up again since the report was sent.
     async fn fell_silent(&mut self, member: &MemberId, mono_ns: u64) {
-        let answering = self
-            .detector_snapshot()
-            .is_some_and(|s| s.answering.contains(member));
-        if answering || !self.awaiting.values().any(|m| m == member) {
+        if self.still_answers(member) || !self.awaiting.values().any(|m| m == member) {
             return;
         }
         self.awaiting.retain(|_, m| m != member);
         info!(%member, mono_ns, "detector: a departed member fell silent: its VIFs answer here");
         self.bring_up_deferred().await;
+    }
+
+    /// Whether the beat thread's latest snapshot says `member` answers:
+    /// asked again when a report is handled, since a member may have
+    /// changed its mind after the report was sent.
+    fn still_answers(&self, member: &MemberId) -> bool {
+        self.detector_snapshot()
+            .is_some_and(|s| s.answering.contains(member))
     }
 
     /// The beat thread says `member`, silent until now, answers again (a
@@ -1029,10 +1028,7 @@ impl<H: Host> Agent<H> {
     /// it to fall silent again. It has the agreed claim on none of them,
     /// but two answerers are worse than one that is not ours.
     fn spoke_up(&mut self, member: &MemberId, mono_ns: u64) {
-        let answering = self
-            .detector_snapshot()
-            .is_some_and(|s| s.answering.contains(member));
-        if !answering {
+        if !self.still_answers(member) {
             return;
         }
         let theirs: Vec<usize> = (self.origin.iter())

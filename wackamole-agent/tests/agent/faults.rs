@@ -584,12 +584,9 @@ fn loss_10_and_30_percent_on_one_link() -> Result<()> {
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_under_load_loss_on_one_link_with_the_detector_guard() -> Result<()> {
-    let (_guard, mut c) = guarded_cluster(false)?;
+    let (_guard, mut c) = loss_cluster(false, Some("guard"))?;
     for p in loss_levels() {
-        let seen = lossy_link(&mut c, p)?;
-        seen.no_duplicates(0..u32::MAX, &c)
-            .with_context(|| format!("{:.0}% loss, detector guard", p * 100.0))?;
-        quiet_after(&c, &format!("{:.0}% loss, detector guard", p * 100.0))?;
+        lossy_link_without_duplicates(&mut c, p, ", detector guard")?;
     }
     Ok(())
 }
@@ -601,21 +598,33 @@ fn known_gap_under_load_loss_on_one_link_with_the_detector_guard() -> Result<()>
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_under_load_30_percent_loss_with_quorum_and_the_detector_guard() -> Result<()> {
-    let (_guard, mut c) = guarded_cluster(true)?;
-    let seen = lossy_link(&mut c, 0.3)?;
-    seen.no_duplicates(0..u32::MAX, &c)
-        .context("30% loss, require_quorum, detector guard")?;
-    quiet_after(&c, "30% loss, require_quorum, detector guard")
+    let (_guard, mut c) = loss_cluster(true, Some("guard"))?;
+    lossy_link_without_duplicates(&mut c, 0.3, ", require_quorum, detector guard")
 }
 
-/// A cluster whose agents run the LAN detector in mode `guard`.
-fn guarded_cluster(
+/// A cluster for the loss tests: its agents set `require_quorum`
+/// (votequorum: 2 of 3) or not, and run the LAN detector in mode
+/// `detector`, if any.
+fn loss_cluster(
     require_quorum: bool,
+    detector: Option<&str>,
 ) -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
     let mut opts = AgentClusterOptions::new(BIN);
     opts.require_quorum = require_quorum;
-    opts.detector = Some("guard".into());
+    if let Some(mode) = detector {
+        opts.detector = Some(mode.into());
+    }
     cluster_of(opts)
+}
+
+/// `p` loss on n1's cable: no VIP ever has two answerers, then a quiet
+/// cluster. `setting` names the configuration in the errors.
+fn lossy_link_without_duplicates(c: &mut AgentCluster, p: f64, setting: &str) -> Result<()> {
+    let seen = lossy_link(c, p)?;
+    let what = format!("{:.0}% loss{setting}", p * 100.0);
+    seen.no_duplicates(0..u32::MAX, c)
+        .with_context(|| what.clone())?;
+    quiet_after(c, &what)
 }
 
 /// Known gap: 10 % or 30 % loss on one node's cable makes the LAN-fast
@@ -638,23 +647,13 @@ fn known_gap_loss_on_one_link_splits_the_ring() -> Result<()> {
     Ok(())
 }
 
-/// A cluster whose agents set `require_quorum` (votequorum: 2 of 3).
-fn quorum_cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
-    let mut opts = AgentClusterOptions::new(BIN);
-    opts.require_quorum = true;
-    cluster_of(opts)
-}
-
 /// `p` loss on n1's cable with `require_quorum`: no VIP ever has two
 /// answerers (a side of a split without votequorum's majority holds
 /// nothing, and its one-node ring's view waits for the quorum notification
 /// that mutes it), then a quiet cluster.
 fn lossy_link_with_quorum(p: f64) -> Result<()> {
-    let (_guard, mut c) = quorum_cluster()?;
-    let seen = lossy_link(&mut c, p)?;
-    seen.no_duplicates(0..u32::MAX, &c)
-        .with_context(|| format!("{:.0}% loss, require_quorum", p * 100.0))?;
-    quiet_after(&c, &format!("{:.0}% loss, require_quorum", p * 100.0))
+    let (_guard, mut c) = loss_cluster(true, None)?;
+    lossy_link_without_duplicates(&mut c, p, ", require_quorum")
 }
 
 /// With `require_quorum`, 10 % loss on one cable never gives a VIP two
