@@ -199,6 +199,10 @@ pub mod names {
     pub const VIP_COUNTERS: &str = "WACK_VIP_COUNTERS";
     pub const ACTIONS: &str = "WACK_ACTIONS";
     pub const LEASE: &str = "WACK_LEASE";
+    /// The LAN detector's lease (detector mode "guard"): renewed by its beat
+    /// thread with every beat it sends, so a node whose beats stop is
+    /// silent before a peer can take it to be.
+    pub const BEAT_LEASE: &str = "WACK_BEAT_LEASE";
     pub const CONFLICTS: &str = "WACK_CONFLICTS";
 }
 

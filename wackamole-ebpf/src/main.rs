@@ -43,6 +43,11 @@ static WACK_ACTIONS: PerCpuArray<u64> = PerCpuArray::with_max_entries(action::CO
 #[map(name = "WACK_LEASE")]
 static WACK_LEASE: Array<LeaseRecord> = Array::with_max_entries(1, 0);
 
+/// The LAN detector's lease, beside the agent's (a map of its own: pinned
+/// maps of an older build keep their layout across an upgrade).
+#[map(name = "WACK_BEAT_LEASE")]
+static WACK_BEAT_LEASE: Array<LeaseRecord> = Array::with_max_entries(1, 0);
+
 /// 256 conflict events of 32 bytes (plus headers) fit; conflicts are rare.
 #[map(name = "WACK_CONFLICTS")]
 static WACK_CONFLICTS: RingBuf = RingBuf::with_byte_size(16 * 1024, 0);
@@ -533,10 +538,16 @@ fn disposition(key: &VipKey, fenced: bool) -> Option<Disposition> {
     }
 }
 
-/// True when a lease is configured and its deadline has passed.
+/// True when a lease is configured and its deadline has passed: the
+/// agent's (engine evidence) or the LAN detector's (its beats).
 #[inline(always)]
 fn lease_lapsed() -> bool {
-    let Some(lease) = WACK_LEASE.get(0) else {
+    lapsed(&WACK_LEASE) || lapsed(&WACK_BEAT_LEASE)
+}
+
+#[inline(always)]
+fn lapsed(map: &Array<LeaseRecord>) -> bool {
+    let Some(lease) = map.get(0) else {
         return false;
     };
     let deadline = lease.deadline_ns;

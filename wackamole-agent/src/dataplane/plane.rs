@@ -30,7 +30,7 @@ const LINK_PREFIX: &str = "link-";
 
 /// (name, key size, value size, max entries) of every pinned map, to detect
 /// pins of another layout (left by another version), which are replaced.
-const MAP_SHAPES: [(&str, u32, u32, u32); 5] = [
+const MAP_SHAPES: [(&str, u32, u32, u32); 6] = [
     (
         names::VIPS,
         size_of::<VipKey>() as u32,
@@ -45,6 +45,7 @@ const MAP_SHAPES: [(&str, u32, u32, u32); 5] = [
     ),
     (names::ACTIONS, 4, 8, action::COUNT),
     (names::LEASE, 4, size_of::<LeaseRecord>() as u32, 1),
+    (names::BEAT_LEASE, 4, size_of::<LeaseRecord>() as u32, 1),
     (names::CONFLICTS, 0, 0, CONFLICT_RING_BYTES),
 ];
 
@@ -77,6 +78,7 @@ pub struct DataPlane {
     counters: PerCpuHashMap<MapData, VipKey, VipCounters>,
     actions: PerCpuArray<MapData, u64>,
     lease: Array<MapData, LeaseRecord>,
+    beat_lease: Array<MapData, LeaseRecord>,
     conflicts: Option<RingBuf<MapData>>,
     attached: BTreeMap<u32, Attached>,
     /// Drains the XDP program's debug log into `log` (only with `ebpf_debug_log`).
@@ -297,6 +299,8 @@ impl DataPlane {
             .map_err(map_err(names::ACTIONS, "opening"))?;
         let lease = Array::try_from(take(&mut ebpf, names::LEASE)?)
             .map_err(map_err(names::LEASE, "opening"))?;
+        let beat_lease = Array::try_from(take(&mut ebpf, names::BEAT_LEASE)?)
+            .map_err(map_err(names::BEAT_LEASE, "opening"))?;
         let conflicts = RingBuf::try_from(take(&mut ebpf, names::CONFLICTS)?)
             .map_err(map_err(names::CONFLICTS, "opening"))?;
 
@@ -308,6 +312,7 @@ impl DataPlane {
             counters,
             actions,
             lease,
+            beat_lease,
             conflicts: Some(conflicts),
             attached: BTreeMap::new(),
             ebpf_log,
@@ -554,6 +559,25 @@ impl DataPlane {
             .map_err(map_err(names::LEASE, "writing the deadline"))
     }
 
+    /// Writes the LAN detector's lease deadline (ns of CLOCK_MONOTONIC;
+    /// 0 = none). Its beat thread writes it through a [`BeatFence`].
+    pub fn set_beat_deadline(&mut self, deadline_ns: u64) -> Result<()> {
+        self.beat_lease
+            .set(0, LeaseRecord { deadline_ns }, 0)
+            .map_err(map_err(names::BEAT_LEASE, "writing the deadline"))
+    }
+
+    /// A writer of the LAN detector's lease for its beat thread (a handle
+    /// of its own on the pinned map: the thread never waits for the agent).
+    pub fn beat_fence(&self) -> Result<BeatFence> {
+        let path = self.pin_dir.join(names::BEAT_LEASE);
+        let data =
+            MapData::from_pin(&path).map_err(map_err(names::BEAT_LEASE, "opening its pin"))?;
+        let lease = Array::try_from(aya::maps::Map::Array(data))
+            .map_err(map_err(names::BEAT_LEASE, "opening"))?;
+        Ok(BeatFence { lease })
+    }
+
     /// The raw lease deadline (0 = no lease).
     pub fn lease_deadline(&self) -> Result<u64> {
         self.lease
@@ -776,4 +800,19 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
         action: "program type",
         cause: boxed(e),
     })
+}
+
+/// The LAN detector's lease (detector mode `guard`), written by its beat
+/// thread: XDP answers nothing past its deadline, as past the agent's.
+pub struct BeatFence {
+    lease: Array<MapData, LeaseRecord>,
+}
+
+impl BeatFence {
+    /// Sets the deadline (ns of CLOCK_MONOTONIC; 0 = none).
+    pub fn set(&mut self, deadline_ns: u64) -> Result<()> {
+        self.lease
+            .set(0, LeaseRecord { deadline_ns }, 0)
+            .map_err(map_err(names::BEAT_LEASE, "writing the deadline"))
+    }
 }

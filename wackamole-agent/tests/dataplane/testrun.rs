@@ -241,6 +241,43 @@ fn lease_expiry_fences_and_renewal_unfences() {
     assert_eq!(p.run(&request()).action, XDP_TX);
 }
 
+/// The LAN detector's lease (detector mode `guard`) fences as the agent's
+/// does, either one alone; its beat thread writes it through its own
+/// handle on the pinned map.
+#[test]
+#[ignore = "needs root"]
+fn the_beat_lease_fences_beside_the_agents() {
+    let mut p = owned();
+    let now = monotonic_now().as_nanos() as u64;
+    p.dp().renew_lease(Some(Duration::from_secs(60))).unwrap();
+    let mut fence = p.dp().beat_fence().unwrap();
+
+    // Zero: no beat lease.
+    fence.set(0).unwrap();
+    assert_eq!(p.run(&request()).action, XDP_TX);
+
+    // Lapsed beat lease, live agent lease: fenced.
+    fence.set(now - 1_000_000).unwrap();
+    assert_eq!(p.run(&request()).action, XDP_DROP);
+    assert_eq!(p.actions().drop_fenced, 1);
+
+    // Renewed: answered; then it lapses by itself.
+    let soon = monotonic_now().as_nanos() as u64 + 50_000_000;
+    fence.set(soon).unwrap();
+    assert_eq!(p.run(&request()).action, XDP_TX);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(p.run(&request()).action, XDP_DROP);
+
+    // The agent clears it at start.
+    p.dp().set_beat_deadline(0).unwrap();
+    assert_eq!(p.run(&request()).action, XDP_TX);
+
+    // Live beat lease, lapsed agent lease: fenced.
+    fence.set(u64::MAX).unwrap();
+    p.dp().set_lease_deadline(1).unwrap();
+    assert_eq!(p.run(&request()).action, XDP_DROP);
+}
+
 #[test]
 #[ignore = "needs root"]
 fn fence_applies_to_releasing_vips_and_not_to_unknown_ones() {
