@@ -100,6 +100,8 @@ struct Lapse {
     /// Revival was held back for members outside the view that answer
     /// (said once per lapse).
     held_back: bool,
+    /// Not before this: see [`Agent::revival_turn`].
+    turn: Option<Instant>,
 }
 
 /// A signal from the service manager or the operator.
@@ -337,6 +339,8 @@ pub struct Agent<H: Host> {
     quiet_start: bool,
     /// The members of the current view.
     view_members: Vec<MemberId>,
+    /// This node's member id in the latest view.
+    me: Option<MemberId>,
     /// VIFs the allocator gave us whose bring-up waits for `fenced` or
     /// `awaiting`.
     pub(super) deferred: BTreeSet<usize>,
@@ -354,6 +358,9 @@ pub struct Agent<H: Host> {
     /// Tells the host's announcements of every renewal (also those made
     /// in the middle of a batch).
     lease_signal: LeaseSignal,
+    /// The beat thread's stall this node is silent for (detector mode
+    /// `guard`): see [`Agent::beats_stalled`].
+    beat_stall: Option<u64>,
     /// Set when the lease lapsed: see [`Agent::may_revive`].
     lapse: Option<Lapse>,
     /// Set once a stop signal started handing our VIFs to the other members:
@@ -502,12 +509,14 @@ impl<H: Host> Agent<H> {
             awaiting_elsewhere: BTreeSet::new(),
             quiet_start: false,
             view_members: Vec::new(),
+            me: None,
             deferred: BTreeSet::new(),
             yielded: BTreeSet::new(),
             silent6: BTreeSet::new(),
             lingering: BTreeMap::new(),
             lease_until: None,
             lapse: None,
+            beat_stall: None,
             announcing: Announcing {
                 tx: Some(announced_tx),
                 ..Default::default()
@@ -650,6 +659,11 @@ impl<H: Host> Agent<H> {
             Report::FellSilent { member, mono_ns } => self.fell_silent(&member, mono_ns).await,
             Report::SpokeUp { member, mono_ns } => self.spoke_up(&member, mono_ns),
             Report::NoneElsewhere { mono_ns } => self.none_elsewhere(mono_ns).await,
+            Report::Stalled {
+                stall,
+                silent_ms,
+                mono_ns,
+            } => self.beats_stalled(stall, silent_ms, mono_ns),
             Report::Lost { member, mono_ns } => {
                 info!(%member, mono_ns, "detector: lost a peer (silent past the deadline)");
                 if let Ok(mut m) = self.metrics.lock() {
@@ -721,6 +735,7 @@ impl<H: Host> Agent<H> {
                 self.fence_the_recently_heard(&view.members);
                 self.guard_departed(&view.members);
                 self.view_members.clone_from(&view.members);
+                self.me = view.members.get(view.my_index).cloned();
                 if let Some(b) = &self.inputs.beats {
                     b.tell(super::beats::Command::View {
                         members: view.members.clone(),
@@ -1060,6 +1075,29 @@ impl<H: Host> Agent<H> {
         if !quiet.is_empty() {
             warn!(%member, mono_ns, vifs = ?quiet, "detector: a departed member answers again: its VIFs go quiet here until it falls silent");
             self.publish_answering();
+        }
+    }
+
+    /// The beat thread sent no beat for `silent_ms` (starved or frozen): the
+    /// beat lease silenced XDP, and the peers may have taken this node to be
+    /// silent and its VIFs with it. As after a lapse of the agent's own
+    /// lease, it answers again only once [`Agent::may_revive`] says so,
+    /// which tells the thread.
+    fn beats_stalled(&mut self, stall: u64, silent_ms: u64, mono_ns: u64) {
+        warn!(
+            silent_ms,
+            mono_ns,
+            "detector: the beat thread stalled: XDP silent (beat lease) until the lease may revive"
+        );
+        self.beat_stall = Some(stall);
+        if self.lapse.is_none() {
+            self.lapse = Some(Lapse {
+                since: Instant::now(),
+                view_changed: false,
+                settle_until: None,
+                held_back: false,
+                turn: None,
+            });
         }
     }
 
@@ -1771,6 +1809,7 @@ impl<H: Host> Agent<H> {
                     view_changed: false,
                     settle_until: None,
                     held_back: false,
+                    turn: None,
                 });
             }
         }
@@ -1812,20 +1851,52 @@ impl<H: Host> Agent<H> {
             }
             return false;
         }
+        if let (Some(wait), Some(lapse)) = (self.revival_turn(), self.lapse.as_mut()) {
+            let now = Instant::now();
+            if now < *lapse.turn.get_or_insert(now + wait) {
+                return false;
+            }
+        }
+        // The merge wait is for a node left alone; an exchange with peers in
+        // progress is waited for however long ago the lapse was: each side
+        // of a healed split may still list the other's VIFs as its own (two
+        // lapsed one-node views merging revived together and answered the
+        // same six VIPs until the exchange, 20 ms later).
+        let exchanging = self.alloc.phase() == Phase::Gather && self.view_members.len() > 1;
         let settled = !lapse.view_changed
             || (matches!(
                 self.alloc.phase(),
                 Phase::Run | Phase::Balance | Phase::Boot
             ) && self.complete_members > 1)
-            || Instant::now() >= lapse.since + self.alloc.merge_wait();
+            || (!exchanging && Instant::now() >= lapse.since + self.alloc.merge_wait());
         if settled {
             info!(
                 view_changed = lapse.view_changed,
                 "liveness evidence after the lapse: lease renewed"
             );
             self.lapse = None;
+            if let (Some(stall), Some(beats)) = (self.beat_stall.take(), &self.inputs.beats) {
+                beats.tell(super::beats::Command::Revive { stall });
+            }
         }
         settled
+    }
+
+    /// Detector mode `guard`: how long a lapsed node waits before it may
+    /// revive, when members of other views beat (answering or not). Two
+    /// nodes of two views whose leases lapsed together (one stall starved
+    /// both) each hear the other silent and would revive together,
+    /// answering the same VIFs: the member with the lowest id goes first,
+    /// the others wait a turn of `silent_after` each by rank, then look
+    /// again whether one of them answers now ([`Agent::may_revive`]).
+    fn revival_turn(&self) -> Option<Duration> {
+        let me = self.me.as_ref()?;
+        let snapshot = self.detector_snapshot().filter(|_| self.guarding())?;
+        let ahead = (snapshot.beating_elsewhere.iter())
+            .filter(|m| *m < me)
+            .count();
+        let step = self.cfg.detector.as_ref()?.timing.silent_after();
+        (ahead > 0).then(|| step * u32::try_from(ahead).unwrap_or(u32::MAX))
     }
 
     /// Members whose beats say they answer in another view than this

@@ -12,7 +12,7 @@
 //! leaves a departed member's VIFs alone until it falls silent).
 
 use crate::config::DetectorConfig;
-use crate::dataplane::monotonic_now;
+use crate::dataplane::{monotonic_now, BeatFence};
 use crate::detect::{Beat, Detector};
 use crate::membership::MemberId;
 use std::net::{SocketAddr, UdpSocket};
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// What the agent tells the thread.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// A regular view, with me at `my_index`.
     View {
@@ -32,6 +32,10 @@ pub enum Command {
     },
     /// No view (engine lost, left the group).
     Clear,
+    /// The agent may answer again after [`Report::Stalled`] `stall` (its
+    /// own lease revived: see `Agent::may_revive`): the beat lease is
+    /// renewed again.
+    Revive { stall: u64 },
 }
 
 /// What the thread tells the agent. `mono_ns`: CLOCK_MONOTONIC when it
@@ -53,6 +57,15 @@ pub enum Report {
     /// No member of another view answers any more (see
     /// [`Snapshot::elsewhere`]).
     NoneElsewhere { mono_ns: u64 },
+    /// The beat lease lapsed: this thread sent no beat for `silent_ms`, so
+    /// XDP went silent and the peers may have taken this node to be. It
+    /// stays silent (the beats say so) until the agent sends
+    /// [`Command::Revive`] with the same `stall`.
+    Stalled {
+        stall: u64,
+        silent_ms: u64,
+        mono_ns: u64,
+    },
 }
 
 /// Beat counters (the metrics page, `ctl status`).
@@ -79,6 +92,9 @@ pub struct Snapshot {
     /// Those of them whose latest beat names another view than this
     /// node's (`Detector::answering_elsewhere`).
     pub elsewhere: std::collections::BTreeSet<MemberId>,
+    /// The members heard lately, answering or not, whose latest beat names
+    /// another view (`Detector::beating_elsewhere`).
+    pub beating_elsewhere: std::collections::BTreeSet<MemberId>,
 }
 
 pub struct BeatsHandle {
@@ -122,6 +138,8 @@ impl BeatsHandle {
 /// and reads what the agent tells it.
 pub struct Detached {
     pub reports: mpsc::UnboundedSender<Report>,
+    /// What the agent told the thread.
+    pub commands: std_mpsc::Receiver<Command>,
     pub shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
     pub answer_until: std::sync::Arc<AtomicU64>,
 }
@@ -138,12 +156,24 @@ impl Detached {
             let _ = self.reports.send(r);
         }
     }
+
+    /// What the thread would publish as `beating_elsewhere`.
+    pub fn say_beating_elsewhere(&self, members: &[&str]) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.beating_elsewhere = members.iter().map(|m| MemberId((*m).into())).collect();
+        }
+    }
+
+    /// Every command the agent sent the thread so far.
+    pub fn told(&self) -> Vec<Command> {
+        self.commands.try_iter().collect()
+    }
 }
 
 /// A handle with no thread and no socket behind it (tests of the agent).
 pub fn detached() -> (BeatsHandle, Detached) {
     let (tx, reports) = mpsc::unbounded_channel();
-    let (commands, _) = std_mpsc::channel();
+    let (commands, told) = std_mpsc::channel();
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
     let answer_until = std::sync::Arc::new(AtomicU64::new(0));
     let handle = BeatsHandle {
@@ -154,6 +184,7 @@ pub fn detached() -> (BeatsHandle, Detached) {
     };
     let end = Detached {
         reports: tx,
+        commands: told,
         shared,
         answer_until,
     };
@@ -161,8 +192,14 @@ pub fn detached() -> (BeatsHandle, Detached) {
 }
 
 /// Binds the beat socket and starts the thread. The group name tags the
-/// beats, so two clusters on one LAN ignore each other.
-pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
+/// beats, so two clusters on one LAN ignore each other. With `fence`
+/// (mode `guard` with a lease), every beat sent renews the beat lease for
+/// [`Timing::beat_fence`](crate::detect::Timing::beat_fence).
+pub fn start(
+    cfg: &DetectorConfig,
+    group: &str,
+    fence: Option<BeatFence>,
+) -> anyhow::Result<BeatsHandle> {
     let socket = UdpSocket::bind(cfg.listen)
         .map_err(|e| anyhow::anyhow!("detector: cannot bind {}: {e}", cfg.listen))?;
     socket
@@ -186,7 +223,9 @@ pub fn start(cfg: &DetectorConfig, group: &str) -> anyhow::Result<BeatsHandle> {
         fenced: false,
         answering: Default::default(),
         elsewhere: Default::default(),
+        beating_elsewhere: Default::default(),
         answer_until: answer_until.clone(),
+        fence: fence.map(|mut f| Fence::new(Box::new(move |ns| Ok(f.set(ns)?)))),
     };
     std::thread::Builder::new()
         .name("wackamole-beats".into())
@@ -231,7 +270,86 @@ struct Thread {
     /// The members last published as answering, and those of another view.
     answering: std::collections::BTreeSet<MemberId>,
     elsewhere: std::collections::BTreeSet<MemberId>,
+    beating_elsewhere: std::collections::BTreeSet<MemberId>,
     answer_until: std::sync::Arc<AtomicU64>,
+    fence: Option<Fence>,
+}
+
+/// Writes the beat lease's deadline (ns of CLOCK_MONOTONIC).
+type FenceWriter = Box<dyn FnMut(u64) -> anyhow::Result<()> + Send>;
+
+/// The beat lease as the thread keeps it.
+struct Fence {
+    writer: FenceWriter,
+    /// The deadline written last (0: none yet).
+    until_ns: u64,
+    /// When the last beat went out.
+    last_sent_ns: u64,
+    /// The stall this node stays silent for, until the agent revives it.
+    held: Option<u64>,
+    stalls: u64,
+    /// The last write failed (said once per run of failures).
+    failing: bool,
+}
+
+impl Fence {
+    fn new(writer: FenceWriter) -> Fence {
+        Fence {
+            writer,
+            until_ns: 0,
+            last_sent_ns: 0,
+            held: None,
+            stalls: 0,
+            failing: false,
+        }
+    }
+
+    /// The agent's [`Command::Revive`]: renewed from the next beat on (not a
+    /// lapse until then). A revival of an older stall is ignored.
+    fn revive(&mut self, stall: u64) {
+        if self.held == Some(stall) {
+            self.held = None;
+            self.until_ns = 0;
+        }
+    }
+
+    /// A stall, if the lease lapsed since the last beat: the peers may have
+    /// taken this node to be silent (and its VIFs), so it stays silent
+    /// until the agent says otherwise.
+    fn lapsed(&mut self, now_ns: u64) -> Option<Report> {
+        if self.held.is_some() || self.until_ns == 0 || now_ns <= self.until_ns {
+            return None;
+        }
+        self.stalls += 1;
+        self.held = Some(self.stalls);
+        Some(Report::Stalled {
+            stall: self.stalls,
+            silent_ms: now_ns.saturating_sub(self.last_sent_ns) / 1_000_000,
+            mono_ns: now_ns,
+        })
+    }
+
+    /// A beat went out at `now_ns`: the lease runs `fence` from it, unless
+    /// held.
+    fn renew(&mut self, now_ns: u64, fence: Duration) {
+        self.last_sent_ns = now_ns;
+        if self.held.is_some() {
+            return;
+        }
+        let until = now_ns.saturating_add(u64::try_from(fence.as_nanos()).unwrap_or(u64::MAX));
+        match (self.writer)(until) {
+            Ok(()) => {
+                self.until_ns = until;
+                self.failing = false;
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::error!(error = %e, "detector: cannot renew the beat lease (XDP falls silent)");
+                }
+                self.failing = true;
+            }
+        }
+    }
 }
 
 /// Sleeps until the socket has a datagram or `wait` has passed (to the
@@ -274,12 +392,23 @@ impl Thread {
             let t = now();
             if t >= next_beat {
                 if let Some(d) = self.detector.as_mut() {
-                    d.set_silent(mono_ns() >= self.answer_until.load(Ordering::Relaxed));
+                    let now_ns = mono_ns();
+                    let stalled = self.fence.as_mut().and_then(|f| f.lapsed(now_ns));
+                    let held = self.fence.as_ref().is_some_and(|f| f.held.is_some());
+                    d.set_silent(held || now_ns >= self.answer_until.load(Ordering::Relaxed));
                     let bytes = d.beat(t).encode();
+                    let mut sent = self.peers.is_empty();
                     for p in &self.peers {
                         if self.socket.send_to(&bytes, p).is_ok() {
                             self.counts.sent += 1;
+                            sent = true;
                         }
+                    }
+                    if let (true, Some(f)) = (sent, self.fence.as_mut()) {
+                        f.renew(now_ns, self.timing.beat_fence());
+                    }
+                    if let Some(r) = stalled {
+                        let _ = self.reports.send(r);
                     }
                 }
                 // Keep the cadence; after a stall, start again from now.
@@ -348,6 +477,11 @@ impl Thread {
                     d.clear();
                 }
             }
+            Command::Revive { stall } => {
+                if let Some(f) = self.fence.as_mut() {
+                    f.revive(stall);
+                }
+            }
         }
     }
 
@@ -360,6 +494,7 @@ impl Thread {
         let fenced = d.lease_until().is_some_and(|u| u <= t);
         let answering = d.answering(t);
         let elsewhere = d.answering_elsewhere(t);
+        let beating_elsewhere = d.beating_elsewhere(t);
         let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
         let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
         let fence_changed = fenced != self.fenced;
@@ -368,10 +503,12 @@ impl Thread {
             || !polled.condemned.is_empty()
             || fence_changed
             || answering != self.answering
-            || elsewhere != self.elsewhere;
+            || elsewhere != self.elsewhere
+            || beating_elsewhere != self.beating_elsewhere;
         self.fenced = fenced;
         self.answering = answering;
         self.elsewhere = elsewhere;
+        self.beating_elsewhere = beating_elsewhere;
         // Published before the reports: an agent that reads the snapshot
         // after a report was sent sees at least as much as it says.
         if changed {
@@ -416,6 +553,7 @@ impl Thread {
                 fenced: self.fenced,
                 answering: self.answering.clone(),
                 elsewhere: self.elsewhere.clone(),
+                beating_elsewhere: self.beating_elsewhere.clone(),
             };
         }
     }
@@ -426,6 +564,54 @@ mod tests {
     use super::*;
     use crate::config::DetectorMode;
     use crate::detect::Timing;
+
+    /// The beat lease: renewed for `fence` from every beat sent; a beat
+    /// that finds it lapsed holds it (no renewal, one report per stall)
+    /// until the agent revives that stall, and only that one.
+    #[test]
+    fn a_lapsed_beat_lease_stays_lapsed_until_the_agent_revives_it() {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = written.clone();
+        let mut f = Fence::new(Box::new(move |ns| {
+            w.lock().expect("test lock").push(ns);
+            Ok(())
+        }));
+        let ms = |n: u64| n * 1_000_000;
+        let fence = Duration::from_millis(45);
+        assert_eq!(f.lapsed(ms(1000)), None, "not armed before the first beat");
+        f.renew(ms(1000), fence);
+        assert_eq!(f.lapsed(ms(1045)), None);
+        f.renew(ms(1045), fence);
+        let stalled = f.lapsed(ms(1100));
+        assert_eq!(
+            stalled,
+            Some(Report::Stalled {
+                stall: 1,
+                silent_ms: 55,
+                mono_ns: ms(1100)
+            })
+        );
+        assert_eq!(f.lapsed(ms(1105)), None, "one report per stall");
+        f.renew(ms(1100), fence);
+        f.revive(0);
+        f.renew(ms(1105), fence);
+        assert_eq!(f.lapsed(ms(1200)), None, "still held");
+        f.revive(1);
+        assert_eq!(
+            f.lapsed(ms(1200)),
+            None,
+            "revived: not a lapse before its next beat"
+        );
+        f.renew(ms(1200), fence);
+        assert_eq!(
+            *written.lock().expect("test lock"),
+            [ms(1045), ms(1090), ms(1245)]
+        );
+        assert!(matches!(
+            f.lapsed(ms(1300)),
+            Some(Report::Stalled { stall: 2, .. })
+        ));
+    }
 
     /// Three beat threads on loopback (real sockets, real clock), one view:
     /// a quiet second loses nobody and never lets a fence lapse.
@@ -444,7 +630,7 @@ mod tests {
                 timing: Timing::DEFAULT,
                 mode: DetectorMode::Observe,
             };
-            let h = start(&cfg, "test").expect("bind on loopback");
+            let h = start(&cfg, "test", None).expect("bind on loopback");
             h.tell(Command::View {
                 members: members.clone(),
                 my_index: k,

@@ -171,6 +171,17 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     plane
         .renew_lease(None)
         .context("data plane: clearing the lease")?;
+    plane
+        .set_beat_deadline(0)
+        .context("data plane: clearing the beat lease")?;
+    // Detector mode `guard` with a lease: the beat thread fences this node
+    // too (the peers judge it by its beats).
+    let beat_fence = match &cfg.detector {
+        Some(d) if d.mode == config::DetectorMode::Guard && cfg.xdp.lease != config::Lease::Off => {
+            Some(plane.beat_fence().context("data plane: the beat lease")?)
+        }
+        _ => None,
+    };
 
     let control = ControlServer::bind(&cfg.control_socket)?;
     let (control_tx, control_rx) = mpsc::channel::<ControlRequest>(16);
@@ -200,7 +211,7 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     );
     let beats = match &cfg.detector {
         Some(d) => {
-            let b = super::beats::start(d, cfg.engine.group())?;
+            let b = super::beats::start(d, cfg.engine.group(), beat_fence)?;
             info!(
                 listen = %d.listen,
                 peers = d.peers.len(),

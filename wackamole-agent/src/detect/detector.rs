@@ -125,6 +125,9 @@ pub struct Detector {
     silent: bool,
     /// My view's digest (0: none).
     digest: u64,
+    /// When each member was last heard and the view its beat named (not 0),
+    /// for [`Timing::recall`]: see [`Detector::beating_elsewhere`].
+    views_heard: BTreeMap<MemberId, (Instant, u64)>,
 }
 
 impl Detector {
@@ -139,6 +142,7 @@ impl Detector {
             sent: 0,
             condemned: BTreeSet::new(),
             ghosts: BTreeMap::new(),
+            views_heard: BTreeMap::new(),
             silent: false,
             digest: 0,
         }
@@ -280,6 +284,19 @@ impl Detector {
             .collect()
     }
 
+    /// The members heard within [`Timing::recall`], answering or not,
+    /// whose latest beat named another view than mine: those that may
+    /// revive in their view when this node does in its own. A long memory
+    /// on purpose: after a stall of the whole host nobody has beaten for a
+    /// while, and all of them wake together.
+    pub fn beating_elsewhere(&self, now: Instant) -> BTreeSet<MemberId> {
+        let recall = self.timing.recall();
+        (self.views_heard.iter())
+            .filter(|(_, (at, view))| *at + recall > now && *view != self.digest)
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
     /// The members heard within `silent_after` that answer, with the view
     /// each named.
     fn answerers(&self, now: Instant) -> impl Iterator<Item = (&MemberId, u64)> {
@@ -340,7 +357,11 @@ impl Detector {
             return Err(Ignored::NotAPeer);
         }
         let Some(p) = self.peers.get_mut(&beat.sender) else {
-            return self.haunted(beat, now);
+            let r = self.haunted(beat, now);
+            if r.is_ok() {
+                self.heard_view(beat, now);
+            }
+            return r;
         };
         if p.heard.is_some() && beat.stamp <= p.stamp {
             return Err(Ignored::Stale);
@@ -360,7 +381,27 @@ impl Detector {
             }
         }
         p.reports = beat.lost.iter().cloned().collect();
+        self.heard_view(beat, now);
         Ok(())
+    }
+
+    /// Remembers the view an accepted beat named, for [`Timing::recall`]
+    /// (at most [`MAX_GHOSTS`] twice over: the least recently heard go).
+    fn heard_view(&mut self, beat: &Beat, now: Instant) {
+        if beat.view == 0 {
+            return;
+        }
+        self.views_heard
+            .insert(beat.sender.clone(), (now, beat.view));
+        while self.views_heard.len() > 2 * MAX_GHOSTS {
+            let oldest = (self.views_heard.iter())
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(m, _)| m.clone());
+            match oldest {
+                Some(m) => self.views_heard.remove(&m),
+                None => break,
+            };
+        }
     }
 
     /// Loses the armed peers silent for the deadline; returns the peers
@@ -370,6 +411,8 @@ impl Detector {
         let mut polled = Polled::default();
         let silent_after = self.timing.silent_after();
         self.ghosts.retain(|_, g| g.heard + silent_after > now);
+        let recall = self.timing.recall();
+        self.views_heard.retain(|_, (at, _)| *at + recall > now);
         if self.n == 0 {
             return polled;
         }
@@ -925,10 +968,12 @@ mod tests {
         let beat = d[0].beat(t0 + ms(56));
         assert!(beat.echoes.iter().all(|e| e.member != id(2)));
         assert_eq!(d[0].lease_until(), None, "two members: no limit");
-        // It says it answers nothing now: no longer answering.
+        // It says it answers nothing now: no longer answering, but still
+        // beating in another view.
         d[2].set_silent(true);
         exchange(&mut d, t0 + ms(60));
         assert_eq!(d[0].answering(t0 + ms(60)), [id(1)].into());
+        assert_eq!(d[0].beating_elsewhere(t0 + ms(60)), [id(2)].into());
         // It answers again (its beats say so).
         d[2].set_silent(false);
         exchange(&mut d, t0 + ms(65));
@@ -938,10 +983,27 @@ mod tests {
         let later = t0 + ms(65) + Timing::DEFAULT.silent_after();
         let _ = d[0].poll(later);
         assert_eq!(d[0].answering(later), BTreeSet::new());
+        assert_eq!(
+            d[0].beating_elsewhere(later),
+            [id(2)].into(),
+            "remembered longer"
+        );
         assert!(d[0].ghosts.is_empty());
         let b = d[2].beat(later + ms(1));
         assert_eq!(d[0].receive(&b, later + ms(1)), Ok(()));
         assert_eq!(d[0].answering(later + ms(1)), [id(2)].into());
+        // Its view is forgotten after `recall`, or once it names mine.
+        let gone = later + ms(1) + Timing::DEFAULT.recall();
+        let _ = d[0].poll(gone);
+        assert_eq!(d[0].beating_elsewhere(gone), BTreeSet::new());
+        d[0].view(&[id(0), id(1), id(2)]);
+        let b = d[2].beat(gone);
+        let _ = d[0].receive(&b, gone);
+        assert_eq!(d[0].beating_elsewhere(gone), BTreeSet::new());
+        d[2].view(&[id(0), id(1), id(2)]);
+        let b = d[2].beat(gone + ms(1));
+        assert_eq!(d[0].receive(&b, gone + ms(1)), Ok(()));
+        assert_eq!(d[0].beating_elsewhere(gone + ms(1)), BTreeSet::new());
     }
 
     #[test]

@@ -65,4 +65,20 @@ impl Timing {
     pub fn silent_after(&self) -> Duration {
         self.deadline * 2
     }
+
+    /// How long a member's view is remembered after its latest beat
+    /// (`Detector::beating_elsewhere`): sixteen times `silent_after`, about
+    /// a second by default. Only ever delays a revival.
+    pub fn recall(&self) -> Duration {
+        self.silent_after() * 16
+    }
+
+    /// How long a node answers after its latest beat went out (detector
+    /// mode `guard`, the beat lease): three quarters of
+    /// [`silent_after`](Self::silent_after), so a node whose beats stop
+    /// (its thread starved or frozen) is silent before a peer may take it
+    /// to be; the last quarter covers the peer's processing.
+    pub fn beat_fence(&self) -> Duration {
+        self.silent_after() * 3 / 4
+    }
 }

@@ -3170,6 +3170,22 @@ impl Node {
             .say(answering, elsewhere, report);
     }
 
+    /// This node's beat thread hears `members` beat in another view
+    /// (answering or not).
+    fn beating_elsewhere(&self, members: &[&str]) {
+        (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .say_beating_elsewhere(members);
+    }
+
+    /// Every command this node's agent told its beat thread since the last
+    /// call.
+    fn told(&self) -> Vec<wackamole::daemon::beats::Command> {
+        (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .told()
+    }
+
     /// Until when this node told its beat thread it answers (0: nothing).
     fn answer_until(&self) -> u64 {
         (self.detached.as_ref())
@@ -3387,6 +3403,136 @@ async fn a_guarded_split_right_after_a_re_formation_goes_by_the_settled_table() 
         never_both(&c, 600).await;
         assert_eq!(answered_by(&c, "a"), of_a, "{}", c.journal.dump());
         assert_eq!(answered_by(&c, "b"), of_b, "{}", c.journal.dump());
+    })
+    .await;
+}
+
+/// Detector mode `guard`: a split, then one stall starves both nodes: both
+/// leases lapse, each hears the other fall silent and takes its VIFs (XDP
+/// still silent), and each still hears the other beat in another view.
+/// Thawed at the same instant, both would revive and answer every VIF: a
+/// (the lower member id) revives first, b waits its turn, hears a answer
+/// by then and stays silent. Never two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_pair_lapsed_together_revives_one_at_a_time() {
+    local(async {
+        let c = two_balanced(GUARD).await;
+        let (a, b) = (c.node("a"), c.node("b"));
+        split_beating(&c, false);
+        never_both(&c, 600).await;
+        c.freeze("a", true);
+        c.freeze("b", true);
+        wait(FLOOR).await;
+        a.beating_elsewhere(&["b"]);
+        b.beating_elsewhere(&["a"]);
+        a.beats(&[], &[], report("b", true));
+        b.beats(&[], &[], report("a", true));
+        never_both(&c, 20).await;
+        assert_eq!(answered_by(&c, "a"), Vec::<usize>::new(), "a is fenced");
+        assert_eq!(answered_by(&c, "b"), Vec::<usize>::new(), "b is fenced");
+        c.freeze("a", false);
+        c.freeze("b", false);
+        for _ in 0..200 {
+            wait(ms(1)).await;
+            assert_eq!(both_answer(&c), None, "{}", c.journal.dump());
+            if !answered_by(&c, "a").is_empty() {
+                break;
+            }
+        }
+        assert_eq!(answered_by(&c, "a").len(), VIFS, "{}", c.journal.dump());
+        // a's beats reach b: it answers, in another view.
+        b.beats(&["a"], &["a"], None);
+        never_both(&c, 600).await;
+        assert_eq!(
+            answered_by(&c, "b"),
+            Vec::<usize>::new(),
+            "{}",
+            c.journal.dump()
+        );
+    })
+    .await;
+}
+
+/// Detector mode `guard`: the beat thread stalled (its beat lease silenced
+/// XDP; the peers may have taken this node to be silent). The agent takes
+/// it as a lapse of its own lease: no renewal, and the thread renews the
+/// beat lease only when the agent says so, which waits while a member of
+/// another view answers, then comes with the next liveness evidence.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_node_whose_beats_stalled_revives_only_through_the_agent() {
+    use wackamole::daemon::beats::Command;
+    local(async {
+        let c = two_balanced(GUARD).await;
+        let a = c.node("a");
+        split_beating(&c, false);
+        never_both(&c, 100).await;
+        let _ = a.told();
+        a.beats(
+            &["b"],
+            &["b"],
+            Some(Report::Stalled {
+                stall: 7,
+                silent_ms: 80,
+                mono_ns: 0,
+            }),
+        );
+        wait(ms(300)).await;
+        assert_eq!(
+            answered_by(&c, "a"),
+            Vec::<usize>::new(),
+            "{}",
+            c.journal.dump()
+        );
+        let revived = |told: Vec<Command>| told.contains(&Command::Revive { stall: 7 });
+        assert!(!revived(a.told()), "revived while b answers elsewhere");
+        a.beats(&["b"], &[], None);
+        wait(ms(100)).await;
+        assert!(revived(a.told()), "{}", c.journal.dump());
+        assert!(!answered_by(&c, "a").is_empty(), "{}", c.journal.dump());
+    })
+    .await;
+}
+
+/// Detector mode `guard`: a split, one stall lapses both leases, each takes
+/// the other's VIFs, and the split outlasts the merge wait. Healed (one
+/// view, so their beats name the same view), each lists every VIF as its
+/// own until the merge's exchange settles: neither revives before it,
+/// however long ago its lapse (a, thawed first, waits for b's state).
+/// Never two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_pair_lapsed_apart_revives_after_the_merges_exchange() {
+    local(async {
+        let c = two_balanced(GUARD).await;
+        let (a, b) = (c.node("a"), c.node("b"));
+        split_beating(&c, false);
+        never_both(&c, 600).await;
+        c.freeze("a", true);
+        c.freeze("b", true);
+        wait(FLOOR).await;
+        a.beats(&[], &[], report("b", true));
+        b.beats(&[], &[], report("a", true));
+        wait(ms(2500)).await;
+        // b's agent stops for a while: the merge's exchange waits for its
+        // state, and a, thawed meanwhile, waits for the exchange.
+        c.stop("b", None);
+        c.views(&[&["a", "b"]]);
+        c.freeze("a", false);
+        wait(ms(150)).await;
+        assert_eq!(
+            answered_by(&c, "a"),
+            Vec::<usize>::new(),
+            "{}",
+            c.journal.dump()
+        );
+        c.freeze("b", false);
+        c.stop("b", Some(Thaw::Resumed(ms(400))));
+        never_both(&c, 600).await;
+        assert_eq!(
+            answered_by(&c, "a").len() + answered_by(&c, "b").len(),
+            VIFS,
+            "{}",
+            c.journal.dump()
+        );
     })
     .await;
 }
