@@ -17,11 +17,18 @@
 //! is connected, without quorum) and
 //! `known_gap_30_percent_loss_with_quorum_lets_a_reforming_node_answer`;
 //! with the LAN detector in mode `guard` neither 10 % nor 30 % loss gives
-//! a duplicate on a quiet host (or one with a CPU hog), but under the full
-//! test suite's load (agents starved for up to 1.4 s) a few 10-50 ms
-//! duplicates still slip through in some runs:
+//! a duplicate on a quiet host (or one with a CPU hog), but on a starved
+//! host a few 10-50 ms duplicates still slip through in some runs:
 //! `known_gap_under_load_loss_on_one_link_with_the_detector_guard` and
 //! `known_gap_under_load_30_percent_loss_with_quorum_and_the_detector_guard`.
+//! Two of the ways were closed (lapsed nodes of two views reviving
+//! together, or at a merge before its exchange; a starved beat thread
+//! behind a live lease: the beat lease); the one left is a false eviction:
+//! a member whose engine thread is held in a corosync call sends no probe
+//! for the eviction deadline (110 ms) while the ring moves, so the group
+//! evicts it and its VIFs answer elsewhere at once, while its lease is
+//! still vouched for by corosync's running process (the vouch that keeps
+//! every node answering through a ring re-formation).
 //!
 //! A duplicate answerer is a VIP answered by two MACs in two consecutive
 //! observer rounds or more: a single round can show both sides of a correct
@@ -577,10 +584,9 @@ fn loss_10_and_30_percent_on_one_link() -> Result<()> {
 /// as often, but a member the view dropped whose beats still say it
 /// answers keeps its VIFs, and a lapsed node stays silent while members
 /// of another view answer, so no VIP has two answerers; full coverage
-/// once the loss ends, a quiet cluster after. Passes alone (9 of 9 runs
-/// next to a CPU hog); inside the full test suite, one run of two showed
-/// a few 10-50 ms duplicates (agents starved for a second act on news
-/// that is stale by then).
+/// once the loss ends, a quiet cluster after. Passes alone; on a starved
+/// host some runs still show a 20-40 ms duplicate after a false eviction
+/// (see the module's notes).
 #[test]
 #[ignore = "needs root and corosync"]
 fn known_gap_under_load_loss_on_one_link_with_the_detector_guard() -> Result<()> {
