@@ -341,6 +341,10 @@ pub struct Agent<H: Host> {
     view_members: Vec<MemberId>,
     /// This node's member id in the latest view.
     me: Option<MemberId>,
+    /// Detector mode `guard`: a member the group just evicted whose beats
+    /// still say it answers; the VIFs acquired in the same decision wait
+    /// for it (see [`Agent::guard_evicted`]).
+    evicted_answering: Option<MemberId>,
     /// VIFs the allocator gave us whose bring-up waits for `fenced` or
     /// `awaiting`.
     pub(super) deferred: BTreeSet<usize>,
@@ -510,6 +514,7 @@ impl<H: Host> Agent<H> {
             quiet_start: false,
             view_members: Vec::new(),
             me: None,
+            evicted_answering: None,
             deferred: BTreeSet::new(),
             yielded: BTreeSet::new(),
             silent6: BTreeSet::new(),
@@ -1005,6 +1010,21 @@ impl<H: Host> Agent<H> {
         holders
     }
 
+    /// Detector mode `guard`: the group evicted `member` (silent in the
+    /// group past the deadline, taken to be frozen and fenced by its
+    /// lease), but its beats say it answers: its engine thread was held in
+    /// a corosync call while the ring moved, and corosync's running process
+    /// vouched for its lease. The VIFs the eviction gives this node (the
+    /// acquisitions of the same decision) wait for it to fall silent, as
+    /// those of a departed member do; it falls silent once it hears of its
+    /// eviction. A frozen member's beats stopped as long ago as its probes.
+    fn guard_evicted(&mut self, member: MemberId) {
+        if self.guarding() && self.still_answers(&member) {
+            warn!(%member, "the group evicted a member whose beats say it still answers: the VIFs it leaves answer here once it falls silent");
+            self.evicted_answering = Some(member);
+        }
+    }
+
     /// A view completed (its exchange settled who holds what): members back
     /// in it hold their VIFs by the agreed table again, and nothing here
     /// waits for them any more (the deferred VIFs still ours come up at
@@ -1131,6 +1151,10 @@ impl<H: Host> Agent<H> {
                 "taken while members of another view answer and this node answered nothing: answering once none does"
             );
             return true;
+        }
+        if let Some(member) = self.evicted_answering.clone() {
+            self.awaiting.insert(i, member.clone());
+            self.origin.insert(i, member);
         }
         if let Some(member) = self.awaiting.get(&i) {
             self.deferred.insert(i);
@@ -1341,6 +1365,7 @@ impl<H: Host> Agent<H> {
             }
         }
         self.flush(&mut batch).await;
+        self.evicted_answering = None;
         if !up.is_empty() {
             if let Some((at, trigger)) = &self.trigger {
                 let took = at.elapsed();
@@ -2001,6 +2026,10 @@ impl<H: Host> Agent<H> {
                     self.refresh_announcements();
                 }
                 self.complete_members = *members;
+            }
+            Report::Evicted { member, .. } => {
+                info!("{r}");
+                self.guard_evicted(member.clone());
             }
             _ => info!("{r}"),
         }

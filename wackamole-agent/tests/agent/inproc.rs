@@ -3536,3 +3536,42 @@ async fn a_guarded_pair_lapsed_apart_revives_after_the_merges_exchange() {
     })
     .await;
 }
+
+/// Detector mode `guard`: the group evicts a (silent in the group past the
+/// deadline) while a's beats, as b hears them, still say it answers (its
+/// engine thread held in a corosync call while the ring moves, its lease
+/// vouched for by corosync's running process): b takes a's VIFs in its
+/// table at once, but answers them only once a falls silent.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_eviction_of_a_member_that_still_answers_waits_for_its_silence() {
+    local(async {
+        let c = Cluster::start(&["a", "b"], GUARD);
+        c.watch_probes();
+        c.views(&[&["a", "b"]]);
+        wait(ms(3000)).await;
+        let held = answered_by(&c, "a");
+        assert_eq!(held.len(), 2, "{}", c.journal.dump());
+        let b = c.node("b");
+        b.beats(&["a"], &[], None);
+        c.stop("a", None);
+        wait(ms(400)).await;
+        let list = b.list().await;
+        for k in &held {
+            assert!(
+                !c.journal.answering("b", vip(*k)),
+                "v{k} answered while a's beats say it answers\n{}",
+                c.journal.dump()
+            );
+            assert_eq!(
+                list.vifs[k - 1].state,
+                "waiting",
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+        b.beats(&[], &[], report("a", true));
+        wait(ms(50)).await;
+        assert_eq!(answered_by(&c, "b").len(), VIFS, "{}", c.journal.dump());
+    })
+    .await;
+}
