@@ -393,24 +393,6 @@ pub fn probe_interval(
     }
 }
 
-/// When to send the next probe, `now` being `wall_ns` on the wall clock:
-/// the next multiple of `interval` on the wall clock, never more than one
-/// `interval` away (a late tick brings the next one closer, never later).
-/// Every node's agent probes at the same instants (their clocks agree to
-/// within NTP's error), so corosync delivers the group's probes of a period
-/// together: each agent's engine wakes about once per period for them
-/// instead of once per member's probe (most of an idle agent's CPU is
-/// wakeups). The period, and with it the lease's three probes, is unchanged.
-pub fn next_probe_at<T: std::ops::Add<Duration, Output = T>>(
-    now: T,
-    wall_ns: u128,
-    interval: Duration,
-) -> T {
-    let period = interval.as_nanos().max(1);
-    let wait = period - wall_ns % period;
-    now + Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
-}
-
 /// Whether corosync answering local IPC counts as liveness evidence now: only
 /// while our probes stall (`overdue`: age of the oldest in flight) for a ring
 /// re-formation, no agreed message moves anywhere, so without it every
@@ -441,34 +423,6 @@ pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
 
 /// The shortest automatic stall limit (see [`auto_stall_limit`]).
 pub const MIN_STALL_LIMIT: Duration = Duration::from_secs(3);
-
-/// What corosync's process thread does next (see `conn::Liveness`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LivenessStep {
-    /// Read the process state (and vouch while the engine thread is held
-    /// in a call), then sleep a period.
-    Check,
-    /// Nothing to check now; check again in a period (probes stalled
-    /// lately: a ring re-formation and its synchronisation may follow).
-    Sleep,
-    /// Nothing to check, nor lately: sleep until the engine sees a probe
-    /// stall (or a long safety period).
-    Park,
-}
-
-/// The process thread's rule: check while the engine thread is held in a
-/// corosync call (`in_call`) or our probes have not come back within the
-/// period (`probes_back` false); otherwise check nothing, waking every
-/// period only while `watching` (a probe stalled within the stall limit).
-pub fn liveness_step(in_call: bool, probes_back: bool, watching: bool) -> LivenessStep {
-    if in_call || !probes_back {
-        LivenessStep::Check
-    } else if watching {
-        LivenessStep::Sleep
-    } else {
-        LivenessStep::Park
-    }
-}
 
 /// Whether a `/proc/<pid>/stat` line shows a process that is neither
 /// stopped (SIGSTOP, traced) nor dead. The state follows the last `)` (the
@@ -958,34 +912,6 @@ mod tests {
     }
 
     #[test]
-    fn probes_fall_on_the_wall_clock_grid_at_most_one_period_apart() {
-        let ms = Duration::from_millis;
-        let i = ms(110) / 6;
-        let p = i.as_nanos();
-        let t0 = Instant::now();
-        for (wall, wait) in [
-            (0, i),
-            (1, i - Duration::from_nanos(1)),
-            (p - 1, Duration::from_nanos(1)),
-            (p, i),
-            (7 * p + p / 2, i - Duration::from_nanos((p / 2) as u64)),
-        ] {
-            assert_eq!(next_probe_at(t0, wall, i), t0 + wait, "wall {wall}");
-        }
-        // Two nodes whose clocks agree pick the same instant whenever each
-        // wakes up within the period.
-        let grid = 1_000 * p;
-        for (a, b) in [(grid + 1, grid + p - 1), (grid + p / 3, grid + 2 * p / 3)] {
-            let ta = next_probe_at(Duration::ZERO, a, i).as_nanos() + a;
-            let tb = next_probe_at(Duration::ZERO, b, i).as_nanos() + b;
-            assert_eq!(ta, tb);
-            assert_eq!(ta, grid + p);
-        }
-        // Never more than one period, also for a zero period.
-        assert!(next_probe_at(Duration::ZERO, 12345, Duration::ZERO) <= Duration::from_nanos(1));
-    }
-
-    #[test]
     fn ipc_counts_only_while_probes_stall_below_the_limit() {
         let (i, stall) = (Duration::from_millis(20), Duration::from_millis(420));
         assert!(
@@ -998,18 +924,6 @@ mod tests {
         assert!(ipc_counts(Some(Duration::from_millis(20)), i, stall));
         assert!(ipc_counts(Some(Duration::from_millis(100)), i, stall));
         assert!(!ipc_counts(Some(Duration::from_millis(420)), i, stall));
-    }
-
-    #[test]
-    fn the_process_thread_checks_whenever_probes_stall_or_a_call_holds() {
-        use LivenessStep::*;
-        for watching in [false, true] {
-            assert_eq!(liveness_step(true, true, watching), Check);
-            assert_eq!(liveness_step(false, false, watching), Check);
-            assert_eq!(liveness_step(true, false, watching), Check);
-        }
-        assert_eq!(liveness_step(false, true, true), Sleep);
-        assert_eq!(liveness_step(false, true, false), Park);
     }
 
     #[test]
