@@ -104,6 +104,19 @@ struct Lapse {
     turn: Option<Instant>,
 }
 
+impl Lapse {
+    /// A lapse that began at `since`, nothing known of it yet.
+    fn since(since: Instant) -> Lapse {
+        Lapse {
+            since,
+            view_changed: false,
+            settle_until: None,
+            held_back: false,
+            turn: None,
+        }
+    }
+}
+
 /// A signal from the service manager or the operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
@@ -1111,13 +1124,7 @@ impl<H: Host> Agent<H> {
         );
         self.beat_stall = Some(stall);
         if self.lapse.is_none() {
-            self.lapse = Some(Lapse {
-                since: Instant::now(),
-                view_changed: false,
-                settle_until: None,
-                held_back: false,
-                turn: None,
-            });
+            self.lapse = Some(Lapse::since(Instant::now()));
         }
     }
 
@@ -1829,13 +1836,7 @@ impl<H: Host> Agent<H> {
                     silent_for_ms = now.saturating_duration_since(until).as_millis() as u64,
                     "lease lapsed (no liveness evidence in time): XDP silent for our VIPs until the group is heard again"
                 );
-                self.lapse = Some(Lapse {
-                    since: until,
-                    view_changed: false,
-                    settle_until: None,
-                    held_back: false,
-                    turn: None,
-                });
+                self.lapse = Some(Lapse::since(until));
             }
         }
         if let (true, Some(lapse)) = (view, self.lapse.as_mut()) {

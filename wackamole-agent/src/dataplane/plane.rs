@@ -78,7 +78,7 @@ pub struct DataPlane {
     counters: PerCpuHashMap<MapData, VipKey, VipCounters>,
     actions: PerCpuArray<MapData, u64>,
     lease: Array<MapData, LeaseRecord>,
-    beat_lease: Array<MapData, LeaseRecord>,
+    beat_lease: BeatFence,
     conflicts: Option<RingBuf<MapData>>,
     attached: BTreeMap<u32, Attached>,
     /// Drains the XDP program's debug log into `log` (only with `ebpf_debug_log`).
@@ -299,8 +299,10 @@ impl DataPlane {
             .map_err(map_err(names::ACTIONS, "opening"))?;
         let lease = Array::try_from(take(&mut ebpf, names::LEASE)?)
             .map_err(map_err(names::LEASE, "opening"))?;
-        let beat_lease = Array::try_from(take(&mut ebpf, names::BEAT_LEASE)?)
-            .map_err(map_err(names::BEAT_LEASE, "opening"))?;
+        let beat_lease = BeatFence {
+            lease: Array::try_from(take(&mut ebpf, names::BEAT_LEASE)?)
+                .map_err(map_err(names::BEAT_LEASE, "opening"))?,
+        };
         let conflicts = RingBuf::try_from(take(&mut ebpf, names::CONFLICTS)?)
             .map_err(map_err(names::CONFLICTS, "opening"))?;
 
@@ -562,9 +564,7 @@ impl DataPlane {
     /// Writes the LAN detector's lease deadline (ns of CLOCK_MONOTONIC;
     /// 0 = none). Its beat thread writes it through a [`BeatFence`].
     pub fn set_beat_deadline(&mut self, deadline_ns: u64) -> Result<()> {
-        self.beat_lease
-            .set(0, LeaseRecord { deadline_ns }, 0)
-            .map_err(map_err(names::BEAT_LEASE, "writing the deadline"))
+        self.beat_lease.set(deadline_ns)
     }
 
     /// A writer of the LAN detector's lease for its beat thread (a handle

@@ -130,6 +130,20 @@ pub struct Detector {
     views_heard: BTreeMap<MemberId, (Instant, u64)>,
 }
 
+/// Drops the least recently heard members (by `heard`) until at most
+/// `max` are left.
+fn keep_latest<V>(map: &mut BTreeMap<MemberId, V>, max: usize, heard: impl Fn(&V) -> Instant) {
+    while map.len() > max {
+        let oldest = (map.iter())
+            .min_by_key(|(_, v)| heard(v))
+            .map(|(m, _)| m.clone());
+        match oldest {
+            Some(m) => map.remove(&m),
+            None => break,
+        };
+    }
+}
+
 impl Detector {
     pub fn new(me: MemberId, group: u64, timing: Timing, now: Instant) -> Self {
         Detector {
@@ -251,15 +265,7 @@ impl Detector {
 
     /// At most [`MAX_GHOSTS`]: the least recently heard go.
     fn bound_ghosts(&mut self) {
-        while self.ghosts.len() > MAX_GHOSTS {
-            let oldest = (self.ghosts.iter())
-                .min_by_key(|(_, g)| g.heard)
-                .map(|(m, _)| m.clone());
-            match oldest {
-                Some(m) => self.ghosts.remove(&m),
-                None => break,
-            };
-        }
+        keep_latest(&mut self.ghosts, MAX_GHOSTS, |g| g.heard);
     }
 
     /// Whether this node answers no VIP now (said in every beat from the
@@ -393,15 +399,7 @@ impl Detector {
         }
         self.views_heard
             .insert(beat.sender.clone(), (now, beat.view));
-        while self.views_heard.len() > 2 * MAX_GHOSTS {
-            let oldest = (self.views_heard.iter())
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(m, _)| m.clone());
-            match oldest {
-                Some(m) => self.views_heard.remove(&m),
-                None => break,
-            };
-        }
+        keep_latest(&mut self.views_heard, 2 * MAX_GHOSTS, |(at, _)| *at);
     }
 
     /// Loses the armed peers silent for the deadline; returns the peers

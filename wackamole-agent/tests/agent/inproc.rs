@@ -3407,6 +3407,21 @@ async fn a_guarded_split_right_after_a_re_formation_goes_by_the_settled_table() 
     .await;
 }
 
+/// Detector mode `guard`: a and b split (see [`split_beating`]), then one
+/// stall freezes both engines until both leases lapse, and each hears the
+/// other fall silent (and takes its VIFs, XDP still silent).
+async fn split_then_both_lapse() -> Cluster {
+    let c = two_balanced(GUARD).await;
+    split_beating(&c, false);
+    never_both(&c, 600).await;
+    c.freeze("a", true);
+    c.freeze("b", true);
+    wait(FLOOR).await;
+    c.node("a").beats(&[], &[], report("b", true));
+    c.node("b").beats(&[], &[], report("a", true));
+    c
+}
+
 /// Detector mode `guard`: a split, then one stall starves both nodes: both
 /// leases lapse, each hears the other fall silent and takes its VIFs (XDP
 /// still silent), and each still hears the other beat in another view.
@@ -3416,17 +3431,10 @@ async fn a_guarded_split_right_after_a_re_formation_goes_by_the_settled_table() 
 #[tokio::test(start_paused = true)]
 async fn a_guarded_pair_lapsed_together_revives_one_at_a_time() {
     local(async {
-        let c = two_balanced(GUARD).await;
+        let c = split_then_both_lapse().await;
         let (a, b) = (c.node("a"), c.node("b"));
-        split_beating(&c, false);
-        never_both(&c, 600).await;
-        c.freeze("a", true);
-        c.freeze("b", true);
-        wait(FLOOR).await;
         a.beating_elsewhere(&["b"]);
         b.beating_elsewhere(&["a"]);
-        a.beats(&[], &[], report("b", true));
-        b.beats(&[], &[], report("a", true));
         never_both(&c, 20).await;
         assert_eq!(answered_by(&c, "a"), Vec::<usize>::new(), "a is fenced");
         assert_eq!(answered_by(&c, "b"), Vec::<usize>::new(), "b is fenced");
@@ -3502,15 +3510,7 @@ async fn a_guarded_node_whose_beats_stalled_revives_only_through_the_agent() {
 #[tokio::test(start_paused = true)]
 async fn a_guarded_pair_lapsed_apart_revives_after_the_merges_exchange() {
     local(async {
-        let c = two_balanced(GUARD).await;
-        let (a, b) = (c.node("a"), c.node("b"));
-        split_beating(&c, false);
-        never_both(&c, 600).await;
-        c.freeze("a", true);
-        c.freeze("b", true);
-        wait(FLOOR).await;
-        a.beats(&[], &[], report("b", true));
-        b.beats(&[], &[], report("a", true));
+        let c = split_then_both_lapse().await;
         wait(ms(2500)).await;
         // b's agent stops for a while: the merge's exchange waits for its
         // state, and a, thawed meanwhile, waits for the exchange.
