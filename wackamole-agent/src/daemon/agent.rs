@@ -954,11 +954,12 @@ impl<H: Host> Agent<H> {
     /// owner or a hand-over's pending party) are remembered while those
     /// members stay out, and they answer here only while their member is
     /// silent by its beats: those whose beats still say they answer keep
-    /// them ([`Agent::fell_silent`], [`Agent::spoke_up`]). A crashed or
-    /// cut-off member has been unheard for longer than that by the time its
-    /// view comes; one behind a lossy cable whose ring split (the LAN still
-    /// carries its beats and its ARP answers) keeps answering, and so
-    /// nobody else does.
+    /// them ([`Agent::fell_silent`], [`Agent::spoke_up`]), and a silent
+    /// one's wait while another view may hold them ([`Agent::awaited`]).
+    /// A crashed or cut-off member has been unheard for longer than that by
+    /// the time its view comes; one behind a lossy cable whose ring split
+    /// (the LAN still carries its beats and its ARP answers) keeps
+    /// answering, and so nobody else does.
     fn guard_departed(&mut self, members: &[MemberId]) {
         if !self.guarding() {
             return;
@@ -972,24 +973,26 @@ impl<H: Host> Agent<H> {
         if self.view_members.iter().all(|m| members.contains(m)) {
             return;
         }
-        let answering = self
-            .detector_snapshot()
-            .map(|s| s.answering)
-            .unwrap_or_default();
+        let snapshot = self.detector_snapshot().unwrap_or_default();
         let mut kept = Vec::new();
         let mut still = BTreeSet::new();
+        let mut elsewhere = Vec::new();
         for (&i, held_by) in &self.holders {
             let Some(member) = held_by.iter().find(|m| !members.contains(m)) else {
                 continue;
             };
             self.origin.insert(i, member.clone());
-            if answering.contains(member) {
-                self.awaiting.insert(i, member.clone());
+            let Some(awaited) = self.awaited(member, &snapshot) else {
+                continue;
+            };
+            let name = self.vifs.get(i).map(|v| v.name.clone()).unwrap_or_default();
+            if awaited == *member {
                 still.insert(member.clone());
-                if let Some(vif) = self.vifs.get(i) {
-                    kept.push(vif.name.clone());
-                }
+                kept.push(name);
+            } else {
+                elsewhere.push((name, awaited.clone()));
             }
+            self.awaiting.insert(i, awaited);
         }
         if !kept.is_empty() {
             warn!(
@@ -998,6 +1001,31 @@ impl<H: Host> Agent<H> {
                 "the view dropped members whose beats say they still answer: their VIFs answer here once they fall silent"
             );
         }
+        if !elsewhere.is_empty() {
+            warn!(
+                ?elsewhere,
+                "the view dropped silent members whose VIFs another view may hold: they answer here once its member falls silent"
+            );
+        }
+    }
+
+    /// Detector mode `guard`: whom a VIF taken from the departed `member`
+    /// waits for before it answers here. The member itself while its beats
+    /// say it answers. Else a member of another view that answers and may
+    /// hold it too: one whose view the departed member shares (that view's
+    /// table gives its VIFs out), or one with a lower member id (two views
+    /// that both dropped a silent member would both take its VIFs: the
+    /// lowest id does). `None`: it answers here (after the lease).
+    fn awaited(&self, member: &MemberId, s: &super::beats::Snapshot) -> Option<MemberId> {
+        if s.answering.contains(member) {
+            return Some(member.clone());
+        }
+        let view = s.views.get(member);
+        let lower = |m: &MemberId| self.me.as_ref().is_some_and(|me| m < me);
+        (s.elsewhere.iter())
+            .filter(|m| *m != member)
+            .find(|m| (view.is_some() && s.views.get(*m) == view) || lower(m))
+            .cloned()
     }
 
     /// Who holds each VIF in the allocator's table now: its owner and a
@@ -1056,8 +1084,23 @@ impl<H: Host> Agent<H> {
         if self.still_answers(member) || !self.awaiting.values().any(|m| m == member) {
             return;
         }
-        self.awaiting.retain(|_, m| m != member);
-        info!(%member, mono_ns, "detector: a departed member fell silent: its VIFs answer here");
+        // Each waits for whom it would wait for now: its departed holder
+        // may have spoken up, or another view may still hold it.
+        let snapshot = self.detector_snapshot().unwrap_or_default();
+        let waiting: Vec<usize> = (self.awaiting.iter())
+            .filter(|(_, m)| *m == member)
+            .map(|(i, _)| *i)
+            .collect();
+        for i in waiting {
+            let next = (self.origin.get(&i))
+                .and_then(|origin| self.awaited(origin, &snapshot))
+                .filter(|m| m != member);
+            match next {
+                Some(m) => self.awaiting.insert(i, m),
+                None => self.awaiting.remove(&i),
+            };
+        }
+        info!(%member, mono_ns, "detector: a departed member fell silent: the VIFs waiting for it alone answer here");
         self.bring_up_deferred().await;
     }
 
@@ -1073,23 +1116,26 @@ impl<H: Host> Agent<H> {
     /// lapsed lease revived, or its beats came back): the VIFs taken from it
     /// while it was out of the view and silent go quiet here (XDP stops
     /// answering ARP for them, their traffic is still taken) and wait for
-    /// it to fall silent again. It has the agreed claim on none of them,
-    /// but two answerers are worse than one that is not ours.
+    /// it to fall silent again; so do those taken from a silent departed
+    /// member that it, or another member, may now hold in its view
+    /// ([`Agent::awaited`]). It has the agreed claim on none of them, but
+    /// two answerers are worse than one that is not ours.
     fn spoke_up(&mut self, member: &MemberId, mono_ns: u64) {
         if !self.still_answers(member) {
             return;
         }
-        let theirs: Vec<usize> = (self.origin.iter())
-            .filter(|(i, m)| *m == member && !self.awaiting.contains_key(i))
-            .map(|(i, _)| *i)
+        let snapshot = self.detector_snapshot().unwrap_or_default();
+        let theirs: Vec<(usize, MemberId)> = (self.origin.iter())
+            .filter(|(i, _)| !self.awaiting.contains_key(i))
+            .filter_map(|(i, origin)| Some((*i, self.awaited(origin, &snapshot)?)))
             .collect();
         if theirs.is_empty() {
             return;
         }
         let held: BTreeSet<usize> = self.answering().iter().map(|i| i.0 as usize).collect();
         let mut quiet = Vec::new();
-        for i in theirs {
-            self.awaiting.insert(i, member.clone());
+        for (i, awaited) in theirs {
+            self.awaiting.insert(i, awaited);
             if !held.contains(&i) {
                 continue;
             }
@@ -1106,7 +1152,7 @@ impl<H: Host> Agent<H> {
             quiet.push(vif.name);
         }
         if !quiet.is_empty() {
-            warn!(%member, mono_ns, vifs = ?quiet, "detector: a departed member answers again: its VIFs go quiet here until it falls silent");
+            warn!(%member, mono_ns, vifs = ?quiet, "detector: a departed member answers again: the VIFs it (or its view) may hold go quiet here until it falls silent");
             self.publish_answering();
         }
     }

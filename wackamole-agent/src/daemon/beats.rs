@@ -95,6 +95,9 @@ pub struct Snapshot {
     /// The members heard lately, answering or not, whose latest beat names
     /// another view (`Detector::beating_elsewhere`).
     pub beating_elsewhere: std::collections::BTreeSet<MemberId>,
+    /// The view each member heard within `silent_after` named, answering
+    /// or not (`Detector::views`): who shares a view with whom.
+    pub views: std::collections::BTreeMap<MemberId, u64>,
 }
 
 pub struct BeatsHandle {
@@ -154,6 +157,15 @@ impl Detached {
         }
         if let Some(r) = report {
             let _ = self.reports.send(r);
+        }
+    }
+
+    /// What the thread would publish as `views`: each member's view.
+    pub fn say_views(&self, views: &[(&str, u64)]) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.views = (views.iter())
+                .map(|(m, v)| (MemberId((*m).into()), *v))
+                .collect();
         }
     }
 
@@ -224,6 +236,7 @@ pub fn start(
         answering: Default::default(),
         elsewhere: Default::default(),
         beating_elsewhere: Default::default(),
+        views: Default::default(),
         answer_until: answer_until.clone(),
         fence: fence.map(|mut f| Fence::new(Box::new(move |ns| Ok(f.set(ns)?)))),
     };
@@ -271,6 +284,7 @@ struct Thread {
     answering: std::collections::BTreeSet<MemberId>,
     elsewhere: std::collections::BTreeSet<MemberId>,
     beating_elsewhere: std::collections::BTreeSet<MemberId>,
+    views: std::collections::BTreeMap<MemberId, u64>,
     answer_until: std::sync::Arc<AtomicU64>,
     fence: Option<Fence>,
 }
@@ -495,6 +509,7 @@ impl Thread {
         let answering = d.answering(t);
         let elsewhere = d.answering_elsewhere(t);
         let beating_elsewhere = d.beating_elsewhere(t);
+        let views = d.views(t);
         let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
         let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
         let fence_changed = fenced != self.fenced;
@@ -504,11 +519,13 @@ impl Thread {
             || fence_changed
             || answering != self.answering
             || elsewhere != self.elsewhere
-            || beating_elsewhere != self.beating_elsewhere;
+            || beating_elsewhere != self.beating_elsewhere
+            || views != self.views;
         self.fenced = fenced;
         self.answering = answering;
         self.elsewhere = elsewhere;
         self.beating_elsewhere = beating_elsewhere;
+        self.views = views;
         // Published before the reports: an agent that reads the snapshot
         // after a report was sent sees at least as much as it says.
         if changed {
@@ -554,6 +571,7 @@ impl Thread {
                 answering: self.answering.clone(),
                 elsewhere: self.elsewhere.clone(),
                 beating_elsewhere: self.beating_elsewhere.clone(),
+                views: self.views.clone(),
             };
         }
     }

@@ -290,6 +290,25 @@ impl Detector {
             .collect()
     }
 
+    /// The view each member heard within [`Timing::silent_after`] named in
+    /// its latest beat (none known: left out), answering or not: which
+    /// members share a view, so that whose table holds a silent member's
+    /// VIFs is known ([`crate::daemon::beats::Snapshot::views`]).
+    pub fn views(&self, now: Instant) -> BTreeMap<MemberId, u64> {
+        let recent = |heard: Instant| heard + self.timing.silent_after() > now;
+        let peers = (self.peers.iter())
+            .filter(|(_, p)| p.heard.is_some_and(recent))
+            .map(|(m, p)| (m, p.view));
+        let ghosts = (self.ghosts.iter())
+            .filter(|(_, g)| recent(g.heard))
+            .map(|(m, g)| (m, g.view));
+        peers
+            .chain(ghosts)
+            .filter(|(_, view)| *view != 0)
+            .map(|(m, view)| (m.clone(), view))
+            .collect()
+    }
+
     /// The members heard within [`Timing::recall`], answering or not,
     /// whose latest beat named another view than mine: those that may
     /// revive in their view when this node does in its own. A long memory
@@ -940,6 +959,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn members_that_share_another_view_are_known_silent_or_not() {
+        let t0 = Instant::now();
+        let mut d = three(t0);
+        exchange(&mut d, t0);
+        let whole = d[0].views(t0);
+        assert_eq!(whole.len(), 2);
+        assert!(whole.values().all(|v| *v == d[0].digest), "{whole:?}");
+        // The ring splits: m0 alone, m1 and m2 together; m1 answers nothing.
+        d[0].view(&[id(0)]);
+        d[1].view(&[id(1), id(2)]);
+        d[2].view(&[id(1), id(2)]);
+        d[1].set_silent(true);
+        exchange(&mut d, t0 + ms(5));
+        let split = d[0].views(t0 + ms(5));
+        assert_eq!(split.get(&id(1)), split.get(&id(2)));
+        assert_ne!(split.get(&id(1)), Some(&d[0].digest));
+        assert_eq!(d[0].answering_elsewhere(t0 + ms(5)), [id(2)].into());
+        // Unheard for `silent_after`: no view known.
+        let later = t0 + ms(5) + Timing::DEFAULT.silent_after();
+        assert_eq!(d[0].views(later), BTreeMap::new());
     }
 
     #[test]

@@ -3178,6 +3178,14 @@ impl Node {
             .say_beating_elsewhere(members);
     }
 
+    /// The view each member's latest beat named, as this node's beat
+    /// thread hears them.
+    fn views_heard(&self, views: &[(&str, u64)]) {
+        (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .say_views(views);
+    }
+
     /// Every command this node's agent told its beat thread since the last
     /// call.
     fn told(&self) -> Vec<wackamole::daemon::beats::Command> {
@@ -3572,6 +3580,129 @@ async fn a_guarded_eviction_of_a_member_that_still_answers_waits_for_its_silence
         b.beats(&[], &[], report("a", true));
         wait(ms(50)).await;
         assert_eq!(answered_by(&c, "b").len(), VIFS, "{}", c.journal.dump());
+    })
+    .await;
+}
+
+/// Three guarded agents in one view, matured, then the ring splits into
+/// {a} and {b, x} while every node still hears the others beat and
+/// answer (b and x naming their view 2). Never two answerers meanwhile.
+async fn three_split_beating() -> Cluster {
+    let c = Cluster::start(&["a", "b", "x"], GUARD);
+    c.views(&[&["a", "b", "x"]]);
+    wait(ms(3000)).await;
+    c.check_one_answerer(&[vec!["a".into(), "b".into(), "x".into()]])
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+    assert!(!answered_by(&c, "b").is_empty(), "{}", c.journal.dump());
+    c.views(&[&["a"], &["b", "x"]]);
+    c.node("a").beats(&["b", "x"], &["b", "x"], None);
+    c.node("a").views_heard(&[("b", 2), ("x", 2)]);
+    c.node("b").beats(&["a", "x"], &["a"], None);
+    c.node("x").beats(&["a", "b"], &["a"], None);
+    never_two(&c, 400).await;
+    c
+}
+
+/// Waits `steps` times 5 ms; panics at the first VIF two of a, b and x
+/// answer.
+async fn never_two(c: &Cluster, steps: usize) {
+    for step in 0..steps {
+        wait(ms(5)).await;
+        if let Some(k) = two_of(c, &["a", "b", "x"]) {
+            panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+        }
+    }
+}
+
+/// Detector mode `guard`: a split into {a} and {b, x}, then b answers
+/// nothing any more while it stays in x's view (here: it drains itself,
+/// handing its VIFs to x). a hears b fall silent, but b's beats name x's
+/// view, whose table gives b's VIFs out: a leaves them to x until x falls
+/// silent too. Never two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_split_leaves_a_silent_members_vifs_to_the_view_it_shares() {
+    local(async {
+        let c = three_split_beating().await;
+        let of_b = answered_by(&c, "b");
+        let reply = c.node("b").ctl(Request::Drain { node: "b".into() }).await;
+        assert!(reply.ok, "{reply:?}");
+        let a = c.node("a");
+        let mut told = false;
+        for step in 0..400 {
+            wait(ms(5)).await;
+            if !told && of_b.iter().all(|k| !c.journal.answering("b", vip(*k))) {
+                a.beats(&["x"], &["x"], report("b", true));
+                told = true;
+            }
+            if let Some(k) = two_of(&c, &["a", "b", "x"]) {
+                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+            }
+        }
+        assert!(told, "b never fell silent\n{}", c.journal.dump());
+        for k in &of_b {
+            assert!(
+                c.journal.answering("x", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+        // x loses its engine (it releases everything) and falls silent:
+        // now b's VIFs answer at a.
+        c.lose("x");
+        wait(ms(50)).await;
+        a.beats(&[], &[], report("x", true));
+        wait(ms(200)).await;
+        for k in &of_b {
+            assert!(
+                c.journal.answering("a", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+        assert_eq!(two_of(&c, &["a", "b", "x"]), None);
+    })
+    .await;
+}
+
+/// Detector mode `guard`: a split into {a} and {b, x}, then b loses its
+/// engine (it releases everything and falls silent) and x goes on alone:
+/// the views {a} and {x} both dropped b and would both take its VIFs. a,
+/// the lower member id, does; x leaves them to a while a answers. Never
+/// two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_silent_members_vifs_answer_in_one_view_only() {
+    local(async {
+        let c = three_split_beating().await;
+        let of_b = answered_by(&c, "b");
+        c.lose("b");
+        c.views(&[&["a"], &["x"]]);
+        let (a, x) = (c.node("a"), c.node("x"));
+        x.beats(&["a"], &["a"], None);
+        x.views_heard(&[("a", 1), ("b", 2)]);
+        a.views_heard(&[("b", 2), ("x", 3)]);
+        wait(ms(20)).await;
+        a.beats(&["x"], &["x"], report("b", true));
+        never_two(&c, 400).await;
+        for k in &of_b {
+            assert!(
+                c.journal.answering("a", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+            assert!(
+                !c.journal.answering("x", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+        // a loses its engine too: x answers every VIF.
+        c.lose("a");
+        wait(ms(50)).await;
+        x.beats(&[], &[], report("a", true));
+        x.beats(&[], &[], Some(Report::NoneElsewhere { mono_ns: 0 }));
+        wait(ms(200)).await;
+        assert_eq!(answered_by(&c, "x").len(), VIFS, "{}", c.journal.dump());
     })
     .await;
 }
