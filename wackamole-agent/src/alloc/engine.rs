@@ -381,6 +381,19 @@ impl Allocator {
             .map(|(v, _)| VifIndex(v as u32))
     }
 
+    /// The VIFs in a hand-over that another member must still stop
+    /// answering (its HANDOVER not delivered yet): after a merge, the
+    /// table's owner may hold one it did not answer for (the guard kept
+    /// it deferred), and answering it now would make two answerers.
+    pub fn others_pending(&self) -> impl Iterator<Item = VifIndex> + '_ {
+        let view = self.view.as_ref();
+        let me = view.map(|v| v.me as u32);
+        (view.into_iter())
+            .flat_map(|v| v.handovers.iter())
+            .filter(move |(_, h)| h.pending.iter().any(|p| Some(*p) != me))
+            .map(|(v, _)| VifIndex(*v))
+    }
+
     /// After carrier comes back, a node is eligible again once `mature_after`
     /// has passed *and* it has installed a view with peers since (the
     /// engine's merge), so that a node cut off by its cable does not take

@@ -72,6 +72,10 @@ pub const DEPARTED_MARGIN: Duration = Duration::from_millis(5);
 /// the address at once dropped those (lost probes in rolling restarts).
 pub const HANDOVER_LINGER: Duration = Duration::from_millis(500);
 
+/// How often a deferred VIF whose hand-over waits for another member to
+/// stop answering is looked at again (see [`Agent::deferred_due`]).
+pub const HANDOVER_POLL: Duration = Duration::from_millis(5);
+
 /// How often failed bring-ups are retried and released entries forgotten.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(250);
 
@@ -1235,13 +1239,31 @@ impl<H: Host> Agent<H> {
         }
     }
 
-    /// When the next deferred VIF may answer.
+    /// When the next deferred VIF may answer. One whose hand-over still
+    /// waits for another member to stop answering is looked at again
+    /// every [`HANDOVER_POLL`] (the allocator settles it with no action
+    /// here: this node holds it already).
     fn deferred_due(&self) -> Option<Instant> {
+        if self.deferred.is_empty() {
+            return None;
+        }
+        let others = self.others_pending();
         self.deferred
             .iter()
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
-            .map(|i| self.fenced.get(i).copied().unwrap_or_else(Instant::now))
+            .map(|i| match others.contains(i) {
+                true => Instant::now() + HANDOVER_POLL,
+                false => self.fenced.get(i).copied().unwrap_or_else(Instant::now),
+            })
             .min()
+    }
+
+    /// The VIFs in a hand-over that another member must still stop
+    /// answering ([`Allocator::others_pending`]): a deferred one answers
+    /// here only once it has (after a merge, say, the other side's holder
+    /// yields it to this node).
+    fn others_pending(&self) -> BTreeSet<usize> {
+        self.alloc.others_pending().map(|v| v.0 as usize).collect()
     }
 
     /// Brings up the deferred VIFs whose departed holder's lease has run out
@@ -1251,12 +1273,14 @@ impl<H: Host> Agent<H> {
     /// does. Their hooks ran when they were deferred.
     async fn bring_up_deferred(&mut self) {
         let now = Instant::now();
+        let others = self.others_pending();
         let due: Vec<usize> = self
             .deferred
             .iter()
             .copied()
             .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
+            .filter(|i| !others.contains(i))
             .collect();
         let answering = self.held_not_yielding();
         let mut up = Vec::new();

@@ -196,10 +196,22 @@ impl Detector {
         for m in departed {
             self.haunt(m);
         }
-        self.ghosts.retain(|m, _| !keep.contains(m));
         self.condemned.retain(|m| keep.contains(m));
         for m in keep {
-            self.peers.entry(m.clone()).or_default();
+            // A ghost back in the view is still heard, answering or not: as
+            // a fresh peer it would look silent until its next beat, and
+            // the guard would take its VIFs meanwhile.
+            let ghost = self.ghosts.remove(m);
+            self.peers.entry(m.clone()).or_insert_with(|| match ghost {
+                Some(g) => Peer {
+                    heard: Some(g.heard),
+                    stamp: g.stamp,
+                    silent: g.silent,
+                    view: g.view,
+                    ..Peer::default()
+                },
+                None => Peer::default(),
+            });
         }
         for p in self.peers.values_mut() {
             p.reports.retain(|m| members.contains(m));
@@ -1058,14 +1070,19 @@ mod tests {
         assert_eq!(d[0].receive(&new, t0 + ms(3)), Ok(()));
         assert_eq!(d[0].receive(&old, t0 + ms(3)), Err(Ignored::Stale));
         d[0].view(&all);
-        assert_eq!(
-            d[0].answering(t0 + ms(3)),
-            [id(1)].into(),
-            "unheard in the new view"
-        );
+        // Still heard, answering, before its next beat in the new view
+        // (as a fresh peer it would look silent, and the guard would take
+        // its VIFs meanwhile); an older beat is still stale.
+        assert_eq!(d[0].answering(t0 + ms(3)), [id(1), id(2)].into());
+        assert_eq!(d[0].receive(&old, t0 + ms(3)), Err(Ignored::Stale));
         let back = d[2].beat(t0 + ms(4));
         assert_eq!(d[0].receive(&back, t0 + ms(4)), Ok(()));
         assert_eq!(d[0].answering(t0 + ms(4)), [id(1), id(2)].into());
+        let echo = d[0].beat(t0 + ms(5));
+        assert!(
+            echo.echoes.iter().any(|e| e.member == id(2)),
+            "echoed again"
+        );
         // Never more than MAX_GHOSTS: the least recently heard go.
         let mut x = Detector::new(id(0), 42, Timing::DEFAULT, t0);
         for k in 1..=MAX_GHOSTS + 5 {
