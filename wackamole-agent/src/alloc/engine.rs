@@ -381,17 +381,15 @@ impl Allocator {
             .map(|(v, _)| VifIndex(v as u32))
     }
 
-    /// The VIFs in a hand-over that another member must still stop
-    /// answering (its HANDOVER not delivered yet): after a merge, the
+    /// Whether VIF `v` is in a hand-over that another member must still
+    /// stop answering (its HANDOVER not delivered yet): after a merge, the
     /// table's owner may hold one it did not answer for (the guard kept
     /// it deferred), and answering it now would make two answerers.
-    pub fn others_pending(&self) -> impl Iterator<Item = VifIndex> + '_ {
-        let view = self.view.as_ref();
-        let me = view.map(|v| v.me as u32);
-        (view.into_iter())
-            .flat_map(|v| v.handovers.iter())
-            .filter(move |(_, h)| h.pending.iter().any(|p| Some(*p) != me))
-            .map(|(v, _)| VifIndex(*v))
+    pub fn others_pending(&self, v: VifIndex) -> bool {
+        self.view.as_ref().is_some_and(|view| {
+            (view.handovers.get(&v.0))
+                .is_some_and(|h| h.pending.iter().any(|p| *p != view.me as u32))
+        })
     }
 
     /// After carrier comes back, a node is eligible again once `mature_after`

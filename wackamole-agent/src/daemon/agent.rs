@@ -1244,26 +1244,22 @@ impl<H: Host> Agent<H> {
     /// every [`HANDOVER_POLL`] (the allocator settles it with no action
     /// here: this node holds it already).
     fn deferred_due(&self) -> Option<Instant> {
-        if self.deferred.is_empty() {
-            return None;
-        }
-        let others = self.others_pending();
         self.deferred
             .iter()
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
-            .map(|i| match others.contains(i) {
+            .map(|&i| match self.others_pending(i) {
                 true => Instant::now() + HANDOVER_POLL,
-                false => self.fenced.get(i).copied().unwrap_or_else(Instant::now),
+                false => self.fenced.get(&i).copied().unwrap_or_else(Instant::now),
             })
             .min()
     }
 
-    /// The VIFs in a hand-over that another member must still stop
-    /// answering ([`Allocator::others_pending`]): a deferred one answers
-    /// here only once it has (after a merge, say, the other side's holder
-    /// yields it to this node).
-    fn others_pending(&self) -> BTreeSet<usize> {
-        self.alloc.others_pending().map(|v| v.0 as usize).collect()
+    /// VIF `i` is in a hand-over that another member must still stop
+    /// answering ([`Allocator::others_pending`]): deferred, it answers here
+    /// only once that member has (after a merge, say, the other side's
+    /// holder yields it to this node).
+    fn others_pending(&self, i: usize) -> bool {
+        self.alloc.others_pending(VifIndex(i as u32))
     }
 
     /// Brings up the deferred VIFs whose departed holder's lease has run out
@@ -1273,14 +1269,13 @@ impl<H: Host> Agent<H> {
     /// does. Their hooks ran when they were deferred.
     async fn bring_up_deferred(&mut self) {
         let now = Instant::now();
-        let others = self.others_pending();
         let due: Vec<usize> = self
             .deferred
             .iter()
             .copied()
             .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
-            .filter(|i| !others.contains(i))
+            .filter(|&i| !self.others_pending(i))
             .collect();
         let answering = self.held_not_yielding();
         let mut up = Vec::new();

@@ -307,17 +307,9 @@ impl Detector {
     /// members share a view, so that whose table holds a silent member's
     /// VIFs is known ([`crate::daemon::beats::Snapshot::views`]).
     pub fn views(&self, now: Instant) -> BTreeMap<MemberId, u64> {
-        let recent = |heard: Instant| heard + self.timing.silent_after() > now;
-        let peers = (self.peers.iter())
-            .filter(|(_, p)| p.heard.is_some_and(recent))
-            .map(|(m, p)| (m, p.view));
-        let ghosts = (self.ghosts.iter())
-            .filter(|(_, g)| recent(g.heard))
-            .map(|(m, g)| (m, g.view));
-        peers
-            .chain(ghosts)
-            .filter(|(_, view)| *view != 0)
-            .map(|(m, view)| (m.clone(), view))
+        self.recent(now)
+            .filter(|(_, _, view)| *view != 0)
+            .map(|(m, _, view)| (m.clone(), view))
             .collect()
     }
 
@@ -337,13 +329,21 @@ impl Detector {
     /// The members heard within `silent_after` that answer, with the view
     /// each named.
     fn answerers(&self, now: Instant) -> impl Iterator<Item = (&MemberId, u64)> {
+        self.recent(now)
+            .filter(|(_, silent, _)| !silent)
+            .map(|(m, _, view)| (m, view))
+    }
+
+    /// The members, in the view or ghosts, heard within `silent_after`:
+    /// whether their latest beat said silent, and the view it named.
+    fn recent(&self, now: Instant) -> impl Iterator<Item = (&MemberId, bool, u64)> {
         let recent = move |heard: Instant| heard + self.timing.silent_after() > now;
         let peers = (self.peers.iter())
-            .filter(move |(_, p)| !p.silent && p.heard.is_some_and(recent))
-            .map(|(m, p)| (m, p.view));
+            .filter(move |(_, p)| p.heard.is_some_and(recent))
+            .map(|(m, p)| (m, p.silent, p.view));
         let ghosts = (self.ghosts.iter())
-            .filter(move |(_, g)| !g.silent && recent(g.heard))
-            .map(|(m, g)| (m, g.view));
+            .filter(move |(_, g)| recent(g.heard))
+            .map(|(m, g)| (m, g.silent, g.view));
         peers.chain(ghosts)
     }
 
