@@ -1020,15 +1020,24 @@ impl<H: Host> Agent<H> {
     /// table gives its VIFs out), or one with a lower member id (two views
     /// that both dropped a silent member would both take its VIFs: the
     /// lowest id does). `None`: it answers here (after the lease).
+    ///
+    /// A shared view is known by its digest in both members' latest beats,
+    /// or by either naming the other as a mate: after a merge, the member
+    /// that hands its VIFs over falls silent and may say so (naming the
+    /// taker as its mate) before the taker's first beat names the new view.
     fn awaited(&self, member: &MemberId, s: &super::beats::Snapshot) -> Option<MemberId> {
         if s.answering.contains(member) {
             return Some(member.clone());
         }
         let view = s.views.get(member);
+        let mates = |a: &MemberId, b: &MemberId| s.mates.get(a).is_some_and(|of| of.contains(b));
+        let shares = |m: &MemberId| {
+            (view.is_some() && s.views.get(m) == view) || mates(member, m) || mates(m, member)
+        };
         let lower = |m: &MemberId| self.me.as_ref().is_some_and(|me| m < me);
         (s.elsewhere.iter())
             .filter(|m| *m != member)
-            .find(|m| (view.is_some() && s.views.get(*m) == view) || lower(m))
+            .find(|m| shares(m) || lower(m))
             .cloned()
     }
 

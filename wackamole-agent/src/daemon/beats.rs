@@ -98,6 +98,9 @@ pub struct Snapshot {
     /// The view each member heard within `silent_after` named, answering
     /// or not (`Detector::views`): who shares a view with whom.
     pub views: std::collections::BTreeMap<MemberId, u64>,
+    /// The others of its view each member heard within `silent_after`
+    /// named in its latest beat (`Detector::mates`).
+    pub mates: std::collections::BTreeMap<MemberId, std::collections::BTreeSet<MemberId>>,
 }
 
 pub struct BeatsHandle {
@@ -165,6 +168,19 @@ impl Detached {
         if let Ok(mut s) = self.shared.lock() {
             s.views = (views.iter())
                 .map(|(m, v)| (MemberId((*m).into()), *v))
+                .collect();
+        }
+    }
+
+    /// What the thread would publish as `mates`: the others of its view
+    /// each member named.
+    pub fn say_mates(&self, mates: &[(&str, &[&str])]) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.mates = (mates.iter())
+                .map(|(m, of)| {
+                    let of = of.iter().map(|o| MemberId((*o).into())).collect();
+                    (MemberId((*m).into()), of)
+                })
                 .collect();
         }
     }
@@ -237,6 +253,7 @@ pub fn start(
         elsewhere: Default::default(),
         beating_elsewhere: Default::default(),
         views: Default::default(),
+        mates: Default::default(),
         answer_until: answer_until.clone(),
         fence: fence.map(|mut f| Fence::new(Box::new(move |ns| Ok(f.set(ns)?)))),
     };
@@ -285,6 +302,7 @@ struct Thread {
     elsewhere: std::collections::BTreeSet<MemberId>,
     beating_elsewhere: std::collections::BTreeSet<MemberId>,
     views: std::collections::BTreeMap<MemberId, u64>,
+    mates: std::collections::BTreeMap<MemberId, std::collections::BTreeSet<MemberId>>,
     answer_until: std::sync::Arc<AtomicU64>,
     fence: Option<Fence>,
 }
@@ -510,6 +528,7 @@ impl Thread {
         let elsewhere = d.answering_elsewhere(t);
         let beating_elsewhere = d.beating_elsewhere(t);
         let views = d.views(t);
+        let mates = d.mates(t);
         let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
         let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
         let fence_changed = fenced != self.fenced;
@@ -520,12 +539,14 @@ impl Thread {
             || answering != self.answering
             || elsewhere != self.elsewhere
             || beating_elsewhere != self.beating_elsewhere
-            || views != self.views;
+            || views != self.views
+            || mates != self.mates;
         self.fenced = fenced;
         self.answering = answering;
         self.elsewhere = elsewhere;
         self.beating_elsewhere = beating_elsewhere;
         self.views = views;
+        self.mates = mates;
         // Published before the reports: an agent that reads the snapshot
         // after a report was sent sees at least as much as it says.
         if changed {
@@ -572,6 +593,7 @@ impl Thread {
                 elsewhere: self.elsewhere.clone(),
                 beating_elsewhere: self.beating_elsewhere.clone(),
                 views: self.views.clone(),
+                mates: self.mates.clone(),
             };
         }
     }

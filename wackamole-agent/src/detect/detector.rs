@@ -83,6 +83,16 @@ struct Ghost {
     view: u64,
 }
 
+/// What a member's latest beat said of its view.
+#[derive(Debug)]
+struct HeardView {
+    at: Instant,
+    view: u64,
+    /// The members it echoed or listed as lost: the others of its view
+    /// it heard in it.
+    mates: BTreeSet<MemberId>,
+}
+
 /// The most ghosts kept (the least recently heard go first): views come
 /// and go, each restarted agent is a new member.
 const MAX_GHOSTS: usize = 64;
@@ -125,9 +135,10 @@ pub struct Detector {
     silent: bool,
     /// My view's digest (0: none).
     digest: u64,
-    /// When each member was last heard and the view its beat named (not 0),
-    /// for [`Timing::recall`]: see [`Detector::beating_elsewhere`].
-    views_heard: BTreeMap<MemberId, (Instant, u64)>,
+    /// When each member was last heard, the view its beat named (not 0)
+    /// and its mates in it, for [`Timing::recall`]: see
+    /// [`Detector::beating_elsewhere`] and [`Detector::mates`].
+    views_heard: BTreeMap<MemberId, HeardView>,
 }
 
 /// Drops the least recently heard members (by `heard`) until at most
@@ -313,6 +324,20 @@ impl Detector {
             .collect()
     }
 
+    /// The members each member heard within [`Timing::silent_after`]
+    /// named in its latest beat (echoed, or lost): the others of its view
+    /// it heard. A view's digest only tells who shares it once each member
+    /// beat in it; a member's mates tell it at its first beat there (after
+    /// a merge, the member that hands its VIFs over may say so before the
+    /// one taking them names the new view).
+    pub fn mates(&self, now: Instant) -> BTreeMap<MemberId, BTreeSet<MemberId>> {
+        let silent_after = self.timing.silent_after();
+        (self.views_heard.iter())
+            .filter(|(_, h)| h.at + silent_after > now && !h.mates.is_empty())
+            .map(|(m, h)| (m.clone(), h.mates.clone()))
+            .collect()
+    }
+
     /// The members heard within [`Timing::recall`], answering or not,
     /// whose latest beat named another view than mine: those that may
     /// revive in their view when this node does in its own. A long memory
@@ -321,7 +346,7 @@ impl Detector {
     pub fn beating_elsewhere(&self, now: Instant) -> BTreeSet<MemberId> {
         let recall = self.timing.recall();
         (self.views_heard.iter())
-            .filter(|(_, (at, view))| *at + recall > now && *view != self.digest)
+            .filter(|(_, h)| h.at + recall > now && h.view != self.digest)
             .map(|(m, _)| m.clone())
             .collect()
     }
@@ -428,9 +453,17 @@ impl Detector {
         if beat.view == 0 {
             return;
         }
-        self.views_heard
-            .insert(beat.sender.clone(), (now, beat.view));
-        keep_latest(&mut self.views_heard, 2 * MAX_GHOSTS, |(at, _)| *at);
+        let mates = (beat.echoes.iter().map(|e| &e.member))
+            .chain(&beat.lost)
+            .cloned()
+            .collect();
+        let heard = HeardView {
+            at: now,
+            view: beat.view,
+            mates,
+        };
+        self.views_heard.insert(beat.sender.clone(), heard);
+        keep_latest(&mut self.views_heard, 2 * MAX_GHOSTS, |h| h.at);
     }
 
     /// Loses the armed peers silent for the deadline; returns the peers
@@ -441,7 +474,7 @@ impl Detector {
         let silent_after = self.timing.silent_after();
         self.ghosts.retain(|_, g| g.heard + silent_after > now);
         let recall = self.timing.recall();
-        self.views_heard.retain(|_, (at, _)| *at + recall > now);
+        self.views_heard.retain(|_, h| h.at + recall > now);
         if self.n == 0 {
             return polled;
         }
@@ -991,9 +1024,36 @@ mod tests {
         assert_eq!(split.get(&id(1)), split.get(&id(2)));
         assert_ne!(split.get(&id(1)), Some(&d[0].digest));
         assert_eq!(d[0].answering_elsewhere(t0 + ms(5)), [id(2)].into());
+        // Each names the other as its mate in that view.
+        let mates = d[0].mates(t0 + ms(5));
+        assert_eq!(mates.get(&id(1)), Some(&[id(2)].into()), "{mates:?}");
+        assert_eq!(mates.get(&id(2)), Some(&[id(1)].into()), "{mates:?}");
         // Unheard for `silent_after`: no view known.
         let later = t0 + ms(5) + Timing::DEFAULT.silent_after();
         assert_eq!(d[0].views(later), BTreeMap::new());
+        assert_eq!(d[0].mates(later), BTreeMap::new());
+    }
+
+    #[test]
+    fn a_member_names_its_mates_at_its_first_beat_in_a_new_view() {
+        let t0 = Instant::now();
+        let mut d = three(t0);
+        exchange(&mut d, t0);
+        // Three views of one: nobody names a mate.
+        for (i, x) in d.iter_mut().enumerate() {
+            x.view(&[id(i)]);
+        }
+        exchange(&mut d, t0 + ms(5));
+        assert_eq!(d[0].mates(t0 + ms(5)), BTreeMap::new());
+        // m1 and m2 merge; m1 beats first (m2's next beat is not heard yet):
+        // m1's beat already names m2, whose own beat still names its old view.
+        d[1].view(&[id(1), id(2)]);
+        d[2].view(&[id(1), id(2)]);
+        let b1 = d[1].beat(t0 + ms(6));
+        let _ = d[0].receive(&b1, t0 + ms(6));
+        let views = d[0].views(t0 + ms(6));
+        assert_ne!(views.get(&id(1)), views.get(&id(2)));
+        assert_eq!(d[0].mates(t0 + ms(6)).get(&id(1)), Some(&[id(2)].into()));
     }
 
     #[test]

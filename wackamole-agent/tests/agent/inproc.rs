@@ -3186,6 +3186,14 @@ impl Node {
             .say_views(views);
     }
 
+    /// The others of its view each member's latest beat named (echoed or
+    /// lost), as this node's beat thread heard them.
+    fn mates_heard(&self, mates: &[(&str, &[&str])]) {
+        (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .say_mates(mates);
+    }
+
     /// Every command this node's agent told its beat thread since the last
     /// call.
     fn told(&self) -> Vec<wackamole::daemon::beats::Command> {
@@ -3661,6 +3669,43 @@ async fn a_guarded_split_leaves_a_silent_members_vifs_to_the_view_it_shares() {
             );
         }
         assert_eq!(two_of(&c, &["a", "b", "x"]), None);
+    })
+    .await;
+}
+
+/// Detector mode `guard`: as above, but x's latest beat still names its
+/// former view when b's says it fell silent (after a merge, the member
+/// handing its VIFs over may beat first): b's beat names x as a mate in
+/// its view, so a still leaves b's VIFs to x. Never two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_split_leaves_a_silent_members_vifs_to_its_mate_in_another_view() {
+    local(async {
+        let c = three_split_beating().await;
+        let of_b = answered_by(&c, "b");
+        let a = c.node("a");
+        a.views_heard(&[("b", 2), ("x", 3)]);
+        a.mates_heard(&[("b", &["x"])]);
+        let reply = c.node("b").ctl(Request::Drain { node: "b".into() }).await;
+        assert!(reply.ok, "{reply:?}");
+        let mut told = false;
+        for step in 0..400 {
+            wait(ms(5)).await;
+            if !told && of_b.iter().all(|k| !c.journal.answering("b", vip(*k))) {
+                a.beats(&["x"], &["x"], report("b", true));
+                told = true;
+            }
+            if let Some(k) = two_of(&c, &["a", "b", "x"]) {
+                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+            }
+        }
+        assert!(told, "b never fell silent\n{}", c.journal.dump());
+        for k in &of_b {
+            assert!(
+                c.journal.answering("x", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
     })
     .await;
 }
