@@ -341,9 +341,11 @@ pub struct Agent<H: Host> {
     /// Detector mode `guard`: who held each VIF (as owner, or a
     /// hand-over's pending party) when the table was last settled.
     holders: BTreeMap<usize, Vec<MemberId>>,
-    /// The VIFs each member the view dropped held, while it stays out of
-    /// the view (see [`Agent::guard_departed`]).
-    origin: BTreeMap<usize, MemberId>,
+    /// The members the views dropped that held each VIF, while they stay
+    /// out of the view (see [`Agent::guard_departed`]): all of them, since
+    /// a VIF may pass from a departed member that still answers it to
+    /// another that then departs too without ever answering it.
+    origin: BTreeMap<usize, BTreeSet<MemberId>>,
     /// Those of `origin` whose member's beats say it answers: they answer
     /// here only once it falls silent.
     awaiting: BTreeMap<usize, MemberId>,
@@ -985,8 +987,8 @@ impl<H: Host> Agent<H> {
             let Some(member) = held_by.iter().find(|m| !members.contains(m)) else {
                 continue;
             };
-            self.origin.insert(i, member.clone());
-            let Some(awaited) = self.awaited(member, &snapshot) else {
+            self.origin.entry(i).or_default().insert(member.clone());
+            let Some(awaited) = self.awaited_for(i, &snapshot) else {
                 continue;
             };
             let name = self.vifs.get(i).map(|v| v.name.clone()).unwrap_or_default();
@@ -1025,6 +1027,12 @@ impl<H: Host> Agent<H> {
     /// or by either naming the other as a mate: after a merge, the member
     /// that hands its VIFs over falls silent and may say so (naming the
     /// taker as its mate) before the taker's first beat names the new view.
+    /// [`Agent::awaited`] for VIF `i`: whom the first of its departed
+    /// holders that still needs one waits for.
+    fn awaited_for(&self, i: usize, s: &super::beats::Snapshot) -> Option<MemberId> {
+        (self.origin.get(&i).into_iter().flatten()).find_map(|m| self.awaited(m, s))
+    }
+
     fn awaited(&self, member: &MemberId, s: &super::beats::Snapshot) -> Option<MemberId> {
         if s.answering.contains(member) {
             return Some(member.clone());
@@ -1086,8 +1094,30 @@ impl<H: Host> Agent<H> {
     /// exchange, a merged member and this node may both claim a VIF.
     fn stop_awaiting_the_view(&mut self) {
         let members = &self.view_members;
-        self.origin.retain(|_, m| !members.contains(m));
-        self.awaiting.retain(|_, m| !members.contains(m));
+        let snapshot = self.detector_snapshot().unwrap_or_default();
+        // Those back, and those the beat thread no longer knows of (unheard
+        // for its recall, about a second: crashed or cut off), go.
+        let known = |m: &MemberId| {
+            snapshot.answering.contains(m)
+                || snapshot.beating_elsewhere.contains(m)
+                || snapshot.views.contains_key(m)
+        };
+        for held_by in self.origin.values_mut() {
+            held_by.retain(|m| !members.contains(m) && known(m));
+        }
+        self.origin.retain(|_, held_by| !held_by.is_empty());
+        // A VIF whose awaited member is back may still wait for another
+        // departed holder that stays out.
+        let back: Vec<usize> = (self.awaiting.iter())
+            .filter(|(_, m)| members.contains(m))
+            .map(|(i, _)| *i)
+            .collect();
+        for i in back {
+            match self.awaited_for(i, &snapshot) {
+                Some(m) => self.awaiting.insert(i, m),
+                None => self.awaiting.remove(&i),
+            };
+        }
     }
 
     /// The beat thread says `member` answers nothing now (or went unheard):
@@ -1105,9 +1135,7 @@ impl<H: Host> Agent<H> {
             .map(|(i, _)| *i)
             .collect();
         for i in waiting {
-            let next = (self.origin.get(&i))
-                .and_then(|origin| self.awaited(origin, &snapshot))
-                .filter(|m| m != member);
+            let next = self.awaited_for(i, &snapshot).filter(|m| m != member);
             match next {
                 Some(m) => self.awaiting.insert(i, m),
                 None => self.awaiting.remove(&i),
@@ -1140,7 +1168,7 @@ impl<H: Host> Agent<H> {
         let snapshot = self.detector_snapshot().unwrap_or_default();
         let theirs: Vec<(usize, MemberId)> = (self.origin.iter())
             .filter(|(i, _)| !self.awaiting.contains_key(i))
-            .filter_map(|(i, origin)| Some((*i, self.awaited(origin, &snapshot)?)))
+            .filter_map(|(i, _)| Some((*i, self.awaited_for(*i, &snapshot)?)))
             .collect();
         if theirs.is_empty() {
             return;
@@ -1220,7 +1248,7 @@ impl<H: Host> Agent<H> {
         }
         if let Some(member) = self.evicted_answering.clone() {
             self.awaiting.insert(i, member.clone());
-            self.origin.insert(i, member);
+            self.origin.entry(i).or_default().insert(member);
         }
         if let Some(member) = self.awaiting.get(&i) {
             self.deferred.insert(i);

@@ -3710,6 +3710,40 @@ async fn a_guarded_split_leaves_a_silent_members_vifs_to_its_mate_in_another_vie
     .await;
 }
 
+/// Detector mode `guard`: a split into {a} and {b, x} while a answers;
+/// then {b, x} splits too and merges again. Whoever {b, x}'s table gave
+/// a's VIFs to never answered them, but it left a view and came back: a's
+/// VIFs still wait for a, which still answers. Never two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_vif_waits_for_its_first_departed_holder_across_a_split_and_merge() {
+    local(async {
+        let c = three_split_beating().await;
+        let of_a = answered_by(&c, "a");
+        assert!(!of_a.is_empty(), "{}", c.journal.dump());
+        let (b, x) = (c.node("b"), c.node("x"));
+        c.views(&[&["a"], &["b"], &["x"]]);
+        b.beats(&["a", "x"], &["a", "x"], None);
+        x.beats(&["a", "b"], &["a", "b"], None);
+        b.views_heard(&[("a", 1), ("x", 3)]);
+        x.views_heard(&[("a", 1), ("b", 4)]);
+        never_two(&c, 100).await;
+        c.views(&[&["a"], &["b", "x"]]);
+        b.beats(&["a", "x"], &["a"], None);
+        x.beats(&["a", "b"], &["a"], None);
+        b.views_heard(&[("a", 1), ("x", 2)]);
+        x.views_heard(&[("a", 1), ("b", 2)]);
+        never_two(&c, 400).await;
+        for k in &of_a {
+            assert!(
+                c.journal.answering("a", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+    })
+    .await;
+}
+
 /// Detector mode `guard`: a split into {a} and {b, x}, then b loses its
 /// engine (it releases everything and falls silent) and x goes on alone:
 /// the views {a} and {x} both dropped b and would both take its VIFs. a,
