@@ -984,16 +984,19 @@ impl<H: Host> Agent<H> {
         let mut still = BTreeSet::new();
         let mut elsewhere = Vec::new();
         for (&i, held_by) in &self.holders {
-            let Some(member) = held_by.iter().find(|m| !members.contains(m)) else {
+            let departed: Vec<&MemberId> =
+                held_by.iter().filter(|m| !members.contains(m)).collect();
+            if departed.is_empty() {
                 continue;
-            };
-            self.origin.entry(i).or_default().insert(member.clone());
+            }
+            let origin = self.origin.entry(i).or_default();
+            origin.extend(departed.into_iter().cloned());
             let Some(awaited) = self.awaited_for(i, &snapshot) else {
                 continue;
             };
             let name = self.vifs.get(i).map(|v| v.name.clone()).unwrap_or_default();
-            if awaited == *member {
-                still.insert(member.clone());
+            if self.origin.get(&i).is_some_and(|o| o.contains(&awaited)) {
+                still.insert(awaited.clone());
                 kept.push(name);
             } else {
                 elsewhere.push((name, awaited.clone()));
@@ -1284,11 +1287,21 @@ impl<H: Host> Agent<H> {
         self.deferred
             .iter()
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
+            .filter(|&&i| !self.settling(i))
             .map(|&i| match self.others_pending(i) {
                 true => Instant::now() + HANDOVER_POLL,
                 false => self.fenced.get(&i).copied().unwrap_or_else(Instant::now),
             })
             .min()
+    }
+
+    /// Detector mode `guard`: VIF `i` was taken from a departed member and
+    /// the view's exchange is open. After a merge, members that each took
+    /// it in their own view hold it by their claims until the exchange
+    /// settles whose it is: if its departed holder fell silent meanwhile,
+    /// each would bring it up. It waits for the settled table.
+    fn settling(&self, i: usize) -> bool {
+        self.origin.contains_key(&i) && self.alloc.phase() == Phase::Gather
     }
 
     /// VIF `i` is in a hand-over that another member must still stop
@@ -1313,6 +1326,7 @@ impl<H: Host> Agent<H> {
             .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
             .filter(|&i| !self.others_pending(i))
+            .filter(|&i| !self.settling(i))
             .collect();
         let answering = self.held_not_yielding();
         let mut up = Vec::new();

@@ -3744,6 +3744,71 @@ async fn a_guarded_vif_waits_for_its_first_departed_holder_across_a_split_and_me
     .await;
 }
 
+/// Detector mode `guard`: three one-node views; a and b each take x's
+/// VIFs and wait, x answering. The three merge, and x's agent stalls (its
+/// STATE does not come: the exchange stays open) and falls silent. a and
+/// b both hold x's VIFs by their claims until the exchange settles whose
+/// they are: neither brings them up meanwhile. Once the view drops x, one
+/// answerer per VIF.
+#[tokio::test(start_paused = true)]
+async fn a_guarded_vif_waits_for_the_merged_exchange_when_its_holder_falls_silent() {
+    local(async {
+        let c = Cluster::start(&["a", "b", "x"], GUARD);
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(3000)).await;
+        let of_x = answered_by(&c, "x");
+        assert!(!of_x.is_empty(), "{}", c.journal.dump());
+        let (a, b) = (c.node("a"), c.node("b"));
+        a.beats(&["b", "x"], &["b", "x"], None);
+        b.beats(&["a", "x"], &["a", "x"], None);
+        a.views_heard(&[("b", 2), ("x", 3)]);
+        b.views_heard(&[("a", 1), ("x", 3)]);
+        c.views(&[&["a"], &["b"], &["x"]]);
+        wait(ms(100)).await;
+        for k in &of_x {
+            assert!(
+                !c.journal.answering("a", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+            assert!(
+                !c.journal.answering("b", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+        c.stop("x", None);
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(5)).await;
+        a.beats(&["b"], &[], report("x", true));
+        b.beats(&["a"], &[], report("x", true));
+        for step in 0..100 {
+            wait(ms(5)).await;
+            if let Some(k) = two_of(&c, &["a", "b"]) {
+                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+            }
+        }
+        c.views(&[&["a", "b"]]);
+        for step in 0..200 {
+            wait(ms(5)).await;
+            if let Some(k) = two_of(&c, &["a", "b"]) {
+                panic!(
+                    "v{k} answered twice after the view (step {step})\n{}",
+                    c.journal.dump()
+                );
+            }
+        }
+        for k in &of_x {
+            assert!(
+                c.journal.answering("a", vip(*k)) || c.journal.answering("b", vip(*k)),
+                "v{k} unanswered\n{}",
+                c.journal.dump()
+            );
+        }
+    })
+    .await;
+}
+
 /// Detector mode `guard`: a split into {a} and {b, x}, then b loses its
 /// engine (it releases everything and falls silent) and x goes on alone:
 /// the views {a} and {x} both dropped b and would both take its VIFs. a,
