@@ -3633,28 +3633,8 @@ async fn a_guarded_split_leaves_a_silent_members_vifs_to_the_view_it_shares() {
     local(async {
         let c = three_split_beating().await;
         let of_b = answered_by(&c, "b");
-        let reply = c.node("b").ctl(Request::Drain { node: "b".into() }).await;
-        assert!(reply.ok, "{reply:?}");
+        drain_b_to_x(&c, &of_b).await;
         let a = c.node("a");
-        let mut told = false;
-        for step in 0..400 {
-            wait(ms(5)).await;
-            if !told && of_b.iter().all(|k| !c.journal.answering("b", vip(*k))) {
-                a.beats(&["x"], &["x"], report("b", true));
-                told = true;
-            }
-            if let Some(k) = two_of(&c, &["a", "b", "x"]) {
-                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
-            }
-        }
-        assert!(told, "b never fell silent\n{}", c.journal.dump());
-        for k in &of_b {
-            assert!(
-                c.journal.answering("x", vip(*k)),
-                "v{k}\n{}",
-                c.journal.dump()
-            );
-        }
         // x loses its engine (it releases everything) and falls silent:
         // now b's VIFs answer at a.
         c.lose("x");
@@ -3685,29 +3665,37 @@ async fn a_guarded_split_leaves_a_silent_members_vifs_to_its_mate_in_another_vie
         let a = c.node("a");
         a.views_heard(&[("b", 2), ("x", 3)]);
         a.mates_heard(&[("b", &["x"])]);
-        let reply = c.node("b").ctl(Request::Drain { node: "b".into() }).await;
-        assert!(reply.ok, "{reply:?}");
-        let mut told = false;
-        for step in 0..400 {
-            wait(ms(5)).await;
-            if !told && of_b.iter().all(|k| !c.journal.answering("b", vip(*k))) {
-                a.beats(&["x"], &["x"], report("b", true));
-                told = true;
-            }
-            if let Some(k) = two_of(&c, &["a", "b", "x"]) {
-                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
-            }
-        }
-        assert!(told, "b never fell silent\n{}", c.journal.dump());
-        for k in &of_b {
-            assert!(
-                c.journal.answering("x", vip(*k)),
-                "v{k}\n{}",
-                c.journal.dump()
-            );
-        }
+        drain_b_to_x(&c, &of_b).await;
     })
     .await;
+}
+
+/// After [`three_split_beating`]: b drains itself (handing `of_b` to x)
+/// and, once it answers none of them, a hears it fall silent; a leaves
+/// them to x. Never two answerers.
+async fn drain_b_to_x(c: &Cluster, of_b: &[usize]) {
+    let a = c.node("a");
+    let reply = c.node("b").ctl(Request::Drain { node: "b".into() }).await;
+    assert!(reply.ok, "{reply:?}");
+    let mut told = false;
+    for step in 0..400 {
+        wait(ms(5)).await;
+        if !told && of_b.iter().all(|k| !c.journal.answering("b", vip(*k))) {
+            a.beats(&["x"], &["x"], report("b", true));
+            told = true;
+        }
+        if let Some(k) = two_of(c, &["a", "b", "x"]) {
+            panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+        }
+    }
+    assert!(told, "b never fell silent\n{}", c.journal.dump());
+    for k in of_b {
+        assert!(
+            c.journal.answering("x", vip(*k)),
+            "v{k}\n{}",
+            c.journal.dump()
+        );
+    }
 }
 
 /// Detector mode `guard`: a split into {a} and {b, x} while a answers;
