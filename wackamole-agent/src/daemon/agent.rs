@@ -1018,6 +1018,12 @@ impl<H: Host> Agent<H> {
         }
     }
 
+    /// [`Agent::awaited`] for VIF `i`: whom the first of its departed
+    /// holders that still needs one waits for.
+    fn awaited_for(&self, i: usize, s: &super::beats::Snapshot) -> Option<MemberId> {
+        (self.origin.get(&i).into_iter().flatten()).find_map(|m| self.awaited(m, s))
+    }
+
     /// Detector mode `guard`: whom a VIF taken from the departed `member`
     /// waits for before it answers here. The member itself while its beats
     /// say it answers. Else a member of another view that answers and may
@@ -1030,12 +1036,6 @@ impl<H: Host> Agent<H> {
     /// or by either naming the other as a mate: after a merge, the member
     /// that hands its VIFs over falls silent and may say so (naming the
     /// taker as its mate) before the taker's first beat names the new view.
-    /// [`Agent::awaited`] for VIF `i`: whom the first of its departed
-    /// holders that still needs one waits for.
-    fn awaited_for(&self, i: usize, s: &super::beats::Snapshot) -> Option<MemberId> {
-        (self.origin.get(&i).into_iter().flatten()).find_map(|m| self.awaited(m, s))
-    }
-
     fn awaited(&self, member: &MemberId, s: &super::beats::Snapshot) -> Option<MemberId> {
         if s.answering.contains(member) {
             return Some(member.clone());
