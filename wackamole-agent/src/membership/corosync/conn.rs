@@ -7,7 +7,7 @@
 //! They only append to a thread-local inbox that the engine drains after
 //! `dispatch` returns; nothing in a callback calls back into corosync.
 
-use super::tracker::{Proc, Ring};
+use super::tracker::{LivenessStep, Proc, Ring};
 use rust_corosync::{cmap, cpg, quorum, CsError, DispatchFlags, NodeId, TrackFlags};
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -216,30 +216,50 @@ pub struct Conn {
     pub corosync_pid: Option<u32>,
 }
 
-/// Whether corosync is alive: a thread with its own cmap connection asks
-/// corosync for a key every `interval` and records when it last got an
-/// answer, and (when corosync's pid is known) another reads the process's
-/// state every `interval` and records when it last saw it neither stopped
-/// nor gone. A frozen corosync (SIGSTOP) passes neither. One re-forming its
+/// Whether corosync is alive: when corosync's pid is known, a thread reads
+/// the process's state every `interval` and records when it last saw it
+/// neither stopped nor gone; otherwise a thread with its own cmap connection
+/// asks corosync for a key every `interval` and records when it last got an
+/// answer. A frozen corosync (SIGSTOP) passes neither. One re-forming its
 /// ring answers IPC at once, except while it synchronises its services after
 /// a view change: then it holds every IPC request back (seen for 0.8-3 s on
 /// this loaded 2-core host when a node came back), and only the process
-/// state tells it from a frozen one. The IPC thread blocks in the call
-/// meanwhile; both end when the guard is dropped (or the connection fails).
-/// While our own probes come back (the engine notes each), both skip their
-/// checks: the probes are the sign of life.
+/// state tells it from a frozen one (the IPC thread blocks in the call
+/// meanwhile). The thread ends when the guard is dropped (or the connection
+/// fails). While our own probes come back (the engine notes each), it skips
+/// its check: the probes are the sign of life.
+///
+/// Not both: the two record the same "last seen alive", and corosync
+/// answering IPC implies its process runs, so with the process visible an
+/// IPC thread would add nothing but a wakeup every period (and an IPC
+/// connection).
 ///
 /// The engine's own thread blocks too, in its next `cpg_mcast_joined`, and
 /// can publish no evidence then: the process thread vouches for it (see
 /// [`Vouch`]).
+///
+/// The process thread checks every period only while probes stall or did
+/// within the stall limit ([`Liveness::stalled`]; a ring re-formation, and
+/// the synchronisation that holds IPC back, follow a stall): in between it
+/// sleeps [`PARKED_CHECK`] at a time instead of waking every period for
+/// nothing (one of the few wakeups per period of an idle agent).
 pub struct Liveness {
     epoch: Instant,
     last_ok_ms: Arc<AtomicU64>,
     /// When (ms after `epoch`, 0: not) the engine thread entered a corosync
     /// call it is still in.
     in_call_ms: Arc<AtomicU64>,
+    /// Until when (ms after `epoch`) the process thread checks every period.
+    watch_until_ms: Arc<AtomicU64>,
+    stall_limit: Duration,
+    /// The checking thread, to wake when probes stall.
+    thread: std::thread::Thread,
     stop: Arc<AtomicBool>,
 }
+
+/// How long the process thread sleeps at a time while probes come back and
+/// none stalled within the stall limit.
+pub const PARKED_CHECK: Duration = Duration::from_secs(1);
 
 /// What the process thread needs to give the agent liveness evidence while
 /// the engine thread is held in a corosync call: corosync's process running
@@ -258,7 +278,6 @@ impl Liveness {
         corosync_pid: Option<u32>,
         vouch: Vouch,
     ) -> Result<Liveness, CallError> {
-        let h = call("cmap_initialize", cmap::initialize(cmap::Map::Icmap))?;
         let epoch = Instant::now();
         let last_ok_ms = Arc::new(AtomicU64::new(0));
         let in_call_ms = Arc::new(AtomicU64::new(0));
@@ -267,79 +286,122 @@ impl Liveness {
             call: "spawn liveness thread",
             err: CsError::CsErrNoResources,
         };
-        let (last, halt) = (last_ok_ms.clone(), stop.clone());
-        std::thread::Builder::new()
-            .name("corosync-liveness".into())
-            .spawn(move || {
-                while !halt.load(Ordering::Relaxed) {
-                    // A probe back within the period already showed it.
-                    if !seen_within(&last, epoch, interval) {
-                        if cmap::get(&h, "runtime.config.totem.token").is_err() {
-                            return;
-                        }
-                        seen_alive(&last, epoch);
-                    }
-                    std::thread::sleep(interval);
-                }
-            })
-            .map_err(spawn_failed)?;
-        if let Some(pid) = corosync_pid {
-            let (last, halt, in_call) = (last_ok_ms.clone(), stop.clone(), in_call_ms.clone());
-            let path = format!("/proc/{pid}/stat");
-            std::thread::Builder::new()
-                .name("corosync-proc".into())
+        // Opened once and re-read in place (procfs regenerates it on every
+        // read at offset 0): no open, stat, close and allocation every
+        // period. A dead process fails the read. Not readable (another pid
+        // namespace, hidden /proc): the IPC thread instead.
+        let stat =
+            corosync_pid.and_then(|pid| std::fs::File::open(format!("/proc/{pid}/stat")).ok());
+        let Some(file) = stat else {
+            let h = call("cmap_initialize", cmap::initialize(cmap::Map::Icmap))?;
+            let (last, halt) = (last_ok_ms.clone(), stop.clone());
+            let t = std::thread::Builder::new()
+                .name("corosync-liveness".into())
                 .spawn(move || {
-                    // Opened once and re-read in place (procfs regenerates
-                    // it on every read at offset 0): no open, stat, close and
-                    // allocation every period. A dead process fails the read.
-                    let Ok(file) = std::fs::File::open(&path) else {
-                        return;
-                    };
-                    let mut buf = [0u8; 4096];
                     while !halt.load(Ordering::Relaxed) {
-                        // Probes coming back and the engine thread free: no
-                        // process state needed (nor any vouching).
-                        if in_call.load(Ordering::Relaxed) == 0
-                            && seen_within(&last, epoch, interval)
-                        {
-                            std::thread::sleep(interval);
-                            continue;
-                        }
-                        let stat = std::os::unix::fs::FileExt::read_at(&file, &mut buf, 0)
-                            .map(|n| String::from_utf8_lossy(&buf[..n]));
-                        match stat {
-                            Ok(stat) if super::tracker::process_runs(&stat) => {
-                                seen_alive(&last, epoch);
-                                let since = in_call.load(Ordering::Relaxed);
-                                let held = (since != 0).then(|| {
-                                    epoch.elapsed().saturating_sub(Duration::from_millis(since))
-                                });
-                                if super::tracker::ipc_counts(held, interval, vouch.stall_limit) {
-                                    crate::membership::Alive::publish(
-                                        &vouch.alive,
-                                        crate::membership::Alive {
-                                            at: tokio::time::Instant::now(),
-                                            takeover_floor: vouch.takeover_floor,
-                                            revives: false,
-                                        },
-                                    );
-                                }
+                        // A probe back within the period already showed it.
+                        if !seen_within(&last, epoch, interval) {
+                            if cmap::get(&h, "runtime.config.totem.token").is_err() {
+                                return;
                             }
-                            Ok(_) => {}
-                            // Gone: the IPC connection reports it.
-                            Err(_) => return,
+                            seen_alive(&last, epoch);
                         }
                         std::thread::sleep(interval);
                     }
                 })
                 .map_err(spawn_failed)?;
-        }
+            return Ok(Liveness {
+                epoch,
+                last_ok_ms,
+                in_call_ms,
+                watch_until_ms: Arc::new(AtomicU64::new(u64::MAX)),
+                stall_limit: vouch.stall_limit,
+                thread: t.thread().clone(),
+                stop,
+            });
+        };
+        // Watching from the start: the session's first probes are yet to come.
+        let watch_until_ms = Arc::new(AtomicU64::new(ms_since(epoch, vouch.stall_limit)));
+        let (last, halt, in_call, watch_until) = (
+            last_ok_ms.clone(),
+            stop.clone(),
+            in_call_ms.clone(),
+            watch_until_ms.clone(),
+        );
+        let t = std::thread::Builder::new()
+            .name("corosync-proc".into())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                while !halt.load(Ordering::Relaxed) {
+                    // Probes coming back and the engine thread free: no
+                    // process state needed (nor any vouching).
+                    let step = super::tracker::liveness_step(
+                        in_call.load(Ordering::Relaxed) != 0,
+                        seen_within(&last, epoch, interval),
+                        ms_since(epoch, Duration::ZERO) < watch_until.load(Ordering::Relaxed),
+                    );
+                    match step {
+                        LivenessStep::Check => {}
+                        LivenessStep::Sleep => {
+                            std::thread::sleep(interval);
+                            continue;
+                        }
+                        LivenessStep::Park => {
+                            // Until the engine sees a probe stall.
+                            std::thread::park_timeout(PARKED_CHECK);
+                            continue;
+                        }
+                    }
+                    let stat = std::os::unix::fs::FileExt::read_at(&file, &mut buf, 0)
+                        .map(|n| String::from_utf8_lossy(&buf[..n]));
+                    match stat {
+                        Ok(stat) if super::tracker::process_runs(&stat) => {
+                            seen_alive(&last, epoch);
+                            let since = in_call.load(Ordering::Relaxed);
+                            let held = (since != 0).then(|| {
+                                epoch.elapsed().saturating_sub(Duration::from_millis(since))
+                            });
+                            if super::tracker::ipc_counts(held, interval, vouch.stall_limit) {
+                                crate::membership::Alive::publish(
+                                    &vouch.alive,
+                                    crate::membership::Alive {
+                                        at: tokio::time::Instant::now(),
+                                        takeover_floor: vouch.takeover_floor,
+                                        revives: false,
+                                    },
+                                );
+                            }
+                        }
+                        Ok(_) => {}
+                        // Gone: the IPC connection reports it.
+                        Err(_) => return,
+                    }
+                    std::thread::sleep(interval);
+                }
+            })
+            .map_err(spawn_failed)?;
         Ok(Liveness {
             epoch,
             last_ok_ms,
             in_call_ms,
+            watch_until_ms,
+            stall_limit: vouch.stall_limit,
+            thread: t.thread().clone(),
             stop,
         })
+    }
+
+    /// A probe of ours is late or refused (the engine checks at every
+    /// tick): the process thread checks every period from now until the
+    /// stall limit after the last such call, so it is awake for the
+    /// synchronisation that follows a ring re-formation.
+    pub fn stalled(&self) {
+        let until = ms_since(self.epoch, self.stall_limit);
+        if self.watch_until_ms.fetch_max(until, Ordering::Relaxed)
+            < ms_since(self.epoch, Duration::ZERO)
+        {
+            self.thread.unpark();
+        }
     }
 
     /// Runs `f`, a corosync call that may block (corosync holds IPC back
@@ -364,6 +426,11 @@ impl Liveness {
         let last = Duration::from_millis(self.last_ok_ms.load(Ordering::Relaxed));
         self.epoch.elapsed().saturating_sub(last)
     }
+}
+
+/// Ms after `epoch` of now + `ahead`.
+fn ms_since(epoch: Instant, ahead: Duration) -> u64 {
+    u64::try_from((epoch.elapsed() + ahead).as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Records "alive now" (the later of the two threads' sightings).
@@ -402,6 +469,7 @@ fn peer_pid(fd: RawFd) -> Option<u32> {
 impl Drop for Liveness {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.thread.unpark();
     }
 }
 

@@ -471,6 +471,9 @@ impl Engine {
             return Ok(());
         }
         let now = std::time::Instant::now();
+        if s.watchdog.stalled(now).is_some() {
+            s.liveness.stalled();
+        }
         if !s.tracker.is_frozen() {
             if let Some(reason) = self.watchdog_verdict(s, now) {
                 self.report_lost(s, reason).await?;

@@ -424,6 +424,34 @@ pub fn auto_stall_limit(token_ms: u32, consensus_ms: u32) -> Duration {
 /// The shortest automatic stall limit (see [`auto_stall_limit`]).
 pub const MIN_STALL_LIMIT: Duration = Duration::from_secs(3);
 
+/// What corosync's process thread does next (see `conn::Liveness`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LivenessStep {
+    /// Read the process state (and vouch while the engine thread is held
+    /// in a call), then sleep a period.
+    Check,
+    /// Nothing to check now; check again in a period (probes stalled
+    /// lately: a ring re-formation and its synchronisation may follow).
+    Sleep,
+    /// Nothing to check, nor lately: sleep until the engine sees a probe
+    /// stall (or a long safety period).
+    Park,
+}
+
+/// The process thread's rule: check while the engine thread is held in a
+/// corosync call (`in_call`) or our probes have not come back within the
+/// period (`probes_back` false); otherwise check nothing, waking every
+/// period only while `watching` (a probe stalled within the stall limit).
+pub fn liveness_step(in_call: bool, probes_back: bool, watching: bool) -> LivenessStep {
+    if in_call || !probes_back {
+        LivenessStep::Check
+    } else if watching {
+        LivenessStep::Sleep
+    } else {
+        LivenessStep::Park
+    }
+}
+
 /// Whether a `/proc/<pid>/stat` line shows a process that is neither
 /// stopped (SIGSTOP, traced) nor dead. The state follows the last `)` (the
 /// command name may itself contain one).
@@ -924,6 +952,18 @@ mod tests {
         assert!(ipc_counts(Some(Duration::from_millis(20)), i, stall));
         assert!(ipc_counts(Some(Duration::from_millis(100)), i, stall));
         assert!(!ipc_counts(Some(Duration::from_millis(420)), i, stall));
+    }
+
+    #[test]
+    fn the_process_thread_checks_whenever_probes_stall_or_a_call_holds() {
+        use LivenessStep::*;
+        for watching in [false, true] {
+            assert_eq!(liveness_step(true, true, watching), Check);
+            assert_eq!(liveness_step(false, false, watching), Check);
+            assert_eq!(liveness_step(true, false, watching), Check);
+        }
+        assert_eq!(liveness_step(false, true, true), Sleep);
+        assert_eq!(liveness_step(false, true, false), Park);
     }
 
     #[test]
