@@ -10,7 +10,7 @@ use rust_corosync::CsError;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{sleep, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{sleep, sleep_until, Instant};
 
 /// Application sends waiting for corosync (flow control) before we stop
 /// reading the agent's requests.
@@ -83,6 +83,14 @@ pub async fn start(opts: CorosyncOptions) -> Result<MembershipHandle> {
         outgoing: out_tx,
         alive: alive_rx,
     })
+}
+
+/// The wall clock (ns since the epoch), which the nodes share to within
+/// NTP's error; 0 if it is before the epoch.
+fn wall_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Why serving one connection ended.
@@ -352,8 +360,8 @@ impl Engine {
                 return End::Shutdown;
             }
         }
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let tick = sleep_until(tracker::next_probe_at(Instant::now(), wall_ns(), interval));
+        tokio::pin!(tick);
         loop {
             let retry_at = s.retry_at;
             // Unbiased: a busy CPG descriptor must not starve the watchdog
@@ -367,7 +375,12 @@ impl Engine {
                     Ok(raws) => self.handle(&mut s, raws).await,
                     Err(e) => Err(self.lost(e)),
                 },
-                _ = tick.tick() => self.on_tick(&mut s).await,
+                _ = &mut tick => {
+                    let r = self.on_tick(&mut s).await;
+                    let next = tracker::next_probe_at(Instant::now(), wall_ns(), interval);
+                    tick.as_mut().reset(next);
+                    r
+                }
                 _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
                     s.retry_at = None;
                     self.flush(&mut s)

@@ -393,6 +393,24 @@ pub fn probe_interval(
     }
 }
 
+/// When to send the next probe, `now` being `wall_ns` on the wall clock:
+/// the next multiple of `interval` on the wall clock, never more than one
+/// `interval` away (a late tick brings the next one closer, never later).
+/// Every node's agent probes at the same instants (their clocks agree to
+/// within NTP's error), so corosync delivers the group's probes of a period
+/// together: each agent's engine wakes about once per period for them
+/// instead of once per member's probe (most of an idle agent's CPU is
+/// wakeups). The period, and with it the lease's three probes, is unchanged.
+pub fn next_probe_at<T: std::ops::Add<Duration, Output = T>>(
+    now: T,
+    wall_ns: u128,
+    interval: Duration,
+) -> T {
+    let period = interval.as_nanos().max(1);
+    let wait = period - wall_ns % period;
+    now + Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
+}
+
 /// Whether corosync answering local IPC counts as liveness evidence now: only
 /// while our probes stall (`overdue`: age of the oldest in flight) for a ring
 /// re-formation, no agreed message moves anywhere, so without it every
@@ -937,6 +955,34 @@ mod tests {
         assert_eq!(probe_interval(None, default.0, default.1), ms(1825) / 8);
         assert_eq!(probe_interval(Some(ms(20)), ms(12), ms(200)), ms(5));
         assert_eq!(probe_interval(None, ms(12), ms(20)), ms(5));
+    }
+
+    #[test]
+    fn probes_fall_on_the_wall_clock_grid_at_most_one_period_apart() {
+        let ms = Duration::from_millis;
+        let i = ms(110) / 6;
+        let p = i.as_nanos();
+        let t0 = Instant::now();
+        for (wall, wait) in [
+            (0, i),
+            (1, i - Duration::from_nanos(1)),
+            (p - 1, Duration::from_nanos(1)),
+            (p, i),
+            (7 * p + p / 2, i - Duration::from_nanos((p / 2) as u64)),
+        ] {
+            assert_eq!(next_probe_at(t0, wall, i), t0 + wait, "wall {wall}");
+        }
+        // Two nodes whose clocks agree pick the same instant whenever each
+        // wakes up within the period.
+        let grid = 1_000 * p;
+        for (a, b) in [(grid + 1, grid + p - 1), (grid + p / 3, grid + 2 * p / 3)] {
+            let ta = next_probe_at(Duration::ZERO, a, i).as_nanos() + a;
+            let tb = next_probe_at(Duration::ZERO, b, i).as_nanos() + b;
+            assert_eq!(ta, tb);
+            assert_eq!(ta, grid + p);
+        }
+        // Never more than one period, also for a zero period.
+        assert!(next_probe_at(Duration::ZERO, 12345, Duration::ZERO) <= Duration::from_nanos(1));
     }
 
     #[test]
