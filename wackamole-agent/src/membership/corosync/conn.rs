@@ -242,7 +242,11 @@ pub struct Conn {
 /// within the stall limit ([`Liveness::stalled`]; a ring re-formation, and
 /// the synchronisation that holds IPC back, follow a stall): in between it
 /// sleeps [`PARKED_CHECK`] at a time instead of waking every period for
-/// nothing (one of the few wakeups per period of an idle agent).
+/// nothing (one of the few wakeups per period of an idle agent). A call
+/// that holds the engine thread right after a healthy tick is vouched for
+/// only from the thread's next wakeup (the lease may lapse meanwhile:
+/// silence, never a longer lease); the holds seen come with the
+/// synchronisation after a re-formation, which a stall precedes.
 pub struct Liveness {
     epoch: Instant,
     last_ok_ms: Arc<AtomicU64>,
@@ -414,9 +418,9 @@ impl Liveness {
         r
     }
 
-    /// Our own probe came back now: corosync is alive, and the threads'
-    /// checks (an IPC round trip and a procfs read each period, most of an
-    /// idle agent's CPU on the LAN-fast profile) wait until probes stall.
+    /// Our own probe came back now: corosync is alive, and the thread's
+    /// check (a procfs read, or an IPC round trip without the process)
+    /// waits until probes stall.
     pub fn probe_back(&self) {
         seen_alive(&self.last_ok_ms, self.epoch);
     }
