@@ -258,6 +258,9 @@ pub struct Liveness {
     stall_limit: Duration,
     /// The checking thread, to wake when probes stall.
     thread: std::thread::Thread,
+    /// Corosync's `/proc/<pid>/stat`, when visible: read at once when a
+    /// stall wakes the parked thread (see [`Liveness::stalled`]).
+    stat: Option<Arc<std::fs::File>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -294,9 +297,10 @@ impl Liveness {
         // read at offset 0): no open, stat, close and allocation every
         // period. A dead process fails the read. Not readable (another pid
         // namespace, hidden /proc): the IPC thread instead.
-        let stat =
-            corosync_pid.and_then(|pid| std::fs::File::open(format!("/proc/{pid}/stat")).ok());
-        let Some(file) = stat else {
+        let stat = corosync_pid
+            .and_then(|pid| std::fs::File::open(format!("/proc/{pid}/stat")).ok())
+            .map(Arc::new);
+        let Some(file) = stat.clone() else {
             let h = call("cmap_initialize", cmap::initialize(cmap::Map::Icmap))?;
             let (last, halt) = (last_ok_ms.clone(), stop.clone());
             let t = std::thread::Builder::new()
@@ -321,6 +325,7 @@ impl Liveness {
                 watch_until_ms: Arc::new(AtomicU64::new(u64::MAX)),
                 stall_limit: vouch.stall_limit,
                 thread: t.thread().clone(),
+                stat: None,
                 stop,
             });
         };
@@ -356,9 +361,7 @@ impl Liveness {
                             continue;
                         }
                     }
-                    let stat = std::os::unix::fs::FileExt::read_at(&file, &mut buf, 0)
-                        .map(|n| String::from_utf8_lossy(&buf[..n]));
-                    match stat {
+                    match read_stat(&file, &mut buf) {
                         Ok(stat) if super::tracker::process_runs(&stat) => {
                             seen_alive(&last, epoch);
                             let since = in_call.load(Ordering::Relaxed);
@@ -391,6 +394,7 @@ impl Liveness {
             watch_until_ms,
             stall_limit: vouch.stall_limit,
             thread: t.thread().clone(),
+            stat,
             stop,
         })
     }
@@ -399,11 +403,23 @@ impl Liveness {
     /// tick): the process thread checks every period from now until the
     /// stall limit after the last such call, so it is awake for the
     /// synchronisation that follows a ring re-formation.
+    ///
+    /// Waking a parked thread, it also reads corosync's process state at
+    /// once: the engine judges this very tick by how long corosync has
+    /// been silent, and the thread's first check would come after it (the
+    /// lease, three periods long, could lapse at the next tick of a ring
+    /// re-formation that began just after a probe came back).
     pub fn stalled(&self) {
         let until = ms_since(self.epoch, self.stall_limit);
         if self.watch_until_ms.fetch_max(until, Ordering::Relaxed)
             < ms_since(self.epoch, Duration::ZERO)
         {
+            if let Some(file) = &self.stat {
+                let mut buf = [0u8; 4096];
+                if read_stat(file, &mut buf).is_ok_and(|s| super::tracker::process_runs(&s)) {
+                    seen_alive(&self.last_ok_ms, self.epoch);
+                }
+            }
             self.thread.unpark();
         }
     }
@@ -430,6 +446,16 @@ impl Liveness {
         let last = Duration::from_millis(self.last_ok_ms.load(Ordering::Relaxed));
         self.epoch.elapsed().saturating_sub(last)
     }
+}
+
+/// Corosync's process state line, read in place (procfs regenerates it
+/// on every read at offset 0).
+fn read_stat<'a>(
+    file: &std::fs::File,
+    buf: &'a mut [u8; 4096],
+) -> std::io::Result<std::borrow::Cow<'a, str>> {
+    let n = std::os::unix::fs::FileExt::read_at(file, buf, 0)?;
+    Ok(String::from_utf8_lossy(&buf[..n]))
 }
 
 /// Ms after `epoch` of now + `ahead`.
