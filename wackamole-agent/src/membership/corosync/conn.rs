@@ -708,3 +708,44 @@ impl Conn {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checking thread parked (probes came back, no stall lately): the
+    /// tick that first sees a probe late must find corosync's process seen
+    /// just now, not at the thread's last check (here: our own process
+    /// stands in for corosync's).
+    #[test]
+    fn a_stall_that_wakes_the_parked_thread_reads_the_process_at_once() {
+        let interval = Duration::from_millis(100);
+        let vouch = Vouch {
+            alive: tokio::sync::watch::channel(None).0,
+            takeover_floor: Duration::from_millis(110),
+            stall_limit: Duration::from_millis(1),
+        };
+        let liveness = match Liveness::start(interval, Some(std::process::id()), vouch) {
+            Ok(l) => l,
+            Err(e) => panic!("liveness: {e:?}"),
+        };
+        // Probes come back for a while: the thread parks (for up to
+        // PARKED_CHECK); then they stop.
+        for _ in 0..15 {
+            liveness.probe_back();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            liveness.silent_for() > interval,
+            "{:?}",
+            liveness.silent_for()
+        );
+        liveness.stalled();
+        assert!(
+            liveness.silent_for() < interval,
+            "{:?}",
+            liveness.silent_for()
+        );
+    }
+}
