@@ -1096,6 +1096,9 @@ impl<H: Host> Agent<H> {
     /// once, see [`Agent::deferred_due`]). Not at the view itself: until the
     /// exchange, a merged member and this node may both claim a VIF.
     fn stop_awaiting_the_view(&mut self) {
+        if self.origin.is_empty() && self.awaiting.is_empty() {
+            return;
+        }
         let members = &self.view_members;
         let snapshot = self.detector_snapshot().unwrap_or_default();
         // Those back, and those the beat thread no longer knows of (unheard
