@@ -757,8 +757,10 @@ impl<H: Host> Agent<H> {
                 self.alloc
                     .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
                 self.fence_the_recently_heard(&view.members);
-                self.guard_departed(&view.members);
-                self.view_members.clone_from(&view.members);
+                // The new view first: whom a departed member's VIF waits
+                // for is never a member of it (see `awaited`).
+                let old = std::mem::replace(&mut self.view_members, view.members.clone());
+                self.guard_departed(&old, &view.members);
                 self.me = view.members.get(view.my_index).cloned();
                 if let Some(b) = &self.inputs.beats {
                     b.tell(super::beats::Command::View {
@@ -966,7 +968,7 @@ impl<H: Host> Agent<H> {
     /// the time its view comes; one behind a lossy cable whose ring split
     /// (the LAN still carries its beats and its ARP answers) keeps
     /// answering, and so nobody else does.
-    fn guard_departed(&mut self, members: &[MemberId]) {
+    fn guard_departed(&mut self, old: &[MemberId], members: &[MemberId]) {
         if !self.guarding() {
             return;
         }
@@ -976,7 +978,7 @@ impl<H: Host> Agent<H> {
         if matches!(self.alloc.phase(), Phase::Run | Phase::Balance) {
             self.holders = self.holders_now();
         }
-        if self.view_members.iter().all(|m| members.contains(m)) {
+        if old.iter().all(|m| members.contains(m)) {
             return;
         }
         let snapshot = self.detector_snapshot().unwrap_or_default();
@@ -1036,6 +1038,10 @@ impl<H: Host> Agent<H> {
     /// or by either naming the other as a mate: after a merge, the member
     /// that hands its VIFs over falls silent and may say so (naming the
     /// taker as its mate) before the taker's first beat names the new view.
+    ///
+    /// Never a member of this node's own view, whatever its latest beat
+    /// names (it may not have beaten since the view came): one view has
+    /// one table, and it would never fall silent for this node to answer.
     fn awaited(&self, member: &MemberId, s: &super::beats::Snapshot) -> Option<MemberId> {
         if s.answering.contains(member) {
             return Some(member.clone());
@@ -1047,7 +1053,7 @@ impl<H: Host> Agent<H> {
         };
         let lower = |m: &MemberId| self.me.as_ref().is_some_and(|me| m < me);
         (s.elsewhere.iter())
-            .filter(|m| *m != member)
+            .filter(|m| *m != member && !self.view_members.contains(m))
             .find(|m| shares(m) || lower(m))
             .cloned()
     }

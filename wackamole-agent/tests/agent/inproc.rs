@@ -3653,6 +3653,41 @@ async fn a_guarded_split_leaves_a_silent_members_vifs_to_the_view_it_shares() {
     .await;
 }
 
+/// Detector mode `guard`: x drops out of the view {a, b, x} (its corosync
+/// stopped: its agent still beats, silent once its lease lapsed) while
+/// b's latest beat, as a hears it, still names the old view, as x's does.
+/// b is in a's new view all the same (the engine says so, and one view
+/// has one table), so the VIFs a takes from x answer once x's lease has
+/// run out instead of waiting for b to fall silent (seen in a namespace
+/// run: x's VIF dark until x's corosync came back).
+#[tokio::test(start_paused = true)]
+async fn a_guarded_vif_of_a_silent_member_never_waits_for_a_member_of_its_own_view() {
+    local(async {
+        let c = Cluster::start(&["a", "b", "x"], GUARD);
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(3000)).await;
+        c.check_one_answerer(&[vec!["a".into(), "b".into(), "x".into()]])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+        let of_x = answered_by(&c, "x");
+        assert!(!of_x.is_empty(), "{}", c.journal.dump());
+        // x lets go of everything and says so; each survivor's latest beat,
+        // like x's, still names the old view at the other.
+        c.lose("x");
+        c.node("a").beats(&["b"], &["b"], None);
+        c.node("a").views_heard(&[("b", 7), ("x", 7)]);
+        c.node("b").beats(&["a"], &["a"], None);
+        c.node("b").views_heard(&[("a", 7), ("x", 7)]);
+        c.views(&[&["a", "b"]]);
+        never_two(&c, 60).await;
+        for k in &of_x {
+            let either = c.journal.answering("a", vip(*k)) || c.journal.answering("b", vip(*k));
+            assert!(either, "v{k}\n{}", c.journal.dump());
+        }
+    })
+    .await;
+}
+
 /// Detector mode `guard`: as above, but x's latest beat still names its
 /// former view when b's says it fell silent (after a merge, the member
 /// handing its VIFs over may beat first): b's beat names x as a mate in
