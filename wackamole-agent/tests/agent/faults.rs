@@ -532,6 +532,19 @@ fn lossy_link(c: &mut AgentCluster, p: f64) -> Result<Seen> {
     Ok(seen)
 }
 
+/// Duplicate answerers in `seen` (the fault `what`) only around the
+/// membership splits the three agents logged.
+fn duplicates_only_around_splits(c: &AgentCluster, seen: &Seen, what: &str) -> Result<()> {
+    let splits = membership_splits(c, 3)?;
+    let unexplained = seen.unexplained_duplicates(&splits);
+    ensure!(
+        unexplained.is_empty(),
+        "{what}: duplicate answerers while every view was whole: {unexplained:?}\n{}",
+        c.log_tails()
+    );
+    Ok(())
+}
+
 /// After a fault has settled: 2 s of traffic with no duplicate answerer.
 fn quiet_after(c: &AgentCluster, fault: &str) -> Result<()> {
     let seen = Traffic::start(c, Duration::from_secs(2))?.finish(c)?;
@@ -559,15 +572,9 @@ fn loss_10_and_30_percent_on_one_link() -> Result<()> {
     let (_guard, mut c) = cluster()?;
     for p in loss_levels() {
         let seen = lossy_link(&mut c, p)?;
-        let splits = membership_splits(&c, 3)?;
-        let unexplained = seen.unexplained_duplicates(&splits);
-        ensure!(
-            unexplained.is_empty(),
-            "{:.0}% loss: duplicate answerers while every view was whole: {unexplained:?}\n{}",
-            p * 100.0,
-            c.log_tails()
-        );
-        quiet_after(&c, &format!("{:.0}% loss", p * 100.0))?;
+        let what = format!("{:.0}% loss", p * 100.0);
+        duplicates_only_around_splits(&c, &seen, &what)?;
+        quiet_after(&c, &what)?;
     }
     Ok(())
 }
@@ -653,13 +660,7 @@ fn known_gap_loss_on_one_link_splits_the_ring() -> Result<()> {
 fn loss_on_one_link_with_quorum_gives_duplicates_only_around_splits() -> Result<()> {
     let (_guard, mut c) = loss_cluster(true, None)?;
     let seen = lossy_link(&mut c, 0.1)?;
-    let splits = membership_splits(&c, 3)?;
-    let unexplained = seen.unexplained_duplicates(&splits);
-    ensure!(
-        unexplained.is_empty(),
-        "10% loss, require_quorum: duplicate answerers while every view was whole: {unexplained:?}\n{}",
-        c.log_tails()
-    );
+    duplicates_only_around_splits(&c, &seen, "10% loss, require_quorum")?;
     quiet_after(&c, "10% loss, require_quorum")
 }
 
@@ -713,13 +714,7 @@ fn link_flapping_every_2s() -> Result<()> {
     // n1 itself cannot answer with its cable out; when the cable returns,
     // the ring re-forms and (on this loaded machine) n2 and n3 sometimes
     // fall into single-node views too: duplicates only around such splits.
-    let splits = membership_splits(&c, 3)?;
-    let unexplained = seen.unexplained_duplicates(&splits);
-    ensure!(
-        unexplained.is_empty(),
-        "flapping: duplicate answerers while every view was whole: {unexplained:?}\n{}",
-        c.log_tails()
-    );
+    duplicates_only_around_splits(&c, &seen, "flapping")?;
     none_crashed(&mut c, &[0, 1, 2])?;
     quiet_after(&c, "the flapping")?;
     Ok(())

@@ -3592,16 +3592,22 @@ async fn a_guarded_eviction_of_a_member_that_still_answers_waits_for_its_silence
     .await;
 }
 
-/// Three guarded agents in one view, matured, then the ring splits into
-/// {a} and {b, x} while every node still hears the others beat and
-/// answer (b and x naming their view 2). Never two answerers meanwhile.
-async fn three_split_beating() -> Cluster {
+/// Three guarded agents in one view, matured, one answerer per VIF.
+async fn three_guarded() -> Cluster {
     let c = Cluster::start(&["a", "b", "x"], GUARD);
     c.views(&[&["a", "b", "x"]]);
     wait(ms(3000)).await;
     c.check_one_answerer(&[vec!["a".into(), "b".into(), "x".into()]])
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+    c
+}
+
+/// Three guarded agents in one view, matured, then the ring splits into
+/// {a} and {b, x} while every node still hears the others beat and
+/// answer (b and x naming their view 2). Never two answerers meanwhile.
+async fn three_split_beating() -> Cluster {
+    let c = three_guarded().await;
     assert!(!answered_by(&c, "b").is_empty(), "{}", c.journal.dump());
     c.views(&[&["a"], &["b", "x"]]);
     c.node("a").beats(&["b", "x"], &["b", "x"], None);
@@ -3663,12 +3669,7 @@ async fn a_guarded_split_leaves_a_silent_members_vifs_to_the_view_it_shares() {
 #[tokio::test(start_paused = true)]
 async fn a_guarded_vif_of_a_silent_member_never_waits_for_a_member_of_its_own_view() {
     local(async {
-        let c = Cluster::start(&["a", "b", "x"], GUARD);
-        c.views(&[&["a", "b", "x"]]);
-        wait(ms(3000)).await;
-        c.check_one_answerer(&[vec!["a".into(), "b".into(), "x".into()]])
-            .await
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+        let c = three_guarded().await;
         let of_x = answered_by(&c, "x");
         assert!(!of_x.is_empty(), "{}", c.journal.dump());
         // x lets go of everything and says so; each survivor's latest beat,
@@ -3776,9 +3777,7 @@ async fn a_guarded_vif_waits_for_its_first_departed_holder_across_a_split_and_me
 #[tokio::test(start_paused = true)]
 async fn a_guarded_vif_waits_for_the_merged_exchange_when_its_holder_falls_silent() {
     local(async {
-        let c = Cluster::start(&["a", "b", "x"], GUARD);
-        c.views(&[&["a", "b", "x"]]);
-        wait(ms(3000)).await;
+        let c = three_guarded().await;
         let of_x = answered_by(&c, "x");
         assert!(!of_x.is_empty(), "{}", c.journal.dump());
         let (a, b) = (c.node("a"), c.node("b"));
