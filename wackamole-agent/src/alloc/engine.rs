@@ -159,6 +159,14 @@ struct ViewState {
     timed_out: Vec<u32>,
     /// This node multicast its VERDICT in this view.
     verdict_sent: bool,
+    /// Members the LAN detector condemned in this view (see
+    /// `on_condemned`).
+    condemned: BTreeSet<usize>,
+    /// VIFs of a condemned member I took before the group agreed (the
+    /// agreed table still gives them to it).
+    provisional: BTreeSet<usize>,
+    /// Members the LAN detector lost in this view (see `Input::Lost`).
+    lost: BTreeSet<usize>,
 }
 
 impl ViewState {
@@ -231,6 +239,9 @@ fn placeholder_view() -> ViewState {
         early_timeout_sent: false,
         timed_out: Vec::new(),
         verdict_sent: false,
+        condemned: BTreeSet::new(),
+        provisional: BTreeSet::new(),
+        lost: BTreeSet::new(),
     }
 }
 
@@ -309,6 +320,8 @@ impl Allocator {
             Input::Announced(vifs) => self.on_announced(&vifs, &mut out),
             Input::Eligibility { ineligible } => self.on_eligibility(&ineligible, &mut out),
             Input::Suspects(members) => self.on_suspects(&members, &mut out),
+            Input::Condemned(members) => self.on_condemned(&members, &mut out),
+            Input::Lost(members) => self.on_lost(&members, &mut out),
             Input::EngineLost => {
                 self.release_all(&mut out);
                 self.cancel_balance(&mut out);
@@ -531,6 +544,21 @@ impl Allocator {
 
     /// For the simulator: the agreed table, once the exchange is complete
     /// and the view mature.
+    /// For the simulator: VIFs held from a condemned member before the
+    /// group agreed (see `on_condemned`).
+    pub(crate) fn provisional(&self) -> BTreeSet<u32> {
+        self.view
+            .as_ref()
+            .map(|v| {
+                v.provisional
+                    .iter()
+                    .filter(|&&i| self.held.get(i).is_some_and(|p| *p != Priority::Unclaimed))
+                    .map(|&i| i as u32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(crate) fn agreed(&self) -> Option<Agreed> {
         let v = self.view.as_ref()?;
         (v.complete && v.mature && self.phase != Phase::Excluded).then(|| Agreed {
@@ -581,6 +609,11 @@ impl Allocator {
             self.phase = Phase::Disconnected;
             return;
         }
+        // VIFs taken from a condemned member stay mine only if this view
+        // drops exactly the condemned (its shrink takeover then agrees);
+        // anything else (another member gone too, the condemned still
+        // here) is for the exchange to settle, and I let them go now.
+        self.drop_unconfirmed_provisional(&members, out);
         // Before the old view is replaced: what it says the departed
         // members' VIFs become (see `shrink_takeover`).
         let takeover = self.shrink_takeover(&members, me);
@@ -661,6 +694,9 @@ impl Allocator {
             early_timeout_sent: false,
             timed_out: Vec::new(),
             verdict_sent: false,
+            condemned: BTreeSet::new(),
+            provisional: BTreeSet::new(),
+            lost: BTreeSet::new(),
         });
         self.phase = Phase::Gather;
         // My STATE claims them: the exchange keeps them with me.
@@ -817,7 +853,11 @@ impl Allocator {
         let Some(mut view) = self.view.take() else {
             return;
         };
+        let from = out.len();
         self.message_in_view(&mut view, sender, payload, out);
+        if !view.provisional.is_empty() {
+            self.reconcile_provisional(&mut view, from, out);
+        }
         if std::mem::take(&mut self.evicted_me) {
             report(out, Report::EvictedMe { view: view.id });
             self.rejoin_evicted(out);
@@ -2291,6 +2331,194 @@ impl Allocator {
 
 /// Why an evicted member takes no part (`ctl status` lists it so).
 const EVICTED: &str = "was evicted: silent in the group past the eviction deadline";
+
+// ----- condemnation by the LAN detector -----
+impl Allocator {
+    /// The LAN detector condemned these members: lost by a majority of the
+    /// view, their fence silenced them first (see `detect`). The agreed
+    /// view that drops a crashed member, or the agreed EVICT of a live one,
+    /// settles it; meanwhile, in a settled view and for the first member
+    /// condemned in it, I take at once those of its VIFs that *both*
+    /// settlements give me (the view's `shrink_takeover` and the EVICT's
+    /// reassignment, computed on a copy), so whichever comes first agrees
+    /// with what I answer. Every condemner asks the group to evict.
+    fn on_condemned(&mut self, members: &[MemberId], out: &mut Vec<Action>) {
+        let Some(view) = self.view.as_ref() else {
+            return;
+        };
+        if !view.complete || view.transitional {
+            return;
+        }
+        let new: Vec<usize> = members
+            .iter()
+            .filter_map(|m| view.index_of.get(m).copied())
+            .filter(|&i| i != view.me && !view.members[i].evicted && !view.condemned.contains(&i))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        // Only a lone failure: nobody else lost, nobody condemned before.
+        let first = view.condemned.is_empty()
+            && new.len() == 1
+            && view.lost.iter().all(|&l| l == new[0]);
+        let take = if first {
+            self.provisional_takeover(new[0])
+        } else {
+            Vec::new()
+        };
+        let can_evict = self.speak >= wire::EVICT_VERSION
+            && self.phase != Phase::Excluded
+            && view.version >= wire::EVICT_VERSION;
+        let mut msgs = Vec::new();
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        for &t in &new {
+            view.condemned.insert(t);
+            report(
+                out,
+                Report::Condemned {
+                    view: view.id,
+                    member: view.members[t].id.clone(),
+                    took: if first { take.len() } else { 0 },
+                },
+            );
+            if can_evict && view.evict_sent.insert(t) {
+                msgs.push(Message::Evict {
+                    view: view.id,
+                    index: t as u32,
+                    member: view.members[t].id.0.clone(),
+                });
+            }
+        }
+        for &(v, prio) in &take {
+            view.provisional.insert(v);
+            self.held[v] = prio;
+            out.push(Action::Acquire(VifIndex(v as u32)));
+        }
+        for m in msgs {
+            self.send(&m, out);
+        }
+    }
+
+    /// The detector lost these members (see `Input::Lost`).
+    fn on_lost(&mut self, members: &[MemberId], out: &mut Vec<Action>) {
+        let Some(view) = self.view.as_mut() else {
+            return;
+        };
+        let lost: Vec<usize> = members
+            .iter()
+            .filter_map(|m| view.index_of.get(m).copied())
+            .filter(|&i| i != view.me)
+            .collect();
+        view.lost.extend(lost.iter().copied());
+        let second = lost.iter().any(|i| !view.condemned.contains(i));
+        if second && !view.condemned.is_empty() {
+            let provisional = std::mem::take(&mut view.provisional);
+            for v in provisional {
+                self.drop_vif(v, out);
+            }
+        }
+    }
+
+    /// See `on_view`.
+    fn drop_unconfirmed_provisional(&mut self, members: &[MemberId], out: &mut Vec<Action>) {
+        let Some(old) = self.view.as_mut() else {
+            return;
+        };
+        if old.provisional.is_empty() {
+            return;
+        }
+        let departed: BTreeSet<usize> = old
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !members.contains(&m.id))
+            .map(|(i, _)| i)
+            .collect();
+        let provisional = std::mem::take(&mut old.provisional);
+        if departed != old.condemned {
+            for v in provisional {
+                self.drop_vif(v, out);
+            }
+        }
+    }
+
+    /// The VIFs of member `t` both settlements give me (see
+    /// `on_condemned`); none unless my view is settled.
+    fn provisional_takeover(&self, t: usize) -> Vec<(usize, Priority)> {
+        let Some(view) = self.view.as_ref() else {
+            return Vec::new();
+        };
+        if view.version < wire::EVICT_VERSION || !view.mature {
+            return Vec::new();
+        }
+        let members: Vec<MemberId> = view
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != t)
+            .map(|(_, m)| m.id.clone())
+            .collect();
+        let me = if view.me > t { view.me - 1 } else { view.me };
+        let by_view = self.shrink_takeover(&members, me);
+        if by_view.is_empty() {
+            return by_view;
+        }
+        // The EVICT's reassignment, on a copy of my state.
+        let mut copy = self.clone();
+        let Some(mut v) = copy.view.take() else {
+            return Vec::new();
+        };
+        let mut sink = Vec::new();
+        copy.apply_evict(&mut v, t, &mut sink);
+        by_view
+            .into_iter()
+            .filter(|(i, _)| v.table.get(*i).and_then(|s| s.owner) == Some(view.me as u32))
+            .collect()
+    }
+
+    /// After an agreed message: a provisional VIF the table now gives me is
+    /// simply mine (the `Acquire` the message produced for it is dropped:
+    /// it answers already); one the table gives to anyone but me or its
+    /// condemned owner is released at once.
+    fn reconcile_provisional(&mut self, view: &mut ViewState, from: usize, out: &mut Vec<Action>) {
+        let me = view.me as u32;
+        let mut settled = BTreeSet::new();
+        let mut lost = Vec::new();
+        for &v in &view.provisional {
+            if self.held[v] == Priority::Unclaimed {
+                // Let go meanwhile (carrier lost): nothing to settle.
+                settled.insert(v);
+                continue;
+            }
+            match view.table.get(v).and_then(|s| s.owner) {
+                Some(o) if o == me => {
+                    settled.insert(v);
+                }
+                Some(o)
+                    if view.condemned.contains(&(o as usize))
+                        && !view.members[o as usize].evicted => {}
+                _ => lost.push(v),
+            }
+        }
+        let mut i = from;
+        while i < out.len() {
+            if matches!(out[i], Action::Acquire(VifIndex(v)) if settled.contains(&(v as usize))) {
+                out.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        for v in &settled {
+            view.provisional.remove(v);
+        }
+        for v in lost {
+            view.provisional.remove(&v);
+            self.drop_vif(v, out);
+        }
+    }
+}
 
 // ----- eviction of a silent member -----
 impl Allocator {

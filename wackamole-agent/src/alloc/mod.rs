@@ -435,6 +435,18 @@ pub enum Input {
     /// watches them). The lowest-index member that is not silent multicasts
     /// EVICT for them; see the module docs on eviction.
     Suspects(Vec<MemberId>),
+    /// Members the LAN detector condemned (lost by a majority of the view,
+    /// silenced by their own fence first): take the VIFs of the first one
+    /// that the view and the EVICT settling it would both give me, and
+    /// multicast EVICT for each (see `detect` and `on_condemned`).
+    Condemned(Vec<MemberId>),
+    /// Members the LAN detector lost (silent past its deadline; a majority
+    /// may condemn them later). Any loss but that of the one condemned
+    /// member ends the provisional takeover: VIFs taken before the group
+    /// agreed are let go (a second failure: the view that settles both may
+    /// give them to another survivor), and no VIF is taken provisionally
+    /// in this view any more.
+    Lost(Vec<MemberId>),
 }
 
 /// What the allocator asks the daemon to do, in order.
@@ -515,6 +527,13 @@ pub enum Report {
     TookOver {
         view: ViewId,
         vifs: usize,
+    },
+    /// The LAN detector condemned a member of my view; `took`: its VIFs I
+    /// took before the group agreed.
+    Condemned {
+        view: ViewId,
+        member: MemberId,
+        took: usize,
     },
     /// A member's VIF list differs from the reference list of the view.
     ConfigMismatch {
@@ -600,6 +619,10 @@ impl fmt::Display for Report {
             Report::TookOver { view, vifs } => write!(
                 f,
                 "view {view} only lost members: took {vifs} of their VIFs at once (the exchange confirms)"
+            ),
+            Report::Condemned { view, member, took } => write!(
+                f,
+                "view {view}: member {member} condemned by the LAN detector: took {took} of its VIFs before the group agrees"
             ),
             Report::ConfigMismatch {
                 view,

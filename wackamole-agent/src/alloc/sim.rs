@@ -10,7 +10,10 @@
 //! member id, immature, holding nothing), fail/recover, engine loss, operator
 //! commands, carrier changes, the agent's announcements and timers (virtual
 //! time) are interleaved by a seeded PRNG. Nodes may speak different wire
-//! versions. Invariants are checked after every step (see [`Sim::check`]).
+//! versions. With [`Sim::with_detector`], the LAN failure detector condemns
+//! crashed, frozen and (falsely) live members, its fence silencing them
+//! first, and tells a random subset of their peers (see `detect`).
+//! Invariants are checked after every step (see [`Sim::check`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
@@ -124,6 +127,9 @@ struct Node {
     /// the exchange completes or the node leaves the view.
     early: BTreeSet<u32>,
     early_views: Option<(ViewId, ViewId)>,
+    /// Condemned by the LAN detector while alive: its detector fence keeps
+    /// its XDP silent until it leaves the view it was condemned in.
+    detector_fenced: Option<ViewId>,
 }
 
 struct GroupView {
@@ -154,6 +160,8 @@ pub struct Sim {
     /// Broken delivery: (at, from): the next STATE of node `from` is lost
     /// at node `at` only (the rest of its view delivers it).
     lose_state: Vec<(usize, usize)>,
+    /// Random steps include the LAN detector's condemnations.
+    detector: bool,
 }
 
 /// A view applied within this long (virtual ms) of its forming is applied
@@ -206,6 +214,7 @@ impl Sim {
             view_born: HashMap::new(),
             view_states: HashMap::new(),
             lose_state: Vec::new(),
+            detector: false,
         };
         for (name, config, version) in nodes {
             let member = MemberId(String::new());
@@ -243,6 +252,7 @@ impl Sim {
                 broken: BTreeSet::new(),
                 early: BTreeSet::new(),
                 early_views: None,
+                detector_fenced: None,
             });
             let i = sim.nodes.len() - 1;
             sim.nodes[i].member = sim.fresh_member(i);
@@ -262,6 +272,12 @@ impl Sim {
     }
 
     /// Record a trace of every step (for replaying a failing seed).
+    /// Random steps also condemn members (see the module's comment).
+    pub fn with_detector(mut self) -> Self {
+        self.detector = true;
+        self
+    }
+
     pub fn with_trace(mut self) -> Self {
         self.trace = Some(Vec::new());
         self
@@ -397,6 +413,11 @@ impl Sim {
         }
         match &input {
             Input::View { id, .. } => {
+                // Its peers forget it once it leaves the view it was
+                // condemned in (they echo it again in the next).
+                if self.nodes[i].detector_fenced.is_some_and(|v| v != *id) {
+                    self.nodes[i].detector_fenced = None;
+                }
                 self.nodes[i].installed = Some(*id);
                 self.nodes[i].position = 0;
                 let n = &mut self.nodes[i];
@@ -409,6 +430,7 @@ impl Sim {
             }
             Input::Message { .. } => self.nodes[i].position += 1,
             Input::EngineLost | Input::Fail => {
+                self.nodes[i].detector_fenced = None;
                 self.nodes[i].installed = None;
                 self.nodes[i].refresh = self.nodes[i].fenced;
             }
@@ -528,6 +550,7 @@ impl Sim {
                 }
                 Action::CancelTimer(kind) => self.nodes[i].timers[timer_slot(kind)] = None,
                 Action::Leave => {
+                    self.nodes[i].detector_fenced = None;
                     self.nodes[i].refresh = self.nodes[i].fenced;
                     self.nodes[i].joined = false;
                     self.nodes[i].inbox.clear();
@@ -603,7 +626,7 @@ impl Sim {
             };
             // Outside EVS (a lost STATE) the old tables differ anyway.
             let broken = |x: &Node| x.broken.contains(&old) || x.broken.contains(&new);
-            if !n.alive || n.fenced || n.installed != Some(new) || broken(n) {
+            if !n.alive || n.fenced || n.detector_fenced.is_some() || n.installed != Some(new) || broken(n) {
                 continue;
             }
             let mine: BTreeSet<u32> = n
@@ -615,7 +638,13 @@ impl Sim {
             let lives = self.view_lives.get(&new).cloned().unwrap_or_default();
             for &(j, epoch) in &lives {
                 let m = &self.nodes[j];
-                if j == i || !m.alive || m.fenced || m.epoch != epoch || broken(m) {
+                if j == i
+                    || !m.alive
+                    || m.fenced
+                    || m.detector_fenced.is_some()
+                    || m.epoch != epoch
+                    || broken(m)
+                {
                     continue;
                 }
                 if m.installed != Some(new) && m.installed != Some(old) {
@@ -876,11 +905,13 @@ impl Sim {
 
     pub fn crash(&mut self, i: usize) {
         self.log(|| format!("CRASH n{i}"));
+        self.detector_loses(&[i]);
         let n = &mut self.nodes[i];
         n.alive = false;
         n.frozen = false;
         n.overdue = false;
         n.fenced = false;
+        n.detector_fenced = None;
         n.refresh = false;
         n.stale = false;
         n.inbox.clear();
@@ -959,12 +990,37 @@ impl Sim {
     /// Splits the nodes into the given groups (others keep partition 0).
     pub fn partition(&mut self, groups: &[&[usize]]) {
         self.log(|| format!("PARTITION {groups:?}"));
+        let before: Vec<u32> = self.nodes.iter().map(|n| n.partition).collect();
         for n in &mut self.nodes {
             n.partition = 0;
         }
         for (g, members) in groups.iter().enumerate() {
             for &i in *members {
                 self.nodes[i].partition = g as u32 + 1;
+            }
+        }
+        // Each side's detectors lose the nodes now cut off from it.
+        if self.detector {
+            for j in 0..self.nodes.len() {
+                let gone: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&k| {
+                        before[k] == before[j] && self.nodes[k].partition != self.nodes[j].partition
+                    })
+                    .collect();
+                if gone.is_empty() || !self.nodes[j].alive || self.nodes[j].frozen {
+                    continue;
+                }
+                let Some(lives) = self.nodes[j].installed.and_then(|v| self.view_lives.get(&v)) else {
+                    continue;
+                };
+                let members: Vec<MemberId> = gone
+                    .iter()
+                    .filter(|&&k| lives.contains(&(k, self.nodes[k].epoch)))
+                    .map(|&k| self.nodes[k].member.clone())
+                    .collect();
+                if !members.is_empty() {
+                    self.feed(j, Input::Lost(members));
+                }
             }
         }
         self.regroup();
@@ -981,6 +1037,7 @@ impl Sim {
             return;
         }
         self.log(|| format!("FREEZE n{i}"));
+        self.detector_loses(&[i]);
         let n = &mut self.nodes[i];
         n.frozen = true;
         n.fenced = true;
@@ -1051,6 +1108,95 @@ impl Sim {
         }
     }
 
+    /// The LAN detector condemns node i: crashed (its member still in its
+    /// peers' views), frozen, or alive and cut off from the majority's beats
+    /// (then its detector fence has silenced it already, until it leaves
+    /// this view). A random non-empty subset of the live, unfrozen peers
+    /// whose installed view holds its life is told (the others have not
+    /// seen the majority yet, or never will). Views of two never condemn.
+    pub fn condemn(&mut self, i: usize) {
+        let life = (i, self.nodes[i].epoch);
+        let member = self.nodes[i].member.clone();
+        let part = |s: &Sim, k: usize| s.nodes[k].partition;
+        // Who can tell i is gone: a live, unfrozen peer whose installed
+        // view holds i's life, with the peers of that view it hears (same
+        // partition, live, unfrozen) reporting i lost too. i counts as lost
+        // when crashed, frozen or partitioned away; alive in the same
+        // partition, its beats were lost (a false condemnation).
+        let peers: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| {
+                let m = &self.nodes[j];
+                if j == i || !m.alive || m.frozen {
+                    return false;
+                }
+                let Some(lives) = m.installed.and_then(|v| self.view_lives.get(&v)) else {
+                    return false;
+                };
+                if !lives.contains(&life) {
+                    return false;
+                }
+                let witnesses = lives
+                    .iter()
+                    .filter(|&&(k, epoch)| {
+                        let w = &self.nodes[k];
+                        k != i
+                            && w.alive
+                            && !w.frozen
+                            && w.epoch == epoch
+                            && part(self, k) == part(self, j)
+                    })
+                    .count();
+                2 * witnesses > lives.len()
+            })
+            .collect();
+        if peers.is_empty() {
+            return;
+        }
+        let alive = self.nodes[i].alive;
+        self.log(|| format!("CONDEMN n{i} (alive {alive})"));
+        if alive {
+            let at = self.nodes[i].installed;
+            if self.nodes[i].detector_fenced.is_none() {
+                self.nodes[i].detector_fenced = at;
+            }
+        }
+        let mut told: Vec<usize> = peers.iter().copied().filter(|_| self.rng.pct(60)).collect();
+        if told.is_empty() {
+            told.push(peers[self.rng.below(peers.len())]);
+        }
+        for j in told {
+            self.feed(j, Input::Lost(vec![member.clone()]));
+            self.feed(j, Input::Condemned(vec![member.clone()]));
+        }
+    }
+
+    /// With the detector: node i fell silent (crash, freeze, partition):
+    /// its peers' detectors lose it before the engine's view (its deadline
+    /// is shorter than the engine's failure detection), so every live,
+    /// unfrozen member whose installed view holds it hears of it first.
+    fn detector_loses(&mut self, lost: &[usize]) {
+        if !self.detector {
+            return;
+        }
+        for j in 0..self.nodes.len() {
+            let m = &self.nodes[j];
+            if !m.alive || m.frozen {
+                continue;
+            }
+            let Some(lives) = m.installed.and_then(|v| self.view_lives.get(&v)) else {
+                continue;
+            };
+            let members: Vec<MemberId> = lost
+                .iter()
+                .filter(|&&i| i != j && lives.contains(&(i, self.nodes[i].epoch)))
+                .map(|&i| self.nodes[i].member.clone())
+                .collect();
+            if !members.is_empty() {
+                self.feed(j, Input::Lost(members));
+            }
+        }
+    }
+
     /// Operator `fail` on node i.
     pub fn fail_node(&mut self, i: usize) {
         self.feed(i, Input::Fail);
@@ -1116,7 +1262,11 @@ impl Sim {
         (0..self.nodes.len())
             .filter(|&i| {
                 let n = &self.nodes[i];
-                n.alive && !n.fenced && n.held.contains(&v) && !n.yielding.contains(&v)
+                n.alive
+                    && !n.fenced
+                    && n.detector_fenced.is_none()
+                    && n.held.contains(&v)
+                    && !n.yielding.contains(&v)
             })
             .collect()
     }
@@ -1278,9 +1428,20 @@ impl Sim {
                 }
                 let me = ag.me as u32;
                 let no_carrier = n.alloc.advertised_ineligible();
+                let provisional = n.alloc.provisional();
                 for (v, owner) in ag.owners.iter().enumerate() {
                     let vu = v as u32;
                     let holds = n.held.contains(&vu);
+                    if provisional.contains(&vu) {
+                        // Taken from a condemned member before the group
+                        // agrees: answered here, the table still says it.
+                        if !holds || n.yielding.contains(&vu) {
+                            return self.fail(format!(
+                                "n{i} lists #{v} as taken from a condemned member but does not answer it"
+                            ));
+                        }
+                        continue;
+                    }
                     let answers = holds && !n.yielding.contains(&vu);
                     let ok = if ag.version < 2 {
                         holds == (*owner == Some(me) && !no_carrier.contains(&vu))
@@ -1334,7 +1495,7 @@ impl Sim {
                 for &v in &n.held {
                     // A fenced node's XDP answers nothing (v2: it holds
                     // nothing others answer for once it is evicted).
-                    if v2 && (n.yielding.contains(&v) || n.fenced) {
+                    if v2 && (n.yielding.contains(&v) || n.fenced || n.detector_fenced.is_some()) {
                         continue;
                     }
                     if let Some(j) = seen.insert(v, i) {
@@ -1401,7 +1562,7 @@ impl Sim {
             let mut seen: HashMap<u32, usize> = HashMap::new();
             for &i in &g.members {
                 let n = &self.nodes[i];
-                if n.fenced || n.broken.contains(id) {
+                if n.fenced || n.detector_fenced.is_some() || n.broken.contains(id) {
                     continue;
                 }
                 for &v in n.held.difference(&n.yielding) {
@@ -1597,6 +1758,11 @@ impl Sim {
     /// operator command.
     pub fn random_step(&mut self, faults: bool) {
         let n = self.nodes.len();
+        if self.detector && faults && self.rng.pct(3) {
+            let i = self.rng.below(n);
+            self.condemn(i);
+            return;
+        }
         let r = self.rng.below(107);
         match r {
             0..=44 => {
@@ -1898,9 +2064,15 @@ fn random_group(rng: &mut Rng) -> Vec<(String, AllocConfig, u8)> {
 
 /// Runs one random schedule; `trace` records every step.
 pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
+    run_schedule_with(seed, trace, false)
+}
+
+/// [`run_schedule`], with the LAN detector's condemnations if `detector`.
+pub fn run_schedule_with(seed: u64, trace: bool, detector: bool) -> Result<(), Failure> {
     let mut rng = Rng::new(seed);
     let group = random_group(&mut rng);
     let mut sim = Sim::mixed(rng.next_u64(), group);
+    sim.detector = detector;
     sim.keep_reports = false;
     if trace {
         sim.trace = Some(Vec::new());
@@ -1944,6 +2116,16 @@ pub fn run_schedule(seed: u64, trace: bool) -> Result<(), Failure> {
 /// Runs `count` schedules from `first_seed` on `threads` threads; returns the
 /// first failure (replayed with a trace).
 pub fn run_many(first_seed: u64, count: u64, threads: u64) -> Result<(), Failure> {
+    run_many_with(first_seed, count, threads, false)
+}
+
+/// [`run_many`], with the LAN detector's condemnations if `detector`.
+pub fn run_many_with(
+    first_seed: u64,
+    count: u64,
+    threads: u64,
+    detector: bool,
+) -> Result<(), Failure> {
     let threads = threads.max(1);
     let failed: Vec<u64> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -1951,7 +2133,7 @@ pub fn run_many(first_seed: u64, count: u64, threads: u64) -> Result<(), Failure
                 s.spawn(move || {
                     let mut seed = first_seed + t;
                     while seed < first_seed + count {
-                        if run_schedule(seed, false).is_err() {
+                        if run_schedule_with(seed, false, detector).is_err() {
                             return Some(seed);
                         }
                         seed += threads;
@@ -1966,7 +2148,7 @@ pub fn run_many(first_seed: u64, count: u64, threads: u64) -> Result<(), Failure
             .collect()
     });
     match failed.into_iter().min() {
-        Some(seed) => run_schedule(seed, true),
+        Some(seed) => run_schedule_with(seed, true, detector),
         None => Ok(()),
     }
 }
