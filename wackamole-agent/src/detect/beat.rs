@@ -9,10 +9,15 @@
 //!   | n u8 | n x (id | stamp u64 | age_us u32)   echoes
 //!   | m u8 | m x id                              lost
 //!   | flags u8 | view u64                        (version 2)
+//!   | position u64                               (version 3)
 //! id = len u8 (1..=MAX_ID) + UTF-8 bytes
 //! flags: bit 0 = silent (the sender's data path answers no VIP now);
+//!        bit 1 = provisional (version 3: the sender holds VIFs it took
+//!        from a condemned member before the group agreed);
 //!        other bits are ignored (room for later versions' news)
 //! view: a digest of the sender's view (see [`view_digest`]; 0: none)
+//! position: how many agreed messages of that view its allocator has
+//!        processed (version 3)
 //! ```
 //!
 //! `stamp` is the sender's own clock (nanoseconds since its detector
@@ -29,6 +34,12 @@
 //! not answer again while a member of another view does (see `detector`
 //! and the agent's guard). Version 1 (neither) is still read, as not
 //! silent and of an unknown view.
+//!
+//! Version 3, written only by agents that act on the detector (every
+//! member of such a cluster does), adds the sender's agreed position and
+//! the provisional flag: the handshake by which a provisional holder and
+//! the members that acquire by agreement never answer the same VIF (see
+//! `detector`'s module comment).
 
 use crate::membership::MemberId;
 use std::fmt;
@@ -37,7 +48,10 @@ const MAGIC: &[u8; 3] = b"WKB";
 pub const VERSION: u8 = 2;
 /// The first version, without the flags byte (read, never written).
 const VERSION_1: u8 = 1;
+/// With the agreed position and the provisional flag (see [`Act`]).
+pub const VERSION_ACT: u8 = 3;
 const FLAG_SILENT: u8 = 1;
+const FLAG_PROVISIONAL: u8 = 2;
 /// The longest member id on the wire (Corosync's are 22 bytes, Spread's
 /// private group names at most 31).
 pub const MAX_ID: usize = 32;
@@ -55,6 +69,7 @@ pub const MAX_LEN: usize = 4
     + 1
     + MAX_ECHOES * (1 + MAX_ID)
     + 1
+    + 8
     + 8;
 // One IPv4 UDP datagram in a 1500-byte frame.
 const _: () = assert!(MAX_LEN <= 1472);
@@ -84,6 +99,19 @@ pub struct Beat {
     pub silent: bool,
     /// The sender's view ([`view_digest`]; 0: no view, or unknown).
     pub view: u64,
+    /// What an agent acting on the detector adds (version 3); `None` in
+    /// earlier versions.
+    pub act: Option<Act>,
+}
+
+/// The handshake's news in a version 3 beat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Act {
+    /// How many agreed messages of the named view the sender's allocator
+    /// has processed (published before it acts on the next one).
+    pub position: u64,
+    /// The sender holds VIFs it took provisionally (silent or answering).
+    pub provisional: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +131,9 @@ impl fmt::Display for BeatError {
             BeatError::TooShort => write!(f, "truncated beat"),
             BeatError::TooLong(n) => write!(f, "beat of {n} bytes (at most {MAX_LEN})"),
             BeatError::NotABeat => write!(f, "not a wackamole beat"),
-            BeatError::Version(v) => write!(f, "beat version {v} (this agent speaks {VERSION})"),
+            BeatError::Version(v) => {
+                write!(f, "beat version {v} (this agent reads 1 to {VERSION_ACT})")
+            }
             BeatError::BadId => write!(f, "member id empty, too long or not UTF-8"),
             BeatError::TooManyEchoes(n) => {
                 write!(f, "{n} echoes or lost members (at most {MAX_ECHOES})")
@@ -141,7 +171,11 @@ impl Beat {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.echoes.len() * 40);
         out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        out.push(if self.act.is_some() {
+            VERSION_ACT
+        } else {
+            VERSION
+        });
         out.extend_from_slice(&self.group.to_be_bytes());
         put_id(&mut out, &self.sender);
         out.extend_from_slice(&self.stamp.to_be_bytes());
@@ -157,8 +191,15 @@ impl Beat {
         for m in lost {
             put_id(&mut out, m);
         }
-        out.push(if self.silent { FLAG_SILENT } else { 0 });
+        let mut flags = if self.silent { FLAG_SILENT } else { 0 };
+        if self.act.is_some_and(|a| a.provisional) {
+            flags |= FLAG_PROVISIONAL;
+        }
+        out.push(flags);
         out.extend_from_slice(&self.view.to_be_bytes());
+        if let Some(a) = self.act {
+            out.extend_from_slice(&a.position.to_be_bytes());
+        }
         out
     }
 
@@ -172,7 +213,7 @@ impl Beat {
             return Err(BeatError::NotABeat);
         }
         let version = head[3];
-        if version != VERSION && version != VERSION_1 {
+        if !(VERSION_1..=VERSION_ACT).contains(&version) {
             return Err(BeatError::Version(version));
         }
         let group = r.u64()?;
@@ -203,6 +244,14 @@ impl Beat {
         } else {
             (r.take(1)?[0], r.u64()?)
         };
+        let act = if version == VERSION_ACT {
+            Some(Act {
+                position: r.u64()?,
+                provisional: flags & FLAG_PROVISIONAL != 0,
+            })
+        } else {
+            None
+        };
         if !r.0.is_empty() {
             return Err(BeatError::Trailing(r.0.len()));
         }
@@ -214,6 +263,7 @@ impl Beat {
             lost,
             silent: flags & FLAG_SILENT != 0,
             view,
+            act,
         })
     }
 }
@@ -285,6 +335,7 @@ mod tests {
             lost: vec![id("n0000000003p0000000007")],
             silent: false,
             view: 0x1234_5678_9abc_def0,
+            act: None,
         }
     }
 
@@ -307,10 +358,39 @@ mod tests {
             lost: vec![id(&"z".repeat(MAX_ID)); MAX_ECHOES],
             silent: true,
             view: u64::MAX,
+            act: Some(Act {
+                position: u64::MAX,
+                provisional: true,
+            }),
         };
         let bytes = longest.encode();
         assert_eq!(bytes.len(), MAX_LEN);
         assert_eq!(Beat::decode(&bytes), Ok(longest));
+    }
+
+    #[test]
+    fn the_act_news_round_trips_and_only_version_3_carries_it() {
+        let mut b = sample();
+        for (position, provisional) in [(0, false), (7, true), (u64::MAX, false)] {
+            b.act = Some(Act {
+                position,
+                provisional,
+            });
+            let bytes = b.encode();
+            assert_eq!(bytes[3], VERSION_ACT);
+            assert_eq!(bytes.len(), sample().encode().len() + 8);
+            assert_eq!(Beat::decode(&bytes), Ok(b.clone()));
+        }
+        // Without it: version 2, and its provisional bit means nothing.
+        let mut v2 = sample().encode();
+        assert_eq!(v2[3], VERSION);
+        let flags_at = v2.len() - 9;
+        v2[flags_at] = FLAG_PROVISIONAL;
+        assert_eq!(Beat::decode(&v2), Ok(sample()));
+        // Version 3 without its position is truncated.
+        let mut short = b.encode();
+        short.truncate(short.len() - 1);
+        assert_eq!(Beat::decode(&short), Err(BeatError::TooShort));
     }
 
     #[test]
@@ -362,8 +442,14 @@ mod tests {
         other[0] = b'X';
         assert_eq!(Beat::decode(&other), Err(BeatError::NotABeat));
         let mut newer = bytes.clone();
-        newer[3] = VERSION + 1;
-        assert_eq!(Beat::decode(&newer), Err(BeatError::Version(VERSION + 1)));
+        newer[3] = VERSION_ACT + 1;
+        assert_eq!(
+            Beat::decode(&newer),
+            Err(BeatError::Version(VERSION_ACT + 1))
+        );
+        let mut zero = bytes.clone();
+        zero[3] = 0;
+        assert_eq!(Beat::decode(&zero), Err(BeatError::Version(0)));
         // The sender id's length byte follows magic and group.
         let mut empty = bytes.clone();
         empty[12] = 0;
@@ -384,12 +470,18 @@ mod tests {
     fn no_input_panics() {
         // Every single-byte corruption of a valid beat, and a spread of
         // pseudo-random buffers: decoding returns, never panics.
-        let bytes = sample().encode();
-        for i in 0..bytes.len() {
-            for v in [0u8, 1, 0x7f, 0x80, 0xff] {
-                let mut b = bytes.clone();
-                b[i] = v;
-                let _ = Beat::decode(&b);
+        let mut act = sample();
+        act.act = Some(Act {
+            position: 3,
+            provisional: true,
+        });
+        for bytes in [sample().encode(), act.encode()] {
+            for i in 0..bytes.len() {
+                for v in [0u8, 1, 0x7f, 0x80, 0xff] {
+                    let mut b = bytes.clone();
+                    b[i] = v;
+                    let _ = Beat::decode(&b);
+                }
             }
         }
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -43,8 +43,33 @@
 //! answer, so the agent leaves their VIFs alone until they stop (a ring
 //! split by a lossy link while the LAN still carries beats is not a
 //! partition: both sides would answer).
+//!
+//! **The handshake** (agents acting on the detector, version 3 beats).
+//! A member that takes a condemned member's VIFs before the group agrees
+//! (a *provisional* holder) races the agreed stream: an agreed change it
+//! has not processed yet (a balance move, a carrier change) may give such
+//! a VIF to a peer that processed it already and answers. Every beat
+//! carries its sender's agreed position in its view and whether it holds
+//! VIFs provisionally, and two rules order the two:
+//!
+//! - A provisional holder raises its flag and answers only once every
+//!   peer of its view but the condemned has sent a beat that echoes one
+//!   of its stamps from after the raise, names its view, and a position no
+//!   further than its own ([`Detector::provisional_may_answer`]): any
+//!   change that peer had processed, it has processed too (and let go what
+//!   the change gives away); any change the peer processes later, it
+//!   processes having seen the flag.
+//! - A member that acquires a VIF while a peer's latest beat carries the
+//!   flag ([`Detector::provisional_peers`]) answers it only once each such
+//!   peer has sent a beat without the flag that echoes one of its stamps
+//!   from after the acquisition ([`Detector::cleared_since`]), or was
+//!   condemned, or left the view. A holder lowers its flag only once its
+//!   data path no longer answers a VIF it took provisionally.
+//!
+//! Positions are published before they are acted on: a beat never claims
+//! less than its sender has answered by.
 
-use super::beat::{view_digest, Beat, Echo, MAX_ECHOES, MAX_ID};
+use super::beat::{view_digest, Act, Beat, Echo, MAX_ECHOES, MAX_ID};
 use super::Timing;
 use crate::membership::MemberId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -72,6 +97,10 @@ struct Peer {
     silent: bool,
     /// The view its latest beat named (0: none or unknown).
     view: u64,
+    /// My latest stamp it echoed (the handshake compares stamps).
+    echoed_stamp: Option<u64>,
+    /// Its latest beat's handshake news (`None`: version 2 or earlier).
+    act: Option<Act>,
 }
 
 /// A member that left the view and still beats (see the module).
@@ -139,6 +168,12 @@ pub struct Detector {
     /// and its mates in it, for [`Timing::recall`]: see
     /// [`Detector::beating_elsewhere`] and [`Detector::mates`].
     views_heard: BTreeMap<MemberId, HeardView>,
+    /// What my beats say of the handshake (`None`: version 2 beats, an
+    /// agent that does not act on the detector).
+    act: Option<Act>,
+    /// The first stamp my beats carry the provisional flag with, since it
+    /// was last raised.
+    raised: Option<u64>,
 }
 
 /// Drops the least recently heard members (by `heard`) until at most
@@ -170,6 +205,8 @@ impl Detector {
             views_heard: BTreeMap::new(),
             silent: false,
             digest: 0,
+            act: None,
+            raised: None,
         }
     }
 
@@ -372,6 +409,71 @@ impl Detector {
         peers.chain(ghosts)
     }
 
+    /// The handshake's news for my beats from the next one on: my agreed
+    /// position in my view, and whether I hold VIFs provisionally (see the
+    /// module). Call it before acting on the message that moves the
+    /// position.
+    pub fn set_act(&mut self, act: Act) {
+        match (self.raised, act.provisional) {
+            (None, true) => self.raised = Some(self.next_stamp()),
+            (Some(_), false) => self.raised = None,
+            _ => {}
+        }
+        self.act = Some(act);
+    }
+
+    /// A stamp no beat sent so far carries, and the next one will carry at
+    /// least: an echo of it or later proves the echoing peer heard from me
+    /// after now.
+    pub fn next_stamp(&self) -> u64 {
+        self.sent.saturating_add(1)
+    }
+
+    /// The handshake's first rule: I hold VIFs provisionally, and every
+    /// peer of my view but the condemned echoed a stamp of mine from after
+    /// the raise in a beat that named my view and a position no further
+    /// than mine. False without a view, without the flag raised, or while
+    /// any such peer is unheard, lost, or speaks an earlier version.
+    pub fn provisional_may_answer(&self) -> bool {
+        let (Some(raised), Some(mine)) = (self.raised, self.act) else {
+            return false;
+        };
+        self.n > 0
+            && (self.peers.iter())
+                .filter(|(m, _)| !self.condemned.contains(*m))
+                .all(|(_, p)| {
+                    !p.lost
+                        && p.view == self.digest
+                        && p.echoed_stamp.is_some_and(|e| e >= raised)
+                        && p.act.is_some_and(|a| a.position <= mine.position)
+                })
+    }
+
+    /// The peers of my view, not condemned, whose latest beat carries the
+    /// provisional flag: an acquisition now answers only once each of them
+    /// is [cleared](Self::cleared_since).
+    pub fn provisional_peers(&self) -> BTreeSet<MemberId> {
+        (self.peers.iter())
+            .filter(|(m, p)| !self.condemned.contains(*m) && p.act.is_some_and(|a| a.provisional))
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
+    /// The handshake's second rule, for an acquisition made when
+    /// [`next_stamp`](Self::next_stamp) was `since` while `peers` carried
+    /// the flag: each has since sent a beat without it that echoes `since`
+    /// or later, or was condemned, or left my view (the view's own rules
+    /// for departed members apply to it then).
+    pub fn cleared_since(&self, since: u64, peers: &BTreeSet<MemberId>) -> bool {
+        peers.iter().all(|m| {
+            self.condemned.contains(m)
+                || self.peers.get(m).is_none_or(|p| {
+                    p.echoed_stamp.is_some_and(|e| e >= since)
+                        && !p.act.is_some_and(|a| a.provisional)
+                })
+        })
+    }
+
     fn stamp_of(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
@@ -404,6 +506,7 @@ impl Detector {
             lost,
             silent: self.silent,
             view: self.digest,
+            act: self.act,
         }
     }
 
@@ -432,11 +535,13 @@ impl Detector {
         p.stamp = beat.stamp;
         p.silent = beat.silent;
         p.view = beat.view;
+        p.act = beat.act;
         // Its news of me, unless it claims a stamp I never sent.
         if let Some(e) = beat.echoes.iter().find(|e| e.member == me) {
             if e.stamp <= sent {
                 let at = epoch + Duration::from_nanos(e.stamp);
                 p.echoed = Some(p.echoed.map_or(at, |old| old.max(at)));
+                p.echoed_stamp = Some(p.echoed_stamp.map_or(e.stamp, |old| old.max(e.stamp)));
                 if p.echo_since.is_some_and(|since| e.stamp >= since) {
                     p.armed = true;
                 }
@@ -959,6 +1064,7 @@ mod tests {
             lost: vec![id(2)],
             silent: false,
             view: 0,
+            act: None,
         };
         assert_eq!(d.receive(&b, t0), Err(Ignored::OtherGroup));
         b.group = 42;
@@ -1155,5 +1261,126 @@ mod tests {
         x.view(&[id(0)]);
         assert_eq!(x.ghosts.len(), MAX_GHOSTS);
         assert!(!x.ghosts.contains_key(&id(1)));
+    }
+
+    fn act(position: u64, provisional: bool) -> Act {
+        Act {
+            position,
+            provisional,
+        }
+    }
+
+    #[test]
+    fn a_provisional_holder_answers_once_every_peer_echoed_the_raise_at_no_further_position() {
+        let t0 = Instant::now();
+        let mut d = three(t0);
+        for x in d.iter_mut() {
+            x.set_act(act(4, false));
+        }
+        exchange(&mut d, t0 + ms(1));
+        assert!(!d[0].provisional_may_answer(), "nothing taken");
+        d[0].set_act(act(5, true));
+        d[1].set_act(act(5, false));
+        d[2].set_act(act(6, false));
+        assert!(!d[0].provisional_may_answer(), "nobody heard the raise");
+        // The peers' beats of this round were sent before they heard it.
+        exchange(&mut d, t0 + ms(2));
+        assert!(!d[0].provisional_may_answer());
+        // m2 processed an agreed message m0 has not: m0 waits for it.
+        exchange(&mut d, t0 + ms(3));
+        assert!(!d[0].provisional_may_answer(), "m2 is further");
+        d[0].set_act(act(6, true));
+        assert!(d[0].provisional_may_answer(), "caught up");
+        // Raising again (still raised) keeps the raise; lowering and raising
+        // anew needs fresh echoes.
+        d[0].set_act(act(6, true));
+        assert!(d[0].provisional_may_answer());
+        d[0].set_act(act(6, false));
+        assert!(!d[0].provisional_may_answer());
+        d[0].set_act(act(6, true));
+        assert!(!d[0].provisional_may_answer(), "a new raise");
+        exchange(&mut d, t0 + ms(4));
+        exchange(&mut d, t0 + ms(5));
+        assert!(d[0].provisional_may_answer());
+        // A peer that names another view does not count.
+        let members: Vec<MemberId> = (0..3).map(id).collect();
+        let mut other = members.clone();
+        other.swap(1, 2);
+        d[2].view(&other);
+        exchange(&mut d, t0 + ms(6));
+        assert!(!d[0].provisional_may_answer(), "m2 names another view");
+    }
+
+    #[test]
+    fn a_condemned_peer_is_not_waited_for_and_an_earlier_version_always_is() {
+        let t0 = Instant::now();
+        let mut d = three(t0);
+        for x in d.iter_mut() {
+            x.set_act(act(0, false));
+        }
+        for k in 1..=20 {
+            exchange(&mut d, t0 + ms(k));
+        }
+        // m2 falls silent: m0 and m1 lose it, m0 condemns it.
+        let (left, _) = d.split_at_mut(2);
+        let mut condemned = false;
+        for k in 21..=200 {
+            exchange(left, t0 + ms(k));
+            for x in left.iter_mut() {
+                x.poll(t0 + ms(k));
+            }
+            condemned |= left[0].condemned().contains(&id(2));
+        }
+        assert!(condemned);
+        left[0].set_act(act(0, true));
+        assert!(!left[0].provisional_may_answer());
+        exchange(left, t0 + ms(201));
+        exchange(left, t0 + ms(202));
+        assert!(left[0].provisional_may_answer(), "only m1 is asked");
+        // A peer speaking version 2 never clears the first rule.
+        let mut d = three(t0);
+        d[0].set_act(act(0, true));
+        d[2].set_act(act(0, false));
+        exchange(&mut d, t0 + ms(1));
+        exchange(&mut d, t0 + ms(2));
+        assert!(!d[0].provisional_may_answer(), "m1 sends no position");
+    }
+
+    #[test]
+    fn an_acquisition_waits_for_each_flagged_peer_to_lower_its_flag_after_it() {
+        let t0 = Instant::now();
+        let mut d = three(t0);
+        for x in d.iter_mut() {
+            x.set_act(act(0, false));
+        }
+        exchange(&mut d, t0 + ms(1));
+        assert!(d[0].provisional_peers().is_empty());
+        d[1].set_act(act(0, true));
+        exchange(&mut d, t0 + ms(2));
+        let flagged = d[0].provisional_peers();
+        assert_eq!(flagged, [id(1)].into());
+        let since = d[0].next_stamp();
+        assert!(!d[0].cleared_since(since, &flagged));
+        // m1 lowers its flag, but its next beat was sent before it heard m0
+        // after the acquisition.
+        d[1].set_act(act(1, false));
+        exchange(&mut d, t0 + ms(3));
+        assert!(!d[0].cleared_since(since, &flagged), "no echo after it");
+        exchange(&mut d, t0 + ms(4));
+        assert!(d[0].cleared_since(since, &flagged));
+        // An echo after it with the flag still up does not clear.
+        d[2].set_act(act(1, true));
+        exchange(&mut d, t0 + ms(5));
+        let flagged = d[0].provisional_peers();
+        assert_eq!(flagged, [id(2)].into());
+        let since = d[0].next_stamp();
+        exchange(&mut d, t0 + ms(6));
+        exchange(&mut d, t0 + ms(7));
+        assert!(!d[0].cleared_since(since, &flagged), "still flagged");
+        // A flagged peer that leaves the view is for the view's rules.
+        let members: Vec<MemberId> = (0..2).map(id).collect();
+        d[0].view(&members);
+        assert!(d[0].cleared_since(since, &flagged));
+        assert!(d[0].provisional_peers().is_empty());
     }
 }
