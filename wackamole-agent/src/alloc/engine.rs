@@ -610,10 +610,12 @@ impl Allocator {
             return;
         }
         // VIFs taken from a condemned member stay mine only if this view
-        // drops exactly the condemned (its shrink takeover then agrees);
-        // anything else (another member gone too, the condemned still
-        // here) is for the exchange to settle, and I let them go now.
-        self.drop_unconfirmed_provisional(&members, out);
+        // drops exactly the condemned and its shrink takeover, on the
+        // table as every agreed message of the old view left it, gives
+        // them to me; anything else (another member gone too, the
+        // condemned still here, an agreed change since the condemnation)
+        // is for the exchange to settle, and I let them go now.
+        self.drop_unconfirmed_provisional(&members, me, out);
         // Before the old view is replaced: what it says the departed
         // members' VIFs become (see `shrink_takeover`).
         let takeover = self.shrink_takeover(&members, me);
@@ -781,6 +783,21 @@ impl Allocator {
         let Some(old) = self.view.as_ref() else {
             return Vec::new();
         };
+        (self.shrink_assignment(members, me).into_iter())
+            .filter(|(v, _)| {
+                self.held[*v] == Priority::Unclaimed
+                    && !self.advertised.contains(&(*v as u32))
+                    && old.table.get(*v).is_some()
+            })
+            .collect()
+    }
+
+    /// The departed members' VIFs that the shrinking view's table gives
+    /// me, held already or not (see `shrink_takeover`).
+    fn shrink_assignment(&self, members: &[MemberId], me: usize) -> Vec<(usize, Priority)> {
+        let Some(old) = self.view.as_ref() else {
+            return Vec::new();
+        };
         let settled = self.config.takeover_at_view
             && old.complete
             && old.mature
@@ -842,8 +859,6 @@ impl Allocator {
             .filter(|(v, slot)| {
                 slot.owner == Some(me as u32)
                     && old.table[*v].owner.is_some_and(|o| survivor(o).is_none())
-                    && self.held[*v] == Priority::Unclaimed
-                    && !self.advertised.contains(&(*v as u32))
             })
             .map(|(v, slot)| (v, slot.prio))
             .collect()
@@ -2358,9 +2373,8 @@ impl Allocator {
             return;
         }
         // Only a lone failure: nobody else lost, nobody condemned before.
-        let first = view.condemned.is_empty()
-            && new.len() == 1
-            && view.lost.iter().all(|&l| l == new[0]);
+        let first =
+            view.condemned.is_empty() && new.len() == 1 && view.lost.iter().all(|&l| l == new[0]);
         let take = if first {
             self.provisional_takeover(new[0])
         } else {
@@ -2422,13 +2436,21 @@ impl Allocator {
     }
 
     /// See `on_view`.
-    fn drop_unconfirmed_provisional(&mut self, members: &[MemberId], out: &mut Vec<Action>) {
+    fn drop_unconfirmed_provisional(
+        &mut self,
+        members: &[MemberId],
+        me: usize,
+        out: &mut Vec<Action>,
+    ) {
+        if self.view.as_ref().is_none_or(|v| v.provisional.is_empty()) {
+            return;
+        }
+        let confirmed: BTreeSet<usize> = (self.shrink_assignment(members, me).into_iter())
+            .map(|(v, _)| v)
+            .collect();
         let Some(old) = self.view.as_mut() else {
             return;
         };
-        if old.provisional.is_empty() {
-            return;
-        }
         let departed: BTreeSet<usize> = old
             .members
             .iter()
@@ -2437,8 +2459,9 @@ impl Allocator {
             .map(|(i, _)| i)
             .collect();
         let provisional = std::mem::take(&mut old.provisional);
-        if departed != old.condemned {
-            for v in provisional {
+        let exact = departed == old.condemned;
+        for v in provisional {
+            if !exact || !confirmed.contains(&v) {
                 self.drop_vif(v, out);
             }
         }

@@ -12,7 +12,12 @@
 //! time) are interleaved by a seeded PRNG. Nodes may speak different wire
 //! versions. With [`Sim::with_detector`], the LAN failure detector condemns
 //! crashed, frozen and (falsely) live members, its fence silencing them
-//! first, and tells a random subset of their peers (see `detect`).
+//! first, and tells a random subset of their peers (see `detect`); the
+//! agents exchange beats (sent, delayed, reordered, lost) that carry the
+//! handshake's news, and a VIF taken provisionally or acquired while a
+//! peer holds some provisionally stays silent until the handshake clears
+//! it (`detect::detector`'s module comment, modelled here on beat
+//! sequence numbers).
 //! Invariants are checked after every step (see [`Sim::check`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -130,6 +135,59 @@ struct Node {
     /// Condemned by the LAN detector while alive: its detector fence keeps
     /// its XDP silent until it leaves the view it was condemned in.
     detector_fenced: Option<ViewId>,
+    /// The handshake (with the detector): held VIFs kept silent until it
+    /// clears them.
+    gated: std::collections::BTreeMap<u32, Gate>,
+    /// The sequence number of its next beat.
+    beat_seq: u64,
+    /// The latest beat it received from each node.
+    heard: HashMap<usize, BeatNews>,
+    /// Its provisional flag: raised (with the first beat that carries it)
+    /// while its allocator holds VIFs provisionally.
+    raised: Option<u64>,
+    /// The members its detector condemned (while they stay in its view).
+    condemned_here: BTreeSet<usize>,
+}
+
+/// Why a held VIF is silent (see [`Sim::with_detector`]).
+#[derive(Clone, Debug)]
+enum Gate {
+    /// Taken from a condemned member before the group agreed.
+    Provisional,
+    /// Acquired while these peers' latest beats carried the flag, when the
+    /// node's next beat was `since`.
+    Acquired {
+        since: u64,
+        blockers: BTreeSet<usize>,
+    },
+}
+
+/// What one beat says.
+#[derive(Clone, Debug)]
+struct BeatNews {
+    seq: u64,
+    epoch: u32,
+    view: Option<ViewId>,
+    position: u64,
+    provisional: bool,
+    /// The receiver's latest beat the sender had heard (its echo).
+    echo: Option<u64>,
+}
+
+impl Node {
+    /// Whether its XDP answers ARP for `v` (fences aside).
+    fn answers(&self, v: u32) -> bool {
+        self.held.contains(&v) && !self.yielding.contains(&v) && !self.gated.contains_key(&v)
+    }
+
+    /// The VIFs its XDP answers for (fences aside).
+    fn answering(&self) -> BTreeSet<u32> {
+        self.held
+            .iter()
+            .copied()
+            .filter(|&v| self.answers(v))
+            .collect()
+    }
 }
 
 struct GroupView {
@@ -162,6 +220,8 @@ pub struct Sim {
     lose_state: Vec<(usize, usize)>,
     /// Random steps include the LAN detector's condemnations.
     detector: bool,
+    /// Beats in flight: (from, to, news).
+    beats: Vec<(usize, usize, BeatNews)>,
 }
 
 /// A view applied within this long (virtual ms) of its forming is applied
@@ -215,6 +275,7 @@ impl Sim {
             view_states: HashMap::new(),
             lose_state: Vec::new(),
             detector: false,
+            beats: Vec::new(),
         };
         for (name, config, version) in nodes {
             let member = MemberId(String::new());
@@ -253,6 +314,11 @@ impl Sim {
                 early: BTreeSet::new(),
                 early_views: None,
                 detector_fenced: None,
+                gated: Default::default(),
+                beat_seq: 1,
+                heard: HashMap::new(),
+                raised: None,
+                condemned_here: BTreeSet::new(),
             });
             let i = sim.nodes.len() - 1;
             sim.nodes[i].member = sim.fresh_member(i);
@@ -420,6 +486,11 @@ impl Sim {
                 }
                 self.nodes[i].installed = Some(*id);
                 self.nodes[i].position = 0;
+                let lives = self.view_lives.get(id).cloned().unwrap_or_default();
+                let epochs: Vec<u32> = self.nodes.iter().map(|n| n.epoch).collect();
+                self.nodes[i]
+                    .condemned_here
+                    .retain(|&k| lives.contains(&(k, epochs[k])));
                 let n = &mut self.nodes[i];
                 if n.fenced && n.refresh && !n.frozen {
                     // Fresh evidence in a fresh view: the lease renews.
@@ -429,6 +500,12 @@ impl Sim {
                 }
             }
             Input::Message { .. } => self.nodes[i].position += 1,
+            Input::Condemned(members) => {
+                let found: Vec<usize> = (0..self.nodes.len())
+                    .filter(|&k| members.contains(&self.nodes[k].member))
+                    .collect();
+                self.nodes[i].condemned_here.extend(found);
+            }
             Input::EngineLost | Input::Fail => {
                 self.nodes[i].detector_fenced = None;
                 self.nodes[i].installed = None;
@@ -490,7 +567,10 @@ impl Sim {
                     if self.nodes[i].carrier_down.contains(&v.0) {
                         self.fail(format!("n{i} acquired {v} without carrier"));
                     }
-                    self.nodes[i].announce.push_back(v.0);
+                    // With the detector the handshake decides first (below).
+                    if !self.detector {
+                        self.nodes[i].announce.push_back(v.0);
+                    }
                     self.log(|| format!("n{i} ACQUIRE {v}"));
                 }
                 Action::Yield(v) => {
@@ -516,7 +596,10 @@ impl Sim {
                     if !n.held.contains(&v.0) || n.yielding.contains(&v.0) {
                         self.fail(format!("n{i} announced {v} it does not answer for"));
                     }
-                    self.nodes[i].announce.push_back(v.0);
+                    // A gated VIF is announced once its gate opens.
+                    if !self.nodes[i].gated.contains_key(&v.0) {
+                        self.nodes[i].announce.push_back(v.0);
+                    }
                     self.log(|| format!("n{i} ANNOUNCE {v}"));
                 }
                 Action::Release(v) => {
@@ -524,7 +607,9 @@ impl Sim {
                     if !self.nodes[i].held.remove(&v.0) {
                         self.fail(format!("n{i} released {v} it did not hold"));
                     }
-                    if planned && !completed_now {
+                    // A gated VIF never answered: nothing to hand over.
+                    let silent = self.nodes[i].gated.remove(&v.0).is_some();
+                    if planned && !completed_now && !silent {
                         // Answering or yielding until now: the new owner
                         // must answer already.
                         self.check_make_before_break(i, v.0);
@@ -585,6 +670,9 @@ impl Sim {
             self.nodes[i].early.clear();
             self.nodes[i].early_views = None;
         }
+        if self.detector {
+            self.gate_acquired(i, &acquired);
+        }
         if !acquired.is_empty() && !self.nodes[i].alloc.exchange_complete() {
             // Only at a view that merely lost members of the node's last
             // view (checked here on the lives, independently of the
@@ -626,15 +714,15 @@ impl Sim {
             };
             // Outside EVS (a lost STATE) the old tables differ anyway.
             let broken = |x: &Node| x.broken.contains(&old) || x.broken.contains(&new);
-            if !n.alive || n.fenced || n.detector_fenced.is_some() || n.installed != Some(new) || broken(n) {
+            if !n.alive
+                || n.fenced
+                || n.detector_fenced.is_some()
+                || n.installed != Some(new)
+                || broken(n)
+            {
                 continue;
             }
-            let mine: BTreeSet<u32> = n
-                .early
-                .iter()
-                .filter(|v| n.held.contains(v) && !n.yielding.contains(v))
-                .copied()
-                .collect();
+            let mine: BTreeSet<u32> = n.early.iter().filter(|&&v| n.answers(v)).copied().collect();
             let lives = self.view_lives.get(&new).cloned().unwrap_or_default();
             for &(j, epoch) in &lives {
                 let m = &self.nodes[j];
@@ -650,7 +738,7 @@ impl Sim {
                 if m.installed != Some(new) && m.installed != Some(old) {
                     continue;
                 }
-                let answering: BTreeSet<u32> = m.held.difference(&m.yielding).copied().collect();
+                let answering = m.answering();
                 if let Some(v) = mine.iter().find(|v| answering.contains(v)) {
                     let msg = format!(
                         "n{i} took #{v} at view {new} (shrunk from {old}) while n{j} answers for it"
@@ -793,6 +881,7 @@ impl Sim {
                 let ordered = self.order_one();
                 ordered || self.deliver_one()
             };
+            let progressed = progressed || (self.detector && self.flush_beats());
             self.check();
             if !progressed || self.error.is_some() {
                 return;
@@ -914,6 +1003,10 @@ impl Sim {
         n.detector_fenced = None;
         n.refresh = false;
         n.stale = false;
+        n.gated.clear();
+        n.heard.clear();
+        n.raised = None;
+        n.condemned_here.clear();
         n.inbox.clear();
         n.timers = [None; 4];
         n.held.clear();
@@ -1010,7 +1103,10 @@ impl Sim {
                 if gone.is_empty() || !self.nodes[j].alive || self.nodes[j].frozen {
                     continue;
                 }
-                let Some(lives) = self.nodes[j].installed.and_then(|v| self.view_lives.get(&v)) else {
+                let Some(lives) = self.nodes[j]
+                    .installed
+                    .and_then(|v| self.view_lives.get(&v))
+                else {
                     continue;
                 };
                 let members: Vec<MemberId> = gone
@@ -1197,6 +1293,198 @@ impl Sim {
         }
     }
 
+    // ----- the handshake (with the detector) -----
+
+    /// After node `i` processed an input: the VIFs it acquired meanwhile
+    /// are gated (taken provisionally, or while a peer's flag was up) or
+    /// answered and announced at once; its flag follows its allocator's
+    /// provisional VIFs (lowered once none is held: the sim's XDP lets go
+    /// at the release itself).
+    fn gate_acquired(&mut self, i: usize, acquired: &BTreeSet<u32>) {
+        let provisional = self.nodes[i].alloc.provisional();
+        let blockers = self.flagged_peers(i);
+        for &v in acquired {
+            let gate = if provisional.contains(&v) {
+                Some(Gate::Provisional)
+            } else if !blockers.is_empty() {
+                Some(Gate::Acquired {
+                    since: self.nodes[i].beat_seq,
+                    blockers: blockers.clone(),
+                })
+            } else {
+                None
+            };
+            match gate {
+                Some(g) => {
+                    self.log(|| format!("n{i} GATE #{v} {g:?}"));
+                    self.nodes[i].gated.insert(v, g);
+                }
+                None => self.nodes[i].announce.push_back(v),
+            }
+        }
+        let n = &mut self.nodes[i];
+        let held = n.held.clone();
+        n.gated.retain(|v, _| held.contains(v));
+        match (n.raised, provisional.is_empty()) {
+            (None, false) => n.raised = Some(n.beat_seq),
+            (Some(_), true) => n.raised = None,
+            _ => {}
+        }
+    }
+
+    /// The peers of node `i`'s view, not condemned by it, whose latest
+    /// beat it heard carries the flag.
+    fn flagged_peers(&self, i: usize) -> BTreeSet<usize> {
+        let n = &self.nodes[i];
+        let lives = n
+            .installed
+            .and_then(|v| self.view_lives.get(&v))
+            .cloned()
+            .unwrap_or_default();
+        (n.heard.iter())
+            .filter(|(j, b)| {
+                b.provisional
+                    && **j != i
+                    && !n.condemned_here.contains(j)
+                    && lives.contains(&(**j, b.epoch))
+            })
+            .map(|(j, _)| *j)
+            .collect()
+    }
+
+    /// Opens every gate the handshake clears now (the agent checks at
+    /// every beat it receives); an opened VIF answers and is announced.
+    fn open_gates(&mut self) {
+        for i in 0..self.nodes.len() {
+            let n = &self.nodes[i];
+            if !n.alive || n.frozen || n.gated.is_empty() {
+                continue;
+            }
+            let lives = n
+                .installed
+                .and_then(|v| self.view_lives.get(&v))
+                .cloned()
+                .unwrap_or_default();
+            let in_view = |j: usize| lives.iter().any(|&(k, _)| k == j);
+            let provisional = n.alloc.provisional();
+            // The first rule: every peer of the view but the condemned
+            // echoed a beat from after the raise, naming this view and a
+            // position no further than this node's.
+            let cleared = n.raised.is_some_and(|r| {
+                lives.iter().all(|&(j, epoch)| {
+                    j == i
+                        || n.condemned_here.contains(&j)
+                        || n.heard.get(&j).is_some_and(|b| {
+                            b.epoch == epoch
+                                && b.echo.is_some_and(|e| e >= r)
+                                && b.view == n.installed
+                                && b.position <= n.position
+                        })
+                })
+            });
+            let open: Vec<u32> = (n.gated.iter())
+                .filter(|(v, g)| match g {
+                    // Settled by agreement meanwhile: an owner like any.
+                    Gate::Provisional => cleared || !provisional.contains(v),
+                    Gate::Acquired { since, blockers } => blockers.iter().all(|&j| {
+                        n.condemned_here.contains(&j)
+                            || !in_view(j)
+                            || n.heard.get(&j).is_some_and(|b| {
+                                !b.provisional && b.echo.is_some_and(|e| e >= *since)
+                            })
+                    }),
+                })
+                .map(|(v, _)| *v)
+                .collect();
+            for v in open {
+                self.log(|| format!("n{i} UNGATE #{v}"));
+                self.nodes[i].gated.remove(&v);
+                self.nodes[i].announce.push_back(v);
+            }
+        }
+    }
+
+    /// Node `i` beats to every node of its partition (each beat in flight
+    /// on its own).
+    fn send_beats(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        if !n.alive || n.frozen {
+            return;
+        }
+        let seq = n.beat_seq;
+        for j in 0..self.nodes.len() {
+            if j == i || self.nodes[j].partition != n.partition {
+                continue;
+            }
+            let news = BeatNews {
+                seq,
+                epoch: n.epoch,
+                view: n.installed,
+                position: n.position,
+                provisional: n.raised.is_some(),
+                echo: n.heard.get(&j).map(|b| b.seq),
+            };
+            self.beats.push((i, j, news));
+        }
+        self.nodes[i].beat_seq += 1;
+    }
+
+    /// Delivers (or, one time in ten, loses) in-flight beat `k`.
+    fn deliver_beat(&mut self, k: usize, lossy: bool) {
+        let (from, to, news) = self.beats.swap_remove(k);
+        let m = &self.nodes[to];
+        if (lossy && self.rng.pct(10))
+            || !m.alive
+            || m.frozen
+            || m.partition != self.nodes[from].partition
+            || news.epoch != self.nodes[from].epoch
+        {
+            return;
+        }
+        let newer = m
+            .heard
+            .get(&from)
+            .is_none_or(|b| b.epoch != news.epoch || b.seq < news.seq);
+        if newer {
+            self.nodes[to].heard.insert(from, news);
+        }
+    }
+
+    /// One random beat: a node beats, or a beat in flight arrives (in any
+    /// order) or is lost.
+    fn beat_step(&mut self) {
+        if self.beats.is_empty() || self.rng.pct(40) {
+            let i = self.rng.below(self.nodes.len());
+            self.send_beats(i);
+        } else {
+            let k = self.rng.below(self.beats.len());
+            self.deliver_beat(k, true);
+        }
+    }
+
+    /// Every node beats twice and every beat arrives: whatever the
+    /// handshake waits for among connected nodes, it gets; false if no
+    /// gate was waiting.
+    fn flush_beats(&mut self) -> bool {
+        let waiting = self.nodes.iter().any(|n| n.alive && !n.gated.is_empty());
+        if !waiting {
+            return false;
+        }
+        let before: usize = self.nodes.iter().map(|n| n.gated.len()).sum();
+        for _ in 0..2 {
+            for i in 0..self.nodes.len() {
+                self.send_beats(i);
+            }
+            while !self.beats.is_empty() {
+                let k = self.rng.below(self.beats.len());
+                self.deliver_beat(k, false);
+            }
+        }
+        self.open_gates();
+        let after: usize = self.nodes.iter().map(|n| n.gated.len()).sum();
+        after < before
+    }
+
     /// Operator `fail` on node i.
     pub fn fail_node(&mut self, i: usize) {
         self.feed(i, Input::Fail);
@@ -1262,11 +1550,7 @@ impl Sim {
         (0..self.nodes.len())
             .filter(|&i| {
                 let n = &self.nodes[i];
-                n.alive
-                    && !n.fenced
-                    && n.detector_fenced.is_none()
-                    && n.held.contains(&v)
-                    && !n.yielding.contains(&v)
+                n.alive && !n.fenced && n.detector_fenced.is_none() && n.answers(v)
             })
             .collect()
     }
@@ -1332,6 +1616,8 @@ impl Sim {
         let owner = &self.nodes[j];
         if !owner.alive
             || owner.epoch != epoch
+            // Condemned while alive: fenced like a failed node.
+            || owner.detector_fenced.is_some()
             || owner.carrier_down.contains(&v)
             // Lost carrier and got it back since: still ineligible (a
             // failure the group has yet to hear of).
@@ -1348,15 +1634,24 @@ impl Sim {
         // The same message may also have begun the next hand-over (a
         // preference right after TAKEN): the member it took the VIF from
         // answers until the new owner does.
-        let someone_answers = self.nodes.iter().enumerate().any(|(k, m)| {
+        let someone_answers = self
+            .nodes
+            .iter()
+            .enumerate()
+            .any(|(k, m)| k != i && m.alive && m.group_view == n.group_view && m.answers(v));
+        // The member this release hands the VIF to may have begun the next
+        // hand-over already (further along the same order, yielding to the
+        // table's owner, which answers at that hand-over's delivery).
+        let handed_on = self.nodes.iter().enumerate().any(|(k, m)| {
             k != i
                 && m.alive
                 && m.group_view == n.group_view
                 && m.held.contains(&v)
-                && !m.yielding.contains(&v)
+                && m.yielding.contains(&v)
+                && m.position > n.position
         });
-        if (!owner.held.contains(&v) || (owner.yielding.contains(&v) && !ahead)) && !someone_answers
-        {
+        let silent = owner.yielding.contains(&v) || owner.gated.contains_key(&v);
+        if (!owner.held.contains(&v) || (silent && !ahead)) && !someone_answers && !handed_on {
             self.fail(format!(
                 "n{i} released #{v} in view {} while its new owner n{j} does not answer for it (break before make)",
                 ag.view
@@ -1392,6 +1687,10 @@ impl Sim {
     pub fn check(&mut self) {
         if self.error.is_some() {
             return;
+        }
+        // The agents' handshake moves between steps too.
+        if self.detector {
+            self.open_gates();
         }
         self.check_early();
         if self.error.is_some() {
@@ -1434,14 +1733,17 @@ impl Sim {
                     let holds = n.held.contains(&vu);
                     if provisional.contains(&vu) {
                         // Taken from a condemned member before the group
-                        // agrees: answered here, the table still says it.
+                        // agrees: held here (answered once the handshake
+                        // clears it), the table still says it.
                         if !holds || n.yielding.contains(&vu) {
                             return self.fail(format!(
-                                "n{i} lists #{v} as taken from a condemned member but does not answer it"
+                                "n{i} lists #{v} as taken from a condemned member but does not hold it"
                             ));
                         }
                         continue;
                     }
+                    // Waiting for the handshake counts as answering here:
+                    // the agent answers once it clears.
                     let answers = holds && !n.yielding.contains(&vu);
                     let ok = if ag.version < 2 {
                         holds == (*owner == Some(me) && !no_carrier.contains(&vu))
@@ -1495,7 +1797,8 @@ impl Sim {
                 for &v in &n.held {
                     // A fenced node's XDP answers nothing (v2: it holds
                     // nothing others answer for once it is evicted).
-                    if v2 && (n.yielding.contains(&v) || n.fenced || n.detector_fenced.is_some()) {
+                    let silent = !n.answers(v) || n.fenced || n.detector_fenced.is_some();
+                    if v2 && silent {
                         continue;
                     }
                     if let Some(j) = seen.insert(v, i) {
@@ -1565,7 +1868,7 @@ impl Sim {
                 if n.fenced || n.detector_fenced.is_some() || n.broken.contains(id) {
                     continue;
                 }
-                for &v in n.held.difference(&n.yielding) {
+                for v in n.answering() {
                     if let Some(j) = seen.insert(v, i) {
                         let msg = format!(
                             "n{j} and n{i} both answer ARP for #{v} in view {id} (exchange complete everywhere)"
@@ -1761,6 +2064,12 @@ impl Sim {
         if self.detector && faults && self.rng.pct(3) {
             let i = self.rng.below(n);
             self.condemn(i);
+            self.check();
+            return;
+        }
+        if self.detector && self.rng.pct(25) {
+            self.beat_step();
+            self.check();
             return;
         }
         let r = self.rng.below(107);
