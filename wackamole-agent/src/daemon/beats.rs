@@ -13,6 +13,8 @@
 
 use crate::config::DetectorConfig;
 use crate::dataplane::{monotonic_now, BeatFence};
+use crate::detect::beat::Act;
+use crate::detect::detector::Handshake;
 use crate::detect::{Beat, Detector};
 use crate::membership::MemberId;
 use std::net::{SocketAddr, UdpSocket};
@@ -101,6 +103,26 @@ pub struct Snapshot {
     /// The others of its view each member heard within `silent_after`
     /// named in its latest beat (`Detector::mates`).
     pub mates: std::collections::BTreeMap<MemberId, std::collections::BTreeSet<MemberId>>,
+    /// The handshake of an agent acting on the detector
+    /// (`Detector::handshake`).
+    pub handshake: Handshake,
+}
+
+/// What [`BeatsHandle::publish_act`] stores when the agent does not act on
+/// the detector (its beats stay version 2).
+const NOT_ACTING: u64 = u64::MAX;
+
+/// The agent's agreed position and flag, packed for the beat thread to read
+/// when it builds each beat: `position << 1 | provisional`.
+fn pack_act(position: u64, provisional: bool) -> u64 {
+    (position.min(NOT_ACTING >> 2) << 1) | u64::from(provisional)
+}
+
+fn unpack_act(v: u64) -> Option<Act> {
+    (v != NOT_ACTING).then_some(Act {
+        position: v >> 1,
+        provisional: v & 1 == 1,
+    })
 }
 
 pub struct BeatsHandle {
@@ -108,9 +130,34 @@ pub struct BeatsHandle {
     commands: std_mpsc::Sender<Command>,
     shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
     answer_until: std::sync::Arc<AtomicU64>,
+    act: std::sync::Arc<AtomicU64>,
+    /// The stamp of the thread's latest beat, stored before it is sent.
+    stamp: std::sync::Arc<AtomicU64>,
 }
 
 impl BeatsHandle {
+    /// A stamp that only beats sent from now on carry: an acquisition made
+    /// now waits for the flagged peers to echo it or later (the second
+    /// rule, `Handshake::cleared_since`).
+    pub fn next_stamp(&self) -> u64 {
+        self.stamp.load(Ordering::SeqCst).saturating_add(1)
+    }
+
+    /// The handshake's news for every beat from now on (acting on the
+    /// detector): my agreed position in my view and whether I hold VIFs
+    /// provisionally. Stored before the agent acts on the message that
+    /// moved the position: a beat never claims less than the node has
+    /// answered by.
+    pub fn publish_act(&self, position: u64, provisional: bool) {
+        self.act
+            .store(pack_act(position, provisional), Ordering::SeqCst);
+    }
+
+    /// What the agent last published (tests).
+    pub fn act(&self) -> Option<Act> {
+        unpack_act(self.act.load(Ordering::SeqCst))
+    }
+
     pub fn tell(&self, c: Command) {
         // The thread only ends with the process (or on a socket failure it
         // has reported); nothing to do if it is gone.
@@ -148,9 +195,19 @@ pub struct Detached {
     pub commands: std_mpsc::Receiver<Command>,
     pub shared: std::sync::Arc<std::sync::Mutex<Snapshot>>,
     pub answer_until: std::sync::Arc<AtomicU64>,
+    pub act: std::sync::Arc<AtomicU64>,
+    /// The stamp of the latest beat the thread would have sent.
+    pub stamp: std::sync::Arc<AtomicU64>,
 }
 
 impl Detached {
+    /// What the thread would publish as `handshake`.
+    pub fn say_handshake(&self, handshake: Handshake) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.handshake = handshake;
+        }
+    }
+
     /// What the thread would publish and report: `answering` now, those of
     /// them `elsewhere`, and `report`, in that order (as the thread does).
     pub fn say(&self, answering: &[&str], elsewhere: &[&str], report: Option<Report>) {
@@ -204,17 +261,23 @@ pub fn detached() -> (BeatsHandle, Detached) {
     let (commands, told) = std_mpsc::channel();
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
     let answer_until = std::sync::Arc::new(AtomicU64::new(0));
+    let act = std::sync::Arc::new(AtomicU64::new(NOT_ACTING));
+    let stamp = std::sync::Arc::new(AtomicU64::new(0));
     let handle = BeatsHandle {
         reports,
         commands,
         shared: shared.clone(),
         answer_until: answer_until.clone(),
+        act: act.clone(),
+        stamp: stamp.clone(),
     };
     let end = Detached {
         reports: tx,
         commands: told,
         shared,
         answer_until,
+        act,
+        stamp,
     };
     (handle, end)
 }
@@ -238,6 +301,8 @@ pub fn start(
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
     // Silent until the agent says it answers something.
     let answer_until = std::sync::Arc::new(AtomicU64::new(0));
+    let act = std::sync::Arc::new(AtomicU64::new(NOT_ACTING));
+    let stamp = std::sync::Arc::new(AtomicU64::new(0));
     let mut thread = Thread {
         socket,
         peers: cfg.peers.clone(),
@@ -255,6 +320,9 @@ pub fn start(
         views: Default::default(),
         mates: Default::default(),
         answer_until: answer_until.clone(),
+        act: act.clone(),
+        stamp: stamp.clone(),
+        handshake: Handshake::default(),
         fence: fence.map(|mut f| Fence::new(Box::new(move |ns| Ok(f.set(ns)?)))),
     };
     std::thread::Builder::new()
@@ -269,6 +337,8 @@ pub fn start(
         commands,
         shared,
         answer_until,
+        act,
+        stamp,
     })
 }
 
@@ -304,6 +374,12 @@ struct Thread {
     views: std::collections::BTreeMap<MemberId, u64>,
     mates: std::collections::BTreeMap<MemberId, std::collections::BTreeSet<MemberId>>,
     answer_until: std::sync::Arc<AtomicU64>,
+    /// The agent's agreed position and flag ([`BeatsHandle::publish_act`]).
+    act: std::sync::Arc<AtomicU64>,
+    /// The stamp of my latest beat ([`BeatsHandle::next_stamp`]).
+    stamp: std::sync::Arc<AtomicU64>,
+    /// The handshake last published.
+    handshake: Handshake,
     fence: Option<Fence>,
 }
 
@@ -428,7 +504,14 @@ impl Thread {
                     let stalled = self.fence.as_mut().and_then(|f| f.lapsed(now_ns));
                     let held = self.fence.as_ref().is_some_and(|f| f.held.is_some());
                     d.set_silent(held || now_ns >= self.answer_until.load(Ordering::Relaxed));
-                    let bytes = d.beat(t).encode();
+                    if let Some(a) = unpack_act(self.act.load(Ordering::SeqCst)) {
+                        d.set_act(a);
+                    }
+                    let beat = d.beat(t);
+                    // Before it is sent: an acquisition that read an older
+                    // stamp waits for an echo of this beat or a later one.
+                    self.stamp.store(beat.stamp, Ordering::SeqCst);
+                    let bytes = beat.encode();
                     let mut sent = self.peers.is_empty();
                     for p in &self.peers {
                         if self.socket.send_to(&bytes, p).is_ok() {
@@ -529,6 +612,7 @@ impl Thread {
         let beating_elsewhere = d.beating_elsewhere(t);
         let views = d.views(t);
         let mates = d.mates(t);
+        let handshake = d.handshake();
         let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
         let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
         let fence_changed = fenced != self.fenced;
@@ -540,13 +624,15 @@ impl Thread {
             || elsewhere != self.elsewhere
             || beating_elsewhere != self.beating_elsewhere
             || views != self.views
-            || mates != self.mates;
+            || mates != self.mates
+            || handshake != self.handshake;
         self.fenced = fenced;
         self.answering = answering;
         self.elsewhere = elsewhere;
         self.beating_elsewhere = beating_elsewhere;
         self.views = views;
         self.mates = mates;
+        self.handshake = handshake;
         // Published before the reports: an agent that reads the snapshot
         // after a report was sent sees at least as much as it says.
         if changed {
@@ -594,6 +680,7 @@ impl Thread {
                 beating_elsewhere: self.beating_elsewhere.clone(),
                 views: self.views.clone(),
                 mates: self.mates.clone(),
+                handshake: self.handshake.clone(),
             };
         }
     }
@@ -604,6 +691,28 @@ mod tests {
     use super::*;
     use crate::config::DetectorMode;
     use crate::detect::Timing;
+
+    #[test]
+    fn the_agents_act_news_reaches_the_thread_packed_and_whole() {
+        let (handle, end) = detached();
+        assert_eq!(handle.act(), None, "not acting: version 2 beats");
+        for (position, provisional) in [(0, false), (0, true), (41, true), (1 << 40, false)] {
+            handle.publish_act(position, provisional);
+            let want = Some(Act {
+                position,
+                provisional,
+            });
+            assert_eq!(handle.act(), want);
+            assert_eq!(unpack_act(end.act.load(Ordering::SeqCst)), want);
+        }
+        // A position past 2^62 saturates instead of reading as "not acting".
+        handle.publish_act(u64::MAX, true);
+        assert!(handle.act().is_some_and(|a| a.provisional));
+        // Only beats stamped after the read count for an acquisition.
+        assert_eq!(handle.next_stamp(), 1);
+        end.stamp.store(77, Ordering::SeqCst);
+        assert_eq!(handle.next_stamp(), 78);
+    }
 
     /// The beat lease: renewed for `fence` from every beat sent; a beat
     /// that finds it lapsed holds it (no renewal, one report per stall)

@@ -135,6 +135,39 @@ pub struct Polled {
     pub condemned: Vec<MemberId>,
 }
 
+/// What the handshake needs of one peer (see [`Handshake`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerHandshake {
+    /// My latest stamp it echoed.
+    pub echoed: Option<u64>,
+    /// Its latest beat carries the provisional flag.
+    pub provisional: bool,
+}
+
+/// The handshake as the agent reads it (published by the beat thread; see
+/// the module's comment).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Handshake {
+    /// The first rule holds ([`Detector::provisional_may_answer`]).
+    pub may_answer: bool,
+    /// The peers whose flag is up ([`Detector::provisional_peers`]).
+    pub flagged: BTreeSet<MemberId>,
+    /// The peers of my view, the condemned left out.
+    pub peers: BTreeMap<MemberId, PeerHandshake>,
+}
+
+impl Handshake {
+    /// The second rule (see [`Detector::cleared_since`]): a member no
+    /// longer among `peers` (condemned, or out of the view) is cleared.
+    pub fn cleared_since(&self, since: u64, waited: &BTreeSet<MemberId>) -> bool {
+        waited.iter().all(|m| {
+            self.peers
+                .get(m)
+                .is_none_or(|p| p.echoed.is_some_and(|e| e >= since) && !p.provisional)
+        })
+    }
+}
+
 /// Why a beat was not counted (for the metrics; never an error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ignored {
@@ -465,13 +498,25 @@ impl Detector {
     /// or later, or was condemned, or left my view (the view's own rules
     /// for departed members apply to it then).
     pub fn cleared_since(&self, since: u64, peers: &BTreeSet<MemberId>) -> bool {
-        peers.iter().all(|m| {
-            self.condemned.contains(m)
-                || self.peers.get(m).is_none_or(|p| {
-                    p.echoed_stamp.is_some_and(|e| e >= since)
-                        && !p.act.is_some_and(|a| a.provisional)
+        self.handshake().cleared_since(since, peers)
+    }
+
+    /// The handshake's state, for the agent (see [`Handshake`]).
+    pub fn handshake(&self) -> Handshake {
+        Handshake {
+            may_answer: self.provisional_may_answer(),
+            flagged: self.provisional_peers(),
+            peers: (self.peers.iter())
+                .filter(|(m, _)| !self.condemned.contains(*m))
+                .map(|(m, p)| {
+                    let news = PeerHandshake {
+                        echoed: p.echoed_stamp,
+                        provisional: p.act.is_some_and(|a| a.provisional),
+                    };
+                    (m.clone(), news)
                 })
-        })
+                .collect(),
+        }
     }
 
     fn stamp_of(&self, at: Instant) -> u64 {
