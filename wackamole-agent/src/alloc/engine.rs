@@ -542,10 +542,9 @@ impl Allocator {
         }
     }
 
-    /// For the simulator: the agreed table, once the exchange is complete
-    /// and the view mature.
-    /// For the simulator: VIFs held from a condemned member before the
-    /// group agreed (see `on_condemned`).
+    /// VIFs held from a condemned member before the group agreed (see
+    /// `on_condemned`): the agent keeps them silent until the handshake
+    /// clears them, the simulator checks them.
     pub(crate) fn provisional(&self) -> BTreeSet<u32> {
         self.view
             .as_ref()
@@ -559,6 +558,8 @@ impl Allocator {
             .unwrap_or_default()
     }
 
+    /// For the simulator: the agreed table, once the exchange is complete
+    /// and the view mature.
     pub(crate) fn agreed(&self) -> Option<Agreed> {
         let v = self.view.as_ref()?;
         (v.complete && v.mature && self.phase != Phase::Excluded).then(|| Agreed {

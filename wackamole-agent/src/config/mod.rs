@@ -362,6 +362,12 @@ pub enum DetectorMode {
     /// link, while the LAN still connects everyone, then never gives a
     /// VIP two answerers.
     Guard,
+    /// As `Guard`, and a survivor takes a condemned member's VIFs before
+    /// the group agrees (issue 11), answering them once the handshake with
+    /// every other member clears them (see `detect::detector`), while the
+    /// echo fence silences a node a majority stopped hearing. Every member
+    /// must run it (version 3 beats).
+    Act,
 }
 
 impl DetectorMode {
@@ -370,6 +376,7 @@ impl DetectorMode {
         match self {
             DetectorMode::Observe => "observe",
             DetectorMode::Guard => "guard",
+            DetectorMode::Act => "act",
         }
     }
 }

@@ -1386,12 +1386,13 @@ fn build_detector(cx: &mut Cx<'_>, raw: &S<RawDetector>) -> Option<DetectorConfi
         Some(m) => match m.get_ref().as_str() {
             "observe" => Some(DetectorMode::Observe),
             "guard" => Some(DetectorMode::Guard),
+            "act" => Some(DetectorMode::Act),
             other => {
                 cx.at(
                     m,
                     "detector.mode",
                     format!(
-                        "{} is not supported: \"observe\" or \"guard\" (this version)",
+                        "{} is not supported: \"observe\", \"guard\" or \"act\" (this version)",
                         shown(other)
                     ),
                 );

@@ -72,6 +72,25 @@ pub const DEPARTED_MARGIN: Duration = Duration::from_millis(5);
 /// the address at once dropped those (lost probes in rolling restarts).
 pub const HANDOVER_LINGER: Duration = Duration::from_millis(500);
 
+/// Detector mode `act`: why a VIF just acquired stays silent (see
+/// [`Agent::handshake_wait`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum HandshakeWait {
+    /// Taken from a condemned member before the group agreed: until every
+    /// other member echoed the raise at a position no further than ours.
+    Provisional,
+    /// Acquired while these members' flags were up: until each lowered it
+    /// in a beat echoing one of ours stamped `since` or later.
+    Acquired {
+        since: u64,
+        flagged: BTreeSet<MemberId>,
+    },
+}
+
+/// How often a VIF waiting for the handshake is looked at again (a beat
+/// period is 5 ms by default).
+const HANDSHAKE_POLL: Duration = Duration::from_millis(1);
+
 /// How often a deferred VIF whose hand-over waits for another member to
 /// stop answering is looked at again (see [`Agent::deferred_due`]).
 pub const HANDOVER_POLL: Duration = Duration::from_millis(5);
@@ -367,6 +386,13 @@ pub struct Agent<H: Host> {
     /// VIFs the allocator gave us whose bring-up waits for `fenced` or
     /// `awaiting`.
     pub(super) deferred: BTreeSet<usize>,
+    /// Detector mode `act`: deferred VIFs waiting for the handshake (see
+    /// [`Agent::handshake_wait`]).
+    handshake: BTreeMap<usize, HandshakeWait>,
+    /// Detector mode `act`: agreed messages processed in the current view,
+    /// and whether the beats say this node holds VIFs provisionally.
+    act_position: u64,
+    act_flag: bool,
     /// VIFs yielding in XDP (handing over): their release lingers.
     yielded: BTreeSet<usize>,
     /// Held VIFs whose IPv6 addresses XDP keeps silent until the kernel
@@ -535,6 +561,9 @@ impl<H: Host> Agent<H> {
             me: None,
             evicted_answering: None,
             deferred: BTreeSet::new(),
+            handshake: BTreeMap::new(),
+            act_position: 0,
+            act_flag: false,
             yielded: BTreeSet::new(),
             silent6: BTreeSet::new(),
             lingering: BTreeMap::new(),
@@ -693,11 +722,22 @@ impl<H: Host> Agent<H> {
                 if let Ok(mut m) = self.metrics.lock() {
                     m.detector.get_or_insert_default().lost += 1;
                 }
+                if self.acting() {
+                    self.feed(Input::Lost(vec![member])).await;
+                }
             }
             Report::Condemned { member, mono_ns } => {
-                info!(%member, mono_ns, "detector: condemned a peer (lost by a majority; no action yet)");
+                if self.acting() {
+                    info!(%member, mono_ns, "detector: condemned a peer (lost by a majority): taking its VIFs ahead of the view");
+                } else {
+                    info!(%member, mono_ns, "detector: condemned a peer (lost by a majority; no action yet)");
+                }
                 if let Ok(mut m) = self.metrics.lock() {
                     m.detector.get_or_insert_default().condemned += 1;
+                }
+                if self.acting() {
+                    self.feed(Input::Condemned(vec![member])).await;
+                    self.bring_up_deferred().await;
                 }
             }
             Report::Fenced { fenced, mono_ns } => {
@@ -952,10 +992,56 @@ impl<H: Host> Agent<H> {
         self.feed(Input::Suspects(suspects)).await;
     }
 
-    /// Whether the detector guards departed members' VIFs (mode `guard`).
+    /// Whether the detector guards departed members' VIFs (mode `guard`,
+    /// and `act`).
     fn guarding(&self) -> bool {
         self.inputs.beats.is_some()
-            && (self.cfg.detector.as_ref()).is_some_and(|d| d.mode == config::DetectorMode::Guard)
+            && (self.cfg.detector.as_ref()).is_some_and(|d| {
+                matches!(
+                    d.mode,
+                    config::DetectorMode::Guard | config::DetectorMode::Act
+                )
+            })
+    }
+
+    /// Whether survivors act on the detector's condemnations (mode `act`).
+    fn acting(&self) -> bool {
+        self.inputs.beats.is_some()
+            && (self.cfg.detector.as_ref()).is_some_and(|d| d.mode == config::DetectorMode::Act)
+    }
+
+    /// Detector mode `act`: whether VIF `i`, just acquired, waits for the
+    /// handshake (see `detect::detector`): taken provisionally from a
+    /// condemned member, or acquired while some peer's flag is up (then
+    /// until each such peer has lowered it in a beat echoing one of ours
+    /// from after now).
+    fn handshake_wait(&self, i: usize) -> Option<HandshakeWait> {
+        if !self.acting() {
+            return None;
+        }
+        if self.alloc.provisional().contains(&(i as u32)) {
+            return Some(HandshakeWait::Provisional);
+        }
+        let beats = self.inputs.beats.as_ref()?;
+        let flagged = beats.snapshot().handshake.flagged;
+        (!flagged.is_empty()).then(|| HandshakeWait::Acquired {
+            since: beats.next_stamp(),
+            flagged,
+        })
+    }
+
+    /// Whether VIF `i`'s handshake still holds it silent.
+    fn handshake_holds(&self, i: usize, s: &super::beats::Snapshot) -> bool {
+        match self.handshake.get(&i) {
+            None => false,
+            // Settled by agreement meanwhile: an owner like any other.
+            Some(HandshakeWait::Provisional) => {
+                !s.handshake.may_answer && self.alloc.provisional().contains(&(i as u32))
+            }
+            Some(HandshakeWait::Acquired { since, flagged }) => {
+                !s.handshake.cleared_since(*since, flagged)
+            }
+        }
     }
 
     /// Detector mode `guard`: the VIFs of the members this view drops (as
@@ -1245,6 +1331,12 @@ impl<H: Host> Agent<H> {
     /// Whether VIF `i` must wait for a departed holder's lease or its
     /// silence: then it is brought up by [`Agent::bring_up_deferred`].
     fn wait_for_fence(&mut self, i: usize, name: &str) -> bool {
+        if let Some(wait) = self.handshake_wait(i) {
+            info!(vif = %name, ?wait, "detector: answering once the handshake clears it");
+            self.handshake.insert(i, wait);
+            self.deferred.insert(i);
+            return true;
+        }
         // Detector mode `guard`: a node that answered nothing (it rejoined
         // alone after losing its engine, or matured alone) and takes VIFs
         // while a member of another view answers would answer next to it:
@@ -1297,10 +1389,13 @@ impl<H: Host> Agent<H> {
             .iter()
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
             .filter(|&&i| !self.settling(i))
-            .map(|&i| match self.others_pending(i) {
-                true => Instant::now() + HANDOVER_POLL,
-                false => self.fenced.get(&i).copied().unwrap_or_else(Instant::now),
-            })
+            .map(
+                |&i| match (self.handshake.contains_key(&i), self.others_pending(i)) {
+                    (true, _) => Instant::now() + HANDSHAKE_POLL,
+                    (false, true) => Instant::now() + HANDOVER_POLL,
+                    (false, false) => self.fenced.get(&i).copied().unwrap_or_else(Instant::now),
+                },
+            )
             .min()
     }
 
@@ -1328,10 +1423,15 @@ impl<H: Host> Agent<H> {
     /// does. Their hooks ran when they were deferred.
     async fn bring_up_deferred(&mut self) {
         let now = Instant::now();
+        let snapshot = (self.handshake.is_empty())
+            .then(super::beats::Snapshot::default)
+            .or_else(|| self.detector_snapshot())
+            .unwrap_or_default();
         let due: Vec<usize> = self
             .deferred
             .iter()
             .copied()
+            .filter(|&i| !self.handshake_holds(i, &snapshot))
             .filter(|i| self.fenced.get(i).is_none_or(|t| *t <= now))
             .filter(|i| !self.awaiting.contains_key(i) && !self.awaiting_elsewhere.contains(i))
             .filter(|&i| !self.others_pending(i))
@@ -1341,6 +1441,7 @@ impl<H: Host> Agent<H> {
         let mut up = Vec::new();
         for i in due {
             self.deferred.remove(&i);
+            self.handshake.remove(&i);
             self.fenced.remove(&i);
             let Some(vif) = self.vifs.get(i).cloned() else {
                 continue;
@@ -1427,8 +1528,28 @@ impl<H: Host> Agent<H> {
         // it takes): see `quiet_start`.
         self.quiet_start =
             self.guarding() && !self.answering_elsewhere().is_empty() && !self.answers_any();
+        if !self.acting() {
+            let actions = self.alloc.handle(input);
+            return self.execute(actions).await;
+        }
+        match &input {
+            Input::View { .. } => self.act_position = 0,
+            Input::Message { .. } => self.act_position += 1,
+            _ => {}
+        }
         let actions = self.alloc.handle(input);
+        // The position before acting on the message (a beat never claims
+        // less than this node answers by); the flag up if it was or is now,
+        // and down only once the releases are done in XDP.
+        let flag = !self.alloc.provisional().is_empty();
+        if let Some(b) = &self.inputs.beats {
+            b.publish_act(self.act_position, flag || self.act_flag);
+        }
         self.execute(actions).await;
+        self.act_flag = flag;
+        if let Some(b) = &self.inputs.beats {
+            b.publish_act(self.act_position, flag);
+        }
     }
 
     /// Executes one decision of the allocator. Acquisitions and releases
@@ -1617,6 +1738,8 @@ impl<H: Host> Agent<H> {
         if self.yielded.remove(&(i.0 as usize)) && self.vif(i).is_some() {
             self.unplumbed.remove(&(i.0 as usize));
             self.deferred.remove(&(i.0 as usize));
+            self.handshake.remove(&(i.0 as usize));
+            self.handshake.remove(&(i.0 as usize));
             self.awaiting.remove(&(i.0 as usize));
             self.awaiting_elsewhere.remove(&(i.0 as usize));
             self.origin.remove(&(i.0 as usize));
@@ -1668,6 +1791,7 @@ impl<H: Host> Agent<H> {
         self.lingering.remove(&(i.0 as usize));
         self.unplumbed.remove(&(i.0 as usize));
         self.deferred.remove(&(i.0 as usize));
+        self.handshake.remove(&(i.0 as usize));
         self.awaiting.remove(&(i.0 as usize));
         self.awaiting_elsewhere.remove(&(i.0 as usize));
         self.origin.remove(&(i.0 as usize));
@@ -1821,6 +1945,7 @@ impl<H: Host> Agent<H> {
         };
         // Not one more frame claiming it; no retry would own it again.
         self.deferred.remove(&(i.0 as usize));
+        self.handshake.remove(&(i.0 as usize));
         self.awaiting.remove(&(i.0 as usize));
         self.awaiting_elsewhere.remove(&(i.0 as usize));
         self.origin.remove(&(i.0 as usize));

@@ -177,7 +177,12 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     // Detector mode `guard` with a lease: the beat thread fences this node
     // too (the peers judge it by its beats).
     let beat_fence = match &cfg.detector {
-        Some(d) if d.mode == config::DetectorMode::Guard && cfg.xdp.lease != config::Lease::Off => {
+        Some(d)
+            if matches!(
+                d.mode,
+                config::DetectorMode::Guard | config::DetectorMode::Act
+            ) && cfg.xdp.lease != config::Lease::Off =>
+        {
             Some(plane.beat_fence().context("data plane: the beat lease")?)
         }
         _ => None,

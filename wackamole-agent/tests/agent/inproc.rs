@@ -577,6 +577,8 @@ enum BusIn {
     /// (`Thaw::Lost`), or delivers its backlog but renews nothing until its
     /// next view (`Thaw::Backlog`).
     Stop(String, Option<Thaw>),
+    /// The ring stalls until the next views (see `Bus::stalled`).
+    Stall,
 }
 
 /// How a stopped agent's engine comes back (see [`BusIn::Stop`]).
@@ -605,9 +607,32 @@ struct Bus {
     stopped: HashMap<String, Vec<MembershipEvent>>,
     /// Thawed after an eviction: no renewal until the next view.
     stale: HashSet<String>,
+    /// The ring has stalled (a member crashed, the token is lost): the
+    /// messages sent meanwhile are delivered after the next views, in
+    /// them (as Corosync delivers what it queued once its new ring is up).
+    stalled: Option<Vec<(String, Vec<u8>)>>,
 }
 
 impl Bus {
+    /// `payload` multicast by `node` to the members of its component.
+    async fn multicast(&mut self, node: &str, payload: Vec<u8>) {
+        let Some(comp) = self
+            .components
+            .iter()
+            .find(|c| c.iter().any(|m| m == node))
+            .cloned()
+        else {
+            return;
+        };
+        for m in comp {
+            let ev = MembershipEvent::Message {
+                sender: MemberId(node.to_string()),
+                payload: payload.clone(),
+            };
+            self.deliver(&m, ev).await;
+        }
+    }
+
     async fn deliver(&mut self, to: &str, ev: MembershipEvent) {
         if let Some(backlog) = self.stopped.get_mut(to) {
             backlog.push(ev);
@@ -676,6 +701,10 @@ impl Bus {
                         },
                         Err(_) => {}
                     }
+                    if let Some(held) = self.stalled.as_mut() {
+                        held.push((node, payload));
+                        continue;
+                    }
                     let Some(comp) = self.components.iter().find(|c| c.contains(&node)).cloned()
                     else {
                         continue;
@@ -723,7 +752,11 @@ impl Bus {
                         }
                     }
                     self.components = components;
+                    for (node, payload) in self.stalled.take().unwrap_or_default() {
+                        self.multicast(&node, payload).await;
+                    }
                 }
+                BusIn::Stall => self.stalled = Some(self.stalled.take().unwrap_or_default()),
                 BusIn::Lose(node) => {
                     for c in &mut self.components {
                         c.retain(|m| *m != node);
@@ -1045,6 +1078,7 @@ impl Cluster {
             events,
             alive,
             frozen: HashSet::new(),
+            stalled: None,
             components: Vec::new(),
             seq: 0,
             journal: journal.clone(),
@@ -1112,6 +1146,12 @@ impl Cluster {
         self.bus
             .send(BusIn::Depart(name.to_string()))
             .expect("bus running");
+    }
+
+    /// The ring stalls until the next views: nothing sent meanwhile is
+    /// delivered before them.
+    fn stall(&self) {
+        self.bus.send(BusIn::Stall).expect("bus running");
     }
 
     fn lose(&self, name: &str) {
@@ -3869,6 +3909,121 @@ async fn a_guarded_silent_members_vifs_answer_in_one_view_only() {
         x.beats(&[], &[], Some(Report::NoneElsewhere { mono_ns: 0 }));
         wait(ms(200)).await;
         assert_eq!(answered_by(&c, "x").len(), VIFS, "{}", c.journal.dump());
+    })
+    .await;
+}
+
+/// A LAN detector in mode `act` (its beat thread played by the test).
+const ACT: &str = "[detector]\nenabled = true\nlisten = \"127.0.0.1:5407\"\n\
+                   peers = [\"127.0.0.2:5407\"]\nmode = \"act\"\n";
+
+impl Node {
+    /// The handshake this node's beat thread publishes.
+    fn handshake(&self, may_answer: bool, flagged: &[&str]) {
+        use wackamole::detect::detector::Handshake;
+        (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .say_handshake(Handshake {
+                may_answer,
+                flagged: flagged.iter().map(|m| MemberId((*m).into())).collect(),
+                ..Handshake::default()
+            });
+    }
+
+    /// The position and flag this node's agent publishes for its beats
+    /// (`None`: not acting, version 2 beats).
+    fn act(&self) -> Option<(u64, bool)> {
+        let v = (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .act
+            .load(Ordering::SeqCst);
+        (v != u64::MAX).then_some((v >> 1, v & 1 == 1))
+    }
+}
+
+/// Detector mode `act`: x's agent stops and the ring stalls (nothing is
+/// delivered until the next view, as when a member crashes); x's lease
+/// silences it, and a alone condemns it. a takes x's VIFs that the view
+/// and the EVICT would both give it, raises its flag and keeps them silent
+/// until the handshake clears them, then answers them, before any view;
+/// the view that drops x confirms them and the flag falls. Never two
+/// answerers.
+#[tokio::test(start_paused = true)]
+async fn an_acting_survivor_answers_a_condemned_members_vifs_once_the_handshake_clears() {
+    local(async {
+        let c = Cluster::start(&["a", "b", "x"], ACT);
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(3000)).await;
+        // A view with every lease fresh (the first came before any).
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(100)).await;
+        c.check_one_answerer(&[vec!["a".into(), "b".into(), "x".into()]])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
+        let of_x = answered_by(&c, "x");
+        assert!(!of_x.is_empty(), "{}", c.journal.dump());
+        let a = c.node("a");
+        let (position, flag) = a.act().expect("acting: version 3 beats");
+        assert!(!flag && position > 0, "{position} {flag}");
+        c.stall();
+        c.stop("x", None);
+        wait(ms(60)).await;
+        for &k in &of_x {
+            assert!(
+                !c.journal.answering("x", vip(k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+        // Both survivors condemn it.
+        let x = MemberId("x".into());
+        for n in ["a", "b"] {
+            let lost = Report::Lost {
+                member: x.clone(),
+                mono_ns: 0,
+            };
+            let condemned = Report::Condemned {
+                member: x.clone(),
+                mono_ns: 0,
+            };
+            c.node(n).beats(&["a", "b"], &[], Some(lost));
+            c.node(n).beats(&["a", "b"], &[], Some(condemned));
+        }
+        never_two(&c, 10).await;
+        let d = || c.journal.dump();
+        let flagged: Vec<&str> = (["a", "b"].into_iter())
+            .filter(|n| c.node(n).act().is_some_and(|(_, flag)| flag))
+            .collect();
+        assert!(!flagged.is_empty(), "a flag is up\n{}", d());
+        for n in ["a", "b"] {
+            for &k in &of_x {
+                assert!(!c.journal.answering(n, vip(k)), "{n} v{k}\n{}", d());
+            }
+        }
+        // The handshake clears: they answer what they took, before any view.
+        for n in ["a", "b"] {
+            c.node(n).handshake(true, &[]);
+        }
+        never_two(&c, 10).await;
+        let taken: Vec<(usize, &str)> = (of_x.iter().copied())
+            .filter_map(|k| {
+                let by = ["a", "b"]
+                    .into_iter()
+                    .find(|n| c.journal.answering(n, vip(k)));
+                by.map(|n| (k, n))
+            })
+            .collect();
+        assert_eq!(taken.len(), of_x.len(), "every VIF of x answered\n{}", d());
+        // The view that drops x confirms them; the flags fall.
+        c.views(&[&["a", "b"]]);
+        never_two(&c, 200).await;
+        for &(k, n) in &taken {
+            assert!(c.journal.answering(n, vip(k)), "{n} v{k}\n{}", d());
+        }
+        for n in ["a", "b"] {
+            let down = c.node(n).act().is_some_and(|(_, flag)| !flag);
+            assert!(down, "{n}'s flag is down\n{}", d());
+        }
     })
     .await;
 }
