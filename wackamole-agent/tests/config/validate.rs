@@ -1411,6 +1411,8 @@ fn detector_every_key() {
         guard.detector.expect("configured").mode,
         DetectorMode::Guard
     );
+    let act = ok(&detector("\"10.0.0.1:5407\"", PEERS, "mode = \"act\"\n"));
+    assert_eq!(act.detector.expect("configured").mode, DetectorMode::Act);
     // The most peers, and the least deadline for an interval.
     let sixteen: Vec<String> = (2..18).map(|n| format!("\"10.0.0.{n}:5407\"")).collect();
     let cfg = ok(&detector(
@@ -1586,7 +1588,7 @@ fn detector_mode_and_unknown_keys() {
         &base("mode = \"enforce\"\n"),
         4,
         "detector.mode",
-        "\"observe\" or \"guard\" (this version)",
+        "\"observe\", \"guard\" or \"act\" (this version)",
     );
     assert_issue(
         &base("port = 5407\n"),
