@@ -741,7 +741,9 @@ impl<H: Host> Agent<H> {
                 }
             }
             Report::Fenced { fenced, mono_ns } => {
-                if fenced {
+                if fenced && self.acting() {
+                    warn!(mono_ns, "detector: too few peers echo this node: its echo fence silences XDP until they do");
+                } else if fenced {
                     warn!(mono_ns, "detector: too few peers echo this node: its fence would silence it (no action yet)");
                 } else {
                     info!(

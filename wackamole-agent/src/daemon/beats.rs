@@ -389,7 +389,8 @@ type FenceWriter = Box<dyn FnMut(u64) -> anyhow::Result<()> + Send>;
 /// The beat lease as the thread keeps it.
 struct Fence {
     writer: FenceWriter,
-    /// The deadline written last (0: none yet).
+    /// The beats' own deadline: the last beat plus the fence (0: none
+    /// yet); past it, the beat thread stalled.
     until_ns: u64,
     /// When the last beat went out.
     last_sent_ns: u64,
@@ -438,14 +439,17 @@ impl Fence {
     }
 
     /// A beat went out at `now_ns`: the lease runs `fence` from it, unless
-    /// held.
-    fn renew(&mut self, now_ns: u64, fence: Duration) {
+    /// held, and no later than `echoes_ns` (mode `act`: the detector's
+    /// echo fence, past which a majority may condemn this node; an earlier
+    /// end there is no stall of this thread).
+    fn renew(&mut self, now_ns: u64, fence: Duration, echoes_ns: Option<u64>) {
         self.last_sent_ns = now_ns;
         if self.held.is_some() {
             return;
         }
         let until = now_ns.saturating_add(u64::try_from(fence.as_nanos()).unwrap_or(u64::MAX));
-        match (self.writer)(until) {
+        let written = echoes_ns.map_or(until, |e| e.min(until));
+        match (self.writer)(written) {
             Ok(()) => {
                 self.until_ns = until;
                 self.failing = false;
@@ -519,8 +523,17 @@ impl Thread {
                             sent = true;
                         }
                     }
+                    // Acting: the echo fence too, so a node a majority
+                    // stopped hearing is silent before anyone condemns it.
+                    let echoes_ns = (unpack_act(self.act.load(Ordering::SeqCst)).is_some())
+                        .then(|| d.lease_until())
+                        .flatten()
+                        .map(|u| {
+                            let ahead = u.saturating_duration_since(t).as_nanos();
+                            now_ns.saturating_add(u64::try_from(ahead).unwrap_or(u64::MAX))
+                        });
                     if let (true, Some(f)) = (sent, self.fence.as_mut()) {
-                        f.renew(now_ns, self.timing.beat_fence());
+                        f.renew(now_ns, self.timing.beat_fence(), echoes_ns);
                     }
                     if let Some(r) = stalled {
                         let _ = self.reports.send(r);
@@ -728,9 +741,9 @@ mod tests {
         let ms = |n: u64| n * 1_000_000;
         let fence = Duration::from_millis(45);
         assert_eq!(f.lapsed(ms(1000)), None, "not armed before the first beat");
-        f.renew(ms(1000), fence);
+        f.renew(ms(1000), fence, None);
         assert_eq!(f.lapsed(ms(1045)), None);
-        f.renew(ms(1045), fence);
+        f.renew(ms(1045), fence, None);
         let stalled = f.lapsed(ms(1100));
         assert_eq!(
             stalled,
@@ -741,9 +754,9 @@ mod tests {
             })
         );
         assert_eq!(f.lapsed(ms(1105)), None, "one report per stall");
-        f.renew(ms(1100), fence);
+        f.renew(ms(1100), fence, None);
         f.revive(0);
-        f.renew(ms(1105), fence);
+        f.renew(ms(1105), fence, None);
         assert_eq!(f.lapsed(ms(1200)), None, "still held");
         f.revive(1);
         assert_eq!(
@@ -751,7 +764,7 @@ mod tests {
             None,
             "revived: not a lapse before its next beat"
         );
-        f.renew(ms(1200), fence);
+        f.renew(ms(1200), fence, None);
         assert_eq!(
             *written.lock().expect("test lock"),
             [ms(1045), ms(1090), ms(1245)]
@@ -760,6 +773,34 @@ mod tests {
             f.lapsed(ms(1300)),
             Some(Report::Stalled { stall: 2, .. })
         ));
+    }
+
+    /// Mode `act`: the lease written ends at the echo fence when that comes
+    /// first (at once when it has passed), and an end there is no stall:
+    /// the beats' own deadline still decides that.
+    #[test]
+    fn the_echo_fence_caps_the_beat_lease_without_counting_as_a_stall() {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = written.clone();
+        let mut f = Fence::new(Box::new(move |ns| {
+            w.lock().expect("test lock").push(ns);
+            Ok(())
+        }));
+        let ms = |n: u64| n * 1_000_000;
+        let fence = Duration::from_millis(45);
+        f.renew(ms(1000), fence, Some(ms(1020)));
+        assert_eq!(
+            f.lapsed(ms(1030)),
+            None,
+            "the echo fence ended it, not a stall"
+        );
+        f.renew(ms(1030), fence, Some(ms(1030)));
+        f.renew(ms(1035), fence, Some(ms(2000)));
+        assert_eq!(
+            *written.lock().expect("test lock"),
+            [ms(1020), ms(1030), ms(1080)]
+        );
+        assert!(matches!(f.lapsed(ms(1081)), Some(Report::Stalled { .. })));
     }
 
     /// Three beat threads on loopback (real sockets, real clock), one view:
