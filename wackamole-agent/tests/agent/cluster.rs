@@ -619,3 +619,74 @@ fn the_lan_detector_condemns_a_cut_off_node_and_nobody_else() -> Result<()> {
     settle(&c, &[2, 2, 2])?;
     Ok(())
 }
+
+/// The detector in mode `act` (issue 11): with n1's cable out, the
+/// survivors condemn n1, and each of n1's VIFs that both settlements give
+/// one of them answers there once the handshake clears it, before the view
+/// that drops n1 comes; the view confirms them and every VIP has one
+/// answerer; nobody else is condemned.
+#[test]
+#[ignore = "needs root and corosync"]
+fn with_the_detector_acting_a_cut_off_nodes_vifs_answer_before_the_view() -> Result<()> {
+    let mut opts = AgentClusterOptions::new(BIN);
+    opts.detector = Some("act".into());
+    let (_guard, c) = cluster_with(opts)?;
+    settle(&c, &[2, 2, 2])?;
+    std::thread::sleep(Duration::from_secs(1));
+    let cut = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6)?;
+    c.link_down(0)?;
+    let snap = c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
+    check_arp(&c, &snap, &[1, 2])?;
+    // The seconds of the day of a log line's timestamp.
+    let time = |line: &str| -> Option<f64> {
+        let t = line.split_whitespace().next()?.split('T').nth(1)?;
+        let mut p = t.trim_end_matches('Z').split(':');
+        let (h, m, s): (f64, f64, f64) = (
+            p.next()?.parse().ok()?,
+            p.next()?.parse().ok()?,
+            p.next()?.parse().ok()?,
+        );
+        Some(h * 3600.0 + m * 60.0 + s)
+    };
+    let mut early = 0;
+    for i in [1, 2] {
+        let log = log_of(&c, i)?;
+        ensure!(
+            !log.lines()
+                .any(|l| l.contains("detector: condemned") && !l.contains("member=n0000000001p")),
+            "n{} condemned a node that was not cut off\n{}",
+            i + 1,
+            c.log_tail(i)
+        );
+        let view = log
+            .lines()
+            .filter(|l| l.contains(" new view ") && l.contains("members=2"))
+            .filter_map(time)
+            .find(|&t| t >= cut);
+        let answered = log
+            .lines()
+            .filter(|l| l.contains("answering after the departed holder's lease"))
+            .filter_map(time)
+            .find(|&t| t >= cut);
+        if let (Some(v), Some(a)) = (view, answered) {
+            eprintln!(
+                "n{}: answered {:.1} ms after the cut, the view {:.1} ms after it",
+                i + 1,
+                (a - cut) * 1e3,
+                (v - cut) * 1e3
+            );
+            early += usize::from(a < v);
+        }
+    }
+    ensure!(
+        early > 0,
+        "no survivor answered n1's VIFs before the view\n{}\n{}",
+        c.log_tail(1),
+        c.log_tail(2)
+    );
+    c.link_up(0)?;
+    settle(&c, &[2, 2, 2])?;
+    Ok(())
+}
