@@ -203,6 +203,30 @@ fn with_the_faster_profile_a_stopped_corosync_is_silent_before_the_survivors_ans
     run_faster(Fault::EngineStopped)
 }
 
+/// The detector in mode `act` (issue 11): survivors take a killed or
+/// frozen node's VIFs ahead of the view, and the node is still silent
+/// first (its echo fence and its lease).
+fn run_acting(fault: Fault) -> Result<()> {
+    let mut opts = AgentClusterOptions::new(BIN);
+    opts.detector = Some("act".into());
+    run_on(opts, fast_profile_floor()?, fault)
+}
+
+#[test]
+#[ignore = "needs root and corosync"]
+fn with_the_detector_acting_a_killed_stack_is_silent_before_the_survivors_answer() -> Result<()> {
+    ensure!(wackamole::testbed::is_root(), "needs root");
+    run_acting(Fault::StackKilled)
+}
+
+#[test]
+#[ignore = "needs root and corosync"]
+fn with_the_detector_acting_a_stopped_corosync_is_silent_before_the_survivors_answer() -> Result<()>
+{
+    ensure!(wackamole::testbed::is_root(), "needs root");
+    run_acting(Fault::EngineStopped)
+}
+
 #[test]
 #[ignore = "needs root and corosync"]
 fn a_stopped_agent_is_evicted_and_rejoins_on_sigcont() -> Result<()> {
