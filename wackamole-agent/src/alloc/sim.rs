@@ -2535,6 +2535,33 @@ mod tests {
         (to_n1 && sim.error().is_none()).then_some((sim, v))
     }
 
+    /// In a settled group every survivor takes, at its own condemnation,
+    /// exactly the condemned member's VIFs that the view dropping it gives
+    /// it: the EVICT and the view agree, so none waits for the view.
+    #[test]
+    fn a_condemned_members_vifs_are_all_taken_at_the_condemnation() {
+        for (n, vifs) in [(3, 3), (3, 6), (3, 64), (5, 64), (8, 64)] {
+            for victim in 0..n {
+                let mut sim = Sim::uniform(victim as u64, n, &config(vifs)).with_detector();
+                sim.settle().expect("settles");
+                let theirs: BTreeSet<u32> = sim.nodes[victim].held.iter().copied().collect();
+                let c = sim.nodes[victim].member.clone();
+                let mut taken = BTreeSet::new();
+                for j in (0..n).filter(|&j| j != victim) {
+                    sim.feed(j, Input::Lost(vec![c.clone()]));
+                    sim.feed(j, Input::Condemned(vec![c.clone()]));
+                    let mine = sim.nodes[j].alloc.provisional();
+                    assert!(
+                        taken.is_disjoint(&mine),
+                        "{n} nodes, {vifs} VIFs: taken twice"
+                    );
+                    taken.extend(mine);
+                }
+                assert_eq!(taken, theirs, "{n} nodes, {vifs} VIFs, victim n{victim}");
+            }
+        }
+    }
+
     /// Every (seed, lost VIF) that sets the race up.
     fn races() -> Vec<(Sim, u32)> {
         let mut out = Vec::new();

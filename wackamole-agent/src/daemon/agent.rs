@@ -736,6 +736,10 @@ impl<H: Host> Agent<H> {
                     m.detector.get_or_insert_default().condemned += 1;
                 }
                 if self.acting() {
+                    // Whether I may take ahead of the group is judged now,
+                    // not at the view: a node that joined before its first
+                    // self-probe came back would otherwise never act.
+                    self.refresh_takeover_at_view();
                     self.feed(Input::Condemned(vec![member])).await;
                     self.bring_up_deferred().await;
                 }
@@ -790,14 +794,7 @@ impl<H: Host> Agent<H> {
                     m.members = view.members.len();
                     m.engine_up = true;
                 }
-                // A node whose lease lapsed (frozen, starved) applies a
-                // stale view: a thawed holder was seen alone in a ring at
-                // once and took every peer's VIF at the view, drawing their
-                // traffic to its fenced XDP. It takes nothing before the
-                // exchange (its engine judges the gap meanwhile).
-                let fresh = self.keep_lease().is_some();
-                self.alloc
-                    .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
+                self.refresh_takeover_at_view();
                 self.fence_the_recently_heard(&view.members);
                 // The new view first: whom a departed member's VIF waits
                 // for is never a member of it (see `awaited`).
@@ -2065,6 +2062,18 @@ impl<H: Host> Agent<H> {
         self.lease_until = Some(until);
         self.lease_signal.renewed(until);
         self.publish_answering();
+    }
+
+    /// Departed members' VIFs may be taken before the exchange (at a view,
+    /// or at a condemnation) only while my lease is live. A node whose
+    /// lease lapsed (frozen, starved) applies a stale view: a thawed holder
+    /// was seen alone in a ring at once and took every peer's VIF at the
+    /// view, drawing their traffic to its fenced XDP. It takes nothing
+    /// before the exchange (its engine judges the gap meanwhile).
+    fn refresh_takeover_at_view(&mut self) {
+        let fresh = self.keep_lease().is_some();
+        self.alloc
+            .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
     }
 
     /// Whether the lease is live: the engine is up and the lease has not
