@@ -727,17 +727,23 @@ mod tests {
         assert_eq!(handle.next_stamp(), 78);
     }
 
+    /// A fence that records every lease end it writes.
+    fn recording_fence() -> (Fence, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = written.clone();
+        let f = Fence::new(Box::new(move |ns| {
+            w.lock().expect("test lock").push(ns);
+            Ok(())
+        }));
+        (f, written)
+    }
+
     /// The beat lease: renewed for `fence` from every beat sent; a beat
     /// that finds it lapsed holds it (no renewal, one report per stall)
     /// until the agent revives that stall, and only that one.
     #[test]
     fn a_lapsed_beat_lease_stays_lapsed_until_the_agent_revives_it() {
-        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let w = written.clone();
-        let mut f = Fence::new(Box::new(move |ns| {
-            w.lock().expect("test lock").push(ns);
-            Ok(())
-        }));
+        let (mut f, written) = recording_fence();
         let ms = |n: u64| n * 1_000_000;
         let fence = Duration::from_millis(45);
         assert_eq!(f.lapsed(ms(1000)), None, "not armed before the first beat");
@@ -780,12 +786,7 @@ mod tests {
     /// the beats' own deadline still decides that.
     #[test]
     fn the_echo_fence_caps_the_beat_lease_without_counting_as_a_stall() {
-        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let w = written.clone();
-        let mut f = Fence::new(Box::new(move |ns| {
-            w.lock().expect("test lock").push(ns);
-            Ok(())
-        }));
+        let (mut f, written) = recording_fence();
         let ms = |n: u64| n * 1_000_000;
         let fence = Duration::from_millis(45);
         f.renew(ms(1000), fence, Some(ms(1020)));

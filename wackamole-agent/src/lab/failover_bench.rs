@@ -294,6 +294,9 @@ pub struct BenchOptions {
     pub spread_timeouts: Option<String>,
     /// `engine.require_quorum` on every agent (`--quorum`; Corosync only).
     pub require_quorum: bool,
+    /// The LAN detector's mode on every agent (`--detector`; default the
+    /// environment's `WKT_DETECTOR`, else off).
+    pub detector: Option<&'static str>,
 }
 
 /// Which VIPs the prober probes. At many VIPs one prober cannot probe them
@@ -487,6 +490,9 @@ impl BenchOptions {
             spread: None,
             spread_timeouts: None,
             require_quorum: false,
+            detector: std::env::var("WKT_DETECTOR")
+                .ok()
+                .and_then(|m| parse_detector(&m).ok()),
         }
     }
 
@@ -575,6 +581,7 @@ impl BenchOptions {
                     }
                 }
                 "--quorum" => o.require_quorum = true,
+                "--detector" => o.detector = Some(parse_detector(&value("--detector")?)?),
                 "--out" => o.out_dir = PathBuf::from(value("--out")?),
                 // Another build side by side (e.g. before a change).
                 "--binary" => o.binary = PathBuf::from(value("--binary")?),
@@ -607,7 +614,7 @@ impl BenchOptions {
                     o.mature = Some(Duration::from_millis(ms));
                 }
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --addresses, --quorum, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --addresses, --quorum, --detector, --out)"
                 ),
             }
         }
@@ -690,9 +697,21 @@ cargo xtask bench failover [-- OPTIONS]
                       names end in -standby) or each size both ways
   --quorum            engine.require_quorum on every agent (Corosync's
                       votequorum; scenario names end in -quorum)
+  --detector MODE     the LAN failure detector on every agent: observe,
+                      guard or act (a survivor takes a condemned member's
+                      VIPs before the view); scenario names end in -MODE
+                      (default: $WKT_DETECTOR, else no detector)
   --out DIR           where failover.json, failover.md and the PNGs go
   --binary PATH       the agent binary (default target/release/wackamole;
                       another build side by side, e.g. before a change)";
+
+/// A `[detector] mode`.
+fn parse_detector(s: &str) -> Result<&'static str> {
+    ["observe", "guard", "act"]
+        .into_iter()
+        .find(|m| *m == s)
+        .ok_or_else(|| anyhow!("failover bench: --detector {s:?} (observe, guard or act)"))
+}
 
 fn parse_family(s: &str) -> Result<VipFamily> {
     Ok(match s {
@@ -815,6 +834,7 @@ pub fn run(opts: &BenchOptions, log: &mut impl Write) -> Result<BenchOutput> {
                     spread: opts.spread.is_some(),
                     standby,
                     quorum: opts.require_quorum,
+                    detector: opts.detector,
                 };
                 run_size(opts, size, log, &mut records, &mut timeline, &mut skipped)?;
                 // Partial results survive a later failure.
@@ -848,6 +868,8 @@ struct Size {
     standby: bool,
     /// `engine.require_quorum` on.
     quorum: bool,
+    /// The LAN detector's mode, if any.
+    detector: Option<&'static str>,
 }
 
 impl Size {
@@ -877,9 +899,13 @@ impl Size {
             true => format!("{base}-standby"),
             false => base,
         };
-        match self.quorum {
+        let base = match self.quorum {
             true => format!("{base}-quorum"),
             false => base,
+        };
+        match self.detector {
+            Some(mode) => format!("{base}-{mode}"),
+            None => base,
         }
     }
 
@@ -898,6 +924,9 @@ impl Size {
         ]);
         if self.quorum {
             p.insert("quorum".to_string(), "required".to_string());
+        }
+        if let Some(mode) = self.detector {
+            p.insert("detector".to_string(), mode.to_string());
         }
         p
     }
@@ -931,6 +960,7 @@ fn run_size(
     copts.family = size.family;
     copts.standby_addresses = size.standby;
     copts.require_quorum = size.quorum;
+    copts.detector = size.detector.map(String::from);
     if let Some(m) = opts.mature {
         copts.mature = m;
     }
@@ -2128,6 +2158,7 @@ mod tests {
             spread: true,
             standby: false,
             quorum: false,
+            detector: None,
         };
         assert_eq!(spread.prefix(), "spread-fast-3n-3v");
         assert_eq!(
@@ -2156,11 +2187,38 @@ mod tests {
             spread: false,
             standby: true,
             quorum: true,
+            detector: None,
         };
         assert_eq!(size.prefix(), "fast-3n-3v-standby-quorum");
         assert_eq!(
             size.params("link-cut").get("quorum").map(String::as_str),
             Some("required")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn detector_option_sets_the_agents_and_names_the_scenarios() -> Result<()> {
+        let a = |m: &str| ["--detector".to_string(), m.to_string()];
+        for mode in ["observe", "guard", "act"] {
+            let o = BenchOptions::from_args("w".into(), "o".into(), &a(mode))?;
+            assert_eq!(o.detector, Some(mode));
+        }
+        assert!(BenchOptions::from_args("w".into(), "o".into(), &a("acting")).is_err());
+        let size = Size {
+            nodes: 3,
+            vips: 64,
+            profile: Profile::Fast,
+            family: VipFamily::Ipv4,
+            spread: false,
+            standby: false,
+            quorum: false,
+            detector: Some("act"),
+        };
+        assert_eq!(size.prefix(), "fast-3n-64v-act");
+        assert_eq!(
+            size.params("link-cut").get("detector").map(String::as_str),
+            Some("act")
         );
         Ok(())
     }
@@ -2177,6 +2235,7 @@ mod tests {
             spread: false,
             standby: false,
             quorum: false,
+            detector: None,
         };
         // IPv4 keeps the old names, so earlier results still compare.
         assert_eq!(size(VipFamily::Ipv4).prefix(), "fast-3n-3v");

@@ -541,6 +541,18 @@ fn standby_addresses_everywhere_one_answerer() -> Result<()> {
     Ok(())
 }
 
+/// Node `i`'s agent log (`log`) condemns nobody but n1 (whose cable is cut).
+fn condemned_only_n1(c: &AgentCluster, i: usize, log: &str) -> Result<()> {
+    ensure!(
+        !log.lines()
+            .any(|l| l.contains("detector: condemned") && !l.contains("member=n0000000001p")),
+        "n{} condemned a node that was not cut off\n{}",
+        i + 1,
+        c.log_tail(i)
+    );
+    Ok(())
+}
+
 /// Node `i`'s agent log.
 fn log_of(c: &AgentCluster, i: usize) -> Result<String> {
     let path = c.agent_log(i)?;
@@ -606,14 +618,7 @@ fn the_lan_detector_condemns_a_cut_off_node_and_nobody_else() -> Result<()> {
         "n2's status:\n{status}"
     );
     for i in [1, 2] {
-        let log = log_of(&c, i)?;
-        ensure!(
-            !log.lines()
-                .any(|l| l.contains("detector: condemned") && !l.contains("member=n0000000001p")),
-            "n{} condemned a node that was not cut off\n{}",
-            i + 1,
-            c.log_tail(i)
-        );
+        condemned_only_n1(&c, i, &log_of(&c, i)?)?;
     }
     c.link_up(0)?;
     settle(&c, &[2, 2, 2])?;
@@ -653,13 +658,7 @@ fn with_the_detector_acting_a_cut_off_nodes_vifs_answer_before_the_view() -> Res
     let mut early = 0;
     for i in [1, 2] {
         let log = log_of(&c, i)?;
-        ensure!(
-            !log.lines()
-                .any(|l| l.contains("detector: condemned") && !l.contains("member=n0000000001p")),
-            "n{} condemned a node that was not cut off\n{}",
-            i + 1,
-            c.log_tail(i)
-        );
+        condemned_only_n1(&c, i, &log)?;
         let view = log
             .lines()
             .filter(|l| l.contains(" new view ") && l.contains("members=2"))
