@@ -2502,10 +2502,11 @@ impl Allocator {
             .collect()
     }
 
-    /// After an agreed message: a provisional VIF the table now gives me is
-    /// simply mine (the `Acquire` the message produced for it is dropped:
-    /// it answers already); one the table gives to anyone but me or its
-    /// condemned owner is released at once.
+    /// After an agreed message: a provisional VIF the table now gives me,
+    /// with no hand-over to me still waiting, is simply mine (the `Acquire`
+    /// the message produced for it is dropped: it answers already); one the
+    /// table gives to anyone but me or its condemned owner is released at
+    /// once.
     fn reconcile_provisional(&mut self, view: &mut ViewState, from: usize, out: &mut Vec<Action>) {
         let me = view.me as u32;
         let mut settled = BTreeSet::new();
@@ -2517,8 +2518,18 @@ impl Allocator {
                 continue;
             }
             match view.table.get(v).and_then(|s| s.owner) {
+                // Mine once no hand-over to me waits for anyone (the
+                // condemned holder's yield): until then the others take me
+                // for a member still waiting, not answering, and a move
+                // away from me would not wait for me to yield.
                 Some(o) if o == me => {
-                    settled.insert(v);
+                    let waiting = view
+                        .handovers
+                        .get(&(v as u32))
+                        .is_some_and(|h| !h.pending.is_empty());
+                    if !waiting {
+                        settled.insert(v);
+                    }
                 }
                 Some(o)
                     if view.condemned.contains(&(o as usize))

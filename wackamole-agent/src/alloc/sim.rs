@@ -2562,6 +2562,50 @@ mod tests {
         }
     }
 
+    /// A provisional VIF the agreed stream gives me while the condemned
+    /// holder still owes its hand-over (a drain of that holder, ordered
+    /// before the EVICT) is not yet simply mine: the others take me for a
+    /// member waiting, not answering. When a second agreed change (a drain
+    /// of me) moves it on before the EVICT, I must let it go at once,
+    /// since its new owner will not wait for me to yield. Found by the
+    /// detector schedules (seed 5,082,072).
+    #[test]
+    fn a_provisional_vif_moved_on_before_the_hand_over_settles_is_released() {
+        let mut checked = 0;
+        for seed in 0..20 {
+            let mut sim = Sim::uniform(seed, 3, &config(11)).with_detector();
+            sim.settle().expect("settles");
+            sim.freeze(0);
+            // Both drains are sent (ordered) before the condemnation's EVICT.
+            sim.operator(
+                1,
+                OperatorCommand::Drain {
+                    node: "node0".into(),
+                },
+            );
+            sim.operator(
+                1,
+                OperatorCommand::Drain {
+                    node: "node2".into(),
+                },
+            );
+            let c = sim.nodes[0].member.clone();
+            for j in [1, 2] {
+                sim.feed(j, Input::Lost(vec![c.clone()]));
+                sim.feed(j, Input::Condemned(vec![c.clone()]));
+            }
+            if sim.nodes[2].alloc.provisional().is_empty() {
+                continue;
+            }
+            while sim.order_one() {}
+            drain(&mut sim, 2);
+            drain(&mut sim, 1);
+            assert_eq!(sim.error(), None, "seed {seed}");
+            checked += 1;
+        }
+        assert!(checked > 0, "no schedule took a VIF provisionally at n2");
+    }
+
     /// Every (seed, lost VIF) that sets the race up.
     fn races() -> Vec<(Sim, u32)> {
         let mut out = Vec::new();
