@@ -994,19 +994,21 @@ impl<H: Host> Agent<H> {
     /// Whether the detector guards departed members' VIFs (mode `guard`,
     /// and `act`).
     fn guarding(&self) -> bool {
-        self.inputs.beats.is_some()
-            && (self.cfg.detector.as_ref()).is_some_and(|d| {
-                matches!(
-                    d.mode,
-                    config::DetectorMode::Guard | config::DetectorMode::Act
-                )
-            })
+        matches!(
+            self.detector_mode(),
+            Some(config::DetectorMode::Guard | config::DetectorMode::Act)
+        )
     }
 
     /// Whether survivors act on the detector's condemnations (mode `act`).
     fn acting(&self) -> bool {
-        self.inputs.beats.is_some()
-            && (self.cfg.detector.as_ref()).is_some_and(|d| d.mode == config::DetectorMode::Act)
+        self.detector_mode() == Some(config::DetectorMode::Act)
+    }
+
+    /// The detector's mode while its beats run.
+    fn detector_mode(&self) -> Option<config::DetectorMode> {
+        self.inputs.beats.as_ref()?;
+        self.cfg.detector.as_ref().map(|d| d.mode)
     }
 
     /// Detector mode `act`: whether VIF `i`, just acquired, waits for the
@@ -1733,15 +1735,20 @@ impl<H: Host> Agent<H> {
 
     /// Releases VIF `i`; a handed-over (yielding) VIF lingers first (see
     /// [`HANDOVER_LINGER`]). Returns whether it goes down now (in `batch`).
+    /// VIF `i` waits for nothing any more: no deferred bring-up, no
+    /// handshake, no departed holder or other view to wait for.
+    fn forget_deferral(&mut self, i: usize) {
+        self.deferred.remove(&i);
+        self.handshake.remove(&i);
+        self.awaiting.remove(&i);
+        self.awaiting_elsewhere.remove(&i);
+        self.origin.remove(&i);
+    }
+
     pub(super) fn release(&mut self, i: VifIndex, batch: &mut Batch) -> bool {
         if self.yielded.remove(&(i.0 as usize)) && self.vif(i).is_some() {
             self.unplumbed.remove(&(i.0 as usize));
-            self.deferred.remove(&(i.0 as usize));
-            self.handshake.remove(&(i.0 as usize));
-            self.handshake.remove(&(i.0 as usize));
-            self.awaiting.remove(&(i.0 as usize));
-            self.awaiting_elsewhere.remove(&(i.0 as usize));
-            self.origin.remove(&(i.0 as usize));
+            self.forget_deferral(i.0 as usize);
             self.lingering
                 .insert(i.0 as usize, Instant::now() + HANDOVER_LINGER);
             if let Some(vif) = self.vif(i) {
@@ -1789,11 +1796,7 @@ impl<H: Host> Agent<H> {
         self.yielded.remove(&(i.0 as usize));
         self.lingering.remove(&(i.0 as usize));
         self.unplumbed.remove(&(i.0 as usize));
-        self.deferred.remove(&(i.0 as usize));
-        self.handshake.remove(&(i.0 as usize));
-        self.awaiting.remove(&(i.0 as usize));
-        self.awaiting_elsewhere.remove(&(i.0 as usize));
-        self.origin.remove(&(i.0 as usize));
+        self.forget_deferral(i.0 as usize);
         self.silent6.remove(&(i.0 as usize));
         // Not one more frame claiming the VIF from here: an announcement
         // still in its burst (or waiting out a conflict) would point the
@@ -1943,11 +1946,7 @@ impl<H: Host> Agent<H> {
             return;
         };
         // Not one more frame claiming it; no retry would own it again.
-        self.deferred.remove(&(i.0 as usize));
-        self.handshake.remove(&(i.0 as usize));
-        self.awaiting.remove(&(i.0 as usize));
-        self.awaiting_elsewhere.remove(&(i.0 as usize));
-        self.origin.remove(&(i.0 as usize));
+        self.forget_deferral(i.0 as usize);
         self.host.cancel_announcement(i.0 as usize);
         self.announcing.drop_vif(i.0 as usize);
         self.unplumbed.remove(&(i.0 as usize));

@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const SETTLE: Duration = Duration::from_secs(20);
 const VIFS: usize = 6;
 
-use crate::support::{wait_for, TempDir, ONE_CLUSTER_AT_A_TIME};
+use crate::support::{log_time_of_day, time_of_day, wait_for, TempDir, ONE_CLUSTER_AT_A_TIME};
 
 fn cluster() -> Result<(std::sync::MutexGuard<'static, ()>, AgentCluster)> {
     cluster_with(AgentClusterOptions::new(BIN))
@@ -638,23 +638,10 @@ fn with_the_detector_acting_a_cut_off_nodes_vifs_answer_before_the_view() -> Res
     let (_guard, c) = cluster_with(opts)?;
     settle(&c, &[2, 2, 2])?;
     std::thread::sleep(Duration::from_secs(1));
-    let cut = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6)?;
+    let cut = time_of_day(std::time::SystemTime::now());
     c.link_down(0)?;
     let snap = c.wait_counts_among(&[1, 2], &[3, 3], SETTLE)?;
     check_arp(&c, &snap, &[1, 2])?;
-    // The seconds of the day of a log line's timestamp.
-    let time = |line: &str| -> Option<f64> {
-        let t = line.split_whitespace().next()?.split('T').nth(1)?;
-        let mut p = t.trim_end_matches('Z').split(':');
-        let (h, m, s): (f64, f64, f64) = (
-            p.next()?.parse().ok()?,
-            p.next()?.parse().ok()?,
-            p.next()?.parse().ok()?,
-        );
-        Some(h * 3600.0 + m * 60.0 + s)
-    };
     let mut early = 0;
     for i in [1, 2] {
         let log = log_of(&c, i)?;
@@ -662,12 +649,12 @@ fn with_the_detector_acting_a_cut_off_nodes_vifs_answer_before_the_view() -> Res
         let view = log
             .lines()
             .filter(|l| l.contains(" new view ") && l.contains("members=2"))
-            .filter_map(time)
+            .filter_map(log_time_of_day)
             .find(|&t| t >= cut);
         let answered = log
             .lines()
             .filter(|l| l.contains("answering after the departed holder's lease"))
-            .filter_map(time)
+            .filter_map(log_time_of_day)
             .find(|&t| t >= cut);
         if let (Some(v), Some(a)) = (view, answered) {
             eprintln!(

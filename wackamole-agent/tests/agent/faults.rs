@@ -40,7 +40,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use wackamole::lab::analysis::{analyse, Params, ProbeRun, RunResult};
 use wackamole::lab::arp_observer::{self, Observed, ROUND};
 use wackamole::lab::prober::{self, ProberConfig};
@@ -48,6 +48,8 @@ use wackamole::lab::responder::Responder;
 use wackamole::testbed::cluster::{observer_addrs, AgentCluster, AgentClusterOptions};
 use wackamole::testbed::impair::{LinkLoss, Loss};
 use wackamole::testbed::{Netns, Switch};
+
+use crate::support::{log_time_of_day, time_of_day};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const SETTLE: Duration = Duration::from_secs(20);
@@ -312,22 +314,6 @@ impl Seen {
     }
 }
 
-/// Seconds since midnight UTC of `t` (as the agents' log lines print it).
-fn time_of_day(t: SystemTime) -> f64 {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6
-}
-
-/// Seconds since midnight UTC of a log line's RFC 3339 timestamp.
-fn log_time(line: &str) -> Option<f64> {
-    let t = line.split_whitespace().next()?.split('T').nth(1)?;
-    let mut parts = t.trim_end_matches('Z').split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
 /// When (seconds of the day) some agent's membership view had fewer than
 /// all `n` members: from such a view to its next full view, from the
 /// agents' "new view ... members=K" log lines.
@@ -338,7 +324,7 @@ fn membership_splits(c: &AgentCluster, n: usize) -> Result<Vec<(f64, f64)>> {
         let mut since = None;
         for line in log.lines().filter(|l| l.contains(" new view ")) {
             let (Some(t), Some(members)) = (
-                log_time(line),
+                log_time_of_day(line),
                 line.split("members=")
                     .nth(1)
                     .and_then(|r| r.split_whitespace().next())
@@ -589,11 +575,7 @@ fn loss_10_and_30_percent_on_one_link() -> Result<()> {
 #[test]
 #[ignore = "needs root and corosync"]
 fn loss_on_one_link_with_the_detector_guard_never_gives_two_answerers() -> Result<()> {
-    let (_guard, mut c) = loss_cluster(false, Some("guard"))?;
-    for p in loss_levels() {
-        lossy_link_without_duplicates(&mut c, p, ", detector guard")?;
-    }
-    Ok(())
+    loss_levels_without_duplicates("guard")
 }
 
 /// 30 % loss with `require_quorum` and the detector's guard: the lossy
@@ -603,8 +585,7 @@ fn loss_on_one_link_with_the_detector_guard_never_gives_two_answerers() -> Resul
 #[test]
 #[ignore = "needs root and corosync"]
 fn loss_30_percent_with_quorum_and_the_detector_guard_never_gives_two_answerers() -> Result<()> {
-    let (_guard, mut c) = loss_cluster(true, Some("guard"))?;
-    lossy_link_without_duplicates(&mut c, 0.3, ", require_quorum, detector guard")
+    loss_30_percent_with_quorum_without_duplicates("guard")
 }
 
 /// The same loss with the LAN detector acting (`mode = "act"`: guard,
@@ -616,19 +597,14 @@ fn loss_30_percent_with_quorum_and_the_detector_guard_never_gives_two_answerers(
 #[test]
 #[ignore = "needs root and corosync"]
 fn loss_on_one_link_with_the_detector_acting_never_gives_two_answerers() -> Result<()> {
-    let (_guard, mut c) = loss_cluster(false, Some("act"))?;
-    for p in loss_levels() {
-        lossy_link_without_duplicates(&mut c, p, ", detector acting")?;
-    }
-    Ok(())
+    loss_levels_without_duplicates("act")
 }
 
 /// 30 % loss with `require_quorum` and the detector acting.
 #[test]
 #[ignore = "needs root and corosync"]
 fn loss_30_percent_with_quorum_and_the_detector_acting_never_gives_two_answerers() -> Result<()> {
-    let (_guard, mut c) = loss_cluster(true, Some("act"))?;
-    lossy_link_without_duplicates(&mut c, 0.3, ", require_quorum, detector acting")
+    loss_30_percent_with_quorum_without_duplicates("act")
 }
 
 /// The detector acting on a healthy cluster, idle and then beside two
@@ -696,6 +672,23 @@ fn with_the_detector_acting_a_loaded_cluster_condemns_nobody() -> Result<()> {
         covered(&c, &[2, 2, 2])?;
     }
     Ok(())
+}
+
+/// Each of `loss_levels` on n1's cable with the detector in `mode`: no
+/// duplicate answerer, then a quiet cluster.
+fn loss_levels_without_duplicates(mode: &str) -> Result<()> {
+    let (_guard, mut c) = loss_cluster(false, Some(mode))?;
+    for p in loss_levels() {
+        lossy_link_without_duplicates(&mut c, p, &format!(", detector {mode}"))?;
+    }
+    Ok(())
+}
+
+/// 30 % loss on n1's cable with `require_quorum` and the detector in
+/// `mode`: no duplicate answerer, then a quiet cluster.
+fn loss_30_percent_with_quorum_without_duplicates(mode: &str) -> Result<()> {
+    let (_guard, mut c) = loss_cluster(true, Some(mode))?;
+    lossy_link_without_duplicates(&mut c, 0.3, &format!(", require_quorum, detector {mode}"))
 }
 
 /// A cluster for the loss tests: its agents set `require_quorum`

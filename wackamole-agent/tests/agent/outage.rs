@@ -12,6 +12,8 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wackamole::testbed::cluster::{AgentCluster, AgentClusterOptions};
 
+use crate::support::{log_time_of_day, time_of_day};
+
 const BIN: &str = env!("CARGO_BIN_EXE_wackamole");
 const ROUNDS: usize = 3;
 /// How long the client pings (s); the cable goes out 1.5 s in. Long enough
@@ -28,27 +30,6 @@ fn reply_times(output: &str) -> Vec<f64> {
         .filter(|l| l.contains("bytes from"))
         .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
         .collect()
-}
-
-/// Seconds since midnight UTC of a log line's RFC 3339 timestamp
-/// (`2026-11-22T02:15:35.517698Z ...`).
-fn log_time_of_day(line: &str) -> Option<f64> {
-    let t = line
-        .split_whitespace()
-        .next()?
-        .split('T')
-        .nth(1)?
-        .trim_end_matches('Z');
-    let mut parts = t.split(':');
-    let h: f64 = parts.next()?.parse().ok()?;
-    let m: f64 = parts.next()?.parse().ok()?;
-    let s: f64 = parts.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
-fn time_of_day(t: SystemTime) -> f64 {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6
 }
 
 /// When (seconds after `cut`) a survivor logged acquiring `vif`.

@@ -80,3 +80,20 @@ pub fn wait_for(
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Seconds since midnight UTC of `t` (as the agents' log lines print it).
+pub fn time_of_day(t: std::time::SystemTime) -> f64 {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() % 86_400) as f64 + f64::from(d.subsec_micros()) / 1e6
+}
+
+/// Seconds since midnight UTC of a log line's RFC 3339 timestamp
+/// (`2026-11-22T02:15:35.517698Z ...`).
+pub fn log_time_of_day(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split('T').nth(1)?;
+    let mut parts = t.trim_end_matches('Z').split(':');
+    let h: f64 = parts.next()?.parse().ok()?;
+    let m: f64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
+}
