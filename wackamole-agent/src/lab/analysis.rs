@@ -138,7 +138,9 @@ pub struct Phase {
     pub name: String,
     /// When the fault was injected, monotonic ns.
     pub fault_ns: u64,
-    /// When the agents got the membership view that reflects the fault, if known.
+    /// When the agents got the membership view that reflects the fault, if
+    /// known (the failover bench in detector mode act: or the survivors'
+    /// condemnation of the victim, whichever came first).
     pub view_ns: Option<u64>,
 }
 

@@ -1844,10 +1844,21 @@ fn repetition(
             first_view_after(c, &viewers, p.fault_ns)
         };
     }
-    let condemned_ms = phases.first().and_then(|p| {
-        let t = first_condemnation_after(c, &viewers, p.fault_ns)?;
-        Some(t.saturating_sub(p.fault_ns) as f64 / 1e6)
-    });
+    let condemned_ns = phases
+        .first()
+        .and_then(|p| first_condemnation_after(c, &viewers, p.fault_ns));
+    let condemned_ms = phases
+        .first()
+        .zip(condemned_ns)
+        .map(|(p, t)| t.saturating_sub(p.fault_ns) as f64 / 1e6);
+    // Mode act: the survivors move the victim's VIFs at the condemnation,
+    // seconds before the view on corosync's default timers; the agent's
+    // share and the detection count from whichever came first.
+    if opts.detector == Some("act") {
+        if let (Some(p), Some(t)) = (phases.first_mut(), condemned_ns) {
+            p.view_ns = Some(p.view_ns.map_or(t, |v| v.min(t)));
+        }
+    }
     Ok(Repetition {
         run,
         phases,
