@@ -18,6 +18,7 @@ use crate::detect::detector::Handshake;
 use crate::detect::{Beat, Detector};
 use crate::membership::MemberId;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -125,6 +126,11 @@ fn unpack_act(v: u64) -> Option<Act> {
     })
 }
 
+/// The provisional flag of a packed act word (down when not acting).
+fn flag_of(v: u64) -> bool {
+    unpack_act(v).is_some_and(|a| a.provisional)
+}
+
 pub struct BeatsHandle {
     pub reports: mpsc::UnboundedReceiver<Report>,
     commands: std_mpsc::Sender<Command>,
@@ -133,6 +139,9 @@ pub struct BeatsHandle {
     act: std::sync::Arc<AtomicU64>,
     /// The stamp of the thread's latest beat, stored before it is sent.
     stamp: std::sync::Arc<AtomicU64>,
+    /// Wakes the thread when the provisional flag changes (none: a
+    /// detached handle).
+    wake: Option<UnixDatagram>,
 }
 
 impl BeatsHandle {
@@ -148,9 +157,22 @@ impl BeatsHandle {
     /// provisionally. Stored before the agent acts on the message that
     /// moved the position: a beat never claims less than the node has
     /// answered by.
+    ///
+    /// A change of the flag is beaten at once, not at the next beat: the
+    /// handshake waits for the peers to echo a beat carrying it (and they
+    /// answer a flag's change at once too, see [`Thread::read`]), so a
+    /// takeover at a condemnation costs a round trip, not up to two beat
+    /// periods.
     pub fn publish_act(&self, position: u64, provisional: bool) {
-        self.act
-            .store(pack_act(position, provisional), Ordering::SeqCst);
+        let old = self
+            .act
+            .swap(pack_act(position, provisional), Ordering::SeqCst);
+        if flag_of(old) != provisional {
+            if let Some(w) = &self.wake {
+                // A full queue already holds a wake-up.
+                let _ = w.send(&[1]);
+            }
+        }
     }
 
     /// What the agent last published (tests).
@@ -270,6 +292,7 @@ pub fn detached() -> (BeatsHandle, Detached) {
         answer_until: answer_until.clone(),
         act: act.clone(),
         stamp: stamp.clone(),
+        wake: None,
     };
     let end = Detached {
         reports: tx,
@@ -296,6 +319,13 @@ pub fn start(
     socket
         .set_nonblocking(true)
         .map_err(|e| anyhow::anyhow!("detector: {}: {e}", cfg.listen))?;
+    let (wake, woken) = UnixDatagram::pair()
+        .and_then(|(a, b)| {
+            a.set_nonblocking(true)?;
+            b.set_nonblocking(true)?;
+            Ok((a, b))
+        })
+        .map_err(|e| anyhow::anyhow!("detector: cannot make the thread's wake-up socket: {e}"))?;
     let (tx, reports) = mpsc::unbounded_channel();
     let (commands, rx) = std_mpsc::channel();
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
@@ -324,6 +354,11 @@ pub fn start(
         stamp: stamp.clone(),
         handshake: Handshake::default(),
         fence: fence.map(|mut f| Fence::new(Box::new(move |ns| Ok(f.set(ns)?)))),
+        woken,
+        sent_flag: false,
+        flags: std::collections::HashMap::new(),
+        beat_soon: false,
+        last_beat: None,
     };
     std::thread::Builder::new()
         .name("wackamole-beats".into())
@@ -339,6 +374,7 @@ pub fn start(
         answer_until,
         act,
         stamp,
+        wake: Some(wake),
     })
 }
 
@@ -381,6 +417,16 @@ struct Thread {
     /// The handshake last published.
     handshake: Handshake,
     fence: Option<Fence>,
+    /// The agent's wake-up ([`BeatsHandle::publish_act`]).
+    woken: UnixDatagram,
+    /// The provisional flag my latest beat carried.
+    sent_flag: bool,
+    /// Each peer's latest flag, to answer its change at once.
+    flags: std::collections::HashMap<SocketAddr, bool>,
+    /// A peer's flag changed: beat before the next period (once a
+    /// quarter period has passed since the last beat).
+    beat_soon: bool,
+    last_beat: Option<Instant>,
 }
 
 /// Writes the beat lease's deadline (ns of CLOCK_MONOTONIC).
@@ -464,21 +510,22 @@ impl Fence {
     }
 }
 
-/// Sleeps until the socket has a datagram or `wait` has passed (to the
-/// microsecond: ppoll uses high-resolution timers).
-fn wait_readable(socket: &UdpSocket, wait: Duration) {
+/// Sleeps until the socket has a datagram, the agent wakes the thread
+/// (`woken`), or `wait` has passed (to the microsecond: ppoll uses
+/// high-resolution timers).
+fn wait_readable(socket: &UdpSocket, woken: &UnixDatagram, wait: Duration) {
     use std::os::fd::AsRawFd;
-    let mut fds = libc::pollfd {
-        fd: socket.as_raw_fd(),
+    let mut fds = [socket.as_raw_fd(), woken.as_raw_fd()].map(|fd| libc::pollfd {
+        fd,
         events: libc::POLLIN,
         revents: 0,
-    };
+    });
     let ts = libc::timespec {
         tv_sec: wait.as_secs() as libc::time_t,
         tv_nsec: wait.subsec_nanos() as libc::c_long,
     };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-    unsafe { libc::ppoll(&mut fds, 1, &ts, std::ptr::null()) };
+    // SAFETY: two valid pollfds, a valid timespec, no signal mask.
+    unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
 }
 
 fn now() -> Instant {
@@ -503,54 +550,26 @@ impl Thread {
             }
             let t = now();
             if t >= next_beat {
-                if let Some(d) = self.detector.as_mut() {
-                    let now_ns = mono_ns();
-                    let stalled = self.fence.as_mut().and_then(|f| f.lapsed(now_ns));
-                    let held = self.fence.as_ref().is_some_and(|f| f.held.is_some());
-                    d.set_silent(held || now_ns >= self.answer_until.load(Ordering::Relaxed));
-                    if let Some(a) = unpack_act(self.act.load(Ordering::SeqCst)) {
-                        d.set_act(a);
-                    }
-                    let beat = d.beat(t);
-                    // Before it is sent: an acquisition that read an older
-                    // stamp waits for an echo of this beat or a later one.
-                    self.stamp.store(beat.stamp, Ordering::SeqCst);
-                    let bytes = beat.encode();
-                    let mut sent = self.peers.is_empty();
-                    for p in &self.peers {
-                        if self.socket.send_to(&bytes, p).is_ok() {
-                            self.counts.sent += 1;
-                            sent = true;
-                        }
-                    }
-                    // Acting: the echo fence too, so a node a majority
-                    // stopped hearing is silent before anyone condemns it.
-                    let echoes_ns = (unpack_act(self.act.load(Ordering::SeqCst)).is_some())
-                        .then(|| d.lease_until())
-                        .flatten()
-                        .map(|u| {
-                            let ahead = u.saturating_duration_since(t).as_nanos();
-                            now_ns.saturating_add(u64::try_from(ahead).unwrap_or(u64::MAX))
-                        });
-                    if let (true, Some(f)) = (sent, self.fence.as_mut()) {
-                        f.renew(now_ns, self.timing.beat_fence(), echoes_ns);
-                    }
-                    if let Some(r) = stalled {
-                        let _ = self.reports.send(r);
-                    }
-                }
+                self.beat(t);
                 // Keep the cadence; after a stall, start again from now.
                 next_beat += self.timing.interval;
                 if next_beat <= t {
                     next_beat = t + self.timing.interval;
                 }
                 self.publish();
+            } else if self.extra_beat_due().is_some_and(|at| at <= t) {
+                self.beat(t);
+                self.publish();
             }
-            let due = self
-                .detector
-                .as_ref()
-                .and_then(|d| d.next_deadline())
-                .map_or(next_beat, |d| d.min(next_beat));
+            let due = [
+                Some(next_beat),
+                self.detector.as_ref().and_then(|d| d.next_deadline()),
+                self.extra_beat_due(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(next_beat);
             let wait = due.saturating_duration_since(now());
             // ppoll, not SO_RCVTIMEO: a socket timeout counts in scheduler
             // ticks (4 ms here: a 200 µs timeout slept 8 ms, and beats
@@ -559,11 +578,69 @@ impl Thread {
             // reading them once per beat instead saved a third of the
             // thread's CPU but made every loss and condemnation up to a
             // beat later (measured: +5 ms), and speed is the point here.
-            wait_readable(&self.socket, wait);
+            wait_readable(&self.socket, &self.woken, wait);
+            while self.woken.recv(&mut [0u8; 8]).is_ok() {}
             // Read everything waiting before judging anyone's silence (a
             // stall of this thread is not the peers' fault).
             while self.read(&mut buf) {}
             self.check();
+        }
+    }
+
+    /// When a beat outside the period is due: my flag changed since my
+    /// last beat, or a peer's did (see [`BeatsHandle::publish_act`]).
+    fn extra_beat_due(&self) -> Option<Instant> {
+        self.detector.as_ref()?;
+        let flag = flag_of(self.act.load(Ordering::SeqCst));
+        (flag != self.sent_flag || self.beat_soon)
+            // A quarter period after the last beat at the earliest: beats
+            // forged from a peer's address, flipping its flag, cannot make
+            // this node beat more than five times a period.
+            .then(|| {
+                self.last_beat
+                    .map_or_else(now, |b| b + self.timing.interval / 4)
+            })
+    }
+
+    /// Sends my beat to every peer now and renews the beat lease from it.
+    fn beat(&mut self, t: Instant) {
+        let Some(d) = self.detector.as_mut() else {
+            return;
+        };
+        let now_ns = mono_ns();
+        let stalled = self.fence.as_mut().and_then(|f| f.lapsed(now_ns));
+        let held = self.fence.as_ref().is_some_and(|f| f.held.is_some());
+        d.set_silent(held || now_ns >= self.answer_until.load(Ordering::Relaxed));
+        let act = unpack_act(self.act.load(Ordering::SeqCst));
+        if let Some(a) = act {
+            d.set_act(a);
+        }
+        let beat = d.beat(t);
+        self.sent_flag = act.is_some_and(|a| a.provisional);
+        self.beat_soon = false;
+        self.last_beat = Some(t);
+        // Before it is sent: an acquisition that read an older
+        // stamp waits for an echo of this beat or a later one.
+        self.stamp.store(beat.stamp, Ordering::SeqCst);
+        let bytes = beat.encode();
+        let mut sent = self.peers.is_empty();
+        for p in &self.peers {
+            if self.socket.send_to(&bytes, p).is_ok() {
+                self.counts.sent += 1;
+                sent = true;
+            }
+        }
+        // Acting: the echo fence too, so a node a majority
+        // stopped hearing is silent before anyone condemns it.
+        let echoes_ns = act.and_then(|_| d.lease_until()).map(|u| {
+            let ahead = u.saturating_duration_since(t).as_nanos();
+            now_ns.saturating_add(u64::try_from(ahead).unwrap_or(u64::MAX))
+        });
+        if let (true, Some(f)) = (sent, self.fence.as_mut()) {
+            f.renew(now_ns, self.timing.beat_fence(), echoes_ns);
+        }
+        if let Some(r) = stalled {
+            let _ = self.reports.send(r);
         }
     }
 
@@ -577,12 +654,20 @@ impl Thread {
         let Some(d) = self.detector.as_mut() else {
             return true;
         };
-        let counted = self.peers.contains(&from)
-            && Beat::decode(&buf[..n]).is_ok_and(|beat| d.receive(&beat, t).is_ok());
-        if counted {
-            self.counts.received += 1;
-        } else {
+        let beat = (self.peers.contains(&from))
+            .then(|| Beat::decode(&buf[..n]).ok())
+            .flatten()
+            .filter(|beat| d.receive(beat, t).is_ok());
+        let Some(beat) = beat else {
             self.counts.ignored += 1;
+            return true;
+        };
+        self.counts.received += 1;
+        // A peer's flag changed: answer with a beat at once, which echoes
+        // the one that carried it (the handshake waits for that echo).
+        let flag = beat.act.is_some_and(|a| a.provisional);
+        if self.flags.insert(from, flag).unwrap_or(false) != flag {
+            self.beat_soon = true;
         }
         true
     }
@@ -802,6 +887,72 @@ mod tests {
             [ms(1020), ms(1030), ms(1080)]
         );
         assert!(matches!(f.lapsed(ms(1081)), Some(Report::Stalled { .. })));
+    }
+
+    /// A raised provisional flag is beaten at once and the peers answer it
+    /// at once: with beats 2 s apart, the handshake's first rule holds
+    /// well within the period (a round trip on loopback), where waiting
+    /// for the periodic beats would take 2-4 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_raised_flag_is_beaten_and_answered_at_once() {
+        let base = 20_000 + (std::process::id() % 5_000) as u16 * 3;
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
+            .collect();
+        let members: Vec<MemberId> = (0..3).map(|k| MemberId(format!("m{k}"))).collect();
+        let timing = Timing::new(Duration::from_secs(2), Duration::from_secs(12))
+            .expect("six beats per deadline");
+        let mut handles = Vec::new();
+        for k in 0..3 {
+            let cfg = DetectorConfig {
+                listen: addrs[k],
+                peers: addrs.iter().copied().filter(|a| *a != addrs[k]).collect(),
+                timing,
+                mode: DetectorMode::Act,
+            };
+            let h = start(&cfg, "test", None).expect("bind on loopback");
+            h.publish_act(0, false);
+            h.tell(Command::View {
+                members: members.clone(),
+                my_index: k,
+            });
+            handles.push(h);
+        }
+        // The first beats (at start) are exchanged; the next are 2 s away.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!handles[0].snapshot().handshake.may_answer, "no flag yet");
+        let raised = std::time::Instant::now();
+        handles[0].publish_act(0, true);
+        let within = Duration::from_millis(1000);
+        while !handles[0].snapshot().handshake.may_answer && raised.elapsed() < within {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let s = handles[0].snapshot();
+        assert!(
+            s.handshake.may_answer,
+            "both peers echoed the flagged beat within {within:?}: {s:?}"
+        );
+        for h in &handles[1..] {
+            let flagged = h.snapshot().handshake.flagged;
+            assert!(flagged.contains(&members[0]), "{flagged:?}");
+        }
+        // Lowered: beaten at once too, the peers see it fall.
+        handles[0].publish_act(0, false);
+        let lowered = std::time::Instant::now();
+        while handles[1..]
+            .iter()
+            .any(|h| !h.snapshot().handshake.flagged.is_empty())
+            && lowered.elapsed() < within
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for h in &handles[1..] {
+            let flagged = h.snapshot().handshake.flagged;
+            assert!(
+                flagged.is_empty(),
+                "the flag fell within {within:?}: {flagged:?}"
+            );
+        }
     }
 
     /// Three beat threads on loopback (real sockets, real clock), one view:
