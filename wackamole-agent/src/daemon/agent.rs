@@ -13,6 +13,7 @@ use super::messages::GroupMessage;
 use super::metrics::{MetricsSnapshot, VifMetrics};
 use super::sdnotify::Notifier;
 use super::timers::Timers;
+use super::vif_log::{vif_line, vif_line_timed, VifLines};
 use super::vifs::{self, PlannedVif};
 use super::LogHandle;
 use crate::alloc::VifIndex;
@@ -386,6 +387,9 @@ pub struct Agent<H: Host> {
     /// VIFs the allocator gave us whose bring-up waits for `fenced` or
     /// `awaiting`.
     pub(super) deferred: BTreeSet<usize>,
+    /// Per-VIF log lines of the event being handled (bounded, see
+    /// `vif_log`).
+    pub(super) vif_lines: VifLines,
     /// Detector mode `act`: deferred VIFs waiting for the handshake (see
     /// [`Agent::handshake_wait`]).
     handshake: BTreeMap<usize, HandshakeWait>,
@@ -561,6 +565,7 @@ impl<H: Host> Agent<H> {
             me: None,
             evicted_answering: None,
             deferred: BTreeSet::new(),
+            vif_lines: VifLines::default(),
             handshake: BTreeMap::new(),
             act_position: 0,
             act_flag: false,
@@ -690,6 +695,7 @@ impl<H: Host> Agent<H> {
                     return self.shutdown("stop").await;
                 }
             }
+            self.vif_lines.flush();
             if self.handover.is_some()
                 && self.alloc.held().next().is_none()
                 && self.lingering.is_empty()
@@ -1333,7 +1339,12 @@ impl<H: Host> Agent<H> {
     /// silence: then it is brought up by [`Agent::bring_up_deferred`].
     fn wait_for_fence(&mut self, i: usize, name: &str) -> bool {
         if let Some(wait) = self.handshake_wait(i) {
-            info!(vif = %name, ?wait, "detector: answering once the handshake clears it");
+            vif_line!(
+                self.vif_lines,
+                name,
+                "detector: answering once the handshake clears it",
+                wait = ?wait
+            );
             self.handshake.insert(i, wait);
             self.deferred.insert(i);
             return true;
@@ -1345,8 +1356,9 @@ impl<H: Host> Agent<H> {
         if self.quiet_start || self.awaiting_elsewhere.contains(&i) {
             self.awaiting_elsewhere.insert(i);
             self.deferred.insert(i);
-            info!(
-                vif = %name,
+            vif_line!(
+                self.vif_lines,
+                name,
                 "taken while members of another view answer and this node answered nothing: answering once none does"
             );
             return true;
@@ -1357,20 +1369,22 @@ impl<H: Host> Agent<H> {
         }
         if let Some(member) = self.awaiting.get(&i) {
             self.deferred.insert(i);
-            info!(
-                vif = %name,
-                %member,
-                "taken from a departed member that still answers: answering once it falls silent"
+            vif_line!(
+                self.vif_lines,
+                name,
+                "taken from a departed member that still answers: answering once it falls silent",
+                member = %member
             );
             return true;
         }
         match self.fenced.get(&i) {
             Some(until) if *until > Instant::now() => {
                 self.deferred.insert(i);
-                info!(
-                    vif = %name,
-                    wait_us = until.saturating_duration_since(Instant::now()).as_micros() as u64,
-                    "taken from a departed member: answering once its lease has run out"
+                vif_line!(
+                    self.vif_lines,
+                    name,
+                    "taken from a departed member: answering once its lease has run out",
+                    wait_us = until.saturating_duration_since(Instant::now()).as_micros() as u64
                 );
                 true
             }
@@ -1845,7 +1859,7 @@ impl<H: Host> Agent<H> {
                 let name = &self.vifs[i].name;
                 match result {
                     Ok(took) if silenced.get(&i) == Some(&true) => {
-                        info!(vif = %name, took_us = took.as_micros() as u64, "released")
+                        vif_line_timed!(self.vif_lines, name, "released", took.as_micros() as u64)
                     }
                     Ok(_) => {}
                     Err(e) => error!("releasing VIF {name}: {e:#}"),
@@ -1856,7 +1870,11 @@ impl<H: Host> Agent<H> {
                 if standby {
                     // Its silencing entry stays while its addresses do.
                     if silenced {
-                        info!(vif = %self.vifs[i].name, "released (standby addresses kept)");
+                        vif_line!(
+                            self.vif_lines,
+                            self.vifs[i].name,
+                            "released (standby addresses kept)"
+                        );
                     }
                 } else {
                     self.pending_forget.insert(i, grace_end);
@@ -1889,7 +1907,12 @@ impl<H: Host> Agent<H> {
     /// and none is announced before it can receive. One whose XDP step
     /// failed is announced but not plumbed (housekeeping retries it).
     /// `done` and `failing` name the step in the log.
-    async fn plumb_and_announce(&mut self, vifs: &[(usize, bool)], done: &str, failing: &str) {
+    async fn plumb_and_announce(
+        &mut self,
+        vifs: &[(usize, bool)],
+        done: &'static str,
+        failing: &str,
+    ) {
         for chunk in vifs.chunks(PLUMB_CHUNK) {
             let keep = self.keep_lease();
             let (table, addresses) = self.host.parts();
@@ -1923,7 +1946,7 @@ impl<H: Host> Agent<H> {
                         if self.standby() {
                             self.plumbed.insert(i);
                         }
-                        info!(vif = %name, took_us = took.as_micros() as u64, "{done}");
+                        vif_line_timed!(self.vif_lines, name, done, took.as_micros() as u64);
                     }
                     Err(e) => {
                         self.unplumbed.insert(i);
@@ -1953,7 +1976,7 @@ impl<H: Host> Agent<H> {
         self.silent6.remove(&(i.0 as usize));
         self.yielded.insert(i.0 as usize);
         match vifs::yield_vif(self.host.parts().0, &vif) {
-            Ok(()) => info!(vif = %vif.name, "yielding (handing over)"),
+            Ok(()) => vif_line!(self.vif_lines, vif.name, "yielding (handing over)"),
             Err(e) => error!("yielding VIF {}: {e:#}", vif.name),
         }
     }

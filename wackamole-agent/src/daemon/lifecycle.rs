@@ -116,6 +116,7 @@ impl<H: Host> Agent<H> {
         // Stopping now: lingering hand-overs (including those just made) end.
         self.end_lingering(true).await;
         self.unplumb_standby().await;
+        self.vif_lines.flush();
         let _ = self.engine.outgoing.send(Outgoing::Shutdown).await;
         // Give the engine a moment to say goodbye so peers see us leave at once.
         let _ = tokio::time::timeout(GOODBYE, async {

@@ -36,6 +36,7 @@ pub mod sdnotify;
 pub mod senders;
 mod standby;
 pub mod timers;
+mod vif_log;
 pub mod vifs;
 pub mod wire_knob;
 
