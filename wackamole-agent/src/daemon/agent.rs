@@ -746,6 +746,13 @@ impl<H: Host> Agent<H> {
                     // not at the view: a node that joined before its first
                     // self-probe came back would otherwise never act.
                     self.refresh_takeover_at_view();
+                    // Condemned means silent (its echo fence): VIFs that an
+                    // agreed eviction of it, delivered before this report,
+                    // gave here to wait for its beats to say so answer now,
+                    // not a `silent_after` later.
+                    if self.stop_awaiting(&member) {
+                        info!(%member, "detector: the VIFs waiting for the condemned member to fall silent answer here");
+                    }
                     self.feed(Input::Condemned(vec![member])).await;
                     self.bring_up_deferred().await;
                 }
@@ -1229,11 +1236,20 @@ impl<H: Host> Agent<H> {
     /// the VIFs waiting for it answer here. Its latest snapshot is asked
     /// again: a member may have spoken up again since the report was sent.
     async fn fell_silent(&mut self, member: &MemberId, mono_ns: u64) {
-        if self.still_answers(member) || !self.awaiting.values().any(|m| m == member) {
+        if self.still_answers(member) || !self.stop_awaiting(member) {
             return;
         }
-        // Each waits for whom it would wait for now: its departed holder
-        // may have spoken up, or another view may still hold it.
+        info!(%member, mono_ns, "detector: a departed member fell silent: the VIFs waiting for it alone answer here");
+        self.bring_up_deferred().await;
+    }
+
+    /// `member` is silent: the VIFs that waited for it wait for whom they
+    /// would wait for now (its departed holder may have spoken up, or
+    /// another view may still hold it), or for nobody. Whether any waited.
+    fn stop_awaiting(&mut self, member: &MemberId) -> bool {
+        if !self.awaiting.values().any(|m| m == member) {
+            return false;
+        }
         let snapshot = self.detector_snapshot().unwrap_or_default();
         let waiting: Vec<usize> = (self.awaiting.iter())
             .filter(|(_, m)| *m == member)
@@ -1246,8 +1262,7 @@ impl<H: Host> Agent<H> {
                 None => self.awaiting.remove(&i),
             };
         }
-        info!(%member, mono_ns, "detector: a departed member fell silent: the VIFs waiting for it alone answer here");
-        self.bring_up_deferred().await;
+        true
     }
 
     /// Whether the beat thread's latest snapshot says `member` answers:

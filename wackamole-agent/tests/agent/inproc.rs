@@ -4027,3 +4027,51 @@ async fn an_acting_survivor_answers_a_condemned_members_vifs_once_the_handshake_
     })
     .await;
 }
+
+/// Detector mode `act`: the group evicts x (a survivor condemned it and
+/// its EVICT came here first) while x's beats, as a and b hear them, still
+/// say it answers: the VIFs the eviction gives them wait for its silence.
+/// Their own condemnation of x, a moment later, is that silence (x's echo
+/// fence): the VIFs answer then, not `silent_after` later. Never two
+/// answerers.
+#[tokio::test(start_paused = true)]
+async fn an_acting_survivors_condemnation_ends_the_wait_for_an_evicted_member() {
+    local(async {
+        let c = Cluster::start(&["a", "b", "x"], ACT);
+        c.watch_probes();
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(3000)).await;
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(100)).await;
+        let of_x = answered_by(&c, "x");
+        assert!(!of_x.is_empty(), "{}", c.journal.dump());
+        for n in ["a", "b"] {
+            c.node(n).beats(&["a", "b", "x"], &[], None);
+        }
+        c.stop("x", None);
+        wait(ms(400)).await;
+        let d = || c.journal.dump();
+        for n in ["a", "b"] {
+            for &k in &of_x {
+                assert!(!c.journal.answering(n, vip(k)), "{n} v{k} before\n{}", d());
+            }
+        }
+        let x = MemberId("x".into());
+        for n in ["a", "b"] {
+            let condemned = Report::Condemned {
+                member: x.clone(),
+                mono_ns: 0,
+            };
+            c.node(n).beats(&["a", "b", "x"], &[], Some(condemned));
+        }
+        never_two(&c, 10).await;
+        for &k in &of_x {
+            assert!(
+                ["a", "b"].iter().any(|n| c.journal.answering(n, vip(k))),
+                "v{k} answered once x is condemned\n{}",
+                d()
+            );
+        }
+    })
+    .await;
+}
