@@ -542,6 +542,24 @@ impl Allocator {
         }
     }
 
+    /// Whether VIF `i` is one of [`Self::provisional`] (asked per VIF of a
+    /// takeover: building the set each time made thousands quadratic).
+    pub(crate) fn is_provisional(&self, i: u32) -> bool {
+        let i = i as usize;
+        self.view
+            .as_ref()
+            .is_some_and(|v| v.provisional.contains(&i))
+            && self.held.get(i).is_some_and(|p| *p != Priority::Unclaimed)
+    }
+
+    /// Whether any VIF is held provisionally (see [`Self::provisional`]).
+    pub(crate) fn any_provisional(&self) -> bool {
+        self.view.as_ref().is_some_and(|v| {
+            (v.provisional.iter())
+                .any(|&i| self.held.get(i).is_some_and(|p| *p != Priority::Unclaimed))
+        })
+    }
+
     /// VIFs held from a condemned member before the group agreed (see
     /// `on_condemned`): the agent keeps them silent until the handshake
     /// clears them, the simulator checks them.

@@ -2550,7 +2550,12 @@ mod tests {
                 for j in (0..n).filter(|&j| j != victim) {
                     sim.feed(j, Input::Lost(vec![c.clone()]));
                     sim.feed(j, Input::Condemned(vec![c.clone()]));
-                    let mine = sim.nodes[j].alloc.provisional();
+                    let a = &sim.nodes[j].alloc;
+                    let mine = a.provisional();
+                    let each: BTreeSet<u32> =
+                        (0..vifs as u32).filter(|&i| a.is_provisional(i)).collect();
+                    assert_eq!(each, mine, "is_provisional agrees with provisional");
+                    assert_eq!(a.any_provisional(), !mine.is_empty());
                     assert!(
                         taken.is_disjoint(&mine),
                         "{n} nodes, {vifs} VIFs: taken twice"

@@ -1033,7 +1033,7 @@ impl<H: Host> Agent<H> {
         if !self.acting() {
             return None;
         }
-        if self.alloc.provisional().contains(&(i as u32)) {
+        if self.alloc.is_provisional(i as u32) {
             return Some(HandshakeWait::Provisional);
         }
         let beats = self.inputs.beats.as_ref()?;
@@ -1050,7 +1050,7 @@ impl<H: Host> Agent<H> {
             None => false,
             // Settled by agreement meanwhile: an owner like any other.
             Some(HandshakeWait::Provisional) => {
-                !s.handshake.may_answer && self.alloc.provisional().contains(&(i as u32))
+                !s.handshake.may_answer && self.alloc.is_provisional(i as u32)
             }
             Some(HandshakeWait::Acquired { since, flagged }) => {
                 !s.handshake.cleared_since(*since, flagged)
@@ -1571,7 +1571,7 @@ impl<H: Host> Agent<H> {
         // The position before acting on the message (a beat never claims
         // less than this node answers by); the flag up if it was or is now,
         // and down only once the releases are done in XDP.
-        let flag = !self.alloc.provisional().is_empty();
+        let flag = self.alloc.any_provisional();
         if let Some(b) = &self.inputs.beats {
             b.publish_act(self.act_position, flag || self.act_flag);
         }
