@@ -549,15 +549,17 @@ impl Allocator {
         self.view
             .as_ref()
             .is_some_and(|v| v.provisional.contains(&i))
-            && self.held.get(i).is_some_and(|p| *p != Priority::Unclaimed)
+            && self.claims(i)
     }
 
     /// Whether any VIF is held provisionally (see [`Self::provisional`]).
     pub(crate) fn any_provisional(&self) -> bool {
-        self.view.as_ref().is_some_and(|v| {
-            (v.provisional.iter())
-                .any(|&i| self.held.get(i).is_some_and(|p| *p != Priority::Unclaimed))
-        })
+        (self.view.as_ref()).is_some_and(|v| v.provisional.iter().any(|&i| self.claims(i)))
+    }
+
+    /// Whether this node claims VIF `i` (at any priority).
+    fn claims(&self, i: usize) -> bool {
+        self.held.get(i).is_some_and(|p| *p != Priority::Unclaimed)
     }
 
     /// VIFs held from a condemned member before the group agreed (see
@@ -569,7 +571,7 @@ impl Allocator {
             .map(|v| {
                 v.provisional
                     .iter()
-                    .filter(|&&i| self.held.get(i).is_some_and(|p| *p != Priority::Unclaimed))
+                    .filter(|&&i| self.claims(i))
                     .map(|&i| i as u32)
                     .collect()
             })

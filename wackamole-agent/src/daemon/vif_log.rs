@@ -13,20 +13,27 @@ use std::collections::BTreeMap;
 /// VIFs per message and event logged one line each at INFO.
 pub const PER_VIF: usize = 16;
 
-/// What one message left to DEBUG in this event.
+/// One message's per-VIF lines in this event.
 #[derive(Debug, Default)]
 struct Tally {
-    /// VIFs past the first [`PER_VIF`].
-    quiet: usize,
-    /// The slowest of them (`took_us`), if the message times its VIFs.
+    /// Lines so far; those past [`PER_VIF`] went to DEBUG.
+    seen: usize,
+    /// The slowest of those at DEBUG (`took_us`), if the message times
+    /// its VIFs.
     slowest: Option<(String, u64)>,
+}
+
+impl Tally {
+    /// Lines this event sent to DEBUG.
+    fn quiet(&self) -> usize {
+        self.seen.saturating_sub(PER_VIF)
+    }
 }
 
 /// Counts each message's per-VIF lines in the current event.
 #[derive(Debug, Default)]
 pub struct VifLines {
-    seen: BTreeMap<&'static str, usize>,
-    quiet: BTreeMap<&'static str, Tally>,
+    tallies: BTreeMap<&'static str, Tally>,
 }
 
 impl VifLines {
@@ -34,13 +41,11 @@ impl VifLines {
     /// [`PER_VIF`] of this event); otherwise it is counted for the summary
     /// (with its time, if any).
     pub fn loud(&mut self, message: &'static str, vif: &str, took_us: Option<u64>) -> bool {
-        let seen = self.seen.entry(message).or_default();
-        *seen += 1;
-        if *seen <= PER_VIF {
+        let tally = self.tallies.entry(message).or_default();
+        tally.seen += 1;
+        if tally.seen <= PER_VIF {
             return true;
         }
-        let tally = self.quiet.entry(message).or_default();
-        tally.quiet += 1;
         if let Some(us) = took_us {
             if tally.slowest.as_ref().is_none_or(|(_, s)| us > *s) {
                 tally.slowest = Some((vif.to_string(), us));
@@ -52,21 +57,22 @@ impl VifLines {
     /// Ends the event: one INFO line per message that went quiet, and a
     /// fresh count.
     pub fn flush(&mut self) {
-        self.seen.clear();
-        for (message, tally) in std::mem::take(&mut self.quiet) {
+        for (message, tally) in std::mem::take(&mut self.tallies) {
+            let quiet = tally.quiet();
+            if quiet == 0 {
+                continue;
+            }
             match tally.slowest {
                 // `vif` and `took_us` as in the per-VIF lines: the slowest.
                 Some((vif, took_us)) => tracing::info!(
-                    more = tally.quiet,
+                    more = quiet,
                     %vif,
                     took_us,
-                    "{message} (and {} more VIFs, logged at debug; the slowest here)",
-                    tally.quiet
+                    "{message} (and {quiet} more VIFs, logged at debug; the slowest here)"
                 ),
                 None => tracing::info!(
-                    more = tally.quiet,
-                    "{message} (and {} more VIFs, logged at debug)",
-                    tally.quiet
+                    more = quiet,
+                    "{message} (and {quiet} more VIFs, logged at debug)"
                 ),
             }
         }
@@ -116,11 +122,11 @@ mod tests {
         assert!(!l.loud("acquired", "v100", Some(7)));
         assert!(!l.loud("acquired", "v101", Some(90)));
         assert!(!l.loud("acquired", "v102", Some(3)));
-        let tally = &l.quiet["acquired"];
-        assert_eq!(tally.quiet, 3);
+        let tally = &l.tallies["acquired"];
+        assert_eq!(tally.quiet(), 3);
         assert_eq!(tally.slowest, Some(("v101".to_string(), 90)));
         l.flush();
-        assert!(l.quiet.is_empty());
+        assert!(l.tallies.is_empty());
         assert!(l.loud("acquired", "v0", Some(1)), "a new event starts loud");
     }
 }
