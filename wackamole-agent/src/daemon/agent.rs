@@ -723,6 +723,7 @@ impl<H: Host> Agent<H> {
                 silent_ms,
                 mono_ns,
             } => self.beats_stalled(stall, silent_ms, mono_ns),
+            Report::HeldAtView { stall, mono_ns } => self.held_at_view(stall, mono_ns),
             Report::Lost { member, mono_ns } => {
                 info!(%member, mono_ns, "detector: lost a peer (silent past the deadline)");
                 if let Ok(mut m) = self.metrics.lock() {
@@ -1333,6 +1334,23 @@ impl<H: Host> Agent<H> {
         if self.lapse.is_none() {
             self.lapse = Some(Lapse::since(Instant::now()));
         }
+    }
+
+    /// Mode `act`: the view changed while this node's echo fence was
+    /// closed, so the survivors of the old view may hold its VIFs already
+    /// (taken on a condemnation whose EVICT never reached it). The beat
+    /// thread holds its lease; it is a lapse across a view, revived like
+    /// one (the merged exchange settled, nobody of another view answering).
+    fn held_at_view(&mut self, stall: u64, mono_ns: u64) {
+        warn!(
+            mono_ns,
+            "detector: a new view came while too few peers echoed this node (a majority may have condemned it): XDP silent until the lease may revive"
+        );
+        self.beat_stall = Some(stall);
+        let lapse = self
+            .lapse
+            .get_or_insert_with(|| Lapse::since(Instant::now()));
+        lapse.view_changed = true;
     }
 
     /// No member of another view answers any more: the VIFs this node took

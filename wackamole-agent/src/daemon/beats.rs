@@ -69,6 +69,13 @@ pub enum Report {
         silent_ms: u64,
         mono_ns: u64,
     },
+    /// Mode `act`: a new view came while the echo fence was closed. A
+    /// majority of the old view may have condemned this node and taken
+    /// its VIFs ahead of the group, and the new view's fence (other or
+    /// fewer peers: none at all with two members) would no longer keep it
+    /// silent. The beat lease is held as after a stall, until the agent
+    /// sends [`Command::Revive`] with the same `stall`.
+    HeldAtView { stall: u64, mono_ns: u64 },
 }
 
 /// Beat counters (the metrics page, `ctl status`).
@@ -314,6 +321,16 @@ pub fn start(
     group: &str,
     fence: Option<BeatFence>,
 ) -> anyhow::Result<BeatsHandle> {
+    let writer = fence.map(|mut f| -> FenceWriter { Box::new(move |ns| Ok(f.set(ns)?)) });
+    start_writing(cfg, group, writer)
+}
+
+/// [`start`], the beat lease written through `writer`.
+fn start_writing(
+    cfg: &DetectorConfig,
+    group: &str,
+    writer: Option<FenceWriter>,
+) -> anyhow::Result<BeatsHandle> {
     let socket = UdpSocket::bind(cfg.listen)
         .map_err(|e| anyhow::anyhow!("detector: cannot bind {}: {e}", cfg.listen))?;
     socket
@@ -353,7 +370,7 @@ pub fn start(
         act: act.clone(),
         stamp: stamp.clone(),
         handshake: Handshake::default(),
-        fence: fence.map(|mut f| Fence::new(Box::new(move |ns| Ok(f.set(ns)?)))),
+        fence: writer.map(Fence::new),
         woken,
         sent_flag: false,
         flags: std::collections::HashMap::new(),
@@ -482,6 +499,18 @@ impl Fence {
             silent_ms: now_ns.saturating_sub(self.last_sent_ns) / 1_000_000,
             mono_ns: now_ns,
         })
+    }
+
+    /// Holds the lease as after a stall (see [`Report::HeldAtView`]): the
+    /// stall to revive, or `None` if one is held already (its revival
+    /// waits for the same evidence).
+    fn hold(&mut self) -> Option<u64> {
+        if self.held.is_some() {
+            return None;
+        }
+        self.stalls += 1;
+        self.held = Some(self.stalls);
+        Some(self.stalls)
     }
 
     /// A beat went out at `now_ns`: the lease runs `fence` from it, unless
@@ -678,6 +707,7 @@ impl Thread {
                 let Some(me) = members.get(my_index).cloned() else {
                     return;
                 };
+                self.hold_if_fenced_at_view();
                 if self.detector.as_ref().is_none_or(|d| d.me() != &me) {
                     self.detector = Some(Detector::new(me, self.group, self.timing, now()));
                 }
@@ -695,6 +725,27 @@ impl Thread {
                     f.revive(stall);
                 }
             }
+        }
+    }
+
+    /// Mode `act`, before a new view replaces the old: if the old view's
+    /// echo fence is closed, a majority may have condemned this node (its
+    /// peers lost it, and never echo it again in that view), so the lease
+    /// stays held whatever the new view's fence says (see
+    /// [`Report::HeldAtView`]). An open fence proves no majority lost it.
+    fn hold_if_fenced_at_view(&mut self) {
+        let acting = unpack_act(self.act.load(Ordering::SeqCst)).is_some();
+        let fenced = (self.detector.as_ref())
+            .and_then(|d| d.lease_until())
+            .is_some_and(|u| u <= now());
+        if !(acting && fenced) {
+            return;
+        }
+        if let Some(stall) = self.fence.as_mut().and_then(|f| f.hold()) {
+            let _ = self.reports.send(Report::HeldAtView {
+                stall,
+                mono_ns: mono_ns(),
+            });
         }
     }
 
@@ -812,15 +863,94 @@ mod tests {
         assert_eq!(handle.next_stamp(), 78);
     }
 
-    /// A fence that records every lease end it writes.
-    fn recording_fence() -> (Fence, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+    /// A lease writer that records every lease end it writes.
+    fn recording_writer() -> (FenceWriter, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
         let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let w = written.clone();
-        let f = Fence::new(Box::new(move |ns| {
+        let writer: FenceWriter = Box::new(move |ns| {
             w.lock().expect("test lock").push(ns);
             Ok(())
-        }));
-        (f, written)
+        });
+        (writer, written)
+    }
+
+    /// A fence that records every lease end it writes.
+    fn recording_fence() -> (Fence, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
+        let (writer, written) = recording_writer();
+        (Fence::new(writer), written)
+    }
+
+    /// Mode `act`: a view that comes while the echo fence is closed holds
+    /// the beat lease, whatever the new view's fence says (here: a view of
+    /// one, which has none), until the agent revives that stall; a view
+    /// that comes while the fence is open holds nothing. Real threads on
+    /// loopback, the default timing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_view_that_comes_while_the_echo_fence_is_closed_holds_the_lease() {
+        let base = 30_000 + (std::process::id() % 5_000) as u16 * 2;
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
+            .collect();
+        let members: Vec<MemberId> = (0..3).map(|k| MemberId(format!("m{k}"))).collect();
+        let (writer, written) = recording_writer();
+        let mut writer = Some(writer);
+        let mut handles = Vec::new();
+        for k in 0..3 {
+            let cfg = DetectorConfig {
+                listen: addrs[k],
+                peers: addrs.iter().copied().filter(|a| *a != addrs[k]).collect(),
+                timing: Timing::DEFAULT,
+                mode: DetectorMode::Act,
+            };
+            let w = if k == 0 { writer.take() } else { None };
+            let h = start_writing(&cfg, "test", w).expect("bind on loopback");
+            h.publish_act(0, false);
+            h.tell(Command::View {
+                members: members.clone(),
+                my_index: k,
+            });
+            handles.push(h);
+        }
+        let held = |h: &mut BeatsHandle| -> Vec<u64> {
+            let mut stalls = Vec::new();
+            while let Ok(r) = h.reports.try_recv() {
+                if let Report::HeldAtView { stall, .. } = r {
+                    stalls.push(stall);
+                }
+            }
+            stalls
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut h0 = handles.remove(0);
+        assert!(!h0.snapshot().fenced, "{:?}", h0.snapshot());
+        h0.tell(Command::View {
+            members: members.clone(),
+            my_index: 0,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(held(&mut h0), Vec::<u64>::new(), "the fence was open");
+        // Its peers stop: nobody echoes it, its fence closes.
+        drop(handles);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(h0.snapshot().fenced, "{:?}", h0.snapshot());
+        h0.tell(Command::View {
+            members: members[..1].to_vec(),
+            my_index: 0,
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(held(&mut h0), vec![1], "held at the view");
+        let count = || written.lock().expect("test lock").len();
+        let before = count();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(count(), before, "no renewal while held");
+        let latest = || written.lock().expect("test lock").last().copied();
+        assert!(latest().is_some_and(|ns| ns < mono_ns()), "silent");
+        h0.tell(Command::Revive { stall: 1 });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            latest().is_some_and(|ns| ns > mono_ns()),
+            "revived: a view of one answers (no echo fence)"
+        );
     }
 
     /// The beat lease: renewed for `fence` from every beat sent; a beat

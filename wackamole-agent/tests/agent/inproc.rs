@@ -4075,3 +4075,106 @@ async fn an_acting_survivors_condemnation_ends_the_wait_for_an_evicted_member() 
     })
     .await;
 }
+
+/// Detector mode `act`: x's peers stopped echoing it (its echo fence
+/// silences its XDP), a and b condemn it and answer its VIFs, and the ring
+/// splits before their EVICT reaches x: {a, b} and {x}. A view of one has
+/// no echo fence, so x's beat thread holds the beat lease at the view
+/// (`Report::HeldAtView`); x's agent takes that as a lapse across a view:
+/// no revival while a and b, of another view, answer, and one once the
+/// merged view's exchange settled. Never two answerers, x counted silent
+/// while its beat lease is held (the harness has no XDP beat lease).
+#[tokio::test(start_paused = true)]
+async fn an_acting_node_fenced_when_its_view_changes_stays_silent_until_it_may_revive() {
+    use wackamole::daemon::beats::Command;
+    local(async {
+        let c = Cluster::start(&["a", "b", "x"], ACT);
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(3000)).await;
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(100)).await;
+        let of_x = answered_by(&c, "x");
+        assert!(!of_x.is_empty(), "{}", c.journal.dump());
+        let (a, b, x) = (c.node("a"), c.node("b"), c.node("x"));
+        for n in [a, b, x] {
+            n.beats(&["a", "b", "x"], &[], None);
+        }
+        let _ = x.told();
+        // x's echo fence has closed (in XDP, which the harness does not
+        // see): from here x answers only once its agent revives the lease.
+        let revived = std::cell::Cell::new(false);
+        let c = &c;
+        let check = |steps: usize| {
+            let revived = &revived;
+            async move {
+                for step in 0..steps {
+                    wait(ms(5)).await;
+                    if x.told().contains(&Command::Revive { stall: 1 }) {
+                        revived.set(true);
+                    }
+                    let nodes: &[&str] = if revived.get() {
+                        &["a", "b", "x"]
+                    } else {
+                        &["a", "b"]
+                    };
+                    if let Some(k) = two_of(c, nodes) {
+                        panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+                    }
+                }
+            }
+        };
+        // Their EVICT of x will reach only their side of the split.
+        c.stall();
+        let xid = MemberId("x".into());
+        for n in [a, b] {
+            let lost = Report::Lost {
+                member: xid.clone(),
+                mono_ns: 0,
+            };
+            let condemned = Report::Condemned {
+                member: xid.clone(),
+                mono_ns: 0,
+            };
+            n.beats(&["a", "b", "x"], &[], Some(lost));
+            n.beats(&["a", "b", "x"], &[], Some(condemned));
+            n.handshake(true, &[]);
+        }
+        check(20).await;
+        let d = || c.journal.dump();
+        for &k in &of_x {
+            let by = ["a", "b"].iter().filter(|n| c.journal.answering(n, vip(k)));
+            assert_eq!(by.count(), 1, "v{k} taken by a survivor\n{}", d());
+        }
+        // The split, before the EVICT reached x: x's new view of one would
+        // lift its echo fence; its beat thread holds the lease instead.
+        c.views(&[&["a", "b"], &["x"]]);
+        a.beats(&["a", "b"], &[], None);
+        b.beats(&["a", "b"], &[], None);
+        let held = Report::HeldAtView {
+            stall: 1,
+            mono_ns: 0,
+        };
+        x.beats(&["a", "b"], &["a", "b"], Some(held));
+        check(300).await;
+        assert!(
+            !revived.get(),
+            "revived while a and b answer elsewhere\n{}",
+            d()
+        );
+        // Healed: one view, its exchange settles; x revives and the table
+        // says who answers what.
+        c.views(&[&["a", "b", "x"]]);
+        for n in [a, b, x] {
+            n.beats(&["a", "b"], &[], None);
+        }
+        check(600).await;
+        assert!(revived.get(), "x revived after the merge\n{}", d());
+        for k in 1..=VIFS {
+            let by = ["a", "b", "x"]
+                .iter()
+                .filter(|n| c.journal.answering(n, vip(k)));
+            assert_eq!(by.count(), 1, "v{k}\n{}", d());
+        }
+    })
+    .await;
+}
