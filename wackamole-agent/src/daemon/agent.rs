@@ -378,6 +378,10 @@ pub struct Agent<H: Host> {
     quiet_start: bool,
     /// The members of the current view.
     view_members: Vec<MemberId>,
+    /// The digests (as beats name views) of this node's latest views, the
+    /// newest last: a member of mine whose beat names one of them may
+    /// only lag behind (see [`Agent::awaited`]).
+    my_views: std::collections::VecDeque<u64>,
     /// This node's member id in the latest view.
     me: Option<MemberId>,
     /// Detector mode `guard`: a member the group just evicted whose beats
@@ -562,6 +566,7 @@ impl<H: Host> Agent<H> {
             awaiting_elsewhere: BTreeSet::new(),
             quiet_start: false,
             view_members: Vec::new(),
+            my_views: std::collections::VecDeque::new(),
             me: None,
             evicted_answering: None,
             deferred: BTreeSet::new(),
@@ -813,6 +818,7 @@ impl<H: Host> Agent<H> {
                 // The new view first: whom a departed member's VIF waits
                 // for is never a member of it (see `awaited`).
                 let old = std::mem::replace(&mut self.view_members, view.members.clone());
+                self.note_my_view(&view.members);
                 self.guard_departed(&old, &view.members);
                 self.me = view.members.get(view.my_index).cloned();
                 if let Some(b) = &self.inputs.beats {
@@ -1140,9 +1146,13 @@ impl<H: Host> Agent<H> {
     /// that hands its VIFs over falls silent and may say so (naming the
     /// taker as its mate) before the taker's first beat names the new view.
     ///
-    /// Never a member of this node's own view, whatever its latest beat
-    /// names (it may not have beaten since the view came): one view has
-    /// one table, and it would never fall silent for this node to answer.
+    /// A member of this node's own view counts only if its latest beat
+    /// names a view this node has not had lately: one without this node.
+    /// The engine gave the two of them different views (a ring re-forming
+    /// under loss: one node installs a view with a peer that never installs
+    /// it and answers in another view with a third); one that names an
+    /// earlier view of mine only lags (it may not have beaten since the
+    /// view came), and one view has one table.
     fn awaited(&self, member: &MemberId, s: &super::beats::Snapshot) -> Option<MemberId> {
         if s.answering.contains(member) {
             return Some(member.clone());
@@ -1153,10 +1163,25 @@ impl<H: Host> Agent<H> {
             (view.is_some() && s.views.get(m) == view) || mates(member, m) || mates(m, member)
         };
         let lower = |m: &MemberId| self.me.as_ref().is_some_and(|me| m < me);
+        let apart = |m: &MemberId| {
+            !self.view_members.contains(m)
+                || s.views.get(m).is_some_and(|v| !self.my_views.contains(v))
+        };
         (s.elsewhere.iter())
-            .filter(|m| *m != member && !self.view_members.contains(m))
+            .filter(|m| *m != member && apart(m))
             .find(|m| shares(m) || lower(m))
             .cloned()
+    }
+
+    /// Remembers a view of mine by the digest beats name it by.
+    fn note_my_view(&mut self, members: &[MemberId]) {
+        const KEEP: usize = 4;
+        let digest = crate::detect::beat::view_digest(members);
+        self.my_views.retain(|d| *d != digest);
+        self.my_views.push_back(digest);
+        while self.my_views.len() > KEEP {
+            self.my_views.pop_front();
+        }
     }
 
     /// Who holds each VIF in the allocator's table now: its owner and a
