@@ -133,7 +133,11 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
             .args(cargo_args);
         cmd
     };
+    let kept = kept_logs()?;
     let mut cmd = test_cmd();
+    if let Some(dir) = &kept {
+        cmd.env("WKT_KEEP_LOGS", dir);
+    }
     cmd.args(["--workspace", "--", "--include-ignored"])
         .args(test_args);
     eprintln!(
@@ -159,6 +163,9 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
     run(&mut cmd)?;
     if split {
         let mut alone = test_cmd();
+        if let Some(dir) = &kept {
+            alone.env("WKT_KEEP_LOGS", dir);
+        }
         // Only the one binary: `--workspace` would run every other test
         // binary again with a filter that matches nothing in it.
         alone
@@ -170,6 +177,25 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
         run(&mut alone)?;
     }
     crate::package::package(true)
+}
+
+/// Where `cargo xtask test` keeps the agents' logs of every namespace
+/// test (emptied at each run), unless `WKT_KEEP_LOGS` says elsewhere: a
+/// failure on a rare schedule is read from them after the run.
+const KEPT_LOGS: &str = "/var/tmp/wackamole-test-logs";
+
+/// [`KEPT_LOGS`], emptied, unless `WKT_KEEP_LOGS` is set already.
+fn kept_logs() -> Result<Option<PathBuf>> {
+    if std::env::var_os("WKT_KEEP_LOGS").is_some() {
+        return Ok(None);
+    }
+    let dir = PathBuf::from(KEPT_LOGS);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("emptying {KEPT_LOGS}"))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {KEPT_LOGS}"))?;
+    eprintln!("xtask: the agents' logs of the namespace tests are kept in {KEPT_LOGS}");
+    Ok(Some(dir))
 }
 
 pub fn run_agent(args: &[String]) -> Result<()> {

@@ -340,6 +340,8 @@ pub struct AgentCluster {
     /// bpffs mount point on the host.
     bpffs: PathBuf,
     bpffs_mounted: bool,
+    /// The test that made it (its thread's name), for `WKT_KEEP_LOGS`.
+    test: String,
     // Declared last: dropped after the agents and the client.
     bed: Bed,
 }
@@ -391,6 +393,7 @@ impl AgentCluster {
             observer,
             bpffs,
             bpffs_mounted: false,
+            test: (std::thread::current().name().unwrap_or("main")).replace("::", "-"),
             bed,
         };
         cluster.mount_bpffs()?;
@@ -1257,7 +1260,8 @@ impl Drop for AgentCluster {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             for a in &self.agents {
-                let _ = std::fs::copy(&a.log, keep.join(format!("{tag}-{}.log", a.name)));
+                let name = format!("{}-{tag}-{}.log", self.test, a.name);
+                let _ = std::fs::copy(&a.log, keep.join(name));
             }
         }
         if self.bpffs_mounted {
