@@ -373,6 +373,10 @@ pub struct Agent<H: Host> {
     /// another view answered: they wait until none does (see
     /// [`Agent::wait_for_fence`]).
     awaiting_elsewhere: BTreeSet<usize>,
+    /// VIFs of `awaiting_elsewhere` since the last completed view: after a
+    /// merge this node claims them until the exchange settles whose they
+    /// are, and so may the members it merged with (see [`Agent::settling`]).
+    quiet_claims: BTreeSet<usize>,
     /// Set for one decision of the allocator: this node answered nothing
     /// when it came, and members of another view answer.
     quiet_start: bool,
@@ -564,6 +568,7 @@ impl<H: Host> Agent<H> {
             origin: BTreeMap::new(),
             awaiting: BTreeMap::new(),
             awaiting_elsewhere: BTreeSet::new(),
+            quiet_claims: BTreeSet::new(),
             quiet_start: false,
             view_members: Vec::new(),
             my_views: std::collections::VecDeque::new(),
@@ -1413,6 +1418,7 @@ impl<H: Host> Agent<H> {
         // nobody left its view, so nothing says whose VIFs those are.
         if self.quiet_start || self.awaiting_elsewhere.contains(&i) {
             self.awaiting_elsewhere.insert(i);
+            self.quiet_claims.insert(i);
             self.deferred.insert(i);
             vif_line!(
                 self.vif_lines,
@@ -1472,13 +1478,18 @@ impl<H: Host> Agent<H> {
             .min()
     }
 
-    /// Detector mode `guard`: VIF `i` was taken from a departed member and
-    /// the view's exchange is open. After a merge, members that each took
-    /// it in their own view hold it by their claims until the exchange
-    /// settles whose it is: if its departed holder fell silent meanwhile,
-    /// each would bring it up. It waits for the settled table.
+    /// Detector mode `guard`: VIF `i` was taken from a departed member, or
+    /// while this node answered nothing and another view answered, and the
+    /// view's exchange is open. After a merge, members that each took it in
+    /// their own view hold it by their claims until the exchange settles
+    /// whose it is: if its departed holder or the other view fell silent
+    /// meanwhile, each would bring it up (seen: a node that answered
+    /// nothing brought up three VIFs its merged mate answered, 23 ms of two
+    /// answerers). It waits for the settled table.
     fn settling(&self, i: usize) -> bool {
-        self.origin.contains_key(&i) && self.alloc.phase() == Phase::Gather
+        let gather = self.alloc.phase() == Phase::Gather;
+        let merged = self.view_members.len() > 1;
+        gather && (self.origin.contains_key(&i) || (merged && self.quiet_claims.contains(&i)))
     }
 
     /// VIF `i` is in a hand-over that another member must still stop
@@ -1814,6 +1825,7 @@ impl<H: Host> Agent<H> {
         self.handshake.remove(&i);
         self.awaiting.remove(&i);
         self.awaiting_elsewhere.remove(&i);
+        self.quiet_claims.remove(&i);
         self.origin.remove(&i);
     }
 
@@ -2364,6 +2376,7 @@ impl<H: Host> Agent<H> {
                 // been announced by the other side's owner meanwhile: clients
                 // would keep that node's MAC, which now drops the traffic.
                 self.stop_awaiting_the_view();
+                self.quiet_claims = self.awaiting_elsewhere.clone();
                 if *members > self.complete_members && self.complete_members > 0 {
                     self.refresh_announcements();
                 }

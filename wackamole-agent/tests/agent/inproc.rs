@@ -4228,3 +4228,68 @@ async fn a_member_of_my_view_whose_beats_name_a_view_without_me_answers_elsewher
     })
     .await;
 }
+
+/// Detector mode `guard`: x comes up alone while a and b, of another view,
+/// answer every VIF, and takes (and keeps silent) every VIF of its view of
+/// one. Then a merges with x while b stays apart, answering; the merged
+/// view's exchange is still open (here: the ring stalls) when b falls
+/// silent. x still claims every VIF until that exchange settles, and so
+/// does a for its own: x brings nothing up before the settled table (on
+/// the test bed, 30 % loss on one cable: three VIFs answered by both for
+/// 23 ms). Never two answerers.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_answered_nothing_waits_for_the_merged_exchange_when_the_other_view_falls_silent(
+) {
+    local(async {
+        let c = Cluster::start(&["a", "b", "x"], GUARD);
+        let all = ["a", "b", "x"];
+        let x = c.node("x");
+        x.beats(&["a", "b"], &["a", "b"], None);
+        c.views(&[&["a", "b"], &["x"]]);
+        for step in 0..600 {
+            wait(ms(5)).await;
+            if let Some(k) = two_of(&c, &all) {
+                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+            }
+        }
+        assert_eq!(
+            answered_by(&c, "x"),
+            Vec::<usize>::new(),
+            "{}",
+            c.journal.dump()
+        );
+        let of_a = answered_by(&c, "a");
+        assert!(!of_a.is_empty(), "{}", c.journal.dump());
+        // a merges with x; b, apart, still answers (and leaves a's VIFs to
+        // a, whose beats say it answers); the exchange stays open.
+        x.beats(&["a", "b"], &["b"], None);
+        c.node("b").beats(&["a"], &["a"], None);
+        c.views(&[&["a", "x"], &["b"]]);
+        c.stall();
+        for step in 0..20 {
+            wait(ms(5)).await;
+            if let Some(k) = two_of(&c, &all) {
+                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+            }
+        }
+        // b loses its engine (it releases everything) and falls silent.
+        c.lose("b");
+        wait(ms(20)).await;
+        x.beats(&["a"], &[], report("b", true));
+        x.beats(&["a"], &[], Some(Report::NoneElsewhere { mono_ns: 0 }));
+        for step in 0..60 {
+            wait(ms(5)).await;
+            if let Some(k) = two_of(&c, &all) {
+                panic!("v{k} answered twice (step {step})\n{}", c.journal.dump());
+            }
+        }
+        for k in &of_a {
+            assert!(
+                c.journal.answering("a", vip(*k)),
+                "v{k}\n{}",
+                c.journal.dump()
+            );
+        }
+    })
+    .await;
+}
