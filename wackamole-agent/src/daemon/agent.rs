@@ -2249,8 +2249,12 @@ impl<H: Host> Agent<H> {
             ) && self.complete_members > 1)
             || (!exchanging && Instant::now() >= lapse.since + self.alloc.merge_wait());
         if settled {
+            // What the beats said of the others, for reading a log after
+            // a run of splits: who answered, and in which views.
+            let heard = self.detector_snapshot().map(|s| (s.answering, s.views));
             info!(
                 view_changed = lapse.view_changed,
+                ?heard,
                 "liveness evidence after the lapse: lease renewed"
             );
             self.lapse = None;
