@@ -707,7 +707,7 @@ impl Thread {
                 let Some(me) = members.get(my_index).cloned() else {
                     return;
                 };
-                self.hold_if_fenced_at_view();
+                self.hold_if_fenced_at_view(&members);
                 if self.detector.as_ref().is_none_or(|d| d.me() != &me) {
                     self.detector = Some(Detector::new(me, self.group, self.timing, now()));
                 }
@@ -728,17 +728,21 @@ impl Thread {
         }
     }
 
-    /// Mode `act`, before a new view replaces the old: if the old view's
-    /// echo fence is closed, a majority may have condemned this node (its
-    /// peers lost it, and never echo it again in that view), so the lease
-    /// stays held whatever the new view's fence says (see
-    /// [`Report::HeldAtView`]). An open fence proves no majority lost it.
-    fn hold_if_fenced_at_view(&mut self) {
+    /// Mode `act`, before a new view of other members replaces the old:
+    /// if the old view's echo fence is closed, a majority may have
+    /// condemned this node (its peers lost it, and never echo it again
+    /// while it stays in their view), so the lease stays held whatever the
+    /// new view's fence says (see [`Report::HeldAtView`]). An open fence
+    /// proves no majority lost it; a view of the same members (the ring
+    /// re-formed) keeps what each peer lost, so its fence stays closed by
+    /// itself (and a storm of re-formations does not silence everyone).
+    fn hold_if_fenced_at_view(&mut self, members: &[MemberId]) {
         let acting = unpack_act(self.act.load(Ordering::SeqCst)).is_some();
-        let fenced = (self.detector.as_ref())
-            .and_then(|d| d.lease_until())
-            .is_some_and(|u| u <= now());
-        if !(acting && fenced) {
+        let Some(d) = self.detector.as_ref() else {
+            return;
+        };
+        let fenced = d.lease_until().is_some_and(|u| u <= now());
+        if !(acting && fenced) || d.has_members(members) {
             return;
         }
         if let Some(stall) = self.fence.as_mut().and_then(|f| f.hold()) {
@@ -933,6 +937,14 @@ mod tests {
         drop(handles);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(h0.snapshot().fenced, "{:?}", h0.snapshot());
+        // The ring re-forms with the same members: the peers keep what
+        // they lost, the fence stays closed by itself, nothing is held.
+        h0.tell(Command::View {
+            members: members.clone(),
+            my_index: 0,
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(held(&mut h0), Vec::<u64>::new(), "the same members");
         h0.tell(Command::View {
             members: members[..1].to_vec(),
             my_index: 0,

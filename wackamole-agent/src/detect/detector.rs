@@ -299,6 +299,14 @@ impl Detector {
         }
     }
 
+    /// Whether `members` are those of my view (in any order).
+    pub fn has_members(&self, members: &[MemberId]) -> bool {
+        self.n == members.len()
+            && members
+                .iter()
+                .all(|m| *m == self.me || self.peers.contains_key(m))
+    }
+
     /// No view (the engine is lost, or this node left).
     pub fn clear(&mut self) {
         self.n = 0;
