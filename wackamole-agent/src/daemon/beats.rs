@@ -884,6 +884,41 @@ mod tests {
         (Fence::new(writer), written)
     }
 
+    /// Three beat threads on loopback (real sockets, real clock) on ports
+    /// `base`..`base + 2`, in one view of m0..m2; acting ones publish a
+    /// first position; m0's beat lease goes to `writer`.
+    fn on_loopback(
+        base: u16,
+        timing: Timing,
+        mode: DetectorMode,
+        mut writer: Option<FenceWriter>,
+    ) -> (Vec<MemberId>, Vec<BeatsHandle>) {
+        let addrs: Vec<SocketAddr> = (0..3)
+            .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
+            .collect();
+        let members: Vec<MemberId> = (0..3).map(|k| MemberId(format!("m{k}"))).collect();
+        let mut handles = Vec::new();
+        for (k, &listen) in addrs.iter().enumerate() {
+            let cfg = DetectorConfig {
+                listen,
+                peers: addrs.iter().copied().filter(|a| *a != listen).collect(),
+                timing,
+                mode,
+            };
+            let w = if k == 0 { writer.take() } else { None };
+            let h = start_writing(&cfg, "test", w).expect("bind on loopback");
+            if mode == DetectorMode::Act {
+                h.publish_act(0, false);
+            }
+            h.tell(Command::View {
+                members: members.clone(),
+                my_index: k,
+            });
+            handles.push(h);
+        }
+        (members, handles)
+    }
+
     /// Mode `act`: a view that comes while the echo fence is closed holds
     /// the beat lease, whatever the new view's fence says (here: a view of
     /// one, which has none), until the agent revives that stall; a view
@@ -892,29 +927,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_view_that_comes_while_the_echo_fence_is_closed_holds_the_lease() {
         let base = 30_000 + (std::process::id() % 5_000) as u16 * 2;
-        let addrs: Vec<SocketAddr> = (0..3)
-            .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
-            .collect();
-        let members: Vec<MemberId> = (0..3).map(|k| MemberId(format!("m{k}"))).collect();
         let (writer, written) = recording_writer();
-        let mut writer = Some(writer);
-        let mut handles = Vec::new();
-        for k in 0..3 {
-            let cfg = DetectorConfig {
-                listen: addrs[k],
-                peers: addrs.iter().copied().filter(|a| *a != addrs[k]).collect(),
-                timing: Timing::DEFAULT,
-                mode: DetectorMode::Act,
-            };
-            let w = if k == 0 { writer.take() } else { None };
-            let h = start_writing(&cfg, "test", w).expect("bind on loopback");
-            h.publish_act(0, false);
-            h.tell(Command::View {
-                members: members.clone(),
-                my_index: k,
-            });
-            handles.push(h);
-        }
+        let (members, mut handles) =
+            on_loopback(base, Timing::DEFAULT, DetectorMode::Act, Some(writer));
         let held = |h: &mut BeatsHandle| -> Vec<u64> {
             let mut stalls = Vec::new();
             while let Ok(r) = h.reports.try_recv() {
@@ -1038,28 +1053,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_raised_flag_is_beaten_and_answered_at_once() {
         let base = 20_000 + (std::process::id() % 5_000) as u16 * 3;
-        let addrs: Vec<SocketAddr> = (0..3)
-            .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
-            .collect();
-        let members: Vec<MemberId> = (0..3).map(|k| MemberId(format!("m{k}"))).collect();
         let timing = Timing::new(Duration::from_secs(2), Duration::from_secs(12))
             .expect("six beats per deadline");
-        let mut handles = Vec::new();
-        for k in 0..3 {
-            let cfg = DetectorConfig {
-                listen: addrs[k],
-                peers: addrs.iter().copied().filter(|a| *a != addrs[k]).collect(),
-                timing,
-                mode: DetectorMode::Act,
-            };
-            let h = start(&cfg, "test", None).expect("bind on loopback");
-            h.publish_act(0, false);
-            h.tell(Command::View {
-                members: members.clone(),
-                my_index: k,
-            });
-            handles.push(h);
-        }
+        let (members, handles) = on_loopback(base, timing, DetectorMode::Act, None);
         // The first beats (at start) are exchanged; the next are 2 s away.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!handles[0].snapshot().handshake.may_answer, "no flag yet");
@@ -1102,25 +1098,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_threads_on_loopback_stay_quiet() {
         let base = 40_000 + (std::process::id() % 10_000) as u16 * 2;
-        let addrs: Vec<SocketAddr> = (0..3)
-            .map(|k| SocketAddr::from(([127, 0, 0, 1], base + k)))
-            .collect();
-        let members: Vec<MemberId> = (0..3).map(|k| MemberId(format!("m{k}"))).collect();
-        let mut handles = Vec::new();
-        for k in 0..3 {
-            let cfg = DetectorConfig {
-                listen: addrs[k],
-                peers: addrs.iter().copied().filter(|a| *a != addrs[k]).collect(),
-                timing: Timing::DEFAULT,
-                mode: DetectorMode::Observe,
-            };
-            let h = start(&cfg, "test", None).expect("bind on loopback");
-            h.tell(Command::View {
-                members: members.clone(),
-                my_index: k,
-            });
-            handles.push(h);
-        }
+        let (_, mut handles) = on_loopback(base, Timing::DEFAULT, DetectorMode::Observe, None);
         tokio::time::sleep(Duration::from_secs(1)).await;
         for (k, h) in handles.iter_mut().enumerate() {
             let mut reports = Vec::new();

@@ -4090,13 +4090,7 @@ async fn an_acting_survivors_condemnation_ends_the_wait_for_an_evicted_member() 
 async fn an_acting_node_fenced_when_its_view_changes_stays_silent_until_it_may_revive() {
     use wackamole::daemon::beats::Command;
     local(async {
-        let c = Cluster::start(&["a", "b", "x"], ACT);
-        c.views(&[&["a", "b", "x"]]);
-        wait(ms(3000)).await;
-        c.views(&[&["a", "b", "x"]]);
-        wait(ms(100)).await;
-        let of_x = answered_by(&c, "x");
-        assert!(!of_x.is_empty(), "{}", c.journal.dump());
+        let (c, of_x) = three_acting().await;
         let (a, b, x) = (c.node("a"), c.node("b"), c.node("x"));
         for n in [a, b, x] {
             n.beats(&["a", "b", "x"], &[], None);
@@ -4192,9 +4186,7 @@ async fn an_acting_node_fenced_when_its_view_changes_stays_silent_until_it_may_r
 async fn a_member_of_my_view_whose_beats_name_a_view_without_me_answers_elsewhere() {
     use wackamole::detect::beat::view_digest;
     local(async {
-        let c = Cluster::start(&["a", "b", "x"], GUARD);
-        c.views(&[&["a", "b", "x"]]);
-        wait(ms(3000)).await;
+        let c = three_guarded().await;
         let of_x = answered_by(&c, "x");
         assert!(!of_x.is_empty(), "{}", c.journal.dump());
         let b = c.node("b");
@@ -4292,4 +4284,17 @@ async fn a_node_that_answered_nothing_waits_for_the_merged_exchange_when_the_oth
         }
     })
     .await;
+}
+
+/// Three acting agents in one view, matured, every lease fresh (a second
+/// view: the first came before any), and the VIFs x answers (some).
+async fn three_acting() -> (Cluster, Vec<usize>) {
+    let c = Cluster::start(&["a", "b", "x"], ACT);
+    c.views(&[&["a", "b", "x"]]);
+    wait(ms(3000)).await;
+    c.views(&[&["a", "b", "x"]]);
+    wait(ms(100)).await;
+    let of_x = answered_by(&c, "x");
+    assert!(!of_x.is_empty(), "{}", c.journal.dump());
+    (c, of_x)
 }
