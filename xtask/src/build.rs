@@ -127,17 +127,17 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
     const NARROWING: &[&str] = &["-p", "--package", "--test", "--lib", "--bin", "--exclude"];
     let split = test_args.iter().all(|a| a.starts_with('-'))
         && !cargo_args.iter().any(|a| NARROWING.contains(&a.as_str()));
+    let kept = kept_logs()?;
     let test_cmd = || {
         let mut cmd = cargo();
         cmd.args(["test", "--release", "--features", TEST_FEATURES])
             .args(cargo_args);
+        if let Some(dir) = &kept {
+            cmd.env("WKT_KEEP_LOGS", dir);
+        }
         cmd
     };
-    let kept = kept_logs()?;
     let mut cmd = test_cmd();
-    if let Some(dir) = &kept {
-        cmd.env("WKT_KEEP_LOGS", dir);
-    }
     cmd.args(["--workspace", "--", "--include-ignored"])
         .args(test_args);
     eprintln!(
@@ -163,9 +163,6 @@ pub fn test(unprivileged: bool, args: &[String]) -> Result<()> {
     run(&mut cmd)?;
     if split {
         let mut alone = test_cmd();
-        if let Some(dir) = &kept {
-            alone.env("WKT_KEEP_LOGS", dir);
-        }
         // Only the one binary: `--workspace` would run every other test
         // binary again with a filter that matches nothing in it.
         alone

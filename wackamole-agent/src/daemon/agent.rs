@@ -1360,10 +1360,15 @@ impl<H: Host> Agent<H> {
             mono_ns,
             "detector: the beat thread stalled: XDP silent (beat lease) until the lease may revive"
         );
+        self.beat_lease_held(stall);
+    }
+
+    /// The beat thread holds its lease until `stall` is revived: a lapse
+    /// (the one under way, if any), revived as any other.
+    fn beat_lease_held(&mut self, stall: u64) -> &mut Lapse {
         self.beat_stall = Some(stall);
-        if self.lapse.is_none() {
-            self.lapse = Some(Lapse::since(Instant::now()));
-        }
+        self.lapse
+            .get_or_insert_with(|| Lapse::since(Instant::now()))
     }
 
     /// Mode `act`: the view changed while this node's echo fence was
@@ -1376,11 +1381,7 @@ impl<H: Host> Agent<H> {
             mono_ns,
             "detector: a new view came while too few peers echoed this node (a majority may have condemned it): XDP silent until the lease may revive"
         );
-        self.beat_stall = Some(stall);
-        let lapse = self
-            .lapse
-            .get_or_insert_with(|| Lapse::since(Instant::now()));
-        lapse.view_changed = true;
+        self.beat_lease_held(stall).view_changed = true;
     }
 
     /// No member of another view answers any more: the VIFs this node took

@@ -489,21 +489,20 @@ impl Fence {
     /// taken this node to be silent (and its VIFs), so it stays silent
     /// until the agent says otherwise.
     fn lapsed(&mut self, now_ns: u64) -> Option<Report> {
-        if self.held.is_some() || self.until_ns == 0 || now_ns <= self.until_ns {
+        if self.until_ns == 0 || now_ns <= self.until_ns {
             return None;
         }
-        self.stalls += 1;
-        self.held = Some(self.stalls);
+        let stall = self.hold()?;
         Some(Report::Stalled {
-            stall: self.stalls,
+            stall,
             silent_ms: now_ns.saturating_sub(self.last_sent_ns) / 1_000_000,
             mono_ns: now_ns,
         })
     }
 
-    /// Holds the lease as after a stall (see [`Report::HeldAtView`]): the
-    /// stall to revive, or `None` if one is held already (its revival
-    /// waits for the same evidence).
+    /// Holds the lease until the agent revives the stall returned (a lapse,
+    /// or [`Report::HeldAtView`]); `None` if one is held already (its
+    /// revival waits for the same evidence).
     fn hold(&mut self) -> Option<u64> {
         if self.held.is_some() {
             return None;
@@ -741,8 +740,7 @@ impl Thread {
         let Some(d) = self.detector.as_ref() else {
             return;
         };
-        let fenced = d.lease_until().is_some_and(|u| u <= now());
-        if !(acting && fenced) || d.has_members(members) {
+        if !(acting && d.fenced(now())) || d.has_members(members) {
             return;
         }
         if let Some(stall) = self.fence.as_mut().and_then(|f| f.hold()) {
@@ -759,7 +757,7 @@ impl Thread {
         };
         let t = now();
         let polled = d.poll(t);
-        let fenced = d.lease_until().is_some_and(|u| u <= t);
+        let fenced = d.fenced(t);
         let answering = d.answering(t);
         let elsewhere = d.answering_elsewhere(t);
         let beating_elsewhere = d.beating_elsewhere(t);

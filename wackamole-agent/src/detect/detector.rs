@@ -684,6 +684,12 @@ impl Detector {
         Some(kth.max(self.epoch) + self.timing.lease())
     }
 
+    /// Whether the echo fence has closed by `now` (see
+    /// [`lease_until`](Self::lease_until)).
+    pub fn fenced(&self, now: Instant) -> bool {
+        self.lease_until().is_some_and(|u| u <= now)
+    }
+
     /// When [`poll`](Self::poll) may next lose a peer (the earliest
     /// deadline of an armed peer not lost yet).
     pub fn next_deadline(&self) -> Option<Instant> {

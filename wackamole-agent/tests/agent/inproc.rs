@@ -3266,6 +3266,12 @@ fn split_beating(c: &Cluster, re_form: bool) {
     b.beats(&["a"], &["a"], None);
 }
 
+/// The digest beats name the view of `members` by (in that order).
+fn digest_of(members: &[&str]) -> u64 {
+    let members: Vec<MemberId> = members.iter().map(|m| MemberId((*m).into())).collect();
+    wackamole::detect::beat::view_digest(&members)
+}
+
 fn report(member: &str, silent: bool) -> Option<Report> {
     let member = MemberId(member.into());
     Some(match silent {
@@ -3714,8 +3720,7 @@ async fn a_guarded_vif_of_a_silent_member_never_waits_for_a_member_of_its_own_vi
         assert!(!of_x.is_empty(), "{}", c.journal.dump());
         // x lets go of everything and says so; each survivor's latest beat,
         // like x's, still names the old view at the other.
-        let abx =
-            wackamole::detect::beat::view_digest(&["a", "b", "x"].map(|m| MemberId(m.into())));
+        let abx = digest_of(&["a", "b", "x"]);
         c.lose("x");
         c.node("a").beats(&["b"], &["b"], None);
         c.node("a").views_heard(&[("b", abx), ("x", abx)]);
@@ -4184,7 +4189,6 @@ async fn an_acting_node_fenced_when_its_view_changes_stays_silent_until_it_may_r
 /// other member answered in another view, two answerers for 7 s.)
 #[tokio::test(start_paused = true)]
 async fn a_member_of_my_view_whose_beats_name_a_view_without_me_answers_elsewhere() {
-    use wackamole::detect::beat::view_digest;
     local(async {
         let c = three_guarded().await;
         let of_x = answered_by(&c, "x");
@@ -4193,7 +4197,7 @@ async fn a_member_of_my_view_whose_beats_name_a_view_without_me_answers_elsewher
         b.beats(&["a", "b", "x"], &[], None);
         c.stop("x", None);
         wait(ms(400)).await;
-        let ax = view_digest(&[MemberId("a".into()), MemberId("x".into())]);
+        let ax = digest_of(&["a", "x"]);
         b.views_heard(&[("a", ax), ("x", ax)]);
         b.mates_heard(&[("a", &["x"]), ("x", &["a"])]);
         b.beats(&["a", "b"], &["a"], None);
