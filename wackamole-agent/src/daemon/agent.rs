@@ -88,9 +88,11 @@ enum HandshakeWait {
     },
 }
 
-/// How often a VIF waiting for the handshake is looked at again (a beat
-/// period is 5 ms by default).
-const HANDSHAKE_POLL: Duration = Duration::from_millis(1);
+/// How often a VIF waiting for the handshake is looked at again, besides
+/// at each change the beat thread reports
+/// ([`super::beats::Report::Handshake`]): a backstop, a beat period by
+/// default.
+const HANDSHAKE_POLL: Duration = Duration::from_millis(5);
 
 /// How often a deferred VIF whose hand-over waits for another member to
 /// stop answering is looked at again (see [`Agent::deferred_due`]).
@@ -734,6 +736,7 @@ impl<H: Host> Agent<H> {
                 mono_ns,
             } => self.beats_stalled(stall, silent_ms, mono_ns),
             Report::HeldAtView { stall, mono_ns } => self.held_at_view(stall, mono_ns),
+            Report::Handshake { .. } => self.on_handshake().await,
             Report::Lost { member, mono_ns } => {
                 info!(%member, mono_ns, "detector: lost a peer (silent past the deadline)");
                 if let Ok(mut m) = self.metrics.lock() {
@@ -1054,6 +1057,18 @@ impl<H: Host> Agent<H> {
             since: beats.next_stamp(),
             flagged,
         })
+    }
+
+    /// The handshake changed while VIFs waited on it: those it clears
+    /// answer now. Once none waits, the thread stops reporting.
+    async fn on_handshake(&mut self) {
+        if self.handshake.is_empty() {
+            if let Some(b) = &self.inputs.beats {
+                b.await_handshake(false);
+            }
+            return;
+        }
+        self.bring_up_deferred().await;
     }
 
     /// Whether VIF `i`'s handshake still holds it silent.
@@ -1411,6 +1426,9 @@ impl<H: Host> Agent<H> {
             );
             self.handshake.insert(i, wait);
             self.deferred.insert(i);
+            if let Some(b) = &self.inputs.beats {
+                b.await_handshake(true);
+            }
             return true;
         }
         // Detector mode `guard`: a node that answered nothing (it rejoined

@@ -19,7 +19,7 @@ use crate::detect::{Beat, Detector};
 use crate::membership::MemberId;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -76,6 +76,10 @@ pub enum Report {
     /// silent. The beat lease is held as after a stall, until the agent
     /// sends [`Command::Revive`] with the same `stall`.
     HeldAtView { stall: u64, mono_ns: u64 },
+    /// Mode `act`: the handshake changed while the agent waits on it
+    /// ([`BeatsHandle::await_handshake`]): the VIFs it holds silent may
+    /// answer now, at the echo that cleared them rather than a poll later.
+    Handshake { mono_ns: u64 },
 }
 
 /// Beat counters (the metrics page, `ctl status`).
@@ -149,6 +153,8 @@ pub struct BeatsHandle {
     /// Wakes the thread when the provisional flag changes (none: a
     /// detached handle).
     wake: Option<UnixDatagram>,
+    /// The agent holds VIFs silent until the handshake clears them.
+    awaiting: std::sync::Arc<AtomicBool>,
 }
 
 impl BeatsHandle {
@@ -180,6 +186,14 @@ impl BeatsHandle {
                 let _ = w.send(&[1]);
             }
         }
+    }
+
+    /// Whether the agent holds VIFs silent for the handshake: while it
+    /// does, every change of the handshake is reported
+    /// ([`Report::Handshake`]). Set before the agent reads the snapshot:
+    /// a change after that read is reported.
+    pub fn await_handshake(&self, on: bool) {
+        self.awaiting.store(on, Ordering::SeqCst);
     }
 
     /// What the agent last published (tests).
@@ -227,13 +241,20 @@ pub struct Detached {
     pub act: std::sync::Arc<AtomicU64>,
     /// The stamp of the latest beat the thread would have sent.
     pub stamp: std::sync::Arc<AtomicU64>,
+    /// Whether the agent waits on the handshake.
+    pub awaiting: std::sync::Arc<AtomicBool>,
 }
 
 impl Detached {
-    /// What the thread would publish as `handshake`.
+    /// What the thread would publish as `handshake`, and report if the
+    /// agent waits on it (as the thread does).
     pub fn say_handshake(&self, handshake: Handshake) {
-        if let Ok(mut s) = self.shared.lock() {
-            s.handshake = handshake;
+        let changed = match self.shared.lock() {
+            Ok(mut s) => std::mem::replace(&mut s.handshake, handshake) != s.handshake,
+            Err(_) => false,
+        };
+        if changed && self.awaiting.load(Ordering::SeqCst) {
+            let _ = self.reports.send(Report::Handshake { mono_ns: mono_ns() });
         }
     }
 
@@ -292,6 +313,7 @@ pub fn detached() -> (BeatsHandle, Detached) {
     let answer_until = std::sync::Arc::new(AtomicU64::new(0));
     let act = std::sync::Arc::new(AtomicU64::new(NOT_ACTING));
     let stamp = std::sync::Arc::new(AtomicU64::new(0));
+    let awaiting = std::sync::Arc::new(AtomicBool::new(false));
     let handle = BeatsHandle {
         reports,
         commands,
@@ -300,6 +322,7 @@ pub fn detached() -> (BeatsHandle, Detached) {
         act: act.clone(),
         stamp: stamp.clone(),
         wake: None,
+        awaiting: awaiting.clone(),
     };
     let end = Detached {
         reports: tx,
@@ -308,6 +331,7 @@ pub fn detached() -> (BeatsHandle, Detached) {
         answer_until,
         act,
         stamp,
+        awaiting,
     };
     (handle, end)
 }
@@ -350,6 +374,7 @@ fn start_writing(
     let answer_until = std::sync::Arc::new(AtomicU64::new(0));
     let act = std::sync::Arc::new(AtomicU64::new(NOT_ACTING));
     let stamp = std::sync::Arc::new(AtomicU64::new(0));
+    let awaiting = std::sync::Arc::new(AtomicBool::new(false));
     let mut thread = Thread {
         socket,
         peers: cfg.peers.clone(),
@@ -375,7 +400,8 @@ fn start_writing(
         sent_flag: false,
         flags: std::collections::HashMap::new(),
         beat_soon: false,
-        last_beat: None,
+        extras: ExtraBeats::default(),
+        awaiting: awaiting.clone(),
     };
     std::thread::Builder::new()
         .name("wackamole-beats".into())
@@ -392,6 +418,7 @@ fn start_writing(
         act,
         stamp,
         wake: Some(wake),
+        awaiting,
     })
 }
 
@@ -440,10 +467,45 @@ struct Thread {
     sent_flag: bool,
     /// Each peer's latest flag, to answer its change at once.
     flags: std::collections::HashMap<SocketAddr, bool>,
-    /// A peer's flag changed: beat before the next period (once a
-    /// quarter period has passed since the last beat).
+    /// A peer's flag changed, or I lost a peer: beat before the next
+    /// period.
     beat_soon: bool,
-    last_beat: Option<Instant>,
+    /// The beats outside the period lately.
+    extras: ExtraBeats,
+    /// The agent waits on the handshake ([`BeatsHandle::await_handshake`]).
+    awaiting: std::sync::Arc<AtomicBool>,
+}
+
+/// The beats a thread sends outside its period, kept to a budget of
+/// [`ExtraBeats::MAX`] a period: beats forged from a peer's address,
+/// flipping its flag, cannot make this node beat more than five times a
+/// period. A budget, not a spacing: a loss and the flag raised at the
+/// condemnation that follows go out back to back, and the peers answer
+/// both at once (spaced a quarter period apart, the handshake waited
+/// 1.25 ms on each end).
+#[derive(Debug, Default)]
+struct ExtraBeats {
+    /// When the latest went out, oldest first (at most `MAX`).
+    sent: std::collections::VecDeque<Instant>,
+}
+
+impl ExtraBeats {
+    const MAX: usize = 4;
+
+    /// When one may go out, if one is wanted at `t`.
+    fn due(&self, t: Instant, interval: Duration) -> Instant {
+        match self.sent.front() {
+            Some(&oldest) if self.sent.len() == Self::MAX => (oldest + interval).max(t),
+            _ => t,
+        }
+    }
+
+    fn sent(&mut self, t: Instant) {
+        if self.sent.len() == Self::MAX {
+            self.sent.pop_front();
+        }
+        self.sent.push_back(t);
+    }
 }
 
 /// Writes the beat lease's deadline (ns of CLOCK_MONOTONIC).
@@ -585,14 +647,15 @@ impl Thread {
                     next_beat = t + self.timing.interval;
                 }
                 self.publish();
-            } else if self.extra_beat_due().is_some_and(|at| at <= t) {
+            } else if self.extra_beat_due(t).is_some_and(|at| at <= t) {
                 self.beat(t);
+                self.extras.sent(t);
                 self.publish();
             }
             let due = [
                 Some(next_beat),
                 self.detector.as_ref().and_then(|d| d.next_deadline()),
-                self.extra_beat_due(),
+                self.extra_beat_due(t),
             ]
             .into_iter()
             .flatten()
@@ -616,18 +679,12 @@ impl Thread {
     }
 
     /// When a beat outside the period is due: my flag changed since my
-    /// last beat, or a peer's did (see [`BeatsHandle::publish_act`]).
-    fn extra_beat_due(&self) -> Option<Instant> {
+    /// last beat, or a peer's did (see [`BeatsHandle::publish_act`]), or I
+    /// lost a peer.
+    fn extra_beat_due(&self, t: Instant) -> Option<Instant> {
         self.detector.as_ref()?;
         let flag = flag_of(self.act.load(Ordering::SeqCst));
-        (flag != self.sent_flag || self.beat_soon)
-            // A quarter period after the last beat at the earliest: beats
-            // forged from a peer's address, flipping its flag, cannot make
-            // this node beat more than five times a period.
-            .then(|| {
-                self.last_beat
-                    .map_or_else(now, |b| b + self.timing.interval / 4)
-            })
+        (flag != self.sent_flag || self.beat_soon).then(|| self.extras.due(t, self.timing.interval))
     }
 
     /// Sends my beat to every peer now and renews the beat lease from it.
@@ -646,7 +703,6 @@ impl Thread {
         let beat = d.beat(t);
         self.sent_flag = act.is_some_and(|a| a.provisional);
         self.beat_soon = false;
-        self.last_beat = Some(t);
         // Before it is sent: an acquisition that read an older
         // stamp waits for an echo of this beat or a later one.
         self.stamp.store(beat.stamp, Ordering::SeqCst);
@@ -757,6 +813,13 @@ impl Thread {
         };
         let t = now();
         let polled = d.poll(t);
+        // A loss is beaten at once: a peer condemns on a majority's
+        // reports, and mine would otherwise reach it up to a period later
+        // (the survivors' condemnations a period apart, the takeover
+        // waiting for the later one).
+        if !polled.lost.is_empty() {
+            self.beat_soon = true;
+        }
         let fenced = d.fenced(t);
         let answering = d.answering(t);
         let elsewhere = d.answering_elsewhere(t);
@@ -767,6 +830,7 @@ impl Thread {
         let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
         let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
         let fence_changed = fenced != self.fenced;
+        let handshake_changed = handshake != self.handshake;
         let none_elsewhere = elsewhere.is_empty() && !self.elsewhere.is_empty();
         let changed = !polled.lost.is_empty()
             || !polled.condemned.is_empty()
@@ -776,7 +840,7 @@ impl Thread {
             || beating_elsewhere != self.beating_elsewhere
             || views != self.views
             || mates != self.mates
-            || handshake != self.handshake;
+            || handshake_changed;
         self.fenced = fenced;
         self.answering = answering;
         self.elsewhere = elsewhere;
@@ -806,7 +870,11 @@ impl Thread {
                     .into_iter()
                     .map(|member| Report::SpokeUp { member, mono_ns }),
             )
-            .chain(none_elsewhere.then_some(Report::NoneElsewhere { mono_ns }));
+            .chain(none_elsewhere.then_some(Report::NoneElsewhere { mono_ns }))
+            .chain(
+                (handshake_changed && self.awaiting.load(Ordering::SeqCst))
+                    .then_some(Report::Handshake { mono_ns }),
+            );
         for r in reports {
             let _ = self.reports.send(r);
         }
@@ -842,6 +910,34 @@ mod tests {
     use super::*;
     use crate::config::DetectorMode;
     use crate::detect::Timing;
+
+    #[test]
+    fn extra_beats_go_out_at_once_up_to_four_a_period() {
+        let interval = Duration::from_millis(5);
+        let t0 = Instant::now();
+        let mut extras = ExtraBeats::default();
+        for k in 0..4 {
+            let t = t0 + Duration::from_micros(10 * k);
+            assert_eq!(extras.due(t, interval), t, "extra beat {k} at once");
+            extras.sent(t);
+        }
+        // The fifth waits until the first is a period old.
+        let t = t0 + Duration::from_micros(100);
+        assert_eq!(extras.due(t, interval), t0 + interval);
+        extras.sent(t0 + interval);
+        // Then the budget frees one at a time.
+        let t = t0 + interval;
+        assert_eq!(
+            extras.due(t, interval),
+            t0 + Duration::from_micros(10) + interval
+        );
+        let late = t0 + Duration::from_secs(1);
+        assert_eq!(
+            extras.due(late, interval),
+            late,
+            "a quiet period refills it"
+        );
+    }
 
     #[test]
     fn the_agents_act_news_reaches_the_thread_packed_and_whole() {
@@ -1046,34 +1142,47 @@ mod tests {
 
     /// A raised provisional flag is beaten at once and the peers answer it
     /// at once: with beats 2 s apart, the handshake's first rule holds
-    /// well within the period (a round trip on loopback), where waiting
-    /// for the periodic beats would take 2-4 s.
+    /// within a round trip on loopback, where waiting for the periodic
+    /// beats would take 2-4 s, and waiting a quarter period from the last
+    /// beat (the old bound on extra beats) 200 ms. The agent, waiting on
+    /// the handshake, hears of the change.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_raised_flag_is_beaten_and_answered_at_once() {
         let base = 20_000 + (std::process::id() % 5_000) as u16 * 3;
         let timing = Timing::new(Duration::from_secs(2), Duration::from_secs(12))
             .expect("six beats per deadline");
-        let (members, handles) = on_loopback(base, timing, DetectorMode::Act, None);
+        let (members, mut handles) = on_loopback(base, timing, DetectorMode::Act, None);
         // The first beats (at start) are exchanged; the next are 2 s away.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!handles[0].snapshot().handshake.may_answer, "no flag yet");
+        handles[0].await_handshake(true);
         let raised = std::time::Instant::now();
         handles[0].publish_act(0, true);
-        let within = Duration::from_millis(1000);
+        let within = Duration::from_millis(100);
         while !handles[0].snapshot().handshake.may_answer && raised.elapsed() < within {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let s = handles[0].snapshot();
         assert!(
             s.handshake.may_answer,
             "both peers echoed the flagged beat within {within:?}: {s:?}"
         );
+        let mut reports = Vec::new();
+        while let Ok(r) = handles[0].reports.try_recv() {
+            reports.push(r);
+        }
+        assert!(
+            (reports.iter()).any(|r| matches!(r, Report::Handshake { .. })),
+            "{reports:?}"
+        );
         for h in &handles[1..] {
             let flagged = h.snapshot().handshake.flagged;
             assert!(flagged.contains(&members[0]), "{flagged:?}");
         }
-        // Lowered: beaten at once too, the peers see it fall.
+        // Lowered: beaten at once too (an extra beat went out less than a
+        // quarter period ago, so wait that out), the peers see it fall.
         handles[0].publish_act(0, false);
+        let within = Duration::from_millis(1000);
         let lowered = std::time::Instant::now();
         while handles[1..]
             .iter()
@@ -1087,6 +1196,52 @@ mod tests {
             assert!(
                 flagged.is_empty(),
                 "the flag fell within {within:?}: {flagged:?}"
+            );
+        }
+    }
+
+    /// A loss is beaten at once: with beats 200 ms apart, each survivor
+    /// condemns a silent third within a round trip of losing it (its
+    /// mate's report comes in an extra beat), not at the mate's next
+    /// periodic beat, 0-200 ms later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_loss_is_beaten_at_once() {
+        let base = 10_000 + (std::process::id() % 5_000) as u16 * 2;
+        let timing = Timing::new(Duration::from_millis(200), Duration::from_millis(1200))
+            .expect("six beats per deadline");
+        let (members, mut handles) = on_loopback(base, timing, DetectorMode::Observe, None);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The third's thread ends: its beats stop.
+        drop(handles.pop());
+        let silent = &members[2];
+        let start = std::time::Instant::now();
+        let mut seen: Vec<(Option<u64>, Option<u64>)> = vec![(None, None); handles.len()];
+        while seen.iter().any(|(l, c)| l.is_none() || c.is_none())
+            && start.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            for (h, s) in handles.iter_mut().zip(seen.iter_mut()) {
+                while let Ok(r) = h.reports.try_recv() {
+                    match r {
+                        Report::Lost { member, mono_ns } if &member == silent => {
+                            s.0 = Some(mono_ns)
+                        }
+                        Report::Condemned { member, mono_ns } if &member == silent => {
+                            s.1 = Some(mono_ns)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        for (k, s) in seen.iter().enumerate() {
+            let (Some(lost), Some(condemned)) = *s else {
+                panic!("node {k} lost and condemned the silent third within 5 s: {seen:?}");
+            };
+            let after_ms = condemned.saturating_sub(lost) / 1_000_000;
+            assert!(
+                after_ms < 50,
+                "node {k} condemned {after_ms} ms after its loss: {seen:?}"
             );
         }
     }

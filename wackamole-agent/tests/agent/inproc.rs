@@ -4007,11 +4007,19 @@ async fn an_acting_survivor_answers_a_condemned_members_vifs_once_the_handshake_
                 assert!(!c.journal.answering(n, vip(k)), "{n} v{k}\n{}", d());
             }
         }
-        // The handshake clears: they answer what they took, before any view.
+        // The handshake clears: they answer what they took, before any view,
+        // at the change the beat thread reports (not a poll later: the
+        // clock does not move, and stands off the timers' millisecond
+        // ticks).
+        tokio::time::advance(Duration::from_micros(300)).await;
+        let cleared = tokio::time::Instant::now();
         for n in ["a", "b"] {
             c.node(n).handshake(true, &[]);
         }
-        never_two(&c, 10).await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tokio::time::Instant::now(), cleared);
         let taken: Vec<(usize, &str)> = (of_x.iter().copied())
             .filter_map(|k| {
                 let by = ["a", "b"]
@@ -4021,6 +4029,7 @@ async fn an_acting_survivor_answers_a_condemned_members_vifs_once_the_handshake_
             })
             .collect();
         assert_eq!(taken.len(), of_x.len(), "every VIF of x answered\n{}", d());
+        never_two(&c, 10).await;
         // The view that drops x confirms them; the flags fall.
         c.views(&[&["a", "b"]]);
         never_two(&c, 200).await;
