@@ -978,6 +978,11 @@ mod tests {
         (Fence::new(writer), written)
     }
 
+    /// Every report the thread has sent so far.
+    fn drained(h: &mut BeatsHandle) -> Vec<Report> {
+        std::iter::from_fn(|| h.reports.try_recv().ok()).collect()
+    }
+
     /// Three beat threads on loopback (real sockets, real clock) on ports
     /// `base`..`base + 2`, in one view of m0..m2; acting ones publish a
     /// first position; m0's beat lease goes to `writer`.
@@ -1025,13 +1030,12 @@ mod tests {
         let (members, mut handles) =
             on_loopback(base, Timing::DEFAULT, DetectorMode::Act, Some(writer));
         let held = |h: &mut BeatsHandle| -> Vec<u64> {
-            let mut stalls = Vec::new();
-            while let Ok(r) = h.reports.try_recv() {
-                if let Report::HeldAtView { stall, .. } = r {
-                    stalls.push(stall);
-                }
-            }
-            stalls
+            (drained(h).into_iter())
+                .filter_map(|r| match r {
+                    Report::HeldAtView { stall, .. } => Some(stall),
+                    _ => None,
+                })
+                .collect()
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut h0 = handles.remove(0);
@@ -1167,10 +1171,7 @@ mod tests {
             s.handshake.may_answer,
             "both peers echoed the flagged beat within {within:?}: {s:?}"
         );
-        let mut reports = Vec::new();
-        while let Ok(r) = handles[0].reports.try_recv() {
-            reports.push(r);
-        }
+        let reports = drained(&mut handles[0]);
         assert!(
             (reports.iter()).any(|r| matches!(r, Report::Handshake { .. })),
             "{reports:?}"
@@ -1221,7 +1222,7 @@ mod tests {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
             for (h, s) in handles.iter_mut().zip(seen.iter_mut()) {
-                while let Ok(r) = h.reports.try_recv() {
+                for r in drained(h) {
                     match r {
                         Report::Lost { member, mono_ns } if &member == silent => {
                             s.0 = Some(mono_ns)
@@ -1254,10 +1255,7 @@ mod tests {
         let (_, mut handles) = on_loopback(base, Timing::DEFAULT, DetectorMode::Observe, None);
         tokio::time::sleep(Duration::from_secs(1)).await;
         for (k, h) in handles.iter_mut().enumerate() {
-            let mut reports = Vec::new();
-            while let Ok(r) = h.reports.try_recv() {
-                reports.push(r);
-            }
+            let reports = drained(h);
             assert!(reports.is_empty(), "node {k}: {reports:?}");
             let s = h.snapshot();
             assert!(s.counts.received > 100, "node {k}: {s:?}");

@@ -3958,17 +3958,10 @@ impl Node {
 #[tokio::test(start_paused = true)]
 async fn an_acting_survivor_answers_a_condemned_members_vifs_once_the_handshake_clears() {
     local(async {
-        let c = Cluster::start(&["a", "b", "x"], ACT);
-        c.views(&[&["a", "b", "x"]]);
-        wait(ms(3000)).await;
-        // A view with every lease fresh (the first came before any).
-        c.views(&[&["a", "b", "x"]]);
-        wait(ms(100)).await;
+        let (c, of_x) = three_acting().await;
         c.check_one_answerer(&[vec!["a".into(), "b".into(), "x".into()]])
             .await
             .unwrap_or_else(|e| panic!("{e:#}\n{}", c.journal.dump()));
-        let of_x = answered_by(&c, "x");
-        assert!(!of_x.is_empty(), "{}", c.journal.dump());
         let a = c.node("a");
         let (position, flag) = a.act().expect("acting: version 3 beats");
         assert!(!flag && position > 0, "{position} {flag}");
