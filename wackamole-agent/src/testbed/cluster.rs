@@ -22,7 +22,7 @@
 //! under `/run` (`ip netns exec` remounts `/sys`, so `/sys/fs/bpf` inside a
 //! namespace is not the host's bpffs; a `/run` mount is inherited).
 //!
-//! `WKT_KEEP_LOGS=DIR` copies the agent logs there when the cluster drops.
+//! `WKT_KEEP_LOGS=DIR` copies the agents' and the daemons' logs there when the cluster drops.
 //!
 //! Dropping the cluster stops the agents (SIGTERM, then SIGKILL), unmounts the
 //! bpffs, then the corosync cluster cleans up its daemons and namespaces.
@@ -201,6 +201,14 @@ impl Bed {
         match self {
             Bed::Corosync(c) => c.dir(),
             Bed::Spread(s) => s.dir(),
+        }
+    }
+
+    /// Each node's membership daemon log.
+    fn daemon_logs(&self) -> Vec<PathBuf> {
+        match self {
+            Bed::Corosync(c) => c.nodes.iter().map(|n| n.log_path().to_path_buf()).collect(),
+            Bed::Spread(s) => s.nodes.iter().map(|n| n.log_path()).collect(),
         }
     }
 
@@ -1262,6 +1270,11 @@ impl Drop for AgentCluster {
             for a in &self.agents {
                 let name = format!("{}-{tag}-{}.log", self.test, a.name);
                 let _ = std::fs::copy(&a.log, keep.join(name));
+            }
+            // The daemons' logs too: a stuck ring is only explained there.
+            for (i, log) in self.bed.daemon_logs().iter().enumerate() {
+                let name = format!("{}-{tag}-n{}-daemon.log", self.test, i + 1);
+                let _ = std::fs::copy(log, keep.join(name));
             }
         }
         if self.bpffs_mounted {
