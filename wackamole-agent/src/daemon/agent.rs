@@ -7,8 +7,8 @@
 //! goes through the [`Host`]; every input arrives on a channel, so a test can
 //! build an agent in-process and drive it.
 
-use super::announcer::LeaseSignal;
 use super::host::{AnnounceDone, AnnounceStage, CarrierEvent, CarrierEvents, Conflicts, Host};
+use super::lease_keeper::{LeaseBook, LeaseKeeper};
 use super::messages::GroupMessage;
 use super::metrics::{MetricsSnapshot, VifMetrics};
 use super::sdnotify::Notifier;
@@ -416,11 +416,12 @@ pub struct Agent<H: Host> {
     /// Handed-over VIFs whose addresses stay (serving traffic in flight,
     /// never answering ARP) until the given time: see [`HANDOVER_LINGER`].
     pub(super) lingering: BTreeMap<usize, Instant>,
-    /// Until when the XDP lease was last renewed.
-    lease_until: Option<Instant>,
-    /// Tells the host's announcements of every renewal (also those made
-    /// in the middle of a batch).
-    lease_signal: LeaseSignal,
+    /// The XDP lease: until when it was last renewed, by this loop or by
+    /// the lease keeper (which extends it off this loop, see
+    /// `lease_keeper`); it tells the host's announcements of every renewal.
+    lease: LeaseBook,
+    /// The keeper's end, until [`Agent::run`] starts it.
+    keeper: Option<LeaseKeeper>,
     /// The beat thread's stall this node is silent for (detector mode
     /// `guard`): see [`Agent::beats_stalled`].
     beat_stall: Option<u64>,
@@ -541,10 +542,20 @@ impl<H: Host> Agent<H> {
             announced,
             beats,
         };
+        let (lease, keeper) = super::lease_keeper::new(
+            cfg.xdp.lease,
+            engine.alive.clone(),
+            host.lease_signal(),
+            inputs
+                .beats
+                .as_ref()
+                .map(super::beats::BeatsHandle::answer_until),
+        );
         Agent {
             log,
             alloc,
-            lease_signal: host.lease_signal(),
+            lease,
+            keeper: Some(keeper),
             host,
             vifs,
             engine,
@@ -584,7 +595,6 @@ impl<H: Host> Agent<H> {
             yielded: BTreeSet::new(),
             silent6: BTreeSet::new(),
             lingering: BTreeMap::new(),
-            lease_until: None,
             lapse: None,
             beat_stall: None,
             announcing: Announcing {
@@ -603,6 +613,10 @@ impl<H: Host> Agent<H> {
     /// Runs until a stop signal (Ok) or the loss of the engine task (Err,
     /// after releasing everything).
     pub async fn run(mut self) -> Result<()> {
+        // First: nothing is held or plumbed yet if it cannot start.
+        if let Some(keeper) = self.keeper.take() {
+            self.host.start_lease_keeper(keeper)?;
+        }
         // The lease renews only on the engine's liveness evidence (see
         // `lease`); `alive_open` goes false when the engine drops its end.
         let mut alive_open = true;
@@ -708,6 +722,7 @@ impl<H: Host> Agent<H> {
                 }
             }
             self.vif_lines.flush();
+            self.permit_keeper();
             if self.handover.is_some()
                 && self.alloc.held().next().is_none()
                 && self.lingering.is_empty()
@@ -858,6 +873,7 @@ impl<H: Host> Agent<H> {
             MembershipEvent::Lost { reason } => {
                 warn!("membership engine lost: {reason}; releasing everything until it is back");
                 self.engine_up = false;
+                self.permit_keeper();
                 self.view_members.clear();
                 self.holders.clear();
                 self.watch.clear();
@@ -1777,19 +1793,10 @@ impl<H: Host> Agent<H> {
     /// at the peers). Until the lease runs out while something answers in
     /// XDP; 0 when nothing does (none held, or all yielding or deferred).
     pub(super) fn publish_answering(&self) {
-        let Some(beats) = &self.inputs.beats else {
-            return;
-        };
-        let until = match (self.answers_any(), self.lease_until) {
-            (false, _) => 0,
-            (true, Some(until)) if self.cfg.xdp.lease != config::Lease::Off => {
-                let left = until.saturating_duration_since(Instant::now());
-                u64::try_from((crate::dataplane::monotonic_now() + left).as_nanos())
-                    .unwrap_or(u64::MAX)
-            }
-            (true, _) => u64::MAX,
-        };
-        beats.answer_until(until);
+        if self.inputs.beats.is_some() {
+            let fenced = self.cfg.xdp.lease != config::Lease::Off;
+            self.lease.publish_answering(self.answers_any(), fenced);
+        }
     }
 
     pub(super) fn vif(&self, i: VifIndex) -> Option<&PlannedVif> {
@@ -1925,23 +1932,16 @@ impl<H: Host> Agent<H> {
             self.trim_heap_at = Some(Instant::now() + TRIM_DELAY);
         }
         if !down.is_empty() {
-            let keep = self.keep_lease();
             // Standby addresses stay, silenced (see `standby`).
             let standby = self.standby();
-            let (table, addresses) = self.host.parts();
+            let (_, addresses) = self.host.parts();
             let work = vifs::unplumb_many(
                 addresses,
                 down.iter()
                     .filter(|_| !standby)
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
-            if let Some(b) = &self.inputs.beats {
-                b.hold_answering();
-            }
-            let (done, until) =
-                renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
-            // renewing() told the announcements of it already.
-            self.lease_until = until.or(self.lease_until);
+            let done = work.await;
             self.publish_answering();
             let silenced: BTreeMap<usize, bool> = down.iter().copied().collect();
             for (i, result) in done {
@@ -2003,8 +2003,7 @@ impl<H: Host> Agent<H> {
         failing: &str,
     ) {
         for chunk in vifs.chunks(PLUMB_CHUNK) {
-            let keep = self.keep_lease();
-            let (table, addresses) = self.host.parts();
+            let (_, addresses) = self.host.parts();
             let plumbed = &self.plumbed;
             let work = vifs::plumb_many(
                 addresses,
@@ -2013,13 +2012,7 @@ impl<H: Host> Agent<H> {
                     .filter(|(i, owned)| *owned && !plumbed.contains(i))
                     .filter_map(|&(i, _)| Some((i, self.vifs.get(i)?))),
             );
-            if let Some(b) = &self.inputs.beats {
-                b.hold_answering();
-            }
-            let (mut results, until) =
-                renewing(table, &self.engine.alive, &self.lease_signal, keep, work).await;
-            // renewing() told the announcements of it already.
-            self.lease_until = until.or(self.lease_until);
+            let mut results = work.await;
             self.publish_answering();
             results.extend(
                 chunk
@@ -2163,16 +2156,17 @@ impl<H: Host> Agent<H> {
                 );
             }
         }
-        if let Some(until) = extend_lease(self.host.parts().0, setting, alive) {
-            self.lease_renewed(until);
+        let table = self.host.parts().0;
+        if self.lease.renew(table, setting, alive).is_some() {
+            self.publish_answering();
         }
     }
 
-    /// The XDP lease runs until `until`: the host's announcements may go out.
-    fn lease_renewed(&mut self, until: Instant) {
-        self.lease_until = Some(until);
-        self.lease_signal.renewed(until);
-        self.publish_answering();
+    /// Lets the lease keeper extend a running lease while the engine is up
+    /// and no lapse awaits revival (this loop revives by its rules).
+    fn permit_keeper(&self) {
+        let permit = self.engine_up && self.lapse.is_none();
+        self.lease.permit(permit, self.cfg.xdp.lease);
     }
 
     /// Departed members' VIFs may be taken before the exchange (at a view,
@@ -2182,27 +2176,23 @@ impl<H: Host> Agent<H> {
     /// view, drawing their traffic to its fenced XDP. It takes nothing
     /// before the exchange (its engine judges the gap meanwhile).
     fn refresh_takeover_at_view(&mut self) {
-        let fresh = self.keep_lease().is_some();
+        let fresh = self.lease_live();
         self.alloc
             .set_takeover_at_view(self.cfg.xdp.lease != config::Lease::Off && fresh);
     }
 
     /// Whether the lease is live: the engine is up and the lease has not
-    /// lapsed. Then it may be extended while a batch's kernel steps run
-    /// (see [`renewing`]), and a view may be taken over at once.
-    fn keep_lease(&self) -> Option<KeepLease> {
-        let until = self.lease_until?;
-        (self.engine_up && self.lapse.is_none() && until > Instant::now()).then_some(KeepLease {
-            setting: self.cfg.xdp.lease,
-            until,
-        })
+    /// lapsed. Then a view may be taken over at once.
+    fn lease_live(&self) -> bool {
+        let until = self.lease.until();
+        self.engine_up && self.lapse.is_none() && until.is_some_and(|u| u > Instant::now())
     }
 
     /// Records a lapse of the lease (XDP went silent) once it is over;
     /// `view`: a view is being installed (the peers may have moved on).
     fn note_lapse(&mut self, view: bool) {
         let now = Instant::now();
-        if let (None, Some(until)) = (&self.lapse, self.lease_until) {
+        if let (None, Some(until)) = (&self.lapse, self.lease.until()) {
             if until <= now {
                 warn!(
                     silent_for_ms = now.saturating_duration_since(until).as_millis() as u64,
@@ -2469,207 +2459,7 @@ fn release_freed_heap() {
     }
 }
 
-/// Writes the lease `evidence` earns under `setting` (counted from the
-/// evidence) into the data plane. Returns its new end; `None` if the
-/// evidence is too old to renew anything or the write failed (logged).
-fn extend_lease<T: VipTable>(
-    table: &mut T,
-    setting: config::Lease,
-    evidence: Alive,
-) -> Option<Instant> {
-    let now = Instant::now();
-    let validity = super::lease::validity(setting, evidence, now)?;
-    match table.renew_lease(Some(validity)) {
-        Ok(()) => Some(now + validity),
-        Err(e) => {
-            error!("data plane: renewing the lease: {e}");
-            None
-        }
-    }
-}
-
-/// An unexpired lease that [`renewing`] may extend.
-#[derive(Clone, Copy, Debug)]
-struct KeepLease {
-    setting: config::Lease,
-    until: Instant,
-}
-
 /// Acquired VIFs whose addresses are added before they are announced
 /// (four pipelines' worth, see `vifs::PIPELINE`): a batch of thousands comes
 /// back chunk by chunk instead of all at its end.
 const PLUMB_CHUNK: usize = 4 * vifs::PIPELINE;
-
-/// How often [`renewing`] looks for fresh liveness evidence: a few times
-/// per probe period of the fastest profile (probes every ~18 ms).
-const RENEW_CHECK: Duration = Duration::from_millis(5);
-
-/// Runs `work`, the kernel steps of a batch, while extending the lease
-/// from fresh engine evidence as the main loop would. A batch of thousands
-/// of VIFs takes far longer than a fast profile's lease (55 ms): without
-/// this a survivor taking over a failed node's VIFs fenced itself, and the
-/// VIPs it already held went dark with them (300-400 ms gaps on VIPs that
-/// never moved, 4000 VIPs on 3 nodes). Only a lease that has not lapsed is
-/// extended (`keep`); reviving a lapsed one waits for the main loop, after
-/// the views delivered before the evidence (see `may_revive`). Returns the
-/// work's output and the new end of the lease, if it was renewed.
-async fn renewing<T: VipTable, F: std::future::Future>(
-    table: &mut T,
-    alive: &tokio::sync::watch::Receiver<Option<Alive>>,
-    signal: &LeaseSignal,
-    keep: Option<KeepLease>,
-    work: F,
-) -> (F::Output, Option<Instant>) {
-    let Some(mut keep) = keep else {
-        return (work.await, None);
-    };
-    let mut renewed = None;
-    let mut seen = alive.borrow().map(|a| a.at);
-    let mut tick = tokio::time::interval(RENEW_CHECK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    tokio::pin!(work);
-    loop {
-        tokio::select! {
-            biased;
-            out = &mut work => return (out, renewed),
-            _ = tick.tick() => {
-                // Not marked seen: the main loop handles this evidence too.
-                let Some(evidence) = *alive.borrow() else { continue };
-                if seen == Some(evidence.at) || keep.until <= Instant::now() {
-                    continue;
-                }
-                seen = Some(evidence.at);
-                if let Some(until) = extend_lease(table, keep.setting, evidence) {
-                    keep.until = until;
-                    renewed = Some(until);
-                    signal.renewed(until);
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dataplane::{self, Vip, VipCounters};
-    use tokio::sync::watch;
-
-    /// Records every lease renewal: when, and for how long.
-    #[derive(Default)]
-    struct Leases(Vec<(Instant, Duration)>);
-
-    impl VipTable for Leases {
-        fn own(&mut self, _: &Vip) -> dataplane::Result<()> {
-            Ok(())
-        }
-        fn release(&mut self, _: &Vip) -> dataplane::Result<()> {
-            Ok(())
-        }
-        fn forget(&mut self, _: &Vip) -> dataplane::Result<()> {
-            Ok(())
-        }
-        fn renew_lease(&mut self, validity: Option<Duration>) -> dataplane::Result<()> {
-            let validity = validity.expect("renewing never disables the fence");
-            self.0.push((Instant::now(), validity));
-            Ok(())
-        }
-        fn counters(&self, _: &Vip) -> dataplane::Result<VipCounters> {
-            Ok(VipCounters::default())
-        }
-    }
-
-    const LEASE: Duration = Duration::from_millis(55);
-
-    /// The LAN-fast profile's evidence (takeover floor 110 ms: lease 55 ms).
-    fn evidence() -> Option<Alive> {
-        Some(Alive {
-            at: Instant::now(),
-            takeover_floor: Duration::from_millis(110),
-            revives: true,
-        })
-    }
-
-    fn keep(until: Instant) -> Option<KeepLease> {
-        Some(KeepLease {
-            setting: config::Lease::Auto,
-            until,
-        })
-    }
-
-    /// The engine's probes come back every 18 ms until the sender is dropped.
-    fn probes(tx: watch::Sender<Option<Alive>>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(18)).await;
-                if tx.send(evidence()).is_err() {
-                    return;
-                }
-            }
-        })
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_batch_longer_than_the_lease_keeps_it_renewed_from_fresh_evidence() {
-        let (tx, rx) = watch::channel(evidence());
-        let engine = probes(tx);
-        let mut table = Leases::default();
-        let start = Instant::now();
-        let batch = tokio::time::sleep(Duration::from_millis(400));
-        // The announcements hear of every renewal as it is made.
-        let signal = LeaseSignal::default();
-        let mut heard = signal.subscribe();
-        let told = tokio::spawn(async move {
-            let mut told = Vec::new();
-            while heard.changed().await.is_ok() {
-                told.extend(*heard.borrow_and_update());
-            }
-            told
-        });
-        let ((), until) = renewing(&mut table, &rx, &signal, keep(start + LEASE), batch).await;
-        engine.abort();
-        drop(signal);
-        let told = told.await.expect("listener");
-        let made: Vec<Instant> = table.0.iter().map(|(at, v)| *at + *v).collect();
-        assert_eq!(told, made);
-        // Never a moment without a lease, each counted from its evidence.
-        let mut end = start + LEASE;
-        for &(at, validity) in &table.0 {
-            assert!(at < end, "the lease lapsed at {:?}", end - start);
-            assert!(validity <= LEASE);
-            end = at + validity;
-        }
-        assert!(end >= start + Duration::from_millis(400), "{:?}", table.0);
-        assert_eq!(until, Some(end));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_batch_never_revives_a_lapsed_lease_nor_renews_on_stale_evidence() {
-        let (tx, rx) = watch::channel(evidence());
-        let engine = probes(tx);
-        let mut table = Leases::default();
-        let batch = tokio::time::sleep(Duration::from_millis(100));
-        // Lapsed (or never granted): the main loop decides after the views.
-        let ((), until) = renewing(&mut table, &rx, &LeaseSignal::default(), None, batch).await;
-        let batch = tokio::time::sleep(Duration::from_millis(100));
-        let lapsed = keep(Instant::now() - Duration::from_millis(1));
-        let ((), until2) = renewing(&mut table, &rx, &LeaseSignal::default(), lapsed, batch).await;
-        engine.abort();
-        assert_eq!((until, until2), (None, None));
-        assert!(table.0.is_empty(), "{:?}", table.0);
-        // A frozen engine: no fresh evidence, so the lease runs out.
-        let (_tx, rx) = watch::channel(evidence());
-        let start = Instant::now();
-        let batch = tokio::time::sleep(Duration::from_millis(200));
-        let ((), until) = renewing(
-            &mut table,
-            &rx,
-            &LeaseSignal::default(),
-            keep(start + LEASE),
-            batch,
-        )
-        .await;
-        assert_eq!(until, None);
-        assert!(table.0.is_empty(), "{:?}", table.0);
-    }
-}

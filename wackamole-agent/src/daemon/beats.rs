@@ -12,7 +12,7 @@
 //! leaves a departed member's VIFs alone until it falls silent).
 
 use crate::config::DetectorConfig;
-use crate::dataplane::{monotonic_now, BeatFence};
+use crate::dataplane::{monotonic_now, LeaseMap};
 use crate::detect::beat::Act;
 use crate::detect::detector::Handshake;
 use crate::detect::{Beat, Detector};
@@ -211,21 +211,29 @@ impl BeatsHandle {
         self.shared.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Until when this node answers any VIP (CLOCK_MONOTONIC ns; 0: it
-    /// answers none, `u64::MAX`: no lease): the beats say "silent" past it.
-    pub fn answer_until(&self, mono_ns: u64) {
-        self.answer_until.store(mono_ns, Ordering::Relaxed);
+    /// Where the agent says until when this node answers any VIP (see
+    /// [`AnswerUntil`]).
+    pub fn answer_until(&self) -> AnswerUntil {
+        AnswerUntil(self.answer_until.clone())
+    }
+}
+
+/// Until when this node answers any VIP (CLOCK_MONOTONIC ns; 0: it
+/// answers none, `u64::MAX`: no lease): the beats say "silent" past it.
+/// Written by the agent and, as it extends the lease, by the lease keeper
+/// (`lease_keeper`), under the lease's lock. Saying "answering" too long
+/// only makes peers wait; "silent" too early would let them answer next
+/// to it.
+#[derive(Clone, Debug, Default)]
+pub struct AnswerUntil(std::sync::Arc<AtomicU64>);
+
+impl AnswerUntil {
+    pub fn set(&self, mono_ns: u64) {
+        self.0.store(mono_ns, Ordering::Relaxed);
     }
 
-    /// While a batch may extend the lease behind the agent's back (see
-    /// `agent::renewing`): a node that answers says so with no end, until
-    /// [`answer_until`](Self::answer_until) is told again. Saying
-    /// "answering" too long only makes peers wait; "silent" too early
-    /// would let them answer next to it.
-    pub fn hold_answering(&self) {
-        let _ = (self.answer_until).fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            (v != 0).then_some(u64::MAX)
-        });
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -343,7 +351,7 @@ pub fn detached() -> (BeatsHandle, Detached) {
 pub fn start(
     cfg: &DetectorConfig,
     group: &str,
-    fence: Option<BeatFence>,
+    fence: Option<LeaseMap>,
 ) -> anyhow::Result<BeatsHandle> {
     let writer = fence.map(|mut f| -> FenceWriter { Box::new(move |ns| Ok(f.set(ns)?)) });
     start_writing(cfg, group, writer)

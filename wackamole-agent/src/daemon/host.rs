@@ -7,6 +7,7 @@
 //! drives it.
 
 use super::announcer::{Announcer, GarpWire, Job, LeaseSignal, NaWire};
+use super::lease_keeper::LeaseKeeper;
 use super::senders::Senders;
 use super::vifs::AddressPlumbing;
 use crate::config::{self, Config};
@@ -158,6 +159,11 @@ pub trait Host {
     /// announcements go out only while it runs (one from a silent node
     /// draws traffic into its fence).
     fn lease_signal(&self) -> LeaseSignal;
+
+    /// Starts `keeper`, which extends the XDP lease from the engine's
+    /// evidence off the agent's loop, writing it through a handle of its
+    /// own (see `lease_keeper`).
+    fn start_lease_keeper(&mut self, keeper: LeaseKeeper) -> Result<()>;
 
     /// The kernel's neighbour table of `iface` (IPv4 address, MAC).
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>>;
@@ -666,6 +672,18 @@ impl Host for LinuxHost {
 
     fn lease_signal(&self) -> LeaseSignal {
         self.announcer.lease_signal()
+    }
+
+    /// On a thread of its own: the agent's loop may be busy for longer
+    /// than the lease.
+    fn start_lease_keeper(&mut self, keeper: LeaseKeeper) -> Result<()> {
+        let map = self
+            .plane
+            .lease_fence()
+            .context("data plane: the lease keeper's handle on the lease")?;
+        keeper
+            .spawn_thread(map)
+            .context("cannot start the lease keeper's thread")
     }
 
     async fn neighbours(&self, iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {

@@ -5,8 +5,10 @@
 //! probe delivered back, see `membership`), never from the agent's own
 //! timer: a frozen agent renews nothing, a frozen or dead engine gives no
 //! evidence, and either way XDP goes silent one lease after the last
-//! evidence. The deadline is counted from the evidence, not from when the
-//! agent gets to it, so a slow agent loop shortens the lease, never extends it.
+//! evidence. The deadline is counted from the evidence, not from when it is
+//! written, so a late write shortens the lease, never extends it. A running
+//! lease is extended off the agent's loop (`lease_keeper`): a loop busy
+//! with thousands of VIFs no longer lapses it.
 //!
 //! Numbers (Corosync LAN-fast: token 50 ms, consensus 60 ms, probes every
 //! 20 ms): takeover floor 110 ms (views seen ~115 ms after a crash, and the

@@ -11,7 +11,8 @@
 //! - `control`: answers to the control socket.
 //! - `lifecycle`: reload, the hand-over of a planned stop, shutdown.
 //! - `arp_share`: the cluster's shared ARP cache.
-//! - [`lease`]: the fencing lease, renewed from the engine's liveness.
+//! - [`lease`]: the fencing lease, renewed from the engine's liveness;
+//!   [`lease_keeper`] extends it off the agent's loop.
 //! - [`evict`]: watching the members' probes to evict a silent one.
 //! - [`messages`]: the envelope of every group message.
 //! - [`senders`]: the packet sockets announcements send on, kept open.
@@ -29,6 +30,7 @@ mod control;
 pub mod evict;
 pub mod host;
 pub mod lease;
+pub mod lease_keeper;
 mod lifecycle;
 pub mod messages;
 pub mod metrics;

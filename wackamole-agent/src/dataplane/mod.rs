@@ -24,7 +24,7 @@ use wackamole_common::VipKey;
 
 pub use conflicts::{AsyncConflictReader, ConflictReader};
 pub use error::{BoxError, DataPlaneError, Result};
-pub use plane::{BeatFence, DataPlane, OwnOptions};
+pub use plane::{DataPlane, LeaseMap, OwnOptions};
 pub use sys::{ifindex, monotonic_now};
 pub use wackamole_common::{ConflictEvent, VipCounters};
 

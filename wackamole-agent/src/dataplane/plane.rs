@@ -69,6 +69,12 @@ struct Attached {
     mac: Option<[u8; 6]>,
 }
 
+/// The lease deadline `validity` from now (ns of CLOCK_MONOTONIC, the
+/// clock of `bpf_ktime_get_ns`).
+fn deadline_after(validity: Duration) -> u64 {
+    u64::try_from((sys::monotonic_now() + validity).as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The loaded XDP program with its pinned maps and links.
 pub struct DataPlane {
     ebpf: Ebpf,
@@ -78,7 +84,7 @@ pub struct DataPlane {
     counters: PerCpuHashMap<MapData, VipKey, VipCounters>,
     actions: PerCpuArray<MapData, u64>,
     lease: Array<MapData, LeaseRecord>,
-    beat_lease: BeatFence,
+    beat_lease: LeaseMap,
     conflicts: Option<RingBuf<MapData>>,
     attached: BTreeMap<u32, Attached>,
     /// Drains the XDP program's debug log into `log` (only with `ebpf_debug_log`).
@@ -299,7 +305,8 @@ impl DataPlane {
             .map_err(map_err(names::ACTIONS, "opening"))?;
         let lease = Array::try_from(take(&mut ebpf, names::LEASE)?)
             .map_err(map_err(names::LEASE, "opening"))?;
-        let beat_lease = BeatFence {
+        let beat_lease = LeaseMap {
+            name: names::BEAT_LEASE,
             lease: Array::try_from(take(&mut ebpf, names::BEAT_LEASE)?)
                 .map_err(map_err(names::BEAT_LEASE, "opening"))?,
         };
@@ -547,10 +554,7 @@ impl DataPlane {
     /// Sets the lease deadline to now + `validity` (CLOCK_MONOTONIC, the
     /// clock of `bpf_ktime_get_ns`); `None` disables fencing.
     pub fn renew_lease(&mut self, validity: Option<Duration>) -> Result<()> {
-        let deadline_ns = match validity {
-            None => 0,
-            Some(v) => u64::try_from((sys::monotonic_now() + v).as_nanos()).unwrap_or(u64::MAX),
-        };
+        let deadline_ns = validity.map_or(0, deadline_after);
         self.set_lease_deadline(deadline_ns)
     }
 
@@ -562,20 +566,30 @@ impl DataPlane {
     }
 
     /// Writes the LAN detector's lease deadline (ns of CLOCK_MONOTONIC;
-    /// 0 = none). Its beat thread writes it through a [`BeatFence`].
+    /// 0 = none). Its beat thread writes it through a [`LeaseMap`].
     pub fn set_beat_deadline(&mut self, deadline_ns: u64) -> Result<()> {
         self.beat_lease.set(deadline_ns)
     }
 
     /// A writer of the LAN detector's lease for its beat thread (a handle
     /// of its own on the pinned map: the thread never waits for the agent).
-    pub fn beat_fence(&self) -> Result<BeatFence> {
-        let path = self.pin_dir.join(names::BEAT_LEASE);
-        let data =
-            MapData::from_pin(&path).map_err(map_err(names::BEAT_LEASE, "opening its pin"))?;
-        let lease = Array::try_from(aya::maps::Map::Array(data))
-            .map_err(map_err(names::BEAT_LEASE, "opening"))?;
-        Ok(BeatFence { lease })
+    pub fn beat_fence(&self) -> Result<LeaseMap> {
+        self.lease_map(names::BEAT_LEASE)
+    }
+
+    /// A writer of the lease for the lease keeper (`daemon::lease_keeper`),
+    /// which extends it off the agent's loop.
+    pub fn lease_fence(&self) -> Result<LeaseMap> {
+        self.lease_map(names::LEASE)
+    }
+
+    /// A handle of its own on the pinned lease map `name`.
+    fn lease_map(&self, name: &'static str) -> Result<LeaseMap> {
+        let path = self.pin_dir.join(name);
+        let data = MapData::from_pin(&path).map_err(map_err(name, "opening its pin"))?;
+        let lease =
+            Array::try_from(aya::maps::Map::Array(data)).map_err(map_err(name, "opening"))?;
+        Ok(LeaseMap { name, lease })
     }
 
     /// The raw lease deadline (0 = no lease).
@@ -802,17 +816,24 @@ fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp> {
     })
 }
 
-/// The LAN detector's lease (detector mode `guard`), written by its beat
-/// thread: XDP answers nothing past its deadline, as past the agent's.
-pub struct BeatFence {
+/// A lease map (the agent's or the LAN detector's) through a handle of
+/// its own, for a thread that writes it without waiting for the agent: the
+/// lease keeper, the beat thread.
+pub struct LeaseMap {
+    name: &'static str,
     lease: Array<MapData, LeaseRecord>,
 }
 
-impl BeatFence {
+impl LeaseMap {
     /// Sets the deadline (ns of CLOCK_MONOTONIC; 0 = none).
     pub fn set(&mut self, deadline_ns: u64) -> Result<()> {
         self.lease
             .set(0, LeaseRecord { deadline_ns }, 0)
-            .map_err(map_err(names::BEAT_LEASE, "writing the deadline"))
+            .map_err(map_err(self.name, "writing the deadline"))
+    }
+
+    /// Sets the deadline to now + `validity`.
+    pub fn renew(&mut self, validity: Duration) -> Result<()> {
+        self.set(deadline_after(validity))
     }
 }

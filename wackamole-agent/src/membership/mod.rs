@@ -116,9 +116,10 @@ pub enum Outgoing {
 ///
 /// Engines publish one each time their own watchdog probe is delivered back
 /// to them (Corosync also while its ring re-forms, as long as corosync keeps
-/// answering local IPC). The agent renews its XDP lease only from these, so
-/// a frozen agent (no loop to renew) and a frozen or dead engine (no
-/// evidence) both go silent in XDP.
+/// answering local IPC). The agent renews its XDP lease only from these (its
+/// lease keeper off its loop, the loop itself to revive a lapse), so a
+/// frozen agent (no thread runs) and a frozen or dead engine (no evidence)
+/// both go silent in XDP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Alive {
     /// When the evidence was observed (the engine's clock, tokio's).

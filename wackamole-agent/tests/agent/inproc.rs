@@ -24,6 +24,7 @@ use wackamole::control::server::ControlRequest;
 use wackamole::daemon::announcer::LeaseSignal;
 use wackamole::daemon::beats::Report;
 use wackamole::daemon::host::AnnounceDone;
+use wackamole::daemon::lease_keeper::{LeaseKeeper, LeaseWriter};
 use wackamole::daemon::messages::GroupMessage;
 use wackamole::daemon::vifs::{AddressPlumbing, PlannedAddress, PlannedVif};
 use wackamole::daemon::{
@@ -309,6 +310,19 @@ impl VipTable for FakeTable {
     }
 }
 
+/// The lease keeper's handle on a [`FakeTable`]'s lease.
+struct FakeLease {
+    node: String,
+    journal: Journal,
+}
+
+impl LeaseWriter for FakeLease {
+    fn renew(&mut self, validity: Duration) -> dataplane::Result<()> {
+        self.journal.push(&self.node, Ev::Lease(Some(validity)));
+        Ok(())
+    }
+}
+
 struct FakeAddresses {
     node: String,
     journal: Journal,
@@ -497,6 +511,15 @@ impl Host for FakeHost {
 
     fn lease_signal(&self) -> LeaseSignal {
         self.lease.clone()
+    }
+
+    /// A task under the test's paused clock; it writes the node's journal.
+    fn start_lease_keeper(&mut self, keeper: LeaseKeeper) -> Result<()> {
+        tokio::spawn(keeper.run(FakeLease {
+            node: self.node.clone(),
+            journal: self.journal.clone(),
+        }));
+        Ok(())
     }
 
     async fn neighbours(&self, _iface: &str) -> Result<Vec<(Ipv4Addr, [u8; 6])>> {
