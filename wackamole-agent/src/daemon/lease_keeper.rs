@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tracing::error;
+use tracing::{debug, error};
 
 /// Writes the XDP lease deadline through a handle of its own (the keeper
 /// never waits for the agent's table).
@@ -207,6 +207,8 @@ impl LeaseKeeper {
     /// Extends the running lease from every fresh evidence, through
     /// `writer`, until the agent is gone (or the engine's end of `alive`).
     pub async fn run(mut self, mut writer: impl LeaseWriter) {
+        // The lease end last reported as run out (once per lapse).
+        let mut reported = None;
         while self.alive.changed().await.is_ok() {
             let Some(evidence) = *self.alive.borrow_and_update() else {
                 continue;
@@ -217,6 +219,22 @@ impl LeaseKeeper {
             }
             let now = Instant::now();
             let running = s.until.is_some_and(|until| until > now);
+            if let (false, Some(until)) = (running, s.until) {
+                if reported != Some(until) {
+                    reported = Some(until);
+                    // Why: the evidence's age is its probe's trip through
+                    // the ring (counted from the sending) plus this
+                    // thread's delay; beside how long ago the lease ran
+                    // out, it tells a late ring from a gap in the probes.
+                    debug!(
+                        permit = s.permit,
+                        evidence_age_us =
+                            now.saturating_duration_since(evidence.at).as_micros() as u64,
+                        ran_out_us_ago = now.saturating_duration_since(until).as_micros() as u64,
+                        "lease keeper: evidence came after the lease ran out; left to the agent"
+                    );
+                }
+            }
             if !s.permit || !running || s.seen(evidence.at) {
                 continue;
             }
@@ -235,7 +253,9 @@ impl LeaseKeeper {
     }
 
     /// Runs the keeper on a thread of its own (the agent's loop may be
-    /// busy for longer than the lease).
+    /// busy for longer than the lease). Normal priority: on a starved host
+    /// (8 agents and 8 corosyncs on 2 cores) the lapses left came from the
+    /// probes' trip through the ring, and SCHED_FIFO changed nothing.
     pub fn spawn_thread(self, writer: impl LeaseWriter) -> std::io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_time()

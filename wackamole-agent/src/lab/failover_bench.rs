@@ -956,7 +956,9 @@ fn run_size(
         // probe period) derived from corosync's default token.
         copts.watchdog.1 = None;
     }
-    copts.log_level = "info".into();
+    // `WKT_LOG_LEVEL=debug`: the agents' debug lines too, for a diagnosis
+    // (they cost the agents time: not for figures).
+    copts.log_level = std::env::var("WKT_LOG_LEVEL").unwrap_or_else(|_| "info".into());
     copts.family = size.family;
     copts.standby_addresses = size.standby;
     copts.require_quorum = size.quorum;
