@@ -543,7 +543,6 @@ impl<H: Host> Agent<H> {
             beats,
         };
         let (lease, keeper) = super::lease_keeper::new(
-            cfg.xdp.lease,
             engine.alive.clone(),
             host.lease_signal(),
             inputs

@@ -61,27 +61,33 @@ struct Shared {
     stopped: bool,
 }
 
+/// Who hears of every write of the lease: the announcements (`signal`)
+/// and, while the node answers, the beats (`answer_until`).
+#[derive(Clone, Debug)]
+struct Outlets {
+    signal: LeaseSignal,
+    answer_until: Option<AnswerUntil>,
+}
+
 /// The agent's end: the lease's state, its own writes and the permit.
 #[derive(Debug)]
 pub struct LeaseBook {
     shared: Arc<Mutex<Shared>>,
-    signal: LeaseSignal,
-    answer_until: Option<AnswerUntil>,
+    outlets: Outlets,
 }
 
 /// The keeper's end; [`LeaseKeeper::run`] it off the agent's loop.
 pub struct LeaseKeeper {
     shared: Arc<Mutex<Shared>>,
     alive: watch::Receiver<Option<Alive>>,
-    signal: LeaseSignal,
-    answer_until: Option<AnswerUntil>,
+    outlets: Outlets,
 }
 
 /// A new lease book and its keeper: the keeper hears the evidence on
 /// `alive`, tells the announcements of each renewal on `signal` and, while
 /// the node answers, moves the beats' "answering until" (`answer_until`).
+/// Nothing is extended before the agent's first [`LeaseBook::permit`].
 pub fn new(
-    setting: Lease,
     alive: watch::Receiver<Option<Alive>>,
     signal: LeaseSignal,
     answer_until: Option<AnswerUntil>,
@@ -90,20 +96,22 @@ pub fn new(
         until: None,
         evidence_at: None,
         permit: false,
-        setting,
+        setting: Lease::Off,
         answering: false,
         stopped: false,
     }));
+    let outlets = Outlets {
+        signal,
+        answer_until,
+    };
     let book = LeaseBook {
         shared: shared.clone(),
-        signal: signal.clone(),
-        answer_until: answer_until.clone(),
+        outlets: outlets.clone(),
     };
     let keeper = LeaseKeeper {
         shared,
         alive,
-        signal,
-        answer_until,
+        outlets,
     };
     (book, keeper)
 }
@@ -120,17 +128,36 @@ fn mono_ns(until: Instant) -> u64 {
     u64::try_from((dataplane::monotonic_now() + left).as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl Shared {
-    /// Records a write of the lease to `until` from `evidence` and moves
-    /// the beats' "answering until" with it.
-    fn written(&mut self, until: Instant, evidence: Instant, answer: Option<&AnswerUntil>) {
-        self.until = Some(until);
-        self.evidence_at = Some(evidence);
-        if let (true, Some(a)) = (self.answering, answer) {
+impl Outlets {
+    /// Writes the lease `evidence` earns under `setting` (counted from the
+    /// evidence) through `write`, records it in `s` and tells of it.
+    /// Returns its new end; `None` if the evidence is too old to renew
+    /// anything or the write failed (logged).
+    fn write(
+        &self,
+        s: &mut Shared,
+        setting: Lease,
+        evidence: Alive,
+        write: impl FnOnce(Duration) -> dataplane::Result<()>,
+    ) -> Option<Instant> {
+        let now = Instant::now();
+        let validity = super::lease::validity(setting, evidence, now)?;
+        if let Err(e) = write(validity) {
+            error!("data plane: renewing the lease: {e}");
+            return None;
+        }
+        let until = now + validity;
+        s.until = Some(until);
+        s.evidence_at = Some(evidence.at);
+        if let (true, Some(a)) = (s.answering, &self.answer_until) {
             a.set(mono_ns(until));
         }
+        self.signal.renewed(until);
+        Some(until)
     }
+}
 
+impl Shared {
     fn seen(&self, evidence: Instant) -> bool {
         self.evidence_at.is_some_and(|at| evidence <= at)
     }
@@ -164,27 +191,14 @@ impl LeaseBook {
         if s.seen(evidence.at) {
             return None;
         }
-        let now = Instant::now();
-        let validity = super::lease::validity(setting, evidence, now)?;
-        match table.renew_lease(Some(validity)) {
-            Ok(()) => {
-                let until = now + validity;
-                s.written(until, evidence.at, self.answer_until.as_ref());
-                self.signal.renewed(until);
-                Some(until)
-            }
-            Err(e) => {
-                error!("data plane: renewing the lease: {e}");
-                None
-            }
-        }
+        (self.outlets).write(&mut s, setting, evidence, |v| table.renew_lease(Some(v)))
     }
 
     /// Tells the beat thread until when this node answers: while it
     /// answers some VIP (`answering`), until the lease's end (`fenced`) or
     /// with no end (no lease); 0 when it answers none.
     pub fn publish_answering(&self, answering: bool, fenced: bool) {
-        let Some(a) = &self.answer_until else {
+        let Some(a) = &self.outlets.answer_until else {
             return;
         };
         let mut s = lock(&self.shared);
@@ -238,17 +252,8 @@ impl LeaseKeeper {
             if !s.permit || !running || s.seen(evidence.at) {
                 continue;
             }
-            let Some(validity) = super::lease::validity(s.setting, evidence, now) else {
-                continue;
-            };
-            match writer.renew(validity) {
-                Ok(()) => {
-                    let until = now + validity;
-                    s.written(until, evidence.at, self.answer_until.as_ref());
-                    self.signal.renewed(until);
-                }
-                Err(e) => error!("data plane: renewing the lease: {e}"),
-            }
+            let setting = s.setting;
+            (self.outlets).write(&mut s, setting, evidence, |v| writer.renew(v));
         }
     }
 
@@ -334,12 +339,7 @@ mod tests {
     fn rig() -> Rig {
         let (tx, rx) = watch::channel(None);
         let answer = AnswerUntil::default();
-        let (book, keeper) = new(
-            Lease::Auto,
-            rx,
-            LeaseSignal::default(),
-            Some(answer.clone()),
-        );
+        let (book, keeper) = new(rx, LeaseSignal::default(), Some(answer.clone()));
         let writes = Writes::default();
         let keeper = tokio::spawn(keeper.run(writes.clone()));
         let first = evidence().expect("evidence");

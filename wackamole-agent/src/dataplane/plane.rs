@@ -83,7 +83,7 @@ pub struct DataPlane {
     vips: HashMap<MapData, VipKey, VipEntry>,
     counters: PerCpuHashMap<MapData, VipKey, VipCounters>,
     actions: PerCpuArray<MapData, u64>,
-    lease: Array<MapData, LeaseRecord>,
+    lease: LeaseMap,
     beat_lease: LeaseMap,
     conflicts: Option<RingBuf<MapData>>,
     attached: BTreeMap<u32, Attached>,
@@ -303,13 +303,8 @@ impl DataPlane {
             .map_err(map_err(names::VIP_COUNTERS, "opening"))?;
         let actions = PerCpuArray::try_from(take(&mut ebpf, names::ACTIONS)?)
             .map_err(map_err(names::ACTIONS, "opening"))?;
-        let lease = Array::try_from(take(&mut ebpf, names::LEASE)?)
-            .map_err(map_err(names::LEASE, "opening"))?;
-        let beat_lease = LeaseMap {
-            name: names::BEAT_LEASE,
-            lease: Array::try_from(take(&mut ebpf, names::BEAT_LEASE)?)
-                .map_err(map_err(names::BEAT_LEASE, "opening"))?,
-        };
+        let lease = LeaseMap::open(take(&mut ebpf, names::LEASE)?, names::LEASE)?;
+        let beat_lease = LeaseMap::open(take(&mut ebpf, names::BEAT_LEASE)?, names::BEAT_LEASE)?;
         let conflicts = RingBuf::try_from(take(&mut ebpf, names::CONFLICTS)?)
             .map_err(map_err(names::CONFLICTS, "opening"))?;
 
@@ -560,9 +555,7 @@ impl DataPlane {
 
     /// Writes the raw lease deadline (ns of CLOCK_MONOTONIC; 0 = no lease).
     pub fn set_lease_deadline(&mut self, deadline_ns: u64) -> Result<()> {
-        self.lease
-            .set(0, LeaseRecord { deadline_ns }, 0)
-            .map_err(map_err(names::LEASE, "writing the deadline"))
+        self.lease.set(deadline_ns)
     }
 
     /// Writes the LAN detector's lease deadline (ns of CLOCK_MONOTONIC;
@@ -587,17 +580,12 @@ impl DataPlane {
     fn lease_map(&self, name: &'static str) -> Result<LeaseMap> {
         let path = self.pin_dir.join(name);
         let data = MapData::from_pin(&path).map_err(map_err(name, "opening its pin"))?;
-        let lease =
-            Array::try_from(aya::maps::Map::Array(data)).map_err(map_err(name, "opening"))?;
-        Ok(LeaseMap { name, lease })
+        LeaseMap::open(aya::maps::Map::Array(data), name)
     }
 
     /// The raw lease deadline (0 = no lease).
     pub fn lease_deadline(&self) -> Result<u64> {
-        self.lease
-            .get(&0, 0)
-            .map(|l| l.deadline_ns)
-            .map_err(map_err(names::LEASE, "reading the deadline"))
+        self.lease.deadline()
     }
 
     /// Per-VIP counters summed over CPUs (zero if none were recorded).
@@ -825,6 +813,19 @@ pub struct LeaseMap {
 }
 
 impl LeaseMap {
+    fn open(map: aya::maps::Map, name: &'static str) -> Result<Self> {
+        let lease = Array::try_from(map).map_err(map_err(name, "opening"))?;
+        Ok(LeaseMap { name, lease })
+    }
+
+    /// The deadline (ns of CLOCK_MONOTONIC; 0 = none).
+    pub fn deadline(&self) -> Result<u64> {
+        self.lease
+            .get(&0, 0)
+            .map(|l| l.deadline_ns)
+            .map_err(map_err(self.name, "reading the deadline"))
+    }
+
     /// Sets the deadline (ns of CLOCK_MONOTONIC; 0 = none).
     pub fn set(&mut self, deadline_ns: u64) -> Result<()> {
         self.lease
