@@ -355,6 +355,12 @@ impl ArpSender {
         self.mac
     }
 
+    /// Whether `iface` still names the interface the socket sends on (a
+    /// deleted and re-created interface has a new index).
+    pub fn still_names(&self, iface: &str) -> bool {
+        index_on(&self.fd, iface) == Some(self.ifindex)
+    }
+
     /// The index of the interface the socket sends on.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
@@ -485,6 +491,24 @@ impl ArpSender {
         }
         Ok(sent)
     }
+}
+
+/// SIOCGIFINDEX on `fd`: the index `iface` names now in the fd's
+/// namespace (`None`: no such interface). One system call on a kept socket;
+/// `if_nametoindex` opens and closes a socket of its own each time.
+pub(super) fn index_on(fd: &OwnedFd, iface: &str) -> Option<u32> {
+    if iface.is_empty() || iface.len() > 15 {
+        return None;
+    }
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(iface.as_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: ifr is a valid ifreq with a NUL-terminated name (len <= 15).
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX as _, &mut ifr) };
+    // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
+    (rc == 0).then(|| unsafe { ifr.ifr_ifru.ifru_ifindex } as u32)
 }
 
 /// SIOCGIFHWADDR on `fd` (works in the fd's namespace, unlike /sys).

@@ -295,6 +295,12 @@ impl NdSender {
         self.mac
     }
 
+    /// Whether `iface` still names the interface the socket sends on (a
+    /// deleted and re-created interface has a new index).
+    pub fn still_names(&self, iface: &str) -> bool {
+        super::arp::index_on(&self.fd, iface) == Some(self.ifindex)
+    }
+
     /// The index of the interface the socket sends on.
     pub fn ifindex(&self) -> u32 {
         self.ifindex
