@@ -507,8 +507,11 @@ pub(super) fn index_on(fd: &OwnedFd, iface: &str) -> Option<u32> {
     }
     // SAFETY: ifr is a valid ifreq with a NUL-terminated name (len <= 15).
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX as _, &mut ifr) };
+    if rc != 0 {
+        return None;
+    }
     // SAFETY: SIOCGIFINDEX filled the ifindex member of the union.
-    (rc == 0).then(|| unsafe { ifr.ifr_ifru.ifru_ifindex } as u32)
+    Some(unsafe { ifr.ifr_ifru.ifru_ifindex } as u32)
 }
 
 /// SIOCGIFHWADDR on `fd` (works in the fd's namespace, unlike /sys).
