@@ -250,6 +250,10 @@ pub(super) struct Announcing {
     owed: BTreeSet<usize>,
     /// Owed VIFs on the wire, due to the allocator at the given time.
     settling: BTreeMap<usize, Instant>,
+    /// `settling` by time: the loop asks for the next one at every event,
+    /// and a takeover of hundreds of VIFs completes their announcements
+    /// one event each (a scan of the map each time was quadratic).
+    due: BTreeSet<(Instant, usize)>,
 }
 
 impl Announcing {
@@ -264,7 +268,14 @@ impl Announcing {
     /// VIF `vif` no longer announces (released or yielding): owe nothing.
     pub(super) fn drop_vif(&mut self, vif: usize) {
         self.owed.remove(&vif);
-        self.settling.remove(&vif);
+        self.unsettle(vif);
+    }
+
+    /// VIF `vif` is no longer on its way to the allocator.
+    fn unsettle(&mut self, vif: usize) {
+        if let Some(at) = self.settling.remove(&vif) {
+            self.due.remove(&(at, vif));
+        }
     }
 
     /// Whether `generation` is VIF `vif`'s newest announcement.
@@ -273,29 +284,31 @@ impl Announcing {
     }
 
     fn completed(&mut self, vif: usize, generation: u64) {
-        if self.is_current(vif, generation) && self.owed.contains(&vif) {
-            self.settling
-                .entry(vif)
-                .or_insert_with(|| Instant::now() + ANNOUNCE_SETTLE);
+        if self.is_current(vif, generation)
+            && self.owed.contains(&vif)
+            && !self.settling.contains_key(&vif)
+        {
+            let at = Instant::now() + ANNOUNCE_SETTLE;
+            self.settling.insert(vif, at);
+            self.due.insert((at, vif));
         }
     }
 
     fn next_due(&self) -> Option<Instant> {
-        self.settling.values().min().copied()
+        self.due.first().map(|&(at, _)| at)
     }
 
-    /// The owed VIFs whose settle is over (removed from the books).
+    /// The owed VIFs whose settle is over (removed from the books), in
+    /// VIF order.
     fn take_due(&mut self, now: Instant) -> Vec<VifIndex> {
-        let due: Vec<usize> = self
-            .settling
-            .iter()
-            .filter(|(_, at)| **at <= now)
-            .map(|(v, _)| *v)
-            .collect();
-        for v in &due {
-            self.settling.remove(v);
-            self.owed.remove(v);
+        let mut due = Vec::new();
+        while let Some(&(at, v)) = self.due.first().filter(|(at, _)| *at <= now) {
+            self.due.remove(&(at, v));
+            self.settling.remove(&v);
+            self.owed.remove(&v);
+            due.push(v);
         }
+        due.sort_unstable();
         due.into_iter().map(|v| VifIndex(v as u32)).collect()
     }
 }
@@ -2129,7 +2142,7 @@ impl<H: Host> Agent<H> {
     /// the wire plus [`ANNOUNCE_SETTLE`].
     pub(super) fn announce_owed(&mut self, i: usize) {
         self.announcing.owed.insert(i);
-        self.announcing.settling.remove(&i);
+        self.announcing.unsettle(i);
         self.announce(i, Duration::ZERO);
     }
 
@@ -2462,3 +2475,50 @@ fn release_freed_heap() {
 /// (four pipelines' worth, see `vifs::PIPELINE`): a batch of thousands comes
 /// back chunk by chunk instead of all at its end.
 const PLUMB_CHUNK: usize = 4 * vifs::PIPELINE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The owed announcements come due by time, are taken in VIF order,
+    /// and a dropped or re-announced VIF leaves the schedule.
+    #[tokio::test(start_paused = true)]
+    async fn owed_announcements_come_due_in_time_and_leave_when_dropped() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut a = Announcing {
+            tx: Some(tx),
+            ..Default::default()
+        };
+        assert_eq!(a.next_due(), None);
+        let start = Instant::now();
+        let mut generation = BTreeMap::new();
+        for vif in [7, 3, 5, 1] {
+            a.owed.insert(vif);
+            drop(a.begin(vif));
+            generation.insert(vif, a.next);
+        }
+        // 7 and 3 complete now, 5 and 1 a millisecond later.
+        a.completed(7, generation[&7]);
+        a.completed(3, generation[&3]);
+        // A stale generation and a second completion change nothing.
+        a.completed(5, generation[&5] - 1);
+        a.completed(7, generation[&7]);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        a.completed(5, generation[&5]);
+        a.completed(1, generation[&1]);
+        assert_eq!(a.next_due(), Some(start + ANNOUNCE_SETTLE));
+        assert!(a.take_due(start + ANNOUNCE_SETTLE / 2).is_empty());
+        assert_eq!(
+            a.take_due(start + ANNOUNCE_SETTLE),
+            vec![VifIndex(3), VifIndex(7)]
+        );
+        assert!(!a.owed.contains(&3) && !a.owed.contains(&7));
+        // 1 is dropped (released): only 5 is left.
+        a.drop_vif(1);
+        let later = start + ANNOUNCE_SETTLE + Duration::from_millis(1);
+        assert_eq!(a.next_due(), Some(later));
+        assert_eq!(a.take_due(later), vec![VifIndex(5)]);
+        assert_eq!(a.next_due(), None);
+        assert!(a.settling.is_empty() && a.due.is_empty());
+    }
+}
