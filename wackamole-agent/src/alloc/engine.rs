@@ -17,7 +17,8 @@ use crate::membership::{MemberId, ViewId};
 #[derive(Clone, Debug)]
 pub struct Allocator {
     /// Shared: a provisional takeover decides on a copy of the allocator,
-    /// and copying thousands of VIF specs cost a 4000-VIP takeover 3-10 ms.
+    /// and copying thousands of VIF specs with their strings topped the
+    /// profile of a 4000-VIP condemnation.
     config: Arc<AllocConfig>,
     digest: u64,
     me: NodeInfo,

@@ -55,7 +55,8 @@ impl<S: PacketSender> SenderCache<S> {
     /// same interface (a deleted and re-created interface has a new index,
     /// and the old socket sends nowhere), else a fresh one. Asked once per
     /// announced VIF: the check is one ioctl on the kept socket (a socket
-    /// opened and closed per check cost a takeover of 667 VIFs ~4 ms).
+    /// opened and closed per check, `if_nametoindex`, cost a takeover of
+    /// 167 VIFs ~6 ms on the test host).
     pub fn get(&mut self, iface: &str) -> NetResult<Arc<S>> {
         if let Some(kept) = self.0.get(iface) {
             if kept.still_names(iface) {
