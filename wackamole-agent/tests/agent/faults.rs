@@ -315,30 +315,37 @@ impl Seen {
 }
 
 /// When (seconds of the day) some agent's membership view had fewer than
-/// all `n` members: from such a view to its next full view, from the
-/// agents' "new view ... members=K" log lines.
+/// all `n` members: from such a view ("new view ... members=K") until a
+/// full view's exchange completed there ("view ... complete: K members").
+/// Until then the VIFs taken in the split are still held: a lossy ring
+/// re-forming every 100-300 ms restarts the exchange with each view, and
+/// in one CI run a node held two VIFs it took alone for 1.5 s through six
+/// full views whose exchanges never finished.
 fn membership_splits(c: &AgentCluster, n: usize) -> Result<Vec<(f64, f64)>> {
+    let members_after = |line: &str, key: &str| {
+        line.split(key)
+            .nth(1)
+            .and_then(|r| r.split(|ch: char| !ch.is_ascii_digit()).next())
+            .and_then(|m| m.parse::<usize>().ok())
+    };
     let mut out = Vec::new();
     for i in 0..c.len() {
         let log = std::fs::read_to_string(c.log_path(i)?)?;
         let mut since = None;
-        for line in log.lines().filter(|l| l.contains(" new view ")) {
-            let (Some(t), Some(members)) = (
-                log_time_of_day(line),
-                line.split("members=")
-                    .nth(1)
-                    .and_then(|r| r.split_whitespace().next())
-                    .and_then(|m| m.parse::<usize>().ok()),
-            ) else {
+        for line in log.lines() {
+            let Some(t) = log_time_of_day(line) else {
                 continue;
             };
-            match (members < n, since) {
-                (true, None) => since = Some(t),
-                (false, Some(s)) => {
+            if line.contains(" new view ") {
+                if members_after(line, "members=").is_some_and(|m| m < n) && since.is_none() {
+                    since = Some(t);
+                }
+            } else if line.contains(" complete: ") {
+                let whole = members_after(line, " complete: ").is_some_and(|m| m >= n);
+                if let (true, Some(s)) = (whole, since) {
                     out.push((s, t));
                     since = None;
                 }
-                _ => {}
             }
         }
         if let Some(s) = since {
