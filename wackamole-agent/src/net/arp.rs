@@ -361,11 +361,6 @@ impl ArpSender {
         index_on(&self.fd, iface) == Some(self.ifindex)
     }
 
-    /// The index of the interface the socket sends on.
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
     /// The interface name.
     pub fn iface(&self) -> &str {
         &self.iface
@@ -493,6 +488,17 @@ impl ArpSender {
     }
 }
 
+/// A zeroed `ifreq` naming `iface` (the caller keeps the name under 16
+/// bytes, so it stays NUL-terminated).
+fn named_ifreq(iface: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain data; zeroed is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(iface.as_bytes()) {
+        *dst = *src as libc::c_char;
+    }
+    ifr
+}
+
 /// SIOCGIFINDEX on `fd`: the index `iface` names now in the fd's
 /// namespace (`None`: no such interface). One system call on a kept socket;
 /// `if_nametoindex` opens and closes a socket of its own each time.
@@ -500,11 +506,7 @@ pub(super) fn index_on(fd: &OwnedFd, iface: &str) -> Option<u32> {
     if iface.is_empty() || iface.len() > 15 {
         return None;
     }
-    // SAFETY: ifreq is plain data; zeroed is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(iface.as_bytes()) {
-        *dst = *src as libc::c_char;
-    }
+    let mut ifr = named_ifreq(iface);
     // SAFETY: ifr is a valid ifreq with a NUL-terminated name (len <= 15).
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFINDEX as _, &mut ifr) };
     if rc != 0 {
@@ -516,11 +518,7 @@ pub(super) fn index_on(fd: &OwnedFd, iface: &str) -> Option<u32> {
 
 /// SIOCGIFHWADDR on `fd` (works in the fd's namespace, unlike /sys).
 pub(super) fn hwaddr(fd: &OwnedFd, iface: &str) -> NetResult<[u8; 6]> {
-    // SAFETY: ifreq is plain data; zeroed is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(iface.as_bytes()) {
-        *dst = *src as libc::c_char;
-    }
+    let mut ifr = named_ifreq(iface);
     // SAFETY: ifr is a valid ifreq with a NUL-terminated name (len <= 15).
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR as _, &mut ifr) };
     if rc < 0 {

@@ -301,11 +301,6 @@ impl NdSender {
         super::arp::index_on(&self.fd, iface) == Some(self.ifindex)
     }
 
-    /// The index of the interface the socket sends on.
-    pub fn ifindex(&self) -> u32 {
-        self.ifindex
-    }
-
     fn membership(&self, vip: Ipv6Addr, add: bool) -> NetResult<()> {
         let group = multicast_mac(solicited_node(vip));
         // SAFETY: packet_mreq is plain data; zeroed is valid.
