@@ -1,6 +1,7 @@
 //! Allocation cost at one node: a full state exchange after a view change (the
 //! view plus every member's STATE, decoding included) and a balance round
-//! (the leader plans, multicasts and applies it). Prints a table and writes
+//! (the leader plans, multicasts and applies it), and a condemnation by
+//! the LAN detector (what a survivor takes at once). Prints a table and writes
 //! target/bench/allocation.json (median and p95 in microseconds).
 //!
 //! Run: `cargo bench -p wackamole-agent --bench allocation`
@@ -158,6 +159,36 @@ fn main() {
         }
         assert!(moved > 0, "the balance round moved nothing");
         rows.push(("balance round", vifs, members, stats(samples)));
+    }
+    // Condemnation (LAN detector, mode act): in a settled view of three,
+    // member 2 is condemned and I take at once the VIFs both settlements
+    // (the view's and the EVICT's) give me; on a takeover's critical path.
+    for (vifs, iters) in [(1_000usize, 300usize), (4_000, 100)] {
+        let mut cfg = config(vifs);
+        cfg.takeover_at_view = true;
+        let view = ViewId(1);
+        let mut base = Allocator::new(
+            cfg.clone(),
+            NodeInfo {
+                name: "node0".into(),
+            },
+        );
+        let others: Vec<Vec<u8>> = (1..3).map(|i| state(view, i, &cfg, 3, true)).collect();
+        exchange(&mut base, view, 3, &others);
+        let mut samples = Vec::new();
+        let mut took = 0;
+        for _ in 0..iters {
+            let mut a = base.clone();
+            let t = Instant::now();
+            let out = a.handle(Input::Condemned(vec![member(2)]));
+            samples.push(t.elapsed());
+            took = out
+                .iter()
+                .filter(|a| matches!(a, Action::Acquire(_)))
+                .count();
+        }
+        assert!(took > 0, "the condemnation took nothing");
+        rows.push(("condemnation", vifs, 3, stats(samples)));
     }
     println!(
         "{:<14} {:>7} {:>8} {:>12} {:>12}",

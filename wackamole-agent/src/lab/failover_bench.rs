@@ -280,6 +280,9 @@ pub struct BenchOptions {
     pub family: VipFamily,
     /// Which VIPs the prober probes.
     pub sample: Sample,
+    /// At most this many of the VIFs that move are probed when sampling
+    /// (`--movers`; default [`MOVER_SAMPLE`]).
+    pub movers: usize,
     /// The agents' `mature` (None: the test bed's 500 ms).
     pub mature: Option<Duration>,
     /// `xdp.standby_addresses` settings to run, each size once per entry
@@ -370,6 +373,7 @@ pub fn choose_sample(
     moving: Option<&[usize]>,
     still: &[Vec<usize>],
     controls: Option<usize>,
+    max_movers: usize,
 ) -> ProbeSample {
     let all: Vec<usize> = (1..=nvifs).collect();
     let Some(moving) = moving else {
@@ -421,8 +425,8 @@ pub fn choose_sample(
         .collect();
     moving.sort_unstable();
     moving.dedup();
-    if moving.len() > MOVER_SAMPLE {
-        let (m, n) = (moving.len(), MOVER_SAMPLE);
+    if moving.len() > max_movers {
+        let (m, n) = (moving.len(), max_movers.max(2));
         moving = (0..n).map(|j| moving[j * (m - 1) / (n - 1)]).collect();
     }
     let mut vifs: Vec<usize> = moving.into_iter().chain(picked.iter().copied()).collect();
@@ -485,6 +489,7 @@ impl BenchOptions {
             out_dir: out_dir.into(),
             family: VipFamily::Ipv4,
             sample: Sample::Auto,
+            movers: MOVER_SAMPLE,
             mature: None,
             standby: vec![false],
             spread: None,
@@ -587,6 +592,14 @@ impl BenchOptions {
                 "--binary" => o.binary = PathBuf::from(value("--binary")?),
                 "--family" => o.family = parse_family(&value("--family")?)?,
                 "--sample" => o.sample = Sample::parse(&value("--sample")?)?,
+                "--movers" => {
+                    let v = value("--movers")?;
+                    o.movers = v
+                        .parse()
+                        .ok()
+                        .filter(|n| (2..=MAX_VIPS).contains(n))
+                        .ok_or_else(|| anyhow!("failover bench: --movers {v:?} (2..={MAX_VIPS})"))?;
+                }
                 "--idle" => {
                     let v = value("--idle")?;
                     let s: u64 = v
@@ -614,7 +627,7 @@ impl BenchOptions {
                     o.mature = Some(Duration::from_millis(ms));
                 }
                 other => bail!(
-                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --idle, --idle-samples, --mature, --addresses, --quorum, --detector, --out)"
+                    "failover bench: unknown argument {other:?} (--smoke, --full, --engine, --spread-conf, --nodes, --vips, --faults, --reps, --profile, --family, --sample, --movers, --idle, --idle-samples, --mature, --addresses, --quorum, --detector, --out)"
                 ),
             }
         }
@@ -683,6 +696,8 @@ cargo xtask bench failover [-- OPTIONS]
                       plus up to N that do not (the control set; a node
                       returning: 16 spread over the pool); all = every VIP;
                       auto (default) = 8 controls above 16 VIFs, else all
+  --movers N          at most N of the VIPs that move are probed when
+                      sampling (default 64; spread over them)
   --idle S            length of an idle sample of agent n1's CPU and RSS
                       (seconds; default 3)
   --idle-samples N    idle samples per cluster, one after the other
@@ -1682,6 +1697,7 @@ fn repetition(
         moving.as_deref(),
         &still,
         opts.sample.controls(nvifs),
+        opts.movers,
     );
     let mut vips: Vec<IpAddr> = Vec::new();
     let mut controls: Vec<u32> = Vec::new();
@@ -2303,6 +2319,30 @@ mod tests {
     }
 
     #[test]
+    fn args_cap_the_probed_movers() -> Result<()> {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let d = BenchOptions::from_args("w".into(), "o".into(), &[])?;
+        assert_eq!(d.movers, MOVER_SAMPLE);
+        let o = BenchOptions::from_args("w".into(), "o".into(), &args(&["--movers", "16"]))?;
+        assert_eq!(o.movers, 16);
+        for bad in ["1", "0", "x", "5000"] {
+            let a = args(&["--movers", bad]);
+            assert!(BenchOptions::from_args("w".into(), "o".into(), &a).is_err());
+        }
+        // 16 of 334 movers: spread, the first and the last included.
+        let movers: Vec<usize> = (1..=1000).step_by(3).collect();
+        let s = choose_sample(1000, Some(&movers), &[vec![2, 5]], Some(2), 16);
+        let probed: Vec<usize> = (s.vifs.iter().copied())
+            .filter(|k| movers.contains(k))
+            .collect();
+        assert_eq!(probed.len(), 16);
+        assert_eq!(probed.first(), movers.first());
+        assert_eq!(probed.last(), movers.last());
+        assert_eq!(s.controls, vec![2, 5]);
+        Ok(())
+    }
+
+    #[test]
     fn args_select_sizes_and_faults() -> Result<()> {
         let a: Vec<String> = [
             "--nodes",
@@ -2489,22 +2529,22 @@ mod tests {
     fn the_sample_holds_every_mover_and_controls_from_each_survivor() {
         // 3 nodes, 12 VIFs; n1 (the victim) holds 1..=4.
         let still = vec![vec![5, 6, 7, 8], vec![9, 10, 11, 12]];
-        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, Some(3));
+        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, Some(3), MOVER_SAMPLE);
         assert_eq!(s.controls, vec![5, 6, 9]);
         assert_eq!(s.vifs, vec![1, 2, 3, 4, 5, 6, 9]);
         assert!(s.sampled);
         // All: every VIF, every survivor's VIF a control.
-        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, None);
+        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, None, MOVER_SAMPLE);
         assert_eq!(s.vifs, (1..=12).collect::<Vec<_>>());
         assert_eq!(s.controls, (5..=12).collect::<Vec<_>>());
         assert!(!s.sampled);
         // More controls asked than there are: all of them.
-        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, Some(50));
+        let s = choose_sample(12, Some(&[1, 2, 3, 4]), &still, Some(50), MOVER_SAMPLE);
         assert_eq!(s.controls.len(), 8);
         assert!(!s.sampled);
         // Many movers: a spread sample of them, the first and last included.
         let movers: Vec<usize> = (1..=1000).step_by(3).collect();
-        let s = choose_sample(1000, Some(&movers), &still, Some(8));
+        let s = choose_sample(1000, Some(&movers), &still, Some(8), MOVER_SAMPLE);
         let probed_movers: Vec<usize> = s
             .vifs
             .iter()
@@ -2515,11 +2555,14 @@ mod tests {
         assert_eq!(probed_movers.first(), movers.first());
         assert_eq!(probed_movers.last(), movers.last());
         // A returning node: a spread sample, no controls.
-        let s = choose_sample(64, None, &still, Some(8));
+        let s = choose_sample(64, None, &still, Some(8), MOVER_SAMPLE);
         assert_eq!(s.vifs.len(), REBALANCE_SAMPLE);
         assert_eq!(s.vifs.first(), Some(&1));
         assert!(s.vifs.iter().all(|k| (1..=64).contains(k)) && s.controls.is_empty());
-        assert_eq!(choose_sample(3, None, &still, Some(8)).vifs, vec![1, 2, 3]);
+        assert_eq!(
+            choose_sample(3, None, &still, Some(8), MOVER_SAMPLE).vifs,
+            vec![1, 2, 3]
+        );
         // Auto samples large pools only.
         assert_eq!(Sample::Auto.controls(3), None);
         assert_eq!(Sample::Auto.controls(64), Some(DEFAULT_CONTROLS));
