@@ -429,11 +429,13 @@ pub fn choose_sample(
         .collect();
     moving.sort_unstable();
     moving.dedup();
-    if moving.len() > max_movers {
+    // Two at least: the first and a survivor's last.
+    let cap = max_movers.max(2);
+    if moving.len() > cap {
         // Each survivor's last VIF, then a spread from the first.
-        let tail = still.len().clamp(1, max_movers.max(2) - 1);
+        let tail = still.len().clamp(1, cap - 1);
         let (head, last) = moving.split_at(moving.len() - tail);
-        let n = max_movers.max(2) - tail;
+        let n = cap - tail;
         let spread: Vec<usize> = match n {
             1 => head.first().copied().into_iter().collect(),
             _ => (0..n)
