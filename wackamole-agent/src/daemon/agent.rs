@@ -1854,19 +1854,24 @@ impl<H: Host> Agent<H> {
         true
     }
 
-    /// Releases VIF `i`; a handed-over (yielding) VIF lingers first (see
-    /// [`HANDOVER_LINGER`]). Returns whether it goes down now (in `batch`).
-    /// VIF `i` waits for nothing any more: no deferred bring-up, no
-    /// handshake, no departed holder or other view to wait for.
+    /// VIF `i` is not ours to bring up any more: no deferred bring-up, no
+    /// handshake, no claim made while another view answered. Its departed
+    /// holders (`origin`, `awaiting`) are kept: they are the VIF's history,
+    /// not ours. A member that took it from one that still answers and
+    /// handed it on never answered it, and whoever it comes back to must
+    /// still wait for that one (seen in CI at 30 % loss: three one-node
+    /// views, then two of them merging, splitting and merging again passed
+    /// the VIF back and forth, and the second taker answered it next to
+    /// its first holder, which had answered it all along).
     fn forget_deferral(&mut self, i: usize) {
         self.deferred.remove(&i);
         self.handshake.remove(&i);
-        self.awaiting.remove(&i);
         self.awaiting_elsewhere.remove(&i);
         self.quiet_claims.remove(&i);
-        self.origin.remove(&i);
     }
 
+    /// Releases VIF `i`; a handed-over (yielding) VIF lingers first (see
+    /// [`HANDOVER_LINGER`]). Returns whether it goes down now (in `batch`).
     pub(super) fn release(&mut self, i: VifIndex, batch: &mut Batch) -> bool {
         if self.yielded.remove(&(i.0 as usize)) && self.vif(i).is_some() {
             self.unplumbed.remove(&(i.0 as usize));
