@@ -1298,11 +1298,30 @@ impl<H: Host> Agent<H> {
             .filter(|(_, m)| members.contains(m))
             .map(|(i, _)| *i)
             .collect();
+        let elsewhere = !snapshot.elsewhere.is_empty();
+        let mut unclaimed = Vec::new();
         for i in back {
             match self.awaited_for(i, &snapshot) {
                 Some(m) => self.awaiting.insert(i, m),
                 None => self.awaiting.remove(&i),
             };
+            // Given to me while the member it waited for is back and
+            // claimed it not: that member let it go in a view I was not in,
+            // maybe to a member of another view that answers it now (seen
+            // in the guarded random scenarios: x waited for a, a handed it
+            // to b in their view, and a, x merged with b apart). A claim
+            // of the member back would be a hand-over (`others_pending`).
+            let waiting = self.deferred.contains(&i) && !self.awaiting.contains_key(&i);
+            if elsewhere && waiting && !self.others_pending(i) {
+                self.awaiting_elsewhere.insert(i);
+                unclaimed.push(i);
+            }
+        }
+        if !unclaimed.is_empty() {
+            let vifs: Vec<&str> = (unclaimed.iter())
+                .filter_map(|i| self.vifs.get(*i).map(|v| v.name.as_str()))
+                .collect();
+            warn!(?vifs, "VIFs I waited for a member of this view for, which it did not claim: answering once no member of another view answers");
         }
     }
 
