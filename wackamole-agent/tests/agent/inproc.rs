@@ -3724,13 +3724,7 @@ async fn a_guarded_split_leaves_a_silent_members_vifs_to_the_view_it_shares() {
         wait(ms(50)).await;
         a.beats(&[], &[], report("x", true));
         wait(ms(200)).await;
-        for k in &of_b {
-            assert!(
-                c.journal.answering("a", vip(*k)),
-                "v{k}\n{}",
-                c.journal.dump()
-            );
-        }
+        assert_answered_by(&c, "a", &of_b);
         assert_eq!(two_of(&c, &["a", "b", "x"]), None);
     })
     .await;
@@ -3803,13 +3797,7 @@ async fn drain_b_to_x(c: &Cluster, of_b: &[usize]) {
         }
     }
     assert!(told, "b never fell silent\n{}", c.journal.dump());
-    for k in of_b {
-        assert!(
-            c.journal.answering("x", vip(*k)),
-            "v{k}\n{}",
-            c.journal.dump()
-        );
-    }
+    assert_answered_by(c, "x", of_b);
 }
 
 /// Detector mode `guard`: a split into {a} and {b, x} while a answers;
@@ -3822,26 +3810,11 @@ async fn a_guarded_vif_waits_for_its_first_departed_holder_across_a_split_and_me
         let c = three_split_beating().await;
         let of_a = answered_by(&c, "a");
         assert!(!of_a.is_empty(), "{}", c.journal.dump());
-        let (b, x) = (c.node("b"), c.node("x"));
-        c.views(&[&["a"], &["b"], &["x"]]);
-        b.beats(&["a", "x"], &["a", "x"], None);
-        x.beats(&["a", "b"], &["a", "b"], None);
-        b.views_heard(&[("a", 1), ("x", 3)]);
-        x.views_heard(&[("a", 1), ("b", 4)]);
+        split_b_and_x(&c, BxViews::Apart, (3, 4));
         never_two(&c, 100).await;
-        c.views(&[&["a"], &["b", "x"]]);
-        b.beats(&["a", "x"], &["a"], None);
-        x.beats(&["a", "b"], &["a"], None);
-        b.views_heard(&[("a", 1), ("x", 2)]);
-        x.views_heard(&[("a", 1), ("b", 2)]);
+        split_b_and_x(&c, BxViews::Together, (2, 2));
         never_two(&c, 400).await;
-        for k in &of_a {
-            assert!(
-                c.journal.answering("a", vip(*k)),
-                "v{k}\n{}",
-                c.journal.dump()
-            );
-        }
+        assert_answered_by(&c, "a", &of_a);
     })
     .await;
 }
@@ -3858,44 +3831,59 @@ async fn a_guarded_vif_handed_over_while_waiting_still_waits_for_its_first_holde
         let c = three_guarded().await;
         let of_a = answered_by(&c, "a");
         assert!(!of_a.is_empty(), "{}", c.journal.dump());
-        let (b, x) = (c.node("b"), c.node("x"));
-        c.views(&[&["a"], &["b"], &["x"]]);
+        split_b_and_x(&c, BxViews::Apart, (3, 2));
         c.node("a").beats(&["b", "x"], &["b", "x"], None);
         c.node("a").views_heard(&[("b", 2), ("x", 3)]);
-        b.beats(&["a", "x"], &["a", "x"], None);
-        x.beats(&["a", "b"], &["a", "b"], None);
-        b.views_heard(&[("a", 1), ("x", 3)]);
-        x.views_heard(&[("a", 1), ("b", 2)]);
         never_two(&c, 200).await;
         for round in 0..2 {
-            c.views(&[&["a"], &["b", "x"]]);
-            b.beats(&["a", "x"], &["a"], None);
-            x.beats(&["a", "b"], &["a"], None);
-            b.views_heard(&[("a", 1), ("x", 4 + round)]);
-            x.views_heard(&[("a", 1), ("b", 4 + round)]);
+            split_b_and_x(&c, BxViews::Together, (4 + round, 4 + round));
             never_two(&c, 400).await;
+            split_b_and_x(&c, BxViews::Apart, (6 + round, 8 + round));
+            never_two(&c, 400).await;
+        }
+        split_b_and_x(&c, BxViews::Together, (10, 10));
+        never_two(&c, 400).await;
+        assert_answered_by(&c, "a", &of_a);
+    })
+    .await;
+}
+
+/// Whether b and x share a view, a alone in its own.
+enum BxViews {
+    Apart,
+    Together,
+}
+
+/// a in a view of its own, b and x in one view or each in its own; b and x
+/// hear each other's beats (a answering, in another view) and each other's
+/// view digests (`heard`: x's at b, b's at x; a's is 1).
+fn split_b_and_x(c: &Cluster, views: BxViews, heard: (u64, u64)) {
+    let (b, x) = (c.node("b"), c.node("x"));
+    match views {
+        BxViews::Apart => {
             c.views(&[&["a"], &["b"], &["x"]]);
             b.beats(&["a", "x"], &["a", "x"], None);
             x.beats(&["a", "b"], &["a", "b"], None);
-            b.views_heard(&[("a", 1), ("x", 6 + round)]);
-            x.views_heard(&[("a", 1), ("b", 8 + round)]);
-            never_two(&c, 400).await;
         }
-        c.views(&[&["a"], &["b", "x"]]);
-        b.beats(&["a", "x"], &["a"], None);
-        x.beats(&["a", "b"], &["a"], None);
-        b.views_heard(&[("a", 1), ("x", 10)]);
-        x.views_heard(&[("a", 1), ("b", 10)]);
-        never_two(&c, 400).await;
-        for k in &of_a {
-            assert!(
-                c.journal.answering("a", vip(*k)),
-                "v{k}\n{}",
-                c.journal.dump()
-            );
+        BxViews::Together => {
+            c.views(&[&["a"], &["b", "x"]]);
+            b.beats(&["a", "x"], &["a"], None);
+            x.beats(&["a", "b"], &["a"], None);
         }
-    })
-    .await;
+    }
+    b.views_heard(&[("a", 1), ("x", heard.0)]);
+    x.views_heard(&[("a", 1), ("b", heard.1)]);
+}
+
+/// Every VIF of `vifs` answers at `node`.
+fn assert_answered_by(c: &Cluster, node: &str, vifs: &[usize]) {
+    for k in vifs {
+        assert!(
+            c.journal.answering(node, vip(*k)),
+            "v{k} not answered by {node}\n{}",
+            c.journal.dump()
+        );
+    }
 }
 
 /// The beats every node of `names` hears now, on a LAN that carries them
