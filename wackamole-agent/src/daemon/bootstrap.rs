@@ -23,6 +23,7 @@ use tracing::{error, info, warn};
 /// Entry point of `wackamole run`: exit 0 on a clean stop, 1 on a runtime
 /// failure, 2 on a bad configuration.
 pub fn main(config_path: &Path) -> ExitCode {
+    super::heap::fix_thresholds();
     let cfg = match config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -167,6 +168,8 @@ async fn run(cfg: Config, config_path: PathBuf, log: Option<LogHandle>) -> Resul
     // would answer ARP for them (and draw traffic here) until removed.
     remove_leftover_addresses(&vifs).await;
     let mut plane = DataPlane::open(&opts).context("data plane")?;
+    // The load parsed the kernel's BTF: give those pages back.
+    super::heap::release_freed();
     forget_leftover_entries(&mut plane);
     plane
         .renew_lease(None)

@@ -16,6 +16,7 @@
 //! - [`evict`]: watching the members' probes to evict a silent one.
 //! - [`messages`]: the envelope of every group message.
 //! - [`senders`]: the packet sockets announcements send on, kept open.
+//! - [`heap`]: malloc's thresholds, so freed memory does not stay resident.
 //!
 //! Slow side work (announcements, hooks) runs in spawned tasks and never
 //! delays the next decision. The agent runs on tokio's clock only.
@@ -28,6 +29,7 @@ pub mod beats;
 pub mod bootstrap;
 mod control;
 pub mod evict;
+pub mod heap;
 pub mod host;
 pub mod lease;
 pub mod lease_keeper;
