@@ -70,7 +70,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Setup => setup::setup(),
-        Command::Build => build::build_all(),
+        Command::Build => build::build_product(),
         Command::Test { unprivileged, args } => build::test(unprivileged, &args),
         Command::Lint => lint::lint(),
         Command::Run { args } => build::run_agent(&args),

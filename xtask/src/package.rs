@@ -127,7 +127,7 @@ const EXAMPLES: &[&str] = &[
 ];
 
 pub fn package(check: bool) -> Result<()> {
-    crate::build::build_all()?;
+    crate::build::build_product()?;
     let deb = build_deb()?;
     eprintln!("xtask: built {}", deb.display());
     if check {
@@ -270,7 +270,7 @@ fn build_deb() -> Result<PathBuf> {
         fs::remove_dir_all(&stage).with_context(|| format!("removing {}", stage.display()))?;
     }
     let conf = root().join("conf");
-    let built = root().join("target/release/wackamole");
+    let built = crate::build::dist_binary();
     let arch = capture(Command::new("dpkg").arg("--print-architecture"))?
         .trim()
         .to_string();

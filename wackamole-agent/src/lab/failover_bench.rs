@@ -734,7 +734,9 @@ cargo xtask bench failover [-- OPTIONS]
                       (default: $WKT_DETECTOR, else no detector)
   --out DIR           where failover.json, failover.md and the PNGs go
   --binary PATH       the agent binary (default target/release/wackamole;
-                      another build side by side, e.g. before a change)";
+                      `cargo xtask bench failover` passes the shipped one,
+                      target/dist/wackamole; another build side by side,
+                      e.g. before a change)";
 
 /// A `[detector] mode`.
 fn parse_detector(s: &str) -> Result<&'static str> {
