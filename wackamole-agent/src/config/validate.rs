@@ -887,7 +887,10 @@ fn build_vifs(cx: &mut Cx<'_>, raw: &[RawVif], host: &dyn InterfaceCheck) -> Vec
     let mut total = 0usize;
     let mut over: Option<(String, usize)> = None;
     for (i, rv) in raw.iter().enumerate() {
-        let mut addresses = Vec::new();
+        // Sized to the list: a grown Vec keeps room for four (thousands of
+        // one-address VIFs live as long as the agent).
+        let listed = rv.addresses.as_ref().map_or(0, |l| l.get_ref().len());
+        let mut addresses = Vec::with_capacity(listed.min(MAX_ADDRESSES));
         match &rv.addresses {
             None => match &rv.name {
                 Some(n) => cx.at(

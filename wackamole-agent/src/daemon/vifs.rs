@@ -68,18 +68,17 @@ pub fn plan(cfg: &config::Config) -> Result<Vec<PlannedVif>> {
     cfg.vifs
         .iter()
         .map(|vif| {
-            let addresses = vif
-                .addresses
-                .iter()
-                .map(|a| {
-                    let vip = Vip::resolve(&a.iface, a.addr)
-                        .map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
-                    Ok(PlannedAddress {
-                        vip,
-                        prefix: a.prefix,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            // Sized to the list (collecting `Result`s would leave room for
+            // four): thousands of these live as long as the agent.
+            let mut addresses = Vec::with_capacity(vif.addresses.len());
+            for a in &vif.addresses {
+                let vip =
+                    Vip::resolve(&a.iface, a.addr).map_err(|e| anyhow!("VIF {}: {e}", vif.name))?;
+                addresses.push(PlannedAddress {
+                    vip,
+                    prefix: a.prefix,
+                });
+            }
             Ok(PlannedVif {
                 name: vif.name.clone(),
                 addresses,
