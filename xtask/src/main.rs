@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Make a fresh Debian 12 machine ready: apt packages, rust-src, bpf-linker.
     Setup,
-    /// Build the eBPF object (nightly) and the agent (stable, release), which embeds it.
+    /// Build the eBPF object (nightly), the agent embedding it and the lab binary
+    /// (stable, release), then the shipped agent (profile dist: target/dist/wackamole).
     Build,
     /// Run every test, the ignored ones too (needs root: XDP, namespaces,
     /// corosync; the Spread live tests also need WACKAMOLE_SPREAD_DAEMON).
