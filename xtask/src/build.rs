@@ -77,17 +77,7 @@ pub fn dist_binary() -> PathBuf {
 /// [`build_all`], then the shipped binary ([`dist_binary`]).
 pub fn build_product() -> Result<()> {
     build_all()?;
-    run(cargo()
-        .args([
-            "build",
-            "--profile",
-            "dist",
-            "-p",
-            "wackamole-agent",
-            "--bin",
-            "wackamole",
-        ])
-        .args(["--features", PRODUCT_FEATURES]))?;
+    build_agent_bin("dist", "wackamole", PRODUCT_FEATURES)?;
     eprintln!("xtask: built {} (shipped)", dist_binary().display());
     Ok(())
 }
@@ -96,26 +86,8 @@ pub fn build_all() -> Result<()> {
     build_ebpf()?;
     // Two builds: the product without the lab, then the lab binary with it
     // (features are per build, so one build would put the lab into both).
-    run(cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "wackamole-agent",
-            "--bin",
-            "wackamole",
-        ])
-        .args(["--features", PRODUCT_FEATURES]))?;
-    run(cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "wackamole-agent",
-            "--bin",
-            "wackamole-lab",
-        ])
-        .args(["--features", LAB_FEATURES]))?;
+    build_agent_bin("release", "wackamole", PRODUCT_FEATURES)?;
+    build_agent_bin("release", "wackamole-lab", LAB_FEATURES)?;
     eprintln!(
         "xtask: built {}, {} and {}",
         ebpf_object().display(),
@@ -123,6 +95,21 @@ pub fn build_all() -> Result<()> {
         root().join("target/release/wackamole-lab").display()
     );
     Ok(())
+}
+
+/// One binary of the agent crate, built with a cargo profile and features.
+fn build_agent_bin(profile: &str, bin: &str, features: &str) -> Result<()> {
+    run(cargo().args([
+        "build",
+        "--profile",
+        profile,
+        "-p",
+        "wackamole-agent",
+        "--bin",
+        bin,
+        "--features",
+        features,
+    ]))
 }
 
 /// The test policy (see README, "Tests and benchmarks"): tests that need
