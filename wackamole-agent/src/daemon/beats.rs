@@ -409,6 +409,8 @@ fn start_writing(
         flags: std::collections::HashMap::new(),
         beat_soon: false,
         extras: ExtraBeats::default(),
+        last_beat: None,
+        said_silent: false,
         awaiting: awaiting.clone(),
     };
     std::thread::Builder::new()
@@ -480,6 +482,10 @@ struct Thread {
     beat_soon: bool,
     /// The beats outside the period lately.
     extras: ExtraBeats,
+    /// When my latest beat went out (a late one is logged at debug).
+    last_beat: Option<Instant>,
+    /// Whether my latest beat said I answer nothing.
+    said_silent: bool,
     /// The agent waits on the handshake ([`BeatsHandle::await_handshake`]).
     awaiting: std::sync::Arc<AtomicBool>,
 }
@@ -703,7 +709,31 @@ impl Thread {
         let now_ns = mono_ns();
         let stalled = self.fence.as_mut().and_then(|f| f.lapsed(now_ns));
         let held = self.fence.as_ref().is_some_and(|f| f.held.is_some());
-        d.set_silent(held || now_ns >= self.answer_until.load(Ordering::Relaxed));
+        let silent = held || now_ns >= self.answer_until.load(Ordering::Relaxed);
+        d.set_silent(silent);
+        // Debug evidence for reading a run of loss or load afterwards: the
+        // peers take a departed member for silent on what its beats say, or
+        // on not hearing it (see `Timing::silent_after`).
+        if silent != self.said_silent {
+            tracing::debug!(
+                silent,
+                held,
+                mono_ns = now_ns,
+                "detector: my beats now say I answer {}",
+                if silent { "nothing" } else { "again" }
+            );
+            self.said_silent = silent;
+        }
+        if let Some(gap) = self.last_beat.map(|l| t.saturating_duration_since(l)) {
+            if gap > self.timing.interval * 3 {
+                tracing::debug!(
+                    gap_ms = gap.as_millis() as u64,
+                    mono_ns = now_ns,
+                    "detector: my beat went out late"
+                );
+            }
+        }
+        self.last_beat = Some(t);
         let act = unpack_act(self.act.load(Ordering::SeqCst));
         if let Some(a) = act {
             d.set_act(a);
@@ -836,6 +866,17 @@ impl Thread {
         let mates = d.mates(t);
         let handshake = d.handshake();
         let fell_silent: Vec<MemberId> = self.answering.difference(&answering).cloned().collect();
+        for m in &fell_silent {
+            // Why: its latest beat said so, or it went unheard (how long).
+            let (heard_ms_ago, said_silent) =
+                d.last_heard(m).map_or((None, None), |(at, silent)| {
+                    (
+                        Some(t.saturating_duration_since(at).as_millis() as u64),
+                        Some(silent),
+                    )
+                });
+            tracing::debug!(member = %m, ?heard_ms_ago, ?said_silent, "detector: a member fell silent");
+        }
         let spoke_up: Vec<MemberId> = answering.difference(&self.answering).cloned().collect();
         let fence_changed = fenced != self.fenced;
         let handshake_changed = handshake != self.handshake;

@@ -375,6 +375,16 @@ impl Detector {
         self.silent = silent;
     }
 
+    /// When `member` (in the view or a ghost) was last heard, and whether
+    /// that beat said it answers nothing; `None` if never heard or
+    /// forgotten (a ghost unheard for [`Timing::silent_after`]).
+    pub fn last_heard(&self, member: &MemberId) -> Option<(Instant, bool)> {
+        match self.peers.get(member) {
+            Some(p) => p.heard.map(|at| (at, p.silent)),
+            None => self.ghosts.get(member).map(|g| (g.heard, g.silent)),
+        }
+    }
+
     /// The members, in the view or ghosts, heard within
     /// [`Timing::silent_after`] whose latest beat says they answer.
     pub fn answering(&self, now: Instant) -> BTreeSet<MemberId> {
