@@ -397,6 +397,10 @@ pub struct Agent<H: Host> {
     quiet_start: bool,
     /// The members of the current view.
     view_members: Vec<MemberId>,
+    /// A view's exchange completed: members this node's detector condemned
+    /// in an earlier view may still be in it (see
+    /// [`Agent::condemn_again_in_this_view`]).
+    view_completed: bool,
     /// The digests (as beats name views) of this node's latest views, the
     /// newest last: a member of mine whose beat names one of them may
     /// only lag behind (see [`Agent::awaited`]).
@@ -596,6 +600,7 @@ impl<H: Host> Agent<H> {
             quiet_claims: BTreeSet::new(),
             quiet_start: false,
             view_members: Vec::new(),
+            view_completed: false,
             my_views: std::collections::VecDeque::new(),
             me: None,
             evicted_answering: None,
@@ -643,6 +648,9 @@ impl<H: Host> Agent<H> {
         self.update_metrics();
 
         loop {
+            if std::mem::take(&mut self.view_completed) {
+                self.condemn_again_in_this_view().await;
+            }
             let deferred_due = self.deferred_due();
             let linger_due = self.lingering.values().min().copied();
             tokio::select! {
@@ -783,19 +791,7 @@ impl<H: Host> Agent<H> {
                     m.detector.get_or_insert_default().condemned += 1;
                 }
                 if self.acting() {
-                    // Whether I may take ahead of the group is judged now,
-                    // not at the view: a node that joined before its first
-                    // self-probe came back would otherwise never act.
-                    self.refresh_takeover_at_view();
-                    // Condemned means silent (its echo fence): VIFs that an
-                    // agreed eviction of it, delivered before this report,
-                    // gave here to wait for its beats to say so answer now,
-                    // not a `silent_after` later.
-                    if self.stop_awaiting(&member) {
-                        info!(%member, "detector: the VIFs waiting for the condemned member to fall silent answer here");
-                    }
-                    self.feed(Input::Condemned(vec![member])).await;
-                    self.bring_up_deferred().await;
+                    self.take_condemned(vec![member]).await;
                 }
             }
             Report::Fenced { fenced, mono_ns } => {
@@ -1620,6 +1616,54 @@ impl<H: Host> Agent<H> {
         self.publish_answering();
     }
 
+    /// Mode `act`: the allocator hears of condemned members (it takes their
+    /// VIFs ahead of the group and multicasts their eviction).
+    async fn take_condemned(&mut self, members: Vec<MemberId>) {
+        // Whether I may take ahead of the group is judged now, not at the
+        // view: a node that joined before its first self-probe came back
+        // would otherwise never act.
+        self.refresh_takeover_at_view();
+        // Condemned means silent (its echo fence): VIFs that an agreed
+        // eviction of it, delivered before this report, gave here to wait
+        // for its beats to say so answer now, not a `silent_after` later.
+        for member in &members {
+            if self.stop_awaiting(member) {
+                info!(%member, "detector: the VIFs waiting for the condemned member to fall silent answer here");
+            }
+        }
+        self.feed(Input::Condemned(members)).await;
+        self.bring_up_deferred().await;
+    }
+
+    /// Mode `act`, once a view's exchange completes: a member this node's
+    /// detector condemned in an earlier view and that is still in this one
+    /// (the ring re-formed with it before its EVICT was delivered, and an
+    /// EVICT names the view it was sent in) stays lost here: the detector
+    /// never echoes it again while it stays in the view, so its echo fence
+    /// keeps it silent, and the VIFs this view gives it would answer
+    /// nowhere (seen under 30 % loss: two VIFs dark until the next
+    /// membership change). Condemned again in this view, it is evicted:
+    /// it leaves and rejoins afresh, and its VIFs move at once.
+    async fn condemn_again_in_this_view(&mut self) {
+        if !self.acting() {
+            return;
+        }
+        let Some(snapshot) = self.detector_snapshot() else {
+            return;
+        };
+        let members: Vec<MemberId> = (snapshot.condemned.into_iter())
+            .filter(|m| self.view_members.contains(m))
+            .collect();
+        if members.is_empty() {
+            return;
+        }
+        warn!(
+            ?members,
+            "detector: members condemned before this view are still in it (never echoed again, so silent): condemned again, to be evicted"
+        );
+        self.take_condemned(members).await;
+    }
+
     /// A VIF is ineligible while one of its interfaces has no carrier; the
     /// allocator hears the whole set whenever it changes.
     async fn on_carrier(&mut self, event: CarrierEvent) {
@@ -2430,6 +2474,7 @@ impl<H: Host> Agent<H> {
                     self.refresh_announcements();
                 }
                 self.complete_members = *members;
+                self.view_completed = true;
             }
             Report::Evicted { member, .. } => {
                 info!("{r}");

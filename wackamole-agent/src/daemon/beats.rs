@@ -300,6 +300,14 @@ impl Detached {
         }
     }
 
+    /// What the thread would publish as `condemned`: the peers of the view
+    /// this node's detector condemned.
+    pub fn say_condemned(&self, members: &[&str]) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.condemned = members.iter().map(|m| MemberId((*m).into())).collect();
+        }
+    }
+
     /// What the thread would publish as `beating_elsewhere`.
     pub fn say_beating_elsewhere(&self, members: &[&str]) {
         if let Ok(mut s) = self.shared.lock() {

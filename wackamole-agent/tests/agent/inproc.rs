@@ -4170,6 +4170,13 @@ impl Node {
             });
     }
 
+    /// The members this node's beat thread says it condemned.
+    fn condemned(&self, members: &[&str]) {
+        (self.detached.as_ref())
+            .expect("a node with a [detector]")
+            .say_condemned(members);
+    }
+
     /// The position and flag this node's agent publishes for its beats
     /// (`None`: not acting, version 2 beats).
     fn act(&self) -> Option<(u64, bool)> {
@@ -4311,6 +4318,62 @@ async fn an_acting_survivors_condemnation_ends_the_wait_for_an_evicted_member() 
             assert!(
                 ["a", "b"].iter().any(|n| c.journal.answering(n, vip(k))),
                 "v{k} answered once x is condemned\n{}",
+                d()
+            );
+        }
+    })
+    .await;
+}
+
+/// Detector mode `act`: a and b condemn x (they stopped echoing it, so
+/// its echo fence silences its XDP), and the ring re-forms with all three
+/// before their EVICT is delivered (an EVICT names the view it was sent
+/// in: the new one ignores it). Their detectors keep x lost while it stays
+/// in the view, so x would stay silent on whatever the new view gives it
+/// (seen under 30 % loss: two VIFs dark until the next membership change).
+/// Once the new view's exchange completes, a and b condemn x again in it:
+/// x is evicted, and each of its VIFs is answered by a or b alone.
+#[tokio::test(start_paused = true)]
+async fn a_member_condemned_before_the_ring_re_forms_with_it_is_evicted_in_the_new_view() {
+    local(async {
+        let (c, of_x) = three_acting().await;
+        for n in ["a", "b", "x"] {
+            c.node(n).beats(&["a", "b", "x"], &[], None);
+        }
+        // Nothing a and b send from here (their EVICT) is delivered before
+        // the next views.
+        c.stall();
+        let x = MemberId("x".into());
+        for n in ["a", "b"] {
+            let node = c.node(n);
+            node.condemned(&["x"]);
+            let lost = Report::Lost {
+                member: x.clone(),
+                mono_ns: 0,
+            };
+            let condemned = Report::Condemned {
+                member: x.clone(),
+                mono_ns: 0,
+            };
+            node.beats(&["a", "b"], &[], Some(lost));
+            node.beats(&["a", "b"], &[], Some(condemned));
+        }
+        wait(ms(5)).await;
+        c.views(&[&["a", "b", "x"]]);
+        wait(ms(200)).await;
+        for n in ["a", "b"] {
+            c.node(n).handshake(true, &[]);
+        }
+        wait(ms(500)).await;
+        let d = || c.journal.dump();
+        for &k in &of_x {
+            let by: Vec<&str> = ["a", "b", "x"]
+                .into_iter()
+                .filter(|n| c.journal.answering(n, vip(k)))
+                .collect();
+            assert!(
+                by == ["a"] || by == ["b"],
+                "v{k} answered by {by:?}, not by a or b alone\n{}",
                 d()
             );
         }
