@@ -10,6 +10,7 @@ pub mod addr;
 pub mod arp;
 pub mod nd;
 pub mod neigh;
+pub(crate) mod sockaddr;
 pub mod sysctl;
 
 use std::net::Ipv4Addr;

@@ -53,3 +53,64 @@ fn lists_usable_entries_of_one_interface() -> Result<()> {
     );
     Ok(())
 }
+
+/// The detector's beats keep each peer's neighbour entry reachable while
+/// the peer's beats come (`MSG_CONFIRM`), so no ARP probe can fail and cut
+/// the beats off under loss. With a 200 ms reachable time and a 1 s delay
+/// before the first probe, an entry only used by plain UDP would go stale
+/// within 300 ms, then sit in DELAY for a second before a probe; polled
+/// every 20 ms for 2 s, every look finds it reachable on both sides.
+#[test]
+#[ignore = "needs root"]
+fn beats_keep_the_peers_neighbour_entries_reachable() -> Result<()> {
+    use std::time::{Duration, Instant};
+    use wackamole::config::{DetectorConfig, DetectorMode};
+    use wackamole::daemon::beats::{self, Command};
+    use wackamole::detect::Timing;
+    use wackamole::membership::MemberId;
+
+    let a = Netns::new("nba")?;
+    let b = Netns::new("nbb")?;
+    veth_pair(&a, "va", &b, "vb")?;
+    let (ip_a, ip_b) = ("192.0.2.1", "192.0.2.2");
+    for (ns, dev, ip) in [(&a, "va", ip_a), (&b, "vb", ip_b)] {
+        ns.run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", dev])?;
+        for setting in ["base_reachable_time_ms=200", "delay_first_probe_time=1"] {
+            ns.run(&["sysctl", "-qw", &format!("net.ipv4.neigh.{dev}.{setting}")])?;
+        }
+    }
+    let members = vec![MemberId("a".into()), MemberId("b".into())];
+    let start = |ns: &Netns, me: &str, peer: &str, my_index: usize| {
+        let cfg = DetectorConfig {
+            listen: format!("{me}:5407").parse()?,
+            peers: vec![format!("{peer}:5407").parse()?],
+            timing: Timing::DEFAULT,
+            mode: DetectorMode::Observe,
+        };
+        let members = members.clone();
+        ns.in_thread(move || -> Result<beats::BeatsHandle> {
+            let h = beats::start(&cfg, "neigh-test", None)?;
+            h.tell(Command::View { members, my_index });
+            Ok(h)
+        })?
+    };
+    let _beats_a = start(&a, ip_a, ip_b, 0)?;
+    let _beats_b = start(&b, ip_b, ip_a, 1)?;
+    // Past the first second: an entry first learned from the peer's ARP
+    // request starts stale, and its DELAY ends confirmed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut looks = 0;
+    while Instant::now() < until {
+        for (ns, dev, peer) in [(&a, "va", ip_b), (&b, "vb", ip_a)] {
+            let shown = ns.run(&["ip", "neigh", "show", peer, "dev", dev])?;
+            assert!(
+                shown.contains("REACHABLE"),
+                "look {looks}: {peer} on {dev}: {shown}"
+            );
+        }
+        looks += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
