@@ -607,7 +607,7 @@ fn loss_30_percent_with_quorum_and_the_detector_guard_never_gives_two_answerers(
 /// cable may get n1 lost or condemned, but a node is fenced before anyone
 /// can condemn it and a provisional VIF answers only once the handshake
 /// clears it, so no VIP has two answerers; full coverage once the loss
-/// ends, a quiet cluster after. 30 % is a known gap, below.
+/// ends, a quiet cluster after. 30 %: below.
 #[test]
 #[ignore = "needs root and corosync"]
 fn loss_on_one_link_with_the_detector_acting_never_gives_two_answerers() -> Result<()> {
@@ -615,20 +615,18 @@ fn loss_on_one_link_with_the_detector_acting_never_gives_two_answerers() -> Resu
     lossy_link_without_duplicates(&mut c, 0.1, ", detector act")
 }
 
-/// Known gap: 30 % loss on n1's cable with the detector acting gave two
-/// answerers in two of six `.ci/run`s (none of eight runs by hand). The
-/// first (a VIF passed between two nodes while a third answered it) is
-/// fixed, with in-process tests. The second: n3's beat thread reported n1
-/// fallen silent (unheard for `silent_after`, about 60 ms, or a beat
-/// saying it answered nothing) while n1's XDP still answered v1 and v4
-/// (its log shows no release, lapse or stall); n3 took them, and went
-/// quiet again when n1 spoke up ~1 s later. Under loss on the path, an
-/// unheard member is not a silent one, and the beat lease counts beats
-/// sent, not heard. Wanted: no two answerers at 30 % either.
+/// 30 % loss on n1's cable with the detector acting: as at 10 %, no VIP
+/// has two answerers. Two causes of failures seen here are closed: a
+/// node's neighbour entry of a peer failed its ARP probes under the loss,
+/// the kernel dropped every beat the node sent that peer for seconds, and
+/// the peer took it, still answering, for silent (beats now confirm the
+/// entry of a peer whose beats come: `MSG_CONFIRM`; beside a CPU hog, 1
+/// failure in 5 runs before, 0 in 50 after); and a member condemned just
+/// before the ring re-formed with it kept VIFs that answered nowhere (it
+/// is condemned again in the new view).
 #[test]
 #[ignore = "needs root and corosync"]
-fn known_gap_loss_30_percent_with_the_detector_acting_can_take_an_unheard_member_for_silent(
-) -> Result<()> {
+fn loss_30_percent_on_one_link_with_the_detector_acting_never_gives_two_answerers() -> Result<()> {
     let (_guard, mut c) = loss_cluster(false, Some("act"))?;
     lossy_link_without_duplicates(&mut c, 0.3, ", detector act")
 }
