@@ -669,7 +669,7 @@ fn send_beat(
         return socket.send_to(bytes, peer).map(|_| ());
     }
     use std::os::fd::AsRawFd;
-    let (sa, len) = crate::net::sockaddr::sockaddr_of(peer.ip(), peer.port(), v6_socket);
+    let (sa, len) = crate::net::sockaddr::sockaddr_from(peer, v6_socket);
     // SAFETY: a valid buffer of its length and a valid socket address
     // of the stated length, on the thread's own socket.
     let rc = unsafe {

@@ -63,27 +63,55 @@ fn lists_usable_entries_of_one_interface() -> Result<()> {
 #[test]
 #[ignore = "needs root"]
 fn beats_keep_the_peers_neighbour_entries_reachable() -> Result<()> {
+    beats_keep_entries_reachable(("192.0.2.1", "192.0.2.2"), 24, "nba")
+}
+
+/// The same over IPv6: the peers' neighbour discovery entries.
+#[test]
+#[ignore = "needs root"]
+fn beats_keep_the_peers_ipv6_neighbour_entries_reachable() -> Result<()> {
+    beats_keep_entries_reachable(("2001:db8::1", "2001:db8::2"), 64, "nb6")
+}
+
+/// Two beat threads, in namespaces `<tag>a` and `<tag>b` joined by a veth
+/// pair with addresses `ips`; polls each one's neighbour entry of the
+/// other (see above).
+fn beats_keep_entries_reachable(ips: (&str, &str), prefix: u8, tag: &str) -> Result<()> {
     use std::time::{Duration, Instant};
     use wackamole::config::{DetectorConfig, DetectorMode};
     use wackamole::daemon::beats::{self, Command};
     use wackamole::detect::Timing;
     use wackamole::membership::MemberId;
 
-    let a = Netns::new("nba")?;
-    let b = Netns::new("nbb")?;
+    let a = Netns::new(&format!("{tag}a"))?;
+    let b = Netns::new(&format!("{tag}b"))?;
     veth_pair(&a, "va", &b, "vb")?;
-    let (ip_a, ip_b) = ("192.0.2.1", "192.0.2.2");
+    let (ip_a, ip_b) = ips;
+    let v6 = ip_a.contains(':');
+    let family = if v6 { "ipv6" } else { "ipv4" };
     for (ns, dev, ip) in [(&a, "va", ip_a), (&b, "vb", ip_b)] {
-        ns.run(&["ip", "addr", "add", &format!("{ip}/24"), "dev", dev])?;
+        let cidr = format!("{ip}/{prefix}");
+        let mut add = vec!["ip", "addr", "add", &cidr, "dev", dev];
+        if v6 {
+            add.push("nodad");
+        }
+        ns.run(&add)?;
         for setting in ["base_reachable_time_ms=200", "delay_first_probe_time=1"] {
-            ns.run(&["sysctl", "-qw", &format!("net.ipv4.neigh.{dev}.{setting}")])?;
+            ns.run(&[
+                "sysctl",
+                "-qw",
+                &format!("net.{family}.neigh.{dev}.{setting}"),
+            ])?;
         }
     }
     let members = vec![MemberId("a".into()), MemberId("b".into())];
+    let at = |ip: &str| -> Result<std::net::SocketAddr> {
+        Ok(std::net::SocketAddr::new(ip.parse()?, 5407))
+    };
     let start = |ns: &Netns, me: &str, peer: &str, my_index: usize| {
         let cfg = DetectorConfig {
-            listen: format!("{me}:5407").parse()?,
-            peers: vec![format!("{peer}:5407").parse()?],
+            listen: at(me)?,
+            peers: vec![at(peer)?],
             timing: Timing::DEFAULT,
             mode: DetectorMode::Observe,
         };
@@ -96,8 +124,8 @@ fn beats_keep_the_peers_neighbour_entries_reachable() -> Result<()> {
     };
     let _beats_a = start(&a, ip_a, ip_b, 0)?;
     let _beats_b = start(&b, ip_b, ip_a, 1)?;
-    // Past the first second: an entry first learned from the peer's ARP
-    // request starts stale, and its DELAY ends confirmed.
+    // Past the first second: an entry first learned from the peer's
+    // solicitation starts stale, and its DELAY ends confirmed.
     std::thread::sleep(Duration::from_millis(1500));
     let until = Instant::now() + Duration::from_secs(2);
     let mut looks = 0;
