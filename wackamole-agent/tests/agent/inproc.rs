@@ -4170,6 +4170,19 @@ impl Node {
             });
     }
 
+    /// This node's beat thread reports `member` lost, then condemned,
+    /// saying `answering` answer.
+    fn loses_and_condemns(&self, member: &str, answering: &[&str]) {
+        let member = MemberId(member.into());
+        let lost = Report::Lost {
+            member: member.clone(),
+            mono_ns: 0,
+        };
+        let condemned = Report::Condemned { member, mono_ns: 0 };
+        self.beats(answering, &[], Some(lost));
+        self.beats(answering, &[], Some(condemned));
+    }
+
     /// The members this node's beat thread says it condemned.
     fn condemned(&self, members: &[&str]) {
         (self.detached.as_ref())
@@ -4216,18 +4229,8 @@ async fn an_acting_survivor_answers_a_condemned_members_vifs_once_the_handshake_
             );
         }
         // Both survivors condemn it.
-        let x = MemberId("x".into());
         for n in ["a", "b"] {
-            let lost = Report::Lost {
-                member: x.clone(),
-                mono_ns: 0,
-            };
-            let condemned = Report::Condemned {
-                member: x.clone(),
-                mono_ns: 0,
-            };
-            c.node(n).beats(&["a", "b"], &[], Some(lost));
-            c.node(n).beats(&["a", "b"], &[], Some(condemned));
+            c.node(n).loses_and_condemns("x", &["a", "b"]);
         }
         never_two(&c, 10).await;
         let d = || c.journal.dump();
@@ -4343,20 +4346,10 @@ async fn a_member_condemned_before_the_ring_re_forms_with_it_is_evicted_in_the_n
         // Nothing a and b send from here (their EVICT) is delivered before
         // the next views.
         c.stall();
-        let x = MemberId("x".into());
         for n in ["a", "b"] {
             let node = c.node(n);
             node.condemned(&["x"]);
-            let lost = Report::Lost {
-                member: x.clone(),
-                mono_ns: 0,
-            };
-            let condemned = Report::Condemned {
-                member: x.clone(),
-                mono_ns: 0,
-            };
-            node.beats(&["a", "b"], &[], Some(lost));
-            node.beats(&["a", "b"], &[], Some(condemned));
+            node.loses_and_condemns("x", &["a", "b"]);
         }
         wait(ms(5)).await;
         c.views(&[&["a", "b", "x"]]);
@@ -4424,18 +4417,8 @@ async fn an_acting_node_fenced_when_its_view_changes_stays_silent_until_it_may_r
         };
         // Their EVICT of x will reach only their side of the split.
         c.stall();
-        let xid = MemberId("x".into());
         for n in [a, b] {
-            let lost = Report::Lost {
-                member: xid.clone(),
-                mono_ns: 0,
-            };
-            let condemned = Report::Condemned {
-                member: xid.clone(),
-                mono_ns: 0,
-            };
-            n.beats(&["a", "b", "x"], &[], Some(lost));
-            n.beats(&["a", "b", "x"], &[], Some(condemned));
+            n.loses_and_condemns("x", &["a", "b", "x"]);
             n.handshake(true, &[]);
         }
         check(20).await;
