@@ -665,10 +665,8 @@ fn send_beat(
     peer: SocketAddr,
     confirm: bool,
 ) -> std::io::Result<()> {
-    if !confirm {
-        return socket.send_to(bytes, peer).map(|_| ());
-    }
     use std::os::fd::AsRawFd;
+    let flags = if confirm { libc::MSG_CONFIRM } else { 0 };
     let (sa, len) = crate::net::sockaddr::sockaddr_from(peer, v6_socket);
     // SAFETY: a valid buffer of its length and a valid socket address
     // of the stated length, on the thread's own socket.
@@ -677,7 +675,7 @@ fn send_beat(
             socket.as_raw_fd(),
             bytes.as_ptr().cast(),
             bytes.len(),
-            libc::MSG_CONFIRM,
+            flags,
             (&sa as *const libc::sockaddr_storage).cast(),
             len,
         )
