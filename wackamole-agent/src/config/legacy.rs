@@ -638,11 +638,15 @@ impl<'a> Parser<'a> {
                                                 && n.bytes().all(|b| b.is_ascii_digit()) =>
                                         {
                                             match n.parse() {
-                                                Ok(k) => k,
-                                                Err(_) => {
+                                                Ok(k) if k <= super::MAX_THROTTLE => k,
+                                                _ => {
                                                     return self.err(
                                                         v.line,
-                                                        format!("throttle {}: too large", shown(n)),
+                                                        format!(
+                                                            "throttle {}: too large (at most {} packets/s)",
+                                                            shown(n),
+                                                            super::MAX_THROTTLE
+                                                        ),
                                                     )
                                                 }
                                             }

@@ -47,6 +47,10 @@ pub const MAX_VIF_NAME: usize = 64;
 /// Largest configuration file read, in bytes: 4096 addresses take well under
 /// 1 MiB, and a device or a runaway file must not be read forever.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+/// Highest `notify.targets[].throttle`, in packets per second: far above
+/// what the paced sender's millisecond timer delivers (about 1000 a second),
+/// low enough that its period never rounds to zero.
+pub const MAX_THROTTLE: u32 = 1_000_000;
 
 /// Upper bounds of the duration settings. Each is far beyond any useful
 /// value; they exist so that every accepted value can be added to an

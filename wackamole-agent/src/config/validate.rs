@@ -1172,19 +1172,21 @@ fn build_notify(
         };
         let throttle = match &t.get_ref().throttle {
             None => None,
-            Some(th) => {
-                match u32::try_from(*th.get_ref()) {
-                    Ok(v) if v >= 1 => Some(v),
-                    _ => {
-                        cx.at(
+            Some(th) => match u32::try_from(*th.get_ref()) {
+                Ok(v) if (1..=super::MAX_THROTTLE).contains(&v) => Some(v),
+                _ => {
+                    cx.at(
                         th,
                         format!("notify.targets[{k}].throttle"),
-                        format!("{} packets/s is out of range: at least 1 (omit throttle for no limit)", th.get_ref()),
+                        format!(
+                            "{} packets/s is out of range: at least 1, at most {} (omit throttle for no limit)",
+                            th.get_ref(),
+                            super::MAX_THROTTLE
+                        ),
                     );
-                        None
-                    }
+                    None
                 }
-            }
+            },
         };
         if let Some(range) = range {
             targets.push(NotifyTarget { range, throttle });

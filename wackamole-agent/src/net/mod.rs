@@ -84,7 +84,9 @@ pub(crate) async fn send_paced<F>(
     dropped: impl Fn(&F),
 ) -> NetResult<usize> {
     let mut ticker = (pps > 0).then(|| {
-        let mut t = tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / f64::from(pps)));
+        // Never zero (tokio refuses a zero period), whatever the rate.
+        let period = std::time::Duration::from_nanos((1_000_000_000 / u64::from(pps)).max(1));
+        let mut t = tokio::time::interval(period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
@@ -301,6 +303,16 @@ mod tests {
     #[test]
     fn rtnl_outside_a_runtime_is_an_error() {
         assert!(matches!(Rtnl::new(), Err(NetError::Socket { .. })));
+    }
+
+    /// Any rate paces (tokio's interval refuses a zero period, which a
+    /// rate over 10^9 a second rounded to).
+    #[tokio::test(start_paused = true)]
+    async fn every_rate_paces_without_a_zero_period() {
+        for pps in [1, 1000, 1_000_000, u32::MAX] {
+            let sent = send_paced(&[1u8, 2, 3], pps, &mut Ungated, |_| Ok(()), |_| {}).await;
+            assert_eq!(sent.ok(), Some(3), "{pps} packets/s");
+        }
     }
 
     #[test]

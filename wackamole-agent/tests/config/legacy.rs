@@ -248,6 +248,11 @@ fn malformed_input_names_the_line() {
             "expected a number",
         ),
         (
+            "Group = g\nNotify {\n eth0:10.0.0.1/32 throttle 4000000000\n}\n",
+            3,
+            "too large (at most 1000000",
+        ),
+        (
             "Group = g\nNotify {\n router\n}\n",
             3,
             "not iface:IP/prefix",

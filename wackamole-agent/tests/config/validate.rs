@@ -672,6 +672,26 @@ fn notify_errors() {
     assert_eq!(cfg.notify.targets[1].throttle, None);
     let text = "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\" },\n  { range = \"eth0:10.2.3.0/24\", throttle = 0 },\n]\n";
     assert_issue(&err(text), 4, "notify.targets[1].throttle", "at least 1");
+    // A rate whose period would round to nothing (the paced sender's timer
+    // refuses a zero period).
+    let text =
+        "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\", throttle = 4000000000 },\n]\n";
+    assert_issue(
+        &err(text),
+        3,
+        "notify.targets[0].throttle",
+        "at most 1000000",
+    );
+    let text =
+        "[notify]\ntargets = [\n  { range = \"eth0:10.2.3.0/24\", throttle = 1000001 },\n]\n";
+    assert_issue(
+        &err(text),
+        3,
+        "notify.targets[0].throttle",
+        "at most 1000000",
+    );
+    let cfg = ok("[notify]\ntargets = [{ range = \"eth0:10.2.3.0/24\", throttle = 1000000 }]\n");
+    assert_eq!(cfg.notify.targets[0].throttle, Some(1_000_000));
     let text = "[notify]\ntargets = [\n  { range = \"eth5:10.2.3.0/24\" },\n]\n";
     assert_issue(
         &err(text),
