@@ -34,6 +34,11 @@ pub const ENDIAN_MARKER: u32 = 0x8000_0080;
 /// 4.4 daemon sends (max 144000 data bytes, at most a few thousand members),
 /// it keeps a corrupt length from making us allocate gigabytes.
 pub const MAX_FRAME_REST: usize = 16 * 1024 * 1024;
+/// Most names (group members, or destination groups) in one daemon message.
+/// A wackamole group has one member per node; the frame cap alone would let
+/// a corrupt or hostile daemon list ~500 000, and views are compared member
+/// by member (old against new), which would hold the agent for minutes.
+pub const MAX_NAMES: usize = 4096;
 
 /// Service-type bits of the `type` word (section 5).
 pub mod service {
@@ -631,6 +636,13 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
     let order = ByteOrder::of_marked_word(type_bytes, "type")?;
     let service_type = order.u32(type_bytes) & !ENDIAN_MARKER;
     let num_groups = length(order, word(buf, 36), "num_groups")?;
+    if num_groups > MAX_NAMES {
+        return Err(DecodeError::TooLarge {
+            field: "num_groups",
+            value: num_groups,
+            max: MAX_NAMES,
+        });
+    }
     let data_len = length(order, word(buf, 44), "data_len")?;
     let header = Header {
         order,
@@ -1252,6 +1264,24 @@ mod tests {
             encode_client(ByteOrder::Little, "#a#d", &m),
             Err(EncodeError::TooManyGroups { count: 101 })
         ));
+    }
+
+    #[test]
+    fn a_header_naming_more_than_max_names_is_refused() {
+        let header = |n| {
+            let mut h = Vec::new();
+            put_header(&mut h, ByteOrder::Little, REG_MEMB_MESS, "g", n, 0, 0);
+            decode_header(&h)
+        };
+        assert_eq!(header(MAX_NAMES).map(|h| h.num_groups), Ok(MAX_NAMES));
+        assert_eq!(
+            header(MAX_NAMES + 1).map(|h| h.num_groups),
+            Err(DecodeError::TooLarge {
+                field: "num_groups",
+                value: MAX_NAMES + 1,
+                max: MAX_NAMES
+            })
+        );
     }
 
     #[test]
