@@ -22,7 +22,7 @@
 //! control socket) becomes a [`Note`] with its line: the TOML is still
 //! printed, and the notes say what to do (e.g. move a module to `[hooks]`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -905,6 +905,18 @@ pub fn import(text: &str, file_name: &str) -> Result<Imported, LegacyError> {
     let mut seen: HashMap<Ipv4Addr, usize> = HashMap::new();
     for (_, group) in &l.vifs {
         for (line, a) in group {
+            // Refused here, not only by the validation of the result: the
+            // Prefer matching below scans the VIFs once per Prefer line.
+            if seen.len() == super::MAX_ADDRESSES {
+                return Err(LegacyError {
+                    file: file_name.into(),
+                    line: *line,
+                    message: format!(
+                        "too many addresses: the XDP map holds at most {} (MAX_VIPS); this is the first one past the limit",
+                        super::MAX_ADDRESSES
+                    ),
+                });
+            }
             if let Some(first) = seen.insert(a.addr, *line) {
                 return Err(LegacyError {
                     file: file_name.into(),
@@ -921,6 +933,7 @@ pub fn import(text: &str, file_name: &str) -> Result<Imported, LegacyError> {
     // Prefer: 2.1.4 preferred every VIF whose first address falls in the
     // given network; we list those VIFs by name (their first address).
     let mut prefer: Vec<String> = Vec::new();
+    let mut preferred: HashSet<String> = HashSet::new();
     for (line, spec) in &l.prefer {
         let matched: Vec<String> = match spec {
             PreferSpec::Network(a) => {
@@ -956,7 +969,7 @@ pub fn import(text: &str, file_name: &str) -> Result<Imported, LegacyError> {
             });
         }
         for m in matched {
-            if !prefer.contains(&m) {
+            if preferred.insert(m.clone()) {
                 prefer.push(m);
             }
         }

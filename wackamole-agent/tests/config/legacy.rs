@@ -195,6 +195,24 @@ fn import_err(text: &str) -> LegacyError {
     }
 }
 
+/// More addresses than the XDP map holds: refused at the first one past
+/// the limit (4096 pass; with Prefer lines too, which match against them).
+#[test]
+fn more_addresses_than_the_map_holds_are_refused_at_the_first_past_it() {
+    let file = |n: usize| {
+        let vifs: String = (0..n)
+            .map(|i| format!(" eth0:10.{}.{}.1/32\n", i / 256, i % 256))
+            .collect();
+        format!(
+            "Group = g\nPrefer 10.0.0.0/8\nPrefer 10.1.0.0/16\nVirtualInterfaces {{\n{vifs}}}\n"
+        )
+    };
+    assert!(import(&file(4096), "big.conf").is_ok());
+    let e = import_err(&file(4097));
+    assert_eq!(e.line, 4 + 4097, "{e}");
+    assert!(e.message.contains("at most 4096"), "{e}");
+}
+
 #[test]
 fn malformed_input_names_the_line() {
     let cases: &[(&str, usize, &str)] = &[
