@@ -56,6 +56,10 @@ const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// An 802.1Q/802.1ad tag: TCI (2) + the inner ethertype (2).
+const VLAN_HLEN: usize = 4;
 const ARP_LEN: usize = 28;
 const ARP_OP_REQUEST: u16 = 1;
 const ARP_OP_REPLY: u16 = 2;
@@ -73,8 +77,12 @@ const OFF_ARP_THA: usize = OFF_ARP + 18;
 const OFF_ARP_TPA: usize = OFF_ARP + 24;
 const OFF_IP_DST: usize = ETH_HLEN + 16;
 
-/// The fixed ARP header for Ethernet/IPv4: htype 1, ptype 0x0800, hlen 6, plen 4.
-const ARP_ETH_IPV4: [u8; 6] = [0, 1, 0x08, 0x00, 6, 4];
+/// The fixed ARP header for Ethernet/IPv4 after the hardware type: ptype
+/// 0x0800, hlen 6, plen 4. The hardware type is Ethernet (1) or IEEE 802
+/// (6): Linux answers both on an Ethernet device, so both are ours.
+const ARP_IPV4_FIXED: [u8; 4] = [0x08, 0x00, 6, 4];
+const ARP_HTYPE_ETHER: [u8; 2] = [0, 1];
+const ARP_HTYPE_IEEE802: [u8; 2] = [0, 6];
 
 // IPv6 and neighbour discovery (RFC 4861).
 const IPV6_HLEN: usize = 40;
@@ -137,8 +145,85 @@ fn classify(ctx: &XdpContext) -> u32 {
         ETH_P_ARP => handle_arp(ctx, start, end),
         ETH_P_IP => handle_ipv4(ctx, start, end),
         ETH_P_IPV6 => handle_ipv6(ctx, start, end),
-        // VLAN-tagged and everything else: not ours.
+        ETH_P_8021Q | ETH_P_8021AD => {
+            handle_priority_tagged(start, end, ctx.ingress_ifindex() as u32)
+        }
+        // Everything else: not ours.
         _ => xdp_action::XDP_PASS,
+    }
+}
+
+/// Whether the 8 bytes after the ARP opcode's start describe Ethernet (or
+/// IEEE 802) hardware and IPv4.
+#[inline(always)]
+fn arp_is_ethernet_ipv4(fixed: &[u8; 6]) -> bool {
+    let htype = [fixed[0], fixed[1]];
+    (htype == ARP_HTYPE_ETHER || htype == ARP_HTYPE_IEEE802)
+        && [fixed[2], fixed[3], fixed[4], fixed[5]] == ARP_IPV4_FIXED
+}
+
+/// A frame with one 802.1Q/802.1ad tag. A tag with VLAN id 0 (priority
+/// tagging, 802.1p) belongs to this very interface: the kernel strips it
+/// and answers the ARP request or solicitation inside as if untagged, from
+/// an address this node keeps plumbed while it releases, yields, stands by
+/// or is fenced. Those are dropped for such VIPs; everything else (an owned
+/// VIP, which the kernel may answer, other VLANs, other traffic) passes.
+#[inline(always)]
+fn handle_priority_tagged(start: usize, end: usize, ifindex: u32) -> u32 {
+    let inner = start + VLAN_HLEN;
+    if inner + ETH_HLEN > end {
+        return xdp_action::XDP_PASS;
+    }
+    // SAFETY: the tag and the inner ethertype are inside (checked above).
+    let tci = unsafe { read_be16(start + OFF_ETH_TYPE + 2) };
+    if tci & 0x0fff != 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let ethertype = unsafe { read_be16(inner + OFF_ETH_TYPE) };
+    let key = match ethertype {
+        ETH_P_ARP => {
+            if inner + ETH_HLEN + ARP_LEN > end {
+                return xdp_action::XDP_PASS;
+            }
+            // SAFETY (reads): inside the ARP message checked above.
+            let fixed: [u8; 6] = unsafe { read_bytes(inner + OFF_ARP) };
+            let op = unsafe { read_be16(inner + OFF_ARP_OP) };
+            let spa: [u8; 4] = unsafe { read_bytes(inner + OFF_ARP_SPA) };
+            let tpa: [u8; 4] = unsafe { read_bytes(inner + OFF_ARP_TPA) };
+            if !arp_is_ethernet_ipv4(&fixed) || op != ARP_OP_REQUEST || spa == tpa {
+                return xdp_action::XDP_PASS;
+            }
+            VipKey::ipv4(ifindex, tpa)
+        }
+        ETH_P_IPV6 => {
+            if inner + OFF_ICMP6 + ND_MSG_LEN > end {
+                return xdp_action::XDP_PASS;
+            }
+            // SAFETY (reads): inside the IPv6 header and NS message checked above.
+            let version: [u8; 1] = unsafe { read_bytes(inner + OFF_IP6) };
+            let next: [u8; 1] = unsafe { read_bytes(inner + OFF_IP6_NEXT) };
+            let icmp_type: [u8; 1] = unsafe { read_bytes(inner + OFF_ICMP6) };
+            let target: [u8; 16] = unsafe { read_bytes(inner + OFF_ND_TARGET) };
+            if version[0] >> 4 != 6 || next[0] != IPPROTO_ICMPV6 || icmp_type[0] != ND_NS {
+                return xdp_action::XDP_PASS;
+            }
+            VipKey::ipv6(ifindex, target)
+        }
+        _ => return xdp_action::XDP_PASS,
+    };
+    silence_unless_owned(&key)
+}
+
+/// A request for `key` this program does not answer itself but the kernel
+/// may: dropped while the VIP is releasing, yielding or fenced here, passed
+/// otherwise (owned, or no VIP).
+#[inline(always)]
+fn silence_unless_owned(key: &VipKey) -> u32 {
+    match disposition(key, lease_lapsed()) {
+        None | Some(Disposition::Owned(_)) => xdp_action::XDP_PASS,
+        Some(Disposition::Releasing) => drop_for(key, action::DROP_RELEASING),
+        Some(Disposition::Yielding) => drop_for(key, action::DROP_YIELDING),
+        Some(Disposition::Fenced) => drop_for(key, action::DROP_FENCED),
     }
 }
 
@@ -150,7 +235,7 @@ fn handle_arp(ctx: &XdpContext, start: usize, end: usize) -> u32 {
     // SAFETY (all reads and writes below): they lie within the first
     // ETH_HLEN + ARP_LEN bytes, which are inside [start, end) (checked above).
     let fixed: [u8; 6] = unsafe { read_bytes(start + OFF_ARP) };
-    if fixed != ARP_ETH_IPV4 {
+    if !arp_is_ethernet_ipv4(&fixed) {
         return xdp_action::XDP_PASS;
     }
     let op = unsafe { read_be16(start + OFF_ARP_OP) };
@@ -242,9 +327,11 @@ fn ip_traffic(key: &VipKey, frame_len: u64) -> u32 {
 
 /// IPv6: neighbour solicitations for our VIPs are answered (or dropped), NAs
 /// checked for conflicts, and other traffic to a VIP counted or dropped like
-/// IPv4. Only ICMPv6 straight after the fixed header is parsed: an NS behind
-/// extension headers or in fragments (RFC 6980 forbids fragmented ND) is not
-/// ours and goes to the kernel; its destination (a multicast group) is no VIP.
+/// IPv4. Only ICMPv6 straight after the fixed header is parsed: an NS in
+/// fragments (RFC 6980 forbids fragmented ND; the kernel drops it) goes to
+/// the kernel, and so does one behind a hop-by-hop header, which the kernel
+/// answers: a known gap for a VIP silent here (no host sends one; a forged
+/// one can only make a silent node answer as a forged reply would).
 /// Unicast traffic to a releasing or fenced VIP is dropped whatever headers
 /// follow, as IPv4 is whatever its options.
 #[inline(always)]
@@ -285,16 +372,21 @@ struct NdOptions {
     /// The source (NS) or target (NA) link-layer address option, if `has_lladdr`.
     lladdr: [u8; 6],
     has_lladdr: bool,
+    /// Not parsed because it is longer than this program walks (a payload
+    /// over `ND_MAX_LEN`, more than `ND_MAX_OPTS` options) though valid so
+    /// far: the kernel may still answer it.
+    beyond: bool,
 }
 
 /// Checks the parts RFC 4861 (7.1.1, 7.1.2) asks of an NS or NA: hop limit
 /// 255, code 0, a payload that holds the message and fits the frame, options
 /// of non-zero length that exactly fill the rest. Returns the payload length
-/// and the options, `None` for anything to leave to the kernel. The ICMPv6
+/// and the options, `None` for anything to leave to the kernel (with
+/// `beyond` set in `opts` if only its length stopped the walk). The ICMPv6
 /// checksum is not verified here (the Ethernet FCS has vouched for the bits;
 /// the kernel verifies what we pass).
 #[inline(always)]
-fn nd_parse(ctx: &XdpContext, lladdr_type: u8) -> Option<(usize, NdOptions)> {
+fn nd_parse(ctx: &XdpContext, lladdr_type: u8, opts: &mut NdOptions) -> Option<usize> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + OFF_ICMP6 + ND_MSG_LEN > end {
@@ -307,13 +399,13 @@ fn nd_parse(ctx: &XdpContext, lladdr_type: u8) -> Option<(usize, NdOptions)> {
         return None;
     }
     let plen = unsafe { read_be16(start + OFF_IP6_PLEN) } as usize;
-    if !(ND_MSG_LEN..=ND_MAX_LEN).contains(&plen) || start + OFF_ICMP6 + plen > end {
+    if plen < ND_MSG_LEN || start + OFF_ICMP6 + plen > end {
         return None;
     }
-    let mut opts = NdOptions {
-        lladdr: [0; 6],
-        has_lladdr: false,
-    };
+    if plen > ND_MAX_LEN {
+        opts.beyond = true;
+        return None;
+    }
     let mut off = ND_MSG_LEN;
     for _ in 0..ND_MAX_OPTS {
         if off >= plen {
@@ -350,9 +442,18 @@ fn nd_parse(ctx: &XdpContext, lladdr_type: u8) -> Option<(usize, NdOptions)> {
     }
     if off != plen {
         // More options than we walk: the kernel's business.
+        opts.beyond = true;
         return None;
     }
-    Some((plen, opts))
+    Some(plen)
+}
+
+fn no_options() -> NdOptions {
+    NdOptions {
+        lladdr: [0; 6],
+        has_lladdr: false,
+        beyond: false,
+    }
 }
 
 /// A neighbour solicitation. For an owned VIP: a solicited advertisement
@@ -365,9 +466,8 @@ fn nd_parse(ctx: &XdpContext, lladdr_type: u8) -> Option<(usize, NdOptions)> {
 fn handle_ns(ctx: &XdpContext, ifindex: u32) -> u32 {
     let start = ctx.data();
     let end = ctx.data_end();
-    let Some((_, opts)) = nd_parse(ctx, ND_OPT_SLLA) else {
-        return xdp_action::XDP_PASS;
-    };
+    let mut opts = no_options();
+    let parsed = nd_parse(ctx, ND_OPT_SLLA, &mut opts).is_some();
     if start + OFF_ICMP6 + ND_MSG_LEN > end {
         return xdp_action::XDP_PASS;
     }
@@ -378,6 +478,19 @@ fn handle_ns(ctx: &XdpContext, ifindex: u32) -> u32 {
     let eth_src: [u8; 6] = unsafe { read_bytes(start + OFF_ETH_SRC) };
     if target[0] == 0xff {
         // A multicast target is invalid.
+        return xdp_action::XDP_PASS;
+    }
+    if !parsed {
+        // Longer than we walk, the kernel may answer it: not for a VIP
+        // that must be silent here.
+        if opts.beyond {
+            return silence_unless_owned(&VipKey::ipv6(ifindex, target));
+        }
+        return xdp_action::XDP_PASS;
+    }
+    if src[0] == 0xff {
+        // A multicast source is invalid (RFC 4291 2.7; the kernel drops
+        // it): a solicited NA to a group is no answer (RFC 4861 7.2.4).
         return xdp_action::XDP_PASS;
     }
     let dad = src == [0u8; 16];
@@ -459,9 +572,10 @@ fn handle_ns(ctx: &XdpContext, ifindex: u32) -> u32 {
 fn check_na(ctx: &XdpContext, ifindex: u32) {
     let start = ctx.data();
     let end = ctx.data_end();
-    let Some((_, opts)) = nd_parse(ctx, ND_OPT_TLLA) else {
+    let mut opts = no_options();
+    if nd_parse(ctx, ND_OPT_TLLA, &mut opts).is_none() {
         return;
-    };
+    }
     if start + OFF_ICMP6 + ND_MSG_LEN > end {
         return;
     }

@@ -218,6 +218,48 @@ fn arp_socket(iface: &str) -> Result<OwnedFd> {
     packet_socket(iface, libc::ETH_P_ARP as u16)
 }
 
+/// Sends `frame` as it is on `iface` (a raw socket of the calling thread's
+/// namespace) and returns every frame that arrives there from another
+/// source MAC within `wait`: for frames the ARP tools cannot make (another
+/// hardware type, a VLAN tag).
+pub fn raw_exchange(iface: &str, frame: &[u8], wait: std::time::Duration) -> Result<Vec<Vec<u8>>> {
+    let fd = packet_socket(iface, libc::ETH_P_ALL as u16)?;
+    let own_mac: Option<[u8; 6]> = frame.get(6..12).and_then(|m| m.try_into().ok());
+    // SAFETY: a valid buffer of its length on our own bound socket.
+    let sent = unsafe { libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+    ensure!(
+        sent >= 0,
+        "send on {iface}: {}",
+        std::io::Error::last_os_error()
+    );
+    let until = std::time::Instant::now() + wait;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(got);
+        }
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, left.as_millis().max(1) as i32) } <= 0 {
+            continue;
+        }
+        // SAFETY: a valid buffer of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n > 0 {
+            let f = &buf[..n as usize];
+            if f.get(6..12) != own_mac.as_ref().map(|m| &m[..]) {
+                got.push(f.to_vec());
+            }
+        }
+    }
+}
+
 /// A raw `AF_PACKET` socket receiving the frames of ethertype `ethertype` on `iface`.
 pub(crate) fn packet_socket(iface: &str, ethertype: u16) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(iface)?;

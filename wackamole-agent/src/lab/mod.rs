@@ -61,7 +61,7 @@ pub mod resources;
 pub mod responder;
 mod veth_lab;
 
-pub use veth_lab::VethLab;
+pub use veth_lab::{VethLab, PEER_ADDR};
 
 /// `CLOCK_MONOTONIC` now, in nanoseconds (the data plane's clock, as a number
 /// for records and plots).

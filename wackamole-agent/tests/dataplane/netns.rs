@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use wackamole::dataplane::frames::{vlan_tagged, ArpFrame};
 use wackamole::dataplane::XdpAttachMode;
+use wackamole::lab::arp_observer;
 use wackamole::lab::arping::{arping, fmt_mac};
 use wackamole::lab::VethLab;
 
@@ -41,6 +43,82 @@ fn silent(lab: &VethLab, addr: Ipv4Addr) -> Result<bool> {
 fn pings(lab: &VethLab, addr: Ipv4Addr) -> bool {
     lab.peer
         .succeeds(&["ping", "-c", "1", "-W", "1", &addr.to_string()])
+}
+
+/// Whether the XDP side answers `frame` (an ARP request, perhaps tagged)
+/// sent from the peer: an ARP reply comes back within 300 ms.
+fn answered_raw(lab: &VethLab, frame: Vec<u8>) -> Result<bool> {
+    let got = lab.peer.in_thread(move || {
+        arp_observer::raw_exchange(PEER_IF, &frame, Duration::from_millis(300))
+    })??;
+    Ok(got.iter().any(|f| {
+        let arp = match f.get(12..14) {
+            Some([0x08, 0x06]) => 14,
+            Some([0x81, 0x00]) => 18,
+            _ => return false,
+        };
+        f.get(arp + 6..arp + 8) == Some(&[0, 2][..])
+    }))
+}
+
+/// Requests the kernel answers for an address it holds, which the program
+/// must not leave to it while the VIP is silent here (released, fenced):
+/// hardware type 6 (IEEE 802) and a priority tag (802.1Q VLAN id 0). The
+/// address is on the XDP side's interface, as standby addresses and
+/// lingering hand-overs keep it.
+fn kernel_answered_requests_scenario(mode: XdpAttachMode) -> Result<()> {
+    let mut lab = VethLab::new(mode)?;
+    let peer_mac = lab.peer.mac(PEER_IF)?;
+    let vip = lab.vip(VIP);
+    lab.xdp
+        .run(&["ip", "addr", "add", &format!("{VIP}/24"), "dev", XDP_IF])?;
+    let request = || {
+        ArpFrame::request(peer_mac, wackamole::lab::PEER_ADDR, VIP)
+            .encode_unpadded()
+            .to_vec()
+    };
+    let mut ieee802 = request();
+    ieee802[15] = 6;
+    let frames = [
+        ("hardware type 6", ieee802),
+        ("priority tag", vlan_tagged(&request(), 0)),
+    ];
+    // Not a VIP here: the kernel answers both (the frames are good).
+    for (name, f) in &frames {
+        ensure!(
+            answered_raw(&lab, f.clone())?,
+            "{mode:?}: the kernel ignored the {name}"
+        );
+    }
+    lab.plane()?.own(&vip)?;
+    lab.plane()?.release(&vip)?;
+    for (name, f) in &frames {
+        ensure!(
+            !answered_raw(&lab, f.clone())?,
+            "{mode:?}: {name} answered while released"
+        );
+    }
+    lab.plane()?.own(&vip)?;
+    lab.plane()?.renew_lease(Some(Duration::from_millis(1)))?;
+    std::thread::sleep(Duration::from_millis(20));
+    for (name, f) in &frames {
+        ensure!(
+            !answered_raw(&lab, f.clone())?,
+            "{mode:?}: {name} answered while fenced"
+        );
+    }
+    let a = lab.plane()?.action_counters()?;
+    ensure!(
+        a.drop_releasing >= 2 && a.drop_fenced >= 2,
+        "{mode:?}: {a:?}"
+    );
+    lab.shutdown()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn kernel_answered_requests_are_dropped_for_a_silent_vip_skb() -> Result<()> {
+    kernel_answered_requests_scenario(XdpAttachMode::Skb)
 }
 
 fn scenario(mode: XdpAttachMode) -> Result<()> {

@@ -313,7 +313,7 @@ fn short_and_malformed_frames_pass_untouched() {
         ("truncated IPv4 header", ip_to(VIP_IP, 60)[..33].to_vec()),
     ];
     for (name, at, value) in [
-        ("htype 6", 15usize, 6u8),
+        ("htype 2", 15usize, 2u8),
         ("ptype IPv6", 16, 0x86),
         ("hlen 8", 18, 8),
         ("plen 16", 19, 16),
@@ -351,6 +351,90 @@ fn frames_shorter_than_ethernet_never_reach_the_program() {
     assert!(err.is_err(), "a 13-byte frame was accepted");
     let r = p.run(&good[..14]);
     assert_eq!(r.action, XDP_PASS);
+}
+
+/// Hardware type 6 (IEEE 802) is answered by Linux on an Ethernet device
+/// like type 1: answered here when owned (the reply mirrors the request),
+/// dropped when silent, never left to the kernel, which would answer for
+/// an address still plumbed.
+#[test]
+#[ignore = "needs root"]
+fn ieee802_hardware_type_requests_are_answered_and_silenced_like_ethernet() {
+    let mut p = owned();
+    let mut req = request();
+    req[15] = 6;
+    let r = p.run(&req);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(&r.frame[14..16], &[0, 6]);
+    assert_eq!(&r.frame[20..22], &[0, 2], "a reply");
+    assert_eq!(&r.frame[22..28], &VIP_MAC, "sender hardware address");
+    p.dp().release(&vip()).unwrap();
+    assert_eq!(p.run(&req).action, XDP_DROP);
+    p.dp().own_as(&vip(), VIP_MAC).unwrap();
+    p.dp().set_lease_deadline(1).unwrap();
+    assert_eq!(p.run(&req).action, XDP_DROP, "fenced");
+    let a = p.actions();
+    assert_eq!((a.arp_reply, a.drop_releasing, a.drop_fenced), (1, 1, 1));
+}
+
+/// A priority tag (802.1Q, VLAN id 0) belongs to the interface itself: the
+/// kernel strips it and answers what it carries. Requests and
+/// solicitations inside one are dropped for a silent VIP (released,
+/// yielding, fenced), passed for an owned one and for any other VLAN;
+/// other traffic inside one passes.
+#[test]
+#[ignore = "needs root"]
+fn priority_tagged_requests_for_a_silent_vip_are_dropped() {
+    let mut p = owned();
+    let tagged = vlan_tagged(&request(), 0);
+    let r = p.run(&tagged);
+    assert_eq!((r.action, &r.frame), (XDP_PASS, &tagged), "owned");
+    p.dp().release(&vip()).unwrap();
+    assert_eq!(p.run(&tagged).action, XDP_DROP, "released");
+    assert_eq!(
+        p.run(&vlan_tagged(&request(), 5)).action,
+        XDP_PASS,
+        "VLAN 5"
+    );
+    assert_eq!(
+        p.run(&vlan_tagged(&ip_to(VIP_IP, 64), 0)).action,
+        XDP_PASS,
+        "traffic"
+    );
+    let mut gratuitous = ArpFrame::request(PEER_MAC, VIP_IP, VIP_IP)
+        .encode_unpadded()
+        .to_vec();
+    gratuitous = vlan_tagged(&gratuitous, 0);
+    assert_eq!(p.run(&gratuitous).action, XDP_PASS, "gratuitous");
+    for len in 14..tagged.len() {
+        assert_eq!(p.run(&tagged[..len]).action, XDP_PASS, "{len} bytes");
+    }
+    p.dp().yield_vip(&vip()).unwrap();
+    assert_eq!(p.run(&tagged).action, XDP_DROP, "yielding");
+
+    let mut p6 = owned6();
+    let tagged6 = vlan_tagged(&ns().to_frame(), 0);
+    assert_eq!(p6.run(&tagged6).action, XDP_PASS, "owned (IPv6)");
+    p6.dp().set_lease_deadline(1).unwrap();
+    assert_eq!(p6.run(&tagged6).action, XDP_DROP, "fenced (IPv6)");
+    p6.dp().set_lease_deadline(0).unwrap();
+    p6.dp().release(&vip6()).unwrap();
+    assert_eq!(p6.run(&tagged6).action, XDP_DROP, "released (IPv6)");
+    // Up to the end of the NS message (the tag, Ethernet, IPv6, 24 bytes).
+    for len in 14..4 + 14 + 40 + 24 {
+        let r = p6.run(&tagged6[..len]);
+        assert_eq!(r.action, XDP_PASS, "{len} bytes (IPv6)");
+    }
+    let a = (p.actions(), p6.actions());
+    assert_eq!(
+        (
+            a.0.drop_releasing,
+            a.0.drop_yielding,
+            a.1.drop_fenced,
+            a.1.drop_releasing
+        ),
+        (1, 1, 1, 1)
+    );
 }
 
 #[test]
@@ -944,6 +1028,48 @@ fn invalid_solicitations_pass_untouched() {
     assert_eq!(p.counters(&vip6()), VipCounters::default());
     let a = p.actions();
     assert_eq!((a.pass, a.na_reply), (cases.len() as u64, 0));
+}
+
+/// Solicitations longer than the program walks (over 1280 bytes, more
+/// than eight options) are valid and the kernel answers them: for an owned
+/// VIP it may, for a silent one they are dropped. One with a multicast
+/// source is left to the kernel (which drops it), never answered to a group.
+#[test]
+#[ignore = "needs root"]
+fn long_solicitations_are_dropped_for_a_silent_vip() {
+    let mut nine = ns();
+    nine.options = vec![0; 8 * 9];
+    for o in nine.options.chunks_mut(8) {
+        o[0] = 14;
+        o[1] = 1;
+    }
+    let mut long = ns();
+    long.options = vec![0; 8 * 163];
+    long.options[0] = 14;
+    long.options[1] = 163;
+    let mut hops = ns().to_frame();
+    hops[21] = 254;
+    let mut p = owned6();
+    let from_group = NdFrame::solicitation(PEER_MAC, "ff02::1".parse().unwrap(), VIP6).to_frame();
+    let r = p.run(&from_group);
+    assert_eq!(
+        (r.action, &r.frame),
+        (XDP_PASS, &from_group),
+        "multicast source"
+    );
+    for f in [nine.to_frame(), long.to_frame()] {
+        assert_eq!(p.run(&f).action, XDP_PASS, "owned");
+    }
+    p.dp().release(&vip6()).unwrap();
+    assert_eq!(p.run(&nine.to_frame()).action, XDP_DROP, "nine options");
+    assert_eq!(p.run(&long.to_frame()).action, XDP_DROP, "over 1280 bytes");
+    assert_eq!(
+        p.run(&hops).action,
+        XDP_PASS,
+        "invalid: the kernel drops it"
+    );
+    let a = p.actions();
+    assert_eq!((a.drop_releasing, a.na_reply), (2, 0));
 }
 
 #[test]
