@@ -153,8 +153,8 @@ fn classify(ctx: &XdpContext) -> u32 {
     }
 }
 
-/// Whether the 8 bytes after the ARP opcode's start describe Ethernet (or
-/// IEEE 802) hardware and IPv4.
+/// Whether the ARP header's first six bytes (hardware and protocol types,
+/// their address lengths) describe Ethernet (or IEEE 802) and IPv4.
 #[inline(always)]
 fn arp_is_ethernet_ipv4(fixed: &[u8; 6]) -> bool {
     let htype = [fixed[0], fixed[1]];
