@@ -214,16 +214,28 @@ fn handle_priority_tagged(start: usize, end: usize, ifindex: u32) -> u32 {
     silence_unless_owned(&key)
 }
 
+/// A request (ARP or NS) for `key`: `Ok` with the entry to answer with
+/// when the VIP is owned here, else the verdict: passed when it is no VIP,
+/// dropped (and counted) while it is releasing, yielding or fenced.
+#[inline(always)]
+fn answerable(key: &VipKey, fenced: bool) -> Result<VipEntry, u32> {
+    match disposition(key, fenced) {
+        None => Err(xdp_action::XDP_PASS),
+        Some(Disposition::Releasing) => Err(drop_for(key, action::DROP_RELEASING)),
+        Some(Disposition::Yielding) => Err(drop_for(key, action::DROP_YIELDING)),
+        Some(Disposition::Fenced) => Err(drop_for(key, action::DROP_FENCED)),
+        Some(Disposition::Owned(entry)) => Ok(entry),
+    }
+}
+
 /// A request for `key` this program does not answer itself but the kernel
 /// may: dropped while the VIP is releasing, yielding or fenced here, passed
 /// otherwise (owned, or no VIP).
 #[inline(always)]
 fn silence_unless_owned(key: &VipKey) -> u32 {
-    match disposition(key, lease_lapsed()) {
-        None | Some(Disposition::Owned(_)) => xdp_action::XDP_PASS,
-        Some(Disposition::Releasing) => drop_for(key, action::DROP_RELEASING),
-        Some(Disposition::Yielding) => drop_for(key, action::DROP_YIELDING),
-        Some(Disposition::Fenced) => drop_for(key, action::DROP_FENCED),
+    match answerable(key, lease_lapsed()) {
+        Ok(_) => xdp_action::XDP_PASS,
+        Err(verdict) => verdict,
     }
 }
 
@@ -264,29 +276,25 @@ fn handle_arp(ctx: &XdpContext, start: usize, end: usize) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let key = VipKey::ipv4(ifindex, tpa);
-    match disposition(&key, fenced) {
-        None => xdp_action::XDP_PASS,
-        Some(Disposition::Releasing) => drop_for(&key, action::DROP_RELEASING),
-        Some(Disposition::Yielding) => drop_for(&key, action::DROP_YIELDING),
-        Some(Disposition::Fenced) => drop_for(&key, action::DROP_FENCED),
-        Some(Disposition::Owned(entry)) => {
-            unsafe {
-                write_bytes(start + OFF_ETH_DST, &sha);
-                write_bytes(start + OFF_ETH_SRC, &entry.mac);
-                write_bytes(start + OFF_ARP_OP, &ARP_OP_REPLY.to_be_bytes());
-                write_bytes(start + OFF_ARP_THA, &sha);
-                write_bytes(start + OFF_ARP_TPA, &spa);
-                write_bytes(start + OFF_ARP_SHA, &entry.mac);
-                write_bytes(start + OFF_ARP_SPA, &tpa);
-            }
-            if let Some(c) = vip_counters(&key) {
-                // SAFETY: per-CPU value of this CPU; XDP runs with preemption off.
-                unsafe { (*c).arp_replies += 1 };
-            }
-            count_action(action::ARP_REPLY);
-            xdp_action::XDP_TX
-        }
+    let entry = match answerable(&key, fenced) {
+        Ok(entry) => entry,
+        Err(verdict) => return verdict,
+    };
+    unsafe {
+        write_bytes(start + OFF_ETH_DST, &sha);
+        write_bytes(start + OFF_ETH_SRC, &entry.mac);
+        write_bytes(start + OFF_ARP_OP, &ARP_OP_REPLY.to_be_bytes());
+        write_bytes(start + OFF_ARP_THA, &sha);
+        write_bytes(start + OFF_ARP_TPA, &spa);
+        write_bytes(start + OFF_ARP_SHA, &entry.mac);
+        write_bytes(start + OFF_ARP_SPA, &tpa);
     }
+    if let Some(c) = vip_counters(&key) {
+        // SAFETY: per-CPU value of this CPU; XDP runs with preemption off.
+        unsafe { (*c).arp_replies += 1 };
+    }
+    count_action(action::ARP_REPLY);
+    xdp_action::XDP_TX
 }
 
 #[inline(always)]
@@ -500,12 +508,9 @@ fn handle_ns(ctx: &XdpContext, ifindex: u32) -> u32 {
         return xdp_action::XDP_PASS;
     }
     let key = VipKey::ipv6(ifindex, target);
-    let entry = match disposition(&key, lease_lapsed()) {
-        None => return xdp_action::XDP_PASS,
-        Some(Disposition::Releasing) => return drop_for(&key, action::DROP_RELEASING),
-        Some(Disposition::Yielding) => return drop_for(&key, action::DROP_YIELDING),
-        Some(Disposition::Fenced) => return drop_for(&key, action::DROP_FENCED),
-        Some(Disposition::Owned(entry)) => entry,
+    let entry = match answerable(&key, lease_lapsed()) {
+        Ok(entry) => entry,
+        Err(verdict) => return verdict,
     };
     let (reply_ip, reply_mac, mut flags) = if dad {
         (ALL_NODES, ALL_NODES_MAC, NA_FLAG_OVERRIDE)
